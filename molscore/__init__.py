@@ -1,0 +1,7 @@
+"""molscore: score-based generative modeling of molecules on one SDE engine."""
+from .sde import SDE, SubVPSDE, VESDE, VPSDE, make_sde
+from .spaces import DenseSpace, PointSetSpace, Space
+
+__version__ = "0.1.0"
+__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "make_sde", "Space", "DenseSpace",
+           "PointSetSpace", "__version__"]

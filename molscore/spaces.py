@@ -1,0 +1,165 @@
+"""Spaces: the only thing the engine knows about the data.
+
+A batch is a tensor ``x`` whose first dimension indexes rows, plus a *space*
+that says how rows group into samples and which noise is legal:
+
+* :class:`DenseSpace` -- one row per sample: vectors ``(B, D)``, images
+  ``(B, C, H, W)``.
+* :class:`PointSetSpace` -- one row per point (atom, residue), ``(N, 3)``, with a
+  node-to-sample index ``batch`` of shape ``(N,)``. Noise and states are kept
+  centre-of-mass free per sample, so a point set of ``n`` points has
+  ``3 n - 3`` degrees of freedom.
+
+SDEs, objectives, samplers and likelihoods use only the methods of
+:class:`Space`; nothing in them knows which space they work in.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["Space", "DenseSpace", "PointSetSpace"]
+
+
+class Space(ABC):
+    """How the rows of a batch tensor form samples.
+
+    Attributes:
+        shape: full shape of the batch tensor ``x``.
+        num_samples: number of samples ``B`` in the batch.
+    """
+
+    shape: torch.Size
+    num_samples: int
+
+    @abstractmethod
+    def expand(self, t: Tensor) -> Tensor:
+        """Broadcast a per-sample quantity ``(B,)`` to a tensor that broadcasts against ``x``."""
+
+    @abstractmethod
+    def per_sample_sum(self, v: Tensor) -> Tensor:
+        """Sum everything that belongs to one sample: ``v`` shaped like ``x`` -> ``(B,)``."""
+
+    @abstractmethod
+    def project(self, x: Tensor) -> Tensor:
+        """Project ``x`` onto the legal subspace (identity for dense data)."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> Tensor:
+        """Degrees of freedom per sample, ``(B,)`` float (e.g. ``3n - 3`` for a CoM-free point set)."""
+
+    def noise_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Standard Gaussian noise on the legal subspace, shaped like ``x``."""
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self.project(z)
+
+    def noise(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+              generator: torch.Generator | None = None) -> Tensor:
+        """Fresh standard Gaussian noise of the batch's full :attr:`shape`."""
+        z = torch.randn(self.shape, generator=generator, device=device, dtype=dtype)
+        return self.project(z)
+
+    def rademacher_like(self, x: Tensor) -> Tensor:
+        """Random signs on the legal subspace (for Hutchinson estimators), shaped like ``x``."""
+        return self.project(torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1)
+
+    def sample_time(self, t_min: float, t_max: float, device=None, dtype=torch.float32) -> Tensor:
+        """Uniform times in ``[t_min, t_max]``, one per sample, ``(B,)``."""
+        return t_min + (t_max - t_min) * torch.rand(self.num_samples, device=device, dtype=dtype)
+
+    def norm_sq(self, v: Tensor) -> Tensor:
+        """Per-sample squared norm ``||v||^2``, ``(B,)``."""
+        return self.per_sample_sum(v * v)
+
+
+class DenseSpace(Space):
+    """One row per sample; ``x`` has shape ``(B, *event_shape)``.
+
+    Args:
+        shape: full batch shape, e.g. ``(B, 2)`` or ``(B, C, H, W)``.
+    """
+
+    def __init__(self, shape: Sequence[int]):
+        self.shape = torch.Size(shape)
+        self.num_samples = int(self.shape[0])
+        self._event_ndim = len(self.shape) - 1
+        self._dim = float(math.prod(self.shape[1:]))
+
+    def expand(self, t: Tensor) -> Tensor:
+        t = torch.as_tensor(t)
+        if t.ndim == 0:
+            t = t.expand(self.num_samples)
+        return t.reshape(-1, *([1] * self._event_ndim))
+
+    def per_sample_sum(self, v: Tensor) -> Tensor:
+        return v.reshape(v.shape[0], -1).sum(dim=1)
+
+    def project(self, x: Tensor) -> Tensor:
+        return x
+
+    @property
+    def dim(self) -> Tensor:
+        return torch.full((self.num_samples,), self._dim)
+
+    def __repr__(self) -> str:
+        return f"DenseSpace(shape={tuple(self.shape)})"
+
+
+class PointSetSpace(Space):
+    """Graph-batched point sets: ``x`` is ``(N, 3)`` with sample index ``batch`` ``(N,)``.
+
+    Args:
+        batch: ``(N,)`` long tensor, the sample each row belongs to (values in ``[0, B)``).
+        num_samples: ``B``; inferred as ``batch.max() + 1`` when omitted.
+        point_dim: coordinates per point (3 for molecules and C-alpha traces).
+        com_free: keep noise and states centre-of-mass free per sample.
+    """
+
+    def __init__(self, batch: Tensor, num_samples: int | None = None, point_dim: int = 3,
+                 com_free: bool = True):
+        self.batch = batch.long()
+        self.num_samples = int(num_samples if num_samples is not None else
+                               (int(batch.max()) + 1 if batch.numel() else 0))
+        self.point_dim = point_dim
+        self.com_free = com_free
+        self.shape = torch.Size((batch.numel(), point_dim))
+        self.counts = torch.bincount(self.batch, minlength=self.num_samples)
+
+    def expand(self, t: Tensor) -> Tensor:
+        t = torch.as_tensor(t, device=self.batch.device)
+        if t.ndim == 0:
+            return t.expand(self.batch.numel()).unsqueeze(-1)
+        return t[self.batch].unsqueeze(-1)
+
+    def per_sample_sum(self, v: Tensor) -> Tensor:
+        rows = v.reshape(v.shape[0], -1).sum(dim=1)
+        out = torch.zeros(self.num_samples, device=v.device, dtype=v.dtype)
+        return out.index_add_(0, self.batch.to(v.device), rows)
+
+    def mean(self, x: Tensor) -> Tensor:
+        """Per-sample centroid, ``(B, point_dim)``."""
+        out = torch.zeros(self.num_samples, x.shape[1], device=x.device, dtype=x.dtype)
+        out.index_add_(0, self.batch.to(x.device), x)
+        return out / self.counts.to(x.device).clamp(min=1).unsqueeze(-1).to(x.dtype)
+
+    def project(self, x: Tensor) -> Tensor:
+        if not self.com_free:
+            return x
+        return x - self.mean(x)[self.batch.to(x.device)]
+
+    @property
+    def dim(self) -> Tensor:
+        n = self.counts.to(torch.float32) * self.point_dim
+        return n - self.point_dim if self.com_free else n
+
+    def to(self, device) -> "PointSetSpace":
+        return PointSetSpace(self.batch.to(device), self.num_samples, self.point_dim, self.com_free)
+
+    def __repr__(self) -> str:
+        return (f"PointSetSpace(points={self.shape[0]}, samples={self.num_samples}, "
+                f"com_free={self.com_free})")

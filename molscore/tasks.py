@@ -1,0 +1,94 @@
+"""What training and sampling need from a data space, and the registry of spaces.
+
+A *task* module (toy densities, conformers, images, C-alpha traces) exposes
+
+* ``build_task(config: dict) -> TrainTask``: model, datasets and collate function for training;
+* ``build_model(meta: dict) -> ScoreModel``: rebuild the model from a checkpoint's ``meta``.
+
+``meta`` is a plain, JSON-like dict stored in every checkpoint (task name, network
+hyper-parameters, SDE config, parameterisation, ...), so that a checkpoint alone
+is enough to sample: no extra flags.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .models.param import ScoreModel
+from .spaces import Space
+
+__all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device"]
+
+# task name -> module implementing build_task / build_model
+TASKS = {
+    "toy": "molscore.data.toy_task",
+    "conformers": "molscore.chem.task",
+    "images": "molscore.data.image_task",
+    "ca_traces": "molscore.data.ca_task",
+}
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """Move tensors (and objects with ``.to``, dicts, lists, tuples of them) to ``device``."""
+    if obj is None:
+        return None
+    if hasattr(obj, "to") and not isinstance(obj, Space):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+@dataclass
+class Batch:
+    """One training or sampling batch as the engine sees it.
+
+    Attributes:
+        x: data rows; ``(B, ...)`` for dense data, ``(N, 3)`` for point sets.
+        space: how the rows form samples (see :mod:`molscore.spaces`).
+        cond: whatever the network needs besides ``x`` and ``t`` (a PyG graph batch,
+            class labels, ...); ``None`` when unconditional.
+    """
+
+    x: Tensor
+    space: Space
+    cond: Any = None
+
+    def to(self, device: torch.device | str) -> "Batch":
+        space = self.space.to(device) if hasattr(self.space, "to") else self.space
+        return Batch(self.x.to(device), space, to_device(self.cond, device))
+
+
+@dataclass
+class TrainTask:
+    """Everything the generic training loop needs for one space.
+
+    Attributes:
+        model: the network wrapped in its parameterisation (holds the SDE).
+        train_set: a map-style dataset of items that ``collate`` turns into a :class:`Batch`.
+        val_set: optional validation dataset.
+        collate: ``list[item] -> Batch``.
+        meta: JSON-like dict saved in checkpoints; ``build_model(meta)`` rebuilds ``model``.
+    """
+
+    model: ScoreModel
+    train_set: Dataset
+    collate: Callable[[list], Batch]
+    meta: dict
+    val_set: Dataset | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def get_task_module(name: str):
+    """Import the module of task ``name``; unknown names raise ``ValueError`` listing the choices."""
+    try:
+        return importlib.import_module(TASKS[name])
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None
