@@ -1,0 +1,62 @@
+"""The space objects: broadcasting, per-sample reductions, CoM-free projection, degrees of freedom."""
+import pytest
+import torch
+
+from molscore.spaces import DenseSpace, PointSetSpace
+
+
+def test_dense_space_broadcast_and_sums():
+    space = DenseSpace((4, 3, 5, 5))
+    t = torch.arange(4.0)
+    assert space.expand(t).shape == (4, 1, 1, 1)
+    x = torch.ones(4, 3, 5, 5) * space.expand(t)
+    assert torch.equal(space.per_sample_sum(x), 75 * t)
+    assert torch.equal(space.dim, torch.full((4,), 75.0))
+    assert space.noise().shape == (4, 3, 5, 5)
+    assert space.expand(torch.tensor(2.0)).shape == (4, 1, 1, 1)
+
+
+def test_pointset_space_noise_is_com_free_per_graph():
+    torch.manual_seed(0)
+    batch = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    space = PointSetSpace(batch)
+    z = space.noise(dtype=torch.float64)
+    assert z.shape == (9, 3)
+    assert torch.allclose(space.mean(z), torch.zeros(3, 3, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(space.dim, torch.tensor([6.0, 3.0, 9.0]))
+
+
+def test_pointset_sum_and_expand_follow_the_batch_index():
+    batch = torch.tensor([1, 0, 1, 1])
+    space = PointSetSpace(batch, num_samples=3)
+    v = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [3.0, 1, 0], [4.0, 0, 0]])
+    assert torch.equal(space.per_sample_sum(v), torch.tensor([2.0, 9.0, 0.0]))
+    t = torch.tensor([10.0, 20.0, 30.0])
+    assert torch.equal(space.expand(t).squeeze(-1), torch.tensor([20.0, 10.0, 20.0, 20.0]))
+
+
+def test_projected_noise_has_unit_variance_on_the_subspace():
+    # A CoM-free Gaussian on n points has E||z||^2 = 3n - 3, the space's dim.
+    torch.manual_seed(1)
+    batch = torch.repeat_interleave(torch.arange(2000), 4)
+    space = PointSetSpace(batch)
+    z = space.noise(dtype=torch.float64)
+    mean_sq = space.norm_sq(z).mean()
+    # std of ||z||^2 for chi^2_9 is sqrt(18); standard error over 2000 samples ~0.095
+    assert abs(mean_sq - 9.0) < 0.5
+
+
+def test_projection_is_idempotent_and_can_be_disabled():
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    x = torch.randn(5, 3, dtype=torch.float64)
+    space = PointSetSpace(batch)
+    p = space.project(x)
+    assert torch.allclose(space.project(p), p)
+    assert torch.equal(PointSetSpace(batch, com_free=False).project(x), x)
+    assert torch.equal(PointSetSpace(batch, com_free=False).dim, torch.tensor([6.0, 9.0]))
+
+
+@pytest.mark.parametrize("space", [DenseSpace((3, 2)), PointSetSpace(torch.tensor([0, 0, 1, 1, 1, 2, 2]))])
+def test_rademacher_probes_live_on_the_subspace(space):
+    z = space.rademacher_like(torch.zeros(space.shape))
+    assert torch.allclose(space.project(z), z)
