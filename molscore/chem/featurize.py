@@ -1,0 +1,307 @@
+"""Molecule validation and graph featurisation for the conformer score network.
+
+Two entry points:
+
+* :func:`prepare_mol` turns a SMILES string or an RDKit ``Mol`` into a sanitised
+  molecule with explicit hydrogens, or raises :class:`MoleculeError` with a
+  one-line reason a user can act on.
+* :func:`mol_to_graph` turns that molecule into a :class:`torch_geometric.data.Data`
+  holding node features, a topological edge list with covalent bonds plus 2-hop
+  and 3-hop neighbours, edge features, atomic numbers and (when the molecule has
+  a conformer) coordinates.
+
+Handedness: an SE(3)-equivariant network sees only distances and directions, so
+it cannot tell enantiomers apart from the graph unless the features say which
+neighbour is which. For every bonded edge ``i -> j`` whose source ``i`` is a
+tetrahedral stereocentre, the edge carries the *rank* of ``j`` among ``i``'s
+neighbours, in an order whose handedness is always counter-clockwise: RDKit's
+neighbour order (the order of ``atom.GetBonds()``, which the CW/CCW tag refers to)
+for CCW centres, and the same order with its last two entries swapped for CW
+centres (a transposition flips the parity). Looking from the rank-0 neighbour,
+ranks 1, 2, 3 therefore always turn counter-clockwise, and the rank features of
+two enantiomers differ.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from torch_geometric.data import Data
+
+__all__ = [
+    "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
+    "prepare_mol", "mol_to_graph", "graph_signature", "atoms_match", "chiral_neighbour_ranks",
+]
+
+SUPPORTED_ELEMENTS: tuple[str, ...] = ("H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Br", "I", "Se")
+
+# --- atom feature vocabularies (each one-hot has a trailing "other" slot where noted) ---
+_FORMAL_CHARGES = (-2, -1, 0, 1, 2)                      # + other
+_HYBRIDISATIONS = (Chem.HybridizationType.S, Chem.HybridizationType.SP, Chem.HybridizationType.SP2,
+                   Chem.HybridizationType.SP3, Chem.HybridizationType.SP3D,
+                   Chem.HybridizationType.SP3D2)        # + other
+_MAX_DEGREE = 6                                          # 0..5, then ">= 6"
+_MAX_HS = 4                                              # 0..3, then ">= 4"
+_RING_SIZES = (3, 4, 5, 6, 7)                            # then ">= 8"
+_CHIRAL_TAGS = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW,
+                Chem.ChiralType.CHI_UNSPECIFIED)         # + other
+
+ATOM_FEAT_DIM: int = (
+    len(SUPPORTED_ELEMENTS) + 1          # element (+ other)
+    + len(_FORMAL_CHARGES) + 1           # formal charge (+ other)
+    + 1                                  # aromatic
+    + len(_HYBRIDISATIONS) + 1           # hybridisation (+ other)
+    + _MAX_DEGREE + 1                    # total degree (incl. H)
+    + _MAX_HS + 1                        # total H count
+    + 1 + len(_RING_SIZES) + 1           # in ring, smallest ring size (3..7, >= 8)
+    + len(_CHIRAL_TAGS) + 1              # chiral tag (CW, CCW, unspecified, other)
+)
+
+# --- edge feature vocabularies ---
+_HOPS = (1, 2, 3)
+_BOND_TYPES = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE, Chem.BondType.AROMATIC)
+_BOND_STEREO = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS,
+                Chem.BondStereo.STEREOTRANS)             # + none (also STEREOANY / atropisomers)
+_N_CHIRAL_RANKS = 4
+
+EDGE_FEAT_DIM: int = (
+    len(_HOPS)                           # hop order one-hot (1, 2, 3)
+    + len(_BOND_TYPES)                   # bond type (zeros for non-bonded pairs)
+    + 1                                  # conjugated
+    + 1                                  # in ring
+    + len(_BOND_STEREO) + 1              # bond stereo (E, Z, cis, trans, none)
+    + _N_CHIRAL_RANKS                    # rank of target among a stereocentre's neighbours
+)
+
+_TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
+
+
+class MoleculeError(ValueError):
+    """A molecule that molscore cannot handle; ``str(err)`` is a one-line, user-facing reason."""
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------
+
+def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
+    if isinstance(smiles_or_mol, Chem.Mol):
+        mol = Chem.Mol(smiles_or_mol)
+        label = "molecule"
+    elif isinstance(smiles_or_mol, str):
+        text = smiles_or_mol.strip()
+        if not text:
+            raise MoleculeError("invalid SMILES '': empty string")
+        with rdBase.BlockLogs():
+            mol = Chem.MolFromSmiles(text, sanitize=False)
+        if mol is None:
+            raise MoleculeError(f"invalid SMILES {text!r}: could not be parsed")
+        label = f"SMILES {text!r}"
+    else:
+        raise MoleculeError(f"expected a SMILES string or an RDKit Mol, got {type(smiles_or_mol).__name__}")
+    if mol.GetNumAtoms() == 0:
+        raise MoleculeError(f"invalid {label}: no atoms")
+    try:
+        with rdBase.BlockLogs():
+            Chem.SanitizeMol(mol)
+    except Exception as err:  # RDKit raises several MolSanitizeException subclasses
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MoleculeError(f"invalid {label}: {reason}") from None
+    return mol
+
+
+def _heavy_atom_count(mol: Chem.Mol) -> int:
+    return sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
+
+
+def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_fragment: bool = False,
+                max_heavy_atoms: int | None = None) -> Chem.Mol:
+    """Parse, sanitise and check a molecule; return it with explicit hydrogens.
+
+    Args:
+        smiles_or_mol: SMILES string, or an RDKit ``Mol`` (its conformers are kept).
+        add_hs: add explicit hydrogens (with coordinates when the input has conformers).
+        largest_fragment: keep only the largest fragment (most heavy atoms) instead of
+            refusing salts and mixtures.
+        max_heavy_atoms: refuse molecules with more heavy atoms than this.
+
+    Returns:
+        A new sanitised ``Mol``. When the input has coordinates, stereochemistry
+        (chiral tags, double-bond stereo) is assigned from the first conformer.
+
+    Raises:
+        MoleculeError: invalid SMILES, unsupported element (metals included),
+            radical, several fragments, or too many heavy atoms.
+    """
+    mol = _parse(smiles_or_mol)
+    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+    if len(frags) > 1:
+        if not largest_fragment:
+            raise MoleculeError(f"{len(frags)} fragments (salt or mixture); use --largest-fragment")
+        mol = max(frags, key=lambda f: (_heavy_atom_count(f), f.GetNumAtoms()))
+        mol = Chem.Mol(mol)
+        Chem.SanitizeMol(mol)
+    bad = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in SUPPORTED_ELEMENTS})
+    if bad:
+        raise MoleculeError(f"unsupported element(s): {', '.join(bad)}")
+    for atom in mol.GetAtoms():
+        if atom.GetNumRadicalElectrons():
+            raise MoleculeError(f"radical electrons on atom {atom.GetIdx()} ({atom.GetSymbol()})")
+    n_heavy = _heavy_atom_count(mol)
+    if n_heavy == 0:
+        raise MoleculeError("no heavy atoms")
+    if max_heavy_atoms is not None and n_heavy > max_heavy_atoms:
+        raise MoleculeError(f"too large: {n_heavy} heavy atoms (limit {max_heavy_atoms})")
+    has_coords = mol.GetNumConformers() > 0
+    if add_hs:
+        mol = Chem.AddHs(mol, addCoords=has_coords)
+    if has_coords:
+        conf = mol.GetConformer()
+        if conf.Is3D():
+            Chem.AssignStereochemistryFrom3D(mol, confId=conf.GetId())
+    return mol
+
+
+# ----------------------------------------------------------------------------------------
+# graph identity checks
+# ----------------------------------------------------------------------------------------
+
+def graph_signature(mol: Chem.Mol) -> str:
+    """Coordinate- and stereo-free identity of a molecular graph.
+
+    Canonical non-isomeric SMILES of the hydrogen-suppressed molecule followed by the
+    total hydrogen count, so two ``Mol`` objects with the same atoms, bonds, bond
+    orders and charges (in any atom order, with or without explicit H) agree.
+    """
+    heavy = Chem.RemoveHs(mol, sanitize=False)
+    n_h = sum(a.GetTotalNumHs(includeNeighbors=True) for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
+    n_h += sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 1 and a.GetDegree() == 0)
+    with rdBase.BlockLogs():
+        smi = Chem.MolToSmiles(heavy, isomericSmiles=False)
+    return f"{smi}|H{n_h}"
+
+
+def atoms_match(mol: Chem.Mol, reference: str | Chem.Mol) -> bool:
+    """Whether ``mol`` (e.g. a 3D record) has the same graph as ``reference`` (SMILES or Mol)."""
+    ref = reference
+    if isinstance(reference, str):
+        with rdBase.BlockLogs():
+            ref = Chem.MolFromSmiles(reference)
+        if ref is None:
+            return False
+    try:
+        return graph_signature(mol) == graph_signature(ref)
+    except Exception:  # unsanitisable record: cannot match
+        return False
+
+
+# ----------------------------------------------------------------------------------------
+# featurisation
+# ----------------------------------------------------------------------------------------
+
+def _one_hot(value, choices, other: bool) -> list[float]:
+    out = [0.0] * (len(choices) + (1 if other else 0))
+    try:
+        out[choices.index(value)] = 1.0
+    except ValueError:
+        if other:
+            out[-1] = 1.0
+    return out
+
+
+def _bucket(value: int, n: int) -> list[float]:
+    out = [0.0] * (n + 1)
+    out[min(value, n)] = 1.0
+    return out
+
+
+def _atom_features(atom: Chem.Atom, ring_info) -> list[float]:
+    min_ring = ring_info.MinAtomRingSize(atom.GetIdx())
+    ring = [float(min_ring > 0)] + ([0.0] * (len(_RING_SIZES) + 1))
+    if min_ring > 0:
+        ring[1 + (_RING_SIZES.index(min_ring) if min_ring in _RING_SIZES else len(_RING_SIZES))] = 1.0
+    return (
+        _one_hot(atom.GetSymbol(), SUPPORTED_ELEMENTS, other=True)
+        + _one_hot(atom.GetFormalCharge(), _FORMAL_CHARGES, other=True)
+        + [float(atom.GetIsAromatic())]
+        + _one_hot(atom.GetHybridization(), _HYBRIDISATIONS, other=True)
+        + _bucket(atom.GetTotalDegree(), _MAX_DEGREE)
+        + _bucket(atom.GetTotalNumHs(includeNeighbors=True), _MAX_HS)
+        + ring
+        + _one_hot(atom.GetChiralTag(), _CHIRAL_TAGS, other=True)
+    )
+
+
+def chiral_neighbour_ranks(mol: Chem.Mol) -> dict[tuple[int, int], int]:
+    """Ranks ``{(centre, neighbour): rank}`` for tetrahedral stereocentres, CCW-normalised.
+
+    The rank is the position of ``neighbour`` in ``centre.GetBonds()`` order, with the
+    last two positions swapped for ``CHI_TETRAHEDRAL_CW`` centres (see module docstring).
+    """
+    ranks: dict[tuple[int, int], int] = {}
+    for atom in mol.GetAtoms():
+        tag = atom.GetChiralTag()
+        if tag not in _TETRAHEDRAL:
+            continue
+        i = atom.GetIdx()
+        order = [b.GetOtherAtomIdx(i) for b in atom.GetBonds()]
+        if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW and len(order) >= 2:
+            order[-1], order[-2] = order[-2], order[-1]
+        for rank, j in enumerate(order[:_N_CHIRAL_RANKS]):
+            ranks[(i, j)] = rank
+    return ranks
+
+
+def _edge_features(hop: int, bond: Chem.Bond | None, rank: int | None) -> list[float]:
+    feat = _one_hot(hop, _HOPS, other=False)
+    if bond is None:
+        feat += [0.0] * (len(_BOND_TYPES) + 2) + _one_hot(None, _BOND_STEREO, other=True)
+    else:
+        feat += _one_hot(bond.GetBondType(), _BOND_TYPES, other=False)
+        feat += [float(bond.GetIsConjugated()), float(bond.IsInRing())]
+        feat += _one_hot(bond.GetStereo(), _BOND_STEREO, other=True)
+    chiral = [0.0] * _N_CHIRAL_RANKS
+    if rank is not None:
+        chiral[rank] = 1.0
+    return feat + chiral
+
+
+def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
+    """Featurise a prepared molecule (see :func:`prepare_mol`) as a PyG graph.
+
+    Args:
+        mol: sanitised ``Mol``, normally with explicit hydrogens.
+        conf_id: conformer to copy into ``pos`` when the molecule has conformers.
+
+    Returns:
+        ``Data`` with
+        ``atom_feat`` ``(N, ATOM_FEAT_DIM)`` float32,
+        ``edge_index`` ``(2, E)`` long (pairs at topological distance 1, 2 or 3, both directions,
+        sorted by source then target),
+        ``edge_attr`` ``(E, EDGE_FEAT_DIM)`` float32,
+        ``z`` ``(N,)`` long atomic numbers, ``num_nodes`` ``N``,
+        ``pos`` ``(N, 3)`` float32 (only when ``mol`` has a conformer),
+        ``smiles`` canonical isomeric SMILES (str).
+    """
+    n = mol.GetNumAtoms()
+    ring_info = mol.GetRingInfo()
+    atom_feat = torch.tensor([_atom_features(a, ring_info) for a in mol.GetAtoms()],
+                             dtype=torch.float32).reshape(n, ATOM_FEAT_DIM)
+    dist = Chem.GetDistanceMatrix(mol) if n > 1 else np.zeros((n, n))
+    src, dst = np.nonzero((dist >= 1) & (dist <= 3))
+    ranks = chiral_neighbour_ranks(mol)
+    feats = []
+    for i, j in zip(src.tolist(), dst.tolist()):
+        hop = int(dist[i, j])
+        bond = mol.GetBondBetweenAtoms(i, j) if hop == 1 else None
+        feats.append(_edge_features(hop, bond, ranks.get((i, j))))
+    edge_index = torch.tensor(np.stack([src, dst]), dtype=torch.long).reshape(2, -1)
+    edge_attr = torch.tensor(feats, dtype=torch.float32).reshape(-1, EDGE_FEAT_DIM)
+    z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
+    with rdBase.BlockLogs():
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+    data = Data(atom_feat=atom_feat, edge_index=edge_index, edge_attr=edge_attr, z=z, num_nodes=n)
+    if mol.GetNumConformers():
+        data.pos = torch.tensor(mol.GetConformer(conf_id).GetPositions(), dtype=torch.float32)
+    data.smiles = smiles
+    return data
