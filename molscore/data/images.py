@@ -1,0 +1,258 @@
+"""Image data: scikit-learn digits, MNIST npz, any ``.npz`` of uint8 images, PNG folders.
+
+Images are kept as integers ``(N, C, H, W)`` with values in ``{0, ..., L-1}``, where
+``L = levels`` is the number of intensity levels of the source (17 for scikit-learn's
+8x8 digits, whose values are 0..16; 256 for 8-bit images). The model works on
+floats in ``[-1, 1]`` through the dequantising map
+
+    ``y = 2 (x + u) / L - 1``,  ``u in [0, 1)``
+
+(:func:`to_model_space`): ``u ~ U[0, 1)`` during training (uniform dequantisation, the
+same map the bits/dim evaluation uses), ``u = 1/2`` (bin centres) for fixed
+images such as inpainting observations and classifier inputs. :func:`to_levels`
+inverts it (bin index of ``y``, clipped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
+           "load_image_source", "read_png", "write_png", "save_grid", "to_model_space",
+           "to_levels", "split_holdout", "DEFAULT_MNIST"]
+
+DEFAULT_MNIST = "datasets/mnist_5k.npz"
+IMAGE_KEYS = ("images", "x", "arr_0")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read or does not fit: its message is one line."""
+
+
+@dataclass
+class ImageSet:
+    """Integer images and optional labels.
+
+    Attributes:
+        images: ``(N, C, H, W)`` uint8/int tensor, values in ``[0, levels)``.
+        labels: ``(N,)`` long tensor or ``None``.
+        levels: number of intensity levels ``L``.
+        name: where the images came from.
+    """
+
+    images: Tensor
+    labels: Tensor | None
+    levels: int
+    name: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: Tensor) -> "ImageSet":
+        """The images (and labels) at ``index``."""
+        labels = None if self.labels is None else self.labels[index]
+        return ImageSet(self.images[index], labels, self.levels, self.name)
+
+
+def to_model_space(images: Tensor, levels: int, u: Tensor | float = 0.5) -> Tensor:
+    """Integer images ``(..., C, H, W)`` -> floats ``2 (x + u) / L - 1`` in ``(-1, 1)``."""
+    return 2.0 * (images.float() + u) / levels - 1.0
+
+
+def to_levels(y: Tensor, levels: int) -> Tensor:
+    """Floats in ``[-1, 1]`` -> integer bin indices ``floor((y + 1) L / 2)`` clipped to ``[0, L)``."""
+    return torch.floor((y.float() + 1.0) * levels / 2.0).clamp(0, levels - 1).long()
+
+
+def _to_nchw(arr: np.ndarray, source: str) -> np.ndarray:
+    """Accept ``(N, H, W)``, ``(N, H, W, C)`` (C in 1, 3, 4) or ``(N, C, H, W)``."""
+    if arr.ndim == 3:
+        return arr[:, None]
+    if arr.ndim == 4:
+        if arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
+            return arr.transpose(0, 3, 1, 2)
+        return arr
+    raise ImageError(f"{source}: expected images (N, H, W) or (N, H, W, C), got shape {arr.shape}")
+
+
+def load_digits_images() -> ImageSet:
+    """scikit-learn's 1,797 8x8 digits (embedded, no download): ``(1797, 1, 8, 8)``, 17 levels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy(d.images.astype(np.uint8)).reshape(-1, 1, 8, 8)
+    return ImageSet(images, torch.from_numpy(d.target).long(), 17, "digits")
+
+
+def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
+    """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``.
+
+    Integer arrays only; ``levels`` defaults to 256 for uint8 and ``max + 1`` otherwise.
+    """
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            key = next((k for k in IMAGE_KEYS if k in z.files), None)
+            if key is None:
+                raise ImageError(f"{path}: no image array (looked for {', '.join(IMAGE_KEYS)})")
+            arr = z[key]
+            labels = z["labels"] if "labels" in z.files else (z["y"] if "y" in z.files else None)
+    except (OSError, ValueError) as err:
+        if isinstance(err, ImageError):
+            raise
+        raise ImageError(f"{path}: cannot read npz ({err})") from None
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ImageError(f"{path}: images must be integers (uint8), got {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ImageError(f"{path}: negative pixel values")
+    arr = _to_nchw(arr, str(path))
+    if levels is None:
+        levels = 256 if arr.dtype == np.uint8 else int(arr.max()) + 1
+    if arr.size and arr.max() >= levels:
+        raise ImageError(f"{path}: pixel values up to {arr.max()} exceed levels={levels}")
+    lab = None
+    if labels is not None:
+        if len(labels) != len(arr):
+            raise ImageError(f"{path}: {len(labels)} labels for {len(arr)} images")
+        lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(arr)), lab, levels, path.name)
+
+
+def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
+    """Read one 8-bit image file as ``(C, H, W)`` uint8.
+
+    Args:
+        path: an image file PIL can read (PNG, ...).
+        shape: required ``(C, H, W)``. Grey images (also grey stored as RGB) have one
+            channel, colour images three; grey is accepted where three are expected.
+            Any other channel or size mismatch raises.
+
+    Raises:
+        ImageError: unreadable file or wrong size (one-line message).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if shape is not None and shape[0] not in (1, 3):
+        raise ImageError(f"{path}: only 1- or 3-channel images can be read from files, "
+                         f"the model expects {shape[0]}")
+    try:
+        with Image.open(path) as im:
+            grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+            arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ImageError(f"{path}: cannot read image ({err.__class__.__name__})") from None
+    if arr.ndim == 3 and (arr == arr[..., :1]).all():
+        arr = arr[..., 0]  # grey stored as RGB
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if shape is not None and shape[0] == 3 and arr.shape[0] == 1:
+        arr = np.repeat(arr, 3, axis=0)  # grey is a valid colour image
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise ImageError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}x{arr.shape[2]} "
+                         f"(CxHxW), expected {'x'.join(map(str, shape))}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,
+                    warn=None) -> ImageSet:
+    """All PNG files of a folder (recursively), 256 levels.
+
+    Sub-folders named by integers become labels (``folder/3/x.png`` -> label 3),
+    otherwise there are none. Files that cannot be read or whose size differs
+    from ``shape`` (default: the first readable file's) are skipped and reported
+    through ``warn(message)`` (one line each); the rest are loaded.
+    """
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".png")
+    if not files:
+        raise ImageError(f"{path}: no .png files")
+    images, labels = [], []
+    for f in files:
+        try:
+            img = read_png(f, shape)
+        except ImageError as err:
+            if warn is not None:
+                warn(str(err))
+            continue
+        shape = tuple(img.shape) if shape is None else shape
+        images.append(img)
+        parent = f.parent.name
+        labels.append(int(parent) if parent.isdigit() and f.parent != path else -1)
+    if not images:
+        raise ImageError(f"{path}: none of the {len(files)} .png files could be read")
+    lab = torch.tensor(labels) if all(v >= 0 for v in labels) else None
+    return ImageSet(torch.stack(images), lab, 256, path.name)
+
+
+def load_image_source(source: str, root: str | Path | None = None, warn=None) -> ImageSet:
+    """``digits``, ``mnist`` (the bundled 5k npz), an ``.npz`` path or a folder of PNGs.
+
+    Relative paths are tried against the current directory, then ``root`` (the repo root
+    by default).
+    """
+    if source == "digits":
+        return load_digits_images()
+    if source == "mnist":
+        source = DEFAULT_MNIST
+    p = Path(source)
+    if not p.is_absolute() and not p.exists():
+        base = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+        p = base / p
+    if not p.exists():
+        raise ImageError(f"{source}: no such file or folder (use digits, mnist, an .npz or "
+                         "a folder of .png files)")
+    if p.is_dir():
+        return load_png_folder(p, warn=warn)
+    if p.suffix == ".npz":
+        return load_npz_images(p)
+    raise ImageError(f"{source}: unsupported image source (use an .npz or a folder of .png)")
+
+
+def split_holdout(data: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Seeded random split into ``(train, held_out)``; ``held_out`` has ``round(fraction N)``."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(data), generator=g)
+    n_hold = int(round(fraction * len(data)))
+    return data.subset(perm[n_hold:]), data.subset(perm[:n_hold])
+
+
+def write_png(path: str | Path, image: Tensor) -> None:
+    """Write ``(C, H, W)`` uint8 (C in 1, 3) or ``(H, W)`` as an 8-bit PNG."""
+    from PIL import Image
+
+    arr = image.detach().cpu().numpy().astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    Image.fromarray(arr).save(path)
+
+
+def save_grid(path: str | Path, images: Tensor, levels: int, nrow: int | None = None,
+              pad: int = 1, scale: int = 1) -> None:
+    """Tile integer images ``(N, C, H, W)`` in ``[0, levels)`` into one 8-bit PNG grid.
+
+    Values are rescaled to 0..255; ``scale`` enlarges each pixel (nearest).
+    """
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
+    ncol = int(np.ceil(n / nrow))
+    img8 = (images.float() * 255.0 / max(levels - 1, 1)).round().clamp(0, 255).to(torch.uint8)
+    grid = torch.zeros(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad, dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y0, x0 = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, y0:y0 + h, x0:x0 + w] = img8[i]
+    if scale > 1:
+        grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    write_png(path, grid)

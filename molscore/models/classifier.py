@@ -1,0 +1,111 @@
+"""A small CNN classifier molscore trains itself, for image-quality metrics.
+
+Its penultimate activations are the feature space of the Fréchet distance
+(the role Inception-v3 plays in FID, but trained on the same dataset, so nothing
+is downloaded and the numbers are comparable only between runs that use the
+same classifier file), and its predictions give the label accuracy of
+class-guided samples.
+
+Inputs are images in model space ``(B, C, H, W)`` floats in ``[-1, 1]`` (bin
+centres, see :func:`molscore.data.images.to_model_space`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ImageClassifier", "train_classifier", "save_classifier", "load_classifier"]
+
+
+class ImageClassifier(nn.Module):
+    """Conv(32)-Conv(32)-pool-Conv(64)-Conv(64)-global-average-pool-Linear(feature_dim)-Linear.
+
+    Args:
+        in_channels: image channels.
+        num_classes: output classes.
+        feature_dim: size of the feature vector used by the Fréchet distance.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, feature_dim: int = 64):
+        super().__init__()
+        self.hparams = {"in_channels": in_channels, "num_classes": num_classes,
+                        "feature_dim": feature_dim}
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.SiLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, feature_dim), nn.SiLU())
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Feature vectors ``(B, feature_dim)``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.head(self.body(x))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
+        """Predicted labels ``(B,)``."""
+        self.eval()
+        return torch.cat([self(x[i:i + batch_size]).argmax(-1)
+                          for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def embed(self, x: Tensor, batch_size: int = 512) -> Tensor:
+        """Features of many images, in batches: ``(N, C, H, W) -> (N, feature_dim)``."""
+        self.eval()
+        return torch.cat([self.features(x[i:i + batch_size])
+                          for i in range(0, len(x), batch_size)])
+
+
+def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 10,
+                     batch_size: int = 128, lr: float = 2e-3, noise: float = 0.05,
+                     seed: int = 0, device: str | torch.device = "cpu") -> ImageClassifier:
+    """Train :class:`ImageClassifier` on images ``x (N, C, H, W)`` in ``[-1, 1]``, labels ``y (N,)``.
+
+    Light Gaussian noise (std ``noise``) is added to inputs as augmentation so that
+    slightly imperfect samples are still embedded sensibly. Deterministic given ``seed``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    clf = ImageClassifier(x.shape[1], num_classes).to(device)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    steps = epochs * max(1, -(-len(x) // batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    clf.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            xb = xb + noise * torch.randn(xb.shape, generator=g).to(device)
+            loss = F.cross_entropy(clf(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return clf.eval()
+
+
+def save_classifier(clf: ImageClassifier, path: str | Path, info: dict | None = None) -> None:
+    """Save weights + hyper-parameters (+ a JSON-like ``info`` dict) atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"hparams": clf.hparams, "state_dict": clf.state_dict(), "info": info or {}}, tmp)
+    tmp.replace(path)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[ImageClassifier, dict]:
+    """Load a classifier written by :func:`save_classifier`: ``(classifier, info)``."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    clf = ImageClassifier(**blob["hparams"]).to(device)
+    clf.load_state_dict(blob["state_dict"])
+    return clf.eval(), blob.get("info", {})
