@@ -1,0 +1,58 @@
+"""Molecules reserved for held-out evaluation, excluded from every training set.
+
+The list holds InChIKey connectivity blocks (the first 14 characters of the
+InChIKey: the skeleton, without stereo, isotopes or protonation), one per line,
+``#`` comments allowed. It ships as ``datasets/reserved_inchikeys.txt``; every
+dataset builder drops the molecules it lists.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from rdkit import Chem, rdBase
+
+__all__ = ["DEFAULT_RESERVED_PATH", "load_reserved", "inchikey_block", "is_reserved"]
+
+DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str) -> frozenset[str]:
+    blocks = set()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                blocks.add(line[:14].upper())
+    return frozenset(blocks)
+
+
+def load_reserved(path: str | Path | None = None) -> frozenset[str]:
+    """The reserved InChIKey connectivity blocks (14 characters each).
+
+    Args:
+        path: a text file, one InChIKey (or its first block) per line; defaults to
+            the list shipped in ``datasets/reserved_inchikeys.txt``.
+
+    Raises:
+        FileNotFoundError: the list does not exist.
+    """
+    path = Path(path) if path is not None else DEFAULT_RESERVED_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"reserved InChIKey list not found: {path}")
+    return _load(str(path.resolve()))
+
+
+def inchikey_block(mol: Chem.Mol) -> str:
+    """First 14 characters of the InChIKey of ``mol`` (``""`` when RDKit cannot make one)."""
+    with rdBase.BlockLogs():
+        key = Chem.MolToInchiKey(mol) or ""
+    return key[:14]
+
+
+def is_reserved(mol: Chem.Mol, reserved: frozenset[str] | None = None) -> bool:
+    """Whether ``mol``'s InChIKey connectivity block is in ``reserved`` (default: shipped list)."""
+    reserved = load_reserved() if reserved is None else reserved
+    block = inchikey_block(mol)
+    return bool(block) and block in reserved
