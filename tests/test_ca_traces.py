@@ -1,0 +1,267 @@
+"""C-alpha trace IO, chain splitting, crops and geometry metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import wasserstein_distance
+
+from molscore.data.ca_metrics import (circular_wasserstein, clash_counts, compare_traces,
+                                      fit_rg_power_law, fraction_ideal_bonds,
+                                      radius_of_gyration, random_walk_traces,
+                                      virtual_bond_angles, virtual_dihedrals)
+from molscore.data.ca_traces import (CATraceCrops, StructureReadError, Trace, load_npz_traces,
+                                     read_ca_pdb_models, read_structure_files,
+                                     read_structure_traces, split_at_gaps, split_by_structure,
+                                     write_ca_pdb)
+
+ROOT = Path(__file__).resolve().parents[1]
+NPZ = ROOT / "datasets" / "pdb_ca_traces_308.npz"
+
+
+def helix(n: int, rise: float = 1.5, radius: float = 2.3, turn_deg: float = 100.0) -> np.ndarray:
+    """Ideal right-handed alpha-helix C-alpha trace, ``(n, 3)`` Å (consecutive ~3.8 Å)."""
+    k = np.arange(n)
+    ang = np.radians(turn_deg) * k
+    return np.stack([radius * np.cos(ang), radius * np.sin(ang), rise * k], axis=1)
+
+
+def straight(n: int, step: float = 3.8) -> np.ndarray:
+    return np.stack([np.arange(n) * step, np.zeros(n), np.zeros(n)], axis=1)
+
+
+def pdb_atom(serial: int, name: str, res: str, chain: str, resid: int, xyz, element: str,
+             record: str = "ATOM") -> str:
+    return (f"{record:<6}{serial:5d} {name:<4} {res:>3} {chain}{resid:4d}    "
+            f"{xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}  1.00  0.00          {element:>2}")
+
+
+def write_two_chain_pdb(path: Path, a: np.ndarray, b: np.ndarray) -> None:
+    """Chain A = ``a`` (with N atoms too), chain B = ``b`` (CA only), plus a calcium ion."""
+    lines, s = [], 1
+    for i, xyz in enumerate(a, start=1):
+        lines.append(pdb_atom(s, "N", "ALA", "A", i, xyz + np.array([1.0, 0.5, 0.0]), "N"))
+        lines.append(pdb_atom(s + 1, "CA", "ALA", "A", i, xyz, "C"))
+        s += 2
+    for i, xyz in enumerate(b, start=1):
+        lines.append(pdb_atom(s, "CA", "GLY", "B", i, xyz, "C"))
+        s += 1
+    lines.append(pdb_atom(s, "CA", "CA", "C", 1, (50.0, 50.0, 50.0), "CA", record="HETATM"))
+    path.write_text("\n".join(lines) + "\nEND\n")
+
+
+# -- IO ---------------------------------------------------------------------------------
+
+
+def test_pdb_round_trip_multi_model(tmp_path):
+    rng = np.random.default_rng(3)
+    traces = [rng.normal(scale=30.0, size=(40, 3)), rng.normal(scale=30.0, size=(17, 3))]
+    out = tmp_path / "t.pdb"
+    write_ca_pdb(out, [traces[0], torch.from_numpy(traces[1]).float()])
+    text = out.read_text()
+    assert text.count("MODEL ") == 2 and text.count("ENDMDL") == 2
+    back = read_ca_pdb_models(out)
+    assert [len(b) for b in back] == [40, 17]
+    for a, b in zip(traces, back):
+        np.testing.assert_allclose(b, a, atol=1e-3)
+    # also through the generic reader (first model, one chain, no gap splitting)
+    first = read_structure_traces(out, max_gap=np.inf)
+    assert len(first) == 1
+    np.testing.assert_allclose(first[0].coords, traces[0], atol=1e-3)
+
+
+def test_write_rejects_unwritable_coordinates(tmp_path):
+    with pytest.raises(ValueError, match="do not fit"):
+        write_ca_pdb(tmp_path / "x.pdb", [np.full((3, 3), 1e4)])
+    with pytest.raises(ValueError, match="shape"):
+        write_ca_pdb(tmp_path / "x.pdb", [np.zeros((3, 2))])
+
+
+def test_split_at_gaps():
+    x = straight(10)
+    x[6:] += np.array([0.0, 5.0, 0.0])           # gap of sqrt(3.8^2 + 25) > 4.2 after index 5
+    segs = split_at_gaps(x)
+    assert [len(s) for s in segs] == [6, 4]
+    assert [len(s) for s in split_at_gaps(straight(5))] == [5]
+    assert split_at_gaps(np.zeros((0, 3))) == []
+
+
+def test_read_pdb_chains_split_at_gaps(tmp_path):
+    a = helix(30)
+    a[20:] += np.array([10.0, 0.0, 0.0])          # chain break inside chain A
+    b = straight(12) + 20.0
+    path = tmp_path / "two.pdb"
+    write_two_chain_pdb(path, a, b)
+    traces = read_structure_traces(path)
+    assert [(t.chain, len(t)) for t in traces] == [("A", 20), ("A.2", 10), ("B", 12)]
+    assert all(t.structure == "two" for t in traces)
+    np.testing.assert_allclose(traces[1].coords, a[20:], atol=1e-3)  # N atoms and Ca ion skipped
+    assert [len(t) for t in read_structure_traces(path, min_length=11)] == [20, 12]
+
+
+def test_read_mmcif(tmp_path):
+    import biotite.structure as struc
+    import biotite.structure.io.pdbx as pdbx
+
+    x = helix(15)
+    atoms = struc.AtomArray(15)
+    atoms.coord = x
+    atoms.atom_name[:] = "CA"
+    atoms.element[:] = "C"
+    atoms.res_name[:] = "ALA"
+    atoms.res_id[:] = np.arange(1, 16)
+    atoms.chain_id[:] = "X"
+    atoms.hetero[:] = False
+    f = pdbx.CIFFile()
+    pdbx.set_structure(f, atoms)
+    path = tmp_path / "h.cif"
+    f.write(str(path))
+    (t,) = read_structure_traces(path)
+    assert t.chain == "X"
+    np.testing.assert_allclose(t.coords, x, atol=1e-3)
+
+
+def test_bad_files_reported_rest_processed(tmp_path):
+    good = tmp_path / "good.pdb"
+    write_ca_pdb(good, [helix(8)])
+    no_ca = tmp_path / "ligand.pdb"
+    no_ca.write_text(pdb_atom(1, "O", "HOH", "A", 1, (0.0, 0.0, 0.0), "O", "HETATM") + "\nEND\n")
+    broken = tmp_path / "broken.pdb"
+    broken.write_text("ATOM      1  CA  GLY A   1       abc.def   0.000   0.000  1.00  0.00"
+                      "           C\nEND\n")
+    missing = tmp_path / "missing.pdb"
+    with pytest.raises(StructureReadError, match="no C-alpha"):
+        read_structure_traces(no_ca)
+    traces, errors = read_structure_files([no_ca, good, broken, missing])
+    assert len(traces) == 1 and len(traces[0]) == 8
+    assert len(errors) == 3
+    assert "ligand.pdb" in errors[0] and "no C-alpha" in errors[0]
+    assert "broken.pdb" in errors[1] and "cannot read" in errors[1]
+    assert "missing.pdb" in errors[2] and "no such file" in errors[2]
+    assert all("\n" not in e for e in errors)
+
+
+# -- dataset ------------------------------------------------------------------------------
+
+
+def test_bundled_npz_split_and_crops():
+    traces = load_npz_traces(NPZ, min_length=64)
+    assert all(len(t) >= 64 for t in traces)
+    steps = np.concatenate([np.linalg.norm(np.diff(t.coords, axis=0), axis=1) for t in traces])
+    assert steps.max() <= 4.2
+    train, val = split_by_structure(traces, 0.1, seed=0)
+    s_train, s_val = {t.structure for t in train}, {t.structure for t in val}
+    assert s_train and s_val and not (s_train & s_val)
+    assert len(s_val) == round(0.1 * len(s_train | s_val))
+    assert split_by_structure(traces, 0.1, seed=0) == (train, val)
+
+    torch.manual_seed(0)
+    ds = CATraceCrops(train[:20], 64, coord_scale=10.0, crops_per_segment=3)
+    assert len(ds) == 60
+    for i in range(0, 60, 7):
+        x = ds[i]
+        assert x.shape == (64, 3) and x.dtype == torch.float32
+        assert x.mean(0).abs().max() < 1e-5
+        d = (x[1:] - x[:-1]).norm(dim=1) * 10.0      # back in Å: consecutive C-alphas
+        assert d.max() <= 4.2 + 1e-4
+    val_ds = CATraceCrops(val, 100, deterministic=True, seed=1)
+    assert torch.equal(val_ds[3], val_ds[3])
+    assert all(len(s) >= 100 for s in val_ds.segments)
+    with pytest.raises(ValueError, match="at least 10000"):
+        CATraceCrops(train, 10000)
+
+
+def test_crop_starts_cover_segment():
+    seg = random_walk_traces([12], seed=4)[0].astype(np.float32)
+    ds = CATraceCrops([Trace("s", "A", seg)], 10, coord_scale=2.0, crops_per_segment=40)
+    torch.manual_seed(1)
+    starts = []
+    for i in range(len(ds)):
+        x = ds[i].numpy() * 2.0
+        match = [s for s in range(3) if np.allclose(x, seg[s:s + 10] - seg[s:s + 10].mean(0),
+                                                    atol=1e-4)]
+        assert len(match) == 1
+        starts.append(match[0])
+    assert set(starts) == {0, 1, 2}
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def test_ideal_chain_bonds_and_no_clash():
+    x = straight(50)
+    assert fraction_ideal_bonds([x]) == 1.0
+    assert clash_counts(x) == (0, 0)
+    bent = x.copy()
+    bent[10:] *= 1.1                               # one stretched bond at 3.8 * 1.1 + ...
+    assert fraction_ideal_bonds([bent]) < 1.0
+    h = helix(40)
+    assert fraction_ideal_bonds([h]) == 1.0
+    assert clash_counts(h) == (0, 0)
+
+
+def test_chain_folded_onto_itself_clashes():
+    # hairpin: 10 residues out along x, then 10 back 2 Å away (parallel to the first strand)
+    out = straight(10)
+    back = straight(10)[::-1] + np.array([0.0, 2.0, 0.0])
+    x = np.concatenate([out, back])
+    pairs, residues = clash_counts(x)
+    # every residue i of strand 1 faces residue 19 - i of strand 2 at exactly 2 Å;
+    # diagonal neighbours are sqrt(3.8^2 + 4) = 4.29 Å > 3 Å; the turn pair (9, 10) is
+    # consecutive and not counted
+    assert pairs == 9 and residues == 18
+    # a trace that doubles back onto itself: residue 10+k sits 0.17 Å from 9-k (k=0 consecutive)
+    fold = np.concatenate([out, out[::-1] + 0.1])
+    assert clash_counts(fold) == (9, 18)
+    summary = compare_traces([x], [helix(20)])
+    assert summary["clash_pairs_per_residue"] == pytest.approx(9 / 20)
+    assert summary["clash_residue_fraction"] == pytest.approx(18 / 20)
+
+
+def test_rg_and_power_law():
+    x = straight(11, step=1.0)                     # points 0..10 on a line: Rg^2 = var = 10
+    assert radius_of_gyration(x) == pytest.approx(np.sqrt(10.0))
+    rng = np.random.default_rng(0)
+    fake = []
+    for n in (50, 100, 200, 400, 800):
+        pts = rng.normal(size=(n, 3))
+        pts *= 2.2 * n ** 0.38 / np.sqrt((pts - pts.mean(0)).__pow__(2).sum(1).mean())
+        fake.append(pts)
+    a, nu = fit_rg_power_law(fake)
+    assert a == pytest.approx(2.2, rel=1e-6) and nu == pytest.approx(0.38, rel=1e-6)
+
+
+def test_angles_and_dihedrals():
+    h = helix(20)
+    ang = virtual_bond_angles(h)
+    dih = virtual_dihedrals(h)
+    assert ang.shape == (18,) and dih.shape == (17,)
+    assert np.ptp(ang) < 1e-6 and np.ptp(dih) < 1e-6
+    assert 80 < ang[0] < 100                        # ideal alpha helix: ~91 degrees
+    assert 40 < dih[0] < 60                         # right-handed: ~ +50 degrees
+    mirrored = h * np.array([1.0, 1.0, -1.0])
+    np.testing.assert_allclose(virtual_dihedrals(mirrored), -dih, atol=1e-9)
+    np.testing.assert_allclose(virtual_bond_angles(straight(5)), 180.0)
+
+
+def test_circular_wasserstein():
+    assert circular_wasserstein(np.array([179.0]), np.array([-179.0])) == pytest.approx(2.0)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 20, 500), rng.normal(30, 10, 400)
+    # both far from the cut at +-180: equals the linear distance
+    assert circular_wasserstein(a, b) == pytest.approx(wasserstein_distance(a, b), rel=1e-9)
+    # invariant to where the circle is cut (rotating both sets)
+    rot = lambda v: np.mod(v + 170.0 + 180.0, 360.0) - 180.0  # noqa: E731
+    assert circular_wasserstein(rot(a), rot(b)) == pytest.approx(circular_wasserstein(a, b))
+    assert wasserstein_distance(rot(a), rot(b)) > 5 * circular_wasserstein(a, b)
+    # half of the mass at 0 and half at 180 vs. all at 90: every unit moves 90 degrees
+    assert circular_wasserstein(np.array([0.0, 180.0]), np.array([90.0, 90.0])) == pytest.approx(90)
+
+
+def test_random_walk_baseline():
+    rw = random_walk_traces([30, 64], seed=1)
+    assert [len(t) for t in rw] == [30, 64]
+    np.testing.assert_allclose(np.linalg.norm(np.diff(rw[1], axis=0), axis=1), 3.8)
+    assert random_walk_traces([30], seed=1)[0].tolist() == rw[0].tolist()
