@@ -104,8 +104,9 @@ def virtual_dihedrals(trace) -> np.ndarray:
     b2 = x[3:] - x[2:-1]
     n1 = np.cross(b0, b1)
     n2 = np.cross(b1, b2)
-    m1 = np.cross(n1, b1 / np.linalg.norm(b1, axis=1, keepdims=True))
-    return np.degrees(np.arctan2((m1 * n2).sum(1), (n1 * n2).sum(1)))
+    b1_unit = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
+    y = (b1_unit * np.cross(n1, n2)).sum(1)
+    return np.degrees(np.arctan2(y, (n1 * n2).sum(1)))
 
 
 def circular_wasserstein(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> float:
