@@ -1,0 +1,128 @@
+"""Checkpoints: atomic writes, safe loading, RNG state capture, and model rebuilding.
+
+A training checkpoint (``checkpoint.pt``) is a plain dict loadable with
+``torch.load(path, weights_only=True)``::
+
+    {"format": 1, "step": int, "model": state_dict, "ema": EMA.state_dict(),
+     "optimizer": ..., "scheduler": ..., "rng": [capture_rng_state() per rank],
+     "data_state": {...}, "meta": task meta (JSON-like), "config": training config}
+
+An exported model file (:func:`export_model`) holds only ``{"format", "model", "meta"}``.
+:func:`load_checkpoint_model` reads either kind.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .models.param import ScoreModel
+from .tasks import get_task_module
+
+__all__ = ["CHECKPOINT_FORMAT", "save_atomic", "load_checkpoint", "capture_rng_state",
+           "restore_rng_state", "check_finite", "load_checkpoint_model", "export_model"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path.tmp`` then ``os.replace``: a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing/bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt file, or pickled objects that weights_only refuses
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        raise ValueError(f"{path} is not a molscore checkpoint (needs 'model' and 'meta')")
+    return ckpt
+
+
+def capture_rng_state() -> dict:
+    """RNG states of torch (CPU and CUDA), numpy and python ``random`` as tensors/numbers."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    npst = state["numpy"]
+    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def check_finite(state_dict: dict, what: str = "weights") -> None:
+    """Raise ``ValueError`` naming the first tensor with NaN or inf entries."""
+    for name, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"{what} contain NaN/inf values (first bad tensor: {name!r}); "
+                             f"the run diverged -- use an earlier checkpoint or a lower lr")
+
+
+def _weights(ckpt: dict, ema: bool) -> dict:
+    if ema and isinstance(ckpt.get("ema"), dict):
+        return ckpt["ema"]["shadow"]
+    return ckpt["model"]
+
+
+def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
+                          device: torch.device | str = "cpu") -> tuple[ScoreModel, dict]:
+    """Rebuild the model of a checkpoint (or exported model file) in eval mode.
+
+    Uses ``get_task_module(meta["task"]).build_model(meta)``, so the checkpoint alone
+    suffices. ``ema=True`` loads the EMA weights when the file has them.
+
+    Returns:
+        ``(model, meta)``.
+
+    Raises:
+        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    meta = ckpt["meta"]
+    if "task" not in meta:
+        raise ValueError(f"{path}: checkpoint meta has no 'task'")
+    weights = _weights(ckpt, ema)
+    check_finite(weights, f"weights in {path}")
+    model = get_task_module(meta["task"]).build_model(meta)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), meta
+
+
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, ema: bool = True) -> Path:
+    """Write a small file with only the (EMA) weights and meta of a training checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    weights = _weights(ckpt, ema)
+    check_finite(weights, f"weights in {checkpoint}")
+    return save_atomic({"format": CHECKPOINT_FORMAT, "model": weights, "meta": ckpt["meta"]}, out)
+

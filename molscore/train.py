@@ -1,0 +1,560 @@
+"""The generic training loop: one trainer for every space (molecules, images, C-alpha, toy).
+
+It only sees a :class:`~molscore.tasks.TrainTask` (model, datasets, collate, meta) and
+:class:`~molscore.tasks.Batch` objects; the config's ``task`` picks the task module.
+
+Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
+
+    task: conformers          # name in molscore.tasks.TASKS
+    data: {...}, model: {...}, sde: {...}   # read by the task module
+    objective: {name: dsm, weighting: sigma2}   # extra keys go to the loss function
+    optim: {lr, weight_decay, betas, grad_clip, schedule: cosine|constant, warmup, min_lr_ratio}
+    ema: {decay: 0.999}       # or a bare number
+    batch_size: 32
+    steps: 10000              # or epochs: N
+    val_every: 500            # validation loss per noise-level bucket (EMA weights)
+    val_bins: 5
+    val_batches: null         # cap on validation batches (null: whole val set)
+    ckpt_every: 1000
+    log_every: 10
+    seed: 0
+    num_workers: 0
+    ddp_find_unused: false
+
+Outputs in ``out_dir``: ``checkpoint.pt`` (atomic; see :mod:`molscore.checkpoint`),
+``metrics.jsonl`` (one JSON record per line, ``kind`` = ``train`` or ``val``),
+``config.yaml`` and ``summary.json``.
+
+Exact resume: the data order is a pure function of ``(seed, step, rank)``
+(:class:`DataOrder`), and the checkpoint holds the RNG states of every rank, so a
+run interrupted and resumed from a checkpoint reproduces the uninterrupted loss
+curve (with ``num_workers: 0``; with worker processes the order is still exact but
+randomness drawn *inside* workers is re-seeded on resume).
+
+Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``), the trainer joins a
+process group (NCCL on CUDA, Gloo on CPU), shards every epoch's permutation across
+ranks, wraps the model in DDP and writes files from rank 0 only.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, restore_rng_state,
+                         save_atomic)
+from .ema import EMA
+from .objectives import get_objective
+from .tasks import Batch, TrainTask, get_task_module
+
+__all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
+           "lr_factor", "load_config"]
+
+DEFAULTS: dict[str, Any] = {
+    "batch_size": 32,
+    "steps": None,
+    "epochs": None,
+    "seed": 0,
+    "num_workers": 0,
+    "val_every": 500,
+    "val_bins": 5,
+    "val_batches": None,
+    "ckpt_every": 1000,
+    "log_every": 10,
+    "ddp_find_unused": False,
+    "objective": {"name": "dsm", "weighting": "sigma2"},
+    "optim": {"lr": 2e-4, "weight_decay": 0.0, "betas": [0.9, 0.999], "grad_clip": 1.0,
+              "schedule": "cosine", "warmup": 0, "min_lr_ratio": 0.0},
+    "ema": {"decay": 0.999},
+}
+SCHEDULES = ("cosine", "constant")
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+
+
+class ConfigError(ValueError):
+    """A training config that cannot work (missing keys, bad values)."""
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML config file into a dict; ``ConfigError`` if it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return cfg
+
+
+def resolve_config(cfg: dict) -> dict:
+    """Fill defaults and validate the trainer's keys; the task's own sections pass through.
+
+    Raises:
+        ConfigError: on a missing ``task``, unknown schedules, non-positive sizes, ...
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError("config must be a mapping")
+    if "task" not in cfg:
+        raise ConfigError("config needs a 'task' key (e.g. conformers, images, toy)")
+    out = copy.deepcopy(cfg)
+    for key, default in DEFAULTS.items():
+        if isinstance(default, dict):
+            given = out.get(key)
+            if key == "ema" and isinstance(given, (int, float)):
+                given = {"decay": float(given)}
+            if key == "objective" and isinstance(given, str):
+                given = {"name": given}
+            if given is not None and not isinstance(given, dict):
+                raise ConfigError(f"'{key}' must be a mapping, got {given!r}")
+            out[key] = {**default, **(given or {})}
+        else:
+            out.setdefault(key, default)
+    if out["steps"] is None and out["epochs"] is None:
+        raise ConfigError("config needs 'steps' or 'epochs'")
+    for key in ("batch_size", "val_every", "ckpt_every", "log_every", "val_bins"):
+        if not isinstance(out[key], int) or out[key] < 1:
+            raise ConfigError(f"'{key}' must be a positive integer, got {out[key]!r}")
+    for key in ("steps", "epochs", "val_batches"):
+        if out[key] is not None and (not isinstance(out[key], int) or out[key] < 0):
+            raise ConfigError(f"'{key}' must be a non-negative integer, got {out[key]!r}")
+    optim = out["optim"]
+    if optim["schedule"] not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
+                          f"got {optim['schedule']!r}")
+    if not float(optim["lr"]) > 0:
+        raise ConfigError(f"optim.lr must be positive, got {optim['lr']!r}")
+    if not 0.0 <= float(out["ema"]["decay"]) < 1.0:
+        raise ConfigError(f"ema.decay must be in [0, 1), got {out['ema']['decay']!r}")
+    try:
+        get_objective(out["objective"]["name"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return out
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based).
+
+    Linear warmup over ``warmup`` steps, then constant or a cosine decay from 1 to
+    ``min_ratio`` at ``total``.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class DataOrder:
+    """Deterministic, resumable, shardable order of training batches.
+
+    Epoch ``e`` uses the permutation ``randperm(n)`` of a generator seeded with
+    ``seed + e``; it is padded (by wrapping) to a multiple of ``world_size`` and rank
+    ``r`` takes every ``world_size``-th index from ``r`` (as ``DistributedSampler``).
+    Each rank's shard is cut into ``batches_per_epoch`` full batches (a last partial
+    batch is dropped, unless the shard is smaller than one batch). Batch ``k`` is a
+    pure function of ``(seed, k, rank)``, so the only data-order state is the step.
+
+    Args:
+        n: dataset size.
+        batch_size: items per batch on each rank.
+        seed: base seed.
+        rank, world_size: this process and the number of processes.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if n < 1:
+            raise ValueError("the training set is empty")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.shard_size = math.ceil(n / world_size)
+        self.batches_per_epoch = max(1, self.shard_size // batch_size)
+        self._cache: tuple[int, Tensor] | None = None
+
+    def _shard(self, epoch: int) -> Tensor:
+        if self._cache is None or self._cache[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            perm = torch.randperm(self.n, generator=g)
+            total = self.shard_size * self.world_size
+            if total > self.n:
+                perm = torch.cat([perm, perm[: total - self.n]])
+            self._cache = (epoch, perm[self.rank::self.world_size])
+        return self._cache[1]
+
+    def position(self, step: int) -> dict:
+        """``{"epoch", "batch"}`` of global batch ``step``."""
+        return {"epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+
+    def batch(self, step: int) -> list[int]:
+        """Dataset indices of batch number ``step`` (0-based) on this rank."""
+        pos = self.position(step)
+        shard = self._shard(pos["epoch"])
+        i = pos["batch"] * self.batch_size
+        return shard[i:i + self.batch_size].tolist()
+
+    def iterate(self, start: int, stop: int) -> Iterator[list[int]]:
+        """Batches ``start, ..., stop - 1`` (usable as a ``DataLoader`` ``batch_sampler``)."""
+        for k in range(start, stop):
+            yield self.batch(k)
+
+
+class _BatchSampler:
+    """Re-iterable wrapper giving ``DataLoader`` the batches ``start .. stop - 1``."""
+
+    def __init__(self, order: DataOrder, start: int, stop: int):
+        self.order, self.start, self.stop = order, start, stop
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.order.iterate(self.start, self.stop)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+@dataclass
+class DistInfo:
+    """Process-group facts read from the ``torchrun`` environment."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> "DistInfo":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                   int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _pick_device(device: str, info: DistInfo) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available")
+        if info.distributed:
+            return torch.device("cuda", info.local_rank)
+    elif device != "cpu":
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Builds the task from ``cfg`` and trains it; :meth:`fit` runs the loop.
+
+    Args:
+        cfg: training config (see the module docstring).
+        out_dir: where checkpoints, metrics and the summary go.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    def __init__(self, cfg: dict, out_dir: str | os.PathLike, *, resume: bool = True,
+                 device: str = "auto", progress: bool = True):
+        self.cfg = resolve_config(cfg)
+        self.out_dir = Path(out_dir)
+        self.info = DistInfo.from_env()
+        self.device = _pick_device(device, self.info)
+        self.progress = progress and self.info.is_main
+        if self.info.distributed and not dist.is_initialized():
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+        seed = int(self.cfg["seed"])
+        _seed_all(seed)  # identical initialisation on every rank
+        try:
+            task: TrainTask = get_task_module(self.cfg["task"]).build_task(self.cfg)
+        except ValueError as err:  # unknown task / bad task section
+            raise ConfigError(str(err)) from err
+        self.task = task
+        self.meta = {**task.meta, "task": task.meta.get("task", self.cfg["task"])}
+        self.model = task.model.to(self.device)
+        self.sde = self.model.sde
+        self.ema = EMA(self.model, self.cfg["ema"]["decay"])
+        self.ema_model = copy.deepcopy(self.model).eval()
+
+        optim = self.cfg["optim"]
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(optim["lr"]),
+                                           weight_decay=float(optim["weight_decay"]),
+                                           betas=tuple(float(b) for b in optim["betas"]))
+        self.order = DataOrder(len(task.train_set), self.cfg["batch_size"], seed,
+                               self.info.rank, self.info.world_size)
+        self.total_steps = (self.cfg["steps"] if self.cfg["steps"] is not None
+                            else self.cfg["epochs"] * self.order.batches_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, int(optim["warmup"]),
+                                                optim["schedule"], float(optim["min_lr_ratio"])))
+        objective = dict(self.cfg["objective"])
+        self.loss_fn = get_objective(objective.pop("name"))
+        self.loss_kwargs = objective
+        self.step = 0
+        self.resumed_from: int | None = None
+        ckpt_path = self.out_dir / CHECKPOINT_NAME
+        if resume and ckpt_path.is_file():
+            self._load(ckpt_path)
+        else:
+            _seed_all(seed + 1 + self.info.rank)  # per-rank noise streams
+        self.net: nn.Module = self.model
+        if self.info.distributed:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(self.cfg["ddp_find_unused"]))
+
+    # -- checkpoints ------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("meta", {}).get("task") != self.meta["task"]:
+            raise ConfigError(f"{path} was trained for task {ckpt['meta'].get('task')!r}, "
+                              f"config says {self.meta['task']!r}; use another output dir")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ConfigError(f"{path} does not fit the model of this config "
+                              f"(changed architecture?): {str(err).splitlines()[0]}") from err
+        self.ema.load_state_dict(ckpt["ema"])
+        self.ema.to(self.device)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step = self.resumed_from = int(ckpt["step"])
+        states = ckpt["rng"]
+        if len(states) == self.info.world_size:
+            restore_rng_state(states[self.info.rank])
+        else:  # a different number of processes: continue, but not bit-for-bit
+            _seed_all(int(self.cfg["seed"]) + 1 + self.info.rank + self.step)
+        if self.info.is_main:
+            self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records logged after ``step`` by an interrupted run."""
+        path = self.out_dir / METRICS_NAME
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+    def save(self) -> Path | None:
+        """Write ``checkpoint.pt`` (rank 0; every rank contributes its RNG state)."""
+        rng = capture_rng_state()
+        states = [rng]
+        if self.info.distributed:
+            states = [None] * self.info.world_size
+            dist.all_gather_object(states, rng)
+        if not self.info.is_main:
+            return None
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": states,
+            "data_state": {"seed": self.order.seed, **self.order.position(self.step),
+                           "batches_per_epoch": self.order.batches_per_epoch},
+            "world_size": self.info.world_size,
+            "meta": self.meta,
+            "config": self.cfg,
+        }
+        return save_atomic(ckpt, self.out_dir / CHECKPOINT_NAME)
+
+    # -- logging ------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if self.info.is_main:
+            with open(self.out_dir / METRICS_NAME, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
+        workers = int(self.cfg["num_workers"])
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
+                          num_workers=workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(seed))
+
+    # -- validation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict | None:
+        """EMA-weight loss on the validation set per bucket of ``t`` (rank 0 only).
+
+        Each validation batch is scored once per bucket with ``t ~ U(bucket)`` and
+        fixed noise (a forked RNG seeded by ``seed``), so values are comparable
+        across steps and the training RNG stream is untouched.
+
+        Returns:
+            ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
+            or ``None`` without a validation set.
+        """
+        val_set = self.task.val_set
+        if val_set is None or len(val_set) == 0 or not self.info.is_main:
+            return None
+        self.ema.copy_to(self.ema_model)
+        bins = int(self.cfg["val_bins"])
+        edges = torch.linspace(self.sde.eps, self.sde.T, bins + 1)
+        bs = int(self.cfg["batch_size"])
+        starts = list(range(0, len(val_set), bs))
+        if self.cfg["val_batches"] is not None:
+            starts = starts[: self.cfg["val_batches"]]
+        sums, count = torch.zeros(bins, dtype=torch.float64), 0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            _seed_all(int(self.cfg["seed"]) + 7919)
+            for i in starts:
+                batch: Batch = self.task.collate([val_set[j] for j in
+                                                  range(i, min(i + bs, len(val_set)))])
+                batch = batch.to(self.device)
+                n = batch.space.num_samples
+                for b in range(bins):
+                    u = torch.rand(n, device=self.device, dtype=batch.x.dtype)
+                    t = edges[b] + (edges[b + 1] - edges[b]) * u
+                    losses = self.loss_fn(self.ema_model, self.sde, batch.x, batch.space,
+                                          batch.cond, t=t, **self.loss_kwargs)
+                    sums[b] += losses.double().sum().item()
+                count += n
+        per_bin = (sums / max(count, 1)).tolist()
+        return {"val_loss": float(np.mean(per_bin)), "val_loss_bins": per_bin,
+                "t_bins": [[float(edges[b]), float(edges[b + 1])] for b in range(bins)]}
+
+    # -- training -----------------------------------------------------------------------
+    def train_step(self, batch: Batch) -> tuple[float, float]:
+        """One optimiser step; returns ``(loss, grad_norm)`` of this rank's batch."""
+        self.net.train()
+        batch = batch.to(self.device)
+        losses = self.loss_fn(self.net, self.sde, batch.x, batch.space, batch.cond,
+                              **self.loss_kwargs)
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.step + 1}; "
+                                     f"lower optim.lr or enable optim.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg["optim"]["grad_clip"]
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if clip:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
+        else:
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return float(loss.detach()), float(grad_norm)
+
+    def _mean_across_ranks(self, value: float) -> float:
+        if not self.info.distributed:
+            return value
+        v = torch.tensor([value], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(v)
+        return float(v.item()) / self.info.world_size
+
+    def fit(self) -> dict:
+        """Train up to ``total_steps``; returns the run summary (also ``summary.json``)."""
+        cfg = self.cfg
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.resumed_from is None:
+                (self.out_dir / METRICS_NAME).write_text("")
+            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        start, t0 = self.step, time.time()
+        window: list[float] = []
+        last_loss, last_val = None, None
+        loader = self._loader(self.task.train_set, _BatchSampler(self.order, start, self.total_steps),
+                              seed=int(cfg["seed"]) * 1_000_003 + start * 101 + self.info.rank)
+        bar = tqdm(total=self.total_steps, initial=start, disable=not self.progress,
+                   desc="train", dynamic_ncols=True)
+        saved_at = None
+        try:
+            for batch in loader:
+                loss, grad_norm = self.train_step(batch)
+                window.append(loss)
+                bar.update(1)
+                if self.step % cfg["log_every"] == 0 or self.step == self.total_steps:
+                    last_loss = self._mean_across_ranks(float(np.mean(window)))
+                    window.clear()
+                    self._log({"kind": "train", "step": self.step, "loss": last_loss,
+                               "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                               "epoch": self.order.position(self.step - 1)["epoch"],
+                               "time_s": round(time.time() - t0, 3)})
+                    bar.set_postfix(loss=f"{last_loss:.4g}")
+                if self.step % cfg["val_every"] == 0 or self.step == self.total_steps:
+                    val = self.validate()
+                    if val is not None:
+                        last_val = val["val_loss"]
+                        self._log({"kind": "val", "step": self.step, **val})
+                if self.step % cfg["ckpt_every"] == 0 or self.step == self.total_steps:
+                    self.save()
+                    saved_at = self.step
+        except KeyboardInterrupt:
+            if not self.info.distributed and self.step > start and saved_at != self.step:
+                self.save()
+            raise
+        finally:
+            bar.close()
+        elapsed = time.time() - t0
+        summary = {
+            "out_dir": str(self.out_dir), "checkpoint": str(self.out_dir / CHECKPOINT_NAME),
+            "task": self.meta["task"], "steps": self.step, "steps_this_run": self.step - start,
+            "resumed_from": self.resumed_from, "final_loss": last_loss, "val_loss": last_val,
+            "device": str(self.device), "world_size": self.info.world_size,
+            "time_s": round(elapsed, 3),
+            "num_parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+        if self.info.is_main:
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created one."""
+        if self.info.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(cfg: dict, out_dir: str | os.PathLike, *, resume: bool = True, device: str = "auto",
+          progress: bool = True) -> dict:
+    """Train the config's task into ``out_dir``; returns the summary dict.
+
+    See the module docstring for the config keys. Raises :class:`ConfigError` for a
+    config that cannot work.
+    """
+    trainer = Trainer(cfg, out_dir, resume=resume, device=device, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -1,0 +1,188 @@
+"""Trainer: exact resume, EMA, LR schedule, data order, validation buckets, config errors."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from _train_tasks import TASK, base_config
+from molscore.ema import EMA
+from molscore.train import ConfigError, DataOrder, Trainer, lr_factor, resolve_config, train
+
+
+def _records(path, kind):
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def _interrupted_run(out, exc: type[BaseException], at_step: int):
+    """Train ``base_config()`` but raise ``exc`` when step ``at_step`` would start."""
+    trainer = Trainer(base_config(), out, device="cpu", progress=False)
+    step = trainer.train_step
+
+    def dying_step(batch):
+        if trainer.step == at_step - 1:
+            raise exc("simulated interruption")
+        return step(batch)
+
+    trainer.train_step = dying_step
+    with pytest.raises(exc):
+        trainer.fit()
+
+
+@pytest.mark.parametrize("exc, resumed_from", [(KeyboardInterrupt, 6), (RuntimeError, 4)])
+def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc, resumed_from):
+    """Ctrl-C saves at the current step; a crash resumes from the last periodic checkpoint
+    (ckpt_every=4) and drops the metrics logged after it."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(base_config(), straight, device="cpu", progress=False)
+    _interrupted_run(split, exc, at_step=7)
+    resumed = train(base_config(), split, device="cpu", progress=False)
+    assert resumed["resumed_from"] == resumed_from and resumed["steps"] == 12
+
+    a, b = _records(straight, "train"), _records(split, "train")
+    assert [r["step"] for r in a] == list(range(1, 13)) == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == pytest.approx(rb["loss"], abs=1e-6, rel=0)
+        assert ra["lr"] == pytest.approx(rb["lr"], rel=1e-12)
+    va, vb = _records(straight, "val"), _records(split, "val")
+    assert [r["step"] for r in va] == [4, 8, 12] == [r["step"] for r in vb]
+    assert [r["val_loss"] for r in va] == pytest.approx([r["val_loss"] for r in vb], abs=1e-6)
+
+    ca = torch.load(straight / "checkpoint.pt", weights_only=True)
+    cb = torch.load(split / "checkpoint.pt", weights_only=True)
+    for k, v in ca["model"].items():
+        torch.testing.assert_close(v, cb["model"][k], rtol=0, atol=1e-6)
+    for k, v in ca["ema"]["shadow"].items():
+        torch.testing.assert_close(v, cb["ema"]["shadow"][k], rtol=0, atol=1e-6)
+    assert ca["data_state"] == cb["data_state"] == {"seed": 3, "epoch": 2, "batch": 2,
+                                                     "batches_per_epoch": 5}
+
+
+def test_no_resume_starts_over(tmp_path):
+    train(base_config(steps=4), tmp_path, device="cpu", progress=False)
+    out = train(base_config(steps=4), tmp_path, resume=False, device="cpu", progress=False)
+    assert out["resumed_from"] is None and out["steps_this_run"] == 4
+    assert [r["step"] for r in _records(tmp_path, "train")] == [1, 2, 3, 4]
+
+
+def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
+    cfg = base_config(steps=150, val_every=150, log_every=50, ema=0.0,
+                      optim={"lr": 1e-2, "schedule": "constant"})
+    trainer = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    before = trainer.validate()
+    summary = trainer.fit()
+    (val,) = _records(tmp_path, "val")
+    assert len(val["val_loss_bins"]) == 5 and len(val["t_bins"]) == 5
+    assert val["t_bins"][0][0] == pytest.approx(trainer.sde.eps)
+    assert val["t_bins"][-1][1] == pytest.approx(1.0)
+    assert val["val_loss"] == pytest.approx(sum(val["val_loss_bins"]) / 5)
+    assert summary["val_loss"] < 0.8 * before["val_loss"]
+    # validation draws from a forked RNG: calling it twice gives the same numbers
+    assert trainer.validate()["val_loss_bins"] == pytest.approx(val["val_loss_bins"], rel=1e-6)
+
+
+def test_grad_clip_bounds_the_update(tmp_path):
+    cfg = base_config(steps=1, optim={"lr": 1.0, "grad_clip": 1e-3, "schedule": "constant"})
+    trainer = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    batch = trainer.task.collate([trainer.task.train_set[i] for i in range(8)])
+    trainer.train_step(batch)
+    grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
+    assert grads.norm() <= 1e-3 * (1 + 1e-5)
+    # Adam normalises the step size, so check the clipped gradient drove a finite update
+    moved = [(p - b).abs().max() for p, b in zip(trainer.model.parameters(), before)]
+    assert all(torch.isfinite(m) for m in moved)
+
+
+def test_lr_schedule_warmup_and_cosine():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine", min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_factor(80, 100, 10, "constant") == 1.0
+
+
+def test_ema_tracks_weights_with_warmup():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.99)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    d0 = ema.current_decay()
+    assert d0 == pytest.approx(0.1)
+    old = ema.shadow["weight"].clone()
+    ema.update(model)
+    torch.testing.assert_close(ema.shadow["weight"], d0 * old + (1 - d0) * 1.0)
+    for _ in range(2000):
+        ema.update(model)
+    torch.testing.assert_close(ema.shadow["weight"], torch.ones(1, 2))
+    assert ema.current_decay() == pytest.approx(0.99)
+
+
+def test_data_order_is_deterministic_epoch_permutation_and_shards():
+    order = DataOrder(10, batch_size=3, seed=5)
+    assert order.batches_per_epoch == 3
+    epoch0 = sum((order.batch(k) for k in range(3)), [])
+    assert len(set(epoch0)) == 9 and set(epoch0) <= set(range(10))
+    epoch1 = sum((order.batch(k) for k in range(3, 6)), [])
+    assert epoch0 != epoch1
+    assert DataOrder(10, 3, seed=5).batch(4) == order.batch(4)  # a pure function of the step
+    r0, r1 = DataOrder(10, 2, 5, rank=0, world_size=2), DataOrder(10, 2, 5, rank=1, world_size=2)
+    e0 = sum((r0.batch(k) for k in range(r0.batches_per_epoch)), [])
+    e1 = sum((r1.batch(k) for k in range(r1.batches_per_epoch)), [])
+    assert set(e0).isdisjoint(e1) and len(e0) + len(e1) == 8
+    assert DataOrder(2, 8).batch(0) and len(DataOrder(2, 8).batch(0)) == 2
+
+
+def test_epochs_set_the_number_of_steps(tmp_path):
+    cfg = base_config(epochs=2)
+    del cfg["steps"]
+    out = train(cfg, tmp_path, device="cpu", progress=False)
+    assert out["steps"] == 2 * (40 // 8)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"task": None}, "task"),
+    ({"steps": None}, "'steps' or 'epochs'"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"optim": {"schedule": "linear"}}, "schedule"),
+    ({"ema": 1.5}, "ema.decay"),
+    ({"objective": "nope"}, "unknown objective"),
+])
+def test_bad_configs_raise_config_error(bad, message):
+    cfg = base_config(**bad)
+    if cfg["task"] is None:
+        del cfg["task"]
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(cfg)
+
+
+def test_unknown_task_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown task"):
+        Trainer(base_config(task="nope"), tmp_path, device="cpu")
+
+
+def test_resume_with_other_task_refused(tmp_path):
+    train(base_config(steps=2), tmp_path, device="cpu", progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    ckpt["meta"]["task"] = "images"
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="trained for task"):
+        Trainer(base_config(), tmp_path, device="cpu")
+
+
+def test_nan_loss_stops_training(tmp_path):
+    trainer = Trainer(base_config(), tmp_path, device="cpu", progress=False)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(math.nan)
+    batch = trainer.task.collate([trainer.task.train_set[i] for i in range(8)])
+    with pytest.raises(FloatingPointError, match="step 1"):
+        trainer.train_step(batch)
+
+
+def test_meta_records_task(tmp_path):
+    trainer = Trainer(base_config(), tmp_path, device="cpu")
+    assert trainer.meta["task"] == TASK
