@@ -96,7 +96,10 @@ def _neighbours(pos: Tensor, batch: Tensor | None, r: float | None, k: int | Non
     if not out:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
     edge_index = torch.cat(out, dim=1)
-    return edge_index if perm is None else perm[edge_index]
+    if perm is None:
+        return edge_index
+    edge_index = perm[edge_index]
+    return edge_index[:, torch.argsort(edge_index[1], stable=True)]
 
 
 def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool = False,
