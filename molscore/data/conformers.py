@@ -1,0 +1,332 @@
+"""Readers of multi-conformer molecule files into one record type, :class:`ConformerSet`.
+
+Formats:
+
+* GEOM ``rdkit_folder``: a summary JSON (``{smiles: {"pickle_path": ..., ...}}``) next to
+  per-molecule pickles ``{"conformers": [{"rd_mol": Mol, "boltzmannweight": w, ...}], ...}``
+  (:func:`read_geom_rdkit_folder`).
+* Multi-conformer SDF, plain or ``.gz``, grouped into molecules by a record property such
+  as ``smiles`` or ``ensemble``, or by the canonical SMILES of each record (:func:`read_sdf`).
+* torsional-diffusion style pickles ``{smiles: [Mol, ...]}`` (:func:`read_smiles_pickle`).
+
+**Security:** unpickling runs code stored in the file. The pickle readers load only
+the files whose paths a user names explicitly; never point them at untrusted files.
+
+Bad input never stops a reader: an unreadable or truncated file, a record without
+coordinates, a record whose atoms do not match its SMILES graph, or a conformer whose
+stereochemistry differs from the molecule's is skipped, and ``(name, reason)`` is
+appended to the ``failures`` list the caller passes in.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from rdkit import Chem, rdBase
+
+from ..chem.featurize import MoleculeError, atoms_match, prepare_mol
+
+__all__ = [
+    "ConformerSet", "Failures", "conformer_set_from_mols", "read_geom_rdkit_folder", "read_sdf",
+    "read_smiles_pickle", "read_conformers", "check_coordinates",
+]
+
+Failures = list[tuple[str, str]]  # (record name, reason)
+
+_MIN_BOND, _MAX_BOND = 0.5, 3.0  # Angstrom; bonded distances outside this are not a conformer
+
+
+@dataclass
+class ConformerSet:
+    """All conformers of one molecule.
+
+    Attributes:
+        smiles: canonical isomeric SMILES (stereo assigned from the 3D coordinates).
+        mol: sanitised ``Mol`` with explicit hydrogens and ``K >= 1`` conformers, all in
+            the same atom order.
+        weights: ``(K,)`` float64 Boltzmann weights summing to 1, or ``None`` when unknown.
+        name: identifier from the source (ensemble name, GEOM SMILES key, file record).
+    """
+
+    smiles: str
+    mol: Chem.Mol
+    weights: np.ndarray | None
+    name: str
+
+    @property
+    def num_conformers(self) -> int:
+        return self.mol.GetNumConformers()
+
+    def coordinates(self) -> np.ndarray:
+        """All conformers' coordinates, ``(K, N, 3)`` float64 (Angstrom)."""
+        return np.stack([c.GetPositions() for c in self.mol.GetConformers()])
+
+
+def check_coordinates(mol: Chem.Mol, conf_id: int = -1) -> str | None:
+    """Why conformer ``conf_id`` of ``mol`` is not a usable 3D structure, or ``None`` if it is."""
+    if mol.GetNumConformers() == 0:
+        return "missing coordinates"
+    conf = mol.GetConformer(conf_id)
+    pos = conf.GetPositions()
+    if not np.isfinite(pos).all():
+        return "non-finite coordinates"
+    if mol.GetNumAtoms() > 1 and np.abs(pos).max() == 0.0:
+        return "missing coordinates (all zero)"
+    if not conf.Is3D() and mol.GetNumAtoms() > 2 and np.abs(pos[:, 2]).max() == 0.0:
+        return "2D coordinates only"
+    if mol.GetNumBonds():
+        ij = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+        d = np.linalg.norm(pos[ij[:, 0]] - pos[ij[:, 1]], axis=1)
+        if d.min() < _MIN_BOND or d.max() > _MAX_BOND:
+            return f"implausible bond length {d.min():.2f}-{d.max():.2f} A (coordinates do not fit the bonds)"
+    return None
+
+
+def _same_order(a: Chem.Mol, b: Chem.Mol) -> bool:
+    if a.GetNumAtoms() != b.GetNumAtoms() or a.GetNumBonds() != b.GetNumBonds():
+        return False
+    if any(x.GetAtomicNum() != y.GetAtomicNum() for x, y in zip(a.GetAtoms(), b.GetAtoms())):
+        return False
+    return all(b.GetBondBetweenAtoms(bd.GetBeginAtomIdx(), bd.GetEndAtomIdx()) is not None
+               for bd in a.GetBonds())
+
+
+def _isomeric(mol: Chem.Mol) -> str:
+    with rdBase.BlockLogs():
+        return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+
+
+def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str | None = None,
+                            weights: Sequence[float] | None = None, failures: Failures | None = None,
+                            largest_fragment: bool = False,
+                            max_heavy_atoms: int | None = None) -> ConformerSet:
+    """Validate and merge single-conformer records of one molecule into a :class:`ConformerSet`.
+
+    Each record is checked (coordinates present and plausible, atoms match ``smiles`` when
+    given, stereo from 3D equal to the first kept record's); failing records are dropped and
+    reported in ``failures`` as ``(name, f"conformer {k}: {reason}")``. Hydrogens missing from a record
+    are added with computed coordinates. Records in another atom order are renumbered to the
+    first kept record's order.
+
+    Args:
+        mols: ``K`` RDKit molecules, each with one conformer (the first is used).
+        name: identifier for failure reports.
+        smiles: the molecule's SMILES in the source (checked against each record's graph).
+        weights: ``(K,)`` weights of the records (renormalised over the kept ones).
+        failures: list to append ``(name, reason)`` to.
+        largest_fragment, max_heavy_atoms: passed to :func:`prepare_mol`.
+
+    Raises:
+        MoleculeError: no record survives; the message is the first record's reason.
+    """
+    failures = failures if failures is not None else []
+    base: Chem.Mol | None = None
+    base_smiles = ""
+    kept_weights: list[float] = []
+    first_reason = None
+    for k, raw in enumerate(mols):
+        reason = None
+        mol = None
+        if raw is None:
+            reason = "record could not be parsed"
+        else:
+            reason = check_coordinates(raw)
+        if reason is None:
+            try:
+                mol = prepare_mol(raw, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
+            except MoleculeError as err:
+                reason = str(err)
+        if reason is None and smiles is not None and not atoms_match(mol, smiles):
+            reason = "3D atoms do not match the SMILES graph"
+        if reason is None and base is not None:
+            if not _same_order(base, mol):
+                match = mol.GetSubstructMatch(base)
+                if len(match) != base.GetNumAtoms():
+                    reason = "atoms do not match the other conformers"
+                else:
+                    mol = Chem.RenumberAtoms(mol, list(match))
+            if reason is None and _isomeric(mol) != base_smiles:
+                reason = "stereochemistry from 3D differs from the first conformer"
+        if reason is not None:
+            failures.append((name, f"conformer {k}: {reason}"))
+            first_reason = first_reason or reason
+            continue
+        if base is None:
+            base = Chem.Mol(mol)
+            base.RemoveAllConformers()
+            base_smiles = _isomeric(mol)
+        conf = Chem.Conformer(mol.GetConformer())
+        conf.Set3D(True)
+        base.AddConformer(conf, assignId=True)
+        if weights is not None:
+            kept_weights.append(float(weights[k]))
+    if base is None:
+        raise MoleculeError(f"no usable conformer ({first_reason})" if first_reason else "no conformers")
+    w = None
+    if weights is not None:
+        arr = np.asarray(kept_weights, dtype=np.float64)
+        if np.isfinite(arr).all() and (arr >= 0).all() and arr.sum() > 0:
+            w = arr / arr.sum()
+    return ConformerSet(smiles=base_smiles, mol=base, weights=w, name=name)
+
+
+def _emit(mols, name, failures, **kw) -> Iterator[ConformerSet]:
+    try:
+        yield conformer_set_from_mols(mols, name, failures=failures, **kw)
+    except MoleculeError as err:
+        failures.append((name, str(err)))
+
+
+def _load_pickle(path: Path):
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = None,
+                           limit: int | None = None, **kw) -> Iterator[ConformerSet]:
+    """Read GEOM's ``rdkit_folder`` layout (loads pickles: trusted files only).
+
+    Args:
+        summary: ``summary_drugs.json`` / ``summary_qm9.json``; each entry's
+            ``pickle_path`` is resolved relative to the JSON's folder.
+        failures: list to append ``(name, reason)`` to.
+        limit: read at most this many molecules.
+        kw: passed to :func:`conformer_set_from_mols` (``largest_fragment``, ``max_heavy_atoms``).
+
+    Yields:
+        One :class:`ConformerSet` per readable molecule, weights from ``boltzmannweight``.
+    """
+    failures = failures if failures is not None else []
+    summary = Path(summary)
+    try:
+        with open(summary, encoding="utf-8") as fh:
+            index = json.load(fh)
+    except (OSError, ValueError) as err:
+        failures.append((str(summary), f"unreadable summary: {err}"))
+        return
+    for n, (smiles, entry) in enumerate(index.items()):
+        if limit is not None and n >= limit:
+            break
+        rel = entry.get("pickle_path") if isinstance(entry, dict) else None
+        if not rel:
+            failures.append((smiles, "no pickle_path in summary"))
+            continue
+        try:
+            record = _load_pickle(summary.parent / rel)
+            confs = record["conformers"]
+        except Exception as err:  # truncated pickle, missing file, wrong layout
+            failures.append((smiles, f"unreadable pickle {rel}: {type(err).__name__}: {err}"))
+            continue
+        mols = [c.get("rd_mol") for c in confs]
+        weights = [c.get("boltzmannweight", np.nan) for c in confs]
+        yield from _emit(mols, smiles, failures, smiles=smiles, weights=weights, **kw)
+
+
+def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
+                       limit: int | None = None, **kw) -> Iterator[ConformerSet]:
+    """Read a torsional-diffusion style pickle ``{smiles: [Mol, ...]}`` (trusted files only).
+
+    Weights come from a ``boltzmannweight`` / ``weight`` double property on the molecules
+    when every one has it, else ``None``.
+    """
+    failures = failures if failures is not None else []
+    try:
+        data = _load_pickle(Path(path))
+        items = list(data.items())
+    except Exception as err:
+        failures.append((str(path), f"unreadable pickle: {type(err).__name__}: {err}"))
+        return
+    for n, (smiles, mols) in enumerate(items):
+        if limit is not None and n >= limit:
+            break
+        mols = list(mols) if isinstance(mols, (list, tuple)) else [mols]
+        yield from _emit(mols, str(smiles), failures, smiles=str(smiles), weights=_mol_weights(mols), **kw)
+
+
+def _mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
+    for key in ("boltzmannweight", "weight"):
+        if mols and all(m is not None and m.HasProp(key) for m in mols):
+            try:
+                return [float(m.GetProp(key)) for m in mols]
+            except ValueError:
+                return None
+    return None
+
+
+def _sdf_records(path: Path, failures: Failures) -> Iterator[tuple[int, Chem.Mol | None]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh, rdBase.BlockLogs():
+            supplier = Chem.ForwardSDMolSupplier(fh, removeHs=False, sanitize=False)
+            for i, mol in enumerate(supplier):
+                yield i, mol
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        failures.append((str(path), f"truncated or unreadable file: {type(err).__name__}: {err}"))
+
+
+def read_sdf(path: str | Path, *, group_by: str | None = "smiles", failures: Failures | None = None,
+             limit: int | None = None, **kw) -> Iterator[ConformerSet]:
+    """Read a multi-conformer SDF (``.sdf`` or ``.sdf.gz``) into one record per molecule.
+
+    Args:
+        path: the SDF file.
+        group_by: record property naming the molecule (``smiles``, ``ensemble``, ...);
+            records lacking it, or every record when ``None``, are grouped by their own
+            canonical isomeric SMILES. Records need not be contiguous.
+        failures: list to append ``(name, reason)`` to.
+        limit: yield at most this many molecules.
+        kw: passed to :func:`conformer_set_from_mols`.
+
+    When ``group_by == "smiles"`` the property is also checked against each record's graph.
+    Weights come from ``boltzmannweight``/``weight`` properties when all records have one.
+    """
+    failures = failures if failures is not None else []
+    path = Path(path)
+    groups: dict[str, list[Chem.Mol | None]] = {}
+    for i, mol in _sdf_records(path, failures):
+        if mol is None:
+            failures.append((f"{path.name}:record{i}", "record could not be parsed"))
+            continue
+        if group_by and mol.HasProp(group_by):
+            key = mol.GetProp(group_by).strip()
+        else:
+            try:
+                probe = Chem.Mol(mol)
+                with rdBase.BlockLogs():
+                    Chem.SanitizeMol(probe)
+                    Chem.AssignStereochemistryFrom3D(probe)
+                key = _isomeric(probe)
+            except Exception as err:
+                failures.append((f"{path.name}:record{i}", f"invalid record: {err}"))
+                continue
+        groups.setdefault(key, []).append(mol)
+    for n, (key, mols) in enumerate(groups.items()):
+        if limit is not None and n >= limit:
+            break
+        ref = key if group_by == "smiles" else None
+        yield from _emit(mols, key, failures, smiles=ref, weights=_mol_weights(mols), **kw)
+
+
+def read_conformers(path: str | Path, *, fmt: str | None = None, **kw) -> Iterator[ConformerSet]:
+    """Dispatch on format: ``sdf`` (``.sdf``, ``.sdf.gz``), ``geom`` (``.json`` summary) or
+    ``pickle`` (``.pkl``, ``.pickle``); ``fmt`` overrides the guess from the file name."""
+    name = Path(path).name.lower()
+    if fmt is None:
+        if name.endswith((".sdf", ".sdf.gz")):
+            fmt = "sdf"
+        elif name.endswith(".json"):
+            fmt = "geom"
+        elif name.endswith((".pkl", ".pickle")):
+            fmt = "pickle"
+        else:
+            raise ValueError(f"cannot tell the format of {path}; expected .sdf[.gz], .json or .pkl")
+    readers = {"sdf": read_sdf, "geom": read_geom_rdkit_folder, "pickle": read_smiles_pickle}
+    if fmt not in readers:
+        raise ValueError(f"unknown conformer format {fmt!r}; choose from {', '.join(readers)}")
+    return readers[fmt](path, **kw)
+

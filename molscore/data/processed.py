@@ -1,0 +1,342 @@
+"""On-disk format of conformer datasets, scaffold splits, and the training ``Dataset``.
+
+A processed dataset is a folder::
+
+    index.json          format tag, featuriser dims, per-molecule entries, splits
+    shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
+    failures.csv        name,reason of every record a builder skipped
+
+Each shard holds ``M`` molecules as concatenated tensors with offsets:
+
+* ``atom_ptr``, ``edge_ptr``, ``conf_ptr``, ``pos_ptr``: ``(M + 1,)`` long offsets;
+* ``atom_feat`` ``(sum N, ATOM_FEAT_DIM)`` float32, ``z`` ``(sum N,)`` long;
+* ``edge_index`` ``(2, sum E)`` long (indices local to each molecule), ``edge_attr`` ``(sum E, EDGE_FEAT_DIM)``;
+* ``pos`` ``(sum K*N, 3)`` float32 (each molecule's ``K`` conformers, ``N`` rows each);
+* ``weights`` ``(sum K,)`` float32 (uniform when the source had none; see ``has_weights``).
+
+Strings (SMILES, names, scaffolds) live in ``index.json`` only, so shards contain no
+pickled objects. Every file is written to a temporary name and moved into place with
+``os.replace``, so an interrupted build leaves a consistent dataset that a rerun resumes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from rdkit.Chem.Scaffolds import MurckoScaffold
+from torch.utils.data import Dataset
+from torch_geometric.data import Data
+
+from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
+from .conformers import ConformerSet
+
+__all__ = [
+    "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
+    "load_index", "read_failures", "ConformerDataset",
+]
+
+FORMAT = "molscore-conformers/1"
+INDEX_FILE = "index.json"
+FAILURES_FILE = "failures.csv"
+SPLITS = ("train", "val", "test")
+_TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
+
+
+def murcko_scaffold(mol: Chem.Mol) -> str:
+    """Bemis-Murcko scaffold SMILES of ``mol`` (``""`` for acyclic molecules)."""
+    with rdBase.BlockLogs():
+        return MurckoScaffold.MurckoScaffoldSmiles(mol=Chem.RemoveHs(mol), includeChirality=False)
+
+
+def encode_record(record: ConformerSet) -> dict:
+    """Featurise one :class:`ConformerSet` into the tensors and strings the writer stores.
+
+    Returns:
+        dict with ``name``, ``smiles``, ``scaffold``, ``has_weights`` and tensors
+        ``atom_feat`` ``(N, F)``, ``z`` ``(N,)``, ``edge_index`` ``(2, E)``, ``edge_attr`` ``(E, Fe)``,
+        ``pos`` ``(K, N, 3)`` float32, ``weights`` ``(K,)`` float32.
+    """
+    graph = mol_to_graph(record.mol)
+    coords = torch.from_numpy(record.coordinates().astype(np.float32))
+    k = coords.shape[0]
+    if record.weights is not None:
+        weights = torch.as_tensor(record.weights, dtype=torch.float32)
+    else:
+        weights = torch.full((k,), 1.0 / k)
+    return {
+        "name": record.name, "smiles": record.smiles, "scaffold": murcko_scaffold(record.mol),
+        "has_weights": record.weights is not None,
+        "atom_feat": graph.atom_feat, "z": graph.z, "edge_index": graph.edge_index,
+        "edge_attr": graph.edge_attr, "pos": coords, "weights": weights,
+    }
+
+
+def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                   seed: int = 0) -> dict[str, list[int]]:
+    """Split molecules so that no Bemis-Murcko scaffold is in two splits.
+
+    Scaffold groups larger than half the validation size go first (so big groups land in
+    train), the rest follow; within both tiers the order is shuffled with ``seed``. Groups
+    fill train, then val, then test. The result depends on the multiset of scaffolds and
+    the seed, not on the order molecules were written in beyond their ids.
+
+    Args:
+        scaffolds: scaffold string per molecule id.
+        fractions: train/val/test fractions (sum to 1).
+        seed: shuffling seed.
+
+    Returns:
+        ``{"train": ids, "val": ids, "test": ids}``, ids sorted.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(scaffolds):
+        groups.setdefault(s, []).append(i)
+    n = len(scaffolds)
+    n_train, n_val = int(fractions[0] * n), int(fractions[1] * n)
+    keys = sorted(groups)
+    big = [k for k in keys if len(groups[k]) > n_val / 2]
+    small = [k for k in keys if len(groups[k]) <= n_val / 2]
+    rng = random.Random(seed)
+    rng.shuffle(big)
+    rng.shuffle(small)
+    out: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for key in big + small:
+        ids = groups[key]
+        if len(out["train"]) + len(ids) <= n_train:
+            out["train"] += ids
+        elif len(out["val"]) + len(ids) <= n_val:
+            out["val"] += ids
+        else:
+            out["test"] += ids
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_index(root: str | Path) -> dict:
+    """The parsed ``index.json`` of a processed dataset (raises ``FileNotFoundError``/``ValueError``)."""
+    path = Path(root) / INDEX_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no processed dataset at {root} (missing {INDEX_FILE})")
+    index = json.loads(path.read_text(encoding="utf-8"))
+    if index.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown format {index.get('format')!r}, expected {FORMAT!r}")
+    return index
+
+
+def read_failures(root: str | Path) -> list[tuple[str, str]]:
+    """``(name, reason)`` rows of ``failures.csv`` (empty when absent)."""
+    path = Path(root) / FAILURES_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [(r["name"], r["reason"]) for r in csv.DictReader(fh)]
+
+
+class DatasetWriter:
+    """Append molecules to a processed dataset in shards; resumes an existing one.
+
+    Molecules are buffered and written ``shard_size`` at a time; after each shard the
+    index and ``failures.csv`` are updated, so :meth:`is_done` after a crash tells which
+    inputs to skip. :meth:`finalize` writes the scaffold split.
+
+    Args:
+        root: output folder (created if needed).
+        shard_size: molecules per shard.
+        meta: JSON-like description of how the data was made (stored in the index; kept
+            from the first run when resuming).
+    """
+
+    def __init__(self, root: str | Path, *, shard_size: int = 256, meta: dict | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.shard_size = shard_size
+        if (self.root / INDEX_FILE).is_file():
+            self.index = load_index(self.root)
+        else:
+            self.index = {"format": FORMAT, "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM,
+                          "meta": meta or {}, "shards": [], "molecules": [], "splits": {}}
+        if self.index["atom_feat_dim"] != ATOM_FEAT_DIM or self.index["edge_feat_dim"] != EDGE_FEAT_DIM:
+            raise ValueError(f"{self.root} was written with other feature sizes; use a new folder")
+        self._done = {m["name"] for m in self.index["molecules"]}
+        self._done.update(name for name, _ in read_failures(self.root))
+        self._buffer: list[dict] = []
+        self._failures: list[tuple[str, str]] = []
+
+    def is_done(self, name: str) -> bool:
+        """Whether a molecule of this name was stored or recorded as failed (also in earlier runs)."""
+        return name in self._done
+
+    @property
+    def num_molecules(self) -> int:
+        return len(self.index["molecules"]) + len(self._buffer)
+
+    def add(self, encoded: dict) -> None:
+        """Queue one :func:`encode_record` result."""
+        self._buffer.append(encoded)
+        self._done.add(encoded["name"])
+        if len(self._buffer) >= self.shard_size:
+            self.flush()
+
+    def add_failures(self, failures: Iterable[tuple[str, str]]) -> None:
+        """Queue ``(name, reason)`` rows for ``failures.csv`` (written with the next shard)."""
+        for name, reason in failures:
+            self._failures.append((name, reason))
+            self._done.add(name)
+
+    def flush(self) -> None:
+        """Write buffered molecules as a new shard, then the index, then queued failures."""
+        if self._buffer:
+            shard_id = len(self.index["shards"])
+            fname = f"shard_{shard_id:05d}.pt"
+            tensors = {key: [] for key in _TENSOR_KEYS}
+            ptrs = {key: [0] for key in ("atom_ptr", "edge_ptr", "conf_ptr", "pos_ptr")}
+            for row, enc in enumerate(self._buffer):
+                k, n = enc["pos"].shape[:2]
+                for key in _TENSOR_KEYS:
+                    tensors[key].append(enc[key].reshape(-1, 3) if key == "pos" else enc[key])
+                ptrs["atom_ptr"].append(ptrs["atom_ptr"][-1] + n)
+                ptrs["edge_ptr"].append(ptrs["edge_ptr"][-1] + enc["edge_index"].shape[1])
+                ptrs["conf_ptr"].append(ptrs["conf_ptr"][-1] + k)
+                ptrs["pos_ptr"].append(ptrs["pos_ptr"][-1] + k * n)
+                self.index["molecules"].append({
+                    "name": enc["name"], "smiles": enc["smiles"], "scaffold": enc["scaffold"],
+                    "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
+                    "has_weights": bool(enc["has_weights"])})
+            blob = {key: torch.cat(v, dim=1 if key == "edge_index" else 0) for key, v in tensors.items()}
+            blob.update({key: torch.tensor(v, dtype=torch.long) for key, v in ptrs.items()})
+            tmp = self.root / (fname + ".tmp")
+            torch.save(blob, tmp)
+            os.replace(tmp, self.root / fname)
+            self.index["shards"].append(fname)
+            self._buffer = []
+        self._write_index()
+        if self._failures:
+            path = self.root / FAILURES_FILE
+            new = not path.is_file()
+            with open(path, "a", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                if new:
+                    writer.writerow(["name", "reason"])
+                writer.writerows(self._failures)
+            self._failures = []
+
+    def _write_index(self) -> None:
+        _atomic_write_text(self.root / INDEX_FILE, json.dumps(self.index, indent=1))
+
+    def finalize(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
+        """Flush, compute the scaffold split over all molecules, write the index; return it."""
+        self.flush()
+        scaffolds = [m["scaffold"] for m in self.index["molecules"]]
+        self.index["splits"] = scaffold_split(scaffolds, fractions, seed)
+        self.index["split_config"] = {"method": "bemis_murcko_scaffold", "fractions": list(fractions),
+                                      "seed": seed}
+        self._write_index()
+        return self.index
+
+
+def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_size: int = 256,
+                  fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                  failures: Iterable[tuple[str, str]] = (), meta: dict | None = None) -> dict:
+    """Featurise and store ``records`` (skipping names already in ``root``); return the index.
+
+    ``failures`` (e.g. the list a reader filled, consumed after ``records``) go to ``failures.csv``.
+    """
+    writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
+    for record in records:
+        if not writer.is_done(record.name):
+            writer.add(encode_record(record))
+    writer.add_failures(failures)
+    return writer.finalize(fractions, seed)
+
+
+class ConformerDataset(Dataset):
+    """Molecules of one split of a processed dataset, each as a PyG graph with one conformer.
+
+    Args:
+        root: processed dataset folder.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
+        conformers: ``"random"``: one item per molecule, a conformer drawn at each access
+            (uses torch's global RNG, so DataLoader workers draw independently);
+            ``"all"``: one item per (molecule, conformer) pair.
+        weighting: for ``"random"``, ``"uniform"`` over conformers or ``"boltzmann"`` (the stored
+            weights; uniform for molecules without weights).
+
+    Items are ``Data`` with ``atom_feat`` ``(N, ATOM_FEAT_DIM)``, ``edge_index`` ``(2, E)``,
+    ``edge_attr`` ``(E, EDGE_FEAT_DIM)``, ``z`` ``(N,)``, ``pos`` ``(N, 3)`` float32 (Angstrom, as
+    stored, not centred), ``smiles`` (str), ``mol_id`` and ``conf_id`` (ints), ``num_nodes``.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", conformers: str = "random",
+                 weighting: str = "uniform"):
+        if conformers not in ("random", "all"):
+            raise ValueError(f"conformers must be 'random' or 'all', got {conformers!r}")
+        if weighting not in ("uniform", "boltzmann"):
+            raise ValueError(f"weighting must be 'uniform' or 'boltzmann', got {weighting!r}")
+        self.root = Path(root)
+        self.index = load_index(self.root)
+        if split == "all":
+            ids = list(range(len(self.index["molecules"])))
+        elif split in SPLITS:
+            if split not in self.index["splits"]:
+                raise ValueError(f"{root} has no splits; the build was not finalised")
+            ids = list(self.index["splits"][split])
+        else:
+            raise ValueError(f"split must be one of train, val, test, all; got {split!r}")
+        self.conformers, self.weighting = conformers, weighting
+        self.mol_ids = ids
+        entries = [self.index["molecules"][i] for i in ids]
+        shards: dict[int, dict] = {}
+        for shard in sorted({e["shard"] for e in entries}):
+            shards[shard] = torch.load(self.root / self.index["shards"][shard], weights_only=True)
+        self._mols = [self._slice(shards[e["shard"]], e["row"]) for e in entries]
+        self.smiles = [e["smiles"] for e in entries]
+        if conformers == "all":
+            self._pairs = [(m, k) for m, e in enumerate(entries) for k in range(e["num_conformers"])]
+
+    @staticmethod
+    def _slice(blob: dict, row: int) -> dict:
+        a0, a1 = int(blob["atom_ptr"][row]), int(blob["atom_ptr"][row + 1])
+        e0, e1 = int(blob["edge_ptr"][row]), int(blob["edge_ptr"][row + 1])
+        c0, c1 = int(blob["conf_ptr"][row]), int(blob["conf_ptr"][row + 1])
+        p0, p1 = int(blob["pos_ptr"][row]), int(blob["pos_ptr"][row + 1])
+        n = a1 - a0
+        return {"atom_feat": blob["atom_feat"][a0:a1], "z": blob["z"][a0:a1],
+                "edge_index": blob["edge_index"][:, e0:e1], "edge_attr": blob["edge_attr"][e0:e1],
+                "pos": blob["pos"][p0:p1].reshape(c1 - c0, n, 3), "weights": blob["weights"][c0:c1]}
+
+    def __len__(self) -> int:
+        return len(self._pairs) if self.conformers == "all" else len(self._mols)
+
+    def conformer_coordinates(self, i: int) -> torch.Tensor:
+        """All stored conformers of the ``i``-th molecule of the split, ``(K, N, 3)``."""
+        return self._mols[i]["pos"]
+
+    def __getitem__(self, i: int) -> Data:
+        if self.conformers == "all":
+            m, k = self._pairs[i]
+        else:
+            m = i
+            w = self._mols[m]["weights"]
+            if self.weighting == "boltzmann":
+                k = int(torch.multinomial(w, 1))
+            else:
+                k = int(torch.randint(len(w), (1,)))
+        mol = self._mols[m]
+        return Data(atom_feat=mol["atom_feat"], edge_index=mol["edge_index"], edge_attr=mol["edge_attr"],
+                    z=mol["z"], pos=mol["pos"][k], num_nodes=mol["z"].shape[0], smiles=self.smiles[m],
+                    mol_id=self.mol_ids[m], conf_id=k)
