@@ -1,0 +1,278 @@
+"""The ``images`` task: U-Net score models on integer images, through the shared engine.
+
+Config (``configs/digits.yaml``, ``configs/mnist.yaml``)::
+
+    task: images
+    data:  {source: digits | mnist | path.npz | png_folder, holdout: 0.1, split_seed: 0,
+            dequantize: true}
+    model: {channels: 32, ch_mult: [1, 2], num_res_blocks: 1, dropout: 0.0,
+            conditional: true, label_dropout: 0.1, parameterisation: eps}
+    sde:   {name: vp, beta_min: 0.1, beta_max: 20.0}
+
+Images are integers in ``{0..L-1}``; the model sees ``y = 2 (x + u) / L - 1`` with
+``u ~ U[0, 1)`` when ``dequantize`` is true (default; the same map as the
+bits/dim evaluation) and ``u = 1/2`` otherwise; see :mod:`molscore.data.images`.
+The held-out split (``holdout`` fraction, seeded) is the validation set and the
+reference set of the image metrics.
+
+Sampling (``molscore sample``) handles class labels with classifier-free guidance,
+``s = (1 + w) s(x | y) - w s(x | null)``, and inpainting through the samplers'
+``mask`` / ``x_known`` conditioning; both are plain score-function closures, so
+the engine stays image-agnostic.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..models.param import ScoreModel
+from ..models.unet import UNet
+from ..sde import make_sde
+from ..spaces import DenseSpace
+from ..tasks import Batch, TrainTask
+from .images import (ImageError, ImageSet, load_image_source, read_png, save_grid, split_holdout,
+                     to_levels, to_model_space)
+
+__all__ = ["ImageDataset", "build_task", "build_model", "load_task_data", "guided_score_fn",
+           "read_inpaint_pairs", "generate", "sample_command", "bits_per_dim_of", "DEFAULT_STEPS"]
+
+DEFAULT_STEPS = 500
+NET_KEYS = ("channels", "ch_mult", "num_res_blocks", "attn_heads", "dropout", "label_dropout")
+
+
+class ImageDataset(Dataset):
+    """Map-style dataset of ``(image (C, H, W) uint8, label int)`` items (label -1 if none)."""
+
+    def __init__(self, data: ImageSet):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        label = -1 if self.data.labels is None else int(self.data.labels[i])
+        return self.data.images[i], label
+
+
+def make_collate(levels: int, dequantize: bool, conditional: bool
+                 ) -> Callable[[list[tuple[Tensor, int]]], Batch]:
+    """``list[(image, label)] -> Batch(x (B, C, H, W) in [-1, 1], DenseSpace, labels (B,) | None)``."""
+
+    def collate(items: list[tuple[Tensor, int]]) -> Batch:
+        images = torch.stack([im for im, _ in items])
+        u = torch.rand(images.shape) if dequantize else 0.5
+        x = to_model_space(images, levels, u)
+        cond = torch.tensor([lab for _, lab in items], dtype=torch.long) if conditional else None
+        return Batch(x, DenseSpace(x.shape), cond)
+
+    return collate
+
+
+def load_task_data(data_cfg: dict, warn=None) -> tuple[ImageSet, ImageSet]:
+    """``(train, held_out)`` image sets for a config's ``data`` section."""
+    data = load_image_source(str(data_cfg.get("source", "digits")), warn=warn)
+    return split_holdout(data, float(data_cfg.get("holdout", 0.1)),
+                         int(data_cfg.get("split_seed", 0)))
+
+
+def build_model(meta: dict) -> ScoreModel:
+    """Rebuild the :class:`ScoreModel` (U-Net + SDE + parameterisation) from checkpoint ``meta``."""
+    c, h, w = meta["shape"]
+    net = UNet(in_channels=c, num_classes=meta.get("num_classes"), **meta["net"])
+    sde_cfg = dict(meta["sde"])
+    sde = make_sde(sde_cfg.pop("name"), **sde_cfg)
+    return ScoreModel(net, sde, meta.get("parameterisation", "eps"))
+
+
+def build_task(cfg: dict) -> TrainTask:
+    """Datasets, collate function, U-Net score model and ``meta`` for training on images."""
+    data_cfg = dict(cfg.get("data") or {})
+    model_cfg = dict(cfg.get("model") or {})
+    sde_cfg = dict(cfg.get("sde") or {"name": "vp"})
+    unknown = set(model_cfg) - set(NET_KEYS) - {"conditional", "parameterisation"}
+    if unknown:
+        raise ValueError(f"unknown model options for images: {', '.join(sorted(unknown))}; "
+                         f"valid: {', '.join(NET_KEYS + ('conditional', 'parameterisation'))}")
+    train, held = load_task_data(data_cfg, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    conditional = bool(model_cfg.pop("conditional", train.labels is not None))
+    if conditional and train.labels is None:
+        raise ValueError(f"{train.name}: model.conditional needs labels, the data has none")
+    num_classes = int(train.labels.max()) + 1 if conditional else None
+    param = model_cfg.pop("parameterisation", cfg.get("parameterisation", "eps"))
+    if "ch_mult" in model_cfg:
+        model_cfg["ch_mult"] = [int(v) for v in model_cfg["ch_mult"]]
+    sde = make_sde(**sde_cfg)
+    meta = {"task": "images", "shape": list(train.shape), "levels": train.levels,
+            "num_classes": num_classes, "net": model_cfg, "sde": sde.config(),
+            "parameterisation": param,
+            "data": {"source": str(data_cfg.get("source", "digits")),
+                     "holdout": float(data_cfg.get("holdout", 0.1)),
+                     "split_seed": int(data_cfg.get("split_seed", 0))}}
+    model = build_model(meta)
+    collate = make_collate(train.levels, bool(data_cfg.get("dequantize", True)), conditional)
+    return TrainTask(model=model, train_set=ImageDataset(train), collate=collate, meta=meta,
+                     val_set=ImageDataset(held) if len(held) else None,
+                     extras={"held_out": held})
+
+
+# -- sampling ------------------------------------------------------------------------------
+
+def guided_score_fn(model: ScoreModel, space: DenseSpace, labels: Tensor | None = None,
+                    guidance: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
+    """Score closure ``(x, t (B,)) -> like x``.
+
+    ``labels`` ``(B,)`` (or ``None``: unconditional / null label). With ``guidance = w > 0``
+    it returns the classifier-free guided score ``(1 + w) s(x | y) - w s(x | null)``.
+    """
+    if labels is None or guidance == 0.0:
+        return lambda x, t: model(x, t, space, labels)
+
+    def score(x: Tensor, t: Tensor) -> Tensor:
+        both = model(torch.cat([x, x]), torch.cat([t, t]), DenseSpace((2 * x.shape[0],
+                                                                       *x.shape[1:])),
+                     torch.cat([labels, torch.full_like(labels, -1)]))
+        cond, uncond = both.chunk(2)
+        return (1.0 + guidance) * cond - guidance * uncond
+
+    return score
+
+
+def generate(model: ScoreModel, meta: dict, n: int, *, sampler: str = "pc",
+             steps: int = DEFAULT_STEPS, label: int | None = None, guidance: float = 0.0,
+             x_known: Tensor | None = None, mask: Tensor | None = None,
+             generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+             **opts) -> tuple[Tensor, int]:
+    """Draw ``n`` images; returns ``(levels (n, C, H, W) long, number of score evaluations)``.
+
+    Args:
+        label / guidance: class label for all samples and guidance weight ``w``.
+        x_known, mask: ``(C, H, W)`` model-space image and 0/1 mask (1 = known) for inpainting;
+            known pixels of the result equal ``x_known``'s exactly.
+        opts: passed to the sampler (``snr``, ``method``, ...).
+    """
+    from ..samplers import sample
+
+    shape = (n, *meta["shape"])
+    space = DenseSpace(shape)
+    labels = None if label is None else torch.full((n,), int(label), dtype=torch.long,
+                                                   device=device)
+    score_fn = guided_score_fn(model, space, labels, guidance)
+    x = model.sde.prior_sample(space, device=device, generator=generator)
+    cond_opts: dict[str, Any] = {}
+    if mask is not None:
+        cond_opts = {"mask": mask.to(device).expand(shape).float(),
+                     "x_known": x_known.to(device).expand(shape).float()}
+    with torch.no_grad():
+        res = sample(sampler, score_fn, model.sde, space, x, steps, generator=generator,
+                     **cond_opts, **opts)
+    return to_levels(res.x, meta["levels"]).cpu(), int(res.nfe)
+
+
+def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
+                       ) -> list[tuple[str, Tensor, Tensor]]:
+    """Read ``(name, x_known (C, H, W) model space, mask (C, H, W) 0/1)`` for each usable pair.
+
+    One mask for all images, or one per image. A mask pixel >= 128 means known.
+    Unreadable or mismatched files are reported through ``warn`` and skipped.
+    """
+    from molscore.cli import UsageError
+
+    if len(masks) not in (1, len(images)):
+        raise UsageError(f"give one --mask for all images or one per image "
+                         f"({len(images)} images, {len(masks)} masks)")
+    c, h, w = meta["shape"]
+    pairs = []
+    for i, path in enumerate(images):
+        mpath = masks[0] if len(masks) == 1 else masks[i]
+        try:
+            img = read_png(path, (c, h, w))
+            msk = read_png(mpath)
+            if msk.shape[0] != 1 or tuple(msk.shape[1:]) != (h, w):
+                raise ImageError(f"{mpath}: mask must be a grey {h}x{w} image, got "
+                                 f"{msk.shape[0]}x{msk.shape[1]}x{msk.shape[2]} (CxHxW)")
+        except ImageError as err:
+            warn(f"skipping {path}: {err}")
+            continue
+        # 8-bit file -> the model's levels, then bin centres in model space.
+        levels = meta["levels"]
+        ints = torch.floor(img.float() * levels / 256.0).clamp(0, levels - 1)
+        pairs.append((path, to_model_space(ints, levels),
+                      (msk >= 128).float().expand(c, h, w).clone()))
+    return pairs
+
+
+def _write(path: Path, images: Tensor, levels: int) -> None:
+    if path.suffix == ".npy":
+        np.save(path, images.numpy().astype(np.uint8 if levels <= 256 else np.int32))
+    else:
+        save_grid(path, images, levels, scale=max(1, 64 // images.shape[-1]))
+
+
+def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> int:
+    """``molscore sample`` for image checkpoints: write a PNG grid or an ``.npy`` of integer
+    images ``(N, C, H, W)`` (values in ``[0, levels)``)."""
+    from molscore.cli import UsageError
+
+    out = Path(args.output)
+    if out.suffix not in (".png", ".npy"):
+        raise UsageError(f"-o {out}: image samples are written as .png (grid) or .npy")
+    if args.length is not None:
+        raise UsageError("--length is for C-alpha trace checkpoints; this one is images")
+    label = args.label
+    num_classes = meta.get("num_classes")
+    if label is not None and (num_classes is None or not 0 <= label < num_classes):
+        raise UsageError(f"--label {label}: this model is unconditional" if num_classes is None
+                         else f"--label must be in 0..{num_classes - 1}, got {label}")
+    guidance = args.guidance if args.guidance is not None else 0.0
+    if guidance and label is None:
+        raise UsageError("--guidance needs --label")
+    if guidance < 0:
+        raise UsageError(f"--guidance must be >= 0, got {guidance}")
+    if bool(args.inpaint) != bool(args.mask):
+        raise UsageError("--inpaint and --mask go together")
+    steps = args.steps if args.steps is not None else DEFAULT_STEPS
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    warn = lambda m: print(f"molscore sample: warning: {m}", file=sys.stderr)  # noqa: E731
+    jobs: list[tuple[str, Tensor | None, Tensor | None]] = [("", None, None)]
+    if args.inpaint:
+        jobs = [(name, xk, m) for name, xk, m in read_inpaint_pairs(args.inpaint, args.mask,
+                                                                     meta, warn)]
+        if not jobs:
+            raise UsageError("no usable --inpaint/--mask pair (see warnings above)")
+    results, nfe = [], 0
+    for _, x_known, mask in jobs:
+        imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps, label=label,
+                           guidance=guidance, x_known=x_known, mask=mask, generator=gen,
+                           device=device, disable=not getattr(args, "progress", False))
+        results.append(imgs)
+        nfe += k
+    images = torch.cat(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(out, images, meta["levels"])
+    c, h, w = meta["shape"]
+    print(f"wrote {len(images)} images ({c}x{h}x{w}, {meta['levels']} levels) to {out}; "
+          f"sampler {args.sampler}, {steps} steps, {nfe} score evaluations"
+          + (" (2 network passes each: guidance)" if guidance else ""))
+    return 0
+
+
+def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Tensor | None = None,
+                    generator: torch.Generator | None = None, **opts) -> tuple[Tensor, int]:
+    """Dequantised bits/dim ``(B,)`` of integer images under ``model`` (null label unless
+    ``labels``), and the number of score evaluations."""
+    from .image_metrics import image_bits_per_dim
+
+    space = DenseSpace(images.shape)
+    score_fn = guided_score_fn(model, space, labels)
+    return image_bits_per_dim(score_fn, model.sde, images, meta["levels"],
+                              generator=generator, **opts)
+
