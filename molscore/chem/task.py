@@ -1,0 +1,275 @@
+"""The ``conformers`` task: 3D conformers of molecular graphs as CoM-free point sets.
+
+Config sections read here (see ``configs/smoke.yaml``)::
+
+    data:
+      sdf: ../shared/data/conformers/geom_drugs_excerpt.sdf.gz   # read + featurised in memory
+      # or processed: datasets/processed/ccd    (ConformerDataset from `molscore build-dataset`)
+      conformers: random        # random | boltzmann | first: the conformer drawn per item
+      val_fraction: 0.15        # sdf only: molecules held out for validation
+      max_molecules: null       # sdf only
+      max_heavy_atoms: null     # sdf only
+      reserved: null            # sdf only: reserved InChIKey list (default: the shipped one)
+    model:
+      backbone: painn           # painn | e3nn (molscore.models.equivariant.build_backbone)
+      hparams: {hidden_scalar: 64, ...}
+      parameterisation: eps
+      sigma_data: 1.0           # denoiser parameterisation only
+      coord_scale: null         # Å per model unit; default 1 for VE, 2.5 for VP / sub-VP
+    sde: {name: ve, sigma_min: 0.02, sigma_max: 15.0}
+
+Relative paths are resolved against the working directory, then the repository root,
+then ``$MOLSCORE_DATA_ROOT`` (:func:`resolve_data_path`).
+
+Model coordinates are ``pos / coord_scale`` (Å / coord_scale); the backbone is wrapped
+in :class:`CoordScaled` so it always sees Å. Samples of a checkpoint are in model
+units: multiply by ``meta["coord_scale"]`` to get Å.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch as GraphBatch
+from torch_geometric.data import Data
+
+from ..models.param import ScoreModel
+from ..sde import make_sde
+from ..spaces import PointSetSpace
+from ..tasks import Batch, TrainTask
+from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
+
+__all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate", "resolve_data_path",
+           "build_task", "build_model", "DEFAULT_SDE", "CONFORMER_CHOICES"]
+
+TASK = "conformers"
+DEFAULT_SDE = {"name": "ve", "sigma_min": 0.02, "sigma_max": 15.0}
+CONFORMER_CHOICES = ("random", "boltzmann", "first")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_data_path(path: str | os.PathLike) -> Path:
+    """Find a data path given in a config.
+
+    Tries, in order: the path as given (absolute, or relative to the working
+    directory), relative to the repository root, relative to ``$MOLSCORE_DATA_ROOT``.
+
+    Raises:
+        FileNotFoundError: none exists; the message lists the places tried.
+    """
+    path = Path(path).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    if not path.is_absolute() and os.environ.get("MOLSCORE_DATA_ROOT"):
+        candidates.append(Path(os.environ["MOLSCORE_DATA_ROOT"]) / path)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    raise FileNotFoundError(f"data path {str(path)!r} not found (tried "
+                            f"{', '.join(str(c) for c in candidates)})")
+
+
+class CoordScaled(nn.Module):
+    """Feeds a backbone coordinates in Å: ``net(x * coord_scale, t, cond)``.
+
+    ``x`` is ``(N, 3)`` in model units; the output ``(N, 3)`` is left as is (the
+    parameterisations use unit-free outputs).
+    """
+
+    def __init__(self, net: nn.Module, coord_scale: float = 1.0):
+        super().__init__()
+        self.net, self.coord_scale = net, float(coord_scale)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Any = None) -> Tensor:
+        return self.net(x * self.coord_scale, t, cond)
+
+
+def _centre(pos: Tensor) -> Tensor:
+    return pos - pos.mean(dim=0, keepdim=True)
+
+
+class InMemoryConformers(Dataset):
+    """Molecules held in memory, one item per molecule with a conformer drawn per access.
+
+    Args:
+        graphs: ``M`` featurised graphs (``atom_feat``, ``edge_index``, ``edge_attr``, ``z``).
+        coords: ``M`` float32 tensors ``(K_m, N_m, 3)`` (Å).
+        weights: ``M`` Boltzmann weights ``(K_m,)`` or ``None`` (uniform).
+        conformers: ``random`` (uniform, torch RNG), ``boltzmann`` (by weight) or ``first``.
+
+    Items are ``Data`` with ``pos`` ``(N, 3)`` centred at the origin.
+    """
+
+    def __init__(self, graphs: list[Data], coords: list[Tensor],
+                 weights: list[Tensor | None] | None = None, conformers: str = "random"):
+        if conformers not in CONFORMER_CHOICES:
+            raise ValueError(f"data.conformers must be one of {', '.join(CONFORMER_CHOICES)}, "
+                             f"got {conformers!r}")
+        self.graphs, self.coords, self.mode = graphs, coords, conformers
+        self.weights = weights if weights is not None else [None] * len(graphs)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    @property
+    def num_conformers(self) -> int:
+        return sum(int(c.shape[0]) for c in self.coords)
+
+    def _pick(self, i: int) -> int:
+        k = int(self.coords[i].shape[0])
+        if self.mode == "first" or k == 1:
+            return 0
+        w = self.weights[i]
+        if self.mode == "boltzmann" and w is not None:
+            return int(torch.multinomial(w, 1))
+        return int(torch.randint(k, ()))
+
+    def __getitem__(self, i: int) -> Data:
+        data = self.graphs[i].clone()
+        data.pos = _centre(self.coords[i][self._pick(i)])
+        return data
+
+
+def collate(items: list[Data], coord_scale: float = 1.0) -> Batch:
+    """Graphs with ``pos`` -> :class:`~molscore.tasks.Batch` of CoM-free coordinates.
+
+    Returns ``Batch(x (N, 3) = pos / coord_scale, PointSetSpace(batch), cond=PyG batch)``;
+    ``cond`` keeps the graph (features, edges, ``batch``) but not the clean ``pos``.
+    """
+    graph = GraphBatch.from_data_list(items)
+    space = PointSetSpace(graph.batch, graph.num_graphs)
+    x = space.project(graph.pos / coord_scale)
+    del graph.pos
+    return Batch(x=x, space=space, cond=graph)
+
+
+class _Collate:
+    """Picklable ``collate`` with a fixed ``coord_scale`` (for DataLoader workers)."""
+
+    def __init__(self, coord_scale: float):
+        self.coord_scale = coord_scale
+
+    def __call__(self, items: list[Data]) -> Batch:
+        return collate(items, self.coord_scale)
+
+
+def _load_sdf(data: dict, seed: int) -> tuple[Dataset, Dataset | None, dict]:
+    from ..data.conformers import read_sdf
+    from ..data.reserved import is_reserved, load_reserved
+
+    path = resolve_data_path(data["sdf"])
+    reserved_path = data.get("reserved")
+    reserved = load_reserved(resolve_data_path(reserved_path) if reserved_path else None)
+    graphs, coords, weights, dropped = [], [], [], 0
+    for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
+                       limit=data.get("max_molecules")):
+        if is_reserved(cs.mol, reserved):
+            dropped += 1
+            continue
+        try:
+            graph = mol_to_graph(cs.mol)
+        except MoleculeError:
+            dropped += 1
+            continue
+        del graph.pos
+        graphs.append(graph)
+        coords.append(torch.as_tensor(cs.coordinates(), dtype=torch.float32))
+        weights.append(None if cs.weights is None else torch.as_tensor(cs.weights,
+                                                                       dtype=torch.float64))
+    if not graphs:
+        raise ValueError(f"no usable molecules in {path}")
+    order = np.random.default_rng(seed).permutation(len(graphs))
+    n_val = int(round(float(data.get("val_fraction", 0.15)) * len(graphs)))
+    n_val = min(n_val, len(graphs) - 1)
+    val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
+    mode = data.get("conformers", "random")
+
+    def subset(idx: list[int]) -> InMemoryConformers:
+        return InMemoryConformers([graphs[i] for i in idx], [coords[i] for i in idx],
+                                  [weights[i] for i in idx], mode)
+
+    info = {"source": str(path), "molecules": len(graphs), "reserved_or_bad_dropped": dropped}
+    return subset(train_idx), (subset(val_idx) if n_val else None), info
+
+
+def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
+    from ..data.processed import ConformerDataset
+
+    root = resolve_data_path(data["processed"])
+    mode = data.get("conformers", "random")
+    train_set = ConformerDataset(root, data.get("train_split", "train"), conformers=mode)
+    val_split = data.get("val_split", "val")
+    try:
+        val_set = ConformerDataset(root, val_split, conformers=mode) if val_split else None
+    except FileNotFoundError:
+        val_set = None
+    return train_set, val_set, {"source": str(root)}
+
+
+def _centred(dataset: Dataset) -> Dataset:
+    return dataset if isinstance(dataset, InMemoryConformers) else _CentredView(dataset)
+
+
+class _CentredView(Dataset):
+    """Items of another conformer dataset with ``pos`` moved to the origin."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> Data:
+        data = self.base[i]
+        data.pos = _centre(data.pos.float())
+        return data
+
+
+def build_model(meta: dict) -> ScoreModel:
+    """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``."""
+    from ..models.equivariant import build_backbone
+
+    backbone = dict(meta["backbone"])
+    net = build_backbone(backbone.pop("name"), backbone.pop("atom_dim"), backbone.pop("edge_dim"),
+                         **backbone)
+    return ScoreModel(CoordScaled(net, meta["coord_scale"]), make_sde(**meta["sde"]),
+                      meta["parameterisation"], float(meta.get("sigma_data", 1.0)))
+
+
+def build_task(cfg: dict) -> TrainTask:
+    """Datasets, model and collate function of the ``conformers`` task (see module docstring).
+
+    Raises:
+        ValueError: a bad ``data``/``model``/``sde`` section (one-line message).
+        FileNotFoundError: a data path that does not exist.
+    """
+    from ..models.equivariant import build_backbone
+
+    data, model_cfg = dict(cfg.get("data") or {}), dict(cfg.get("model") or {})
+    if ("sdf" in data) == ("processed" in data):
+        raise ValueError("conformers task: data needs exactly one of 'sdf' or 'processed'")
+    sde = make_sde(**(cfg.get("sde") or DEFAULT_SDE))
+    coord_scale = model_cfg.get("coord_scale")
+    if coord_scale is None:
+        coord_scale = 1.0 if sde.name == "ve" else 2.5
+    if not float(coord_scale) > 0:
+        raise ValueError(f"model.coord_scale must be positive, got {coord_scale!r}")
+    if "sdf" in data:
+        train_set, val_set, info = _load_sdf(data, int(cfg.get("seed", 0)))
+    else:
+        train_set, val_set, info = _load_processed(data)
+    net = build_backbone(model_cfg.get("backbone", "painn"), ATOM_FEAT_DIM, EDGE_FEAT_DIM,
+                         **(model_cfg.get("hparams") or {}))
+    meta = {"task": TASK, "backbone": net.config(), "sde": sde.config(),
+            "parameterisation": model_cfg.get("parameterisation", "eps"),
+            "sigma_data": float(model_cfg.get("sigma_data", 1.0)),
+            "coord_scale": float(coord_scale), "units": "angstrom / coord_scale",
+            "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM, "data": info}
+    model = ScoreModel(CoordScaled(net, coord_scale), sde, meta["parameterisation"],
+                       meta["sigma_data"])
+    return TrainTask(model=model, train_set=_centred(train_set), collate=_Collate(float(coord_scale)),
+                     meta=meta, val_set=None if val_set is None else _centred(val_set))

@@ -1,0 +1,63 @@
+"""``molscore train``: train any task from a YAML config (the config's ``task`` picks the space)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from . import UsageError
+
+ORDER = 20
+
+DESCRIPTION = """Train a score model from a YAML config. The same command trains every space:
+the config's 'task' (conformers, images, ca_traces, toy) picks the data and network.
+Writes checkpoint.pt (model, EMA weights, optimiser, RNG and data-order state),
+metrics.jsonl, config.yaml and summary.json to the output directory; rerunning
+the command continues from checkpoint.pt exactly where it stopped."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a score model from a YAML config",
+                              description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", required=True, metavar="YAML", help="training config file")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="output directory (default: the config's out_dir, else runs/<config name>)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when available (default)")
+    p.add_argument("--steps", type=int, metavar="N", help="override the config's total steps")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from DIR/checkpoint.pt if present (default: yes)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import ConfigError, load_config, train
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    if args.steps is not None:
+        if args.steps < 0:
+            raise UsageError(f"--steps must be >= 0, got {args.steps}")
+        cfg["steps"], cfg["epochs"] = args.steps, None
+    if args.seed is not None:
+        cfg["seed"] = args.seed
+    out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
+    try:
+        summary = train(cfg, out, resume=args.resume, device=args.device,
+                        progress=not args.quiet)
+    except (ConfigError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"trained {summary['task']} to step {summary['steps']} on {summary['device']} "
+              f"in {summary['time_s']:.1f} s; loss {_fmt(summary['final_loss'])}, "
+              f"val {_fmt(summary['val_loss'])} -> {summary['checkpoint']}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
