@@ -1,0 +1,322 @@
+"""Conformer metrics: symmetry-aware heavy-atom RMSD, ensemble coverage, crystal reproduction.
+
+RMSD follows :func:`rdkit.Chem.rdMolAlign.GetBestRMS` after removing hydrogens: the
+minimum over graph automorphisms (atom mappings) of the RMSD after optimal rigid
+superposition. Atom mappings are found once per molecule pair with RDKit
+substructure matching on the heavy-atom graph with elements and connectivity only
+(bond orders and charges ignored, so a carboxylate's or nitro group's oxygens swap as
+with RDKit's default ``symmetrizeConjugatedTerminalGroups``); then all conformer
+pairs are superposed at once (batched Kabsch in float64), which is what makes the
+2K x K RMSD matrices of the GEOM protocol cheap. At most ``max_matches`` mappings
+are enumerated (default 1000; RDKit's own ``maxMatches`` limit), which bounds the
+cost for highly symmetric molecules (a few CF3 / tert-butyl groups give hundreds of
+mappings); with more automorphisms than that the RMSD is an upper bound.
+``tests/test_metrics.py`` checks agreement with ``GetBestRMS``.
+
+Protocols:
+
+* coverage (torsional diffusion, GEOM): with K reference and (usually 2K) generated
+  conformers of one molecule, COV-R = fraction of references with a generated
+  conformer within ``threshold`` Å, AMR-R = mean over references of the minimum RMSD;
+  COV-P / AMR-P the same with roles swapped. Mean and median over molecules.
+* crystal reproduction: per molecule the minimum RMSD of the first N generated
+  conformers to its one reference conformer, N = 1, 10, 50; median over molecules and
+  fractions under 0.5 / 1 / 2 Å.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+
+__all__ = ["MAX_MATCHES", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
+           "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
+           "summarise", "crystal_summary"]
+
+MAX_MATCHES = 1000
+
+
+def _skeleton(mol: Chem.Mol) -> Chem.Mol:
+    """Heavy-atom graph with elements and connectivity only (for atom mappings)."""
+    with rdBase.BlockLogs():
+        heavy = Chem.RemoveHs(mol, sanitize=False)
+    rw = Chem.RWMol(heavy)
+    for atom in rw.GetAtoms():
+        atom.SetIsAromatic(False)
+        atom.SetFormalCharge(0)
+        atom.SetNoImplicit(True)
+        atom.SetNumExplicitHs(0)
+        atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+    for bond in rw.GetBonds():
+        bond.SetBondType(Chem.BondType.SINGLE)
+        bond.SetIsAromatic(False)
+        bond.SetStereo(Chem.BondStereo.STEREONONE)
+    out = rw.GetMol()
+    out.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(out)
+    return out
+
+
+def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np.ndarray:
+    """Heavy-atom coordinates ``(K, n, 3)`` in the order of ``_skeleton(mol)``."""
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    confs = ([mol.GetConformer(c) for c in conf_ids] if conf_ids is not None
+             else list(mol.GetConformers()))
+    return np.stack([np.asarray(c.GetPositions())[heavy] for c in confs]) if confs else \
+        np.zeros((0, len(heavy), 3))
+
+
+def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES) -> np.ndarray:
+    """All heavy-atom mappings probe -> reference, ``(m, n)``: row ``k`` maps probe heavy atom
+    ``i`` to reference heavy atom ``out[k, i]`` (indices among heavy atoms).
+
+    Raises:
+        ValueError: the heavy-atom graphs differ (different molecules).
+    """
+    p, r = _skeleton(probe), _skeleton(ref)
+    if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
+        raise ValueError("molecules differ (heavy-atom or bond counts)")
+    matches = r.GetSubstructMatches(p, uniquify=False, useChirality=False,
+                                    maxMatches=max_matches)
+    if not matches:
+        raise ValueError("molecules differ (heavy-atom graphs do not match)")
+    return np.asarray(matches, dtype=np.int64)
+
+
+def _sym3_eigvals(m: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (descending) of symmetric 3x3 matrices ``(..., 3, 3)`` in closed form
+    (trigonometric solution of the characteristic cubic; much faster than batched LAPACK)."""
+    q = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]) / 3
+    p1 = m[..., 0, 1] ** 2 + m[..., 0, 2] ** 2 + m[..., 1, 2] ** 2
+    p2 = ((m[..., 0, 0] - q) ** 2 + (m[..., 1, 1] - q) ** 2 + (m[..., 2, 2] - q) ** 2 + 2 * p1)
+    p = (p2 / 6).sqrt()
+    b = (m - q[..., None, None] * torch.eye(3, dtype=m.dtype)) / p.clamp(min=1e-300)[..., None, None]
+    r = (_det3(b) / 2).clamp(-1, 1)
+    phi = torch.acos(r) / 3
+    e1 = q + 2 * p * torch.cos(phi)
+    e3 = q + 2 * p * torch.cos(phi + 2 * math.pi / 3)
+    return torch.stack([e1, 3 * q - e1 - e3, e3], dim=-1)
+
+
+def _det3(m: torch.Tensor) -> torch.Tensor:
+    """Determinants of ``(..., 3, 3)`` matrices."""
+    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
+            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
+            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
+
+
+def _kabsch_rmsd(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """RMSD after optimal superposition of every ``p`` ``(P, n, 3)`` on every ``r`` ``(R, n, 3)``
+    (both centred), ``(P, R)``: ``E = |p|^2 + |r|^2 - 2 (s1 + s2 + sign(det H) s3)`` with ``s``
+    the singular values of the covariance ``H`` (Kabsch with reflection correction)."""
+    h = torch.einsum("pni,rnj->prij", p, r)
+    s = _sym3_eigvals(h.transpose(-1, -2) @ h).clamp(min=0).sqrt()
+    sign = torch.where(_det3(h) < 0, -1.0, 1.0).to(h)
+    trace = s[..., 0] + s[..., 1] + sign * s[..., 2]
+    e = (p * p).sum((1, 2))[:, None] + (r * r).sum((1, 2))[None, :] - 2 * trace
+    return (e.clamp(min=0) / p.shape[1]).sqrt()
+
+
+def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, matches: np.ndarray,
+               chunk: int = 2_000_000) -> np.ndarray:
+    """Minimum-over-mappings RMSD matrix ``(P, R)`` of heavy-atom coordinates
+    ``probe_xyz`` ``(P, n, 3)`` and ``ref_xyz`` ``(R, n, 3)`` under ``matches`` ``(m, n)``."""
+    p = torch.as_tensor(probe_xyz, dtype=torch.float64)
+    r = torch.as_tensor(ref_xyz, dtype=torch.float64)
+    p = p - p.mean(1, keepdim=True)
+    r = r - r.mean(1, keepdim=True)
+    best = torch.full((p.shape[0], r.shape[0]), float("inf"), dtype=torch.float64)
+    rows = max(1, chunk // max(1, r.shape[0]))
+    for match in torch.as_tensor(matches):
+        rm = r[:, match]
+        for i in range(0, p.shape[0], rows):
+            blk = _kabsch_rmsd(p[i:i + rows], rm)
+            best[i:i + rows] = torch.minimum(best[i:i + rows], blk)
+    return best.numpy()
+
+
+def rmsd_matrix(probe: Chem.Mol, ref: Chem.Mol, probe_ids: Sequence[int] | None = None,
+                ref_ids: Sequence[int] | None = None,
+                max_matches: int = MAX_MATCHES) -> np.ndarray:
+    """Heavy-atom best RMSD (Å) between conformers of two molecules, ``(P, R)``.
+
+    Same value as ``GetBestRMS(RemoveHs(probe), RemoveHs(ref), pid, rid)`` for every pair;
+    the atom orders of the two molecules may differ.
+    """
+    matches = atom_matches(probe, ref, max_matches)
+    return group_rmsd(_heavy_positions(probe, probe_ids), _heavy_positions(ref, ref_ids), matches)
+
+
+def coverage_metrics(rmsd: np.ndarray, threshold: float = 0.75) -> dict[str, float]:
+    """COV-R, AMR-R, COV-P, AMR-P from a generated x reference RMSD matrix ``(G, R)``."""
+    ref_min, gen_min = rmsd.min(axis=0), rmsd.min(axis=1)
+    return {"cov_r": float((ref_min < threshold).mean()), "amr_r": float(ref_min.mean()),
+            "cov_p": float((gen_min < threshold).mean()), "amr_p": float(gen_min.mean())}
+
+
+@dataclass
+class ConformerGroup:
+    """All conformers of one molecule read from an SDF.
+
+    Attributes:
+        key: grouping key (canonical SMILES, name or property value).
+        mol: first record (its heavy-atom order defines ``xyz``).
+        xyz: heavy-atom coordinates of every record, ``(K, n, 3)``.
+        names: ``_Name`` of each record.
+    """
+
+    key: str
+    mol: Chem.Mol
+    xyz: np.ndarray
+    names: list[str]
+
+
+def _canonical(smiles: str, isomeric: bool = True) -> str:
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToSmiles(mol, isomericSmiles=isomeric) if mol is not None else smiles
+
+
+def _open_sdf(path: str | Path):
+    path = Path(path)
+    handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return handle, Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=True)
+
+
+def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str, ConformerGroup]":
+    """Read an SDF (``.sdf`` / ``.sdf.gz``) into conformer groups, in file order.
+
+    ``group_by``: ``smiles`` (canonical isomeric SMILES of the ``smiles`` property, or of
+    the record itself when absent), ``name`` (``_Name``) or any record property. Records
+    whose heavy-atom graph does not match their group's first record, or that RDKit
+    cannot read, are skipped. Within a group records are ordered by their ``conformer``
+    property when every record has one, else by file order.
+    """
+    handle, supplier = _open_sdf(path)
+    groups: OrderedDict[str, list[Chem.Mol]] = OrderedDict()
+    with handle, rdBase.BlockLogs():
+        for mol in supplier:
+            if mol is None or mol.GetNumConformers() == 0:
+                continue
+            if group_by == "smiles":
+                key = _canonical(mol.GetProp("smiles")) if mol.HasProp("smiles") else \
+                    Chem.MolToSmiles(Chem.RemoveHs(mol))
+            elif group_by == "name":
+                key = mol.GetProp("_Name")
+            else:
+                if not mol.HasProp(group_by):
+                    continue
+                key = mol.GetProp(group_by)
+            groups.setdefault(key, []).append(mol)
+    out: OrderedDict[str, ConformerGroup] = OrderedDict()
+    for key, mols in groups.items():
+        if all(m.HasProp("conformer") for m in mols):
+            mols = sorted(mols, key=lambda m: int(m.GetProp("conformer")))
+        first = mols[0]
+        xyz, names = [], []
+        for m in mols:
+            try:
+                match = atom_matches(first, m, max_matches=1)[0]
+            except ValueError:
+                continue
+            xyz.append(_heavy_positions(m)[0][match])
+            names.append(m.GetProp("_Name") if m.HasProp("_Name") else "")
+        out[key] = ConformerGroup(key, first, np.stack(xyz), names)
+    return out
+
+
+def _pair_groups(gen: dict, ref: dict, group_by: str) -> list[tuple[str, str]]:
+    """Match generated to reference group keys: exact, then (SMILES) ignoring stereo."""
+    pairs, loose = [], {}
+    if group_by == "smiles":
+        for key in ref:
+            loose.setdefault(_canonical(key, isomeric=False), []).append(key)
+    for key in gen:
+        if key in ref:
+            pairs.append((key, key))
+        elif group_by == "smiles":
+            cands = loose.get(_canonical(key, isomeric=False), [])
+            if len(cands) == 1:
+                pairs.append((key, cands[0]))
+    return pairs
+
+
+def summarise(values: Iterable[float]) -> dict[str, float]:
+    """Mean and median of a sequence (NaN when empty)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "median": float("nan")}
+    return {"mean": float(v.mean()), "median": float(np.median(v))}
+
+
+def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: float = 0.75,
+                      group_by: str = "smiles", max_matches: int = MAX_MATCHES) -> dict:
+    """GEOM coverage protocol between two SDF files; see the module docstring.
+
+    Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
+    "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
+    "cov_r": {mean, median}, "amr_r": ..., "cov_p": ..., "amr_p": ...}``.
+    """
+    gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
+    rows = []
+    paired = _pair_groups(gen, ref, group_by)
+    for gkey, rkey in paired:
+        g, r = gen[gkey], ref[rkey]
+        try:
+            matches = atom_matches(g.mol, r.mol, max_matches)
+        except ValueError:
+            continue
+        rmsd = group_rmsd(g.xyz, r.xyz, matches)
+        rows.append({"key": rkey, "n_generated": len(g.xyz), "n_reference": len(r.xyz),
+                     **coverage_metrics(rmsd, threshold)})
+    done = {row["key"] for row in rows}
+    out = {"threshold": threshold, "n_molecules": len(rows),
+           "missing": [k for k in ref if k not in done], "per_molecule": rows}
+    for name in ("cov_r", "amr_r", "cov_p", "amr_p"):
+        out[name] = summarise(row[name] for row in rows)
+    return out
+
+
+def evaluate_crystal(generated: str | Path, reference: str | Path,
+                     ns: Sequence[int] = (1, 10, 50), group_by: str = "smiles",
+                     max_matches: int = MAX_MATCHES) -> dict:
+    """Crystal-conformer reproduction between two SDF files; see the module docstring.
+
+    The reference's first record per molecule is the crystal conformer. For each N the
+    minimum RMSD over the first N generated conformers (fewer when fewer exist).
+    Returns ``{"n_molecules", "missing", "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
+    "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
+    """
+    gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
+    rows = []
+    for gkey, rkey in _pair_groups(gen, ref, group_by):
+        g, r = gen[gkey], ref[rkey]
+        try:
+            matches = atom_matches(g.mol, r.mol, max_matches)
+        except ValueError:
+            continue
+        rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], matches)[:, 0]
+        rows.append({"key": rkey, "n_generated": len(g.xyz),
+                     "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
+    done = {row["key"] for row in rows}
+    out = {"n_molecules": len(rows), "missing": [k for k in ref if k not in done],
+           "per_molecule": rows}
+    out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))
+    return out
+
+
+def crystal_summary(min_rmsd: Sequence[dict[int, float]], ns: Sequence[int] = (1, 10, 50)) -> dict:
+    """Median and fractions under 0.5 / 1 / 2 Å of per-molecule minimum RMSDs, per N."""
+    out = {}
+    for n in ns:
+        v = np.array([row[n] for row in min_rmsd], dtype=np.float64)
+        out[f"N={n}"] = {"median": float(np.median(v)) if v.size else float("nan"),
+                         **{f"frac_below_{c}": float((v < c).mean()) if v.size else float("nan")
+                            for c in (0.5, 1.0, 2.0)}}
+    return out

@@ -1,0 +1,250 @@
+"""Stereochemistry of generated conformers: check, repair, and choose unspecified stereo.
+
+The reference is the molecule's own stereo annotation (what the SMILES specified):
+tetrahedral chiral tags ``CHI_TETRAHEDRAL_CW/CCW`` and double-bond labels
+``STEREOE/Z`` (or ``STEREOCIS/TRANS`` relative to the bond's stereo atoms). A
+conformer is checked by assigning stereo from its 3D coordinates on a copy
+(:func:`rdkit.Chem.AssignStereochemistryFrom3D`) and comparing per centre and per
+bond; the atom order is shared, so chiral tags compare directly. Each specified
+centre must in addition be clearly non-planar: the smallest |det| of three unit
+vectors from the centre to its neighbours (0.77 for an ideal tetrahedron, 0 when
+flat) must exceed ``flat_tol``.
+
+Repair (:func:`fix_stereo`): a conformer whose specified centres are *all* inverted is
+the mirror image, so reflecting it (``x -> -x``) restores every centre and leaves
+E/Z untouched. Otherwise single inverted centres are flipped locally ("umbrella
+inversion": the centre and one terminal neighbour are reflected through the plane
+of the other three neighbours, which keeps every bond length to those neighbours).
+Whatever cannot be fixed is reported; :mod:`molscore.generate` resamples such
+conformers a bounded number of times and then drops them with the reason.
+
+Unspecified stereo (:func:`assign_unspecified_stereo`): one stereoisomer is chosen
+deterministically from the seed among the assignments of the unspecified centres
+and bonds that RDKit can embed (:mod:`rdkit.Chem.EnumerateStereoisomers`); the
+chosen isomer becomes the reference, and its SMILES is what generation records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+__all__ = ["StereoReport", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
+           "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
+           "centre_min_volume"]
+
+_TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
+_EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
+_CISTRANS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOTRANS)
+
+
+@dataclass
+class StereoReport:
+    """Per-conformer stereo verdict (atom / bond indices refer to the molecule).
+
+    Attributes:
+        correct_centres: specified tetrahedral centres whose 3D handedness matches.
+        inverted_centres: specified centres with the opposite handedness in 3D.
+        flat_centres: specified centres too close to planar to carry a handedness.
+        flipped_bonds: specified double bonds whose E/Z (or cis/trans) is wrong in 3D.
+        mirrored: :func:`fix_stereo` reflected the conformer.
+        inverted_locally: centres :func:`fix_stereo` flipped one by one.
+    """
+
+    correct_centres: list[int] = field(default_factory=list)
+    inverted_centres: list[int] = field(default_factory=list)
+    flat_centres: list[int] = field(default_factory=list)
+    flipped_bonds: list[int] = field(default_factory=list)
+    mirrored: bool = False
+    inverted_locally: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.inverted_centres or self.flat_centres or self.flipped_bonds)
+
+    def reasons(self) -> list[str]:
+        """One short string per problem (empty when :attr:`ok`)."""
+        out = []
+        if self.inverted_centres:
+            out.append("inverted stereocentre(s) at atom(s) " + _join(self.inverted_centres))
+        if self.flat_centres:
+            out.append("near-planar stereocentre(s) at atom(s) " + _join(self.flat_centres))
+        if self.flipped_bonds:
+            out.append("wrong E/Z at bond(s) " + _join(self.flipped_bonds))
+        return out
+
+
+def _join(idx: list[int]) -> str:
+    return ",".join(str(i) for i in idx)
+
+
+def specified_centres(mol: Chem.Mol) -> dict[int, Chem.ChiralType]:
+    """Atoms with a specified tetrahedral chiral tag -> tag."""
+    return {a.GetIdx(): a.GetChiralTag() for a in mol.GetAtoms() if a.GetChiralTag() in _TETRA}
+
+
+def specified_double_bonds(mol: Chem.Mol) -> dict[int, Chem.BondStereo]:
+    """Double bonds with a specified E/Z or cis/trans label -> label."""
+    return {b.GetIdx(): b.GetStereo() for b in mol.GetBonds()
+            if b.GetBondType() == Chem.BondType.DOUBLE and b.GetStereo() in _EZ + _CISTRANS}
+
+
+def _positions(mol: Chem.Mol, conf_id: int) -> np.ndarray:
+    return np.asarray(mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
+
+
+def centre_min_volume(pos: np.ndarray, centre: int, neighbours: list[int]) -> float:
+    """Smallest ``|det(u_i, u_j, u_k)|`` over triples of unit vectors centre -> neighbour.
+
+    ``pos`` is ``(N, 3)``. 0.77 for an ideal tetrahedron, about 0.5-0.6 for a pyramidal
+    three-coordinate centre, 0 for a planar one.
+    """
+    u = pos[neighbours] - pos[centre]
+    u = u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8)
+    k = len(neighbours)
+    vols = [abs(np.linalg.det(u[[i, j, m]])) for i in range(k) for j in range(i + 1, k)
+            for m in range(j + 1, k)]
+    return float(min(vols)) if vols else 0.0
+
+
+def _dihedral(p: np.ndarray) -> float:
+    """Dihedral angle (degrees) of four points ``(4, 3)``."""
+    b0, b1, b2 = p[0] - p[1], p[2] - p[1], p[3] - p[2]
+    b1 = b1 / max(np.linalg.norm(b1), 1e-8)
+    v = b0 - b0.dot(b1) * b1
+    w = b2 - b2.dot(b1) * b1
+    return float(np.degrees(np.arctan2(np.cross(b1, v).dot(w), v.dot(w))))
+
+
+def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> StereoReport:
+    """Compare the stereo of conformer ``conf_id`` with the molecule's own annotation.
+
+    Args:
+        mol: molecule with explicit hydrogens, stereo assigned, and conformers.
+        conf_id: conformer to check.
+        flat_tol: smallest acceptable :func:`centre_min_volume` of a specified centre.
+    """
+    centres = specified_centres(mol)
+    bonds = specified_double_bonds(mol)
+    report = StereoReport()
+    if not centres and not bonds:
+        return report
+    conf_id = mol.GetConformer(conf_id).GetId()
+    copy = Chem.Mol(mol, False, conf_id)
+    Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
+    pos = _positions(mol, conf_id)
+    for idx, tag in centres.items():
+        atom = mol.GetAtomWithIdx(idx)
+        nbrs = [n.GetIdx() for n in atom.GetNeighbors()]
+        if centre_min_volume(pos, idx, nbrs) < flat_tol:
+            report.flat_centres.append(idx)
+        elif copy.GetAtomWithIdx(idx).GetChiralTag() == tag:
+            report.correct_centres.append(idx)
+        else:
+            report.inverted_centres.append(idx)
+    for idx, label in bonds.items():
+        got = copy.GetBondWithIdx(idx).GetStereo()
+        if label in _EZ:
+            ok = got == label
+        else:
+            bond = mol.GetBondWithIdx(idx)
+            a, d = bond.GetStereoAtoms()
+            quad = pos[[a, bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), d]]
+            ok = (abs(_dihedral(quad)) < 90) == (label == Chem.BondStereo.STEREOCIS)
+        if not ok:
+            report.flipped_bonds.append(idx)
+    return report
+
+
+def mirror_conformer(mol: Chem.Mol, conf_id: int = -1) -> None:
+    """Reflect conformer ``conf_id`` in place (``x -> -x``): every centre inverts, E/Z stays."""
+    conf = mol.GetConformer(conf_id)
+    pos = np.asarray(conf.GetPositions())
+    pos[:, 0] *= -1
+    for i, p in enumerate(pos):
+        conf.SetAtomPosition(i, p.tolist())
+
+
+def invert_centre(mol: Chem.Mol, atom_idx: int, conf_id: int = -1) -> bool:
+    """Umbrella-flip one stereocentre in place; returns False when no local flip exists.
+
+    The centre and (for four neighbours) its lightest terminal neighbour are reflected
+    through the plane of the other three neighbours; distances to those three are
+    unchanged. Needs three non-moving neighbours, so only centres with three
+    neighbours, or four of which at least one is terminal, can be flipped.
+    """
+    atom = mol.GetAtomWithIdx(atom_idx)
+    nbrs = list(atom.GetNeighbors())
+    if len(nbrs) == 4:
+        terminal = [n for n in nbrs if n.GetDegree() == 1]
+        if not terminal:
+            return False
+        moving = [atom_idx, min(terminal, key=lambda n: n.GetMass()).GetIdx()]
+        plane = [n.GetIdx() for n in nbrs if n.GetIdx() != moving[1]]
+    elif len(nbrs) == 3:
+        moving, plane = [atom_idx], [n.GetIdx() for n in nbrs]
+    else:
+        return False
+    conf = mol.GetConformer(conf_id)
+    pos = np.asarray(conf.GetPositions())
+    normal = np.cross(pos[plane[1]] - pos[plane[0]], pos[plane[2]] - pos[plane[0]])
+    norm = np.linalg.norm(normal)
+    if norm < 1e-6:
+        return False
+    normal /= norm
+    for i in moving:
+        p = pos[i] - 2 * (pos[i] - pos[plane[0]]).dot(normal) * normal
+        conf.SetAtomPosition(i, p.tolist())
+    return True
+
+
+def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> StereoReport:
+    """Check conformer ``conf_id`` and repair it in place where possible.
+
+    All specified centres inverted -> mirror the conformer. Otherwise each inverted
+    centre is umbrella-flipped (:func:`invert_centre`); a flip is kept only if the
+    centre comes out correct. Flat centres and wrong E/Z bonds are not repaired here.
+    Returns the report after repair (``mirrored`` / ``inverted_locally`` say what was done).
+    """
+    report = check_stereo(mol, conf_id, flat_tol=flat_tol)
+    if not report.inverted_centres:
+        return report
+    if not report.correct_centres and not report.flat_centres:
+        mirror_conformer(mol, conf_id)
+        after = check_stereo(mol, conf_id, flat_tol=flat_tol)
+        after.mirrored = True
+        return after
+    conf = mol.GetConformer(conf_id)
+    flipped = []
+    for idx in report.inverted_centres:
+        before = np.asarray(conf.GetPositions())
+        if invert_centre(mol, idx, conf_id):
+            if idx in check_stereo(mol, conf_id, flat_tol=flat_tol).correct_centres:
+                flipped.append(idx)
+                continue
+            for i, p in enumerate(before):
+                conf.SetAtomPosition(i, p.tolist())
+    after = check_stereo(mol, conf_id, flat_tol=flat_tol)
+    after.inverted_locally = flipped
+    return after
+
+
+def assign_unspecified_stereo(mol: Chem.Mol, seed: int = 0) -> Chem.Mol:
+    """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned.
+
+    One isomer is drawn deterministically from ``seed`` among those RDKit can embed
+    (``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True)``); specified
+    stereo and the atom order are kept. A molecule without unspecified stereo is
+    returned unchanged (same object).
+    """
+    opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1,
+                                    tryEmbedding=True, rand=int(seed) + 1)
+    si = Chem.FindPotentialStereo(mol)
+    if not any(s.specified == Chem.StereoSpecified.Unspecified for s in si):
+        return mol
+    for isomer in EnumerateStereoisomers(mol, options=opts):
+        Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
+        return isomer
+    return mol
