@@ -1,0 +1,383 @@
+"""Samplers for the reverse-time SDE and the probability-flow ODE (k-diffusion style).
+
+Every sampler is a free function with one signature::
+
+    sample_xxx(score_fn, sde, space, x, steps, *, mask=None, x_known=None, callback=None,
+               disable=True, generator=None, denoise=False, **opts) -> SampleResult
+
+* ``score_fn(x, t) -> tensor like x`` with ``t`` of shape ``(B,)`` (one time per sample).
+* ``x``: the initial state at ``t = T``, usually ``sde.prior_sample(space)``; shaped
+  ``space.shape``.
+* ``steps``: number of time steps from ``T`` down to ``sde.eps`` (noise levels for ALD).
+* ``callback(info)`` is called after every step with a dict ``{"i", "t", "x"}`` (``t`` the
+  new time, ``(B,)``).
+* ``generator`` makes the noise reproducible; ``disable=False`` shows a tqdm bar.
+* ``denoise=True`` ends with one Tweedie step ``x0 = (x + s^2 score) / m`` at ``t = eps``
+  (one extra function evaluation).
+
+The stochastic samplers add no noise in their last step (they return the step's mean,
+as score_sde's ``noise_removal``). States are kept on the space's legal subspace with
+``space.project`` and ``space.noise_like`` (centre-of-mass free point sets stay CoM-free).
+
+Inpainting / conditioning: ``mask`` (like ``x``, 1 = known) and ``x_known`` (like ``x``).
+After every step the known entries are replaced by the forward-noised observation
+``m(t) x_known + s(t) z`` at the new time, and by ``x_known`` exactly at the end. For point
+sets with pinned atoms use a :class:`~molscore.spaces.PointSetSpace` with ``com_free=False``:
+with CoM projection the replacement would be undone by re-centring (and a CoM-free prior
+cannot hold atoms at given absolute positions). For the ODE sampler the known entries follow
+the deterministic path ``m(t) x_known + s(t) z`` with one fixed ``z``.
+
+:data:`SAMPLERS` maps names to functions; :func:`sample` dispatches by name.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torchdiffeq import odeint
+from tqdm.auto import tqdm
+
+from .sde import SDE
+from .spaces import Space
+
+__all__ = ["SampleResult", "sample_em", "sample_reverse", "sample_ancestral", "sample_pc",
+           "sample_ald", "sample_ode", "langevin_correct", "SAMPLERS", "sample",
+           "PREDICTORS", "ODE_METHODS"]
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+Callback = Callable[[dict], Any]
+
+
+@dataclass
+class SampleResult:
+    """Final samples ``x`` (shaped ``space.shape``) and the number of score evaluations."""
+
+    x: Tensor
+    nfe: int
+
+
+class _Counted:
+    """Counts calls of a score function and keeps its output on the legal subspace."""
+
+    def __init__(self, score_fn: ScoreFn, space: Space):
+        self.fn, self.space, self.nfe = score_fn, space, 0
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return self.space.project(self.fn(x, t))
+
+
+def _tvec(t: Tensor, space: Space) -> Tensor:
+    """A scalar time as a ``(B,)`` vector."""
+    return t.expand(space.num_samples)
+
+
+def _ex(v: Tensor, space: Space, x: Tensor) -> Tensor:
+    """Per-sample ``(B,)`` -> broadcastable against ``x``."""
+    return space.expand(v).to(x)
+
+
+class _Conditioner:
+    """Replacement-based conditioning on the known entries (no-op without a mask)."""
+
+    def __init__(self, sde: SDE, space: Space, x: Tensor, mask: Tensor | None,
+                 x_known: Tensor | None, generator: torch.Generator | None):
+        if (mask is None) != (x_known is None):
+            raise ValueError("mask and x_known must be given together")
+        self.sde, self.space, self.generator = sde, space, generator
+        self.mask = None if mask is None else mask.to(x).expand(x.shape)
+        self.x_known = None if x_known is None else x_known.to(x).expand(x.shape)
+
+    def noised(self, x: Tensor, t: Tensor, z: Tensor | None = None) -> Tensor:
+        """Replace the known part by ``m(t) x_known + s(t) z`` (fresh ``z`` unless given)."""
+        if self.mask is None:
+            return x
+        m, s = self.sde.marginal(t)
+        z = self.space.noise_like(x, self.generator) if z is None else z
+        obs = _ex(m, self.space, x) * self.x_known + _ex(s, self.space, x) * z
+        return self.mask * obs + (1 - self.mask) * x
+
+    def final(self, x: Tensor) -> Tensor:
+        if self.mask is None:
+            return x
+        return self.mask * self.x_known + (1 - self.mask) * x
+
+
+def _check(sde: SDE, space: Space, x: Tensor, steps: int) -> None:
+    if not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if tuple(x.shape) != tuple(space.shape):
+        raise ValueError(f"x has shape {tuple(x.shape)}, the space {tuple(space.shape)}")
+
+
+def _tweedie(score: _Counted, sde: SDE, space: Space, x: Tensor) -> Tensor:
+    """``x0 = (x + s^2 score(x, eps)) / m`` at ``t = eps``."""
+    t = torch.full((space.num_samples,), sde.eps, device=x.device, dtype=x.dtype)
+    m, s = sde.marginal(t)
+    return space.project((x + _ex(s ** 2, space, x) * score(x, t)) / _ex(m, space, x))
+
+
+# -- predictors: one step from t to t_next < t; return (x, x_mean) -------------------------
+def _em_step(score, sde, space, x, t, t_next, generator):
+    """Euler-Maruyama on the reverse SDE."""
+    dt = t_next - t                                                 # (B,), negative
+    x_mean = x + sde.reverse_drift(x, t, score(x, t), space) * _ex(dt, space, x)
+    g = sde.diffusion(t) * (-dt).sqrt()
+    return x_mean + _ex(g, space, x) * space.noise_like(x, generator), x_mean
+
+
+def _reverse_step(score, sde, space, x, t, t_next, generator):
+    """Reverse diffusion: invert the forward step ``x_t = x_{t'} + F + G z`` of
+    ``sde.discretize`` taken from ``t' = t_next`` to ``t``."""
+    h = float(t[0] - t_next[0])
+    f, g = sde.discretize(x, t_next, h, space)
+    x_mean = x - f + _ex(g ** 2, space, x) * score(x, t)
+    return x_mean + _ex(g, space, x) * space.noise_like(x, generator), x_mean
+
+
+def _ancestral_step(score, sde, space, x, t, t_next, generator):
+    """Exact Gaussian posterior ``q(x_{t'} | x_t, x_0)`` with Tweedie's ``x_0``.
+
+    With ``a = m_t / m_{t'}`` and ``b^2 = s_t^2 - a^2 s_{t'}^2`` the mean is
+    ``(x + b^2 score) / a`` and the variance ``b^2 s_{t'}^2 / s_t^2``: the NCSN/SMLD step for
+    VE (``a = 1``) and the DDPM step for VP (``a = sqrt(1 - beta)``, ``b^2 = beta``).
+    """
+    m_t, s_t = sde.marginal(t)
+    m_n, s_n = sde.marginal(t_next)
+    a = m_t / m_n
+    b2 = (s_t ** 2 - a ** 2 * s_n ** 2).clamp(min=0)
+    x_mean = (x + _ex(b2, space, x) * score(x, t)) / _ex(a, space, x)
+    std = (b2 * s_n ** 2 / s_t ** 2).sqrt()
+    return x_mean + _ex(std, space, x) * space.noise_like(x, generator), x_mean
+
+
+PREDICTORS: dict[str, Callable] = {"em": _em_step, "reverse": _reverse_step,
+                                   "ancestral": _ancestral_step}
+
+
+def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_steps: int,
+                     snr: float, generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, Tensor]:
+    """Langevin MCMC on ``p_t`` with a signal-to-noise step size (score_sde's corrector).
+
+    ``x <- x + eps score + sqrt(2 eps) z`` with ``eps = 2 snr^2 / gamma``, where
+    ``gamma = sum_b ||score_b||^2 / sum_b dim_b`` is the squared score per degree of freedom
+    pooled over the batch (``dim`` = ``space.dim``, the expected ``||z_b||^2``), so that
+    ``||eps score_b|| / ||sqrt(2 eps) z_b|| ~ snr`` for every sample whatever its size. The
+    step is returned per sample but equal across the batch: a per-sample ``||score_b||^2``
+    is heavy-tailed in low dimensions (``1 / chi^2_2`` in 2-D) and makes rare huge jumps.
+
+    Args:
+        x: state shaped ``space.shape``; ``t``: ``(B,)`` times.
+    Returns:
+        ``(x, x_mean)``: the new state and the last step's noise-free mean.
+    """
+    x_mean = x
+    dim = space.dim.to(x).sum()
+    for _ in range(n_steps):
+        grad = score_fn(x, t)
+        gamma = space.norm_sq(grad).sum().clamp(min=torch.finfo(x.dtype).tiny) / dim
+        step = (2 * snr ** 2 / gamma).expand(space.num_samples)
+        x_mean = x + _ex(step, space, x) * grad
+        x = x_mean + _ex((2 * step).sqrt(), space, x) * space.noise_like(x, generator)
+    return x, x_mean
+
+
+def _run_steps(step_fn: Callable, sde: SDE, space: Space, x: Tensor, steps: int, *, score,
+               cond: _Conditioner, callback: Callback | None, disable: bool,
+               denoise: bool, last_mean: bool = True) -> Tensor:
+    """Shared loop: ``x, x_mean = step_fn(x, t, t_next)`` over the time grid; the last step
+    keeps ``x_mean`` when ``last_mean``."""
+    ts = sde.time_grid(steps, device=x.device).to(x.dtype)
+    for i in tqdm(range(steps), disable=disable):
+        t, t_next = _tvec(ts[i], space), _tvec(ts[i + 1], space)
+        x, x_mean = step_fn(x, t, t_next)
+        x = space.project(x_mean if last_mean and i == steps - 1 else x)
+        x = cond.noised(x, t_next)
+        if callback is not None:
+            callback({"i": i, "t": t_next, "x": x})
+    if denoise:
+        x = _tweedie(score, sde, space, x)
+    return cond.final(x)
+
+
+def _predictor_sampler(name: str):
+    predictor = PREDICTORS[name]
+
+    def sampler(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
+                mask: Tensor | None = None, x_known: Tensor | None = None,
+                callback: Callback | None = None, disable: bool = True,
+                generator: torch.Generator | None = None, denoise: bool = False) -> SampleResult:
+        _check(sde, space, x, steps)
+        score = _Counted(score_fn, space)
+        cond = _Conditioner(sde, space, x, mask, x_known, generator)
+        x = _run_steps(lambda x, t, tn: predictor(score, sde, space, x, t, tn, generator),
+                       sde, space, space.project(x), steps, score=score, cond=cond,
+                       callback=callback, disable=disable, denoise=denoise)
+        return SampleResult(x, score.nfe)
+
+    sampler.__name__ = f"sample_{name}"
+    sampler.__doc__ = (f"Predictor-only sampler with the ``{name}`` step "
+                       f"({predictor.__doc__.splitlines()[0]}). See the module docstring.")
+    return sampler
+
+
+sample_em = _predictor_sampler("em")
+sample_reverse = _predictor_sampler("reverse")
+sample_ancestral = _predictor_sampler("ancestral")
+
+
+def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
+              mask: Tensor | None = None, x_known: Tensor | None = None,
+              callback: Callback | None = None, disable: bool = True,
+              generator: torch.Generator | None = None, denoise: bool = False,
+              predictor: str = "reverse", corrector: str = "langevin", snr: float = 0.16,
+              n_corrector: int = 1) -> SampleResult:
+    """Predictor-corrector sampling: at every time, ``n_corrector`` Langevin steps on ``p_t``
+    (``corrector="langevin"``, step size from ``snr``; ``"none"`` to skip), then one predictor
+    step (``predictor`` in :data:`PREDICTORS`) to the next time."""
+    if predictor not in PREDICTORS:
+        raise ValueError(f"unknown predictor {predictor!r}; choose from {', '.join(PREDICTORS)}")
+    if corrector not in ("langevin", "none"):
+        raise ValueError(f"unknown corrector {corrector!r}; choose from langevin, none")
+    _check(sde, space, x, steps)
+    n_corr = n_corrector if corrector == "langevin" else 0
+    score = _Counted(score_fn, space)
+    cond = _Conditioner(sde, space, x, mask, x_known, generator)
+    pred = PREDICTORS[predictor]
+
+    def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
+        x, _ = langevin_correct(score, space, x, t, n_corr, snr, generator)
+        x = cond.noised(x, t)
+        return pred(score, sde, space, x, t, t_next, generator)
+
+    x = _run_steps(step, sde, space, space.project(x), steps, score=score, cond=cond,
+                   callback=callback, disable=disable, denoise=denoise)
+    return SampleResult(x, score.nfe)
+
+
+def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
+               mask: Tensor | None = None, x_known: Tensor | None = None,
+               callback: Callback | None = None, disable: bool = True,
+               generator: torch.Generator | None = None, denoise: bool = False,
+               snr: float = 0.16, n_corrector: int = 10) -> SampleResult:
+    """Annealed Langevin dynamics (NCSN): corrector-only over ``steps`` decreasing noise levels.
+
+    The levels are the times ``sde.time_grid(steps)[1:]`` (from just below ``T`` down to
+    ``eps``; for VE a geometric sequence of sigmas); at each, ``n_corrector`` Langevin steps
+    on the noised density ``p_t``. The SNR step size ``2 snr^2 dim / ||score||^2`` is about
+    ``2 snr^2`` times the squared width of ``p_t``, i.e. NCSN's ``alpha_i ~ sigma_i^2``, for
+    every SDE. ``steps = 1`` is plain (non-annealed) Langevin at ``t = eps``. The result is
+    the chain's last state (a noise-free last step would shrink it by ``2 snr^2`` relative to
+    the width of ``p_eps``); use ``denoise=True`` for a Tweedie step.
+    """
+    _check(sde, space, x, steps)
+    score = _Counted(score_fn, space)
+    cond = _Conditioner(sde, space, x, mask, x_known, generator)
+
+    def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
+        def corr_score(y: Tensor, tt: Tensor) -> Tensor:
+            return score(cond.noised(y, tt), tt)
+        return langevin_correct(corr_score, space, x, t_next, n_corrector, snr, generator)
+
+    x = _run_steps(step, sde, space, space.project(x), steps, score=score, cond=cond,
+                   callback=callback, disable=disable, denoise=denoise, last_mean=False)
+    return SampleResult(x, score.nfe)
+
+
+ODE_METHODS = ("euler", "heun", "rk4", "dopri5")
+
+
+def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
+               mask: Tensor | None = None, x_known: Tensor | None = None,
+               callback: Callback | None = None, disable: bool = True,
+               generator: torch.Generator | None = None, denoise: bool = False,
+               method: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5) -> SampleResult:
+    """Probability-flow ODE ``dx/dt = f x - g^2 score / 2`` integrated from ``T`` to ``eps``.
+
+    ``method``: fixed-step ``euler`` (1 evaluation per step), ``heun`` (2), ``rk4`` (4) on
+    ``sde.time_grid(steps)``, or adaptive ``dopri5`` through :func:`torchdiffeq.odeint`
+    with ``rtol``/``atol`` (``steps`` then sets the first step size ``(T - eps) / steps``;
+    ``callback`` is called after every function evaluation). Deterministic given ``x``
+    (and, with a mask, the one ``z`` drawn for the known path).
+    """
+    if method not in ODE_METHODS:
+        raise ValueError(f"unknown ODE method {method!r}; choose from {', '.join(ODE_METHODS)}")
+    _check(sde, space, x, steps)
+    score = _Counted(score_fn, space)
+    cond = _Conditioner(sde, space, x, mask, x_known, generator)
+    z_known = None if cond.mask is None else space.noise_like(x, generator)
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        if cond.mask is None:
+            return space.project(sde.reverse_drift(x, t, score(x, t), space, True))
+        x = cond.noised(x, t, z_known)
+        v = sde.reverse_drift(x, t, score(x, t), space, True)
+        return space.project((1 - cond.mask) * v + cond.mask * _path_rate(sde, space, t, x,
+                                                                          cond.x_known, z_known))
+
+    x = space.project(x)
+    if method == "dopri5":
+        bar = tqdm(disable=disable, unit="nfe")
+
+        def func(t: Tensor, y: Tensor) -> Tensor:
+            v = velocity(y, _tvec(t, space))
+            bar.update()
+            if callback is not None:
+                callback({"i": score.nfe - 1, "t": _tvec(t, space), "x": y})
+            return v
+
+        span = torch.tensor([sde.T, sde.eps], device=x.device, dtype=x.dtype)
+        x = odeint(func, x, span, method="dopri5", rtol=rtol, atol=atol,
+                   options={"first_step": (sde.T - sde.eps) / steps,
+                            "step_t": span[-1:]})[-1]
+        bar.close()
+        x = cond.noised(space.project(x), _tvec(span[-1], space), z_known)
+    else:
+        def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
+            h = _ex(t_next - t, space, x)
+            k1 = velocity(x, t)
+            if method == "euler":
+                x = x + h * k1
+            elif method == "heun":
+                x = x + h / 2 * (k1 + velocity(x + h * k1, t_next))
+            else:
+                tm = (t + t_next) / 2
+                k2 = velocity(x + h / 2 * k1, tm)
+                k3 = velocity(x + h / 2 * k2, tm)
+                k4 = velocity(x + h * k3, t_next)
+                x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            x = cond.noised(x, t_next, z_known)
+            return x, x
+
+        x = _run_steps(step, sde, space, x, steps, score=score, cond=_Conditioner(
+            sde, space, x, None, None, None), callback=callback, disable=disable, denoise=False)
+    if denoise:
+        x = _tweedie(score, sde, space, x)
+    return SampleResult(cond.final(x), score.nfe)
+
+
+def _path_rate(sde: SDE, space: Space, t: Tensor, x: Tensor, x_known: Tensor,
+               z: Tensor) -> Tensor:
+    """``d/dt [m(t) x_known + s(t) z]`` with ``dm/dt``, ``ds/dt`` by autograd, like ``x``."""
+    with torch.enable_grad():
+        tt = t.detach().clone().requires_grad_(True)
+        m, s = sde.marginal(tt)
+        dm, ds = (torch.autograd.grad(v.sum(), tt, retain_graph=True)[0] for v in (m, s))
+    return _ex(dm, space, x) * x_known + _ex(ds, space, x) * z
+
+
+SAMPLERS: dict[str, Callable[..., SampleResult]] = {
+    "em": sample_em, "reverse": sample_reverse, "ancestral": sample_ancestral,
+    "pc": sample_pc, "ald": sample_ald, "ode": sample_ode}
+
+
+def sample(name: str, score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
+           **opts) -> SampleResult:
+    """Run the sampler ``name`` (a key of :data:`SAMPLERS`) with its keyword options."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](score_fn, sde, space, x, steps, **opts)
