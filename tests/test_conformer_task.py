@@ -1,0 +1,131 @@
+"""Conformer task: SDF loading, reserved filtering, CoM-free collate, model rebuild, training."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+from rdkit import Chem
+
+from molscore.chem.featurize import ATOM_FEAT_DIM
+from molscore.chem.task import (CoordScaled, InMemoryConformers, build_model, build_task,
+                                resolve_data_path)
+from molscore.checkpoint import load_checkpoint_model
+from molscore.data.reserved import inchikey_block
+from molscore.spaces import PointSetSpace
+from molscore.train import train
+
+EXCERPT = Path(__file__).resolve().parents[1] / "../shared/data/conformers/geom_drugs_excerpt.sdf.gz"
+TINY_NET = {"hidden_scalar": 8, "hidden_vector": 4, "num_layers": 1, "num_rbf": 8, "time_dim": 8}
+
+
+# four small excerpt molecules whose records all pass the reader's checks
+SMALL = ("S=C(NCc1ccc2c(c1)OCO2)NC1CC1", "CC[C@]1(C)Cc2c(C#N)c(N)n(N)c(=S)c2CO1",
+         "O=C(Nc1ccccc1Oc1ccsc1C(=O)O)c1ccccc1", "C[C@H](C(=O)Nc1ccccc1F)N1CC[NH+](C)CC1")
+
+
+@pytest.fixture(scope="module")
+def small_sdf(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Three conformers each of the :data:`SMALL` molecules, as an SDF file."""
+    keep: dict[str, list[Chem.Mol]] = {s: [] for s in SMALL}
+    with gzip.open(EXCERPT, "rb") as fh:
+        for mol in Chem.ForwardSDMolSupplier(fh, removeHs=False):
+            if mol.GetProp("smiles") in keep:
+                keep[mol.GetProp("smiles")].append(mol)
+    path = tmp_path_factory.mktemp("sdf") / "small.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for s in SMALL:
+            for mol in keep[s][:3]:
+                writer.write(mol)
+    return path, list(SMALL)
+
+
+def _cfg(sdf, **data) -> dict:
+    return {"task": "conformers", "seed": 1,
+            "data": {"sdf": str(sdf), "val_fraction": 0.25, **data},
+            "model": {"backbone": "painn", "hparams": TINY_NET},
+            "sde": {"name": "ve", "sigma_min": 0.02, "sigma_max": 10.0}}
+
+
+def test_build_task_splits_molecules_and_collates_com_free(small_sdf):
+    task = build_task(_cfg(small_sdf[0]))
+    assert len(task.train_set) == 3 and len(task.val_set) == 1
+    assert task.train_set.num_conformers == 9
+    assert task.meta["task"] == "conformers" and task.meta["coord_scale"] == 1.0
+    batch = task.collate([task.train_set[i] for i in range(3)])
+    assert isinstance(batch.space, PointSetSpace) and batch.space.num_samples == 3
+    assert batch.x.shape == (int(batch.cond.num_nodes), 3)
+    torch.testing.assert_close(batch.space.mean(batch.x), torch.zeros(3, 3), atol=1e-5, rtol=0)
+    assert batch.cond.atom_feat.shape[1] == ATOM_FEAT_DIM
+    assert getattr(batch.cond, "pos", None) is None  # the network never sees clean coordinates
+    score = task.model(batch.x, torch.full((3,), 0.5), batch.space, batch.cond)
+    assert score.shape == batch.x.shape and torch.isfinite(score).all()
+
+
+def test_conformer_choice_modes(small_sdf):
+    task = build_task(_cfg(small_sdf[0], conformers="first", val_fraction=0))
+    ds = task.train_set
+    assert task.val_set is None
+    torch.testing.assert_close(ds[0].pos, ds[0].pos)
+    assert isinstance(ds, InMemoryConformers)
+    ds.mode = "random"
+    torch.manual_seed(0)
+    drawn = {tuple(ds[0].pos[0].tolist()) for _ in range(30)}
+    assert len(drawn) == 3  # all three conformers of the molecule come up
+    with pytest.raises(ValueError, match="data.conformers"):
+        build_task(_cfg(small_sdf[0], conformers="all"))
+
+
+def test_reserved_molecules_are_excluded(small_sdf, tmp_path):
+    path, smiles = small_sdf
+    reserved = tmp_path / "reserved.txt"
+    reserved.write_text(inchikey_block(Chem.MolFromSmiles(smiles[0])) + "\n")
+    task = build_task(_cfg(path, reserved=str(reserved), val_fraction=0))
+    assert len(task.train_set) == 3 and task.meta["data"]["reserved_or_bad_dropped"] == 1
+    kept = {g.smiles for g in task.train_set.graphs}
+    assert Chem.CanonSmiles(smiles[0]) not in {Chem.CanonSmiles(s) for s in kept}
+
+
+def test_build_model_from_meta_matches(small_sdf):
+    task = build_task(_cfg(small_sdf[0]))
+    model = build_model(task.meta)
+    model.load_state_dict(task.model.state_dict())
+    batch = task.collate([task.train_set[0], task.train_set[1]])
+    t = torch.tensor([0.3, 0.7])
+    torch.testing.assert_close(model(batch.x, t, batch.space, batch.cond),
+                               task.model(batch.x, t, batch.space, batch.cond))
+
+
+def test_vp_uses_coord_scale(small_sdf):
+    cfg = _cfg(small_sdf[0])
+    cfg["sde"] = {"name": "vp"}
+    task = build_task(cfg)
+    assert task.meta["coord_scale"] == 2.5
+    assert isinstance(task.model.net, CoordScaled) and task.model.net.coord_scale == 2.5
+    item = task.train_set[0]
+    batch = task.collate([item])
+    torch.testing.assert_close(batch.x * 2.5, item.pos, atol=1e-5, rtol=0)
+
+
+def test_train_and_reload_checkpoint(small_sdf, tmp_path):
+    cfg = {**_cfg(small_sdf[0]), "steps": 3, "batch_size": 2, "val_every": 3, "log_every": 1}
+    summary = train(cfg, tmp_path, device="cpu", progress=False)
+    assert summary["steps"] == 3 and summary["val_loss"] is not None
+    model, meta = load_checkpoint_model(tmp_path / "checkpoint.pt")
+    assert meta["backbone"]["name"] == "painn" and meta["sde"]["sigma_max"] == 10.0
+
+
+def test_bad_sections_raise(small_sdf):
+    with pytest.raises(ValueError, match="exactly one of"):
+        build_task({"task": "conformers", "data": {}})
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_task({**_cfg(small_sdf[0]), "model": {"backbone": "gcn"}})
+    with pytest.raises(FileNotFoundError, match="not found"):
+        build_task(_cfg("no/such/file.sdf"))
+
+
+def test_resolve_data_path_tries_repo_root(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    found = resolve_data_path("../shared/data/conformers/geom_drugs_excerpt.sdf.gz")
+    assert found == EXCERPT.resolve()
