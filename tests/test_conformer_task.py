@@ -67,14 +67,16 @@ def test_conformer_choice_modes(small_sdf):
     task = build_task(_cfg(small_sdf[0], conformers="first", val_fraction=0))
     ds = task.train_set
     assert task.val_set is None
-    torch.testing.assert_close(ds[0].pos, ds[0].pos)
     assert isinstance(ds, InMemoryConformers)
+    torch.testing.assert_close(ds[0].pos, ds[0].pos)  # "first" is deterministic
     ds.mode = "random"
     torch.manual_seed(0)
     drawn = {tuple(ds[0].pos[0].tolist()) for _ in range(30)}
     assert len(drawn) == 3  # all three conformers of the molecule come up
+    ds.mode = "all"
+    assert len(ds) == 12
     with pytest.raises(ValueError, match="data.conformers"):
-        build_task(_cfg(small_sdf[0], conformers="all"))
+        build_task(_cfg(small_sdf[0], conformers="best"))
 
 
 def test_reserved_molecules_are_excluded(small_sdf, tmp_path):
@@ -129,3 +131,22 @@ def test_resolve_data_path_tries_repo_root(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     found = resolve_data_path("../shared/data/conformers/geom_drugs_excerpt.sdf.gz")
     assert found == EXCERPT.resolve()
+
+
+def test_processed_dataset_source(small_sdf, tmp_path):
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import write_dataset
+
+    write_dataset(read_sdf(small_sdf[0]), tmp_path / "proc", fractions=(0.5, 0.5, 0.0))
+    cfg = _cfg(small_sdf[0])
+    cfg["data"] = {"processed": str(tmp_path / "proc"), "conformers": "all"}
+    task = build_task(cfg)
+    n_train = len(task.train_set)
+    assert n_train % 3 == 0 and n_train + len(task.val_set) == 12  # 3 conformers per molecule
+    item = task.train_set[0]
+    torch.testing.assert_close(item.pos.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    batch = task.collate([task.train_set[i] for i in range(2)])
+    assert batch.space.num_samples == 2
+    cfg["data"]["conformers"] = "first"
+    with pytest.raises(ValueError, match="random, boltzmann or all"):
+        build_task(cfg)

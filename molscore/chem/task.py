@@ -5,7 +5,8 @@ Config sections read here (see ``configs/smoke.yaml``)::
     data:
       sdf: ../shared/data/conformers/geom_drugs_excerpt.sdf.gz   # read + featurised in memory
       # or processed: datasets/processed/ccd    (ConformerDataset from `molscore build-dataset`)
-      conformers: random        # random | boltzmann | first: the conformer drawn per item
+      conformers: random        # random | boltzmann (one item per molecule, conformer drawn
+                                #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
@@ -49,7 +50,7 @@ __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate", "resolve_data
 
 TASK = "conformers"
 DEFAULT_SDE = {"name": "ve", "sigma_min": 0.02, "sigma_max": 15.0}
-CONFORMER_CHOICES = ("random", "boltzmann", "first")
+CONFORMER_CHOICES = ("random", "boltzmann", "all", "first")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,13 +94,15 @@ def _centre(pos: Tensor) -> Tensor:
 
 
 class InMemoryConformers(Dataset):
-    """Molecules held in memory, one item per molecule with a conformer drawn per access.
+    """Molecules held in memory, one item per molecule (a conformer drawn per access) or
+    per conformer.
 
     Args:
         graphs: ``M`` featurised graphs (``atom_feat``, ``edge_index``, ``edge_attr``, ``z``).
         coords: ``M`` float32 tensors ``(K_m, N_m, 3)`` (Å).
         weights: ``M`` Boltzmann weights ``(K_m,)`` or ``None`` (uniform).
-        conformers: ``random`` (uniform, torch RNG), ``boltzmann`` (by weight) or ``first``.
+        conformers: ``random`` (uniform, torch RNG), ``boltzmann`` (by weight, torch RNG),
+            ``first``, or ``all`` (one item per (molecule, conformer) pair).
 
     Items are ``Data`` with ``pos`` ``(N, 3)`` centred at the origin.
     """
@@ -111,9 +114,10 @@ class InMemoryConformers(Dataset):
                              f"got {conformers!r}")
         self.graphs, self.coords, self.mode = graphs, coords, conformers
         self.weights = weights if weights is not None else [None] * len(graphs)
+        self._pairs = [(m, k) for m, c in enumerate(coords) for k in range(int(c.shape[0]))]
 
     def __len__(self) -> int:
-        return len(self.graphs)
+        return len(self._pairs) if self.mode == "all" else len(self.graphs)
 
     @property
     def num_conformers(self) -> int:
@@ -129,8 +133,9 @@ class InMemoryConformers(Dataset):
         return int(torch.randint(k, ()))
 
     def __getitem__(self, i: int) -> Data:
-        data = self.graphs[i].clone()
-        data.pos = _centre(self.coords[i][self._pick(i)])
+        m, k = self._pairs[i] if self.mode == "all" else (i, self._pick(i))
+        data = self.graphs[m].clone()
+        data.pos = _centre(self.coords[m][k])
         return data
 
 
@@ -201,13 +206,17 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
 
     root = resolve_data_path(data["processed"])
     mode = data.get("conformers", "random")
-    train_set = ConformerDataset(root, data.get("train_split", "train"), conformers=mode)
+    if mode not in ("random", "boltzmann", "all"):
+        raise ValueError(f"data.conformers for processed datasets must be random, boltzmann "
+                         f"or all, got {mode!r}")
+    kw = {"conformers": "all" if mode == "all" else "random",
+          "weighting": "boltzmann" if mode == "boltzmann" else "uniform"}
+    train_set = ConformerDataset(root, data.get("train_split", "train"), **kw)
     val_split = data.get("val_split", "val")
-    try:
-        val_set = ConformerDataset(root, val_split, conformers=mode) if val_split else None
-    except FileNotFoundError:
+    val_set = ConformerDataset(root, val_split, **kw) if val_split else None
+    if val_set is not None and len(val_set) == 0:
         val_set = None
-    return train_set, val_set, {"source": str(root)}
+    return train_set, val_set, {"source": str(root), "molecules": len(train_set.mol_ids)}
 
 
 def _centred(dataset: Dataset) -> Dataset:
