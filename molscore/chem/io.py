@@ -1,0 +1,215 @@
+"""Input readers (``.smi``, ``.csv``, stdin) and a streaming SDF writer for ``molscore generate``.
+
+Input records keep their file order. A record's name is the name column / second
+``.smi`` field, or its SMILES when there is none. Duplicate names are allowed: the
+second occurrence of ``aspirin`` becomes ``aspirin#2``, the third ``aspirin#3``
+(:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
+output record and every ``failures.csv`` row has a unique name.
+
+Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES")
+so that they are reported and the run goes on.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+from rdkit import Chem
+
+__all__ = ["InputRecord", "InputFormatError", "read_records", "disambiguate", "SDFStreamWriter",
+           "FailureLog", "FORMATS"]
+
+FORMATS = ("smi", "csv")
+
+
+class InputFormatError(ValueError):
+    """The input file as a whole cannot be read as asked (e.g. a missing CSV column)."""
+
+
+@dataclass
+class InputRecord:
+    """One input molecule.
+
+    Attributes:
+        index: 0-based position among the records.
+        name: unique name (see module docstring).
+        smiles: the SMILES text as given (stripped).
+        error: a reason when the record is unusable before parsing (empty line), else None.
+    """
+
+    index: int
+    name: str
+    smiles: str
+    error: str | None = None
+
+
+def _guess_format(path: str, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise InputFormatError(f"unknown input format {fmt!r}; choose from {', '.join(FORMATS)}")
+        return fmt
+    if path == "-":
+        return "smi"
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
+    return "csv" if suffixes and suffixes[-1] in (".csv", ".tsv") else "smi"
+
+
+def _open_text(path: str) -> IO[str]:
+    if path == "-":
+        return sys.stdin
+    if not os.path.isfile(path):
+        raise InputFormatError(f"input file not found: {path}")
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
+    for line in handle:
+        line = line.strip()
+        if line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
+
+
+def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
+              delimiter: str) -> Iterator[tuple[str, str | None]]:
+    reader = csv.DictReader(handle, delimiter=delimiter)
+    header = reader.fieldnames or []
+    if smiles_column not in header:
+        raise InputFormatError(f"CSV has no column {smiles_column!r} (columns: "
+                               f"{', '.join(header) or 'none'}); use --smiles-column")
+    if name_column is not None and name_column not in header:
+        raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
+                               f"{', '.join(header)}); use --name-column")
+    for row in reader:
+        smiles = (row.get(smiles_column) or "").strip()
+        name = (row.get(name_column) or "").strip() if name_column else None
+        yield smiles, (name or None)
+
+
+def disambiguate(name: str, seen: dict[str, int]) -> str:
+    """``name`` the first time, ``name#k`` the k-th time (``seen`` is updated)."""
+    seen[name] = seen.get(name, 0) + 1
+    return name if seen[name] == 1 else f"{name}#{seen[name]}"
+
+
+def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smiles",
+                 name_column: str | None = None,
+                 duplicates: list[str] | None = None) -> Iterator[InputRecord]:
+    """Read molecules from a ``.smi`` file (``SMILES [name]`` per line, ``#`` comments),
+    a ``.csv``/``.tsv`` file (named columns) or stdin (``path == "-"``, ``.smi`` unless
+    ``fmt="csv"``). Gzipped files work too.
+
+    Args:
+        duplicates: when given, the renamed duplicate names are appended to it.
+
+    Raises:
+        InputFormatError: missing file or missing CSV column (raised on the first ``next``).
+    """
+    fmt = _guess_format(path, fmt)
+    handle = _open_text(path)
+    try:
+        if fmt == "csv":
+            delimiter = "\t" if ".tsv" in Path(path).suffixes else ","
+            rows = _csv_rows(handle, smiles_column, name_column, delimiter)
+        else:
+            rows = _smi_rows(handle)
+        seen: dict[str, int] = {}
+        for index, (smiles, name) in enumerate(rows):
+            base = name or smiles or f"record_{index + 1}"
+            unique = disambiguate(base, seen)
+            if unique != base and duplicates is not None:
+                duplicates.append(unique)
+            yield InputRecord(index, unique, smiles, None if smiles else "empty SMILES")
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+
+
+def _mol_block_records(mol: Chem.Mol) -> str:
+    """SDF text of every conformer of ``mol``; conformer properties become record properties."""
+    buf = io.StringIO()
+    writer = Chem.SDWriter(buf)
+    for conf in mol.GetConformers():
+        rec = Chem.Mol(mol)
+        for key, value in conf.GetPropsAsDict(includePrivate=False, includeComputed=False).items():
+            if isinstance(value, float):
+                rec.SetDoubleProp(key, value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                rec.SetIntProp(key, value)
+            else:
+                rec.SetProp(key, str(value))
+        writer.write(rec, confId=conf.GetId())
+    writer.close()
+    return buf.getvalue()
+
+
+class SDFStreamWriter:
+    """Append molecules to an SDF (``.sdf`` or ``.sdf.gz``) one at a time.
+
+    Each molecule's records are rendered in memory first and written with a single
+    ``write`` followed by a flush (and ``fsync`` for plain files), so a run that dies
+    leaves every finished molecule on disk and no half-written record from RDKit.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._gz = self.path.suffix == ".gz"
+        self._fh = gzip.open(self.path, "wt", encoding="utf-8") if self._gz else \
+            open(self.path, "w", encoding="utf-8")
+        self.records = 0
+
+    def write(self, mol: Chem.Mol) -> int:
+        """Write all conformers of ``mol``; returns the number of records written."""
+        text = _mol_block_records(mol)
+        self._fh.write(text)
+        self._fh.flush()
+        if not self._gz:
+            os.fsync(self._fh.fileno())
+        n = mol.GetNumConformers()
+        self.records += n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "SDFStreamWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FailureLog:
+    """``failures.csv`` (columns ``name,input,reason``), one flushed row per failure."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fh = open(self.path, "w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(["name", "input", "reason"])
+        self._fh.flush()
+        self.count = 0
+
+    def add(self, name: str, input_text: str, reason: str) -> None:
+        self._writer.writerow([name, input_text, reason])
+        self._fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "FailureLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

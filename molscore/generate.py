@@ -1,0 +1,432 @@
+"""Conformer generation from SMILES with a trained conformer score model.
+
+Pipeline per molecule: :func:`~molscore.chem.featurize.prepare_mol` (validation, explicit
+hydrogens appended after the input's atoms), unspecified stereo chosen from the seed
+(:func:`~molscore.chem.stereo.assign_unspecified_stereo`; the chosen isomer is what the
+``smiles`` property records), featurisation, then reverse-time sampling with the engine's
+samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x conformers per
+batch (``batch_size`` atoms per batch).
+
+Two routes (``init``):
+
+* ``prior``: reverse diffusion from the prior at ``t = T``;
+* ``etkdg``: RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
+  with the forward marginal, then the reverse SDE from ``t_start`` (the learned score
+  corrects them; the SDE is truncated to ``[eps, t_start]``).
+
+Every conformer then goes through :func:`~molscore.chem.stereo.fix_stereo` (a mirror image
+is reflected, single inverted centres are flipped locally); conformers whose stereo is
+still wrong are resampled, up to ``max_retries`` rounds, and then dropped with the reason
+(never returned). Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and
+RMSD de-duplication follow; each conformer carries ``conformer`` (index) and ``checks``
+(``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
+
+Sampling noise comes from one seeded generator per run, so the same inputs, options,
+batch size and device give the same conformers.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem
+from rdkit.Geometry import Point3D
+from torch_geometric.data import Batch as GraphBatch
+from tqdm.auto import tqdm
+
+from .chem.checks import GeometryChecker
+from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
+from .chem.metrics import rmsd_matrix
+from .chem.relax import relax_conformers
+from .chem.stereo import assign_unspecified_stereo, fix_stereo
+from .models.param import ScoreModel
+from .samplers import SAMPLERS, sample
+from .spaces import PointSetSpace
+
+__all__ = ["GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
+           "default_model_path", "INITS"]
+
+INITS = ("prior", "etkdg")
+
+
+def default_model_path() -> Path:
+    """The shipped weights, ``molscore/weights/conformer.pt``."""
+    return Path(str(resources.files("molscore") / "weights" / "conformer.pt"))
+
+
+@dataclass
+class GenerateOptions:
+    """Options of :class:`ConformerGenerator` (the CLI flags of ``molscore generate``).
+
+    Attributes:
+        n: conformers per molecule.
+        steps: sampler steps (from ``T``, or from ``t_start`` with ``init="etkdg"``).
+        sampler: a name of :data:`molscore.samplers.SAMPLERS`.
+        seed: seed of the sampling noise, ETKDG and the stereoisomer choice.
+        relax: MMFF94 minimisation of every conformer (UFF when MMFF lacks parameters).
+        dedupe: drop conformers within this heavy-atom RMSD (Å) of an earlier one; None = keep.
+        batch_size: atoms per sampling batch.
+        largest_fragment: keep the largest fragment of salts / mixtures instead of failing.
+        max_heavy_atoms: refuse larger molecules (None = no limit).
+        init: ``prior`` or ``etkdg`` (see module docstring).
+        t_start: start time of the ``etkdg`` route, in ``(0, T]``.
+        max_retries: resampling rounds for conformers with wrong stereo.
+    """
+
+    n: int = 10
+    steps: int = 200
+    sampler: str = "reverse"
+    seed: int = 0
+    relax: bool = False
+    dedupe: float | None = None
+    batch_size: int = 4096
+    largest_fragment: bool = False
+    max_heavy_atoms: int | None = 100
+    init: str = "prior"
+    t_start: float = 0.3
+    max_retries: int = 3
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a one-line reason for an invalid option."""
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        if not 0 < self.t_start <= 1:
+            raise ValueError(f"t_start must be in (0, 1], got {self.t_start}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.dedupe is not None and self.dedupe < 0:
+            raise ValueError(f"dedupe RMSD must be >= 0, got {self.dedupe}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+
+
+@dataclass
+class GenerationResult:
+    """Outcome for one input molecule.
+
+    Attributes:
+        name: the record's name.
+        input: the input as text (SMILES).
+        mol: the molecule with its conformers, or None when it failed.
+        error: one-line reason when ``mol`` is None.
+        dropped: reasons of conformers that were dropped (wrong stereo after all retries).
+    """
+
+    name: str
+    input: str
+    mol: Chem.Mol | None = None
+    error: str | None = None
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.mol is not None
+
+
+@dataclass
+class _Job:
+    """A prepared molecule in flight."""
+
+    result: GenerationResult
+    mol: Chem.Mol
+    graph: object
+    etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
+    coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
+    rejected: list[str] = field(default_factory=list)        # reasons from the latest round
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; choose from auto, cpu, cuda")
+    return torch.device(device)
+
+
+class ConformerGenerator:
+    """A loaded model plus options; turns molecules into conformers.
+
+    Args:
+        model: checkpoint path, an already built ``ScoreModel`` (then ``meta`` is needed
+            for ``coord_scale``; default 1), or None for the shipped weights.
+        meta: checkpoint meta when ``model`` is a module.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        options: a :class:`GenerateOptions`, or keyword overrides of its fields.
+    """
+
+    def __init__(self, model: str | Path | ScoreModel | None = None, *, meta: dict | None = None,
+                 device: str = "auto", options: GenerateOptions | None = None, **overrides):
+        self.options = replace(options or GenerateOptions(), **overrides)
+        self.options.validate()
+        self.device = _pick_device(device)
+        if model is None or isinstance(model, (str, Path)):
+            from .checkpoint import load_checkpoint_model
+
+            path = Path(model) if model is not None else default_model_path()
+            if not path.is_file():
+                raise FileNotFoundError(f"model weights not found: {path}" + (
+                    "" if model is not None else " (no shipped weights; pass --model PATH)"))
+            model, meta = load_checkpoint_model(path, ema=True, device=self.device)
+        self.model = model.to(self.device).eval()
+        self.meta = dict(meta or {})
+        self.coord_scale = float(self.meta.get("coord_scale", 1.0))
+        self.sde = self.model.sde
+
+    # -- preparation -----------------------------------------------------------------
+    def _prepare(self, name: str, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+        text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
+        result = GenerationResult(name=name, input=text)
+        opts = self.options
+        try:
+            mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
+                              max_heavy_atoms=opts.max_heavy_atoms)
+            mol = assign_unspecified_stereo(mol, opts.seed)
+            mol.RemoveAllConformers()
+            graph = mol_to_graph(mol)
+        except MoleculeError as err:
+            result.error = str(err)
+            return result
+        if hasattr(graph, "pos"):
+            del graph.pos
+        job = _Job(result, mol, graph)
+        if opts.init == "etkdg":
+            job.etkdg = _etkdg(mol, opts.n, opts.seed)
+            if job.etkdg is None:
+                result.error = "ETKDG embedding failed (try --init prior)"
+                return result
+        return job
+
+    # -- sampling ------------------------------------------------------------------
+    def _sample(self, requests: list[tuple[_Job, int]], generator: torch.Generator) -> list[np.ndarray]:
+        """Sample one conformer per request ``(job, slot)``; returns ``(N, 3)`` Å arrays."""
+        out: list[np.ndarray] = []
+        opts = self.options
+        batch: list[tuple[_Job, int]] = []
+        atoms = 0
+        for req in requests + [None]:
+            n_atoms = req[0].mol.GetNumAtoms() if req is not None else 0
+            if batch and (req is None or atoms + n_atoms > opts.batch_size):
+                out.extend(self._sample_batch(batch, generator))
+                batch, atoms = [], 0
+            if req is not None:
+                batch.append(req)
+                atoms += n_atoms
+        return out
+
+    def _sample_batch(self, batch: list[tuple[_Job, int]], generator: torch.Generator) -> list[np.ndarray]:
+        opts = self.options
+        graph = GraphBatch.from_data_list([job.graph for job, _ in batch]).to(self.device)
+        space = PointSetSpace(graph.batch, graph.num_graphs)
+        sde = self.sde
+        if opts.init == "etkdg":
+            x0 = torch.cat([torch.as_tensor(job.etkdg[slot % len(job.etkdg)], dtype=torch.float32)
+                            for job, slot in batch]).to(self.device) / self.coord_scale
+            t0 = torch.full((space.num_samples,), opts.t_start, device=self.device)
+            m, s = sde.marginal(t0)
+            noise = space.project(torch.randn(x0.shape, generator=generator, device=self.device))
+            x = space.expand(m) * space.project(x0) + space.expand(s) * noise
+            sde = copy.copy(sde)
+            sde.T = opts.t_start
+        else:
+            x = sde.prior_sample(space, device=self.device, generator=generator)
+
+        def score_fn(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.model(xt, t, space, graph)
+
+        with torch.no_grad():
+            res = sample(opts.sampler, score_fn, sde, space, x, opts.steps, generator=generator)
+        pos = (res.x * self.coord_scale).double().cpu().numpy()
+        counts = space.counts.cpu().numpy()
+        return np.split(pos, np.cumsum(counts)[:-1])
+
+    # -- post-processing -----------------------------------------------------------
+    def _accept(self, job: _Job, pos: np.ndarray) -> None:
+        """Stereo check / repair of one sampled conformer; keep it or record why not."""
+        if not np.isfinite(pos).all():
+            job.rejected.append("non-finite coordinates")
+            return
+        mol = Chem.Mol(job.mol)
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        for i, p in enumerate(pos):
+            conf.SetAtomPosition(i, Point3D(*map(float, p)))
+        conf.Set3D(True)
+        cid = mol.AddConformer(conf, assignId=True)
+        report = fix_stereo(mol, cid)
+        if report.ok:
+            job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
+        else:
+            job.rejected.append("; ".join(report.reasons()))
+
+    def _finish(self, job: _Job) -> GenerationResult:
+        result, opts = job.result, self.options
+        if job.rejected:
+            reasons = sorted(set(job.rejected))
+            result.dropped = [f"{len(job.rejected)} of {opts.n} conformers dropped after "
+                              f"{opts.max_retries} resampling rounds: {'; '.join(reasons)}"]
+        if not job.coords:
+            result.error = ("no conformer with correct stereochemistry: "
+                            + "; ".join(sorted(set(job.rejected))))
+            return result
+        mol = Chem.Mol(job.mol)
+        mol.RemoveAllConformers()
+        for pos in job.coords:
+            conf = Chem.Conformer(mol.GetNumAtoms())
+            for i, p in enumerate(pos):
+                conf.SetAtomPosition(i, Point3D(*map(float, p)))
+            conf.Set3D(True)
+            mol.AddConformer(conf, assignId=True)
+        energies: list[float] | None = None
+        if opts.relax:
+            try:
+                energies, forcefield = relax_conformers(mol)
+                mol.SetProp("forcefield", forcefield)
+            except ValueError as err:
+                result.dropped.append(f"not relaxed: {err}")
+        if opts.dedupe is not None and mol.GetNumConformers() > 1:
+            keep = _dedupe(mol, opts.dedupe)
+            energies = [energies[i] for i in keep] if energies is not None else None
+            mol = _subset(mol, keep)
+        checker = GeometryChecker(mol)
+        for k, conf in enumerate(mol.GetConformers()):
+            conf.SetIntProp("conformer", k)
+            if energies is not None:
+                conf.SetDoubleProp("energy", energies[k])
+            problems = checker(conf.GetId())
+            conf.SetProp("checks", "; ".join(problems) if problems else "ok")
+        with rdBase.BlockLogs():
+            mol.SetProp("smiles", Chem.MolToSmiles(Chem.RemoveHs(mol)))
+        mol.SetProp("_Name", result.name)
+        result.mol = mol
+        return result
+
+    # -- driver --------------------------------------------------------------------
+    def run(self, items: Iterable[tuple[str, str | Chem.Mol]], *, progress: bool = False,
+            total: int | None = None) -> Iterator[GenerationResult]:
+        """Generate conformers for ``(name, smiles_or_mol)`` items; yields results in input order.
+
+        Molecules are gathered until their ``n`` conformers fill a batch of ``batch_size``
+        atoms, sampled together, post-processed, and yielded (so output can be streamed).
+        """
+        generator = torch.Generator(device=self.device).manual_seed(int(self.options.seed))
+        bar = tqdm(total=total, unit="mol", disable=not progress)
+        pending: list[_Job | GenerationResult] = []
+        atoms = 0
+        try:
+            for name, item in items:
+                prepared = self._prepare(name, item)
+                pending.append(prepared)
+                if isinstance(prepared, _Job):
+                    atoms += prepared.mol.GetNumAtoms() * self.options.n
+                if atoms >= self.options.batch_size:
+                    yield from self._flush(pending, generator, bar)
+                    pending, atoms = [], 0
+            yield from self._flush(pending, generator, bar)
+        finally:
+            bar.close()
+
+    def _flush(self, pending: list, generator: torch.Generator, bar) -> Iterator[GenerationResult]:
+        jobs = [p for p in pending if isinstance(p, _Job)]
+        requests = [(job, slot) for job in jobs for slot in range(self.options.n)]
+        for round_ in range(self.options.max_retries + 1):
+            if not requests:
+                break
+            for job in {id(j): j for j, _ in requests}.values():
+                job.rejected = []
+            for (job, _), pos in zip(requests, self._sample(requests, generator)):
+                self._accept(job, pos)
+            requests = [(job, k) for job in jobs for k in range(len(job.rejected))]
+            if round_ == self.options.max_retries:
+                break
+        for p in pending:
+            result = self._finish(p) if isinstance(p, _Job) else p
+            bar.update(1)
+            yield result
+
+    def generate(self, smiles_or_mol: str | Chem.Mol, name: str | None = None) -> GenerationResult:
+        """One molecule; see :meth:`run`."""
+        text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
+        return next(self.run([(name or text, smiles_or_mol)]))
+
+
+def _mol_text(mol: Chem.Mol) -> str:
+    with rdBase.BlockLogs():
+        return Chem.MolToSmiles(mol)
+
+
+def _etkdg(mol: Chem.Mol, n: int, seed: int) -> np.ndarray | None:
+    """ETKDGv3 conformers ``(k, N, 3)`` Å (``randomSeed = seed + 1``, never 0), or None."""
+    work = Chem.Mol(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = int(seed) + 1
+    with rdBase.BlockLogs():
+        ids = list(AllChem.EmbedMultipleConfs(work, n, params))
+        if not ids:
+            params.useRandomCoords = True
+            ids = list(AllChem.EmbedMultipleConfs(work, n, params))
+    if not ids:
+        return None
+    return np.stack([work.GetConformer(i).GetPositions() for i in ids])
+
+
+def _dedupe(mol: Chem.Mol, threshold: float) -> list[int]:
+    """Indices (conformer order) kept by greedy RMSD de-duplication."""
+    rmsd = rmsd_matrix(mol, mol)
+    keep: list[int] = []
+    for i in range(rmsd.shape[0]):
+        if all(rmsd[i, j] >= threshold for j in keep):
+            keep.append(i)
+    return keep
+
+
+def _subset(mol: Chem.Mol, keep: Sequence[int]) -> Chem.Mol:
+    confs = list(mol.GetConformers())
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    for i in keep:
+        out.AddConformer(Chem.Conformer(confs[i]), assignId=True)
+    return out
+
+
+def generate_conformers(smiles_or_mol: str | Chem.Mol, n: int = 10, *,
+                        model: str | Path | ScoreModel | None = None, meta: dict | None = None,
+                        device: str = "auto", **options) -> Chem.Mol:
+    """Generate ``n`` conformers of one molecule.
+
+    Args:
+        smiles_or_mol: SMILES, or an RDKit ``Mol`` (its atom order is kept; hydrogens are
+            added after its atoms).
+        n: number of conformers (fewer only when ``dedupe`` removes some or conformers
+            with wrong stereo remain after all retries; the ``dropped`` reasons are then in
+            the molecule's ``dropped`` property).
+        model / meta / device: see :class:`ConformerGenerator`.
+        options: fields of :class:`GenerateOptions` (``steps``, ``sampler``, ``seed``,
+            ``relax``, ``dedupe``, ``batch_size``, ``largest_fragment``,
+            ``max_heavy_atoms``, ``init``, ``t_start``, ``max_retries``).
+
+    Returns:
+        ``Mol`` with explicit hydrogens and the conformers.
+
+    Raises:
+        MoleculeError: the molecule cannot be handled or no conformer survived the checks.
+    """
+    gen = ConformerGenerator(model, meta=meta, device=device, n=n, **options)
+    result = gen.generate(smiles_or_mol)
+    if result.mol is None:
+        raise MoleculeError(result.error or "generation failed")
+    if result.dropped:
+        result.mol.SetProp("dropped", " | ".join(result.dropped))
+    return result.mol
