@@ -186,3 +186,56 @@ def test_nan_loss_stops_training(tmp_path):
 def test_meta_records_task(tmp_path):
     trainer = Trainer(base_config(), tmp_path, device="cpu")
     assert trainer.meta["task"] == TASK
+
+
+def _write_yaml(path, cfg):
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_cli_trains_and_resumes(tmp_path, capsys):
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=50))
+    out = tmp_path / "run"
+    assert main(["train", "--config", config, "-o", str(out), "--device", "cpu", "--steps", "3",
+                 "-q"]) == 0
+    assert "to step 3" in capsys.readouterr().out
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "--steps", "5",
+                 "-q"]) == 0
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] == 3
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "--steps", "2",
+                 "--no-resume", "-q"]) == 0
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "config file not found"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("task: [unclosed\n", "not valid YAML"),
+    ("steps: 3\n", "needs a 'task'"),
+    ("task: nope\nsteps: 3\n", "unknown task"),
+    (f"task: {TASK}\nsteps: 3\noptim: {{schedule: step}}\n", "optim.schedule"),
+])
+def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
+    from molscore.cli import main
+
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    assert main(["train", "--config", str(path), "-o", str(tmp_path / "o"), "--device",
+                 "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("molscore train: error:")
+
+
+def test_cli_conformer_data_missing_is_one_line(tmp_path, capsys):
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", {"task": "conformers", "steps": 2,
+                                               "data": {"sdf": "no/such.sdf"}})
+    assert main(["train", "-c", config, "-o", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err
