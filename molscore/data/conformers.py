@@ -33,7 +33,7 @@ from ..chem.featurize import MoleculeError, atoms_match, prepare_mol
 
 __all__ = [
     "ConformerSet", "Failures", "conformer_set_from_mols", "read_geom_rdkit_folder", "read_sdf",
-    "read_smiles_pickle", "read_conformers", "check_coordinates",
+    "read_smiles_pickle", "read_conformers", "check_coordinates", "group_sdf_records", "mol_weights",
 ]
 
 Failures = list[tuple[str, str]]  # (record name, reason)
@@ -245,10 +245,11 @@ def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
         if limit is not None and n >= limit:
             break
         mols = list(mols) if isinstance(mols, (list, tuple)) else [mols]
-        yield from _emit(mols, str(smiles), failures, smiles=str(smiles), weights=_mol_weights(mols), **kw)
+        yield from _emit(mols, str(smiles), failures, smiles=str(smiles), weights=mol_weights(mols), **kw)
 
 
-def _mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
+def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
+    """Per-record weights from a ``boltzmannweight`` or ``weight`` property, when all records have it."""
     for key in ("boltzmannweight", "weight"):
         if mols and all(m is not None and m.HasProp(key) for m in mols):
             try:
@@ -269,25 +270,24 @@ def _sdf_records(path: Path, failures: Failures) -> Iterator[tuple[int, Chem.Mol
         failures.append((str(path), f"truncated or unreadable file: {type(err).__name__}: {err}"))
 
 
-def read_sdf(path: str | Path, *, group_by: str | None = "smiles", failures: Failures | None = None,
-             limit: int | None = None, **kw) -> Iterator[ConformerSet]:
-    """Read a multi-conformer SDF (``.sdf`` or ``.sdf.gz``) into one record per molecule.
+def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
+                      failures: Failures | None = None) -> dict[str, list[Chem.Mol]]:
+    """Group the (unsanitised) records of an SDF by molecule, without validating them.
 
     Args:
-        path: the SDF file.
-        group_by: record property naming the molecule (``smiles``, ``ensemble``, ...);
-            records lacking it, or every record when ``None``, are grouped by their own
-            canonical isomeric SMILES. Records need not be contiguous.
+        path: ``.sdf`` or ``.sdf.gz``; a truncated or unreadable file yields what was read
+            before the error and one failure row.
+        group_by: record property naming the molecule; records lacking it, or every record
+            when ``None``, are grouped by their own canonical isomeric SMILES. Records need
+            not be contiguous.
         failures: list to append ``(name, reason)`` to.
-        limit: yield at most this many molecules.
-        kw: passed to :func:`conformer_set_from_mols`.
 
-    When ``group_by == "smiles"`` the property is also checked against each record's graph.
-    Weights come from ``boltzmannweight``/``weight`` properties when all records have one.
+    Returns:
+        ``{key: [Mol, ...]}`` in order of first appearance.
     """
     failures = failures if failures is not None else []
     path = Path(path)
-    groups: dict[str, list[Chem.Mol | None]] = {}
+    groups: dict[str, list[Chem.Mol]] = {}
     for i, mol in _sdf_records(path, failures):
         if mol is None:
             failures.append((f"{path.name}:record{i}", "record could not be parsed"))
@@ -301,15 +301,34 @@ def read_sdf(path: str | Path, *, group_by: str | None = "smiles", failures: Fai
                     Chem.SanitizeMol(probe)
                     Chem.AssignStereochemistryFrom3D(probe)
                 key = _isomeric(probe)
-            except Exception as err:
+            except Exception as err:  # RDKit sanitisation errors
                 failures.append((f"{path.name}:record{i}", f"invalid record: {err}"))
                 continue
         groups.setdefault(key, []).append(mol)
+    return groups
+
+
+def read_sdf(path: str | Path, *, group_by: str | None = "smiles", failures: Failures | None = None,
+             limit: int | None = None, **kw) -> Iterator[ConformerSet]:
+    """Read a multi-conformer SDF (``.sdf`` or ``.sdf.gz``) into one record per molecule.
+
+    Args:
+        path: the SDF file.
+        group_by: see :func:`group_sdf_records`.
+        failures: list to append ``(name, reason)`` to.
+        limit: yield at most this many molecules.
+        kw: passed to :func:`conformer_set_from_mols`.
+
+    When ``group_by == "smiles"`` the property is also checked against each record's graph.
+    Weights come from ``boltzmannweight``/``weight`` properties when all records have one.
+    """
+    failures = failures if failures is not None else []
+    groups = group_sdf_records(path, group_by=group_by, failures=failures)
     for n, (key, mols) in enumerate(groups.items()):
         if limit is not None and n >= limit:
             break
         ref = key if group_by == "smiles" else None
-        yield from _emit(mols, key, failures, smiles=ref, weights=_mol_weights(mols), **kw)
+        yield from _emit(mols, key, failures, smiles=ref, weights=mol_weights(mols), **kw)
 
 
 def read_conformers(path: str | Path, *, fmt: str | None = None, **kw) -> Iterator[ConformerSet]:

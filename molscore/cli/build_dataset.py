@@ -1,0 +1,153 @@
+"""``molscore build-dataset``: make a processed conformer dataset (ETKDG, PDB CCD, or SDF files)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import UsageError
+
+ORDER = 30
+
+DEFAULT_SMILES = Path(__file__).resolve().parents[2] / "datasets" / "train_smiles.csv"
+
+EPILOG = """examples:
+  molscore build-dataset etkdg --smiles mols.csv -o data/etkdg --n-confs 30 --workers 2
+  molscore build-dataset ccd -o data/ccd --limit 5000
+  molscore build-dataset sdf --input ensembles.sdf.gz --group-by smiles -o data/ens
+A rerun with the same -o resumes: molecules already stored or listed in failures.csv are skipped.
+Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped."""
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated fractions, got {text!r}") from None
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(f"expected three non-negative fractions summing to 1, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (resumed if it exists)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use at most this many input molecules")
+    p.add_argument("--reserved", type=Path, default=None,
+                   help="reserved InChIKey list to exclude (default: the shipped datasets/reserved_inchikeys.txt)")
+    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
+                   help="scaffold split fractions (default 0.8,0.1,0.1)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
+    p.add_argument("--shard-size", type=_positive_int, default=256, help="molecules per shard file (default 256)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "build-dataset", help="build a processed conformer dataset (ETKDG, PDB CCD, SDF)",
+        description="Build a processed conformer dataset for training: shards of plain tensors, "
+                    "index.json with SMILES and scaffold splits, failures.csv.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="source", metavar="SOURCE", parser_class=type(parser))
+    sub.required = True
+
+    p = sub.add_parser("etkdg", help="RDKit ETKDGv3 + MMFF94 ensembles from SMILES",
+                       description="ETKDGv3 embedding, MMFF94 optimisation, energy window, heavy-atom RMSD "
+                                   "de-duplication, Boltzmann weights at 298.15 K.")
+    p.add_argument("--smiles", type=Path, default=None,
+                   help="CSV with a 'smiles' column (optional 'name'), or .smi file "
+                        f"(default: the shipped {DEFAULT_SMILES.parent.name}/{DEFAULT_SMILES.name})")
+    p.add_argument("--n-confs", type=_positive_int, default=30, help="conformers kept per molecule (default 30)")
+    p.add_argument("--energy-window", type=float, default=10.0, help="kcal/mol above the minimum (default 10)")
+    p.add_argument("--rmsd", type=float, default=0.5, help="heavy-atom RMSD de-duplication threshold, A (default 0.5)")
+    p.add_argument("--seed", type=int, default=42, help="embedding seed (default 42)")
+    p.add_argument("--max-heavy-atoms", type=_positive_int, default=100, help="skip larger molecules (default 100)")
+    p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
+    _common(p)
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("ccd", help="experimental conformations from the PDB Chemical Component Dictionary",
+                       description="Model coordinates (from PDB entries) of the CCD shipped in biotite, with CCD "
+                                   "bond orders; 5-100 heavy atoms, supported elements, single fragment.")
+    _common(p)
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("sdf", help="convert multi-conformer SDF files",
+                       description="Group SDF records into molecules and store them.")
+    p.add_argument("--input", type=Path, required=True, help=".sdf or .sdf.gz")
+    p.add_argument("--group-by", default="smiles",
+                   help="record property naming the molecule (default smiles); 'none': each record's SMILES")
+    _common(p)
+    p.set_defaults(func=run)
+
+
+def _limited(items, limit):
+    for n, item in enumerate(items):
+        if limit is not None and n >= limit:
+            return
+        yield item
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.builders import ccd_components, read_smiles_file, run_build, sdf_groups
+    from ..data.processed import load_index
+
+    kind = args.source
+    meta: dict = {"builder": kind}
+    maker_kwargs: dict = {}
+    input_failures: list = []
+    if args.reserved is not None and not args.reserved.is_file():
+        raise UsageError(f"reserved list not found: {args.reserved}")
+    if kind == "etkdg":
+        path = args.smiles or DEFAULT_SMILES
+        if not path.is_file():
+            raise UsageError(f"SMILES file not found: {path}")
+        try:
+            items = read_smiles_file(path)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UsageError(str(err)) from None
+        maker_kwargs = {"n_confs": args.n_confs, "energy_window": args.energy_window, "rmsd": args.rmsd,
+                        "seed": args.seed, "max_heavy_atoms": args.max_heavy_atoms,
+                        "largest_fragment": args.largest_fragment}
+        meta.update(maker_kwargs, source=str(path))
+        items = _limited(items, args.limit)
+    elif kind == "ccd":
+        items = ccd_components(limit=args.limit)
+        meta["source"] = "PDB Chemical Component Dictionary (biotite), model_Cartn coordinates"
+    else:
+        if not args.input.is_file():
+            raise UsageError(f"input file not found: {args.input}")
+        group_by = None if args.group_by.lower() == "none" else args.group_by
+        items = _limited(sdf_groups(args.input, group_by=group_by, failures=input_failures), args.limit)
+        meta.update(source=str(args.input), group_by=group_by)
+    if (args.output / "index.json").is_file():
+        try:
+            previous = load_index(args.output).get("meta", {}).get("builder")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        if previous not in (None, kind):
+            raise UsageError(f"{args.output} holds a dataset built with '{previous}'; use another --output")
+    try:
+        summary = run_build(kind, items, args.output, workers=args.workers, maker_kwargs=maker_kwargs,
+                            reserved_path=args.reserved, meta=meta, shard_size=args.shard_size,
+                            fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
+                            progress=not args.no_progress)
+    except ValueError as err:  # e.g. an existing folder written with other feature sizes
+        raise UsageError(str(err)) from None
+    s = summary
+    print(f"inputs {s.inputs}: stored {s.stored} molecules ({s.conformers} conformers), failed {s.failed}, "
+          f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done")
+    print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
+          + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())
+          + f"; {s.total_reserved_dropped} reserved molecules dropped in total; failures in "
+          f"{args.output / 'failures.csv'}")
+    return 0

@@ -1,0 +1,413 @@
+"""Dataset builders: conformer sources -> processed datasets (:mod:`molscore.data.processed`).
+
+Three sources:
+
+* :func:`etkdg_conformers`: RDKit ETKDGv3 embedding, MMFF94 optimisation, energy window,
+  heavy-atom RMSD de-duplication and Boltzmann weights at 298.15 K, from SMILES.
+* :func:`ccd_components`: experimental conformations (``model_Cartn_*``, taken from a PDB
+  entry) of the PDB Chemical Component Dictionary shipped in biotite, with CCD bond orders.
+* :func:`sdf_groups`: existing multi-conformer SDF files.
+
+:func:`run_build` drives any of them: inputs already stored or recorded as failed in
+the output folder are skipped (resume), the rest go through a process pool
+(``workers``), reserved molecules (:mod:`molscore.data.reserved`) are dropped and
+counted, and failures land in ``failures.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import multiprocessing as mp
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem, rdMolAlign
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+from tqdm import tqdm
+
+from ..chem.featurize import MoleculeError, prepare_mol
+from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
+from .processed import DatasetWriter, encode_record, read_failures
+from .reserved import is_reserved, load_reserved
+
+__all__ = [
+    "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
+    "read_smiles_file", "ccd_components", "ccd_conformer_set", "sdf_groups", "run_build",
+]
+
+KCAL_PER_MOL_K = 0.0019872043  # gas constant R in kcal/(mol K)
+RESERVED_REASON = "reserved for held-out evaluation"
+CCD_MIN_HEAVY, CCD_MAX_HEAVY = 5, 100
+
+
+# ----------------------------------------------------------------------------------------
+# ETKDG
+# ----------------------------------------------------------------------------------------
+
+def boltzmann_weights(energies: Sequence[float], temperature: float = 298.15) -> np.ndarray:
+    """Normalised Boltzmann weights of energies in kcal/mol, ``(K,)`` float64."""
+    e = np.asarray(energies, dtype=np.float64)
+    w = np.exp(-(e - e.min()) / (KCAL_PER_MOL_K * temperature))
+    return w / w.sum()
+
+
+def _molecule_seed(seed: int, key: str) -> int:
+    """A non-zero 31-bit seed from the global seed and the molecule (ETKDG seed 0 repeats conformers)."""
+    return (zlib.crc32(f"{seed}:{key}".encode()) % (2**31 - 2)) + 1
+
+
+def _fix_stereo(mol: Chem.Mol) -> Chem.Mol:
+    """Assign unspecified stereocentres/double bonds deterministically (first enumerated isomer)."""
+    opts = StereoEnumerationOptions(onlyUnassigned=True, maxIsomers=1, unique=True)
+    with rdBase.BlockLogs():
+        isomer = next(iter(EnumerateStereoisomers(mol, options=opts)), mol)
+    return Chem.Mol(isomer)
+
+
+def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 10.0, rmsd: float = 0.5,
+                     seed: int = 42, oversample: int = 2, max_heavy_atoms: int | None = 100,
+                     name: str | None = None, largest_fragment: bool = False) -> ConformerSet:
+    """Generate an MMFF94-optimised, de-duplicated, Boltzmann-weighted conformer ensemble.
+
+    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to one isomer; embed
+    ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
+    retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
+    kcal/mol of the minimum; walk them by energy and keep a conformer only if its
+    symmetry-aware heavy-atom RMSD to every kept one is at least ``rmsd`` Angstrom, up to
+    ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
+
+    Raises:
+        MoleculeError: invalid molecule, embedding failure, or missing MMFF94 parameters.
+    """
+    mol = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
+    mol = _fix_stereo(mol)
+    if not AllChem.MMFFHasAllMoleculeParams(mol):
+        raise MoleculeError("no MMFF94 parameters for this molecule")
+    params = AllChem.ETKDGv3()
+    params.randomSeed = _molecule_seed(seed, smiles)
+    params.numThreads = 1
+    params.maxIterations = 1000
+    with rdBase.BlockLogs():
+        ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
+        if not ids:
+            params.useRandomCoords = True
+            ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
+    if not ids:
+        raise MoleculeError("ETKDG embedding failed")
+    with rdBase.BlockLogs():
+        results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
+    energies = np.array([e for _, e in results], dtype=np.float64)
+    conf_ids = [c.GetId() for c in mol.GetConformers()]
+    order = [i for i in np.argsort(energies, kind="stable") if energies[i] - energies.min() <= energy_window]
+    heavy = Chem.RemoveHs(mol)
+    kept: list[int] = []
+    for i in order:
+        if all(rdMolAlign.GetBestRMS(heavy, heavy, conf_ids[i], conf_ids[j]) >= rmsd for j in kept):
+            kept.append(int(i))
+        if len(kept) == n_confs:
+            break
+    singles = [Chem.Mol(mol, confId=conf_ids[i]) for i in kept]
+    return conformer_set_from_mols(singles, name or smiles, weights=boltzmann_weights(energies[kept]))
+
+
+def read_smiles_file(path: str | Path) -> list[tuple[str, str]]:
+    """``(name, smiles)`` pairs from a CSV with a ``smiles`` column (optional ``name``/``id``
+    column) or a ``.smi`` file (``SMILES [name]`` per line). The name defaults to the SMILES.
+
+    Raises:
+        ValueError: a CSV without a ``smiles`` column.
+    """
+    path = Path(path)
+    pairs: list[tuple[str, str]] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(fh)
+            cols = {c.lower(): c for c in (reader.fieldnames or [])}
+            if "smiles" not in cols:
+                raise ValueError(f"{path}: no 'smiles' column (columns: {', '.join(cols) or 'none'})")
+            name_col = cols.get("name") or cols.get("id")
+            for row in reader:
+                smi = (row[cols["smiles"]] or "").strip()
+                if smi:
+                    pairs.append(((row[name_col] or "").strip() if name_col else smi, smi))
+        else:
+            for line in fh:
+                parts = line.split()
+                if parts and not parts[0].startswith("#"):
+                    pairs.append((parts[1] if len(parts) > 1 else parts[0], parts[0]))
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------
+# PDB Chemical Component Dictionary (biotite)
+# ----------------------------------------------------------------------------------------
+
+_CCD_BOND_ORDER = {"SING": Chem.BondType.SINGLE, "DOUB": Chem.BondType.DOUBLE, "TRIP": Chem.BondType.TRIPLE}
+
+
+def _column(category, name: str, dtype=None) -> np.ndarray:
+    col = category[name]
+    return col.as_array(dtype) if dtype is not None else col.as_array()
+
+
+def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
+    """Components of biotite's CCD with experimental model coordinates, as plain payloads.
+
+    Only released components (``pdbx_release_status == "REL"``) whose model coordinates
+    are not flagged missing are listed, in CCD order; ``limit`` caps how many.
+
+    Yields:
+        ``(comp_id, payload)`` with ``symbols`` (list[str]), ``charges`` (list[int]),
+        ``coords`` ``(N, 3)`` float64 (``model_Cartn_*``; NaN where missing),
+        ``bonds`` (list of ``(i, j, value_order)``), ``pdb_entry`` (str).
+    """
+    from biotite.structure.info.ccd import get_ccd
+
+    ccd = get_ccd()
+    comp, atoms, bonds = ccd["chem_comp"], ccd["chem_comp_atom"], ccd["chem_comp_bond"]
+    ids = _column(comp, "id")
+    status = _column(comp, "pdbx_release_status")
+    missing = _column(comp, "pdbx_model_coordinates_missing_flag")
+    entry = _column(comp, "pdbx_model_coordinates_db_code")
+
+    a_comp = _column(atoms, "comp_id")
+    a_name = _column(atoms, "atom_id")
+    a_sym = _column(atoms, "type_symbol")
+    a_charge = _column(atoms, "charge")
+    xyz = []
+    for axis in "xyz":
+        col = atoms[f"model_Cartn_{axis}"]
+        values = col.as_array(np.float64).copy()
+        if col.mask is not None:
+            values[np.asarray(col.mask.array) != 0] = np.nan
+        xyz.append(values)
+    coords = np.stack(xyz, axis=1)
+    b_comp = _column(bonds, "comp_id")
+    b_a1, b_a2 = _column(bonds, "atom_id_1"), _column(bonds, "atom_id_2")
+    b_order = _column(bonds, "value_order")
+
+    def spans(comp_ids: np.ndarray) -> dict[str, tuple[int, int]]:
+        if len(comp_ids) == 0:
+            return {}
+        starts = np.concatenate(([0], np.nonzero(comp_ids[1:] != comp_ids[:-1])[0] + 1, [len(comp_ids)]))
+        return {str(comp_ids[s]): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])}
+
+    atom_spans, bond_spans = spans(a_comp), spans(b_comp)
+    n = 0
+    for k, cid in enumerate(ids):
+        cid = str(cid)
+        if status[k] != "REL" or missing[k] == "Y" or cid not in atom_spans:
+            continue
+        if limit is not None and n >= limit:
+            return
+        n += 1
+        s, e = atom_spans[cid]
+        index = {str(a): i for i, a in enumerate(a_name[s:e])}
+        bond_rows = []
+        if cid in bond_spans:
+            bs, be = bond_spans[cid]
+            bond_rows = [(index.get(str(x)), index.get(str(y)), str(o))
+                         for x, y, o in zip(b_a1[bs:be], b_a2[bs:be], b_order[bs:be])]
+        charges = [int(c) if str(c).lstrip("-").isdigit() else 0 for c in a_charge[s:e]]
+        yield cid, {"symbols": [str(x) for x in a_sym[s:e]], "charges": charges,
+                    "coords": coords[s:e], "bonds": bond_rows, "pdb_entry": str(entry[k])}
+
+
+def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
+    """Build and validate the RDKit molecule (explicit H, model coordinates) of one CCD component.
+
+    Raises:
+        MoleculeError: unknown element, unsupported bond order, incomplete coordinates, fewer than
+            5 or more than 100 heavy atoms, or anything :func:`prepare_mol` refuses.
+    """
+    coords = np.asarray(payload["coords"], dtype=np.float64)
+    if not np.isfinite(coords).all():
+        raise MoleculeError("incomplete model coordinates")
+    table = Chem.GetPeriodicTable()
+    rw = Chem.RWMol()
+    for sym, charge in zip(payload["symbols"], payload["charges"]):
+        symbol = sym.capitalize()
+        try:
+            z = table.GetAtomicNumber(symbol)
+        except RuntimeError:
+            raise MoleculeError(f"unknown element {sym!r}") from None
+        atom = Chem.Atom(z)
+        atom.SetFormalCharge(charge)
+        atom.SetNoImplicit(True)  # the CCD lists every hydrogen
+        rw.AddAtom(atom)
+    for i, j, order in payload["bonds"]:
+        if i is None or j is None:
+            raise MoleculeError("bond to an atom not in the component")
+        if order not in _CCD_BOND_ORDER:
+            raise MoleculeError(f"unsupported bond order {order}")
+        rw.AddBond(i, j, _CCD_BOND_ORDER[order])
+    mol = rw.GetMol()
+    conf = Chem.Conformer(mol.GetNumAtoms())
+    for i, p in enumerate(coords):
+        conf.SetAtomPosition(i, p.tolist())
+    conf.Set3D(True)
+    mol.AddConformer(conf, assignId=True)
+    n_heavy = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
+    if n_heavy < CCD_MIN_HEAVY:
+        raise MoleculeError(f"too small: {n_heavy} heavy atoms (minimum {CCD_MIN_HEAVY})")
+    reason = check_coordinates(mol)
+    if reason is not None:
+        raise MoleculeError(reason)
+    mol = prepare_mol(mol, max_heavy_atoms=CCD_MAX_HEAVY)
+    with rdBase.BlockLogs():
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+    return ConformerSet(smiles=smiles, mol=mol, weights=None, name=comp_id)
+
+
+# ----------------------------------------------------------------------------------------
+# SDF
+# ----------------------------------------------------------------------------------------
+
+def sdf_groups(path: str | Path, group_by: str | None = "smiles",
+               failures: list | None = None) -> Iterator[tuple[str, dict]]:
+    """``(name, payload)`` per molecule of a multi-conformer SDF, for :func:`sdf_conformer_set`."""
+    for key, mols in group_sdf_records(path, group_by=group_by, failures=failures).items():
+        yield key, {"mols": mols, "smiles": key if group_by == "smiles" else None, "weights": mol_weights(mols)}
+
+
+def sdf_conformer_set(name: str, payload: dict, failures: list | None = None) -> ConformerSet:
+    """Validate and merge the records of one SDF molecule (see :func:`conformer_set_from_mols`)."""
+    return conformer_set_from_mols(payload["mols"], name, smiles=payload["smiles"],
+                                   weights=payload["weights"], failures=failures)
+
+
+# ----------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class BuildSummary:
+    """What one :func:`run_build` call did, and the dataset's totals afterwards."""
+
+    root: str
+    inputs: int = 0
+    skipped_done: int = 0
+    stored: int = 0
+    conformers: int = 0
+    failed: int = 0
+    reserved_dropped: int = 0
+    total_molecules: int = 0
+    total_reserved_dropped: int = 0
+    splits: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_WORKER_RESERVED: frozenset[str] | None = None
+
+
+def _init_worker(reserved: frozenset[str]) -> None:
+    global _WORKER_RESERVED
+    _WORKER_RESERVED = reserved
+    rdBase.DisableLog("rdApp.*")
+
+
+def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None, list, bool]:
+    """Worker: ``(name, payload)`` -> ``(name, encoded or None, failures, reserved?)``."""
+    name, payload = item
+    failures: list[tuple[str, str]] = []
+    try:
+        record = make(name, payload, failures)
+    except MoleculeError as err:
+        return name, None, failures + [(name, str(err))], False
+    except Exception as err:  # a bug or RDKit crash on one molecule must not end a long build
+        return name, None, failures + [(name, f"unexpected error: {type(err).__name__}: {err}")], False
+    if is_reserved(record.mol, _WORKER_RESERVED):
+        return name, None, [(name, RESERVED_REASON)], True
+    return name, encode_record(record), failures, False
+
+
+def _make_etkdg(name: str, smiles: str, failures: list, **kw) -> ConformerSet:
+    return etkdg_conformers(smiles, name=name, **kw)
+
+
+def _make_ccd(name: str, payload: dict, failures: list) -> ConformerSet:
+    return ccd_conformer_set(name, payload)
+
+
+def _make_sdf(name: str, payload: dict, failures: list) -> ConformerSet:
+    return sdf_conformer_set(name, payload, failures)
+
+
+MAKERS: dict[str, Callable] = {"etkdg": _make_etkdg, "ccd": _make_ccd, "sdf": _make_sdf}
+
+
+def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, *, workers: int = 1,
+              maker_kwargs: dict | None = None, reserved_path: str | Path | None = None,
+              meta: dict | None = None, shard_size: int = 256, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+              split_seed: int = 0, input_failures: list | None = None, progress: bool = True) -> BuildSummary:
+    """Build (or resume) a processed dataset from ``(name, payload)`` items.
+
+    Args:
+        kind: ``"etkdg"`` (payload: SMILES), ``"ccd"`` (payload from :func:`ccd_components`) or
+            ``"sdf"`` (payload from :func:`sdf_groups`).
+        items: inputs; names already stored or failed in ``root`` are skipped.
+        root: output folder.
+        workers: processes (``<= 1``: run in this process).
+        maker_kwargs: extra keyword arguments of the builder (e.g. ETKDG settings).
+        reserved_path: reserved InChIKey list (default: the shipped one).
+        meta: build description stored in the index.
+        shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
+        input_failures: failures found while listing inputs (e.g. unreadable SDF records).
+        progress: show a tqdm progress bar.
+    """
+    reserved = load_reserved(reserved_path)
+    writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
+    summary = BuildSummary(root=str(root))
+    todo = []
+    for name, payload in items:
+        summary.inputs += 1
+        if writer.is_done(name):
+            summary.skipped_done += 1
+        else:
+            todo.append((name, payload))
+    todo = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
+    writer.add_failures([f for f in input_failures or [] if not writer.is_done(f[0])])
+    worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})))
+    # disable=None: tqdm shows the bar only on a terminal
+    bar = tqdm(total=len(todo), desc=f"build-dataset {kind}", unit="mol", disable=None if progress else True)
+    pool = None
+    try:
+        if workers > 1 and len(todo) > 1:
+            # spawn: no fork of a process that may hold torch/OpenMP threads
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(reserved,))
+            chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
+            results = pool.imap(worker, todo, chunksize=chunk)
+        else:
+            _init_worker(reserved)
+            results = map(worker, todo)
+        for name, encoded, failures, was_reserved in results:
+            writer.add_failures(failures)
+            if was_reserved:
+                summary.reserved_dropped += 1
+            elif encoded is None:
+                summary.failed += 1
+            else:
+                writer.add(encoded)
+                summary.stored += 1
+                summary.conformers += int(encoded["pos"].shape[0])
+            bar.update(1)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+        writer.flush()  # keep what was done, so an interrupted build resumes
+    index = writer.finalize(fractions, split_seed)
+    summary.total_molecules = len(index["molecules"])
+    summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if reason == RESERVED_REASON)
+    summary.splits = {k: len(v) for k, v in index["splits"].items()}
+    return summary
