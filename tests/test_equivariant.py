@@ -1,0 +1,177 @@
+"""Symmetries of the chirality-aware graph score networks (float64, real molecules)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from rdkit.Chem import AllChem
+from torch_geometric.data import Batch
+
+from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph, prepare_mol
+from molscore.models.equivariant import BACKBONES, build_backbone, count_parameters
+from molscore.models.param import ScoreModel
+from molscore.objectives import dsm_loss
+from molscore.sde import VESDE
+from molscore.spaces import PointSetSpace
+
+IBUPROFEN_S = "CC(C)Cc1ccc(cc1)[C@H](C)C(=O)O"
+IBUPROFEN_R = "CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O"
+ALANINE_L = "C[C@H](N)C(=O)O"
+ETHANOL = "CCO"
+
+# small sizes: the symmetries do not depend on width, and the tests stay fast
+SMALL = {"painn": dict(hidden_scalar=24, hidden_vector=8, num_layers=3),
+         "e3nn": dict(ns=8, nv=4, num_layers=3)}
+ATOL = 1e-9
+
+
+def _graph(smiles: str, seed: int = 11):
+    mol = prepare_mol(smiles)
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    g = mol_to_graph(mol)
+    g.atom_feat, g.edge_attr, g.pos = g.atom_feat.double(), g.edge_attr.double(), g.pos.double()
+    return g
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return {s: _graph(s) for s in (IBUPROFEN_S, IBUPROFEN_R, ALANINE_L, ETHANOL)}
+
+
+def _net(name: str, **over):
+    torch.manual_seed(0)
+    return build_backbone(name, ATOM_FEAT_DIM, EDGE_FEAT_DIM, **{**SMALL[name], **over}).double().eval()
+
+
+def _rotation(seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return q * torch.sign(torch.det(q))
+
+
+def _noisy(g, scale: float = 0.3, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return g.pos + scale * torch.randn(g.pos.shape, generator=gen, dtype=torch.float64)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_rotation_and_translation_equivariance(name: str, graphs) -> None:
+    net = _net(name)
+    b = Batch.from_data_list([graphs[IBUPROFEN_S]])
+    x, t = _noisy(graphs[IBUPROFEN_S]), torch.tensor([0.4], dtype=torch.float64)
+    with torch.no_grad():
+        out = net(x, t, b)
+        assert out.shape == x.shape and float(out.norm()) > 1e-3
+        for seed in range(3):
+            R = _rotation(seed)
+            shift = torch.tensor([3.0, -7.0, 1.5], dtype=torch.float64) * seed
+            torch.testing.assert_close(net(x @ R.T + shift, t, b), out @ R.T, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_reflection_sensitive_and_enantiomers_differ(name: str, graphs) -> None:
+    net = _net(name)
+    s_graph, r_graph = graphs[IBUPROFEN_S], graphs[IBUPROFEN_R]
+    # the two graphs have the same atoms in the same order but opposite chirality features
+    assert torch.equal(s_graph.z, r_graph.z) and torch.equal(s_graph.edge_index, r_graph.edge_index)
+    assert not (torch.equal(s_graph.atom_feat, r_graph.atom_feat) and torch.equal(s_graph.edge_attr, r_graph.edge_attr))
+    M = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    x, t = _noisy(s_graph), torch.tensor([0.2], dtype=torch.float64)
+    bs, br = Batch.from_data_list([s_graph]), Batch.from_data_list([r_graph])
+    with torch.no_grad():
+        out = net(x, t, bs)
+        # same graph, mirrored coordinates: not the mirrored output (an improper rotation too)
+        assert _rel(net(x @ M, t, bs), out @ M) > 1e-3
+        RM = _rotation(5) @ M
+        assert _rel(net(x @ RM.T, t, bs), out @ RM.T) > 1e-3
+        # enantiomer graph on mirrored coordinates: not the mirror image of the output either
+        assert _rel(net(x @ M, t, br), out @ M) > 1e-3
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_permutation_equivariance(name: str, graphs) -> None:
+    net = _net(name)
+    g = graphs[IBUPROFEN_S]
+    x, t = _noisy(g), torch.tensor([0.6], dtype=torch.float64)
+    perm = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(3))
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(g.num_nodes)
+    gp = g.clone()
+    gp.atom_feat, gp.z = g.atom_feat[perm], g.z[perm]
+    edge_perm = torch.randperm(g.edge_index.shape[1], generator=torch.Generator().manual_seed(4))
+    gp.edge_index, gp.edge_attr = inv[g.edge_index][:, edge_perm], g.edge_attr[edge_perm]
+    with torch.no_grad():
+        out = net(x, t, Batch.from_data_list([g]))
+        out_p = net(x[perm], t, Batch.from_data_list([gp]))
+    torch.testing.assert_close(out_p, out[perm], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_batch_equals_one_by_one(name: str, graphs) -> None:
+    net = _net(name)
+    gs = [graphs[ALANINE_L], graphs[IBUPROFEN_S], graphs[ETHANOL]]
+    xs = [_noisy(g, seed=i) + 10.0 * i for i, g in enumerate(gs)]   # overlapping boxes would be fine too
+    ts = torch.tensor([0.05, 0.5, 0.9], dtype=torch.float64)
+    with torch.no_grad():
+        batched = net(torch.cat(xs), ts, Batch.from_data_list(gs))
+        single = torch.cat([net(x, ts[i:i + 1], Batch.from_data_list([g])) for i, (g, x) in enumerate(zip(gs, xs))])
+        torch.testing.assert_close(batched, single, atol=ATOL, rtol=0)
+        # the output depends on the time of each graph
+        assert _rel(net(torch.cat(xs), ts.flip(0), Batch.from_data_list(gs)), batched) > 1e-3
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_all_pairs_mode_and_missing_topology(name: str, graphs) -> None:
+    g = graphs[ALANINE_L]
+    x, t = _noisy(g), torch.tensor([0.3], dtype=torch.float64)
+    R = _rotation(9)
+    net = _net(name, cutoff=None)
+    b = Batch.from_data_list([g])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x @ R.T, t, b), net(x, t, b) @ R.T, atol=ATOL, rtol=0)
+        # a bare point cloud (no features, no bonds) works as well
+        bare = build_backbone(name, 0, 0, **SMALL[name]).double()
+        out = bare(x, t, None)
+        torch.testing.assert_close(bare(x @ R.T, t, None), out @ R.T, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_config_round_trip_and_factory_errors(name: str, graphs) -> None:
+    net = _net(name)
+    again = build_backbone(**net.config()).double().eval()
+    again.load_state_dict(net.state_dict())
+    g = graphs[ALANINE_L]
+    b, t = Batch.from_data_list([g]), torch.tensor([0.3], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(g.pos, t, b), net(g.pos, t, b), atol=0, rtol=0)
+    assert count_parameters(net) == sum(p.numel() for p in net.parameters()) > 1000
+    with pytest.raises(ValueError, match="painn"):
+        build_backbone("nope", 3, 3)
+    with pytest.raises(ValueError, match="hyper-parameters"):
+        build_backbone(name, 3, 3, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_overfits_one_molecule_dsm(name: str, graphs) -> None:
+    """A few Adam steps on fixed (t, noise) draws of one molecule lower its DSM loss."""
+    torch.manual_seed(1)
+    g = graphs[ALANINE_L]
+    copies = 4
+    b = Batch.from_data_list([g] * copies)
+    space = PointSetSpace(b.batch, copies)
+    x0 = space.project(b.pos)
+    sde = VESDE(sigma_min=0.01, sigma_max=3.0)
+    model = ScoreModel(_net(name).train(), sde, "eps")
+    t = torch.tensor([0.2, 0.4, 0.6, 0.8], dtype=torch.float64)
+    noise = space.noise_like(x0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(50):
+        loss = dsm_loss(model, sde, x0, space, b, t=t, noise=noise).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.75 * losses[0]
