@@ -1,0 +1,84 @@
+"""Geometry checks: pass good conformers, flag each kind of defect."""
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from molscore.chem.checks import GeometryChecker, check_geometry
+from molscore.chem.stereo import mirror_conformer
+
+DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
+         "CC(C)Cc1ccc([C@@H](C)C(=O)O)cc1", "c1ccc2[nH]ccc2c1"]
+
+
+def _mmff(smiles: str, seed: int = 42) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    AllChem.MMFFOptimizeMolecule(mol)
+    return mol
+
+
+@pytest.mark.parametrize("smiles", DRUGS)
+def test_mmff_conformer_passes(smiles):
+    assert check_geometry(_mmff(smiles)) == []
+
+
+def _moved(mol: Chem.Mol, atom: int, delta) -> Chem.Mol:
+    mol = Chem.Mol(mol)
+    conf = mol.GetConformer()
+    conf.SetAtomPosition(atom, (np.asarray(conf.GetAtomPosition(atom)) + np.asarray(delta)).tolist())
+    return mol
+
+
+def test_stretched_bond_flagged():
+    mol = _mmff("CC(=O)Nc1ccc(O)cc1")
+    pos = mol.GetConformer().GetPositions()
+    direction = (pos[0] - pos[1]) / np.linalg.norm(pos[0] - pos[1])   # methyl C0 away from C1
+    bad = Chem.Mol(mol)
+    conf = bad.GetConformer()
+    for i in [0] + [n.GetIdx() for n in mol.GetAtomWithIdx(0).GetNeighbors() if n.GetIdx() != 1]:
+        conf.SetAtomPosition(i, (pos[i] + 0.6 * direction).tolist())
+    problems = check_geometry(bad)
+    assert len(problems) == 1 and problems[0].startswith("bond length: C0-C1")
+    small = _moved(mol, 0, 0.1 * direction)
+    assert not any(p.startswith("bond length") for p in check_geometry(small))
+
+
+def test_clash_flagged():
+    mol = _mmff("OCCCCCCO")
+    pos = mol.GetConformer().GetPositions()
+    # put the last O 1.5 A from the first O (7 bonds apart): a clash, also a geometry break
+    target = pos[0] + np.array([1.5, 0.0, 0.0])
+    problems = check_geometry(_moved(mol, 7, target - pos[7]))
+    assert any(p.startswith("steric clash") and "O0...O7" in p for p in problems)
+    assert not any(p.startswith("steric clash") for p in check_geometry(mol))
+
+
+def test_nonplanar_aromatic_ring_flagged():
+    mol = _mmff("CC(=O)Nc1ccc(O)cc1")
+    ring = [a.GetIdx() for a in mol.GetAtoms() if a.GetIsAromatic()]
+    pos = mol.GetConformer().GetPositions()[ring]
+    normal = np.linalg.svd(pos - pos.mean(0))[2][-1]
+    problems = check_geometry(_moved(mol, ring[2], 0.4 * normal), bond_tol=1.0, angle_tol=90)
+    assert problems and all(p.startswith("non-planar aromatic ring") for p in problems)
+    assert check_geometry(_moved(mol, ring[2], 0.05 * normal)) == []
+
+
+def test_wrong_stereo_flagged_and_checker_reusable():
+    mol = _mmff("C[C@H](N)[C@@H](O)C=C")
+    other = Chem.Mol(mol)
+    mirror_conformer(other)
+    mol.AddConformer(other.GetConformer(), assignId=True)
+    checker = GeometryChecker(mol)
+    assert checker(0) == []
+    problems = checker(1)
+    assert len(problems) == 1 and problems[0].startswith("stereo: inverted stereocentre")
+    assert GeometryChecker(mol, stereo=False)(1) == []
+
+
+def test_nonfinite_coordinates():
+    mol = _mmff("CCO")
+    mol.GetConformer().SetAtomPosition(0, [float("nan"), 0.0, 0.0])
+    assert check_geometry(mol) == ["non-finite coordinates"]

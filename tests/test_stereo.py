@@ -1,0 +1,102 @@
+"""Stereo checker and repair on hand-built conformers."""
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem, rdMolTransforms
+
+from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, fix_stereo,
+                                  invert_centre, mirror_conformer, specified_centres)
+
+SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
+
+
+def _embed(smiles: str, n: int = 1) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 42
+    assert len(AllChem.EmbedMultipleConfs(mol, n, params)) == n
+    return mol
+
+
+def _rdkit_tags(mol: Chem.Mol, conf_id: int = 0) -> dict:
+    copy = Chem.Mol(mol, False, conf_id)
+    Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
+    return {i: copy.GetAtomWithIdx(i).GetChiralTag() for i in specified_centres(mol)}
+
+
+def test_embedded_conformers_pass():
+    mol = _embed(SMILES, 3)
+    for conf in mol.GetConformers():
+        report = check_stereo(mol, conf.GetId())
+        assert report.ok and sorted(report.correct_centres) == sorted(specified_centres(mol))
+
+
+def test_inverted_centre_is_caught_and_fixed_locally():
+    mol = _embed(SMILES)
+    centres = sorted(specified_centres(mol))
+    assert invert_centre(mol, centres[0])
+    # the flip really inverted it (RDKit's own perception agrees)
+    assert _rdkit_tags(mol)[centres[0]] != mol.GetAtomWithIdx(centres[0]).GetChiralTag()
+    report = check_stereo(mol)
+    assert report.inverted_centres == [centres[0]] and report.correct_centres == [centres[1]]
+    assert not report.ok and "inverted stereocentre" in report.reasons()[0]
+    fixed = fix_stereo(mol)
+    assert fixed.ok and fixed.inverted_locally == [centres[0]] and not fixed.mirrored
+
+
+def test_mirror_image_is_reflected_back():
+    mol = _embed(SMILES)
+    before = mol.GetConformer().GetPositions()
+    mirror_conformer(mol)
+    report = check_stereo(mol)
+    assert sorted(report.inverted_centres) == sorted(specified_centres(mol))
+    assert not report.flipped_bonds  # reflection keeps E/Z
+    fixed = fix_stereo(mol)
+    assert fixed.ok and fixed.mirrored
+    after = mol.GetConformer().GetPositions()
+    np.testing.assert_allclose(after, before, atol=1e-9)  # reflected twice
+
+
+def test_flipped_double_bond_is_caught_and_not_hidden():
+    mol = _embed(SMILES)
+    conf = mol.GetConformer()
+    # C0-C1=C2-C3: E means the methyl and C3 are trans; make them cis
+    rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 0.0)
+    report = check_stereo(mol)
+    bond = mol.GetBondBetweenAtoms(1, 2).GetIdx()
+    assert report.flipped_bonds == [bond] and not report.inverted_centres
+    assert not fix_stereo(mol).ok
+    assert any("E/Z" in r for r in report.reasons())
+
+
+def test_flat_centre_is_caught():
+    mol = _embed(SMILES)
+    centre = sorted(specified_centres(mol))[0]
+    pos = mol.GetConformer().GetPositions()
+    nbrs = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()]
+    heavy = [i for i in nbrs if mol.GetAtomWithIdx(i).GetAtomicNum() > 1][:3]
+    mol.GetConformer().SetAtomPosition(centre, pos[heavy].mean(0).tolist())
+    assert centre in check_stereo(mol).flat_centres
+
+
+def test_three_coordinate_centre_sulfoxide():
+    mol = _embed("C[S@@](=O)c1ccccc1")
+    assert check_stereo(mol).ok
+    assert invert_centre(mol, 1)
+    assert check_stereo(mol).inverted_centres == [1]
+
+
+def test_unspecified_stereo_assigned_deterministically():
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(O)C=CC[C@H](N)F"))
+    chosen = [Chem.MolToSmiles(Chem.RemoveHs(assign_unspecified_stereo(mol, s))) for s in range(6)]
+    again = [Chem.MolToSmiles(Chem.RemoveHs(assign_unspecified_stereo(mol, s))) for s in range(6)]
+    assert chosen == again
+    for smi, seed in zip(chosen, range(6)):
+        iso = assign_unspecified_stereo(mol, seed)
+        assert [a.GetAtomicNum() for a in iso.GetAtoms()] == [a.GetAtomicNum() for a in mol.GetAtoms()]
+        assert len(specified_centres(iso)) == 2
+        assert iso.GetAtomWithIdx(6).GetChiralTag() == mol.GetAtomWithIdx(6).GetChiralTag()
+        assert "/" in smi or "\\" in smi
+    assert len(set(chosen)) > 1
+    specified = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O"))
+    assert assign_unspecified_stereo(specified, 3) is specified
