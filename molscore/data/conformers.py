@@ -20,6 +20,7 @@ appended to the ``failures`` list the caller passes in.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import pickle
 from dataclasses import dataclass
@@ -259,15 +260,32 @@ def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
     return None
 
 
-def _sdf_records(path: Path, failures: Failures) -> Iterator[tuple[int, Chem.Mol | None]]:
+def _sdf_blocks(path: Path) -> Iterator[bytes]:
+    """Raw SDF records (each ending with ``$$$$``); an unfinished last record is not yielded."""
     opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        lines: list[bytes] = []
+        for line in fh:
+            lines.append(line)
+            if line.startswith(b"$$$$"):
+                yield b"".join(lines)
+                lines = []
+        if any(x.strip() for x in lines):
+            raise EOFError("file ends inside a record")
+
+
+def _sdf_records(path: Path, failures: Failures) -> Iterator[tuple[int, Chem.Mol | None]]:
+    """``(record number, unsanitised Mol or None)``; read errors end the file with one failure row."""
+    n = 0
     try:
-        with opener(path, "rb") as fh, rdBase.BlockLogs():
-            supplier = Chem.ForwardSDMolSupplier(fh, removeHs=False, sanitize=False)
-            for i, mol in enumerate(supplier):
-                yield i, mol
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        failures.append((str(path), f"truncated or unreadable file: {type(err).__name__}: {err}"))
+        for block in _sdf_blocks(path):
+            with rdBase.BlockLogs():
+                supplier = Chem.ForwardSDMolSupplier(io.BytesIO(block), removeHs=False, sanitize=False)
+                mol = next(supplier, None)
+            yield n, mol
+            n += 1
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        failures.append((str(path), f"truncated or unreadable file ({n} records read): {type(err).__name__}: {err}"))
 
 
 def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",

@@ -1,0 +1,214 @@
+"""Conformer readers, reserved list, processed format and scaffold splits."""
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from torch_geometric.data import Batch
+
+from molscore.chem.featurize import prepare_mol
+from molscore.data.conformers import read_conformers, read_geom_rdkit_folder, read_sdf, read_smiles_pickle
+from molscore.data.processed import (
+    ConformerDataset, load_index, murcko_scaffold, read_failures, scaffold_split, write_dataset,
+)
+from molscore.data.reserved import inchikey_block, is_reserved, load_reserved
+
+SHARED_SDF = Path("/work/shared/data/conformers/geom_drugs_excerpt.sdf.gz")
+
+
+def _confs(smiles: str, k: int, seed: int = 5) -> Chem.Mol:
+    mol = prepare_mol(smiles)
+    AllChem.EmbedMultipleConfs(mol, k, randomSeed=seed)
+    return mol
+
+
+def _singles(mol: Chem.Mol) -> list[Chem.Mol]:
+    return [Chem.Mol(mol, confId=c.GetId()) for c in mol.GetConformers()]
+
+
+MOLS = {"CCOC(=O)c1ccccc1": 3, "C[C@H](N)Cc1ccncc1": 2}
+
+
+@pytest.fixture(scope="module")
+def ensembles() -> dict[str, Chem.Mol]:
+    return {smi: _confs(smi, k) for smi, k in MOLS.items()}
+
+
+def _coords(mol: Chem.Mol) -> np.ndarray:
+    return np.stack([c.GetPositions() for c in mol.GetConformers()])
+
+
+def test_geom_rdkit_folder_round_trip(tmp_path, ensembles):
+    summary = {}
+    (tmp_path / "drugs").mkdir()
+    for n, (smi, mol) in enumerate(ensembles.items()):
+        confs = [{"rd_mol": m, "boltzmannweight": w, "totalenergy": -1.0}
+                 for m, w in zip(_singles(mol), np.linspace(1, 2, mol.GetNumConformers()))]
+        (tmp_path / "drugs" / f"{n}.pickle").write_bytes(pickle.dumps({"conformers": confs, "smiles": smi}))
+        summary[smi] = {"pickle_path": f"drugs/{n}.pickle", "uniqueconfs": len(confs)}
+    (tmp_path / "drugs" / "bad.pickle").write_bytes(pickle.dumps({"conformers": []})[:10])
+    summary["CCCC"] = {"pickle_path": "drugs/bad.pickle"}
+    summary["CCN"] = {"pickle_path": "drugs/missing.pickle"}
+    (tmp_path / "summary_drugs.json").write_text(json.dumps(summary))
+    failures = []
+    records = list(read_geom_rdkit_folder(tmp_path / "summary_drugs.json", failures=failures))
+    assert [r.name for r in records] == list(ensembles)
+    for r in records:
+        src = ensembles[r.name]
+        assert np.allclose(r.coordinates(), _coords(src), atol=1e-5)  # RDKit pickles float32
+        k = src.GetNumConformers()
+        assert np.allclose(r.weights, np.linspace(1, 2, k) / np.linspace(1, 2, k).sum())
+    assert records[1].smiles == "C[C@H](N)Cc1ccncc1"
+    reasons = dict(failures)
+    assert "unreadable pickle" in reasons["CCCC"] and "unreadable pickle" in reasons["CCN"]
+
+
+def _write_sdf(path: Path, mols_props: list[tuple[Chem.Mol, dict]]) -> None:
+    fh = gzip.open(path, "wt") if path.suffix == ".gz" else open(path, "w")
+    with fh, Chem.SDWriter(fh) as writer:
+        for mol, props in mols_props:
+            for key, value in props.items():
+                mol.SetProp(key, str(value))
+            writer.write(mol)
+
+
+def test_sdf_grouping_and_bad_records(tmp_path, ensembles):
+    (a, ma), (b, mb) = ensembles.items()
+    sa, sb = _singles(ma), _singles(mb)
+    zero = Chem.Mol(sa[0])
+    for i in range(zero.GetNumAtoms()):
+        zero.GetConformer().SetAtomPosition(i, (0.0, 0.0, 0.0))
+    wrong = _confs("CCOC(=O)c1ccccc1C", 1)  # atoms do not match the "smiles" property
+    records = [(sa[0], {"smiles": a}), (sb[0], {"smiles": b}), (sa[1], {"smiles": a}), (zero, {"smiles": a}),
+               (sb[1], {"smiles": b}), (sa[2], {"smiles": a}), (wrong, {"smiles": a})]
+    path = tmp_path / "ens.sdf.gz"
+    _write_sdf(path, records)
+    failures = []
+    out = {r.name: r for r in read_conformers(path, failures=failures)}
+    assert set(out) == {a, b} and out[a].num_conformers == 3 and out[b].num_conformers == 2
+    assert np.allclose(out[a].coordinates(), _coords(ma), atol=1e-4)  # SDF keeps 4 decimals
+    assert np.allclose(out[b].coordinates(), _coords(mb), atol=1e-4)
+    assert out[a].weights is None
+    reasons = [r for _, r in failures]
+    assert "conformer 2: missing coordinates (all zero)" in reasons  # index within the molecule
+    assert "conformer 4: 3D atoms do not match the SMILES graph" in reasons
+    # grouping by each record's own SMILES puts the mismatching record in its own molecule
+    by_smiles = list(read_sdf(path, group_by=None))
+    assert len(by_smiles) == 3
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path, ensembles):
+    mol = ensembles["CCOC(=O)c1ccccc1"]
+    recs = [(m, {"smiles": "CCOC(=O)c1ccccc1"}) for m in _singles(mol)]
+    path = tmp_path / "full.sdf.gz"
+    _write_sdf(path, recs * 20)
+    cut = tmp_path / "cut.sdf.gz"
+    data = path.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    failures = []
+    out = list(read_sdf(cut, failures=failures))
+    assert len(out) >= 1 and out[0].num_conformers >= 3
+    assert any("truncated or unreadable" in r for _, r in failures)
+    # not a gzip file at all
+    bad = tmp_path / "bad.sdf.gz"
+    bad.write_bytes(b"this is not gzip")
+    failures = []
+    assert list(read_sdf(bad, failures=failures)) == [] and "truncated or unreadable" in failures[0][1]
+
+
+def test_torsional_pickle_round_trip(tmp_path, ensembles):
+    data = {smi: _singles(mol) for smi, mol in ensembles.items()}
+    data["CCO"] = [Chem.MolFromSmiles("CCO")]  # no coordinates
+    path = tmp_path / "confs.pkl"
+    path.write_bytes(pickle.dumps(data))
+    failures = []
+    out = {r.name: r for r in read_smiles_pickle(path, failures=failures)}
+    assert set(out) == set(ensembles)
+    for smi, mol in ensembles.items():
+        assert np.allclose(out[smi].coordinates(), _coords(mol), atol=1e-5)
+    assert ("CCO", "conformer 0: missing coordinates") in failures
+
+
+def test_shared_geom_excerpt_rejects_mismatched_records():
+    if not SHARED_SDF.is_file():
+        pytest.skip("shared GEOM excerpt not available")
+    failures = []
+    out = list(read_sdf(SHARED_SDF, failures=failures, limit=3))
+    assert len(out) == 3 and all(r.num_conformers > 1 for r in out)
+    assert all(r.mol.GetNumAtoms() == r.coordinates().shape[1] for r in out)
+
+
+def test_reserved_list():
+    reserved = load_reserved()
+    assert len(reserved) > 2000 and all(len(b) == 14 for b in reserved)
+    mandelic = Chem.MolFromSmiles("O=C(O)[C@@H](O)c1ccccc1")  # on the shipped list
+    assert is_reserved(mandelic) and is_reserved(Chem.AddHs(mandelic))
+    assert not is_reserved(Chem.MolFromSmiles("CCCCCCCCCCO"))
+
+
+def test_reserved_list_override(tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text("# comment\n" + inchikey_block(Chem.MolFromSmiles("CCO")) + "-XXXX\n")
+    reserved = load_reserved(path)
+    assert is_reserved(Chem.MolFromSmiles("OCC"), reserved) and len(reserved) == 1
+    with pytest.raises(FileNotFoundError):
+        load_reserved(tmp_path / "nope.txt")
+
+
+def test_processed_round_trip(tmp_path, ensembles):
+    failures = []
+    data = {smi: _singles(mol) for smi, mol in ensembles.items()}
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps(data))
+    records = list(read_smiles_pickle(path, failures=failures))
+    records[0].weights = np.array([1.0, 0.0, 0.0])
+    index = write_dataset(records, tmp_path / "ds", shard_size=1, fractions=(0.5, 0.0, 0.5),
+                          failures=[("x", "a reason")])
+    assert len(index["shards"]) == 2 and read_failures(tmp_path / "ds") == [("x", "a reason")]
+    assert load_index(tmp_path / "ds")["molecules"][0]["has_weights"] is True
+    ds = ConformerDataset(tmp_path / "ds", split="all", conformers="all")
+    assert len(ds) == 5
+    for i, rec in enumerate(records):
+        assert torch.equal(ds.conformer_coordinates(i), torch.from_numpy(rec.coordinates().astype(np.float32)))
+    item = ds[4]
+    assert item.smiles == records[1].smiles and item.mol_id == 1 and item.conf_id == 1
+    assert torch.equal(item.pos, torch.from_numpy(records[1].coordinates()[1].astype(np.float32)))
+    assert item.atom_feat.shape[0] == item.pos.shape[0] == item.z.shape[0]
+    batch = Batch.from_data_list([ds[0], ds[3]])
+    assert batch.num_graphs == 2 and int(batch.edge_index.max()) < batch.num_nodes
+    # Boltzmann sampling with weights (1, 0, 0) always returns conformer 0
+    torch.manual_seed(0)
+    first = ConformerDataset(tmp_path / "ds", split="all", weighting="boltzmann")
+    assert len(first) == 2 and {first[0].conf_id for _ in range(20)} == {0}
+    # the split puts each molecule in exactly one of train/test
+    train, test = (ConformerDataset(tmp_path / "ds", split=s) for s in ("train", "test"))
+    assert len(train) + len(test) == 2
+    # rewriting the same records does nothing new (names already present)
+    again = write_dataset(records, tmp_path / "ds", shard_size=1)
+    assert len(again["shards"]) == 2 and len(again["molecules"]) == 2
+    shard = torch.load(tmp_path / "ds" / index["shards"][0], weights_only=True)
+    assert set(shard) >= {"atom_feat", "edge_index", "edge_attr", "z", "pos", "weights", "atom_ptr"}
+
+
+def test_scaffold_split_disjoint_and_deterministic():
+    smiles = ["c1ccccc1C", "c1ccccc1CC", "c1ccccc1O", "C1CCCCC1N", "C1CCCCC1O", "c1ccncc1C", "c1ccncc1N",
+              "CCO", "CCN", "c1ccc2ccccc2c1", "c1ccc2ccccc2c1O", "C1CCNCC1", "C1CCOC1", "C1CCOC1C"] * 3
+    scaffolds = [murcko_scaffold(Chem.MolFromSmiles(s)) for s in smiles]
+    split = scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=1)
+    assert sorted(sum(split.values(), [])) == list(range(len(smiles)))
+    owner = {}
+    for name, ids in split.items():
+        for i in ids:
+            assert owner.setdefault(scaffolds[i], name) == name
+    assert len(split["train"]) <= int(0.6 * len(smiles)) and split["val"] and split["test"]
+    assert split == scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=1)
+    assert any(scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=s) != split for s in range(2, 6))
+    with pytest.raises(ValueError):
+        scaffold_split(scaffolds, (0.5, 0.2, 0.2))
