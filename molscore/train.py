@@ -325,6 +325,7 @@ class Trainer:
         self.loss_fn = get_objective(objective.pop("name"))
         self.loss_kwargs = objective
         self.step = 0
+        self.last_lr = float(optim["lr"])
         self.resumed_from: int | None = None
         ckpt_path = self.out_dir / CHECKPOINT_NAME
         if resume and ckpt_path.is_file():
@@ -404,7 +405,7 @@ class Trainer:
     def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
         workers = int(self.cfg["num_workers"])
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
-                          num_workers=workers, pin_memory=self.device.type == "cuda",
+                          num_workers=workers,
                           generator=torch.Generator().manual_seed(seed))
 
     # -- validation ---------------------------------------------------------------------
@@ -470,6 +471,7 @@ class Trainer:
         else:
             grad_norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update(self.model)
@@ -509,7 +511,7 @@ class Trainer:
                     last_loss = self._mean_across_ranks(float(np.mean(window)))
                     window.clear()
                     self._log({"kind": "train", "step": self.step, "loss": last_loss,
-                               "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                               "lr": self.last_lr, "grad_norm": grad_norm,
                                "epoch": self.order.position(self.step - 1)["epoch"],
                                "time_s": round(time.time() - t0, 3)})
                     bar.set_postfix(loss=f"{last_loss:.4g}")

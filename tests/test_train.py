@@ -239,3 +239,10 @@ def test_cli_conformer_data_missing_is_one_line(tmp_path, capsys):
     assert main(["train", "-c", config, "-o", str(tmp_path / "o"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err
+
+
+def test_logged_lr_is_the_one_each_step_used(tmp_path):
+    train(base_config(), tmp_path, device="cpu", progress=False)
+    lrs = [r["lr"] for r in _records(tmp_path, "train")]
+    expected = [1e-2 * lr_factor(k, 12, 2, "cosine") for k in range(12)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
