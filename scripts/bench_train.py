@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXCERPT = REPO.parent / "shared" / "data" / "conformers" / "geom_drugs_excerpt.sdf.gz"
-SMALL_SMILES = "CC(=O)Nc1ccc(O)cc1"  # paracetamol, 20 atoms with H (ETKDG conformers)
+SMALL_SMILES = "CCOC(=O)c1ccccn1"  # ethyl picolinate, 20 atoms with H (ETKDG conformers)
 LARGE_SMILES = "Cc1ccccc1NC(=O)c1ccc(NC(=O)[C@H]2CC(=O)OC23CCCCC3)cc1"  # GEOM excerpt, 56 atoms
 HPARAMS = {
     "painn": {"hidden_scalar": 128, "hidden_vector": 32, "num_layers": 5, "cutoff": 5.0},
@@ -129,7 +129,10 @@ def main() -> int:
                 cmd = [sys.executable, __file__, "--one", backbone, size, device,
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                        "--threads", str(args.threads)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                if out.returncode:
+                    sys.stderr.write(out.stderr[-2000:])
+                    return out.returncode
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append(row)
                 print(f"{device} {backbone:5s} {row['atoms']:3d} atoms: "
