@@ -27,6 +27,7 @@ batch size and device give the same conformers.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -144,7 +145,7 @@ class _Job:
     graph: object
     etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
-    rejected: list[str] = field(default_factory=list)        # reasons from the latest round
+    rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
 
 
 def _pick_device(device: str) -> torch.device:
@@ -257,7 +258,7 @@ class ConformerGenerator:
     def _accept(self, job: _Job, pos: np.ndarray) -> None:
         """Stereo check / repair of one sampled conformer; keep it or record why not."""
         if not np.isfinite(pos).all():
-            job.rejected.append("non-finite coordinates")
+            job.rejected.append(["non-finite coordinates"])
             return
         mol = Chem.Mol(job.mol)
         conf = Chem.Conformer(mol.GetNumAtoms())
@@ -269,18 +270,20 @@ class ConformerGenerator:
         if report.ok:
             job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
         else:
-            job.rejected.append("; ".join(report.reasons()))
+            job.rejected.append(report.reasons())
 
     def _finish(self, job: _Job) -> GenerationResult:
         result, opts = job.result, self.options
         if job.rejected:
-            reasons = sorted(set(job.rejected))
-            result.dropped = [f"{len(job.rejected)} of {opts.n} conformers dropped after "
-                              f"{opts.max_retries} resampling rounds: {'; '.join(reasons)}"]
-        if not job.coords:
-            result.error = ("no conformer with correct stereochemistry: "
-                            + "; ".join(sorted(set(job.rejected))))
-            return result
+            counts = Counter(r for reasons in job.rejected for r in reasons)
+            summary = "; ".join(f"{r} (x{k})" for r, k in counts.most_common())
+            if job.coords:
+                result.dropped = [f"{len(job.rejected)} of {opts.n} conformers dropped after "
+                                  f"{opts.max_retries} resampling rounds: {summary}"]
+            else:
+                result.error = (f"no conformer with correct stereochemistry after "
+                                f"{opts.max_retries} resampling rounds: {summary}")
+                return result
         mol = Chem.Mol(job.mol)
         mol.RemoveAllConformers()
         for pos in job.coords:

@@ -1,0 +1,96 @@
+"""Conformer generation with a tiny randomly initialised model (pipeline, not quality)."""
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+
+from molscore.chem.checks import check_geometry
+from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
+from molscore.chem.stereo import check_stereo, specified_centres
+from molscore.chem.task import build_model
+from molscore.generate import ConformerGenerator, generate_conformers
+from molscore.models.equivariant import build_backbone
+from molscore.sde import VESDE
+
+STEREO_SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"
+
+
+def make_tiny_checkpoint(path) -> str:
+    """A random-weight conformer model checkpoint (the format of molscore.checkpoint)."""
+    torch.manual_seed(0)
+    net = build_backbone("painn", ATOM_FEAT_DIM, EDGE_FEAT_DIM, hidden_scalar=16, hidden_vector=4,
+                         num_layers=1, cutoff=5.0, num_rbf=8, time_dim=8)
+    meta = {"task": "conformers", "backbone": net.config(), "sde": VESDE(0.02, 15.0).config(),
+            "parameterisation": "eps", "sigma_data": 1.0, "coord_scale": 1.0}
+    torch.save({"model": build_model(meta).state_dict(), "meta": meta}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def test_prior_route_stereo_always_correct(tiny_model):
+    smiles = "C[C@H](N)C(=O)O"
+    mol = generate_conformers(smiles, n=4, model=tiny_model, steps=3, seed=3, max_retries=4,
+                              device="cpu")
+    heavy = Chem.MolFromSmiles(smiles)
+    assert [a.GetAtomicNum() for a in mol.GetAtoms()][:heavy.GetNumAtoms()] == \
+        [a.GetAtomicNum() for a in heavy.GetAtoms()]
+    assert mol.GetNumAtoms() == Chem.AddHs(heavy).GetNumAtoms()   # explicit H
+    dropped = mol.GetProp("dropped") if mol.HasProp("dropped") else ""
+    assert 1 <= mol.GetNumConformers() <= 4
+    assert mol.GetNumConformers() == 4 or dropped.startswith(f"{4 - mol.GetNumConformers()} of 4")
+    for conf in mol.GetConformers():
+        assert check_stereo(mol, conf.GetId()).ok       # wrong stereo is never returned
+        assert conf.HasProp("checks") and conf.GetIntProp("conformer") >= 0
+    assert mol.GetProp("smiles") == Chem.MolToSmiles(heavy)
+
+
+def test_wrong_stereo_is_dropped_never_returned(tiny_model):
+    # random weights: E/Z and two centres rarely come out right; whatever is returned is right
+    gen = ConformerGenerator(tiny_model, device="cpu", n=3, steps=3, seed=0, max_retries=1)
+    result = gen.generate(STEREO_SMILES)
+    if result.mol is None:
+        assert result.error.startswith("no conformer with correct stereochemistry after 1 ")
+    else:
+        assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
+        assert result.mol.GetNumConformers() == 3 or "dropped" in result.dropped[0]
+
+
+def test_etkdg_route_mol_input_keeps_atom_order(tiny_model):
+    src = Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1"), doRandom=True))
+    mol = generate_conformers(src, n=4, model=tiny_model, steps=4, seed=1, init="etkdg",
+                              t_start=0.05, relax=True, device="cpu")
+    assert mol.GetNumConformers() == 4
+    assert [a.GetSymbol() for a in mol.GetAtoms()][:src.GetNumAtoms()] == \
+        [a.GetSymbol() for a in src.GetAtoms()]
+    assert all(a.GetAtomicNum() == 1 for a in list(mol.GetAtoms())[src.GetNumAtoms():])
+    for conf in mol.GetConformers():
+        assert np.isfinite(conf.GetDoubleProp("energy"))
+        assert check_geometry(mol, conf.GetId()) == [] and conf.GetProp("checks") == "ok"
+
+
+def test_unspecified_stereo_recorded_and_dedupe(tiny_model):
+    mol = generate_conformers("CC(O)CC", n=3, model=tiny_model, steps=4, seed=2, init="etkdg",
+                              t_start=0.05, dedupe=100.0, device="cpu")
+    assert mol.GetNumConformers() == 1                   # everything within 100 A of the first
+    assert "@" in mol.GetProp("smiles") and len(specified_centres(mol)) == 1
+
+
+def test_batched_run_keeps_order_and_reports_failures(tiny_model):
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, steps=3, batch_size=40, seed=0)
+    items = [("a", "CCO"), ("bad", "C1CC"), ("b", "c1ccccc1O"), ("metal", "C[Fe]"), ("c", "CCN")]
+    results = list(gen.run(items))
+    assert [r.name for r in results] == ["a", "bad", "b", "metal", "c"]
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert "invalid SMILES" in results[1].error and "Fe" in results[3].error
+    assert results[2].mol.GetNumConformers() == 2
+
+
+def test_bad_input_raises(tiny_model):
+    with pytest.raises(MoleculeError, match="fragments"):
+        generate_conformers("CCO.CC", n=1, model=tiny_model, steps=2, device="cpu")
+    with pytest.raises(ValueError, match="sampler"):
+        generate_conformers("CCO", n=1, model=tiny_model, sampler="nope", device="cpu")
