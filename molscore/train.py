@@ -41,6 +41,7 @@ import copy
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,8 +268,6 @@ def _pick_device(device: str, info: DistInfo) -> torch.device:
 
 
 def _seed_all(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
