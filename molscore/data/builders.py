@@ -155,6 +155,42 @@ def _column(category, name: str, dtype=None) -> np.ndarray:
     return col.as_array(dtype) if dtype is not None else col.as_array()
 
 
+def _spans(comp_ids: np.ndarray) -> dict[str, tuple[int, int]]:
+    """``{comp_id: (start, stop)}`` of the contiguous rows of each component."""
+    if len(comp_ids) == 0:
+        return {}
+    starts = np.concatenate(([0], np.nonzero(comp_ids[1:] != comp_ids[:-1])[0] + 1, [len(comp_ids)]))
+    return {str(comp_ids[s]): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])}
+
+
+@functools.cache
+def _ccd_tables() -> dict:
+    """The CCD columns the builder needs, as numpy arrays (read once per process)."""
+    from biotite.structure.info.ccd import get_ccd
+
+    ccd = get_ccd()
+    comp, atoms, bonds = ccd["chem_comp"], ccd["chem_comp_atom"], ccd["chem_comp_bond"]
+    xyz = []
+    for axis in "xyz":
+        col = atoms[f"model_Cartn_{axis}"]
+        values = col.as_array(np.float64).copy()
+        if col.mask is not None:
+            values[np.asarray(col.mask.array) != 0] = np.nan  # '?' / '.' -> missing
+        xyz.append(values)
+    tables = {
+        "id": _column(comp, "id"), "status": _column(comp, "pdbx_release_status"),
+        "missing": _column(comp, "pdbx_model_coordinates_missing_flag"),
+        "entry": _column(comp, "pdbx_model_coordinates_db_code"),
+        "a_name": _column(atoms, "atom_id"), "a_sym": _column(atoms, "type_symbol"),
+        "a_charge": _column(atoms, "charge"), "coords": np.stack(xyz, axis=1),
+        "b_a1": _column(bonds, "atom_id_1"), "b_a2": _column(bonds, "atom_id_2"),
+        "b_order": _column(bonds, "value_order"),
+    }
+    tables["atom_spans"] = _spans(_column(atoms, "comp_id"))
+    tables["bond_spans"] = _spans(_column(bonds, "comp_id"))
+    return tables
+
+
 def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
     """Components of biotite's CCD with experimental model coordinates, as plain payloads.
 
@@ -166,56 +202,25 @@ def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
         ``coords`` ``(N, 3)`` float64 (``model_Cartn_*``; NaN where missing),
         ``bonds`` (list of ``(i, j, value_order)``), ``pdb_entry`` (str).
     """
-    from biotite.structure.info.ccd import get_ccd
-
-    ccd = get_ccd()
-    comp, atoms, bonds = ccd["chem_comp"], ccd["chem_comp_atom"], ccd["chem_comp_bond"]
-    ids = _column(comp, "id")
-    status = _column(comp, "pdbx_release_status")
-    missing = _column(comp, "pdbx_model_coordinates_missing_flag")
-    entry = _column(comp, "pdbx_model_coordinates_db_code")
-
-    a_comp = _column(atoms, "comp_id")
-    a_name = _column(atoms, "atom_id")
-    a_sym = _column(atoms, "type_symbol")
-    a_charge = _column(atoms, "charge")
-    xyz = []
-    for axis in "xyz":
-        col = atoms[f"model_Cartn_{axis}"]
-        values = col.as_array(np.float64).copy()
-        if col.mask is not None:
-            values[np.asarray(col.mask.array) != 0] = np.nan
-        xyz.append(values)
-    coords = np.stack(xyz, axis=1)
-    b_comp = _column(bonds, "comp_id")
-    b_a1, b_a2 = _column(bonds, "atom_id_1"), _column(bonds, "atom_id_2")
-    b_order = _column(bonds, "value_order")
-
-    def spans(comp_ids: np.ndarray) -> dict[str, tuple[int, int]]:
-        if len(comp_ids) == 0:
-            return {}
-        starts = np.concatenate(([0], np.nonzero(comp_ids[1:] != comp_ids[:-1])[0] + 1, [len(comp_ids)]))
-        return {str(comp_ids[s]): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])}
-
-    atom_spans, bond_spans = spans(a_comp), spans(b_comp)
+    t = _ccd_tables()
     n = 0
-    for k, cid in enumerate(ids):
+    for k, cid in enumerate(t["id"]):
         cid = str(cid)
-        if status[k] != "REL" or missing[k] == "Y" or cid not in atom_spans:
+        if t["status"][k] != "REL" or t["missing"][k] == "Y" or cid not in t["atom_spans"]:
             continue
         if limit is not None and n >= limit:
             return
         n += 1
-        s, e = atom_spans[cid]
-        index = {str(a): i for i, a in enumerate(a_name[s:e])}
+        s, e = t["atom_spans"][cid]
+        index = {str(a): i for i, a in enumerate(t["a_name"][s:e])}
         bond_rows = []
-        if cid in bond_spans:
-            bs, be = bond_spans[cid]
+        if cid in t["bond_spans"]:
+            bs, be = t["bond_spans"][cid]
             bond_rows = [(index.get(str(x)), index.get(str(y)), str(o))
-                         for x, y, o in zip(b_a1[bs:be], b_a2[bs:be], b_order[bs:be])]
-        charges = [int(c) if str(c).lstrip("-").isdigit() else 0 for c in a_charge[s:e]]
-        yield cid, {"symbols": [str(x) for x in a_sym[s:e]], "charges": charges,
-                    "coords": coords[s:e], "bonds": bond_rows, "pdb_entry": str(entry[k])}
+                         for x, y, o in zip(t["b_a1"][bs:be], t["b_a2"][bs:be], t["b_order"][bs:be])]
+        charges = [int(c) if str(c).lstrip("-").isdigit() else 0 for c in t["a_charge"][s:e]]
+        yield cid, {"symbols": [str(x) for x in t["a_sym"][s:e]], "charges": charges,
+                    "coords": t["coords"][s:e], "bonds": bond_rows, "pdb_entry": str(t["entry"][k])}
 
 
 def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
@@ -375,18 +380,19 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     todo = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
     writer.add_failures([f for f in input_failures or [] if not writer.is_done(f[0])])
     worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})))
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(reserved,))
+        chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
+        results = pool.imap(worker, todo, chunksize=chunk)
+    else:
+        _init_worker(reserved)
+        results = map(worker, todo)
     # disable=None: tqdm shows the bar only on a terminal
     bar = tqdm(total=len(todo), desc=f"build-dataset {kind}", unit="mol", disable=None if progress else True)
-    pool = None
     try:
-        if workers > 1 and len(todo) > 1:
-            # spawn: no fork of a process that may hold torch/OpenMP threads
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(reserved,))
-            chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-            results = pool.imap(worker, todo, chunksize=chunk)
-        else:
-            _init_worker(reserved)
-            results = map(worker, todo)
         for name, encoded, failures, was_reserved in results:
             writer.add_failures(failures)
             if was_reserved:

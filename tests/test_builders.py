@@ -1,0 +1,161 @@
+"""Dataset builders and the ``molscore build-dataset`` command."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem, rdMolAlign
+
+from molscore.chem.featurize import SUPPORTED_ELEMENTS, MoleculeError
+from molscore.cli import main
+from molscore.data.builders import (
+    KCAL_PER_MOL_K, boltzmann_weights, ccd_components, ccd_conformer_set, etkdg_conformers, read_smiles_file,
+)
+from molscore.data.processed import ConformerDataset, load_index, read_failures
+
+RT = KCAL_PER_MOL_K * 298.15
+
+
+def test_boltzmann_weights():
+    w = boltzmann_weights([5.0, 5.0 + RT * np.log(2.0), 5.0 + 100.0])
+    assert np.allclose(w, [2 / 3, 1 / 3, 0.0], atol=1e-12) and w.sum() == pytest.approx(1.0)
+
+
+def test_etkdg_ensemble_properties():
+    smiles = "CCCCOC(=O)CCN"
+    a = etkdg_conformers(smiles, n_confs=5, energy_window=10.0, rmsd=0.5, seed=3)
+    b = etkdg_conformers(smiles, n_confs=5, energy_window=10.0, rmsd=0.5, seed=3)
+    assert 2 <= a.num_conformers <= 5 and a.name == smiles
+    assert np.array_equal(a.coordinates(), b.coordinates())  # deterministic for a seed
+    assert a.weights.sum() == pytest.approx(1.0) and np.all(np.diff(a.weights) <= 1e-12)  # energy order
+    props = AllChem.MMFFGetMoleculeProperties(a.mol)
+    energies = np.array([AllChem.MMFFGetMoleculeForceField(a.mol, props, confId=c.GetId()).CalcEnergy()
+                         for c in a.mol.GetConformers()])
+    assert energies.max() - energies.min() <= 10.0 + 1e-6
+    assert np.allclose(a.weights, boltzmann_weights(energies), atol=1e-6)
+    heavy = Chem.RemoveHs(a.mol)
+    ids = [c.GetId() for c in heavy.GetConformers()]
+    for i in range(len(ids)):
+        for j in range(i):
+            assert rdMolAlign.GetBestRMS(heavy, heavy, ids[i], ids[j]) >= 0.5 - 1e-6
+    c = etkdg_conformers(smiles, n_confs=5, seed=4)
+    assert not np.array_equal(c.coordinates()[0], a.coordinates()[0])
+
+
+def test_etkdg_fixes_unspecified_stereo_and_refuses_bad_input():
+    r = etkdg_conformers("CC(N)CC(C)O", n_confs=3, seed=1)
+    centres = Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)
+    assert len(centres) == 2 and all(label in "RS" for _, label in centres)  # one fixed stereoisomer
+    with pytest.raises(MoleculeError, match="unsupported element"):
+        etkdg_conformers("CC[Sn]", n_confs=2)
+
+
+def test_read_smiles_file(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("id,SMILES\na,CCO\nb,CCN\n,\n")
+    assert read_smiles_file(p) == [("a", "CCO"), ("b", "CCN")]
+    q = tmp_path / "m.smi"
+    q.write_text("CCO ethanol\n# comment\nCCN\n")
+    assert read_smiles_file(q) == [("ethanol", "CCO"), ("CCN", "CCN")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,structure\nx,CCO\n")
+    with pytest.raises(ValueError, match="no 'smiles' column"):
+        read_smiles_file(bad)
+
+
+def _index_snapshot(root):
+    return json.dumps(load_index(root)["molecules"]), sorted(p.name for p in root.iterdir())
+
+
+def test_cli_etkdg_end_to_end_with_resume(tmp_path, capsys):
+    smi = tmp_path / "in.csv"
+    with open(smi, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["smiles", "name"])
+        w.writerows([["CCOC(=O)C", "ester"], ["c1ccccc1CCO", "phenethyl"], ["CC(C)CN", "amine"],
+                     ["O=C(O)[C@@H](O)c1ccccc1", "mandelic"], ["C1CC", "broken"]])
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "3",
+            "--workers", "2", "--split", "0.34,0.33,0.33", "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "stored 3 molecules" in text and "dropped 1 reserved" in text and "failed 1" in text
+    failures = dict(read_failures(out))
+    assert failures["mandelic"] == "reserved for held-out evaluation"
+    assert failures["broken"].startswith("invalid SMILES")
+    index = load_index(out)
+    assert [m["name"] for m in index["molecules"]] == ["ester", "phenethyl", "amine"]
+    assert all(1 <= m["num_conformers"] <= 3 and m["has_weights"] for m in index["molecules"])
+    assert index["meta"]["builder"] == "etkdg" and index["meta"]["n_confs"] == 3
+    assert sorted(sum(index["splits"].values(), [])) == [0, 1, 2]
+    before = _index_snapshot(out)
+    assert main(args) == 0  # resume: nothing new
+    text = capsys.readouterr().out
+    assert "stored 0 molecules" in text and "skipped 5 already done" in text
+    assert "1 reserved molecules dropped in total" in text
+    assert _index_snapshot(out) == before
+    item = ConformerDataset(out, split="all")[0]
+    assert item.pos.shape == (item.num_nodes, 3) and item.smiles == "CCOC(C)=O"
+
+
+def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):
+    out = tmp_path / "ccd"
+    args = ["build-dataset", "ccd", "-o", str(out), "--limit", "20", "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    index = load_index(out)
+    failures = read_failures(out)
+    names = {m["name"] for m in index["molecules"]} | {n for n, _ in failures}
+    assert len(names) == 20 and len(index["molecules"]) >= 10
+    assert f"stored {len(index['molecules'])} molecules" in text
+    data = ConformerDataset(out, split="all", conformers="all")
+    payloads = dict(ccd_components(limit=20))
+    for i, mol in enumerate(index["molecules"]):
+        item = data[i]
+        symbols = [Chem.GetPeriodicTable().GetElementSymbol(int(z)) for z in item.z]
+        assert set(symbols) <= set(SUPPORTED_ELEMENTS)
+        assert 5 <= sum(s != "H" for s in symbols) <= 100
+        # experimental model coordinates are stored unchanged (the CCD lists every hydrogen)
+        assert np.allclose(item.pos.numpy(), payloads[mol["name"]]["coords"], atol=1e-4)
+    before = _index_snapshot(out)
+    assert main(args) == 0
+    assert "stored 0 molecules" in capsys.readouterr().out and _index_snapshot(out) == before
+
+
+def test_ccd_component_checks():
+    payloads = dict(ccd_components(limit=5))
+    name, payload = next(iter(payloads.items()))
+    assert ccd_conformer_set(name, payload).num_conformers == 1
+    holed = dict(payload, coords=payload["coords"].copy())
+    holed["coords"][0, 0] = np.nan
+    with pytest.raises(MoleculeError, match="incomplete model coordinates"):
+        ccd_conformer_set(name, holed)
+    with pytest.raises(MoleculeError, match="too small"):
+        ccd_conformer_set("EOH", {"symbols": ["C", "C", "O", "H", "H", "H", "H", "H", "H"], "charges": [0] * 9,
+                                  "coords": np.random.default_rng(0).normal(size=(9, 3)), "bonds": []})
+    with pytest.raises(MoleculeError, match="unknown element"):
+        ccd_conformer_set("BAD", dict(payload, symbols=["Xx"] + payload["symbols"][1:]))
+
+
+def test_cli_sdf_and_usage_errors(tmp_path, capsys):
+    sdf = tmp_path / "in.sdf"
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    cids = AllChem.EmbedMultipleConfs(mol, 3, randomSeed=9)
+    with Chem.SDWriter(str(sdf)) as writer:
+        for cid in cids:
+            mol.SetProp("ensemble", "phenetole")
+            writer.write(mol, confId=cid)
+    out = tmp_path / "ds"
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "--group-by", "ensemble", "-o", str(out),
+                 "--no-progress"]) == 0
+    assert "stored 1 molecules (3 conformers)" in capsys.readouterr().out
+    assert load_index(out)["molecules"][0]["name"] == "phenetole"
+    assert main(["build-dataset", "ccd", "-o", str(out)]) == 2
+    assert "built with 'sdf'" in capsys.readouterr().err
+    assert main(["build-dataset", "sdf", "--input", str(tmp_path / "none.sdf"), "-o", str(out)]) == 2
+    assert "input file not found" in capsys.readouterr().err
+    assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
+                 str(tmp_path / "none.txt")]) == 2
