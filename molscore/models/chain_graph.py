@@ -1,8 +1,8 @@
 """Chain graphs for C-alpha traces on top of the equivariant molecule backbones.
 
 A batch of chains is a PyG batch of :func:`chain_data` items: rows of one chain are
-contiguous and in sequence order, ``res_index`` ``(N,)`` is the residue's position in
-its chain and ``chain_len`` ``(N,)`` the chain's length. :class:`ChainGraphNet` turns it
+contiguous and in sequence order, ``res_id`` ``(N,)`` is the residue's position in
+its chain (0-based; not named ``*index``, which PyG would offset when batching) and ``chain_len`` ``(N,)`` the chain's length. :class:`ChainGraphNet` turns it
 into the graph the backbone of :func:`molscore.models.equivariant.build_backbone`
 expects and runs it:
 
@@ -46,22 +46,22 @@ supplies all edges."""
 def chain_data(length: int) -> Data:
     """Graph item of one chain of ``length`` residues (no coordinates)."""
     idx = torch.arange(length)
-    return Data(res_index=idx, chain_len=torch.full((length,), length), num_nodes=length)
+    return Data(res_id=idx, chain_len=torch.full((length,), length), num_nodes=length)
 
 
 def chain_batch(lengths: Sequence[int]) -> GraphBatch:
-    """PyG batch of chains (``batch``, ``num_graphs``, ``res_index``, ``chain_len``)."""
+    """PyG batch of chains (``batch``, ``num_graphs``, ``res_id``, ``chain_len``)."""
     return GraphBatch.from_data_list([chain_data(int(n)) for n in lengths])
 
 
-def residue_features(res_index: Tensor, chain_len: Tensor, num_freqs: int = 8,
+def residue_features(res_id: Tensor, chain_len: Tensor, num_freqs: int = 8,
                      max_wavelength: float = 1000.0) -> Tensor:
     """Residue position features ``(N, 2 num_freqs + 2)``.
 
     ``[sin(i w_f), cos(i w_f)]`` for wavelengths ``2 pi / w_f`` from 2 to ``max_wavelength``
     residues, the relative position ``i / max(n - 1, 1)`` and ``log n``.
     """
-    i = res_index.to(torch.float32).unsqueeze(-1)
+    i = res_id.to(torch.float32).unsqueeze(-1)
     n = chain_len.to(torch.float32).unsqueeze(-1)
     wavelengths = torch.exp(torch.linspace(math.log(2.0), math.log(max_wavelength), num_freqs,
                                            device=i.device))
@@ -69,14 +69,14 @@ def residue_features(res_index: Tensor, chain_len: Tensor, num_freqs: int = 8,
     return torch.cat([arg.sin(), arg.cos(), i / (n - 1).clamp(min=1), n.log()], dim=-1)
 
 
-def chain_edges(x: Tensor, batch: Tensor, res_index: Tensor, k: int, max_offset: int
+def chain_edges(x: Tensor, batch: Tensor, res_id: Tensor, k: int, max_offset: int
                 ) -> tuple[Tensor, Tensor]:
     """Sequence-neighbour and spatial kNN edges of a batch of chains.
 
     Args:
         x: ``(N, 3)`` current coordinates (only used to pick the kNN set, no gradient).
         batch: ``(N,)`` chain index; rows of a chain contiguous, in sequence order.
-        res_index: ``(N,)`` residue index within the chain.
+        res_id: ``(N,)`` residue index within the chain.
         k: spatial neighbours per residue.
         max_offset: sequence neighbours ``1 <= |i - j| <= max_offset`` are always connected.
 
@@ -98,7 +98,7 @@ def chain_edges(x: Tensor, batch: Tensor, res_index: Tensor, k: int, max_offset:
     keys = torch.cat([seq_index[0] * n + seq_index[1], knn_index[0] * n + knn_index[1]])
     keys = torch.unique(keys)
     edge_index = torch.stack([keys // n, keys % n])
-    offset = res_index[edge_index[0]] - res_index[edge_index[1]]
+    offset = res_id[edge_index[0]] - res_id[edge_index[1]]
     is_seq = (offset.abs() <= max_offset) & (offset != 0)
     slot = torch.where(offset < 0, offset + max_offset, offset + max_offset - 1)
     attr = x.new_zeros(keys.numel(), 2 * max_offset + 1)
@@ -154,9 +154,9 @@ class ChainGraphNet(nn.Module):
     def graph(self, x: Tensor, cond: Any) -> _BackboneInput:
         """The backbone's input graph for coordinates ``x`` ``(N, 3)``."""
         batch = cond.batch.to(x.device)
-        res_index = cond.res_index.to(x.device)
-        feat = residue_features(res_index, cond.chain_len.to(x.device), self.num_freqs).to(x.dtype)
-        edge_index, edge_attr = chain_edges(x, batch, res_index, self.k, self.max_offset)
+        res_id = cond.res_id.to(x.device)
+        feat = residue_features(res_id, cond.chain_len.to(x.device), self.num_freqs).to(x.dtype)
+        edge_index, edge_attr = chain_edges(x, batch, res_id, self.k, self.max_offset)
         return _BackboneInput(feat, edge_index, edge_attr, batch, int(cond.num_graphs))
 
     def forward(self, x: Tensor, t: Tensor, cond: Any) -> Tensor:
