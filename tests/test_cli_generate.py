@@ -1,0 +1,100 @@
+"""`molscore generate` / `molscore evaluate` end to end (tiny random model)."""
+import csv
+import io
+import sys
+
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from molscore.cli import main
+from test_generate import make_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def _records(path):
+    return [m for m in Chem.SDMolSupplier(str(path), removeHs=False)]
+
+
+def test_bad_records_reported_good_ones_in_order(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "mols.csv"
+    inp.write_text("name,smiles\nethanol,CCO\niron,C[Fe]C\nempty,\nacid,CC(=O)O\nethanol,OCCN\n"
+                   "broken,C1CC\nsalt,[Na+].[O-]C(=O)C\nradical,C[CH2]\n")
+    out = tmp_path / "out" / "gen.sdf"
+    rc = main(["generate", "--input", str(inp), "--smiles-column", "smiles", "--name-column", "name",
+               "-n", "2", "-o", str(out), "--model", tiny_model, "--steps", "2", "--device", "cpu",
+               "--init", "etkdg", "--t-start", "0.05", "--no-progress"])
+    assert rc == 1
+    recs = _records(out)
+    assert [m.GetProp("_Name") for m in recs] == ["ethanol", "ethanol", "acid", "acid",
+                                                   "ethanol#2", "ethanol#2"]
+    assert [m.GetProp("conformer") for m in recs] == ["0", "1"] * 3
+    assert recs[4].GetProp("smiles") == "NCCO" and recs[0].GetNumAtoms() == 9
+    with open(out.parent / "failures.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    reasons = {r["name"]: r["reason"] for r in rows}
+    assert list(reasons) == ["iron", "empty", "broken", "salt", "radical"]
+    assert "unsupported element" in reasons["iron"] and reasons["empty"] == "empty SMILES"
+    assert "invalid SMILES" in reasons["broken"] and "--largest-fragment" in reasons["salt"]
+    assert "radical" in reasons["radical"]
+    assert "duplicate" in capsys.readouterr().err
+
+
+def test_all_good_exit_zero_and_relax_energy(tiny_model, tmp_path):
+    out = tmp_path / "one.sdf"
+    rc = main(["generate", "CC(=O)Nc1ccc(O)cc1", "-n", "2", "-o", str(out), "--model", tiny_model,
+               "--steps", "2", "--device", "cpu", "--init", "etkdg", "--t-start", "0.05",
+               "--relax", "--no-progress"])
+    assert rc == 0
+    recs = _records(out)
+    assert len(recs) == 2 and recs[0].GetProp("_Name") == "CC(=O)Nc1ccc(O)cc1"
+    assert all(float(m.GetProp("energy")) < 1e3 for m in recs)
+    with open(tmp_path / "failures.csv") as fh:
+        assert fh.read().strip() == "name,input,reason"
+
+
+def test_csv_without_column_is_usage_error(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "mols.csv"
+    inp.write_text("name,smi\na,CCO\n")
+    rc = main(["generate", "--input", str(inp), "-o", str(tmp_path / "x.sdf"), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "no column 'smiles'" in err
+
+
+def test_stdin_smi_input(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("CCO first\n\nc1ccccc1 benzene\n"))
+    out = tmp_path / "stdin.sdf"
+    rc = main(["generate", "--input", "-", "-n", "1", "-o", str(out), "--model", tiny_model,
+               "--steps", "2", "--device", "cpu", "--init", "etkdg", "--t-start", "0.05",
+               "--no-progress"])
+    assert rc == 1                                     # the empty line is a failed record
+    assert [m.GetProp("_Name") for m in _records(out)] == ["first", "benzene"]
+
+
+def test_missing_model_is_usage_error(tmp_path, capsys):
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(tmp_path / "no.pt")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_evaluate_cli(tmp_path, capsys):
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOC(=O)c1ccccc1"))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 42
+    AllChem.EmbedMultipleConfs(mol, 2, params)
+    mol.SetProp("smiles", "CCOC(=O)c1ccccc1")
+    w = Chem.SDWriter(str(tmp_path / "ref.sdf"))
+    for c in mol.GetConformers():
+        w.write(mol, confId=c.GetId())
+    w.close()
+    rc = main(["evaluate", "coverage", "--generated", str(tmp_path / "ref.sdf"),
+               "--reference", str(tmp_path / "ref.sdf")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "COV-R       1.000    1.000" in out
+    rc = main(["evaluate", "crystal", "--generated", str(tmp_path / "ref.sdf"),
+               "--reference", str(tmp_path / "ref.sdf"), "--n", "1", "2"])
+    assert rc == 0 and "   1    0.000   1.000" in capsys.readouterr().out
+    assert main(["evaluate", "crystal", "--generated", "nope.sdf", "--reference", "x.sdf"]) == 2
