@@ -1,0 +1,287 @@
+"""Conformer benchmark: the score model against RDKit ETKDGv3 on the same molecules.
+
+Writes ``benchmarks/conformers.json`` and ``benchmarks/conformers.md``.
+
+* crystal reproduction on ``bioactive_dev.sdf.gz``: a fixed random subset (``--subset``,
+  seed 0) of the PDB ligands; 50 conformers per molecule per method; minimum heavy-atom
+  RMSD of the first N = 1 / 10 / 50 to the crystal conformer (median, fraction < 0.5/1/2 Å);
+* ensemble coverage at 0.75 Å on ``solution_ensembles_hexane.sdf.gz`` and
+  ``geom_drugs_excerpt.sdf.gz``: 2K conformers for K references (COV-R/AMR-R/COV-P/AMR-P,
+  mean and median over molecules);
+* fraction of conformers with correct stereo and fraction passing every geometry check
+  (:mod:`molscore.chem.checks`), and how many of the requested conformers were returned;
+* speed: model conformers/s (CPU, and CUDA when present: ``--device``), ETKDG conformers/s on
+  all CPU cores (one process per core, ``multiprocessing``).
+
+Every molecule is given to both methods as its reference record (hydrogens added with
+coordinates), so both produce the reference's stereoisomer with the same atoms. ETKDG:
+``EmbedMultipleConfs`` with ETKDGv3, ``randomSeed=42``, no force-field clean-up.
+Molecules that either method cannot handle (metals, failed embedding) are reported and left
+out of both. PoseBusters is used only when it imports (``pip install posebusters``); the
+package itself never needs it.
+
+    python scripts/bench_conformers.py --model molscore/weights/conformer.pt --subset 500
+    python scripts/bench_conformers.py --model runs/smoke/checkpoint.pt --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rdkit import Chem, RDLogger
+from rdkit.Chem import AllChem
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from molscore.chem.checks import GeometryChecker  # noqa: E402
+from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
+from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
+                                   group_rmsd, read_groups, summarise, _heavy_positions)
+from molscore.chem.stereo import check_stereo  # noqa: E402
+from molscore.generate import ConformerGenerator, default_model_path  # noqa: E402
+
+DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
+CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
+ENSEMBLES = {"hexane": DATA / "conformers" / "solution_ensembles_hexane.sdf.gz",
+             "geom_drugs": DATA / "conformers" / "geom_drugs_excerpt.sdf.gz"}
+NS = (1, 10, 50)
+ETKDG_SEED = 42
+
+
+def _etkdg_job(args: tuple[str, int]) -> list[np.ndarray]:
+    """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays."""
+    block, n = args
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromMolBlock(block, removeHs=False)
+    Chem.AssignStereochemistryFrom3D(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = ETKDG_SEED
+    ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
+    return [mol.GetConformer(i).GetPositions() for i in ids]
+
+
+def etkdg_all(mols: list[Chem.Mol], counts: list[int], workers: int) -> tuple[list[Chem.Mol], float]:
+    """ETKDG conformers for every molecule on ``workers`` processes; returns mols and wall s."""
+    jobs = [(Chem.MolToMolBlock(m), n) for m, n in zip(mols, counts)]
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers) as pool:
+        t0 = time.perf_counter()
+        coords = pool.map(_etkdg_job, jobs, chunksize=1)
+        wall = time.perf_counter() - t0
+    return [_with_coords(m, c) for m, c in zip(mols, coords)], wall
+
+
+def _with_coords(mol: Chem.Mol, coords: list[np.ndarray]) -> Chem.Mol:
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    for xyz in coords:
+        conf = Chem.Conformer(out.GetNumAtoms())
+        for i, p in enumerate(xyz):
+            conf.SetAtomPosition(i, p.tolist())
+        conf.Set3D(True)
+        out.AddConformer(conf, assignId=True)
+    return out
+
+
+def quality(mol: Chem.Mol) -> tuple[int, int]:
+    """(stereo-correct, geometry-pass) counts over the conformers of ``mol``."""
+    checker = GeometryChecker(mol, stereo=False)
+    stereo = geom = 0
+    for conf in mol.GetConformers():
+        ok_stereo = check_stereo(mol, conf.GetId()).ok
+        stereo += ok_stereo
+        geom += ok_stereo and not checker(conf.GetId())
+    return stereo, geom
+
+
+def prepare_inputs(groups, limit: int | None, seed: int | None) -> list[tuple[str, Chem.Mol, object]]:
+    """(key, prepared mol with H and the reference's stereo, group) for usable molecules."""
+    keys = list(groups)
+    if seed is not None:
+        keys = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    out, skipped = [], 0
+    for key in keys:
+        if limit is not None and len(out) >= limit:
+            break
+        try:
+            mol = prepare_mol(groups[key].mol, add_hs=True, max_heavy_atoms=100)
+        except MoleculeError:
+            skipped += 1
+            continue
+        out.append((key, mol, groups[key]))
+    print(f"  {len(out)} molecules ({skipped} skipped: unsupported)", file=sys.stderr)
+    return out
+
+
+def run_model(gen: ConformerGenerator, inputs, counts: list[int]) -> tuple[dict, float]:
+    """Model conformers per key (None when failed) and wall seconds (one run per distinct n)."""
+    results: dict[str, Chem.Mol | None] = {}
+    wall = 0.0
+    for n in sorted(set(counts)):
+        items = [(key, mol) for (key, mol, _), c in zip(inputs, counts) if c == n]
+        gen.options.n = n
+        t0 = time.perf_counter()
+        for res in gen.run(items, progress=True, total=len(items)):
+            results[res.name] = res.mol
+        wall += time.perf_counter() - t0
+    return results, wall
+
+
+def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
+             kind: str, threshold: float = 0.75) -> dict:
+    rows, n_conf, n_req, n_stereo, n_geom, failed = [], 0, 0, 0, 0, 0
+    for key, _, group in inputs:
+        mol = method_mols.get(key)
+        n_req += requested[key]
+        if mol is None or mol.GetNumConformers() == 0:
+            failed += 1
+            continue
+        s, g = quality(mol)
+        n_conf += mol.GetNumConformers()
+        n_stereo += s
+        n_geom += g
+        matches = atom_matches(mol, group.mol)
+        rmsd = group_rmsd(_heavy_positions(mol), group.xyz[:1] if kind == "crystal" else group.xyz,
+                          matches)
+        if kind == "crystal":
+            rows.append({n: float(rmsd[:n, 0].min()) for n in NS})
+        else:
+            rows.append(coverage_metrics(rmsd, threshold))
+    out = {"molecules": len(rows), "failed_molecules": failed, "conformers": n_conf,
+           "requested": n_req, "frac_returned": n_conf / max(n_req, 1),
+           "frac_stereo_correct": n_stereo / max(n_conf, 1),
+           "frac_geometry_ok": n_geom / max(n_conf, 1)}
+    if kind == "crystal":
+        out.update(crystal_summary(rows, NS))
+    else:
+        for k in ("cov_r", "amr_r", "cov_p", "amr_p"):
+            out[k] = summarise(r[k] for r in rows)
+    return out
+
+
+def posebusters_status() -> str:
+    try:
+        import posebusters  # noqa: F401
+    except Exception as err:  # not installed, or a broken install
+        return f"not used ({type(err).__name__})"
+    return f"available {getattr(posebusters, '__version__', '')} (not wired into this run)"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="checkpoint (default: shipped weights)")
+    ap.add_argument("--init", default="prior", choices=("prior", "etkdg"))
+    ap.add_argument("--t-start", type=float, default=0.3)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--sampler", default="reverse")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=8192)
+    ap.add_argument("--subset", type=int, default=500, help="crystal molecules (default 500)")
+    ap.add_argument("--max-ensemble", type=int, default=None,
+                    help="molecules per ensemble set (default all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="development run: 20 crystal molecules, 5 per ensemble set, 50 steps")
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
+    args = ap.parse_args()
+    if args.quick:
+        args.subset, args.max_ensemble, args.steps = 20, 5, min(args.steps, 50)
+    RDLogger.DisableLog("rdApp.*")
+    model = args.model or str(default_model_path())
+    gen = ConformerGenerator(model, device=args.device, steps=args.steps, sampler=args.sampler,
+                             init=args.init, t_start=args.t_start, batch_size=args.batch_size, seed=0)
+    report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": model,
+                         "etkdg": f"ETKDGv3 randomSeed={ETKDG_SEED}, no force field",
+                         "device": str(gen.device), "cpu_count": os.cpu_count(),
+                         "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                         "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
+                         "posebusters": posebusters_status()},
+              "results": {}, "speed": {}}
+    sets = [("crystal", CRYSTAL, "name", args.subset, 0)] + \
+        [(f"coverage_{k}", p, "ensemble", args.max_ensemble, None) for k, p in ENSEMBLES.items()]
+    model_confs = model_wall = etkdg_confs = etkdg_wall = 0.0
+    for name, path, group_by, limit, seed in sets:
+        print(f"{name}: reading {path.name}", file=sys.stderr)
+        inputs = prepare_inputs(read_groups(path, group_by), limit, seed)
+        counts = [50 if name == "crystal" else 2 * len(g.xyz) for _, _, g in inputs]
+        requested = {key: c for (key, _, _), c in zip(inputs, counts)}
+        model_mols, wall = run_model(gen, inputs, counts)
+        model_wall += wall
+        model_confs += sum(m.GetNumConformers() for m in model_mols.values() if m is not None)
+        ekd, wall_e = etkdg_all([m for _, m, _ in inputs], counts, args.workers)
+        etkdg_wall += wall_e
+        etkdg_confs += sum(m.GetNumConformers() for m in ekd)
+        etkdg_mols = {key: m for (key, _, _), m in zip(inputs, ekd)}
+        both = [x for x in inputs if model_mols.get(x[0]) is not None
+                and etkdg_mols[x[0]].GetNumConformers() > 0]
+        kind = "crystal" if name == "crystal" else "coverage"
+        report["results"][name] = {
+            "molecules_in_set": len(inputs), "molecules_both": len(both),
+            "model": evaluate(model_mols, both, requested, kind),
+            "etkdg": evaluate(etkdg_mols, both, requested, kind)}
+        print(json.dumps(report["results"][name], indent=1), file=sys.stderr)
+    report["speed"] = {
+        f"model_conformers_per_s_{gen.device.type}": model_confs / max(model_wall, 1e-9),
+        "model_note": "includes featurisation, stereo repair, checks (batch of molecules)",
+        "etkdg_conformers_per_s_all_cores": etkdg_confs / max(etkdg_wall, 1e-9),
+        "etkdg_processes": args.workers}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(report: dict) -> str:
+    cfg, res, speed = report["config"], report["results"], report["speed"]
+    lines = [f"# Conformer benchmark", "",
+             f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
+             f"{cfg['steps']} steps, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
+             f"posebusters: {cfg['posebusters']}.", ""]
+    if "crystal" in res:
+        c = res["crystal"]
+        lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of "
+                  f"bioactive_dev, subset seed 0)", "",
+                  "| method | N | median RMSD (Å) | < 0.5 Å | < 1 Å | < 2 Å |", "|---|---|---|---|---|---|"]
+        for method in ("model", "etkdg"):
+            for n in NS:
+                r = c[method][f"N={n}"]
+                lines.append(f"| {method} | {n} | {r['median']:.3f} | {r['frac_below_0.5']:.3f} | "
+                             f"{r['frac_below_1.0']:.3f} | {r['frac_below_2.0']:.3f} |")
+        lines.append("")
+    cov = [k for k in res if k.startswith("coverage_")]
+    if cov:
+        lines += ["## Ensemble coverage at 0.75 Å (2K samples for K references; mean / median)", "",
+                  "| set | molecules | method | COV-R | AMR-R | COV-P | AMR-P |", "|---|---|---|---|---|---|---|"]
+        for k in cov:
+            for method in ("model", "etkdg"):
+                r = res[k][method]
+                cells = " | ".join(f"{r[m]['mean']:.3f} / {r[m]['median']:.3f}"
+                                   for m in ("cov_r", "amr_r", "cov_p", "amr_p"))
+                lines.append(f"| {k[9:]} | {res[k]['molecules_both']} | {method} | {cells} |")
+        lines.append("")
+    lines += ["## Validity and speed", "",
+              "| set | method | returned / requested | stereo correct | geometry checks pass |",
+              "|---|---|---|---|---|"]
+    for k, r in res.items():
+        for method in ("model", "etkdg"):
+            m = r[method]
+            lines.append(f"| {k} | {method} | {m['frac_returned']:.3f} | {m['frac_stereo_correct']:.3f} | "
+                         f"{m['frac_geometry_ok']:.3f} |")
+    lines += [""] + [f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}"
+                     for k, v in speed.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
