@@ -13,7 +13,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 from torch_geometric.data import Batch
 
-from molscore.chem.featurize import prepare_mol
+from molscore.chem.featurize import mol_to_graph, prepare_mol
 from molscore.data.conformers import read_conformers, read_geom_rdkit_folder, read_sdf, read_smiles_pickle
 from molscore.data.processed import (
     ConformerDataset, load_index, murcko_scaffold, read_failures, scaffold_split, write_dataset,
@@ -180,7 +180,9 @@ def test_processed_round_trip(tmp_path, ensembles):
     item = ds[4]
     assert item.smiles == records[1].smiles and item.mol_id == 1 and item.conf_id == 1
     assert torch.equal(item.pos, torch.from_numpy(records[1].coordinates()[1].astype(np.float32)))
-    assert item.atom_feat.shape[0] == item.pos.shape[0] == item.z.shape[0]
+    graph = mol_to_graph(records[1].mol)
+    for key in ("atom_feat", "edge_index", "edge_attr", "z"):
+        assert torch.equal(item[key], graph[key]) and item[key].dtype == graph[key].dtype
     batch = Batch.from_data_list([ds[0], ds[3]])
     assert batch.num_graphs == 2 and int(batch.edge_index.max()) < batch.num_nodes
     # Boltzmann sampling with weights (1, 0, 0) always returns conformer 0

@@ -25,7 +25,7 @@ import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase

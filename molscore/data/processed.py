@@ -9,8 +9,9 @@ A processed dataset is a folder::
 Each shard holds ``M`` molecules as concatenated tensors with offsets:
 
 * ``atom_ptr``, ``edge_ptr``, ``conf_ptr``, ``pos_ptr``: ``(M + 1,)`` long offsets;
-* ``atom_feat`` ``(sum N, ATOM_FEAT_DIM)`` float32, ``z`` ``(sum N,)`` long;
-* ``edge_index`` ``(2, sum E)`` long (indices local to each molecule), ``edge_attr`` ``(sum E, EDGE_FEAT_DIM)``;
+* ``atom_feat`` ``(sum N, ATOM_FEAT_DIM)`` uint8 (0/1 features; float32 once loaded), ``z`` ``(sum N,)`` long;
+* ``edge_index`` ``(2, sum E)`` long (indices local to each molecule),
+  ``edge_attr`` ``(sum E, EDGE_FEAT_DIM)`` uint8 (float32 once loaded);
 * ``pos`` ``(sum K*N, 3)`` float32 (each molecule's ``K`` conformers, ``N`` rows each);
 * ``weights`` ``(sum K,)`` float32 (uniform when the source had none; see ``has_weights``).
 
@@ -48,6 +49,7 @@ INDEX_FILE = "index.json"
 FAILURES_FILE = "failures.csv"
 SPLITS = ("train", "val", "test")
 _TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
+_BINARY_KEYS = ("atom_feat", "edge_attr")  # stored as uint8
 
 
 def murcko_scaffold(mol: Chem.Mol) -> str:
@@ -218,6 +220,10 @@ class DatasetWriter:
                     "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
                     "has_weights": bool(enc["has_weights"])})
             blob = {key: torch.cat(v, dim=1 if key == "edge_index" else 0) for key, v in tensors.items()}
+            for key in _BINARY_KEYS:
+                if not torch.all((blob[key] == 0) | (blob[key] == 1)):
+                    raise ValueError(f"{key} is not binary; the shard format stores 0/1 features")
+                blob[key] = blob[key].to(torch.uint8)
             blob.update({key: torch.tensor(v, dtype=torch.long) for key, v in ptrs.items()})
             tmp = self.root / (fname + ".tmp")
             torch.save(blob, tmp)
@@ -302,7 +308,10 @@ class ConformerDataset(Dataset):
         entries = [self.index["molecules"][i] for i in ids]
         shards: dict[int, dict] = {}
         for shard in sorted({e["shard"] for e in entries}):
-            shards[shard] = torch.load(self.root / self.index["shards"][shard], weights_only=True)
+            blob = torch.load(self.root / self.index["shards"][shard], weights_only=True)
+            for key in _BINARY_KEYS:
+                blob[key] = blob[key].float()
+            shards[shard] = blob
         self._mols = [self._slice(shards[e["shard"]], e["row"]) for e in entries]
         self.smiles = [e["smiles"] for e in entries]
         if conformers == "all":
