@@ -175,3 +175,19 @@ def test_overfits_one_molecule_dsm(name: str, graphs) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.75 * losses[0]
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_continuous_when_an_edge_crosses_the_cutoff(name: str) -> None:
+    """Spatial edges enter with zero weight, so the output has no jump at the cutoff."""
+    net = build_backbone(name, 0, 0, **{**SMALL[name], "cutoff": 2.0}).double().eval()
+    base = torch.tensor([[0.0, 0.0, 0.0], [1.2, 0.3, 0.0], [0.2, 1.1, 0.4]], dtype=torch.float64)
+    t = torch.tensor([0.5], dtype=torch.float64)
+
+    def out(d: float) -> torch.Tensor:   # fourth point at distance d from the first
+        return net(torch.cat([base, torch.tensor([[-d, 0.0, 0.0]], dtype=torch.float64)]), t, None)
+
+    with torch.no_grad():
+        jump = (out(2.0 - 1e-7) - out(2.0 + 1e-7)).abs().max()
+        change = (out(1.6) - out(2.0 + 1e-7)).abs().max()
+    assert float(change) > 1e-4 and float(jump) < 1e-5

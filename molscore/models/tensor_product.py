@@ -22,7 +22,43 @@ from torch_geometric.utils import scatter
 from .edges import GraphEdges, GraphInputs
 from .embeddings import mlp
 
-__all__ = ["TensorProductScoreNet", "TPConv"]
+__all__ = ["TensorProductScoreNet", "TPConv", "IrrepsNorm"]
+
+
+class IrrepsNorm(nn.Module):
+    """Per-node layer norm of irreps features, equivariant under O(3).
+
+    For each block ``mul x ir``: even scalars (``0e``) are centred and scaled to unit
+    variance, with a learned scale and bias; other irreps (``0o``, ``1o``, ``1e``, ...)
+    are divided by the root-mean-square norm of their ``mul`` copies, with a learned
+    scale and no bias (a bias would break their transformation law).
+
+    Args:
+        irreps: feature irreps; input ``(N, irreps.dim)``.
+        eps: added to the variances.
+    """
+
+    def __init__(self, irreps: o3.Irreps, eps: float = 1e-5):
+        super().__init__()
+        self.irreps, self.eps = o3.Irreps(irreps), eps
+        self.scales = nn.ParameterList(nn.Parameter(torch.ones(mul)) for mul, _ in self.irreps)
+        n_even = sum(mul for mul, ir in self.irreps if ir.l == 0 and ir.p == 1)
+        self.bias = nn.Parameter(torch.zeros(n_even))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``(N, irreps.dim) -> (N, irreps.dim)``."""
+        out, b = [], 0
+        for (mul, ir), sl, scale in zip(self.irreps, self.irreps.slices(), self.scales):
+            x = h[:, sl].reshape(-1, mul, ir.dim)
+            if ir.l == 0 and ir.p == 1:
+                x = x - x.mean(dim=1, keepdim=True)
+            x = x / (x.pow(2).sum(-1).mean(-1, keepdim=True) + self.eps).sqrt().unsqueeze(-1)
+            x = x * scale.reshape(1, mul, 1)
+            if ir.l == 0 and ir.p == 1:
+                x = x + self.bias[b:b + mul].reshape(1, mul, 1)
+                b += mul
+            out.append(x.reshape(-1, mul * ir.dim))
+        return torch.cat(out, dim=-1)
 
 
 class TPConv(nn.Module):
@@ -36,14 +72,16 @@ class TPConv(nn.Module):
         weight_in: size of the per-edge input of the weight MLP.
         hidden: hidden size of the weight MLP.
         residual: add the input features.
+        norm: finish with :class:`IrrepsNorm` (keeps features of order 1 without batch norm).
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, weight_in: int,
-                 hidden: int, residual: bool = True):
+                 hidden: int, residual: bool = True, norm: bool = True):
         super().__init__()
         self.irreps_in, self.irreps_out, self.residual = o3.Irreps(irreps_in), o3.Irreps(irreps_out), residual
         self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_sh, irreps_out, shared_weights=False)
         self.fc = mlp([weight_in, hidden, self.tp.weight_numel])
+        self.norm = IrrepsNorm(self.irreps_out) if norm else None
 
     def forward(self, h: Tensor, edge_sh: Tensor, weight_in: Tensor, edges: GraphEdges) -> Tensor:
         """``h`` ``(N, irreps_in.dim)`` -> ``(N, irreps_out.dim)``."""
@@ -54,7 +92,7 @@ class TPConv(nn.Module):
         out = total / norm.unsqueeze(-1)
         if self.residual:
             out = out + nn.functional.pad(h, (0, out.shape[-1] - h.shape[-1]))
-        return out
+        return out if self.norm is None else self.norm(out)
 
 
 class TensorProductScoreNet(nn.Module):
@@ -77,7 +115,7 @@ class TensorProductScoreNet(nn.Module):
 
     name = "e3nn"
 
-    def __init__(self, atom_dim: int, edge_dim: int, ns: int = 32, nv: int = 8, num_layers: int = 4,
+    def __init__(self, atom_dim: int, edge_dim: int, ns: int = 16, nv: int = 4, num_layers: int = 4,
                  sh_lmax: int = 2, cutoff: float | None = 5.0, num_rbf: int = 32, rbf_max: float = 10.0,
                  time_dim: int = 32):
         super().__init__()
@@ -93,7 +131,8 @@ class TensorProductScoreNet(nn.Module):
             TPConv(seq[min(i, 3)], self.irreps_sh, seq[min(i + 1, 3)], 3 * ns, 3 * ns)
             for i in range(num_layers))
         last = seq[min(num_layers, 3)]
-        self.out_conv = TPConv(last, self.irreps_sh, o3.Irreps("1x1o + 1x1e"), 3 * ns, 3 * ns, residual=False)
+        self.out_conv = TPConv(last, self.irreps_sh, o3.Irreps("1x1o + 1x1e"), 3 * ns, 3 * ns,
+                               residual=False, norm=False)
 
     def config(self) -> dict:
         """Arguments of :func:`molscore.models.equivariant.build_backbone` that rebuild this net."""
