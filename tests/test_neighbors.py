@@ -123,5 +123,7 @@ def test_build_edges_envelope_and_all_pairs() -> None:
     assert torch.allclose(edges.vec, pos[edges.index[0]] - pos[edges.index[1]])
     full = build_edges(pos, batch, topo, attr, 3, cutoff=None)
     assert full.index.shape[1] == 5 * 4 + 4 * 3 and bool((full.weight == 1).all())
+    none = build_edges(pos, batch, topo, attr, 3, cutoff=0.0)
+    assert none.index.tolist() == topo.tolist() and bool((none.weight == 1).all())
     with pytest.raises(ValueError):
         build_edges(pos, batch, topo, attr, 5, cutoff=2.0)

@@ -115,7 +115,8 @@ def build_edges(x: Tensor, batch: Tensor, edge_index: Tensor | None, edge_attr: 
         edge_index: ``(2, Et)`` topological edges or ``None``.
         edge_attr: ``(Et, edge_dim)`` their features or ``None``.
         edge_dim: topological feature size (used when there are no topological edges).
-        cutoff: radius in the units of ``x``.
+        cutoff: radius in the units of ``x``; ``0`` adds no spatial edges (the caller's
+            edges are the whole graph).
     """
     n = x.shape[0]
     if edge_index is None:
@@ -124,13 +125,16 @@ def build_edges(x: Tensor, batch: Tensor, edge_index: Tensor | None, edge_attr: 
         edge_attr = x.new_zeros(edge_index.shape[1], edge_dim)
     if edge_attr.shape[1] != edge_dim:
         raise ValueError(f"edge_attr has {edge_attr.shape[1]} features, the network expects {edge_dim}")
-    spatial = radius_graph(x, float("inf") if cutoff is None else cutoff, batch)
+    if cutoff is not None and cutoff <= 0:
+        spatial = torch.zeros(2, 0, dtype=torch.long, device=x.device)
+    else:
+        spatial = radius_graph(x, float("inf") if cutoff is None else cutoff, batch)
     index, attr, spatial_only = merge_edges(edge_index.to(x.device), edge_attr.to(x.dtype), spatial, n)
     attr = torch.cat([attr, reverse_edge_attr(index, attr, n)], dim=1)
     vec = x[index[0]] - x[index[1]]
     dist = vec.pow(2).sum(-1).clamp(min=1e-12).sqrt()
     weight = torch.ones_like(dist)
-    if cutoff is not None:
+    if cutoff is not None and cutoff > 0:
         weight = torch.where(spatial_only, CosineCutoff(cutoff)(dist), weight)
     return GraphEdges(index, attr, vec, dist, weight)
 
@@ -147,7 +151,7 @@ class GraphInputs(nn.Module):
         edge_dim: topological edge feature size.
         node_dim: size of the initial node scalars.
         edge_emb_dim: size of the edge embedding.
-        cutoff: radius of the spatial graph (``None``: all pairs within a graph).
+        cutoff: radius of the spatial graph (``None``: all pairs within a graph; ``0``: none).
         num_rbf: Gaussians of the distance basis, centred on ``[0, rbf_max]``.
         rbf_max: last Gaussian centre.
         time_dim: size of the sinusoidal time embedding.

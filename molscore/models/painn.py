@@ -110,7 +110,8 @@ class PaiNNScoreNet(nn.Module):
         hidden_vector: vector channels.
         num_layers: message-passing blocks.
         cutoff: radius (in units of ``x``, Å) of the spatial graph rebuilt at each call;
-            ``None`` connects all atoms of a graph.
+            ``None`` connects all atoms of a graph; ``0`` adds no spatial edges (``cond``'s
+            edges are the whole graph).
         num_rbf: Gaussian distance basis size.
         rbf_max: largest distance the basis resolves.
         time_dim: sinusoidal time embedding size.
