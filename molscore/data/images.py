@@ -10,7 +10,8 @@ floats in ``[-1, 1]`` through the dequantising map
 (:func:`to_model_space`): ``u ~ U[0, 1)`` during training (uniform dequantisation, the
 same map the bits/dim evaluation uses), ``u = 1/2`` (bin centres) for fixed
 images such as inpainting observations and classifier inputs. :func:`to_levels`
-inverts it (bin index of ``y``, clipped).
+inverts it (bin index of ``y``, clipped; exact except for float rounding within
+about ``1e-6`` of a bin edge).
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def _to_nchw(arr: np.ndarray, source: str) -> np.ndarray:
     if arr.ndim == 3:
         return arr[:, None]
     if arr.ndim == 4:
-        if arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
+        c_last, c_first = arr.shape[-1], arr.shape[1]
+        if c_last in (1, 3, 4) and (c_first not in (1, 3, 4) or c_first > c_last):
             return arr.transpose(0, 3, 1, 2)
         return arr
     raise ImageError(f"{source}: expected images (N, H, W) or (N, H, W, C), got shape {arr.shape}")
@@ -160,7 +162,7 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
     if shape is not None and tuple(arr.shape) != tuple(shape):
         raise ImageError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}x{arr.shape[2]} "
                          f"(CxHxW), expected {'x'.join(map(str, shape))}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(arr.copy())
 
 
 def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,

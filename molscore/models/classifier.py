@@ -65,8 +65,8 @@ class ImageClassifier(nn.Module):
                           for i in range(0, len(x), batch_size)])
 
 
-def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 10,
-                     batch_size: int = 128, lr: float = 2e-3, noise: float = 0.05,
+def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15,
+                     batch_size: int = 64, lr: float = 5e-3, noise: float = 0.05,
                      seed: int = 0, device: str | torch.device = "cpu") -> ImageClassifier:
     """Train :class:`ImageClassifier` on images ``x (N, C, H, W)`` in ``[-1, 1]``, labels ``y (N,)``.
 

@@ -1,0 +1,211 @@
+"""Image data, scaling, bits/dim, Fréchet distance, guidance and inpainting through the engine."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from molscore.data.image_metrics import dequantized_bits_per_dim, frechet_distance
+from molscore.data.image_task import ImageDataset, build_model, build_task, generate, \
+    guided_score_fn, make_collate
+from molscore.data.images import (ImageError, load_digits_images, load_image_source,
+                                  load_npz_images, load_png_folder, read_png, save_grid,
+                                  split_holdout, to_levels, to_model_space, write_png)
+from molscore.models.classifier import load_classifier, save_classifier, train_classifier
+from molscore.spaces import DenseSpace
+
+TINY = {"task": "images", "data": {"source": "digits", "holdout": 0.1},
+        "model": {"channels": 8, "ch_mult": [1, 2], "num_res_blocks": 1},
+        "sde": {"name": "vp"}}
+
+
+def test_digits_shapes_levels_and_scaling():
+    d = load_digits_images()
+    assert d.images.shape == (1797, 1, 8, 8) and d.levels == 17
+    assert int(d.images.min()) == 0 and int(d.images.max()) == 16
+    assert d.labels.shape == (1797,) and set(d.labels.tolist()) == set(range(10))
+    for u in (0.0, 0.999):
+        y = to_model_space(d.images, 17, u)
+        assert float(y.min()) >= -1 and float(y.max()) < 1
+    for u in (1e-3, 0.5, 0.999):  # away from the bin edges (float rounding)
+        assert torch.equal(to_levels(to_model_space(d.images, 17, u), 17), d.images.long())
+    u = torch.rand(d.images.shape, generator=torch.Generator().manual_seed(0)).clamp(1e-3, 0.999)
+    y = to_model_space(d.images, 17, u)
+    assert torch.equal(to_levels(y, 17), d.images.long())
+    assert torch.equal(to_levels(torch.tensor([-5.0, 5.0]), 17), torch.tensor([0, 16]))
+
+
+def test_holdout_split_is_disjoint_and_seeded():
+    d = load_digits_images()
+    tr, ho = split_holdout(d, 0.1, seed=3)
+    assert len(tr) + len(ho) == len(d) and len(ho) == 180
+    tr2, ho2 = split_holdout(d, 0.1, seed=3)
+    assert torch.equal(ho.images, ho2.images)
+    # no held-out image is the same sample as a training image (same row twice)
+    rows = lambda s: {tuple(r) for r in torch.cat([s.images.flatten(1),  # noqa: E731
+                                                   s.labels[:, None]], 1).tolist()}
+    assert len(rows(ho) & rows(tr)) <= 3  # digits has a few exact duplicates
+
+
+def test_npz_loader(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", images=arr, labels=np.arange(5))
+    d = load_npz_images(tmp_path / "a.npz")
+    assert d.images.shape == (5, 1, 6, 4) and d.levels == 256 and d.labels.tolist() == [0, 1, 2,
+                                                                                        3, 4]
+    np.savez(tmp_path / "rgb.npz", x=np.zeros((2, 4, 4, 3), np.uint8))
+    assert load_npz_images(tmp_path / "rgb.npz").images.shape == (2, 3, 4, 4)
+    np.savez(tmp_path / "f.npz", images=np.zeros((2, 4, 4), np.float32))
+    with pytest.raises(ImageError, match="integers"):
+        load_npz_images(tmp_path / "f.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ImageError, match="cannot read"):
+        load_npz_images(tmp_path / "bad.npz")
+    mn = load_image_source("mnist")
+    assert mn.images.shape == (5000, 1, 28, 28) and mn.levels == 256 and len(mn.labels) == 5000
+    with pytest.raises(ImageError, match="no such file"):
+        load_image_source("nowhere.npz")
+
+
+def test_png_folder_skips_bad_files_and_reads_labels(tmp_path):
+    for label in (0, 1):
+        (tmp_path / str(label)).mkdir()
+        for i in range(2):
+            write_png(tmp_path / str(label) / f"{i}.png",
+                      torch.full((1, 8, 8), 40 * (label + i), dtype=torch.uint8))
+    write_png(tmp_path / "1" / "big.png", torch.zeros(1, 9, 9, dtype=torch.uint8))
+    (tmp_path / "0" / "broken.png").write_bytes(b"\x89PNG garbage")
+    warnings: list[str] = []
+    d = load_png_folder(tmp_path, warn=warnings.append)
+    assert d.images.shape == (4, 1, 8, 8) and sorted(d.labels.tolist()) == [0, 0, 1, 1]
+    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    assert any("big.png" in w and "expected 1x8x8" in w for w in warnings)
+    assert any("broken.png" in w and "cannot read" in w for w in warnings)
+
+
+def test_read_png_channels(tmp_path):
+    rgb = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    rgb[0] = 255
+    write_png(tmp_path / "rgb.png", rgb)
+    write_png(tmp_path / "grey.png", torch.full((1, 8, 8), 7, dtype=torch.uint8))
+    with pytest.raises(ImageError, match="is 3x8x8.*expected 1x8x8"):
+        read_png(tmp_path / "rgb.png", (1, 8, 8))
+    assert torch.equal(read_png(tmp_path / "grey.png", (3, 8, 8)), torch.full((3, 8, 8), 7,
+                                                                               dtype=torch.uint8))
+    assert torch.equal(read_png(tmp_path / "rgb.png", (3, 8, 8)), rgb)
+    save_grid(tmp_path / "grid.png", torch.randint(0, 17, (5, 1, 8, 8)), 17, scale=2)
+    assert read_png(tmp_path / "grid.png").shape == (1, 2 * (2 * 9 + 1), 2 * (3 * 9 + 1))
+
+
+def test_bits_per_dim_uniform_density_is_log2_levels():
+    for levels, dim in ((17, 64), (256, 784), (2, 5)):
+        logp_uniform = torch.tensor([-dim * math.log(2.0)])  # uniform on [-1, 1]^D
+        bpd = dequantized_bits_per_dim(logp_uniform, dim, levels)
+        torch.testing.assert_close(bpd, torch.tensor([math.log2(levels)]))
+
+
+def test_bits_per_dim_equals_discrete_code_length_for_binwise_constant_density():
+    """A density constant on every dequantisation bin: p_y = P_k / (2 / L) on bin k.
+    Then E_u[bpd] is exactly -log2 P(x) / D for every u (the dequantisation bound is tight)."""
+    levels, dim, n = 17, 3, 6
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(levels, generator=g) + 0.1
+    probs = probs / probs.sum()
+    x = torch.randint(0, levels, (n, dim), generator=g)
+    y = to_model_space(x, levels, torch.rand(n, dim, generator=g))
+    k = to_levels(y, levels)
+    logp_y = (torch.log(probs[k]) - math.log(2.0 / levels)).sum(1)
+    expected = -torch.log2(probs[x]).sum(1) / dim
+    torch.testing.assert_close(dequantized_bits_per_dim(logp_y, dim, levels), expected)
+
+
+def test_frechet_distance_gaussians():
+    rng = np.random.default_rng(0)
+    n, f = 20000, 4
+    a = rng.standard_normal((n, f))
+    b = 2.0 * rng.standard_normal((n, f)) + np.array([1.0, 0, 0, 0])
+    # ||mu||^2 + tr(I + 4I - 2 * 2I) = 1 + 4
+    assert abs(frechet_distance(a, b) - 5.0) < 10 * math.sqrt(f * 16 / n) + 0.05
+    assert abs(frechet_distance(a, a)) < 1e-8
+    with pytest.raises(ValueError):
+        frechet_distance(a[:1], b)
+
+
+def test_task_collate_and_model_rebuild():
+    task = build_task(TINY)
+    assert task.meta["shape"] == [1, 8, 8] and task.meta["levels"] == 17
+    assert task.meta["num_classes"] == 10 and len(task.val_set) == 180
+    batch = task.collate([task.train_set[i] for i in range(7)])
+    assert batch.x.shape == (7, 1, 8, 8) and isinstance(batch.space, DenseSpace)
+    assert float(batch.x.min()) > -1 and float(batch.x.max()) < 1
+    assert batch.cond.dtype == torch.long and batch.cond.shape == (7,)
+    rebuilt = build_model(task.meta)
+    rebuilt.load_state_dict(task.model.state_dict())
+    fixed = make_collate(17, dequantize=False, conditional=False)([task.train_set[0]])
+    assert fixed.cond is None
+    assert torch.equal(to_levels(fixed.x, 17)[0], task.train_set[0][0].long())
+    with pytest.raises(ValueError, match="unknown model options"):
+        build_task({**TINY, "model": {"width": 3}})
+
+
+class _Affine(torch.nn.Module):
+    """A fake score model: s(x | y) = -x + y (label as a number), s(x | null) = -x."""
+
+    def __init__(self):
+        super().__init__()
+        self.sde = None
+
+    def forward(self, x, t, space, cond=None):
+        y = torch.zeros(x.shape[0]) if cond is None else torch.where(cond < 0, 0, cond).float()
+        return -x + space.expand(y)
+
+
+def test_classifier_free_guidance_formula():
+    x, t = torch.randn(3, 1, 2, 2), torch.rand(3)
+    space = DenseSpace(x.shape)
+    labels = torch.tensor([1, 2, 3])
+    w = 2.0
+    got = guided_score_fn(_Affine(), space, labels, w)(x, t)
+    want = (1 + w) * (-x + labels.float()[:, None, None, None]) - w * (-x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(guided_score_fn(_Affine(), space, None)(x, t), -x)
+
+
+@pytest.mark.parametrize("sampler", ["pc", "ode", "ald"])
+def test_inpainting_keeps_known_pixels_exactly(sampler):
+    task = build_task(TINY)
+    model, meta = task.model.eval(), task.meta
+    with torch.no_grad():  # the output conv starts at zero: a zero score stalls Langevin steps
+        model.net.out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    image = task.train_set[0][0]
+    x_known = to_model_space(image, 17)
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :, :4] = 1  # left half known
+    out, nfe = generate(model, meta, 3, sampler=sampler, steps=4, x_known=x_known, mask=mask,
+                        generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 1, 8, 8) and nfe > 0
+    assert torch.equal(out[:, :, :, :4], image[None, :, :, :4].long().expand(3, 1, 8, 4))
+    assert int(out.min()) >= 0 and int(out.max()) <= 16
+
+
+def test_classifier_learns_digits_and_round_trips(tmp_path):
+    d = load_digits_images()
+    tr, ho = split_holdout(d, 0.2, seed=0)
+    clf = train_classifier(to_model_space(tr.images, 17), tr.labels, 10, epochs=8, seed=0)
+    x_ho = to_model_space(ho.images, 17)
+    acc = float((clf.predict(x_ho) == ho.labels).float().mean())
+    assert acc > 0.9
+    save_classifier(clf, tmp_path / "clf.pt", {"levels": 17})
+    clf2, info = load_classifier(tmp_path / "clf.pt")
+    assert info == {"levels": 17}
+    torch.testing.assert_close(clf2.embed(x_ho), clf.embed(x_ho))
+    assert clf.embed(x_ho).shape == (len(ho), 64)
+
+
+def test_dataset_items():
+    d = load_digits_images()
+    ds = ImageDataset(d.subset(torch.arange(3)))
+    img, label = ds[1]
+    assert img.shape == (1, 8, 8) and label == int(d.labels[1]) and len(ds) == 3
