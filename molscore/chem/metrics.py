@@ -45,9 +45,10 @@ MAX_MATCHES = 1000
 
 def _skeleton(mol: Chem.Mol) -> Chem.Mol:
     """Heavy-atom graph with elements and connectivity only (for atom mappings)."""
-    with rdBase.BlockLogs():
-        heavy = Chem.RemoveHs(mol, sanitize=False)
-    rw = Chem.RWMol(heavy)
+    rw = Chem.RWMol(mol)
+    for atom in reversed(list(rw.GetAtoms())):   # every H (RemoveHs keeps some), order kept
+        if atom.GetAtomicNum() == 1:
+            rw.RemoveAtom(atom.GetIdx())
     for atom in rw.GetAtoms():
         atom.SetIsAromatic(False)
         atom.SetFormalCharge(0)
