@@ -252,18 +252,11 @@ def chiral_neighbour_ranks(mol: Chem.Mol) -> dict[tuple[int, int], int]:
     return ranks
 
 
-def _edge_features(hop: int, bond: Chem.Bond | None, rank: int | None) -> list[float]:
-    feat = _one_hot(hop, _HOPS, other=False)
-    if bond is None:
-        feat += [0.0] * (len(_BOND_TYPES) + 2) + _one_hot(None, _BOND_STEREO, other=True)
-    else:
-        feat += _one_hot(bond.GetBondType(), _BOND_TYPES, other=False)
-        feat += [float(bond.GetIsConjugated()), float(bond.IsInRing())]
-        feat += _one_hot(bond.GetStereo(), _BOND_STEREO, other=True)
-    chiral = [0.0] * _N_CHIRAL_RANKS
-    if rank is not None:
-        chiral[rank] = 1.0
-    return feat + chiral
+def _bond_features(bond: Chem.Bond) -> list[float]:
+    """Bond type, conjugated, in ring, stereo: the bond part of ``edge_attr`` (slots 3..13)."""
+    return (_one_hot(bond.GetBondType(), _BOND_TYPES, other=False)
+            + [float(bond.GetIsConjugated()), float(bond.IsInRing())]
+            + _one_hot(bond.GetStereo(), _BOND_STEREO, other=True))
 
 
 def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
@@ -285,22 +278,34 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
     """
     n = mol.GetNumAtoms()
     ring_info = mol.GetRingInfo()
-    atom_feat = torch.tensor([_atom_features(a, ring_info) for a in mol.GetAtoms()],
-                             dtype=torch.float32).reshape(n, ATOM_FEAT_DIM)
+    atom_feat = np.array([_atom_features(a, ring_info) for a in mol.GetAtoms()],
+                         dtype=np.float32).reshape(n, ATOM_FEAT_DIM)
     dist = Chem.GetDistanceMatrix(mol) if n > 1 else np.zeros((n, n))
     src, dst = np.nonzero((dist >= 1) & (dist <= 3))
-    ranks = chiral_neighbour_ranks(mol)
-    feats = []
-    for i, j in zip(src.tolist(), dst.tolist()):
-        hop = int(dist[i, j])
-        bond = mol.GetBondBetweenAtoms(i, j) if hop == 1 else None
-        feats.append(_edge_features(hop, bond, ranks.get((i, j))))
-    edge_index = torch.tensor(np.stack([src, dst]), dtype=torch.long).reshape(2, -1)
-    edge_attr = torch.tensor(feats, dtype=torch.float32).reshape(-1, EDGE_FEAT_DIM)
+    hop = dist[src, dst].astype(np.int64)
+    edge_attr = np.zeros((len(src), EDGE_FEAT_DIM), dtype=np.float32)
+    edge_attr[np.arange(len(src)), hop - 1] = 1.0                        # hop order 1, 2, 3
+    # bond features of bonded pairs; 2- and 3-hop pairs get zeros and bond stereo "none"
+    n_bond = len(_BOND_TYPES) + 2 + len(_BOND_STEREO) + 1
+    table = np.array([_bond_features(b) for b in mol.GetBonds()], dtype=np.float32).reshape(-1, n_bond)
+    bond_id = np.full((n, n), -1, dtype=np.int64)
+    for b in mol.GetBonds():
+        bond_id[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] = bond_id[b.GetEndAtomIdx(), b.GetBeginAtomIdx()] = b.GetIdx()
+    bonded = hop == 1
+    edge_attr[bonded, 3:3 + n_bond] = table[bond_id[src[bonded], dst[bonded]]]
+    edge_attr[~bonded, 3 + n_bond - 1] = 1.0
+    rank = np.full((n, n), -1, dtype=np.int64)
+    for (i, j), r in chiral_neighbour_ranks(mol).items():
+        rank[i, j] = r
+    edge_rank = rank[src, dst]
+    has_rank = edge_rank >= 0
+    edge_attr[np.nonzero(has_rank)[0], 3 + n_bond + edge_rank[has_rank]] = 1.0  # chiral neighbour rank
+    edge_index = torch.from_numpy(np.stack([src, dst]).astype(np.int64)).reshape(2, -1)
     z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
     with rdBase.BlockLogs():
         smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
-    data = Data(atom_feat=atom_feat, edge_index=edge_index, edge_attr=edge_attr, z=z, num_nodes=n)
+    data = Data(atom_feat=torch.from_numpy(atom_feat), edge_index=edge_index,
+                edge_attr=torch.from_numpy(edge_attr), z=z, num_nodes=n)
     if mol.GetNumConformers():
         data.pos = torch.tensor(mol.GetConformer(conf_id).GetPositions(), dtype=torch.float32)
     data.smiles = smiles
