@@ -6,7 +6,7 @@ trainer from a config like ``configs/conformers_etkdg.yaml`` (same network sizes
 times full optimiser steps (DSM loss, backward, clipping, AdamW, EMA update) on batches
 of real conformers. Reports molecules per second and peak memory: on CPU the growth of
 the process's peak RSS during training (``resource``), on CUDA
-``torch.cuda.max_memory_allocated``.
+``torch.cuda.max_memory_allocated``; on CPU also the process CPU time per step.
 
     python scripts/bench_train.py            # writes benchmarks/train.json and train.md
     python scripts/bench_train.py --steps 3 --batch-size 8   # quicker
@@ -82,16 +82,17 @@ def run_one(backbone: str, size: str, device: str, steps: int, batch_size: int) 
         trainer.train_step(batch)  # warm-up (allocator, lazy init); counts towards the peak
         if cuda:
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             trainer.train_step(batch)
         if cuda:
             torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         row = {"backbone": backbone, "size": size, "atoms": atoms, "device": str(trainer.device),
                "batch_size": batch_size, "steps": steps,
                "parameters": sum(p.numel() for p in trainer.model.parameters()),
-               "step_s": elapsed / steps, "molecules_per_s": batch_size * steps / elapsed}
+               "step_s": elapsed / steps, "molecules_per_s": batch_size * steps / elapsed,
+               "cpu_s_per_step": cpu_s / steps}
         if cuda:
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
             row["peak_mem_kind"] = "cuda max_memory_allocated"
@@ -152,12 +153,15 @@ def main() -> int:
              f"cores (1-min load average {result['load_average_1min']:.1f} at the end: the "
              f"machine was shared); batch of {args.batch_size} conformers, {args.steps} timed "
              f"steps after one warm-up. Memory: CPU = growth of peak RSS during training, "
-             f"CUDA = max_memory_allocated.", "",
-             "| device | backbone | atoms | params | step (s) | molecules/s | peak memory (MB) |",
-             "|---|---|---|---|---|---|---|"]
+             f"CUDA = max_memory_allocated. CPU s/step is the process's CPU time (all "
+             f"threads) per step, less sensitive to other load than the wall-clock columns.", "",
+             "| device | backbone | atoms | params | step (s) | CPU s/step | molecules/s "
+             "| peak memory (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['device']} | {r['backbone']} | {r['atoms']} | {r['parameters']:,} | "
-                     f"{r['step_s']:.3f} | {r['molecules_per_s']:.1f} | {r['peak_mem_mb']:.0f} |")
+                     f"{r['step_s']:.3f} | {r['cpu_s_per_step']:.3f} | {r['molecules_per_s']:.1f} | "
+                     f"{r['peak_mem_mb']:.0f} |")
     lines += ["", "Produced by `python scripts/bench_train.py`."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
