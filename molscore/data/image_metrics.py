@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..likelihood import bits_per_dim, log_likelihood
 from ..sde import SDE
 from ..spaces import DenseSpace
 from .images import to_model_space
@@ -63,13 +64,14 @@ def dequantized_bits_per_dim(logp_y: Tensor, dim: int | float, levels: int) -> T
     Returns:
         ``(B,)`` ``-(logp_y - D log(L/2)) / (D ln 2)``.
     """
-    return -(logp_y - dim * math.log(levels / 2.0)) / (dim * math.log(2.0))
+    return bits_per_dim(logp_y, dim, log_scale=dim * math.log(2.0 / levels))
 
 
 def image_bits_per_dim(score_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, images: Tensor,
                        levels: int, *, generator: torch.Generator | None = None,
                        **likelihood_opts) -> tuple[Tensor, int]:
-    """Dequantised bits/dim of integer images ``(B, C, H, W)`` through the probability-flow ODE.
+    """Dequantised bits/dim of integer-valued images ``(B, C, H, W)`` (any integer dtype, or a
+    floating dtype to compute in) through the probability-flow ODE.
 
     One uniform dequantisation draw per image; ``likelihood_opts`` go to
     :func:`molscore.likelihood.log_likelihood` (divergence estimator, tolerances).
@@ -77,9 +79,8 @@ def image_bits_per_dim(score_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, i
     Returns:
         ``(bpd (B,), nfe)``.
     """
-    from ..likelihood import log_likelihood
-
-    u = torch.rand(images.shape, generator=generator).to(images.device)
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    u = torch.rand(images.shape, generator=generator, dtype=dtype).to(images.device)
     y = to_model_space(images, levels, u)
     space = DenseSpace(y.shape)
     res = log_likelihood(score_fn, sde, space, y, **likelihood_opts)

@@ -66,8 +66,10 @@ class ImageSet:
 
 
 def to_model_space(images: Tensor, levels: int, u: Tensor | float = 0.5) -> Tensor:
-    """Integer images ``(..., C, H, W)`` -> floats ``2 (x + u) / L - 1`` in ``(-1, 1)``."""
-    return 2.0 * (images.float() + u) / levels - 1.0
+    """Integer images ``(..., C, H, W)`` -> floats ``2 (x + u) / L - 1`` in ``(-1, 1)``
+    (float32, or the images' dtype when they are already floating point)."""
+    x = images if images.is_floating_point() else images.float()
+    return 2.0 * (x + u) / levels - 1.0
 
 
 def to_levels(y: Tensor, levels: int) -> Tensor:
