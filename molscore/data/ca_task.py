@@ -15,8 +15,8 @@ Config sections read here (see ``configs/ca_traces.yaml``)::
       k: 16                   # spatial nearest neighbours
       max_offset: 3           # sequence neighbours |i - j| <= max_offset
       parameterisation: eps
-      hparams: {...}          # backbone sizes (rbf_max in model units)
-    sde: {name: vp, ...}
+      hparams: {...}          # backbone sizes, merged into the defaults (rbf_max in model units)
+    sde: {name: ve, sigma_min: 0.01, sigma_max: 10.0}   # model units; replaces the default
 
 Coordinates are centred per crop (CoM-free :class:`~molscore.spaces.PointSetSpace`) and
 divided by ``coord_scale``; ``meta`` stores it, and samples are multiplied back to Å.
@@ -55,7 +55,7 @@ DEFAULTS = {
               "parameterisation": "eps",
               "hparams": {"hidden_scalar": 64, "hidden_vector": 16, "num_layers": 4,
                           "rbf_max": 2.0, "num_rbf": 16}},
-    "sde": {"name": "vp"},
+    "sde": {"name": "ve", "sigma_min": 0.01, "sigma_max": 10.0},
 }
 
 
@@ -72,7 +72,9 @@ def _section(cfg: dict, key: str) -> dict:
     given = cfg.get(key) or {}
     if not isinstance(given, dict):
         raise ValueError(f"config section '{key}' must be a mapping, got {given!r}")
-    unknown = set(given) - set(DEFAULTS[key]) if key != "sde" else set()
+    if key == "sde":  # a given SDE section replaces the default one (other SDEs, other keys)
+        return dict(given) if given else dict(DEFAULTS["sde"])
+    unknown = set(given) - set(DEFAULTS[key])
     if unknown:
         raise ValueError(f"unknown {key} options for ca_traces: {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(DEFAULTS[key])}")
