@@ -140,15 +140,37 @@ def resolve_config(cfg: dict) -> dict:
     if optim["schedule"] not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
                           f"got {optim['schedule']!r}")
-    if not float(optim["lr"]) > 0:
-        raise ConfigError(f"optim.lr must be positive, got {optim['lr']!r}")
-    if not 0.0 <= float(out["ema"]["decay"]) < 1.0:
-        raise ConfigError(f"ema.decay must be in [0, 1), got {out['ema']['decay']!r}")
+    for key in ("lr", "weight_decay", "min_lr_ratio", "warmup"):
+        optim[key] = _number(optim[key], f"optim.{key}", minimum=0.0)
+    optim["grad_clip"] = (None if optim["grad_clip"] in (None, 0, False)
+                          else _number(optim["grad_clip"], "optim.grad_clip", minimum=0.0))
+    optim["warmup"] = int(optim["warmup"])
+    if optim["lr"] == 0:
+        raise ConfigError("optim.lr must be positive, got 0")
+    betas = optim["betas"]
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise ConfigError(f"optim.betas must be two numbers, got {betas!r}")
+    optim["betas"] = [_number(b, "optim.betas", minimum=0.0) for b in betas]
+    decay = _number(out["ema"]["decay"], "ema.decay", minimum=0.0)
+    if not decay < 1.0:
+        raise ConfigError(f"ema.decay must be in [0, 1), got {decay!r}")
+    out["ema"]["decay"] = decay
     try:
         get_objective(out["objective"]["name"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return out
+
+
+def _number(value: Any, name: str, minimum: float) -> float:
+    """``float(value)``, or ``ConfigError`` when it is not a number ``>= minimum``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < minimum:
+        raise ConfigError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return number
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
@@ -310,21 +332,21 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model).eval()
 
         optim = self.cfg["optim"]
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(optim["lr"]),
-                                           weight_decay=float(optim["weight_decay"]),
-                                           betas=tuple(float(b) for b in optim["betas"]))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim["lr"],
+                                           weight_decay=optim["weight_decay"],
+                                           betas=tuple(optim["betas"]))
         self.order = DataOrder(len(task.train_set), self.cfg["batch_size"], seed,
                                self.info.rank, self.info.world_size)
         self.total_steps = (self.cfg["steps"] if self.cfg["steps"] is not None
                             else self.cfg["epochs"] * self.order.batches_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total_steps, int(optim["warmup"]),
-                                                optim["schedule"], float(optim["min_lr_ratio"])))
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, optim["warmup"],
+                                                optim["schedule"], optim["min_lr_ratio"]))
         objective = dict(self.cfg["objective"])
         self.loss_fn = get_objective(objective.pop("name"))
         self.loss_kwargs = objective
         self.step = 0
-        self.last_lr = float(optim["lr"])
+        self.last_lr = optim["lr"]
         self.resumed_from: int | None = None
         ckpt_path = self.out_dir / CHECKPOINT_NAME
         if resume and ckpt_path.is_file():
@@ -466,7 +488,7 @@ class Trainer:
         clip = self.cfg["optim"]["grad_clip"]
         params = [p for p in self.model.parameters() if p.grad is not None]
         if clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         else:
             grad_norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())

@@ -125,6 +125,8 @@ def test_bad_sections_raise(small_sdf):
         build_task({**_cfg(small_sdf[0]), "model": {"backbone": "gcn"}})
     with pytest.raises(FileNotFoundError, match="not found"):
         build_task(_cfg("no/such/file.sdf"))
+    with pytest.raises(ValueError, match="bad sde section"):
+        build_task({**_cfg(small_sdf[0]), "sde": {"name": "ve", "sigma": 3.0}})
 
 
 def test_resolve_data_path_tries_repo_root(monkeypatch, tmp_path):

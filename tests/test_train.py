@@ -151,6 +151,11 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"optim": {"schedule": "linear"}}, "schedule"),
     ({"ema": 1.5}, "ema.decay"),
     ({"objective": "nope"}, "unknown objective"),
+    ({"optim": {"lr": "fast"}}, "optim.lr must be a number"),
+    ({"optim": {"lr": 0}}, "optim.lr must be positive"),
+    ({"optim": {"grad_clip": -1}}, "optim.grad_clip"),
+    ({"optim": {"betas": [0.9]}}, "optim.betas"),
+    ({"ema": "slow"}, "'ema' must be a mapping"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)

@@ -261,7 +261,11 @@ def build_task(cfg: dict) -> TrainTask:
     data, model_cfg = dict(cfg.get("data") or {}), dict(cfg.get("model") or {})
     if ("sdf" in data) == ("processed" in data):
         raise ValueError("conformers task: data needs exactly one of 'sdf' or 'processed'")
-    sde = make_sde(**(cfg.get("sde") or DEFAULT_SDE))
+    sde_cfg = cfg.get("sde") or DEFAULT_SDE
+    try:
+        sde = make_sde(**sde_cfg)
+    except TypeError as err:
+        raise ValueError(f"bad sde section {sde_cfg!r}: {err}") from None
     coord_scale = model_cfg.get("coord_scale")
     if coord_scale is None:
         coord_scale = 1.0 if sde.name == "ve" else 2.5
