@@ -1,0 +1,102 @@
+"""`molscore sample` on a tiny image checkpoint: outputs, inpainting, guidance, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+from molscore.cli import main
+from molscore.data.image_task import build_task
+from molscore.data.images import read_png, write_png
+
+TINY = {"task": "images", "data": {"source": "digits", "holdout": 0.1},
+        "model": {"channels": 8, "ch_mult": [1, 2], "num_res_blocks": 1},
+        "sde": {"name": "vp"}}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    task = build_task(TINY)
+    with torch.no_grad():  # a non-zero output layer, as after training
+        task.model.net.out.weight.normal_(0, 0.1)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(),
+                 "meta": task.meta}, path)
+    return path
+
+
+def _run(capsys, *argv):
+    rc = main(["sample", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_png_grid_and_npy(ckpt, tmp_path, capsys):
+    rc, out, err = _run(capsys, "--checkpoint", ckpt, "-n", 5, "--sampler", "em", "--steps", 3,
+                        "-o", tmp_path / "grid.png")
+    assert rc == 0, err
+    assert "wrote 5 images" in out
+    grid = read_png(tmp_path / "grid.png")
+    # 3 columns x 2 rows of 8x8 tiles with 1-pixel padding, enlarged 8x
+    assert grid.shape == (1, 8 * (2 * 9 + 1), 8 * (3 * 9 + 1))
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 4, "--sampler", "ode", "--steps", 2,
+                      "--label", 3, "--guidance", 1.5, "-o", tmp_path / "s.npy")
+    assert rc == 0, err
+    arr = np.load(tmp_path / "s.npy")
+    assert arr.shape == (4, 1, 8, 8) and arr.dtype == np.uint8 and arr.max() <= 16
+
+
+def test_inpainting_cli_keeps_known_pixels_and_skips_bad_pairs(ckpt, tmp_path, capsys):
+    img = torch.randint(0, 256, (1, 8, 8), generator=torch.Generator().manual_seed(0)).to(
+        torch.uint8)
+    mask = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    mask[:, :4] = 255  # top half known
+    write_png(tmp_path / "img.png", img)
+    write_png(tmp_path / "mask.png", mask)
+    write_png(tmp_path / "big.png", torch.zeros(1, 9, 9, dtype=torch.uint8))
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 3, "--steps", 3, "--inpaint",
+                      tmp_path / "img.png", tmp_path / "big.png", "--mask", tmp_path / "mask.png",
+                      "-o", tmp_path / "fill.npy")
+    assert rc == 0
+    assert err.count("\n") == 1 and "big.png" in err and "expected 1x8x8" in err
+    arr = np.load(tmp_path / "fill.npy")
+    assert arr.shape == (3, 1, 8, 8)  # the bad image was skipped, the good one processed
+    known = (img[:, :4].long() * 17 // 256).numpy()
+    assert (arr[:, :, :4] == known[None]).all()
+
+
+def test_bad_mask_exits_2(ckpt, tmp_path, capsys):
+    write_png(tmp_path / "img.png", torch.zeros(1, 8, 8, dtype=torch.uint8))
+    write_png(tmp_path / "mask.png", torch.zeros(1, 4, 4, dtype=torch.uint8))
+    (tmp_path / "junk.png").write_text("not an image")
+    for mask in ("mask.png", "junk.png"):
+        rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                          tmp_path / "img.png", "--mask", tmp_path / mask, "-o",
+                          tmp_path / "o.png")
+        assert rc == 2
+        assert err.strip().splitlines()[-1].startswith("molscore sample: error:")
+        assert "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--label", "12"], "--label must be in 0..9"),
+    (["--guidance", "2"], "--guidance needs --label"),
+    (["--inpaint", "x.png"], "--inpaint and --mask go together"),
+    (["--length", "10"], "--length is for C-alpha"),
+])
+def test_bad_options_exit_2(ckpt, tmp_path, capsys, extra, message):
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "-o", tmp_path / "o.png", *extra)
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-o", tmp_path / "o.txt")
+    assert rc == 2 and ".png (grid) or .npy" in err
+    rc, _, err = _run(capsys, "--checkpoint", tmp_path / "missing.pt", "-o", tmp_path / "o.png")
+    assert rc == 2 and "not found" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--checkpoint", str(ckpt), "--sampler", "nope", "-o", "x.png"])
+    assert exc.value.code == 2
