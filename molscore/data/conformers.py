@@ -110,9 +110,9 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
 
     Each record is checked (coordinates present and plausible, atoms match ``smiles`` when
     given, stereo from 3D equal to the first kept record's); failing records are dropped and
-    reported in ``failures`` as ``(name, f"conformer {k}: {reason}")``. Hydrogens missing from a record
-    are added with computed coordinates. Records in another atom order are renumbered to the
-    first kept record's order.
+    reported in ``failures`` as ``(name, f"conformer {k}: {reason}")``. Hydrogens missing from a
+    record are added with computed coordinates. Records in another atom order are renumbered to
+    the first kept record's order.
 
     Args:
         mols: ``K`` RDKit molecules, each with one conformer (the first is used).
@@ -123,7 +123,7 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
         largest_fragment, max_heavy_atoms: passed to :func:`prepare_mol`.
 
     Raises:
-        MoleculeError: no record survives; the message is the first record's reason.
+        MoleculeError: no record survives (``"no usable conformer (<first record's reason>)"``).
     """
     failures = failures if failures is not None else []
     base: Chem.Mol | None = None
