@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
 
 from .embeddings import CosineCutoff, GaussianSmearing, SinusoidalTimeEmbedding, mlp
 from .neighbors import radius_graph
 
-__all__ = ["GraphEdges", "merge_edges", "reverse_edge_attr", "build_edges", "graph_fields", "GraphInputs"]
+__all__ = ["GraphEdges", "merge_edges", "reverse_edge_attr", "build_edges", "graph_fields", "GraphInputs",
+           "weighted_mean"]
 
 
 @dataclass
@@ -86,6 +86,19 @@ def reverse_edge_attr(index: Tensor, attr: Tensor, num_nodes: int) -> Tensor:
     found = sorted_key[pos] == rev if key.numel() else torch.zeros_like(rev, dtype=torch.bool)
     out = attr[order[pos]] if key.numel() else attr
     return out * found.unsqueeze(-1).to(attr.dtype)
+
+
+def weighted_mean(msg: Tensor, edges: GraphEdges, num_nodes: int) -> Tensor:
+    """Aggregate edge messages ``(E, ...)`` at their targets: ``sum_e w_e m_e / max(sum_e w_e, 1)``.
+
+    Returns ``(num_nodes, ...)``. Continuous in the envelope weights ``w`` (an edge that
+    enters at the cutoff with ``w = 0`` changes nothing), unlike a plain mean.
+    """
+    target, weight = edges.index[1], edges.weight
+    shape = (-1, *([1] * (msg.ndim - 1)))
+    total = scatter(msg * weight.reshape(shape), target, dim=0, dim_size=num_nodes, reduce="sum")
+    norm = scatter(weight, target, dim=0, dim_size=num_nodes, reduce="sum").clamp(min=1.0)
+    return total / norm.reshape(shape)
 
 
 def graph_fields(cond: Any, x: Tensor) -> tuple[Tensor, int, Tensor, Tensor | None, Tensor | None]:

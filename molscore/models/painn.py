@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
-from .edges import GraphEdges, GraphInputs
+from .edges import GraphEdges, GraphInputs, weighted_mean
 from .embeddings import mlp
 
 __all__ = ["PaiNNScoreNet", "PaiNNLayer", "VectorLinear", "VectorNorm"]
@@ -45,14 +44,6 @@ class VectorNorm(nn.Module):
         return v / rms.unsqueeze(-1) * self.gamma.unsqueeze(-1)
 
 
-def _weighted_mean(msg: Tensor, target: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
-    """``sum_e w_e m_e / max(sum_e w_e, 1)`` per target node; continuous in ``w``."""
-    w = weight.reshape(-1, *([1] * (msg.ndim - 1)))
-    total = scatter(msg * w, target, dim=0, dim_size=num_nodes, reduce="sum")
-    norm = scatter(weight, target, dim=0, dim_size=num_nodes, reduce="sum").clamp(min=1.0)
-    return total / norm.reshape(-1, *([1] * (msg.ndim - 1)))
-
-
 class PaiNNLayer(nn.Module):
     """One message + update block.
 
@@ -75,15 +66,15 @@ class PaiNNLayer(nn.Module):
     def forward(self, s: Tensor, v: Tensor, edges: GraphEdges, edge_emb: Tensor) -> tuple[Tensor, Tensor]:
         """``s`` ``(N, F_s)``, ``v`` ``(N, F_v, 3)`` -> updated ``(s, v)``."""
         n = s.shape[0]
-        src, dst = edges.index
+        src = edges.index[0]
         m = self.phi(s)[src] * self.filt(edge_emb)
         ms, mvv, mvr, mvc = torch.split(m, [self.ns, self.nv, self.nv, self.nv], dim=-1)
         u = (edges.vec / edges.dist.unsqueeze(-1)).unsqueeze(1)              # (E, 1, 3)
         vj = v[src]
         dv = (mvv.unsqueeze(-1) * vj + mvr.unsqueeze(-1) * u
               + mvc.unsqueeze(-1) * torch.linalg.cross(vj, u.expand_as(vj), dim=-1))
-        s = s + _weighted_mean(ms, dst, edges.weight, n)
-        v = v + _weighted_mean(dv, dst, edges.weight, n)
+        s = s + weighted_mean(ms, edges, n)
+        v = v + weighted_mean(dv, edges, n)
 
         uv, vv = self.U(v), self.V(v)
         vnorm = (vv.pow(2).sum(-1) + 1e-8).sqrt()

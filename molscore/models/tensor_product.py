@@ -17,9 +17,8 @@ from typing import Any
 import torch
 from e3nn import o3
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
-from .edges import GraphEdges, GraphInputs
+from .edges import GraphEdges, GraphInputs, weighted_mean
 from .embeddings import mlp
 
 __all__ = ["TensorProductScoreNet", "TPConv", "IrrepsNorm"]
@@ -85,11 +84,8 @@ class TPConv(nn.Module):
 
     def forward(self, h: Tensor, edge_sh: Tensor, weight_in: Tensor, edges: GraphEdges) -> Tensor:
         """``h`` ``(N, irreps_in.dim)`` -> ``(N, irreps_out.dim)``."""
-        src, dst = edges.index
-        msg = self.tp(h[src], edge_sh, self.fc(weight_in)) * edges.weight.unsqueeze(-1)
-        total = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="sum")
-        norm = scatter(edges.weight, dst, dim=0, dim_size=h.shape[0], reduce="sum").clamp(min=1.0)
-        out = total / norm.unsqueeze(-1)
+        src = edges.index[0]
+        out = weighted_mean(self.tp(h[src], edge_sh, self.fc(weight_in)), edges, h.shape[0])
         if self.residual:
             out = out + nn.functional.pad(h, (0, out.shape[-1] - h.shape[-1]))
         return out if self.norm is None else self.norm(out)
