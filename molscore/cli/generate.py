@@ -8,6 +8,11 @@ stderr), with properties ``smiles``, ``conformer``, ``checks`` and, with ``--rel
 ``energy`` (kcal/mol). Records follow the input order and are written (and flushed) one
 molecule at a time.
 
+Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (a mirror image
+is reflected, single inverted centres are flipped, others are resampled up to --max-retries
+rounds and then dropped). Unspecified stereo: one isomer is chosen from --seed and recorded
+in the ``smiles`` property. --batch-size counts atoms (molecules x conformers per batch).
+
 Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
 status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
