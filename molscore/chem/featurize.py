@@ -290,7 +290,8 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
     table = np.array([_bond_features(b) for b in mol.GetBonds()], dtype=np.float32).reshape(-1, n_bond)
     bond_id = np.full((n, n), -1, dtype=np.int64)
     for b in mol.GetBonds():
-        bond_id[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] = bond_id[b.GetEndAtomIdx(), b.GetBeginAtomIdx()] = b.GetIdx()
+        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+        bond_id[i, j] = bond_id[j, i] = b.GetIdx()
     bonded = hop == 1
     edge_attr[bonded, 3:3 + n_bond] = table[bond_id[src[bonded], dst[bonded]]]
     edge_attr[~bonded, 3 + n_bond - 1] = 1.0

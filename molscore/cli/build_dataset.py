@@ -38,6 +38,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (resumed if it exists)")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
@@ -67,10 +77,13 @@ def register(subparsers) -> None:
                    help="CSV with a 'smiles' column (optional 'name'), or .smi file "
                         f"(default: the shipped {DEFAULT_SMILES.parent.name}/{DEFAULT_SMILES.name})")
     p.add_argument("--n-confs", type=_positive_int, default=30, help="conformers kept per molecule (default 30)")
-    p.add_argument("--energy-window", type=float, default=10.0, help="kcal/mol above the minimum (default 10)")
-    p.add_argument("--rmsd", type=float, default=0.5, help="heavy-atom RMSD de-duplication threshold, A (default 0.5)")
+    p.add_argument("--energy-window", type=_nonnegative, default=10.0,
+                   help="kcal/mol above the minimum (default 10)")
+    p.add_argument("--rmsd", type=_nonnegative, default=0.5,
+                   help="heavy-atom RMSD de-duplication threshold, A (default 0.5)")
     p.add_argument("--seed", type=int, default=42, help="embedding seed (default 42)")
-    p.add_argument("--max-heavy-atoms", type=_positive_int, default=100, help="skip larger molecules (default 100)")
+    p.add_argument("--max-heavy-atoms", type=_positive_int, default=100,
+                   help="skip larger molecules (default 100)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     _common(p)
     p.set_defaults(func=run)

@@ -285,7 +285,8 @@ def _sdf_records(path: Path, failures: Failures) -> Iterator[tuple[int, Chem.Mol
             yield n, mol
             n += 1
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
-        failures.append((str(path), f"truncated or unreadable file ({n} records read): {type(err).__name__}: {err}"))
+        failures.append((str(path),
+                         f"truncated or unreadable file ({n} records read): {type(err).__name__}: {err}"))
 
 
 def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
