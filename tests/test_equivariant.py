@@ -237,3 +237,15 @@ def test_learns_a_handedness_dependent_target(name: str, graphs) -> None:
     xs, targets = draw(torch.Generator().manual_seed(99))   # unseen rotations
     with torch.no_grad():
         assert (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean().item() < 0.3
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_finite_for_coincident_atoms(name: str, graphs) -> None:
+    g = graphs[ALANINE_L]
+    x = g.pos.clone()
+    x[4] = x[0]   # two atoms on top of each other
+    x.requires_grad_(True)
+    net = _net(name)
+    out = net(x, torch.tensor([0.3], dtype=torch.float64), Batch.from_data_list([g]))
+    out.pow(2).sum().backward()
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(x.grad).all())

@@ -141,7 +141,8 @@ class TensorProductScoreNet(nn.Module):
         """``x`` ``(N, 3)`` coordinates, ``t`` ``(B,)`` times -> ``(N, 3)``."""
         h, _, edges, edge_emb = self.inputs(x, t, cond)
         src, dst = edges.index
-        edge_sh = o3.spherical_harmonics(self.irreps_sh, edges.vec, normalize=True, normalization="component")
+        unit = edges.vec / edges.dist.unsqueeze(-1)          # dist is clamped: finite for coincident atoms
+        edge_sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component")
         for conv in [*self.convs, self.out_conv]:
             weight_in = torch.cat([edge_emb, h[src, :self.ns], h[dst, :self.ns]], dim=-1)
             h = conv(h, edge_sh, weight_in, edges)
