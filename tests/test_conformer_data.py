@@ -214,3 +214,22 @@ def test_scaffold_split_disjoint_and_deterministic():
     assert any(scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=s) != split for s in range(2, 6))
     with pytest.raises(ValueError):
         scaffold_split(scaffolds, (0.5, 0.2, 0.2))
+
+
+def test_merge_renumbers_atoms_and_rejects_mirror_images(ensembles):
+    from molscore.data.conformers import conformer_set_from_mols
+
+    smi = "C[C@H](N)Cc1ccncc1"
+    first, second = _singles(ensembles[smi])
+    order = list(range(second.GetNumAtoms()))[::-1]
+    shuffled = Chem.RenumberAtoms(second, order)  # same molecule, atoms in reverse order
+    mirror = Chem.Mol(first)
+    conf = mirror.GetConformer()
+    for i in range(mirror.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (-p.x, p.y, p.z))  # the enantiomer's coordinates
+    failures = []
+    out = conformer_set_from_mols([first, shuffled, mirror], smi, smiles=smi, failures=failures)
+    assert out.num_conformers == 2 and out.smiles == smi
+    assert np.allclose(out.coordinates()[1], second.GetConformer().GetPositions())  # back in first's order
+    assert failures == [(smi, "conformer 2: stereochemistry from 3D differs from the first conformer")]
