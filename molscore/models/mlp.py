@@ -59,18 +59,38 @@ class TimeEmbedding(nn.Module):
         return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 
-def _mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = d_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    layers.append(nn.Linear(width, d_out))
-    return nn.Sequential(*layers)
+class _TimeMLP(nn.Module):
+    """``x (B, d_in), t (B,) -> (B, d_out)``: SiLU MLP whose hidden layers all receive the
+    time: ``h_{i+1} = SiLU(L_i h_i + T_i e)`` with ``e = SiLU(W embed(t))``.
+
+    Keeping ``x`` and ``t`` in separate input layers (rather than concatenating ``x`` with a
+    wide embedding) keeps a low-dimensional ``x`` from being drowned by the time features.
+    """
+
+    def __init__(self, d_in: int, d_out: int, hidden: int, depth: int, time_embed: str,
+                 embed_dim: int):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.embed = TimeEmbedding(embed_dim, time_embed)
+        self.t_in = nn.Sequential(nn.Linear(embed_dim, hidden), nn.SiLU())
+        self.layers = nn.ModuleList(nn.Linear(d_in if i == 0 else hidden, hidden)
+                                    for i in range(depth))
+        self.t_layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
+        self.out = nn.Linear(hidden, d_out)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
+        e = self.t_in(self.embed(t))
+        h = x
+        for layer, t_layer in zip(self.layers, self.t_layers):
+            h = self.act(layer(h) + t_layer(e))
+        return self.out(h)
 
 
 class MLPScoreNet(nn.Module):
-    """``x (B, D), t (B,) -> (B, D)``: an MLP on ``[x, embed(t)]`` with SiLU activations.
+    """``x (B, D), t (B,) -> (B, D)``: a SiLU MLP with the time embedding added to every layer.
 
     Args:
         dim: data dimension ``D``.
@@ -84,12 +104,10 @@ class MLPScoreNet(nn.Module):
                  embed_dim: int = 64):
         super().__init__()
         self.dim = dim
-        self.embed = TimeEmbedding(embed_dim, time_embed)
-        self.body = _mlp(dim + embed_dim, dim, hidden, depth)
+        self.body = _TimeMLP(dim, dim, hidden, depth, time_embed, embed_dim)
 
     def forward(self, x: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
-        return self.body(torch.cat([x, self.embed(t)], dim=-1))
+        return self.body(x, t)
 
 
 class MLPEnergyNet(nn.Module):
@@ -111,14 +129,12 @@ class MLPEnergyNet(nn.Module):
                  embed_dim: int = 64, sde: SDE | None = None, sigma_data: float = 1.0):
         super().__init__()
         self.dim, self.sde, self.sigma_data = dim, sde, sigma_data
-        self.embed = TimeEmbedding(embed_dim, time_embed)
-        self.body = _mlp(dim + embed_dim, 1, hidden, depth)
+        self.body = _TimeMLP(dim, 1, hidden, depth, time_embed, embed_dim)
 
     def forward(self, x: Tensor, t: Tensor, cond: Any = None) -> Tensor:
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
         if self.sde is None:
-            return self.body(torch.cat([x, self.embed(t)], dim=-1)).squeeze(-1)
+            return self.body(x, t).squeeze(-1)
         m, s = self.sde.marginal(t)
         c = (m ** 2 * self.sigma_data ** 2 + s ** 2).rsqrt()
-        h = self.body(torch.cat([c.unsqueeze(-1) * x, self.embed(t)], dim=-1)).squeeze(-1)
-        return h / (c * s)
+        return self.body(c.unsqueeze(-1) * x, t).squeeze(-1) / (c * s)

@@ -1,0 +1,141 @@
+"""``molscore toy`` CLI: exact spellings, output shapes, one-line errors with exit 2."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from molscore.cli import main
+from molscore.data.toy import get_density
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint from a very short ``toy train`` run (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["toy", "train", "--density", "checkerboard", "--objective", "dsm", "--sde", "ve",
+               "--steps", "30", "--batch-size", "64", "--hidden", "16", "--depth", "1",
+               "--plot-samples", "200", "--plot-steps", "20", "--quiet", "-o", str(out)])
+    assert rc == 0
+    return out
+
+
+def _one_line_error(capsys, argv: list[str], *needles: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        rc = main(argv)
+        raise SystemExit(rc)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_sample_exact_spelling_writes_n_by_2(tmp_path, capsys):
+    out = tmp_path / "samples.npy"
+    rc = main(["toy", "sample", "--density", "gmm8", "--score", "exact", "--sde", "ve",
+               "--sampler", "pc", "--steps", "100", "-n", "400", "--seed", "1", "-o", str(out)])
+    assert rc == 0
+    x = np.load(out)
+    assert x.shape == (400, 2) and x.dtype.kind == "f" and np.isfinite(x).all()
+    # the samples sit on the gmm8 modes: radius ~4, every mode visited
+    r = np.linalg.norm(x, axis=1)
+    assert abs(np.median(r) - 4.0) < 0.3
+    modes = get_density("gmm8").responsibilities(torch.from_numpy(x)).argmax(1)
+    assert len(set(modes.tolist())) == 8
+    # same seed, same samples
+    out2 = tmp_path / "again.npy"
+    main(["toy", "sample", "--density", "gmm8", "--score", "exact", "--sde", "ve",
+          "--sampler", "pc", "--steps", "100", "-n", "400", "--seed", "1", "-o", str(out2)])
+    np.testing.assert_array_equal(np.load(out2), x)
+
+
+@pytest.mark.parametrize("sampler", ["em", "reverse", "ancestral", "ald", "ode"])
+@pytest.mark.parametrize("sde", ["vp", "subvp"])
+def test_every_sampler_and_sde_spelling_runs(tmp_path, sampler, sde):
+    out = tmp_path / "s.npy"
+    rc = main(["toy", "sample", "--density", "gmm2", "--score", "exact", "--sde", sde,
+               "--sampler", sampler, "--steps", "20", "-n", "50", "-o", str(out)])
+    assert rc == 0
+    assert np.load(out).shape == (50, 2)
+
+
+def test_likelihood_exact_spelling_matches_analytic(tmp_path, capsys):
+    pytest.importorskip("molscore.likelihood")
+    out = tmp_path / "logp.npz"
+    rc = main(["toy", "likelihood", "--density", "gmm8", "--score", "exact", "--sde", "vp",
+               "-n", "40", "--seed", "1", "-o", str(out)])
+    assert rc == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line.splitlines()) == 1 and "mean logp" in line and "analytic" in line
+    data = np.load(out)
+    assert data["x"].shape == (40, 2) and data["logp"].shape == (40,)
+    analytic = get_density("gmm8").log_prob(torch.from_numpy(data["x"])).numpy()
+    np.testing.assert_allclose(data["logp"], analytic, atol=2e-2)
+
+
+def test_train_writes_checkpoint_and_figure(tiny_checkpoint):
+    ckpt = torch.load(tiny_checkpoint / "checkpoint.pt", weights_only=True)
+    meta = ckpt["meta"]
+    assert meta["task"] == "toy" and meta["density"] == "checkerboard"
+    assert meta["sde"]["name"] == "ve" and meta["net"] == {"hidden": 16, "depth": 1}
+    assert meta["parameterisation"] == "denoiser"
+    assert set(ckpt["state_dict"]) == set(ckpt["model"])
+    png = (tiny_checkpoint / "toy.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tiny_checkpoint.glob("*.tmp*"))
+
+
+def test_sample_from_checkpoint_and_energy_model(tmp_path, tiny_checkpoint):
+    out = tmp_path / "s.npy"
+    rc = main(["toy", "sample", "--score", str(tiny_checkpoint / "checkpoint.pt"),
+               "--sampler", "ode", "--steps", "10", "-n", "30", "-o", str(out)])
+    assert rc == 0 and np.load(out).shape == (30, 2)
+    run = tmp_path / "energy"
+    rc = main(["toy", "train", "--density", "moons", "--objective", "ssm-vr", "--sde", "vp",
+               "--energy", "--steps", "5", "--batch-size", "32", "--hidden", "8", "--depth", "1",
+               "--plot-samples", "50", "--plot-steps", "5", "--quiet", "-o", str(run)])
+    assert rc == 0
+    meta = torch.load(run / "checkpoint.pt", weights_only=True)["meta"]
+    assert meta["energy"] and meta["parameterisation"] == "energy"
+    rc = main(["toy", "sample", "--score", str(run / "checkpoint.pt"), "--sampler", "em",
+               "--steps", "5", "-n", "20", "-o", str(out)])
+    assert rc == 0 and np.load(out).shape == (20, 2)
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["toy", "sample", "--density", "gmm9", "-o", "x.npy"], ["gmm8", "checkerboard"]),
+    (["toy", "sample", "--sampler", "heun", "-o", "x.npy"], ["em", "ancestral", "ode"]),
+    (["toy", "sample", "--sde", "cosine", "-o", "x.npy"], ["ve", "vp", "subvp"]),
+    (["toy", "sample", "--steps", "0", "-o", "x.npy"], ["positive"]),
+    (["toy", "sample", "-n", "-3", "-o", "x.npy"], ["positive"]),
+    (["toy", "train", "--objective", "nce", "-o", "r"], ["dsm", "ssm", "ssm-vr", "exact"]),
+    (["toy", "train", "--steps", "-1", "-o", "r"], ["positive"]),
+    (["toy", "likelihood", "--density", "nope", "-o", "l.npz"], ["gmm8"]),
+])
+def test_bad_names_exit_2_with_one_line(capsys, argv, needles):
+    _one_line_error(capsys, argv, *needles)
+
+
+def test_exact_score_needs_a_mixture(tmp_path, capsys):
+    _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
+                             "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")
+
+
+def test_missing_and_nan_checkpoints_exit_2(tmp_path, capsys, tiny_checkpoint):
+    _one_line_error(capsys, ["toy", "sample", "--score", str(tmp_path / "none.pt"),
+                             "-o", str(tmp_path / "x.npy")], "not found")
+    ckpt = torch.load(tiny_checkpoint / "checkpoint.pt", weights_only=True)
+    bad = {k: v.clone() for k, v in ckpt["state_dict"].items()}
+    first = next(k for k, v in bad.items() if v.is_floating_point() and k != "net.body.embed.freqs")
+    bad[first].view(-1)[0] = float("nan")
+    ckpt["state_dict"] = ckpt["model"] = bad
+    path = tmp_path / "nan.pt"
+    torch.save(ckpt, path)
+    _one_line_error(capsys, ["toy", "sample", "--score", str(path), "-o", str(tmp_path / "x.npy")],
+                    "NaN")
+    _one_line_error(capsys, ["toy", "likelihood", "--score", str(path),
+                             "-o", str(tmp_path / "l.npz")], "NaN")
+    assert not (tmp_path / "x.npy").exists()
