@@ -8,6 +8,7 @@ Config sections read here (see ``configs/smoke.yaml``)::
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation
+      split_seed: 0             # sdf only: seed of that molecule split
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
       reserved: null            # sdf only: reserved InChIKey list (default: the shipped one)
@@ -162,7 +163,7 @@ class _Collate:
         return collate(items, self.coord_scale)
 
 
-def _load_sdf(data: dict, seed: int) -> tuple[Dataset, Dataset | None, dict]:
+def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
     from ..data.reserved import is_reserved, load_reserved
 
@@ -187,7 +188,7 @@ def _load_sdf(data: dict, seed: int) -> tuple[Dataset, Dataset | None, dict]:
                                                                        dtype=torch.float64))
     if not graphs:
         raise ValueError(f"no usable molecules in {path}")
-    order = np.random.default_rng(seed).permutation(len(graphs))
+    order = np.random.default_rng(int(data.get("split_seed", 0))).permutation(len(graphs))
     n_val = int(round(float(data.get("val_fraction", 0.15)) * len(graphs)))
     n_val = min(n_val, len(graphs) - 1)
     val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
@@ -272,7 +273,7 @@ def build_task(cfg: dict) -> TrainTask:
     if not float(coord_scale) > 0:
         raise ValueError(f"model.coord_scale must be positive, got {coord_scale!r}")
     if "sdf" in data:
-        train_set, val_set, info = _load_sdf(data, int(cfg.get("seed", 0)))
+        train_set, val_set, info = _load_sdf(data)
     else:
         train_set, val_set, info = _load_processed(data)
     net = build_backbone(model_cfg.get("backbone", "painn"), ATOM_FEAT_DIM, EDGE_FEAT_DIM,
