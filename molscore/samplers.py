@@ -36,7 +36,6 @@ about 0.4 of the true one, ALD the true one within sampling error).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -191,22 +190,30 @@ def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_st
     return x, x_mean
 
 
-def _run_steps(step_fn: Callable, sde: SDE, space: Space, x: Tensor, steps: int, *, score,
-               cond: _Conditioner, callback: Callback | None, disable: bool,
-               denoise: bool, last_mean: bool = True) -> Tensor:
-    """Shared loop: ``x, x_mean = step_fn(x, t, t_next)`` over the time grid; the last step
-    keeps ``x_mean`` when ``last_mean``."""
+def _run_steps(step_fn: Callable, sde: SDE, space: Space, x: Tensor, steps: int, *,
+               cond: _Conditioner | None, callback: Callback | None, disable: bool,
+               last_mean: bool = True) -> Tensor:
+    """Shared loop: ``x, x_mean = step_fn(x, t, t_next)`` over the time grid, then the
+    conditioning replacement (if ``cond``); the last step keeps ``x_mean`` when
+    ``last_mean``."""
     ts = sde.time_grid(steps, device=x.device).to(x.dtype)
     for i in tqdm(range(steps), disable=disable):
         t, t_next = _tvec(ts[i], space), _tvec(ts[i + 1], space)
         x, x_mean = step_fn(x, t, t_next)
         x = space.project(x_mean if last_mean and i == steps - 1 else x)
-        x = cond.noised(x, t_next)
+        if cond is not None:
+            x = cond.noised(x, t_next)
         if callback is not None:
             callback({"i": i, "t": t_next, "x": x})
+    return x
+
+
+def _finish(x: Tensor, score: _Counted, sde: SDE, space: Space, cond: _Conditioner,
+            denoise: bool) -> SampleResult:
+    """Optional Tweedie denoising, then the known entries set exactly."""
     if denoise:
         x = _tweedie(score, sde, space, x)
-    return cond.final(x)
+    return SampleResult(cond.final(x), score.nfe)
 
 
 def _predictor_sampler(name: str):
@@ -220,9 +227,9 @@ def _predictor_sampler(name: str):
         score = _Counted(score_fn, space)
         cond = _Conditioner(sde, space, x, mask, x_known, generator)
         x = _run_steps(lambda x, t, tn: predictor(score, sde, space, x, t, tn, generator),
-                       sde, space, space.project(x), steps, score=score, cond=cond,
-                       callback=callback, disable=disable, denoise=denoise)
-        return SampleResult(x, score.nfe)
+                       sde, space, space.project(x), steps, cond=cond, callback=callback,
+                       disable=disable)
+        return _finish(x, score, sde, space, cond, denoise)
 
     sampler.__name__ = f"sample_{name}"
     sampler.__doc__ = (f"Predictor-only sampler with the ``{name}`` step "
@@ -259,9 +266,9 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
         x = cond.noised(x, t)
         return pred(score, sde, space, x, t, t_next, generator)
 
-    x = _run_steps(step, sde, space, space.project(x), steps, score=score, cond=cond,
-                   callback=callback, disable=disable, denoise=denoise)
-    return SampleResult(x, score.nfe)
+    x = _run_steps(step, sde, space, space.project(x), steps, cond=cond, callback=callback,
+                   disable=disable)
+    return _finish(x, score, sde, space, cond, denoise)
 
 
 def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
@@ -288,9 +295,9 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
             return score(cond.noised(y, tt), tt)
         return langevin_correct(corr_score, space, x, t_next, n_corrector, snr, generator)
 
-    x = _run_steps(step, sde, space, space.project(x), steps, score=score, cond=cond,
-                   callback=callback, disable=disable, denoise=denoise, last_mean=False)
-    return SampleResult(x, score.nfe)
+    x = _run_steps(step, sde, space, space.project(x), steps, cond=cond, callback=callback,
+                   disable=disable, last_mean=False)
+    return _finish(x, score, sde, space, cond, denoise)
 
 
 ODE_METHODS = ("euler", "heun", "rk4", "dopri5")
@@ -358,11 +365,9 @@ def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
             x = cond.noised(x, t_next, z_known)
             return x, x
 
-        x = _run_steps(step, sde, space, x, steps, score=score, cond=_Conditioner(
-            sde, space, x, None, None, None), callback=callback, disable=disable, denoise=False)
-    if denoise:
-        x = _tweedie(score, sde, space, x)
-    return SampleResult(cond.final(x), score.nfe)
+        x = _run_steps(step, sde, space, x, steps, cond=None, callback=callback,
+                       disable=disable)
+    return _finish(x, score, sde, space, cond, denoise)
 
 
 def _path_rate(sde: SDE, space: Space, t: Tensor, x: Tensor, x_known: Tensor,
