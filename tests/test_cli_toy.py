@@ -114,6 +114,7 @@ def test_sample_from_checkpoint_and_energy_model(tmp_path, tiny_checkpoint):
     (["toy", "train", "--objective", "nce", "-o", "r"], ["dsm", "ssm", "ssm-vr", "exact"]),
     (["toy", "train", "--steps", "-1", "-o", "r"], ["positive"]),
     (["toy", "likelihood", "--density", "nope", "-o", "l.npz"], ["gmm8"]),
+    (["toy", "likelihood", "--method", "rk4", "-o", "l.npz"], ["needs --steps"]),
 ])
 def test_bad_names_exit_2_with_one_line(capsys, argv, needles):
     _one_line_error(capsys, argv, *needles)
@@ -139,3 +140,20 @@ def test_missing_and_nan_checkpoints_exit_2(tmp_path, capsys, tiny_checkpoint):
     _one_line_error(capsys, ["toy", "likelihood", "--score", str(path),
                              "-o", str(tmp_path / "l.npz")], "NaN")
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_generic_trainer_config_gives_a_sampleable_toy_checkpoint(tmp_path):
+    """configs/toy_checkerboard.yaml through molscore.train, then ``toy sample`` on its output."""
+    from pathlib import Path
+
+    from molscore.train import load_config, train
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "toy_checkerboard.yaml")
+    cfg.update(steps=3, batch_size=16, val_every=3, ckpt_every=3, log_every=1)
+    cfg["data"] = {**cfg["data"], "n": 64}
+    cfg["model"] = {**cfg["model"], "hidden": 8, "depth": 1}
+    train(cfg, tmp_path / "run", device="cpu")
+    out = tmp_path / "s.npy"
+    rc = main(["toy", "sample", "--score", str(tmp_path / "run" / "checkpoint.pt"),
+               "--sampler", "em", "--steps", "5", "-n", "10", "-o", str(out)])
+    assert rc == 0 and np.load(out).shape == (10, 2)

@@ -33,6 +33,7 @@ from ..sde import SDE, SDE_NAMES, make_sde
 from ..spaces import DenseSpace
 
 ORDER = 50
+LIKELIHOOD_METHODS = ("dopri5", "rk4", "midpoint", "euler")
 MIXTURES = tuple(name for name in DENSITIES if name.startswith("gmm"))
 
 
@@ -155,6 +156,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_likelihood(args: argparse.Namespace) -> int:
     from ..likelihood import log_likelihood
 
+    if args.method != "dopri5" and args.steps is None:
+        raise UsageError(f"--method {args.method} is fixed-step and needs --steps")
     out = _out_path(args.output, ".npz")
     src = _load_score(args.score, args.density, args.sde, args.dim)
     dens = get_density(src.density, **src.density_options)
@@ -308,9 +311,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("likelihood", help="log-density of data through the probability-flow ODE")
     _add_score_args(p)
     p.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact")
-    p.add_argument("--method", choices=ODE_METHODS, default="dopri5")
+    p.add_argument("--method", choices=LIKELIHOOD_METHODS, default="dopri5",
+                   help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
     p.add_argument("--steps", type=_positive, default=None,
-                   help="fixed steps for euler/heun/rk4")
+                   help="number of steps of a fixed-step --method")
     p.add_argument("--rtol", type=_positive_float, default=1e-5)
     p.add_argument("--atol", type=_positive_float, default=1e-5)
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
