@@ -125,7 +125,9 @@ def _tweedie(score: _Counted, sde: SDE, space: Space, x: Tensor) -> Tensor:
 
 
 # -- predictors: one step from t to t_next < t; return (x, x_mean) -------------------------
-def _em_step(score, sde, space, x, t, t_next, generator):
+def _em_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
+             t_next: Tensor, generator: torch.Generator | None
+             ) -> tuple[Tensor, Tensor]:
     """Euler-Maruyama on the reverse SDE."""
     dt = t_next - t                                                 # (B,), negative
     x_mean = x + sde.reverse_drift(x, t, score(x, t), space) * _ex(dt, space, x)
@@ -133,7 +135,9 @@ def _em_step(score, sde, space, x, t, t_next, generator):
     return x_mean + _ex(g, space, x) * space.noise_like(x, generator), x_mean
 
 
-def _reverse_step(score, sde, space, x, t, t_next, generator):
+def _reverse_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
+                  t_next: Tensor, generator: torch.Generator | None
+                  ) -> tuple[Tensor, Tensor]:
     """Reverse diffusion: invert the forward step ``x_t = x_{t'} + F + G z`` of
     ``sde.discretize`` taken from ``t' = t_next`` to ``t``."""
     h = float(t[0] - t_next[0])
@@ -142,7 +146,9 @@ def _reverse_step(score, sde, space, x, t, t_next, generator):
     return x_mean + _ex(g, space, x) * space.noise_like(x, generator), x_mean
 
 
-def _ancestral_step(score, sde, space, x, t, t_next, generator):
+def _ancestral_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
+                    t_next: Tensor, generator: torch.Generator | None
+                    ) -> tuple[Tensor, Tensor]:
     """Exact Gaussian posterior ``q(x_{t'} | x_t, x_0)`` with Tweedie's ``x_0``.
 
     With ``a = m_t / m_{t'}`` and ``b^2 = s_t^2 - a^2 s_{t'}^2`` the mean is
@@ -216,7 +222,7 @@ def _finish(x: Tensor, score: _Counted, sde: SDE, space: Space, cond: _Condition
     return SampleResult(cond.final(x), score.nfe)
 
 
-def _predictor_sampler(name: str):
+def _predictor_sampler(name: str) -> Callable[..., SampleResult]:
     predictor = PREDICTORS[name]
 
     def sampler(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
@@ -280,7 +286,7 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
 
     The levels are the times ``sde.time_grid(steps)[1:]`` (from just below ``T`` down to
     ``eps``; for VE a geometric sequence of sigmas); at each, ``n_corrector`` Langevin steps
-    on the noised density ``p_t``. The SNR step size ``2 snr^2 dim / ||score||^2`` is about
+    on the noised density ``p_t``. The SNR step size of :func:`langevin_correct` is about
     ``2 snr^2`` times the squared width of ``p_t``, i.e. NCSN's ``alpha_i ~ sigma_i^2``, for
     every SDE. ``steps = 1`` is plain (non-annealed) Langevin at ``t = eps``. The result is
     the chain's last state (a noise-free last step would shrink it by ``2 snr^2`` relative to
