@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from molscore.models.edges import build_edges, merge_edges, reverse_edge_attr
-from molscore.models.neighbors import knn_graph, radius_graph, within_graph_pairs
+from molscore.models.neighbors import knn_graph, radius_graph
 
 
 def _cloud(sizes: list[int], seed: int = 0, shuffle: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +35,7 @@ def _edges(edge_index: torch.Tensor) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("loop", [False, True])
 def test_radius_graph_matches_brute_force(shuffle: bool, loop: bool) -> None:
-    pos, batch = _cloud([7, 1, 12, 5], seed=1, shuffle=shuffle)
+    pos, batch = _cloud([7, 1, 12, 7, 5], seed=1, shuffle=shuffle)
     ei = radius_graph(pos, 2.5, batch, loop=loop)
     got = _edges(ei)
     assert len(got) == len(set(got))
@@ -45,10 +45,12 @@ def test_radius_graph_matches_brute_force(shuffle: bool, loop: bool) -> None:
     d = (pos[ei[0]] - pos[ei[1]]).norm(dim=-1)
     key = ei[1].double() * 1e3 + d
     assert bool((key[1:] >= key[:-1]).all())
+    # all pairs with an infinite radius
+    assert radius_graph(pos, float("inf"), batch).shape[1] == sum(n * (n - 1) for n in (7, 1, 12, 7, 5))
 
 
 def test_radius_graph_chunking_and_max_neighbours() -> None:
-    pos, batch = _cloud([30, 9, 20], seed=2)
+    pos, batch = _cloud([30, 9, 20, 9], seed=2)
     full = radius_graph(pos, 3.0, batch)
     chunked = radius_graph(pos, 3.0, batch, max_pairs=17)
     assert torch.equal(full, chunked)
@@ -70,7 +72,7 @@ def test_knn_graph_matches_brute_force_and_pyg_convention() -> None:
     # points on a line: 0 -- 1 ---- 3; target 0's nearest is 1, target 2's nearest is 1
     line = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]])
     assert knn_graph(line, 1).tolist() == [[1, 0, 1], [0, 1, 2]]   # [source, target]
-    pos, batch = _cloud([6, 2, 11], seed=3, shuffle=True)
+    pos, batch = _cloud([6, 2, 11, 6], seed=3, shuffle=True)
     k = 4
     for loop in (False, True):
         ei = knn_graph(pos, k, batch, loop=loop, max_pairs=23)
@@ -88,13 +90,6 @@ def test_empty_and_single_point_graphs() -> None:
     assert radius_graph(torch.zeros(0, 3), 1.0).shape == (2, 0)
     assert knn_graph(torch.zeros(1, 3), 3).shape == (2, 0)
     assert knn_graph(torch.zeros(1, 3), 3, loop=True).tolist() == [[0], [0]]
-
-
-def test_within_graph_pairs_covers_each_pair_once() -> None:
-    batch = torch.tensor([0, 0, 0, 1, 2, 2])
-    pairs = [p for src, dst in within_graph_pairs(batch, max_pairs=4) for p in zip(src.tolist(), dst.tolist())]
-    want = [(j, i) for i in range(6) for j in range(6) if batch[i] == batch[j]]
-    assert sorted(pairs) == sorted(want) and len(pairs) == len(want)
 
 
 def test_merge_edges_keeps_topological_features_and_flags_spatial_ones() -> None:

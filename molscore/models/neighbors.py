@@ -1,105 +1,73 @@
 """Neighbour lists in plain torch: radius and k-nearest-neighbour graphs of batched point sets.
 
-Both functions only compare points of the same graph. They enumerate the
-``n_g^2`` within-graph pairs explicitly (no ``N^2`` matrix over the whole batch),
-in chunks of target points whose pairs fit ``max_pairs``, so memory stays bounded
-even for 500-residue chains or many molecules at once.
+Both functions only compare points of the same graph: graphs of equal size are
+processed together as a dense ``(targets, n)`` distance block, in chunks of at most
+``max_pairs`` entries, so there is no ``N^2`` matrix over the whole batch and the
+memory stays bounded for 5000-residue chains as well as for many molecules.
 
 Convention (PyG's ``flow="source_to_target"``): ``edge_index[0]`` is the
 *source* (neighbour) ``j`` and ``edge_index[1]`` the *target* (centre) ``i``; a
 message-passing layer aggregates messages ``j -> i`` at ``i``.
 ``max_num_neighbors`` / ``k`` bound the number of sources per target. Edges are
-returned sorted by target, then by distance (ties by source index).
+returned sorted by target, then by distance, then by source.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["radius_graph", "knn_graph", "within_graph_pairs"]
+__all__ = ["radius_graph", "knn_graph"]
 
 DEFAULT_MAX_PAIRS = 1 << 22
 
 
-def _sorted_batch(pos: Tensor, batch: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """Batch vector (long) and, when ``batch`` is not sorted, the sorting permutation."""
-    if batch is None:
-        return torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device), None
-    batch = batch.long().to(pos.device)
-    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-        perm = torch.argsort(batch, stable=True)
-        return batch[perm], perm
-    return batch, None
+def _blocks(batch: Tensor, max_pairs: int):
+    """Yield ``(targets (T,), candidates (T, n))``: for each target, all points of its graph.
 
-
-def within_graph_pairs(batch: Tensor, max_pairs: int = DEFAULT_MAX_PAIRS):
-    """Yield all ordered pairs ``(source, target)`` of points in the same graph, in chunks.
-
-    Args:
-        batch: ``(N,)`` sorted graph index per point.
-        max_pairs: soft bound on the pairs per chunk (a single target's pairs are
-            never split).
-
-    Yields:
-        ``(src, dst)``, two ``(P,)`` long tensors; chunks cover consecutive targets and
-        within a chunk pairs are grouped by target in increasing order.
+    Graphs of equal size ``n`` share a block; a block holds at most ``max(max_pairs // n, 1)``
+    targets. ``batch`` may be in any order.
     """
-    n = batch.numel()
-    if n == 0:
-        return
     device = batch.device
+    order = torch.argsort(batch, stable=True)                  # points grouped by graph
     counts = torch.bincount(batch)
-    ptr = torch.cumsum(counts, 0) - counts                # first point of each graph
-    per_target = counts[batch]                            # (N,) pairs per target
-    ends = torch.cumsum(per_target, 0)
-    # chunk boundaries: consecutive targets whose cumulative pair count fits max_pairs
-    chunk_id = torch.div(ends - 1, max(int(max_pairs), 1), rounding_mode="floor")
-    bounds = torch.nonzero(torch.diff(chunk_id, prepend=chunk_id[:1] - 1)).flatten().tolist() + [n]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        rows = per_target[a:b]
-        dst = torch.repeat_interleave(torch.arange(a, b, device=device), rows)
-        start = torch.cumsum(rows, 0) - rows
-        local = torch.arange(dst.numel(), device=device) - torch.repeat_interleave(start, rows)
-        src = ptr[batch[dst]] + local
-        yield src, dst
-
-
-def _rank_within_target(dst: Tensor, key: Tensor) -> Tensor:
-    """Order pairs by ``(dst, key)``; return the permutation and each pair's rank inside its target."""
-    order = torch.argsort(key, stable=True)
-    order = order[torch.argsort(dst[order], stable=True)]
-    d = dst[order]
-    first = torch.ones_like(d, dtype=torch.bool)
-    first[1:] = d[1:] != d[:-1]
-    pos = torch.arange(d.numel(), device=d.device)
-    seg_start = torch.cummax(torch.where(first, pos, torch.zeros_like(pos)), 0).values
-    return order, pos - seg_start
+    ptr = torch.cumsum(counts, 0) - counts                     # first slot of each graph in `order`
+    for n in torch.unique(counts[counts > 0]).tolist():
+        graphs = torch.nonzero(counts == n).flatten()
+        slots = ptr[graphs].unsqueeze(-1) + torch.arange(n, device=device)     # (G, n)
+        flat = slots.flatten()
+        per_chunk = max(max_pairs // n, 1)
+        for a in range(0, flat.numel(), per_chunk):
+            tgt = order[flat[a:a + per_chunk]]
+            yield tgt, order[ptr[batch[tgt]].unsqueeze(-1) + torch.arange(n, device=device)]
 
 
 def _neighbours(pos: Tensor, batch: Tensor | None, r: float | None, k: int | None, loop: bool,
                 max_pairs: int) -> Tensor:
-    sbatch, perm = _sorted_batch(pos, batch)
-    spos = pos if perm is None else pos[perm]
-    spos = spos.detach()
-    out = []
-    for src, dst in within_graph_pairs(sbatch, max_pairs):
-        d2 = (spos[src] - spos[dst]).pow(2).sum(-1)
-        keep = torch.ones_like(d2, dtype=torch.bool) if loop else src != dst
+    n_pts = pos.shape[0]
+    if batch is None:
+        batch = torch.zeros(n_pts, dtype=torch.long, device=pos.device)
+    batch = batch.long().to(pos.device)
+    pos = pos.detach()
+    src_all, dst_all, d2_all = [], [], []
+    for tgt, cand in _blocks(batch, max_pairs):
+        d2 = (pos[cand] - pos[tgt].unsqueeze(1)).pow(2).sum(-1)               # (T, n)
+        valid = torch.ones_like(d2, dtype=torch.bool) if loop else cand != tgt.unsqueeze(-1)
         if r is not None:
-            keep &= d2 < r * r
-        src, dst, d2 = src[keep], dst[keep], d2[keep]
-        # sort by (target, distance, source); source order is already ascending per target
-        order, rank = _rank_within_target(dst, d2)
-        if k is not None:
-            order = order[rank < k]
-        out.append(torch.stack([src[order], dst[order]]))
-    if not out:
+            valid &= d2 < r * r
+        if k is not None and k < d2.shape[1]:
+            d2, idx = d2.masked_fill(~valid, float("inf")).topk(k, dim=1, largest=False)
+            cand, valid = cand.gather(1, idx), valid.gather(1, idx)
+        rows, cols = torch.nonzero(valid, as_tuple=True)
+        src_all.append(cand[rows, cols])
+        dst_all.append(tgt[rows])
+        d2_all.append(d2[rows, cols])
+    if not src_all:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
-    edge_index = torch.cat(out, dim=1)
-    if perm is None:
-        return edge_index
-    edge_index = perm[edge_index]
-    return edge_index[:, torch.argsort(edge_index[1], stable=True)]
+    src, dst, d2 = torch.cat(src_all), torch.cat(dst_all), torch.cat(d2_all)
+    perm = torch.argsort(src, stable=True)                    # sort by (target, distance, source)
+    perm = perm[torch.argsort(d2[perm], stable=True)]
+    perm = perm[torch.argsort(dst[perm], stable=True)]
+    return torch.stack([src[perm], dst[perm]])
 
 
 def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool = False,
@@ -108,16 +76,16 @@ def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool 
 
     Args:
         pos: ``(N, D)`` coordinates.
-        r: cutoff radius.
+        r: cutoff radius (``inf``: all pairs of each graph).
         batch: ``(N,)`` graph index per point (any order); ``None`` means one graph.
         loop: include self-loops ``i -> i``.
         max_num_neighbors: keep at most this many sources per target, the nearest ones
             (PyG keeps an arbitrary subset); ``None`` keeps all.
-        max_pairs: pairs examined per chunk (memory bound).
+        max_pairs: distances computed per chunk (memory bound).
 
     Returns:
         ``edge_index`` ``(2, E)`` long, ``[source, target]`` (PyG ``source_to_target``),
-        sorted by target then distance. Symmetric when ``max_num_neighbors`` is ``None``.
+        sorted by target, distance, source. Symmetric when ``max_num_neighbors`` is ``None``.
     """
     return _neighbours(pos, batch, float(r), max_num_neighbors, loop, max_pairs)
 
@@ -131,11 +99,11 @@ def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = Fal
         k: neighbours per target (fewer when its graph is smaller).
         batch: ``(N,)`` graph index per point (any order); ``None`` means one graph.
         loop: count the point itself as a neighbour (at distance 0).
-        max_pairs: pairs examined per chunk (memory bound).
+        max_pairs: distances computed per chunk (memory bound).
 
     Returns:
         ``edge_index`` ``(2, E)`` long, ``[source, target]`` (PyG ``source_to_target``:
-        ``edge_index[1]`` holds each target ``k`` times), sorted by target then distance;
-        ties are broken by the lower source index.
+        ``edge_index[1]`` holds each target ``k`` times), sorted by target, distance, source.
+        Among equidistant candidates for the last place, which one is kept is unspecified.
     """
     return _neighbours(pos, batch, None, int(k), loop, max_pairs)
