@@ -15,6 +15,9 @@ Every sampler is a free function with one signature::
 * ``denoise=True`` ends with one Tweedie step ``x0 = (x + s^2 score) / m`` at ``t = eps``
   (one extra function evaluation).
 
+Sampling runs under :func:`torch.no_grad` (a network's graph is not kept across steps);
+score functions that need gradients, such as energy models, enable them themselves.
+
 The stochastic samplers add no noise in their last step (they return the step's mean,
 as score_sde's ``noise_removal``). States are kept on the space's legal subspace with
 ``space.project`` and ``space.noise_like`` (centre-of-mass free point sets stay CoM-free).
@@ -225,6 +228,7 @@ def _finish(x: Tensor, score: _Counted, sde: SDE, space: Space, cond: _Condition
 def _predictor_sampler(name: str) -> Callable[..., SampleResult]:
     predictor = PREDICTORS[name]
 
+    @torch.no_grad()
     def sampler(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                 mask: Tensor | None = None, x_known: Tensor | None = None,
                 callback: Callback | None = None, disable: bool = True,
@@ -248,6 +252,7 @@ sample_reverse = _predictor_sampler("reverse")
 sample_ancestral = _predictor_sampler("ancestral")
 
 
+@torch.no_grad()
 def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
               mask: Tensor | None = None, x_known: Tensor | None = None,
               callback: Callback | None = None, disable: bool = True,
@@ -277,6 +282,7 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
     return _finish(x, score, sde, space, cond, denoise)
 
 
+@torch.no_grad()
 def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                mask: Tensor | None = None, x_known: Tensor | None = None,
                callback: Callback | None = None, disable: bool = True,
@@ -309,6 +315,7 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
 ODE_METHODS = ("euler", "heun", "rk4", "dopri5")
 
 
+@torch.no_grad()
 def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                mask: Tensor | None = None, x_known: Tensor | None = None,
                callback: Callback | None = None, disable: bool = True,

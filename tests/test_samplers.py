@@ -214,3 +214,26 @@ def test_known_path_rate_is_time_derivative(sde_name):
     fd = ((m1 - m0) + 2 * (s1 - s0)) / (2 * h)
     torch.testing.assert_close(_path_rate(sde, space, t, z, xk, z)[:, 0], fd, rtol=1e-6,
                                atol=1e-8)
+
+
+def test_sampling_keeps_no_graph_but_allows_gradient_scores():
+    """Samplers run without autograd; an energy-style score that needs gradients still works."""
+    sde = make_sde("vp")
+    space = DenseSpace((16, 2))
+    w = torch.ones(2, dtype=torch.float64, requires_grad=True)
+
+    def energy_score(x, t):
+        m, s = sde.marginal(t)
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            e = 0.5 * (w * xg ** 2).sum(1) / (m ** 2 + s ** 2)
+            (grad,) = torch.autograd.grad(e.sum(), xg)
+        return -grad
+
+    x = sde.prior_sample(space, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for name in SAMPLERS:
+        res = sample(name, energy_score, sde, space, x, 5)
+        assert not res.x.requires_grad and torch.isfinite(res.x).all()
+    mask = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    xk = torch.zeros(1, 2, dtype=torch.float64)
+    assert (sample("ode", energy_score, sde, space, x, 5, mask=mask, x_known=xk).x[:, 0] == 0).all()
