@@ -243,7 +243,7 @@ def _predictor_sampler(name: str) -> Callable[..., SampleResult]:
 
     sampler.__name__ = f"sample_{name}"
     sampler.__doc__ = (f"Predictor-only sampler with the ``{name}`` step "
-                       f"({predictor.__doc__.splitlines()[0]}). See the module docstring.")
+                       f"({predictor.__doc__.splitlines()[0].rstrip('.')}). See the module docstring.")
     return sampler
 
 
