@@ -14,7 +14,7 @@ distances of virtual bond angles and dihedrals, the latter on the circle).
 
 Writes ``benchmarks/pointclouds.json`` and ``benchmarks/pointclouds.md``.
 
-    python scripts/bench_pointclouds.py [--train-steps 300] [-n 16] [--samplers reverse:150]
+    python scripts/bench_pointclouds.py [--train-steps 3000] [-n 16] [--samplers reverse:500,pc:250]
 """
 from __future__ import annotations
 
@@ -80,17 +80,18 @@ def forward_500(model) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train-steps", type=int, default=300)
-    ap.add_argument("--hidden", type=int, default=32, help="scalar channels")
-    ap.add_argument("--vector", type=int, default=8, help="vector channels")
+    ap.add_argument("--train-steps", type=int, default=3000)
+    ap.add_argument("--hidden", type=int, default=64, help="scalar channels")
+    ap.add_argument("--vector", type=int, default=16, help="vector channels")
     ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("-k", type=int, default=10, help="spatial nearest neighbours")
+    ap.add_argument("-k", type=int, default=12, help="spatial nearest neighbours")
     ap.add_argument("-n", "--n", type=int, default=16, help="samples per sampler")
-    ap.add_argument("--samplers", default="reverse:150",
+    ap.add_argument("--samplers", default="reverse:500,pc:250",
                     help="comma-separated name:steps")
     ap.add_argument("--out-dir", default=str(ROOT / "runs" / "bench_ca"))
     ap.add_argument("--bench-dir", default=str(ROOT / "benchmarks"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 avoids oversubscription on a shared CPU)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 

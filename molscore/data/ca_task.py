@@ -39,7 +39,7 @@ from ..sde import make_sde
 from ..spaces import PointSetSpace
 from ..tasks import Batch, TrainTask
 from .ca_metrics import trace_summary
-from .ca_traces import (CATraceCrops, load_npz_traces, read_structure_files, split_by_structure,
+from .ca_traces import (CATraceCrops, Trace, load_npz_traces, read_structure_files, split_by_structure,
                         write_ca_pdb)
 
 __all__ = ["DEFAULTS", "resolve_path", "load_traces", "collate", "build_task", "build_model",
@@ -81,7 +81,7 @@ def _section(cfg: dict, key: str) -> dict:
     return {**DEFAULTS[key], **given}
 
 
-def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None):
+def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> list[Trace]:
     """All chain segments of the configured sources with at least ``crop_length`` residues.
 
     Unreadable structure files are passed to ``warn`` and skipped.
