@@ -141,8 +141,11 @@ def _em_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
 def _reverse_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
                   t_next: Tensor, generator: torch.Generator | None
                   ) -> tuple[Tensor, Tensor]:
-    """Reverse diffusion: invert the forward step ``x_t = x_{t'} + F + G z`` of
-    ``sde.discretize`` taken from ``t' = t_next`` to ``t``."""
+    """Reverse diffusion through ``sde.discretize``.
+
+    Inverts the forward step ``x_t = x_{t'} + F + G z`` taken from ``t' = t_next`` to ``t``:
+    ``x_{t'} = x_t - F + G^2 score + G z``.
+    """
     h = float(t[0] - t_next[0])
     f, g = sde.discretize(x, t_next, h, space)
     x_mean = x - f + _ex(g ** 2, space, x) * score(x, t)
