@@ -157,6 +157,16 @@ def test_task_split_and_collate(tmp_path):
         build_task({**tiny_config(tmp_path), "model": {"layers": 3}})
 
 
+def test_task_with_e3nn_backbone(tmp_path):
+    cfg = {**tiny_config(tmp_path),
+           "model": {"backbone": "e3nn", "k": 4, "hparams": {"ns": 8, "nv": 2, "num_layers": 1}}}
+    task = build_task(cfg)
+    assert task.meta["net"]["backbone"] == "e3nn" and "hidden_scalar" not in task.meta["net"]
+    batch = collate([task.train_set[i] for i in range(2)])
+    out = task.model(batch.x, torch.tensor([0.2, 0.6]), batch.space, batch.cond)
+    assert out.shape == batch.x.shape and torch.isfinite(out).all()
+
+
 def test_sample_cli_writes_parseable_pdb(tmp_path, capsys):
     run = tmp_path / "run"
     train(tiny_config(tmp_path), run, device="cpu", progress=False)

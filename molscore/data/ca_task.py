@@ -42,7 +42,7 @@ from .ca_metrics import trace_summary
 from .ca_traces import (CATraceCrops, Trace, load_npz_traces, read_structure_files, split_by_structure,
                         write_ca_pdb)
 
-__all__ = ["DEFAULTS", "resolve_path", "load_traces", "collate", "build_task", "build_model",
+__all__ = ["DEFAULTS", "DEFAULT_HPARAMS", "resolve_path", "load_traces", "collate", "build_task", "build_model",
            "generate", "sample_command"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +52,16 @@ DEFAULTS = {
     "data": {"npz": "datasets/pdb_ca_traces_308.npz", "structures": [], "crop_length": 64,
              "coord_scale": 10.0, "val_fraction": 0.1, "split_seed": 0, "crops_per_segment": 1},
     "model": {"backbone": "painn", "k": 16, "max_offset": 3, "num_freqs": 8,
-              "parameterisation": "eps",
-              "hparams": {"hidden_scalar": 64, "hidden_vector": 16, "num_layers": 4,
-                          "rbf_max": 2.0, "num_rbf": 16}},
+              "parameterisation": "eps", "hparams": {}},
     "sde": {"name": "ve", "sigma_min": 0.01, "sigma_max": 10.0},
 }
+
+DEFAULT_HPARAMS = {
+    "painn": {"hidden_scalar": 64, "hidden_vector": 16, "num_layers": 4, "rbf_max": 2.0,
+              "num_rbf": 16},
+    "e3nn": {"ns": 32, "nv": 8, "num_layers": 3, "rbf_max": 2.0, "num_rbf": 16},
+}
+"""Backbone sizes used unless ``model.hparams`` overrides them (distances in model units)."""
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -133,7 +138,7 @@ def build_task(cfg: dict) -> TrainTask:
                            seed=int(data_cfg["split_seed"])) if val else None
     net_cfg = {"backbone": model_cfg["backbone"], "k": int(model_cfg["k"]),
                "max_offset": int(model_cfg["max_offset"]), "num_freqs": int(model_cfg["num_freqs"]),
-               **DEFAULTS["model"]["hparams"], **dict(model_cfg["hparams"] or {})}
+               **DEFAULT_HPARAMS.get(model_cfg["backbone"], {}), **dict(model_cfg["hparams"] or {})}
     try:
         sde = make_sde(**sde_cfg)
     except TypeError as err:
