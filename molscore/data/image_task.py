@@ -40,8 +40,9 @@ from ..tasks import Batch, TrainTask
 from .images import (ImageError, ImageSet, load_image_source, read_png, save_grid, split_holdout,
                      to_levels, to_model_space)
 
-__all__ = ["ImageDataset", "build_task", "build_model", "load_task_data", "guided_score_fn",
-           "read_inpaint_pairs", "generate", "sample_command", "bits_per_dim_of", "DEFAULT_STEPS"]
+__all__ = ["ImageDataset", "build_task", "build_model", "make_collate", "load_task_data",
+           "guided_score_fn", "read_inpaint_pairs", "generate", "sample_command",
+           "bits_per_dim_of", "DEFAULT_STEPS"]
 
 DEFAULT_STEPS = 500
 NET_KEYS = ("channels", "ch_mult", "num_res_blocks", "attn_heads", "dropout", "label_dropout")
