@@ -9,6 +9,15 @@ from molscore.cli import main
 from molscore.data.toy import get_density
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest (and reproducible) on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint from a very short ``toy train`` run (shared by the tests below)."""
@@ -36,7 +45,7 @@ def _one_line_error(capsys, argv: list[str], *needles: str) -> str:
 def test_sample_exact_spelling_writes_n_by_2(tmp_path, capsys):
     out = tmp_path / "samples.npy"
     rc = main(["toy", "sample", "--density", "gmm8", "--score", "exact", "--sde", "ve",
-               "--sampler", "pc", "--steps", "100", "-n", "400", "--seed", "1", "-o", str(out)])
+               "--sampler", "pc", "--steps", "60", "-n", "400", "--seed", "1", "-o", str(out)])
     assert rc == 0
     x = np.load(out)
     assert x.shape == (400, 2) and x.dtype.kind == "f" and np.isfinite(x).all()
@@ -48,7 +57,7 @@ def test_sample_exact_spelling_writes_n_by_2(tmp_path, capsys):
     # same seed, same samples
     out2 = tmp_path / "again.npy"
     main(["toy", "sample", "--density", "gmm8", "--score", "exact", "--sde", "ve",
-          "--sampler", "pc", "--steps", "100", "-n", "400", "--seed", "1", "-o", str(out2)])
+          "--sampler", "pc", "--steps", "60", "-n", "400", "--seed", "1", "-o", str(out2)])
     np.testing.assert_array_equal(np.load(out2), x)
 
 
@@ -93,6 +102,13 @@ def test_sample_from_checkpoint_and_energy_model(tmp_path, tiny_checkpoint):
     rc = main(["toy", "sample", "--score", str(tiny_checkpoint / "checkpoint.pt"),
                "--sampler", "ode", "--steps", "10", "-n", "30", "-o", str(out)])
     assert rc == 0 and np.load(out).shape == (30, 2)
+    lik = tmp_path / "l.npz"
+    rc = main(["toy", "likelihood", "--score", str(tiny_checkpoint / "checkpoint.pt"),
+               "--method", "rk4", "--steps", "4", "-n", "6", "-o", str(lik)])
+    assert rc == 0
+    data = np.load(lik)
+    assert data["logp"].shape == (6,) and np.isfinite(data["logp"]).all()
+    assert "analytic" not in data  # checkerboard has no closed-form density
     run = tmp_path / "energy"
     rc = main(["toy", "train", "--density", "moons", "--objective", "ssm-vr", "--sde", "vp",
                "--energy", "--steps", "5", "--batch-size", "32", "--hidden", "8", "--depth", "1",

@@ -16,6 +16,15 @@ from molscore.sde import make_sde
 from molscore.spaces import DenseSpace, PointSetSpace
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest (and reproducible) on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class GaussianScore(nn.Module):
     """Exact score of ``x0 ~ N(mu, sigma0^2 I)`` noised by the SDE, with an optional scale."""
 
@@ -149,16 +158,7 @@ def test_sliced_and_exact_sm_on_point_sets_use_the_com_free_trace():
     assert bool(((est.mean(0) - exact).abs() < 4 * se + 1e-12).all())
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny MLPs train fastest (and most reproducibly) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_dsm_training_on_mixture_approaches_exact_score(one_thread):
+def test_dsm_training_on_mixture_approaches_exact_score():
     """A short DSM run on a 2-component mixture cuts the Fisher divergence to the exact score."""
     torch.manual_seed(5)
     sde = make_sde("vp")

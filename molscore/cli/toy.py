@@ -166,7 +166,11 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     dtype = torch.float64 if src.exact else torch.float32
     x = dens.sample(args.n, generator=g, dtype=dtype)
     space = DenseSpace(x.shape)
-    score_fn = src.fn if not src.exact else exact_score_fn(dens, src.sde)
+    if src.exact:
+        score_fn = exact_score_fn(dens, src.sde)
+    else:  # the divergence needs the graph of the learned score
+        model = src.model
+        score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
     res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
                          method=args.method, rtol=args.rtol, atol=args.atol, steps=args.steps)
     logp = res.logp.detach().double().numpy()

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..ema import EMA
 from ..models.mlp import MLPEnergyNet, MLPScoreNet
 from ..models.param import ScoreModel
 from ..objectives import get_objective
@@ -118,7 +119,7 @@ def build_task(cfg: dict) -> TrainTask:
 
 
 def train_toy(meta: dict, *, objective: str = "dsm", steps: int = 4000, batch_size: int = 256,
-              lr: float = 2e-3, seed: int = 0, grad_clip: float = 1.0,
+              lr: float = 2e-3, seed: int = 0, grad_clip: float = 1.0, ema_decay: float = 0.999,
               objective_options: dict | None = None, progress: bool = False,
               callback: Callable[[int, float], Any] | None = None) -> tuple[ScoreModel, list[float]]:
     """Train the model of ``meta`` on fresh samples of its density.
@@ -127,13 +128,15 @@ def train_toy(meta: dict, *, objective: str = "dsm", steps: int = 4000, batch_si
         meta: from :func:`make_meta`.
         objective: a name in :data:`molscore.objectives.OBJECTIVES`.
         steps, batch_size, lr, grad_clip: Adam with a cosine learning-rate decay.
+        ema_decay: the returned weights are this exponential moving average (with warm-up,
+            see :class:`molscore.ema.EMA`); ``0`` returns the last iterate.
         seed: seeds the initialisation, the data and the noise.
         objective_options: extra keywords for the loss (``weighting``, ``n_proj``, ...).
         progress: show a tqdm bar.
         callback: called as ``callback(step, loss)`` after every step.
 
     Returns:
-        ``(model in eval mode, per-step mean losses)``.
+        ``(model with the EMA weights, in eval mode; per-step mean losses)``.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
@@ -144,6 +147,7 @@ def train_toy(meta: dict, *, objective: str = "dsm", steps: int = 4000, batch_si
     dens = get_density(meta["density"], **meta["density_options"])
     g = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    ema = EMA(model, ema_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     space = DenseSpace((batch_size, meta["dim"]))
     losses: list[float] = []
@@ -159,10 +163,12 @@ def train_toy(meta: dict, *, objective: str = "dsm", steps: int = 4000, batch_si
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         sched.step()
+        ema.update(model)
         losses.append(float(loss.detach()))
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if callback is not None:
             callback(step, losses[-1])
     bar.close()
+    ema.copy_to(model)
     return model.eval(), losses
