@@ -108,14 +108,13 @@ def graph_fields(cond: Any, x: Tensor) -> tuple[Tensor, int, Tensor, Tensor | No
     """
     n = x.shape[0]
     batch = getattr(cond, "batch", None)
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.long, device=x.device)
+    batch = torch.zeros(n, dtype=torch.long, device=x.device) if batch is None else batch.to(x.device)
     num_graphs = int(getattr(cond, "num_graphs", int(batch.max()) + 1 if n else 0))
     atom_feat = getattr(cond, "atom_feat", None)
     if atom_feat is None:
         atom_feat = x.new_zeros(n, 0)
-    return batch, num_graphs, atom_feat.to(x.dtype), getattr(cond, "edge_index", None), \
-        getattr(cond, "edge_attr", None)
+    return (batch, num_graphs, atom_feat.to(x), getattr(cond, "edge_index", None),
+            getattr(cond, "edge_attr", None))
 
 
 def build_edges(x: Tensor, batch: Tensor, edge_index: Tensor | None, edge_attr: Tensor | None,
