@@ -71,6 +71,15 @@ def test_every_sampler_and_sde_spelling_runs(tmp_path, sampler, sde):
     assert np.load(out).shape == (50, 2)
 
 
+def test_sample_gmmnd_dimension(tmp_path, capsys):
+    out = tmp_path / "nd.npy"
+    rc = main(["toy", "sample", "--density", "gmmnd", "--dim", "5", "--score", "exact",
+               "--sampler", "ode", "--steps", "5", "-n", "10", "-o", str(out)])
+    assert rc == 0 and np.load(out).shape == (10, 5)
+    _one_line_error(capsys, ["toy", "sample", "--density", "gmm8", "--dim", "5",
+                             "-o", str(out)], "--dim")
+
+
 def test_likelihood_exact_spelling_matches_analytic(tmp_path, capsys):
     pytest.importorskip("molscore.likelihood")
     out = tmp_path / "logp.npz"

@@ -79,6 +79,8 @@ def _load_score(score: str, density: str | None, sde_name: str | None,
         if density not in MIXTURES:
             raise UsageError(f"--score exact needs a Gaussian-mixture density "
                              f"({', '.join(MIXTURES)}), got {density!r}")
+        if dim is not None and density != "gmmnd":
+            raise UsageError(f"--dim is for --density gmmnd, not {density}")
         opts = {"dim": dim} if (density == "gmmnd" and dim) else {}
         dens = get_density(density, **opts)
         sde = make_sde(sde_name or "ve")
@@ -113,10 +115,12 @@ def _out_path(path: str, suffix: str) -> Path:
 # -- toy sample ----------------------------------------------------------------------------
 def _sampler_options(args: argparse.Namespace) -> dict:
     opts: dict = {"disable": not args.progress}
+    if args.sampler in ("pc", "ald"):
+        opts["snr"] = args.snr
+        if args.n_corrector is not None:
+            opts["n_corrector"] = args.n_corrector
     if args.sampler == "pc":
-        opts.update(predictor=args.predictor, snr=args.snr, n_corrector=args.n_corrector)
-    elif args.sampler == "ald":
-        opts.update(snr=args.snr, n_corrector=args.n_corrector)
+        opts["predictor"] = args.predictor
     elif args.sampler == "ode":
         opts.update(method=args.method, rtol=args.rtol, atol=args.atol)
     if args.denoise:
@@ -303,7 +307,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default="reverse",
                    help="predictor of --sampler pc")
     p.add_argument("--snr", type=_positive_float, default=0.16, help="Langevin signal-to-noise")
-    p.add_argument("--n-corrector", type=_positive, default=1, help="corrector steps per level")
+    p.add_argument("--n-corrector", type=_positive, default=None,
+                   help="Langevin steps per noise level (default: 1 for pc, 10 for ald)")
     p.add_argument("--method", choices=ODE_METHODS, default="rk4", help="ODE solver")
     p.add_argument("--rtol", type=_positive_float, default=1e-5)
     p.add_argument("--atol", type=_positive_float, default=1e-5)
