@@ -141,7 +141,7 @@ def build_edges(x: Tensor, batch: Tensor, edge_index: Tensor | None, edge_attr: 
         spatial = torch.zeros(2, 0, dtype=torch.long, device=x.device)
     else:
         spatial = radius_graph(x, float("inf") if cutoff is None else cutoff, batch)
-    index, attr, spatial_only = merge_edges(edge_index.to(x.device), edge_attr.to(x.dtype), spatial, n)
+    index, attr, spatial_only = merge_edges(edge_index.to(x.device), edge_attr.to(x), spatial, n)
     attr = torch.cat([attr, reverse_edge_attr(index, attr, n)], dim=1)
     vec = x[index[0]] - x[index[1]]
     dist = vec.pow(2).sum(-1).clamp(min=1e-12).sqrt()
