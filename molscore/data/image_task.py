@@ -64,7 +64,8 @@ class ImageDataset(Dataset):
 
 def make_collate(levels: int, dequantize: bool, conditional: bool
                  ) -> Callable[[list[tuple[Tensor, int]]], Batch]:
-    """``list[(image, label)] -> Batch(x (B, C, H, W) in [-1, 1], DenseSpace, labels (B,) | None)``."""
+    """Collate ``list[(image, label)]`` into
+    ``Batch(x (B, C, H, W) in [-1, 1], DenseSpace, labels (B,) or None)``."""
 
     def collate(items: list[tuple[Tensor, int]]) -> Batch:
         images = torch.stack([im for im, _ in items])

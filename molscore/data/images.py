@@ -73,7 +73,7 @@ def to_model_space(images: Tensor, levels: int, u: Tensor | float = 0.5) -> Tens
 
 
 def to_levels(y: Tensor, levels: int) -> Tensor:
-    """Floats in ``[-1, 1]`` -> integer bin indices ``floor((y + 1) L / 2)`` clipped to ``[0, L)``."""
+    """Floats in ``[-1, 1]`` -> integer bins ``floor((y + 1) L / 2)`` clipped to ``[0, L)``."""
     return torch.floor((y.float() + 1.0) * levels / 2.0).clamp(0, levels - 1).long()
 
 

@@ -68,7 +68,7 @@ class ImageClassifier(nn.Module):
 def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15,
                      batch_size: int = 64, lr: float = 5e-3, noise: float = 0.05,
                      seed: int = 0, device: str | torch.device = "cpu") -> ImageClassifier:
-    """Train :class:`ImageClassifier` on images ``x (N, C, H, W)`` in ``[-1, 1]``, labels ``y (N,)``.
+    """Train :class:`ImageClassifier` on images ``x (N, C, H, W)`` in ``[-1, 1]``, labels ``(N,)``.
 
     Light Gaussian noise (std ``noise``) is added to inputs as augmentation so that
     slightly imperfect samples are still embedded sensibly. Deterministic given ``seed``.
