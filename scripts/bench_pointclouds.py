@@ -165,7 +165,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# C-alpha traces (point clouds) on the shared engine",
         "",
-        f"CPU only ({r['host']['threads']} threads, no GPU this session). Model: chain graph "
+        f"CPU only ({r['host']['threads']} torch thread(s), no GPU this session). Model: chain graph "
         f"(sequence |i-j|<={tr['model']['max_offset']} + k={tr['model']['k']} nearest neighbours) "
         f"on the `{tr['model']['backbone']}` backbone, {tr['parameters']:,} parameters, "
         f"{tr['sde']['name'].upper()} SDE, trained {tr['steps']} steps x {tr['batch_size']} crops "
