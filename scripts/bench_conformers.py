@@ -194,7 +194,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
     if args.quick:
-        args.subset, args.max_ensemble, args.steps = 20, 5, min(args.steps, 50)
+        args.subset = min(args.subset, 20)
+        args.max_ensemble = min(args.max_ensemble or 5, 5)
+        args.steps = min(args.steps, 50)
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen = ConformerGenerator(model, device=args.device, steps=args.steps, sampler=args.sampler,
