@@ -344,7 +344,7 @@ class ConformerGenerator:
     def _flush(self, pending: list, generator: torch.Generator, bar) -> Iterator[GenerationResult]:
         jobs = [p for p in pending if isinstance(p, _Job)]
         requests = [(job, slot) for job in jobs for slot in range(self.options.n)]
-        for round_ in range(self.options.max_retries + 1):
+        for _ in range(self.options.max_retries + 1):   # first round + resampling rounds
             if not requests:
                 break
             for job in {id(j): j for j, _ in requests}.values():
@@ -352,8 +352,6 @@ class ConformerGenerator:
             for (job, _), pos in zip(requests, self._sample(requests, generator)):
                 self._accept(job, pos)
             requests = [(job, k) for job in jobs for k in range(len(job.rejected))]
-            if round_ == self.options.max_retries:
-                break
         for p in pending:
             result = self._finish(p) if isinstance(p, _Job) else p
             bar.update(1)
