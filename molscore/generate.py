@@ -57,8 +57,12 @@ INITS = ("prior", "etkdg")
 
 
 def default_model_path() -> Path:
-    """The shipped weights, ``molscore/weights/conformer.pt``."""
-    return Path(str(resources.files("molscore") / "weights" / "conformer.pt"))
+    """The shipped weights, ``molscore/weights/conformer.pt`` (found with importlib.resources;
+    the package directory itself where an editable install hides it from resources)."""
+    try:
+        return Path(str(resources.files("molscore") / "weights" / "conformer.pt"))
+    except (NotADirectoryError, TypeError):
+        return Path(__file__).resolve().parent / "weights" / "conformer.pt"
 
 
 @dataclass
