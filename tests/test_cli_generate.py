@@ -98,3 +98,16 @@ def test_evaluate_cli(tmp_path, capsys):
                "--reference", str(tmp_path / "ref.sdf"), "--n", "1", "2"])
     assert rc == 0 and "   1    0.000   1.000" in capsys.readouterr().out
     assert main(["evaluate", "crystal", "--generated", "nope.sdf", "--reference", "x.sdf"]) == 2
+
+
+def test_read_records_smi_and_duplicates(tmp_path):
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "in.smi"
+    path.write_text("# comment\nCCO ethyl alcohol\nc1ccccc1\n\nCCN ethyl alcohol\n")
+    dups = []
+    recs = list(read_records(str(path), duplicates=dups))
+    assert [(r.name, r.smiles, r.error) for r in recs] == [
+        ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
+        ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
+    assert dups == ["ethyl alcohol#2"]
