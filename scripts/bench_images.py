@@ -45,6 +45,7 @@ from molscore.train import train  # noqa: E402
 
 SAMPLERS = ("em", "reverse", "ancestral", "pc", "ald", "ode")
 ALD_CORRECTOR = 5
+BOOTSTRAP = 30
 
 
 def steps_for(sampler: str, nfe: int) -> int:
@@ -87,13 +88,18 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
     n = len(held) if not quick else min(len(held), 100)
     g = torch.Generator().manual_seed(1)
     ref_idx = torch.randperm(len(train_set), generator=g)[:n]
-    floor = frechet_distance(clf.embed(to_model_space(train_set.images[ref_idx],
-                                                      held.levels).to(device)).cpu(), feats_held)
 
-    def fd_of(images: torch.Tensor) -> float:
-        return frechet_distance(clf.embed(to_model_space(images, meta["levels"]).to(device)).cpu(),
-                                feats_held)
+    def fd_of(images: torch.Tensor) -> tuple[float, float]:
+        """FD to the held-out set and its bootstrap standard error (both sets resampled)."""
+        feats = clf.embed(to_model_space(images, meta["levels"]).to(device)).cpu()
+        gb = torch.Generator().manual_seed(2)
+        boot = [frechet_distance(feats[torch.randint(0, len(feats), (len(feats),), generator=gb)],
+                                 feats_held[torch.randint(0, len(feats_held), (len(feats_held),),
+                                                          generator=gb)])
+                for _ in range(BOOTSTRAP)]
+        return frechet_distance(feats, feats_held), float(torch.tensor(boot).std())
 
+    floor, floor_se = fd_of(train_set.images[ref_idx])
     budgets = (20, 60) if quick else (20, 60, 200)
     rows = []
     for sampler in SAMPLERS:
@@ -104,9 +110,10 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
             t1 = time.time()
             images, nfe = generate(model, meta, n, sampler=sampler, steps=steps, generator=gen,
                                    device=device, **opts)
-            rows.append({"sampler": sampler, "steps": steps, "nfe": nfe, "fd": fd_of(images),
-                         "time_s": round(time.time() - t1, 2)})
-            print(f"  {sampler:9s} steps {steps:4d} nfe {nfe:4d} FD {rows[-1]['fd']:.3f}",
+            fd, fd_se = fd_of(images)
+            rows.append({"sampler": sampler, "steps": steps, "nfe": nfe, "fd": fd,
+                         "fd_se": fd_se, "time_s": round(time.time() - t1, 2)})
+            print(f"  {sampler:9s} steps {steps:4d} nfe {nfe:4d} FD {fd:.2f} +- {fd_se:.2f}",
                   flush=True)
 
     n_bpd = 32 if quick else 64
@@ -141,8 +148,9 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
             correct += int((pred == label).sum())
             total += per_label
             all_imgs.append(images)
+        fd, fd_se = fd_of(torch.cat(all_imgs))
         guided.append({"guidance": w, "sampler": "pc", "steps": 30, "accuracy": correct / total,
-                       "n": total, "fd_all_labels": fd_of(torch.cat(all_imgs))})
+                       "n": total, "fd_all_labels": fd, "fd_all_labels_se": fd_se})
         print(f"  guidance {w}: accuracy {correct / total:.3f}", flush=True)
 
     return {"config": str(config.relative_to(ROOT)), "image_shape": meta["shape"],
@@ -152,7 +160,8 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
             "held_out": len(held), "fd_samples": n,
             "classifier": {"held_out_accuracy": clf_acc, **clf_info,
                            "path": _rel(run_dir / "feature_classifier.pt")},
-            "fd_floor_train_vs_held_out": floor, "sampling": rows, "bits_per_dim": bpd_rows,
+            "fd_floor_train_vs_held_out": floor, "fd_floor_se": floor_se, "sampling": rows,
+            "bits_per_dim": bpd_rows,
             "bpd_uniform_reference": math.log2(meta["levels"]), "bpd_images": n_bpd,
             "guided": guided,
             "bench_time_s": round(time.time() - t0, 1)}
@@ -175,10 +184,11 @@ def markdown(result: dict) -> str:
                   f"{r['classifier']['held_out_accuracy']:.3f}. Fréchet distance (FD) of "
                   f"{r['fd_samples']} unconditional samples to the {r['held_out']} held-out "
                   f"images in the classifier's 64-d feature space; floor (training vs held-out "
-                  f"images): {r['fd_floor_train_vs_held_out']:.3f}.", "",
+                  f"images): {r['fd_floor_train_vs_held_out']:.1f} ± {r['fd_floor_se']:.1f}.", "",
+                  "FD ± bootstrap standard error (both sets resampled):", "",
                   "| sampler | steps | score evals | FD | time (s) |", "|---|---|---|---|---|"]
-        lines += [f"| {s['sampler']} | {s['steps']} | {s['nfe']} | {s['fd']:.3f} | "
-                  f"{s['time_s']:.1f} |" for s in r["sampling"]]
+        lines += [f"| {s['sampler']} | {s['steps']} | {s['nfe']} | {s['fd']:.1f} ± "
+                  f"{s['fd_se']:.1f} | {s['time_s']:.1f} |" for s in r["sampling"]]
         lines += ["", f"Bits/dim of {r['bpd_images']} held-out images (one uniform "
                       f"dequantisation draw each, probability-flow ODE, Hutchinson divergence; "
                       f"a uniform model scores {r['bpd_uniform_reference']:.3f}). Only the ODE "
@@ -193,8 +203,8 @@ def markdown(result: dict) -> str:
             lines += ["", "Classifier-free guidance (pc, 30 steps): label accuracy of the "
                           "feature classifier on guided samples.", "",
                       "| guidance w | accuracy | FD (all labels) |", "|---|---|---|"]
-            lines += [f"| {g['guidance']:g} | {g['accuracy']:.3f} | {g['fd_all_labels']:.3f} |"
-                      for g in r["guided"]]
+            lines += [f"| {g['guidance']:g} | {g['accuracy']:.3f} | {g['fd_all_labels']:.1f} ± "
+                      f"{g['fd_all_labels_se']:.1f} |" for g in r["guided"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -209,7 +219,8 @@ def main() -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     torch.manual_seed(0)
-    result = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+    result = {"device": str(device), "torch": torch.__version__,
+              "python": platform.python_version(),
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "load_average_start": [round(v, 1) for v in os.getloadavg()],
               "quick": args.quick, "datasets": {}}
