@@ -100,3 +100,17 @@ def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["sample", "--checkpoint", str(ckpt), "--sampler", "nope", "-o", "x.png"])
     assert exc.value.code == 2
+
+
+def test_trainer_checkpoint_samples_with_ema(tmp_path, capsys):
+    """End to end: D's trainer on the images task (2 steps), then `molscore sample`."""
+    from molscore.train import train
+
+    cfg = {**TINY, "batch_size": 8, "steps": 2, "val_every": 100, "ckpt_every": 100,
+           "val_batches": 1, "ema": 0.9}
+    summary = train(cfg, tmp_path / "run", device="cpu", progress=False)
+    assert summary["steps"] == 2
+    rc, out, err = _run(capsys, "--checkpoint", tmp_path / "run" / "checkpoint.pt", "-n", 2,
+                        "--sampler", "ancestral", "--steps", 2, "-o", tmp_path / "s.npy")
+    assert rc == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)
