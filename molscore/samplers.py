@@ -185,6 +185,8 @@ def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_st
     ``||eps score_b|| / ||sqrt(2 eps) z_b|| ~ snr`` for every sample whatever its size. The
     step is returned per sample but equal across the batch: a per-sample ``||score_b||^2``
     is heavy-tailed in low dimensions (``1 / chi^2_2`` in 2-D) and makes rare huge jumps.
+    An all-zero score (e.g. an untrained network with a zero-initialised output) gives a
+    zero step instead of an infinite one.
 
     Args:
         x: state shaped ``space.shape``; ``t``: ``(B,)`` times.
@@ -195,8 +197,10 @@ def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_st
     dim = space.dim.to(x).sum()
     for _ in range(n_steps):
         grad = score_fn(x, t)
-        gamma = space.norm_sq(grad).sum().clamp(min=torch.finfo(x.dtype).tiny) / dim
-        step = (2 * snr ** 2 / gamma).expand(space.num_samples)
+        gamma = space.norm_sq(grad).sum() / dim
+        # A zero score carries no information: take no step rather than an infinite one.
+        step = torch.where(gamma > 0, 2 * snr ** 2 / gamma.clamp(min=torch.finfo(x.dtype).tiny),
+                           torch.zeros_like(gamma)).expand(space.num_samples)
         x_mean = x + _ex(step, space, x) * grad
         x = x_mean + _ex((2 * step).sqrt(), space, x) * space.noise_like(x, generator)
     return x, x_mean

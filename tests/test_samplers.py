@@ -237,3 +237,14 @@ def test_sampling_keeps_no_graph_but_allows_gradient_scores():
     mask = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     xk = torch.zeros(1, 2, dtype=torch.float64)
     assert (sample("ode", energy_score, sde, space, x, 5, mask=mask, x_known=xk).x[:, 0] == 0).all()
+
+
+def test_langevin_corrector_takes_no_step_on_a_zero_score():
+    from molscore.samplers import langevin_correct
+    from molscore.spaces import DenseSpace
+
+    x = torch.randn(5, 2, dtype=torch.float64)
+    space = DenseSpace(x.shape)
+    out, mean = langevin_correct(lambda y, t: torch.zeros_like(y), space, x,
+                                 torch.full((5,), 0.5, dtype=torch.float64), 3, 0.16)
+    assert torch.equal(out, x) and torch.equal(mean, x)
