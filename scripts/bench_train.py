@@ -106,9 +106,10 @@ def run_one(backbone: str, size: str, device: str, steps: int, batch_size: int) 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per setting")
-    parser.add_argument("--batch-size", type=int, default=4, help="molecules per step")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
+    parser.add_argument("--batch-size", type=int, default=16, help="molecules per step")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: CPU time then excludes thread spin-waits)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "train")
     parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
                         help=argparse.SUPPRESS)  # child mode: print one JSON row
@@ -149,8 +150,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Conformer training throughput", "",
-             f"torch {torch.__version__}, {args.threads} CPU threads on {result['cpu_count']} "
-             f"cores (1-min load average {result['load_average_1min']:.1f} at the end: the "
+             f"torch {torch.__version__}, torch CPU threads: {args.threads}, on "
+             f"{result['cpu_count']} cores (1-min load average {result['load_average_1min']:.1f} at the end: the "
              f"machine was shared); batch of {args.batch_size} conformers, {args.steps} timed "
              f"steps after one warm-up. Memory: CPU = growth of peak RSS during training, "
              f"CUDA = max_memory_allocated. CPU s/step is the process's CPU time (all "

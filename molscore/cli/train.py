@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from DIR/checkpoint.pt if present (default: yes)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest on a "
+                        "busy machine)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -44,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 0:
             raise UsageError(f"--steps must be >= 0, got {args.steps}")
         cfg["steps"], cfg["epochs"] = args.steps, None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.seed is not None:
         cfg["seed"] = args.seed
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
