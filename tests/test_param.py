@@ -7,7 +7,6 @@ from molscore.models.param import ScoreModel
 from molscore.sde import SubVPSDE, VESDE, VPSDE
 from molscore.spaces import DenseSpace
 
-torch.set_default_dtype(torch.float64)
 
 
 class GaussianOracle(nn.Module):
@@ -41,8 +40,8 @@ class GaussianOracle(nn.Module):
 @pytest.mark.parametrize("kind", ["score", "eps", "denoiser", "energy"])
 def test_every_parameterisation_gives_the_exact_gaussian_score(sde, kind):
     torch.manual_seed(0)
-    x = torch.randn(6, 3)
-    t = torch.rand(6) * 0.9 + 0.05
+    x = torch.randn(6, 3, dtype=torch.float64)
+    t = torch.rand(6, dtype=torch.float64) * 0.9 + 0.05
     model = ScoreModel(GaussianOracle(sde, kind), sde, kind).eval()
     m, s = sde.marginal(t)
     expected = -x / (m ** 2 + s ** 2)[:, None]
