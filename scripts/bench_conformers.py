@@ -246,7 +246,7 @@ def main() -> int:
 
 def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
-    lines = [f"# Conformer benchmark", "",
+    lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
              f"{cfg['steps']} steps, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]

@@ -138,7 +138,7 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
     num_classes = meta.get("num_classes") or 0
     per_label = 10 if quick else 20
     for w in (0.0, 1.0, 3.0) if num_classes else ():
-        correct, total, fds = 0, 0, []
+        correct, total = 0, 0
         gen = torch.Generator(device=device).manual_seed(0)
         all_imgs = []
         for label in range(num_classes):

@@ -20,15 +20,6 @@ EXCERPT = Path(__file__).resolve().parents[1] / "../shared/data/conformers/geom_
 TINY_NET = {"hidden_scalar": 8, "hidden_vector": 4, "num_layers": 1, "num_rbf": 8, "time_dim": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Graph networks on tiny batches run fastest single-threaded (and CI machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # four small excerpt molecules whose records all pass the reader's checks
 SMALL = ("S=C(NCc1ccc2c(c1)OCO2)NC1CC1", "CC[C@]1(C)Cc2c(C#N)c(N)n(N)c(=S)c2CO1",
          "O=C(Nc1ccccc1Oc1ccsc1C(=O)O)c1ccccc1", "C[C@H](C(=O)Nc1ccccc1F)N1CC[NH+](C)CC1")

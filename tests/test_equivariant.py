@@ -24,15 +24,6 @@ SMALL = {"painn": dict(hidden_scalar=24, hidden_vector=8, num_layers=3),
 ATOL = 1e-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core box they spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _graph(smiles: str, seed: int = 11):
     mol = prepare_mol(smiles)
     assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0

@@ -12,15 +12,6 @@ from molscore.sde import make_sde
 from molscore.spaces import DenseSpace
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tests run many tiny tensor ops: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _setup(density: str, sde_name: str, n: int):
     d, sde = get_density(density), make_sde(sde_name)
     x = d.sample(n, torch.Generator().manual_seed(3), dtype=torch.float64)

@@ -8,15 +8,6 @@ from molscore.models.edges import build_edges, merge_edges, reverse_edge_attr
 from molscore.models.neighbors import knn_graph, radius_graph
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core box they spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cloud(sizes: list[int], seed: int = 0, shuffle: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))

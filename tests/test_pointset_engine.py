@@ -15,15 +15,6 @@ from molscore.spaces import PointSetSpace
 SIGMA0 = 1.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tests run many tiny tensor ops: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_graphs(n_graphs: int, seed: int = 0) -> PointSetSpace:
     """Graphs of 3..10 points, rows shuffled so graphs are not contiguous."""
     g = torch.Generator().manual_seed(seed)

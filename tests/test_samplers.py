@@ -12,15 +12,6 @@ from molscore.sde import make_sde
 from molscore.spaces import DenseSpace
 
 SDES = ("ve", "vp", "subvp")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tests run many tiny tensor ops: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 # (steps, options) per sampler: modest sizes that still resolve gmm8.
 CONFIGS = {
     "em": (500, {}),

@@ -12,15 +12,6 @@ from molscore.spaces import DenseSpace
 SDES = ("ve", "vp", "subvp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tests run many tiny tensor ops: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _moments_by_ode(sde, t_end: float, n: int = 4000) -> tuple[float, float]:
     """Integrate dm/dt = f m, d(s^2)/dt = 2 f s^2 + g^2 from m = 1, s^2 = 0 with RK4."""
     def rhs(t: float, y: torch.Tensor) -> torch.Tensor:

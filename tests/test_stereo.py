@@ -1,6 +1,5 @@
 """Stereo checker and repair on hand-built conformers."""
 import numpy as np
-import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
 
