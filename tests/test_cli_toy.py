@@ -99,6 +99,8 @@ def test_train_writes_checkpoint_and_figure(tiny_checkpoint):
     meta = ckpt["meta"]
     assert meta["task"] == "toy" and meta["density"] == "checkerboard"
     assert meta["sde"]["name"] == "ve" and meta["net"] == {"hidden": 16, "depth": 1}
+    # VE sigma_max from the data (largest pairwise distance; the board spans [-4, 4]^2)
+    assert 10.0 < meta["sde"]["sigma_max"] <= 8 * 2 ** 0.5
     assert meta["parameterisation"] == "denoiser"
     assert set(ckpt["state_dict"]) == set(ckpt["model"])
     png = (tiny_checkpoint / "toy.png").read_bytes()

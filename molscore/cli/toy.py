@@ -200,6 +200,13 @@ def time_for_noise(sde: SDE, ratio: float) -> float:
     return float(t[((s / m).log() - math.log(ratio)).abs().argmin()])
 
 
+def ve_sigma_max(density: str, seed: int = 0, n: int = 2000) -> float:
+    """Song & Ermon (2020), technique 1: ``sigma_max`` = the largest distance between two
+    of ``n`` data samples, so the VE prior covers the data."""
+    x = get_density(density).sample(n, generator=torch.Generator().manual_seed(seed))
+    return float(torch.cdist(x, x).max())
+
+
 def plot_run(path: Path, data: Tensor, samples: Tensor, model: ScoreModel, t: float,
              title: str) -> None:
     """Three panels: data, model samples and the learned score field at time ``t`` (quiver)."""
@@ -238,7 +245,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o must be a directory, {out} is a file")
-    sde = make_sde(args.sde)
+    sde_kw = {}
+    if args.sde == "ve":
+        sde_kw["sigma_max"] = args.sigma_max or ve_sigma_max(args.density, args.seed)
+    elif args.sigma_max is not None:
+        raise UsageError(f"--sigma-max is for --sde ve, not {args.sde}")
+    sde = make_sde(args.sde, **sde_kw)
     net = {"hidden": args.hidden, "depth": args.depth}
     meta = make_meta(args.density, sde.config(), energy=args.energy, net=net, seed=args.seed)
     if meta["dim"] > 2:
@@ -269,14 +281,15 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
     save_atomic(ckpt, out / "checkpoint.pt")
     src = ScoreSource(lambda x, t: model(x, t, DenseSpace(x.shape)).detach(), model.sde,
                       meta["density"], meta["density_options"], model)
-    samples, nfe = draw_samples(src, "pc", args.plot_samples, args.plot_steps, args.seed)
+    samples, nfe = draw_samples(src, args.plot_sampler, args.plot_samples, args.plot_steps,
+                                args.seed)
     data = get_density(args.density).sample(args.plot_samples,
                                             generator=torch.Generator().manual_seed(args.seed))
     kind = "energy" if args.energy else "score"
     final = float(np.mean(losses[-100:]))
     plot_run(out / "toy.png", data, samples, model, time_for_noise(model.sde, args.plot_noise),
              f"{args.density}: {kind} MLP, {args.objective}, {args.sde} SDE, {args.steps} steps "
-             f"(final loss {final:.3g}); samples: pc, {nfe} evaluations")
+             f"(final loss {final:.3g}); samples: {args.plot_sampler}, {nfe} evaluations")
     print(f"wrote {out / 'checkpoint.pt'} and {out / 'toy.png'} (final loss {final:.4g})")
 
 
@@ -336,6 +349,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2")
     p.add_argument("--n-proj", type=_positive, default=1, help="projections for ssm/ssm-vr")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve")
+    p.add_argument("--sigma-max", type=_positive_float, default=None,
+                   help="VE sigma_max (default: largest distance between data points)")
     p.add_argument("--steps", type=_positive, default=4000, help="optimiser steps")
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--lr", type=_positive_float, default=2e-3)
@@ -344,7 +359,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=_positive, default=128)
     p.add_argument("--depth", type=_positive, default=3)
     p.add_argument("--plot-samples", type=_positive, default=2000)
-    p.add_argument("--plot-steps", type=_positive, default=200)
+    p.add_argument("--plot-sampler", choices=tuple(SAMPLERS), default="ode",
+                   help="sampler of the figure's sample panel")
+    p.add_argument("--plot-steps", type=_positive, default=100)
     p.add_argument("--plot-noise", type=_positive_float, default=0.2,
                    help="noise-to-signal ratio s(t)/m(t) at which the score field is plotted")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
