@@ -7,10 +7,11 @@ hydrogens appended after the input's atoms), unspecified stereo chosen from the 
 samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x conformers per
 batch (``batch_size`` atoms per batch).
 
-Two routes (``init``):
+Two routes (``init``); the conformer benchmark (``benchmarks/conformers.md``) chose the
+default, ``etkdg``:
 
 * ``prior``: reverse diffusion from the prior at ``t = T``;
-* ``etkdg``: RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
+* ``etkdg`` (default): RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
   with the forward marginal, then the reverse SDE from ``t_start`` (the learned score
   corrects them; the SDE is truncated to ``[eps, t_start]``).
 
@@ -50,10 +51,12 @@ from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
 
-__all__ = ["GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
+__all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
            "default_model_path", "INITS"]
 
 INITS = ("prior", "etkdg")
+# Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
+DEFAULT_STEPS = {"prior": 200, "etkdg": 30}
 
 
 def default_model_path() -> Path:
@@ -71,7 +74,8 @@ class GenerateOptions:
 
     Attributes:
         n: conformers per molecule.
-        steps: sampler steps (from ``T``, or from ``t_start`` with ``init="etkdg"``).
+        steps: sampler steps (from ``T``, or from ``t_start`` with ``init="etkdg"``); ``None``
+            takes :data:`DEFAULT_STEPS` of the route (30 from ETKDG, 200 from the prior).
         sampler: a name of :data:`molscore.samplers.SAMPLERS`.
         seed: seed of the sampling noise, ETKDG and the stereoisomer choice.
         relax: MMFF94 minimisation of every conformer (UFF when MMFF lacks parameters).
@@ -85,7 +89,7 @@ class GenerateOptions:
     """
 
     n: int = 10
-    steps: int = 200
+    steps: int | None = None
     sampler: str = "reverse"
     seed: int = 0
     relax: bool = False
@@ -93,7 +97,7 @@ class GenerateOptions:
     batch_size: int = 4096
     largest_fragment: bool = False
     max_heavy_atoms: int | None = 100
-    init: str = "prior"
+    init: str = "etkdg"
     t_start: float = 0.3
     max_retries: int = 3
 
@@ -101,6 +105,8 @@ class GenerateOptions:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.steps is None:
+            self.steps = DEFAULT_STEPS.get(self.init, 200)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.sampler not in SAMPLERS:

@@ -190,6 +190,8 @@ def main() -> int:
                     help="molecules per ensemble set (default all)")
     ap.add_argument("--quick", action="store_true",
                     help="development run: 20 crystal molecules, 5 per ensemble set, 50 steps")
+    ap.add_argument("--sets", default="crystal,coverage_hexane,coverage_geom_drugs",
+                    help="comma-separated sets to run (to split the benchmark over processes)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
@@ -210,6 +212,12 @@ def main() -> int:
               "results": {}, "speed": {}}
     sets = [("crystal", CRYSTAL, "name", args.subset, 0)] + \
         [(f"coverage_{k}", p, "ensemble", args.max_ensemble, None) for k, p in ENSEMBLES.items()]
+    wanted = args.sets.split(",")
+    unknown = set(wanted) - {name for name, *_ in sets}
+    if unknown:
+        ap.error(f"unknown set(s) {', '.join(sorted(unknown))}; choose from "
+                 f"{', '.join(name for name, *_ in sets)}")
+    sets = [s for s in sets if s[0] in wanted]
     model_confs = model_wall = etkdg_confs = etkdg_wall = 0.0
     for name, path, group_by, limit, seed in sets:
         print(f"{name}: reading {path.name}", file=sys.stderr)

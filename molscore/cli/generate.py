@@ -42,10 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--model", help="checkpoint (default: shipped weights molscore/weights/conformer.pt)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=200, help="sampler steps (default 200)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default 30 with --init etkdg, 200 with --init prior)")
     p.add_argument("--sampler", default="reverse", help="em | reverse | ancestral | pc | ald | ode")
-    p.add_argument("--init", default="prior", choices=("prior", "etkdg"),
-                   help="reverse diffusion from the prior, or from ETKDG conformers noised to --t-start")
+    p.add_argument("--init", default="etkdg", choices=("prior", "etkdg"),
+                   help="etkdg (default): ETKDG conformers noised to --t-start, then corrected by "
+                        "the reverse SDE; prior: reverse diffusion from the prior")
     p.add_argument("--t-start", type=float, default=0.3, help="start time of --init etkdg (default 0.3)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
