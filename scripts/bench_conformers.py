@@ -192,6 +192,8 @@ def main() -> int:
                     help="development run: 20 crystal molecules, 5 per ensemble set, 50 steps")
     ap.add_argument("--sets", default="crystal,coverage_hexane,coverage_geom_drugs",
                     help="comma-separated sets to run (to split the benchmark over processes)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="only merge reports of runs split with --sets into --out")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
@@ -199,6 +201,8 @@ def main() -> int:
         args.subset = min(args.subset, 20)
         args.max_ensemble = min(args.max_ensemble or 5, 5)
         args.steps = min(args.steps, 50)
+    if args.merge:
+        return merge_reports([Path(p) for p in args.merge], Path(args.out))
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen = ConformerGenerator(model, device=args.device, steps=args.steps, sampler=args.sampler,
@@ -249,6 +253,26 @@ def main() -> int:
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
+    return 0
+
+
+def merge_reports(paths: list[Path], out: Path) -> int:
+    """Join the ``results`` and ``speed`` of reports from runs split with ``--sets``."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    merged = {"config": reports[0]["config"], "results": {}, "speed": {},
+              "parts": [{"file": p.name, "config": r["config"], "speed": r["speed"]}
+                        for p, r in zip(paths, reports)]}
+    for r in reports:
+        merged["results"].update(r["results"])
+        for k, v in r["speed"].items():
+            merged["speed"].setdefault(k, v if not isinstance(v, float) else [])
+            if isinstance(v, float):
+                merged["speed"][k].append(v)
+    merged["speed"] = {k: (sum(v) / len(v) if isinstance(v, list) else v)
+                       for k, v in merged["speed"].items()}
+    out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
+    out.with_suffix(".md").write_text(markdown(merged))
+    print(markdown(merged))
     return 0
 
 
