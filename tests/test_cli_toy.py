@@ -9,15 +9,6 @@ from molscore.cli import main
 from molscore.data.toy import get_density
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest (and reproducible) on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint from a very short ``toy train`` run (shared by the tests below)."""

@@ -10,15 +10,6 @@ from molscore.sde import make_sde
 from molscore.spaces import DenseSpace
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest (and reproducible) on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _jacobian(model: ScoreModel, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Per-sample Jacobians ``(B, D, D)`` of the score field."""
     space = DenseSpace(x.shape)

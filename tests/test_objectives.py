@@ -16,15 +16,6 @@ from molscore.sde import make_sde
 from molscore.spaces import DenseSpace, PointSetSpace
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest (and reproducible) on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class GaussianScore(nn.Module):
     """Exact score of ``x0 ~ N(mu, sigma0^2 I)`` noised by the SDE, with an optional scale."""
 

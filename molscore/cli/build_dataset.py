@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from . import UsageError
+from .argtypes import nonnegative_float, positive_int
 
 ORDER = 30
 
@@ -28,36 +29,16 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (resumed if it exists)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use at most this many input molecules")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use at most this many input molecules")
     p.add_argument("--reserved", type=Path, default=None,
                    help="reserved InChIKey list to exclude (default: the shipped datasets/reserved_inchikeys.txt)")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
-    p.add_argument("--shard-size", type=_positive_int, default=256, help="molecules per shard file (default 256)")
+    p.add_argument("--shard-size", type=positive_int, default=256, help="molecules per shard file (default 256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,13 +57,13 @@ def register(subparsers) -> None:
     p.add_argument("--smiles", type=Path, default=None,
                    help="CSV with a 'smiles' column (optional 'name'), or .smi file "
                         f"(default: the shipped {DEFAULT_SMILES.parent.name}/{DEFAULT_SMILES.name})")
-    p.add_argument("--n-confs", type=_positive_int, default=30, help="conformers kept per molecule (default 30)")
-    p.add_argument("--energy-window", type=_nonnegative, default=10.0,
+    p.add_argument("--n-confs", type=positive_int, default=30, help="conformers kept per molecule (default 30)")
+    p.add_argument("--energy-window", type=nonnegative_float, default=10.0,
                    help="kcal/mol above the minimum (default 10)")
-    p.add_argument("--rmsd", type=_nonnegative, default=0.5,
+    p.add_argument("--rmsd", type=nonnegative_float, default=0.5,
                    help="heavy-atom RMSD de-duplication threshold, A (default 0.5)")
     p.add_argument("--seed", type=int, default=42, help="embedding seed (default 42)")
-    p.add_argument("--max-heavy-atoms", type=_positive_int, default=100,
+    p.add_argument("--max-heavy-atoms", type=positive_int, default=100,
                    help="skip larger molecules (default 100)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     _common(p)

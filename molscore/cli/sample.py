@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import UsageError
+from .argtypes import positive_int
 
 ORDER = 25
 
@@ -33,12 +34,12 @@ def register(subparsers) -> None:
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint.pt to load")
-    p.add_argument("-n", type=_positive, default=16, metavar="N",
+    p.add_argument("-n", type=positive_int, default=16, metavar="N",
                    help="number of samples (per inpainting image) (default 16)")
     p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="pc",
                    help="pc: predictor-corrector (default); ode: probability flow; em: "
                         "Euler-Maruyama; ald: annealed Langevin; reverse/ancestral predictors")
-    p.add_argument("--steps", type=_positive, metavar="N",
+    p.add_argument("--steps", type=positive_int, metavar="N",
                    help="time steps (noise levels for ald); default chosen by the task")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -55,18 +56,8 @@ def register(subparsers) -> None:
     img.add_argument("--guidance", type=float, metavar="W",
                      help="classifier-free guidance weight w: (1+w) s(x|y) - w s(x) (default 0)")
     ca = p.add_argument_group("C-alpha traces")
-    ca.add_argument("--length", type=_positive, metavar="N", help="residues per trace")
+    ca.add_argument("--length", type=positive_int, metavar="N", help="residues per trace")
     p.set_defaults(func=run)
-
-
-def _positive(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return v
 
 
 def _device(name: str):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import UsageError
 from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic
 from ..data.toy import DENSITIES, GaussianMixture, exact_score_fn, get_density
 from ..data.toy_task import make_meta, train_toy
@@ -31,33 +29,14 @@ from ..objectives import OBJECTIVES, WEIGHTINGS
 from ..samplers import ODE_METHODS, SAMPLERS, sample
 from ..sde import SDE, SDE_NAMES, make_sde
 from ..spaces import DenseSpace
+from . import UsageError
+from .argtypes import positive_float, positive_int
 
 ORDER = 50
 LIKELIHOOD_METHODS = ("dopri5", "rk4", "midpoint", "euler")
 MIXTURES = tuple(name for name in DENSITIES if name.startswith("gmm"))
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return v
-
-
-# -- score sources -------------------------------------------------------------------------
 class ScoreSource:
     """A score function ``(x (B, D), t (B,)) -> (B, D)`` with its SDE and density."""
 
@@ -297,12 +276,12 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
 def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", choices=DENSITIES, default=None,
                    help="toy density (default gmm8 for --score exact; a checkpoint's own)")
-    p.add_argument("--dim", type=_positive, default=None, help="dimension of gmmnd")
+    p.add_argument("--dim", type=positive_int, default=None, help="dimension of gmmnd")
     p.add_argument("--score", default="exact",
                    help="'exact' (analytic score of a mixture) or a toy checkpoint path")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default=None,
                    help="forward SDE (default ve for --score exact; a checkpoint's own)")
-    p.add_argument("-n", type=_positive, default=1000, help="number of samples")
+    p.add_argument("-n", type=positive_int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -316,15 +295,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="draw samples with any sampler, exact or learned score")
     _add_score_args(p)
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="pc")
-    p.add_argument("--steps", type=_positive, default=500, help="time steps (noise levels)")
+    p.add_argument("--steps", type=positive_int, default=500, help="time steps (noise levels)")
     p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default="reverse",
                    help="predictor of --sampler pc")
-    p.add_argument("--snr", type=_positive_float, default=0.16, help="Langevin signal-to-noise")
-    p.add_argument("--n-corrector", type=_positive, default=None,
+    p.add_argument("--snr", type=positive_float, default=0.16, help="Langevin signal-to-noise")
+    p.add_argument("--n-corrector", type=positive_int, default=None,
                    help="Langevin steps per noise level (default: 1 for pc, 10 for ald)")
     p.add_argument("--method", choices=ODE_METHODS, default="rk4", help="ODE solver")
-    p.add_argument("--rtol", type=_positive_float, default=1e-5)
-    p.add_argument("--atol", type=_positive_float, default=1e-5)
+    p.add_argument("--rtol", type=positive_float, default=1e-5)
+    p.add_argument("--atol", type=positive_float, default=1e-5)
     p.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("-o", "--output", required=True, help="output .npy, an (n, D) array")
@@ -335,10 +314,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact")
     p.add_argument("--method", choices=LIKELIHOOD_METHODS, default="dopri5",
                    help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
-    p.add_argument("--steps", type=_positive, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="number of steps of a fixed-step --method")
-    p.add_argument("--rtol", type=_positive_float, default=1e-5)
-    p.add_argument("--atol", type=_positive_float, default=1e-5)
+    p.add_argument("--rtol", type=positive_float, default=1e-5)
+    p.add_argument("--atol", type=positive_float, default=1e-5)
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
     p.set_defaults(func=_cmd_likelihood)
 
@@ -347,22 +326,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--density", choices=DENSITIES, default="checkerboard")
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="dsm")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2")
-    p.add_argument("--n-proj", type=_positive, default=1, help="projections for ssm/ssm-vr")
+    p.add_argument("--n-proj", type=positive_int, default=1, help="projections for ssm/ssm-vr")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve")
-    p.add_argument("--sigma-max", type=_positive_float, default=None,
+    p.add_argument("--sigma-max", type=positive_float, default=None,
                    help="VE sigma_max (default: largest distance between data points)")
-    p.add_argument("--steps", type=_positive, default=4000, help="optimiser steps")
-    p.add_argument("--batch-size", type=_positive, default=256)
-    p.add_argument("--lr", type=_positive_float, default=2e-3)
+    p.add_argument("--steps", type=positive_int, default=4000, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--energy", action="store_true", help="MLP energy model (score = -grad E)")
-    p.add_argument("--hidden", type=_positive, default=128)
-    p.add_argument("--depth", type=_positive, default=3)
-    p.add_argument("--plot-samples", type=_positive, default=2000)
+    p.add_argument("--hidden", type=positive_int, default=128)
+    p.add_argument("--depth", type=positive_int, default=3)
+    p.add_argument("--plot-samples", type=positive_int, default=2000)
     p.add_argument("--plot-sampler", choices=tuple(SAMPLERS), default="ode",
                    help="sampler of the figure's sample panel")
-    p.add_argument("--plot-steps", type=_positive, default=100)
-    p.add_argument("--plot-noise", type=_positive_float, default=0.2,
+    p.add_argument("--plot-steps", type=positive_int, default=100)
+    p.add_argument("--plot-noise", type=positive_float, default=0.2,
                    help="noise-to-signal ratio s(t)/m(t) at which the score field is plotted")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="output directory")
