@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
-from rdkit.Geometry import Point3D
 from torch_geometric.data import Batch as GraphBatch
 from tqdm.auto import tqdm
 
 from .chem.checks import GeometryChecker
+from .chem.coords import add_conformer
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers
@@ -271,11 +271,7 @@ class ConformerGenerator:
             job.rejected.append(["non-finite coordinates"])
             return
         mol = Chem.Mol(job.mol)
-        conf = Chem.Conformer(mol.GetNumAtoms())
-        for i, p in enumerate(pos):
-            conf.SetAtomPosition(i, Point3D(*map(float, p)))
-        conf.Set3D(True)
-        cid = mol.AddConformer(conf, assignId=True)
+        cid = add_conformer(mol, pos)
         report = fix_stereo(mol, cid)
         if report.ok:
             job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
@@ -297,11 +293,7 @@ class ConformerGenerator:
         mol = Chem.Mol(job.mol)
         mol.RemoveAllConformers()
         for pos in job.coords:
-            conf = Chem.Conformer(mol.GetNumAtoms())
-            for i, p in enumerate(pos):
-                conf.SetAtomPosition(i, Point3D(*map(float, p)))
-            conf.Set3D(True)
-            mol.AddConformer(conf, assignId=True)
+            add_conformer(mol, pos)
         energies: list[float] | None = None
         if opts.relax:
             try:

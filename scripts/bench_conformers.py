@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from molscore.chem.checks import GeometryChecker  # noqa: E402
+from molscore.chem.coords import add_conformer  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
@@ -84,11 +85,7 @@ def _with_coords(mol: Chem.Mol, coords: list[np.ndarray]) -> Chem.Mol:
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
     for xyz in coords:
-        conf = Chem.Conformer(out.GetNumAtoms())
-        for i, p in enumerate(xyz):
-            conf.SetAtomPosition(i, p.tolist())
-        conf.Set3D(True)
-        out.AddConformer(conf, assignId=True)
+        add_conformer(out, xyz)
     return out
 
 

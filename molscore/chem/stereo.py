@@ -31,6 +31,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
+from .coords import set_positions
+
 __all__ = ["StereoReport", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
            "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
            "centre_min_volume"]
@@ -163,8 +165,7 @@ def mirror_conformer(mol: Chem.Mol, conf_id: int = -1) -> None:
     conf = mol.GetConformer(conf_id)
     pos = np.asarray(conf.GetPositions())
     pos[:, 0] *= -1
-    for i, p in enumerate(pos):
-        conf.SetAtomPosition(i, p.tolist())
+    set_positions(conf, pos)
 
 
 def invert_centre(mol: Chem.Mol, atom_idx: int, conf_id: int = -1) -> bool:
@@ -224,8 +225,7 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
             if idx in check_stereo(mol, conf_id, flat_tol=flat_tol).correct_centres:
                 flipped.append(idx)
                 continue
-            for i, p in enumerate(before):
-                conf.SetAtomPosition(i, p.tolist())
+            set_positions(conf, before)
     after = check_stereo(mol, conf_id, flat_tol=flat_tol)
     after.inverted_locally = flipped
     return after

@@ -30,6 +30,7 @@ from rdkit.Chem import AllChem, rdMolAlign
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 from tqdm import tqdm
 
+from ..chem.coords import add_conformer
 from ..chem.featurize import MoleculeError, prepare_mol
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
@@ -252,11 +253,7 @@ def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
             raise MoleculeError(f"unsupported bond order {order}")
         rw.AddBond(i, j, _CCD_BOND_ORDER[order])
     mol = rw.GetMol()
-    conf = Chem.Conformer(mol.GetNumAtoms())
-    for i, p in enumerate(coords):
-        conf.SetAtomPosition(i, p.tolist())
-    conf.Set3D(True)
-    mol.AddConformer(conf, assignId=True)
+    add_conformer(mol, coords)
     n_heavy = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
     if n_heavy < CCD_MIN_HEAVY:
         raise MoleculeError(f"too small: {n_heavy} heavy atoms (minimum {CCD_MIN_HEAVY})")
