@@ -18,7 +18,10 @@ default, ``etkdg``:
 Every conformer then goes through :func:`~molscore.chem.stereo.fix_stereo` (a mirror image
 is reflected, single inverted centres are flipped locally); conformers whose stereo is
 still wrong are resampled, up to ``max_retries`` rounds, and then dropped with the reason
-(never returned). Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and
+(never returned). Conformers failing a :mod:`~molscore.chem.checks` geometry check get a
+:func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
+minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those still
+failing are resampled too, and after the last round kept with their problems listed. Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and
 RMSD de-duplication follow; each conformer carries ``conformer`` (index) and ``checks``
 (``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
 
@@ -45,7 +48,7 @@ from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
-from .chem.relax import relax_conformers
+from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.stereo import assign_unspecified_stereo, fix_stereo
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -85,7 +88,8 @@ class GenerateOptions:
         max_heavy_atoms: refuse larger molecules (None = no limit).
         init: ``prior`` or ``etkdg`` (see module docstring).
         t_start: start time of the ``etkdg`` route, in ``(0, T]``.
-        max_retries: resampling rounds for conformers with wrong stereo.
+        max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
+        cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
     """
 
     n: int = 10
@@ -100,6 +104,7 @@ class GenerateOptions:
     init: str = "etkdg"
     t_start: float = 0.3
     max_retries: int = 3
+    cleanup: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
@@ -153,6 +158,7 @@ class _Job:
     result: GenerationResult
     mol: Chem.Mol
     graph: object
+    checker: GeometryChecker
     etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
@@ -213,7 +219,7 @@ class ConformerGenerator:
             return result
         if hasattr(graph, "pos"):
             del graph.pos
-        job = _Job(result, mol, graph)
+        job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
         if opts.init == "etkdg":
             job.etkdg = _etkdg(mol, opts.n, opts.seed)
             if job.etkdg is None:
@@ -265,18 +271,28 @@ class ConformerGenerator:
         return np.split(pos, np.cumsum(counts)[:-1])
 
     # -- post-processing -----------------------------------------------------------
-    def _accept(self, job: _Job, pos: np.ndarray) -> None:
-        """Stereo check / repair of one sampled conformer; keep it or record why not."""
+    def _accept(self, job: _Job, pos: np.ndarray, last_round: bool) -> None:
+        """Stereo repair, geometry check and clean-up of one sampled conformer; keep it or
+        record why not (geometry problems are kept, and listed, in the last round)."""
         if not np.isfinite(pos).all():
             job.rejected.append(["non-finite coordinates"])
             return
-        mol = Chem.Mol(job.mol)
+        mol = job.checker.mol
         cid = add_conformer(mol, pos)
-        report = fix_stereo(mol, cid)
-        if report.ok:
+        try:
+            report = fix_stereo(mol, cid)
+            if not report.ok:
+                job.rejected.append(report.reasons())
+                return
+            problems = job.checker(cid)
+            if problems and self.options.cleanup and restrained_cleanup(mol, [cid]):
+                problems = job.checker(cid)
+            if problems and not last_round:
+                job.rejected.append([p.split(":")[0] for p in problems])
+                return
             job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
-        else:
-            job.rejected.append(report.reasons())
+        finally:
+            mol.RemoveConformer(cid)
 
     def _finish(self, job: _Job) -> GenerationResult:
         result, opts = job.result, self.options
@@ -346,13 +362,14 @@ class ConformerGenerator:
     def _flush(self, pending: list, generator: torch.Generator, bar) -> Iterator[GenerationResult]:
         jobs = [p for p in pending if isinstance(p, _Job)]
         requests = [(job, slot) for job in jobs for slot in range(self.options.n)]
-        for _ in range(self.options.max_retries + 1):   # first round + resampling rounds
+        rounds = self.options.max_retries + 1          # first round + resampling rounds
+        for r in range(rounds):
             if not requests:
                 break
             for job in {id(j): j for j, _ in requests}.values():
                 job.rejected = []
             for (job, _), pos in zip(requests, self._sample(requests, generator)):
-                self._accept(job, pos)
+                self._accept(job, pos, last_round=r == rounds - 1)
             requests = [(job, k) for job in jobs for k in range(len(job.rejected))]
         for p in pending:
             result = self._finish(p) if isinstance(p, _Job) else p
@@ -375,6 +392,7 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int) -> np.ndarray | None:
     work = Chem.Mol(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed) + 1
+    params.numThreads = 0          # all cores; the conformers do not depend on the thread count
     with rdBase.BlockLogs():
         ids = list(AllChem.EmbedMultipleConfs(work, n, params))
         if not ids:

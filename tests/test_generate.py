@@ -94,3 +94,28 @@ def test_bad_input_raises(tiny_model):
         generate_conformers("CCO.CC", n=1, model=tiny_model, steps=2, device="cpu")
     with pytest.raises(ValueError, match="sampler"):
         generate_conformers("CCO", n=1, model=tiny_model, sampler="nope", device="cpu")
+
+
+def _zero_score_generator(tiny_model, **options) -> ConformerGenerator:
+    """A generator whose network outputs zero: the reverse SDE from noised ETKDG conformers
+    only adds noise (about 0.15 A per coordinate from t_start = 0.3), which breaks geometry."""
+    from molscore.checkpoint import load_checkpoint_model
+
+    model, meta = load_checkpoint_model(tiny_model, device="cpu")
+    for p in model.net.net.gate.parameters():
+        torch.nn.init.zeros_(p)
+    return ConformerGenerator(model, meta=meta, device="cpu", init="etkdg", t_start=0.3, steps=4,
+                              seed=5, **options)
+
+
+def test_cleanup_repairs_geometry_and_checks_property_is_truthful(tiny_model):
+    smiles = "CC(=O)Nc1ccc(OCC)cc1"
+    raw = _zero_score_generator(tiny_model, n=6, cleanup=False, max_retries=0).generate(smiles).mol
+    fixed = _zero_score_generator(tiny_model, n=6, cleanup=True, max_retries=0).generate(smiles).mol
+    for mol in (raw, fixed):
+        assert mol.GetNumConformers() == 6            # geometry failures are kept in the last round
+        for conf in mol.GetConformers():
+            problems = check_geometry(mol, conf.GetId())
+            assert conf.GetProp("checks") == ("; ".join(problems) if problems else "ok")
+    assert sum(c.GetProp("checks") != "ok" for c in raw.GetConformers()) >= 3
+    assert all(c.GetProp("checks") == "ok" for c in fixed.GetConformers())

@@ -10,7 +10,9 @@ molecule at a time.
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (a mirror image
 is reflected, single inverted centres are flipped, others are resampled up to --max-retries
-rounds and then dropped). Unspecified stereo: one isomer is chosen from --seed and recorded
+rounds and then dropped). Conformers failing a geometry check (``checks`` property) get a
+restrained MMFF94 clean-up (heavy atoms held near the sampled positions; ``--no-cleanup``
+turns it off) and are resampled when it does not help. Unspecified stereo: one isomer is chosen from --seed and recorded
 in the ``smiles`` property. --batch-size counts atoms (molecules x conformers per batch).
 
 Records that cannot be done go to ``failures.csv`` next to the output (columns
@@ -54,7 +56,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     p.add_argument("--max-heavy-atoms", type=int, default=100, help="refuse larger molecules (default 100)")
-    p.add_argument("--max-retries", type=int, default=3, help="resampling rounds for wrong stereo (default 3)")
+    p.add_argument("--max-retries", type=int, default=3,
+                   help="resampling rounds for wrong stereo or failed geometry checks (default 3)")
+    p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
+                   help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -86,7 +91,7 @@ def run(args) -> int:
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start,
-        max_retries=args.max_retries)
+        max_retries=args.max_retries, cleanup=args.cleanup)
     try:
         options.validate()
         generator = ConformerGenerator(args.model, device=args.device, options=options)
