@@ -59,7 +59,7 @@ __all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGen
 
 INITS = ("prior", "etkdg")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
-DEFAULT_STEPS = {"prior": 200, "etkdg": 30}
+DEFAULT_STEPS = {"prior": 200, "etkdg": 10}
 
 
 def default_model_path() -> Path:
@@ -78,7 +78,7 @@ class GenerateOptions:
     Attributes:
         n: conformers per molecule.
         steps: sampler steps (from ``T``, or from ``t_start`` with ``init="etkdg"``); ``None``
-            takes :data:`DEFAULT_STEPS` of the route (30 from ETKDG, 200 from the prior).
+            takes :data:`DEFAULT_STEPS` of the route (10 from ETKDG, 200 from the prior).
         sampler: a name of :data:`molscore.samplers.SAMPLERS`.
         seed: seed of the sampling noise, ETKDG and the stereoisomer choice.
         relax: MMFF94 minimisation of every conformer (UFF when MMFF lacks parameters).

@@ -160,6 +160,7 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
              kind: str, threshold: float = 0.75) -> dict:
     rows, n_conf, n_req, n_stereo, n_geom, failed = [], 0, 0, 0, 0, 0
+    per_molecule: dict[str, dict] = {}
     for key, _, group in inputs:
         mol = method_mols.get(key)
         n_req += requested[key]
@@ -177,6 +178,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
             rows.append({n: float(rmsd[:n, 0].min()) for n in NS})
         else:
             rows.append(coverage_metrics(rmsd, threshold))
+        per_molecule[key] = rows[-1]
     out = {"molecules": len(rows), "failed_molecules": failed, "conformers": n_conf,
            "requested": n_req, "frac_returned": n_conf / max(n_req, 1),
            "frac_stereo_correct": n_stereo / max(n_conf, 1),
@@ -186,6 +188,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
     else:
         for k in ("cov_r", "amr_r", "cov_p", "amr_p"):
             out[k] = summarise(r[k] for r in rows)
+    out["per_molecule"] = per_molecule          # for paired comparisons between runs
     return out
 
 

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default 30 with --init etkdg, 200 with --init prior)")
+                   help="sampler steps (default 10 with --init etkdg, 200 with --init prior)")
     p.add_argument("--sampler", default="reverse", help="em | reverse | ancestral | pc | ald | ode")
     p.add_argument("--init", default="etkdg", choices=("prior", "etkdg"),
                    help="etkdg (default): ETKDG conformers noised to --t-start, then corrected by "
