@@ -1,5 +1,6 @@
 """Stereo checker and repair on hand-built conformers."""
 import numpy as np
+import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
 
@@ -99,3 +100,37 @@ def test_unspecified_stereo_assigned_deterministically():
     assert len(set(chosen)) > 1
     specified = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O"))
     assert assign_unspecified_stereo(specified, 3) is specified
+
+
+@pytest.mark.parametrize("smiles", ["C[C@H](N)C(=O)O", "C[S@](=O)c1ccccc1", "C[N@+](CC)(CCC)Cc1ccccc1",
+                                    "O[C@H]1CCCC[C@@H]1N"])
+def test_centre_tag_agrees_with_rdkit_structure_perception(smiles):
+    from molscore.chem.stereo import centre_tag
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 11
+    AllChem.EmbedMultipleConfs(mol, 3, params)
+    for conf in mol.GetConformers():
+        ref = Chem.Mol(mol)
+        Chem.AssignAtomChiralTagsFromStructure(ref, confId=conf.GetId())
+        for idx, tag in specified_centres(mol).items():
+            assert centre_tag(conf.GetPositions(), mol, idx) == ref.GetAtomWithIdx(idx).GetChiralTag() == tag
+
+
+@pytest.mark.parametrize("smiles", ["O=C=N[P@H]Cl", "C[N@+](CC)(CCC)Cc1ccccc1"])
+def test_centres_rdkit_does_not_perceive_from_3d_are_checked_and_repaired(smiles):
+    # AssignStereochemistryFrom3D leaves these centres unspecified; a check built on it
+    # called every conformer (and its mirror image) inverted
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 11
+    cid = AllChem.EmbedMolecule(mol, params)
+    first = check_stereo(mol, cid).ok
+    mirror_conformer(mol, cid)
+    second = check_stereo(mol, cid).ok
+    assert first != second
+    if second:
+        mirror_conformer(mol, cid)                     # keep the wrong-handed one
+    report = fix_stereo(mol, cid)
+    assert report.ok and report.mirrored and check_stereo(mol, cid).ok

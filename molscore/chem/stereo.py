@@ -2,10 +2,15 @@
 
 The reference is the molecule's own stereo annotation (what the SMILES specified):
 tetrahedral chiral tags ``CHI_TETRAHEDRAL_CW/CCW`` and double-bond labels
-``STEREOE/Z`` (or ``STEREOCIS/TRANS`` relative to the bond's stereo atoms). A
-conformer is checked by assigning stereo from its 3D coordinates on a copy
-(:func:`rdkit.Chem.AssignStereochemistryFrom3D`) and comparing per centre and per
-bond; the atom order is shared, so chiral tags compare directly. Each specified
+``STEREOE/Z`` (or ``STEREOCIS/TRANS`` relative to the bond's stereo atoms). A centre's
+tag is read from the conformer directly (:func:`centre_tag`): with the neighbours in
+RDKit's reference order (the atom's bond order), CCW means a positive signed volume
+``det(u0, u1, u2)`` of the vectors to the first three, for four-coordinate centres and
+for three-coordinate ones (lone pair) alike. This agrees with RDKit's
+:func:`rdkit.Chem.AssignAtomChiralTagsFromStructure` wherever RDKit assigns a tag, and also
+covers centres RDKit does not perceive from 3D (three-coordinate P, and quaternary N, whose
+tag :func:`rdkit.Chem.AssignStereochemistryFrom3D` clears). E/Z bonds are read with
+``AssignStereochemistryFrom3D`` on a copy. Each specified
 centre must in addition be clearly non-planar: the smallest |det| of three unit
 vectors from the centre to its neighbours (0.77 for an ideal tetrahedron, 0 when
 flat) must exceed ``flat_tol``.
@@ -33,7 +38,7 @@ from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnum
 
 from .coords import set_positions
 
-__all__ = ["StereoReport", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
+__all__ = ["StereoReport", "centre_tag", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
            "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
            "centre_min_volume"]
 
@@ -111,6 +116,18 @@ def centre_min_volume(pos: np.ndarray, centre: int, neighbours: list[int]) -> fl
     return float(min(vols)) if vols else 0.0
 
 
+def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
+    """Chiral tag of atom ``centre`` in coordinates ``pos`` ``(N, 3)``, in RDKit's convention.
+
+    ``CHI_TETRAHEDRAL_CCW`` when ``det(u0, u1, u2) > 0`` for the vectors from the centre to
+    its first three neighbours in bond order, ``CW`` otherwise (three or four neighbours).
+    """
+    atom = mol.GetAtomWithIdx(centre)
+    nbrs = [b.GetOtherAtomIdx(centre) for b in atom.GetBonds()][:3]
+    vol = np.linalg.det(pos[nbrs] - pos[centre])
+    return Chem.ChiralType.CHI_TETRAHEDRAL_CCW if vol > 0 else Chem.ChiralType.CHI_TETRAHEDRAL_CW
+
+
 def _dihedral(p: np.ndarray) -> float:
     """Dihedral angle (degrees) of four points ``(4, 3)``."""
     b0, b1, b2 = p[0] - p[1], p[2] - p[1], p[3] - p[2]
@@ -134,18 +151,19 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
     if not centres and not bonds:
         return report
     conf_id = mol.GetConformer(conf_id).GetId()
-    copy = Chem.Mol(mol, False, conf_id)
-    Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
     pos = _positions(mol, conf_id)
     for idx, tag in centres.items():
         atom = mol.GetAtomWithIdx(idx)
         nbrs = [n.GetIdx() for n in atom.GetNeighbors()]
-        if centre_min_volume(pos, idx, nbrs) < flat_tol:
+        if len(nbrs) < 3 or centre_min_volume(pos, idx, nbrs) < flat_tol:
             report.flat_centres.append(idx)
-        elif copy.GetAtomWithIdx(idx).GetChiralTag() == tag:
+        elif centre_tag(pos, mol, idx) == tag:
             report.correct_centres.append(idx)
         else:
             report.inverted_centres.append(idx)
+    if bonds:
+        copy = Chem.Mol(mol, False, conf_id)
+        Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
     for idx, label in bonds.items():
         got = copy.GetBondWithIdx(idx).GetStereo()
         if label in _EZ:
