@@ -296,6 +296,8 @@ def merge_reports(paths: list[Path], out: Path) -> int:
                         for p, r in zip(paths, reports)]}
     for r in reports:
         merged["results"].update(r["results"])
+    if "crystal" in merged["results"]:
+        merged["results"]["crystal"]["paired"] = paired_crystal(merged["results"]["crystal"])
         for k, v in r["speed"].items():
             merged["speed"].setdefault(k, v if not isinstance(v, float) else [])
             if isinstance(v, float):
