@@ -192,6 +192,20 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
     return out
 
 
+def _git_commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes), or None outside git."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
 def posebusters_status() -> str:
     try:
         import posebusters  # noqa: F401
@@ -240,7 +254,7 @@ def main() -> int:
                          "device": str(gen.device), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
-                         "posebusters": posebusters_status()},
+                         "posebusters": posebusters_status(), "commit": _git_commit()},
               "results": {}, "speed": {}}
     sets = [("crystal", CRYSTAL, "name", args.subset, 0)] + \
         [(f"coverage_{k}", p, "ensemble", args.max_ensemble, None) for k, p in ENSEMBLES.items()]
