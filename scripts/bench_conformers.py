@@ -10,8 +10,13 @@ Writes ``benchmarks/conformers.json`` and ``benchmarks/conformers.md``.
   mean and median over molecules);
 * fraction of conformers with correct stereo and fraction passing every geometry check
   (:mod:`molscore.chem.checks`), and how many of the requested conformers were returned;
-* speed: model conformers/s (CPU, and CUDA when present: ``--device``), ETKDG conformers/s on
-  all CPU cores (one process per core, ``multiprocessing``).
+* speed: model conformers/s on all CPU cores (``--workers`` spawned processes, one torch
+  thread each) or on CUDA (``--device``), ETKDG conformers/s on all CPU cores (one process per
+  core, ``multiprocessing``);
+* per molecule rows in the JSON, and for the crystal set a paired comparison (fraction of
+  molecules where each method is lower; bootstrap interval of the difference of medians).
+
+A run can be split over sets (``--sets``) and joined with ``--merge``.
 
 Every molecule is given to both methods as its reference record (hydrogens added with
 coordinates), so both produce the reference's stereoisomer with the same atoms. ETKDG:
@@ -303,21 +308,19 @@ def main() -> int:
 
 
 def merge_reports(paths: list[Path], out: Path) -> int:
-    """Join the ``results`` and ``speed`` of reports from runs split with ``--sets``."""
+    """Join the ``results`` of reports from runs split with ``--sets`` (a set in a later
+    report replaces the same set in an earlier one); speeds are kept per part, since they
+    depend on the molecules of each part."""
     reports = [json.loads(p.read_text()) for p in paths]
     merged = {"config": reports[0]["config"], "results": {}, "speed": {},
-              "parts": [{"file": p.name, "config": r["config"], "speed": r["speed"]}
-                        for p, r in zip(paths, reports)]}
-    for r in reports:
+              "parts": [{"file": p.name, "config": r["config"], "sets": list(r["results"]),
+                         "speed": r["speed"]} for p, r in zip(paths, reports)]}
+    for p, r in zip(paths, reports):
         merged["results"].update(r["results"])
+        for k, v in r["speed"].items():
+            merged["speed"].setdefault(k, {})[f"{p.name} ({', '.join(r['results'])})"] = v
     if "crystal" in merged["results"]:
         merged["results"]["crystal"]["paired"] = paired_crystal(merged["results"]["crystal"])
-        for k, v in r["speed"].items():
-            merged["speed"].setdefault(k, v if not isinstance(v, float) else [])
-            if isinstance(v, float):
-                merged["speed"][k].append(v)
-    merged["speed"] = {k: (sum(v) / len(v) if isinstance(v, list) else v)
-                       for k, v in merged["speed"].items()}
     out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
     out.with_suffix(".md").write_text(markdown(merged))
     print(markdown(merged))
@@ -352,6 +355,10 @@ def markdown(report: dict) -> str:
              f"{cfg['steps']} steps, t_start {cfg['t_start']}, clean-up "
              f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]
+    if "parts" in report:
+        lines += ["Merged from runs of " + "; ".join(
+            f"{', '.join(p['sets'])} (`{p['file']}`, commit {p['config'].get('commit') or 'not recorded'})"
+            for p in report["parts"]) + "; a set in a later run replaces the earlier one.", ""]
     if "crystal" in res:
         c = res["crystal"]
         lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of "
@@ -391,8 +398,14 @@ def markdown(report: dict) -> str:
             m = r[method]
             lines.append(f"| {k} | {method} | {m['frac_returned']:.3f} | {m['frac_stereo_correct']:.3f} | "
                          f"{m['frac_geometry_ok']:.3f} |")
-    lines += [""] + [f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}"
-                     for k, v in speed.items()]
+    def fmt(v) -> str:
+        if isinstance(v, dict):                      # per part of a merged report
+            if len({json.dumps(x) for x in v.values()}) == 1:
+                return fmt(next(iter(v.values())))
+            return "; ".join(f"{fmt(x)} in {part}" for part, x in v.items())
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines += [""] + [f"- {k}: {fmt(v)}" for k, v in speed.items()]
     return "\n".join(lines) + "\n"
 
 
