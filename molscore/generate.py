@@ -20,9 +20,10 @@ is reflected, single inverted centres are flipped locally); conformers whose ste
 still wrong are resampled, up to ``max_retries`` rounds, and then dropped with the reason
 (never returned). Conformers failing a :mod:`~molscore.chem.checks` geometry check get a
 :func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
-minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those still
-failing are resampled too, and after the last round kept with their problems listed. Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and
-RMSD de-duplication follow; each conformer carries ``conformer`` (index) and ``checks``
+minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those
+still failing are resampled too, and after the last round kept with their problems listed.
+Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-duplication
+follow; each conformer carries ``conformer`` (index) and ``checks``
 (``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
 
 Sampling noise comes from one seeded generator per run, so the same inputs, options,
