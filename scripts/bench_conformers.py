@@ -183,7 +183,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
             rows.append({n: float(rmsd[:n, 0].min()) for n in NS})
         else:
             rows.append(coverage_metrics(rmsd, threshold))
-        per_molecule[key] = rows[-1]
+        per_molecule[key] = {str(k): v for k, v in rows[-1].items()}   # the keys JSON keeps
     out = {"molecules": len(rows), "failed_molecules": failed, "conformers": n_conf,
            "requested": n_req, "frac_returned": n_conf / max(n_req, 1),
            "frac_stereo_correct": n_stereo / max(n_conf, 1),
@@ -339,8 +339,7 @@ def paired_crystal(crystal: dict, seed: int = 0, resamples: int = 2000) -> dict:
     idx = rng.integers(0, len(keys), size=(resamples, len(keys)))
     out = {}
     for n in NS:
-        a, b = (np.array([rows[k].get(n, rows[k].get(str(n))) for k in keys])  # int keys, or str from JSON
-                for rows in (model, etkdg))
+        a, b = (np.array([rows[k][str(n)] for k in keys]) for rows in (model, etkdg))
         boot = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
         out[n] = {"model_lower": float((a < b).mean()), "etkdg_lower": float((b < a).mean()),
                   "median_diff": float(np.median(a) - np.median(b)),

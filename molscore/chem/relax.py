@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
+
+from .coords import set_positions
 
 __all__ = ["relax_conformers", "restrained_cleanup"]
 
@@ -40,35 +43,6 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1) 
     return [float(energy) for _, energy in out], name
 
 
-class _ForceFields:
-    """Builds an MMFF94 (else UFF) force field for one conformer of ``mol``; the MMFF
-    parameters are typed once per molecule."""
-
-    def __init__(self, mol: Chem.Mol):
-        self.mol = mol
-        with rdBase.BlockLogs():
-            self.mmff = (AllChem.MMFFGetMoleculeProperties(mol)
-                         if AllChem.MMFFHasAllMoleculeParams(mol) else None)
-            self.uff = self.mmff is None and AllChem.UFFHasAllMoleculeParams(mol)
-
-    @property
-    def available(self) -> bool:
-        return self.mmff is not None or self.uff
-
-    def __call__(self, conf_id: int, restrained: Sequence[int], max_displacement: float,
-                 force_constant: float):
-        with rdBase.BlockLogs():
-            if self.mmff is not None:
-                ff = AllChem.MMFFGetMoleculeForceField(self.mol, self.mmff, confId=conf_id)
-                add = ff.MMFFAddPositionConstraint
-            else:
-                ff = AllChem.UFFGetMoleculeForceField(self.mol, confId=conf_id)
-                add = ff.UFFAddPositionConstraint
-        for i in restrained:
-            add(int(i), max_displacement, force_constant)
-        return ff
-
-
 def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        max_displacement: float = 0.25, force_constant: float = 100.0,
                        max_iters: int = 200) -> bool:
@@ -77,7 +51,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     MMFF94 (UFF where MMFF has no parameters) minimisation for at most ``max_iters``
     iterations, with every heavy atom restrained by a flat-bottom harmonic potential
     (``force_constant`` kcal/mol/Å², free within ``max_displacement`` Å of its input
-    position); hydrogens move freely.
+    position); hydrogens move freely. The MMFF parameters are typed once per call.
 
     Args:
         mol: the molecule; conformers are changed in place.
@@ -86,18 +60,24 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     Returns:
         False when neither force field has parameters for ``mol`` (nothing changed), else True.
     """
-    fields = _ForceFields(mol)
-    if not fields.available:
-        return False
+    with rdBase.BlockLogs():
+        mmff = AllChem.MMFFGetMoleculeProperties(mol) if AllChem.MMFFHasAllMoleculeParams(mol) else None
+        if mmff is None and not AllChem.UFFHasAllMoleculeParams(mol):
+            return False
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     ids = [c.GetId() for c in mol.GetConformers()] if conf_ids is None else conf_ids
     for cid in ids:
-        ff = fields(cid, heavy, max_displacement, force_constant)
+        with rdBase.BlockLogs():
+            if mmff is not None:
+                ff = AllChem.MMFFGetMoleculeForceField(mol, mmff, confId=cid)
+                restrain = ff.MMFFAddPositionConstraint
+            else:
+                ff = AllChem.UFFGetMoleculeForceField(mol, confId=cid)
+                restrain = ff.UFFAddPositionConstraint
+        for i in heavy:
+            restrain(i, max_displacement, force_constant)
         ff.Initialize()
         ff.Minimize(maxIts=max_iters)
-        # Minimize updates the force field's own coordinates; write them back.
-        pos = ff.Positions()
-        conf = mol.GetConformer(cid)
-        for i in range(mol.GetNumAtoms()):
-            conf.SetAtomPosition(i, pos[3 * i:3 * i + 3])
+        # Minimize moves the force field's own copy of the coordinates; write them back.
+        set_positions(mol.GetConformer(cid), np.reshape(ff.Positions(), (-1, 3)))
     return True
