@@ -24,7 +24,8 @@ from .models.param import ScoreModel
 from .tasks import get_task_module
 
 __all__ = ["CHECKPOINT_FORMAT", "save_atomic", "load_checkpoint", "capture_rng_state",
-           "restore_rng_state", "check_finite", "load_checkpoint_model", "export_model"]
+           "restore_rng_state", "check_finite", "load_weights", "load_checkpoint_model",
+           "export_model"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -95,6 +96,18 @@ def _weights(ckpt: dict, ema: bool) -> dict:
     return ckpt["model"]
 
 
+def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict]:
+    """The (EMA) ``state_dict`` and meta of a checkpoint or exported model file, on CPU.
+
+    Raises:
+        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    weights = _weights(ckpt, ema)
+    check_finite(weights, f"weights in {path}")
+    return weights, ckpt["meta"]
+
+
 def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
                           device: torch.device | str = "cpu") -> tuple[ScoreModel, dict]:
     """Rebuild the model of a checkpoint (or exported model file) in eval mode.
@@ -108,12 +121,9 @@ def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
     Raises:
         FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints.
     """
-    ckpt = load_checkpoint(path, map_location="cpu")
-    meta = ckpt["meta"]
+    weights, meta = load_weights(path, ema)
     if "task" not in meta:
         raise ValueError(f"{path}: checkpoint meta has no 'task'")
-    weights = _weights(ckpt, ema)
-    check_finite(weights, f"weights in {path}")
     model = get_task_module(meta["task"]).build_model(meta)
     model.load_state_dict(weights)
     return model.to(device).eval(), meta

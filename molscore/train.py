@@ -20,6 +20,7 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     seed: 0
     num_workers: 0
     ddp_find_unused: false
+    init: null                # checkpoint or model file whose (EMA) weights start a new run
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (atomic; see :mod:`molscore.checkpoint`),
 ``metrics.jsonl`` (one JSON record per line, ``kind`` = ``train`` or ``val``),
@@ -56,8 +57,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, restore_rng_state,
-                         save_atomic)
+from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
+                         restore_rng_state, save_atomic)
 from .ema import EMA
 from .objectives import get_objective
 from .tasks import Batch, TrainTask, get_task_module
@@ -77,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "ckpt_every": 1000,
     "log_every": 10,
     "ddp_find_unused": False,
+    "init": None,
     "objective": {"name": "dsm", "weighting": "sigma2"},
     "optim": {"lr": 2e-4, "weight_decay": 0.0, "betas": [0.9, 0.999], "grad_clip": 1.0,
               "schedule": "cosine", "warmup": 0, "min_lr_ratio": 0.0},
@@ -328,6 +330,12 @@ class Trainer:
         self.meta = {**task.meta, "task": task.meta.get("task", self.cfg["task"])}
         self.model = task.model.to(self.device)
         self.sde = self.model.sde
+        ckpt_path = self.out_dir / CHECKPOINT_NAME
+        resuming = resume and ckpt_path.is_file()
+        if self.cfg["init"] is not None:
+            self.meta["init"] = str(self.cfg["init"])
+            if not resuming:
+                self._init_weights(Path(self.cfg["init"]))
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
         self.ema_model = copy.deepcopy(self.model).eval()
 
@@ -348,8 +356,7 @@ class Trainer:
         self.step = 0
         self.last_lr = optim["lr"]
         self.resumed_from: int | None = None
-        ckpt_path = self.out_dir / CHECKPOINT_NAME
-        if resume and ckpt_path.is_file():
+        if resuming:
             self._load(ckpt_path)
         else:
             _seed_all(seed + 1 + self.info.rank)  # per-rank noise streams
@@ -360,6 +367,24 @@ class Trainer:
                 find_unused_parameters=bool(self.cfg["ddp_find_unused"]))
 
     # -- checkpoints ------------------------------------------------------------------
+    def _init_weights(self, path: Path) -> None:
+        """Start from the (EMA) weights of another run (fine-tuning); optimiser state is new."""
+        try:
+            weights, meta = load_weights(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"init: {err}") from err
+        if meta.get("task") != self.meta["task"]:
+            raise ConfigError(f"init: {path} was trained for task {meta.get('task')!r}, "
+                              f"config says {self.meta['task']!r}")
+        ours, theirs = self.meta.get("parameterisation"), meta.get("parameterisation")
+        if ours != theirs:
+            raise ConfigError(f"init: {path} has parameterisation {theirs!r}, config says {ours!r}")
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as err:
+            raise ConfigError(f"init: {path} does not fit the model of this config: "
+                              f"{str(err).splitlines()[0]}") from err
+
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
         if ckpt.get("meta", {}).get("task") != self.meta["task"]:

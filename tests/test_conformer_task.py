@@ -154,10 +154,33 @@ def test_processed_dataset_source(small_sdf, tmp_path):
         build_task(cfg)
 
 
+def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import write_dataset
+
+    write_dataset(read_sdf(small_sdf[0]), tmp_path / "a", fractions=(0.5, 0.5, 0.0))
+    write_dataset(read_sdf(small_sdf[0]), tmp_path / "b", fractions=(0.5, 0.5, 0.0))
+    cfg = _cfg(small_sdf[0])
+    cfg["data"] = {"processed": str(tmp_path / "a"), "conformers": "random"}
+    one = build_task(cfg)
+    cfg["data"]["processed"] = [str(tmp_path / "a"), {"path": str(tmp_path / "b"), "repeat": 3}]
+    both = build_task(cfg)
+    assert len(both.train_set) == 4 * len(one.train_set)
+    assert len(both.val_set) == 2 * len(one.val_set)
+    assert [s["repeat"] for s in both.meta["data"]["sources"]] == [1, 3]
+    torch.testing.assert_close(both.train_set[len(both.train_set) - 1].pos.mean(0), torch.zeros(3),
+                               atol=1e-5, rtol=0)
+    for bad in ([], [{"path": str(tmp_path / "a"), "repeat": 0}], [{"repeat": 2}]):
+        cfg["data"]["processed"] = bad
+        with pytest.raises(ValueError, match="data.processed"):
+            build_task(cfg)
+
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "conformers_ccd.yaml", "conformers_etkdg.yaml"])
+@pytest.mark.parametrize("name", ["smoke.yaml", "conformers_ccd.yaml", "conformers_etkdg.yaml",
+                                  "conformers_shipped.yaml", "conformers_finetune.yaml"])
 def test_shipped_configs_resolve_and_build_their_networks(name):
     import yaml
 

@@ -179,6 +179,38 @@ def test_resume_with_other_task_refused(tmp_path):
         Trainer(base_config(), tmp_path, device="cpu")
 
 
+def test_init_starts_from_other_weights_but_resume_wins(tmp_path):
+    """``init`` copies the (EMA) weights of another run into a fresh run; the optimiser,
+    step count and data order start over. A run that has its own checkpoint resumes it."""
+    first = tmp_path / "first"
+    train(base_config(steps=4), first, device="cpu", progress=False)
+    ema = torch.load(first / "checkpoint.pt", weights_only=True)["ema"]["shadow"]
+    cfg = base_config(steps=3, init=str(first / "checkpoint.pt"))
+    trainer = Trainer(cfg, tmp_path / "tuned", device="cpu", progress=False)
+    assert trainer.step == 0 and trainer.meta["init"] == str(first / "checkpoint.pt")
+    for k, v in trainer.model.state_dict().items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)
+    trainer.fit()
+    trainer.close()
+    tuned = torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=True)
+    assert tuned["meta"]["init"] == str(first / "checkpoint.pt")
+    again = Trainer(cfg, tmp_path / "tuned", device="cpu", progress=False)
+    assert again.resumed_from == 3
+    for k, v in again.model.state_dict().items():
+        torch.testing.assert_close(v, tuned["model"][k], rtol=0, atol=0)
+
+
+def test_init_refuses_other_tasks_and_missing_files(tmp_path):
+    train(base_config(steps=2), tmp_path / "a", device="cpu", progress=False)
+    ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    ckpt["meta"]["task"] = "images"
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="init: .* trained for task 'images'"):
+        Trainer(base_config(init=str(tmp_path / "other.pt")), tmp_path / "b", device="cpu")
+    with pytest.raises(ConfigError, match="init: checkpoint not found"):
+        Trainer(base_config(init=str(tmp_path / "none.pt")), tmp_path / "c", device="cpu")
+
+
 def test_nan_loss_stops_training(tmp_path):
     trainer = Trainer(base_config(), tmp_path, device="cpu", progress=False)
     with torch.no_grad():

@@ -5,6 +5,8 @@ Config sections read here (see ``configs/smoke.yaml``)::
     data:
       sdf: ../shared/data/conformers/geom_drugs_excerpt.sdf.gz   # read + featurised in memory
       # or processed: datasets/processed/ccd    (ConformerDataset from `molscore build-dataset`)
+      #   or a list of them, each a path or {path: ..., repeat: k} (k copies per epoch), e.g.
+      #   processed: [runs/data/ccd, {path: runs/data/etkdg, repeat: 4}]
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from torch_geometric.data import Batch as GraphBatch
 from torch_geometric.data import Data
 
@@ -202,22 +204,43 @@ def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     return subset(train_idx), (subset(val_idx) if n_val else None), info
 
 
+def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
+    """``data.processed`` as ``[(root, repeat), ...]``."""
+    out = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        path, repeat = (item.get("path"), item.get("repeat", 1)) if isinstance(item, dict) else (item, 1)
+        if not path or not isinstance(repeat, int) or repeat < 1:
+            raise ValueError(f"data.processed entries must be a path or {{path: ..., repeat: k >= 1}}, "
+                             f"got {item!r}")
+        out.append((resolve_data_path(path), repeat))
+    if not out:
+        raise ValueError("data.processed is an empty list")
+    return out
+
+
 def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.processed import ConformerDataset
 
-    root = resolve_data_path(data["processed"])
     mode = data.get("conformers", "random")
     if mode not in ("random", "boltzmann", "all"):
         raise ValueError(f"data.conformers for processed datasets must be random, boltzmann "
                          f"or all, got {mode!r}")
     kw = {"conformers": "all" if mode == "all" else "random",
           "weighting": "boltzmann" if mode == "boltzmann" else "uniform"}
-    train_set = ConformerDataset(root, data.get("train_split", "train"), **kw)
     val_split = data.get("val_split", "val")
-    val_set = ConformerDataset(root, val_split, **kw) if val_split else None
-    if val_set is not None and len(val_set) == 0:
-        val_set = None
-    return train_set, val_set, {"source": str(root), "molecules": len(train_set.mol_ids)}
+    train_parts, val_parts, sources = [], [], []
+    for root, repeat in _processed_sources(data["processed"]):
+        train_set = ConformerDataset(root, data.get("train_split", "train"), **kw)
+        train_parts += [train_set] * repeat
+        if val_split:
+            val_set = ConformerDataset(root, val_split, **kw)
+            if len(val_set):
+                val_parts.append(val_set)
+        sources.append({"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat})
+    train = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
+    val = None if not val_parts else val_parts[0] if len(val_parts) == 1 else ConcatDataset(val_parts)
+    info = sources[0] if len(sources) == 1 else {"sources": sources}
+    return train, val, info
 
 
 def _centred(dataset: Dataset) -> Dataset:
