@@ -22,8 +22,10 @@ Every molecule is given to both methods as its reference record (hydrogens added
 coordinates), so both produce the reference's stereoisomer with the same atoms. ETKDG:
 ``EmbedMultipleConfs`` with ETKDGv3, ``randomSeed=42``, no force-field clean-up.
 Molecules that either method cannot handle (metals, failed embedding) are reported and left
-out of both. PoseBusters is used only when it imports (``pip install posebusters``); the
-package itself never needs it.
+out of both. When PoseBusters imports (``pip install ".[bench]"``), its ``mol`` checks (bond
+lengths and angles, internal clashes, ring and double-bond flatness, internal energy) are run
+on the first conformer of every molecule of both methods, as an independent reference for
+our own geometry check; the package itself never needs it.
 
     python scripts/bench_conformers.py --model molscore/weights/conformer.pt --subset 500
     python scripts/bench_conformers.py --model runs/smoke/checkpoint.pt --quick
@@ -213,10 +215,52 @@ def _git_commit() -> str | None:
 
 def posebusters_status() -> str:
     try:
-        import posebusters  # noqa: F401
+        import posebusters
     except Exception as err:  # not installed, or a broken install
         return f"not used ({type(err).__name__})"
-    return f"available {getattr(posebusters, '__version__', '')} (not wired into this run)"
+    return f"PoseBusters {posebusters.__version__} 'mol' checks on the first conformer of each molecule"
+
+
+def _first_conformer(mol: Chem.Mol) -> Chem.Mol:
+    """``mol`` with only its first conformer, renumbered 0 (PoseBusters reads conformer 0)."""
+    single = Chem.Mol(mol)
+    single.RemoveAllConformers()
+    conf = Chem.Conformer(mol.GetConformers()[0])
+    conf.SetId(0)
+    single.AddConformer(conf, assignId=False)
+    return single
+
+
+def _posebusters_job(mols: list[Chem.Mol]) -> list[dict]:
+    import logging
+
+    from posebusters import PoseBusters
+
+    logging.disable(logging.WARNING)                 # "module failed" lines, counted below
+    table = PoseBusters(config="mol").bust(mols, None, None, full_report=False)
+    keep = [c for c in table.columns if c not in ("mol_pred_loaded",)]
+    return [{k: (None if v != v else bool(v)) for k, v in row.items()}     # NaN -> None
+            for row in table[keep].to_dict("records")]
+
+
+def posebusters_checks(method_mols: dict[str, Chem.Mol | None], keys: list[str],
+                       workers: int) -> dict:
+    """PoseBusters ``mol`` checks on the first conformer of each molecule in ``keys``: pass
+    rate per check (over conformers where it ran), the fraction passing every check (a check
+    that could not run counts as not passed) and how many checks could not run."""
+    mols = [_first_conformer(method_mols[k]) for k in keys]
+    chunks = [mols[a:a + 8] for a in range(0, len(mols), 8)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        rows = [r for part in pool.map(_posebusters_job, chunks) for r in part]
+    checks = list(rows[0]) if rows else []
+    out = {"conformers": len(rows),
+           "frac_all_pass": float(np.mean([all(r[c] is True for c in checks) for r in rows])) if rows else None,
+           "not_run": {c: sum(r[c] is None for r in rows) for c in checks if any(r[c] is None for r in rows)},
+           "pass_rate": {}}
+    for c in checks:
+        ran = [r[c] for r in rows if r[c] is not None]
+        out["pass_rate"][c] = float(np.mean(ran)) if ran else None
+    return out
 
 
 def main() -> int:
@@ -292,6 +336,10 @@ def main() -> int:
             "etkdg": evaluate(etkdg_mols, both, requested, kind)}
         if kind == "crystal":
             report["results"][name]["paired"] = paired_crystal(report["results"][name])
+        if report["config"]["posebusters"].startswith("PoseBusters"):
+            keys = [key for key, _, _ in both]
+            for method, mols in (("model", model_mols), ("etkdg", etkdg_mols)):
+                report["results"][name][method]["posebusters"] = posebusters_checks(mols, keys, args.workers)
     report["speed"] = {
         f"model_conformers_per_s_{gen.device.type}": model_confs / max(model_wall, 1e-9),
         "model_processes": 1 if gen.device.type == "cuda" else args.workers,
@@ -390,13 +438,26 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {k[9:]} | {res[k]['molecules_both']} | {method} | {cells} |")
         lines.append("")
     lines += ["## Validity and speed", "",
-              "| set | method | returned / requested | stereo correct | geometry checks pass |",
-              "|---|---|---|---|---|"]
+              "| set | method | returned / requested | stereo correct | geometry checks pass | "
+              "PoseBusters mol checks pass (first conformer) |",
+              "|---|---|---|---|---|---|"]
     for k, r in res.items():
         for method in ("model", "etkdg"):
             m = r[method]
+            pb = m.get("posebusters")
+            pb_cell = f"{pb['frac_all_pass']:.3f} of {pb['conformers']}" if pb else "not run"
             lines.append(f"| {k} | {method} | {m['frac_returned']:.3f} | {m['frac_stereo_correct']:.3f} | "
-                         f"{m['frac_geometry_ok']:.3f} |")
+                         f"{m['frac_geometry_ok']:.3f} | {pb_cell} |")
+    pb_rows = [(k, method, r[method]["posebusters"]) for k, r in res.items() for method in ("model", "etkdg")
+               if r[method].get("posebusters")]
+    if pb_rows:
+        checks = list(pb_rows[0][2]["pass_rate"])
+        lines += ["", "PoseBusters pass rate per check (first conformer of each molecule):", "",
+                  "| set | method | " + " | ".join(c.replace("_", " ") for c in checks) + " |",
+                  "|---|---|" + "---|" * len(checks)]
+        for k, method, pb in pb_rows:
+            lines.append(f"| {k} | {method} | " + " | ".join(
+                "n/a" if pb["pass_rate"].get(c) is None else f"{pb['pass_rate'][c]:.3f}" for c in checks) + " |")
     def fmt(v) -> str:
         if isinstance(v, dict):                      # per part of a merged report
             if len({json.dumps(x) for x in v.values()}) == 1:
