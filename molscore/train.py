@@ -14,7 +14,7 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     steps: 10000              # or epochs: N
     val_every: 500            # validation loss per noise-level bucket (EMA weights)
     val_bins: 5
-    val_batches: null         # cap on validation batches (null: whole val set)
+    val_batches: null         # cap on validation batches, evenly spread (null: whole val set)
     ckpt_every: 1000
     log_every: 10
     seed: 0
@@ -475,8 +475,9 @@ class Trainer:
         edges = torch.linspace(self.sde.eps, self.sde.T, bins + 1)
         bs = int(self.cfg["batch_size"])
         starts = list(range(0, len(val_set), bs))
-        if self.cfg["val_batches"] is not None:
-            starts = starts[: self.cfg["val_batches"]]
+        cap = self.cfg["val_batches"]
+        if cap is not None and cap < len(starts):  # evenly spread, so every part of a mixture counts
+            starts = [starts[i] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
         sums, count = torch.zeros(bins, dtype=torch.float64), 0
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):

@@ -84,6 +84,28 @@ def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
     assert trainer.validate()["val_loss_bins"] == pytest.approx(val["val_loss_bins"], rel=1e-6)
 
 
+def test_capped_validation_spreads_batches_over_the_whole_set(tmp_path):
+    """16 validation items in batches of 2 (8 batches), capped at 3: the first, a middle and
+    the last batch are scored, so every part of a concatenated validation set counts."""
+    trainer = Trainer(base_config(batch_size=2, val_batches=3), tmp_path, device="cpu", progress=False)
+    seen = []
+
+    class Recording(torch.utils.data.Dataset):
+        def __init__(self, base):
+            self.base = base
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            seen.append(i)
+            return self.base[i]
+
+    trainer.task.val_set = Recording(trainer.task.val_set)
+    trainer.validate()
+    assert seen == [0, 1, 8, 9, 14, 15]
+
+
 def test_grad_clip_bounds_the_update(tmp_path):
     cfg = base_config(steps=1, optim={"lr": 1.0, "grad_clip": 1e-3, "schedule": "constant"})
     trainer = Trainer(cfg, tmp_path, device="cpu", progress=False)
