@@ -283,6 +283,9 @@ def main() -> int:
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="only merge reports of runs split with --sets into --out")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--no-posebusters", action="store_true",
+                    help="skip the PoseBusters checks even when it imports (its internal-energy "
+                         "check embeds reference conformers: slow on the crystal set)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
     if args.quick:
@@ -303,7 +306,8 @@ def main() -> int:
                          "device": str(gen.device), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
-                         "posebusters": posebusters_status(), "commit": _git_commit()},
+                         "posebusters": ("not used (--no-posebusters)" if args.no_posebusters
+                                         else posebusters_status()), "commit": _git_commit()},
               "results": {}, "speed": {}}
     sets = [("crystal", CRYSTAL, "name", args.subset, 0)] + \
         [(f"coverage_{k}", p, "ensemble", args.max_ensemble, None) for k, p in ENSEMBLES.items()]
