@@ -213,12 +213,13 @@ def _git_commit() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
-def posebusters_status() -> str:
+def posebusters_version() -> str | None:
+    """The installed PoseBusters version, or None when it does not import."""
     try:
         import posebusters
-    except Exception as err:  # not installed, or a broken install
-        return f"not used ({type(err).__name__})"
-    return f"PoseBusters {posebusters.__version__} 'mol' checks on the first conformer of each molecule"
+    except Exception:  # not installed, or a broken install
+        return None
+    return posebusters.__version__
 
 
 def _first_conformer(mol: Chem.Mol) -> Chem.Mol:
@@ -301,13 +302,15 @@ def main() -> int:
                       cleanup=not args.no_cleanup)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
+    pb_version = None if args.no_posebusters else posebusters_version()
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": model,
                          "etkdg": f"ETKDGv3 randomSeed={ETKDG_SEED}, no force field",
                          "device": str(gen.device), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
-                         "posebusters": ("not used (--no-posebusters)" if args.no_posebusters
-                                         else posebusters_status()), "commit": _git_commit()},
+                         "posebusters": (
+                             f"PoseBusters {pb_version} 'mol' checks on the first conformer of each molecule"
+                             if pb_version else "not used (--no-posebusters or not installed)"), "commit": _git_commit()},
               "results": {}, "speed": {}}
     sets = [("crystal", CRYSTAL, "name", args.subset, 0)] + \
         [(f"coverage_{k}", p, "ensemble", args.max_ensemble, None) for k, p in ENSEMBLES.items()]
@@ -340,7 +343,7 @@ def main() -> int:
             "etkdg": evaluate(etkdg_mols, both, requested, kind)}
         if kind == "crystal":
             report["results"][name]["paired"] = paired_crystal(report["results"][name])
-        if report["config"]["posebusters"].startswith("PoseBusters"):
+        if pb_version:
             keys = [key for key, _, _ in both]
             for method, mols in (("model", model_mols), ("etkdg", etkdg_mols)):
                 report["results"][name][method]["posebusters"] = posebusters_checks(mols, keys, args.workers)
