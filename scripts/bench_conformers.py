@@ -20,7 +20,10 @@ A run can be split over sets (``--sets``) and joined with ``--merge``.
 
 Every molecule is given to both methods as its reference record (hydrogens added with
 coordinates), so both produce the reference's stereoisomer with the same atoms. ETKDG:
-``EmbedMultipleConfs`` with ETKDGv3, ``randomSeed=42``, no force-field clean-up.
+``EmbedMultipleConfs`` with ETKDGv3, no force-field clean-up, ``randomSeed`` = ``--etkdg-seed``
+(default 1: the seed of the model route's own ETKDG starts, so with ``--init etkdg`` both
+methods start from the same ETKDG conformers and the paired differences are what the score
+model changes, free of ETKDG's seed-to-seed variance).
 Molecules that either method cannot handle (metals, failed embedding) are reported and left
 out of both. When PoseBusters imports (``pip install ".[bench]"``), its ``mol`` checks (bond
 lengths and angles, internal clashes, ring and double-bond flatness, internal energy) are run
@@ -63,24 +66,28 @@ CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
 ENSEMBLES = {"hexane": DATA / "conformers" / "solution_ensembles_hexane.sdf.gz",
              "geom_drugs": DATA / "conformers" / "geom_drugs_excerpt.sdf.gz"}
 NS = (1, 10, 50)
-ETKDG_SEED = 42
+MODEL_SEED = 0          # the generator's seed; its ETKDG starts use randomSeed = seed + 1
 
 
-def _etkdg_job(args: tuple[str, int]) -> list[np.ndarray]:
+def _etkdg_job(args: tuple[str, int, int]) -> list[np.ndarray]:
     """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays."""
-    block, n = args
+    block, n, seed = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
     Chem.AssignStereochemistryFrom3D(mol)
     params = AllChem.ETKDGv3()
-    params.randomSeed = ETKDG_SEED
+    params.randomSeed = seed
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
     return [mol.GetConformer(i).GetPositions() for i in ids]
 
 
-def etkdg_all(mols: list[Chem.Mol], counts: list[int], workers: int) -> tuple[list[Chem.Mol], float]:
-    """ETKDG conformers for every molecule on ``workers`` processes; returns mols and wall s."""
-    jobs = [(Chem.MolToMolBlock(m), n) for m, n in zip(mols, counts)]
+def etkdg_all(mols: list[Chem.Mol], counts: list[int], workers: int,
+              seed: int) -> tuple[list[Chem.Mol], float]:
+    """ETKDG conformers (``randomSeed = seed``, never 0) for every molecule on ``workers``
+    processes; returns mols and wall s."""
+    if seed == 0:
+        raise ValueError("ETKDG randomSeed 0 returns identical conformers; use another seed")
+    jobs = [(Chem.MolToMolBlock(m), n, seed) for m, n in zip(mols, counts)]
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers) as pool:
         t0 = time.perf_counter()
@@ -287,6 +294,8 @@ def main() -> int:
     ap.add_argument("--no-posebusters", action="store_true",
                     help="skip the PoseBusters checks even when it imports (its internal-energy "
                          "check embeds reference conformers: slow on the crystal set)")
+    ap.add_argument("--etkdg-seed", type=int, default=MODEL_SEED + 1,
+                    help="ETKDG baseline randomSeed (default 1, the model route's ETKDG start seed; not 0)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
     if args.quick:
@@ -298,13 +307,13 @@ def main() -> int:
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
-                      init=args.init, t_start=args.t_start, batch_size=args.batch_size, seed=0,
+                      init=args.init, t_start=args.t_start, batch_size=args.batch_size, seed=MODEL_SEED,
                       cleanup=not args.no_cleanup)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
     pb_version = None if args.no_posebusters else posebusters_version()
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": model,
-                         "etkdg": f"ETKDGv3 randomSeed={ETKDG_SEED}, no force field",
+                         "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, no force field",
                          "device": str(gen.device), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
@@ -330,7 +339,8 @@ def main() -> int:
                                      1 if gen.device.type == "cuda" else args.workers)
         model_wall += wall
         model_confs += sum(m.GetNumConformers() for m in model_mols.values() if m is not None)
-        ekd, wall_e = etkdg_all([m for _, m, _ in inputs], counts, args.workers)
+        ekd, wall_e = etkdg_all([m for _, m, _ in inputs], counts, args.workers,
+                                args.etkdg_seed)
         etkdg_wall += wall_e
         etkdg_confs += sum(m.GetNumConformers() for m in ekd)
         etkdg_mols = {key: m for (key, _, _), m in zip(inputs, ekd)}
