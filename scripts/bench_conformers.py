@@ -377,7 +377,11 @@ def merge_reports(paths: list[Path], out: Path) -> int:
     report replaces the same set in an earlier one); speeds are kept per part, since they
     depend on the molecules of each part."""
     reports = [json.loads(p.read_text()) for p in paths]
-    merged = {"config": reports[0]["config"], "results": {}, "speed": {},
+    config = dict(reports[0]["config"])
+    if len({r["config"].get("posebusters") for r in reports}) > 1:
+        config["posebusters"] = "; ".join(f"{', '.join(r['results'])}: {r['config'].get('posebusters')}"
+                                          for r in reports)
+    merged = {"config": config, "results": {}, "speed": {},
               "parts": [{"file": p.name, "config": r["config"], "sets": list(r["results"]),
                          "speed": r["speed"]} for p, r in zip(paths, reports)]}
     for p, r in zip(paths, reports):
