@@ -312,7 +312,9 @@ def main() -> int:
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
     pb_version = None if args.no_posebusters else posebusters_version()
-    report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": model,
+    shown = Path(model).resolve()
+    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+    report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": str(shown),
                          "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, no force field",
                          "device": str(gen.device), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
