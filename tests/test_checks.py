@@ -82,3 +82,29 @@ def test_nonfinite_coordinates():
     mol = _mmff("CCO")
     mol.GetConformer().SetAtomPosition(0, [float("nan"), 0.0, 0.0])
     assert check_geometry(mol) == ["non-finite coordinates"]
+
+
+def _twist(mol: Chem.Mol, i: int, j: int, k: int, l: int, degrees: float) -> Chem.Mol:
+    """Set the dihedral i-j-k-l (moving k-l's side) without touching bond lengths/angles."""
+    from rdkit.Chem import rdMolTransforms
+
+    out = Chem.Mol(mol)
+    rw = Chem.RWMol(out)
+    rw.GetBondBetweenAtoms(j, k).SetBondType(Chem.BondType.SINGLE)   # SetDihedral refuses double bonds
+    conf = rw.GetConformer()
+    rdMolTransforms.SetDihedralDeg(conf, i, j, k, l, degrees)
+    out.GetConformer().SetPositions(conf.GetPositions())
+    return out
+
+
+def test_twisted_double_bond_flagged():
+    mol = _mmff("C/C=C/c1ccccc1")                   # trans-beta-methylstyrene
+    assert GeometryChecker(mol).double_bonds.shape == (1, 6)
+    assert check_geometry(mol) == []
+    flat = _twist(mol, 0, 1, 2, 3, 170.0)            # 10 deg off trans: within tolerance
+    assert not any(p.startswith("non-planar double bond") for p in check_geometry(flat, stereo=False))
+    twisted = _twist(mol, 0, 1, 2, 3, 120.0)         # 60 deg twist: substituents far from the plane
+    problems = check_geometry(twisted, stereo=False)
+    assert [p for p in problems if p.startswith("non-planar double bond: C1=C2")], problems
+    # aromatic bonds and C=O are not C=C double bonds of the pattern
+    assert GeometryChecker(_mmff("CC(=O)Nc1ccc(O)cc1")).double_bonds.shape == (0, 6)

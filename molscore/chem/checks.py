@@ -12,7 +12,10 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
   default of 20 deg: on the hexane solution ensembles 0.8 % of conformers exceed it, 20 % exceed 15;
 * steric clashes: heavy-atom pairs at least three bonds apart closer than
   ``clash_factor`` times the sum of their van der Waals radii;
-* planarity: every aromatic ring's atoms within ``planarity_tol`` Å of their best plane;
+* planarity: every aromatic ring's atoms within ``planarity_tol`` Å of their best plane, and
+  every C=C double bond between two trigonal sp2 carbons flat with its four substituents
+  (the six atoms within ``double_bond_tol`` Å of their best plane; PoseBusters' "double bond
+  flatness" pattern and tolerance);
 * stereo: :func:`molscore.chem.stereo.check_stereo` against the molecule's annotation.
 
 :class:`GeometryChecker` precomputes the per-molecule tables once for many conformers;
@@ -32,6 +35,7 @@ from .stereo import check_stereo
 __all__ = ["GeometryChecker", "check_geometry"]
 
 _MAX_LISTED = 3
+_FLAT_DOUBLE_BOND = Chem.MolFromSmarts("[C;X3;^2](*)(*)=[C;X3;^2](*)(*)")
 
 
 def _summarise(kind: str, items: list[str]) -> list[str]:
@@ -52,14 +56,17 @@ class GeometryChecker:
             pair three or more bonds apart clashes.
         planarity_tol: largest allowed distance (Å) of an aromatic ring atom from the
             ring's least-squares plane.
+        double_bond_tol: largest allowed distance (Å) of a C=C double bond's atoms and
+            their substituents from their least-squares plane.
         stereo: also check stereochemistry.
     """
 
     def __init__(self, mol: Chem.Mol, *, bond_tol: float = 0.25, angle_tol: float = 20.0,
-                 clash_factor: float = 0.7, planarity_tol: float = 0.1, stereo: bool = True):
+                 clash_factor: float = 0.7, planarity_tol: float = 0.1,
+                 double_bond_tol: float = 0.25, stereo: bool = True):
         self.mol = mol
         self.bond_tol, self.angle_tol = bond_tol, angle_tol
-        self.planarity_tol, self.stereo = planarity_tol, stereo
+        self.planarity_tol, self.double_bond_tol, self.stereo = planarity_tol, double_bond_tol, stereo
         with rdBase.BlockLogs():  # UFF typing warnings for unusual atoms
             bounds = rdDistGeom.GetMoleculeBoundsMatrix(mol)
         upper, lower = np.triu(bounds), np.tril(bounds).T
@@ -95,6 +102,9 @@ class GeometryChecker:
         ring_info = mol.GetRingInfo()
         self.rings = [list(r) for r in ring_info.AtomRings()
                       if all(mol.GetAtomWithIdx(i).GetIsAromatic() for i in r)]
+        # (G, 6) atoms of each flat double bond, SMARTS order: C, two substituents, C, two
+        self.double_bonds = np.array(mol.GetSubstructMatches(_FLAT_DOUBLE_BOND, maxMatches=100000),
+                                     dtype=np.int64).reshape(-1, 6)
 
     @staticmethod
     def _angle(a: float, b: float, d: float) -> float:
@@ -140,6 +150,14 @@ class GeometryChecker:
             if dev > self.planarity_tol:
                 flat.append(f"ring {','.join(map(str, ring))} deviates {dev:.2f} A from its plane")
         problems += _summarise("non-planar aromatic ring", flat)
+        if len(self.double_bonds):
+            x = pos[self.double_bonds]                                    # (G, 6, 3)
+            x = x - x.mean(1, keepdims=True)
+            normal = np.linalg.svd(x, full_matrices=False)[2][:, -1]       # (G, 3)
+            dev = np.abs(np.einsum("gai,gi->ga", x, normal)).max(1)
+            problems += _summarise("non-planar double bond", [
+                f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane"
+                for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol])
         if self.stereo:
             problems += [f"stereo: {r}" for r in check_stereo(self.mol, conf_id).reasons()]
         return problems
