@@ -56,7 +56,7 @@ from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
 
 __all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
-           "default_model_path", "INITS"]
+           "default_model_path", "etkdg_random_seed", "INITS"]
 
 INITS = ("prior", "etkdg")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
@@ -388,11 +388,17 @@ def _mol_text(mol: Chem.Mol) -> str:
         return Chem.MolToSmiles(mol)
 
 
+def etkdg_random_seed(seed: int) -> int:
+    """ETKDG ``randomSeed`` of the ``etkdg`` route for generator seed ``seed`` (never 0, which
+    makes RDKit return identical conformers)."""
+    return int(seed) + 1
+
+
 def _etkdg(mol: Chem.Mol, n: int, seed: int) -> np.ndarray | None:
-    """ETKDGv3 conformers ``(k, N, 3)`` Å (``randomSeed = seed + 1``, never 0), or None."""
+    """ETKDGv3 conformers ``(k, N, 3)`` Å (``randomSeed = etkdg_random_seed(seed)``), or None."""
     work = Chem.Mol(mol)
     params = AllChem.ETKDGv3()
-    params.randomSeed = int(seed) + 1
+    params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = 0          # all cores; the conformers do not depend on the thread count
     with rdBase.BlockLogs():
         ids = list(AllChem.EmbedMultipleConfs(work, n, params))

@@ -59,14 +59,14 @@ from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
 from molscore.chem.stereo import check_stereo  # noqa: E402
-from molscore.generate import ConformerGenerator, default_model_path  # noqa: E402
+from molscore.generate import ConformerGenerator, default_model_path, etkdg_random_seed  # noqa: E402
 
 DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
 CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
 ENSEMBLES = {"hexane": DATA / "conformers" / "solution_ensembles_hexane.sdf.gz",
              "geom_drugs": DATA / "conformers" / "geom_drugs_excerpt.sdf.gz"}
 NS = (1, 10, 50)
-MODEL_SEED = 0          # the generator's seed; its ETKDG starts use randomSeed = seed + 1
+MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
 
 
 def _etkdg_job(args: tuple[str, int, int]) -> list[np.ndarray]:
@@ -294,7 +294,7 @@ def main() -> int:
     ap.add_argument("--no-posebusters", action="store_true",
                     help="skip the PoseBusters checks even when it imports (its internal-energy "
                          "check embeds reference conformers: slow on the crystal set)")
-    ap.add_argument("--etkdg-seed", type=int, default=MODEL_SEED + 1,
+    ap.add_argument("--etkdg-seed", type=int, default=etkdg_random_seed(MODEL_SEED),
                     help="ETKDG baseline randomSeed (default 1, the model route's ETKDG start seed; not 0)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
