@@ -38,6 +38,13 @@ _MAX_LISTED = 3
 _FLAT_DOUBLE_BOND = Chem.MolFromSmarts("[C;X3;^2](*)(*)=[C;X3;^2](*)(*)")
 
 
+def _plane_deviation(x: np.ndarray) -> np.ndarray:
+    """Largest distance (Å) of points ``(..., k, 3)`` from their least-squares plane, ``(...)``."""
+    x = x - x.mean(-2, keepdims=True)
+    normal = np.linalg.svd(x, full_matrices=False)[2][..., -1, :]        # (..., 3)
+    return np.abs((x * normal[..., None, :]).sum(-1)).max(-1)
+
+
 def _summarise(kind: str, items: list[str]) -> list[str]:
     if not items:
         return []
@@ -144,17 +151,12 @@ class GeometryChecker:
                 for k in bad])
         flat = []
         for ring in self.rings:
-            x = pos[ring] - pos[ring].mean(0)
-            normal = np.linalg.svd(x, full_matrices=False)[2][-1]
-            dev = float(np.abs(x @ normal).max())
+            dev = float(_plane_deviation(pos[ring]))
             if dev > self.planarity_tol:
                 flat.append(f"ring {','.join(map(str, ring))} deviates {dev:.2f} A from its plane")
         problems += _summarise("non-planar aromatic ring", flat)
         if len(self.double_bonds):
-            x = pos[self.double_bonds]                                    # (G, 6, 3)
-            x = x - x.mean(1, keepdims=True)
-            normal = np.linalg.svd(x, full_matrices=False)[2][:, -1]       # (G, 3)
-            dev = np.abs(np.einsum("gai,gi->ga", x, normal)).max(1)
+            dev = _plane_deviation(pos[self.double_bonds])               # (G,)
             problems += _summarise("non-planar double bond", [
                 f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane"
                 for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol])
