@@ -91,6 +91,10 @@ class GenerateOptions:
         t_start: start time of the ``etkdg`` route, in ``(0, T]``.
         max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
+        compile: run the network through ``torch.compile(dynamic=True)``: a one-off
+            compilation (about 20 s on one CPU core; needs a C++ compiler on the CPU), then
+            about twice the network speed on the CPU; conformers agree with the eager
+            network's to float32 rounding. Worth it for long runs only.
     """
 
     n: int = 10
@@ -106,6 +110,7 @@ class GenerateOptions:
     t_start: float = 0.3
     max_retries: int = 3
     cleanup: bool = True
+    compile: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
@@ -200,6 +205,7 @@ class ConformerGenerator:
                     "" if model is not None else " (no shipped weights; pass --model PATH)"))
             model, meta = load_checkpoint_model(path, ema=True, device=self.device)
         self.model = model.to(self.device).eval()
+        self._net = torch.compile(self.model, dynamic=True) if self.options.compile else self.model
         self.meta = dict(meta or {})
         self.coord_scale = float(self.meta.get("coord_scale", 1.0))
         self.sde = self.model.sde
@@ -263,7 +269,7 @@ class ConformerGenerator:
             x = sde.prior_sample(space, device=self.device, generator=generator)
 
         def score_fn(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.model(xt, t, space, graph)
+            return self._net(xt, t, space, graph)
 
         with torch.no_grad():
             res = sample(opts.sampler, score_fn, sde, space, x, opts.steps, generator=generator)

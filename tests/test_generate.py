@@ -119,3 +119,16 @@ def test_cleanup_repairs_geometry_and_checks_property_is_truthful(tiny_model):
             assert conf.GetProp("checks") == ("; ".join(problems) if problems else "ok")
     assert sum(c.GetProp("checks") != "ok" for c in raw.GetConformers()) >= 3
     assert all(c.GetProp("checks") == "ok" for c in fixed.GetConformers())
+
+
+def test_compiled_network_gives_the_eager_conformers(tiny_model):
+    # same seed, same noise: torch.compile only changes float32 rounding of the network
+    kwargs = dict(device="cpu", n=3, steps=4, seed=2, init="etkdg", cleanup=False)
+    eager = ConformerGenerator(tiny_model, **kwargs).generate("CC(=O)Nc1ccc(O)cc1").mol
+    compiled_gen = ConformerGenerator(tiny_model, compile=True, **kwargs)
+    assert compiled_gen._net is not compiled_gen.model
+    compiled = compiled_gen.generate("CC(=O)Nc1ccc(O)cc1").mol
+    assert compiled.GetNumConformers() == eager.GetNumConformers() == 3
+    a = np.stack([c.GetPositions() for c in eager.GetConformers()])
+    b = np.stack([c.GetPositions() for c in compiled.GetConformers()])
+    assert np.abs(a - b).max() < 1e-3

@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                    help="resampling rounds for wrong stereo or failed geometry checks (default 3)")
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network: about 20 s once, then about 2x faster sampling on "
+                        "the CPU (long runs; needs a C++ compiler)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,7 +95,7 @@ def run(args) -> int:
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start,
-        max_retries=args.max_retries, cleanup=args.cleanup)
+        max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
     try:
         options.validate()
         generator = ConformerGenerator(args.model, device=args.device, options=options)

@@ -109,7 +109,9 @@ def graph_fields(cond: Any, x: Tensor) -> tuple[Tensor, int, Tensor, Tensor | No
     n = x.shape[0]
     batch = getattr(cond, "batch", None)
     batch = torch.zeros(n, dtype=torch.long, device=x.device) if batch is None else batch.to(x.device)
-    num_graphs = int(getattr(cond, "num_graphs", int(batch.max()) + 1 if n else 0))
+    num_graphs = getattr(cond, "num_graphs", None)
+    if num_graphs is None:      # only then read batch.max(): a host sync on a GPU
+        num_graphs = int(batch.max()) + 1 if n else 0
     atom_feat = getattr(cond, "atom_feat", None)
     if atom_feat is None:
         atom_feat = x.new_zeros(n, 0)

@@ -1,0 +1,143 @@
+"""Throughput of ``molscore generate`` in one process: eager against ``torch.compile``d network,
+on the CPU and (when present) on CUDA, with RDKit ETKDGv3 on all CPU cores as the baseline.
+
+Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
+
+* molecules: the first ``--molecules`` usable molecules of the conformer benchmark's fixed
+  crystal subset (``bioactive_dev.sdf.gz``, subset seed 0: drug-like PDB ligands), each given
+  as its reference record with hydrogens;
+* every configuration runs the default route (ETKDG start, ``t = 0.3``, 10 reverse-SDE steps,
+  stereo repair, checks and clean-up), ``-n`` conformers per molecule, seed 0, in one process
+  with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
+* a warm-up molecule first: its time (``torch.compile``'s compilation included) is reported
+  apart and left out of the throughput;
+* compiled against eager: the largest coordinate difference of corresponding conformers
+  (same seed, same noise), to show the compiled network gives the same conformers;
+* baseline: ETKDGv3 (``randomSeed = 1``, no force field) conformers/s for the same molecules
+  and counts, one process per CPU core.
+
+The quality of the conformers is the conformer benchmark's (``scripts/bench_conformers.py``);
+this script only times.
+
+    python scripts/bench_generate_speed.py --molecules 40 -n 50
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rdkit import RDLogger
+
+from bench_conformers import CRYSTAL, REPO, _git_commit, etkdg_all, prepare_inputs
+
+from molscore.chem.metrics import read_groups
+from molscore.generate import ConformerGenerator, etkdg_random_seed
+
+
+def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,
+                   batch_size: int) -> tuple[dict, list[np.ndarray]]:
+    """Run the generator on ``items`` after a warm-up molecule; timings and the conformers
+    ``(K, N, 3)`` per molecule."""
+    gen = ConformerGenerator(device=device, n=n, seed=0, compile=compile, batch_size=batch_size)
+    t0 = time.perf_counter()
+    gen.generate(items[0][1], name="warm-up")
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = list(gen.run(items))
+    wall = time.perf_counter() - t0
+    coords = [np.stack([c.GetPositions() for c in r.mol.GetConformers()]) if r.ok else None
+              for r in results]
+    confs = sum(len(c) for c in coords if c is not None)
+    return {"device": device, "compile": compile, "warmup_s": warm, "wall_s": wall,
+            "conformers": confs, "failed_molecules": sum(c is None for c in coords),
+            "conformers_per_s": confs / wall}, coords
+
+
+def max_difference(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> float | None:
+    """Largest coordinate difference (Å) over molecules where both runs gave the same count."""
+    diffs = [float(np.abs(x - y).max()) for x, y in zip(a, b)
+             if x is not None and y is not None and x.shape == y.shape]
+    return max(diffs) if diffs else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [
+        "# `molscore generate` throughput (one process)", "",
+        f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
+        f"each, default route; {cfg['cpu']} ({cfg['cpu_count']} cores), torch {cfg['torch']} with "
+        f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}.", "",
+        "| method | device | warm-up (s) | conformers/s | vs ETKDG |", "|---|---|---|---|---|"]
+    etkdg = report["etkdg"]["conformers_per_s"]
+    for row in report["runs"]:
+        name = "molscore, compiled network" if row["compile"] else "molscore, eager network"
+        lines.append(f"| {name} | {row['device']} | {row['warmup_s']:.1f} | {row['conformers_per_s']:.1f} | "
+                     f"{row['conformers_per_s'] / etkdg:.2f}x |")
+    lines.append(f"| RDKit ETKDGv3, {report['etkdg']['processes']} processes | cpu | - | {etkdg:.1f} | 1.00x |")
+    lines += ["", "Compiled against eager, largest coordinate difference of the same conformer: " +
+              ", ".join(f"{d}: {v:.1e} A" if v is not None else f"{d}: n/a"
+                        for d, v in report["compiled_vs_eager_max_diff"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--molecules", type=int, default=40)
+    ap.add_argument("-n", type=int, default=50, help="conformers per molecule (default 50)")
+    ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, and cuda when present)")
+    ap.add_argument("--batch-size", type=int, default=8192, help="atoms per sampling batch")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
+    args = ap.parse_args()
+    RDLogger.DisableLog("rdApp.*")
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
+    items = [(key, mol) for key, mol, _ in inputs]
+    runs, diffs = [], {}
+    for device in devices:
+        coords = {}
+        for compile in (False, True):
+            row, coords[compile] = time_generator(items, args.n, device, compile, args.batch_size)
+            print(json.dumps(row), file=sys.stderr)
+            runs.append(row)
+        diffs[device] = max_difference(coords[False], coords[True])
+    workers = os.cpu_count() or 1
+    etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,
+                                 etkdg_random_seed(0))
+    etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
+    report = {
+        "config": {"molecules": len(items), "n": args.n, "batch_size": args.batch_size,
+                   "cpu": _cpu_name(), "cpu_count": workers,
+                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                   "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                   "commit": _git_commit()},
+        "runs": runs,
+        "compiled_vs_eager_max_diff": diffs,
+        "etkdg": {"processes": workers, "wall_s": wall, "conformers": etkdg_confs,
+                  "conformers_per_s": etkdg_confs / wall},
+    }
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
