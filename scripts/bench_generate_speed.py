@@ -14,8 +14,8 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
 * compiled against eager: per conformer, the largest coordinate difference to the eager
   run's conformer of the same index (same seed, same noise): the fraction that agree within
   0.001 Å, and the median. Rounding differences can flip a stereo or geometry decision;
-  the resampled conformer and every later one of that batch then draw other noise, so a
-  few conformers differ by whole conformations;
+  the resampled conformers then draw other noise and the molecule's later conformers shift
+  by one index, so a few conformers differ by whole conformations;
 * baseline: ETKDGv3 (``randomSeed = 1``, no force field) conformers/s for the same molecules
   and counts, one process per CPU core.
 
