@@ -449,7 +449,8 @@ def generate_conformers(smiles_or_mol: str | Chem.Mol, n: int = 10, *,
         model / meta / device: see :class:`ConformerGenerator`.
         options: fields of :class:`GenerateOptions` (``steps``, ``sampler``, ``seed``,
             ``relax``, ``dedupe``, ``batch_size``, ``largest_fragment``,
-            ``max_heavy_atoms``, ``init``, ``t_start``, ``max_retries``).
+            ``max_heavy_atoms``, ``init``, ``t_start``, ``max_retries``, ``cleanup``,
+            ``compile``).
 
     Returns:
         ``Mol`` with explicit hydrogens and the conformers.
