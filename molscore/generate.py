@@ -280,7 +280,8 @@ class ConformerGenerator:
     # -- post-processing -----------------------------------------------------------
     def _accept(self, job: _Job, pos: np.ndarray, last_round: bool) -> None:
         """Stereo repair, geometry check and clean-up of one sampled conformer; keep it or
-        record why not (geometry problems are kept, and listed, in the last round)."""
+        record why not (geometry problems other than stereo are kept, and listed, in the
+        last round)."""
         if not np.isfinite(pos).all():
             job.rejected.append(["non-finite coordinates"])
             return
@@ -294,7 +295,9 @@ class ConformerGenerator:
             problems = job.checker(cid)
             if problems and self.options.cleanup and restrained_cleanup(mol, [cid]):
                 problems = job.checker(cid)
-            if problems and not last_round:
+            # the clean-up can move a marginal centre through its plane: wrong stereo is
+            # rejected in every round, other problems only before the last
+            if problems and (not last_round or any(p.startswith("stereo") for p in problems)):
                 job.rejected.append([p.split(":")[0] for p in problems])
                 return
             job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))

@@ -132,3 +132,28 @@ def test_compiled_network_gives_the_eager_conformers(tiny_model):
     a = np.stack([c.GetPositions() for c in eager.GetConformers()])
     b = np.stack([c.GetPositions() for c in compiled.GetConformers()])
     assert np.abs(a - b).max() < 1e-3
+
+
+def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, monkeypatch):
+    # a clean-up that mirrors the conformer: its result must never be returned, even in
+    # the last round, where other geometry problems are kept and listed
+    import molscore.generate as generate_module
+    from molscore.chem.stereo import mirror_conformer
+
+    calls = []
+
+    def mirroring_cleanup(mol, conf_ids):
+        for cid in conf_ids:
+            mirror_conformer(mol, cid)
+        calls.append(len(conf_ids))
+        return True
+
+    monkeypatch.setattr(generate_module, "restrained_cleanup", mirroring_cleanup)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=4, steps=3, seed=0, max_retries=0, init="prior")
+    result = gen.generate("C[C@H](N)C(=O)O")
+    assert calls                       # random weights: geometry fails, the clean-up ran
+    kept = result.mol.GetNumConformers() if result.mol is not None else 0
+    assert kept <= 4 - sum(calls)      # every cleaned (mirrored) conformer was dropped
+    assert result.mol is None or all(check_stereo(result.mol, c.GetId()).ok
+                                     for c in result.mol.GetConformers())
+    assert "stereo" in (result.error or result.dropped[0])
