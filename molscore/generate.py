@@ -92,9 +92,10 @@ class GenerateOptions:
         max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
-            compilation (about 20 s on one CPU core; needs a C++ compiler on the CPU), then
-            about twice the network speed on the CPU; conformers agree with the eager
-            network's to float32 rounding. Worth it for long runs only.
+            compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
+            twice the network's speed, 1.6x the conformers/s on the CPU
+            (``benchmarks/generate_speed.md``); conformers agree with the eager network's
+            to float32 rounding. Worth it for long runs only.
     """
 
     n: int = 10

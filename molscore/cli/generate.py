@@ -62,8 +62,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network: about 20 s once, then about 2x faster sampling on "
-                        "the CPU (long runs; needs a C++ compiler)")
+                   help="torch.compile the network: 30-50 s once, then about 1.6x the conformers/s "
+                        "on the CPU (long runs; needs a C++ compiler)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
