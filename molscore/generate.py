@@ -26,12 +26,16 @@ Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-du
 follow; each conformer carries ``conformer`` (index) and ``checks``
 (``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
 
-Sampling noise comes from one seeded generator per run, so the same inputs, options,
-batch size and device give the same conformers.
+Sampling noise: every conformer draw (resampling rounds included) has its own generator,
+seeded from ``seed``, the input text and the draw's number (:func:`draw_generator`). So a
+molecule's conformers depend only on its input, the options and the seed: not on the
+batch size, the other molecules of the run or their order, the number of processes, or
+an interrupted run being resumed (on another device, only float rounding differs).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -56,7 +60,7 @@ from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
 
 __all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
-           "default_model_path", "etkdg_random_seed", "INITS"]
+           "default_model_path", "draw_generator", "etkdg_random_seed", "INITS"]
 
 INITS = ("prior", "etkdg")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
@@ -169,6 +173,11 @@ class _Job:
     etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
+    draws: int = 0                          # conformers sampled so far (numbers the generators)
+
+
+# A sampling request: (molecule, ETKDG start slot, generator of this draw's noise).
+_Request = tuple[_Job, int, torch.Generator]
 
 
 def _pick_device(device: str) -> torch.device:
@@ -236,33 +245,41 @@ class ConformerGenerator:
         return job
 
     # -- sampling ------------------------------------------------------------------
-    def _sample(self, requests: list[tuple[_Job, int]], generator: torch.Generator) -> list[np.ndarray]:
-        """Sample one conformer per request ``(job, slot)``; returns ``(N, 3)`` Å arrays."""
+    def _requests(self, job: _Job, count: int) -> list[_Request]:
+        """The job's next ``count`` draws, each with its own generator."""
+        reqs = [(job, k, draw_generator(self.options.seed, job.result.input, job.draws + k))
+                for k in range(count)]
+        job.draws += count
+        return reqs
+
+    def _sample(self, requests: list[_Request]) -> list[np.ndarray]:
+        """Sample one conformer per request; returns ``(N, 3)`` Å arrays."""
         out: list[np.ndarray] = []
         opts = self.options
-        batch: list[tuple[_Job, int]] = []
+        batch: list[_Request] = []
         atoms = 0
         for req in requests + [None]:
             n_atoms = req[0].mol.GetNumAtoms() if req is not None else 0
             if batch and (req is None or atoms + n_atoms > opts.batch_size):
-                out.extend(self._sample_batch(batch, generator))
+                out.extend(self._sample_batch(batch))
                 batch, atoms = [], 0
             if req is not None:
                 batch.append(req)
                 atoms += n_atoms
         return out
 
-    def _sample_batch(self, batch: list[tuple[_Job, int]], generator: torch.Generator) -> list[np.ndarray]:
+    def _sample_batch(self, batch: list[_Request]) -> list[np.ndarray]:
         opts = self.options
-        graph = GraphBatch.from_data_list([job.graph for job, _ in batch]).to(self.device)
+        graph = GraphBatch.from_data_list([job.graph for job, _, _ in batch]).to(self.device)
         space = PointSetSpace(graph.batch, graph.num_graphs)
+        generator = [g for _, _, g in batch]
         sde = self.sde
         if opts.init == "etkdg":
             x0 = torch.cat([torch.as_tensor(job.etkdg[slot % len(job.etkdg)], dtype=torch.float32)
-                            for job, slot in batch]).to(self.device) / self.coord_scale
+                            for job, slot, _ in batch]).to(self.device) / self.coord_scale
             t0 = torch.full((space.num_samples,), opts.t_start, device=self.device)
             m, s = sde.marginal(t0)
-            noise = space.project(torch.randn(x0.shape, generator=generator, device=self.device))
+            noise = space.noise_like(x0, generator)
             x = space.expand(m) * space.project(x0) + space.expand(s) * noise
             sde = copy.copy(sde)
             sde.T = opts.t_start
@@ -353,7 +370,6 @@ class ConformerGenerator:
         Molecules are gathered until their ``n`` conformers fill a batch of ``batch_size``
         atoms, sampled together, post-processed, and yielded (so output can be streamed).
         """
-        generator = torch.Generator(device=self.device).manual_seed(int(self.options.seed))
         bar = tqdm(total=total, unit="mol", disable=not progress)
         pending: list[_Job | GenerationResult] = []
         atoms = 0
@@ -364,24 +380,24 @@ class ConformerGenerator:
                 if isinstance(prepared, _Job):
                     atoms += prepared.mol.GetNumAtoms() * self.options.n
                 if atoms >= self.options.batch_size:
-                    yield from self._flush(pending, generator, bar)
+                    yield from self._flush(pending, bar)
                     pending, atoms = [], 0
-            yield from self._flush(pending, generator, bar)
+            yield from self._flush(pending, bar)
         finally:
             bar.close()
 
-    def _flush(self, pending: list, generator: torch.Generator, bar) -> Iterator[GenerationResult]:
+    def _flush(self, pending: list, bar) -> Iterator[GenerationResult]:
         jobs = [p for p in pending if isinstance(p, _Job)]
-        requests = [(job, slot) for job in jobs for slot in range(self.options.n)]
+        requests = [req for job in jobs for req in self._requests(job, self.options.n)]
         rounds = self.options.max_retries + 1          # first round + resampling rounds
         for r in range(rounds):
             if not requests:
                 break
-            for job in {id(j): j for j, _ in requests}.values():
+            for job in {id(j): j for j, _, _ in requests}.values():
                 job.rejected = []
-            for (job, _), pos in zip(requests, self._sample(requests, generator)):
+            for (job, _, _), pos in zip(requests, self._sample(requests)):
                 self._accept(job, pos, last_round=r == rounds - 1)
-            requests = [(job, k) for job in jobs for k in range(len(job.rejected))]
+            requests = [req for job in jobs for req in self._requests(job, len(job.rejected))]
         for p in pending:
             result = self._finish(p) if isinstance(p, _Job) else p
             bar.update(1)
@@ -396,6 +412,14 @@ class ConformerGenerator:
 def _mol_text(mol: Chem.Mol) -> str:
     with rdBase.BlockLogs():
         return Chem.MolToSmiles(mol)
+
+
+def draw_generator(seed: int, text: str, draw: int) -> torch.Generator:
+    """The CPU generator of the noise of conformer draw ``draw`` (0, 1, ...) of the molecule
+    whose input is ``text``, seeded with a 64-bit hash of ``(seed, text, draw)``."""
+    key = f"{int(seed)}\x1f{text}\x1f{int(draw)}".encode()
+    value = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+    return torch.Generator().manual_seed(value)
 
 
 def etkdg_random_seed(seed: int) -> int:

@@ -11,7 +11,8 @@ Every sampler is a free function with one signature::
 * ``steps``: number of time steps from ``T`` down to ``sde.eps`` (noise levels for ALD).
 * ``callback(info)`` is called after every step with a dict ``{"i", "t", "x"}`` (``t`` the
   new time, ``(B,)``).
-* ``generator`` makes the noise reproducible; ``disable=False`` shows a tqdm bar.
+* ``generator`` makes the noise reproducible (one per sample, :data:`~molscore.spaces.Generators`,
+  makes each sample's noise independent of its batch); ``disable=False`` shows a tqdm bar.
 * ``denoise=True`` ends with one Tweedie step ``x0 = (x + s^2 score) / m`` at ``t = eps``
   (one extra function evaluation).
 
@@ -48,7 +49,7 @@ from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
 from .sde import SDE
-from .spaces import Space
+from .spaces import Generators, Space
 
 __all__ = ["SampleResult", "sample_em", "sample_reverse", "sample_ancestral", "sample_pc",
            "sample_ald", "sample_ode", "langevin_correct", "SAMPLERS", "sample",
@@ -91,7 +92,7 @@ class _Conditioner:
     """Replacement-based conditioning on the known entries (no-op without a mask)."""
 
     def __init__(self, sde: SDE, space: Space, x: Tensor, mask: Tensor | None,
-                 x_known: Tensor | None, generator: torch.Generator | None):
+                 x_known: Tensor | None, generator: Generators):
         if (mask is None) != (x_known is None):
             raise ValueError("mask and x_known must be given together")
         self.sde, self.space, self.generator = sde, space, generator
@@ -129,7 +130,7 @@ def _tweedie(score: _Counted, sde: SDE, space: Space, x: Tensor) -> Tensor:
 
 # -- predictors: one step from t to t_next < t; return (x, x_mean) -------------------------
 def _em_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
-             t_next: Tensor, generator: torch.Generator | None
+             t_next: Tensor, generator: Generators
              ) -> tuple[Tensor, Tensor]:
     """Euler-Maruyama on the reverse SDE."""
     dt = t_next - t                                                 # (B,), negative
@@ -139,7 +140,7 @@ def _em_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
 
 
 def _reverse_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
-                  t_next: Tensor, generator: torch.Generator | None
+                  t_next: Tensor, generator: Generators
                   ) -> tuple[Tensor, Tensor]:
     """Reverse diffusion through ``sde.discretize``.
 
@@ -153,7 +154,7 @@ def _reverse_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
 
 
 def _ancestral_step(score: _Counted, sde: SDE, space: Space, x: Tensor, t: Tensor,
-                    t_next: Tensor, generator: torch.Generator | None
+                    t_next: Tensor, generator: Generators
                     ) -> tuple[Tensor, Tensor]:
     """Exact Gaussian posterior ``q(x_{t'} | x_t, x_0)`` with Tweedie's ``x_0``.
 
@@ -175,7 +176,7 @@ PREDICTORS: dict[str, Callable] = {"em": _em_step, "reverse": _reverse_step,
 
 
 def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_steps: int,
-                     snr: float, generator: torch.Generator | None = None
+                     snr: float, generator: Generators = None
                      ) -> tuple[Tensor, Tensor]:
     """Langevin MCMC on ``p_t`` with a signal-to-noise step size (score_sde's corrector).
 
@@ -239,7 +240,7 @@ def _predictor_sampler(name: str) -> Callable[..., SampleResult]:
     def sampler(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                 mask: Tensor | None = None, x_known: Tensor | None = None,
                 callback: Callback | None = None, disable: bool = True,
-                generator: torch.Generator | None = None, denoise: bool = False) -> SampleResult:
+                generator: Generators = None, denoise: bool = False) -> SampleResult:
         _check(sde, space, x, steps)
         score = _Counted(score_fn, space)
         cond = _Conditioner(sde, space, x, mask, x_known, generator)
@@ -263,7 +264,7 @@ sample_ancestral = _predictor_sampler("ancestral")
 def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
               mask: Tensor | None = None, x_known: Tensor | None = None,
               callback: Callback | None = None, disable: bool = True,
-              generator: torch.Generator | None = None, denoise: bool = False,
+              generator: Generators = None, denoise: bool = False,
               predictor: str = "reverse", corrector: str = "langevin", snr: float = 0.16,
               n_corrector: int = 1) -> SampleResult:
     """Predictor-corrector sampling: at every time, ``n_corrector`` Langevin steps on ``p_t``
@@ -293,7 +294,7 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
 def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                mask: Tensor | None = None, x_known: Tensor | None = None,
                callback: Callback | None = None, disable: bool = True,
-               generator: torch.Generator | None = None, denoise: bool = False,
+               generator: Generators = None, denoise: bool = False,
                snr: float = 0.16, n_corrector: int = 10) -> SampleResult:
     """Annealed Langevin dynamics (NCSN): corrector-only over ``steps`` decreasing noise levels.
 
@@ -326,7 +327,7 @@ ODE_METHODS = ("euler", "heun", "rk4", "dopri5")
 def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, *,
                mask: Tensor | None = None, x_known: Tensor | None = None,
                callback: Callback | None = None, disable: bool = True,
-               generator: torch.Generator | None = None, denoise: bool = False,
+               generator: Generators = None, denoise: bool = False,
                method: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5) -> SampleResult:
     """Probability-flow ODE ``dx/dt = f x - g^2 score / 2`` integrated from ``T`` to ``eps``.
 

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .spaces import Space
+from .spaces import Generators, Space
 
 __all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "make_sde", "SDE_NAMES"]
 
@@ -78,7 +78,7 @@ class SDE(ABC):
         return space.expand(m).to(x0) * x0 + space.expand(s).to(x0) * z, z
 
     def prior_sample(self, space: Space, device=None, dtype=torch.float32,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: Generators = None) -> Tensor:
         """A sample of the prior, shaped ``space.shape``."""
         return self.prior_std * space.noise(device=device, dtype=dtype, generator=generator)
 

@@ -12,6 +12,10 @@ that says how rows group into samples and which noise is legal:
 
 SDEs, objectives, samplers and likelihoods use only the methods of
 :class:`Space`; nothing in them knows which space they work in.
+
+Noise comes from a ``generator``: one ``torch.Generator`` for the whole batch, or a
+sequence of them, one per sample, when each sample's noise must not depend on the batch
+it is in (see :data:`Generators`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Space", "DenseSpace", "PointSetSpace"]
+__all__ = ["Space", "DenseSpace", "PointSetSpace", "Generators"]
+
+#: Where noise comes from: the global RNG (None), one generator for the whole batch, or one
+#: generator per sample. With one per sample, sample ``i``'s rows are drawn from
+#: ``generator[i]`` (on that generator's device, then moved to the batch's), so a sample's
+#: noise is the same whatever else is batched with it and on whichever device it runs.
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 class Space(ABC):
@@ -53,16 +63,28 @@ class Space(ABC):
     def dim(self) -> Tensor:
         """Degrees of freedom per sample, ``(B,)`` float (e.g. ``3n - 3`` for a CoM-free point set)."""
 
-    def noise_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    @abstractmethod
+    def sample_rows(self) -> list[int]:
+        """Rows per sample, in row order (samples must occupy consecutive rows)."""
+
+    def noise_like(self, x: Tensor, generator: Generators = None) -> Tensor:
         """Standard Gaussian noise on the legal subspace, shaped like ``x``."""
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.project(z)
+        return self.project(self._randn(x.shape, generator, x.device, x.dtype))
 
     def noise(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-              generator: torch.Generator | None = None) -> Tensor:
+              generator: Generators = None) -> Tensor:
         """Fresh standard Gaussian noise of the batch's full :attr:`shape`."""
-        z = torch.randn(self.shape, generator=generator, device=device, dtype=dtype)
-        return self.project(z)
+        return self.project(self._randn(self.shape, generator, device, dtype))
+
+    def _randn(self, shape: torch.Size, generator: Generators, device, dtype: torch.dtype) -> Tensor:
+        if generator is None or isinstance(generator, torch.Generator):
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        rows = self.sample_rows()
+        if len(generator) != len(rows):
+            raise ValueError(f"{len(generator)} generators for {len(rows)} samples")
+        blocks = [torch.randn((n, *shape[1:]), generator=g, device=g.device, dtype=dtype)
+                  for g, n in zip(generator, rows)]
+        return torch.cat(blocks).to(device)
 
     def rademacher_like(self, x: Tensor) -> Tensor:
         """Random signs on the legal subspace (for Hutchinson estimators), shaped like ``x``."""
@@ -101,6 +123,9 @@ class DenseSpace(Space):
 
     def project(self, x: Tensor) -> Tensor:
         return x
+
+    def sample_rows(self) -> list[int]:
+        return [1] * self.num_samples
 
     @property
     def dim(self) -> Tensor:
@@ -151,6 +176,12 @@ class PointSetSpace(Space):
         if not self.com_free:
             return x
         return x - self.mean(x)[self.batch.to(x.device)]
+
+    def sample_rows(self) -> list[int]:
+        if self.batch.numel() > 1 and bool((self.batch[1:] < self.batch[:-1]).any()):
+            raise ValueError("per-sample noise needs the rows of each sample consecutive and in "
+                             "sample order (as in a PyG batch)")
+        return self.counts.tolist()
 
     @property
     def dim(self) -> Tensor:

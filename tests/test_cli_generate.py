@@ -111,3 +111,74 @@ def test_read_records_smi_and_duplicates(tmp_path):
         ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
         ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
     assert dups == ["ethyl alcohol#2"]
+
+
+RESUME_INPUT = ("name,smiles\nethanol,CCO\niron,C[Fe]C\nacid,CC(=O)O\nphenol,c1ccccc1O\n"
+                "broken,C1CC\nalanine,C[C@H](N)C(=O)O\n")
+
+
+def _generate(inp, out, model, *extra) -> int:
+    return main(["generate", "--input", str(inp), "--name-column", "name", "-o", str(out),
+                 "--model", model, "-n", "2", "--steps", "2", "--device", "cpu", "--t-start", "0.05",
+                 "--batch-size", "64", "--no-progress", *extra])
+
+
+def _sdf_text(path) -> str:
+    import gzip
+
+    return (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read()
+
+
+@pytest.mark.parametrize("suffix", [".sdf", ".sdf.gz"])
+def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model, tmp_path,
+                                                                       monkeypatch, suffix):
+    import gzip
+
+    from molscore.chem.io import sdf_record_names
+    from molscore.generate import ConformerGenerator
+
+    inp = tmp_path / "mols.csv"
+    inp.write_text(RESUME_INPUT)
+    full, cut = tmp_path / "full" / f"gen{suffix}", tmp_path / "cut" / f"gen{suffix}"
+    assert _generate(inp, full, tiny_model) == 1
+
+    real_run = ConformerGenerator.run
+
+    def dying_run(self, items, **kwargs):     # Ctrl-C before the 4th molecule is written
+        for k, result in enumerate(real_run(self, items, **kwargs)):
+            if k == 3:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(ConformerGenerator, "run", dying_run)
+    assert _generate(inp, cut, tiny_model) == 130
+    monkeypatch.undo()
+    assert sdf_record_names(cut) == ["ethanol"] * 2 + ["acid"] * 2
+    # and a kill in the middle of writing: a torn record and a torn failures row
+    torn = _sdf_text(full).split("$$$$\n")[4][:300]
+    with open(cut, "ab") as fh:
+        fh.write(gzip.compress(torn.encode())[:40] if suffix == ".gz" else torn.encode())
+    with open(cut.parent / "failures.csv", "a") as fh:
+        fh.write("phen")
+
+    assert _generate(inp, cut, tiny_model, "--resume") == 1
+    assert _sdf_text(cut) == _sdf_text(full)
+    assert (cut.parent / "failures.csv").read_text() == (full.parent / "failures.csv").read_text()
+    assert not list(cut.parent.glob("*.tmp"))
+
+
+def test_resume_refuses_other_settings_or_another_input(tiny_model, tmp_path, capsys):
+    inp, other = tmp_path / "mols.csv", tmp_path / "other.csv"
+    inp.write_text(RESUME_INPUT)
+    other.write_text("name,smiles\nmethanol,CO\n")
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model) == 1
+    capsys.readouterr()
+    assert _generate(inp, out, tiny_model, "--resume", "--seed", "3") == 2
+    assert "seed 0 -> 3" in capsys.readouterr().err
+    assert _generate(other, out, tiny_model, "--resume") == 2
+    assert "not a record of this input" in capsys.readouterr().err
+    # a finished run resumes to itself; batch size and device may change
+    before = out.read_text()
+    assert _generate(inp, out, tiny_model, "--resume", "--batch-size", "4096") == 1
+    assert out.read_text() == before

@@ -89,6 +89,23 @@ def test_batched_run_keeps_order_and_reports_failures(tiny_model):
     assert results[2].mol.GetNumConformers() == 2
 
 
+def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules(tiny_model):
+    """Each conformer draw has its own generator: the same molecule gets the same conformers
+    alone in one batch and between others in batches of 40 atoms (so that its draws are
+    split over batches), which is what makes resumed and multi-process runs exact."""
+    kwargs = dict(device="cpu", n=3, steps=3, seed=4, cleanup=False, max_retries=2)
+    alone = ConformerGenerator(tiny_model, **kwargs).generate(STEREO_SMILES, name="x")
+    items = [("a", "CCO"), ("x", STEREO_SMILES), ("b", "c1ccccc1O")]
+    mixed = list(ConformerGenerator(tiny_model, batch_size=40, **kwargs).run(items))[1]
+    assert alone.mol.GetNumConformers() == mixed.mol.GetNumConformers() >= 2   # random weights
+    assert alone.dropped == mixed.dropped
+    a = np.stack([c.GetPositions() for c in alone.mol.GetConformers()])
+    b = np.stack([c.GetPositions() for c in mixed.mol.GetConformers()])
+    assert np.abs(a - b).max() < 1e-4
+    other = ConformerGenerator(tiny_model, **{**kwargs, "seed": 5}).generate(STEREO_SMILES, name="x")
+    assert np.abs(a[0] - other.mol.GetConformer(0).GetPositions()).max() > 0.1
+
+
 def test_bad_input_raises(tiny_model):
     with pytest.raises(MoleculeError, match="fragments"):
         generate_conformers("CCO.CC", n=1, model=tiny_model, steps=2, device="cpu")
@@ -149,9 +166,8 @@ def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, 
         return True
 
     monkeypatch.setattr(generate_module, "restrained_cleanup", mirroring_cleanup)
-    gen = ConformerGenerator(tiny_model, device="cpu", n=4, steps=3, seed=0, max_retries=0, init="prior")
-    result = gen.generate("C[C@H](N)C(=O)O")
-    assert calls                       # random weights: geometry fails, the clean-up ran
+    result = _zero_score_generator(tiny_model, n=4, max_retries=0).generate("C[C@H](N)C(=O)O")
+    assert calls                       # un-denoised noise breaks geometry: the clean-up ran
     kept = result.mol.GetNumConformers() if result.mol is not None else 0
     assert kept <= 4 - sum(calls)      # every cleaned (mirrored) conformer was dropped
     assert result.mol is None or all(check_stereo(result.mol, c.GetId()).ok

@@ -60,3 +60,31 @@ def test_projection_is_idempotent_and_can_be_disabled():
 def test_rademacher_probes_live_on_the_subspace(space):
     z = space.rademacher_like(torch.zeros(space.shape))
     assert torch.allclose(space.project(z), z)
+
+
+def _gens(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_per_sample_generators_make_a_samples_noise_independent_of_its_batch():
+    # sample "a" (3 points, seed 11) alone, then after a 2-point sample and before a 4-point one
+    alone = PointSetSpace(torch.zeros(3, dtype=torch.long))
+    mixed = PointSetSpace(torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 2]))
+    za = alone.noise(generator=_gens(11))
+    z = mixed.noise(generator=_gens(5, 11, 7))
+    torch.testing.assert_close(z[2:5], za, rtol=0, atol=0)
+    torch.testing.assert_close(mixed.mean(z), torch.zeros(3, 3), rtol=0, atol=1e-6)  # still CoM-free
+    assert not torch.equal(z[0:2], mixed.noise(generator=_gens(6, 11, 7))[0:2])
+    dense = DenseSpace((3, 2))
+    x = torch.empty(3, 2, dtype=torch.float64)
+    d = dense.noise_like(x, _gens(4, 11, 9))
+    assert d.dtype == torch.float64
+    torch.testing.assert_close(d[1], DenseSpace((1, 2)).noise_like(x[:1], _gens(11))[0], rtol=0, atol=0)
+
+
+def test_per_sample_generators_are_checked():
+    space = PointSetSpace(torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(ValueError, match="3 generators for 2 samples"):
+        space.noise(generator=_gens(1, 2, 3))
+    with pytest.raises(ValueError, match="consecutive"):
+        PointSetSpace(torch.tensor([0, 1, 0, 1])).noise(generator=_gens(1, 2))

@@ -8,6 +8,11 @@ output record and every ``failures.csv`` row has a unique name.
 
 Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES")
 so that they are reported and the run goes on.
+
+For resuming an interrupted run, :func:`sdf_record_names` and :func:`failure_names` read
+what the output SDF and ``failures.csv`` hold (ignoring a record torn by the interruption,
+also in a truncated gzip stream), and :func:`keep_first_records` cuts both back to a prefix
+(atomically), which the writers then extend (``append=True``).
 """
 from __future__ import annotations
 
@@ -16,16 +21,19 @@ import gzip
 import io
 import os
 import sys
+import zlib
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from rdkit import Chem
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "disambiguate", "SDFStreamWriter",
-           "FailureLog", "FORMATS"]
+           "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records"]
 
 FORMATS = ("smi", "csv")
+FAILURE_COLUMNS = ["name", "input", "reason"]
 
 
 class InputFormatError(ValueError):
@@ -160,12 +168,13 @@ class SDFStreamWriter:
     leaves every finished molecule on disk and no half-written record from RDKit.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._gz = self.path.suffix == ".gz"
-        self._fh = gzip.open(self.path, "wt", encoding="utf-8") if self._gz else \
-            open(self.path, "w", encoding="utf-8")
+        mode = "a" if append else "w"      # gzip: appending adds a member, read as one stream
+        self._fh = gzip.open(self.path, mode + "t", encoding="utf-8") if self._gz else \
+            open(self.path, mode, encoding="utf-8")
         self.records = 0
 
     def write(self, mol: Chem.Mol) -> int:
@@ -190,13 +199,16 @@ class SDFStreamWriter:
 
 
 class FailureLog:
-    """``failures.csv`` (columns ``name,input,reason``), one flushed row per failure."""
+    """``failures.csv`` (columns ``name,input,reason``), one flushed row per failure
+    (``append=True`` extends an existing file)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
-        self._fh = open(self.path, "w", encoding="utf-8", newline="")
+        append = append and self.path.is_file() and self.path.stat().st_size > 0
+        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._fh)
-        self._writer.writerow(["name", "input", "reason"])
+        if not append:
+            self._writer.writerow(FAILURE_COLUMNS)
         self._fh.flush()
         self.count = 0
 
@@ -213,3 +225,63 @@ class FailureLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _sdf_records(path: Path) -> Iterator[str]:
+    """The complete records (through their ``$$$$`` line) of an SDF, in order; a torn last
+    record, or the rest of a gzip stream cut off mid-write, is left out."""
+    fh = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else \
+        open(path, encoding="utf-8")
+    lines: list[str] = []
+    with fh:
+        try:
+            for line in fh:
+                lines.append(line)
+                if line == "$$$$\n":
+                    yield "".join(lines)
+                    lines = []
+        except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
+            return
+
+
+def _failure_rows(path: Path) -> list[str]:
+    """The complete data lines of a ``failures.csv`` (header and a torn last line left out)."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        lines = [line for line in fh if line.endswith("\n")]
+    return lines[1:] if lines and lines[0].startswith(FAILURE_COLUMNS[0] + ",") else lines
+
+
+def sdf_record_names(path: str | os.PathLike) -> list[str]:
+    """Title line (``_Name``) of every complete record of an SDF (``.sdf`` / ``.sdf.gz``)."""
+    return [record.split("\n", 1)[0] for record in _sdf_records(Path(path))]
+
+
+def failure_names(path: str | os.PathLike) -> list[str]:
+    """``name`` of every complete row of a ``failures.csv`` (none when it does not exist)."""
+    return [next(csv.reader([line]))[0] for line in _failure_rows(Path(path))]
+
+
+def keep_first_records(sdf: str | os.PathLike, n_records: int,
+                       failures: str | os.PathLike, n_failures: int) -> None:
+    """Cut an SDF back to its first ``n_records`` complete records and a ``failures.csv``
+    to its header and first ``n_failures`` rows; each file is replaced atomically."""
+    sdf, failures = Path(sdf), Path(failures)
+    _replace(sdf, islice(_sdf_records(sdf), n_records) if sdf.is_file() else [])
+    header = ",".join(FAILURE_COLUMNS) + "\r\n"        # as csv.writer writes it
+    _replace(failures, [header] + _failure_rows(failures)[:n_failures])
+
+
+def _replace(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a temporary file beside ``path`` (gzip for ``.gz``), then rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
+        fh.writelines(chunks)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

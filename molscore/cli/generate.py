@@ -19,11 +19,22 @@ chosen from --seed and recorded in the ``smiles`` property. --batch-size counts 
 Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
 status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
+
+The settings of a run (options, model file and its SHA-256, molscore version) are written
+to ``OUTPUT.json`` beside the output. --resume continues an interrupted run: it keeps the
+records the output and ``failures.csv`` already hold, redoes the last molecule written
+(it may be incomplete) and appends the rest. It refuses other settings or another input.
+A molecule's conformers depend only on its input, the options and --seed, so the resumed
+output is the one an uninterrupted run writes.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from . import UsageError
@@ -64,6 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network: 30-50 s once, then about 1.6x the conformers/s "
                         "on the CPU (long runs; needs a C++ compiler)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run into the same output (same input and settings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -82,9 +95,62 @@ def _records(args, duplicates: list[str]):
         raise UsageError(str(err)) from None
 
 
+# Options that do not change the output, so a resumed run may change them.
+_FREE_OPTIONS = ("batch_size", "compile")
+
+
+def _run_settings(options, model: Path) -> dict:
+    from .. import __version__
+
+    digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None
+    kept = {k: v for k, v in asdict(options).items() if k not in _FREE_OPTIONS}
+    return {"molscore": __version__, "model": str(model), "model_sha256": digest, "options": kept}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -> tuple[int, int]:
+    """Where an interrupted run into ``out`` continues: ``(first record to do, records before
+    it that failed)``; cuts the output and ``failures.csv`` back to the records before it."""
+    from ..chem.io import failure_names, keep_first_records, sdf_record_names
+
+    record = Path(str(out) + ".json")
+    if not record.is_file():
+        raise UsageError(f"cannot resume: {record} (the settings of the run) is missing")
+    before = json.loads(record.read_text())
+    for key in ("model_sha256", "options"):
+        if before.get(key) != settings[key]:
+            old, new = before.get(key), settings[key]
+            if key == "options":
+                diff = [k for k in new if old is None or old.get(k) != new[k]]
+                what = ", ".join(f"{k} {old.get(k) if old else None!r} -> {new[k]!r}" for k in diff)
+            else:
+                what = "another model file"
+            raise UsageError(f"cannot resume {out} with other settings ({what}); "
+                             "run without --resume to start afresh")
+    index = {name: i for i, name in enumerate(names)}
+    written, failed = sdf_record_names(out), failure_names(failures)
+    unknown = [n for n in written + failed if n not in index]
+    if unknown:
+        raise UsageError(f"cannot resume: {out} holds {unknown[0]!r}, which is not a record of "
+                         "this input")
+    done = set(written) | set(failed)
+    start = next((i for i, name in enumerate(names) if name not in done), len(names))
+    if written:                          # the last molecule written may be incomplete
+        start = min(start, index[written[-1]])
+    n_records = sum(index[n] < start for n in written)
+    n_failures = sum(index[n] < start for n in failed)
+    keep_first_records(out, n_records, failures, n_failures)
+    return start, len({n for n in failed if index[n] < start})
+
+
 def run(args) -> int:
     from ..chem.io import FailureLog, InputRecord, SDFStreamWriter
-    from ..generate import ConformerGenerator, GenerateOptions
+    from ..generate import ConformerGenerator, GenerateOptions, default_model_path
 
     duplicates: list[str] = []
     records = _records(args, duplicates)
@@ -102,6 +168,7 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     out = Path(args.output)
+    failures_path = out.parent / "failures.csv"
     bad_early = {}
     items = []
     for rec in records:
@@ -111,10 +178,21 @@ def run(args) -> int:
             items.append((rec.index, rec.name, rec.smiles))
         else:
             items.append((0, rec[0], rec[1]))
+    settings = _run_settings(options, Path(args.model) if args.model else default_model_path())
+    start, n_fail = 0, 0
+    if args.resume and out.exists():
+        start, n_fail = _resume_point(out, failures_path, settings, [name for _, name, _ in items])
+        print(f"molscore generate: resuming {out} after {start} of {len(items)} record(s)",
+              file=sys.stderr)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(Path(str(out) + ".json"), settings)
+    items = items[start:]
     good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
     results = generator.run(good, progress=not args.no_progress, total=len(good))
-    n_ok = n_fail = 0
-    with SDFStreamWriter(out) as writer, FailureLog(out.parent / "failures.csv") as failures:
+    n_ok = 0
+    with SDFStreamWriter(out, append=start > 0) as writer, \
+            FailureLog(failures_path, append=start > 0) as failures:
         for idx, name, smi in items:
             if idx in bad_early:
                 failures.add(name, smi, bad_early[idx].error)
@@ -132,6 +210,6 @@ def run(args) -> int:
                     failures.add(result.name, result.input, reason)
                 n_fail += 1
     print(f"molscore generate: {n_ok} molecule(s), {writer.records} conformer(s) -> {out}"
-          + (f"; {n_fail} failure(s) in {out.parent / 'failures.csv'}" if n_fail else ""),
+          + (f"; {n_fail} failure(s) in {failures_path}" if n_fail else ""),
           file=sys.stderr)
     return 1 if n_fail else 0
