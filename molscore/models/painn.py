@@ -74,18 +74,21 @@ class PaiNNLayer(nn.Module):
         self.sv = nn.Linear(nv, ns, bias=False)
         self.norm_s, self.norm_v = nn.LayerNorm(ns), VectorNorm(nv)
 
-    def forward(self, s: Tensor, v: Tensor, edges: GraphEdges, edge_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """``s`` ``(N, F_s)``, ``v`` ``(N, 3, F_v)`` -> updated ``(s, v)``."""
+    def forward(self, s: Tensor, v: Tensor | None, edges: GraphEdges,
+                edge_emb: Tensor) -> tuple[Tensor, Tensor]:
+        """``s`` ``(N, F_s)``, ``v`` ``(N, 3, F_v)`` (``None``: all zero, as before the first
+        layer; the terms in ``v`` are then skipped, same result) -> updated ``(s, v)``."""
         n = s.shape[0]
         src = edges.index[0]
         m = self.phi(s)[src] * self.filt(edge_emb)
         ms, mvv, mvr, mvc = torch.split(m, [self.ns, self.nv, self.nv, self.nv], dim=-1)
         u = (edges.vec / edges.dist.unsqueeze(-1)).unsqueeze(-1)             # (E, 3, 1)
-        vj = v[src]                                                          # (E, 3, F_v)
-        dv = (mvv.unsqueeze(1) * vj + mvr.unsqueeze(1) * u
-              + mvc.unsqueeze(1) * _cross(vj, u))
+        dv = mvr.unsqueeze(1) * u                                            # (E, 3, F_v)
+        if v is not None:
+            vj = v[src]
+            dv = mvv.unsqueeze(1) * vj + dv + mvc.unsqueeze(1) * _cross(vj, u)
         s = s + weighted_mean(ms, edges, n)
-        v = v + weighted_mean(dv, edges, n)
+        v = weighted_mean(dv, edges, n) if v is None else v + weighted_mean(dv, edges, n)
 
         uv, vv = self.U(v), self.V(v)
         vnorm = (vv.pow(2).sum(1) + 1e-8).sqrt()
@@ -142,7 +145,7 @@ class PaiNNScoreNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, cond: Any = None) -> Tensor:
         """``x`` ``(N, 3)`` coordinates, ``t`` ``(B,)`` times -> ``(N, 3)``."""
         s, _, edges, edge_emb = self.inputs(x, t, cond)
-        v = x.new_zeros(x.shape[0], 3, self.nv)
+        v = None                      # zero vectors before the first layer
         for layer in self.layers:
             s, v = layer(s, v, edges, edge_emb)
         return torch.einsum("nf,ncf->nc", self.gate(s), v) / self.nv ** 0.5
