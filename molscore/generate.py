@@ -97,7 +97,7 @@ class GenerateOptions:
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
             compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
-            twice the network's speed, 1.6x the conformers/s on the CPU
+            twice the network's speed, 1.4x the conformers/s on the CPU
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
     """

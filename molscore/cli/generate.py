@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network: 30-50 s once, then about 1.6x the conformers/s "
+                   help="torch.compile the network: 30-50 s once, then about 1.4x the conformers/s "
                         "on the CPU (long runs; needs a C++ compiler)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output (same input and settings)")
