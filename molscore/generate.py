@@ -29,8 +29,8 @@ follow; each conformer carries ``conformer`` (index) and ``checks``
 Sampling noise: every conformer draw (resampling rounds included) has its own generator,
 seeded from ``seed``, the input text and the draw's number (:func:`draw_generator`). So a
 molecule's conformers depend only on its input, the options and the seed: not on the
-batch size, the other molecules of the run or their order, the number of processes, or
-an interrupted run being resumed (on another device, only float rounding differs).
+other molecules of the run or their order, the number of processes, or an interrupted run
+being resumed. Another batch size or device changes only the network's float rounding.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ to ``OUTPUT.json`` beside the output. --resume continues an interrupted run: it 
 records the output and ``failures.csv`` already hold, redoes the last molecule written
 (it may be incomplete) and appends the rest. It refuses other settings or another input.
 A molecule's conformers depend only on its input, the options and --seed, so the resumed
-output is the one an uninterrupted run writes.
+output is the one an uninterrupted run writes (another --batch-size or --device changes
+only float rounding).
 """
 from __future__ import annotations
 
