@@ -30,7 +30,8 @@ from typing import IO, Iterable, Iterator
 from rdkit import Chem
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "disambiguate", "SDFStreamWriter",
-           "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records"]
+           "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records",
+           "replace_atomically"]
 
 FORMATS = ("smi", "csv")
 FAILURE_COLUMNS = ["name", "input", "reason"]
@@ -268,13 +269,15 @@ def keep_first_records(sdf: str | os.PathLike, n_records: int,
     """Cut an SDF back to its first ``n_records`` complete records and a ``failures.csv``
     to its header and first ``n_failures`` rows; each file is replaced atomically."""
     sdf, failures = Path(sdf), Path(failures)
-    _replace(sdf, islice(_sdf_records(sdf), n_records) if sdf.is_file() else [])
+    replace_atomically(sdf, islice(_sdf_records(sdf), n_records) if sdf.is_file() else [])
     header = ",".join(FAILURE_COLUMNS) + "\r\n"        # as csv.writer writes it
-    _replace(failures, [header] + _failure_rows(failures)[:n_failures])
+    replace_atomically(failures, [header] + _failure_rows(failures)[:n_failures])
 
 
-def _replace(path: Path, chunks: Iterable[str]) -> None:
-    """Write ``chunks`` to a temporary file beside ``path`` (gzip for ``.gz``), then rename."""
+def replace_atomically(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+    """Write text ``chunks`` to a temporary file beside ``path`` (gzip for ``.gz``), fsync it,
+    then rename it over ``path``: a crash leaves the old file or the new one, never a torn one."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(tmp, "wt", encoding="utf-8", newline="") as fh:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -108,12 +107,6 @@ def _run_settings(options, model: Path) -> dict:
     return {"molscore": __version__, "model": str(model), "model_sha256": digest, "options": kept}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -> tuple[int, int]:
     """Where an interrupted run into ``out`` continues: ``(first record to do, records before
     it that failed)``; cuts the output and ``failures.csv`` back to the records before it."""
@@ -143,14 +136,13 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -
     start = next((i for i, name in enumerate(names) if name not in done), len(names))
     if written:                          # the last molecule written may be incomplete
         start = min(start, index[written[-1]])
-    n_records = sum(index[n] < start for n in written)
-    n_failures = sum(index[n] < start for n in failed)
-    keep_first_records(out, n_records, failures, n_failures)
-    return start, len({n for n in failed if index[n] < start})
+    kept_failed = [n for n in failed if index[n] < start]
+    keep_first_records(out, sum(index[n] < start for n in written), failures, len(kept_failed))
+    return start, len(set(kept_failed))
 
 
 def run(args) -> int:
-    from ..chem.io import FailureLog, InputRecord, SDFStreamWriter
+    from ..chem.io import FailureLog, InputRecord, SDFStreamWriter, replace_atomically
     from ..generate import ConformerGenerator, GenerateOptions, default_model_path
 
     duplicates: list[str] = []
@@ -187,7 +179,7 @@ def run(args) -> int:
               file=sys.stderr)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(Path(str(out) + ".json"), settings)
+        replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
     items = items[start:]
     good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
     results = generator.run(good, progress=not args.no_progress, total=len(good))

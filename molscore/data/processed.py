@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
+from ..chem.io import replace_atomically
 from .conformers import ConformerSet
 
 __all__ = [
@@ -121,12 +122,6 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
         else:
             out["test"] += ids
     return {s: sorted(v) for s, v in out.items()}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_index(root: str | Path) -> dict:
@@ -242,7 +237,7 @@ class DatasetWriter:
             self._failures = []
 
     def _write_index(self) -> None:
-        _atomic_write_text(self.root / INDEX_FILE, json.dumps(self.index, indent=1))
+        replace_atomically(self.root / INDEX_FILE, [json.dumps(self.index, indent=1)])
 
     def finalize(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
         """Flush, compute the scaffold split over all molecules, write the index; return it."""
