@@ -154,6 +154,7 @@ class PointSetSpace(Space):
         self.com_free = com_free
         self.shape = torch.Size((batch.numel(), point_dim))
         self.counts = torch.bincount(self.batch, minlength=self.num_samples)
+        self._rows: list[int] | None = None
 
     def expand(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t, device=self.batch.device)
@@ -178,10 +179,12 @@ class PointSetSpace(Space):
         return x - self.mean(x)[self.batch.to(x.device)]
 
     def sample_rows(self) -> list[int]:
-        if self.batch.numel() > 1 and bool((self.batch[1:] < self.batch[:-1]).any()):
-            raise ValueError("per-sample noise needs the rows of each sample consecutive and in "
-                             "sample order (as in a PyG batch)")
-        return self.counts.tolist()
+        if self._rows is None:          # once per space: every sampler step draws noise
+            if self.batch.numel() > 1 and bool((self.batch[1:] < self.batch[:-1]).any()):
+                raise ValueError("per-sample noise needs the rows of each sample consecutive and "
+                                 "in sample order (as in a PyG batch)")
+            self._rows = self.counts.tolist()
+        return self._rows
 
     @property
     def dim(self) -> Tensor:

@@ -24,8 +24,9 @@ from molscore.likelihood import log_likelihood
 from molscore.samplers import sample
 from molscore.sde import make_sde
 from molscore.spaces import DenseSpace, PointSetSpace
-from molscore.train import Trainer, train
+from molscore.train import train
 from test_samplers import CONFIGS, _gmm8_checks
+from test_train import _interrupted_run
 
 DEVICE = os.environ.get("MOLSCORE_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),
@@ -97,17 +98,7 @@ def test_training_on_the_device_resumes_exactly(tmp_path):
     summary = train(base_config(), straight, device=DEVICE, progress=False)
     assert summary["device"].startswith(DEVICE)
 
-    trainer = Trainer(base_config(), split, device=DEVICE, progress=False)
-    step = trainer.train_step
-
-    def dying_step(batch):
-        if trainer.step == 6:
-            raise KeyboardInterrupt("simulated interruption")
-        return step(batch)
-
-    trainer.train_step = dying_step
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    _interrupted_run(split, KeyboardInterrupt, at_step=7, device=DEVICE)
     assert train(base_config(), split, device=DEVICE, progress=False)["resumed_from"] == 6
     ca = torch.load(straight / "checkpoint.pt", weights_only=True)
     cb = torch.load(split / "checkpoint.pt", weights_only=True)

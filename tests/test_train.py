@@ -17,9 +17,9 @@ def _records(path, kind):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def _interrupted_run(out, exc: type[BaseException], at_step: int):
-    """Train ``base_config()`` but raise ``exc`` when step ``at_step`` would start."""
-    trainer = Trainer(base_config(), out, device="cpu", progress=False)
+def _interrupted_run(out, exc: type[BaseException], at_step: int, device: str = "cpu"):
+    """Train ``base_config()`` on ``device`` but raise ``exc`` when step ``at_step`` would start."""
+    trainer = Trainer(base_config(), out, device=device, progress=False)
     step = trainer.train_step
 
     def dying_step(batch):
