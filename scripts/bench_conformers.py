@@ -277,6 +277,7 @@ def main() -> int:
     ap.add_argument("--init", default="etkdg", choices=("prior", "etkdg"))
     ap.add_argument("--t-start", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
+    ap.add_argument("--pool", type=int, default=1, help="ETKDG conformers embedded per molecule to pick starts from (generate --pool)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
     ap.add_argument("--sampler", default="reverse")
     ap.add_argument("--device", default="auto")
@@ -307,7 +308,8 @@ def main() -> int:
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
-                      init=args.init, t_start=args.t_start, batch_size=args.batch_size, seed=MODEL_SEED,
+                      init=args.init, t_start=args.t_start, pool=args.pool, batch_size=args.batch_size,
+                      seed=MODEL_SEED,
                       cleanup=not args.no_cleanup)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
@@ -422,7 +424,7 @@ def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
-             f"{cfg['steps']} steps, t_start {cfg['t_start']}, clean-up "
+             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {cfg.get('pool', 1)}, clean-up "
              f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]
     if "parts" in report:

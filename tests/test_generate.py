@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 import torch
 from rdkit import Chem
+from rdkit.Chem import AllChem
 
 from molscore.chem.checks import check_geometry
 from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
+from molscore.chem.metrics import rmsd_matrix
 from molscore.chem.stereo import check_stereo, specified_centres
 from molscore.chem.task import build_model
-from molscore.generate import ConformerGenerator, generate_conformers
+from molscore.generate import ConformerGenerator, etkdg_random_seed, generate_conformers
 from molscore.models.equivariant import build_backbone
 from molscore.sde import VESDE
 
@@ -173,3 +175,25 @@ def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, 
     assert result.mol is None or all(check_stereo(result.mol, c.GetId()).ok
                                      for c in result.mol.GetConformers())
     assert "stereo" in (result.error or result.dropped[0])
+
+
+def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
+    """With ``pool`` > n the starts are greedy k-medoids picks of the pool: the first
+    conformer comes from the pool's medoid, and a run of 2 starts where one of 4 does."""
+    smiles = "CCCCCCOC(=O)c1ccccc1"
+    kwargs = dict(model=tiny_model, device="cpu", steps=2, seed=3, t_start=0.02, pool=12,
+                  max_retries=0, cleanup=False)
+    four, two = (generate_conformers(smiles, n=n, **kwargs) for n in (4, 2))
+    first = lambda m, k: np.stack([c.GetPositions() for c in m.GetConformers()][:k])  # noqa: E731
+    assert four.GetNumConformers() == 4 and two.GetNumConformers() == 2
+    assert np.abs(first(four, 2) - first(two, 2)).max() < 1e-5
+
+    ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = etkdg_random_seed(3)
+    ids = list(AllChem.EmbedMultipleConfs(ref, 12, params))
+    medoid = ids[int(np.argmin(rmsd_matrix(ref, ref).sum(axis=1)))]
+    to_pool = rmsd_matrix(four, ref, [0], ids)[0]
+    assert to_pool.argmin() == ids.index(medoid) and to_pool.min() < 0.2
+    plain = generate_conformers(smiles, n=4, **{**kwargs, "pool": 1})
+    assert rmsd_matrix(plain, ref, [0], [ids[0]])[0, 0] < 0.2      # no pool: ETKDG's order

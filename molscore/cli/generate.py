@@ -63,6 +63,9 @@ def register(subparsers) -> None:
                    help="etkdg (default): ETKDG conformers noised to --t-start, then corrected by "
                         "the reverse SDE; prior: reverse diffusion from the prior")
     p.add_argument("--t-start", type=float, default=0.3, help="start time of --init etkdg (default 0.3)")
+    p.add_argument("--pool", type=int, default=1, metavar="P",
+                   help="--init etkdg: embed P ETKDG conformers per molecule and start from n "
+                        "representatives of them (greedy k-medoids on RMSD; P <= n: no pick)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
@@ -153,7 +156,7 @@ def run(args) -> int:
     options = GenerateOptions(
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
-        max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start,
+        max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
         max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
     try:
         options.validate()
