@@ -13,7 +13,9 @@ default, ``etkdg``:
 * ``prior``: reverse diffusion from the prior at ``t = T``;
 * ``etkdg`` (default): RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
   with the forward marginal, then the reverse SDE from ``t_start`` (the learned score
-  corrects them; the SDE is truncated to ``[eps, t_start]``).
+  corrects them; the SDE is truncated to ``[eps, t_start]``). With ``pool > n`` the starts
+  are ``n`` greedy k-medoids representatives of ``pool`` ETKDG conformers
+  (:mod:`~molscore.chem.selection`), in pick order.
 
 Every conformer then goes through :func:`~molscore.chem.stereo.fix_stereo` (a mirror image
 is reflected, single inverted centres are flipped locally); conformers whose stereo is
@@ -103,7 +105,7 @@ class GenerateOptions:
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
             compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
-            twice the network's speed, 1.4x the conformers/s on the CPU
+            twice the network's speed, 1.4x the conformers/s on the CPU at ``pool=1``
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
     """
@@ -119,7 +121,7 @@ class GenerateOptions:
     max_heavy_atoms: int | None = 100
     init: str = "etkdg"
     t_start: float = 0.3
-    pool: int = 1
+    pool: int = 200
     max_retries: int = 3
     cleanup: bool = True
     compile: bool = False

@@ -59,7 +59,8 @@ from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
 from molscore.chem.stereo import check_stereo  # noqa: E402
-from molscore.generate import ConformerGenerator, default_model_path, etkdg_random_seed  # noqa: E402
+from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
+                               etkdg_random_seed)
 
 DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
 CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
@@ -277,7 +278,8 @@ def main() -> int:
     ap.add_argument("--init", default="etkdg", choices=("prior", "etkdg"))
     ap.add_argument("--t-start", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
-    ap.add_argument("--pool", type=int, default=1, help="ETKDG conformers embedded per molecule to pick starts from (generate --pool)")
+    ap.add_argument("--pool", type=int, default=GenerateOptions.pool,
+                    help="ETKDG conformers embedded per molecule to pick the starts from (generate --pool)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
     ap.add_argument("--sampler", default="reverse")
     ap.add_argument("--device", default="auto")

@@ -6,7 +6,7 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
 * molecules: the first ``--molecules`` usable molecules of the conformer benchmark's fixed
   crystal subset (``bioactive_dev.sdf.gz``, subset seed 0: drug-like PDB ligands), each given
   as its reference record with hydrogens;
-* every configuration runs the default route (ETKDG start, ``t = 0.3``, 10 reverse-SDE steps,
+* every configuration runs the default route (ETKDG start from the ``--pool``, ``t = 0.3``, 10 reverse-SDE steps,
   stereo repair, checks and clean-up), ``-n`` conformers per molecule, seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
 * a warm-up molecule first: its time (``torch.compile``'s compilation included) is reported
@@ -41,14 +41,15 @@ from rdkit import RDLogger
 from bench_conformers import CRYSTAL, REPO, _git_commit, etkdg_all, prepare_inputs
 
 from molscore.chem.metrics import read_groups
-from molscore.generate import ConformerGenerator, etkdg_random_seed
+from molscore.generate import ConformerGenerator, GenerateOptions, etkdg_random_seed
 
 
 def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,
-                   batch_size: int) -> tuple[dict, list[np.ndarray]]:
+                   batch_size: int, pool: int) -> tuple[dict, list[np.ndarray]]:
     """Run the generator on ``items`` after a warm-up molecule; timings and the conformers
     ``(K, N, 3)`` per molecule."""
-    gen = ConformerGenerator(device=device, n=n, seed=0, compile=compile, batch_size=batch_size)
+    gen = ConformerGenerator(device=device, n=n, seed=0, compile=compile, batch_size=batch_size,
+                             pool=pool)
     t0 = time.perf_counter()
     gen.generate(items[0][1], name="warm-up")
     warm = time.perf_counter() - t0
@@ -89,7 +90,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# `molscore generate` throughput (one process)", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
-        f"each, default route; {cfg['cpu']} ({cfg['cpu_count']} cores), torch {cfg['torch']} with "
+        f"each, default route with an ETKDG pool of {cfg.get('pool', 1)}; {cfg['cpu']} ({cfg['cpu_count']} cores), torch {cfg['torch']} with "
         f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}.", "",
         "| method | device | warm-up (s) | conformers/s | vs ETKDG |", "|---|---|---|---|---|"]
     etkdg = report["etkdg"]["conformers_per_s"]
@@ -113,6 +114,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=50, help="conformers per molecule (default 50)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, and cuda when present)")
     ap.add_argument("--batch-size", type=int, default=8192, help="atoms per sampling batch")
+    ap.add_argument("--pool", type=int, default=GenerateOptions.pool, help="generate --pool")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
     RDLogger.DisableLog("rdApp.*")
@@ -123,7 +125,8 @@ def main() -> int:
     for device in devices:
         coords = {}
         for compile in (False, True):
-            row, coords[compile] = time_generator(items, args.n, device, compile, args.batch_size)
+            row, coords[compile] = time_generator(items, args.n, device, compile, args.batch_size,
+                                                     args.pool)
             print(json.dumps(row), file=sys.stderr)
             runs.append(row)
         diffs[device] = agreement(coords[False], coords[True])
@@ -132,7 +135,7 @@ def main() -> int:
                                  etkdg_random_seed(0))
     etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
     report = {
-        "config": {"molecules": len(items), "n": args.n, "batch_size": args.batch_size,
+        "config": {"molecules": len(items), "n": args.n, "pool": args.pool, "batch_size": args.batch_size,
                    "cpu": _cpu_name(), "cpu_count": workers,
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

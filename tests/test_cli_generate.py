@@ -80,6 +80,14 @@ def test_missing_model_is_usage_error(tmp_path, capsys):
     assert rc == 2 and "not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value, reason", [("--pool", "0", "pool must be >= 1"),
+                                                 ("--steps", "0", "steps must be >= 1")])
+def test_bad_option_is_usage_error(tmp_path, capsys, flag, value, reason):
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), flag, value])
+    err = capsys.readouterr().err
+    assert rc == 2 and reason in err and not (tmp_path / "x.sdf").exists()
+
+
 def test_evaluate_cli(tmp_path, capsys):
     mol = Chem.AddHs(Chem.MolFromSmiles("CCOC(=O)c1ccccc1"))
     params = AllChem.ETKDGv3()

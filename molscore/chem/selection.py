@@ -4,11 +4,9 @@
 facility-location / k-median objective): it picks, one at a time, the conformer that most
 lowers the pool's summed distance to its nearest pick. The first pick is the pool's medoid;
 every prefix of the order is the greedy solution for its own size, so the first ``k`` of ``n``
-picks are as representative as a separate selection of ``k``. Unlike max-min (farthest-point)
-picking it does not spend picks on isolated outliers; on 99 crystal ligands of the
-development set, choosing 10 of 200 ETKDG conformers this way lowered the median minimum
-RMSD to the crystal pose from 1.04 to 0.92 Å, max-min picking only to 1.01 Å
-(``molscore/models/README.md``).
+picks are exactly the greedy selection of ``k``. Unlike max-min (farthest-point)
+picking it does not spend picks on isolated outliers. ``molscore generate`` uses it to choose
+its ETKDG starts from a larger pool (``--pool``; ``benchmarks/conformers_pool200.md``).
 """
 from __future__ import annotations
 
