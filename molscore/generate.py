@@ -105,7 +105,8 @@ class GenerateOptions:
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
             compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
-            twice the network's speed, 1.4x the conformers/s on the CPU at ``pool=1``
+            twice the network's speed: 1.4x the conformers/s on the CPU at ``pool=1``, 1.1x
+            at the default pool, where ETKDG takes most of the time
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
     """
@@ -439,7 +440,7 @@ def etkdg_random_seed(seed: int) -> int:
     return int(seed) + 1
 
 
-def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int = 1) -> np.ndarray | None:
+def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int) -> np.ndarray | None:
     """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``),
     or None. With ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in pick
     order (:func:`~molscore.chem.selection.representative_conformers`)."""

@@ -311,8 +311,7 @@ def main() -> int:
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
                       init=args.init, t_start=args.t_start, pool=args.pool, batch_size=args.batch_size,
-                      seed=MODEL_SEED,
-                      cleanup=not args.no_cleanup)
+                      seed=MODEL_SEED, cleanup=not args.no_cleanup)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
     pb_version = None if args.no_posebusters else posebusters_version()

@@ -6,8 +6,9 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
 * molecules: the first ``--molecules`` usable molecules of the conformer benchmark's fixed
   crystal subset (``bioactive_dev.sdf.gz``, subset seed 0: drug-like PDB ligands), each given
   as its reference record with hydrogens;
-* every configuration runs the default route (ETKDG start from the ``--pool``, ``t = 0.3``, 10 reverse-SDE steps,
-  stereo repair, checks and clean-up), ``-n`` conformers per molecule, seed 0, in one process
+* every configuration runs the default route (ETKDG starts picked from a pool of ``--pool``,
+  default the generator's; ``t = 0.3``, 10 reverse-SDE steps, stereo repair, checks and
+  clean-up), ``-n`` conformers per molecule, seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
 * a warm-up molecule first: its time (``torch.compile``'s compilation included) is reported
   apart and left out of the throughput;
@@ -90,7 +91,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# `molscore generate` throughput (one process)", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
-        f"each, default route with an ETKDG pool of {cfg.get('pool', 1)}; {cfg['cpu']} ({cfg['cpu_count']} cores), torch {cfg['torch']} with "
+        f"each, default route with an ETKDG pool of {cfg.get('pool', 1)}; {cfg['cpu']} "
+        f"({cfg['cpu_count']} cores), torch {cfg['torch']} with "
         f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}.", "",
         "| method | device | warm-up (s) | conformers/s | vs ETKDG |", "|---|---|---|---|---|"]
     etkdg = report["etkdg"]["conformers_per_s"]

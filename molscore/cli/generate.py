@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--pool", type=int, default=200, metavar="P",
                    help="--init etkdg: embed P ETKDG conformers per molecule and start from n "
                         "representatives of them (greedy k-medoids on RMSD; default 200; "
-                        "--pool 1: the first n ETKDG conformers, about 1.5x faster)")
+                        "--pool 1: the first n ETKDG conformers, 1.5-2x faster)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
@@ -78,7 +78,8 @@ def register(subparsers) -> None:
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network: 30-50 s once, then about 1.4x the conformers/s "
-                        "on the CPU at --pool 1, less with the pool (long runs; needs a C++ compiler)")
+                        "on the CPU at --pool 1, 1.1x with the default pool (long runs; needs a C++ "
+                        "compiler)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output (same input and settings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
