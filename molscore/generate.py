@@ -448,11 +448,12 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int) -> np.ndarray | None:
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = 0          # all cores; the conformers do not depend on the thread count
+    count = max(n, pool)
     with rdBase.BlockLogs():
-        ids = list(AllChem.EmbedMultipleConfs(work, max(n, pool), params))
+        ids = list(AllChem.EmbedMultipleConfs(work, count, params))
         if not ids:
             params.useRandomCoords = True
-            ids = list(AllChem.EmbedMultipleConfs(work, max(n, pool), params))
+            ids = list(AllChem.EmbedMultipleConfs(work, count, params))
     if not ids:
         return None
     if pool > n:
