@@ -7,8 +7,8 @@ hydrogens appended after the input's atoms), unspecified stereo chosen from the 
 samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x conformers per
 batch (``batch_size`` atoms per batch).
 
-Two routes (``init``); the conformer benchmark (``benchmarks/conformers.md``) chose the
-default, ``etkdg``:
+Two routes (``init``); the conformer benchmarks chose the default, ``etkdg`` with a pool of
+200 (``benchmarks/conformers.md``; ``benchmarks/conformers_pool1.md`` without the pool):
 
 * ``prior``: reverse diffusion from the prior at ``t = T``;
 * ``etkdg`` (default): RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``

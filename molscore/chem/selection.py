@@ -6,7 +6,7 @@ lowers the pool's summed distance to its nearest pick. The first pick is the poo
 every prefix of the order is the greedy solution for its own size, so the first ``k`` of ``n``
 picks are exactly the greedy selection of ``k``. Unlike max-min (farthest-point)
 picking it does not spend picks on isolated outliers. ``molscore generate`` uses it to choose
-its ETKDG starts from a larger pool (``--pool``; ``benchmarks/conformers_pool200.md``).
+its ETKDG starts from a larger pool (``--pool``; ``benchmarks/conformers.md``).
 """
 from __future__ import annotations
 
