@@ -7,7 +7,9 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from molscore.cli import main
+from molscore.cli import build_parser, main
+from molscore.cli.generate import generate_options
+from molscore.generate import GenerateOptions
 from test_generate import make_tiny_checkpoint
 
 
@@ -78,6 +80,13 @@ def test_stdin_smi_input(tiny_model, tmp_path, monkeypatch):
 def test_missing_model_is_usage_error(tmp_path, capsys):
     rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(tmp_path / "no.pt")])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_generator_defaults():
+    """The parser spells its defaults out (``--help`` does not import RDKit or PyG); they
+    must stay those of GenerateOptions."""
+    args = build_parser().parse_args(["generate", "CCO", "-o", "x.sdf"])
+    assert generate_options(args) == GenerateOptions()
 
 
 @pytest.mark.parametrize("flag, value, reason", [("--pool", "0", "pool must be >= 1"),

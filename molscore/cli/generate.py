@@ -36,8 +36,12 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import UsageError
+
+if TYPE_CHECKING:                     # --help stays free of the RDKit / PyG imports
+    from ..generate import GenerateOptions
 
 ORDER = 10
 
@@ -84,6 +88,19 @@ def register(subparsers) -> None:
                    help="continue an interrupted run into the same output (same input and settings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def generate_options(args: argparse.Namespace) -> GenerateOptions:
+    """The :class:`~molscore.generate.GenerateOptions` of parsed ``generate`` arguments. The
+    parser spells its defaults out so that ``--help`` does not import RDKit or PyG;
+    ``tests/test_cli_generate.py`` checks that they are the dataclass's."""
+    from ..generate import GenerateOptions
+
+    return GenerateOptions(
+        n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
+        dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
+        max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
+        max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
 
 
 def _records(args, duplicates: list[str]):
@@ -148,18 +165,14 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -
 
 def run(args) -> int:
     from ..chem.io import FailureLog, InputRecord, SDFStreamWriter, replace_atomically
-    from ..generate import ConformerGenerator, GenerateOptions, default_model_path
+    from ..generate import ConformerGenerator, default_model_path
 
     duplicates: list[str] = []
     records = _records(args, duplicates)
     if duplicates:
         print(f"molscore generate: {len(duplicates)} duplicate name(s) renamed: "
               f"{', '.join(duplicates[:5])}{' ...' if len(duplicates) > 5 else ''}", file=sys.stderr)
-    options = GenerateOptions(
-        n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
-        dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
-        max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
-        max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
+    options = generate_options(args)
     try:
         options.validate()
         generator = ConformerGenerator(args.model, device=args.device, options=options)
