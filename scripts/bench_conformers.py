@@ -401,24 +401,33 @@ def merge_reports(paths: list[Path], out: Path) -> int:
     return 0
 
 
-def paired_crystal(crystal: dict, seed: int = 0, resamples: int = 2000) -> dict:
-    """Per N: fraction of molecules where each method is strictly lower, and the difference
-    of medians (model - ETKDG) with a 95 % bootstrap interval over molecules; empty when the
-    report has no per-molecule rows."""
-    model, etkdg = crystal["model"].get("per_molecule"), crystal["etkdg"].get("per_molecule")
-    if not model or not etkdg:
-        return {}
-    keys = sorted(set(model) & set(etkdg))
+def paired_medians(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str],
+                   ns: tuple[int, ...] = NS, seed: int = 0, resamples: int = 2000) -> dict:
+    """Paired comparison of two methods' per-molecule minimum RMSDs (``{key: {"N": value}}``)
+    over the molecules both have. Per N: the fraction of molecules where each is strictly
+    lower (``<name>_lower``), and the difference of medians (a - b) with a 95 % bootstrap
+    interval over molecules."""
+    keys = sorted(set(a) & set(b))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(keys), size=(resamples, len(keys)))
     out = {}
-    for n in NS:
-        a, b = (np.array([rows[k][str(n)] for k in keys]) for rows in (model, etkdg))
-        boot = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
-        out[n] = {"model_lower": float((a < b).mean()), "etkdg_lower": float((b < a).mean()),
-                  "median_diff": float(np.median(a) - np.median(b)),
+    for n in ns:
+        va, vb = (np.array([rows[k][str(n)] for k in keys]) for rows in (a, b))
+        boot = np.median(va[idx], axis=1) - np.median(vb[idx], axis=1)
+        out[n] = {f"{names[0]}_lower": float((va < vb).mean()),
+                  f"{names[1]}_lower": float((vb < va).mean()),
+                  "median_diff": float(np.median(va) - np.median(vb)),
                   "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])]}
     return out
+
+
+def paired_crystal(crystal: dict) -> dict:
+    """:func:`paired_medians` of the model against ETKDG; empty when the report has no
+    per-molecule rows."""
+    model, etkdg = crystal["model"].get("per_molecule"), crystal["etkdg"].get("per_molecule")
+    if not model or not etkdg:
+        return {}
+    return paired_medians(model, etkdg, ("model", "etkdg"))
 
 
 def markdown(report: dict) -> str:

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import CRYSTAL, NS, _git_commit, prepare_inputs  # noqa: E402
+from bench_conformers import CRYSTAL, NS, _git_commit, paired_medians, prepare_inputs  # noqa: E402
 from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -91,20 +91,6 @@ def _pool_job(args: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
     return key, row
 
 
-def paired(rows: dict[str, dict], order: str, n: int, resamples: int = 2000,
-           seed: int = 0) -> dict:
-    """``order`` against ``first`` at ``n``: fractions lower, difference of medians and its
-    95 % bootstrap interval over molecules."""
-    keys = sorted(rows)
-    a = np.array([rows[k][order][str(n)] for k in keys])
-    b = np.array([rows[k]["first"][str(n)] for k in keys])
-    idx = np.random.default_rng(seed).integers(0, len(keys), size=(resamples, len(keys)))
-    boot = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
-    return {"lower": float((a < b).mean()), "higher": float((a > b).mean()),
-            "median_diff": float(np.median(a) - np.median(b)),
-            "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])]}
-
-
 def markdown(report: dict) -> str:
     cfg, res = report["config"], report["results"]
     lines = ["# Picking starts from an ETKDG pool: crystal reproduction without the network",
@@ -123,7 +109,7 @@ def markdown(report: dict) -> str:
         for n in NS:
             cell = f"{res[order][f'N={n}']['median']:.3f}"
             if order != "first":
-                p = res["paired"][order][str(n)]
+                p = res["paired"][order][n]
                 cell += f" ({p['median_diff']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}])"
             cells.append(cell)
         last = res[order][f"N={max(NS)}"]
@@ -166,7 +152,8 @@ def main() -> int:
         results[order] = crystal_summary([{n: r[order][str(n)] for n in NS} for r in rows.values()],
                                          NS)
     results["all"] = crystal_summary([{1: r["all"]} for r in rows.values()], (1,))["N=1"]
-    results["paired"] = {order: {str(n): paired(rows, order, n) for n in NS}
+    by_order = {order: {key: row[order] for key, row in rows.items()} for order in ORDERS}
+    results["paired"] = {order: paired_medians(by_order[order], by_order["first"], (order, "first"))
                          for order in ORDERS[1:]}
     results["per_molecule"] = rows
     report = {"config": {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit,
