@@ -9,7 +9,9 @@ level (sigma 0.15 Å at the default ``t = 0.3``), so which pool conformers are p
 most of the crystal figures of ``benchmarks/conformers.md``. This script measures the picking
 alone, without the network, on the same molecules (the fixed subset of
 ``bioactive_dev.sdf.gz`` of ``scripts/bench_conformers.py``) and with the generator's pool
-(ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default generator seed). Per molecule,
+(ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default generator seed; a molecule that
+ETKDG cannot embed is left out, where the generator would retry from random coordinates).
+Per molecule,
 the minimum heavy-atom RMSD to the crystal conformer of the first N = 1 / 10 / 50 conformers
 of each order:
 
