@@ -37,15 +37,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from rdkit import Chem
 from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import CRYSTAL, NS, _git_commit, paired_medians, prepare_inputs  # noqa: E402
+from bench_conformers import (CRYSTAL, NS, _etkdg_job, _git_commit, _with_coords,  # noqa: E402
+                              paired_medians, prepare_inputs)
 from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -71,24 +71,20 @@ def _pool_job(args: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
     """Worker: the per-order minimum RMSDs of one molecule's pool (mol block with H) to its
     crystal conformer (mol block), or None when ETKDG fails."""
     key, block, ref_block, pool, seed = args
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromMolBlock(block, removeHs=False)
-    Chem.AssignStereochemistryFrom3D(mol)
-    ref = Chem.MolFromMolBlock(ref_block, removeHs=False)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    ids = list(AllChem.EmbedMultipleConfs(mol, pool, params))
-    if not ids:
+    coords = _etkdg_job((block, pool, seed))
+    if not coords:
         return key, None
-    xyz = _heavy_positions(mol, ids)
+    mol = _with_coords(Chem.MolFromMolBlock(block, removeHs=False), coords)
+    ref = Chem.MolFromMolBlock(ref_block, removeHs=False)
+    xyz = _heavy_positions(mol)
     dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
     to_ref = group_rmsd(xyz, _heavy_positions(ref), atom_matches(mol, ref))[:, 0]
     k = max(NS)
-    orders = {"first": list(range(len(ids))), "k-medoids": representative_order(dist, k),
+    orders = {"first": list(range(len(coords))), "k-medoids": representative_order(dist, k),
               "max-min": max_min_order(dist, k)}
     row = {name: {str(n): float(to_ref[order[:n]].min()) for n in NS}
            for name, order in orders.items()}
-    row["pool_size"] = len(ids)
+    row["pool_size"] = len(coords)
     row["all"] = float(to_ref.min())
     return key, row
 
