@@ -20,7 +20,7 @@ import functools
 import math
 import multiprocessing as mp
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -301,9 +301,6 @@ class BuildSummary:
     total_molecules: int = 0
     total_reserved_dropped: int = 0
     splits: dict | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 _WORKER_RESERVED: frozenset[str] | None = None

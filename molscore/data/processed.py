@@ -178,10 +178,6 @@ class DatasetWriter:
         """Whether a molecule of this name was stored or recorded as failed (also in earlier runs)."""
         return name in self._done
 
-    @property
-    def num_molecules(self) -> int:
-        return len(self.index["molecules"]) + len(self._buffer)
-
     def add(self, encoded: dict) -> None:
         """Queue one :func:`encode_record` result."""
         self._buffer.append(encoded)
