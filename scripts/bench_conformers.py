@@ -13,8 +13,9 @@ Writes ``benchmarks/conformers.json`` and ``benchmarks/conformers.md``.
 * speed: model conformers/s on all CPU cores (``--workers`` spawned processes, one torch
   thread each) or on CUDA (``--device``), ETKDG conformers/s on all CPU cores (one process per
   core, ``multiprocessing``);
-* per molecule rows in the JSON, and for the crystal set a paired comparison (fraction of
-  molecules where each method is lower; bootstrap interval of the difference of medians).
+* per molecule rows in the JSON, and per set a paired comparison of the model with ETKDG
+  (fraction of molecules where each method is lower; bootstrap interval of the difference of
+  medians for the crystal set, of means for the coverage sets).
 
 A run can be split over sets (``--sets``) and joined with ``--merge``.
 
@@ -67,6 +68,7 @@ CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
 ENSEMBLES = {"hexane": DATA / "conformers" / "solution_ensembles_hexane.sdf.gz",
              "geom_drugs": DATA / "conformers" / "geom_drugs_excerpt.sdf.gz"}
 NS = (1, 10, 50)
+COVERAGE_METRICS = ("cov_r", "amr_r", "cov_p", "amr_p")
 MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
 
 
@@ -201,7 +203,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
     if kind == "crystal":
         out.update(crystal_summary(rows, NS))
     else:
-        for k in ("cov_r", "amr_r", "cov_p", "amr_p"):
+        for k in COVERAGE_METRICS:
             out[k] = summarise(r[k] for r in rows)
     out["per_molecule"] = per_molecule          # for paired comparisons between runs
     return out
@@ -293,6 +295,8 @@ def main() -> int:
                     help="comma-separated sets to run (to split the benchmark over processes)")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="only merge reports of runs split with --sets into --out")
+    ap.add_argument("--render", action="store_true",
+                    help="only recompute the paired comparisons of OUT.json and rewrite OUT.md")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--no-posebusters", action="store_true",
                     help="skip the PoseBusters checks even when it imports (its internal-energy "
@@ -307,6 +311,8 @@ def main() -> int:
         args.steps = min(args.steps or 50, 50)
     if args.merge:
         return merge_reports([Path(p) for p in args.merge], Path(args.out))
+    if args.render:
+        return render(Path(args.out))
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
@@ -356,8 +362,6 @@ def main() -> int:
             "molecules_in_set": len(inputs), "molecules_both": len(both),
             "model": evaluate(model_mols, both, requested, kind),
             "etkdg": evaluate(etkdg_mols, both, requested, kind)}
-        if kind == "crystal":
-            report["results"][name]["paired"] = paired_crystal(report["results"][name])
         if pb_version:
             keys = [key for key, _, _ in both]
             for method, mols in (("model", model_mols), ("etkdg", etkdg_mols)):
@@ -369,11 +373,23 @@ def main() -> int:
                       "checks and clean-up (one torch thread per process)",
         "etkdg_conformers_per_s_all_cores": etkdg_confs / max(etkdg_wall, 1e-9),
         "etkdg_processes": args.workers}
-    out = Path(args.out)
+    _write(report, Path(args.out))
+    return 0
+
+
+def _write(report: dict, out: Path) -> None:
+    """OUT.json and OUT.md of a report, with each set's paired comparison (re)computed."""
+    for r in report["results"].values():
+        r["paired"] = paired_sets(r["model"], r["etkdg"], ("model", "etkdg"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
+
+
+def render(out: Path) -> int:
+    """Rewrite OUT.md and the paired comparisons of OUT.json from OUT.json's results."""
+    _write(json.loads(out.with_suffix(".json").read_text()), out)
     return 0
 
 
@@ -393,41 +409,43 @@ def merge_reports(paths: list[Path], out: Path) -> int:
         merged["results"].update(r["results"])
         for k, v in r["speed"].items():
             merged["speed"].setdefault(k, {})[f"{p.name} ({', '.join(r['results'])})"] = v
-    if "crystal" in merged["results"]:
-        merged["results"]["crystal"]["paired"] = paired_crystal(merged["results"]["crystal"])
-    out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
-    out.with_suffix(".md").write_text(markdown(merged))
-    print(markdown(merged))
+    _write(merged, out)
     return 0
 
 
-def paired_medians(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str],
-                   ns: tuple[int, ...] = NS, seed: int = 0, resamples: int = 2000) -> dict:
-    """Paired comparison of two methods' per-molecule minimum RMSDs (``{key: {"N": value}}``)
-    over the molecules both have. Per N: the fraction of molecules where each is strictly
-    lower (``<name>_lower``), and the difference of medians (a - b) with a 95 % bootstrap
-    interval over molecules."""
+def paired_bootstrap(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str],
+                     columns: tuple[str, ...] = tuple(str(n) for n in NS),
+                     statistic: str = "median", seed: int = 0, resamples: int = 2000) -> dict:
+    """Paired comparison of two methods' per-molecule rows (``{key: {column: value}}``) over
+    the molecules both have. Per column: the fraction of molecules where each is strictly
+    lower (``<name>_lower``), and the difference of the ``statistic`` (``"median"`` or
+    ``"mean"``) over molecules, a minus b (``<statistic>_diff``), with a 95 % bootstrap
+    interval (``ci95``; the same resampled molecule sets for every column)."""
+    centre = {"median": np.median, "mean": np.mean}[statistic]
     keys = sorted(set(a) & set(b))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(keys), size=(resamples, len(keys)))
     out = {}
-    for n in ns:
-        va, vb = (np.array([rows[k][str(n)] for k in keys]) for rows in (a, b))
-        boot = np.median(va[idx], axis=1) - np.median(vb[idx], axis=1)
-        out[n] = {f"{names[0]}_lower": float((va < vb).mean()),
-                  f"{names[1]}_lower": float((vb < va).mean()),
-                  "median_diff": float(np.median(va) - np.median(vb)),
-                  "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])]}
+    for col in columns:
+        va, vb = (np.array([rows[k][col] for k in keys]) for rows in (a, b))
+        boot = centre(va[idx], axis=1) - centre(vb[idx], axis=1)
+        out[col] = {f"{names[0]}_lower": float((va < vb).mean()),
+                    f"{names[1]}_lower": float((vb < va).mean()),
+                    f"{statistic}_diff": float(centre(va) - centre(vb)),
+                    "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])]}
     return out
 
 
-def paired_crystal(crystal: dict) -> dict:
-    """:func:`paired_medians` of the model against ETKDG; empty when the report has no
-    per-molecule rows."""
-    model, etkdg = crystal["model"].get("per_molecule"), crystal["etkdg"].get("per_molecule")
-    if not model or not etkdg:
+def paired_sets(a: dict, b: dict, names: tuple[str, str]) -> dict:
+    """:func:`paired_bootstrap` of two methods' ``evaluate`` results on one set: medians of
+    the minimum RMSD at each N for the crystal set (rows keyed by N), means of
+    :data:`COVERAGE_METRICS` for a coverage set; empty when either has no per-molecule rows."""
+    rows_a, rows_b = a.get("per_molecule"), b.get("per_molecule")
+    if not rows_a or not rows_b:
         return {}
-    return paired_medians(model, etkdg, ("model", "etkdg"))
+    if "cov_r" in next(iter(rows_a.values())):
+        return paired_bootstrap(rows_a, rows_b, names, COVERAGE_METRICS, "mean")
+    return paired_bootstrap(rows_a, rows_b, names)
 
 
 def markdown(report: dict) -> str:
@@ -452,7 +470,7 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {method} | {n} | {r['median']:.3f} | {r['frac_below_0.5']:.3f} | "
                              f"{r['frac_below_1.0']:.3f} | {r['frac_below_2.0']:.3f} |")
         lines.append("")
-        paired = paired_crystal(c)
+        paired = c.get("paired")
         if paired:
             lines += ["Paired per molecule (model against ETKDG on the same molecule; 95 % bootstrap "
                       "interval of the difference of medians, model minus ETKDG, 2,000 resamples):", "",
@@ -469,9 +487,20 @@ def markdown(report: dict) -> str:
             for method in ("model", "etkdg"):
                 r = res[k][method]
                 cells = " | ".join(f"{r[m]['mean']:.3f} / {r[m]['median']:.3f}"
-                                   for m in ("cov_r", "amr_r", "cov_p", "amr_p"))
+                                   for m in COVERAGE_METRICS)
                 lines.append(f"| {k[9:]} | {res[k]['molecules_both']} | {method} | {cells} |")
         lines.append("")
+        paired = {k: res[k].get("paired") for k in cov}
+        if all(paired.values()):
+            lines += ["Paired per molecule (95 % bootstrap interval of the difference of means, "
+                      "model minus ETKDG, 2,000 resamples):", "",
+                      "| set | " + " | ".join(m.upper().replace("_", "-") for m in COVERAGE_METRICS)
+                      + " |", "|---|" + "---|" * len(COVERAGE_METRICS)]
+            for k, p in paired.items():
+                lines.append(f"| {k[9:]} | " + " | ".join(
+                    f"{p[m]['mean_diff']:+.3f} [{p[m]['ci95'][0]:+.3f}, {p[m]['ci95'][1]:+.3f}]"
+                    for m in COVERAGE_METRICS) + " |")
+            lines.append("")
     lines += ["## Validity and speed", "",
               "| set | method | returned / requested | stereo correct | geometry checks pass | "
               "PoseBusters mol checks pass (first conformer) |",

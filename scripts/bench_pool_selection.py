@@ -1,29 +1,34 @@
-"""How far can picking starts from an ETKDG pool go? Crystal reproduction of pool picks.
+"""How far can picking starts from an ETKDG pool go? Crystal reproduction and coverage of pool picks.
 
-Writes ``benchmarks/pool_selection.json`` and ``benchmarks/pool_selection.md``.
+Writes ``benchmarks/pool_selection.{json,md}`` (``--set crystal``, the default) or
+``benchmarks/pool_selection_<set>.{json,md}`` (``--set coverage_hexane`` or
+``coverage_geom_drugs``).
 
 ``molscore generate`` (``--init etkdg``, the default) embeds a pool of ``--pool`` ETKDGv3
 conformers per molecule and starts from ``n`` of them picked by greedy k-medoids
 (:mod:`molscore.chem.selection`). The score model then moves each start by about its noise
 level (sigma 0.15 Å at the default ``t = 0.3``), so which pool conformers are picked decides
 most of the crystal figures of ``benchmarks/conformers.md``. This script measures the picking
-alone, without the network, on the same molecules (the fixed subset of
-``bioactive_dev.sdf.gz`` of ``scripts/bench_conformers.py``) and with the generator's pool
-(ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default generator seed; a molecule that
-ETKDG cannot embed is left out, where the generator would retry from random coordinates).
-Per molecule,
-the minimum heavy-atom RMSD to the crystal conformer of the first N = 1 / 10 / 50 conformers
-of each order:
+alone, without the network, on the same molecules as ``scripts/bench_conformers.py`` and
+with the generator's pool (ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default
+generator seed; ``max(pool, n)`` conformers for ``n`` requested; a molecule that ETKDG cannot
+embed is left out, where the generator would retry from random coordinates). Per molecule,
+for the crystal set (the fixed subset of ``bioactive_dev.sdf.gz``) the minimum heavy-atom RMSD
+to the crystal conformer of the first N = 1 / 10 / 50 conformers of each order, and for a
+coverage set COV-R / AMR-R / COV-P / AMR-P at 0.75 Å of the first 2K conformers of each order
+(K references; with ``pool <= 2K`` the generator picks nothing and every order is ``first``):
 
 * ``first``: ETKDG's own order (what ``--pool 1`` starts from, and the ETKDG baseline of
   ``bench_conformers.py``);
 * ``k-medoids``: the generator's picks (:func:`~molscore.chem.selection.representative_order`);
 * ``max-min``: farthest-point picking from the pool's medoid, for comparison;
 
-and the minimum over the whole pool, the ceiling of any picking from it. Paired 95 %
-bootstrap intervals over molecules compare each order with ``first``.
+and the whole pool (the minimum RMSD, or COV-R / AMR-R, of all its conformers), the
+ceiling of any picking from it. Paired 95 % bootstrap intervals over molecules compare each
+order with ``first`` (difference of medians for the crystal set, of means for coverage).
 
     python scripts/bench_pool_selection.py --subset 500
+    python scripts/bench_pool_selection.py --set coverage_hexane
     python scripts/bench_pool_selection.py --limit 20 --out /tmp/pool   # a quick look
 """
 from __future__ import annotations
@@ -44,15 +49,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _etkdg_job, _git_commit, _with_coords,  # noqa: E402
-                              paired_medians, prepare_inputs)
+from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
+                              _git_commit, _with_coords, paired_bootstrap, prepare_inputs)
 from bench_generate_speed import _cpu_name  # noqa: E402
-from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
-                                   group_rmsd, read_groups)
+from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
+                                   crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import SELECTION_MAX_MATCHES, representative_order  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 ORDERS = ("first", "k-medoids", "max-min")
+SETS = {"crystal": (CRYSTAL, "name"),
+        **{f"coverage_{k}": (path, "ensemble") for k, path in ENSEMBLES.items()}}
 
 
 def max_min_order(dist: np.ndarray, n: int) -> list[int]:
@@ -67,76 +74,131 @@ def max_min_order(dist: np.ndarray, n: int) -> list[int]:
     return picks
 
 
-def _pool_job(args: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
-    """Worker: the per-order minimum RMSDs of one molecule's pool (mol block with H) to its
-    crystal conformer (mol block), or None when ETKDG fails."""
-    key, block, ref_block, pool, seed = args
-    coords = _etkdg_job((block, pool, seed))
+def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[str, dict | None]:
+    """Worker: one molecule's rows per order (see the module docstring) from its mol block
+    (with H), its reference (mol block and heavy-atom coordinates ``(K, N_heavy, 3)``), whether
+    the set is the crystal set, the pool size and the ETKDG seed; None when ETKDG fails."""
+    key, block, ref_block, ref_xyz, crystal, pool, seed = args
+    n = max(NS) if crystal else 2 * len(ref_xyz)
+    coords = _etkdg_job((block, max(pool, n), seed))
     if not coords:
         return key, None
     mol = _with_coords(Chem.MolFromMolBlock(block, removeHs=False), coords)
-    ref = Chem.MolFromMolBlock(ref_block, removeHs=False)
     xyz = _heavy_positions(mol)
-    dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
-    to_ref = group_rmsd(xyz, _heavy_positions(ref), atom_matches(mol, ref))[:, 0]
-    k = max(NS)
-    orders = {"first": list(range(len(coords))), "k-medoids": representative_order(dist, k),
-              "max-min": max_min_order(dist, k)}
-    row = {name: {str(n): float(to_ref[order[:n]].min()) for n in NS}
-           for name, order in orders.items()}
+    to_ref = group_rmsd(xyz, ref_xyz, atom_matches(mol, Chem.MolFromMolBlock(ref_block, removeHs=False)))
+    first = list(range(len(coords)))
+    if pool > n:
+        dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
+        orders = {"first": first, "k-medoids": representative_order(dist, n),
+                  "max-min": max_min_order(dist, n)}
+    else:
+        orders = dict.fromkeys(ORDERS, first)
+    if crystal:
+        row = {name: {str(k): float(to_ref[order[:k], 0].min()) for k in NS}
+               for name, order in orders.items()}
+        row["all"] = float(to_ref.min())
+    else:
+        row = {name: coverage_metrics(to_ref[order[:n]]) for name, order in orders.items()}
+        row["all"] = {k: v for k, v in coverage_metrics(to_ref).items() if k.endswith("_r")}
     row["pool_size"] = len(coords)
-    row["all"] = float(to_ref.min())
     return key, row
+
+
+def summarize(rows: dict[str, dict], crystal: bool) -> dict:
+    """Per order the summary over molecules and the paired comparison with ``first``."""
+    by_order = {order: {key: row[order] for key, row in rows.items()} for order in ORDERS}
+    if crystal:
+        out: dict = {order: crystal_summary([{n: r[str(n)] for n in NS} for r in by_order[order].values()],
+                                            NS) for order in ORDERS}
+        out["all"] = crystal_summary([{1: r["all"]} for r in rows.values()], (1,))["N=1"]
+        columns, statistic = tuple(str(n) for n in NS), "median"
+    else:
+        out = {order: {m: summarise(r[m] for r in by_order[order].values()) for m in COVERAGE_METRICS}
+               for order in ORDERS}
+        out["all"] = {m: summarise(r["all"][m] for r in rows.values()) for m in ("cov_r", "amr_r")}
+        columns, statistic = COVERAGE_METRICS, "mean"
+    out["paired"] = {order: paired_bootstrap(by_order[order], by_order["first"], (order, "first"),
+                                             columns, statistic) for order in ORDERS[1:]}
+    return out
+
+
+def _with_diff(value: float, paired: dict | None, statistic: str) -> str:
+    cell = f"{value:.3f}"
+    if paired:
+        cell += (f" ({paired[f'{statistic}_diff']:+.3f} "
+                 f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}])")
+    return cell
 
 
 def markdown(report: dict) -> str:
     cfg, res = report["config"], report["results"]
-    lines = ["# Picking starts from an ETKDG pool: crystal reproduction without the network",
-             "",
-             f"{res['molecules']} molecules of the fixed {cfg['subset']}-molecule subset of "
-             f"`{cfg['data']}` ({res['failed']} not embedded), ETKDGv3 pool of {cfg['pool']} "
-             f"(randomSeed {cfg['etkdg_seed']}), commit {cfg['commit']}, {cfg['machine']}, "
-             f"{cfg['date']}. Median over molecules of the minimum heavy-atom RMSD to the "
-             "crystal conformer (Å); in brackets the paired difference to `first` with its 95 % "
-             "bootstrap interval.",
-             "",
-             "| order | " + " | ".join(f"N = {n}" for n in NS) + " | under 0.5 / 1 / 2 Å at N = 50 |",
-             "|---|" + "---|" * (len(NS) + 1)]
-    for order in ORDERS:
-        cells = []
-        for n in NS:
-            cell = f"{res[order][f'N={n}']['median']:.3f}"
-            if order != "first":
-                p = res["paired"][order][n]
-                cell += f" ({p['median_diff']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}])"
-            cells.append(cell)
-        last = res[order][f"N={max(NS)}"]
-        fracs = " / ".join(f"{last[f'frac_below_{c}']:.3f}" for c in (0.5, 1.0, 2.0))
-        lines.append(f"| {order} | " + " | ".join(cells) + f" | {fracs} |")
-    every = res["all"]
-    lines += [f"| all {cfg['pool']} (ceiling) | {every['median']:.3f} | | | "
-              + " / ".join(f"{every[f'frac_below_{c}']:.3f}" for c in (0.5, 1.0, 2.0)) + " |",
-              "",
-              f"Embedding and RMSD matrices took {res['wall_s'] / 60:.1f} min on {cfg['workers']} "
-              "processes."]
+    crystal = cfg["set"] == "crystal"
+    pool = (f"ETKDGv3 pool of {cfg['pool']} (randomSeed {cfg['etkdg_seed']}), commit {cfg['commit']}, "
+            f"{cfg['machine']}, {cfg['date']}.")
+    done = f"{res['molecules']} molecules"
+    if crystal:
+        lines = ["# Picking starts from an ETKDG pool: crystal reproduction without the network", "",
+                 f"{done} of the fixed {cfg['subset']}-molecule subset of `{cfg['data']}` "
+                 f"({res['failed']} not embedded), {pool} Median over molecules of the minimum "
+                 "heavy-atom RMSD to the crystal conformer (Å); in brackets the paired difference "
+                 "to `first` with its 95 % bootstrap interval.", "",
+                 "| order | " + " | ".join(f"N = {n}" for n in NS) + " | under 0.5 / 1 / 2 Å at N = 50 |",
+                 "|---|" + "---|" * (len(NS) + 1)]
+        for order in ORDERS:
+            paired = res["paired"].get(order, {})
+            cells = [_with_diff(res[order][f"N={n}"]["median"], paired.get(str(n)), "median")
+                     for n in NS]
+            last = res[order][f"N={max(NS)}"]
+            fracs = " / ".join(f"{last[f'frac_below_{c}']:.3f}" for c in (0.5, 1.0, 2.0))
+            lines.append(f"| {order} | " + " | ".join(cells) + f" | {fracs} |")
+        every = res["all"]
+        lines.append(f"| all {cfg['pool']} (ceiling) | {every['median']:.3f} | | | "
+                     + " / ".join(f"{every[f'frac_below_{c}']:.3f}" for c in (0.5, 1.0, 2.0)) + " |")
+    else:
+        picked = sum(r["pool_size"] > 2 * r["references"] for r in res["per_molecule"].values())
+        lines = ["# Picking starts from an ETKDG pool: ensemble coverage without the network", "",
+                 f"{done} of `{cfg['data']}` ({res['failed']} not embedded), 2K conformers for K "
+                 f"references, {pool} The pool is larger than 2K, so the orders differ, for "
+                 f"{picked} of them. Mean over molecules at 0.75 Å; in brackets the paired "
+                 "difference to `first` with its 95 % bootstrap interval.", "",
+                 "| order | " + " | ".join(m.upper().replace("_", "-") for m in COVERAGE_METRICS) + " |",
+                 "|---|" + "---|" * len(COVERAGE_METRICS)]
+        for order in ORDERS:
+            paired = res["paired"].get(order, {})
+            lines.append(f"| {order} | " + " | ".join(
+                _with_diff(res[order][m]["mean"], paired.get(m), "mean") for m in COVERAGE_METRICS) + " |")
+        every = res["all"]
+        lines.append(f"| all of each pool (ceiling) | {every['cov_r']['mean']:.3f} | "
+                     f"{every['amr_r']['mean']:.3f} | | |")
+    lines += ["", f"Embedding and RMSD matrices took {res['wall_s'] / 60:.1f} min on "
+              f"{cfg['workers']} processes."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", default="crystal", choices=tuple(SETS))
     ap.add_argument("--subset", type=int, default=500,
-                    help="the fixed random subset of bench_conformers.py (seed 0)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first LIMIT of the subset")
+                    help="crystal set: the fixed random subset of bench_conformers.py (seed 0)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first LIMIT molecules")
     ap.add_argument("--pool", type=int, default=GenerateOptions().pool)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pool_selection",
-                    help="writes OUT.json and OUT.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="writes OUT.json and OUT.md (default benchmarks/pool_selection for the "
+                         "crystal set, benchmarks/pool_selection_<set> for a coverage set)")
     args = ap.parse_args()
+    crystal = args.set == "crystal"
+    out = args.out or REPO / "benchmarks" / ("pool_selection" if crystal else
+                                            f"pool_selection_{args.set.removeprefix('coverage_')}")
     seed = etkdg_random_seed(GenerateOptions().seed)
 
-    inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
-    jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), args.pool, seed)
+    path, group_by = SETS[args.set]
+    inputs = prepare_inputs(read_groups(path, group_by), args.subset if crystal else None,
+                            0 if crystal else None)[:args.limit]
+    jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol),
+             group.xyz[:1] if crystal else group.xyz, crystal, args.pool, seed)
             for key, mol, group in inputs]
+    references = {key: len(group.xyz) for key, _, group in inputs}
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     with ctx.Pool(args.workers) as pool:
@@ -144,25 +206,22 @@ def main() -> int:
                          desc="pools", unit="mol"))
     wall = time.perf_counter() - t0
     rows = {key: row for key, row in done if row is not None}
+    if not crystal:
+        for key, row in rows.items():
+            row["references"] = references[key]
 
-    results: dict = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall}
-    for order in ORDERS:
-        results[order] = crystal_summary([{n: r[order][str(n)] for n in NS} for r in rows.values()],
-                                         NS)
-    results["all"] = crystal_summary([{1: r["all"]} for r in rows.values()], (1,))["N=1"]
-    by_order = {order: {key: row[order] for key, row in rows.items()} for order in ORDERS}
-    results["paired"] = {order: paired_medians(by_order[order], by_order["first"], (order, "first"))
-                         for order in ORDERS[1:]}
-    results["per_molecule"] = rows
-    report = {"config": {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit,
+    results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
+               **summarize(rows, crystal), "per_molecule": rows}
+    report = {"config": {"set": args.set, "data": path.name,
+                         "subset": args.subset if crystal else None, "limit": args.limit,
                          "pool": args.pool, "etkdg_seed": seed, "workers": args.workers,
                          "commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
                          "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"},
               "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
-    args.out.with_suffix(".md").write_text(text)
+    out.with_suffix(".md").write_text(text)
     print(text)
     return 0
 
