@@ -380,7 +380,8 @@ def main() -> int:
 def _write(report: dict, out: Path) -> None:
     """OUT.json and OUT.md of a report, with each set's paired comparison (re)computed."""
     for r in report["results"].values():
-        r["paired"] = paired_sets(r["model"], r["etkdg"], ("model", "etkdg"))
+        r["paired"] = paired_sets(r["model"].get("per_molecule"), r["etkdg"].get("per_molecule"),
+                                  ("model", "etkdg"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown(report))
@@ -436,16 +437,15 @@ def paired_bootstrap(a: dict[str, dict], b: dict[str, dict], names: tuple[str, s
     return out
 
 
-def paired_sets(a: dict, b: dict, names: tuple[str, str]) -> dict:
-    """:func:`paired_bootstrap` of two methods' ``evaluate`` results on one set: medians of
-    the minimum RMSD at each N for the crystal set (rows keyed by N), means of
-    :data:`COVERAGE_METRICS` for a coverage set; empty when either has no per-molecule rows."""
-    rows_a, rows_b = a.get("per_molecule"), b.get("per_molecule")
-    if not rows_a or not rows_b:
+def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
+    """:func:`paired_bootstrap` of two methods' per-molecule rows on one set: medians of the
+    minimum RMSD at each N for a crystal set (rows keyed by N), means of
+    :data:`COVERAGE_METRICS` for a coverage set; empty when either has no rows."""
+    if not a or not b:
         return {}
-    if "cov_r" in next(iter(rows_a.values())):
-        return paired_bootstrap(rows_a, rows_b, names, COVERAGE_METRICS, "mean")
-    return paired_bootstrap(rows_a, rows_b, names)
+    if "cov_r" in next(iter(a.values())):
+        return paired_bootstrap(a, b, names, COVERAGE_METRICS, "mean")
+    return paired_bootstrap(a, b, names)
 
 
 def markdown(report: dict) -> str:
