@@ -56,7 +56,7 @@ from .chem.coords import add_conformer
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
-from .chem.selection import representative_conformers
+from .chem.selection import PICKS, representative_conformers
 from .chem.stereo import assign_unspecified_stereo, fix_stereo
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -97,10 +97,13 @@ class GenerateOptions:
         init: ``prior`` or ``etkdg`` (see module docstring).
         t_start: start time of the ``etkdg`` route, in ``(0, T]``.
         pool: ETKDG conformers embedded per molecule (``etkdg`` route). With ``pool > n``
-            the ``n`` starts are the first ``n`` picks of greedy k-medoids on the ``pool``
-            embeddings (:func:`~molscore.chem.selection.representative_order`): the first is
-            the pool's medoid and every prefix is spread over the pool, so the first ``k``
-            starts are the same for any ``n >= k``. ``pool <= n`` embeds ``n``, no pick.
+            the ``n`` starts are the first ``n`` picks of ``pick`` on the ``pool``
+            embeddings: the first is the pool's medoid and every prefix is spread over the
+            pool, so the first ``k`` starts are the same for any ``n >= k``. ``pool <= n``
+            embeds ``n``, no pick.
+        pick: how the starts are picked from the pool, a key of
+            :data:`molscore.chem.selection.PICKS`: ``k-medoids`` (greedy k-medoids) or
+            ``max-min`` (farthest-point, for recall against reference ensembles).
         max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
@@ -123,6 +126,7 @@ class GenerateOptions:
     init: str = "etkdg"
     t_start: float = 0.3
     pool: int = 200
+    pick: str = "k-medoids"
     max_retries: int = 3
     cleanup: bool = True
     compile: bool = False
@@ -143,6 +147,8 @@ class GenerateOptions:
             raise ValueError(f"t_start must be in (0, 1], got {self.t_start}")
         if self.pool < 1:
             raise ValueError(f"pool must be >= 1, got {self.pool}")
+        if self.pick not in PICKS:
+            raise ValueError(f"unknown pick {self.pick!r}; choose from {', '.join(PICKS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dedupe is not None and self.dedupe < 0:
@@ -250,7 +256,7 @@ class ConformerGenerator:
             del graph.pos
         job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
         if opts.init == "etkdg":
-            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.pool)
+            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.pool, opts.pick)
             if job.etkdg is None:
                 result.error = "ETKDG embedding failed (try --init prior)"
                 return result
@@ -440,10 +446,10 @@ def etkdg_random_seed(seed: int) -> int:
     return int(seed) + 1
 
 
-def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int) -> np.ndarray | None:
+def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str) -> np.ndarray | None:
     """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``),
-    or None. With ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in pick
-    order (:func:`~molscore.chem.selection.representative_conformers`)."""
+    or None. With ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in
+    ``pick`` order (:func:`~molscore.chem.selection.representative_conformers`)."""
     work = Chem.Mol(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
@@ -457,7 +463,7 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int) -> np.ndarray | None:
     if not ids:
         return None
     if pool > n:
-        ids = representative_conformers(work, n)
+        ids = representative_conformers(work, n, pick)
     return np.stack([work.GetConformer(i).GetPositions() for i in ids])
 
 

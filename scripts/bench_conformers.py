@@ -59,6 +59,7 @@ from molscore.chem.coords import add_conformer  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
+from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import check_stereo  # noqa: E402
 from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
                                etkdg_random_seed)
@@ -282,6 +283,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
     ap.add_argument("--pool", type=int, default=GenerateOptions.pool,
                     help="ETKDG conformers embedded per molecule to pick the starts from (generate --pool)")
+    ap.add_argument("--pick", default=GenerateOptions.pick, choices=tuple(PICKS),
+                    help="how the starts are picked from the pool (generate --pick)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
     ap.add_argument("--sampler", default="reverse")
     ap.add_argument("--device", default="auto")
@@ -316,7 +319,8 @@ def main() -> int:
     RDLogger.DisableLog("rdApp.*")
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
-                      init=args.init, t_start=args.t_start, pool=args.pool, batch_size=args.batch_size,
+                      init=args.init, t_start=args.t_start, pool=args.pool, pick=args.pick,
+                      batch_size=args.batch_size,
                       seed=MODEL_SEED, cleanup=not args.no_cleanup)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
@@ -452,7 +456,8 @@ def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
-             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {cfg.get('pool', 1)}, clean-up "
+             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {cfg.get('pool', 1)} "
+             f"(pick {cfg.get('pick', 'k-medoids')}), clean-up "
              f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]
     if "parts" in report:

@@ -5,8 +5,8 @@ Writes ``benchmarks/pool_selection.{json,md}`` (``--set crystal``, the default) 
 ``coverage_geom_drugs``).
 
 ``molscore generate`` (``--init etkdg``, the default) embeds a pool of ``--pool`` ETKDGv3
-conformers per molecule and starts from ``n`` of them picked by greedy k-medoids
-(:mod:`molscore.chem.selection`). The score model then moves each start by about its noise
+conformers per molecule and starts from ``n`` of them picked by ``--pick`` (greedy k-medoids
+by default; :mod:`molscore.chem.selection`). The score model then moves each start by about its noise
 level (sigma 0.15 Å at the default ``t = 0.3``), so which pool conformers are picked decides
 most of the crystal figures of ``benchmarks/conformers.md``. This script measures the picking
 alone, without the network, on the same molecules as ``scripts/bench_conformers.py`` and
@@ -20,8 +20,9 @@ coverage set COV-R / AMR-R / COV-P / AMR-P at 0.75 Å of the first 2K conformers
 
 * ``first``: ETKDG's own order (what ``--pool 1`` starts from, and the ETKDG baseline of
   ``bench_conformers.py``);
-* ``k-medoids``: the generator's picks (:func:`~molscore.chem.selection.representative_order`);
-* ``max-min``: farthest-point picking from the pool's medoid, for comparison;
+* ``k-medoids``: the generator's default picks (:func:`~molscore.chem.selection.representative_order`);
+* ``max-min``: farthest-point picking from the pool's medoid (``--pick max-min``,
+  :func:`~molscore.chem.selection.max_min_order`);
 
 and the whole pool (the minimum RMSD, or COV-R / AMR-R, of all its conformers), the
 ceiling of any picking from it. Paired 95 % bootstrap intervals over molecules compare each
@@ -54,24 +55,12 @@ from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_j
 from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
-from molscore.chem.selection import SELECTION_MAX_MATCHES, representative_order  # noqa: E402
+from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order, representative_order  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 ORDERS = ("first", "k-medoids", "max-min")
 SETS = {"crystal": (CRYSTAL, "name"),
         **{f"coverage_{k}": (path, "ensemble") for k, path in ENSEMBLES.items()}}
-
-
-def max_min_order(dist: np.ndarray, n: int) -> list[int]:
-    """Farthest-point order of ``min(n, P)`` items of a ``(P, P)`` distance matrix, starting
-    from the medoid (the item with the least summed distance)."""
-    picks = [int(np.argmin(dist.sum(axis=1)))]
-    nearest = dist[picks[0]].copy()
-    while len(picks) < min(n, dist.shape[0]):
-        best = int(np.argmax(nearest))
-        picks.append(best)
-        nearest = np.minimum(nearest, dist[best])
-    return picks
 
 
 def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[str, dict | None]:
@@ -158,9 +147,10 @@ def markdown(report: dict) -> str:
         picked = sum(r["pool_size"] > 2 * r["references"] for r in res["per_molecule"].values())
         lines = ["# Picking starts from an ETKDG pool: ensemble coverage without the network", "",
                  f"{done} of `{cfg['data']}` ({res['failed']} not embedded), 2K conformers for K "
-                 f"references, {pool} The pool is larger than 2K, so the orders differ, for "
-                 f"{picked} of them. Mean over molecules at 0.75 Å; in brackets the paired "
-                 "difference to `first` with its 95 % bootstrap interval.", "",
+                 f"references, {pool} For {picked} of them the pool is larger than 2K, so the "
+                 "orders differ; for the others every order is `first`. Mean over molecules at "
+                 "0.75 Å; in brackets the paired difference to `first` with its 95 % bootstrap "
+                 "interval.", "",
                  "| order | " + " | ".join(m.upper().replace("_", "-") for m in COVERAGE_METRICS) + " |",
                  "|---|" + "---|" * len(COVERAGE_METRICS)]
         for order in ORDERS:

@@ -198,3 +198,11 @@ def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
     assert to_pool.argmin() == ids.index(medoid) and to_pool.min() < 0.2
     plain = generate_conformers(smiles, n=4, **{**kwargs, "pool": 1})
     assert rmsd_matrix(plain, ref, [0], [ids[0]])[0, 0] < 0.2      # no pool: ETKDG's order
+
+    # max-min picking: the same medoid first, then the pool member farthest from it
+    spread = generate_conformers(smiles, n=2, **{**kwargs, "pick": "max-min"})
+    dist = rmsd_matrix(ref, ref)
+    farthest = ids[int(np.argmax(dist[ids.index(medoid)]))]
+    to_pool = rmsd_matrix(spread, ref, None, ids)
+    assert to_pool[0].argmin() == ids.index(medoid) and to_pool[1].argmin() == ids.index(farthest)
+    assert to_pool.min(axis=1).max() < 0.2

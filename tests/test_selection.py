@@ -4,7 +4,8 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molscore.chem.metrics import rmsd_matrix
-from molscore.chem.selection import representative_conformers, representative_order
+from molscore.chem.selection import (PICKS, max_min_order, representative_conformers,
+                                     representative_order)
 
 
 def _dist(points: np.ndarray) -> np.ndarray:
@@ -32,16 +33,32 @@ def test_dense_clusters_are_picked_before_an_outlier():
                              [[0, 40]]])
     order = representative_order(_dist(points), 2)
     assert sorted(i // 10 for i in order) == [0, 1]              # one centre per cluster
-    # max-min (farthest point) picking from the medoid would take the outlier second
-    assert int(np.argmax(_dist(points)[order[0]])) == 20
+    # max-min (farthest point) picking from the same medoid takes the outlier second
+    assert max_min_order(_dist(points), 2) == [order[0], 20]
 
 
-def test_bounds_and_bad_input():
+def test_max_min_picks_the_farthest_point_from_all_earlier_picks():
+    """Points on a line at 0, 1, ..., 8: the medoid is 4, then the ends, then the midpoints
+    of the largest gaps (ties to the lowest index)."""
+    dist = _dist(np.arange(9.0)[:, None])
+    assert max_min_order(dist, 5) == [4, 0, 8, 2, 6]
+    order = max_min_order(_dist(np.random.default_rng(2).normal(size=(25, 3))), 25)
+    assert sorted(order) == list(range(25))                      # a permutation: no repeats
+    assert max_min_order(dist, 3) == max_min_order(dist, 5)[:3]
+
+
+def test_max_min_never_repeats_a_pick_among_exact_copies():
+    dist = np.zeros((4, 4))                                      # four identical conformers
+    assert max_min_order(dist, 4) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("order", PICKS.values(), ids=PICKS.keys())
+def test_bounds_and_bad_input(order):
     dist = _dist(np.arange(4.0)[:, None])
-    assert sorted(representative_order(dist, 10)) == [0, 1, 2, 3]
-    assert representative_order(dist, 0) == []
+    assert sorted(order(dist, 10)) == [0, 1, 2, 3]
+    assert order(dist, 0) == []
     with pytest.raises(ValueError, match="square"):
-        representative_order(np.zeros((3, 2)), 1)
+        order(np.zeros((3, 2)), 1)
 
 
 def test_representative_conformers_skip_copies_and_return_conformer_ids():
@@ -66,6 +83,9 @@ def test_representative_conformers_skip_copies_and_return_conformer_ids():
         conf.SetId(100 + 10 * k)
         shape_of[100 + 10 * k] = which
         out.AddConformer(conf, assignId=False)
-    picks = representative_conformers(out, 2)
-    assert sorted(shape_of[p] for p in picks) == [0, 1]
-    assert shape_of[picks[0]] == 0                             # the larger group holds the medoid
+    for pick in PICKS:
+        picks = representative_conformers(out, 2, pick)
+        assert sorted(shape_of[p] for p in picks) == [0, 1]
+        assert shape_of[picks[0]] == 0                         # the larger group holds the medoid
+    with pytest.raises(ValueError, match="unknown pick 'random'; choose from k-medoids, max-min"):
+        representative_conformers(out, 2, "random")

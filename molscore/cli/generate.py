@@ -69,8 +69,12 @@ def register(subparsers) -> None:
     p.add_argument("--t-start", type=float, default=0.3, help="start time of --init etkdg (default 0.3)")
     p.add_argument("--pool", type=int, default=200, metavar="P",
                    help="--init etkdg: embed P ETKDG conformers per molecule and start from n "
-                        "representatives of them (greedy k-medoids on RMSD; default 200; "
+                        "representatives of them (--pick; default 200; "
                         "--pool 1: the first n ETKDG conformers, 1.5-2x faster)")
+    p.add_argument("--pick", default="k-medoids", choices=("k-medoids", "max-min"),
+                   help="how the n starts are picked from the pool by RMSD: k-medoids (default) "
+                        "or max-min (farthest-point: more of the pool's extremes, for coverage of "
+                        "a conformer ensemble)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
@@ -100,6 +104,7 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
+        pick=args.pick,
         max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
 
 
