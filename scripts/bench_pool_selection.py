@@ -89,11 +89,12 @@ def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[s
     else:
         row = {name: coverage_metrics(to_ref[order[:n]]) for name, order in orders.items()}
         row["all"] = {k: v for k, v in coverage_metrics(to_ref).items() if k.endswith("_r")}
+        row["references"] = len(ref_xyz)
     row["pool_size"] = len(coords)
     return key, row
 
 
-def summarize(rows: dict[str, dict], crystal: bool) -> dict:
+def summary_by_order(rows: dict[str, dict], crystal: bool) -> dict:
     """Per order the summary over molecules and the paired comparison with ``first``."""
     by_order = {order: {key: row[order] for key, row in rows.items()} for order in ORDERS}
     if crystal:
@@ -188,7 +189,6 @@ def main() -> int:
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol),
              group.xyz[:1] if crystal else group.xyz, crystal, args.pool, seed)
             for key, mol, group in inputs]
-    references = {key: len(group.xyz) for key, _, group in inputs}
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     with ctx.Pool(args.workers) as pool:
@@ -196,12 +196,9 @@ def main() -> int:
                          desc="pools", unit="mol"))
     wall = time.perf_counter() - t0
     rows = {key: row for key, row in done if row is not None}
-    if not crystal:
-        for key, row in rows.items():
-            row["references"] = references[key]
 
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
-               **summarize(rows, crystal), "per_molecule": rows}
+               **summary_by_order(rows, crystal), "per_molecule": rows}
     report = {"config": {"set": args.set, "data": path.name,
                          "subset": args.subset if crystal else None, "limit": args.limit,
                          "pool": args.pool, "etkdg_seed": seed, "workers": args.workers,
