@@ -24,6 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_conformers import paired_sets  # noqa: E402
+from bench_pool_selection import ORDERS  # noqa: E402
+
+METHODS = ("model", "etkdg")
+"""The methods of a bench_conformers report."""
 
 
 def per_molecule_rows(spec: str) -> dict[str, dict[str, dict]]:
@@ -36,17 +40,14 @@ def per_molecule_rows(spec: str) -> dict[str, dict[str, dict]]:
     results = report["results"]
     if "per_molecule" in results:              # bench_pool_selection: one set, rows per order
         rows = results["per_molecule"]
-        methods = sorted(k for k, v in next(iter(rows.values())).items() if isinstance(v, dict)
-                         and k != "all")
-        if method not in methods:
-            raise ValueError(f"{path} has no method {method!r}; it has {', '.join(methods)}")
-        return {report["config"]["set"]: {key: row[method] for key, row in rows.items()}}
-    methods = sorted({m for r in results.values() for m, v in r.items() if isinstance(v, dict)
-                      and "per_molecule" in v})
-    if method not in methods:
-        raise ValueError(f"{path} has no method {method!r}; it has {', '.join(methods)}")
-    return {name: r[method]["per_molecule"] for name, r in results.items()
-            if r.get(method, {}).get("per_molecule")}
+        by_method = {order: {report["config"]["set"]: {key: row[order] for key, row in rows.items()}}
+                     for order in ORDERS}
+    else:
+        by_method = {m: {name: r[m]["per_molecule"] for name, r in results.items()
+                         if r.get(m, {}).get("per_molecule")} for m in METHODS}
+    if method not in by_method:
+        raise ValueError(f"{path} has no method {method!r}; it has {', '.join(sorted(by_method))}")
+    return by_method[method]
 
 
 def compare(a_spec: str, b_spec: str) -> str:

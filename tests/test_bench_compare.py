@@ -49,7 +49,8 @@ def _write_reports(tmp_path: Path) -> tuple[Path, Path]:
         "crystal": {"model": {"per_molecule": model}, "etkdg": {"per_molecule": etkdg}},
         "coverage_hexane": {"model": {"per_molecule": cover}, "etkdg": {"per_molecule": cover}}}}
     pool = {"config": {"set": "crystal"}, "results": {"per_molecule": {
-        k: {"first": etkdg[k], "k-medoids": model[k], "all": 0.1, "pool_size": 200} for k in model}}}
+        k: {"first": etkdg[k], "k-medoids": model[k], "max-min": etkdg[k], "all": 0.1,
+            "pool_size": 200} for k in model}}}
     paths = tmp_path / "conformers.json", tmp_path / "pool.json"
     for path, report in zip(paths, (conformers, pool)):
         path.write_text(json.dumps(report))
@@ -73,7 +74,7 @@ def test_compare_reads_both_report_kinds_and_pairs_the_shared_sets(tmp_path):
 
 def test_compare_names_the_methods_a_report_has(tmp_path, capsys):
     conformers, pool = _write_reports(tmp_path)
-    with pytest.raises(ValueError, match=r"has no method 'kmedoids'; it has first, k-medoids"):
+    with pytest.raises(ValueError, match=r"has no method 'kmedoids'; it has first, k-medoids, max-min"):
         per_molecule_rows(f"{pool}:kmedoids")
     with pytest.raises(ValueError, match="expected REPORT.json:METHOD"):
         per_molecule_rows(str(pool))
