@@ -8,14 +8,15 @@ samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x c
 batch (``batch_size`` atoms per batch).
 
 Two routes (``init``); the conformer benchmarks chose the default, ``etkdg`` with a pool of
-200 (``benchmarks/conformers.md``; ``benchmarks/conformers_pool1.md`` without the pool):
+200 and max-min picks (``benchmarks/conformers.md``; ``benchmarks/conformers_kmedoids.md``
+with k-medoids picks, ``benchmarks/conformers_pool1.md`` without the pool):
 
 * ``prior``: reverse diffusion from the prior at ``t = T``;
 * ``etkdg`` (default): RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
   with the forward marginal, then the reverse SDE from ``t_start`` (the learned score
   corrects them; the SDE is truncated to ``[eps, t_start]``). With ``pool > n`` the starts
-  are ``n`` greedy k-medoids representatives of ``pool`` ETKDG conformers
-  (:mod:`~molscore.chem.selection`), in pick order.
+  are ``n`` of ``pool`` ETKDG conformers picked by ``pick`` (farthest-point by default;
+  :mod:`~molscore.chem.selection`), in pick order.
 
 Every conformer then goes through :func:`~molscore.chem.stereo.fix_stereo` (a mirror image
 is reflected, single inverted centres are flipped locally); conformers whose stereo is
@@ -102,8 +103,9 @@ class GenerateOptions:
             pool, so the first ``k`` starts are the same for any ``n >= k``. ``pool <= n``
             embeds ``n``, no pick.
         pick: how the starts are picked from the pool, a key of
-            :data:`molscore.chem.selection.PICKS`: ``k-medoids`` (greedy k-medoids) or
-            ``max-min`` (farthest-point, for recall against reference ensembles).
+            :data:`molscore.chem.selection.PICKS`: ``max-min`` (farthest-point from the
+            medoid; the default, for its coverage of reference ensembles) or ``k-medoids``
+            (greedy k-medoids: fewer outlying conformers, lower coverage).
         max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
         cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
@@ -126,7 +128,7 @@ class GenerateOptions:
     init: str = "etkdg"
     t_start: float = 0.3
     pool: int = 200
-    pick: str = "k-medoids"
+    pick: str = "max-min"
     max_retries: int = 3
     cleanup: bool = True
     compile: bool = False

@@ -5,10 +5,10 @@ Writes ``benchmarks/pool_selection.{json,md}`` (``--set crystal``, the default) 
 ``coverage_geom_drugs``).
 
 ``molscore generate`` (``--init etkdg``, the default) embeds a pool of ``--pool`` ETKDGv3
-conformers per molecule and starts from ``n`` of them picked by ``--pick`` (greedy k-medoids
-by default; :mod:`molscore.chem.selection`). The score model then moves each start by about its noise
-level (sigma 0.15 Å at the default ``t = 0.3``), so which pool conformers are picked decides
-most of the crystal figures of ``benchmarks/conformers.md``. This script measures the picking
+conformers per molecule and starts from ``n`` of them picked by ``--pick`` (max-min by
+default, or greedy k-medoids; :mod:`molscore.chem.selection`). The score model then moves
+each start by about its noise level (sigma 0.15 Å at the default ``t = 0.3``), so which pool
+conformers are picked decides most of the figures of ``benchmarks/conformers.md``. This script measures the picking
 alone, without the network, on the same molecules as ``scripts/bench_conformers.py`` and
 with the generator's pool (ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default
 generator seed; ``max(pool, n)`` conformers for ``n`` requested; a molecule that ETKDG cannot
@@ -20,9 +20,10 @@ coverage set COV-R / AMR-R / COV-P / AMR-P at 0.75 Å of the first 2K conformers
 
 * ``first``: ETKDG's own order (what ``--pool 1`` starts from, and the ETKDG baseline of
   ``bench_conformers.py``);
-* ``k-medoids``: the generator's default picks (:func:`~molscore.chem.selection.representative_order`);
-* ``max-min``: farthest-point picking from the pool's medoid (``--pick max-min``,
-  :func:`~molscore.chem.selection.max_min_order`);
+* ``k-medoids``: greedy k-medoids picks (``--pick k-medoids``,
+  :func:`~molscore.chem.selection.representative_order`);
+* ``max-min``: farthest-point picking from the pool's medoid, the generator's default
+  (:func:`~molscore.chem.selection.max_min_order`);
 
 and the whole pool (the minimum RMSD, or COV-R / AMR-R, of all its conformers), the
 ceiling of any picking from it. Paired 95 % bootstrap intervals over molecules compare each

@@ -95,7 +95,7 @@ def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules
     """Each conformer draw has its own generator: the same molecule gets the same conformers
     alone in one batch and between others in batches of 40 atoms (so that its draws are
     split over batches), which is what makes resumed and multi-process runs exact."""
-    kwargs = dict(device="cpu", n=3, steps=3, seed=4, cleanup=False, max_retries=2)
+    kwargs = dict(device="cpu", n=3, steps=3, seed=5, cleanup=False, max_retries=2)
     alone = ConformerGenerator(tiny_model, **kwargs).generate(STEREO_SMILES, name="x")
     items = [("a", "CCO"), ("x", STEREO_SMILES), ("b", "c1ccccc1O")]
     mixed = list(ConformerGenerator(tiny_model, batch_size=40, **kwargs).run(items))[1]
@@ -104,7 +104,7 @@ def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules
     a = np.stack([c.GetPositions() for c in alone.mol.GetConformers()])
     b = np.stack([c.GetPositions() for c in mixed.mol.GetConformers()])
     assert np.abs(a - b).max() < 1e-4
-    other = ConformerGenerator(tiny_model, **{**kwargs, "seed": 5}).generate(STEREO_SMILES, name="x")
+    other = ConformerGenerator(tiny_model, **{**kwargs, "seed": 6}).generate(STEREO_SMILES, name="x")
     assert np.abs(a[0] - other.mol.GetConformer(0).GetPositions()).max() > 0.1
 
 
@@ -178,11 +178,12 @@ def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, 
 
 
 def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
-    """With ``pool`` > n the starts are greedy k-medoids picks of the pool: the first
-    conformer comes from the pool's medoid, and a run of 2 starts where one of 4 does."""
+    """With ``pool`` > n the starts are picks of the pool: the first conformer comes from
+    the pool's medoid, and a run of 2 starts where one of 4 does (here with greedy k-medoids;
+    max-min, the default, below)."""
     smiles = "CCCCCCOC(=O)c1ccccc1"
     kwargs = dict(model=tiny_model, device="cpu", steps=2, seed=3, t_start=0.02, pool=12,
-                  max_retries=0, cleanup=False)
+                  pick="k-medoids", max_retries=0, cleanup=False)
     four, two = (generate_conformers(smiles, n=n, **kwargs) for n in (4, 2))
     assert four.GetNumConformers() == 4 and two.GetNumConformers() == 2
     for k in range(2):
@@ -199,8 +200,8 @@ def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
     plain = generate_conformers(smiles, n=4, **{**kwargs, "pool": 1})
     assert rmsd_matrix(plain, ref, [0], [ids[0]])[0, 0] < 0.2      # no pool: ETKDG's order
 
-    # max-min picking: the same medoid first, then the pool member farthest from it
-    spread = generate_conformers(smiles, n=2, **{**kwargs, "pick": "max-min"})
+    # max-min picking (the default): the same medoid first, then the pool member farthest from it
+    spread = generate_conformers(smiles, n=2, **{k: v for k, v in kwargs.items() if k != "pick"})
     dist = rmsd_matrix(ref, ref)
     farthest = ids[int(np.argmax(dist[ids.index(medoid)]))]
     to_pool = rmsd_matrix(spread, ref, None, ids)

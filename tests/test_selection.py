@@ -87,5 +87,5 @@ def test_representative_conformers_skip_copies_and_return_conformer_ids():
         picks = representative_conformers(out, 2, pick)
         assert sorted(shape_of[p] for p in picks) == [0, 1]
         assert shape_of[picks[0]] == 0                         # the larger group holds the medoid
-    with pytest.raises(ValueError, match="unknown pick 'random'; choose from k-medoids, max-min"):
+    with pytest.raises(ValueError, match="unknown pick 'random'; choose from max-min, k-medoids"):
         representative_conformers(out, 2, "random")

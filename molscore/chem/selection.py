@@ -12,8 +12,9 @@ depend on ``n``:
   farthest from every earlier pick. It reaches the pool's edges sooner, which raises recall
   (COV-R, AMR-R) against reference ensembles at the cost of precision (COV-P, AMR-P).
 
-``molscore generate`` uses one of them (``--pick``) to choose its ETKDG starts from a larger
-pool (``--pool``); ``benchmarks/pool_selection*.md`` compares them without the network.
+``molscore generate`` uses one of them (``--pick``, max-min by default) to choose its ETKDG
+starts from a larger pool (``--pool``); ``benchmarks/pool_selection*.md`` compares them
+without the network.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def max_min_order(dist: np.ndarray, n: int) -> list[int]:
     return picks
 
 
-PICKS = {"k-medoids": representative_order, "max-min": max_min_order}
+PICKS = {"max-min": max_min_order, "k-medoids": representative_order}
 """The orders :func:`representative_conformers` (and ``molscore generate --pick``) can use."""
 
 

@@ -71,10 +71,10 @@ def register(subparsers) -> None:
                    help="--init etkdg: embed P ETKDG conformers per molecule and start from n "
                         "representatives of them (--pick; default 200; "
                         "--pool 1: the first n ETKDG conformers, 1.5-2x faster)")
-    p.add_argument("--pick", default="k-medoids", choices=("k-medoids", "max-min"),
-                   help="how the n starts are picked from the pool by RMSD: k-medoids (default) "
-                        "or max-min (farthest-point: more of the pool's extremes, for coverage of "
-                        "a conformer ensemble)")
+    p.add_argument("--pick", default="max-min", choices=("max-min", "k-medoids"),
+                   help="how the n starts are picked from the pool by RMSD: max-min (default; "
+                        "farthest-point from the pool's medoid, the better coverage of "
+                        "conformer ensembles) or k-medoids (fewer outlying conformers)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
