@@ -5,18 +5,18 @@ Writes ``benchmarks/pool_selection.{json,md}`` (``--set crystal``, the default) 
 ``coverage_geom_drugs``).
 
 ``molscore generate`` (``--init etkdg``, the default) embeds a pool of ``--pool`` ETKDGv3
-conformers per molecule and starts from ``n`` of them picked by ``--pick`` (max-min by
-default, or greedy k-medoids; :mod:`molscore.chem.selection`). The score model then moves
-each start by about its noise level (sigma 0.15 Å at the default ``t = 0.3``), so which pool
-conformers are picked decides most of the figures of ``benchmarks/conformers.md``. This script measures the picking
-alone, without the network, on the same molecules as ``scripts/bench_conformers.py`` and
-with the generator's pool (ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default
+conformers per molecule and starts from ``n`` of them picked by ``--pick`` (max-min by default,
+or greedy k-medoids; :mod:`molscore.chem.selection`). The score model then moves each start by
+about its noise level (sigma 0.15 Å at the default ``t = 0.3``), so which pool conformers are
+picked decides most of the figures of ``benchmarks/conformers.md``. This script measures the
+picking alone, without the network, on the same molecules as ``scripts/bench_conformers.py``
+and with the generator's pool (ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, the default
 generator seed; ``max(pool, n)`` conformers for ``n`` requested; a molecule that ETKDG cannot
-embed is left out, where the generator would retry from random coordinates). Per molecule,
-for the crystal set (the fixed subset of ``bioactive_dev.sdf.gz``) the minimum heavy-atom RMSD
-to the crystal conformer of the first N = 1 / 10 / 50 conformers of each order, and for a
-coverage set COV-R / AMR-R / COV-P / AMR-P at 0.75 Å of the first 2K conformers of each order
-(K references; with ``pool <= 2K`` the generator picks nothing and every order is ``first``):
+embed is left out, where the generator would retry from random coordinates). Per molecule, for
+the crystal set (the fixed subset of ``bioactive_dev.sdf.gz``) the minimum heavy-atom RMSD to
+the crystal conformer of the first N = 1 / 10 / 50 conformers of each order, and for a coverage
+set COV-R / AMR-R / COV-P / AMR-P at 0.75 Å of the first 2K conformers of each order (K
+references; with ``pool <= 2K`` the generator picks nothing and every order is ``first``):
 
 * ``first``: ETKDG's own order (what ``--pool 1`` starts from, and the ETKDG baseline of
   ``bench_conformers.py``);

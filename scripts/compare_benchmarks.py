@@ -10,7 +10,7 @@ resamples, seed 0, as in the reports themselves), and the fraction of molecules 
 side is lower. This is how the between-run comparisons quoted in the READMEs are made.
 
     python scripts/compare_benchmarks.py benchmarks/conformers.json:model benchmarks/conformers_pool1.json:model
-    python scripts/compare_benchmarks.py benchmarks/conformers.json:model benchmarks/pool_selection.json:k-medoids
+    python scripts/compare_benchmarks.py benchmarks/conformers.json:model benchmarks/pool_selection.json:max-min
 """
 from __future__ import annotations
 
