@@ -57,7 +57,7 @@ from .chem.coords import add_conformer
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
-from .chem.selection import PICKS, representative_conformers
+from .chem.selection import pick_order, representative_conformers
 from .chem.stereo import assign_unspecified_stereo, fix_stereo
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -149,8 +149,7 @@ class GenerateOptions:
             raise ValueError(f"t_start must be in (0, 1], got {self.t_start}")
         if self.pool < 1:
             raise ValueError(f"pool must be >= 1, got {self.pool}")
-        if self.pick not in PICKS:
-            raise ValueError(f"unknown pick {self.pick!r}; choose from {', '.join(PICKS)}")
+        pick_order(self.pick)                              # unknown names raise ValueError
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dedupe is not None and self.dedupe < 0:

@@ -56,7 +56,7 @@ from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_j
 from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
-from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order, representative_order  # noqa: E402
+from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 ORDERS = ("first", "k-medoids", "max-min")
@@ -79,8 +79,7 @@ def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[s
     first = list(range(len(coords)))
     if pool > n:
         dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
-        orders = {"first": first, "k-medoids": representative_order(dist, n),
-                  "max-min": max_min_order(dist, n)}
+        orders = {"first": first, **{name: PICKS[name](dist, n) for name in ORDERS[1:]}}
     else:
         orders = dict.fromkeys(ORDERS, first)
     if crystal:

@@ -18,13 +18,15 @@ without the network.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from rdkit import Chem
 
 from .metrics import rmsd_matrix
 
-__all__ = ["representative_order", "max_min_order", "PICKS", "representative_conformers",
-           "SELECTION_MAX_MATCHES"]
+__all__ = ["representative_order", "max_min_order", "PICKS", "pick_order",
+           "representative_conformers", "SELECTION_MAX_MATCHES"]
 
 # Atom mappings enumerated for the pool's RMSD matrix: enough for the usual symmetric groups,
 # and a bound on the cost for highly symmetric molecules (see molscore.chem.metrics).
@@ -91,14 +93,21 @@ PICKS = {"max-min": max_min_order, "k-medoids": representative_order}
 """The orders :func:`representative_conformers` (and ``molscore generate --pick``) can use."""
 
 
-def representative_conformers(mol: Chem.Mol, n: int, pick: str = "k-medoids") -> list[int]:
+def pick_order(pick: str) -> Callable[[np.ndarray, int], list[int]]:
+    """The order function of ``pick``, a key of :data:`PICKS`; ``ValueError`` naming the
+    choices for any other name."""
+    if pick not in PICKS:
+        raise ValueError(f"unknown pick {pick!r}; choose from {', '.join(PICKS)}")
+    return PICKS[pick]
+
+
+def representative_conformers(mol: Chem.Mol, n: int, pick: str) -> list[int]:
     """Conformer ids of ``n`` representatives of ``mol``'s conformers, in pick order, by
     heavy-atom best RMSD (symmetry-aware, at most :data:`SELECTION_MAX_MATCHES` mappings),
     picked by ``pick``, a key of :data:`PICKS`."""
-    if pick not in PICKS:
-        raise ValueError(f"unknown pick {pick!r}; choose from {', '.join(PICKS)}")
+    order = pick_order(pick)
     ids = [conf.GetId() for conf in mol.GetConformers()]
     if len(ids) <= 1:
         return ids[:n]
     dist = rmsd_matrix(mol, mol, max_matches=SELECTION_MAX_MATCHES)
-    return [ids[i] for i in PICKS[pick](dist, n)]
+    return [ids[i] for i in order(dist, n)]
