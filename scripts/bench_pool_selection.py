@@ -25,6 +25,12 @@ references; with ``pool <= 2K`` the generator picks nothing and every order is `
 * ``max-min``: farthest-point picking from the pool's medoid, the generator's default
   (:func:`~molscore.chem.selection.max_min_order`);
 
+* ``max-min, pool P`` for each smaller pool ``P`` of ``--sub-pools``: what the generator
+  picks with ``--pool P`` (RDKit's conformer ``i`` does not depend on how many are embedded,
+  so a pool of ``P`` is the first ``P`` of the large one). Unlike the orders above, a run
+  with ``n <= P`` picks nothing, so each N (crystal) is scored as its own run with ``n = N``:
+  max-min picks of the first ``P`` conformers when ``P > N``, else the first ``N``;
+
 and the whole pool (the minimum RMSD, or COV-R / AMR-R, of all its conformers), the
 ceiling of any picking from it. Paired 95 % bootstrap intervals over molecules compare each
 order with ``first`` (difference of medians for the crystal set, of means for coverage).
@@ -56,19 +62,41 @@ from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_j
 from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
-from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES  # noqa: E402
+from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 ORDERS = ("first", "k-medoids", "max-min")
+SUB_POOLS = (25, 50, 100)
+
+
+def sub_pool_name(pool: int) -> str:
+    """The order name of max-min picks from the first ``pool`` conformers."""
+    return f"max-min, pool {pool}"
+
+
+def report_orders(report: dict) -> tuple[str, ...]:
+    """The orders of a report: :data:`ORDERS` and its smaller pools' (none in reports made
+    before ``--sub-pools``)."""
+    return ORDERS + tuple(sub_pool_name(p) for p in report["config"].get("sub_pools", ()))
 SETS = {"crystal": (CRYSTAL, "name"),
         **{f"coverage_{k}": (path, "ensemble") for k, path in ENSEMBLES.items()}}
 
 
-def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[str, dict | None]:
+def _sub_pool_picks(dist: np.ndarray, pool: int, n: int) -> list[int]:
+    """The generator's ``n`` starts at ``--pool pool`` from the ``(P, P)`` distances of a
+    larger pool: max-min picks of its first ``pool`` when ``pool > n``, else its first ``n``."""
+    if pool > n:
+        return max_min_order(dist[:pool, :pool], n)
+    return list(range(min(n, len(dist))))
+
+
+def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, tuple[int, ...], int]
+              ) -> tuple[str, dict | None]:
     """Worker: one molecule's rows per order (see the module docstring) from its mol block
     (with H), its reference (mol block and heavy-atom coordinates ``(K, N_heavy, 3)``), whether
-    the set is the crystal set, the pool size and the ETKDG seed; None when ETKDG fails."""
-    key, block, ref_block, ref_xyz, crystal, pool, seed = args
+    the set is the crystal set, the pool size, the smaller pools and the ETKDG seed; None when
+    ETKDG fails."""
+    key, block, ref_block, ref_xyz, crystal, pool, sub_pools, seed = args
     n = max(NS) if crystal else 2 * len(ref_xyz)
     coords = _etkdg_job((block, max(pool, n), seed))
     if not coords:
@@ -77,38 +105,46 @@ def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, int]) -> tuple[s
     xyz = _heavy_positions(mol)
     to_ref = group_rmsd(xyz, ref_xyz, atom_matches(mol, Chem.MolFromMolBlock(ref_block, removeHs=False)))
     first = list(range(len(coords)))
+    smallest = min(NS) if crystal else n       # no picks (and no distances) for a pool <= it
+    dist = (group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
+            if pool > smallest else None)
     if pool > n:
-        dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
         orders = {"first": first, **{name: PICKS[name](dist, n) for name in ORDERS[1:]}}
     else:
         orders = dict.fromkeys(ORDERS, first)
     if crystal:
         row = {name: {str(k): float(to_ref[order[:k], 0].min()) for k in NS}
                for name, order in orders.items()}
+        for p in sub_pools:
+            row[sub_pool_name(p)] = {str(k): float(to_ref[_sub_pool_picks(dist, p, k), 0].min())
+                                     for k in NS}
         row["all"] = float(to_ref.min())
     else:
         row = {name: coverage_metrics(to_ref[order[:n]]) for name, order in orders.items()}
+        for p in sub_pools:
+            row[sub_pool_name(p)] = coverage_metrics(to_ref[_sub_pool_picks(dist, p, n)])
         row["all"] = {k: v for k, v in coverage_metrics(to_ref).items() if k.endswith("_r")}
         row["references"] = len(ref_xyz)
     row["pool_size"] = len(coords)
     return key, row
 
 
-def summary_by_order(rows: dict[str, dict], crystal: bool) -> dict:
-    """Per order the summary over molecules and the paired comparison with ``first``."""
-    by_order = {order: {key: row[order] for key, row in rows.items()} for order in ORDERS}
+def summary_by_order(rows: dict[str, dict], crystal: bool, orders: tuple[str, ...]) -> dict:
+    """Per order of ``orders`` (``first`` and the others) the summary over molecules and the
+    paired comparison with ``first``."""
+    by_order = {order: {key: row[order] for key, row in rows.items()} for order in orders}
     if crystal:
         out: dict = {order: crystal_summary([{n: r[str(n)] for n in NS} for r in by_order[order].values()],
-                                            NS) for order in ORDERS}
+                                            NS) for order in orders}
         out["all"] = crystal_summary([{1: r["all"]} for r in rows.values()], (1,))["N=1"]
         columns, statistic = tuple(str(n) for n in NS), "median"
     else:
         out = {order: {m: summarise(r[m] for r in by_order[order].values()) for m in COVERAGE_METRICS}
-               for order in ORDERS}
+               for order in orders}
         out["all"] = {m: summarise(r["all"][m] for r in rows.values()) for m in ("cov_r", "amr_r")}
         columns, statistic = COVERAGE_METRICS, "mean"
     out["paired"] = {order: paired_bootstrap(by_order[order], by_order["first"], (order, "first"),
-                                             columns, statistic) for order in ORDERS[1:]}
+                                             columns, statistic) for order in orders[1:]}
     return out
 
 
@@ -123,6 +159,7 @@ def _with_diff(value: float, paired: dict | None, statistic: str) -> str:
 def markdown(report: dict) -> str:
     cfg, res = report["config"], report["results"]
     crystal = cfg["set"] == "crystal"
+    orders = report_orders(report)
     pool = (f"ETKDGv3 pool of {cfg['pool']} (randomSeed {cfg['etkdg_seed']}), commit {cfg['commit']}, "
             f"{cfg['machine']}, {cfg['date']}.")
     done = f"{res['molecules']} molecules"
@@ -131,10 +168,11 @@ def markdown(report: dict) -> str:
                  f"{done} of the fixed {cfg['subset']}-molecule subset of `{cfg['data']}` "
                  f"({res['failed']} not embedded), {pool} Median over molecules of the minimum "
                  "heavy-atom RMSD to the crystal conformer (Å); in brackets the paired difference "
-                 "to `first` with its 95 % bootstrap interval.", "",
+                 "to `first` with its 95 % bootstrap interval. The `max-min, pool P` rows are "
+                 "the generator's starts at `--pool P` with `n = N` (no picking when P <= N).", "",
                  "| order | " + " | ".join(f"N = {n}" for n in NS) + " | under 0.5 / 1 / 2 Å at N = 50 |",
                  "|---|" + "---|" * (len(NS) + 1)]
-        for order in ORDERS:
+        for order in orders:
             paired = res["paired"].get(order, {})
             cells = [_with_diff(res[order][f"N={n}"]["median"], paired.get(str(n)), "median")
                      for n in NS]
@@ -151,10 +189,11 @@ def markdown(report: dict) -> str:
                  f"references, {pool} For {picked} of them the pool is larger than 2K, so the "
                  "orders differ; for the others every order is `first`. Mean over molecules at "
                  "0.75 Å; in brackets the paired difference to `first` with its 95 % bootstrap "
-                 "interval.", "",
+                 "interval. The `max-min, pool P` rows are the generator's starts at `--pool P` "
+                 "(no picking when P <= 2K).", "",
                  "| order | " + " | ".join(m.upper().replace("_", "-") for m in COVERAGE_METRICS) + " |",
                  "|---|" + "---|" * len(COVERAGE_METRICS)]
-        for order in ORDERS:
+        for order in orders:
             paired = res["paired"].get(order, {})
             lines.append(f"| {order} | " + " | ".join(
                 _with_diff(res[order][m]["mean"], paired.get(m), "mean") for m in COVERAGE_METRICS) + " |")
@@ -173,6 +212,10 @@ def main() -> int:
                     help="crystal set: the fixed random subset of bench_conformers.py (seed 0)")
     ap.add_argument("--limit", type=int, default=None, help="only the first LIMIT molecules")
     ap.add_argument("--pool", type=int, default=GenerateOptions().pool)
+    ap.add_argument("--sub-pools", type=lambda text: tuple(int(p) for p in text.split(",") if p),
+                    default=SUB_POOLS, metavar="P,P,...",
+                    help="smaller pools to score max-min picks of (those under --pool; default "
+                         + ",".join(map(str, SUB_POOLS)) + "; '' for none)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=None,
                     help="writes OUT.json and OUT.md (default benchmarks/pool_selection for the "
@@ -182,12 +225,13 @@ def main() -> int:
     out = args.out or REPO / "benchmarks" / ("pool_selection" if crystal else
                                             f"pool_selection_{args.set.removeprefix('coverage_')}")
     seed = etkdg_random_seed(GenerateOptions().seed)
+    sub_pools = tuple(sorted(p for p in set(args.sub_pools) if 1 <= p < args.pool))
 
     path, group_by = SETS[args.set]
     inputs = prepare_inputs(read_groups(path, group_by), args.subset if crystal else None,
                             0 if crystal else None)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol),
-             group.xyz[:1] if crystal else group.xyz, crystal, args.pool, seed)
+             group.xyz[:1] if crystal else group.xyz, crystal, args.pool, sub_pools, seed)
             for key, mol, group in inputs]
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
@@ -197,14 +241,14 @@ def main() -> int:
     wall = time.perf_counter() - t0
     rows = {key: row for key, row in done if row is not None}
 
+    config = {"set": args.set, "data": path.name, "subset": args.subset if crystal else None,
+              "limit": args.limit, "pool": args.pool, "sub_pools": sub_pools, "etkdg_seed": seed,
+              "workers": args.workers, "commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
+              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
-               **summary_by_order(rows, crystal), "per_molecule": rows}
-    report = {"config": {"set": args.set, "data": path.name,
-                         "subset": args.subset if crystal else None, "limit": args.limit,
-                         "pool": args.pool, "etkdg_seed": seed, "workers": args.workers,
-                         "commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
-                         "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"},
-              "results": results}
+               **summary_by_order(rows, crystal, report_orders({"config": config})),
+               "per_molecule": rows}
+    report = {"config": config, "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     text = markdown(report)

@@ -2,7 +2,7 @@
 
 Each side is ``REPORT.json:METHOD``: a ``scripts/bench_conformers.py`` report with ``model``
 or ``etkdg``, or a ``scripts/bench_pool_selection.py`` report with one of its orders
-(``first``, ``k-medoids``, ``max-min``). For every set both reports hold (``crystal``,
+(``first``, ``k-medoids``, ``max-min``, ``max-min, pool P``). For every set both reports hold (``crystal``,
 ``coverage_hexane``, ``coverage_geom_drugs``), on the molecules both sides have: the median
 (crystal, minimum RMSD at N = 1 / 10 / 50) or mean (coverage, COV-R / AMR-R / COV-P / AMR-P)
 of each side, the difference A minus B with its 95 % paired bootstrap interval (2,000
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_conformers import paired_sets  # noqa: E402
-from bench_pool_selection import ORDERS  # noqa: E402
+from bench_pool_selection import report_orders  # noqa: E402
 
 METHODS = ("model", "etkdg")
 """The methods of a bench_conformers report."""
@@ -41,7 +41,7 @@ def per_molecule_rows(spec: str) -> dict[str, dict[str, dict]]:
     if "per_molecule" in results:              # bench_pool_selection: one set, rows per order
         rows = results["per_molecule"]
         by_method = {order: {report["config"]["set"]: {key: row[order] for key, row in rows.items()}}
-                     for order in ORDERS}
+                     for order in report_orders(report)}
     else:
         by_method = {m: {name: r[m]["per_molecule"] for name, r in results.items()
                          if r.get(m, {}).get("per_molecule")} for m in METHODS}

@@ -11,7 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_conformers import COVERAGE_METRICS, NS, paired_bootstrap  # noqa: E402
+from bench_pool_selection import _sub_pool_picks  # noqa: E402
 from compare_benchmarks import compare, main, per_molecule_rows  # noqa: E402
+from molscore.chem.selection import max_min_order  # noqa: E402
 
 
 def _crystal_rows(rng: np.random.Generator, shift: float = 0.0, keys: int = 40) -> dict:
@@ -48,9 +50,9 @@ def _write_reports(tmp_path: Path) -> tuple[Path, Path]:
     conformers = {"config": {}, "results": {
         "crystal": {"model": {"per_molecule": model}, "etkdg": {"per_molecule": etkdg}},
         "coverage_hexane": {"model": {"per_molecule": cover}, "etkdg": {"per_molecule": cover}}}}
-    pool = {"config": {"set": "crystal"}, "results": {"per_molecule": {
-        k: {"first": etkdg[k], "k-medoids": model[k], "max-min": etkdg[k], "all": 0.1,
-            "pool_size": 200} for k in model}}}
+    pool = {"config": {"set": "crystal", "sub_pools": [50]}, "results": {"per_molecule": {
+        k: {"first": etkdg[k], "k-medoids": model[k], "max-min": etkdg[k],
+            "max-min, pool 50": model[k], "all": 0.1, "pool_size": 200} for k in model}}}
     paths = tmp_path / "conformers.json", tmp_path / "pool.json"
     for path, report in zip(paths, (conformers, pool)):
         path.write_text(json.dumps(report))
@@ -62,6 +64,7 @@ def test_compare_reads_both_report_kinds_and_pairs_the_shared_sets(tmp_path):
     rows = per_molecule_rows(f"{pool}:k-medoids")
     assert list(rows) == ["crystal"] and len(rows["crystal"]) == 40
     assert per_molecule_rows(f"{conformers}:model")["crystal"] == rows["crystal"]
+    assert per_molecule_rows(f"{pool}:max-min, pool 50") == rows
     # the same rows on both sides: every difference and interval is exactly zero
     table = compare(f"{conformers}:model", f"{pool}:k-medoids")
     body = [line for line in table.splitlines() if line.startswith("| crystal")]
@@ -74,7 +77,7 @@ def test_compare_reads_both_report_kinds_and_pairs_the_shared_sets(tmp_path):
 
 def test_compare_names_the_methods_a_report_has(tmp_path, capsys):
     conformers, pool = _write_reports(tmp_path)
-    with pytest.raises(ValueError, match=r"has no method 'kmedoids'; it has first, k-medoids, max-min"):
+    with pytest.raises(ValueError, match=r"has no method 'kmedoids'; it has first, k-medoids, max-min, max-min, pool 50"):
         per_molecule_rows(f"{pool}:kmedoids")
     with pytest.raises(ValueError, match="expected REPORT.json:METHOD"):
         per_molecule_rows(str(pool))
@@ -82,3 +85,14 @@ def test_compare_names_the_methods_a_report_has(tmp_path, capsys):
         main([f"{conformers}:modl", f"{pool}:first"])
     assert exit_info.value.code == 2
     assert "has no method 'modl'; it has etkdg, model" in capsys.readouterr().err
+
+
+def test_a_smaller_pool_picks_from_its_first_conformers_and_only_when_larger_than_n():
+    points = np.random.default_rng(3).normal(size=(30, 2))
+    dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    picks = _sub_pool_picks(dist, 12, 5)
+    assert picks == max_min_order(dist[:12, :12], 5)
+    assert max(picks) < 12 and picks != max_min_order(dist, 5)
+    # pool <= n: the generator embeds n conformers and picks nothing
+    assert _sub_pool_picks(dist, 12, 12) == list(range(12))
+    assert _sub_pool_picks(dist, 5, 20) == list(range(20))
