@@ -7,8 +7,9 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   crystal subset (``bioactive_dev.sdf.gz``, subset seed 0: drug-like PDB ligands), each given
   as its reference record with hydrogens;
 * every configuration runs the default route (ETKDG starts picked from a pool of ``--pool``,
-  default the generator's; ``t = 0.3``, 10 reverse-SDE steps, stereo repair, checks and
-  clean-up), ``-n`` conformers per molecule, seed 0, in one process
+  default the generator's, or of each of a comma-separated list of pools; ``t = 0.3``, 10
+  reverse-SDE steps, stereo repair, checks and clean-up), ``-n`` conformers per molecule,
+  seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
 * a warm-up molecule first: its time (``torch.compile``'s compilation included) is reported
   apart and left out of the throughput;
@@ -24,6 +25,8 @@ The quality of the conformers is the conformer benchmark's (``scripts/bench_conf
 this script only times.
 
     python scripts/bench_generate_speed.py --molecules 40 -n 50
+    python scripts/bench_generate_speed.py --molecules 20 -n 10 --pool 25,50,100,200 --eager-only \
+        --out benchmarks/generate_speed_pools
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def time_generator(items: list[tuple[str, object]], n: int, device: str, compile
     coords = [np.stack([c.GetPositions() for c in r.mol.GetConformers()]) if r.ok else None
               for r in results]
     confs = sum(len(c) for c in coords if c is not None)
-    return {"device": device, "compile": compile, "warmup_s": warm, "wall_s": wall,
+    return {"device": device, "compile": compile, "pool": pool, "warmup_s": warm, "wall_s": wall,
             "conformers": confs, "failed_molecules": sum(c is None for c in coords),
             "conformers_per_s": confs / wall}, coords
 
@@ -86,24 +89,32 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _pools_text(cfg: dict) -> str:
+    """The pool sizes of a report's config (``pool`` in reports made before ``pools``)."""
+    return " / ".join(map(str, cfg.get("pools", [cfg.get("pool", 1)])))
+
+
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [
         "# `molscore generate` throughput (one process)", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
-        f"each, default route with an ETKDG pool of {cfg.get('pool', 1)}; {cfg['cpu']} "
+        f"each, default route with an ETKDG pool of {_pools_text(cfg)}; {cfg['cpu']} "
         f"({cfg['cpu_count']} cores), torch {cfg['torch']} with "
         f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}.", "",
         "| method | device | warm-up (s) | conformers/s | vs ETKDG |", "|---|---|---|---|---|"]
     etkdg = report["etkdg"]["conformers_per_s"]
+    several = len(cfg.get("pools", ())) > 1
     for row in report["runs"]:
         name = "molscore, compiled network" if row["compile"] else "molscore, eager network"
+        if several:
+            name += f", pool {row['pool']}"
         lines.append(f"| {name} | {row['device']} | {row['warmup_s']:.1f} | {row['conformers_per_s']:.1f} | "
                      f"{row['conformers_per_s'] / etkdg:.2f}x |")
     lines.append(f"| RDKit ETKDGv3, {report['etkdg']['processes']} processes | cpu | - | {etkdg:.1f} | 1.00x |")
-    for device, v in report["compiled_vs_eager"].items():
+    for label, v in report["compiled_vs_eager"].items():
         if v is not None:
-            lines += ["", f"Compiled against eager on {device}, same seed: {100 * v['frac_within_0.001']:.1f} % "
+            lines += ["", f"Compiled against eager on {label}, same seed: {100 * v['frac_within_0.001']:.1f} % "
                       f"of {v['conformers']} conformers agree within 0.001 Å (median largest coordinate "
                       f"difference {v['median']:.1e} Å); the rest were resampled differently after a "
                       f"rounding difference flipped a stereo or geometry decision (largest {v['max']:.2f} Å)."]
@@ -116,7 +127,10 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=50, help="conformers per molecule (default 50)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, and cuda when present)")
     ap.add_argument("--batch-size", type=int, default=8192, help="atoms per sampling batch")
-    ap.add_argument("--pool", type=int, default=GenerateOptions.pool, help="generate --pool")
+    ap.add_argument("--pool", type=lambda text: [int(p) for p in text.split(",")],
+                    default=[GenerateOptions.pool], metavar="P[,P...]",
+                    help="generate --pool, or several pools to time one after the other")
+    ap.add_argument("--eager-only", action="store_true", help="skip the torch.compile runs")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
     RDLogger.DisableLog("rdApp.*")
@@ -124,20 +138,24 @@ def main() -> int:
     inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
     items = [(key, mol) for key, mol, _ in inputs]
     runs, diffs = [], {}
+    variants = (False,) if args.eager_only else (False, True)
     for device in devices:
-        coords = {}
-        for compile in (False, True):
-            row, coords[compile] = time_generator(items, args.n, device, compile, args.batch_size,
-                                                     args.pool)
-            print(json.dumps(row), file=sys.stderr)
-            runs.append(row)
-        diffs[device] = agreement(coords[False], coords[True])
+        for pool in args.pool:
+            coords = {}
+            for compile in variants:
+                row, coords[compile] = time_generator(items, args.n, device, compile,
+                                                      args.batch_size, pool)
+                print(json.dumps(row), file=sys.stderr)
+                runs.append(row)
+            if not args.eager_only:
+                label = device if len(args.pool) == 1 else f"{device}, pool {pool}"
+                diffs[label] = agreement(coords[False], coords[True])
     workers = os.cpu_count() or 1
     etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,
                                  etkdg_random_seed(0))
     etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
     report = {
-        "config": {"molecules": len(items), "n": args.n, "pool": args.pool, "batch_size": args.batch_size,
+        "config": {"molecules": len(items), "n": args.n, "pools": args.pool, "batch_size": args.batch_size,
                    "cpu": _cpu_name(), "cpu_count": workers,
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
