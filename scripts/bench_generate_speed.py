@@ -134,6 +134,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
     RDLogger.DisableLog("rdApp.*")
+    commit = _git_commit()          # before the run: the code that was timed
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
     items = [(key, mol) for key, mol, _ in inputs]
@@ -159,7 +160,7 @@ def main() -> int:
                    "cpu": _cpu_name(), "cpu_count": workers,
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                   "commit": _git_commit()},
+                   "commit": commit},
         "runs": runs,
         "compiled_vs_eager": diffs,
         "etkdg": {"processes": workers, "wall_s": wall, "conformers": etkdg_confs,

@@ -82,12 +82,13 @@ SETS = {"crystal": (CRYSTAL, "name"),
         **{f"coverage_{k}": (path, "ensemble") for k, path in ENSEMBLES.items()}}
 
 
-def _sub_pool_picks(dist: np.ndarray, pool: int, n: int) -> list[int]:
-    """The generator's ``n`` starts at ``--pool pool`` from the ``(P, P)`` distances of a
-    larger pool: max-min picks of its first ``pool`` when ``pool > n``, else its first ``n``."""
+def _sub_pool_picks(dist: np.ndarray | None, pool: int, n: int, size: int) -> list[int]:
+    """The generator's ``n`` starts at ``--pool pool`` from a larger pool of ``size``
+    conformers: max-min picks of its first ``pool`` (``dist``: its ``(size, size)`` distances)
+    when ``pool > n``, else its first ``n``."""
     if pool > n:
         return max_min_order(dist[:pool, :pool], n)
-    return list(range(min(n, len(dist))))
+    return list(range(min(n, size)))
 
 
 def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, tuple[int, ...], int]
@@ -116,13 +117,13 @@ def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, tuple[int, ...],
         row = {name: {str(k): float(to_ref[order[:k], 0].min()) for k in NS}
                for name, order in orders.items()}
         for p in sub_pools:
-            row[sub_pool_name(p)] = {str(k): float(to_ref[_sub_pool_picks(dist, p, k), 0].min())
+            row[sub_pool_name(p)] = {str(k): float(to_ref[_sub_pool_picks(dist, p, k, len(coords)), 0].min())
                                      for k in NS}
         row["all"] = float(to_ref.min())
     else:
         row = {name: coverage_metrics(to_ref[order[:n]]) for name, order in orders.items()}
         for p in sub_pools:
-            row[sub_pool_name(p)] = coverage_metrics(to_ref[_sub_pool_picks(dist, p, n)])
+            row[sub_pool_name(p)] = coverage_metrics(to_ref[_sub_pool_picks(dist, p, n, len(coords))])
         row["all"] = {k: v for k, v in coverage_metrics(to_ref).items() if k.endswith("_r")}
         row["references"] = len(ref_xyz)
     row["pool_size"] = len(coords)
@@ -225,6 +226,7 @@ def main() -> int:
     out = args.out or REPO / "benchmarks" / ("pool_selection" if crystal else
                                             f"pool_selection_{args.set.removeprefix('coverage_')}")
     seed = etkdg_random_seed(GenerateOptions().seed)
+    commit = _git_commit()
     sub_pools = tuple(sorted(p for p in set(args.sub_pools) if 1 <= p < args.pool))
 
     path, group_by = SETS[args.set]
@@ -243,7 +245,7 @@ def main() -> int:
 
     config = {"set": args.set, "data": path.name, "subset": args.subset if crystal else None,
               "limit": args.limit, "pool": args.pool, "sub_pools": sub_pools, "etkdg_seed": seed,
-              "workers": args.workers, "commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
+              "workers": args.workers, "commit": commit, "date": time.strftime("%Y-%m-%d"),
               "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
                **summary_by_order(rows, crystal, report_orders({"config": config})),

@@ -90,9 +90,10 @@ def test_compare_names_the_methods_a_report_has(tmp_path, capsys):
 def test_a_smaller_pool_picks_from_its_first_conformers_and_only_when_larger_than_n():
     points = np.random.default_rng(3).normal(size=(30, 2))
     dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
-    picks = _sub_pool_picks(dist, 12, 5)
+    picks = _sub_pool_picks(dist, 12, 5, 30)
     assert picks == max_min_order(dist[:12, :12], 5)
     assert max(picks) < 12 and picks != max_min_order(dist, 5)
     # pool <= n: the generator embeds n conformers and picks nothing
-    assert _sub_pool_picks(dist, 12, 12) == list(range(12))
-    assert _sub_pool_picks(dist, 5, 20) == list(range(20))
+    assert _sub_pool_picks(dist, 12, 12, 30) == list(range(12))
+    assert _sub_pool_picks(None, 5, 20, 30) == list(range(20))
+    assert _sub_pool_picks(None, 5, 20, 8) == list(range(8))     # ETKDG embedded fewer
