@@ -78,6 +78,8 @@ def report_orders(report: dict) -> tuple[str, ...]:
     """The orders of a report: :data:`ORDERS` and its smaller pools' (none in reports made
     before ``--sub-pools``)."""
     return ORDERS + tuple(sub_pool_name(p) for p in report["config"].get("sub_pools", ()))
+
+
 SETS = {"crystal": (CRYSTAL, "name"),
         **{f"coverage_{k}": (path, "ensemble") for k, path in ENSEMBLES.items()}}
 
