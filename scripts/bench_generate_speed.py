@@ -11,9 +11,10 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   reverse-SDE steps, stereo repair, checks and clean-up), ``-n`` conformers per molecule,
   seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
-* before any timed run, one untimed pass over every molecule at ``--pool 1`` on each device
-  pays the process's one-off costs (without it, whichever configuration ran first was about
-  25 % slower: 3.9 against 5.1 conformers/s for the same pool of 25 at ``-n 10``);
+* before any timed run, one untimed pass over every molecule at ``--pool 1`` on each device,
+  so that no configuration pays the process's one-off costs. Repeated runs on a shared
+  2-core VM still vary by about 20 % (the pool of 25 at ``-n 10``: 3.6 to 5.1 conformers/s
+  in three runs), so compare configurations of one run only;
 * then for every configuration a warm-up molecule: its time (``torch.compile``'s compilation
   included) is reported apart and left out of the throughput;
 * compiled against eager: per conformer, the largest coordinate difference to the eager
@@ -28,7 +29,7 @@ The quality of the conformers is the conformer benchmark's (``scripts/bench_conf
 this script only times.
 
     python scripts/bench_generate_speed.py --molecules 40 -n 50
-    python scripts/bench_generate_speed.py --molecules 20 -n 10 --pool 25,50,100,200 --eager-only \
+    python scripts/bench_generate_speed.py --molecules 20 -n 10 --pool 1,25,50,100,200 --eager-only \
         --out benchmarks/generate_speed_pools
 """
 from __future__ import annotations

@@ -2,15 +2,18 @@
 
 Each side is ``REPORT.json:METHOD``: a ``scripts/bench_conformers.py`` report with ``model``
 or ``etkdg``, or a ``scripts/bench_pool_selection.py`` report with one of its orders
-(``first``, ``k-medoids``, ``max-min``, ``max-min, pool P``). For every set both reports hold (``crystal``,
-``coverage_hexane``, ``coverage_geom_drugs``), on the molecules both sides have: the median
-(crystal, minimum RMSD at N = 1 / 10 / 50) or mean (coverage, COV-R / AMR-R / COV-P / AMR-P)
-of each side, the difference A minus B with its 95 % paired bootstrap interval (2,000
-resamples, seed 0, as in the reports themselves), and the fraction of molecules where each
-side is lower. This is how the between-run comparisons quoted in the READMEs are made.
+(``first``, ``k-medoids``, ``max-min``, ``max-min, pool P``; quote the spec for the space).
+For every set both reports hold (``crystal``, ``coverage_hexane``, ``coverage_geom_drugs``),
+on the molecules both sides have: the median (crystal, minimum RMSD at N = 1 / 10 / 50) or
+mean (coverage, COV-R / AMR-R / COV-P / AMR-P) of each side, the difference A minus B with its
+95 % paired bootstrap interval (2,000 resamples, seed 0, as in the reports themselves), and the
+fraction of molecules where each side is lower. This is how the between-run comparisons
+quoted in the READMEs are made.
 
     python scripts/compare_benchmarks.py benchmarks/conformers.json:model benchmarks/conformers_pool1.json:model
     python scripts/compare_benchmarks.py benchmarks/conformers.json:model benchmarks/pool_selection.json:max-min
+    python scripts/compare_benchmarks.py "benchmarks/pool_selection.json:max-min, pool 50" \
+        benchmarks/pool_selection.json:max-min
 """
 from __future__ import annotations
 
