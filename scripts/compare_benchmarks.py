@@ -49,7 +49,8 @@ def per_molecule_rows(spec: str) -> dict[str, dict[str, dict]]:
         by_method = {m: {name: r[m]["per_molecule"] for name, r in results.items()
                          if r.get(m, {}).get("per_molecule")} for m in METHODS}
     if method not in by_method:
-        raise ValueError(f"{path} has no method {method!r}; it has {', '.join(sorted(by_method))}")
+        raise ValueError(f"{path} has no method {method!r}; it has "
+                         f"{', '.join(map(repr, by_method))}")
     return by_method[method]
 
 

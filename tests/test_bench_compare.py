@@ -77,14 +77,15 @@ def test_compare_reads_both_report_kinds_and_pairs_the_shared_sets(tmp_path):
 
 def test_compare_names_the_methods_a_report_has(tmp_path, capsys):
     conformers, pool = _write_reports(tmp_path)
-    with pytest.raises(ValueError, match=r"has no method 'kmedoids'; it has first, k-medoids, max-min, max-min, pool 50"):
+    with pytest.raises(ValueError, match="has no method 'kmedoids'; it has 'first', 'k-medoids', "
+                                         "'max-min', 'max-min, pool 50'"):
         per_molecule_rows(f"{pool}:kmedoids")
     with pytest.raises(ValueError, match="expected REPORT.json:METHOD"):
         per_molecule_rows(str(pool))
     with pytest.raises(SystemExit) as exit_info:
         main([f"{conformers}:modl", f"{pool}:first"])
     assert exit_info.value.code == 2
-    assert "has no method 'modl'; it has etkdg, model" in capsys.readouterr().err
+    assert "has no method 'modl'; it has 'model', 'etkdg'" in capsys.readouterr().err
 
 
 def test_a_smaller_pool_picks_from_its_first_conformers_and_only_when_larger_than_n():
