@@ -8,8 +8,9 @@ samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x c
 batch (``batch_size`` atoms per batch).
 
 Two routes (``init``); the conformer benchmarks chose the default, ``etkdg`` with a pool of
-200 and max-min picks (``benchmarks/conformers.md``; ``benchmarks/conformers_kmedoids.md``
-with k-medoids picks, ``benchmarks/conformers_pool1.md`` without the pool):
+ETKDG conformers that grows with ``n`` (:func:`default_pool`) and max-min picks
+(``benchmarks/conformers.md``; ``benchmarks/conformers_kmedoids.md`` with k-medoids picks,
+``benchmarks/conformers_pool1.md`` without the pool):
 
 * ``prior``: reverse diffusion from the prior at ``t = T``;
 * ``etkdg`` (default): RDKit ETKDGv3 conformers (``randomSeed = seed + 1``), noised to ``t_start``
@@ -64,11 +65,29 @@ from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
 
 __all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGenerator", "generate_conformers",
-           "default_model_path", "draw_generator", "etkdg_random_seed", "INITS"]
+           "default_model_path", "default_pool", "draw_generator", "etkdg_random_seed", "INITS"]
 
 INITS = ("prior", "etkdg")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
 DEFAULT_STEPS = {"prior": 200, "etkdg": 10}
+# Default ETKDG pool of the etkdg route: (largest n, pool) steps, then MAX_DEFAULT_POOL.
+DEFAULT_POOLS = ((10, 50), (20, 100))
+MAX_DEFAULT_POOL = 200
+
+
+def default_pool(n: int) -> int:
+    """The ETKDG pool of the ``etkdg`` route for ``n`` conformers when none is given: 50 for
+    ``n <= 10``, 100 for ``n <= 20``, 200 above.
+
+    A pool helps only when it is several times ``n``: picking 10 starts from 50 scores as
+    picking them from 200 (crystal N = 10 and hexane coverage without the network,
+    ``benchmarks/pool_selection*.md``) at about a third of the ETKDG time, which dominates
+    the run on a CPU.
+    """
+    for largest_n, pool in DEFAULT_POOLS:
+        if n <= largest_n:
+            return pool
+    return MAX_DEFAULT_POOL
 
 
 def default_model_path() -> Path:
@@ -97,11 +116,12 @@ class GenerateOptions:
         max_heavy_atoms: refuse larger molecules (None = no limit).
         init: ``prior`` or ``etkdg`` (see module docstring).
         t_start: start time of the ``etkdg`` route, in ``(0, T]``.
-        pool: ETKDG conformers embedded per molecule (``etkdg`` route). With ``pool > n``
-            the ``n`` starts are the first ``n`` picks of ``pick`` on the ``pool``
-            embeddings: the first is the pool's medoid and every prefix is spread over the
-            pool, so the first ``k`` starts are the same for any ``n >= k``. ``pool <= n``
-            embeds ``n``, no pick.
+        pool: ETKDG conformers embedded per molecule (``etkdg`` route); ``None`` (default)
+            takes :func:`default_pool` of ``n`` (50, 100 or 200). With ``pool > n`` the ``n``
+            starts are the first ``n`` picks of ``pick`` on the ``pool`` embeddings: the first
+            is the pool's medoid and every prefix is spread over the pool, so at a fixed pool
+            the first ``k`` starts are the same for any ``n >= k``. ``pool <= n`` embeds
+            ``n``, no pick.
         pick: how the starts are picked from the pool, a key of
             :data:`molscore.chem.selection.PICKS`: ``max-min`` (farthest-point from the
             medoid; the default, for its coverage of reference ensembles) or ``k-medoids``
@@ -127,11 +147,16 @@ class GenerateOptions:
     max_heavy_atoms: int | None = 100
     init: str = "etkdg"
     t_start: float = 0.3
-    pool: int = 200
+    pool: int | None = None
     pick: str = "max-min"
     max_retries: int = 3
     cleanup: bool = True
     compile: bool = False
+
+    @property
+    def etkdg_pool(self) -> int:
+        """The pool size in use: ``pool``, or :func:`default_pool` of ``n``."""
+        return default_pool(self.n) if self.pool is None else self.pool
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
@@ -147,7 +172,7 @@ class GenerateOptions:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if not 0 < self.t_start <= 1:
             raise ValueError(f"t_start must be in (0, 1], got {self.t_start}")
-        if self.pool < 1:
+        if self.pool is not None and self.pool < 1:
             raise ValueError(f"pool must be >= 1, got {self.pool}")
         pick_order(self.pick)                              # unknown names raise ValueError
         if self.batch_size < 1:
@@ -257,7 +282,7 @@ class ConformerGenerator:
             del graph.pos
         job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
         if opts.init == "etkdg":
-            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.pool, opts.pick)
+            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick)
             if job.etkdg is None:
                 result.error = "ETKDG embedding failed (try --init prior)"
                 return result

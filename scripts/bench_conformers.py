@@ -3,8 +3,11 @@
 Writes ``benchmarks/conformers.json`` and ``benchmarks/conformers.md``.
 
 * crystal reproduction on ``bioactive_dev.sdf.gz``: a fixed random subset (``--subset``,
-  seed 0) of the PDB ligands; 50 conformers per molecule per method; minimum heavy-atom
-  RMSD of the first N = 1 / 10 / 50 to the crystal conformer (median, fraction < 0.5/1/2 Å);
+  seed 0) of the PDB ligands; 50 conformers per molecule per method (``--crystal-n``); minimum
+  heavy-atom RMSD of the first N = 1 / 10 / 50 to the crystal conformer (median, fraction
+  < 0.5/1/2 Å). The default pool grows with ``n`` (``generate --pool``), so the N = 1 and 10
+  rows of an ``-n 50`` run are not what ``-n 1`` or ``-n 10`` gives: ``--crystal-n 10`` scores
+  those (the first start of a pool is the same for every ``n`` of that pool);
 * ensemble coverage at 0.75 Å on ``solution_ensembles_hexane.sdf.gz`` and
   ``geom_drugs_excerpt.sdf.gz``: 2K conformers for K references (COV-R/AMR-R/COV-P/AMR-P,
   mean and median over molecules);
@@ -61,8 +64,9 @@ from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summa
                                    group_rmsd, read_groups, summarise, _heavy_positions)
 from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import check_stereo  # noqa: E402
-from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
-                               etkdg_random_seed)
+from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
+from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
+                               GenerateOptions, default_model_path, etkdg_random_seed)
 
 DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
 CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
@@ -176,7 +180,8 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
 
 
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
-             kind: str, threshold: float = 0.75) -> dict:
+             kind: str, threshold: float = 0.75, ns: tuple[int, ...] = NS) -> dict:
+    """Per-set summary of one method; crystal rows at each N of ``ns``."""
     rows, n_conf, n_req, n_stereo, n_geom, failed = [], 0, 0, 0, 0, 0
     per_molecule: dict[str, dict] = {}
     for key, _, group in inputs:
@@ -193,7 +198,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
         rmsd = group_rmsd(_heavy_positions(mol), group.xyz[:1] if kind == "crystal" else group.xyz,
                           matches)
         if kind == "crystal":
-            rows.append({n: float(rmsd[:n, 0].min()) for n in NS})
+            rows.append({n: float(rmsd[:n, 0].min()) for n in ns})
         else:
             rows.append(coverage_metrics(rmsd, threshold))
         per_molecule[key] = {str(k): v for k, v in rows[-1].items()}   # the keys JSON keeps
@@ -202,7 +207,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
            "frac_stereo_correct": n_stereo / max(n_conf, 1),
            "frac_geometry_ok": n_geom / max(n_conf, 1)}
     if kind == "crystal":
-        out.update(crystal_summary(rows, NS))
+        out.update(crystal_summary(rows, ns))
     else:
         for k in COVERAGE_METRICS:
             out[k] = summarise(r[k] for r in rows)
@@ -281,8 +286,9 @@ def main() -> int:
     ap.add_argument("--init", default="etkdg", choices=("prior", "etkdg"))
     ap.add_argument("--t-start", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
-    ap.add_argument("--pool", type=int, default=GenerateOptions.pool,
-                    help="ETKDG conformers embedded per molecule to pick the starts from (generate --pool)")
+    ap.add_argument("--pool", type=positive_int_or_auto, default=GenerateOptions.pool,
+                    help="ETKDG conformers embedded per molecule to pick the starts from "
+                         "(generate --pool; default auto: 50 / 100 / 200 by n)")
     ap.add_argument("--pick", default=GenerateOptions.pick, choices=tuple(PICKS),
                     help="how the starts are picked from the pool (generate --pick)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
@@ -290,6 +296,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8192)
     ap.add_argument("--subset", type=int, default=500, help="crystal molecules (default 500)")
+    ap.add_argument("--crystal-n", type=int, default=max(NS), choices=NS,
+                    help="conformers per crystal molecule (default 50); the table's N up to it")
     ap.add_argument("--max-ensemble", type=int, default=None,
                     help="molecules per ensemble set (default all)")
     ap.add_argument("--quick", action="store_true",
@@ -344,11 +352,12 @@ def main() -> int:
         ap.error(f"unknown set(s) {', '.join(sorted(unknown))}; choose from "
                  f"{', '.join(name for name, *_ in sets)}")
     sets = [s for s in sets if s[0] in wanted]
+    crystal_ns = tuple(n for n in NS if n <= args.crystal_n)
     model_confs = model_wall = etkdg_confs = etkdg_wall = 0.0
     for name, path, group_by, limit, seed in sets:
         print(f"{name}: reading {path.name}", file=sys.stderr)
         inputs = prepare_inputs(read_groups(path, group_by), limit, seed)
-        counts = [50 if name == "crystal" else 2 * len(g.xyz) for _, _, g in inputs]
+        counts = [args.crystal_n if name == "crystal" else 2 * len(g.xyz) for _, _, g in inputs]
         requested = {key: c for (key, _, _), c in zip(inputs, counts)}
         model_mols, wall = run_model(gen_kwargs, inputs, counts,
                                      1 if gen.device.type == "cuda" else args.workers)
@@ -364,8 +373,8 @@ def main() -> int:
         kind = "crystal" if name == "crystal" else "coverage"
         report["results"][name] = {
             "molecules_in_set": len(inputs), "molecules_both": len(both),
-            "model": evaluate(model_mols, both, requested, kind),
-            "etkdg": evaluate(etkdg_mols, both, requested, kind)}
+            "model": evaluate(model_mols, both, requested, kind, ns=crystal_ns),
+            "etkdg": evaluate(etkdg_mols, both, requested, kind, ns=crystal_ns)}
         if pb_version:
             keys = [key for key, _, _ in both]
             for method, mols in (("model", model_mols), ("etkdg", etkdg_mols)):
@@ -404,9 +413,11 @@ def merge_reports(paths: list[Path], out: Path) -> int:
     depend on the molecules of each part."""
     reports = [json.loads(p.read_text()) for p in paths]
     config = dict(reports[0]["config"])
-    if len({r["config"].get("posebusters") for r in reports}) > 1:
-        config["posebusters"] = "; ".join(f"{', '.join(r['results'])}: {r['config'].get('posebusters')}"
-                                          for r in reports)
+    # shown per part where the parts differ (reports from before --pool used pool 1)
+    for key, default, show in (("posebusters", None, str), ("pool", 1, _pool_text)):
+        if len({str(r["config"].get(key, default)) for r in reports}) > 1:
+            config[key] = "; ".join(f"{', '.join(r['results'])}: {show(r['config'].get(key, default))}"
+                                    for r in reports)
     merged = {"config": config, "results": {}, "speed": {},
               "parts": [{"file": p.name, "config": r["config"], "sets": list(r["results"]),
                          "speed": r["speed"]} for p, r in zip(paths, reports)]}
@@ -449,14 +460,20 @@ def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
         return {}
     if "cov_r" in next(iter(a.values())):
         return paired_bootstrap(a, b, names, COVERAGE_METRICS, "mean")
-    return paired_bootstrap(a, b, names)
+    return paired_bootstrap(a, b, names, tuple(next(iter(a.values()))))
+
+
+def _pool_text(pool: int | str | None) -> str:
+    if pool is not None:
+        return str(pool)
+    return "auto (" + ", ".join(f"{p} for n <= {n}" for n, p in DEFAULT_POOLS) + f", {MAX_DEFAULT_POOL} above)"
 
 
 def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
-             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {cfg.get('pool', 1)} "
+             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
              f"(pick {cfg.get('pick', 'k-medoids')}), clean-up "
              f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]
@@ -467,10 +484,11 @@ def markdown(report: dict) -> str:
     if "crystal" in res:
         c = res["crystal"]
         lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of "
-                  f"bioactive_dev, subset seed 0)", "",
+                  f"bioactive_dev, subset seed 0; {cfg.get('crystal_n', max(NS))} conformers "
+                  "per molecule)", "",
                   "| method | N | median RMSD (Å) | < 0.5 Å | < 1 Å | < 2 Å |", "|---|---|---|---|---|---|"]
         for method in ("model", "etkdg"):
-            for n in NS:
+            for n in (n for n in NS if f"N={n}" in c[method]):
                 r = c[method][f"N={n}"]
                 lines.append(f"| {method} | {n} | {r['median']:.3f} | {r['frac_below_0.5']:.3f} | "
                              f"{r['frac_below_1.0']:.3f} | {r['frac_below_2.0']:.3f} |")

@@ -7,7 +7,7 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   crystal subset (``bioactive_dev.sdf.gz``, subset seed 0: drug-like PDB ligands), each given
   as its reference record with hydrogens;
 * every configuration runs the default route (ETKDG starts picked from a pool of ``--pool``,
-  default the generator's, or of each of a comma-separated list of pools; ``t = 0.3``, 10
+  default the generator's ``auto``, or of each of a comma-separated list of pools; ``t = 0.3``, 10
   reverse-SDE steps, stereo repair, checks and clean-up), ``-n`` conformers per molecule,
   seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
@@ -49,11 +49,12 @@ from rdkit import RDLogger
 from bench_conformers import CRYSTAL, REPO, _git_commit, etkdg_all, prepare_inputs
 
 from molscore.chem.metrics import read_groups
-from molscore.generate import ConformerGenerator, GenerateOptions, etkdg_random_seed
+from molscore.cli.argtypes import positive_int_or_auto
+from molscore.generate import ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed
 
 
 def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,
-                   batch_size: int, pool: int) -> tuple[dict, list[np.ndarray]]:
+                   batch_size: int, pool: int | None) -> tuple[dict, list[np.ndarray]]:
     """Run the generator on ``items`` after a warm-up molecule; timings and the conformers
     ``(K, N, 3)`` per molecule."""
     gen = ConformerGenerator(device=device, n=n, seed=0, compile=compile, batch_size=batch_size,
@@ -93,9 +94,14 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _pool_name(pool: int | None, n: int) -> str:
+    """``P``, or ``auto (P)`` for the generator's default pool at ``n`` conformers."""
+    return f"auto ({default_pool(n)})" if pool is None else str(pool)
+
+
 def _pools_text(cfg: dict) -> str:
     """The pool sizes of a report's config (``pool`` in reports made before ``pools``)."""
-    return " / ".join(map(str, cfg.get("pools", [cfg.get("pool", 1)])))
+    return " / ".join(_pool_name(p, cfg["n"]) for p in cfg.get("pools", [cfg.get("pool", 1)]))
 
 
 def markdown(report: dict) -> str:
@@ -112,7 +118,7 @@ def markdown(report: dict) -> str:
     for row in report["runs"]:
         name = "molscore, compiled network" if row["compile"] else "molscore, eager network"
         if several:
-            name += f", pool {row['pool']}"
+            name += f", pool {_pool_name(row['pool'], cfg['n'])}"
         lines.append(f"| {name} | {row['device']} | {row['warmup_s']:.1f} | {row['conformers_per_s']:.1f} | "
                      f"{row['conformers_per_s'] / etkdg:.2f}x |")
     lines.append(f"| RDKit ETKDGv3, {report['etkdg']['processes']} processes | cpu | - | {etkdg:.1f} | 1.00x |")
@@ -131,9 +137,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=50, help="conformers per molecule (default 50)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, and cuda when present)")
     ap.add_argument("--batch-size", type=int, default=8192, help="atoms per sampling batch")
-    ap.add_argument("--pool", type=lambda text: [int(p) for p in text.split(",")],
+    ap.add_argument("--pool", type=lambda text: [positive_int_or_auto(p) for p in text.split(",")],
                     default=[GenerateOptions.pool], metavar="P[,P...]",
-                    help="generate --pool, or several pools to time one after the other")
+                    help="generate --pool (default auto), or several pools to time one after the other")
     ap.add_argument("--eager-only", action="store_true", help="skip the torch.compile runs")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
@@ -155,7 +161,7 @@ def main() -> int:
                 print(json.dumps(row), file=sys.stderr)
                 runs.append(row)
             if not args.eager_only:
-                label = device if len(args.pool) == 1 else f"{device}, pool {pool}"
+                label = device if len(args.pool) == 1 else f"{device}, pool {_pool_name(pool, args.n)}"
                 diffs[label] = agreement(coords[False], coords[True])
     workers = os.cpu_count() or 1
     etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,

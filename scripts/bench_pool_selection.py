@@ -63,7 +63,7 @@ from bench_generate_speed import _cpu_name  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
-from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
+from molscore.generate import MAX_DEFAULT_POOL, GenerateOptions, etkdg_random_seed  # noqa: E402
 
 ORDERS = ("first", "k-medoids", "max-min")
 SUB_POOLS = (25, 50, 100)
@@ -214,7 +214,8 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=500,
                     help="crystal set: the fixed random subset of bench_conformers.py (seed 0)")
     ap.add_argument("--limit", type=int, default=None, help="only the first LIMIT molecules")
-    ap.add_argument("--pool", type=int, default=GenerateOptions().pool)
+    ap.add_argument("--pool", type=int, default=MAX_DEFAULT_POOL,
+                    help=f"the pool to embed (default {MAX_DEFAULT_POOL}, generate's largest default)")
     ap.add_argument("--sub-pools", type=lambda text: tuple(int(p) for p in text.split(",") if p),
                     default=SUB_POOLS, metavar="P,P,...",
                     help="smaller pools to score max-min picks of (those under --pool; default "

@@ -89,10 +89,20 @@ def test_cli_defaults_are_the_generator_defaults():
     assert generate_options(args) == GenerateOptions()
 
 
-@pytest.mark.parametrize("flag, value, reason", [("--pool", "0", "pool must be >= 1"),
-                                                 ("--steps", "0", "steps must be >= 1")])
+@pytest.mark.parametrize("value, pool", [("auto", None), ("AUTO", None), ("50", 50)])
+def test_pool_flag(value, pool):
+    args = build_parser().parse_args(["generate", "CCO", "-o", "x.sdf", "--pool", value])
+    assert generate_options(args).pool == pool
+
+
+@pytest.mark.parametrize("flag, value, reason", [
+    ("--pool", "0", "argument --pool: expected a positive integer or 'auto', got '0'"),
+    ("--pool", "big", "argument --pool: expected a positive integer or 'auto', got 'big'"),
+    ("--steps", "0", "steps must be >= 1")])
 def test_bad_option_is_usage_error(tmp_path, capsys, flag, value, reason):
-    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), flag, value])
+    with pytest.raises(SystemExit) as exit_info:     # argparse's errors exit; main returns 2
+        raise SystemExit(main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), flag, value]))
+    rc = exit_info.value.code
     err = capsys.readouterr().err
     assert rc == 2 and reason in err and not (tmp_path / "x.sdf").exists()
 

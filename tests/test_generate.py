@@ -10,7 +10,8 @@ from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
 from molscore.chem.metrics import rmsd_matrix
 from molscore.chem.stereo import check_stereo, specified_centres
 from molscore.chem.task import build_model
-from molscore.generate import ConformerGenerator, etkdg_random_seed, generate_conformers
+from molscore.generate import (ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed,
+                               generate_conformers)
 from molscore.models.equivariant import build_backbone
 from molscore.sde import VESDE
 
@@ -95,7 +96,7 @@ def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules
     """Each conformer draw has its own generator: the same molecule gets the same conformers
     alone in one batch and between others in batches of 40 atoms (so that its draws are
     split over batches), which is what makes resumed and multi-process runs exact."""
-    kwargs = dict(device="cpu", n=3, steps=3, seed=5, cleanup=False, max_retries=2)
+    kwargs = dict(device="cpu", n=3, steps=3, seed=2, cleanup=False, max_retries=2)
     alone = ConformerGenerator(tiny_model, **kwargs).generate(STEREO_SMILES, name="x")
     items = [("a", "CCO"), ("x", STEREO_SMILES), ("b", "c1ccccc1O")]
     mixed = list(ConformerGenerator(tiny_model, batch_size=40, **kwargs).run(items))[1]
@@ -104,7 +105,7 @@ def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules
     a = np.stack([c.GetPositions() for c in alone.mol.GetConformers()])
     b = np.stack([c.GetPositions() for c in mixed.mol.GetConformers()])
     assert np.abs(a - b).max() < 1e-4
-    other = ConformerGenerator(tiny_model, **{**kwargs, "seed": 6}).generate(STEREO_SMILES, name="x")
+    other = ConformerGenerator(tiny_model, **{**kwargs, "seed": 3}).generate(STEREO_SMILES, name="x")
     assert np.abs(a[0] - other.mol.GetConformer(0).GetPositions()).max() > 0.1
 
 
@@ -207,3 +208,30 @@ def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
     to_pool = rmsd_matrix(spread, ref, None, ids)
     assert to_pool[0].argmin() == ids.index(medoid) and to_pool[1].argmin() == ids.index(farthest)
     assert to_pool.min(axis=1).max() < 0.2
+
+
+@pytest.mark.parametrize("n, pool", [(1, 50), (10, 50), (11, 100), (20, 100), (21, 200), (500, 200)])
+def test_default_pool_grows_with_n(n, pool):
+    assert default_pool(n) == pool
+    assert GenerateOptions(n=n).etkdg_pool == pool
+    assert GenerateOptions(n=n, pool=7).etkdg_pool == 7          # a given pool is kept
+
+
+def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
+    """With no pool given, the ETKDG pool follows ``n``, also when ``n`` changes after the
+    generator was built (as the benchmark's workers do)."""
+    import molscore.generate as generate_module
+
+    seen = []
+
+    def recording_etkdg(mol, n, seed, pool, pick):
+        seen.append((n, pool))
+        return embed(mol, n, seed, 1, pick)
+
+    embed = generate_module._etkdg
+    monkeypatch.setattr(generate_module, "_etkdg", recording_etkdg)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, steps=1, t_start=0.02, max_retries=0)
+    assert gen.generate("CCO").mol.GetNumConformers() == 2
+    gen.options.n = 12
+    assert gen.generate("CCO").mol.GetNumConformers() == 12
+    assert seen == [(2, 50), (12, 100)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "positive_float", "nonnegative_float"]
+__all__ = ["positive_int", "positive_int_or_auto", "positive_float", "nonnegative_float"]
 
 
 def _number(text: str, cast, what: str):
@@ -22,6 +22,16 @@ def positive_int(text: str) -> int:
     value = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_int_or_auto(text: str) -> int | None:
+    """An integer >= 1, or ``auto`` (None: the option's default rule)."""
+    if text.strip().lower() == "auto":
+        return None
+    value = _number(text, int, "a positive integer or 'auto'")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
     return value
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import UsageError
+from .argtypes import positive_int_or_auto
 
 if TYPE_CHECKING:                     # --help stays free of the RDKit / PyG imports
     from ..generate import GenerateOptions
@@ -67,11 +68,11 @@ def register(subparsers) -> None:
                    help="etkdg (default): ETKDG conformers noised to --t-start, then corrected by "
                         "the reverse SDE; prior: reverse diffusion from the prior")
     p.add_argument("--t-start", type=float, default=0.3, help="start time of --init etkdg (default 0.3)")
-    p.add_argument("--pool", type=int, default=200, metavar="P",
+    p.add_argument("--pool", type=positive_int_or_auto, default=None, metavar="P|auto",
                    help="--init etkdg: embed P ETKDG conformers per molecule and start from n "
-                        "representatives of them (--pick; default 200; --pool 50 is as good "
-                        "for n <= 10 and about 2.7x faster, for large libraries; --pool 1: the "
-                        "first n ETKDG conformers)")
+                        "representatives of them (--pick). Default auto: 50 for n <= 10, 100 for "
+                        "n <= 20, 200 above (a larger pool costs ETKDG time and picks the same "
+                        "starts); --pool 1: the first n ETKDG conformers")
     p.add_argument("--pick", default="max-min", choices=("max-min", "k-medoids"),
                    help="how the n starts are picked from the pool by RMSD: max-min (default; "
                         "farthest-point from the pool's medoid, the better coverage of "
