@@ -80,9 +80,11 @@ def default_pool(n: int) -> int:
     ``n <= 10``, 100 for ``n <= 20``, 200 above.
 
     A pool helps only when it is several times ``n``: picking 10 starts from 50 scores as
-    picking them from 200 (crystal N = 10 and hexane coverage without the network,
-    ``benchmarks/pool_selection*.md``) at about a third of the ETKDG time, which dominates
-    the run on a CPU.
+    picking them from 200 (the starts alone: ``benchmarks/pool_selection*.md``; with the
+    network: ``benchmarks/conformers_n10.md`` and the ensemble part of
+    ``benchmarks/conformers.md`` against ``benchmarks/conformers_maxmin_pool200.md``) at
+    about a third of the time (``benchmarks/generate_speed_auto.md``): ETKDG dominates the
+    run on a CPU.
     """
     for largest_n, pool in DEFAULT_POOLS:
         if n <= largest_n:
@@ -131,7 +133,7 @@ class GenerateOptions:
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
             compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
             twice the network's speed: 1.4x the conformers/s on the CPU at ``pool=1``, 1.1x
-            at the default pool, where ETKDG takes most of the time
+            at a pool of 200, where ETKDG takes most of the time
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
     """
@@ -526,8 +528,8 @@ def generate_conformers(smiles_or_mol: str | Chem.Mol, n: int = 10, *,
         model / meta / device: see :class:`ConformerGenerator`.
         options: fields of :class:`GenerateOptions` (``steps``, ``sampler``, ``seed``,
             ``relax``, ``dedupe``, ``batch_size``, ``largest_fragment``,
-            ``max_heavy_atoms``, ``init``, ``t_start``, ``max_retries``, ``cleanup``,
-            ``compile``).
+            ``max_heavy_atoms``, ``init``, ``t_start``, ``pool``, ``pick``, ``max_retries``,
+            ``cleanup``, ``compile``).
 
     Returns:
         ``Mol`` with explicit hydrogens and the conformers.

@@ -25,9 +25,10 @@ A run can be split over sets (``--sets``) and joined with ``--merge``.
 Every molecule is given to both methods as its reference record (hydrogens added with
 coordinates), so both produce the reference's stereoisomer with the same atoms. ETKDG:
 ``EmbedMultipleConfs`` with ETKDGv3, no force-field clean-up, ``randomSeed`` = ``--etkdg-seed``
-(default 1: the seed of the model route's own ETKDG starts, so with ``--init etkdg`` both
-methods start from the same ETKDG conformers and the paired differences are what the score
-model changes, free of ETKDG's seed-to-seed variance).
+(default 1: the seed of the model route's own ETKDG starts, so with ``--init etkdg`` the
+baseline's conformers are the first of the model's ETKDG pool, and at ``--pool 1`` both
+methods start from the same conformers and the paired differences are what the score model
+changes, free of ETKDG's seed-to-seed variance).
 Molecules that either method cannot handle (metals, failed embedding) are reported and left
 out of both. When PoseBusters imports (``pip install ".[bench]"``), its ``mol`` checks (bond
 lengths and angles, internal clashes, ring and double-bond flatness, internal energy) are run
@@ -215,6 +216,17 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
     return out
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _git_commit() -> str | None:
     """The checkout's commit (with ``+dirty`` for uncommitted changes), or None outside git."""
     import subprocess
@@ -337,7 +349,7 @@ def main() -> int:
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": str(shown),
                          "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, no force field",
-                         "device": str(gen.device), "cpu_count": os.cpu_count(),
+                         "device": str(gen.device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
                          "posebusters": (
@@ -454,13 +466,15 @@ def paired_bootstrap(a: dict[str, dict], b: dict[str, dict], names: tuple[str, s
 
 def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
     """:func:`paired_bootstrap` of two methods' per-molecule rows on one set: medians of the
-    minimum RMSD at each N for a crystal set (rows keyed by N), means of
-    :data:`COVERAGE_METRICS` for a coverage set; empty when either has no rows."""
+    minimum RMSD at each N both have for a crystal set (rows keyed by N; runs with another
+    ``--crystal-n`` have other N), means of :data:`COVERAGE_METRICS` for a coverage set; empty
+    when either has no rows."""
     if not a or not b:
         return {}
-    if "cov_r" in next(iter(a.values())):
+    first_a, first_b = next(iter(a.values())), next(iter(b.values()))
+    if "cov_r" in first_a:
         return paired_bootstrap(a, b, names, COVERAGE_METRICS, "mean")
-    return paired_bootstrap(a, b, names, tuple(next(iter(a.values()))))
+    return paired_bootstrap(a, b, names, tuple(n for n in first_a if n in first_b))
 
 
 def _pool_text(pool: int | str | None) -> str:
@@ -475,7 +489,9 @@ def markdown(report: dict) -> str:
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
              f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
              f"(pick {cfg.get('pick', 'k-medoids')}), clean-up "
-             f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}; ETKDG: {cfg['etkdg']}; "
+             f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}"
+             + (f" ({cfg['cpu']}, {cfg['cpu_count']} cores)" if "cpu" in cfg else "")
+             + f"; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]
     if "parts" in report:
         lines += ["Merged from runs of " + "; ".join(

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ import numpy as np
 import torch
 from rdkit import RDLogger
 
-from bench_conformers import CRYSTAL, REPO, _git_commit, etkdg_all, prepare_inputs
+from bench_conformers import CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs
 
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
@@ -82,16 +81,6 @@ def agreement(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> dict | 
         return None
     return {"conformers": len(diffs), "frac_within_0.001": float((diffs < 1e-3).mean()),
             "median": float(np.median(diffs)), "max": float(diffs.max())}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _pool_name(pool: int | None, n: int) -> str:

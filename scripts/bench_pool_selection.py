@@ -58,8 +58,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
-                              _git_commit, _with_coords, paired_bootstrap, prepare_inputs)
-from bench_generate_speed import _cpu_name  # noqa: E402
+                              _cpu_name, _git_commit, _with_coords, paired_bootstrap, prepare_inputs)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402

@@ -98,3 +98,23 @@ def test_a_smaller_pool_picks_from_its_first_conformers_and_only_when_larger_tha
     assert _sub_pool_picks(dist, 12, 12, 30) == list(range(12))
     assert _sub_pool_picks(None, 5, 20, 30) == list(range(20))
     assert _sub_pool_picks(None, 5, 20, 8) == list(range(8))     # ETKDG embedded fewer
+
+
+def test_runs_with_another_crystal_n_are_paired_on_the_n_both_have(tmp_path):
+    """A ``--crystal-n 10`` run has no N = 50 column; either way round, the comparison with
+    an ``-n 50`` run pairs N = 1 and 10 only."""
+    conformers, _ = _write_reports(tmp_path)
+    report = json.loads(conformers.read_text())
+    for method in ("model", "etkdg"):
+        rows = report["results"]["crystal"][method]["per_molecule"]
+        for row in rows.values():
+            row["1"] += 0.5
+            del row["50"]
+    short = tmp_path / "n10.json"
+    short.write_text(json.dumps(report))
+    for a, b, sign in ((short, conformers, "+"), (conformers, short, "-")):
+        body = [line for line in compare(f"{a}:model", f"{b}:model").splitlines()
+                if line.startswith("| crystal")]
+        assert [line.split(" | ")[2] for line in body] == ["N = 1", "N = 10"]
+        assert f"{sign}0.500 [{sign}0.500, {sign}0.500]" in body[0]
+        assert "+0.000 [+0.000, +0.000]" in body[1]

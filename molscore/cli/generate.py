@@ -88,7 +88,7 @@ def register(subparsers) -> None:
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network: 30-50 s once, then about 1.4x the conformers/s "
-                        "on the CPU at --pool 1, 1.1x with the default pool (long runs; needs a C++ "
+                        "on the CPU at --pool 1, 1.1x with a pool of 200 (long runs; needs a C++ "
                         "compiler)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output (same input and settings)")
