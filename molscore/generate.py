@@ -245,11 +245,15 @@ class ConformerGenerator:
         meta: checkpoint meta when ``model`` is a module.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         options: a :class:`GenerateOptions`, or keyword overrides of its fields.
+        etkdg_threads: RDKit's ``numThreads`` for the ETKDG pool (0: all cores; the
+            conformers do not depend on it). :mod:`molscore.parallel` workers use 1.
     """
 
     def __init__(self, model: str | Path | ScoreModel | None = None, *, meta: dict | None = None,
-                 device: str = "auto", options: GenerateOptions | None = None, **overrides):
+                 device: str = "auto", options: GenerateOptions | None = None,
+                 etkdg_threads: int = 0, **overrides):
         self.options = replace(options or GenerateOptions(), **overrides)
+        self.etkdg_threads = etkdg_threads
         self.options.validate()
         self.device = _pick_device(device)
         if model is None or isinstance(model, (str, Path)):
@@ -284,7 +288,8 @@ class ConformerGenerator:
             del graph.pos
         job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
         if opts.init == "etkdg":
-            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick)
+            job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick,
+                               self.etkdg_threads)
             if job.etkdg is None:
                 result.error = "ETKDG embedding failed (try --init prior)"
                 return result
@@ -474,14 +479,16 @@ def etkdg_random_seed(seed: int) -> int:
     return int(seed) + 1
 
 
-def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str) -> np.ndarray | None:
+def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str,
+           threads: int = 0) -> np.ndarray | None:
     """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``),
     or None. With ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in
-    ``pick`` order (:func:`~molscore.chem.selection.representative_conformers`)."""
+    ``pick`` order (:func:`~molscore.chem.selection.representative_conformers`). ``threads``:
+    RDKit's ``numThreads`` (0: all cores; the conformers do not depend on it)."""
     work = Chem.Mol(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
-    params.numThreads = 0          # all cores; the conformers do not depend on the thread count
+    params.numThreads = threads
     count = max(n, pool)
     with rdBase.BlockLogs():
         ids = list(AllChem.EmbedMultipleConfs(work, count, params))

@@ -1,5 +1,6 @@
 """Throughput of ``molscore generate`` in one process: eager against ``torch.compile``d network,
-on the CPU and (when present) on CUDA, with RDKit ETKDGv3 on all CPU cores as the baseline.
+on the CPU and (when present) on CUDA, and with ``--workers`` processes on the CPU, with RDKit
+ETKDGv3 on all CPU cores as the baseline.
 
 Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
 
@@ -22,6 +23,9 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   0.001 Å, and the median. Rounding differences can flip a stereo or geometry decision;
   the resampled conformers then draw other noise and the molecule's later conformers shift
   by one index, so a few conformers differ by whole conformations;
+* ``--workers W`` (CPU, eager): ``generate --workers W`` (:mod:`molscore.parallel`), timed
+  from the start of its processes, model loading included, and compared with the one-process
+  eager conformers as above;
 * baseline: ETKDGv3 (``randomSeed = 1``, no force field) conformers/s for the same molecules
   and counts, one process per CPU core.
 
@@ -31,6 +35,8 @@ this script only times.
     python scripts/bench_generate_speed.py --molecules 40 -n 50
     python scripts/bench_generate_speed.py --molecules 20 -n 10 --pool 1,25,50,100,200 --eager-only \
         --out benchmarks/generate_speed_pools
+    python scripts/bench_generate_speed.py --molecules 40 -n 10 --workers 1,2 --eager-only \
+        --out benchmarks/generate_speed_workers
 """
 from __future__ import annotations
 
@@ -50,24 +56,33 @@ from bench_conformers import CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, p
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
 from molscore.generate import ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed
+from molscore.parallel import generate_in_processes
 
 
 def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,
-                   batch_size: int, pool: int | None) -> tuple[dict, list[np.ndarray]]:
+                   batch_size: int, pool: int | None,
+                   workers: int = 1) -> tuple[dict, list[np.ndarray]]:
     """Run the generator on ``items`` after a warm-up molecule; timings and the conformers
-    ``(K, N, 3)`` per molecule."""
-    gen = ConformerGenerator(device=device, n=n, seed=0, compile=compile, batch_size=batch_size,
-                             pool=pool)
-    t0 = time.perf_counter()
-    gen.generate(items[0][1], name="warm-up")
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results = list(gen.run(items))
+    ``(K, N, 3)`` per molecule. With ``workers > 1`` (CPU, eager): ``generate --workers``,
+    timed from the start of its processes, so without a warm-up."""
+    options = GenerateOptions(n=n, seed=0, compile=compile, batch_size=batch_size, pool=pool)
+    if workers > 1:
+        warm = None
+        t0 = time.perf_counter()
+        results = list(generate_in_processes(items, workers, options=options))
+    else:
+        gen = ConformerGenerator(device=device, options=options)
+        t0 = time.perf_counter()
+        gen.generate(items[0][1], name="warm-up")
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = list(gen.run(items))
     wall = time.perf_counter() - t0
     coords = [np.stack([c.GetPositions() for c in r.mol.GetConformers()]) if r.ok else None
               for r in results]
     confs = sum(len(c) for c in coords if c is not None)
-    return {"device": device, "compile": compile, "pool": pool, "warmup_s": warm, "wall_s": wall,
+    return {"device": device, "compile": compile, "pool": pool, "workers": workers,
+            "warmup_s": warm, "wall_s": wall,
             "conformers": confs, "failed_molecules": sum(c is None for c in coords),
             "conformers_per_s": confs / wall}, coords
 
@@ -96,11 +111,13 @@ def _pools_text(cfg: dict) -> str:
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [
-        "# `molscore generate` throughput (one process)", "",
+        "# `molscore generate` throughput", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
         f"each, default route with an ETKDG pool of {_pools_text(cfg)}; {cfg['cpu']} "
         f"({cfg['cpu_count']} cores), torch {cfg['torch']} with "
-        f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}.", "",
+        f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}. "
+        "One process, except `--workers W` rows: W processes of one torch and one ETKDG thread, "
+        "timed from their start (no warm-up).", "",
         "| method | device | warm-up (s) | conformers/s | vs ETKDG |", "|---|---|---|---|---|"]
     etkdg = report["etkdg"]["conformers_per_s"]
     several = len(cfg.get("pools", ())) > 1
@@ -108,7 +125,10 @@ def markdown(report: dict) -> str:
         name = "molscore, compiled network" if row["compile"] else "molscore, eager network"
         if several:
             name += f", pool {_pool_name(row['pool'], cfg['n'])}"
-        lines.append(f"| {name} | {row['device']} | {row['warmup_s']:.1f} | {row['conformers_per_s']:.1f} | "
+        if row.get("workers", 1) > 1:
+            name += f", --workers {row['workers']}"
+        warm = "-" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"
+        lines.append(f"| {name} | {row['device']} | {warm} | {row['conformers_per_s']:.1f} | "
                      f"{row['conformers_per_s'] / etkdg:.2f}x |")
     lines.append(f"| RDKit ETKDGv3, {report['etkdg']['processes']} processes | cpu | - | {etkdg:.1f} | 1.00x |")
     for label, v in report["compiled_vs_eager"].items():
@@ -117,6 +137,11 @@ def markdown(report: dict) -> str:
                       f"of {v['conformers']} conformers agree within 0.001 Å (median largest coordinate "
                       f"difference {v['median']:.1e} Å); the rest were resampled differently after a "
                       f"rounding difference flipped a stereo or geometry decision (largest {v['max']:.2f} Å)."]
+    for label, v in report.get("workers_vs_one_process", {}).items():
+        if v is not None:
+            lines += ["", f"`{label}` against one process, same seed: {100 * v['frac_within_0.001']:.1f} % "
+                      f"of {v['conformers']} conformers agree within 0.001 Å (median largest coordinate "
+                      f"difference {v['median']:.1e} Å, largest {v['max']:.2f} Å)."]
     return "\n".join(lines) + "\n"
 
 
@@ -129,6 +154,9 @@ def main() -> int:
     ap.add_argument("--pool", type=lambda text: [positive_int_or_auto(p) for p in text.split(",")],
                     default=[GenerateOptions.pool], metavar="P[,P...]",
                     help="generate --pool (default auto), or several pools to time one after the other")
+    ap.add_argument("--workers", type=lambda text: [int(w) for w in text.split(",")], default=[1],
+                    metavar="W[,W...]",
+                    help="generate --workers to time on the CPU (default 1; above 1 eager only)")
     ap.add_argument("--eager-only", action="store_true", help="skip the torch.compile runs")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
@@ -137,7 +165,7 @@ def main() -> int:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
     items = [(key, mol) for key, mol, _ in inputs]
-    runs, diffs = [], {}
+    runs, diffs, workers_diffs = [], {}, {}
     variants = (False,) if args.eager_only else (False, True)
     for device in devices:
         list(ConformerGenerator(device=device, n=args.n, seed=0, batch_size=args.batch_size,
@@ -152,18 +180,28 @@ def main() -> int:
             if not args.eager_only:
                 label = device if len(args.pool) == 1 else f"{device}, pool {_pool_name(pool, args.n)}"
                 diffs[label] = agreement(coords[False], coords[True])
+            for workers in (w for w in args.workers if w > 1 and device == "cpu"):
+                row, spread = time_generator(items, args.n, device, False, args.batch_size, pool,
+                                             workers)
+                print(json.dumps(row), file=sys.stderr)
+                runs.append(row)
+                label = f"--workers {workers}" + ("" if len(args.pool) == 1
+                                                  else f", pool {_pool_name(pool, args.n)}")
+                workers_diffs[label] = agreement(coords[False], spread)
     workers = os.cpu_count() or 1
     etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,
                                  etkdg_random_seed(0))
     etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
     report = {
-        "config": {"molecules": len(items), "n": args.n, "pools": args.pool, "batch_size": args.batch_size,
+        "config": {"molecules": len(items), "n": args.n, "pools": args.pool, "workers": args.workers,
+                   "batch_size": args.batch_size,
                    "cpu": _cpu_name(), "cpu_count": workers,
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                    "commit": commit},
         "runs": runs,
         "compiled_vs_eager": diffs,
+        "workers_vs_one_process": workers_diffs,
         "etkdg": {"processes": workers, "wall_s": wall, "conformers": etkdg_confs,
                   "conformers_per_s": etkdg_confs / wall},
     }

@@ -209,3 +209,30 @@ def test_resume_refuses_other_settings_or_another_input(tiny_model, tmp_path, ca
     before = out.read_text()
     assert _generate(inp, out, tiny_model, "--resume", "--batch-size", "4096") == 1
     assert out.read_text() == before
+
+
+def test_workers_write_the_one_process_output(tiny_model, tmp_path):
+    """``--workers 2`` writes the records, properties and failures of a one-process run, in
+    input order (no clean-up: its minimisation of the random-weight model's conformers
+    amplifies float rounding)."""
+    inp = tmp_path / "in.smi"
+    inp.write_text("CCO ethanol\nC1CC broken\nOC(=O)c1ccccc1 benzoic\nC[Fe] iron\nCCN amine\n")
+    outs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / workers / "gen.sdf"
+        rc = main(["generate", "--input", str(inp), "-n", "2", "-o", str(out), "--model", tiny_model,
+                   "--steps", "2", "--device", "cpu", "--t-start", "0.05", "--no-cleanup",
+                   "--no-progress", "--workers", workers])
+        assert rc == 1
+        outs[workers] = out
+    one, two = (_records(outs[w]) for w in ("1", "2"))
+    assert [m.GetProp("_Name") for m in two] == ["ethanol"] * 2 + ["benzoic"] * 2 + ["amine"] * 2
+    for a, b in zip(one, two):
+        assert a.GetPropsAsDict() == b.GetPropsAsDict()
+        assert abs(a.GetConformer().GetPositions() - b.GetConformer().GetPositions()).max() < 1e-3
+    assert (outs["1"].parent / "failures.csv").read_text() == (outs["2"].parent / "failures.csv").read_text()
+
+
+def test_workers_with_cuda_is_usage_error(tmp_path, capsys):
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--workers", "2", "--device", "cuda"])
+    assert rc == 2 and "use --workers 1 with --device cuda" in capsys.readouterr().err

@@ -224,9 +224,9 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
 
     seen = []
 
-    def recording_etkdg(mol, n, seed, pool, pick):
+    def recording_etkdg(mol, n, seed, pool, pick, threads):
         seen.append((n, pool))
-        return embed(mol, n, seed, 1, pick)
+        return embed(mol, n, seed, 1, pick, threads)
 
     embed = generate_module._etkdg
     monkeypatch.setattr(generate_module, "_etkdg", recording_etkdg)

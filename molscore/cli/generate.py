@@ -25,8 +25,12 @@ to ``OUTPUT.json`` beside the output. --resume continues an interrupted run: it 
 records the output and ``failures.csv`` already hold, redoes the last molecule written
 (it may be incomplete) and appends the rest. It refuses other settings or another input.
 A molecule's conformers depend only on its input, the options and --seed, so the resumed
-output is the one an uninterrupted run writes (another --batch-size or --device changes
-only float rounding).
+output is the one an uninterrupted run writes (another --batch-size, --device or --workers
+changes only float rounding).
+
+--workers W generates on W CPU processes (``molscore.parallel``), each with one torch and one
+ETKDG thread, for large inputs on a many-core machine; records are still written in input
+order as they complete.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import UsageError
-from .argtypes import positive_int_or_auto
+from .argtypes import positive_int, positive_int_or_auto
 
 if TYPE_CHECKING:                     # --help stays free of the RDKit / PyG imports
     from ..generate import GenerateOptions
@@ -60,6 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="output SDF (.sdf or .sdf.gz)")
     p.add_argument("--model", help="checkpoint (default: shipped weights molscore/weights/conformer.pt)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=positive_int, default=1, metavar="W",
+                   help="CPU processes generating in parallel (default 1; about the number of "
+                        "cores for large runs; each loads the model once; the conformers are "
+                        "those of one process; not with --device cuda)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default 10 with --init etkdg, 200 with --init prior)")
@@ -173,6 +181,7 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -
 def run(args) -> int:
     from ..chem.io import FailureLog, InputRecord, SDFStreamWriter, replace_atomically
     from ..generate import ConformerGenerator, default_model_path
+    from ..parallel import generate_in_processes
 
     duplicates: list[str] = []
     records = _records(args, duplicates)
@@ -180,9 +189,12 @@ def run(args) -> int:
         print(f"molscore generate: {len(duplicates)} duplicate name(s) renamed: "
               f"{', '.join(duplicates[:5])}{' ...' if len(duplicates) > 5 else ''}", file=sys.stderr)
     options = generate_options(args)
+    if args.workers > 1 and args.device == "cuda":
+        raise UsageError("--workers runs CPU processes; use --workers 1 with --device cuda")
     try:
         options.validate()
-        generator = ConformerGenerator(args.model, device=args.device, options=options)
+        generator = ConformerGenerator(args.model, device="cpu" if args.workers > 1 else args.device,
+                                       options=options)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     out = Path(args.output)
@@ -207,7 +219,11 @@ def run(args) -> int:
         replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
     items = items[start:]
     good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
-    results = generator.run(good, progress=not args.no_progress, total=len(good))
+    if args.workers > 1:
+        results = generate_in_processes(good, args.workers, model=args.model, options=options,
+                                        progress=not args.no_progress, total=len(good))
+    else:
+        results = generator.run(good, progress=not args.no_progress, total=len(good))
     n_ok = 0
     with SDFStreamWriter(out, append=start > 0) as writer, \
             FailureLog(failures_path, append=start > 0) as failures:
@@ -227,6 +243,7 @@ def run(args) -> int:
                 for reason in result.dropped:
                     failures.add(result.name, result.input, reason)
                 n_fail += 1
+    results.close()                     # stops the worker processes of --workers
     print(f"molscore generate: {n_ok} molecule(s), {writer.records} conformer(s) -> {out}"
           + (f"; {n_fail} failure(s) in {failures_path}" if n_fail else ""),
           file=sys.stderr)

@@ -1,0 +1,62 @@
+"""Conformer generation over several processes gives the one-process results, in order."""
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from molscore.generate import ConformerGenerator, GenerateOptions
+from molscore.parallel import generate_in_processes
+from test_generate import STEREO_SMILES, make_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def _conformer_props(mol: Chem.Mol) -> list[dict]:
+    props = [c.GetPropsAsDict() for c in mol.GetConformers()]
+    assert all({"conformer", "checks"} <= set(p) for p in props)
+    return props
+
+
+def test_two_processes_give_the_one_process_results_in_input_order(tiny_model):
+    """Chunks of one molecule, so every molecule is sampled in a batch of its own in the
+    workers and next to the others in one process: the same conformers, properties, errors
+    and dropped reasons, for SMILES and ``Mol`` inputs alike."""
+    mol_input = Chem.AddHs(Chem.MolFromSmiles("OC(=O)c1ccccc1"))
+    items = [("a", "CCO"), ("bad", "C1CC"), ("x", STEREO_SMILES), ("m", mol_input),
+             ("metal", "C[Fe]"), ("c", "c1ccccc1O")]
+    # no clean-up: its MMFF94 minimisation of the random-weight model's conformers turns
+    # float rounding into differences of up to 0.01 Å, in one process as well
+    options = GenerateOptions(n=3, steps=3, seed=2, max_retries=2, cleanup=False)
+    alone = list(ConformerGenerator(tiny_model, device="cpu", options=options).run(items))
+    spread = list(generate_in_processes(items, 2, model=tiny_model, options=options, chunk=1))
+    assert [r.name for r in spread] == [name for name, _ in items]
+    for one, many in zip(alone, spread):
+        assert (many.input, many.ok, many.error, many.dropped) == (one.input, one.ok, one.error,
+                                                                   one.dropped)
+        if one.ok:
+            assert many.mol.GetPropsAsDict() == one.mol.GetPropsAsDict()
+            assert _conformer_props(many.mol) == _conformer_props(one.mol)
+            a = np.stack([c.GetPositions() for c in one.mol.GetConformers()])
+            b = np.stack([c.GetPositions() for c in many.mol.GetConformers()])
+            assert np.abs(a - b).max() < 1e-4
+    assert "invalid SMILES" in spread[1].error and "Fe" in spread[4].error
+    assert spread[3].mol.GetNumAtoms() == mol_input.GetNumAtoms()
+
+
+def test_bad_arguments_fail_before_any_process_starts(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        next(generate_in_processes([("a", "CCO")], 0, model=tiny_model))
+    with pytest.raises(FileNotFoundError, match="model weights not found"):
+        next(generate_in_processes([("a", "CCO")], 2, model=tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        next(generate_in_processes([("a", "CCO")], 2, model=tiny_model,
+                                   options=GenerateOptions(n=0)))
+
+
+def test_a_worker_that_cannot_load_the_model_raises_in_the_caller(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint .*broken.pt"):
+        list(generate_in_processes([("a", "CCO")], 1, model=broken))
