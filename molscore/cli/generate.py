@@ -219,7 +219,7 @@ def run(args) -> int:
         replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
     items = items[start:]
     good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
-    if args.workers > 1:
+    if args.workers > 1 and good:
         results = generate_in_processes(good, args.workers, model=args.model, options=options,
                                         progress=not args.no_progress, total=len(good))
     else:
