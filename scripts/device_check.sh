@@ -1,0 +1,37 @@
+#!/bin/bash
+# The GPU checks of a session lent a device machine, in one call of at most 9 minutes (after
+# scripts/device_prepare.sh here; carry .device): the CUDA tests, `molscore generate`
+# throughput on the GPU at the default settings (`-n 10`, so a pool of 50) against ETKDGv3 on
+# all CPU cores, and `--workers` on the machine's CPU cores. Results go to $OUT (6 files). It
+# runs under the image's python3 (torch, torch-geometric, e3nn, torchdiffeq there) with RDKit
+# from .device/whl and molscore from this checkout. `PYTHON=.venv/bin/python
+# MOLSCORE_TEST_DEVICE=cpu DEVICES=cpu MOLECULES=4 bash scripts/device_check.sh` runs the same
+# steps, smaller, on a CPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/molscore_device_check}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+if ! "$PY" -c "import rdkit" 2> /dev/null && compgen -G ".device/whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/molscore_site .device/whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/molscore_site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+[ -d .device/data ] && export MOLSCORE_DATA_ROOT=$PWD/.device/data
+export PYTHONUNBUFFERED=1
+DEVICES=${DEVICES:-cuda}
+MOLECULES=${MOLECULES:-40}
+{
+    nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
+    nproc
+    "$PY" -c "import torch, rdkit, torch_geometric, e3nn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'rdkit', rdkit.__version__, 'pyg', torch_geometric.__version__, 'e3nn', e3nn.__version__)"
+} 2>&1 | tee "$OUT/env.txt"
+timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py 2>&1 | tail -30 | tee "$OUT/test_device.txt"
+timeout 150 "$PY" scripts/bench_generate_speed.py --devices "$DEVICES" --molecules "$MOLECULES" -n 10 --eager-only \
+    --out "$OUT/generate_speed_device" 2>&1 | tail -15
+CORES=$(nproc)
+timeout 150 "$PY" scripts/bench_generate_speed.py --devices cpu --molecules "$MOLECULES" -n 10 \
+    --workers "1,$CORES" --eager-only --out "$OUT/generate_speed_workers" 2>&1 | tail -15
+ls -la "$OUT"
