@@ -478,6 +478,7 @@ def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
 
 
 def _pool_text(pool: int | str | None) -> str:
+    """A report's ``pool`` as the markdown shows it (None: the generator's ``auto`` rule)."""
     if pool is not None:
         return str(pool)
     return "auto (" + ", ".join(f"{p} for n <= {n}" for n, p in DEFAULT_POOLS) + f", {MAX_DEFAULT_POOL} above)"

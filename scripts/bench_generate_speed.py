@@ -1,5 +1,5 @@
-"""Throughput of ``molscore generate`` in one process: eager against ``torch.compile``d network,
-on the CPU and (when present) on CUDA, and with ``--workers`` processes on the CPU, with RDKit
+"""Throughput of ``molscore generate``: eager against ``torch.compile``d network in one process,
+on the CPU and (when present) on CUDA, and over ``--workers`` processes on the CPU, with RDKit
 ETKDGv3 on all CPU cores as the baseline.
 
 Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
