@@ -134,3 +134,52 @@ def test_centres_rdkit_does_not_perceive_from_3d_are_checked_and_repaired(smiles
         mirror_conformer(mol, cid)                     # keep the wrong-handed one
     report = fix_stereo(mol, cid)
     assert report.ok and report.mirrored and check_stereo(mol, cid).ok
+
+
+STRAINED = ["CN[C@@]12C[C@]1(O)CC2=O", "C[C@]12CN3[C@H]1[C@]3(CO)C2", "O=C1[C@H]2CN2[C@H]1[C@H]1CO1"]
+
+
+@pytest.mark.parametrize("smiles", STRAINED)
+def test_bridgeheads_of_fused_small_rings_are_read_from_all_four_volumes(smiles):
+    """In ETKDG + MMFF94 conformers these centres lie close to a face of their neighbours'
+    tetrahedron (one signed volume near 0, where the flatness test used to fail every
+    conformer, and where RDKit's own perception from 3D gets the first molecule's C4 wrong):
+    they are correct, their mirror images are inverted, and the mirror is repaired."""
+    from molscore.chem.stereo import centre_volumes
+
+    mol = _embed(smiles, 5)
+    AllChem.MMFFOptimizeMoleculeConfs(mol)
+    centres = specified_centres(mol)
+    smallest = min(np.abs(centre_volumes(conf.GetPositions(), idx,
+                                         [b.GetOtherAtomIdx(idx) for b in mol.GetAtomWithIdx(idx).GetBonds()])).min()
+                   for conf in mol.GetConformers() for idx in centres)
+    assert smallest < 0.2                        # the case the one weak volume is allowed for
+    for conf in mol.GetConformers():
+        report = check_stereo(mol, conf.GetId())
+        assert report.ok and sorted(report.correct_centres) == sorted(centres)
+        mirror_conformer(mol, conf.GetId())
+        assert sorted(check_stereo(mol, conf.GetId()).inverted_centres) == sorted(centres)
+        repaired = fix_stereo(mol, conf.GetId())
+        assert repaired.ok and repaired.mirrored
+
+
+def test_centre_volumes_of_regular_flat_and_distorted_centres():
+    from molscore.chem.stereo import _clearly_handed, centre_volumes
+
+    tetra = np.array([[0, 0, 0], [1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float)
+    vols = centre_volumes(tetra, 0, [1, 2, 3, 4])
+    assert vols == pytest.approx([vols[0]] * 4) and abs(vols[0]) == pytest.approx(0.7698, abs=1e-4)
+    assert centre_volumes(tetra * [-1, 1, 1], 0, [1, 2, 3, 4]) == pytest.approx(-vols)
+    assert centre_volumes(tetra, 0, [1, 2, 3]) == pytest.approx([np.linalg.det(tetra[1:4] / np.sqrt(3))])
+    for small_ring in (False, True):
+        assert _clearly_handed(vols, small_ring, 0.2)
+        square = np.array([[0, 0, 0], [1, 0, 0.05], [0, 1, -0.05], [-1, 0, 0.05], [0, -1, -0.05]])
+        assert not _clearly_handed(centre_volumes(square, 0, [1, 2, 3, 4]), small_ring, 0.2)
+        # three neighbours tipped past the centre towards the fourth: outside the tetrahedron
+        tipped = np.array([[0, 0, 0], [0.94, 0, 0.5], [-0.47, 0.82, 0.5], [-0.47, -0.82, 0.5], [0, 0, 1]])
+        assert not _clearly_handed(centre_volumes(tipped, 0, [1, 2, 3, 4]), small_ring, 0.2)
+    # one volume near zero, the others clear: allowed only in a three- or four-membered ring
+    on_face = np.array([[0, 0, 0], [1, 0, 0], [-0.5, 0.87, 0], [-0.5, -0.87, -0.05], [0, 0.3, 1]])
+    near_face = centre_volumes(on_face, 0, [1, 2, 3, 4])
+    assert (np.abs(near_face) < 0.2).sum() == 1
+    assert _clearly_handed(near_face, True, 0.2) and not _clearly_handed(near_face, False, 0.2)

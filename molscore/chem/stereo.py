@@ -5,15 +5,20 @@ tetrahedral chiral tags ``CHI_TETRAHEDRAL_CW/CCW`` and double-bond labels
 ``STEREOE/Z`` (or ``STEREOCIS/TRANS`` relative to the bond's stereo atoms). A centre's
 tag is read from the conformer directly (:func:`centre_tag`): with the neighbours in
 RDKit's reference order (the atom's bond order), CCW means a positive signed volume
-``det(u0, u1, u2)`` of the vectors to the first three, for four-coordinate centres and
-for three-coordinate ones (lone pair) alike. This agrees with RDKit's
+``det(u0, u1, u2)`` of the unit vectors to the first three, for three-coordinate centres
+(lone pair) and four-coordinate ones alike. A four-coordinate centre has four such triples,
+and with the sign each takes in a regular CCW centre (:func:`centre_volumes`) all four are
+positive; the tag is the sign of their sum, so that one triple near zero (a centre close to
+a face of its neighbours' tetrahedron, as at the bridgeheads of fused three-membered rings)
+does not decide it. This agrees with RDKit's
 :func:`rdkit.Chem.AssignAtomChiralTagsFromStructure` wherever RDKit assigns a tag, and also
 covers centres RDKit does not perceive from 3D (three-coordinate P, and quaternary N, whose
 tag :func:`rdkit.Chem.AssignStereochemistryFrom3D` clears). E/Z bonds are read with
-``AssignStereochemistryFrom3D`` on a copy. Each specified
-centre must in addition be clearly non-planar: the smallest |det| of three unit
-vectors from the centre to its neighbours (0.77 for an ideal tetrahedron, 0 when
-flat) must exceed ``flat_tol``.
+``AssignStereochemistryFrom3D`` on a copy. Each specified centre must in addition be clearly
+non-planar: every signed volume must reach ``flat_tol`` (0.77 for an ideal tetrahedron, 0
+when flat) with the tag's sign, except that a centre in a three- or four-membered ring may
+have one triple between ``-flat_tol`` and ``flat_tol``, which its correct geometry has (down
+to 0.00 in ETKDG and MMFF94 conformers of such molecules).
 
 Repair (:func:`fix_stereo`): a conformer whose specified centres are *all* inverted is
 the mirror image, so reflecting it (``x -> -x``) restores every centre and leaves
@@ -40,7 +45,7 @@ from .coords import set_positions
 
 __all__ = ["StereoReport", "centre_tag", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
            "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
-           "centre_min_volume"]
+           "centre_volumes"]
 
 _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
@@ -102,30 +107,44 @@ def _positions(mol: Chem.Mol, conf_id: int) -> np.ndarray:
     return np.asarray(mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
 
 
-def centre_min_volume(pos: np.ndarray, centre: int, neighbours: list[int]) -> float:
-    """Smallest ``|det(u_i, u_j, u_k)|`` over triples of unit vectors centre -> neighbour.
+def centre_volumes(pos: np.ndarray, centre: int, neighbours: list[int]) -> np.ndarray:
+    """Signed volumes of the unit vectors ``u`` from ``centre`` to its ``neighbours``.
 
-    ``pos`` is ``(N, 3)``. 0.77 for an ideal tetrahedron, about 0.5-0.6 for a pyramidal
-    three-coordinate centre, 0 for a planar one.
+    ``pos`` is ``(N, 3)``; ``neighbours`` in the atom's bond order (RDKit's reference order
+    for its chiral tag). Three neighbours: ``[det(u0, u1, u2)]``. Four: one volume per triple,
+    the one without neighbour ``m`` times ``(-1)^(m + 1)``, so that all four are positive
+    (0.77 each for an ideal tetrahedron) in a CCW centre and negative in a CW one; they agree
+    in sign while the centre lies inside the tetrahedron of its neighbours' directions.
     """
     u = pos[neighbours] - pos[centre]
     u = u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8)
-    k = len(neighbours)
-    vols = [abs(np.linalg.det(u[[i, j, m]])) for i in range(k) for j in range(i + 1, k)
-            for m in range(j + 1, k)]
-    return float(min(vols)) if vols else 0.0
+    if len(neighbours) == 3:
+        return np.array([np.linalg.det(u)])
+    if len(neighbours) != 4:
+        raise ValueError(f"a stereocentre has 3 or 4 neighbours, atom {centre} has {len(neighbours)}")
+    return np.array([(-1) ** (m + 1) * np.linalg.det(np.delete(u, m, axis=0)) for m in range(4)])
+
+
+def _bond_order_neighbours(mol: Chem.Mol, centre: int) -> list[int]:
+    return [b.GetOtherAtomIdx(centre) for b in mol.GetAtomWithIdx(centre).GetBonds()]
 
 
 def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
-    """Chiral tag of atom ``centre`` in coordinates ``pos`` ``(N, 3)``, in RDKit's convention.
+    """Chiral tag of atom ``centre`` in coordinates ``pos`` ``(N, 3)``, in RDKit's convention:
+    ``CHI_TETRAHEDRAL_CCW`` when the :func:`centre_volumes` sum to a positive number (for
+    three neighbours, ``det(u0, u1, u2) > 0``), ``CW`` otherwise."""
+    vols = centre_volumes(pos, centre, _bond_order_neighbours(mol, centre))
+    return Chem.ChiralType.CHI_TETRAHEDRAL_CCW if vols.sum() > 0 else Chem.ChiralType.CHI_TETRAHEDRAL_CW
 
-    ``CHI_TETRAHEDRAL_CCW`` when ``det(u0, u1, u2) > 0`` for the vectors from the centre to
-    its first three neighbours in bond order, ``CW`` otherwise (three or four neighbours).
-    """
-    atom = mol.GetAtomWithIdx(centre)
-    nbrs = [b.GetOtherAtomIdx(centre) for b in atom.GetBonds()][:3]
-    vol = np.linalg.det(pos[nbrs] - pos[centre])
-    return Chem.ChiralType.CHI_TETRAHEDRAL_CCW if vol > 0 else Chem.ChiralType.CHI_TETRAHEDRAL_CW
+
+def _clearly_handed(vols: np.ndarray, small_ring: bool, tol: float) -> bool:
+    """Every signed volume at least ``tol`` with the sign of their sum; in a three- or
+    four-membered ring one of four may lie within ``(-tol, tol)``."""
+    signed = vols * np.sign(vols.sum())
+    strong = int((signed >= tol).sum())
+    if strong == len(vols):
+        return True
+    return small_ring and len(vols) == 4 and strong == 3 and bool((signed > -tol).all())
 
 
 def _dihedral(p: np.ndarray) -> float:
@@ -143,7 +162,8 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
     Args:
         mol: molecule with explicit hydrogens, stereo assigned, and conformers.
         conf_id: conformer to check.
-        flat_tol: smallest acceptable :func:`centre_min_volume` of a specified centre.
+        flat_tol: smallest acceptable :func:`centre_volumes` of a specified centre (with
+            the tag's sign; see the module docstring for centres in small rings).
     """
     centres = specified_centres(mol)
     bonds = specified_double_bonds(mol)
@@ -152,10 +172,12 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
         return report
     conf_id = mol.GetConformer(conf_id).GetId()
     pos = _positions(mol, conf_id)
+    rings = mol.GetRingInfo()
     for idx, tag in centres.items():
-        atom = mol.GetAtomWithIdx(idx)
-        nbrs = [n.GetIdx() for n in atom.GetNeighbors()]
-        if len(nbrs) < 3 or centre_min_volume(pos, idx, nbrs) < flat_tol:
+        nbrs = _bond_order_neighbours(mol, idx)
+        small_ring = rings.IsAtomInRingOfSize(idx, 3) or rings.IsAtomInRingOfSize(idx, 4)
+        if len(nbrs) not in (3, 4) or not _clearly_handed(centre_volumes(pos, idx, nbrs),
+                                                          small_ring, flat_tol):
             report.flat_centres.append(idx)
         elif centre_tag(pos, mol, idx) == tag:
             report.correct_centres.append(idx)
