@@ -6,6 +6,7 @@ it also holds the DDP worker so spawned processes can import it by name.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import torch
@@ -69,6 +70,8 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    if "lo" in {name for _, name in socket.if_nameindex()}:
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"   # Gloo's pairs on loopback, not the host name's
     torch.set_num_threads(1)
     trainer = Trainer(base_config(steps=6, val_every=3, ckpt_every=3), out_dir,
                       device="cpu", progress=False)

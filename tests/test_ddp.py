@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -16,8 +17,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_two_ranks(tmp_path: Path) -> Path:
+    """The 2-rank run; returns its folder. On the 2-core sandbox of 2026-12-02 (gVisor) Gloo
+    aborted a rank within a second of starting ('terminate called without an active
+    exception', SIGABRT) in three runs within two minutes and in one CI run, among some 50
+    that passed, and never with a wrong result; the ranks now connect on loopback
+    (``ddp_worker``), and such a start is tried once more, in a fresh folder on a fresh port.
+    A second abort, or any other failure, fails the test."""
+    for attempt in (1, 2):
+        out_dir = tmp_path / f"run{attempt}"
+        out_dir.mkdir()
+        try:
+            mp.spawn(ddp_worker, args=(2, _free_port(), str(out_dir)), nprocs=2, join=True)
+            return out_dir
+        except mp.ProcessExitedException as err:
+            if attempt == 2 or err.signal_name != "SIGABRT":
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_two_process_gloo_run_keeps_replicas_identical(tmp_path):
-    mp.spawn(ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    tmp_path = _run_two_ranks(tmp_path)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k, v in r0["params"].items():

@@ -11,7 +11,8 @@ and with the sign each takes in a regular CCW centre (:func:`centre_volumes`) al
 positive; the tag is the sign of their sum, so that one triple near zero (a centre close to
 a face of its neighbours' tetrahedron, as at the bridgeheads of fused three-membered rings)
 does not decide it. This agrees with RDKit's
-:func:`rdkit.Chem.AssignAtomChiralTagsFromStructure` wherever RDKit assigns a tag, and also
+:func:`rdkit.Chem.AssignAtomChiralTagsFromStructure` at regular centres (near a face RDKit
+reads the first three neighbours and can get the tag that ETKDG embedded wrong), and also
 covers centres RDKit does not perceive from 3D (three-coordinate P, and quaternary N, whose
 tag :func:`rdkit.Chem.AssignStereochemistryFrom3D` clears). E/Z bonds are read with
 ``AssignStereochemistryFrom3D`` on a copy. Each specified centre must in addition be clearly
