@@ -134,7 +134,10 @@ def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
     """Chiral tag of atom ``centre`` in coordinates ``pos`` ``(N, 3)``, in RDKit's convention:
     ``CHI_TETRAHEDRAL_CCW`` when the :func:`centre_volumes` sum to a positive number (for
     three neighbours, ``det(u0, u1, u2) > 0``), ``CW`` otherwise."""
-    vols = centre_volumes(pos, centre, _bond_order_neighbours(mol, centre))
+    return _tag(centre_volumes(pos, centre, _bond_order_neighbours(mol, centre)))
+
+
+def _tag(vols: np.ndarray) -> Chem.ChiralType:
     return Chem.ChiralType.CHI_TETRAHEDRAL_CCW if vols.sum() > 0 else Chem.ChiralType.CHI_TETRAHEDRAL_CW
 
 
@@ -177,10 +180,10 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
     for idx, tag in centres.items():
         nbrs = _bond_order_neighbours(mol, idx)
         small_ring = rings.IsAtomInRingOfSize(idx, 3) or rings.IsAtomInRingOfSize(idx, 4)
-        if len(nbrs) not in (3, 4) or not _clearly_handed(centre_volumes(pos, idx, nbrs),
-                                                          small_ring, flat_tol):
+        vols = centre_volumes(pos, idx, nbrs) if len(nbrs) in (3, 4) else None
+        if vols is None or not _clearly_handed(vols, small_ring, flat_tol):
             report.flat_centres.append(idx)
-        elif centre_tag(pos, mol, idx) == tag:
+        elif _tag(vols) == tag:
             report.correct_centres.append(idx)
         else:
             report.inverted_centres.append(idx)
