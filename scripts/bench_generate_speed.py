@@ -9,7 +9,8 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   as its reference record with hydrogens;
 * every configuration runs the default route (ETKDG starts picked from a pool of ``--pool``,
   default the generator's ``auto``, or of each of a comma-separated list of pools; ``t = 0.3``, 10
-  reverse-SDE steps, stereo repair, checks and clean-up), ``-n`` conformers per molecule,
+  reverse-SDE steps, stereo repair, checks and clean-up), or with ``--init prior`` the route
+  from the prior (200 steps unless ``--steps``; no ETKDG), ``-n`` conformers per molecule,
   seed 0, in one process
   with torch's default threads (all cores) and ETKDG on all cores (``numThreads = 0``);
 * before any timed run, one untimed pass over every molecule at ``--pool 1`` on each device,
@@ -27,7 +28,9 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
   from the start of its processes, model loading included, and compared with the one-process
   eager conformers as above;
 * baseline: ETKDGv3 (``randomSeed = 1``, no force field) conformers/s for the same molecules
-  and counts, one process per CPU core.
+  and counts, one process per CPU core, timed first;
+* the report is rewritten after every timed configuration, so a run stopped by a time limit
+  (a device machine's) keeps what it measured.
 
 The quality of the conformers is the conformer benchmark's (``scripts/bench_conformers.py``);
 this script only times.
@@ -55,17 +58,19 @@ from bench_conformers import CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, p
 
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
-from molscore.generate import ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed
+from molscore.generate import (DEFAULT_STEPS, ConformerGenerator, GenerateOptions, default_pool,
+                               etkdg_random_seed)
 from molscore.parallel import generate_in_processes
 
 
 def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,
-                   batch_size: int, pool: int | None,
-                   workers: int = 1) -> tuple[dict, list[np.ndarray]]:
+                   batch_size: int, pool: int | None, workers: int = 1, init: str = "etkdg",
+                   steps: int | None = None) -> tuple[dict, list[np.ndarray]]:
     """Run the generator on ``items`` after a warm-up molecule; timings and the conformers
     ``(K, N, 3)`` per molecule. With ``workers > 1`` (CPU, eager): ``generate --workers``,
     timed from the start of its processes, so without a warm-up."""
-    options = GenerateOptions(n=n, seed=0, compile=compile, batch_size=batch_size, pool=pool)
+    options = GenerateOptions(n=n, seed=0, compile=compile, batch_size=batch_size, pool=pool,
+                              init=init, steps=steps)
     if workers > 1:
         warm = None
         t0 = time.perf_counter()
@@ -82,6 +87,7 @@ def time_generator(items: list[tuple[str, object]], n: int, device: str, compile
               for r in results]
     confs = sum(len(c) for c in coords if c is not None)
     return {"device": device, "compile": compile, "pool": pool, "workers": workers,
+            "init": init, "steps": steps or DEFAULT_STEPS[init],
             "warmup_s": warm, "wall_s": wall,
             "conformers": confs, "failed_molecules": sum(c is None for c in coords),
             "conformers_per_s": confs / wall}, coords
@@ -108,12 +114,20 @@ def _pools_text(cfg: dict) -> str:
     return " / ".join(_pool_name(p, cfg["n"]) for p in cfg.get("pools", [cfg.get("pool", 1)]))
 
 
+def _route_text(cfg: dict) -> str:
+    """The sampling route of a report's config (reports made before ``init`` used the default)."""
+    if cfg.get("init", "etkdg") == "prior":
+        return f"`--init prior` route ({cfg['steps'] or DEFAULT_STEPS['prior']} reverse-SDE steps from the prior)"
+    steps = cfg.get("steps") or DEFAULT_STEPS["etkdg"]
+    return f"ETKDG route ({steps} steps from `t_start`) with an ETKDG pool of {_pools_text(cfg)}"
+
+
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [
         "# `molscore generate` throughput", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
-        f"each, default route with an ETKDG pool of {_pools_text(cfg)}; {cfg['cpu']} "
+        f"each, {_route_text(cfg)}, {cfg['batch_size']} atoms per sampling batch; {cfg['cpu']} "
         f"({cfg['cpu_count']} cores), torch {cfg['torch']} with "
         f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}. "
         "One process, except `--workers W` rows: W processes of one torch and one ETKDG thread, "
@@ -158,6 +172,10 @@ def main() -> int:
                     metavar="W[,W...]",
                     help="generate --workers to time on the CPU (default 1; above 1 eager only)")
     ap.add_argument("--eager-only", action="store_true", help="skip the torch.compile runs")
+    ap.add_argument("--init", choices=("etkdg", "prior"), default="etkdg",
+                    help="generate --init: the route to time (default etkdg; --pool is unused with prior)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="generate --steps (default: the route's, 10 from ETKDG, 200 from the prior)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
     args = ap.parse_args()
     RDLogger.DisableLog("rdApp.*")
@@ -165,35 +183,14 @@ def main() -> int:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
     items = [(key, mol) for key, mol, _ in inputs]
-    runs, diffs, workers_diffs = [], {}, {}
-    variants = (False,) if args.eager_only else (False, True)
-    for device in devices:
-        list(ConformerGenerator(device=device, n=args.n, seed=0, batch_size=args.batch_size,
-                                pool=1).run(items))          # untimed: the process's one-off costs
-        for pool in args.pool:
-            coords = {}
-            for compile in variants:
-                row, coords[compile] = time_generator(items, args.n, device, compile,
-                                                      args.batch_size, pool)
-                print(json.dumps(row), file=sys.stderr)
-                runs.append(row)
-            if not args.eager_only:
-                label = device if len(args.pool) == 1 else f"{device}, pool {_pool_name(pool, args.n)}"
-                diffs[label] = agreement(coords[False], coords[True])
-            for workers in (w for w in args.workers if w > 1 and device == "cpu"):
-                row, spread = time_generator(items, args.n, device, False, args.batch_size, pool,
-                                             workers)
-                print(json.dumps(row), file=sys.stderr)
-                runs.append(row)
-                label = f"--workers {workers}" + ("" if len(args.pool) == 1
-                                                  else f", pool {_pool_name(pool, args.n)}")
-                workers_diffs[label] = agreement(coords[False], spread)
     workers = os.cpu_count() or 1
     etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,
                                  etkdg_random_seed(0))
     etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
+    runs, diffs, workers_diffs = [], {}, {}
     report = {
-        "config": {"molecules": len(items), "n": args.n, "pools": args.pool, "workers": args.workers,
+        "config": {"molecules": len(items), "n": args.n, "init": args.init, "steps": args.steps,
+                   "pools": args.pool, "workers": args.workers,
                    "batch_size": args.batch_size,
                    "cpu": _cpu_name(), "cpu_count": workers,
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -206,8 +203,38 @@ def main() -> int:
                   "conformers_per_s": etkdg_confs / wall},
     }
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+
+    def write() -> None:
+        """Write the report so far: a run cut short keeps every configuration it timed."""
+        out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(report))
+
+    variants = (False,) if args.eager_only else (False, True)
+    for device in devices:
+        list(ConformerGenerator(device=device, n=args.n, seed=0, batch_size=args.batch_size,
+                                pool=1).run(items))          # untimed: the process's one-off costs
+        for pool in args.pool:
+            coords = {}
+            for compile in variants:
+                row, coords[compile] = time_generator(items, args.n, device, compile,
+                                                      args.batch_size, pool, init=args.init,
+                                                      steps=args.steps)
+                print(json.dumps(row), file=sys.stderr)
+                runs.append(row)
+                write()
+            if not args.eager_only:
+                label = device if len(args.pool) == 1 else f"{device}, pool {_pool_name(pool, args.n)}"
+                diffs[label] = agreement(coords[False], coords[True])
+            for n_workers in (w for w in args.workers if w > 1 and device == "cpu"):
+                row, spread = time_generator(items, args.n, device, False, args.batch_size, pool,
+                                             n_workers, init=args.init, steps=args.steps)
+                print(json.dumps(row), file=sys.stderr)
+                runs.append(row)
+                label = f"--workers {n_workers}" + ("" if len(args.pool) == 1
+                                                  else f", pool {_pool_name(pool, args.n)}")
+                workers_diffs[label] = agreement(coords[False], spread)
+                write()
+    write()
     print(markdown(report))
     return 0
 

@@ -3,7 +3,7 @@
 # the package registry is reachable: the RDKit wheel for the device image's Python 3.12 (its
 # image lacks RDKit; everything else molscore needs is there) and the crystal benchmark
 # molecules, since ../shared does not travel. About 34 MB. Then, with the device tool:
-#   run(command="bash scripts/device_check.sh", carry=[".device"], timeout_s=540)
+#   run(command="bash scripts/device_check.sh", carry=[".device"], timeout_s=570)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RDKIT_VERSION=$(python3 -c "import rdkit; print(rdkit.__version__)" 2>/dev/null \
