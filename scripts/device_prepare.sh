@@ -6,8 +6,8 @@
 #                                            3.12) and .device/data (crystal benchmark
 #                                            molecules), about 34 MB, for scripts/device_check.sh:
 #       run(command="bash scripts/device_check.sh", carry=[".device"], timeout_s=570)
-#   bash scripts/device_prepare.sh --train   .device/train: RDKit unpacked and re-packed as
-#                                            .tar.xz (24 MB against the wheel's 33) and the
+#   bash scripts/device_prepare.sh --train   .device/train: RDKit unpacked, without Contrib and
+#                                            the stubs, as .tar.xz (17 MB; the wheel is 33) and the
 #                                            processed CCD dataset runs/data/ccd as .tar.xz, for
 #                                            scripts/device_train.sh (build the dataset first:
 #                                            configs/conformers_gpu.yaml). A device call carries
