@@ -11,7 +11,7 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     optim: {lr, weight_decay, betas, grad_clip, schedule: cosine|constant, warmup, min_lr_ratio}
     ema: {decay: 0.999}       # or a bare number
     batch_size: 32
-    steps: 10000              # or epochs: N
+    steps: 10000              # or epochs: N; 0 only scores the starting weights
     val_every: 500            # validation loss per noise-level bucket (EMA weights)
     val_bins: 5
     val_batches: null         # cap on validation batches, evenly spread (null: whole val set)
@@ -576,6 +576,14 @@ class Trainer:
             raise
         finally:
             bar.close()
+        if self.step == start and self.resumed_from is None:
+            # a run of no steps (``steps: 0``): score the starting weights and write the
+            # checkpoint the summary names
+            val = self.validate()
+            if val is not None:
+                last_val = val["val_loss"]
+                self._log({"kind": "val", "step": self.step, **val})
+            self.save()
         elapsed = time.time() - t0
         summary = {
             "out_dir": str(self.out_dir), "checkpoint": str(self.out_dir / CHECKPOINT_NAME),

@@ -270,6 +270,30 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["resumed_from"] is None
 
 
+def test_cli_zero_steps_scores_the_init_weights(tmp_path, capsys):
+    """``--steps 0 --init PATH``: the validation loss of PATH's EMA weights under the
+    config's protocol, and a step-0 checkpoint holding exactly those weights."""
+    from molscore.cli import main
+
+    first = tmp_path / "first"
+    train(base_config(steps=6), first, device="cpu", progress=False)
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=50))
+    out = tmp_path / "score"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "--steps", "0",
+                 "--init", str(first / "checkpoint.pt"), "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    direct = Trainer(base_config(init=str(first / "checkpoint.pt")), tmp_path / "direct",
+                     device="cpu", progress=False).validate()
+    assert summary["steps"] == 0 and summary["val_loss"] == direct["val_loss"]
+    assert _records(out, "val")[0]["val_loss_bins"] == direct["val_loss_bins"]
+    assert f"val {direct['val_loss']:.4g}" in capsys.readouterr().out
+    ema = torch.load(first / "checkpoint.pt", weights_only=True)["ema"]["shadow"]
+    ckpt = torch.load(summary["checkpoint"], weights_only=True)
+    assert ckpt["step"] == 0 and ckpt["meta"]["init"] == str(first / "checkpoint.pt")
+    for k, v in ckpt["model"].items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("text, message", [
     (None, "config file not found"),
     ("- a\n- b\n", "must hold a mapping"),

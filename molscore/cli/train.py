@@ -27,6 +27,11 @@ def register(subparsers) -> None:
                    help="auto: CUDA when available (default)")
     p.add_argument("--steps", type=int, metavar="N", help="override the config's total steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--init", metavar="PATH",
+                   help="override the config's init: the checkpoint or model file whose (EMA) "
+                        "weights start a fresh run (a resumed run keeps its own). With "
+                        "--steps 0 the run only scores these weights on the config's "
+                        "validation set")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from DIR/checkpoint.pt if present (default: yes)")
     p.add_argument("--threads", type=int, metavar="N",
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.seed is not None:
         cfg["seed"] = args.seed
+    if args.init is not None:
+        cfg["init"] = args.init
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
     try:
         summary = train(cfg, out, resume=args.resume, device=args.device,
