@@ -5,7 +5,9 @@
 # and stop it with SIGINT, which saves checkpoint.pt at the step reached; then copy
 # checkpoint.pt (model, EMA, optimiser, RNG and data-order state), metrics.jsonl and the
 # exported EMA model (model.pt, for `molscore generate --model`) to $OUT. Put an earlier call's
-# checkpoint.pt (and metrics.jsonl) into .device/train/ and the run resumes it exactly.
+# checkpoint.pt (and metrics.jsonl) into .device/train/ and the run resumes it exactly. A model
+# file at .device/train/init.pt starts a fresh run from its weights instead of the shipped ones
+# (e.g. `cp runs/cpu_continue/model.pt .device/train/init.pt`; a checkpoint to resume wins).
 # `PYTHON=.venv/bin/python DEVICE=cpu MINUTES=1 bash scripts/device_train.sh` runs the same
 # steps on a CPU.
 set -uo pipefail
@@ -29,10 +31,13 @@ if [ -f .device/train/checkpoint.pt ]; then
     mkdir -p "$RUN" && cp .device/train/checkpoint.pt "$RUN/"
     [ -f .device/train/metrics.jsonl ] && cp .device/train/metrics.jsonl "$RUN/"
 fi
+INIT=()
+[ -f .device/train/init.pt ] && INIT=(--init .device/train/init.pt)
 { nvidia-smi -L 2>/dev/null; env -u OMP_NUM_THREADS nproc; } | tee "$OUT/env.txt"
 # --foreground: SIGINT reaches the trainer alone, not its data-loader workers
 timeout --foreground -s INT -k 60 $((MINUTES * 60)) \
-    "$PY" -m molscore train --config configs/conformers_gpu.yaml -o "$RUN" --device "$DEVICE" --quiet
+    "$PY" -m molscore train --config configs/conformers_gpu.yaml -o "$RUN" --device "$DEVICE" \
+    "${INIT[@]}" --quiet
 echo "train exit status $?"
 cp "$RUN/checkpoint.pt" "$RUN/metrics.jsonl" "$OUT/"
 "$PY" -c "from molscore.checkpoint import export_model; print(export_model('$RUN/checkpoint.pt', '$OUT/model.pt'))"
