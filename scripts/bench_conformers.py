@@ -63,6 +63,7 @@ from molscore.chem.coords import add_conformer  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
+from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import check_stereo  # noqa: E402
 from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
@@ -78,25 +79,31 @@ COVERAGE_METRICS = ("cov_r", "amr_r", "cov_p", "amr_p")
 MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
 
 
-def _etkdg_job(args: tuple[str, int, int]) -> list[np.ndarray]:
-    """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays."""
-    block, n, seed = args
+def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:
+    """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays; with the last
+    item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`)."""
+    block, n, seed, relax = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
     Chem.AssignStereochemistryFrom3D(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
+    if relax and ids:
+        try:
+            relax_conformers(mol)
+        except ValueError:          # no force-field parameters: kept as embedded, as generate does
+            pass
     return [mol.GetConformer(i).GetPositions() for i in ids]
 
 
 def etkdg_all(mols: list[Chem.Mol], counts: list[int], workers: int,
-              seed: int) -> tuple[list[Chem.Mol], float]:
-    """ETKDG conformers (``randomSeed = seed``, never 0) for every molecule on ``workers``
-    processes; returns mols and wall s."""
+              seed: int, relax: bool = False) -> tuple[list[Chem.Mol], float]:
+    """ETKDG conformers (``randomSeed = seed``, never 0; MMFF94-minimised with ``relax``) for
+    every molecule on ``workers`` processes; returns mols and wall s."""
     if seed == 0:
         raise ValueError("ETKDG randomSeed 0 returns identical conformers; use another seed")
-    jobs = [(Chem.MolToMolBlock(m), n, seed) for m, n in zip(mols, counts)]
+    jobs = [(Chem.MolToMolBlock(m), n, seed, relax) for m, n in zip(mols, counts)]
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers) as pool:
         t0 = time.perf_counter()
@@ -304,6 +311,9 @@ def main() -> int:
     ap.add_argument("--pick", default=GenerateOptions.pick, choices=tuple(PICKS),
                     help="how the starts are picked from the pool (generate --pick)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
+    ap.add_argument("--relax", action="store_true",
+                    help="MMFF94 minimisation of every conformer (generate --relax), and of "
+                         "ETKDG's too, so that the baseline stays like for like")
     ap.add_argument("--sampler", default="reverse")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8192)
@@ -341,14 +351,15 @@ def main() -> int:
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
                       init=args.init, t_start=args.t_start, pool=args.pool, pick=args.pick,
                       batch_size=args.batch_size,
-                      seed=MODEL_SEED, cleanup=not args.no_cleanup)
+                      seed=MODEL_SEED, cleanup=not args.no_cleanup, relax=args.relax)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
     pb_version = None if args.no_posebusters else posebusters_version()
     shown = Path(model).resolve()
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": str(shown),
-                         "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, no force field",
+                         "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, "
+                                  + ("MMFF94-minimised as generate --relax" if args.relax else "no force field"),
                          "device": str(gen.device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
@@ -376,7 +387,7 @@ def main() -> int:
         model_wall += wall
         model_confs += sum(m.GetNumConformers() for m in model_mols.values() if m is not None)
         ekd, wall_e = etkdg_all([m for _, m, _ in inputs], counts, args.workers,
-                                args.etkdg_seed)
+                                args.etkdg_seed, args.relax)
         etkdg_wall += wall_e
         etkdg_confs += sum(m.GetNumConformers() for m in ekd)
         etkdg_mols = {key: m for (key, _, _), m in zip(inputs, ekd)}

@@ -100,7 +100,7 @@ def _pool_job(args: tuple[str, str, str, np.ndarray, bool, int, tuple[int, ...],
     ETKDG fails."""
     key, block, ref_block, ref_xyz, crystal, pool, sub_pools, seed = args
     n = max(NS) if crystal else 2 * len(ref_xyz)
-    coords = _etkdg_job((block, max(pool, n), seed))
+    coords = _etkdg_job((block, max(pool, n), seed, False))
     if not coords:
         return key, None
     mol = _with_coords(Chem.MolFromMolBlock(block, removeHs=False), coords)

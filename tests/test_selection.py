@@ -47,6 +47,14 @@ def test_max_min_picks_the_farthest_point_from_all_earlier_picks():
     assert max_min_order(dist, 3) == max_min_order(dist, 5)[:3]
 
 
+def test_max_min_from_a_given_start():
+    dist = _dist(np.arange(9.0)[:, None])
+    assert max_min_order(dist, 4, start=0) == [0, 8, 4, 2]
+    assert max_min_order(dist, 3, start=4) == max_min_order(dist, 3)
+    with pytest.raises(ValueError, match="start 9 is not an index of a pool of 9"):
+        max_min_order(dist, 2, start=9)
+
+
 def test_max_min_never_repeats_a_pick_among_exact_copies():
     dist = np.zeros((4, 4))                                      # four identical conformers
     assert max_min_order(dist, 4) == [0, 1, 2, 3]

@@ -63,22 +63,25 @@ def representative_order(dist: np.ndarray, n: int) -> list[int]:
     return picks
 
 
-def max_min_order(dist: np.ndarray, n: int) -> list[int]:
+def max_min_order(dist: np.ndarray, n: int, start: int | None = None) -> list[int]:
     """Farthest-point order of ``n`` items from a symmetric distance matrix, from the medoid.
 
     Args:
         dist: ``(P, P)`` distances between the pool's items (zero diagonal).
         n: picks wanted; at most ``P`` are returned.
+        start: the first pick (default: the medoid).
 
     Returns:
-        ``min(n, P)`` distinct indices: the first minimises ``sum_j dist[s, j]`` (the medoid,
-        as in :func:`representative_order`), each later one maximises
-        ``min_{s in picks} dist[s, j]`` (ties go to the lowest index).
+        ``min(n, P)`` distinct indices: the first is ``start`` or else minimises
+        ``sum_j dist[s, j]`` (the medoid, as in :func:`representative_order`), each later one
+        maximises ``min_{s in picks} dist[s, j]`` (ties go to the lowest index).
     """
     dist = _square(dist)
     if n < 1 or dist.shape[0] == 0:
         return []
-    picks = [int(np.argmin(dist.sum(axis=1)))]
+    if start is not None and not 0 <= start < dist.shape[0]:
+        raise ValueError(f"start {start} is not an index of a pool of {dist.shape[0]}")
+    picks = [int(np.argmin(dist.sum(axis=1))) if start is None else int(start)]
     nearest = dist[picks[0]].copy()
     nearest[picks[0]] = -np.inf
     while len(picks) < min(n, dist.shape[0]):
