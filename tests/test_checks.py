@@ -108,3 +108,48 @@ def test_twisted_double_bond_flagged():
     assert [p for p in problems if p.startswith("non-planar double bond: C1=C2")], problems
     # aromatic bonds and C=O are not C=C double bonds of the pattern
     assert GeometryChecker(_mmff("CC(=O)Nc1ccc(O)cc1")).double_bonds.shape == (0, 6)
+
+
+def _open_angle(mol: Chem.Mol, centre: int, end: int, degrees: float) -> Chem.Mol:
+    """Rotate the side of bond centre-end that holds ``end`` about the normal of the plane of
+    ``end``, ``centre`` and another neighbour of ``centre``, opening that angle by ``degrees``."""
+    mol = Chem.Mol(mol)
+    conf = mol.GetConformer()
+    pos = conf.GetPositions()
+    other = next(n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors() if n.GetIdx() != end)
+    axis = np.cross(pos[other] - pos[centre], pos[end] - pos[centre])
+    axis /= np.linalg.norm(axis)
+    theta = np.radians(degrees)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + np.sin(theta) * k + (1 - np.cos(theta)) * k @ k      # Rodrigues
+    edit = Chem.RWMol(mol)
+    edit.RemoveBond(centre, end)
+    side = Chem.GetMolFrags(edit, asMols=False, sanitizeFrags=False)
+    moving = next(f for f in side if end in f)
+    for i in moving:
+        conf.SetAtomPosition(i, (rot @ (pos[i] - pos[centre]) + pos[centre]).tolist())
+    return mol
+
+
+def _angle(mol: Chem.Mol, a: int, c: int, b: int) -> float:
+    pos = mol.GetConformer().GetPositions()
+    u, v = pos[a] - pos[c], pos[b] - pos[c]
+    return float(np.degrees(np.arccos(u @ v / np.linalg.norm(u) / np.linalg.norm(v))))
+
+
+def test_angles_next_to_phosphorus_get_the_wider_tolerance():
+    """An ether C-O-C opened to about 140 deg fails (UFF range 106-113 + 20); a phosphate
+    ester P-O-C opened alike passes, as observed P-O-X angles reach 120-140 deg, unless
+    ``hetero_angle_tol`` is set to the plain tolerance."""
+    ether = _mmff("CCOCC")                       # atoms: C0 C1 O2 C3 C4
+    phosphate = _mmff("COP(=O)(OC)OC")           # atoms: C0 O1 P2 ...
+    assert check_geometry(ether) == [] and check_geometry(phosphate) == []
+    wide_ether = _open_angle(ether, 2, 3, 140 - _angle(ether, 1, 2, 3))
+    wide_ester = _open_angle(phosphate, 1, 0, 140 - _angle(phosphate, 0, 1, 2))
+    assert _angle(wide_ether, 1, 2, 3) == pytest.approx(140, abs=0.5)
+    assert _angle(wide_ester, 0, 1, 2) == pytest.approx(140, abs=0.5)
+    problems = check_geometry(wide_ether)
+    assert len(problems) == 1 and problems[0].startswith("bond angle: C1-O2-C3 140 deg")
+    assert check_geometry(wide_ester) == []
+    strict = check_geometry(wide_ester, hetero_angle_tol=20.0)
+    assert len(strict) == 1 and strict[0].startswith("bond angle: C0-O1-P2 140 deg")
