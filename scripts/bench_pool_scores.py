@@ -11,7 +11,7 @@ the generator's pool (ETKDGv3, ``randomSeed = etkdg_random_seed(0)``, ``--pool``
 scored by (lower is better)
 
 * ``energy``: MMFF94 energy (kcal/mol) after MMFF94 minimisation (200 iterations) of the
-  conformer, the classic "low-energy conformers first";
+  conformer (UFF where MMFF94 has no parameters), the classic "low-energy conformers first";
 * ``extended``: minus the heavy-atom radius of gyration (bound ligands are often extended);
 * ``denoise t=T``: the score model's denoising error at time ``T`` (``--times``),
   ``|s(t) score(m(t) x + s(t) z, t) + z|^2`` per atom, averaged over ``--draws`` noise draws
@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
 from torch_geometric.data import Batch as GraphBatch
 from tqdm.auto import tqdm
 
@@ -55,6 +54,7 @@ from bench_conformers import (CRYSTAL, NS, _cpu_name, _etkdg_job, _git_commit,  
 from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
+from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
 from molscore.generate import MAX_DEFAULT_POOL, ConformerGenerator, etkdg_random_seed  # noqa: E402
 from molscore.spaces import PointSetSpace  # noqa: E402
@@ -102,14 +102,15 @@ def denoising_error(gen: ConformerGenerator, mol: Chem.Mol, coords: np.ndarray, 
     return torch.cat(out).numpy()
 
 
-def mmff_minimised_energy(mol: Chem.Mol, iterations: int = 200) -> np.ndarray:
-    """MMFF94 energy (kcal/mol) of each conformer of ``mol`` after minimisation, ``(P,)``;
-    ``inf`` where MMFF94 has no parameters."""
-    work = Chem.Mol(mol)
-    if AllChem.MMFFGetMoleculeProperties(work) is None:
-        return np.full(work.GetNumConformers(), np.inf)
-    results = AllChem.MMFFOptimizeMoleculeConfs(work, numThreads=1, maxIters=iterations)
-    return np.array([energy for _, energy in results])
+def minimised_energy(mol: Chem.Mol, iterations: int = 200) -> np.ndarray:
+    """Force-field energy (kcal/mol) of each conformer of ``mol`` after minimisation, ``(P,)``:
+    MMFF94, or UFF where MMFF94 has no parameters (:func:`relax_conformers`, on a copy);
+    ``inf`` where neither has."""
+    try:
+        energies, _ = relax_conformers(Chem.Mol(mol), max_iters=iterations)
+    except ValueError:
+        return np.full(mol.GetNumConformers(), np.inf)
+    return np.asarray(energies, dtype=np.float64)
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:
@@ -150,7 +151,7 @@ def _job(args: tuple[str, str, str, np.ndarray, int, int, tuple[float, ...], int
     to_ref = group_rmsd(xyz, ref_xyz, atom_matches(mol, Chem.MolFromMolBlock(ref_block, removeHs=False)))[:, 0]
     dist = group_rmsd(xyz, xyz, atom_matches(mol, mol, SELECTION_MAX_MATCHES))
     centred = xyz - xyz.mean(1, keepdims=True)
-    scores = {"energy": mmff_minimised_energy(mol),
+    scores = {"energy": minimised_energy(mol),
               "extended": -np.sqrt((centred ** 2).sum(-1).mean(-1))}
     for t in times:
         scores[f"denoise t={t:g}"] = denoising_error(_GEN, mol, np.stack(coords), t, draws)

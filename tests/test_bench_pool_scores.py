@@ -12,7 +12,7 @@ from rdkit.Chem import AllChem
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_conformers import _etkdg_job  # noqa: E402
-from bench_pool_scores import (denoising_error, mmff_minimised_energy, score_orders,  # noqa: E402
+from bench_pool_scores import (denoising_error, minimised_energy, score_orders,  # noqa: E402
                                spearman)
 from molscore.chem.selection import max_min_order  # noqa: E402
 from molscore.generate import ConformerGenerator  # noqa: E402
@@ -64,7 +64,7 @@ def test_relaxed_etkdg_conformers_are_mmff_minima():
 def test_minimised_energy_and_denoising_error_of_an_etkdg_pool():
     mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1"))
     AllChem.EmbedMultipleConfs(mol, 3, randomSeed=5)
-    energy = mmff_minimised_energy(mol)
+    energy = minimised_energy(mol)
     assert energy.shape == (3,) and np.isfinite(energy).all()
     gen = ConformerGenerator(device="cpu")
     coords = np.stack([c.GetPositions() for c in mol.GetConformers()])
