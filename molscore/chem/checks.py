@@ -112,10 +112,10 @@ class GeometryChecker:
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
         hetero = (z == 5) | (z > 10)                                     # B, and periods 3+
         self.angle_tol = np.where(hetero[self.angles].any(axis=1), hetero_angle_tol, angle_tol)
-        heavy = np.array([a.GetAtomicNum() > 1 for a in mol.GetAtoms()])
+        heavy = z > 1
         topo = Chem.GetDistanceMatrix(mol)
         pt = Chem.GetPeriodicTable()
-        rvdw = np.array([pt.GetRvdw(a.GetAtomicNum()) for a in mol.GetAtoms()])
+        rvdw = np.array([pt.GetRvdw(int(n)) for n in z])
         pairs = np.argwhere(np.triu(heavy[:, None] & heavy[None, :] & (topo >= 3), k=1))
         self.pairs = pairs
         self.pair_min = clash_factor * (rvdw[pairs[:, 0]] + rvdw[pairs[:, 1]])
