@@ -8,8 +8,10 @@
 #       run(command="bash scripts/device_check.sh", carry=[".device"], timeout_s=570)
 #   bash scripts/device_prepare.sh --train   .device/train: RDKit unpacked, without Contrib and
 #                                            the stubs, as .tar.xz (17 MB; the wheel is 33) and the
-#                                            processed CCD dataset runs/data/ccd as .tar.xz, for
-#                                            scripts/device_train.sh (build the dataset first:
+#                                            processed datasets runs/data/ccd and runs/data/etkdg,
+#                                            each packed by scripts/pack_dataset.py (coordinates
+#                                            rounded to 2**-10 A, which halves the archives), for
+#                                            scripts/device_train.sh (build the datasets first:
 #                                            configs/conformers_gpu.yaml). A device call carries
 #                                            at most 64 MiB, the repository included:
 #       run(command="bash scripts/device_train.sh", carry=[".device/train"], timeout_s=600)
@@ -17,13 +19,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RDKIT_VERSION=$(python3 -c "import rdkit; print(rdkit.__version__)" 2>/dev/null \
                 || .venv/bin/python -c "import rdkit; print(rdkit.__version__)")
+PYTHON=$(command -v .venv/bin/python || command -v python3)
 download_rdkit() {
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d "$1" "rdkit==$RDKIT_VERSION"
 }
 if [ "${1:-}" = "--train" ]; then
-    [ -f runs/data/ccd/index.json ] || { echo "runs/data/ccd missing: build it first (configs/conformers_gpu.yaml)" >&2; exit 1; }
+    for data in ccd etkdg; do
+        [ -f runs/data/$data/index.json ] || { echo "runs/data/$data missing: build it first (configs/conformers_gpu.yaml)" >&2; exit 1; }
+    done
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     download_rdkit "$tmp/whl"
@@ -32,7 +37,9 @@ if [ "${1:-}" = "--train" ]; then
     rm -rf .device/train
     mkdir -p .device/train
     tar -C "$tmp/site" -cf - . | xz -T0 -6 > .device/train/rdkit_site.tar.xz
-    tar -C runs/data -cf - ccd | xz -T0 -6 > .device/train/data.tar.xz
+    for data in ccd etkdg; do
+        "$PYTHON" scripts/pack_dataset.py runs/data/$data .device/train/$data.tar.xz
+    done
     du -sh .device/train/*
     exit 0
 fi

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Continue training the shipped conformer model on a lent GPU machine, in one call (after
 # `scripts/device_prepare.sh --train` here; carry .device/train): unpack RDKit and the processed
-# CCD dataset, run `molscore train --config configs/conformers_gpu.yaml` for MINUTES (default 7)
+# CCD and ETKDG-ensemble datasets, run `molscore train --config configs/conformers_gpu.yaml` for MINUTES (default 7)
 # and stop it with SIGINT, which saves checkpoint.pt at the step reached; then copy
 # checkpoint.pt (model, EMA, optimiser, RNG and data-order state), metrics.jsonl and the
 # exported EMA model (model.pt, for `molscore generate --model`) to $OUT. Put an earlier call's
@@ -26,7 +26,9 @@ else
     export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1
-[ -f runs/data/ccd/index.json ] || tar -C runs/data -xJf .device/train/data.tar.xz || exit 1
+for data in ccd etkdg; do
+    [ -f runs/data/$data/index.json ] || tar -C runs/data -xJf .device/train/$data.tar.xz || exit 1
+done
 if [ -f .device/train/checkpoint.pt ]; then
     mkdir -p "$RUN" && cp .device/train/checkpoint.pt "$RUN/"
     [ -f .device/train/metrics.jsonl ] && cp .device/train/metrics.jsonl "$RUN/"
