@@ -248,6 +248,20 @@ def _git_commit() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def provenance() -> dict[str, str | None]:
+    """``commit``, ``date`` and ``machine`` (CPU model and count) for a report's config."""
+    return {"commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
+
+
+def save_report(out: Path, report: dict, text: str) -> None:
+    """Write ``report`` to ``OUT.json`` and its markdown ``text`` to ``OUT.md``; print ``text``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
 def posebusters_version() -> str | None:
     """The installed PoseBusters version, or None when it does not import."""
     try:

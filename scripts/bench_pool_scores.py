@@ -32,7 +32,6 @@ crystal conformer (positive: lower score, closer to the crystal).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -49,8 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _cpu_name, _etkdg_job, _git_commit,  # noqa: E402
-                              _with_coords, paired_bootstrap, prepare_inputs)
+from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, paired_bootstrap,  # noqa: E402
+                              prepare_inputs, provenance, save_report)
 from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -228,6 +227,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pool_scores")
     args = ap.parse_args()
     seed = etkdg_random_seed(0)
+    prov = provenance()                    # the code as the run starts
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], args.pool,
              seed, args.times, args.draws) for key, mol, group in inputs]
@@ -241,16 +241,11 @@ def main() -> int:
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pool": args.pool,
               "times": args.times, "draws": args.draws, "etkdg_seed": seed, "workers": args.workers,
               "model": str(model.resolve().relative_to(REPO) if model.resolve().is_relative_to(REPO) else model),
-              "commit": _git_commit(), "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
+              **prov}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
                **summarise_rows(rows), "per_molecule": rows}
     report = {"config": config, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    args.out.with_suffix(".md").write_text(text)
-    print(text)
+    save_report(args.out, report, markdown(report))
     return 0
 
 

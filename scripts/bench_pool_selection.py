@@ -42,7 +42,6 @@ order with ``first`` (difference of medians for the crystal set, of means for co
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -58,7 +57,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
-                              _cpu_name, _git_commit, _with_coords, paired_bootstrap, prepare_inputs)
+                              _with_coords, paired_bootstrap, prepare_inputs, provenance, save_report)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
@@ -228,7 +227,7 @@ def main() -> int:
     out = args.out or REPO / "benchmarks" / ("pool_selection" if crystal else
                                             f"pool_selection_{args.set.removeprefix('coverage_')}")
     seed = etkdg_random_seed(GenerateOptions().seed)
-    commit = _git_commit()
+    prov = provenance()                    # the code as the run starts
     sub_pools = tuple(sorted(p for p in set(args.sub_pools) if 1 <= p < args.pool))
 
     path, group_by = SETS[args.set]
@@ -247,17 +246,12 @@ def main() -> int:
 
     config = {"set": args.set, "data": path.name, "subset": args.subset if crystal else None,
               "limit": args.limit, "pool": args.pool, "sub_pools": sub_pools, "etkdg_seed": seed,
-              "workers": args.workers, "commit": commit, "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
+              "workers": args.workers, **prov}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
                **summary_by_order(rows, crystal, report_orders({"config": config})),
                "per_molecule": rows}
     report = {"config": config, "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    save_report(out, report, markdown(report))
     return 0
 
 

@@ -26,7 +26,6 @@ ceiling). Medians over molecules, paired 95 % bootstrap intervals against ``ETKD
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -42,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _cpu_name, _git_commit, _with_coords,  # noqa: E402
-                              paired_bootstrap, prepare_inputs)
+from bench_conformers import (CRYSTAL, NS, _with_coords, paired_bootstrap,  # noqa: E402
+                              prepare_inputs, provenance, save_report)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
 from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
@@ -148,7 +147,7 @@ def main() -> int:
                     help="writes OUT.json and OUT.md")
     args = ap.parse_args()
     seed = etkdg_random_seed(GenerateOptions().seed)
-    commit = _git_commit()
+    prov = provenance()                    # the code as the run starts
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], seed)
             for key, mol, group in inputs]
@@ -159,16 +158,11 @@ def main() -> int:
     wall = time.perf_counter() - t0
     rows = {key: row for key, row in done if row is not None}
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pools": POOLS,
-              "etkdg_seed": seed, "workers": args.workers, "commit": commit,
-              "date": time.strftime("%Y-%m-%d"), "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs"}
+              "etkdg_seed": seed, "workers": args.workers, **prov}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
                **summarise_pools(rows), "per_molecule": rows}
     report = {"config": config, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    args.out.with_suffix(".md").write_text(text)
-    print(text)
+    save_report(args.out, report, markdown(report))
     return 0
 
 
