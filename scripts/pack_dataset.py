@@ -1,13 +1,15 @@
 """Pack a processed conformer dataset into a small ``.tar.xz`` for a device machine.
 
-A device call carries at most 64 MiB (repository included), and the coordinates of a
-processed dataset (``pos``, float32) are most of its compressed size: their low mantissa bits
-are noise to a compressor. This rounds every coordinate to a multiple of ``2**-bits`` Å
-(default ``2**-10``, about 0.001 Å: an error of at most 0.0005 Å, the precision of the CCD's
-own coordinates and 40 times below the SDE's smallest noise, sigma_min = 0.02 Å), which
-roughly halves the archive; every other tensor and ``index.json`` travel unchanged, except that
-``index.json``'s ``meta`` records ``pos_quantum`` (Å). The archive unpacks to a folder named
-like the source, readable by :class:`molscore.data.processed.ConformerDataset`.
+A device call carries at most 64 MiB (repository included). The low mantissa bits of a
+processed dataset's float32 coordinates (``pos``) are noise to a compressor, so this rounds
+every coordinate to a multiple of ``2**-bits`` Å (default ``2**-10``, about 0.001 Å: an error
+of at most 0.0005 Å, the precision of the CCD's own coordinates and 40 times below the SDE's
+smallest noise, sigma_min = 0.02 Å). On the ETKDG ensembles (about 5 conformers per molecule,
+so mostly coordinates) that shrinks the archive from 5.1 to 2.9 MB; on the CCD set (one
+conformer each, so mostly graph tensors) from 36.1 to 33.6 MB. Every other tensor and
+``index.json`` travel unchanged, except that ``index.json``'s ``meta`` records ``pos_quantum``
+(Å). The archive unpacks to a folder named like the source, readable by
+:class:`molscore.data.processed.ConformerDataset`.
 
     python scripts/pack_dataset.py runs/data/ccd .device/train/ccd.tar.xz
 """
