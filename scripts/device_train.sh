@@ -7,7 +7,8 @@
 # metrics.jsonl and the exported EMA model (model.pt, for `molscore generate --model`) to
 # $OUT. Put an earlier call's checkpoint.pt (and metrics.jsonl) into .device/train/ and the run
 # resumes it exactly. A model file at .device/train/init.pt starts a fresh run from its
-# weights instead of the shipped ones (e.g. `cp runs/cpu_continue/model.pt .device/train/init.pt`; a checkpoint to resume wins).
+# weights instead of the shipped ones (e.g. `cp runs/cpu_continue/model.pt
+# .device/train/init.pt`; a checkpoint to resume wins).
 # `PYTHON=.venv/bin/python DEVICE=cpu MINUTES=1 bash scripts/device_train.sh` runs the same
 # steps on a CPU.
 set -uo pipefail
