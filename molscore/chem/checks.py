@@ -23,7 +23,11 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
 * planarity: every aromatic ring's atoms within ``planarity_tol`` Å of their best plane, and
   every C=C double bond between two trigonal sp2 carbons flat with its four substituents
   (the six atoms within ``double_bond_tol`` Å of their best plane; PoseBusters' "double bond
-  flatness" pattern and tolerance);
+  flatness" pattern and tolerance). The aromatic-ring tolerance of 0.1 Å is stricter than
+  PoseBusters' 0.25 Å: in the reference conformers of the hexane ensembles and the GEOM-DRUGS
+  excerpt (1,703 aromatic rings in 1,100 conformers) no ring deviates by more than 0.041 Å,
+  while of the 3,572 experimental crystal poses of ``bioactive_dev`` with an aromatic ring 45
+  (1.3 %) have one beyond 0.1 Å and 7 beyond 0.25 Å (measured 2026-12-05);
 * stereo: :func:`molscore.chem.stereo.check_stereo` against the molecule's annotation.
 
 :class:`GeometryChecker` precomputes the per-molecule tables once for many conformers;
