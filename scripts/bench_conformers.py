@@ -489,6 +489,16 @@ def paired_bootstrap(a: dict[str, dict], b: dict[str, dict], names: tuple[str, s
     return out
 
 
+def with_diff(value: float, paired: dict | None, statistic: str = "median") -> str:
+    """A table cell: ``value`` and, when ``paired`` (one column of :func:`paired_bootstrap`) is
+    given, its difference of ``statistic`` with the 95 % interval, ``"v (+d [lo, hi])"``."""
+    cell = f"{value:.3f}"
+    if paired:
+        cell += (f" ({paired[f'{statistic}_diff']:+.3f} "
+                 f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}])")
+    return cell
+
+
 def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
     """:func:`paired_bootstrap` of two methods' per-molecule rows on one set: medians of the
     minimum RMSD at each N both have for a crystal set (rows keyed by N; runs with another

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, paired_bootstrap,  # noqa: E402
-                              prepare_inputs, provenance, save_report)
+                              prepare_inputs, provenance, save_report, with_diff)
 from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -194,13 +194,7 @@ def markdown(report: dict) -> str:
              "| order | " + " | ".join(f"N = {n}" for n in NS) + " |", "|---|" + "---|" * len(NS)]
     for name in res["orders"]:
         paired = res["paired"].get(name, {})
-        cells = []
-        for n in NS:
-            cell = f"{res[name][f'N={n}']['median']:.3f}"
-            if str(n) in paired:
-                p = paired[str(n)]
-                cell += f" ({p['median_diff']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}])"
-            cells.append(cell)
+        cells = [with_diff(res[name][f"N={n}"]["median"], paired.get(str(n))) for n in NS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(f"| all {cfg['pool']} (ceiling) | {res['all']['median']:.3f} | | |")
     lines += ["", "Spearman correlation of each score with the RMSD to the crystal conformer over a "

@@ -57,7 +57,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
-                              _with_coords, paired_bootstrap, prepare_inputs, provenance, save_report)
+                              _with_coords, paired_bootstrap, prepare_inputs, provenance, save_report,
+                              with_diff)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
@@ -149,14 +150,6 @@ def summary_by_order(rows: dict[str, dict], crystal: bool, orders: tuple[str, ..
     return out
 
 
-def _with_diff(value: float, paired: dict | None, statistic: str) -> str:
-    cell = f"{value:.3f}"
-    if paired:
-        cell += (f" ({paired[f'{statistic}_diff']:+.3f} "
-                 f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}])")
-    return cell
-
-
 def markdown(report: dict) -> str:
     cfg, res = report["config"], report["results"]
     crystal = cfg["set"] == "crystal"
@@ -175,7 +168,7 @@ def markdown(report: dict) -> str:
                  "|---|" + "---|" * (len(NS) + 1)]
         for order in orders:
             paired = res["paired"].get(order, {})
-            cells = [_with_diff(res[order][f"N={n}"]["median"], paired.get(str(n)), "median")
+            cells = [with_diff(res[order][f"N={n}"]["median"], paired.get(str(n)), "median")
                      for n in NS]
             last = res[order][f"N={max(NS)}"]
             fracs = " / ".join(f"{last[f'frac_below_{c}']:.3f}" for c in (0.5, 1.0, 2.0))
@@ -197,7 +190,7 @@ def markdown(report: dict) -> str:
         for order in orders:
             paired = res["paired"].get(order, {})
             lines.append(f"| {order} | " + " | ".join(
-                _with_diff(res[order][m]["mean"], paired.get(m), "mean") for m in COVERAGE_METRICS) + " |")
+                with_diff(res[order][m]["mean"], paired.get(m), "mean") for m in COVERAGE_METRICS) + " |")
         every = res["all"]
         lines.append(f"| all of each pool (ceiling) | {every['cov_r']['mean']:.3f} | "
                      f"{every['amr_r']['mean']:.3f} | | |")

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, NS, _with_coords, paired_bootstrap,  # noqa: E402
-                              prepare_inputs, provenance, save_report)
+                              prepare_inputs, provenance, save_report, with_diff)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
 from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
@@ -111,13 +111,7 @@ def markdown(report: dict) -> str:
              "|---|" + "---|" * len(COLUMNS)]
     for name in POOLS:
         paired = res["paired"].get(name, {})
-        cells = []
-        for col in COLUMNS:
-            cell = f"{res[name][col]:.3f}"
-            if col in paired:
-                p = paired[col]
-                cell += f" ({p['median_diff']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}])"
-            cells.append(cell)
+        cells = [with_diff(res[name][col], paired.get(col)) for col in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Embedding and RMSD matrices took {res['wall_s'] / 60:.1f} min on "
               f"{cfg['workers']} processes."]
