@@ -53,6 +53,20 @@ def test_etkdg_fixes_unspecified_stereo_and_refuses_bad_input():
         etkdg_conformers("CC[Sn]", n_confs=2)
 
 
+def test_etkdg_assigns_an_embeddable_bridgehead_nitrogen():
+    # RDKit enumerates the inverted (impossible) bridgehead N of this fused azetidine first
+    smiles = "N#CC[C@H]1[C@@H]2CCN1C2"
+    r = etkdg_conformers(smiles, n_confs=3, seed=42)
+    assert r.num_conformers >= 1
+    given = dict(Chem.FindMolChiralCenters(Chem.MolFromSmiles(smiles), useLegacyImplementation=False))
+    for conf in r.mol.GetConformers():
+        from_3d = Chem.Mol(r.mol, confId=conf.GetId())
+        Chem.AssignStereochemistryFrom3D(from_3d)
+        found = dict(Chem.FindMolChiralCenters(from_3d, useLegacyImplementation=False))
+        assert {i: found[i] for i in given} == given  # the input's centres, in every conformer
+        assert Chem.MolToSmiles(Chem.RemoveHs(from_3d)) == Chem.MolToSmiles(Chem.MolFromSmiles(r.smiles))
+
+
 def test_read_smiles_file(tmp_path):
     p = tmp_path / "m.csv"
     p.write_text("id,SMILES\na,CCO\nb,CCN\n,\n")
@@ -99,6 +113,26 @@ def test_cli_etkdg_end_to_end_with_resume(tmp_path, capsys):
     assert _index_snapshot(out) == before
     item = ConformerDataset(out, split="all")[0]
     assert item.pos.shape == (item.num_nodes, 3) and item.smiles == "CCOC(C)=O"
+
+
+def test_cli_retry_failed(tmp_path, capsys):
+    smi = tmp_path / "in.csv"
+    smi.write_text("smiles,name\nCCOC(=O)C,ester\nCC(C)CN,amine\nO=C(O)[C@@H](O)c1ccccc1,mandelic\n")
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "failures.csv").write_text("name,reason\nester,ETKDG embedding failed\n"
+                                      "mandelic,reserved for held-out evaluation\n")
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "2", "--no-progress"]
+    assert main(args) == 0  # resume: the recorded failure is skipped
+    assert "stored 1 molecules" in capsys.readouterr().out
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["amine"]
+    assert main(args + ["--retry-failed"]) == 0
+    text = capsys.readouterr().out
+    assert "retrying 1 earlier failures" in text and "stored 1 molecules" in text and "skipped 2" in text
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["amine", "ester"]
+    assert read_failures(out) == [("mandelic", "reserved for held-out evaluation")]
+    assert main(args + ["--retry-failed"]) == 0  # nothing left to retry
+    assert "retrying 0 earlier failures" in capsys.readouterr().out
 
 
 def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):

@@ -15,7 +15,8 @@ EPILOG = """examples:
   molscore build-dataset etkdg --smiles mols.csv -o data/etkdg --n-confs 30 --workers 2
   molscore build-dataset ccd -o data/ccd --limit 5000
   molscore build-dataset sdf --input ensembles.sdf.gz --group-by smiles -o data/ens
-A rerun with the same -o resumes: molecules already stored or listed in failures.csv are skipped.
+A rerun with the same -o resumes: molecules already stored or listed in failures.csv are skipped
+(--retry-failed tries the failed ones again, e.g. after a molscore update).
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped."""
 
 
@@ -39,6 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="molecules per shard file (default 256)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try the inputs listed in failures.csv again (reserved molecules stay dropped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -134,10 +137,12 @@ def run(args: argparse.Namespace) -> int:
         summary = run_build(kind, items, args.output, workers=args.workers, maker_kwargs=maker_kwargs,
                             reserved_path=args.reserved, meta=meta, shard_size=args.shard_size,
                             fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, retry_failed=args.retry_failed)
     except ValueError as err:  # e.g. an existing folder written with other feature sizes
         raise UsageError(str(err)) from None
     s = summary
+    if args.retry_failed:
+        print(f"retrying {s.retried} earlier failures")
     print(f"inputs {s.inputs}: stored {s.stored} molecules ({s.conformers} conformers), failed {s.failed}, "
           f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done")
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "

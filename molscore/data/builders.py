@@ -63,8 +63,11 @@ def _molecule_seed(seed: int, key: str) -> int:
 
 
 def _fix_stereo(mol: Chem.Mol) -> Chem.Mol:
-    """Assign unspecified stereocentres/double bonds deterministically (first enumerated isomer)."""
-    opts = StereoEnumerationOptions(onlyUnassigned=True, maxIsomers=1, unique=True)
+    """Assign unspecified stereocentres/double bonds deterministically: the first isomer, in
+    RDKit's enumeration order, that RDKit can embed (``tryEmbedding``). Without the embedding
+    test the first isomer can be impossible, e.g. the inverted nitrogen of a fused bicyclic
+    aziridine or azetidine, whose ETKDG embedding then fails after a minute of retries."""
+    opts = StereoEnumerationOptions(onlyUnassigned=True, maxIsomers=1, unique=True, tryEmbedding=True)
     with rdBase.BlockLogs():
         isomer = next(iter(EnumerateStereoisomers(mol, options=opts)), mol)
     return Chem.Mol(isomer)
@@ -75,7 +78,7 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
                      name: str | None = None, largest_fragment: bool = False) -> ConformerSet:
     """Generate an MMFF94-optimised, de-duplicated, Boltzmann-weighted conformer ensemble.
 
-    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to one isomer; embed
+    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to one embeddable isomer; embed
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
     retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
     kcal/mol of the minimum; walk them by energy and keep a conformer only if its
@@ -293,6 +296,7 @@ class BuildSummary:
 
     root: str
     inputs: int = 0
+    retried: int = 0
     skipped_done: int = 0
     stored: int = 0
     conformers: int = 0
@@ -345,7 +349,8 @@ MAKERS: dict[str, Callable] = {"etkdg": _make_etkdg, "ccd": _make_ccd, "sdf": _m
 def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, *, workers: int = 1,
               maker_kwargs: dict | None = None, reserved_path: str | Path | None = None,
               meta: dict | None = None, shard_size: int = 256, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-              split_seed: int = 0, input_failures: list | None = None, progress: bool = True) -> BuildSummary:
+              split_seed: int = 0, input_failures: list | None = None, progress: bool = True,
+              retry_failed: bool = False) -> BuildSummary:
     """Build (or resume) a processed dataset from ``(name, payload)`` items.
 
     Args:
@@ -360,10 +365,14 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
         progress: show a tqdm progress bar.
+        retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
+            molecules stay dropped), so those inputs are tried again.
     """
     reserved = load_reserved(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     summary = BuildSummary(root=str(root))
+    if retry_failed:
+        summary.retried = writer.forget_failures(keep=lambda reason: reason == RESERVED_REASON)
     todo = []
     for name, payload in items:
         summary.inputs += 1

@@ -22,12 +22,13 @@ pickled objects. Every file is written to a temporary name and moved into place 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import random
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -177,6 +178,23 @@ class DatasetWriter:
     def is_done(self, name: str) -> bool:
         """Whether a molecule of this name was stored or recorded as failed (also in earlier runs)."""
         return name in self._done
+
+    def forget_failures(self, keep: Callable[[str], bool]) -> int:
+        """Drop the ``failures.csv`` rows whose reason ``keep`` rejects, so that those inputs are
+        built again (e.g. after a builder fix); returns how many rows were dropped. The file is
+        rewritten atomically; rows still queued for it are not touched."""
+        rows = read_failures(self.root)
+        kept = [(name, reason) for name, reason in rows if keep(reason)]
+        if len(kept) == len(rows):
+            return 0
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["name", "reason"])
+        writer.writerows(kept)
+        replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
+        stored = {m["name"] for m in self.index["molecules"]} | {e["name"] for e in self._buffer}
+        self._done = stored | {name for name, _ in kept} | {name for name, _ in self._failures}
+        return len(rows) - len(kept)
 
     def add(self, encoded: dict) -> None:
         """Queue one :func:`encode_record` result."""
