@@ -59,7 +59,7 @@ from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
-from .chem.stereo import assign_unspecified_stereo, fix_stereo
+from .chem.stereo import assign_unspecified_stereo, etkdg_failure_reason, fix_stereo
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
@@ -291,7 +291,8 @@ class ConformerGenerator:
             job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick,
                                self.etkdg_threads)
             if job.etkdg is None:
-                result.error = "ETKDG embedding failed (try --init prior)"
+                reason = etkdg_failure_reason(mol)
+                result.error = reason + (" (try --init prior)" if reason == "ETKDG embedding failed" else "")
                 return result
         return job
 

@@ -92,6 +92,14 @@ def test_batched_run_keeps_order_and_reports_failures(tiny_model):
     assert results[2].mol.GetNumConformers() == 2
 
 
+def test_an_impossible_stereoisomer_is_reported_as_such(tiny_model):
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, pool=1, steps=2, seed=0)
+    # the bridgehead N of a fused azetidine: only [N@@] closes both rings
+    bad, good = gen.generate("N#CC[C@H]1[C@@H]2CC[N@]1C2"), gen.generate("N#CC[C@H]1[C@@H]2CC[N@@]1C2")
+    assert bad.error.startswith("ETKDG cannot embed the specified stereo")
+    assert good.ok and good.mol.GetNumConformers() == 2
+
+
 def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules(tiny_model):
     """Each conformer draw has its own generator: the same molecule gets the same conformers
     alone in one batch and between others in batches of 40 atoms (so that its draws are

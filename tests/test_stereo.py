@@ -4,7 +4,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
 
-from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, fix_stereo,
+from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, etkdg_failure_reason, fix_stereo,
                                   invert_centre, mirror_conformer, specified_centres)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
@@ -183,3 +183,11 @@ def test_centre_volumes_of_regular_flat_and_distorted_centres():
     near_face = centre_volumes(on_face, 0, [1, 2, 3, 4])
     assert (np.abs(near_face) < 0.2).sum() == 1
     assert _clearly_handed(near_face, True, 0.2) and not _clearly_handed(near_face, False, 0.2)
+
+
+def test_etkdg_failure_reason_blames_stereo_only_when_it_is_to_blame():
+    impossible = Chem.AddHs(Chem.MolFromSmiles("N#CC[C@H]1[C@@H]2CC[N@]1C2"))
+    assert AllChem.EmbedMolecule(Chem.Mol(impossible), randomSeed=3, maxAttempts=20) == -1
+    assert etkdg_failure_reason(impossible).startswith("ETKDG cannot embed the specified stereo")
+    # no specified stereo: nothing to blame it on
+    assert etkdg_failure_reason(Chem.AddHs(Chem.MolFromSmiles("N#CCC1C2CCN1C2"))) == "ETKDG embedding failed"

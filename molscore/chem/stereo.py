@@ -33,20 +33,23 @@ Unspecified stereo (:func:`assign_unspecified_stereo`): one stereoisomer is chos
 deterministically from the seed among the assignments of the unspecified centres
 and bonds that RDKit can embed (:mod:`rdkit.Chem.EnumerateStereoisomers`); the
 chosen isomer becomes the reference, and its SMILES is what generation records.
+When ETKDG cannot embed a molecule at all, :func:`etkdg_failure_reason` tells whether its
+specified stereo is to blame (a copy without stereo embeds).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from rdkit import Chem
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 from .coords import set_positions
 
 __all__ = ["StereoReport", "centre_tag", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
            "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
-           "centre_volumes"]
+           "centre_volumes", "etkdg_failure_reason"]
 
 _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
@@ -292,3 +295,25 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int = 0) -> Chem.Mol:
         Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
         return isomer
     return mol
+
+
+def etkdg_failure_reason(mol: Chem.Mol) -> str:
+    """The one-line reason for a molecule that ETKDG could not embed.
+
+    If ``mol`` has specified stereo and a copy without it embeds (one ETKDGv3 attempt from
+    random coordinates, seed 1), the specified stereoisomer is what ETKDG cannot build (an
+    impossible or highly strained isomer, e.g. an inverted bridgehead of a fused small ring),
+    and the reason says so; otherwise it is ``"ETKDG embedding failed"``.
+    """
+    if not specified_centres(mol) and not specified_double_bonds(mol):
+        return "ETKDG embedding failed"
+    flat = Chem.Mol(mol)
+    Chem.RemoveStereochemistry(flat)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 1
+    params.useRandomCoords = True
+    with rdBase.BlockLogs():
+        embeds = AllChem.EmbedMolecule(flat, params) == 0
+    if embeds:
+        return "ETKDG cannot embed the specified stereo (it embeds without it): an impossible or highly strained isomer?"
+    return "ETKDG embedding failed"

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..chem.coords import add_conformer
 from ..chem.featurize import MoleculeError, prepare_mol
+from ..chem.stereo import etkdg_failure_reason
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import is_reserved, load_reserved
@@ -102,7 +103,7 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
             params.useRandomCoords = True
             ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
     if not ids:
-        raise MoleculeError("ETKDG embedding failed")
+        raise MoleculeError(etkdg_failure_reason(mol))
     with rdBase.BlockLogs():
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
     energies = np.array([e for _, e in results], dtype=np.float64)
