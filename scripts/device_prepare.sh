@@ -10,7 +10,7 @@
 #                                            the stubs, as .tar.xz (17 MB; the wheel is 33) and the
 #                                            processed datasets runs/data/ccd and runs/data/etkdg,
 #                                            each packed by scripts/pack_dataset.py (coordinates
-#                                            rounded to 2**-10 A: 34 + 3 MB), for
+#                                            rounded to 2**-10 A: 34 + 4 MB), for
 #                                            scripts/device_train.sh (build the datasets first:
 #                                            configs/conformers_gpu.yaml). A device call carries
 #                                            at most 64 MiB, the repository included:
