@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, etkdg_failure_reason, fix_stereo,
                                   invert_centre, mirror_conformer, specified_centres)
@@ -100,6 +101,19 @@ def test_unspecified_stereo_assigned_deterministically():
     assert len(set(chosen)) > 1
     specified = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O"))
     assert assign_unspecified_stereo(specified, 3) is specified
+
+
+def test_assigned_stereo_is_embeddable_with_and_without_a_seed():
+    # two assignments of the bridgehead N of this fused azetidine; only one closes both rings
+    mol = Chem.AddHs(Chem.MolFromSmiles("N#CC[C@H]1[C@@H]2CCN1C2"))
+    isomers = [Chem.Mol(m) for m in EnumerateStereoisomers(mol, options=StereoEnumerationOptions(onlyUnassigned=True))]
+    embeds = [AllChem.EmbedMolecule(Chem.Mol(m), randomSeed=7, maxAttempts=20) == 0 for m in isomers]
+    assert sorted(embeds) == [False, True]
+    for seed in (None, 0, 1, 2, 3):
+        chosen = assign_unspecified_stereo(mol, seed)
+        assert AllChem.EmbedMolecule(Chem.Mol(chosen), randomSeed=7) == 0
+    first = Chem.MolToSmiles(assign_unspecified_stereo(mol, None))
+    assert first == Chem.MolToSmiles(assign_unspecified_stereo(mol, None))
 
 
 @pytest.mark.parametrize("smiles", ["C[C@H](N)C(=O)O", "C[S@](=O)c1ccccc1", "C[N@+](CC)(CCC)Cc1ccccc1",

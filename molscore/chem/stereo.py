@@ -278,22 +278,25 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
     return after
 
 
-def assign_unspecified_stereo(mol: Chem.Mol, seed: int = 0) -> Chem.Mol:
+def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned.
 
-    One isomer is drawn deterministically from ``seed`` among those RDKit can embed
-    (``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True)``); specified
-    stereo and the atom order are kept. A molecule without unspecified stereo is
-    returned unchanged (same object).
+    One isomer is taken among those RDKit can embed
+    (``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True)``): drawn
+    deterministically from ``seed``, or with ``seed=None`` the first in RDKit's enumeration
+    order. Without the embedding test an isomer can be impossible (e.g. the inverted
+    bridgehead nitrogen of a fused aziridine or azetidine). Specified stereo and the atom
+    order are kept. A molecule without unspecified stereo is returned unchanged (same object).
     """
-    opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1,
-                                    tryEmbedding=True, rand=int(seed) + 1)
+    opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1, tryEmbedding=True,
+                                    rand=None if seed is None else int(seed) + 1)
     si = Chem.FindPotentialStereo(mol)
     if not any(s.specified == Chem.StereoSpecified.Unspecified for s in si):
         return mol
-    for isomer in EnumerateStereoisomers(mol, options=opts):
-        Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
-        return isomer
+    with rdBase.BlockLogs():
+        for isomer in EnumerateStereoisomers(mol, options=opts):
+            Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
+            return isomer
     return mol
 
 
@@ -315,5 +318,6 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     with rdBase.BlockLogs():
         embeds = AllChem.EmbedMolecule(flat, params) == 0
     if embeds:
-        return "ETKDG cannot embed the specified stereo (it embeds without it): an impossible or highly strained isomer?"
+        return ("ETKDG cannot embed the specified stereo (it embeds without it): "
+                "an impossible or highly strained isomer?")
     return "ETKDG embedding failed"

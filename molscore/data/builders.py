@@ -27,12 +27,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdMolAlign
-from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 from tqdm import tqdm
 
 from ..chem.coords import add_conformer
 from ..chem.featurize import MoleculeError, prepare_mol
-from ..chem.stereo import etkdg_failure_reason
+from ..chem.stereo import assign_unspecified_stereo, etkdg_failure_reason
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import is_reserved, load_reserved
@@ -63,23 +62,13 @@ def _molecule_seed(seed: int, key: str) -> int:
     return (zlib.crc32(f"{seed}:{key}".encode()) % (2**31 - 2)) + 1
 
 
-def _fix_stereo(mol: Chem.Mol) -> Chem.Mol:
-    """Assign unspecified stereocentres/double bonds deterministically: the first isomer, in
-    RDKit's enumeration order, that RDKit can embed (``tryEmbedding``). Without the embedding
-    test the first isomer can be impossible, e.g. the inverted nitrogen of a fused bicyclic
-    aziridine or azetidine, whose ETKDG embedding then fails after a minute of retries."""
-    opts = StereoEnumerationOptions(onlyUnassigned=True, maxIsomers=1, unique=True, tryEmbedding=True)
-    with rdBase.BlockLogs():
-        isomer = next(iter(EnumerateStereoisomers(mol, options=opts)), mol)
-    return Chem.Mol(isomer)
-
-
 def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 10.0, rmsd: float = 0.5,
                      seed: int = 42, oversample: int = 2, max_heavy_atoms: int | None = 100,
                      name: str | None = None, largest_fragment: bool = False) -> ConformerSet:
     """Generate an MMFF94-optimised, de-duplicated, Boltzmann-weighted conformer ensemble.
 
-    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to one embeddable isomer; embed
+    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to the first embeddable isomer
+    (:func:`~molscore.chem.stereo.assign_unspecified_stereo` with ``seed=None``); embed
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
     retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
     kcal/mol of the minimum; walk them by energy and keep a conformer only if its
@@ -90,7 +79,7 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
         MoleculeError: invalid molecule, embedding failure, or missing MMFF94 parameters.
     """
     mol = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
-    mol = _fix_stereo(mol)
+    mol = assign_unspecified_stereo(mol, seed=None)
     if not AllChem.MMFFHasAllMoleculeParams(mol):
         raise MoleculeError("no MMFF94 parameters for this molecule")
     params = AllChem.ETKDGv3()
