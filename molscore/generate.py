@@ -59,7 +59,7 @@ from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
-from .chem.stereo import assign_unspecified_stereo, etkdg_failure_reason, fix_stereo
+from .chem.stereo import ETKDG_FAILED, assign_unspecified_stereo, etkdg_failure_reason, fix_stereo
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
@@ -292,7 +292,7 @@ class ConformerGenerator:
                                self.etkdg_threads)
             if job.etkdg is None:
                 reason = etkdg_failure_reason(mol)
-                result.error = reason + (" (try --init prior)" if reason == "ETKDG embedding failed" else "")
+                result.error = reason + (" (try --init prior)" if reason == ETKDG_FAILED else "")
                 return result
         return job
 

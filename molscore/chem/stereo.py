@@ -49,7 +49,9 @@ from .coords import set_positions
 
 __all__ = ["StereoReport", "centre_tag", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
            "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
-           "centre_volumes", "etkdg_failure_reason"]
+           "centre_volumes", "etkdg_failure_reason", "ETKDG_FAILED"]
+
+ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 
 _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
@@ -306,10 +308,10 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     If ``mol`` has specified stereo and a copy without it embeds (one ETKDGv3 attempt from
     random coordinates, seed 1), the specified stereoisomer is what ETKDG cannot build (an
     impossible or highly strained isomer, e.g. an inverted bridgehead of a fused small ring),
-    and the reason says so; otherwise it is ``"ETKDG embedding failed"``.
+    and the reason says so; otherwise it is :data:`ETKDG_FAILED`.
     """
     if not specified_centres(mol) and not specified_double_bonds(mol):
-        return "ETKDG embedding failed"
+        return ETKDG_FAILED
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
     params = AllChem.ETKDGv3()
@@ -320,4 +322,4 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     if embeds:
         return ("ETKDG cannot embed the specified stereo (it embeds without it): "
                 "an impossible or highly strained isomer?")
-    return "ETKDG embedding failed"
+    return ETKDG_FAILED
