@@ -78,6 +78,13 @@ def test_read_smiles_file(tmp_path):
     bad.write_text("name,structure\nx,CCO\n")
     with pytest.raises(ValueError, match="no 'smiles' column"):
         read_smiles_file(bad)
+    bom = tmp_path / "bom.csv"                        # as spreadsheet programs save UTF-8
+    bom.write_text("\ufeffsmiles,name\nCCO,ethanol\n", encoding="utf-8")
+    assert read_smiles_file(bom) == [("ethanol", "CCO")]
+    latin = tmp_path / "latin.smi"
+    latin.write_bytes("CCO ethanol\nCCN \xe9thylamine\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.smi is not UTF-8 text \(line 2\); save it as UTF-8"):
+        read_smiles_file(latin)
 
 
 def _index_snapshot(root):

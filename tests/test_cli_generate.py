@@ -140,6 +140,37 @@ def test_read_records_smi_and_duplicates(tmp_path):
     assert dups == ["ethyl alcohol#2"]
 
 
+def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
+    """Spreadsheet programs start UTF-8 CSV files with a byte-order mark; it must not become
+    part of the first column's name (files, gzipped files and stdin)."""
+    import gzip
+
+    from molscore.chem.io import read_records
+
+    text = "\ufeffsmiles,name\nCCO,ethanol\n"
+    plain, packed = tmp_path / "in.csv", tmp_path / "in.csv.gz"
+    plain.write_text(text, encoding="utf-8")
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    for path in (plain, packed):
+        recs = list(read_records(str(path), name_column="name"))
+        assert [(r.name, r.smiles) for r in recs] == [("ethanol", "CCO")]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8"))))
+    recs = list(read_records("-", fmt="csv", name_column="name"))
+    assert [(r.name, r.smiles) for r in recs] == [("ethanol", "CCO")]
+    assert not sys.stdin.closed                      # reading stdin leaves it open
+
+
+def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "latin1.smi"
+    inp.write_bytes("".join(f"CCO n{i}\n" for i in range(3000)).encode() + "CCN \xe9thyl\n".encode("latin-1"))
+    out = tmp_path / "x.sdf"
+    rc = main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"not UTF-8 text ({inp}, line 3001: byte 0xe9); save it as UTF-8" in err
+    assert not out.exists()
+
+
 RESUME_INPUT = ("name,smiles\nethanol,CCO\niron,C[Fe]C\nacid,CC(=O)O\nphenol,c1ccccc1O\n"
                 "broken,C1CC\nalanine,C[C@H](N)C(=O)O\n")
 

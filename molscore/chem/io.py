@@ -29,8 +29,8 @@ from typing import IO, Iterable, Iterator
 
 from rdkit import Chem
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "disambiguate", "SDFStreamWriter",
-           "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records",
+__all__ = ["InputRecord", "InputFormatError", "read_records", "first_undecodable_line", "disambiguate",
+           "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records",
            "replace_atomically"]
 
 FORMATS = ("smi", "csv")
@@ -70,13 +70,28 @@ def _guess_format(path: str, fmt: str | None) -> str:
 
 
 def _open_text(path: str) -> IO[str]:
+    """The input as text; UTF-8 with or without the byte-order mark spreadsheet programs
+    write (``utf-8-sig``), which would otherwise become part of the first column's name."""
     if path == "-":
-        return sys.stdin
+        buffer = getattr(sys.stdin, "buffer", None)
+        return sys.stdin if buffer is None else io.TextIOWrapper(buffer, encoding="utf-8-sig",
+                                                                 newline="")
     if not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def first_undecodable_line(path: str) -> int:
+    """1-based number of the first line of file ``path`` that is not UTF-8 (0: none)."""
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
+        for number, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
@@ -120,8 +135,11 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
     Args:
         duplicates: when given, the renamed duplicate names are appended to it.
 
+    The text must be UTF-8 (a leading byte-order mark is dropped).
+
     Raises:
-        InputFormatError: missing file or missing CSV column (raised on the first ``next``).
+        InputFormatError: missing file, missing CSV column (raised on the first ``next``) or
+            text that is not UTF-8 (raised where it is met, naming the record).
     """
     fmt = _guess_format(path, fmt)
     handle = _open_text(path)
@@ -138,9 +156,15 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             if unique != base and duplicates is not None:
                 duplicates.append(unique)
             yield InputRecord(index, unique, smiles, None if smiles else "empty SMILES")
+    except UnicodeDecodeError as err:
+        where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
+        raise InputFormatError(f"input is not UTF-8 text ({where}: byte "
+                               f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
     finally:
-        if handle is not sys.stdin:
+        if path != "-":
             handle.close()
+        elif handle is not sys.stdin:
+            handle.detach()                 # leave sys.stdin itself open
 
 
 def _mol_block_records(mol: Chem.Mol) -> str:

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"SMILES file not found: {path}")
         try:
             items = read_smiles_file(path)
-        except (ValueError, UnicodeDecodeError) as err:
+        except ValueError as err:
             raise UsageError(str(err)) from None
         maker_kwargs = {"n_confs": args.n_confs, "energy_window": args.energy_window, "rmsd": args.rmsd,
                         "seed": args.seed, "max_heavy_atoms": args.max_heavy_atoms,

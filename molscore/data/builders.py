@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..chem.coords import add_conformer
 from ..chem.featurize import MoleculeError, prepare_mol
+from ..chem.io import first_undecodable_line
 from ..chem.stereo import assign_unspecified_stereo, etkdg_failure_reason
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
@@ -113,12 +114,22 @@ def read_smiles_file(path: str | Path) -> list[tuple[str, str]]:
     """``(name, smiles)`` pairs from a CSV with a ``smiles`` column (optional ``name``/``id``
     column) or a ``.smi`` file (``SMILES [name]`` per line). The name defaults to the SMILES.
 
+    UTF-8 text; a leading byte-order mark is dropped.
+
     Raises:
-        ValueError: a CSV without a ``smiles`` column.
+        ValueError: a CSV without a ``smiles`` column, or text that is not UTF-8.
     """
     path = Path(path)
+    try:
+        return _read_smiles_pairs(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text (line {first_undecodable_line(str(path))}); "
+                         f"save it as UTF-8") from None
+
+
+def _read_smiles_pairs(path: Path) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
             cols = {c.lower(): c for c in (reader.fieldnames or [])}
