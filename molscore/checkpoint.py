@@ -13,7 +13,9 @@ An exported model file (:func:`export_model`) holds only ``{"format", "model", "
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,30 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing/bad files."""
+    """Load a checkpoint dict with ``weights_only=True``; clear one-line errors for missing,
+    foreign or damaged files (every member's CRC-32 is checked first: ``torch.load`` reads
+    a file with changed bytes silently)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):       # what torch.save writes
+        raise ValueError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (zip) file")
+    try:                                   # torch.load does not check the members' CRC-32
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if damaged is not None:
+        raise ValueError(f"cannot read checkpoint {path}: damaged (the checksum of its member "
+                         f"{damaged} does not match)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, or pickled objects that weights_only refuses
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    except pickle.UnpicklingError as err:  # torch's weights_only refusal: a page of advice
+        raise ValueError(f"cannot read checkpoint {path}: it holds pickled objects other than "
+                         f"tensors and plain containers, which molscore never unpickles") from err
+    except Exception as err:  # a damaged archive
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read checkpoint {path}: {reason}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise ValueError(f"{path} is not a molscore checkpoint (needs 'model' and 'meta')")
     return ckpt

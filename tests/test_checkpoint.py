@@ -71,13 +71,27 @@ def test_missing_and_foreign_files_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a molscore checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match="cannot read checkpoint .*junk.pt: not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_damaged_file_is_refused_not_loaded(tmp_path):
+    """torch.load reads a checkpoint whose tensor bytes were overwritten without complaint;
+    load_checkpoint checks the archive's checksums first."""
+    torch.save({"model": {"w": torch.arange(4096.0)}, "meta": {"task": TASK}}, tmp_path / "ok.pt")
+    data = bytearray((tmp_path / "ok.pt").read_bytes())
+    start = data.find(torch.arange(4096.0).numpy().tobytes()[:64]) + 1024   # inside the tensor
+    data[start:start + 64] = bytes(64)
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    assert torch.load(tmp_path / "bad.pt", weights_only=True)["model"]["w"][256:272].eq(0).any()
+    with pytest.raises(ValueError, match=r"cannot read checkpoint .*bad.pt: damaged \(the checksum"):
+        load_checkpoint(tmp_path / "bad.pt")
+    assert load_checkpoint(tmp_path / "ok.pt")["model"]["w"].equal(torch.arange(4096.0))
 
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": {}, "meta": {"task": TASK}, "evil": object()}, tmp_path / "obj.pt")
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match="cannot read checkpoint .*obj.pt: it holds pickled objects"):
         load_checkpoint(tmp_path / "obj.pt")
 
 

@@ -140,6 +140,17 @@ def test_read_records_smi_and_duplicates(tmp_path):
     assert dups == ["ethyl alcohol#2"]
 
 
+def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for out, reason in ((blocker / "out.sdf", "cannot write"), (tmp_path, "is a folder")):
+        rc = main(["generate", "CCO", "-o", str(out), "--model", tiny_model, "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and f"{reason}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    assert not (tmp_path.parent / f"{tmp_path.name}.json").exists()
+
+
 def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     """Spreadsheet programs start UTF-8 CSV files with a byte-order mark; it must not become
     part of the first column's name (files, gzipped files and stdin)."""

@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import json
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,6 +199,8 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"output {out} is a folder; give a file, e.g. {out / 'conformers.sdf'}")
     failures_path = out.parent / "failures.csv"
     bad_early = {}
     items = []
@@ -210,13 +213,21 @@ def run(args) -> int:
             items.append((0, rec[0], rec[1]))
     settings = _run_settings(options, Path(args.model) if args.model else default_model_path())
     start, n_fail = 0, 0
-    if args.resume and out.exists():
+    resuming = args.resume and out.exists()
+    if resuming:
         start, n_fail = _resume_point(out, failures_path, settings, [name for _, name, _ in items])
         print(f"molscore generate: resuming {out} after {start} of {len(items)} record(s)",
               file=sys.stderr)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
+    outputs = ExitStack()
+    try:
+        if not resuming:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
+        writer = outputs.enter_context(SDFStreamWriter(out, append=start > 0))
+        failures = outputs.enter_context(FailureLog(failures_path, append=start > 0))
+    except OSError as err:
+        outputs.close()
+        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     items = items[start:]
     good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
     if args.workers > 1 and good:
@@ -225,8 +236,7 @@ def run(args) -> int:
     else:
         results = generator.run(good, progress=not args.no_progress, total=len(good))
     n_ok = 0
-    with SDFStreamWriter(out, append=start > 0) as writer, \
-            FailureLog(failures_path, append=start > 0) as failures:
+    with outputs:
         for idx, name, smi in items:
             if idx in bad_early:
                 failures.add(name, smi, bad_early[idx].error)
