@@ -171,6 +171,15 @@ def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     assert not sys.stdin.closed                      # reading stdin leaves it open
 
 
+def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "big.csv"
+    inp.write_text("smiles,name\nCCO,ethanol\n\"" + "C" * 200_000 + ",x\n")   # unclosed quote
+    rc = main(["generate", "--input", str(inp), "-o", str(tmp_path / "x.sdf"), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("molscore generate: error: malformed CSV near line 3: field larger "
+                               "than field limit (131072)")
+
+
 def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys):
     inp = tmp_path / "latin1.smi"
     inp.write_bytes("".join(f"CCO n{i}\n" for i in range(3000)).encode() + "CCN \xe9thyl\n".encode("latin-1"))

@@ -113,10 +113,13 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
     if name_column is not None and name_column not in header:
         raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
                                f"{', '.join(header)}); use --name-column")
-    for row in reader:
-        smiles = (row.get(smiles_column) or "").strip()
-        name = (row.get(name_column) or "").strip() if name_column else None
-        yield smiles, (name or None)
+    try:
+        for row in reader:
+            smiles = (row.get(smiles_column) or "").strip()
+            name = (row.get(name_column) or "").strip() if name_column else None
+            yield smiles, (name or None)
+    except csv.Error as err:                   # e.g. a field over csv.field_size_limit()
+        raise InputFormatError(f"malformed CSV near line {reader.line_num + 1}: {err}") from None
 
 
 def disambiguate(name: str, seen: dict[str, int]) -> str:
@@ -132,14 +135,14 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
     a ``.csv``/``.tsv`` file (named columns) or stdin (``path == "-"``, ``.smi`` unless
     ``fmt="csv"``). Gzipped files work too.
 
+    The text must be UTF-8 (a leading byte-order mark is dropped).
+
     Args:
         duplicates: when given, the renamed duplicate names are appended to it.
 
-    The text must be UTF-8 (a leading byte-order mark is dropped).
-
     Raises:
-        InputFormatError: missing file, missing CSV column (raised on the first ``next``) or
-            text that is not UTF-8 (raised where it is met, naming the record).
+        InputFormatError: missing file, missing CSV column (raised on the first ``next``),
+            text that is not UTF-8 or malformed CSV (raised where it is met, naming the line).
     """
     fmt = _guess_format(path, fmt)
     handle = _open_text(path)
