@@ -462,6 +462,8 @@ class ConformerGenerator:
 
 
 def _mol_text(mol: Chem.Mol) -> str:
+    if not isinstance(mol, Chem.Mol):
+        raise TypeError(f"expected a SMILES string or an RDKit Mol, got {type(mol).__name__}")
     with rdBase.BlockLogs():
         return Chem.MolToSmiles(mol)
 

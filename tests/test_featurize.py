@@ -119,6 +119,14 @@ def test_bad_inputs_have_specific_reasons(smiles, kwargs, reason):
     assert reason in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("smarts", ["[#6]~[#7]", "[#6]-,=[#7]", "CCO"])
+def test_query_molecules_are_refused(smarts):
+    """A SMARTS pattern is not a molecule, even when RDKit can sanitise it ('~' became a
+    single bond and the atoms got implicit hydrogens, silently)."""
+    with pytest.raises(MoleculeError, match=r"invalid molecule: query atoms or bonds \(a SMARTS"):
+        prepare_mol(Chem.MolFromSmarts(smarts))
+
+
 def test_charged_zwitterion_fragments_and_coordinates():
     z = prepare_mol("C[N+](C)(C)CC(=O)[O-]")  # betaine
     assert sum(a.GetFormalCharge() for a in z.GetAtoms()) == 0 and z.GetNumAtoms() == 19

@@ -122,6 +122,9 @@ def test_bad_input_raises(tiny_model):
         generate_conformers("CCO.CC", n=1, model=tiny_model, steps=2, device="cpu")
     with pytest.raises(ValueError, match="sampler"):
         generate_conformers("CCO", n=1, model=tiny_model, sampler="nope", device="cpu")
+    for wrong in (None, 42):
+        with pytest.raises(TypeError, match=f"SMILES string or an RDKit Mol, got {type(wrong).__name__}"):
+            generate_conformers(wrong, n=1, model=tiny_model, steps=2, device="cpu")
 
 
 def _zero_score_generator(tiny_model, **options) -> ConformerGenerator:
