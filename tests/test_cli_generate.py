@@ -1,6 +1,7 @@
 """`molscore generate` / `molscore evaluate` end to end (tiny random model)."""
 import csv
 import io
+import re
 import sys
 
 import pytest
@@ -125,6 +126,20 @@ def test_evaluate_cli(tmp_path, capsys):
                "--reference", str(tmp_path / "ref.sdf"), "--n", "1", "2"])
     assert rc == 0 and "   1    0.000   1.000" in capsys.readouterr().out
     assert main(["evaluate", "crystal", "--generated", "nope.sdf", "--reference", "x.sdf"]) == 2
+    capsys.readouterr()
+    (tmp_path / "mols.csv").write_text("smiles\nCCO\n")
+    other = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(other, randomSeed=7)
+    with Chem.SDWriter(str(tmp_path / "other.sdf")) as w:
+        w.write(other)
+    for generated, extra, reason in (
+            ("mols.csv", [], "no 3D conformer records read from the generated file"),
+            ("ref.sdf", ["--group-by", "batch"], "no record of the generated file .* has the property 'batch'"),
+            ("other.sdf", [], r"no molecule in common between the two files \(grouped by smiles\)")):
+        rc = main(["evaluate", "crystal", "--generated", str(tmp_path / generated),
+                   "--reference", str(tmp_path / "ref.sdf"), *extra])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "" and re.search(reason, err) and len(err.splitlines()) == 1, err
 
 
 def test_read_records_smi_and_duplicates(tmp_path):

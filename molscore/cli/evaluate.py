@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from . import UsageError
@@ -52,14 +51,18 @@ def run(args) -> int:
     if args.metric == "coverage":
         res = evaluate_coverage(args.generated, args.reference, args.threshold, args.group_by,
                                 args.max_matches)
+    else:
+        res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
+                               args.max_matches)
+    if res["n_molecules"] == 0:
+        _explain_no_pairs(args)
+    if args.metric == "coverage":
         print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
               f"{len(res['missing'])}); threshold {res['threshold']} A")
         print(f"{'metric':8s} {'mean':>8s} {'median':>8s}")
         for key in ("cov_r", "amr_r", "cov_p", "amr_p"):
             print(f"{key.upper().replace('_', '-'):8s} {res[key]['mean']:8.3f} {res[key]['median']:8.3f}")
     else:
-        res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
-                               args.max_matches)
         print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
               f"{len(res['missing'])})")
         print(f"{'N':>4s} {'median':>8s} {'<0.5A':>7s} {'<1A':>7s} {'<2A':>7s}")
@@ -69,7 +72,18 @@ def run(args) -> int:
                   f"{row['frac_below_1.0']:7.3f} {row['frac_below_2.0']:7.3f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=1))
-    if res["n_molecules"] == 0:
-        print("molscore evaluate: no molecule in common between the two files", file=sys.stderr)
-        return 1
     return 0
+
+
+def _explain_no_pairs(args) -> None:
+    """Raise a :class:`UsageError` saying why the two files share no molecule."""
+    from ..chem.metrics import read_groups
+
+    for what, path in (("generated", args.generated), ("reference", args.reference)):
+        if not read_groups(path, args.group_by):
+            if args.group_by in ("smiles", "name"):
+                raise UsageError(f"no 3D conformer records read from the {what} file {path} "
+                                 "(not an SDF?)")
+            raise UsageError(f"no record of the {what} file {path} has the property "
+                             f"{args.group_by!r} (--group-by)")
+    raise UsageError(f"no molecule in common between the two files (grouped by {args.group_by})")
