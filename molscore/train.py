@@ -89,8 +89,29 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 
 
+# Config keys a resumed run may change: the length of the run and its bookkeeping. Any other
+# change (data, model, SDE, objective, optimiser, batch size, seed) would be ignored by the
+# restored optimiser state or break the exact resume, so it is refused.
+RESUME_FREE_KEYS = frozenset({"steps", "epochs", "init", "out_dir", "log_every", "val_every",
+                              "val_bins", "val_batches", "ckpt_every", "num_workers",
+                              "ddp_find_unused"})
+
+
 class ConfigError(ValueError):
     """A training config that cannot work (missing keys, bad values)."""
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for every leaf where two resolved configs differ (dotted keys for
+    nested sections, in ``new``'s key order, then keys only ``old`` has)."""
+    out = []
+    for key in list(new) + [k for k in old if k not in new]:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -390,6 +411,13 @@ class Trainer:
         if ckpt.get("meta", {}).get("task") != self.meta["task"]:
             raise ConfigError(f"{path} was trained for task {ckpt['meta'].get('task')!r}, "
                               f"config says {self.meta['task']!r}; use another output dir")
+        saved = {k: v for k, v in (ckpt.get("config") or {}).items() if k not in RESUME_FREE_KEYS}
+        changed = config_changes(saved, {k: v for k, v in self.cfg.items() if k not in RESUME_FREE_KEYS})
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise ConfigError(f"{path} was trained with another config ({'; '.join(changed[:3])}{more}); "
+                              "a resumed run may change only its length and logging: use another "
+                              "output dir, or --init with this run's weights to fine-tune")
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:

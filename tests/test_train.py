@@ -201,6 +201,21 @@ def test_resume_with_other_task_refused(tmp_path):
         Trainer(base_config(), tmp_path, device="cpu")
 
 
+def test_resume_refuses_other_settings_but_not_a_longer_run(tmp_path):
+    """The restored optimiser would keep the checkpoint's learning rate whatever the config
+    said, and another batch size or data changes the data order: such a resume is refused,
+    naming the keys; a longer run with other logging resumes."""
+    train(base_config(steps=2), tmp_path, device="cpu", progress=False)
+    other = base_config(steps=2)
+    other["optim"] = {**other.get("optim", {}), "lr": 0.123}
+    other["batch_size"] = 3
+    with pytest.raises(ConfigError, match=r"another config \(batch_size: 8 -> 3; optim.lr: .* -> 0.123\)"):
+        Trainer(other, tmp_path, device="cpu")
+    longer = base_config(steps=4, log_every=1, ckpt_every=1, val_every=1)
+    out = train(longer, tmp_path, device="cpu", progress=False)
+    assert out["resumed_from"] == 2 and out["steps"] == 4
+
+
 def test_init_starts_from_other_weights_but_resume_wins(tmp_path):
     """``init`` copies the (EMA) weights of another run into a fresh run; the optimiser,
     step count and data order start over. A run that has its own checkpoint resumes it."""

@@ -13,7 +13,8 @@ DESCRIPTION = """Train a score model from a YAML config. The same command trains
 the config's 'task' (conformers, images, ca_traces, toy) picks the data and network.
 Writes checkpoint.pt (model, EMA weights, optimiser, RNG and data-order state),
 metrics.jsonl, config.yaml and summary.json to the output directory; rerunning
-the command continues from checkpoint.pt exactly where it stopped."""
+the command continues from checkpoint.pt exactly where it stopped (with the same config,
+except for a longer run and other logging or checkpoint cadence)."""
 
 
 def register(subparsers) -> None:
