@@ -198,5 +198,8 @@ def test_cli_sdf_and_usage_errors(tmp_path, capsys):
     assert "built with 'sdf'" in capsys.readouterr().err
     assert main(["build-dataset", "sdf", "--input", str(tmp_path / "none.sdf"), "-o", str(out)]) == 2
     assert "input file not found" in capsys.readouterr().err
+    (tmp_path / "mols.csv").write_text("smiles\nCCO\n")
+    assert main(["build-dataset", "sdf", "--input", str(tmp_path / "mols.csv"), "-o", str(tmp_path / "y")]) == 2
+    assert "nothing to build from" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
                  str(tmp_path / "none.txt")]) == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 from . import UsageError
@@ -124,7 +125,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.input.is_file():
             raise UsageError(f"input file not found: {args.input}")
         group_by = None if args.group_by.lower() == "none" else args.group_by
-        items = _limited(sdf_groups(args.input, group_by=group_by, failures=input_failures), args.limit)
+        groups = iter(sdf_groups(args.input, group_by=group_by, failures=input_failures))
+        first = next(groups, None)
+        if first is None:
+            reason = "; ".join(r for _, r in input_failures[:2]) or "no conformer records"
+            raise UsageError(f"nothing to build from {args.input}: {reason} (not an SDF?)")
+        items = _limited(itertools.chain([first] if first is not None else [], groups), args.limit)
         meta.update(source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:
