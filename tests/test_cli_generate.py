@@ -166,6 +166,12 @@ def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
     assert not (tmp_path.parent / f"{tmp_path.name}.json").exists()
 
 
+def test_sample_points_conformer_models_to_generate(tiny_model, tmp_path, capsys):
+    rc = main(["sample", "--checkpoint", tiny_model, "-o", str(tmp_path / "x.npy")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.endswith(f"(see 'molscore generate SMILES --model {tiny_model}')")
+
+
 def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     """Spreadsheet programs start UTF-8 CSV files with a byte-order mark; it must not become
     part of the first column's name (files, gzipped files and stdin)."""

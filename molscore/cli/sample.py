@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(str(err).splitlines()[0]) from None
     if not hasattr(module, "sample_command"):
+        hint = (f"molscore generate SMILES --model {args.checkpoint}" if meta["task"] == "conformers"
+                else "molscore --help")
         raise UsageError(f"checkpoint task {meta['task']!r} cannot be sampled with "
-                         "'molscore sample' (see 'molscore --help')")
+                         f"'molscore sample' (see '{hint}')")
     return int(module.sample_command(model, meta, args) or 0)
