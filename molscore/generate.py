@@ -68,6 +68,9 @@ __all__ = ["DEFAULT_STEPS", "GenerateOptions", "GenerationResult", "ConformerGen
            "default_model_path", "default_pool", "draw_generator", "etkdg_random_seed", "INITS"]
 
 INITS = ("prior", "etkdg")
+# Properties generation writes; an input Mol's own (e.g. from an SDF) are dropped, its
+# other properties are kept in the output.
+OUTPUT_PROPERTIES = ("smiles", "conformer", "checks", "energy", "forcefield", "dropped")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
 DEFAULT_STEPS = {"prior": 200, "etkdg": 10}
 # Default ETKDG pool of the etkdg route: (largest n, pool) steps, then MAX_DEFAULT_POOL.
@@ -278,6 +281,8 @@ class ConformerGenerator:
         try:
             mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
                               max_heavy_atoms=opts.max_heavy_atoms)
+            for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
+                mol.ClearProp(prop)
             mol = assign_unspecified_stereo(mol, opts.seed)
             mol.RemoveAllConformers()
             graph = mol_to_graph(mol)

@@ -78,6 +78,71 @@ def test_stdin_smi_input(tiny_model, tmp_path, monkeypatch):
     assert [m.GetProp("_Name") for m in _records(out)] == ["first", "benzene"]
 
 
+def _write_sdf_input(path, with_bad_record=True):
+    """Two 3D records whose stereo lives only in the coordinates, a 2D one with a wedge,
+    and a record RDKit cannot read; each with a vendor id and a stale energy."""
+    mols = []
+    for smiles, name in (("C[C@H](N)C(=O)O", "L-alanine"), ("F/C=C/F", "E-difluoroethene"),
+                         ("C[C@@H](O)CC", "R-2-butanol")):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        if name.startswith("R-"):
+            mol = Chem.RemoveHs(mol)
+            AllChem.Compute2DCoords(mol)
+        else:
+            AllChem.EmbedMolecule(mol, randomSeed=3)
+        mol.SetProp("_Name", name)
+        mol.SetProp("vendor_id", f"V-{name}")
+        mol.SetProp("energy", "999")
+        mols.append(mol)
+    with Chem.SDWriter(str(path)) as writer:
+        for mol in mols:
+            writer.write(mol)
+    if with_bad_record:
+        path.write_text(path.read_text() + "not a molfile\n$$$$\n")
+    return mols
+
+
+def test_sdf_input_keeps_names_stereo_and_properties(tiny_model, tmp_path):
+    inp = tmp_path / "in.sdf"
+    mols = _write_sdf_input(inp)
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", "--input", str(inp), "-n", "2", "-o", str(out), "--model", tiny_model,
+               "--steps", "2", "--device", "cpu", "--t-start", "0.05", "--no-progress"])
+    assert rc == 1                                     # the unreadable record
+    recs = _records(out)
+    assert [m.GetProp("_Name") for m in recs] == [n for n in ("L-alanine", "E-difluoroethene",
+                                                                "R-2-butanol") for _ in range(2)]
+    for rec in recs:
+        ref = next(m for m in mols if m.GetProp("_Name") == rec.GetProp("_Name"))
+        expected = Chem.MolToSmiles(Chem.RemoveHs(ref))
+        assert "@" in expected or "/" in expected
+        Chem.AssignStereochemistryFrom3D(rec)
+        assert Chem.MolToSmiles(Chem.RemoveHs(rec)) == expected == rec.GetProp("smiles")
+        assert rec.GetProp("vendor_id") == f"V-{rec.GetProp('_Name')}"
+        assert not rec.HasProp("energy")                # the input's, not of these coordinates
+    with open(tmp_path / "failures.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows == [{"name": "record_4", "input": "", "reason": "SDF record 4 cannot be read by RDKit"}]
+
+
+def test_sdf_records_from_stdin_named_by_a_property(tmp_path, monkeypatch):
+    import gzip
+
+    from molscore.chem.io import read_records
+
+    _write_sdf_input(tmp_path / "in.sdf", with_bad_record=False)
+    data = (tmp_path / "in.sdf").read_bytes()
+    (tmp_path / "in.sdf.gz").write_bytes(gzip.compress(data))
+    recs = list(read_records(str(tmp_path / "in.sdf.gz"), name_column="vendor_id"))
+    assert [r.name for r in recs] == ["V-L-alanine", "V-E-difluoroethene", "V-R-2-butanol"]
+    assert [r.mol.GetNumAtoms() for r in recs] == [13, 6, 5]          # hydrogens as given
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    recs = list(read_records("-", fmt="sdf"))
+    assert [(r.name, r.smiles, r.error) for r in recs] == [
+        ("L-alanine", "C[C@H](N)C(=O)O", None), ("E-difluoroethene", "F/C=C/F", None),
+        ("R-2-butanol", "CC[C@@H](C)O", None)]
+
+
 def test_missing_model_is_usage_error(tmp_path, capsys):
     rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(tmp_path / "no.pt")])
     assert rc == 2 and "not found" in capsys.readouterr().err

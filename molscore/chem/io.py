@@ -1,7 +1,10 @@
-"""Input readers (``.smi``, ``.csv``, stdin) and a streaming SDF writer for ``molscore generate``.
+"""Input readers (``.smi``, ``.csv``, ``.sdf``, stdin) and a streaming SDF writer for
+``molscore generate``.
 
 Input records keep their file order. A record's name is the name column / second
-``.smi`` field, or its SMILES when there is none. Duplicate names are allowed: the
+``.smi`` field / SDF title line (or ``--name-column`` property), or its SMILES when there is
+none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
+coordinates, or from the wedges of 2D ones) are what generation keeps. Duplicate names are allowed: the
 second occurrence of ``aspirin`` becomes ``aspirin#2``, the third ``aspirin#3``
 (:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
 output record and every ``failures.csv`` row has a unique name.
@@ -27,14 +30,19 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "first_undecodable_line", "disambiguate",
            "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records",
            "replace_atomically"]
 
-FORMATS = ("smi", "csv")
+FORMATS = ("smi", "csv", "sdf")
+_SDF_SUFFIXES = (".sdf", ".sd", ".mol")
 FAILURE_COLUMNS = ["name", "input", "reason"]
+
+
+# A row of an input file: SMILES, name, molecule (SDF) and a reason it cannot be used.
+_Row = tuple[str, str | None, Chem.Mol | None, str | None]
 
 
 class InputFormatError(ValueError):
@@ -48,14 +56,18 @@ class InputRecord:
     Attributes:
         index: 0-based position among the records.
         name: unique name (see module docstring).
-        smiles: the SMILES text as given (stripped).
-        error: a reason when the record is unusable before parsing (empty line), else None.
+        smiles: the SMILES text as given (stripped); for an SDF record, the SMILES of its
+            molecule.
+        error: a reason when the record is unusable before generation (empty line,
+            unreadable SDF record), else None.
+        mol: the molecule of an SDF record (None for SMILES input).
     """
 
     index: int
     name: str
     smiles: str
     error: str | None = None
+    mol: Chem.Mol | None = None
 
 
 def _guess_format(path: str, fmt: str | None) -> str:
@@ -66,7 +78,9 @@ def _guess_format(path: str, fmt: str | None) -> str:
     if path == "-":
         return "smi"
     suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
-    return "csv" if suffixes and suffixes[-1] in (".csv", ".tsv") else "smi"
+    if suffixes and suffixes[-1] in (".csv", ".tsv"):
+        return "csv"
+    return "sdf" if suffixes and suffixes[-1] in _SDF_SUFFIXES else "smi"
 
 
 def _open_text(path: str) -> IO[str]:
@@ -92,6 +106,39 @@ def first_undecodable_line(path: str) -> int:
             except UnicodeDecodeError:
                 return number
     return 0
+
+
+def _smiles(mol: Chem.Mol) -> str:
+    """SMILES of ``mol`` without its explicit hydrogens (with them where RDKit cannot remove them)."""
+    try:
+        return Chem.MolToSmiles(Chem.RemoveHs(mol))
+    except Exception:  # RDKit raises several sanitisation errors
+        return Chem.MolToSmiles(mol)
+
+
+def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
+    """A row per SDF record, hydrogens and properties kept; a record RDKit cannot read gets
+    a reason instead of a molecule."""
+    if path == "-":
+        handle = sys.stdin.buffer
+    elif not os.path.isfile(path):
+        raise InputFormatError(f"input file not found: {path}")
+    else:
+        handle = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    try:
+        with rdBase.BlockLogs():
+            for number, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False), 1):
+                if mol is None:
+                    yield "", None, None, f"SDF record {number} cannot be read by RDKit"
+                    continue
+                prop = name_prop or "_Name"
+                name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
+                yield _smiles(mol), (name or None), mol, None
+    except EOFError:                           # a truncated gzip stream: what came before stands
+        raise InputFormatError(f"{path} ends inside a compressed block (truncated?)") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
@@ -132,19 +179,24 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
                  name_column: str | None = None,
                  duplicates: list[str] | None = None) -> Iterator[InputRecord]:
     """Read molecules from a ``.smi`` file (``SMILES [name]`` per line, ``#`` comments),
-    a ``.csv``/``.tsv`` file (named columns) or stdin (``path == "-"``, ``.smi`` unless
-    ``fmt="csv"``). Gzipped files work too.
+    a ``.csv``/``.tsv`` file (named columns), an ``.sdf`` file (``name_column``: the record
+    property that names a molecule, default its title line) or stdin (``path == "-"``,
+    ``.smi`` unless ``fmt`` says otherwise). Gzipped files work too.
 
-    The text must be UTF-8 (a leading byte-order mark is dropped).
+    Text must be UTF-8 (a leading byte-order mark is dropped).
 
     Args:
         duplicates: when given, the renamed duplicate names are appended to it.
 
     Raises:
         InputFormatError: missing file, missing CSV column (raised on the first ``next``),
-            text that is not UTF-8 or malformed CSV (raised where it is met, naming the line).
+            text that is not UTF-8, malformed CSV or a truncated gzip stream (raised where
+            it is met, naming the line).
     """
     fmt = _guess_format(path, fmt)
+    if fmt == "sdf":
+        yield from _numbered(_sdf_rows(path, name_column), duplicates)
+        return
     handle = _open_text(path)
     try:
         if fmt == "csv":
@@ -152,13 +204,8 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             rows = _csv_rows(handle, smiles_column, name_column, delimiter)
         else:
             rows = _smi_rows(handle)
-        seen: dict[str, int] = {}
-        for index, (smiles, name) in enumerate(rows):
-            base = name or smiles or f"record_{index + 1}"
-            unique = disambiguate(base, seen)
-            if unique != base and duplicates is not None:
-                duplicates.append(unique)
-            yield InputRecord(index, unique, smiles, None if smiles else "empty SMILES")
+        yield from _numbered(((smiles, name, None, None if smiles else "empty SMILES")
+                              for smiles, name in rows), duplicates)
     except UnicodeDecodeError as err:
         where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
         raise InputFormatError(f"input is not UTF-8 text ({where}: byte "
@@ -168,6 +215,17 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             handle.close()
         elif handle is not sys.stdin:
             handle.detach()                 # leave sys.stdin itself open
+
+
+def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[InputRecord]:
+    """Input records, with unique names, from rows."""
+    seen: dict[str, int] = {}
+    for index, (smiles, name, mol, error) in enumerate(rows):
+        base = name or smiles or f"record_{index + 1}"
+        unique = disambiguate(base, seen)
+        if unique != base and duplicates is not None:
+            duplicates.append(unique)
+        yield InputRecord(index, unique, smiles, error, mol)
 
 
 def _mol_block_records(mol: Chem.Mol) -> str:

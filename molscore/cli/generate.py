@@ -1,12 +1,14 @@
 """``molscore generate``: 3D conformers from SMILES into an SDF.
 
 Inputs: one SMILES argument, or ``--input`` with a ``.smi`` file (``SMILES [name]`` per
-line), a ``.csv`` file (``--smiles-column`` / ``--name-column``) or ``-`` for stdin (``.smi``
-lines unless ``--format csv``). Each output record's ``_Name`` is the input name (the SMILES
+line), a ``.csv`` file (``--smiles-column`` / ``--name-column``), an ``.sdf`` file (2D or 3D
+records: their atoms, hydrogens and stereo are kept, named by the title line or the
+``--name-column`` property) or ``-`` for stdin (``.smi`` lines unless ``--format csv|sdf``).
+Each output record's ``_Name`` is the input name (the SMILES
 when there is none; a repeated name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on
 stderr), with properties ``smiles``, ``conformer``, ``checks`` and, with ``--relax``,
-``energy`` (kcal/mol). Records follow the input order and are written (and flushed) one
-molecule at a time.
+``energy`` (kcal/mol); an SDF record's other properties are passed on. Records follow the
+input order and are written (and flushed) one molecule at a time.
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (a mirror image
 is reflected, single inverted centres are flipped, others are resampled up to --max-retries
@@ -58,9 +60,11 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("smiles", nargs="?", help="a SMILES string (or use --input)")
     p.add_argument("--input", "-i", help=".smi / .csv file, or - for stdin")
-    p.add_argument("--format", choices=("smi", "csv"), help="input format (default: from the extension)")
+    p.add_argument("--format", choices=("smi", "csv", "sdf"),
+                   help="input format (default: from the extension; smi for stdin)")
     p.add_argument("--smiles-column", default="smiles", help="CSV column with SMILES (default: smiles)")
-    p.add_argument("--name-column", help="CSV column with names")
+    p.add_argument("--name-column", help="CSV column with names (SDF: the property that names a "
+                                         "molecule; default its title line)")
     p.add_argument("-n", "--num-confs", type=int, default=10, help="conformers per molecule (default 10)")
     p.add_argument("-o", "--output", required=True, help="output SDF (.sdf or .sdf.gz)")
     p.add_argument("--model", help="checkpoint (default: shipped weights molscore/weights/conformer.pt)")
@@ -208,7 +212,7 @@ def run(args) -> int:
         if isinstance(rec, InputRecord):
             if rec.error:
                 bad_early[rec.index] = rec
-            items.append((rec.index, rec.name, rec.smiles))
+            items.append((rec.index, rec.name, rec.smiles if rec.mol is None else rec.mol))
         else:
             items.append((0, rec[0], rec[1]))
     settings = _run_settings(options, Path(args.model) if args.model else default_model_path())
@@ -229,7 +233,7 @@ def run(args) -> int:
         outputs.close()
         raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     items = items[start:]
-    good = [(name, smi) for idx, name, smi in items if idx not in bad_early]
+    good = [(name, item) for idx, name, item in items if idx not in bad_early]
     if args.workers > 1 and good:
         results = generate_in_processes(good, args.workers, model=args.model, options=options,
                                         progress=not args.no_progress, total=len(good))
@@ -237,9 +241,9 @@ def run(args) -> int:
         results = generator.run(good, progress=not args.no_progress, total=len(good))
     n_ok = 0
     with outputs:
-        for idx, name, smi in items:
+        for idx, name, _ in items:
             if idx in bad_early:
-                failures.add(name, smi, bad_early[idx].error)
+                failures.add(name, bad_early[idx].smiles, bad_early[idx].error)
                 n_fail += 1
                 continue
             result = next(results)
