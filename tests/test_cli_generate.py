@@ -143,6 +143,23 @@ def test_sdf_records_from_stdin_named_by_a_property(tmp_path, monkeypatch):
         ("R-2-butanol", "CC[C@@H](C)O", None)]
 
 
+@pytest.mark.parametrize("name, text", [("in.smi.gz", "".join(f"CCO n{i}\n" for i in range(5000))),
+                                        ("in.sdf.gz", None)])
+def test_truncated_gzip_input_is_usage_error(tiny_model, tmp_path, capsys, name, text):
+    import gzip
+
+    if text is None:
+        _write_sdf_input(tmp_path / "in.sdf", with_bad_record=False)
+        text = (tmp_path / "in.sdf").read_text()
+    data = gzip.compress(text.encode())
+    inp = tmp_path / name
+    inp.write_bytes(data[:len(data) // 2])
+    rc = main(["generate", "--input", str(inp), "-o", str(tmp_path / "x.sdf"), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"cannot read {inp}: Compressed file ended before the end-of-stream marker" in err
+
+
 def test_missing_model_is_usage_error(tmp_path, capsys):
     rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(tmp_path / "no.pt")])
     assert rc == 2 and "not found" in capsys.readouterr().err

@@ -4,8 +4,8 @@
 Input records keep their file order. A record's name is the name column / second
 ``.smi`` field / SDF title line (or ``--name-column`` property), or its SMILES when there is
 none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
-coordinates, or from the wedges of 2D ones) are what generation keeps. Duplicate names are allowed: the
-second occurrence of ``aspirin`` becomes ``aspirin#2``, the third ``aspirin#3``
+coordinates, or from the wedges of 2D ones) are what generation keeps. Duplicate names are
+allowed: the second occurrence of ``aspirin`` becomes ``aspirin#2``, the third ``aspirin#3``
 (:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
 output record and every ``failures.csv`` row has a unique name.
 
@@ -32,9 +32,9 @@ from typing import IO, Iterable, Iterator
 
 from rdkit import Chem, rdBase
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "first_undecodable_line", "disambiguate",
-           "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names", "failure_names", "keep_first_records",
-           "replace_atomically"]
+__all__ = ["InputRecord", "InputFormatError", "read_records", "first_undecodable_line",
+           "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
+           "failure_names", "keep_first_records", "replace_atomically"]
 
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
@@ -119,12 +119,18 @@ def _smiles(mol: Chem.Mol) -> str:
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
     """A row per SDF record, hydrogens and properties kept; a record RDKit cannot read gets
     a reason instead of a molecule."""
-    if path == "-":
-        handle = sys.stdin.buffer
+    if path == "-":                           # a text-only stdin (no buffer) is read whole
+        handle = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
     elif not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
+    elif path.endswith(".gz"):        # decompressed first: RDKit turns a read error into SystemError
+        try:
+            with gzip.open(path, "rb") as fh:
+                handle = io.BytesIO(fh.read())
+        except (EOFError, OSError, zlib.error) as err:
+            raise InputFormatError(f"cannot read {path}: {err}") from None
     else:
-        handle = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+        handle = open(path, "rb")
     try:
         with rdBase.BlockLogs():
             for number, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False), 1):
@@ -134,10 +140,8 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
                 prop = name_prop or "_Name"
                 name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
                 yield _smiles(mol), (name or None), mol, None
-    except EOFError:                           # a truncated gzip stream: what came before stands
-        raise InputFormatError(f"{path} ends inside a compressed block (truncated?)") from None
     finally:
-        if handle is not sys.stdin.buffer:
+        if path != "-":
             handle.close()
 
 
@@ -210,6 +214,8 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
         where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
         raise InputFormatError(f"input is not UTF-8 text ({where}: byte "
                                f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise InputFormatError(f"cannot read {path}: {err}") from None
     finally:
         if path != "-":
             handle.close()
