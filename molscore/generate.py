@@ -275,20 +275,28 @@ class ConformerGenerator:
 
     # -- preparation -----------------------------------------------------------------
     def _prepare(self, name: str, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+        """A job for the molecule, or its result with the reason it cannot be done. An
+        unexpected error in RDKit or featurisation fails this molecule only, so that one odd
+        input cannot stop (or, resumed, stop again) a long run."""
         text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
         result = GenerationResult(name=name, input=text)
-        opts = self.options
         try:
-            mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
-                              max_heavy_atoms=opts.max_heavy_atoms)
-            for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
-                mol.ClearProp(prop)
-            mol = assign_unspecified_stereo(mol, opts.seed)
-            mol.RemoveAllConformers()
-            graph = mol_to_graph(mol)
+            return self._prepare_job(result, smiles_or_mol)
         except MoleculeError as err:
             result.error = str(err)
-            return result
+        except Exception as err:  # noqa: BLE001 - see the docstring
+            result.error = _internal_error("preparing the molecule", err)
+        return result
+
+    def _prepare_job(self, result: GenerationResult, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+        opts = self.options
+        mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
+                          max_heavy_atoms=opts.max_heavy_atoms)
+        for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
+            mol.ClearProp(prop)
+        mol = assign_unspecified_stereo(mol, opts.seed)
+        mol.RemoveAllConformers()
+        graph = mol_to_graph(mol)
         if hasattr(graph, "pos"):
             del graph.pos
         job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
@@ -363,21 +371,35 @@ class ConformerGenerator:
         mol = job.checker.mol
         cid = add_conformer(mol, pos)
         try:
-            report = fix_stereo(mol, cid)
-            if not report.ok:
-                job.rejected.append(report.reasons())
-                return
-            problems = job.checker(cid)
-            if problems and self.options.cleanup and restrained_cleanup(mol, [cid]):
-                problems = job.checker(cid)
-            # the clean-up can move a marginal centre through its plane: wrong stereo is
-            # rejected in every round, other problems only before the last
-            if problems and (not last_round or any(p.startswith("stereo") for p in problems)):
-                job.rejected.append([p.split(":")[0] for p in problems])
-                return
-            job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
+            self._check_and_keep(job, mol, cid, last_round)
+        except Exception as err:  # noqa: BLE001 - one conformer must not stop the run
+            job.rejected.append([_internal_error("checking a conformer", err)])
         finally:
             mol.RemoveConformer(cid)
+
+    def _check_and_keep(self, job: _Job, mol: Chem.Mol, cid: int, last_round: bool) -> None:
+        """:meth:`_accept` on conformer ``cid`` of ``mol`` (the checker's molecule)."""
+        report = fix_stereo(mol, cid)
+        if not report.ok:
+            job.rejected.append(report.reasons())
+            return
+        problems = job.checker(cid)
+        if problems and self.options.cleanup and restrained_cleanup(mol, [cid]):
+            problems = job.checker(cid)
+        # the clean-up can move a marginal centre through its plane: wrong stereo is
+        # rejected in every round, other problems only before the last
+        if problems and (not last_round or any(p.startswith("stereo") for p in problems)):
+            job.rejected.append([p.split(":")[0] for p in problems])
+            return
+        job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
+
+    def _finish_safely(self, job: _Job) -> GenerationResult:
+        """:meth:`_finish`; an unexpected error fails this molecule only."""
+        try:
+            return self._finish(job)
+        except Exception as err:  # noqa: BLE001 - one molecule must not stop the run
+            job.result.mol, job.result.error = None, _internal_error("finishing the molecule", err)
+            return job.result
 
     def _finish(self, job: _Job) -> GenerationResult:
         result, opts = job.result, self.options
@@ -388,7 +410,7 @@ class ConformerGenerator:
                 result.dropped = [f"{len(job.rejected)} of {opts.n} conformers dropped after "
                                   f"{opts.max_retries} resampling rounds: {summary}"]
             else:
-                result.error = (f"no conformer with correct stereochemistry after "
+                result.error = (f"no conformer passed the checks after "
                                 f"{opts.max_retries} resampling rounds: {summary}")
                 return result
         mol = Chem.Mol(job.mol)
@@ -456,7 +478,7 @@ class ConformerGenerator:
                 self._accept(job, pos, last_round=r == rounds - 1)
             requests = [req for job in jobs for req in self._requests(job, len(job.rejected))]
         for p in pending:
-            result = self._finish(p) if isinstance(p, _Job) else p
+            result = self._finish_safely(p) if isinstance(p, _Job) else p
             bar.update(1)
             yield result
 
@@ -464,6 +486,12 @@ class ConformerGenerator:
         """One molecule; see :meth:`run`."""
         text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
         return next(self.run([(name or text, smiles_or_mol)]))
+
+
+def _internal_error(stage: str, err: Exception) -> str:
+    """One-line reason for an unexpected exception: where, its type and first line."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"internal error while {stage}: {type(err).__name__}" + (f": {first}" if first else "")
 
 
 def _mol_text(mol: Chem.Mol) -> str:

@@ -56,7 +56,7 @@ def test_wrong_stereo_is_dropped_never_returned(tiny_model):
     gen = ConformerGenerator(tiny_model, device="cpu", n=3, steps=3, seed=0, max_retries=1)
     result = gen.generate(STEREO_SMILES)
     if result.mol is None:
-        assert result.error.startswith("no conformer with correct stereochemistry after 1 ")
+        assert result.error.startswith("no conformer passed the checks after 1 ")
     else:
         assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
         assert result.mol.GetNumConformers() == 3 or "dropped" in result.dropped[0]
@@ -246,3 +246,43 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
     gen.options.n = 12
     assert gen.generate("CCO").mol.GetNumConformers() == 12
     assert seen == [(2, 50), (12, 100)]
+
+
+def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch):
+    """An exception that is not a MoleculeError (an RDKit or featurisation bug met on one odd
+    molecule) fails that molecule, with its type and message as the reason; the others are
+    generated. Injected here in preparation, in the per-conformer checks and in the finish."""
+    import molscore.generate as gen_module
+
+    real_graph, real_fix, real_relax = (gen_module.mol_to_graph, gen_module.fix_stereo,
+                                        gen_module.relax_conformers)
+
+    def graph(mol):
+        if mol.GetNumAtoms() == 12:                    # propanol (C3H8O)
+            raise RuntimeError("featurisation bug\nsecond line")
+        return real_graph(mol)
+
+    def fix(mol, cid):
+        if mol.GetNumAtoms() == 14:                    # butane
+            raise KeyError("atom 3")
+        return real_fix(mol, cid)
+
+    def relax(mol):
+        if mol.GetNumAtoms() == 9:                     # ethanol
+            raise RuntimeError("")
+        return real_relax(mol)
+
+    monkeypatch.setattr(gen_module, "mol_to_graph", graph)
+    monkeypatch.setattr(gen_module, "fix_stereo", fix)
+    monkeypatch.setattr(gen_module, "relax_conformers", relax)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, steps=2, t_start=0.05, relax=True,
+                             max_retries=1)
+    results = list(gen.run([(s, s) for s in ("CCCO", "CCCC", "CCO", "CC(=O)O")]))
+    assert [r.name for r in results] == ["CCCO", "CCCC", "CCO", "CC(=O)O"]
+    assert results[0].error == ("internal error while preparing the molecule: RuntimeError: "
+                                "featurisation bug")
+    assert results[1].error == ("no conformer passed the checks after 1 resampling rounds: "
+                                "internal error while checking a conformer: KeyError: 'atom 3' (x2)")
+    assert results[2].error == "internal error while finishing the molecule: RuntimeError"
+    assert results[2].mol is None
+    assert results[3].ok and results[3].mol.GetNumConformers() == 2
