@@ -364,6 +364,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim["lr"],
                                            weight_decay=optim["weight_decay"],
                                            betas=tuple(optim["betas"]))
+        if len(task.train_set) == 0:
+            raise ConfigError(f"the training set is empty (data: {self.cfg.get('data')}); "
+                              "too few molecules for the splits, or a filter that drops them all?")
         self.order = DataOrder(len(task.train_set), self.cfg["batch_size"], seed,
                                self.info.rank, self.info.world_size)
         self.total_steps = (self.cfg["steps"] if self.cfg["steps"] is not None

@@ -201,6 +201,11 @@ def test_resume_with_other_task_refused(tmp_path):
         Trainer(base_config(), tmp_path, device="cpu")
 
 
+def test_empty_training_set_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"the training set is empty \(data: \{'dim': 2, 'n': 0\}\)"):
+        Trainer(base_config(data={"dim": 2, "n": 0}), tmp_path, device="cpu")
+
+
 def test_resume_refuses_other_settings_but_not_a_longer_run(tmp_path):
     """The restored optimiser would keep the checkpoint's learning rate whatever the config
     said, and another batch size or data changes the data order: such a resume is refused,
