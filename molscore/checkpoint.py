@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import message_line
 from .models.param import ScoreModel
 from .tasks import get_task_module
 
@@ -65,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise ValueError(f"cannot read checkpoint {path}: it holds pickled objects other than "
                          f"tensors and plain containers, which molscore never unpickles") from err
     except Exception as err:  # a damaged archive
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = message_line(err) or type(err).__name__
         raise ValueError(f"cannot read checkpoint {path}: {reason}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise ValueError(f"{path} is not a molscore checkpoint (needs 'model' and 'meta')")

@@ -60,6 +60,7 @@ from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
 from .chem.stereo import ETKDG_FAILED, assign_unspecified_stereo, etkdg_failure_reason, fix_stereo
+from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
 from .spaces import PointSetSpace
@@ -288,7 +289,8 @@ class ConformerGenerator:
             result.error = _internal_error("preparing the molecule", err)
         return result
 
-    def _prepare_job(self, result: GenerationResult, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+    def _prepare_job(self, result: GenerationResult,
+                     smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
         opts = self.options
         mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
                           max_heavy_atoms=opts.max_heavy_atoms)
@@ -490,7 +492,7 @@ class ConformerGenerator:
 
 def _internal_error(stage: str, err: Exception) -> str:
     """One-line reason for an unexpected exception: where, its type and first line."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    first = message_line(err)
     return f"internal error while {stage}: {type(err).__name__}" + (f": {first}" if first else "")
 
 

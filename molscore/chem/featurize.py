@@ -28,6 +28,8 @@ import torch
 from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
+from ..errors import message_line
+
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
     "prepare_mol", "mol_to_graph", "graph_signature", "atoms_match", "chiral_neighbour_ranks",
@@ -107,7 +109,7 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
         with rdBase.BlockLogs():
             Chem.SanitizeMol(mol)
     except Exception as err:  # RDKit raises several MolSanitizeException subclasses
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = message_line(err) or type(err).__name__
         raise MoleculeError(f"invalid {label}: {reason}") from None
     return mol
 

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if first is None:
             reason = "; ".join(r for _, r in input_failures[:2]) or "no conformer records"
             raise UsageError(f"nothing to build from {args.input}: {reason} (not an SDF?)")
-        items = _limited(itertools.chain([first] if first is not None else [], groups), args.limit)
+        items = _limited(itertools.chain([first], groups), args.limit)
         meta.update(source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:

@@ -4,11 +4,11 @@ Inputs: one SMILES argument, or ``--input`` with a ``.smi`` file (``SMILES [name
 line), a ``.csv`` file (``--smiles-column`` / ``--name-column``), an ``.sdf`` file (2D or 3D
 records: their atoms, hydrogens and stereo are kept, named by the title line or the
 ``--name-column`` property) or ``-`` for stdin (``.smi`` lines unless ``--format csv|sdf``).
-Each output record's ``_Name`` is the input name (the SMILES
-when there is none; a repeated name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on
-stderr), with properties ``smiles``, ``conformer``, ``checks`` and, with ``--relax``,
-``energy`` (kcal/mol); an SDF record's other properties are passed on. Records follow the
-input order and are written (and flushed) one molecule at a time.
+Each output record's ``_Name`` is the input name (the SMILES when there is none; a repeated
+name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on stderr), with properties
+``smiles``, ``conformer``, ``checks`` and, with ``--relax``, ``energy`` (kcal/mol); an SDF
+record's other properties are passed on. Records follow the input order and are written
+(and flushed) one molecule at a time.
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (a mirror image
 is reflected, single inverted centres are flipped, others are resampled up to --max-retries

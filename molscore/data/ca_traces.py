@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import message_line
+
 __all__ = [
     "CA_BOND", "GAP_CUTOFF", "Trace", "StructureReadError", "split_at_gaps",
     "load_npz_traces", "read_structure_traces", "read_structure_files", "split_by_structure",
@@ -126,7 +128,7 @@ def read_structure_traces(path: str | os.PathLike, *, min_length: int = 1,
     try:
         atoms = strucio.load_structure(str(path), model=1)
     except Exception as err:  # biotite raises many types for broken records
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = message_line(err) or type(err).__name__
         raise StructureReadError(f"{path}: cannot read structure ({reason})") from err
     ca = atoms[(atoms.atom_name == "CA") & (atoms.element == "C")]
     if ca.array_length() == 0:
