@@ -49,6 +49,7 @@ __all__ = [
 FORMAT = "molscore-conformers/1"
 INDEX_FILE = "index.json"
 FAILURES_FILE = "failures.csv"
+FAILURE_COLUMNS = ("name", "reason")
 SPLITS = ("train", "val", "test")
 _TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
 _BINARY_KEYS = ("atom_feat", "edge_attr")  # stored as uint8
@@ -189,7 +190,7 @@ class DatasetWriter:
             return 0
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["name", "reason"])
+        writer.writerow(FAILURE_COLUMNS)
         writer.writerows(kept)
         replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
         stored = {m["name"] for m in self.index["molecules"]} | {e["name"] for e in self._buffer}
@@ -246,7 +247,7 @@ class DatasetWriter:
             with open(path, "a", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh)
                 if new:
-                    writer.writerow(["name", "reason"])
+                    writer.writerow(FAILURE_COLUMNS)
                 writer.writerows(self._failures)
             self._failures = []
 
