@@ -214,7 +214,14 @@ def test_evaluate_cli(tmp_path, capsys):
     AllChem.EmbedMolecule(other, randomSeed=7)
     with Chem.SDWriter(str(tmp_path / "other.sdf")) as w:
         w.write(other)
+    import gzip
+
+    packed = gzip.compress((tmp_path / "ref.sdf").read_bytes())
+    (tmp_path / "cut.sdf.gz").write_bytes(packed[:len(packed) // 2])
+    (tmp_path / "plain.sdf.gz").write_bytes((tmp_path / "ref.sdf").read_bytes())
     for generated, extra, reason in (
+            ("cut.sdf.gz", [], "cannot read .*cut.sdf.gz: Compressed file ended before"),
+            ("plain.sdf.gz", [], "cannot read .*plain.sdf.gz: Not a gzipped file"),
             ("mols.csv", [], "no 3D conformer records read from the generated file"),
             ("ref.sdf", ["--group-by", "batch"], "no record of the generated file .* has the property 'batch'"),
             ("other.sdf", [], r"no molecule in common between the two files \(grouped by smiles\)")):
@@ -222,6 +229,36 @@ def test_evaluate_cli(tmp_path, capsys):
                    "--reference", str(tmp_path / "ref.sdf"), *extra])
         out, err = capsys.readouterr()
         assert rc == 2 and out == "" and re.search(reason, err) and len(err.splitlines()) == 1, err
+
+
+def test_read_sdf_streams_records_then_reports_a_cut_gzip(tmp_path):
+    """``read_sdf`` yields every record before the point where a cut ``.gz`` ends, then
+    raises one ``InputFormatError``; an unreadable record is ``None`` in its place."""
+    import gzip
+
+    from molscore.chem.io import InputFormatError, read_sdf
+
+    blocks = []
+    for i, smiles in enumerate(["CCO", "c1ccccc1O", "CC(=O)N"] * 40):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        AllChem.EmbedMolecule(mol, randomSeed=i + 1)
+        mol.SetProp("_Name", f"m{i}")
+        blocks.append(Chem.MolToMolBlock(mol) + "$$$$\n")
+    blocks[1] = "broken\n\n\n  9  9  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n"
+    (tmp_path / "all.sdf").write_text("".join(blocks))
+    mols = list(read_sdf(tmp_path / "all.sdf"))
+    assert len(mols) == 120 and mols[1] is None
+    assert [m.GetProp("_Name") for m in mols[::50]] == ["m0", "m50", "m100"]
+    assert mols[0].GetNumAtoms() == 9                       # hydrogens kept
+    packed = gzip.compress("".join(blocks).encode())
+    (tmp_path / "cut.sdf.gz").write_bytes(packed[:len(packed) // 2])
+    seen = []
+    with pytest.raises(InputFormatError, match="cannot read .*cut.sdf.gz: Compressed file ended"):
+        for mol in read_sdf(tmp_path / "cut.sdf.gz"):
+            seen.append(mol)
+    assert 10 < len(seen) < 120 and all(m is not None for m in seen[2:])
+    with pytest.raises(InputFormatError, match="input file not found"):
+        next(read_sdf(tmp_path / "none.sdf"))
 
 
 def test_read_records_smi_and_duplicates(tmp_path):

@@ -32,7 +32,7 @@ from typing import IO, Iterable, Iterator
 
 from rdkit import Chem, rdBase
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "first_undecodable_line",
+__all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically"]
 
@@ -116,33 +116,47 @@ def _smiles(mol: Chem.Mol) -> str:
         return Chem.MolToSmiles(mol)
 
 
-def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
-    """A row per SDF record, hydrogens and properties kept; a record RDKit cannot read gets
-    a reason instead of a molecule."""
+def read_sdf(path: str | os.PathLike, *, sanitize: bool = True) -> Iterator[Chem.Mol | None]:
+    """The records of an SDF (``.sdf``, gzipped ``.gz``, or ``-`` for stdin), in file order,
+    streamed, hydrogens and properties kept; ``None`` for a record RDKit cannot read.
+
+    Raises:
+        InputFormatError: the file does not exist, or it cannot be read on (a truncated or
+            non-gzip ``.gz``), raised where it is met, after the records before it.
+    """
+    path = str(path)
     if path == "-":                           # a text-only stdin (no buffer) is read whole
         handle = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
     elif not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
-    elif path.endswith(".gz"):        # decompressed first: RDKit turns a read error into SystemError
-        try:
-            with gzip.open(path, "rb") as fh:
-                handle = io.BytesIO(fh.read())
-        except (EOFError, OSError, zlib.error) as err:
-            raise InputFormatError(f"cannot read {path}: {err}") from None
     else:
-        handle = open(path, "rb")
+        handle = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
     try:
         with rdBase.BlockLogs():
-            for number, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False), 1):
-                if mol is None:
-                    yield "", None, None, f"SDF record {number} cannot be read by RDKit"
-                    continue
-                prop = name_prop or "_Name"
-                name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
-                yield _smiles(mol), (name or None), mol, None
+            try:
+                yield from Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=sanitize)
+            except SystemError as err:      # RDKit's wrapper of the file object's read error
+                cause = err.__cause__ or err.__context__
+                if not isinstance(cause, (EOFError, OSError, zlib.error)):
+                    raise
+                raise InputFormatError(f"cannot read {path}: {cause}") from None
+            except (EOFError, OSError, zlib.error) as err:
+                raise InputFormatError(f"cannot read {path}: {err}") from None
     finally:
         if path != "-":
             handle.close()
+
+
+def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
+    """A row per SDF record (:func:`read_sdf`); a record RDKit cannot read gets a reason
+    instead of a molecule."""
+    prop = name_prop or "_Name"
+    for number, mol in enumerate(read_sdf(path), 1):
+        if mol is None:
+            yield "", None, None, f"SDF record {number} cannot be read by RDKit"
+            continue
+        name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
+        yield _smiles(mol), (name or None), mol, None
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:

@@ -25,7 +25,6 @@ Protocols:
 """
 from __future__ import annotations
 
-import gzip
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from rdkit import Chem, rdBase
+
+from .io import read_sdf
 
 __all__ = ["MAX_MATCHES", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
            "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
@@ -184,12 +185,6 @@ def _canonical(smiles: str, isomeric: bool = True) -> str:
     return Chem.MolToSmiles(mol, isomericSmiles=isomeric) if mol is not None else smiles
 
 
-def _open_sdf(path: str | Path):
-    path = Path(path)
-    handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return handle, Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=True)
-
-
 def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str, ConformerGroup]":
     """Read an SDF (``.sdf`` / ``.sdf.gz``) into conformer groups, in file order.
 
@@ -198,11 +193,14 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     whose heavy-atom graph does not match their group's first record, or that RDKit
     cannot read, are skipped. Within a group records are ordered by their ``conformer``
     property when every record has one, else by file order.
+
+    Raises:
+        InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
+            (:func:`molscore.chem.io.read_sdf`).
     """
-    handle, supplier = _open_sdf(path)
     groups: OrderedDict[str, list[Chem.Mol]] = OrderedDict()
-    with handle, rdBase.BlockLogs():
-        for mol in supplier:
+    with rdBase.BlockLogs():
+        for mol in read_sdf(path):
             if mol is None or mol.GetNumConformers() == 0:
                 continue
             if group_by == "smiles":

@@ -43,17 +43,21 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..chem.io import InputFormatError
     from ..chem.metrics import evaluate_coverage, evaluate_crystal
 
     for path in (args.generated, args.reference):
         if not Path(path).is_file():
             raise UsageError(f"file not found: {path}")
-    if args.metric == "coverage":
-        res = evaluate_coverage(args.generated, args.reference, args.threshold, args.group_by,
-                                args.max_matches)
-    else:
-        res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
-                               args.max_matches)
+    try:
+        if args.metric == "coverage":
+            res = evaluate_coverage(args.generated, args.reference, args.threshold,
+                                    args.group_by, args.max_matches)
+        else:
+            res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
+                                   args.max_matches)
+    except InputFormatError as err:        # e.g. a truncated .sdf.gz
+        raise UsageError(str(err)) from None
     if res["n_molecules"] == 0:
         _explain_no_pairs(args)
     if args.metric == "coverage":

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
         "generate", help="generate 3D conformers from SMILES",
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("smiles", nargs="?", help="a SMILES string (or use --input)")
-    p.add_argument("--input", "-i", help=".smi / .csv file, or - for stdin")
+    p.add_argument("--input", "-i", help=".smi / .csv / .sdf file (also gzipped), or - for stdin")
     p.add_argument("--format", choices=("smi", "csv", "sdf"),
                    help="input format (default: from the extension; smi for stdin)")
     p.add_argument("--smiles-column", default="smiles", help="CSV column with SMILES (default: smiles)")
