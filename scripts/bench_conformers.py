@@ -329,6 +329,8 @@ def main() -> int:
                     help="MMFF94 minimisation of every conformer (generate --relax), and of "
                          "ETKDG's too, so that the baseline stays like for like")
     ap.add_argument("--sampler", default="reverse")
+    ap.add_argument("--stereo-guidance", type=float, default=None,
+                    help="strength of the stereo guidance (0: off; default the route's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8192)
     ap.add_argument("--subset", type=int, default=500, help="crystal molecules (default 500)")
@@ -365,9 +367,11 @@ def main() -> int:
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
                       init=args.init, t_start=args.t_start, pool=args.pool, pick=args.pick,
                       batch_size=args.batch_size,
-                      seed=MODEL_SEED, cleanup=not args.no_cleanup, relax=args.relax)
+                      seed=MODEL_SEED, cleanup=not args.no_cleanup, relax=args.relax,
+                      stereo_guidance=args.stereo_guidance)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
     args.steps = gen.options.steps
+    args.stereo_guidance = gen.options.stereo_guidance
     pb_version = None if args.no_posebusters else posebusters_version()
     shown = Path(model).resolve()
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
@@ -525,7 +529,8 @@ def markdown(report: dict) -> str:
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
              f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
              f"(pick {cfg.get('pick', 'k-medoids')}), clean-up "
-             f"{'off' if cfg.get('no_cleanup') else 'on'}, device {cfg['device']}"
+             f"{'off' if cfg.get('no_cleanup') else 'on'}, stereo guidance "
+             f"{cfg.get('stereo_guidance') or 'off'}, device {cfg['device']}"
              + (f" ({cfg['cpu']}, {cfg['cpu_count']} cores)" if "cpu" in cfg else "")
              + f"; ETKDG: {cfg['etkdg']}; "
              f"posebusters: {cfg['posebusters']}.", ""]

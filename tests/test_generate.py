@@ -286,3 +286,57 @@ def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch
     assert results[2].error == "internal error while finishing the molecule: RuntimeError"
     assert results[2].mol is None
     assert results[3].ok and results[3].mol.GetNumConformers() == 2
+
+
+class _PointMass(torch.nn.Module):
+    """The exact ``score``-parameterised network of data that is one conformer ``c`` ``(N, 3)``
+    (each sample of a batch the same molecule): ``std * (c - x) / std^2``."""
+
+    def __init__(self, c: torch.Tensor, sde: VESDE):
+        super().__init__()
+        self.c, self.sde = c - c.mean(0), sde
+
+    def forward(self, x, t, cond):
+        std = self.sde.marginal(t)[1][cond.batch].unsqueeze(-1).to(x)
+        return (self.c.to(x).repeat(x.shape[0] // self.c.shape[0], 1) - x) / std
+
+
+@pytest.mark.parametrize("guidance, returned", [(0.0, 0), (1.0, 3)])
+def test_stereo_guidance_steers_the_sampler_to_the_specified_stereo(guidance, returned):
+    """Data that is one conformer with a flat stereocentre: without guidance every sample
+    ends on it and is rejected; guided, every sample ends with the centre the SMILES asks for."""
+    from molscore.models.param import ScoreModel
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(STEREO_SMILES))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 5
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    centre = sorted(specified_centres(mol))[0]
+    pos = mol.GetConformer().GetPositions()
+    heavy = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors() if n.GetAtomicNum() > 1]
+    pos[centre] = pos[heavy].mean(0)
+    mol.GetConformer().SetAtomPosition(centre, pos[centre].tolist())
+    assert check_stereo(mol).flat_centres == [centre]
+    sde = VESDE(0.02, 15.0)
+    model = ScoreModel(_PointMass(torch.tensor(pos, dtype=torch.float32), sde), sde, "score")
+    gen = ConformerGenerator(model, meta={"coord_scale": 1.0}, device="cpu", n=3, steps=40,
+                             init="prior", max_retries=0, cleanup=False, stereo_guidance=guidance)
+    result = gen.generate(STEREO_SMILES)
+    if returned == 0:
+        assert result.mol is None and "near-planar stereocentre(s) at atom(s) " + str(centre) in result.error
+    else:
+        assert result.mol is not None, result.error
+        assert result.mol.GetNumConformers() == returned
+        assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
+
+
+def test_stereo_guidance_default_follows_the_route():
+    for init, strength in (("prior", 1.0), ("etkdg", 0.0)):
+        opts = GenerateOptions(init=init)
+        opts.validate()
+        assert opts.stereo_guidance == strength
+    opts = GenerateOptions(init="etkdg", stereo_guidance=0.5)
+    opts.validate()
+    assert opts.stereo_guidance == 0.5
+    with pytest.raises(ValueError, match="stereo_guidance must be >= 0, got -1"):
+        GenerateOptions(stereo_guidance=-1).validate()

@@ -1,12 +1,16 @@
 """Force-field relaxation and the restrained geometry clean-up."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molscore.chem.checks import check_geometry
 from molscore.chem.coords import set_positions
 from molscore.chem.metrics import rmsd_matrix
-from molscore.chem.relax import relax_conformers, restrained_cleanup
+from molscore.chem.relax import STEREO_MARGIN, _side, relax_conformers, restrained_cleanup
+from molscore.chem.stereo import check_stereo
 
 
 def _distorted(smiles: str, noise: float, seed: int = 7) -> tuple[Chem.Mol, np.ndarray]:
@@ -44,3 +48,45 @@ def test_restrained_cleanup_without_parameters_changes_nothing():
     before = mol.GetConformer().GetPositions()
     assert restrained_cleanup(mol) is False
     np.testing.assert_array_equal(mol.GetConformer().GetPositions(), before)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_cleanup_keeps_stereo_that_a_plain_restrained_minimisation_loses():
+    """Three conformers sampled from the prior (``tests/data/cleanup_stereo.sdf``, provenance
+    in the file): each has the right stereo before the clean-up, and the restrained MMFF94
+    minimisation without the stereo restraints loses it (the ``plain_cleanup`` property
+    says how: a flipped E/Z bond, an inverted and a flattened centre)."""
+    mols = list(Chem.SDMolSupplier(str(DATA / "cleanup_stereo.sdf"), removeHs=False))
+    assert len(mols) == 3
+    for mol in mols:
+        assert check_stereo(mol).ok
+        plain, kept = Chem.Mol(mol), Chem.Mol(mol)
+        assert restrained_cleanup(plain, keep_stereo=False) and restrained_cleanup(kept)
+        assert check_stereo(plain).reasons() == [mol.GetProp("plain_cleanup")]
+        assert check_stereo(kept).ok
+        heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+        start = mol.GetConformer().GetPositions()[heavy]
+        moved = [np.linalg.norm(m.GetConformer().GetPositions()[heavy] - start, axis=1).max()
+                 for m in (plain, kept)]
+        assert moved[1] < moved[0] + 0.1                   # held no further than without them
+
+
+def test_stereo_restraints_change_nothing_where_stereo_stays_clear():
+    mol, _ = _distorted("C/C=C/[C@@H](O)[C@H](N)C(=O)O", noise=0.05)
+    plain, kept = Chem.Mol(mol), Chem.Mol(mol)
+    restrained_cleanup(plain, keep_stereo=False)
+    restrained_cleanup(kept)
+    assert check_stereo(plain).ok
+    # zero restraint terms change only the force field's float summation order
+    np.testing.assert_allclose(kept.GetConformer().GetPositions(), plain.GetConformer().GetPositions(),
+                               rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("angle, bond, expected", [
+    (35.0, False, (10.0, 170.0)), (-35.0, False, (-170.0, -10.0)), (5.0, False, None),
+    (178.0, False, None), (20.0, True, (-80.0, 80.0)), (-170.0, True, (-180.0, -100.0)),
+    (150.0, True, (100.0, 180.0)), (85.0, True, None)])
+def test_side_keeps_a_dihedral_on_its_side(angle, bond, expected):
+    assert _side(angle, STEREO_MARGIN, bond) == expected

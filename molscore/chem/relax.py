@@ -4,19 +4,29 @@
 * :func:`restrained_cleanup`: a short minimisation with every heavy atom held by a flat-bottom
   harmonic restraint to where it is, which repairs local geometry (bond lengths, angles,
   hydrogens, ring planarity, close contacts) without moving the conformation: no heavy atom
-  ends more than about ``max_displacement`` Å from its input position.
+  ends more than about ``max_displacement`` Å from its input position, and no specified
+  stereocentre or E/Z bond leaves its side (flat-bottom torsion restraints; with the heavy
+  atoms held, free hydrogens could otherwise flatten a marginal centre or flip a twisted
+  double bond).
 """
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import AllChem
+from rdkit.Chem import AllChem, rdMolTransforms
 
 from .coords import set_positions
+from .stereo import _bond_order_neighbours, specified_centres, specified_double_bonds
 
-__all__ = ["relax_conformers", "restrained_cleanup"]
+__all__ = ["relax_conformers", "restrained_cleanup", "STEREO_MARGIN"]
+
+# Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
+# the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
+STEREO_MARGIN = 10.0
+STEREO_FORCE_CONSTANT = 100.0
 
 
 def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1) -> tuple[list[float], str]:
@@ -43,15 +53,55 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1) 
     return [float(energy) for _, energy in out], name
 
 
+def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Dihedrals ``(a, b, c, d)`` that tell the specified stereo: per tetrahedral centre, each
+    triple of its neighbours with the centre (the sign says on which side of the triple's
+    plane the centre lies, as the signed volumes of :func:`~molscore.chem.stereo.centre_volumes`);
+    per E/Z double bond, its stereo atoms and the bond (cis below 90 degrees, trans above)."""
+    centres = []
+    for centre in specified_centres(mol):
+        nbrs = _bond_order_neighbours(mol, centre)
+        if len(nbrs) in (3, 4):
+            centres += [(*trio, centre) for trio in combinations(nbrs, 3)]
+    bonds = []
+    for idx in specified_double_bonds(mol):
+        bond = mol.GetBondWithIdx(idx)
+        stereo_atoms = list(bond.GetStereoAtoms())
+        if len(stereo_atoms) == 2:
+            bonds.append((stereo_atoms[0], bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), stereo_atoms[1]))
+    return centres, bonds
+
+
+def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None:
+    """The dihedral range (degrees) that keeps ``angle`` on its side, ``margin`` away from the
+    boundary; None when ``angle`` is within ``margin`` of it. A centre's sides are the signs
+    (boundaries 0 and 180); a double bond's are cis and trans (boundary 90)."""
+    if bond:
+        if abs(abs(angle) - 90) < margin:
+            return None
+        if abs(angle) < 90:
+            return margin - 90, 90 - margin
+        return (90 + margin, 180) if angle > 0 else (-180, -90 - margin)
+    if not margin <= abs(angle) <= 180 - margin:
+        return None
+    return (margin, 180 - margin) if angle > 0 else (margin - 180, -margin)
+
+
 def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        max_displacement: float = 0.25, force_constant: float = 100.0,
-                       max_iters: int = 200) -> bool:
+                       max_iters: int = 200, keep_stereo: bool = True) -> bool:
     """Repair the local geometry of conformers of ``mol`` in place (explicit hydrogens needed).
 
     MMFF94 (UFF where MMFF has no parameters) minimisation for at most ``max_iters``
     iterations, with every heavy atom restrained by a flat-bottom harmonic potential
     (``force_constant`` kcal/mol/Å², free within ``max_displacement`` Å of its input
-    position); hydrogens move freely. The MMFF parameters are typed once per call.
+    position); hydrogens move freely. With ``keep_stereo`` each specified stereo element
+    stays on the side it starts on: the dihedral of :func:`_stereo_quads` is held
+    (flat-bottom, :data:`STEREO_FORCE_CONSTANT` kcal/mol/deg²) at least
+    :data:`STEREO_MARGIN` degrees from the boundary of its side (:func:`_side`; an element
+    that starts closer is left free). These restraints are zero inside their ranges, so
+    where no element comes that close the minimisation is the plain restrained one. The
+    MMFF parameters are typed once per call.
 
     Args:
         mol: the molecule; conformers are changed in place.
@@ -65,6 +115,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         if mmff is None and not AllChem.UFFHasAllMoleculeParams(mol):
             return False
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     ids = [c.GetId() for c in mol.GetConformers()] if conf_ids is None else conf_ids
     for cid in ids:
         with rdBase.BlockLogs():
@@ -76,6 +127,13 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                 restrain = ff.UFFAddPositionConstraint
         for i in heavy:
             restrain(i, max_displacement, force_constant)
+        hold = ff.MMFFAddTorsionConstraint if mmff is not None else ff.UFFAddTorsionConstraint
+        conf = mol.GetConformer(cid)
+        for quads, bond in ((centres, False), (bonds, True)):
+            for quad in quads:
+                side = _side(rdMolTransforms.GetDihedralDeg(conf, *quad), STEREO_MARGIN, bond)
+                if side is not None:
+                    hold(*quad, False, *side, STEREO_FORCE_CONSTANT)
         ff.Initialize()
         ff.Minimize(maxIts=max_iters)
         # Minimize moves the force field's own copy of the coordinates; write them back.

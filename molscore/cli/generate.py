@@ -10,11 +10,12 @@ name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on stderr), with proper
 record's other properties are passed on. Records follow the input order and are written
 (and flushed) one molecule at a time.
 
-Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (a mirror image
-is reflected, single inverted centres are flipped, others are resampled up to --max-retries
-rounds and then dropped). Conformers failing a geometry check (``checks`` property) get a
-restrained MMFF94 clean-up (heavy atoms held near the sampled positions; ``--no-cleanup``
-turns it off) and are resampled when it does not help. Unspecified stereo: one isomer is
+Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (with --init
+prior the sampler is steered to them, --stereo-guidance; a mirror image is reflected, single
+inverted centres are flipped, others are resampled up to --max-retries rounds and then
+dropped). Conformers failing a geometry check (``checks`` property) get a restrained MMFF94
+clean-up (heavy atoms held near the sampled positions, stereo held on its side;
+``--no-cleanup`` turns it off) and are resampled when it does not help. Unspecified stereo: one isomer is
 chosen from --seed and recorded in the ``smiles`` property. --batch-size counts atoms
 (molecules x conformers per batch).
 
@@ -97,6 +98,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-heavy-atoms", type=int, default=100, help="refuse larger molecules (default 100)")
     p.add_argument("--max-retries", type=int, default=3,
                    help="resampling rounds for wrong stereo or failed geometry checks (default 3)")
+    p.add_argument("--stereo-guidance", type=float, default=None, metavar="STRENGTH",
+                   help="steer sampling towards the input's stereo: chirality and E/Z restraints "
+                        "on the denoised estimate at every step (molscore.chem.guidance); 0 turns "
+                        "it off (default 1.0 with --init prior, 0 with --init etkdg)")
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
                    help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
@@ -120,7 +125,8 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
         pick=args.pick,
-        max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile)
+        max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile,
+        stereo_guidance=args.stereo_guidance)
 
 
 def _records(args, duplicates: list[str]):

@@ -1,0 +1,131 @@
+"""Stereo guidance: restraint energy against the stereo check, its repair, batching, and the
+guided score on an analytic (point-mass) score."""
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem, rdMolTransforms
+
+from molscore.chem.guidance import StereoRestraints, guided_score
+from molscore.chem.stereo import check_stereo, mirror_conformer, specified_centres
+from molscore.sde import VESDE
+from molscore.spaces import PointSetSpace
+
+# two centres + an E bond; a Z bond whose stereo atoms are CIP-ranked (F > C); a sulfoxide
+# (three neighbours); a bridgehead of a fused three-membered ring (one volume near zero)
+SMILES = ["C/C=C/[C@@H](O)[C@H](N)C(=O)O", "OC/C(=C\\F)C", "C[S@@](=O)c1ccccc1",
+          "CN[C@@]12C[C@]1(O)CC2=O"]
+
+
+def _embed(smiles: str, n: int = 4) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 11
+    assert len(AllChem.EmbedMultipleConfs(mol, n, params)) == n
+    return mol
+
+
+def _x(mol: Chem.Mol, conf_id: int = 0) -> torch.Tensor:
+    return torch.tensor(mol.GetConformer(conf_id).GetPositions(), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("smiles", SMILES)
+def test_energy_is_zero_on_correct_stereo_and_positive_on_its_mirror_or_flip(smiles):
+    mol = _embed(smiles)
+    restraints = StereoRestraints.from_mol(mol)
+    assert not restraints.empty
+    for conf in mol.GetConformers():
+        assert check_stereo(mol, conf.GetId()).ok
+        assert restraints.energy(_x(mol, conf.GetId())) == 0
+    if specified_centres(mol):
+        mirror_conformer(mol, 0)
+        assert not check_stereo(mol, 0).ok and restraints.energy(_x(mol)) > 0.5
+    else:                                           # the E/Z bond only: make it the other isomer
+        bond = next(b for b in mol.GetBonds() if b.GetStereo() != Chem.BondStereo.STEREONONE)
+        a, d = bond.GetStereoAtoms()
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        angle = rdMolTransforms.GetDihedralDeg(mol.GetConformer(), a, i, j, d)
+        rdMolTransforms.SetDihedralDeg(mol.GetConformer(), a, i, j, d, angle + 180)
+        assert check_stereo(mol).flipped_bonds and restraints.energy(_x(mol)) > 1.0
+
+
+def test_energy_is_invariant_to_rigid_motion():
+    mol = _embed(SMILES[0], 1)
+    mirror_conformer(mol)
+    restraints = StereoRestraints.from_mol(mol)
+    x = _x(mol)
+    gen = torch.Generator().manual_seed(0)
+    rot, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=gen))
+    rot = rot * torch.sign(torch.det(rot))          # proper rotation (det(-R) = -det(R) in 3-D)
+    torch.testing.assert_close(restraints.energy(x @ rot.T + torch.tensor([1.0, -2.0, 3.0])),
+                               restraints.energy(x))
+
+
+@pytest.mark.parametrize("damage", ["flat centre", "cis-trans at 90 degrees"])
+def test_correct_restores_the_stereo_the_molecule_asks_for(damage):
+    mol = _embed(SMILES[0], 1)
+    conf = mol.GetConformer()
+    if damage == "flat centre":                     # each centre onto its heavy neighbours' plane
+        for centre in specified_centres(mol):
+            heavy = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors() if n.GetAtomicNum() > 1]
+            conf.SetAtomPosition(centre, conf.GetPositions()[heavy].mean(0).tolist())
+        assert sorted(check_stereo(mol).flat_centres) == sorted(specified_centres(mol))
+    else:
+        rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 95.0)     # E wants 180
+    restraints = StereoRestraints.from_mol(mol)
+    before = _x(mol)
+    assert restraints.energy(before) > 0
+    after = restraints.correct(before, steps=10)
+    assert restraints.energy(after) < 1e-3 * restraints.energy(before)
+    for i, p in enumerate(after.tolist()):
+        conf.SetAtomPosition(i, p)
+    assert check_stereo(mol).ok
+    assert (after - before).norm(dim=1).max() < 1.0                 # a local repair
+
+
+def test_batched_restraints_index_each_molecule_in_its_rows():
+    mols = [_embed(s, 1) for s in SMILES]
+    for mol in mols[::2]:
+        mirror_conformer(mol)
+    parts = [StereoRestraints.from_mol(m) for m in mols]
+    xs = [_x(m) for m in mols]
+    batched = StereoRestraints.batch(parts, [x.shape[0] for x in xs])
+    expected = sum(float(p.energy(x)) for p, x in zip(parts, xs))
+    assert expected > 0
+    assert float(batched.energy(torch.cat(xs))) == pytest.approx(expected, rel=1e-12)
+
+
+def test_guided_score_of_a_point_mass_denoises_to_the_corrected_conformer():
+    """For data that is one conformer ``c`` (the exact VE score ``(c - x) / s^2``), Tweedie's
+    estimate is ``c`` at every ``x`` and ``t``; the guided score's estimate must be the
+    corrected ``c``, and equal the plain score's where ``c`` already has the right stereo."""
+    good = _embed(SMILES[0], 1)
+    bad = Chem.Mol(good)
+    mirror_conformer(bad)
+    restraints = StereoRestraints.from_mol(good)
+    sde = VESDE(sigma_min=0.02, sigma_max=15.0)
+    n = good.GetNumAtoms()
+    space = PointSetSpace(torch.zeros(n, dtype=torch.long), 1)
+    x = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for mol in (good, bad):
+        c = _x(mol)
+
+        def score_fn(xt, t, c=c):
+            return (c - xt) / space.expand(sde.marginal(t)[1]).to(xt) ** 2
+
+        guided = guided_score(score_fn, sde, space, restraints, strength=0.5, steps=4)
+        for t in (0.05, 0.3, 0.9):
+            tt = torch.full((1,), t, dtype=torch.float64)
+            s2 = sde.marginal(tt)[1].item() ** 2
+            estimate = x + s2 * guided(x, tt)
+            torch.testing.assert_close(estimate, restraints.correct(c, 4, 0.5))
+            if mol is good:
+                torch.testing.assert_close(guided(x, tt), score_fn(x, tt), rtol=0, atol=0)
+    assert restraints.energy(restraints.correct(_x(bad), 4, 0.5)) < restraints.energy(_x(bad))
+
+
+def test_molecule_without_specified_stereo_has_no_restraints():
+    mol = _embed("CCOC(=O)c1ccccc1", 1)
+    restraints = StereoRestraints.from_mol(mol)
+    assert restraints.empty and restraints.energy(_x(mol)) == 0
+    np.testing.assert_array_equal(restraints.correct(_x(mol), 3, 1.0).numpy(), _x(mol).numpy())
