@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 from rdkit import Chem
-from rdkit.Chem import AllChem, rdMolTransforms
+from rdkit.Chem import rdMolTransforms
+
+from _embedding import embed
 
 from molscore.chem.guidance import StereoRestraints, guided_score
 from molscore.chem.stereo import check_stereo, mirror_conformer, specified_centres
@@ -18,11 +20,7 @@ SMILES = ["C/C=C/[C@@H](O)[C@H](N)C(=O)O", "OC/C(=C\\F)C", "C[S@@](=O)c1ccccc1",
 
 
 def _embed(smiles: str, n: int = 4) -> Chem.Mol:
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
-    params.randomSeed = 11
-    assert len(AllChem.EmbedMultipleConfs(mol, n, params)) == n
-    return mol
+    return embed(smiles, n, seed=11)
 
 
 def _x(mol: Chem.Mol, conf_id: int = 0) -> torch.Tensor:

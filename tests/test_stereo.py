@@ -5,18 +5,12 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
+from _embedding import embed
+
 from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, etkdg_failure_reason, fix_stereo,
                                   invert_centre, mirror_conformer, specified_centres)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
-
-
-def _embed(smiles: str, n: int = 1) -> Chem.Mol:
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
-    params.randomSeed = 42
-    assert len(AllChem.EmbedMultipleConfs(mol, n, params)) == n
-    return mol
 
 
 def _rdkit_tags(mol: Chem.Mol, conf_id: int = 0) -> dict:
@@ -26,14 +20,14 @@ def _rdkit_tags(mol: Chem.Mol, conf_id: int = 0) -> dict:
 
 
 def test_embedded_conformers_pass():
-    mol = _embed(SMILES, 3)
+    mol = embed(SMILES, 3)
     for conf in mol.GetConformers():
         report = check_stereo(mol, conf.GetId())
         assert report.ok and sorted(report.correct_centres) == sorted(specified_centres(mol))
 
 
 def test_inverted_centre_is_caught_and_fixed_locally():
-    mol = _embed(SMILES)
+    mol = embed(SMILES)
     centres = sorted(specified_centres(mol))
     assert invert_centre(mol, centres[0])
     # the flip really inverted it (RDKit's own perception agrees)
@@ -46,7 +40,7 @@ def test_inverted_centre_is_caught_and_fixed_locally():
 
 
 def test_mirror_image_is_reflected_back():
-    mol = _embed(SMILES)
+    mol = embed(SMILES)
     before = mol.GetConformer().GetPositions()
     mirror_conformer(mol)
     report = check_stereo(mol)
@@ -59,7 +53,7 @@ def test_mirror_image_is_reflected_back():
 
 
 def test_flipped_double_bond_is_caught_and_not_hidden():
-    mol = _embed(SMILES)
+    mol = embed(SMILES)
     conf = mol.GetConformer()
     # C0-C1=C2-C3: E means the methyl and C3 are trans; make them cis
     rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 0.0)
@@ -71,7 +65,7 @@ def test_flipped_double_bond_is_caught_and_not_hidden():
 
 
 def test_flat_centre_is_caught():
-    mol = _embed(SMILES)
+    mol = embed(SMILES)
     centre = sorted(specified_centres(mol))[0]
     pos = mol.GetConformer().GetPositions()
     nbrs = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()]
@@ -81,7 +75,7 @@ def test_flat_centre_is_caught():
 
 
 def test_three_coordinate_centre_sulfoxide():
-    mol = _embed("C[S@@](=O)c1ccccc1")
+    mol = embed("C[S@@](=O)c1ccccc1")
     assert check_stereo(mol).ok
     assert invert_centre(mol, 1)
     assert check_stereo(mol).inverted_centres == [1]
@@ -161,7 +155,7 @@ def test_bridgeheads_of_fused_small_rings_are_read_from_all_four_volumes(smiles)
     they are correct, their mirror images are inverted, and the mirror is repaired."""
     from molscore.chem.stereo import centre_volumes
 
-    mol = _embed(smiles, 5)
+    mol = embed(smiles, 5)
     AllChem.MMFFOptimizeMoleculeConfs(mol)
     centres = specified_centres(mol)
     smallest = min(np.abs(centre_volumes(conf.GetPositions(), idx,
