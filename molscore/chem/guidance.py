@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ..sde import SDE
 from ..spaces import Space
-from .stereo import _bond_order_neighbours, specified_centres, specified_double_bonds
+from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
 __all__ = ["StereoRestraints", "guided_score", "VOLUME_MARGIN", "PYRAMID_MARGIN", "COSINE_MARGIN"]
 
@@ -82,7 +82,7 @@ class StereoRestraints:
         volumes, signs, groups, margins = [], [], [], []
         rings = mol.GetRingInfo()
         for centre, tag in specified_centres(mol).items():
-            nbrs = _bond_order_neighbours(mol, centre)
+            nbrs = bond_order_neighbours(mol, centre)
             handed = 1.0 if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW else -1.0
             margin = PYRAMID_MARGIN if len(nbrs) == 3 else VOLUME_MARGIN
             if len(nbrs) == 3:
@@ -104,13 +104,10 @@ class StereoRestraints:
                 groups.append(len(margins) - 1)
         dihedrals, cis = [], []
         for idx, label in specified_double_bonds(mol).items():
-            bond = mol.GetBondWithIdx(idx)
-            stereo_atoms = list(bond.GetStereoAtoms())
-            if len(stereo_atoms) != 2:
-                continue
-            a, d = stereo_atoms
-            dihedrals.append([a, bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), d])
-            cis.append(1.0 if label in _CIS else -1.0)
+            quad = stereo_bond_atoms(mol, idx)
+            if quad is not None:
+                dihedrals.append(list(quad))
+                cis.append(1.0 if label in _CIS else -1.0)
         return cls(torch.tensor(volumes, dtype=torch.long).reshape(-1, 4),
                    torch.tensor(signs, dtype=torch.float32),
                    torch.tensor(groups, dtype=torch.long),

@@ -19,7 +19,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdMolTransforms
 
 from .coords import set_positions
-from .stereo import _bond_order_neighbours, specified_centres, specified_double_bonds
+from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
 __all__ = ["relax_conformers", "restrained_cleanup", "STEREO_MARGIN"]
 
@@ -60,16 +60,11 @@ def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int,
     per E/Z double bond, its stereo atoms and the bond (cis below 90 degrees, trans above)."""
     centres = []
     for centre in specified_centres(mol):
-        nbrs = _bond_order_neighbours(mol, centre)
+        nbrs = bond_order_neighbours(mol, centre)
         if len(nbrs) in (3, 4):
             centres += [(*trio, centre) for trio in combinations(nbrs, 3)]
-    bonds = []
-    for idx in specified_double_bonds(mol):
-        bond = mol.GetBondWithIdx(idx)
-        stereo_atoms = list(bond.GetStereoAtoms())
-        if len(stereo_atoms) == 2:
-            bonds.append((stereo_atoms[0], bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), stereo_atoms[1]))
-    return centres, bonds
+    bonds = [stereo_bond_atoms(mol, idx) for idx in specified_double_bonds(mol)]
+    return centres, [quad for quad in bonds if quad is not None]
 
 
 def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None:

@@ -47,9 +47,10 @@ from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnum
 
 from .coords import set_positions
 
-__all__ = ["StereoReport", "centre_tag", "check_stereo", "fix_stereo", "mirror_conformer", "invert_centre",
-           "assign_unspecified_stereo", "specified_centres", "specified_double_bonds",
-           "centre_volumes", "etkdg_failure_reason", "ETKDG_FAILED"]
+__all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
+           "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
+           "specified_centres", "specified_double_bonds", "centre_volumes", "etkdg_failure_reason",
+           "ETKDG_FAILED"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 
@@ -131,15 +132,28 @@ def centre_volumes(pos: np.ndarray, centre: int, neighbours: list[int]) -> np.nd
     return np.array([(-1) ** (m + 1) * np.linalg.det(np.delete(u, m, axis=0)) for m in range(4)])
 
 
-def _bond_order_neighbours(mol: Chem.Mol, centre: int) -> list[int]:
+def bond_order_neighbours(mol: Chem.Mol, centre: int) -> list[int]:
+    """The neighbours of atom ``centre`` in its bond order: RDKit's reference order for its
+    chiral tag, the order :func:`centre_volumes` takes."""
     return [b.GetOtherAtomIdx(centre) for b in mol.GetAtomWithIdx(centre).GetBonds()]
+
+
+def stereo_bond_atoms(mol: Chem.Mol, bond_idx: int) -> tuple[int, int, int, int] | None:
+    """``(stereo atom, begin, end, stereo atom)`` of double bond ``bond_idx``: their dihedral
+    is below 90 degrees for cis, above for trans (for ``STEREOE`` / ``STEREOZ`` the stereo
+    atoms are the CIP-highest neighbours, so Z is cis). None when the bond has no stereo atoms."""
+    bond = mol.GetBondWithIdx(bond_idx)
+    stereo_atoms = list(bond.GetStereoAtoms())
+    if len(stereo_atoms) != 2:
+        return None
+    return stereo_atoms[0], bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), stereo_atoms[1]
 
 
 def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
     """Chiral tag of atom ``centre`` in coordinates ``pos`` ``(N, 3)``, in RDKit's convention:
     ``CHI_TETRAHEDRAL_CCW`` when the :func:`centre_volumes` sum to a positive number (for
     three neighbours, ``det(u0, u1, u2) > 0``), ``CW`` otherwise."""
-    return _tag(centre_volumes(pos, centre, _bond_order_neighbours(mol, centre)))
+    return _tag(centre_volumes(pos, centre, bond_order_neighbours(mol, centre)))
 
 
 def _tag(vols: np.ndarray) -> Chem.ChiralType:
@@ -183,7 +197,7 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
     pos = _positions(mol, conf_id)
     rings = mol.GetRingInfo()
     for idx, tag in centres.items():
-        nbrs = _bond_order_neighbours(mol, idx)
+        nbrs = bond_order_neighbours(mol, idx)
         small_ring = rings.IsAtomInRingOfSize(idx, 3) or rings.IsAtomInRingOfSize(idx, 4)
         vols = centre_volumes(pos, idx, nbrs) if len(nbrs) in (3, 4) else None
         if vols is None or not _clearly_handed(vols, small_ring, flat_tol):
@@ -200,9 +214,7 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
         if label in _EZ:
             ok = got == label
         else:
-            bond = mol.GetBondWithIdx(idx)
-            a, d = bond.GetStereoAtoms()
-            quad = pos[[a, bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), d]]
+            quad = pos[list(stereo_bond_atoms(mol, idx))]
             ok = (abs(_dihedral(quad)) < 90) == (label == Chem.BondStereo.STEREOCIS)
         if not ok:
             report.flipped_bonds.append(idx)
