@@ -232,12 +232,12 @@ def test_evaluate_cli(tmp_path, capsys):
         assert rc == 2 and out == "" and re.search(reason, err) and len(err.splitlines()) == 1, err
 
 
-def test_read_sdf_streams_records_then_reports_a_cut_gzip(tmp_path):
-    """``read_sdf`` yields every record before the point where a cut ``.gz`` ends, then
+def test_read_sdf_mols_streams_records_then_reports_a_cut_gzip(tmp_path):
+    """``read_sdf_mols`` yields every record before the point where a cut ``.gz`` ends, then
     raises one ``InputFormatError``; an unreadable record is ``None`` in its place."""
     import gzip
 
-    from molscore.chem.io import InputFormatError, read_sdf
+    from molscore.chem.io import InputFormatError, read_sdf_mols
 
     blocks = []
     for i, smiles in enumerate(["CCO", "c1ccccc1O", "CC(=O)N"] * 40):
@@ -247,7 +247,7 @@ def test_read_sdf_streams_records_then_reports_a_cut_gzip(tmp_path):
         blocks.append(Chem.MolToMolBlock(mol) + "$$$$\n")
     blocks[1] = "broken\n\n\n  9  9  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n"
     (tmp_path / "all.sdf").write_text("".join(blocks))
-    mols = list(read_sdf(tmp_path / "all.sdf"))
+    mols = list(read_sdf_mols(tmp_path / "all.sdf"))
     assert len(mols) == 120 and mols[1] is None
     assert [m.GetProp("_Name") for m in mols[::50]] == ["m0", "m50", "m100"]
     assert mols[0].GetNumAtoms() == 9                       # hydrogens kept
@@ -255,11 +255,11 @@ def test_read_sdf_streams_records_then_reports_a_cut_gzip(tmp_path):
     (tmp_path / "cut.sdf.gz").write_bytes(packed[:len(packed) // 2])
     seen = []
     with pytest.raises(InputFormatError, match="cannot read .*cut.sdf.gz: Compressed file ended"):
-        for mol in read_sdf(tmp_path / "cut.sdf.gz"):
+        for mol in read_sdf_mols(tmp_path / "cut.sdf.gz"):
             seen.append(mol)
     assert 10 < len(seen) < 120 and all(m is not None for m in seen[2:])
     with pytest.raises(InputFormatError, match="input file not found"):
-        next(read_sdf(tmp_path / "none.sdf"))
+        next(read_sdf_mols(tmp_path / "none.sdf"))
 
 
 def test_read_records_smi_and_duplicates(tmp_path):

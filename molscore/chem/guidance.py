@@ -41,7 +41,8 @@ from torch import Tensor
 
 from ..sde import SDE
 from ..spaces import Space
-from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
+from .stereo import (bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms,
+                     volume_triples)
 
 __all__ = ["StereoRestraints", "guided_score", "VOLUME_MARGIN", "PYRAMID_MARGIN", "COSINE_MARGIN"]
 
@@ -84,14 +85,10 @@ class StereoRestraints:
         for centre, tag in specified_centres(mol).items():
             nbrs = bond_order_neighbours(mol, centre)
             handed = 1.0 if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW else -1.0
-            margin = PYRAMID_MARGIN if len(nbrs) == 3 else VOLUME_MARGIN
-            if len(nbrs) == 3:
-                triples = [(nbrs, handed)]
-            elif len(nbrs) == 4:
-                triples = [([n for k, n in enumerate(nbrs) if k != m], handed * (-1) ** (m + 1))
-                           for m in range(4)]
-            else:
+            if len(nbrs) not in (3, 4):
                 continue
+            margin = PYRAMID_MARGIN if len(nbrs) == 3 else VOLUME_MARGIN
+            triples = [([nbrs[k] for k in trio], handed * sign) for trio, sign in volume_triples(len(nbrs))]
             summed = len(triples) == 4 and (rings.IsAtomInRingOfSize(centre, 3)
                                             or rings.IsAtomInRingOfSize(centre, 4))
             if summed:                                  # one group of four rows

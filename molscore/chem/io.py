@@ -32,7 +32,7 @@ from typing import IO, Iterable, Iterator
 
 from rdkit import Chem, rdBase
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf", "first_undecodable_line",
+__all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically"]
 
@@ -116,9 +116,11 @@ def _smiles(mol: Chem.Mol) -> str:
         return Chem.MolToSmiles(mol)
 
 
-def read_sdf(path: str | os.PathLike, *, sanitize: bool = True) -> Iterator[Chem.Mol | None]:
-    """The records of an SDF (``.sdf``, gzipped ``.gz``, or ``-`` for stdin), in file order,
-    streamed, hydrogens and properties kept; ``None`` for a record RDKit cannot read.
+def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
+    """The records of an SDF (``.sdf``, gzipped ``.gz``, or ``-`` for stdin) as sanitised
+    molecules, in file order, streamed, hydrogens and properties kept; ``None`` for a record
+    RDKit cannot read. (Training data is read by the more lenient
+    :func:`molscore.data.conformers.read_sdf`.)
 
     Raises:
         InputFormatError: the file does not exist, or it cannot be read on (a truncated or
@@ -134,7 +136,7 @@ def read_sdf(path: str | os.PathLike, *, sanitize: bool = True) -> Iterator[Chem
     try:
         with rdBase.BlockLogs():
             try:
-                yield from Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=sanitize)
+                yield from Chem.ForwardSDMolSupplier(handle, removeHs=False)
             except SystemError as err:      # RDKit's wrapper of the file object's read error
                 cause = err.__cause__ or err.__context__
                 if not isinstance(cause, (EOFError, OSError, zlib.error)):
@@ -148,10 +150,10 @@ def read_sdf(path: str | os.PathLike, *, sanitize: bool = True) -> Iterator[Chem
 
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
-    """A row per SDF record (:func:`read_sdf`); a record RDKit cannot read gets a reason
+    """A row per SDF record (:func:`read_sdf_mols`); a record RDKit cannot read gets a reason
     instead of a molecule."""
     prop = name_prop or "_Name"
-    for number, mol in enumerate(read_sdf(path), 1):
+    for number, mol in enumerate(read_sdf_mols(path), 1):
         if mol is None:
             yield "", None, None, f"SDF record {number} cannot be read by RDKit"
             continue

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 
-from .io import read_sdf
+from .io import read_sdf_mols
 
 __all__ = ["MAX_MATCHES", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
            "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
@@ -196,11 +196,11 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
 
     Raises:
         InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
-            (:func:`molscore.chem.io.read_sdf`).
+            (:func:`molscore.chem.io.read_sdf_mols`).
     """
     groups: OrderedDict[str, list[Chem.Mol]] = OrderedDict()
     with rdBase.BlockLogs():
-        for mol in read_sdf(path):
+        for mol in read_sdf_mols(path):
             if mol is None or mol.GetNumConformers() == 0:
                 continue
             if group_by == "smiles":

@@ -49,7 +49,8 @@ from .coords import set_positions
 
 __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
-           "specified_centres", "specified_double_bonds", "centre_volumes", "etkdg_failure_reason",
+           "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples",
+           "etkdg_failure_reason",
            "ETKDG_FAILED"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
@@ -123,13 +124,20 @@ def centre_volumes(pos: np.ndarray, centre: int, neighbours: list[int]) -> np.nd
     (0.77 each for an ideal tetrahedron) in a CCW centre and negative in a CW one; they agree
     in sign while the centre lies inside the tetrahedron of its neighbours' directions.
     """
+    if len(neighbours) not in (3, 4):
+        raise ValueError(f"a stereocentre has 3 or 4 neighbours, atom {centre} has {len(neighbours)}")
     u = pos[neighbours] - pos[centre]
     u = u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8)
-    if len(neighbours) == 3:
-        return np.array([np.linalg.det(u)])
-    if len(neighbours) != 4:
-        raise ValueError(f"a stereocentre has 3 or 4 neighbours, atom {centre} has {len(neighbours)}")
-    return np.array([(-1) ** (m + 1) * np.linalg.det(np.delete(u, m, axis=0)) for m in range(4)])
+    return np.array([sign * np.linalg.det(u[list(trio)]) for trio, sign in volume_triples(len(neighbours))])
+
+
+def volume_triples(num_neighbours: int) -> list[tuple[tuple[int, int, int], int]]:
+    """The neighbour triples (positions in bond order) of :func:`centre_volumes` and the sign
+    each volume gets, so that all are positive in a CCW centre: ``[((0, 1, 2), 1)]`` for three
+    neighbours; for four, the triple without neighbour ``m`` with ``(-1)^(m + 1)``."""
+    if num_neighbours == 3:
+        return [((0, 1, 2), 1)]
+    return [(tuple(k for k in range(4) if k != m), (-1) ** (m + 1)) for m in range(4)]
 
 
 def bond_order_neighbours(mol: Chem.Mol, centre: int) -> list[int]:

@@ -15,9 +15,9 @@ prior the sampler is steered to them, --stereo-guidance; a mirror image is refle
 inverted centres are flipped, others are resampled up to --max-retries rounds and then
 dropped). Conformers failing a geometry check (``checks`` property) get a restrained MMFF94
 clean-up (heavy atoms held near the sampled positions, stereo held on its side;
-``--no-cleanup`` turns it off) and are resampled when it does not help. Unspecified stereo: one isomer is
-chosen from --seed and recorded in the ``smiles`` property. --batch-size counts atoms
-(molecules x conformers per batch).
+``--no-cleanup`` turns it off) and are resampled when it does not help. Unspecified stereo:
+one isomer is chosen from --seed and recorded in the ``smiles`` property. --batch-size counts
+atoms (molecules x conformers per batch).
 
 Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
