@@ -88,9 +88,12 @@ def test_batched_restraints_index_each_molecule_in_its_rows():
     parts = [StereoRestraints.from_mol(m) for m in mols]
     xs = [_x(m) for m in mols]
     batched = StereoRestraints.batch(parts, [x.shape[0] for x in xs])
-    expected = sum(float(p.energy(x)) for p, x in zip(parts, xs))
-    assert expected > 0
-    assert float(batched.energy(torch.cat(xs))) == pytest.approx(expected, rel=1e-12)
+    expected = [float(p.energy(x)) for p, x in zip(parts, xs)]
+    assert expected[0] > 0 and expected[1] == 0
+    assert float(batched.energy(torch.cat(xs))) == pytest.approx(sum(expected), rel=1e-12)
+    sample = torch.cat([torch.full((x.shape[0],), k) for k, x in enumerate(xs)])
+    per_sample = batched.energy(torch.cat(xs), sample, len(xs))
+    assert per_sample.tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_guided_score_of_a_point_mass_denoises_to_the_corrected_conformer():

@@ -64,6 +64,7 @@ class StereoRestraints:
         volume_group: ``(K,)`` long: rows of one group are summed before the margin (a
             small-ring centre's four triples form one group, every other row its own).
         group_margin: ``(G,)`` float: the margin of each group.
+        group_atom: ``(G,)`` long: each group's centre atom.
         dihedrals: ``(D, 4)`` long, ``[a, b, c, d]``: stereo atom, double bond, stereo atom.
         cis: ``(D,)`` float, ``+1`` for cis and ``-1`` for trans.
     """
@@ -72,6 +73,7 @@ class StereoRestraints:
     volume_sign: Tensor
     volume_group: Tensor
     group_margin: Tensor
+    group_atom: Tensor
     dihedrals: Tensor
     cis: Tensor
 
@@ -80,7 +82,7 @@ class StereoRestraints:
         """The restraints of ``mol``'s specified tetrahedral centres and double bonds
         (atom indices of ``mol``, hydrogens explicit; margins :data:`VOLUME_MARGIN`,
         :data:`PYRAMID_MARGIN` for three neighbours)."""
-        volumes, signs, groups, margins = [], [], [], []
+        volumes, signs, groups, margins, centres = [], [], [], [], []
         rings = mol.GetRingInfo()
         for centre, tag in specified_centres(mol).items():
             nbrs = bond_order_neighbours(mol, centre)
@@ -93,9 +95,11 @@ class StereoRestraints:
                                             or rings.IsAtomInRingOfSize(centre, 4))
             if summed:                                  # one group of four rows
                 margins.append(4 * margin)
+                centres.append(centre)
             for trio, sign in triples:
                 if not summed:                          # a group of its own
                     margins.append(margin)
+                    centres.append(centre)
                 volumes.append([centre, *trio])
                 signs.append(sign)
                 groups.append(len(margins) - 1)
@@ -109,6 +113,7 @@ class StereoRestraints:
                    torch.tensor(signs, dtype=torch.float32),
                    torch.tensor(groups, dtype=torch.long),
                    torch.tensor(margins, dtype=torch.float32),
+                   torch.tensor(centres, dtype=torch.long),
                    torch.tensor(dihedrals, dtype=torch.long).reshape(-1, 4),
                    torch.tensor(cis, dtype=torch.float32))
 
@@ -123,6 +128,7 @@ class StereoRestraints:
                    torch.cat([p.volume_sign for p in parts]),
                    torch.cat([p.volume_group + g for p, g in zip(parts, group_offsets)]),
                    torch.cat([p.group_margin for p in parts]),
+                   torch.cat([p.group_atom + o for p, o in zip(parts, atom_offsets)]),
                    torch.cat([p.dihedrals + o for p, o in zip(parts, atom_offsets)]),
                    torch.cat([p.cis for p in parts]))
 
@@ -159,9 +165,7 @@ class StereoRestraints:
         groups, dihedrals = self.residuals(x)
         if sample is None:
             return groups.pow(2).sum() + dihedrals.pow(2).sum()
-        group_atom = torch.zeros_like(self.group_margin, dtype=torch.long).index_copy(
-            0, self.volume_group, self.volumes[:, 0])
-        out = x.new_zeros(num_samples).index_add(0, sample[group_atom], groups.pow(2))
+        out = x.new_zeros(num_samples).index_add(0, sample[self.group_atom], groups.pow(2))
         return out.index_add(0, sample[self.dihedrals[:, 1]], dihedrals.pow(2))
 
     def correct(self, x: Tensor, steps: int, strength: float = 1.0, sample: Tensor | None = None,
