@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer
+from .chem.embedding import embed_conformers
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.guidance import StereoRestraints, guided_score
 from .chem.metrics import rmsd_matrix
@@ -548,22 +549,18 @@ def etkdg_random_seed(seed: int) -> int:
 
 def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str,
            threads: int = 0) -> np.ndarray | None:
-    """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``),
-    or None. With ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in
-    ``pick`` order (:func:`~molscore.chem.selection.representative_conformers`). ``threads``:
-    RDKit's ``numThreads`` (0: all cores; the conformers do not depend on it)."""
-    work = Chem.Mol(mol)
+    """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``;
+    :func:`~molscore.chem.embedding.embed_conformers`), or None. With ``pool > n``, ``pool``
+    are embedded and ``n`` representatives kept, in ``pick`` order
+    (:func:`~molscore.chem.selection.representative_conformers`). ``threads``: RDKit's
+    ``numThreads`` (0: all cores; the conformers do not depend on it)."""
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = threads
-    count = max(n, pool)
-    with rdBase.BlockLogs():
-        ids = list(AllChem.EmbedMultipleConfs(work, count, params))
-        if not ids:
-            params.useRandomCoords = True
-            ids = list(AllChem.EmbedMultipleConfs(work, count, params))
-    if not ids:
+    work = embed_conformers(mol, max(n, pool), params)
+    if not work.GetNumConformers():
         return None
+    ids = [conf.GetId() for conf in work.GetConformers()]
     if pool > n:
         ids = representative_conformers(work, n, pick)
     return np.stack([work.GetConformer(i).GetPositions() for i in ids])

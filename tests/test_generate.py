@@ -6,6 +6,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molscore.chem.checks import check_geometry
+from molscore.chem.embedding import embed_conformers
 from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
 from molscore.chem.metrics import rmsd_matrix
 from molscore.chem.stereo import check_stereo, specified_centres
@@ -202,10 +203,11 @@ def test_pool_starts_from_the_representatives_of_the_etkdg_pool(tiny_model):
         assert np.abs(four.GetConformer(k).GetPositions()
                       - two.GetConformer(k).GetPositions()).max() < 1e-5
 
-    ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(3)
-    ids = list(AllChem.EmbedMultipleConfs(ref, 12, params))
+    ref = embed_conformers(Chem.AddHs(Chem.MolFromSmiles(smiles)), 12, params)   # the pool
+    ids = [conf.GetId() for conf in ref.GetConformers()]
+    assert len(ids) == 12
     medoid = ids[int(np.argmin(rmsd_matrix(ref, ref).sum(axis=1)))]
     to_pool = rmsd_matrix(four, ref, [0], ids)[0]
     assert to_pool.argmin() == ids.index(medoid) and to_pool.min() < 0.2
