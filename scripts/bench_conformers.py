@@ -60,6 +60,7 @@ sys.path.insert(0, str(REPO))
 
 from molscore.chem.checks import GeometryChecker  # noqa: E402
 from molscore.chem.coords import add_conformer  # noqa: E402
+from molscore.chem.embedding import HYDROGENS  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups, summarise, _heavy_positions)
@@ -324,6 +325,8 @@ def main() -> int:
                          "(generate --pool; default auto: 50 / 100 / 200 by n)")
     ap.add_argument("--pick", default=GenerateOptions.pick, choices=tuple(PICKS),
                     help="how the starts are picked from the pool (generate --pick)")
+    ap.add_argument("--pool-hydrogens", default=GenerateOptions.pool_hydrogens, choices=HYDROGENS,
+                    help="the hydrogens ETKDG embeds the pool with (generate --pool-hydrogens)")
     ap.add_argument("--no-cleanup", action="store_true", help="no restrained clean-up of failing conformers")
     ap.add_argument("--relax", action="store_true",
                     help="MMFF94 minimisation of every conformer (generate --relax), and of "
@@ -366,7 +369,7 @@ def main() -> int:
     model = args.model or str(default_model_path())
     gen_kwargs = dict(model=model, device=args.device, steps=args.steps, sampler=args.sampler,
                       init=args.init, t_start=args.t_start, pool=args.pool, pick=args.pick,
-                      batch_size=args.batch_size,
+                      pool_hydrogens=args.pool_hydrogens, batch_size=args.batch_size,
                       seed=MODEL_SEED, cleanup=not args.no_cleanup, relax=args.relax,
                       stereo_guidance=args.stereo_guidance)
     gen = ConformerGenerator(**gen_kwargs)           # validates the options; reports the device
@@ -528,7 +531,7 @@ def markdown(report: dict) -> str:
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
              f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
-             f"(pick {cfg.get('pick', 'k-medoids')}), clean-up "
+             f"(pick {cfg.get('pick', 'k-medoids')}, hydrogens {cfg.get('pool_hydrogens', 'all')}), clean-up "
              f"{'off' if cfg.get('no_cleanup') else 'on'}, stereo guidance "
              f"{cfg.get('stereo_guidance') or 'off'}, device {cfg['device']}"
              + (f" ({cfg['cpu']}, {cfg['cpu_count']} cores)" if "cpu" in cfg else "")

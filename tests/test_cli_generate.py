@@ -178,11 +178,17 @@ def test_pool_flag(value, pool):
     assert generate_options(args).pool == pool
 
 
+def test_pool_hydrogens_flag():
+    args = build_parser().parse_args(["generate", "CCO", "-o", "x.sdf", "--pool-hydrogens", "stereo"])
+    assert generate_options(args).pool_hydrogens == "stereo"
+
+
 @pytest.mark.parametrize("flag, value, reason", [
     ("--pool", "0", "argument --pool: expected a positive integer or 'auto', got '0'"),
     ("--pool", "big", "argument --pool: expected a positive integer or 'auto', got 'big'"),
     ("--steps", "0", "steps must be >= 1"),
-    ("--stereo-guidance", "-0.5", "stereo_guidance must be >= 0, got -0.5")])
+    ("--stereo-guidance", "-0.5", "stereo_guidance must be >= 0, got -0.5"),
+    ("--pool-hydrogens", "none", "argument --pool-hydrogens: invalid choice: 'none'")])
 def test_bad_option_is_usage_error(tmp_path, capsys, flag, value, reason):
     with pytest.raises(SystemExit) as exit_info:     # argparse's errors exit; main returns 2
         raise SystemExit(main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), flag, value]))

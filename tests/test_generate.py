@@ -237,9 +237,9 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
 
     seen = []
 
-    def recording_etkdg(mol, n, seed, pool, pick, threads):
+    def recording_etkdg(mol, n, seed, pool, pick, hydrogens, threads):
         seen.append((n, pool))
-        return embed(mol, n, seed, 1, pick, threads)
+        return embed(mol, n, seed, 1, pick, hydrogens, threads)
 
     embed = generate_module._etkdg
     monkeypatch.setattr(generate_module, "_etkdg", recording_etkdg)
@@ -248,6 +248,18 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
     gen.options.n = 12
     assert gen.generate("CCO").mol.GetNumConformers() == 12
     assert seen == [(2, 50), (12, 100)]
+
+
+def test_pool_of_stereocentre_hydrogens_keeps_the_stereo(tiny_model):
+    smiles = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"
+    kwargs = dict(model=tiny_model, device="cpu", steps=2, seed=3, t_start=0.02, pool=8)
+    fast = generate_conformers(smiles, n=4, pool_hydrogens="stereo", **kwargs)
+    assert fast.GetNumConformers() == 4
+    assert all(check_stereo(fast, conf.GetId()).ok for conf in fast.GetConformers())
+    plain = generate_conformers(smiles, n=4, **kwargs)            # another pool: other starts
+    assert rmsd_matrix(fast, plain, [0], [0])[0, 0] > 0.01
+    with pytest.raises(ValueError, match="unknown pool_hydrogens 'some'; choose from all, stereo"):
+        GenerateOptions(pool_hydrogens="some").validate()
 
 
 def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch):

@@ -1,11 +1,13 @@
-"""ETKDG embedding with only the hydrogens that the stereo needs.
+"""ETKDG embedding of a molecule with all its hydrogens, or with those the stereo needs only.
 
 ETKDG's cost grows faster than the atom count, and about half of a drug-like molecule's atoms
-are hydrogens whose places follow from their heavy atom's. :func:`embed_conformers` embeds
-the heavy-atom skeleton with explicit hydrogens kept on the tetrahedral stereocentres only
-(without those, ETKDG's chirality checks fail often and it retries: 20 conformers of
-erythromycin took 33 s without any hydrogens, 9 s with all, 2 s with the centres' only), then
-puts every other hydrogen at its ideal place (``AddHs(addCoords=True)``).
+are hydrogens. With ``hydrogens="stereo"``, :func:`embed_conformers` embeds the heavy-atom
+skeleton with explicit hydrogens kept on the tetrahedral stereocentres only (without those,
+ETKDG's chirality checks fail often and it retries: 20 conformers of erythromycin took 33 s
+without any hydrogens, 9 s with all, 2 s with the centres' only), then puts every other
+hydrogen at its ideal place (``AddHs(addCoords=True)``). That is about four times as fast on
+drug-like molecules, but the conformers are not ETKDG's: without the hydrogens' bulk they
+are more often folded and fail more geometry checks (``benchmarks/pool_hydrogens/``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from rdkit.Chem import AllChem
 
 from .coords import add_conformer
 
-__all__ = ["embedding_skeleton", "embed_conformers"]
+__all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
+
+HYDROGENS = ("all", "stereo")
+"""The ``hydrogens`` choices of :func:`embed_conformers`."""
 
 _ATOM = "_molscore_atom"
 _TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
@@ -57,27 +62,33 @@ def _atom_order(full: Chem.Mol, mol: Chem.Mol) -> list[int] | None:
     return order
 
 
-def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> Chem.Mol:
+def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
+                     hydrogens: str = "all") -> Chem.Mol:
     """Up to ``count`` ETKDG conformers of ``mol`` (hydrogens explicit), in ``mol``'s atom order.
 
-    The skeleton (:func:`embedding_skeleton`) is embedded with ``params``, then from random
-    coordinates when that gives none, and the other hydrogens are placed afterwards; when
-    neither gives a conformer, ``mol`` itself is embedded from random coordinates (all
-    hydrogens explicit). ``params.useRandomCoords`` is set for each attempt and restored.
+    ``hydrogens="all"`` embeds ``mol`` with ``params``, then from random coordinates when that
+    gives none. ``"stereo"`` does the same with the skeleton (:func:`embedding_skeleton`) and
+    places the other hydrogens afterwards; when neither gives a conformer, ``mol`` itself is
+    embedded from random coordinates. ``params.useRandomCoords`` is set for each attempt and
+    restored.
 
     Returns:
         a copy of ``mol`` holding the conformers (none when ETKDG failed).
 
     Raises:
-        ValueError: the skeleton with its hydrogens added does not have ``mol``'s atoms.
+        ValueError: ``hydrogens`` is not one of :data:`HYDROGENS`, or the skeleton with its
+            hydrogens added does not have ``mol``'s atoms.
     """
+    if hydrogens not in HYDROGENS:
+        raise ValueError(f"unknown hydrogens {hydrogens!r}; choose from {', '.join(HYDROGENS)}")
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
-    skeleton = embedding_skeleton(mol)
+    work = embedding_skeleton(mol) if hydrogens == "stereo" else out
+    attempts = [(work, False), (work, True)] + ([(out, True)] if work is not out else [])
     random_coords = params.useRandomCoords
     try:
         with rdBase.BlockLogs():
-            for work, from_random in ((skeleton, False), (skeleton, True), (out, True)):
+            for work, from_random in attempts:
                 params.useRandomCoords = from_random
                 ids = list(AllChem.EmbedMultipleConfs(work, count, params))
                 if ids:

@@ -91,6 +91,10 @@ def register(subparsers) -> None:
                    help="how the n starts are picked from the pool by RMSD: max-min (default; "
                         "farthest-point from the pool's medoid, the better coverage of "
                         "conformer ensembles) or k-medoids (fewer outlying conformers)")
+    p.add_argument("--pool-hydrogens", default="all", choices=("all", "stereo"),
+                   help="the hydrogens ETKDG embeds the pool with: all (default), or only those "
+                        "on stereocentres, the others placed afterwards (about twice as fast; "
+                        "a worse first conformer: benchmarks/pool_hydrogens)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
@@ -124,7 +128,7 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
-        pick=args.pick,
+        pick=args.pick, pool_hydrogens=args.pool_hydrogens,
         max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile,
         stereo_guidance=args.stereo_guidance)
 
