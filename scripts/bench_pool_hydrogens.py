@@ -13,6 +13,7 @@ subset (``--limit`` first molecules), a pool of 50 ETKDGv3 conformers
   (``generate --pool-hydrogens stereo``, :func:`molscore.chem.embedding.embed_conformers`);
 * ``sp3``: also those of sp3 atoms other than methyl carbons (no aromatic, sp2 or methyl H);
 * ``non-aromatic``: all but the hydrogens of aromatic atoms;
+* ``polar``: those of stereocentres and of atoms other than carbon (N-H, O-H, S-H);
 
 and the others placed afterwards (``AddHs(addCoords=True)``). Reported per variant: ETKDG's
 seconds, the median over molecules of the minimum heavy-atom RMSD to the crystal conformer of
@@ -54,7 +55,8 @@ def _sp3(atom: Chem.Atom) -> bool:
             and not (atom.GetAtomicNum() == 6 and atom.GetDegree() == 1))
 
 
-KEEP = {"sp3": _sp3, "non-aromatic": lambda atom: not atom.GetIsAromatic()}
+KEEP = {"sp3": _sp3, "non-aromatic": lambda atom: not atom.GetIsAromatic(),
+        "polar": lambda atom: atom.GetAtomicNum() != 6}
 """The extra variants: which heavy atoms keep their hydrogens (besides stereocentres')."""
 VARIANTS = (BASE, "stereo", *KEEP)
 COLUMNS = ("1", "10", "all", "seconds")
@@ -71,16 +73,16 @@ def embedded(mol: Chem.Mol, variant: str) -> Chem.Mol:
     return Chem.AddHs(skeleton, onlyOnAtoms=keep) if keep else skeleton
 
 
-def _job(args: tuple[str, str, str, np.ndarray, int, int]) -> tuple[str, dict | None]:
+def _job(args: tuple[str, str, str, np.ndarray, int, int, tuple[str, ...]]) -> tuple[str, dict | None]:
     """Worker: one molecule's row per variant, or None when a pool is empty."""
-    key, block, ref_block, ref_xyz, seed, size = args
+    key, block, ref_block, ref_xyz, seed, size, variants = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
     Chem.AssignStereochemistryFrom3D(mol)
     mol.RemoveAllConformers()
     ref = Chem.MolFromMolBlock(ref_block, removeHs=False)
     row = {}
-    for variant in VARIANTS:
+    for variant in variants:
         work = embedded(mol, variant)
         params = AllChem.ETKDGv3()
         params.randomSeed = seed
@@ -97,17 +99,17 @@ def _job(args: tuple[str, str, str, np.ndarray, int, int]) -> tuple[str, dict | 
     return key, row
 
 
-def summarise(rows: dict[str, dict]) -> dict:
+def summarise(rows: dict[str, dict], variants: tuple[str, ...]) -> dict:
     """Medians and total seconds per variant, and each variant paired against ``all``."""
-    by_variant = {v: {key: row[v] for key, row in rows.items()} for v in VARIANTS}
+    by_variant = {v: {key: row[v] for key, row in rows.items()} for v in variants}
     out: dict = {}
-    for v in VARIANTS:
+    for v in variants:
         values = list(by_variant[v].values())
         out[v] = {**{col: float(np.median([r[col] for r in values])) for col in ("1", "10", "all")},
                   "seconds": float(sum(r["seconds"] for r in values)),
                   "atoms": int(sum(r["atoms"] for r in values))}
     out["paired"] = {v: paired_bootstrap(by_variant[v], by_variant[BASE], (v, BASE), ("1", "10", "all"))
-                     for v in VARIANTS[1:]}
+                     for v in variants if v != BASE}
     return out
 
 
@@ -126,7 +128,7 @@ def markdown(report: dict) -> str:
              "per process, summed over molecules.", "",
              "| hydrogens embedded | atoms embedded | ETKDG time | N = 1 | N = 10 | whole pool (ceiling) |",
              "|---|---|---|---|---|---|"]
-    for v in VARIANTS:
+    for v in cfg["variants"]:
         paired = res["paired"].get(v, {})
         cells = [with_diff(res[v][col], paired.get(col)) for col in ("1", "10", "all")]
         lines.append(f"| {v} | {res[v]['atoms']:,} | {res[v]['seconds']:.0f} s "
@@ -141,15 +143,20 @@ def main() -> int:
                     help="the fixed random subset of bench_conformers.py (seed 0)")
     ap.add_argument("--limit", type=int, default=150, help="the first LIMIT molecules (default 150)")
     ap.add_argument("--pool", type=int, default=50, help="conformers per pool (default 50, generate -n 10's)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated, from {', '.join(VARIANTS)} (default all; {BASE} is always run)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pool_hydrogens" / "pools",
                     help="writes OUT.json and OUT.md")
     args = ap.parse_args()
+    variants = (BASE, *(v for v in args.variants.split(",") if v != BASE))
+    if unknown := set(variants) - set(VARIANTS):
+        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     seed = etkdg_random_seed(GenerateOptions().seed)
     prov = provenance()                    # the code as the run starts
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
-    jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], seed, args.pool)
-            for key, mol, group in inputs]
+    jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], seed, args.pool,
+             variants) for key, mol, group in inputs]
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     with ctx.Pool(args.workers) as pool:
@@ -157,9 +164,9 @@ def main() -> int:
     wall = time.perf_counter() - t0
     rows = {key: row for key, row in done if row is not None}
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pool": args.pool,
-              "variants": VARIANTS, "etkdg_seed": seed, "workers": args.workers, **prov}
+              "variants": variants, "etkdg_seed": seed, "workers": args.workers, **prov}
     results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
-               **summarise(rows), "per_molecule": rows}
+               **summarise(rows, variants), "per_molecule": rows}
     report = {"config": config, "results": results}
     save_report(args.out, report, markdown(report))
     return 0

@@ -31,12 +31,13 @@ def test_each_variant_embeds_the_hydrogens_it_names():
     non_aromatic = _hydrogens_on(embedded(mol, "non-aromatic"))
     assert len(non_aromatic) == mol.GetNumAtoms() - mol.GetNumHeavyAtoms() - 4   # 4 aromatic H
     assert not any("ar" in h for h in non_aromatic)
+    assert _hydrogens_on(embedded(mol, "polar")) == sorted(["CSP34", "NSP33", "NSP33", "OSP22"])
 
 
 def test_rows_of_every_variant_reach_the_reference():
     mol = embed(SMILES, seed=5)
     block = Chem.MolToMolBlock(mol)
-    key, row = _job(("m", block, block, _heavy_positions(mol)[:1], 1, 12))
+    key, row = _job(("m", block, block, _heavy_positions(mol)[:1], 1, 12, VARIANTS))
     assert key == "m" and list(row) == list(VARIANTS)
     for r in row.values():
         assert r["seconds"] > 0 and r["1"] >= r["10"] >= r["all"] >= 0
