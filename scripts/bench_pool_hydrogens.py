@@ -13,8 +13,7 @@ subset (``--limit`` first molecules), a pool of 50 ETKDGv3 conformers
   (``generate --pool-hydrogens stereo``, :func:`molscore.chem.embedding.embed_conformers`);
 * ``sp3``: also those of sp3 atoms other than methyl carbons (no aromatic, sp2 or methyl H);
 * ``non-aromatic``: all but the hydrogens of aromatic atoms;
-* ``polar``: those of stereocentres and of atoms other than carbon (N-H, O-H, S-H;
-  ``generate --pool-hydrogens polar``);
+* ``polar``: those of stereocentres and of atoms other than carbon (N-H, O-H, S-H);
 
 and the others placed afterwards (``AddHs(addCoords=True)``). Reported per variant: ETKDG's
 seconds, the median over molecules of the minimum heavy-atom RMSD to the crystal conformer of
@@ -56,9 +55,10 @@ def _sp3(atom: Chem.Atom) -> bool:
             and not (atom.GetAtomicNum() == 6 and atom.GetDegree() == 1))
 
 
-KEEP = {"sp3": _sp3, "non-aromatic": lambda atom: not atom.GetIsAromatic()}
+KEEP = {"sp3": _sp3, "non-aromatic": lambda atom: not atom.GetIsAromatic(),
+        "polar": lambda atom: atom.GetAtomicNum() != 6}
 """The extra variants: which heavy atoms keep their hydrogens (besides stereocentres')."""
-VARIANTS = (BASE, "stereo", *KEEP, "polar")
+VARIANTS = (BASE, "stereo", *KEEP)
 COLUMNS = ("1", "10", "all", "seconds")
 
 
@@ -66,8 +66,8 @@ def embedded(mol: Chem.Mol, variant: str) -> Chem.Mol:
     """The molecule ETKDG embeds for ``variant`` (``mol`` has every hydrogen explicit)."""
     if variant == BASE:
         return Chem.Mol(mol)
-    if variant in ("stereo", "polar"):
-        return embedding_skeleton(mol, variant)
+    if variant == "stereo":
+        return embedding_skeleton(mol)
     skeleton = Chem.RemoveHs(mol)
     keep = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetChiralTag() in _TETRAHEDRAL or KEEP[variant](a)]
     return Chem.AddHs(skeleton, onlyOnAtoms=keep) if keep else skeleton

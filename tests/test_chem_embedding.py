@@ -39,18 +39,10 @@ def test_skeleton_keeps_hydrogens_on_tetrahedral_stereocentres_only():
     assert Chem.MolToSmiles(Chem.RemoveHs(skeleton)) == Chem.MolToSmiles(Chem.RemoveHs(mol))
 
 
-def test_polar_skeleton_also_keeps_the_hydrogens_of_heteroatoms():
-    mol = _shuffled("C/C=C/[C@@H](O)[C@H](N)C(=O)O")
-    skeleton = embedding_skeleton(mol, "polar")
-    on = sorted(a.GetNeighbors()[0].GetSymbol() for a in skeleton.GetAtoms() if a.GetAtomicNum() == 1)
-    assert on == ["C", "C", "N", "N", "O", "O"]
-
-
-@pytest.mark.parametrize("hydrogens", ["stereo", "polar"])
 @pytest.mark.parametrize("smiles", SMILES)
-def test_conformers_are_in_the_molecules_atom_order_with_its_stereo(smiles, hydrogens):
+def test_conformers_are_in_the_molecules_atom_order_with_its_stereo(smiles):
     mol = _shuffled(smiles)
-    out = embed_conformers(mol, 6, _params(), hydrogens=hydrogens)
+    out = embed_conformers(mol, 6, _params(), hydrogens="stereo")
     assert out.GetNumConformers() == 6
     assert [a.GetAtomicNum() for a in out.GetAtoms()] == [a.GetAtomicNum() for a in mol.GetAtoms()]
     for conf in out.GetConformers():
@@ -93,5 +85,5 @@ def test_all_hydrogens_is_plain_etkdg():
     for k in range(4):
         np.testing.assert_array_equal(out.GetConformer(k).GetPositions(),
                                       plain.GetConformer(k).GetPositions())
-    with pytest.raises(ValueError, match="unknown hydrogens 'none'; choose from all, polar, stereo"):
+    with pytest.raises(ValueError, match="unknown hydrogens 'none'; choose from all, stereo"):
         embed_conformers(mol, 4, _params(), hydrogens="none")

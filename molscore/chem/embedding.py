@@ -20,26 +20,24 @@ from .coords import add_conformer
 
 __all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
 
-HYDROGENS = ("all", "polar", "stereo")
+HYDROGENS = ("all", "stereo")
 """The ``hydrogens`` choices of :func:`embed_conformers`."""
 
 _ATOM = "_molscore_atom"
 _TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 
 
-def embedding_skeleton(mol: Chem.Mol, hydrogens: str = "stereo") -> Chem.Mol:
-    """``mol`` without its hydrogens, but for those on tetrahedral stereocentres, with
-    ``hydrogens="polar"`` also those on atoms other than carbon, and those ``Chem.RemoveHs``
-    keeps (isotopes, hydrogens that define a double bond's stereo, ...). Each atom taken from
-    ``mol`` carries its index there as the int property ``_molscore_atom``."""
+def embedding_skeleton(mol: Chem.Mol) -> Chem.Mol:
+    """``mol`` without its hydrogens, but for those on tetrahedral stereocentres (and those
+    ``Chem.RemoveHs`` keeps: isotopes, hydrogens that define a double bond's stereo, ...). Each
+    atom taken from ``mol`` carries its index there as the int property ``_molscore_atom``."""
     work = Chem.Mol(mol)
     work.RemoveAllConformers()
     for atom in work.GetAtoms():
         atom.SetIntProp(_ATOM, atom.GetIdx())
     skeleton = Chem.RemoveHs(work)
-    keep = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetChiralTag() in _TETRAHEDRAL
-            or (hydrogens == "polar" and a.GetAtomicNum() != 6)]
-    return Chem.AddHs(skeleton, onlyOnAtoms=keep) if keep else skeleton
+    centres = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetChiralTag() in _TETRAHEDRAL]
+    return Chem.AddHs(skeleton, onlyOnAtoms=centres) if centres else skeleton
 
 
 def _atom_order(full: Chem.Mol, mol: Chem.Mol) -> list[int] | None:
@@ -69,8 +67,8 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     """Up to ``count`` ETKDG conformers of ``mol`` (hydrogens explicit), in ``mol``'s atom order.
 
     ``hydrogens="all"`` embeds ``mol`` with ``params``, then from random coordinates when that
-    gives none. ``"polar"`` and ``"stereo"`` do the same with the skeleton
-    (:func:`embedding_skeleton`) and place the other hydrogens afterwards; when neither gives a conformer, ``mol`` itself is
+    gives none. ``"stereo"`` does the same with the skeleton (:func:`embedding_skeleton`) and
+    places the other hydrogens afterwards; when neither gives a conformer, ``mol`` itself is
     embedded from random coordinates. ``params.useRandomCoords`` is set for each attempt and
     restored.
 
@@ -85,7 +83,7 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
         raise ValueError(f"unknown hydrogens {hydrogens!r}; choose from {', '.join(HYDROGENS)}")
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
-    work = out if hydrogens == "all" else embedding_skeleton(mol, hydrogens)
+    work = embedding_skeleton(mol) if hydrogens == "stereo" else out
     attempts = [(work, False), (work, True)] + ([(out, True)] if work is not out else [])
     random_coords = params.useRandomCoords
     try:

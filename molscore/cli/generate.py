@@ -91,11 +91,10 @@ def register(subparsers) -> None:
                    help="how the n starts are picked from the pool by RMSD: max-min (default; "
                         "farthest-point from the pool's medoid, the better coverage of "
                         "conformer ensembles) or k-medoids (fewer outlying conformers)")
-    p.add_argument("--pool-hydrogens", default="all", choices=("all", "polar", "stereo"),
-                   help="the hydrogens ETKDG embeds the pool with: all (default); polar: those "
-                        "on stereocentres and N, O, S; stereo: those on stereocentres only; the "
-                        "others are placed afterwards (faster, conformers further from crystal "
-                        "poses: benchmarks/pool_hydrogens)")
+    p.add_argument("--pool-hydrogens", default="all", choices=("all", "stereo"),
+                   help="the hydrogens ETKDG embeds the pool with: all (default), or only those "
+                        "on stereocentres, the others placed afterwards (about twice as fast; "
+                        "a worse first conformer: benchmarks/pool_hydrogens)")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
