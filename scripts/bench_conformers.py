@@ -48,6 +48,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -130,6 +131,20 @@ def quality(mol: Chem.Mol) -> tuple[int, int]:
         stereo += ok_stereo
         geom += ok_stereo and not checker(conf.GetId())
     return stereo, geom
+
+
+def map_molecules(job: Callable[[tuple], tuple[str, dict | None]], jobs: list[tuple], workers: int, *,
+                  spawn: bool = False, initializer: Callable | None = None,
+                  initargs: tuple = ()) -> tuple[dict[str, dict], int, float]:
+    """``job`` over ``jobs`` on ``workers`` processes (forked where the platform can, unless
+    ``spawn``), with a progress bar; each job returns ``(key, row or None)``. Returns the rows
+    that are not None ``{key: row}``, how many were None, and the wall time (s)."""
+    ctx = mp.get_context("spawn" if spawn or "fork" not in mp.get_all_start_methods() else "fork")
+    t0 = time.perf_counter()
+    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+        done = list(tqdm(pool.imap(job, jobs, chunksize=1), total=len(jobs), desc="pools", unit="mol"))
+    rows = {key: row for key, row in done if row is not None}
+    return rows, len(done) - len(rows), time.perf_counter() - t0
 
 
 def prepare_inputs(groups, limit: int | None, seed: int | None) -> list[tuple[str, Chem.Mol, object]]:

@@ -25,7 +25,6 @@ and of the whole pool, each paired against ``all`` with its 95 % bootstrap inter
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -34,13 +33,13 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
-from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import CRYSTAL, paired_bootstrap, prepare_inputs, provenance, save_report, with_diff  # noqa: E402
+from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs, provenance,  # noqa: E402
+                              save_report, with_diff)
 from bench_pool_variants import pool_row  # noqa: E402
 from molscore.chem.embedding import embedding_skeleton  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
@@ -157,15 +156,10 @@ def main() -> int:
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], seed, args.pool,
              variants) for key, mol, group in inputs]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    t0 = time.perf_counter()
-    with ctx.Pool(args.workers) as pool:
-        done = list(tqdm(pool.imap(_job, jobs, chunksize=1), total=len(jobs), desc="pools", unit="mol"))
-    wall = time.perf_counter() - t0
-    rows = {key: row for key, row in done if row is not None}
+    rows, failed, wall = map_molecules(_job, jobs, args.workers)
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pool": args.pool,
               "variants": variants, "etkdg_seed": seed, "workers": args.workers, **prov}
-    results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
+    results = {"molecules": len(rows), "failed": failed, "wall_s": wall,
                **summarise(rows, variants), "per_molecule": rows}
     report = {"config": config, "results": results}
     save_report(args.out, report, markdown(report))

@@ -32,23 +32,20 @@ crystal conformer (positive: lower score, closer to the crystal).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 from torch_geometric.data import Batch as GraphBatch
-from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, paired_bootstrap,  # noqa: E402
+from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
                               prepare_inputs, provenance, save_report, with_diff)
 from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
@@ -225,18 +222,14 @@ def main() -> int:
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], args.pool,
              seed, args.times, args.draws) for key, mol, group in inputs]
-    ctx = mp.get_context("spawn")
-    t0 = time.perf_counter()
-    with ctx.Pool(args.workers, initializer=_worker_init, initargs=(args.model,)) as pool:
-        done = list(tqdm(pool.imap(_job, jobs, chunksize=1), total=len(jobs), desc="pools", unit="mol"))
-    wall = time.perf_counter() - t0
-    rows = {key: row for key, row in done if row is not None}
+    rows, failed, wall = map_molecules(_job, jobs, args.workers, spawn=True, initializer=_worker_init,
+                                       initargs=(args.model,))
     model = Path(args.model) if args.model else REPO / "molscore" / "weights" / "conformer.pt"
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pool": args.pool,
               "times": args.times, "draws": args.draws, "etkdg_seed": seed, "workers": args.workers,
               "model": str(model.resolve().relative_to(REPO) if model.resolve().is_relative_to(REPO) else model),
               **prov}
-    results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
+    results = {"molecules": len(rows), "failed": failed, "wall_s": wall,
                **summarise_rows(rows), "per_molecule": rows}
     report = {"config": config, "results": results}
     save_report(args.out, report, markdown(report))

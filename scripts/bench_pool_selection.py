@@ -42,22 +42,19 @@ order with ``first`` (difference of medians for the crystal set, of means for co
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
-from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
-                              _with_coords, paired_bootstrap, prepare_inputs, provenance, save_report,
+                              _with_coords, map_molecules, paired_bootstrap, prepare_inputs, provenance, save_report,
                               with_diff)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
@@ -229,18 +226,12 @@ def main() -> int:
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol),
              group.xyz[:1] if crystal else group.xyz, crystal, args.pool, sub_pools, seed)
             for key, mol, group in inputs]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    t0 = time.perf_counter()
-    with ctx.Pool(args.workers) as pool:
-        done = list(tqdm(pool.imap(_pool_job, jobs, chunksize=1), total=len(jobs),
-                         desc="pools", unit="mol"))
-    wall = time.perf_counter() - t0
-    rows = {key: row for key, row in done if row is not None}
+    rows, failed, wall = map_molecules(_pool_job, jobs, args.workers)
 
     config = {"set": args.set, "data": path.name, "subset": args.subset if crystal else None,
               "limit": args.limit, "pool": args.pool, "sub_pools": sub_pools, "etkdg_seed": seed,
               "workers": args.workers, **prov}
-    results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
+    results = {"molecules": len(rows), "failed": failed, "wall_s": wall,
                **summary_by_order(rows, crystal, report_orders({"config": config})),
                "per_molecule": rows}
     report = {"config": config, "results": results}

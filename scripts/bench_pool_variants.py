@@ -26,22 +26,19 @@ ceiling). Medians over molecules, paired 95 % bootstrap intervals against ``ETKD
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
-from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _with_coords, paired_bootstrap,  # noqa: E402
+from bench_conformers import (CRYSTAL, NS, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
                               prepare_inputs, provenance, save_report, with_diff)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -145,15 +142,10 @@ def main() -> int:
     inputs = prepare_inputs(read_groups(CRYSTAL, "name"), args.subset, 0)[:args.limit]
     jobs = [(key, Chem.MolToMolBlock(mol), Chem.MolToMolBlock(group.mol), group.xyz[:1], seed)
             for key, mol, group in inputs]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    t0 = time.perf_counter()
-    with ctx.Pool(args.workers) as pool:
-        done = list(tqdm(pool.imap(_job, jobs, chunksize=1), total=len(jobs), desc="pools", unit="mol"))
-    wall = time.perf_counter() - t0
-    rows = {key: row for key, row in done if row is not None}
+    rows, failed, wall = map_molecules(_job, jobs, args.workers)
     config = {"data": CRYSTAL.name, "subset": args.subset, "limit": args.limit, "pools": POOLS,
               "etkdg_seed": seed, "workers": args.workers, **prov}
-    results = {"molecules": len(rows), "failed": len(done) - len(rows), "wall_s": wall,
+    results = {"molecules": len(rows), "failed": failed, "wall_s": wall,
                **summarise_pools(rows), "per_molecule": rows}
     report = {"config": config, "results": results}
     save_report(args.out, report, markdown(report))
