@@ -83,8 +83,8 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
         raise ValueError(f"unknown hydrogens {hydrogens!r}; choose from {', '.join(HYDROGENS)}")
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
-    work = embedding_skeleton(mol) if hydrogens == "stereo" else out
-    attempts = [(work, False), (work, True)] + ([(out, True)] if work is not out else [])
+    skeleton = embedding_skeleton(mol) if hydrogens == "stereo" else out
+    attempts = [(skeleton, False), (skeleton, True)] + ([(out, True)] if skeleton is not out else [])
     random_coords = params.useRandomCoords
     try:
         with rdBase.BlockLogs():
