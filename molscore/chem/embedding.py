@@ -6,8 +6,8 @@ skeleton with explicit hydrogens kept on the tetrahedral stereocentres only (wit
 ETKDG's chirality checks fail often and it retries: 20 conformers of erythromycin took 33 s
 without any hydrogens, 9 s with all, 2 s with the centres' only), then puts every other
 hydrogen at its ideal place (``AddHs(addCoords=True)``). That is about four times as fast on
-drug-like molecules, but the conformers are not ETKDG's: without the hydrogens' bulk they
-are more often folded and fail more geometry checks (``benchmarks/pool_hydrogens/``).
+drug-like molecules, but the conformers are not ETKDG's: the pool's first pick is further
+from crystal poses, and more of them fail a geometry check (``benchmarks/pool_hydrogens/``).
 """
 from __future__ import annotations
 
