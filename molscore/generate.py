@@ -560,8 +560,8 @@ def etkdg_random_seed(seed: int) -> int:
 def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: str = "all",
            threads: int = 0) -> np.ndarray | None:
     """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``;
-    :func:`~molscore.chem.embedding.embed_conformers` with ``hydrogens``), or None. With ``pool > n``, ``pool``
-    are embedded and ``n`` representatives kept, in ``pick`` order
+    :func:`~molscore.chem.embedding.embed_conformers` with ``hydrogens``), or None. With
+    ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in ``pick`` order
     (:func:`~molscore.chem.selection.representative_conformers`). ``threads``: RDKit's
     ``numThreads`` (0: all cores; the conformers do not depend on it)."""
     params = AllChem.ETKDGv3()

@@ -43,10 +43,10 @@ from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_
 from bench_pool_variants import pool_row  # noqa: E402
 from molscore.chem.embedding import embedding_skeleton  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
+from molscore.chem.stereo import specified_centres  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 BASE = "all"
-_TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 
 
 def _sp3(atom: Chem.Atom) -> bool:
@@ -68,7 +68,8 @@ def embedded(mol: Chem.Mol, variant: str) -> Chem.Mol:
     if variant == "stereo":
         return embedding_skeleton(mol)
     skeleton = Chem.RemoveHs(mol)
-    keep = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetChiralTag() in _TETRAHEDRAL or KEEP[variant](a)]
+    centres = specified_centres(skeleton)
+    keep = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetIdx() in centres or KEEP[variant](a)]
     return Chem.AddHs(skeleton, onlyOnAtoms=keep) if keep else skeleton
 
 

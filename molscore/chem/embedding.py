@@ -17,6 +17,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
 from .coords import add_conformer
+from .stereo import specified_centres
 
 __all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
 
@@ -24,7 +25,6 @@ HYDROGENS = ("all", "stereo")
 """The ``hydrogens`` choices of :func:`embed_conformers`."""
 
 _ATOM = "_molscore_atom"
-_TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 
 
 def embedding_skeleton(mol: Chem.Mol) -> Chem.Mol:
@@ -36,7 +36,7 @@ def embedding_skeleton(mol: Chem.Mol) -> Chem.Mol:
     for atom in work.GetAtoms():
         atom.SetIntProp(_ATOM, atom.GetIdx())
     skeleton = Chem.RemoveHs(work)
-    centres = [a.GetIdx() for a in skeleton.GetAtoms() if a.GetChiralTag() in _TETRAHEDRAL]
+    centres = list(specified_centres(skeleton))
     return Chem.AddHs(skeleton, onlyOnAtoms=centres) if centres else skeleton
 
 
