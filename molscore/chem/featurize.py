@@ -29,6 +29,7 @@ from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from ..errors import message_line
+from .stereo import specified_centres
 
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
@@ -74,8 +75,6 @@ EDGE_FEAT_DIM: int = (
     + len(_BOND_STEREO) + 1              # bond stereo (E, Z, cis, trans, none)
     + _N_CHIRAL_RANKS                    # rank of target among a stereocentre's neighbours
 )
-
-_TETRAHEDRAL = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 
 
 class MoleculeError(ValueError):
@@ -243,12 +242,8 @@ def chiral_neighbour_ranks(mol: Chem.Mol) -> dict[tuple[int, int], int]:
     last two positions swapped for ``CHI_TETRAHEDRAL_CW`` centres (see module docstring).
     """
     ranks: dict[tuple[int, int], int] = {}
-    for atom in mol.GetAtoms():
-        tag = atom.GetChiralTag()
-        if tag not in _TETRAHEDRAL:
-            continue
-        i = atom.GetIdx()
-        order = [b.GetOtherAtomIdx(i) for b in atom.GetBonds()]
+    for i, tag in specified_centres(mol).items():
+        order = [b.GetOtherAtomIdx(i) for b in mol.GetAtomWithIdx(i).GetBonds()]
         if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW and len(order) >= 2:
             order[-1], order[-2] = order[-2], order[-1]
         for rank, j in enumerate(order[:_N_CHIRAL_RANKS]):
