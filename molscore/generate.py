@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer
+from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.guidance import StereoRestraints, guided_score
@@ -154,6 +155,14 @@ class GenerateOptions:
             at a pool of 200, where ETKDG takes most of the time
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
+        core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
+            (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
+            is turned into it by :meth:`validate`). Every molecule must contain it (stereo included; an unspecified
+            centre of the core takes the core's handedness), and its matched heavy atoms keep
+            the core's coordinates in every conformer (ETKDG pool embedded with them as a
+            coordinate map and aligned on them, pinned while sampling, fixed in the
+            clean-up and ``relax``); conformers are then in the core's frame. Not with
+            ``pool_hydrogens="stereo"``.
         stereo_guidance: strength of the stereo guidance (:mod:`molscore.chem.guidance`:
             the input's chirality and E/Z as a restraint on the denoised estimate at every
             sampler step): the size of its Polyak steps (1 halves a single violation per
@@ -181,6 +190,7 @@ class GenerateOptions:
     cleanup: bool = True
     compile: bool = False
     stereo_guidance: float | None = None
+    core: str | Core | Chem.Mol | None = None
 
     @property
     def etkdg_pool(self) -> int:
@@ -217,6 +227,13 @@ class GenerateOptions:
             self.stereo_guidance = DEFAULT_STEREO_GUIDANCE.get(self.init, 0.0)
         if self.stereo_guidance < 0:
             raise ValueError(f"stereo_guidance must be >= 0, got {self.stereo_guidance}")
+        if self.core is not None:                 # an unusable core raises ValueError
+            core = self.core
+            core = Core.from_text(core) if isinstance(core, str) else \
+                core if isinstance(core, Core) else Core.from_mol(core)
+            self.core = core.text
+            if self.pool_hydrogens != "all":
+                raise ValueError("a core needs pool_hydrogens 'all'")
 
 
 @dataclass
@@ -252,6 +269,7 @@ class _Job:
     checker: GeometryChecker
     etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
     restraints: StereoRestraints | None = None   # stereo_guidance > 0 only
+    fixed: CoreMatch | None = None          # the atoms a core holds, options.core only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
     draws: int = 0                          # conformers sampled so far (numbers the generators)
@@ -304,6 +322,7 @@ class ConformerGenerator:
         self.meta = dict(meta or {})
         self.coord_scale = float(self.meta.get("coord_scale", 1.0))
         self.sde = self.model.sde
+        self.core = Core.from_text(self.options.core) if self.options.core is not None else None
 
     # -- preparation -----------------------------------------------------------------
     def _prepare(self, name: str, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
@@ -327,17 +346,24 @@ class ConformerGenerator:
                           max_heavy_atoms=opts.max_heavy_atoms)
         for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
             mol.ClearProp(prop)
+        if self.core is not None:
+            mol = self.core.choose_stereo(mol)
         mol = assign_unspecified_stereo(mol, opts.seed)
+        fixed = self.core.match(mol) if self.core is not None else None
         mol.RemoveAllConformers()
         graph = mol_to_graph(mol)
         if hasattr(graph, "pos"):
             del graph.pos
-        job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)))
+        job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)), fixed=fixed)
         if opts.stereo_guidance > 0:
             job.restraints = StereoRestraints.from_mol(mol)
         if opts.init == "etkdg":
             job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick,
-                               opts.pool_hydrogens, self.etkdg_threads)
+                               opts.pool_hydrogens, self.etkdg_threads, fixed)
+            if job.etkdg is None and fixed is not None:
+                result.error = (f"ETKDG placed the core's atoms nowhere within {CORE_RMSD_TOL} Å "
+                                "of the core (try --init prior)")
+                return result
             if job.etkdg is None:
                 reason = etkdg_failure_reason(mol)
                 result.error = reason + (" (try --init prior)" if reason == ETKDG_FAILED else "")
@@ -371,12 +397,15 @@ class ConformerGenerator:
     def _sample_batch(self, batch: list[_Request]) -> list[np.ndarray]:
         opts = self.options
         graph = GraphBatch.from_data_list([job.graph for job, _, _ in batch]).to(self.device)
-        space = PointSetSpace(graph.batch, graph.num_graphs)
+        space = PointSetSpace(graph.batch, graph.num_graphs, com_free=self.core is None)
         generator = [g for _, _, g in batch]
         sde = self.sde
+        pinned = self._pinned(batch) if self.core is not None else {}
         if opts.init == "etkdg":
             x0 = torch.cat([torch.as_tensor(job.etkdg[slot % len(job.etkdg)], dtype=torch.float32)
                             for job, slot, _ in batch]).to(self.device) / self.coord_scale
+            if pinned:
+                x0 = torch.where(pinned["mask"].bool(), pinned["x_known"], x0)
             t0 = torch.full((space.num_samples,), opts.t_start, device=self.device)
             m, s = sde.marginal(t0)
             noise = space.noise_like(x0, generator)
@@ -397,10 +426,24 @@ class ConformerGenerator:
                 score_fn = guided_score(score_fn, sde, space, restraints,
                                         strength=opts.stereo_guidance, scale=self.coord_scale)
         with torch.no_grad():
-            res = sample(opts.sampler, score_fn, sde, space, x, opts.steps, generator=generator)
+            res = sample(opts.sampler, score_fn, sde, space, x, opts.steps, generator=generator,
+                         **pinned)
         pos = (res.x * self.coord_scale).double().cpu().numpy()
         counts = space.counts.cpu().numpy()
         return np.split(pos, np.cumsum(counts)[:-1])
+
+    def _pinned(self, batch: list[_Request]) -> dict[str, torch.Tensor]:
+        """The samplers' ``mask`` and ``x_known`` ``(N, 3)`` (model units) of the batch's core
+        atoms."""
+        x_known = torch.zeros(sum(job.mol.GetNumAtoms() for job, _, _ in batch), 3)
+        mask = torch.zeros_like(x_known)
+        offset = 0
+        for job, _, _ in batch:
+            rows = torch.as_tensor(job.fixed.atoms) + offset
+            x_known[rows] = torch.as_tensor(job.fixed.positions, dtype=torch.float32) / self.coord_scale
+            mask[rows] = 1.0
+            offset += job.mol.GetNumAtoms()
+        return {"mask": mask.to(self.device), "x_known": x_known.to(self.device)}
 
     # -- post-processing -----------------------------------------------------------
     def _accept(self, job: _Job, pos: np.ndarray, last_round: bool) -> None:
@@ -410,6 +453,8 @@ class ConformerGenerator:
         if not np.isfinite(pos).all():
             job.rejected.append(["non-finite coordinates"])
             return
+        if job.fixed is not None:                 # exactly the core's (float64) coordinates
+            pos[job.fixed.atoms] = job.fixed.positions
         mol = job.checker.mol
         cid = add_conformer(mol, pos)
         try:
@@ -425,8 +470,13 @@ class ConformerGenerator:
         if not report.ok:
             job.rejected.append(report.reasons())
             return
+        fixed = job.fixed.atoms if job.fixed is not None else ()
+        if len(fixed) and not np.allclose(mol.GetConformer(cid).GetPositions()[fixed],
+                                          job.fixed.positions, rtol=0, atol=1e-6):
+            job.rejected.append(["stereo repair would move the core"])
+            return
         problems = job.checker(cid)
-        if problems and self.options.cleanup and restrained_cleanup(mol, [cid]):
+        if problems and self.options.cleanup and restrained_cleanup(mol, [cid], fixed=fixed):
             problems = job.checker(cid)
         # the clean-up can move a marginal centre through its plane: wrong stereo is
         # rejected in every round, other problems only before the last
@@ -462,7 +512,8 @@ class ConformerGenerator:
         energies: list[float] | None = None
         if opts.relax:
             try:
-                energies, forcefield = relax_conformers(mol)
+                energies, forcefield = relax_conformers(
+                    mol, fixed=job.fixed.atoms if job.fixed is not None else ())
                 mol.SetProp("forcefield", forcefield)
             except ValueError as err:
                 result.dropped.append(f"not relaxed: {err}")
@@ -558,16 +609,23 @@ def etkdg_random_seed(seed: int) -> int:
 
 
 def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: str = "all",
-           threads: int = 0) -> np.ndarray | None:
+           threads: int = 0, fixed: CoreMatch | None = None) -> np.ndarray | None:
     """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``;
     :func:`~molscore.chem.embedding.embed_conformers` with ``hydrogens``), or None. With
     ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in ``pick`` order
     (:func:`~molscore.chem.selection.representative_conformers`). ``threads``: RDKit's
-    ``numThreads`` (0: all cores; the conformers do not depend on it)."""
+    ``numThreads`` (0: all cores; the conformers do not depend on it). With ``fixed`` its
+    atoms are ETKDG's coordinate map, and the conformers are aligned on them and kept only
+    where they lie within :data:`~molscore.chem.core.CORE_RMSD_TOL` of their positions
+    (:meth:`~molscore.chem.core.CoreMatch.align`)."""
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = threads
+    if fixed is not None:
+        params.SetCoordMap(fixed.coord_map())
     work = embed_conformers(mol, max(n, pool), params, hydrogens)
+    if fixed is not None:
+        fixed.align(work)
     if not work.GetNumConformers():
         return None
     ids = [conf.GetId() for conf in work.GetConformers()]
@@ -611,7 +669,7 @@ def generate_conformers(smiles_or_mol: str | Chem.Mol, n: int = 10, *,
             ``relax``, ``dedupe``, ``batch_size``, ``largest_fragment``,
             ``max_heavy_atoms``, ``init``, ``t_start``, ``pool``, ``pick``,
             ``pool_hydrogens``, ``max_retries``, ``cleanup``, ``compile``,
-            ``stereo_guidance``).
+            ``stereo_guidance``, ``core``).
 
     Returns:
         ``Mol`` with explicit hydrogens and the conformers.

@@ -174,7 +174,7 @@ def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, 
 
     calls = []
 
-    def mirroring_cleanup(mol, conf_ids):
+    def mirroring_cleanup(mol, conf_ids, fixed=()):
         for cid in conf_ids:
             mirror_conformer(mol, cid)
         calls.append(len(conf_ids))
@@ -237,9 +237,9 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
 
     seen = []
 
-    def recording_etkdg(mol, n, seed, pool, pick, hydrogens, threads):
+    def recording_etkdg(mol, n, seed, pool, pick, hydrogens, threads, fixed):
         seen.append((n, pool))
-        return embed(mol, n, seed, 1, pick, hydrogens, threads)
+        return embed(mol, n, seed, 1, pick, hydrogens, threads, fixed)
 
     embed = generate_module._etkdg
     monkeypatch.setattr(generate_module, "_etkdg", recording_etkdg)
@@ -281,7 +281,7 @@ def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch
             raise KeyError("atom 3")
         return real_fix(mol, cid)
 
-    def relax(mol):
+    def relax(mol, fixed=()):
         if mol.GetNumAtoms() == 9:                     # ethanol
             raise RuntimeError("")
         return real_relax(mol)

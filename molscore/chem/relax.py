@@ -29,10 +29,12 @@ STEREO_MARGIN = 10.0
 STEREO_FORCE_CONSTANT = 100.0
 
 
-def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1) -> tuple[list[float], str]:
+def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
+                     fixed: Sequence[int] = ()) -> tuple[list[float], str]:
     """Minimise every conformer of ``mol`` in place (explicit hydrogens needed).
 
-    MMFF94 when RDKit has parameters for every atom, else UFF.
+    MMFF94 when RDKit has parameters for every atom, else UFF. The atoms ``fixed`` (e.g. a
+    core's, :mod:`molscore.chem.core`) do not move.
 
     Returns:
         ``(energies, forcefield)``: one energy in kcal/mol per conformer, in conformer order,
@@ -41,16 +43,40 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1) 
     Raises:
         ValueError: neither force field has parameters for this molecule.
     """
+    fixed = [int(i) for i in fixed]
     with rdBase.BlockLogs():
         if AllChem.MMFFHasAllMoleculeParams(mol):
-            out = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
             name = "MMFF94"
+            if not fixed:
+                out = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
+                return [float(energy) for _, energy in out], name
         elif AllChem.UFFHasAllMoleculeParams(mol):
-            out = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
             name = "UFF"
+            if not fixed:
+                out = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
+                return [float(energy) for _, energy in out], name
         else:
             raise ValueError("no MMFF94 or UFF parameters for this molecule")
-    return [float(energy) for _, energy in out], name
+        mmff = AllChem.MMFFGetMoleculeProperties(mol) if name == "MMFF94" else None
+        energies = []
+        for conf in mol.GetConformers():
+            ff = _force_field(mol, conf.GetId(), name, mmff)
+            for i in fixed:
+                ff.AddFixedPoint(i)
+            ff.Initialize()
+            ff.Minimize(maxIts=max_iters)
+            set_positions(conf, np.reshape(ff.Positions(), (-1, 3)))
+            energies.append(float(ff.CalcEnergy()))
+    return energies, name
+
+
+def _force_field(mol: Chem.Mol, cid: int, name: str, mmff=None):
+    """The MMFF94 (``mmff``: its typed properties, else typed here) or UFF force field of
+    conformer ``cid``."""
+    if name == "MMFF94":
+        return AllChem.MMFFGetMoleculeForceField(mol, mmff or AllChem.MMFFGetMoleculeProperties(mol),
+                                                 confId=cid)
+    return AllChem.UFFGetMoleculeForceField(mol, confId=cid)
 
 
 def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -84,7 +110,8 @@ def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None
 
 def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        max_displacement: float = 0.25, force_constant: float = 100.0,
-                       max_iters: int = 200, keep_stereo: bool = True) -> bool:
+                       max_iters: int = 200, keep_stereo: bool = True,
+                       fixed: Sequence[int] = ()) -> bool:
     """Repair the local geometry of conformers of ``mol`` in place (explicit hydrogens needed).
 
     MMFF94 (UFF where MMFF has no parameters) minimisation for at most ``max_iters``
@@ -96,11 +123,12 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     :data:`STEREO_MARGIN` degrees from the boundary of its side (:func:`_side`; an element
     that starts closer is left free). These restraints are zero inside their ranges, so
     where no element comes that close the minimisation is the plain restrained one. The
-    MMFF parameters are typed once per call.
+    MMFF parameters are typed once per call. The atoms ``fixed`` do not move at all.
 
     Args:
         mol: the molecule; conformers are changed in place.
         conf_ids: conformers to clean (default all).
+        fixed: atoms held exactly where they are (a core's, :mod:`molscore.chem.core`).
 
     Returns:
         False when neither force field has parameters for ``mol`` (nothing changed), else True.
@@ -112,16 +140,16 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     ids = [c.GetId() for c in mol.GetConformers()] if conf_ids is None else conf_ids
+    held = {int(i) for i in fixed}
     for cid in ids:
         with rdBase.BlockLogs():
-            if mmff is not None:
-                ff = AllChem.MMFFGetMoleculeForceField(mol, mmff, confId=cid)
-                restrain = ff.MMFFAddPositionConstraint
-            else:
-                ff = AllChem.UFFGetMoleculeForceField(mol, confId=cid)
-                restrain = ff.UFFAddPositionConstraint
+            ff = _force_field(mol, cid, "MMFF94" if mmff is not None else "UFF", mmff)
+        restrain = ff.MMFFAddPositionConstraint if mmff is not None else ff.UFFAddPositionConstraint
+        for i in held:
+            ff.AddFixedPoint(i)
         for i in heavy:
-            restrain(i, max_displacement, force_constant)
+            if i not in held:
+                restrain(i, max_displacement, force_constant)
         hold = ff.MMFFAddTorsionConstraint if mmff is not None else ff.UFFAddTorsionConstraint
         conf = mol.GetConformer(cid)
         for quads, bond in ((centres, False), (bonds, True)):

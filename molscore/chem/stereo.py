@@ -49,7 +49,7 @@ from .coords import set_positions
 
 __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
-           "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples",
+           "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples", "dihedral",
            "etkdg_failure_reason",
            "ETKDG_FAILED"]
 
@@ -178,7 +178,7 @@ def _clearly_handed(vols: np.ndarray, small_ring: bool, tol: float) -> bool:
     return small_ring and len(vols) == 4 and strong == 3 and bool((signed > -tol).all())
 
 
-def _dihedral(p: np.ndarray) -> float:
+def dihedral(p: np.ndarray) -> float:
     """Dihedral angle (degrees) of four points ``(4, 3)``."""
     b0, b1, b2 = p[0] - p[1], p[2] - p[1], p[3] - p[2]
     b1 = b1 / max(np.linalg.norm(b1), 1e-8)
@@ -223,7 +223,7 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
             ok = got == label
         else:
             quad = pos[list(stereo_bond_atoms(mol, idx))]
-            ok = (abs(_dihedral(quad)) < 90) == (label == Chem.BondStereo.STEREOCIS)
+            ok = (abs(dihedral(quad)) < 90) == (label == Chem.BondStereo.STEREOCIS)
         if not ok:
             report.flipped_bonds.append(idx)
     return report

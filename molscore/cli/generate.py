@@ -31,6 +31,13 @@ A molecule's conformers depend only on its input, the options and --seed, so the
 output is the one an uninterrupted run writes (another --batch-size, --device or --workers
 changes only float rounding).
 
+Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
+structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
+included, hydrogen counts not; the first match), and those atoms keep the file's coordinates
+in every conformer, which is then in the core's frame: the ETKDG pool is embedded
+with them as a coordinate map, the sampler pins them (inpainting), the clean-up and --relax
+hold them fixed. A molecule without the core is a failure with that reason.
+
 --workers W generates on W CPU processes (``molscore.parallel``), each with one torch and one
 ETKDG thread, for large inputs on a many-core machine; records are still written in input
 order as they complete.
@@ -95,6 +102,10 @@ def register(subparsers) -> None:
                    help="the hydrogens ETKDG embeds the pool with: all (default), or only those "
                         "on stereocentres, the others placed afterwards (about twice as fast; "
                         "a worse first conformer: benchmarks/pool_hydrogens)")
+    p.add_argument("--core", metavar="SDF",
+                   help="hold a 3D core in place: the first record of this SDF/molfile (heavy "
+                        "atoms); every molecule must contain it, and its atoms keep these "
+                        "coordinates in every conformer")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
@@ -122,15 +133,22 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
     """The :class:`~molscore.generate.GenerateOptions` of parsed ``generate`` arguments. The
     parser spells its defaults out so that ``--help`` does not import RDKit or PyG;
     ``tests/test_cli_generate.py`` checks that they are the dataclass's."""
+    from ..chem.core import Core
     from ..generate import GenerateOptions
 
+    core = None
+    if args.core is not None:
+        try:
+            core = Core.from_file(args.core).text
+        except ValueError as err:
+            raise UsageError(f"--core {args.core}: {err}") from None
     return GenerateOptions(
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
         max_heavy_atoms=args.max_heavy_atoms, init=args.init, t_start=args.t_start, pool=args.pool,
         pick=args.pick, pool_hydrogens=args.pool_hydrogens,
         max_retries=args.max_retries, cleanup=args.cleanup, compile=args.compile,
-        stereo_guidance=args.stereo_guidance)
+        stereo_guidance=args.stereo_guidance, core=core)
 
 
 def _records(args, duplicates: list[str]):

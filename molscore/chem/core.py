@@ -1,0 +1,221 @@
+"""Fixed-atom constraints: a 3D core whose atoms every generated conformer keeps in place.
+
+A core is a molecule fragment with 3D coordinates (its heavy atoms; hydrogens are ignored),
+typically the common scaffold of a series posed as in a crystal structure or a docking pose.
+It is kept as a substructure query (elements, charges, bond orders with aromatic bonds as
+aromatic, the handedness of its stereocentres read from the coordinates; not hydrogen
+counts, so a core cut out of a ligand, its cut bonds left open, matches the molecules that
+carry it) and the positions of its atoms. :meth:`Core.match` finds it in a molecule and
+returns the molecule's atoms with the positions they must take. ``molscore generate --core``
+then embeds the ETKDG pool with those atoms as an RDKit coordinate map, aligns every pool
+conformer on them and drops those whose core lies further than :data:`CORE_RMSD_TOL` from
+the given one (:meth:`CoreMatch.align`), holds them at the given positions while sampling
+(the engine's inpainting mask; the point sets are then not centred) and fixes them in every
+force-field step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdMolAlign
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+from rdkit.Geometry import Point3D
+
+from .coords import add_conformer
+from .featurize import MoleculeError
+from .io import read_sdf_mols
+from .stereo import (bond_order_neighbours, dihedral, specified_centres, specified_double_bonds,
+                     stereo_bond_atoms, volume_triples)
+
+__all__ = ["CORE_RMSD_TOL", "Core", "CoreMatch"]
+
+CORE_RMSD_TOL = 0.25
+"""Å: ETKDG pool conformers whose core atoms, aligned on the given core, are further (RMSD)
+are not used as starts (RDKit's coordinate map holds most within 0.05 Å, and puts some
+with a flipped core torsion 1 Å or more away)."""
+
+_MAX_ISOMERS = 64
+_MAX_MATCHES = 1000
+_FLAT = 0.2    # a core centre's signed volume (unit vectors) below this decides no handedness
+
+
+@dataclass(frozen=True)
+class CoreMatch:
+    """The atoms of one molecule that a core fixes.
+
+    Attributes:
+        atoms: ``(k,)`` atom indices in the molecule, in the core's atom order.
+        positions: ``(k, 3)`` float64 Å, the positions those atoms must take.
+    """
+
+    atoms: np.ndarray
+    positions: np.ndarray
+
+    def coord_map(self) -> dict[int, Point3D]:
+        """RDKit's ``coordMap`` of an embedding (``EmbedParameters.SetCoordMap``)."""
+        return {int(i): Point3D(*p) for i, p in zip(self.atoms, self.positions)}
+
+    def align(self, mol: Chem.Mol, tol: float = CORE_RMSD_TOL) -> list[int]:
+        """Align every conformer of ``mol`` on the core atoms (in place) and remove those
+        whose core atoms are then further than ``tol`` Å (RMSD) from :attr:`positions`;
+        returns the ids of the conformers kept."""
+        ref = Chem.RWMol()
+        for _ in self.atoms:
+            ref.AddAtom(Chem.Atom(6))
+        ref = ref.GetMol()
+        add_conformer(ref, self.positions)
+        atom_map = [(int(i), k) for k, i in enumerate(self.atoms)]
+        kept = []
+        for cid in [c.GetId() for c in mol.GetConformers()]:
+            if rdMolAlign.AlignMol(mol, ref, prbCid=cid, atomMap=atom_map) <= tol:
+                kept.append(cid)
+            else:
+                mol.RemoveConformer(cid)
+        return kept
+
+
+class Core:
+    """A 3D core: a substructure query ``query`` (``k`` atoms, no hydrogens) and the
+    positions ``(k, 3)`` float64 Å of its atoms. Build it with :meth:`from_mol`,
+    :meth:`from_file` or :meth:`from_text` (:attr:`text` is its exact, lossless form, which
+    :class:`~molscore.generate.GenerateOptions` keeps)."""
+
+    def __init__(self, query: Chem.Mol, positions: np.ndarray):
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.shape != (query.GetNumAtoms(), 3):
+            raise ValueError(f"the core has {query.GetNumAtoms()} atoms but positions of shape "
+                             f"{positions.shape}")
+        if query.GetNumAtoms() < 3:
+            raise ValueError(f"the core has {query.GetNumAtoms()} heavy atoms; it needs at least "
+                             "3 to fix a pose")
+        if not np.isfinite(positions).all():
+            raise ValueError("the core's coordinates are not all finite")
+        self.query = query
+        self.positions = positions
+
+    @classmethod
+    def from_mol(cls, mol: Chem.Mol) -> "Core":
+        """The heavy atoms of ``mol`` at its first conformer's (3D) coordinates.
+
+        Raises:
+            ValueError: no conformer, 2D coordinates, or fewer than 3 heavy atoms.
+        """
+        if mol.GetNumConformers() == 0:
+            raise ValueError("the core has no coordinates")
+        conf = mol.GetConformer()
+        xyz = np.asarray(conf.GetPositions())
+        if not conf.Is3D() and np.ptp(xyz[:, 2]) < 1e-4:
+            raise ValueError("the core's coordinates are 2D; it needs a 3D pose")
+        heavy = Chem.RWMol(Chem.RemoveHs(Chem.Mol(mol, confId=conf.GetId()), sanitize=False))
+        for atom in heavy.GetAtoms():     # hydrogen counts, radicals (cut bonds) and stereo
+            atom.SetNumRadicalElectrons(0)      # labels are left open: the coordinates say
+            atom.SetNoImplicit(True)            # the stereo (see match)
+            atom.SetNumExplicitHs(0)
+            atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+        for bond in heavy.GetBonds():
+            bond.SetStereo(Chem.BondStereo.STEREONONE)
+        heavy.UpdatePropertyCache(strict=False)
+        query = Chem.MolFromSmarts(Chem.MolToSmarts(heavy))
+        order = heavy.GetSubstructMatch(query)                      # query atom -> core atom
+        if len(order) != heavy.GetNumAtoms():
+            raise ValueError("the core cannot be written as a substructure query")
+        return cls(query, np.asarray(heavy.GetConformer().GetPositions())[list(order)])
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Core":
+        """The first record of an SDF or molfile (``.sdf``, ``.mol``, also gzipped).
+
+        Raises:
+            ValueError: as :meth:`from_mol`, or the file holds no readable record
+                (:class:`~molscore.chem.io.InputFormatError`, a ``ValueError``, when it is
+                missing or unreadable).
+        """
+        first = next(iter(read_sdf_mols(path)), None)
+        if first is None:
+            raise ValueError(f"no readable molecule in the core file {path}")
+        return cls.from_mol(first)
+
+    @property
+    def text(self) -> str:
+        """The core as text: its query's SMARTS, then one ``x y z`` line per atom (exact)."""
+        return "\n".join([Chem.MolToSmarts(self.query)] +
+                         [" ".join(repr(float(v)) for v in p) for p in self.positions]) + "\n"
+
+    @classmethod
+    def from_text(cls, text: str) -> "Core":
+        """The core of :attr:`text`.
+
+        Raises:
+            ValueError: not such a text.
+        """
+        lines = text.strip().splitlines()
+        query = Chem.MolFromSmarts(lines[0]) if lines else None
+        if query is None:
+            raise ValueError("not a core: its first line is not a SMARTS")
+        try:
+            positions = np.array([[float(v) for v in line.split()] for line in lines[1:]])
+        except ValueError:
+            raise ValueError("not a core: its coordinate lines are not numbers") from None
+        return cls(query, positions.reshape(-1, 3) if positions.size else positions.reshape(0, 3))
+
+    def _matches(self, mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+        """``(every substructure match, those whose stereo agrees)`` in RDKit's order."""
+        found = mol.GetSubstructMatches(self.query, uniquify=False, maxMatches=_MAX_MATCHES)
+        return list(found), [m for m in found if _stereo_agrees(mol, m, self.positions)]
+
+    def match(self, mol: Chem.Mol) -> CoreMatch:
+        """The atoms of ``mol`` the core fixes: the first substructure match whose stereo
+        agrees with the core's coordinates (every specified centre of ``mol`` that the core
+        holds with at least three of its neighbours, every specified double bond it holds
+        with its stereo atoms).
+
+        Raises:
+            MoleculeError: ``mol`` does not contain the core, or only with other stereo.
+        """
+        found, agree = self._matches(mol)
+        if not agree:
+            raise MoleculeError("contains the core only with other stereo" if found
+                                else "does not contain the core")
+        return CoreMatch(np.asarray(agree[0], dtype=np.int64), self.positions.copy())
+
+    def choose_stereo(self, mol: Chem.Mol) -> Chem.Mol:
+        """``mol`` with its unspecified stereo assigned as the core's coordinates have it: the
+        first of its stereoisomers (unspecified elements assigned, up to 64, in RDKit's order)
+        whose stereo agrees with the core; ``mol`` when it has no unspecified stereo or none
+        agrees."""
+        opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=_MAX_ISOMERS)
+        with rdBase.BlockLogs():
+            isomers = list(EnumerateStereoisomers(mol, options=opts))
+        if len(isomers) < 2:
+            return mol
+        return next((isomer for isomer in isomers if self._matches(isomer)[1]), mol)
+
+
+def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray) -> bool:
+    """Whether the core's ``positions`` (of the atoms ``match`` of ``mol``) have the
+    specified stereo of ``mol`` wherever they decide it (a near-flat centre decides nothing,
+    as in :func:`~molscore.chem.stereo.check_stereo`)."""
+    pos = np.full((mol.GetNumAtoms(), 3), np.nan)
+    pos[list(match)] = positions
+    held = set(match)
+    for centre, tag in specified_centres(mol).items():
+        nbrs = bond_order_neighbours(mol, centre)
+        known = [k for k, j in enumerate(nbrs) if j in held]
+        if centre not in held or len(known) < 3 or len(nbrs) not in (3, 4):
+            continue
+        trio, sign = next((t, s) for t, s in volume_triples(len(nbrs)) if set(t) <= set(known))
+        u = pos[[nbrs[k] for k in trio]] - pos[centre]
+        handed = sign * np.linalg.det(u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8))
+        if abs(handed) >= _FLAT and (handed > 0) != (tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW):
+            return False
+    for bond, label in specified_double_bonds(mol).items():
+        quad = stereo_bond_atoms(mol, bond)
+        if quad is None or not held.issuperset(quad):
+            continue
+        cis = abs(dihedral(pos[list(quad)])) < 90
+        if cis != (label in (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)):
+            return False
+    return True

@@ -1,0 +1,224 @@
+"""Fixed-atom constraints: a posed core kept in place by the pool, the sampler and the force fields."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from rdkit.Chem.rdMolTransforms import TransformConformer
+
+from molscore.chem.checks import check_geometry
+from molscore.chem.core import CORE_RMSD_TOL, Core
+from molscore.chem.featurize import MoleculeError
+from molscore.chem.relax import relax_conformers, restrained_cleanup
+from molscore.chem.stereo import check_stereo
+from molscore.generate import ConformerGenerator, generate_conformers
+
+LIGAND = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
+CORE_SMARTS = "C[C@H](N)C(=O)Nc1ccccc1"
+
+
+def posed_core(smiles: str = LIGAND, core: str = CORE_SMARTS, seed: int = 11) -> Chem.Mol:
+    """The atoms of ``core`` cut out of an ETKDG pose of ``smiles``, with their coordinates."""
+    ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(ref, randomSeed=seed) == 0
+    query = Chem.MolFromSmiles(core)
+    match = ref.GetSubstructMatch(query, useChirality=True)
+    keep = set(match)
+    em = Chem.RWMol(ref)
+    for i in sorted((a.GetIdx() for a in ref.GetAtoms() if a.GetIdx() not in keep), reverse=True):
+        em.RemoveAtom(i)
+    out = em.GetMol()
+    Chem.SanitizeMol(out)
+    return out
+
+
+def test_core_refuses_flat_tiny_and_missing_input(tmp_path):
+    flat = Chem.MolFromSmiles("c1ccccc1O")
+    AllChem.Compute2DCoords(flat)
+    with pytest.raises(ValueError, match="2D"):
+        Core.from_mol(flat)
+    with pytest.raises(ValueError, match="no coordinates"):
+        Core.from_mol(Chem.MolFromSmiles("c1ccccc1O"))
+    ethanol = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(ethanol, randomSeed=1)
+    with pytest.raises(ValueError, match="2 heavy atoms; it needs at least 3"):
+        Core.from_mol(ethanol)
+    with pytest.raises(ValueError, match="not found"):
+        Core.from_file(tmp_path / "none.sdf")
+    with pytest.raises(ValueError, match="not a SMARTS"):
+        Core.from_text("C(((\n")
+    with pytest.raises(ValueError, match="3 atoms but positions"):
+        Core.from_text("[#6]-[#6]-[#8]\n0 0 0\n1 0 0\n")
+
+
+def test_core_round_trips_exactly_through_its_text_and_through_a_file(tmp_path):
+    posed = posed_core()
+    core = Core.from_mol(posed)
+    again = Core.from_text(core.text)
+    np.testing.assert_array_equal(again.positions, core.positions)
+    assert Chem.MolToSmarts(again.query) == Chem.MolToSmarts(core.query)
+    path = tmp_path / "core.sdf"
+    with Chem.SDWriter(str(path)) as w:
+        w.write(posed)
+    from_file = Core.from_file(path)
+    np.testing.assert_allclose(from_file.positions, core.positions, atol=1e-4)  # 4 decimals
+    assert Chem.MolToSmarts(from_file.query) == Chem.MolToSmarts(core.query)
+
+
+def test_a_core_cut_at_an_aromatic_nitrogen_still_matches():
+    # the purine of a nucleoside without its sugar: N9 keeps no hydrogen, RDKit cannot
+    # kekulize it alone, and hydrogen counts are not part of the query
+    nucleoside = "O=c1[nH]cnc2c1ncn2[C@H]1C[C@H](O)[C@@H](CO)O1"
+    mol = Chem.AddHs(Chem.MolFromSmiles(nucleoside))
+    AllChem.EmbedMolecule(mol, randomSeed=3)
+    purine = [a.GetIdx() for a in mol.GetAtoms() if a.GetIsAromatic()] + [0]   # with its O
+    em = Chem.RWMol(mol)
+    for i in sorted(set(range(mol.GetNumAtoms())) - set(purine), reverse=True):
+        em.RemoveAtom(i)
+    core = Core.from_text(Core.from_mol(em.GetMol()).text)
+    found = core.match(mol)
+    np.testing.assert_array_equal(sorted(found.atoms), sorted(purine))
+    np.testing.assert_allclose(mol.GetConformer().GetPositions()[found.atoms], core.positions, atol=1e-12)
+
+
+def test_match_finds_the_core_with_its_stereo_and_names_what_is_wrong():
+    core = Core.from_mol(posed_core())
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)C(=O)Nc1ccc(Cl)cc1"))
+    found = core.match(mol)
+    assert len(found.atoms) == core.query.GetNumAtoms() == 12
+    assert [mol.GetAtomWithIdx(int(i)).GetAtomicNum() for i in found.atoms] == \
+        [a.GetAtomicNum() for a in core.query.GetAtoms()]
+    np.testing.assert_array_equal(found.positions, core.positions)
+    with pytest.raises(MoleculeError, match="only with other stereo"):
+        core.match(Chem.AddHs(Chem.MolFromSmiles("C[C@@H](N)C(=O)Nc1ccc(Cl)cc1")))
+    with pytest.raises(MoleculeError, match="does not contain the core"):
+        core.match(Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(Cl)cc1")))
+
+
+def test_unspecified_stereo_takes_the_cores_handedness():
+    core = Core.from_mol(posed_core())
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(N)C(=O)Nc1ccc(Cl)cc1"))
+    with pytest.raises(MoleculeError, match="only with other stereo"):
+        core.match(Chem.AddHs(Chem.MolFromSmiles("C[C@@H](N)C(=O)Nc1ccc(Cl)cc1")))
+    chosen = core.choose_stereo(mol)
+    core.match(chosen)
+    assert Chem.MolToSmiles(Chem.RemoveHs(chosen)) == Chem.MolToSmiles(
+        Chem.MolFromSmiles("C[C@H](N)C(=O)Nc1ccc(Cl)cc1"))
+    specified = Chem.AddHs(Chem.MolFromSmiles("C[C@@H](N)C(=O)Nc1ccc(Cl)cc1"))
+    assert core.choose_stereo(specified) is specified         # specified stereo is never changed
+
+
+def test_align_brings_conformers_onto_the_core_and_drops_distorted_ones():
+    core = Core.from_mol(posed_core())
+    mol = Chem.AddHs(Chem.MolFromSmiles(LIGAND))
+    found = core.match(mol)
+    AllChem.EmbedMultipleConfs(mol, 2, randomSeed=5)
+    for conf in mol.GetConformers():          # the core's coordinates, moved rigidly
+        xyz = conf.GetPositions()
+        xyz[found.atoms] = found.positions
+        for i, p in enumerate(xyz):
+            conf.SetAtomPosition(i, p.tolist())
+    turn = np.eye(4)
+    turn[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    turn[:3, 3] = [5.0, -2.0, 1.0]
+    TransformConformer(mol.GetConformer(0), turn)
+    bent = mol.GetConformer(1).GetPositions()
+    bent[found.atoms[0]] += [3 * CORE_RMSD_TOL * np.sqrt(len(found.atoms)), 0, 0]
+    for i, p in enumerate(bent):
+        mol.GetConformer(1).SetAtomPosition(i, p.tolist())
+    assert found.align(mol) == [0]
+    assert mol.GetNumConformers() == 1
+    np.testing.assert_allclose(mol.GetConformer(0).GetPositions()[found.atoms], found.positions, atol=1e-6)
+
+
+def test_force_fields_leave_fixed_atoms_where_they_are():
+    mol = Chem.AddHs(Chem.MolFromSmiles(LIGAND))
+    AllChem.EmbedMultipleConfs(mol, 2, randomSeed=3)
+    fixed = [0, 1, 2, 3]
+    before = [c.GetPositions() for c in mol.GetConformers()]
+    energies, ff = relax_conformers(mol, fixed=fixed)
+    assert ff == "MMFF94" and len(energies) == 2
+    for conf, old in zip(mol.GetConformers(), before):
+        new = conf.GetPositions()
+        np.testing.assert_array_equal(new[fixed], old[fixed])
+        assert np.abs(new - old).max() > 0.05                  # the rest was minimised
+    free = Chem.Mol(mol)
+    relaxed, _ = relax_conformers(free)
+    assert min(relaxed) <= min(energies) + 1e-6                # constraints cannot lower the minimum
+    moved = mol.GetConformer(0).GetPositions()
+    moved[fixed] += 0.3
+    for i, p in enumerate(moved):
+        mol.GetConformer(0).SetAtomPosition(i, p.tolist())
+    assert restrained_cleanup(mol, [0], fixed=fixed)
+    np.testing.assert_array_equal(mol.GetConformer(0).GetPositions()[fixed], moved[fixed])
+
+
+@pytest.mark.parametrize("route", ["etkdg", "prior"])
+def test_generated_conformers_keep_the_core_in_place(route):
+    core = Core.from_mol(posed_core())
+    smiles = "CC(N)C(=O)Nc1ccc(OCCN2CCOCC2)cc1"          # unspecified centre: the core's is taken
+    opts = {"init": route} if route == "etkdg" else {"init": route, "sampler": "ancestral", "steps": 30}
+    out = generate_conformers(smiles, n=4, core=core, seed=2, **opts)
+    found = core.match(out)
+    # from the prior (at this model's training) a core stereocentre's hydrogen can come out
+    # flat; such conformers are resampled and, after the last round, dropped
+    assert out.GetNumConformers() == 4 if route == "etkdg" else out.GetNumConformers() >= 2
+    for conf in out.GetConformers():
+        np.testing.assert_array_equal(conf.GetPositions()[found.atoms], core.positions)
+        assert check_stereo(out, conf.GetId()).ok
+        if route == "etkdg":
+            assert check_geometry(out, conf.GetId()) == []
+    # conformers differ away from the core
+    xyz = np.stack([c.GetPositions() for c in out.GetConformers()])
+    assert np.abs(xyz - xyz[:1]).max() > 0.5
+
+
+def test_molecules_without_the_core_fail_with_the_reason_and_the_run_goes_on():
+    gen = ConformerGenerator(options=None, n=2, core=posed_core())
+    results = list(gen.run([("a", "CC(=O)Nc1ccccc1"), ("b", "C[C@@H](N)C(=O)Nc1ccccc1"),
+                            ("c", "C[C@H](N)C(=O)Nc1ccccc1")]))
+    assert results[0].error == "does not contain the core"
+    assert results[1].error == "contains the core only with other stereo"
+    assert results[2].ok and results[2].mol.GetNumConformers() == 2
+
+
+def test_relax_with_a_core_keeps_it(tmp_path):
+    core = Core.from_mol(posed_core())
+    out = generate_conformers("C[C@H](N)C(=O)Nc1ccc(OC)cc1", n=2, core=core, relax=True, seed=1)
+    found = core.match(out)
+    for conf in out.GetConformers():
+        np.testing.assert_array_equal(conf.GetPositions()[found.atoms], core.positions)
+        assert conf.HasProp("energy")
+
+
+def test_cli_core_writes_the_core_into_the_settings_and_refuses_a_flat_one(tmp_path):
+    core_path = tmp_path / "core.sdf"
+    with Chem.SDWriter(str(core_path)) as w:
+        w.write(posed_core())
+    out = tmp_path / "out.sdf"
+    cmd = [sys.executable, "-m", "molscore", "generate", "--core", str(core_path), "-n", "2",
+           "--no-progress", "-o", str(out)]
+    run = subprocess.run(cmd + ["--input", "-"], input="C[C@H](N)C(=O)Nc1ccc(F)cc1 ok\nCCO bad\n",
+                         capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert "does not contain the core" in (tmp_path / "failures.csv").read_text()
+    written = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
+    assert len(written) == 2 and written[0].GetProp("_Name") == "ok"
+    found = Core.from_file(core_path).match(written[0])
+    for mol in written:
+        np.testing.assert_allclose(mol.GetConformer().GetPositions()[found.atoms],
+                                   Core.from_file(core_path).positions, atol=1e-4)
+    settings = json.loads((tmp_path / "out.sdf.json").read_text())
+    assert Core.from_text(settings["options"]["core"]).query.GetNumAtoms() == 12
+    flat = Chem.MolFromSmiles("c1ccccc1N")
+    AllChem.Compute2DCoords(flat)
+    with Chem.SDWriter(str(tmp_path / "flat.sdf")) as w:
+        w.write(flat)
+    run = subprocess.run(cmd[:5] + [str(tmp_path / "flat.sdf"), "CCO", "-o", str(tmp_path / "x.sdf")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--core" in run.stderr and "2D" in run.stderr
