@@ -32,6 +32,11 @@ Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-du
 follow; each conformer carries ``conformer`` (index) and ``checks``
 (``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
 
+With ``core`` (:mod:`~molscore.chem.core`) the matched atoms of a posed core keep its
+coordinates in every conformer: in the ETKDG starts (a coordinate map), in the sampler (the
+engine's inpainting mask and known values, on point sets that are not centred, so the
+conformers are in the core's frame), and in the clean-up and relaxation (fixed atoms).
+
 Sampling noise: every conformer draw (resampling rounds included) has its own generator,
 seeded from ``seed``, the input text and the draw's number (:func:`draw_generator`). So a
 molecule's conformers depend only on its input, the options and the seed: not on the
@@ -157,11 +162,14 @@ class GenerateOptions:
             to float32 rounding. Worth it for long runs only.
         core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
             (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
-            is turned into it by :meth:`validate`). Every molecule must contain it (stereo included; an unspecified
-            centre of the core takes the core's handedness), and its matched heavy atoms keep
-            the core's coordinates in every conformer (ETKDG pool embedded with them as a
-            coordinate map and aligned on them, pinned while sampling, fixed in the
-            clean-up and ``relax``); conformers are then in the core's frame. Not with
+            is turned into it by :meth:`validate`). Every molecule must contain it, with
+            stereo that agrees with the core's coordinates (a molecule with unspecified stereo
+            takes its first stereoisomer that agrees, :meth:`~molscore.chem.core.Core.choose_stereo`),
+            and its matched atoms keep the core's coordinates exactly in every conformer: the
+            ETKDG pool is embedded with them as a coordinate map, aligned on them and kept
+            where its core lies within :data:`~molscore.chem.core.CORE_RMSD_TOL`; the sampler
+            pins them (inpainting, on point sets that are not centred); the clean-up and
+            ``relax`` fix them. Conformers are then in the core's frame. Not with
             ``pool_hydrogens="stereo"``.
         stereo_guidance: strength of the stereo guidance (:mod:`molscore.chem.guidance`:
             the input's chirality and E/Z as a restraint on the denoised estimate at every

@@ -3,10 +3,11 @@
 A core is a molecule fragment with 3D coordinates (its heavy atoms; hydrogens are ignored),
 typically the common scaffold of a series posed as in a crystal structure or a docking pose.
 It is kept as a substructure query (elements, charges, bond orders with aromatic bonds as
-aromatic, the handedness of its stereocentres read from the coordinates; not hydrogen
-counts, so a core cut out of a ligand, its cut bonds left open, matches the molecules that
-carry it) and the positions of its atoms. :meth:`Core.match` finds it in a molecule and
-returns the molecule's atoms with the positions they must take. ``molscore generate --core``
+aromatic; not hydrogen counts, so a core cut out of a ligand, its cut bonds left open,
+matches the molecules that carry it) and the positions of its atoms. :meth:`Core.match`
+finds it in a molecule, the first match whose stereo agrees with the core's coordinates
+(the molecule's specified centres and double bonds that the core holds), and returns the
+molecule's atoms with the positions they must take. ``molscore generate --core``
 then embeds the ETKDG pool with those atoms as an RDKit coordinate map, aligns every pool
 conformer on them and drops those whose core lies further than :data:`CORE_RMSD_TOL` from
 the given one (:meth:`CoreMatch.align`), holds them at the given positions while sampling
