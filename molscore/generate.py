@@ -630,7 +630,7 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: st
     params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = threads
     if fixed is not None:
-        params.SetCoordMap(fixed.coord_map())
+        fixed.constrain(params)
     work = embed_conformers(mol, max(n, pool), params, hydrogens)
     if fixed is not None:
         fixed.align(work)

@@ -12,7 +12,7 @@ atoms without macrocycles (rings of at most 12 atoms). Both methods get the mole
 * ``model``: :class:`~molscore.generate.ConformerGenerator` with ``core`` (default route,
   shipped weights): the core atoms keep the given coordinates exactly;
 * ``ETKDGv3 coordMap``: ``EmbedMultipleConfs`` (ETKDGv3, ``randomSeed`` 1, never 0) with the
-  core atoms as ``coordMap``, each conformer aligned on the core atoms (what RDKit's
+  core atoms as ``coordMap`` (and the generator's ``CORE_EMBED_TIMEOUT``), each conformer aligned on the core atoms (what RDKit's
   ``ConstrainedEmbed`` does, without its force-field step);
 * ``ETKDGv3 coordMap, core kept``: the same with the pool ``generate`` embeds for this ``n``,
   keeping the first ``n`` whose core lies within ``CORE_RMSD_TOL`` of the given one (the
@@ -119,7 +119,7 @@ def etkdg_with_core(mol: Chem.Mol, core: Core, n: int, tol: float = float("inf")
     work.RemoveAllConformers()
     params = AllChem.ETKDGv3()
     params.randomSeed = ETKDG_SEED
-    params.SetCoordMap(found.coord_map())
+    found.constrain(params)      # the generator's coordinate map and timeout
     AllChem.EmbedMultipleConfs(work, pool or n, params)
     for cid in found.align(work, tol=tol)[n:]:
         work.RemoveConformer(cid)

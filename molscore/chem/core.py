@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import rdMolAlign
+from rdkit.Chem import AllChem, rdMolAlign
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 from rdkit.Geometry import Point3D
 
@@ -31,12 +31,18 @@ from .io import read_sdf_mols
 from .stereo import (bond_order_neighbours, dihedral, specified_centres, specified_double_bonds,
                      stereo_bond_atoms, volume_triples)
 
-__all__ = ["CORE_RMSD_TOL", "Core", "CoreMatch"]
+__all__ = ["CORE_RMSD_TOL", "CORE_EMBED_TIMEOUT", "Core", "CoreMatch"]
 
 CORE_RMSD_TOL = 0.25
 """Å: ETKDG pool conformers whose core atoms, aligned on the given core, are further (RMSD)
 are not used as starts (RDKit's coordinate map holds most within 0.05 Å, and puts some
 with a flipped core torsion 1 Å or more away)."""
+
+CORE_EMBED_TIMEOUT = 60
+"""Seconds RDKit may spend on one molecule's coordinate-map embedding (``EmbedParameters.timeout``,
+which ends the whole ``EmbedMultipleConfs`` call and keeps the conformers made so far): for
+some cores it retries without end (a penam's crystal pose: over a minute for 5 conformers,
+against 0.2 s without the map)."""
 
 _MAX_ISOMERS = 64
 _MAX_MATCHES = 1000
@@ -55,9 +61,10 @@ class CoreMatch:
     atoms: np.ndarray
     positions: np.ndarray
 
-    def coord_map(self) -> dict[int, Point3D]:
-        """RDKit's ``coordMap`` of an embedding (``EmbedParameters.SetCoordMap``)."""
-        return {int(i): Point3D(*p) for i, p in zip(self.atoms, self.positions)}
+    def constrain(self, params: AllChem.EmbedParameters) -> None:
+        """Set the core atoms as ``params``' coordinate map, with :data:`CORE_EMBED_TIMEOUT`."""
+        params.SetCoordMap({int(i): Point3D(*p) for i, p in zip(self.atoms, self.positions)})
+        params.timeout = CORE_EMBED_TIMEOUT
 
     def align(self, mol: Chem.Mol, tol: float = CORE_RMSD_TOL) -> list[int]:
         """Align every conformer of ``mol`` on the core atoms (in place) and remove those
