@@ -98,16 +98,7 @@ def in_place_rmsd(mol: Chem.Mol, ref: Chem.Mol) -> np.ndarray:
 
 def core_rmsd(mol: Chem.Mol, core: Core) -> np.ndarray:
     """Per conformer of ``mol``: RMSD of its core atoms to the core after alignment on them."""
-    found = core.match(mol)
-    out = []
-    for conf in mol.GetConformers():
-        xyz = conf.GetPositions()[found.atoms]
-        a, b = xyz - xyz.mean(0), found.positions - found.positions.mean(0)
-        u, _, vt = np.linalg.svd(a.T @ b)
-        d = np.sign(np.linalg.det(u @ vt))
-        rot = u @ np.diag([1, 1, d]) @ vt
-        out.append(float(np.sqrt(((a @ rot - b) ** 2).sum(1).mean())))
-    return np.array(out)
+    return np.array(list(core.match(mol).align(Chem.Mol(mol), tol=float("inf")).values()))
 
 
 def etkdg_with_core(mol: Chem.Mol, core: Core, n: int, tol: float = float("inf"),
@@ -121,7 +112,7 @@ def etkdg_with_core(mol: Chem.Mol, core: Core, n: int, tol: float = float("inf")
     params.randomSeed = ETKDG_SEED
     found.constrain(params)      # the generator's coordinate map and timeout
     AllChem.EmbedMultipleConfs(work, pool or n, params)
-    for cid in found.align(work, tol=tol)[n:]:
+    for cid in list(found.align(work, tol=tol))[n:]:
         work.RemoveConformer(cid)
     return work
 

@@ -66,20 +66,21 @@ class CoreMatch:
         params.SetCoordMap({int(i): Point3D(*p) for i, p in zip(self.atoms, self.positions)})
         params.timeout = CORE_EMBED_TIMEOUT
 
-    def align(self, mol: Chem.Mol, tol: float = CORE_RMSD_TOL) -> list[int]:
+    def align(self, mol: Chem.Mol, tol: float = CORE_RMSD_TOL) -> dict[int, float]:
         """Align every conformer of ``mol`` on the core atoms (in place) and remove those
         whose core atoms are then further than ``tol`` Å (RMSD) from :attr:`positions`;
-        returns the ids of the conformers kept."""
+        returns ``{id: core RMSD}`` of the conformers kept, in conformer order."""
         ref = Chem.RWMol()
         for _ in self.atoms:
             ref.AddAtom(Chem.Atom(6))
         ref = ref.GetMol()
         add_conformer(ref, self.positions)
         atom_map = [(int(i), k) for k, i in enumerate(self.atoms)]
-        kept = []
+        kept = {}
         for cid in [c.GetId() for c in mol.GetConformers()]:
-            if rdMolAlign.AlignMol(mol, ref, prbCid=cid, atomMap=atom_map) <= tol:
-                kept.append(cid)
+            rmsd = rdMolAlign.AlignMol(mol, ref, prbCid=cid, atomMap=atom_map)
+            if rmsd <= tol:
+                kept[cid] = rmsd
             else:
                 mol.RemoveConformer(cid)
         return kept
