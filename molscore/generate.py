@@ -282,6 +282,11 @@ class _Job:
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
     draws: int = 0                          # conformers sampled so far (numbers the generators)
 
+    @property
+    def fixed_atoms(self) -> np.ndarray | tuple:
+        """The atoms the core holds (``()`` without a core)."""
+        return self.fixed.atoms if self.fixed is not None else ()
+
 
 # A sampling request: (molecule, ETKDG start slot, generator of this draw's noise).
 _Request = tuple[_Job, int, torch.Generator]
@@ -478,7 +483,7 @@ class ConformerGenerator:
         if not report.ok:
             job.rejected.append(report.reasons())
             return
-        fixed = job.fixed.atoms if job.fixed is not None else ()
+        fixed = job.fixed_atoms
         if len(fixed) and not np.allclose(mol.GetConformer(cid).GetPositions()[fixed],
                                           job.fixed.positions, rtol=0, atol=1e-6):
             job.rejected.append(["stereo repair would move the core"])
@@ -520,8 +525,7 @@ class ConformerGenerator:
         energies: list[float] | None = None
         if opts.relax:
             try:
-                energies, forcefield = relax_conformers(
-                    mol, fixed=job.fixed.atoms if job.fixed is not None else ())
+                energies, forcefield = relax_conformers(mol, fixed=job.fixed_atoms)
                 mol.SetProp("forcefield", forcefield)
             except ValueError as err:
                 result.dropped.append(f"not relaxed: {err}")

@@ -46,17 +46,14 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
     fixed = [int(i) for i in fixed]
     with rdBase.BlockLogs():
         if AllChem.MMFFHasAllMoleculeParams(mol):
-            name = "MMFF94"
-            if not fixed:
-                out = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
-                return [float(energy) for _, energy in out], name
+            name, optimise = "MMFF94", AllChem.MMFFOptimizeMoleculeConfs
         elif AllChem.UFFHasAllMoleculeParams(mol):
-            name = "UFF"
-            if not fixed:
-                out = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=num_threads, maxIters=max_iters)
-                return [float(energy) for _, energy in out], name
+            name, optimise = "UFF", AllChem.UFFOptimizeMoleculeConfs
         else:
             raise ValueError("no MMFF94 or UFF parameters for this molecule")
+        if not fixed:
+            out = optimise(mol, numThreads=num_threads, maxIters=max_iters)
+            return [float(energy) for _, energy in out], name
         mmff = AllChem.MMFFGetMoleculeProperties(mol) if name == "MMFF94" else None
         energies = []
         for conf in mol.GetConformers():
