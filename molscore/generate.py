@@ -27,7 +27,8 @@ still wrong are resampled, up to ``max_retries`` rounds, and then dropped with t
 (never returned). Conformers failing a :mod:`~molscore.chem.checks` geometry check get a
 :func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
 minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those
-still failing are resampled too, and after the last round kept with their problems listed.
+still failing are resampled too, and after the last round kept with their problems listed
+(a core's own problems, :data:`~molscore.chem.checks.GIVEN`, are listed but not resampled).
 Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-duplication
 follow; each conformer carries ``conformer`` (index) and ``checks``
 (``ok`` or the :func:`~molscore.chem.checks.check_geometry` problems) properties.
@@ -367,7 +368,8 @@ class ConformerGenerator:
         graph = mol_to_graph(mol)
         if hasattr(graph, "pos"):
             del graph.pos
-        job = _Job(result, mol, graph, GeometryChecker(Chem.Mol(mol)), fixed=fixed)
+        checker = GeometryChecker(Chem.Mol(mol), fixed=fixed.atoms if fixed is not None else ())
+        job = _Job(result, mol, graph, checker, fixed=fixed)
         if opts.stereo_guidance > 0:
             job.restraints = StereoRestraints.from_mol(mol)
         if opts.init == "etkdg":
@@ -488,9 +490,9 @@ class ConformerGenerator:
                                           job.fixed.positions, rtol=0, atol=1e-6):
             job.rejected.append(["stereo repair would move the core"])
             return
-        problems = job.checker(cid)
+        problems = job.checker.split(cid)[0]       # the core's own problems cannot be mended
         if problems and self.options.cleanup and restrained_cleanup(mol, [cid], fixed=fixed):
-            problems = job.checker(cid)
+            problems = job.checker.split(cid)[0]
         # the clean-up can move a marginal centre through its plane: wrong stereo is
         # rejected in every round, other problems only before the last
         if problems and (not last_round or any(p.startswith("stereo") for p in problems)):
@@ -533,7 +535,7 @@ class ConformerGenerator:
             keep = _dedupe(mol, opts.dedupe)
             energies = [energies[i] for i in keep] if energies is not None else None
             mol = _subset(mol, keep)
-        checker = GeometryChecker(mol)
+        checker = GeometryChecker(mol, fixed=job.fixed_atoms)
         for k, conf in enumerate(mol.GetConformers()):
             conf.SetIntProp("conformer", k)
             if energies is not None:

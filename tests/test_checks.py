@@ -4,7 +4,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from molscore.chem.checks import GeometryChecker, check_geometry
+from molscore.chem.checks import GIVEN, GeometryChecker, check_geometry
 from molscore.chem.stereo import mirror_conformer
 
 DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
@@ -153,3 +153,22 @@ def test_angles_next_to_phosphorus_get_the_wider_tolerance():
     assert check_geometry(wide_ester) == []
     strict = check_geometry(wide_ester, hetero_angle_tol=20.0)
     assert len(strict) == 1 and strict[0].startswith("bond angle: C0-O1-P2 140 deg")
+
+
+def test_problems_only_the_fixed_atoms_make_are_kept_apart():
+    """An angle (or double bond) that fixed atoms alone already break is the given pose's
+    problem, listed after the conformer's own under the GIVEN suffix; one with a free atom
+    (or fewer than four fixed atoms off the plane) stays the conformer's."""
+    ether = _open_angle(_mmff("CCOCC"), 2, 3, 30.0)            # C1-O2-C3 opened past 130 deg
+    assert GeometryChecker(ether).split() == (check_geometry(ether), [])
+    own, given = GeometryChecker(ether, fixed=[1, 2, 3]).split()
+    assert own == [] and len(given) == 1 and given[0].startswith(f"bond angle{GIVEN}: C1-O2-C3")
+    assert GeometryChecker(ether, fixed=[1, 2, 3])() == given
+    own, given = GeometryChecker(ether, fixed=[1, 2]).split()
+    assert given == [] and own[0].startswith("bond angle: C1-O2-C3")
+    styrene = _twist(_mmff("C/C=C/c1ccccc1"), 0, 1, 2, 3, 120.0)
+    c, c1, c2, ring = 0, 1, 2, 3                              # the heavy atoms of the C=C group
+    own, given = GeometryChecker(styrene, stereo=False, fixed=[c, c1, c2, ring]).split()
+    assert own == [] and given[0].startswith(f"non-planar double bond{GIVEN}: C1=C2")
+    own, given = GeometryChecker(styrene, stereo=False, fixed=[c, c1, c2]).split()
+    assert given == [] and own[0].startswith("non-planar double bond: C1=C2")

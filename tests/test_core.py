@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
-from rdkit.Chem.rdMolTransforms import TransformConformer
+from rdkit.Chem.rdMolTransforms import SetAngleDeg, TransformConformer
 
-from molscore.chem.checks import check_geometry
+from molscore.chem.checks import GIVEN, check_geometry
 from molscore.chem.core import CORE_RMSD_TOL, Core
 from molscore.chem.featurize import MoleculeError
 from molscore.chem.relax import relax_conformers, restrained_cleanup
@@ -84,6 +84,33 @@ def test_a_core_cut_at_an_aromatic_nitrogen_still_matches():
     found = core.match(mol)
     np.testing.assert_array_equal(sorted(found.atoms), sorted(purine))
     np.testing.assert_allclose(mol.GetConformer().GetPositions()[found.atoms], core.positions, atol=1e-12)
+
+
+def test_a_core_given_with_hydrogens_sits_on_its_ligand_as_it_was_cut():
+    # the ligand's phenyl ring cut with its four hydrogens, its atoms in another order: the
+    # ring's rotations and flips all match the query; the hydrogen counts pick the match
+    # with the two substituents where the core has none
+    mol = Chem.AddHs(Chem.MolFromSmiles(LIGAND))
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    ring = next(r for r in mol.GetRingInfo().AtomRings() if len(r) == 6)
+    keep = set(ring) | {n.GetIdx() for i in ring for n in mol.GetAtomWithIdx(i).GetNeighbors()
+                        if n.GetAtomicNum() == 1}
+    em = Chem.RWMol(mol)
+    for i in sorted(set(range(mol.GetNumAtoms())) - keep, reverse=True):
+        em.RemoveAtom(i)
+    cut = Chem.RenumberAtoms(em.GetMol(), list(range(1, len(keep))) + [0])
+    core = Core.from_mol(cut)
+    assert sorted(core.hydrogens.tolist()) == [0, 0, 1, 1, 1, 1]
+    assert Core.from_text(core.text).hydrogens.tolist() == core.hydrogens.tolist()
+    pos = mol.GetConformer().GetPositions()
+    found = core.match(mol)
+    np.testing.assert_allclose(pos[found.atoms], core.positions, atol=1e-12)
+    blind = Core.from_mol(Chem.RemoveHs(cut, sanitize=False))      # the same core without them
+    assert blind.hydrogens is None
+    assert {len(line.split()) for line in blind.text.splitlines()[1:]} == {3}
+    assert np.abs(pos[blind.match(mol).atoms] - blind.positions).max() > 1.0
+    with pytest.raises(ValueError, match="all 'x y z' or all 'x y z h'"):
+        Core.from_text("[#6]-[#6]-[#8]\n0 0 0 1\n1 0 0\n2 0 0 1\n")
 
 
 def test_match_finds_the_core_with_its_stereo_and_names_what_is_wrong():
@@ -177,6 +204,30 @@ def test_generated_conformers_keep_the_core_in_place(route):
     # conformers differ away from the core
     xyz = np.stack([c.GetPositions() for c in out.GetConformers()])
     assert np.abs(xyz - xyz[:1]).max() > 0.5
+
+
+def test_a_cores_own_bad_angle_is_listed_as_given_and_not_resampled(monkeypatch):
+    posed = posed_core()
+    amide_n = next(a.GetIdx() for a in posed.GetAtoms() if a.GetSymbol() == "N" and a.GetDegree() == 2)
+    ring_c = next(n.GetIdx() for n in posed.GetAtomWithIdx(amide_n).GetNeighbors() if n.GetIsAromatic())
+    carbonyl = next(n.GetIdx() for n in posed.GetAtomWithIdx(amide_n).GetNeighbors() if n.GetIdx() != ring_c)
+    SetAngleDeg(posed.GetConformer(), carbonyl, amide_n, ring_c, 165.0)   # the core's own strain
+    core = Core.from_mol(posed)
+    drawn = []
+    sample = ConformerGenerator._sample
+    monkeypatch.setattr(ConformerGenerator, "_sample",
+                        lambda self, requests: drawn.append(len(requests)) or sample(self, requests))
+    out = generate_conformers("C[C@H](N)C(=O)Nc1ccc(OCC)cc1", n=3, core=core, seed=1)
+    assert drawn == [3]                                          # no resampling round
+    found = core.match(out)
+    at = {i: int(found.atoms[np.argmin(np.linalg.norm(core.positions - p, axis=1))])   # posed -> out
+          for i, p in enumerate(posed.GetConformer().GetPositions())}
+    angle = {f"C{at[carbonyl]}-N{at[amide_n]}-C{at[ring_c]}", f"C{at[ring_c]}-N{at[amide_n]}-C{at[carbonyl]}"}
+    for conf in out.GetConformers():
+        np.testing.assert_array_equal(conf.GetPositions()[found.atoms], core.positions)
+        checks = conf.GetProp("checks")                          # listed, and nothing else
+        assert checks.startswith(f"bond angle{GIVEN}: ") and checks.split(": ")[1].split()[0] in angle, checks
+        assert ";" not in checks
 
 
 def test_molecules_without_the_core_fail_with_the_reason_and_the_run_goes_on():

@@ -33,10 +33,18 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
 :class:`GeometryChecker` precomputes the per-molecule tables once for many conformers;
 :func:`check_geometry` is the one-shot form. Each returns a list of one-line problems;
 empty means the conformer passed.
+
+Atoms held at given positions (``fixed``: a core, :mod:`molscore.chem.core`) can fail a
+check by themselves, as a crystal pose may (a strained ring's angle, a dienone bent out of
+plane): a bond, angle or clash all of whose atoms are fixed, and a ring or double bond whose
+fixed atoms (at least four) already leave the plane, is the given pose's problem, not the
+conformer's. :meth:`GeometryChecker.split` keeps those apart; their kind is then suffixed
+:data:`GIVEN`.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -44,7 +52,10 @@ from rdkit.Chem import rdDistGeom
 
 from .stereo import check_stereo
 
-__all__ = ["GeometryChecker", "check_geometry"]
+__all__ = ["GIVEN", "GeometryChecker", "check_geometry"]
+
+GIVEN = " (fixed atoms as given)"
+"""Suffix of a problem's kind when only the fixed atoms' given positions make it."""
 
 _MAX_LISTED = 3
 _FLAT_DOUBLE_BOND = Chem.MolFromSmarts("[C;X3;^2](*)(*)=[C;X3;^2](*)(*)")
@@ -80,12 +91,16 @@ class GeometryChecker:
         double_bond_tol: largest allowed distance (Å) of a C=C double bond's atoms and
             their substituents from their least-squares plane.
         stereo: also check stereochemistry.
+        fixed: indices of atoms held at given positions (see the module notes).
     """
 
     def __init__(self, mol: Chem.Mol, *, bond_tol: float = 0.25, angle_tol: float = 20.0,
                  hetero_angle_tol: float = 35.0, clash_factor: float = 0.7,
-                 planarity_tol: float = 0.1, double_bond_tol: float = 0.25, stereo: bool = True):
+                 planarity_tol: float = 0.1, double_bond_tol: float = 0.25, stereo: bool = True,
+                 fixed: Sequence[int] = ()):
         self.mol = mol
+        self.fixed = np.zeros(mol.GetNumAtoms(), dtype=bool)
+        self.fixed[np.asarray(fixed, dtype=np.int64)] = True
         self.bond_tol = bond_tol
         self.planarity_tol, self.double_bond_tol, self.stereo = planarity_tol, double_bond_tol, stereo
         with rdBase.BlockLogs():  # UFF typing warnings for unusual atoms
@@ -136,19 +151,27 @@ class GeometryChecker:
         return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
     def __call__(self, conf_id: int = -1) -> list[str]:
-        """Problems of conformer ``conf_id`` (empty list = pass)."""
+        """Problems of conformer ``conf_id`` (empty list = pass), those of the fixed atoms'
+        given positions included (last)."""
+        own, given = self.split(conf_id)
+        return own + given
+
+    def split(self, conf_id: int = -1) -> tuple[list[str], list[str]]:
+        """``(the conformer's problems, those the fixed atoms' given positions make)`` of
+        conformer ``conf_id``; the second list is empty without fixed atoms."""
         pos = np.asarray(self.mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
         if not np.isfinite(pos).all():
-            return ["non-finite coordinates"]
-        problems: list[str] = []
-        s = self.symbols
+            return ["non-finite coordinates"], []
+        found: dict[str, list[tuple[str, bool]]] = {}     # kind -> [(item, given)]
+        s, fixed = self.symbols, self.fixed
         if len(self.bonds):
             i, j = self.bonds.T
             d = np.linalg.norm(pos[i] - pos[j], axis=1)
             bad = np.flatnonzero((d < self.bond_lo - self.bond_tol) | (d > self.bond_hi + self.bond_tol))
-            problems += _summarise("bond length", [
+            found["bond length"] = [(
                 f"{s[i[k]]}{i[k]}-{s[j[k]]}{j[k]} {d[k]:.2f} A "
-                f"(expected {self.bond_lo[k]:.2f}-{self.bond_hi[k]:.2f})" for k in bad])
+                f"(expected {self.bond_lo[k]:.2f}-{self.bond_hi[k]:.2f})",
+                fixed[self.bonds[k]].all()) for k in bad]
         if len(self.angles):
             a, c, b = self.angles.T
             u, v = pos[a] - pos[c], pos[b] - pos[c]
@@ -156,30 +179,41 @@ class GeometryChecker:
             ang = np.degrees(np.arccos(cos.clip(-1, 1)))
             bad = np.flatnonzero((ang < self.angle_lo - self.angle_tol)
                                  | (ang > self.angle_hi + self.angle_tol))
-            problems += _summarise("bond angle", [
+            found["bond angle"] = [(
                 f"{s[a[k]]}{a[k]}-{s[c[k]]}{c[k]}-{s[b[k]]}{b[k]} {ang[k]:.0f} deg "
-                f"(expected {self.angle_lo[k]:.0f}-{self.angle_hi[k]:.0f})" for k in bad])
+                f"(expected {self.angle_lo[k]:.0f}-{self.angle_hi[k]:.0f})",
+                fixed[self.angles[k]].all()) for k in bad]
         if len(self.pairs):
             p, q = self.pairs.T
             d = np.linalg.norm(pos[p] - pos[q], axis=1)
             bad = np.flatnonzero(d < self.pair_min)
-            problems += _summarise("steric clash", [
-                f"{s[p[k]]}{p[k]}...{s[q[k]]}{q[k]} {d[k]:.2f} A (< {self.pair_min[k]:.2f})"
-                for k in bad])
-        flat = []
-        for ring in self.rings:
-            dev = float(_plane_deviation(pos[ring]))
-            if dev > self.planarity_tol:
-                flat.append(f"ring {','.join(map(str, ring))} deviates {dev:.2f} A from its plane")
-        problems += _summarise("non-planar aromatic ring", flat)
+            found["steric clash"] = [(
+                f"{s[p[k]]}{p[k]}...{s[q[k]]}{q[k]} {d[k]:.2f} A (< {self.pair_min[k]:.2f})",
+                fixed[self.pairs[k]].all()) for k in bad]
+        found["non-planar aromatic ring"] = [(
+            f"ring {','.join(map(str, ring))} deviates {dev:.2f} A from its plane",
+            self._given_off_plane(pos, ring, self.planarity_tol))
+            for ring in self.rings if (dev := float(_plane_deviation(pos[ring]))) > self.planarity_tol]
         if len(self.double_bonds):
             dev = _plane_deviation(pos[self.double_bonds])               # (G,)
-            problems += _summarise("non-planar double bond", [
-                f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane"
-                for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol])
+            found["non-planar double bond"] = [(
+                f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane",
+                self._given_off_plane(pos, g, self.double_bond_tol))
+                for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol]
+        own: list[str] = []
+        given: list[str] = []
+        for kind, items in found.items():
+            own += _summarise(kind, [item for item, g in items if not g])
+            given += _summarise(kind + GIVEN, [item for item, g in items if g])
         if self.stereo:
-            problems += [f"stereo: {r}" for r in check_stereo(self.mol, conf_id).reasons()]
-        return problems
+            own += [f"stereo: {r}" for r in check_stereo(self.mol, conf_id).reasons()]
+        return own, given
+
+    def _given_off_plane(self, pos: np.ndarray, atoms: Sequence[int], tol: float) -> bool:
+        """Whether the fixed ones among ``atoms`` (at least four) already leave their plane by
+        more than ``tol`` Å."""
+        held = [i for i in atoms if self.fixed[i]]
+        return len(held) >= 4 and float(_plane_deviation(pos[held])) > tol
 
 
 def check_geometry(mol: Chem.Mol, conf_id: int = -1, **tolerances) -> list[str]:

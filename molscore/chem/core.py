@@ -4,10 +4,13 @@ A core is a molecule fragment with 3D coordinates (its heavy atoms; hydrogens ar
 typically the common scaffold of a series posed as in a crystal structure or a docking pose.
 It is kept as a substructure query (elements, charges, bond orders with aromatic bonds as
 aromatic; not hydrogen counts, so a core cut out of a ligand, its cut bonds left open,
-matches the molecules that carry it) and the positions of its atoms. :meth:`Core.match`
-finds it in a molecule, the first match whose stereo agrees with the core's coordinates
-(the molecule's specified centres and double bonds that the core holds), and returns the
-molecule's atoms with the positions they must take. ``molscore generate --core``
+matches the molecules that carry it), the positions of its atoms and, when the core was given
+with hydrogens, how many each atom carries. :meth:`Core.match` finds it in a molecule: of
+the matches whose stereo agrees with the core's coordinates (the molecule's specified
+centres and double bonds that the core holds), the one whose atoms carry the core's
+hydrogen counts most often (so a ring is not placed rotated or flipped, its substituents
+where the core has hydrogens), the first of those; it returns the molecule's atoms with
+the positions they must take. ``molscore generate --core``
 then embeds the ETKDG pool with those atoms as an RDKit coordinate map, aligns every pool
 conformer on them and drops those whose core lies further than :data:`CORE_RMSD_TOL` from
 the given one (:meth:`CoreMatch.align`), holds them at the given positions while sampling
@@ -46,6 +49,7 @@ against 0.2 s without the map)."""
 
 _MAX_ISOMERS = 64
 _MAX_MATCHES = 1000
+_H_PROP = "_molscore_core_hydrogens"
 _FLAT = 0.2    # a core centre's signed volume (unit vectors) below this decides no handedness
 
 
@@ -87,16 +91,23 @@ class CoreMatch:
 
 
 class Core:
-    """A 3D core: a substructure query ``query`` (``k`` atoms, no hydrogens) and the
-    positions ``(k, 3)`` float64 Å of its atoms. Build it with :meth:`from_mol`,
-    :meth:`from_file` or :meth:`from_text` (:attr:`text` is its exact, lossless form, which
+    """A 3D core: a substructure query ``query`` (``k`` atoms, no hydrogens), the
+    positions ``(k, 3)`` float64 Å of its atoms and ``hydrogens``, ``(k,)`` the number of
+    hydrogens bonded to each atom where the core was given with hydrogens (else None; used
+    only to choose among matches). Build it with :meth:`from_mol`, :meth:`from_file` or
+    :meth:`from_text` (:attr:`text` is its exact, lossless form, which
     :class:`~molscore.generate.GenerateOptions` keeps)."""
 
-    def __init__(self, query: Chem.Mol, positions: np.ndarray):
+    def __init__(self, query: Chem.Mol, positions: np.ndarray, hydrogens: np.ndarray | None = None):
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (query.GetNumAtoms(), 3):
             raise ValueError(f"the core has {query.GetNumAtoms()} atoms but positions of shape "
                              f"{positions.shape}")
+        if hydrogens is not None:
+            hydrogens = np.asarray(hydrogens, dtype=np.int64)
+            if hydrogens.shape != (query.GetNumAtoms(),) or (hydrogens < 0).any():
+                raise ValueError(f"the core has {query.GetNumAtoms()} atoms but hydrogen counts "
+                                 f"{hydrogens.tolist()}")
         if query.GetNumAtoms() < 3:
             raise ValueError(f"the core has {query.GetNumAtoms()} heavy atoms; it needs at least "
                              "3 to fix a pose")
@@ -104,10 +115,12 @@ class Core:
             raise ValueError("the core's coordinates are not all finite")
         self.query = query
         self.positions = positions
+        self.hydrogens = hydrogens
 
     @classmethod
     def from_mol(cls, mol: Chem.Mol) -> "Core":
-        """The heavy atoms of ``mol`` at its first conformer's (3D) coordinates.
+        """The heavy atoms of ``mol`` at its first conformer's (3D) coordinates, with their
+        hydrogen counts when ``mol`` has hydrogen atoms.
 
         Raises:
             ValueError: no conformer, 2D coordinates, or fewer than 3 heavy atoms.
@@ -118,7 +131,11 @@ class Core:
         xyz = np.asarray(conf.GetPositions())
         if not conf.Is3D() and np.ptp(xyz[:, 2]) < 1e-4:
             raise ValueError("the core's coordinates are 2D; it needs a 3D pose")
-        heavy = Chem.RWMol(Chem.RemoveHs(Chem.Mol(mol, confId=conf.GetId()), sanitize=False))
+        with_hs = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
+        mol = Chem.Mol(mol, confId=conf.GetId())
+        for atom in mol.GetAtoms():
+            atom.SetIntProp(_H_PROP, sum(n.GetAtomicNum() == 1 for n in atom.GetNeighbors()))
+        heavy = Chem.RWMol(Chem.RemoveHs(mol, sanitize=False))
         for atom in heavy.GetAtoms():     # hydrogen counts, radicals (cut bonds) and stereo
             atom.SetNumRadicalElectrons(0)      # labels are left open: the coordinates say
             atom.SetNoImplicit(True)            # the stereo (see match)
@@ -131,7 +148,8 @@ class Core:
         order = heavy.GetSubstructMatch(query)                      # query atom -> core atom
         if len(order) != heavy.GetNumAtoms():
             raise ValueError("the core cannot be written as a substructure query")
-        return cls(query, np.asarray(heavy.GetConformer().GetPositions())[list(order)])
+        hydrogens = [heavy.GetAtomWithIdx(i).GetIntProp(_H_PROP) for i in order] if with_hs else None
+        return cls(query, np.asarray(heavy.GetConformer().GetPositions())[list(order)], hydrogens)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Core":
@@ -149,9 +167,12 @@ class Core:
 
     @property
     def text(self) -> str:
-        """The core as text: its query's SMARTS, then one ``x y z`` line per atom (exact)."""
-        return "\n".join([Chem.MolToSmarts(self.query)] +
-                         [" ".join(repr(float(v)) for v in p) for p in self.positions]) + "\n"
+        """The core as text: its query's SMARTS, then one ``x y z`` line per atom (exact),
+        ``x y z h`` with its hydrogen count where :attr:`hydrogens` is known."""
+        lines = [" ".join(repr(float(v)) for v in p) for p in self.positions]
+        if self.hydrogens is not None:
+            lines = [f"{line} {h}" for line, h in zip(lines, self.hydrogens.tolist())]
+        return "\n".join([Chem.MolToSmarts(self.query)] + lines) + "\n"
 
     @classmethod
     def from_text(cls, text: str) -> "Core":
@@ -164,11 +185,16 @@ class Core:
         query = Chem.MolFromSmarts(lines[0]) if lines else None
         if query is None:
             raise ValueError("not a core: its first line is not a SMARTS")
+        rows = [line.split() for line in lines[1:]]
+        width = {len(row) for row in rows}
+        if not width <= {3} and width != {4}:
+            raise ValueError("not a core: its coordinate lines are not all 'x y z' or all 'x y z h'")
         try:
-            positions = np.array([[float(v) for v in line.split()] for line in lines[1:]])
+            positions = np.array([[float(v) for v in row[:3]] for row in rows]).reshape(-1, 3)
+            hydrogens = [int(row[3]) for row in rows] if width == {4} else None
         except ValueError:
             raise ValueError("not a core: its coordinate lines are not numbers") from None
-        return cls(query, positions.reshape(-1, 3) if positions.size else positions.reshape(0, 3))
+        return cls(query, positions, hydrogens)
 
     def _matches(self, mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
         """``(every substructure match, those whose stereo agrees)`` in RDKit's order."""
@@ -176,10 +202,14 @@ class Core:
         return list(found), [m for m in found if _stereo_agrees(mol, m, self.positions)]
 
     def match(self, mol: Chem.Mol) -> CoreMatch:
-        """The atoms of ``mol`` the core fixes: the first substructure match whose stereo
+        """The atoms of ``mol`` the core fixes. Of the substructure matches whose stereo
         agrees with the core's coordinates (every specified centre of ``mol`` that the core
         holds with at least three of its neighbours, every specified double bond it holds
-        with its stereo atoms).
+        with its stereo atoms), the first (in RDKit's order) of those whose atoms carry the
+        core's :attr:`hydrogens` counts most often: a core cut out of a ligand with its
+        hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
+        another symmetric match with substituents where the core has hydrogens. Without
+        hydrogen counts, the first agreeing match.
 
         Raises:
             MoleculeError: ``mol`` does not contain the core, or only with other stereo.
@@ -188,7 +218,12 @@ class Core:
         if not agree:
             raise MoleculeError("contains the core only with other stereo" if found
                                 else "does not contain the core")
-        return CoreMatch(np.asarray(agree[0], dtype=np.int64), self.positions.copy())
+        best = agree[0]
+        if self.hydrogens is not None and len(agree) > 1:
+            best = max(agree, key=lambda m: sum(
+                mol.GetAtomWithIdx(i).GetTotalNumHs(includeNeighbors=True) == h
+                for i, h in zip(m, self.hydrogens.tolist())))
+        return CoreMatch(np.asarray(best, dtype=np.int64), self.positions.copy())
 
     def choose_stereo(self, mol: Chem.Mol) -> Chem.Mol:
         """``mol`` with its unspecified stereo assigned as the core's coordinates have it: the
