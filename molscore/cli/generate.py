@@ -33,7 +33,8 @@ changes only float rounding).
 
 Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
 structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
-included, hydrogen counts not; the first match), and those atoms keep the file's coordinates
+included, hydrogen counts not; among symmetric matches, the one that puts the file's
+hydrogens, if it has them, on the molecule's), and those atoms keep the file's coordinates
 in every conformer, which is then in the core's frame: the ETKDG pool is embedded
 with them as a coordinate map, the sampler pins them (inpainting), the clean-up and --relax
 hold them fixed. A molecule without the core is a failure with that reason.
