@@ -354,3 +354,15 @@ def test_stereo_guidance_default_follows_the_route():
     assert opts.stereo_guidance == 0.5
     with pytest.raises(ValueError, match="stereo_guidance must be >= 0, got -1"):
         GenerateOptions(stereo_guidance=-1).validate()
+
+
+def test_a_strained_cage_without_stereo_gets_one_isomer_in_every_conformer():
+    # ETKDG's chirality checks reject most embeddings of this bicyclo[2.1.0] oxetane: every
+    # conformer is still of the one isomer recorded in `smiles` (RDKit's perception from 3D)
+    out = generate_conformers("O=CCC1(O)C2COC21", n=4, pool=1, seed=0)
+    recorded = Chem.MolFromSmiles(out.GetProp("smiles"))
+    assert len(specified_centres(Chem.AddHs(recorded))) == 3
+    for conf in out.GetConformers():
+        seen = Chem.Mol(out, confId=conf.GetId())
+        Chem.AssignStereochemistryFrom3D(seen)
+        assert Chem.MolToSmiles(Chem.RemoveHs(seen)) == Chem.MolToSmiles(recorded)

@@ -1,14 +1,16 @@
 """Stereo checker and repair on hand-built conformers."""
 import numpy as np
 import pytest
-from rdkit import Chem
+from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdMolTransforms
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 from _embedding import embed
 
-from molscore.chem.stereo import (assign_unspecified_stereo, check_stereo, etkdg_failure_reason, fix_stereo,
-                                  invert_centre, mirror_conformer, specified_centres)
+from molscore.chem.embedding import embed_conformers
+from molscore.chem.stereo import (_isomer_of_an_embedding, assign_unspecified_stereo, check_stereo,
+                                  etkdg_failure_reason, fix_stereo, invert_centre, mirror_conformer,
+                                  specified_centres, specified_double_bonds)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
 
@@ -108,6 +110,32 @@ def test_assigned_stereo_is_embeddable_with_and_without_a_seed():
         assert AllChem.EmbedMolecule(Chem.Mol(chosen), randomSeed=7) == 0
     first = Chem.MolToSmiles(assign_unspecified_stereo(mol, None))
     assert first == Chem.MolToSmiles(assign_unspecified_stereo(mol, None))
+
+
+def test_a_cage_whose_isomers_fail_rdkits_embedding_test_gets_the_isomer_of_an_embedding():
+    # a bicyclo[2.1.0] oxetane (GEOM QM9): RDKit's tryEmbedding embeds none of its 8 isomers
+    mol = Chem.AddHs(Chem.MolFromSmiles("O=CCC1(O)C2COC21"))
+    opts = StereoEnumerationOptions(onlyUnassigned=True, tryEmbedding=True)
+    with rdBase.BlockLogs():
+        assert list(EnumerateStereoisomers(mol, options=opts)) == []
+    chosen = {}
+    for seed in (0, 1, 2, None):
+        iso = assign_unspecified_stereo(mol, seed)
+        assert len(specified_centres(iso)) == 3
+        assert [a.GetAtomicNum() for a in iso.GetAtoms()] == [a.GetAtomicNum() for a in mol.GetAtoms()]
+        chosen[seed] = Chem.MolToSmiles(Chem.RemoveHs(iso))
+        assert chosen[seed] == Chem.MolToSmiles(Chem.RemoveHs(assign_unspecified_stereo(mol, seed)))
+        params = AllChem.ETKDGv3()
+        params.randomSeed = 5
+        made = embed_conformers(iso, 4, params)                 # its strained-cage fallback
+        assert made.GetNumConformers() >= 1
+        assert all(check_stereo(made, c.GetId()).ok for c in made.GetConformers())
+    assert len(set(chosen.values())) > 1
+    # the same isomer without explicit hydrogens; double bonds left open are read as embedded
+    assert Chem.MolToSmiles(assign_unspecified_stereo(Chem.MolFromSmiles("O=CCC1(O)C2COC21"), 0)) == chosen[0]
+    iso = _isomer_of_an_embedding(Chem.AddHs(Chem.MolFromSmiles("CC=CC(O)C=CCC")), 3)
+    assert len(specified_centres(iso)) == 1 and len(specified_double_bonds(iso)) == 2
+    assert AllChem.EmbedMolecule(iso, randomSeed=9) == 0 and check_stereo(iso).ok
 
 
 @pytest.mark.parametrize("smiles", ["C[C@H](N)C(=O)O", "C[S@](=O)c1ccccc1", "C[N@+](CC)(CCC)Cc1ccccc1",

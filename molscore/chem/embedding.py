@@ -17,7 +17,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
 from .coords import add_conformer
-from .stereo import specified_centres
+from .stereo import check_stereo, specified_centres, specified_double_bonds
 
 __all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
 
@@ -69,8 +69,12 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     ``hydrogens="all"`` embeds ``mol`` with ``params``, then from random coordinates when that
     gives none. ``"stereo"`` does the same with the skeleton (:func:`embedding_skeleton`) and
     places the other hydrogens afterwards; when neither gives a conformer, ``mol`` itself is
-    embedded from random coordinates. ``params.useRandomCoords`` is set for each attempt and
-    restored.
+    embedded from random coordinates. Last, for a molecule with specified stereo, a copy
+    without it is embedded from random coordinates and the conformers that have ``mol``'s
+    stereo (:func:`~molscore.chem.stereo.check_stereo`) are kept: ETKDG's chirality checks
+    reject most embeddings of some strained cages (3 of 4 for a bicyclo[2.1.0] oxetane of
+    GEOM's QM9) that it builds without them. ``params.useRandomCoords`` is set for each
+    attempt and restored.
 
     Returns:
         a copy of ``mol`` holding the conformers (none when ETKDG failed).
@@ -93,9 +97,12 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
                 ids = list(AllChem.EmbedMultipleConfs(work, count, params))
                 if ids:
                     break
+            else:
+                params.useRandomCoords = True
+                return _embed_without_stereo(out, count, params)
     finally:
         params.useRandomCoords = random_coords
-    if not ids or work is out:
+    if work is out:
         return out
     full = Chem.AddHs(work, addCoords=True)
     order = _atom_order(full, mol)
@@ -104,3 +111,17 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     for cid in ids:
         add_conformer(out, full.GetConformer(cid).GetPositions()[order])
     return out
+
+
+def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> Chem.Mol:
+    """``mol`` (no conformers) with those of ``count`` embeddings of a copy without stereo
+    that have ``mol``'s stereo; none when ``mol`` has no specified stereo."""
+    if not specified_centres(mol) and not specified_double_bonds(mol):
+        return mol
+    flat = Chem.Mol(mol)
+    Chem.RemoveStereochemistry(flat)
+    for cid in AllChem.EmbedMultipleConfs(flat, count, params):
+        kept = add_conformer(mol, flat.GetConformer(cid).GetPositions())
+        if not check_stereo(mol, kept).ok:
+            mol.RemoveConformer(kept)
+    return mol

@@ -307,8 +307,12 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     (``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True)``): drawn
     deterministically from ``seed``, or with ``seed=None`` the first in RDKit's enumeration
     order. Without the embedding test an isomer can be impossible (e.g. the inverted
-    bridgehead nitrogen of a fused aziridine or azetidine). Specified stereo and the atom
-    order are kept. A molecule without unspecified stereo is returned unchanged (same object).
+    bridgehead nitrogen of a fused aziridine or azetidine). When that test embeds none (it
+    starts from eigenvector coordinates, which fail for some strained cages), the isomer is
+    the one an ETKDGv3 embedding from random coordinates has
+    (:func:`_isomer_of_an_embedding`); the molecule comes back unassigned only when that
+    fails too. Specified stereo and the atom order are kept. A molecule without unspecified
+    stereo is returned unchanged (same object).
     """
     opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1, tryEmbedding=True,
                                     rand=None if seed is None else int(seed) + 1)
@@ -319,7 +323,40 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
         for isomer in EnumerateStereoisomers(mol, options=opts):
             Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
             return isomer
-    return mol
+        return _isomer_of_an_embedding(mol, seed) or mol
+
+
+def _isomer_of_an_embedding(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
+    """``mol`` with its unspecified centres and double bonds as one ETKDGv3 embedding
+    (random coordinates, ``randomSeed`` ``seed + 1``, never 0) has them (centres read with
+    :func:`centre_tag`, double bonds as ``AssignStereochemistryFrom3D`` reads them); None
+    when it does not embed."""
+    explicit = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
+    probe = Chem.Mol(mol) if explicit else Chem.AddHs(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = (0 if seed is None else int(seed)) + 1
+    params.useRandomCoords = True
+    if AllChem.EmbedMolecule(probe, params) != 0:
+        return None
+    pos = _positions(probe, -1)
+    perceived = Chem.Mol(probe)
+    Chem.AssignStereochemistryFrom3D(perceived)
+    for si in Chem.FindPotentialStereo(probe):
+        if si.specified != Chem.StereoSpecified.Unspecified:
+            continue
+        if si.type == Chem.StereoType.Atom_Tetrahedral:
+            probe.GetAtomWithIdx(si.centeredOn).SetChiralTag(centre_tag(pos, probe, si.centeredOn))
+        elif si.type == Chem.StereoType.Bond_Double:
+            seen = perceived.GetBondWithIdx(si.centeredOn)
+            if seen.GetStereo() in _EZ:
+                bond = probe.GetBondWithIdx(si.centeredOn)
+                bond.SetStereoAtoms(*seen.GetStereoAtoms())
+                bond.SetStereo(seen.GetStereo())
+    probe.RemoveAllConformers()
+    Chem.SetDoubleBondNeighborDirections(probe)         # as EnumerateStereoisomers does, so
+    probe.ClearComputedProps(includeRings=False)        # that the new labels are kept
+    Chem.AssignStereochemistry(probe, cleanIt=True, force=True, flagPossibleStereoCenters=True)
+    return probe if explicit else Chem.RemoveHs(probe)
 
 
 def etkdg_failure_reason(mol: Chem.Mol) -> str:
