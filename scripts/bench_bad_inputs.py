@@ -20,6 +20,7 @@ Runs ``molscore generate --input FILE --smiles-column smiles --name-column name 
 --pool 1`` (one ETKDG start per conformer, so the run is about the input handling, not the
 pool) over ``--workers`` processes, then audits the output against the input:
 
+* every output record reads back with RDKit (``unreadable_records``: 0);
 * every record is accounted for: in the SDF (by name, duplicates renamed ``name#k`` as the
   reader does), in ``failures.csv``, or both (a molecule that lost conformers);
 * the exit status (1 when some failed), reasons per category (numbers masked), and the
@@ -181,12 +182,13 @@ def audit(rows: list[tuple[str, str, str]], sdf: Path, failures: Path) -> dict:
     seen: dict[str, int] = {}
     expected = [(cat, disambiguate(name, seen)) for cat, _, name in rows]
     made: dict[str, int] = Counter()
-    checks_ok = stereo_ok = conformers = 0
+    checks_ok = stereo_ok = conformers = unreadable = 0
     stereo_bad: list[str] = []
     with Chem.SDMolSupplier(str(sdf), removeHs=False) as supplier:
         for mol in supplier:
             if mol is None:
-                raise AssertionError(f"{sdf} holds a record RDKit cannot read")
+                unreadable += 1
+                continue
             conformers += 1
             made[mol.GetProp("_Name")] += 1
             checks_ok += mol.GetProp("checks") == "ok"
@@ -215,6 +217,7 @@ def audit(rows: list[tuple[str, str, str]], sdf: Path, failures: Path) -> dict:
             missing.append(name)
     internal = [r for r in failed.values() if "internal error" in r]
     return {"records": len(expected), "missing": missing, "conformers": conformers,
+            "unreadable_records": unreadable,
             "molecules_written": len(made), "failures_listed": len(failed),
             "checks_ok": checks_ok, "stereo_agrees_with_3d": stereo_ok, "stereo_disagreeing": stereo_bad,
             "internal_errors": internal,
@@ -233,7 +236,8 @@ def markdown(report: dict) -> str:
              f"Exit status {res['exit_status']}; {res['wall_s'] / 60:.1f} min "
              f"({a['records'] / res['wall_s']:.1f} records/s, {a['conformers'] / res['wall_s']:.1f} "
              f"conformers/s). Records in neither the output nor `failures.csv`: "
-             f"{len(a['missing'])}; `internal error` reasons: {len(a['internal_errors'])}. "
+             f"{len(a['missing'])}; `internal error` reasons: {len(a['internal_errors'])}; "
+             f"output records RDKit cannot read back: {a['unreadable_records']}. "
              f"Of the {a['conformers']:,} conformers written ({a['molecules_written']:,} molecules), "
              f"{a['checks_ok'] / max(a['conformers'], 1):.2%} pass the geometry checks "
              f"(`checks` = ok) and {a['stereo_agrees_with_3d'] / max(a['conformers'], 1):.2%} have "

@@ -112,6 +112,9 @@ def test_pos_from_conformer():
     ("C[CH2]", {}, "radical electrons on atom 1"),
     ("CC(=O)[O-].[Na+]", {}, "2 fragments (salt or mixture); use --largest-fragment"),
     ("C" * 30, {"max_heavy_atoms": 25}, "too large: 30 heavy atoms (limit 25)"),
+    # parses, but its molfile does not read back: an output record nobody could read
+    ("Cc1cc(C)cc(C)c#1OC", {}, "RDKit cannot read it back from an SDF record (Explicit valence "
+                              "for atom # 1 C, 5, is greater than permitted)"),
 ])
 def test_bad_inputs_have_specific_reasons(smiles, kwargs, reason):
     with pytest.raises(MoleculeError) as info:

@@ -134,7 +134,8 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
 
     Raises:
         MoleculeError: invalid SMILES, unsupported element (metals included),
-            radical, several fragments, or too many heavy atoms.
+            radical, several fragments, too many heavy atoms, or a molecule whose molfile
+            RDKit cannot read back (so its conformers could not be written).
     """
     mol = _parse(smiles_or_mol)
     frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
@@ -158,11 +159,26 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
     has_coords = mol.GetNumConformers() > 0
     if add_hs:
         mol = Chem.AddHs(mol, addCoords=has_coords)
+    if (err := _molfile_round_trip_error(mol)) is not None:
+        raise MoleculeError(f"RDKit cannot read it back from an SDF record ({err})")
     if has_coords:
         conf = mol.GetConformer()
         if conf.Is3D():
             Chem.AssignStereochemistryFrom3D(mol, confId=conf.GetId())
     return mol
+
+
+def _molfile_round_trip_error(mol: Chem.Mol) -> str | None:
+    """RDKit's error when ``mol`` written as a molfile does not read back sanitised (a
+    SMILES such as ``c#1`` in an aromatic ring parses, but its Kekulé form has a
+    five-valent carbon), else None."""
+    try:
+        with rdBase.BlockLogs():
+            back = Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False, sanitize=False)
+            Chem.SanitizeMol(back)
+    except Exception as err:  # noqa: BLE001 - RDKit raises several sanitisation errors
+        return str(err).strip() or type(err).__name__
+    return None
 
 
 # ----------------------------------------------------------------------------------------
