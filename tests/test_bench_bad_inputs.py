@@ -52,13 +52,16 @@ def _record(writer: Chem.SDWriter, smiles: str, name: str, *, mirror: bool = Fal
 
 def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
     rows = [("valid", "CCO", "a"), ("duplicate name", "CCN", "a"), ("garbage", "N/A", "b"),
-            ("valid", "C[C@H](N)O", "c"), ("empty", "", "d"), ("valid", "CCCC", "e")]
+            ("valid", "C[C@H](N)O", "c"), ("empty", "", "d"), ("valid", "CCCC", "e"),
+            ("no stereo", "CC(N)O", "f")]
     sdf = tmp_path / "out.sdf"
     with Chem.SDWriter(str(sdf)) as writer:
         _record(writer, "CCO", "a")
         _record(writer, "CCO", "a", checks="bond angle: ...")
         _record(writer, "CCN", "a#2")
         _record(writer, "C[C@H](N)O", "c", mirror=True)        # the other enantiomer
+        _record(writer, "C[C@H](N)O", "f")                      # two isomers of one molecule
+        _record(writer, "C[C@H](N)O", "f", mirror=True)
     with open(tmp_path / "failures.csv", "w", newline="") as handle:
         w = csv.writer(handle)
         w.writerow(["name", "input", "reason"])
@@ -66,11 +69,12 @@ def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
         w.writerow(["c", "C[C@H](N)O", "1 of 2 conformers dropped after 3 resampling rounds"])
         w.writerow(["d", "", "empty SMILES"])
     got = audit(rows, sdf, tmp_path / "failures.csv")
-    assert got["records"] == 6 and got["missing"] == ["e"]
-    assert (got["conformers"], got["molecules_written"], got["failures_listed"]) == (4, 3, 3)
+    assert got["records"] == 7 and got["missing"] == ["e"]
+    assert (got["conformers"], got["molecules_written"], got["failures_listed"]) == (6, 4, 3)
     assert got["unreadable_records"] == 0
-    assert got["checks_ok"] == 3
-    assert got["stereo_agrees_with_3d"] == 3 and got["stereo_disagreeing"] == ["c"]
+    assert got["checks_ok"] == 5
+    assert got["input_stereo_elements"] == 1 and got["input_stereo_missed"] == {"centre": 1}
+    assert got["molecules_with_several_isomers"] == ["f"]
     per = got["per_category"]
     assert (per["valid"]["generated"], per["valid"]["failed"], per["valid"]["both"]) == (1, 0, 1)
     assert per["duplicate name"]["generated"] == 1

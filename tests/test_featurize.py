@@ -154,3 +154,15 @@ def test_graph_signature():
     assert graph_signature(a) == graph_signature(b)
     assert atoms_match(a, "NC(=O)CO") and not atoms_match(a, "NC(=O)CCO") and not atoms_match(a, "NC(=O)C[O-]")
     assert not atoms_match(a, "not a smiles")
+
+
+def test_smiles_stereo_is_perceived_as_rdkit_parses_it():
+    """E/Z from the bond directions (the double bond's own label, which every stereo check
+    reads) and chiral tags only on real centres, as ``Chem.MolFromSmiles`` gives them."""
+    z = prepare_mol("C/C=C\\c1ccccc1")
+    assert [b.GetStereo() for b in z.GetBonds() if b.GetBondType() == Chem.BondType.DOUBLE] == \
+        [Chem.BondStereo.STEREOZ]
+    imine = prepare_mol("[H]/N=C1\\OCC1")
+    assert Chem.BondStereo.STEREOZ in [b.GetStereo() for b in imine.GetBonds()]
+    assert all(a.GetChiralTag() == Chem.ChiralType.CHI_UNSPECIFIED for a in prepare_mol("C[C@H](C)O").GetAtoms())
+    assert prepare_mol("C[C@H](N)O").GetAtomWithIdx(1).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED

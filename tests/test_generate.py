@@ -366,3 +366,13 @@ def test_a_strained_cage_without_stereo_gets_one_isomer_in_every_conformer():
         seen = Chem.Mol(out, confId=conf.GetId())
         Chem.AssignStereochemistryFrom3D(seen)
         assert Chem.MolToSmiles(Chem.RemoveHs(seen)) == Chem.MolToSmiles(recorded)
+
+
+@pytest.mark.parametrize("smiles", ["C/C=C\\c1ccccc1", "C/C=C/c1ccccc1"])
+def test_a_double_bonds_e_or_z_from_smiles_is_kept(smiles):
+    out = generate_conformers(smiles, n=3, pool=1, seed=0)
+    assert Chem.MolToSmiles(Chem.MolFromSmiles(out.GetProp("smiles"))) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+    for conf in out.GetConformers():
+        seen = Chem.Mol(out, confId=conf.GetId())
+        Chem.AssignStereochemistryFrom3D(seen)
+        assert Chem.MolToSmiles(Chem.RemoveHs(seen)) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))

@@ -110,6 +110,14 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
     except Exception as err:  # RDKit raises several MolSanitizeException subclasses
         reason = message_line(err) or type(err).__name__
         raise MoleculeError(f"invalid {label}: {reason}") from None
+    if isinstance(smiles_or_mol, str):
+        # parsed unsanitised above for the reason; RDKit's own parse also perceives the
+        # stereo: E/Z from the '/' and '\' bond directions (SanitizeMol alone leaves every
+        # double bond STEREONONE) and chiral tags cleaned where a centre is not one
+        with rdBase.BlockLogs():
+            mol = Chem.MolFromSmiles(text)
+        if mol is None:
+            raise MoleculeError(f"invalid {label}: could not be parsed")
     return mol
 
 
