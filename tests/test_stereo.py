@@ -219,6 +219,10 @@ def test_centre_volumes_of_regular_flat_and_distorted_centres():
     near_face = centre_volumes(on_face, 0, [1, 2, 3, 4])
     assert (np.abs(near_face) < 0.2).sum() == 1
     assert _clearly_handed(near_face, True, 0.2) and not _clearly_handed(near_face, False, 0.2)
+    # a fused small-ring bridgehead just outside its neighbours' tetrahedron (volumes of an
+    # ETKDG embedding of a QM9 cage): handed in a small ring only
+    bridgehead = np.array([0.73, 0.62, -0.38, 0.10])
+    assert _clearly_handed(bridgehead, True, 0.2) and not _clearly_handed(bridgehead, False, 0.2)
 
 
 def test_etkdg_failure_reason_blames_stereo_only_when_it_is_to_blame():

@@ -25,6 +25,7 @@ HYDROGENS = ("all", "stereo")
 """The ``hydrogens`` choices of :func:`embed_conformers`."""
 
 _ATOM = "_molscore_atom"
+_MIN_UNSTEREO_EMBEDDINGS = 20   # embeddings without stereo to draw stereo-true ones from
 
 
 def embedding_skeleton(mol: Chem.Mol) -> Chem.Mol:
@@ -114,13 +115,16 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
 
 
 def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> Chem.Mol:
-    """``mol`` (no conformers) with those of ``count`` embeddings of a copy without stereo
-    that have ``mol``'s stereo; none when ``mol`` has no specified stereo."""
+    """``mol`` (no conformers) with up to ``count`` of the embeddings of a copy without
+    stereo (``count``, at least 20) that have ``mol``'s stereo; none when ``mol`` has no
+    specified stereo."""
     if not specified_centres(mol) and not specified_double_bonds(mol):
         return mol
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
-    for cid in AllChem.EmbedMultipleConfs(flat, count, params):
+    for cid in AllChem.EmbedMultipleConfs(flat, max(count, _MIN_UNSTEREO_EMBEDDINGS), params):
+        if mol.GetNumConformers() == count:
+            break
         kept = add_conformer(mol, flat.GetConformer(cid).GetPositions())
         if not check_stereo(mol, kept).ok:
             mol.RemoveConformer(kept)
