@@ -75,6 +75,7 @@ def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
     assert got["checks_ok"] == 5
     assert got["input_stereo_elements"] == 1 and got["input_stereo_missed"] == {"centre": 1}
     assert got["molecules_with_several_isomers"] == ["f"]
+    assert got["several_isomers_beyond_small_rings_and_nitrogen"] == ["f"]
     per = got["per_category"]
     assert (per["valid"]["generated"], per["valid"]["failed"], per["valid"]["both"]) == (1, 0, 1)
     assert per["duplicate name"]["generated"] == 1
