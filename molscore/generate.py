@@ -275,13 +275,16 @@ class _Job:
     result: GenerationResult
     mol: Chem.Mol
     graph: object
-    checker: GeometryChecker
     etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
     restraints: StereoRestraints | None = None   # stereo_guidance > 0 only
     fixed: CoreMatch | None = None          # the atoms a core holds, options.core only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
     draws: int = 0                          # conformers sampled so far (numbers the generators)
+    checker: GeometryChecker = field(init=False)   # of a copy of mol, the core's atoms fixed
+
+    def __post_init__(self) -> None:
+        self.checker = GeometryChecker(Chem.Mol(self.mol), fixed=self.fixed_atoms)
 
     @property
     def fixed_atoms(self) -> np.ndarray | tuple:
@@ -368,8 +371,7 @@ class ConformerGenerator:
         graph = mol_to_graph(mol)
         if hasattr(graph, "pos"):
             del graph.pos
-        checker = GeometryChecker(Chem.Mol(mol), fixed=fixed.atoms if fixed is not None else ())
-        job = _Job(result, mol, graph, checker, fixed=fixed)
+        job = _Job(result, mol, graph, fixed=fixed)
         if opts.stereo_guidance > 0:
             job.restraints = StereoRestraints.from_mol(mol)
         if opts.init == "etkdg":
