@@ -365,7 +365,8 @@ class ConformerGenerator:
             mol.ClearProp(prop)
         if self.core is not None:
             mol = self.core.choose_stereo(mol)
-        mol = assign_unspecified_stereo(mol, opts.seed)
+        chosen = assign_unspecified_stereo(mol, opts.seed)
+        stereo_chosen, mol = chosen is not mol, chosen
         fixed = self.core.match(mol) if self.core is not None else None
         mol.RemoveAllConformers()
         graph = mol_to_graph(mol)
@@ -383,7 +384,11 @@ class ConformerGenerator:
                 return result
             if job.etkdg is None:
                 reason = etkdg_failure_reason(mol)
-                result.error = reason + (" (try --init prior)" if reason == ETKDG_FAILED else "")
+                if reason == ETKDG_FAILED:
+                    reason += " (try --init prior)"
+                elif stereo_chosen:
+                    reason += " (unspecified stereo in the input was chosen with --seed: give the isomer)"
+                result.error = reason
                 return result
         return job
 

@@ -98,7 +98,11 @@ def test_an_impossible_stereoisomer_is_reported_as_such(tiny_model):
     # the bridgehead N of a fused azetidine: only [N@@] closes both rings
     bad, good = gen.generate("N#CC[C@H]1[C@@H]2CC[N@]1C2"), gen.generate("N#CC[C@H]1[C@@H]2CC[N@@]1C2")
     assert bad.error.startswith("ETKDG cannot embed the specified stereo")
+    assert "chosen with --seed" not in bad.error
     assert good.ok and good.mol.GetNumConformers() == 2
+    # a QM9 cage given without stereo: the isomer molscore chose is what ETKDG cannot build
+    chosen = gen.generate("C[CH]1[C]2(O)[CH]3CN3[C]12C")
+    assert chosen.error.endswith("(unspecified stereo in the input was chosen with --seed: give the isomer)")
 
 
 def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules(tiny_model):
