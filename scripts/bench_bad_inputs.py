@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import provenance, save_report  # noqa: E402
 from molscore.chem.io import disambiguate  # noqa: E402
+from molscore.chem.stereo import specified_centres, specified_double_bonds  # noqa: E402
 
 SOURCES = (Path(REPO).parent / "shared" / "data" / "benchmarks" / "geom_drugs_test_smiles.csv",
            Path(REPO).parent / "shared" / "data" / "benchmarks" / "geom_qm9_test_smiles.csv",
@@ -170,45 +171,38 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"(N, )+N", "N", kind)[:120]
 
 
+def _unreliable_centre(mol: Chem.Mol, i: int) -> str | None:
+    """Why RDKit's perception from 3D does not read atom ``i``'s handedness reliably:
+    ``nitrogen`` (a bridgehead nitrogen it does not perceive), ``small ring`` (a centre in a
+    3- or 4-membered ring, read from its first three neighbours only), or None."""
+    rings = mol.GetRingInfo()
+    if mol.GetAtomWithIdx(i).GetAtomicNum() == 7:
+        return "nitrogen"
+    return "small ring" if rings.IsAtomInRingOfSize(i, 3) or rings.IsAtomInRingOfSize(i, 4) else None
+
+
 def stereo_against_input(record: Chem.Mol, smiles: str) -> tuple[int, list[str]]:
     """``(stereo elements the input SMILES specifies, those the record's coordinates do not
     have)``, as RDKit perceives them from 3D (``AssignStereochemistryFrom3D``), each missed
-    one named by its kind: ``nitrogen`` (RDKit does not perceive a bridgehead nitrogen's
-    handedness), ``small ring`` (a centre in a 3- or 4-membered ring, where it reads the
-    first three neighbours only), ``centre`` or ``double bond``. The record's atoms are the
-    input's, hydrogens appended, as ``generate`` writes them."""
+    one named by its kind: :func:`_unreliable_centre`'s, else ``centre`` or ``double bond``.
+    The record's atoms are the input's, hydrogens appended, as ``generate`` writes them."""
     ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
     if ref.GetNumAtoms() != record.GetNumAtoms():
         return 0, []
     seen = Chem.Mol(record)
     Chem.AssignStereochemistryFrom3D(seen)
-    rings = ref.GetRingInfo()
-    total, missed = 0, []
-    for atom in ref.GetAtoms():
-        if atom.GetChiralTag() not in (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW):
-            continue
-        total += 1
-        if seen.GetAtomWithIdx(atom.GetIdx()).GetChiralTag() != atom.GetChiralTag():
-            i = atom.GetIdx()
-            missed.append("nitrogen" if atom.GetAtomicNum() == 7 else
-                          "small ring" if rings.IsAtomInRingOfSize(i, 3) or rings.IsAtomInRingOfSize(i, 4)
-                          else "centre")
-    for bond in ref.GetBonds():
-        if bond.GetStereo() in (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ):
-            total += 1
-            if seen.GetBondWithIdx(bond.GetIdx()).GetStereo() != bond.GetStereo():
-                missed.append("double bond")
-    return total, missed
+    centres, bonds = specified_centres(ref), specified_double_bonds(ref)
+    missed = [_unreliable_centre(ref, i) or "centre" for i, tag in centres.items()
+              if seen.GetAtomWithIdx(i).GetChiralTag() != tag]
+    missed += ["double bond" for i, label in bonds.items() if seen.GetBondWithIdx(i).GetStereo() != label]
+    return len(centres) + len(bonds), missed
 
 
 def _without_ambiguous_centres(smiles: str) -> str:
-    """``smiles`` without the chiral tags of nitrogens and of atoms in 3- or 4-membered
-    rings, the centres RDKit's perception from 3D does not read reliably."""
+    """``smiles`` without the chiral tags of the centres :func:`_unreliable_centre` names."""
     mol = Chem.MolFromSmiles(smiles)
-    rings = mol.GetRingInfo()
     for atom in mol.GetAtoms():
-        i = atom.GetIdx()
-        if atom.GetAtomicNum() == 7 or rings.IsAtomInRingOfSize(i, 3) or rings.IsAtomInRingOfSize(i, 4):
+        if _unreliable_centre(mol, atom.GetIdx()):
             atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
     return Chem.MolToSmiles(mol)
 

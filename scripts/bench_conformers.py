@@ -48,7 +48,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -122,15 +122,20 @@ def _with_coords(mol: Chem.Mol, coords: list[np.ndarray]) -> Chem.Mol:
     return out
 
 
-def quality(mol: Chem.Mol) -> tuple[int, int]:
-    """(stereo-correct, geometry-pass) counts over the conformers of ``mol``."""
-    checker = GeometryChecker(mol, stereo=False)
-    stereo = geom = 0
+def quality(mol: Chem.Mol, fixed: Sequence[int] = ()) -> tuple[int, int, int]:
+    """Over the conformers of ``mol``: how many have the right stereo, how many pass the
+    geometry checks (stereo included; with ``fixed`` atoms, the problems those make by
+    themselves aside, :meth:`GeometryChecker.split <molscore.chem.checks.GeometryChecker.split>`),
+    and how many carry such problems of the fixed atoms (0 without)."""
+    checker = GeometryChecker(mol, stereo=False, fixed=fixed)
+    stereo = geom = given = 0
     for conf in mol.GetConformers():
         ok_stereo = check_stereo(mol, conf.GetId()).ok
+        own, theirs = checker.split(conf.GetId())
         stereo += ok_stereo
-        geom += ok_stereo and not checker(conf.GetId())
-    return stereo, geom
+        geom += ok_stereo and not own
+        given += bool(theirs)
+    return stereo, geom, given
 
 
 def map_molecules(job: Callable[[tuple], tuple[str, dict | None]], jobs: list[tuple], workers: int, *,
@@ -214,7 +219,7 @@ def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[st
         if mol is None or mol.GetNumConformers() == 0:
             failed += 1
             continue
-        s, g = quality(mol)
+        s, g, _ = quality(mol)
         n_conf += mol.GetNumConformers()
         n_stereo += s
         n_geom += g

@@ -47,11 +47,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs,  # noqa: E402
-                              provenance, save_report, with_diff)
-from molscore.chem.checks import GeometryChecker  # noqa: E402
+                              provenance, quality, save_report, with_diff)
 from molscore.chem.core import CORE_RMSD_TOL, Core  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
-from molscore.chem.stereo import check_stereo  # noqa: E402
 from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
                                default_pool)
 
@@ -120,22 +118,6 @@ def etkdg_with_core(mol: Chem.Mol, core: Core, n: int, tol: float = float("inf")
     return work
 
 
-def core_quality(mol: Chem.Mol, core: Core) -> tuple[int, int, int]:
-    """Over the conformers of ``mol``: how many have the right stereo, how many pass the
-    geometry checks (stereo included; problems the core's atoms make by themselves aside,
-    :meth:`GeometryChecker.split <molscore.chem.checks.GeometryChecker.split>`), and how
-    many carry such problems of the core's."""
-    checker = GeometryChecker(mol, stereo=False, fixed=core.match(mol).atoms)
-    stereo = geom = given = 0
-    for conf in mol.GetConformers():
-        ok_stereo = check_stereo(mol, conf.GetId()).ok
-        own, theirs = checker.split(conf.GetId())
-        stereo += ok_stereo
-        geom += ok_stereo and not own
-        given += bool(theirs)
-    return stereo, geom, given
-
-
 def _worker_init(model: str | None) -> None:
     global _GEN
     torch.set_num_threads(1)
@@ -164,7 +146,7 @@ def _job(args: tuple[str, str, str, int]) -> tuple[str, dict | None]:
     row = {}
     for name, out in made.items():
         rmsd = in_place_rmsd(out, mol)
-        stereo, geom, given = core_quality(out, core)
+        stereo, geom, given = quality(out, core.match(out).atoms)
         row[name] = {**{str(k): float(rmsd[:k].min()) for k in NS},
                      "core_rmsd": core_rmsd(out, core).tolist(), "conformers": out.GetNumConformers(),
                      "stereo": stereo, "geometry": geom, "given_problems": given,
