@@ -2,8 +2,10 @@
 
 Pipeline per molecule: :func:`~molscore.chem.featurize.prepare_mol` (validation, explicit
 hydrogens appended after the input's atoms), unspecified stereo chosen from the seed
-(:func:`~molscore.chem.stereo.assign_unspecified_stereo`; the chosen isomer is what the
-``smiles`` property records), featurisation, then reverse-time sampling with the engine's
+(:func:`~molscore.chem.stereo.assign_unspecified_stereo`; when ETKDG cannot build it, up to
+:data:`MAX_OTHER_ISOMERS` others, those of embeddings without stereo,
+:func:`~molscore.chem.stereo.isomers_of_embeddings`; the isomer taken is what the ``smiles``
+property records), featurisation, then reverse-time sampling with the engine's
 samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x conformers per
 batch (``batch_size`` atoms per batch).
 
@@ -70,7 +72,8 @@ from .chem.guidance import StereoRestraints, guided_score
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
-from .chem.stereo import ETKDG_FAILED, assign_unspecified_stereo, etkdg_failure_reason, fix_stereo
+from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, assign_unspecified_stereo, etkdg_failure_reason,
+                          fix_stereo, isomers_of_embeddings)
 from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -92,6 +95,10 @@ DEFAULT_STEREO_GUIDANCE = {"prior": 1.0, "etkdg": 0.0}
 # Default ETKDG pool of the etkdg route: (largest n, pool) steps, then MAX_DEFAULT_POOL.
 DEFAULT_POOLS = ((10, 50), (20, 100))
 MAX_DEFAULT_POOL = 200
+# When ETKDG cannot embed the isomer chosen for a molecule's unspecified stereo, up to
+# MAX_OTHER_ISOMERS others are tried: those that OTHER_ISOMER_EMBEDDINGS embeddings without it have.
+MAX_OTHER_ISOMERS = 3
+OTHER_ISOMER_EMBEDDINGS = 20
 
 
 def default_pool(n: int) -> int:
@@ -366,7 +373,31 @@ class ConformerGenerator:
         if self.core is not None:
             mol = self.core.choose_stereo(mol)
         chosen = assign_unspecified_stereo(mol, opts.seed)
-        stereo_chosen, mol = chosen is not mol, chosen
+        job = self._job(result, chosen)
+        if isinstance(job, _Job):
+            return job
+        result.error = job
+        if chosen is mol or job != ETKDG_STEREO_FAILED:
+            return result
+        # ETKDG cannot embed the isomer chosen for the input's unspecified stereo (though it
+        # embeds the molecule without stereo): try the isomers such embeddings have
+        tried = {Chem.MolToSmiles(chosen)}
+        for other in isomers_of_embeddings(mol, opts.seed, OTHER_ISOMER_EMBEDDINGS):
+            if len(tried) > MAX_OTHER_ISOMERS:
+                break
+            if (smiles := Chem.MolToSmiles(other)) in tried:
+                continue
+            tried.add(smiles)
+            if isinstance(retry := self._job(result, other), _Job):
+                result.error = None
+                return retry
+        result.error += (f" (unspecified stereo in the input was chosen: ETKDG embeds none of the "
+                         f"{len(tried)} isomer(s) tried; give the isomer)")
+        return result
+
+    def _job(self, result: GenerationResult, mol: Chem.Mol) -> _Job | str:
+        """The job for ``mol`` (its stereo as generation keeps it), or why ETKDG gives it no start."""
+        opts = self.options
         fixed = self.core.match(mol) if self.core is not None else None
         mol.RemoveAllConformers()
         graph = mol_to_graph(mol)
@@ -379,17 +410,11 @@ class ConformerGenerator:
             job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick,
                                opts.pool_hydrogens, self.etkdg_threads, fixed)
             if job.etkdg is None and fixed is not None:
-                result.error = (f"ETKDG placed the core's atoms nowhere within {CORE_RMSD_TOL} Å "
-                                "of the core (try --init prior)")
-                return result
+                return (f"ETKDG placed the core's atoms nowhere within {CORE_RMSD_TOL} Å "
+                        "of the core (try --init prior)")
             if job.etkdg is None:
                 reason = etkdg_failure_reason(mol)
-                if reason == ETKDG_FAILED:
-                    reason += " (try --init prior)"
-                elif stereo_chosen:
-                    reason += " (unspecified stereo in the input was chosen with --seed: give the isomer)"
-                result.error = reason
-                return result
+                return reason + " (try --init prior)" if reason == ETKDG_FAILED else reason
         return job
 
     # -- sampling ------------------------------------------------------------------

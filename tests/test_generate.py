@@ -4,13 +4,15 @@ import pytest
 import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 from molscore.chem.checks import check_geometry
 from molscore.chem.embedding import embed_conformers
 from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
 from molscore.chem.metrics import rmsd_matrix
-from molscore.chem.stereo import check_stereo, specified_centres
+from molscore.chem.stereo import ETKDG_STEREO_FAILED, check_stereo, specified_centres
 from molscore.chem.task import build_model
+import molscore.generate as generate_module
 from molscore.generate import (ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed,
                                generate_conformers)
 from molscore.models.equivariant import build_backbone
@@ -98,11 +100,35 @@ def test_an_impossible_stereoisomer_is_reported_as_such(tiny_model):
     # the bridgehead N of a fused azetidine: only [N@@] closes both rings
     bad, good = gen.generate("N#CC[C@H]1[C@@H]2CC[N@]1C2"), gen.generate("N#CC[C@H]1[C@@H]2CC[N@@]1C2")
     assert bad.error.startswith("ETKDG cannot embed the specified stereo")
-    assert "chosen with --seed" not in bad.error
+    assert "unspecified stereo in the input" not in bad.error
     assert good.ok and good.mol.GetNumConformers() == 2
-    # a QM9 cage given without stereo: the isomer molscore chose is what ETKDG cannot build
-    chosen = gen.generate("C[CH]1[C]2(O)[CH]3CN3[C]12C")
-    assert chosen.error.endswith("(unspecified stereo in the input was chosen with --seed: give the isomer)")
+
+
+def test_an_unembeddable_chosen_isomer_is_replaced_by_one_an_embedding_has(tiny_model, monkeypatch):
+    """For some QM9 cages given without stereo the chosen isomer passes RDKit's embedding
+    test yet ETKDG then builds no conformer of it (10 s per cage here, so the test stages it):
+    the chooser takes an isomer of a fused azetidine whose bridgehead N cannot close both rings."""
+    smiles = "N#CCC1C2CCN1C2"
+
+    def unembeddable(mol, seed):
+        for isomer in EnumerateStereoisomers(mol, options=StereoEnumerationOptions(onlyUnassigned=True)):
+            if AllChem.EmbedMolecule(Chem.Mol(isomer), randomSeed=7) != 0:
+                return isomer
+        raise AssertionError("every isomer embeds")
+
+    monkeypatch.setattr(generate_module, "assign_unspecified_stereo", unembeddable)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, pool=1, steps=2, seed=0)
+    done = gen.generate(smiles)
+    assert done.ok and done.error is None and done.mol.GetNumConformers() == 2
+    staged = unembeddable(Chem.AddHs(Chem.MolFromSmiles(smiles)), 0)
+    assert done.mol.GetProp("smiles") != Chem.MolToSmiles(Chem.RemoveHs(staged))
+    assert len(specified_centres(done.mol)) == 3            # both carbons and the bridgehead N
+    assert all(check_stereo(done.mol, c.GetId()).ok for c in done.mol.GetConformers())
+    # with no other isomer to try, the reason says what happened
+    monkeypatch.setattr(generate_module, "MAX_OTHER_ISOMERS", 0)
+    assert gen.generate(smiles).error == (
+        ETKDG_STEREO_FAILED + " (unspecified stereo in the input was chosen: "
+        "ETKDG embeds none of the 1 isomer(s) tried; give the isomer)")
 
 
 def test_a_molecules_conformers_do_not_depend_on_batching_or_the_other_molecules(tiny_model):
@@ -173,7 +199,6 @@ def test_compiled_network_gives_the_eager_conformers(tiny_model):
 def test_stereo_broken_by_the_cleanup_is_rejected_in_the_last_round(tiny_model, monkeypatch):
     # a clean-up that mirrors the conformer: its result must never be returned, even in
     # the last round, where other geometry problems are kept and listed
-    import molscore.generate as generate_module
     from molscore.chem.stereo import mirror_conformer
 
     calls = []
@@ -237,7 +262,6 @@ def test_default_pool_grows_with_n(n, pool):
 def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
     """With no pool given, the ETKDG pool follows ``n``, also when ``n`` changes after the
     generator was built (as the benchmark's workers do)."""
-    import molscore.generate as generate_module
 
     seen = []
 

@@ -9,7 +9,8 @@ from _embedding import embed
 
 from molscore.chem.embedding import embed_conformers
 from molscore.chem.stereo import (_isomer_of_an_embedding, assign_unspecified_stereo, check_stereo,
-                                  etkdg_failure_reason, fix_stereo, invert_centre, mirror_conformer,
+                                  etkdg_failure_reason, fix_stereo, invert_centre, isomers_of_embeddings,
+                                  mirror_conformer,
                                   specified_centres, specified_double_bonds)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
@@ -231,3 +232,26 @@ def test_etkdg_failure_reason_blames_stereo_only_when_it_is_to_blame():
     assert etkdg_failure_reason(impossible).startswith("ETKDG cannot embed the specified stereo")
     # no specified stereo: nothing to blame it on
     assert etkdg_failure_reason(Chem.AddHs(Chem.MolFromSmiles("N#CCC1C2CCN1C2"))) == "ETKDG embedding failed"
+
+
+def test_isomers_of_embeddings_are_distinct_and_most_frequent_first():
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(O)C=CC(N)C"))        # two centres, one double bond
+    isomers = isomers_of_embeddings(mol, 4, 20)
+    smiles = [Chem.MolToSmiles(Chem.RemoveHs(m)) for m in isomers]
+    assert len(set(smiles)) == len(smiles) > 1
+    for iso in isomers:
+        assert [a.GetAtomicNum() for a in iso.GetAtoms()] == [a.GetAtomicNum() for a in mol.GetAtoms()]
+        assert len(specified_centres(iso)) == 2 and len(specified_double_bonds(iso)) == 1
+    # the same 20 embeddings read by RDKit's own 3D perception give the same ranking
+    probe = Chem.Mol(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed, params.useRandomCoords = 5, True
+    seen = []
+    for cid in AllChem.EmbedMultipleConfs(probe, 20, params):
+        copy = Chem.Mol(probe, confId=cid)
+        Chem.AssignStereochemistryFrom3D(copy)
+        seen.append(Chem.MolToSmiles(Chem.RemoveHs(copy)))
+    counts = [seen.count(s) for s in smiles]
+    assert sorted(set(seen)) == sorted(smiles) and counts == sorted(counts, reverse=True)
+    assert sum(counts) == 20
+    assert isomers_of_embeddings(Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O")), 4, 5) == []

@@ -33,7 +33,9 @@ conformers a bounded number of times and then drops them with the reason.
 Unspecified stereo (:func:`assign_unspecified_stereo`): one stereoisomer is chosen
 deterministically from the seed among the assignments of the unspecified centres
 and bonds that RDKit can embed (:mod:`rdkit.Chem.EnumerateStereoisomers`); the
-chosen isomer becomes the reference, and its SMILES is what generation records.
+chosen isomer becomes the reference, and its SMILES is what generation records. The
+isomers that embeddings without the unspecified stereo have (:func:`isomers_of_embeddings`)
+are the alternatives when ETKDG cannot build the chosen one.
 When ETKDG cannot embed a molecule at all, :func:`etkdg_failure_reason` tells whether its
 specified stereo is to blame (a copy without stereo embeds).
 """
@@ -51,10 +53,12 @@ from .coords import set_positions
 __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
            "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples", "dihedral",
-           "etkdg_failure_reason",
-           "ETKDG_FAILED"]
+           "etkdg_failure_reason", "isomers_of_embeddings",
+           "ETKDG_FAILED", "ETKDG_STEREO_FAILED"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
+ETKDG_STEREO_FAILED = ("ETKDG cannot embed the specified stereo (it embeds without it): "
+                       "an impossible or highly strained isomer?")   # ... when it is
 
 _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
@@ -334,35 +338,60 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
 
 def _isomer_of_an_embedding(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
     """``mol`` with its unspecified centres and double bonds as one ETKDGv3 embedding
-    (random coordinates, ``randomSeed`` ``seed + 1``, never 0) has them (centres read with
-    :func:`centre_tag`, double bonds as ``AssignStereochemistryFrom3D`` reads them); None
-    when it does not embed."""
+    (random coordinates, ``randomSeed`` ``seed + 1``, never 0) has them; None when it does
+    not embed (:func:`isomers_of_embeddings` with one embedding)."""
+    isomers = isomers_of_embeddings(mol, seed, 1)
+    return isomers[0] if isomers else None
+
+
+def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> list[Chem.Mol]:
+    """The distinct isomers that ``embeddings`` ETKDGv3 embeddings of ``mol`` (random
+    coordinates, ``randomSeed`` ``seed + 1``, never 0) give its unspecified centres (read with
+    :func:`centre_tag`) and double bonds (as ``AssignStereochemistryFrom3D`` reads them), the
+    most frequent first (ties: the first embedded first). Specified stereo and the atom
+    order are kept; ``[]`` when none embeds, or when ``mol`` has no unspecified stereo."""
     explicit = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
     probe = Chem.Mol(mol) if explicit else Chem.AddHs(mol)
+    unspecified = [si for si in Chem.FindPotentialStereo(probe)
+                   if si.specified == Chem.StereoSpecified.Unspecified]
+    if not unspecified:
+        return []
     params = AllChem.ETKDGv3()
     params.randomSeed = (0 if seed is None else int(seed)) + 1
     params.useRandomCoords = True
-    if AllChem.EmbedMolecule(probe, params) != 0:
-        return None
-    pos = _positions(probe, -1)
+    with rdBase.BlockLogs():
+        ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, params))
+    found: dict[str, list] = {}                 # SMILES -> [count, isomer], in embedding order
+    for cid in ids:
+        isomer = _isomer_of_conformer(probe, cid, unspecified)
+        isomer = isomer if explicit else Chem.RemoveHs(isomer)
+        entry = found.setdefault(Chem.MolToSmiles(isomer), [0, isomer])
+        entry[0] += 1
+    ranked = sorted(found.values(), key=lambda entry: -entry[0])    # stable: ties keep order
+    return [isomer for _, isomer in ranked]
+
+
+def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list) -> Chem.Mol:
+    """A copy of ``probe`` (no conformers) with the ``unspecified`` stereo elements
+    (``Chem.StereoInfo``) as its conformer ``conf_id`` has them."""
+    pos = _positions(probe, conf_id)
     perceived = Chem.Mol(probe)
-    Chem.AssignStereochemistryFrom3D(perceived)
-    for si in Chem.FindPotentialStereo(probe):
-        if si.specified != Chem.StereoSpecified.Unspecified:
-            continue
+    Chem.AssignStereochemistryFrom3D(perceived, confId=conf_id)
+    isomer = Chem.Mol(probe)
+    isomer.RemoveAllConformers()
+    for si in unspecified:
         if si.type == Chem.StereoType.Atom_Tetrahedral:
-            probe.GetAtomWithIdx(si.centeredOn).SetChiralTag(centre_tag(pos, probe, si.centeredOn))
+            isomer.GetAtomWithIdx(si.centeredOn).SetChiralTag(centre_tag(pos, isomer, si.centeredOn))
         elif si.type == Chem.StereoType.Bond_Double:
             seen = perceived.GetBondWithIdx(si.centeredOn)
             if seen.GetStereo() in _EZ:
-                bond = probe.GetBondWithIdx(si.centeredOn)
+                bond = isomer.GetBondWithIdx(si.centeredOn)
                 bond.SetStereoAtoms(*seen.GetStereoAtoms())
                 bond.SetStereo(seen.GetStereo())
-    probe.RemoveAllConformers()
-    Chem.SetDoubleBondNeighborDirections(probe)         # as EnumerateStereoisomers does, so
-    probe.ClearComputedProps(includeRings=False)        # that the new labels are kept
-    Chem.AssignStereochemistry(probe, cleanIt=True, force=True, flagPossibleStereoCenters=True)
-    return probe if explicit else Chem.RemoveHs(probe)
+    Chem.SetDoubleBondNeighborDirections(isomer)         # as EnumerateStereoisomers does, so
+    isomer.ClearComputedProps(includeRings=False)        # that the new labels are kept
+    Chem.AssignStereochemistry(isomer, cleanIt=True, force=True, flagPossibleStereoCenters=True)
+    return isomer
 
 
 def etkdg_failure_reason(mol: Chem.Mol) -> str:
@@ -371,7 +400,7 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     If ``mol`` has specified stereo and a copy without it embeds (one ETKDGv3 attempt from
     random coordinates, seed 1), the specified stereoisomer is what ETKDG cannot build (an
     impossible or highly strained isomer, e.g. an inverted bridgehead of a fused small ring),
-    and the reason says so; otherwise it is :data:`ETKDG_FAILED`.
+    and the reason is :data:`ETKDG_STEREO_FAILED`; otherwise it is :data:`ETKDG_FAILED`.
     """
     if not specified_centres(mol) and not specified_double_bonds(mol):
         return ETKDG_FAILED
@@ -383,6 +412,5 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     with rdBase.BlockLogs():
         embeds = AllChem.EmbedMolecule(flat, params) == 0
     if embeds:
-        return ("ETKDG cannot embed the specified stereo (it embeds without it): "
-                "an impossible or highly strained isomer?")
+        return ETKDG_STEREO_FAILED
     return ETKDG_FAILED

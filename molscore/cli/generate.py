@@ -16,7 +16,8 @@ inverted centres are flipped, others are resampled up to --max-retries rounds an
 dropped). Conformers failing a geometry check (``checks`` property) get a restrained MMFF94
 clean-up (heavy atoms held near the sampled positions, stereo held on its side;
 ``--no-cleanup`` turns it off) and are resampled when it does not help. Unspecified stereo:
-one isomer is chosen from --seed and recorded in the ``smiles`` property. --batch-size counts
+one isomer is chosen from --seed (another when ETKDG cannot build it) and recorded in the
+``smiles`` property. --batch-size counts
 atoms (molecules x conformers per batch).
 
 Records that cannot be done go to ``failures.csv`` next to the output (columns
