@@ -113,6 +113,20 @@ def test_assigned_stereo_is_embeddable_with_and_without_a_seed():
     assert first == Chem.MolToSmiles(assign_unspecified_stereo(mol, None))
 
 
+def test_unspecified_stereo_is_that_of_an_embedding_when_etkdg_builds_it_again():
+    for smiles in ("CC(O)C=CC(N)CC1CCC(C)CC1",                     # centres, E/Z, ring cis/trans
+                   "Cc1cc(C)cc(NC(=O)CC23CC4CC(C2)CC(n2nnc(C)n2)(C4)C3)c1"):   # adamantane
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        chosen = [assign_unspecified_stereo(mol, seed) for seed in range(6)]
+        for seed, iso in enumerate(chosen):
+            assert Chem.MolToSmiles(iso) == Chem.MolToSmiles(_isomer_of_an_embedding(mol, seed))
+            assert AllChem.EmbedMolecule(Chem.Mol(iso), randomSeed=7) == 0
+            assert not [si for si in Chem.FindPotentialStereo(iso)
+                        if si.specified == Chem.StereoSpecified.Unspecified]
+        if smiles.startswith("CC(O)"):
+            assert len({Chem.MolToSmiles(iso) for iso in chosen}) > 1          # the seed decides
+
+
 def test_a_cage_whose_isomers_fail_rdkits_embedding_test_gets_the_isomer_of_an_embedding():
     # a bicyclo[2.1.0] oxetane (GEOM QM9): RDKit's tryEmbedding embeds none of its 8 isomers
     mol = Chem.AddHs(Chem.MolFromSmiles("O=CCC1(O)C2COC21"))

@@ -68,8 +68,9 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
                      name: str | None = None, largest_fragment: bool = False) -> ConformerSet:
     """Generate an MMFF94-optimised, de-duplicated, Boltzmann-weighted conformer ensemble.
 
-    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to the first embeddable isomer
-    (:func:`~molscore.chem.stereo.assign_unspecified_stereo` with ``seed=None``); embed
+    Steps: validate (:func:`prepare_mol`); fix unspecified stereo to an isomer ETKDG builds
+    (:func:`~molscore.chem.stereo.assign_unspecified_stereo` with ``seed=None``: that of an
+    ETKDG embedding, else the first embeddable one in RDKit's enumeration order); embed
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
     retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
     kcal/mol of the minimum; walk them by energy and keep a conformer only if its

@@ -1,0 +1,41 @@
+"""The inputs, rules and summary of ``scripts/bench_unspecified_stereo.py``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rdkit import Chem
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from bench_unspecified_stereo import (RULES, SETS, _job, enumeration_choice,  # noqa: E402
+                                      has_unspecified_stereo, inputs, markdown, summarise)
+
+
+def test_inputs_are_stereo_free_smiles_with_stereo_to_choose_from_each_set():
+    rows = inputs(2, 0)
+    assert [set_name for set_name, _, _ in rows] == [name for name in SETS for _ in range(2)]
+    assert len({key for _, key, _ in rows}) == 4
+    for _, _, smiles in rows:
+        assert not set("@/\\") & set(smiles)
+        assert has_unspecified_stereo(Chem.MolFromSmiles(smiles))
+
+
+def test_both_rules_assign_every_element_and_the_summary_counts_them():
+    # the fused azetidine: one of its two bridgehead-N assignments cannot close both rings
+    key, row = _job(("GEOM-QM9", "k", "N#CCC1C2CCN1C2", 0, 4))
+    assert key == "k"
+    for rule in RULES:
+        assert row[rule]["assigned"] and row[rule]["conformers"] >= 1
+        iso = Chem.MolFromSmiles(row[rule]["isomer"])
+        assert "@" in row[rule]["isomer"] and not has_unspecified_stereo(iso)
+    assert not has_unspecified_stereo(enumeration_choice(Chem.AddHs(Chem.MolFromSmiles("CC(O)C=CC")), 3))
+    summary = summarise({key: row})
+    assert list(summary) == ["GEOM-QM9"] and summary["GEOM-QM9"]["molecules"] == 1
+    for rule in RULES:
+        assert summary["GEOM-QM9"][rule]["built"] == 1.0
+        assert summary["GEOM-QM9"][rule]["choose_max_s"] == row[rule]["choose_s"]
+    report = {"config": {"limit": 1, "subset_seed": 0, "seed": 0, "pool": 4, "workers": 1, "commit": "x",
+                         "machine": "m", "date": "d"}, "results": {"sets": summary}}
+    text = markdown(report)
+    assert "| GEOM-QM9 | 1 | embedding first |" in text and "| GEOM-QM9 | 1 | enumeration |" in text
