@@ -17,8 +17,11 @@ the generator's seed (0):
   without the unspecified stereo, when ETKDG embeds it again with it; else the rule above.
 
 Reported per set and rule: the seconds to choose (median, mean, 90th percentile, largest;
-one process per CPU core, each timing one molecule at a time), and whether ETKDG builds the
-chosen isomer: the fraction of molecules for which
+one process per CPU core, each timing one molecule at a time), the fraction of molecules for
+which the rule returns an isomer (``assigned``; an element RDKit flags as potential stereo
+may stay open where the choice of the others makes it no stereocentre, as a ring carbon
+between two equal ring arcs), and whether ETKDG builds the chosen isomer: the fraction of
+molecules for which
 :func:`~molscore.chem.embedding.embed_conformers` (``randomSeed = etkdg_random_seed(0)``,
 as ``generate``'s pool) returns at least one of ``--pool`` conformers, and the seconds it
 takes, to set the choice against the pool's cost.
@@ -100,10 +103,11 @@ def _job(item: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
     row: dict = {"set": set_name, "smiles": smiles}
     for rule, choose in zip(RULES, (lambda m: enumeration_choice(m, seed),
                                     lambda m: assign_unspecified_stereo(m, seed))):
+        work = Chem.Mol(mol)
         t0 = time.perf_counter()
-        isomer = choose(Chem.Mol(mol))
+        isomer = choose(work)
         row[rule] = {"choose_s": time.perf_counter() - t0}
-        assigned = isomer is not None and not has_unspecified_stereo(isomer)
+        assigned = isomer is not None and isomer is not work     # the molecule itself: unassigned
         row[rule]["assigned"] = assigned
         row[rule]["isomer"] = Chem.MolToSmiles(Chem.RemoveHs(isomer)) if assigned else None
         params = AllChem.ETKDGv3()
