@@ -31,11 +31,12 @@ Whatever cannot be fixed is reported; :mod:`molscore.generate` resamples such
 conformers a bounded number of times and then drops them with the reason.
 
 Unspecified stereo (:func:`assign_unspecified_stereo`): one stereoisomer is chosen
-deterministically from the seed among the assignments of the unspecified centres
-and bonds that RDKit can embed (:mod:`rdkit.Chem.EnumerateStereoisomers`); the
-chosen isomer becomes the reference, and its SMILES is what generation records. The
-isomers that embeddings without the unspecified stereo have (:func:`isomers_of_embeddings`)
-are the alternatives when ETKDG cannot build the chosen one.
+deterministically from the seed, the one that an ETKDG embedding without the unspecified
+stereo has when ETKDG builds it again (else the first that RDKit's seeded enumeration,
+:mod:`rdkit.Chem.EnumerateStereoisomers`, can embed); the chosen isomer becomes the
+reference, and its SMILES is what generation records. The isomers that more embeddings
+without the unspecified stereo have (:func:`isomers_of_embeddings`) are the alternatives
+when ETKDG cannot build the chosen one.
 When ETKDG cannot embed a molecule at all, :func:`etkdg_failure_reason` tells whether its
 specified stereo is to blame (a copy without stereo embeds).
 """
@@ -387,7 +388,7 @@ def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> l
     return [isomer for _, isomer in ranked]
 
 
-def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list) -> Chem.Mol:
+def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list[Chem.StereoInfo]) -> Chem.Mol:
     """A copy of ``probe`` (no conformers) with the ``unspecified`` stereo elements
     (``Chem.StereoInfo``) as its conformer ``conf_id`` has them."""
     pos = _positions(probe, conf_id)
