@@ -86,7 +86,7 @@ __all__ = ["DEFAULT_STEPS", "DEFAULT_STEREO_GUIDANCE", "GenerateOptions", "Gener
 INITS = ("prior", "etkdg")
 # Properties generation writes; an input Mol's own (e.g. from an SDF) are dropped, its
 # other properties are kept in the output.
-OUTPUT_PROPERTIES = ("smiles", "conformer", "checks", "energy", "forcefield", "dropped")
+OUTPUT_PROPERTIES = ("smiles", "conformer", "checks", "energy", "forcefield", "dropped", "core_atoms")
 # Default sampler steps per route: the ETKDG route only integrates [eps, t_start].
 DEFAULT_STEPS = {"prior": 200, "etkdg": 10}
 # Default stereo guidance strength per route (benchmarks/stereo_guidance): the prior's samples
@@ -576,6 +576,8 @@ class ConformerGenerator:
             conf.SetProp("checks", "; ".join(problems) if problems else "ok")
         with rdBase.BlockLogs():
             mol.SetProp("smiles", Chem.MolToSmiles(Chem.RemoveHs(mol)))
+        if job.fixed is not None:
+            mol.SetProp("core_atoms", " ".join(str(int(i)) for i in job.fixed.atoms))
         mol.SetProp("_Name", result.name)
         result.mol = mol
         return result

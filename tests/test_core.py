@@ -193,6 +193,7 @@ def test_generated_conformers_keep_the_core_in_place(route):
     opts = {"init": route} if route == "etkdg" else {"init": route, "sampler": "ancestral", "steps": 30}
     out = generate_conformers(smiles, n=4, core=core, seed=2, **opts)
     found = core.match(out)
+    assert out.GetProp("core_atoms") == " ".join(str(i) for i in found.atoms)
     # from the prior (at this model's training) a core stereocentre's hydrogen can come out
     # flat; such conformers are resampled and, after the last round, dropped
     assert out.GetNumConformers() == 4 if route == "etkdg" else out.GetNumConformers() >= 2

@@ -38,7 +38,8 @@ included, hydrogen counts not; among symmetric matches, the one that puts the fi
 hydrogens, if it has them, on the molecule's), and those atoms keep the file's coordinates
 in every conformer, which is then in the core's frame: the ETKDG pool is embedded
 with them as a coordinate map, the sampler pins them (inpainting), the clean-up and --relax
-hold them fixed. A molecule without the core is a failure with that reason.
+hold them fixed; the ``core_atoms`` property lists those atoms (0-based indices, in the
+core's atom order). A molecule without the core is a failure with that reason.
 
 --workers W generates on W CPU processes (``molscore.parallel``), each with one torch and one
 ETKDG thread, for large inputs on a many-core machine; records are still written in input
