@@ -9,9 +9,10 @@ SMILES with ``@``, ``/`` and ``\\`` removed; the first ``--limit`` of each in a 
 order that still have unspecified stereo after parsing), two rules choose the isomer with
 the generator's seed (0):
 
-* ``enumeration``: the rule until 2026-12-05, RDKit's
+* ``enumeration``: the rule until 2026-12-05 (before its fall-back for cages),
+  :func:`~molscore.chem.stereo.enumerated_isomer`: RDKit's
   ``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True, maxIsomers=1)`` in seeded
-  random order (``rand = seed + 1``): the first isomer of which one ETKDG embedding succeeds;
+  random order (``rand = seed + 1``), the first isomer of which one ETKDG embedding succeeds;
   each impossible isomer tried first costs a failed embedding;
 * ``embedding first``: ``assign_unspecified_stereo``: the isomer of one ETKDGv3 embedding
   without the unspecified stereo, when ETKDG embeds it again with it; else the rule above.
@@ -39,9 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, RDLogger, rdBase
+from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
-from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench_conformers import map_molecules, provenance, save_report  # noqa: E402
 from molscore.chem.embedding import embed_conformers  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
-from molscore.chem.stereo import assign_unspecified_stereo  # noqa: E402
+from molscore.chem.stereo import assign_unspecified_stereo, enumerated_isomer, unspecified_stereo  # noqa: E402
 from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "benchmarks"
@@ -58,20 +58,8 @@ SETS = {"GEOM-DRUGS": DATA / "geom_drugs_test_smiles.csv", "GEOM-QM9": DATA / "g
 RULES = ("enumeration", "embedding first")
 
 
-def enumeration_choice(mol: Chem.Mol, seed: int) -> Chem.Mol | None:
-    """The rule until 2026-12-05 (before its fall-back for cages): the first isomer of the
-    seeded enumeration that one ETKDG embedding builds; None when none does."""
-    opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1, tryEmbedding=True,
-                                    rand=seed + 1)
-    with rdBase.BlockLogs():
-        for isomer in EnumerateStereoisomers(mol, options=opts):
-            Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
-            return isomer
-    return None
-
-
 def has_unspecified_stereo(mol: Chem.Mol) -> bool:
-    return any(si.specified == Chem.StereoSpecified.Unspecified for si in Chem.FindPotentialStereo(mol))
+    return bool(unspecified_stereo(mol))
 
 
 def inputs(limit: int, seed: int) -> list[tuple[str, str, str]]:
@@ -101,7 +89,7 @@ def _job(item: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
     RDLogger.DisableLog("rdApp.*")
     mol = prepare_mol(smiles, add_hs=True, max_heavy_atoms=100)
     row: dict = {"set": set_name, "smiles": smiles}
-    for rule, choose in zip(RULES, (lambda m: enumeration_choice(m, seed),
+    for rule, choose in zip(RULES, (lambda m: enumerated_isomer(m, seed),
                                     lambda m: assign_unspecified_stereo(m, seed))):
         work = Chem.Mol(mol)
         t0 = time.perf_counter()

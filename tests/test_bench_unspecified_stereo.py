@@ -8,8 +8,9 @@ from rdkit import Chem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from bench_unspecified_stereo import (RULES, SETS, _job, enumeration_choice,  # noqa: E402
-                                      has_unspecified_stereo, inputs, markdown, summarise)
+from bench_unspecified_stereo import (RULES, SETS, _job, has_unspecified_stereo, inputs,  # noqa: E402
+                                      markdown, summarise)
+from molscore.chem.stereo import enumerated_isomer  # noqa: E402
 
 
 def test_inputs_are_stereo_free_smiles_with_stereo_to_choose_from_each_set():
@@ -29,7 +30,7 @@ def test_both_rules_assign_every_element_and_the_summary_counts_them():
         assert row[rule]["assigned"] and row[rule]["conformers"] >= 1
         iso = Chem.MolFromSmiles(row[rule]["isomer"])
         assert "@" in row[rule]["isomer"] and not has_unspecified_stereo(iso)
-    assert not has_unspecified_stereo(enumeration_choice(Chem.AddHs(Chem.MolFromSmiles("CC(O)C=CC")), 3))
+    assert not has_unspecified_stereo(enumerated_isomer(Chem.AddHs(Chem.MolFromSmiles("CC(O)C=CC")), 3))
     summary = summarise({key: row})
     assert list(summary) == ["GEOM-QM9"] and summary["GEOM-QM9"]["molecules"] == 1
     for rule in RULES:
