@@ -3,8 +3,8 @@
 Pipeline per molecule: :func:`~molscore.chem.featurize.prepare_mol` (validation, explicit
 hydrogens appended after the input's atoms), unspecified stereo chosen from the seed
 (:func:`~molscore.chem.stereo.assign_unspecified_stereo`; when ETKDG cannot build it, up to
-:data:`MAX_OTHER_ISOMERS` others, those of embeddings without stereo,
-:func:`~molscore.chem.stereo.isomers_of_embeddings`; the isomer taken is what the ``smiles``
+:data:`~molscore.chem.stereo.MAX_OTHER_ISOMERS` others, those of embeddings without stereo,
+:func:`~molscore.chem.stereo.isomer_choices`; the isomer taken is what the ``smiles``
 property records), featurisation, then reverse-time sampling with the engine's
 samplers on a :class:`~molscore.spaces.PointSetSpace` holding many molecules x conformers per
 batch (``batch_size`` atoms per batch).
@@ -72,8 +72,8 @@ from .chem.guidance import StereoRestraints, guided_score
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
-from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, assign_unspecified_stereo, etkdg_failure_reason,
-                          fix_stereo, isomers_of_embeddings)
+from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, MAX_OTHER_ISOMERS, etkdg_failure_reason, fix_stereo,
+                          isomer_choices)
 from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -95,10 +95,6 @@ DEFAULT_STEREO_GUIDANCE = {"prior": 1.0, "etkdg": 0.0}
 # Default ETKDG pool of the etkdg route: (largest n, pool) steps, then MAX_DEFAULT_POOL.
 DEFAULT_POOLS = ((10, 50), (20, 100))
 MAX_DEFAULT_POOL = 200
-# When ETKDG cannot embed the isomer chosen for a molecule's unspecified stereo, up to
-# MAX_OTHER_ISOMERS others are tried: those that OTHER_ISOMER_EMBEDDINGS embeddings without it have.
-MAX_OTHER_ISOMERS = 3
-OTHER_ISOMER_EMBEDDINGS = 20
 
 
 def default_pool(n: int) -> int:
@@ -372,27 +368,18 @@ class ConformerGenerator:
             mol.ClearProp(prop)
         if self.core is not None:
             mol = self.core.choose_stereo(mol)
-        chosen = assign_unspecified_stereo(mol, opts.seed)
-        job = self._job(result, chosen)
-        if isinstance(job, _Job):
-            return job
-        result.error = job
-        if chosen is mol or job != ETKDG_STEREO_FAILED:
-            return result
-        # ETKDG cannot embed the isomer chosen for the input's unspecified stereo (though it
-        # embeds the molecule without stereo): try the isomers such embeddings have
-        tried = {Chem.MolToSmiles(chosen)}
-        for other in isomers_of_embeddings(mol, opts.seed, OTHER_ISOMER_EMBEDDINGS):
-            if len(tried) > MAX_OTHER_ISOMERS:
-                break
-            if (smiles := Chem.MolToSmiles(other)) in tried:
-                continue
-            tried.add(smiles)
-            if isinstance(retry := self._job(result, other), _Job):
-                result.error = None
-                return retry
-        result.error += (f" (unspecified stereo in the input was chosen: ETKDG embeds none of the "
-                         f"{len(tried)} isomer(s) tried; give the isomer)")
+        failed: list[str] = []
+        for isomer in isomer_choices(mol, opts.seed, MAX_OTHER_ISOMERS):
+            job = self._job(result, isomer)
+            if isinstance(job, _Job):
+                return job
+            failed.append(job)
+            if isomer is mol or failed[0] != ETKDG_STEREO_FAILED:
+                break           # the input's own stereo, or not the stereo's fault: no other isomer
+        result.error = failed[0]
+        if isomer is not mol and failed[0] == ETKDG_STEREO_FAILED:
+            result.error += (f" (unspecified stereo in the input was chosen: ETKDG embeds none of the "
+                             f"{len(failed)} isomer(s) tried; give the isomer)")
         return result
 
     def _job(self, result: GenerationResult, mol: Chem.Mol) -> _Job | str:

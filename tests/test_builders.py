@@ -67,6 +67,25 @@ def test_etkdg_assigns_an_embeddable_bridgehead_nitrogen():
         assert Chem.MolToSmiles(Chem.RemoveHs(from_3d)) == Chem.MolToSmiles(Chem.MolFromSmiles(r.smiles))
 
 
+def test_etkdg_builds_another_isomer_when_the_chosen_one_does_not_embed(monkeypatch):
+    import molscore.chem.stereo as stereo_module
+    from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+    staged = []
+
+    def unembeddable(mol, seed):     # stages a chooser that took the impossible bridgehead N
+        for isomer in EnumerateStereoisomers(mol, options=StereoEnumerationOptions(onlyUnassigned=True)):
+            if AllChem.EmbedMolecule(Chem.AddHs(isomer), randomSeed=7) != 0:
+                staged.append(Chem.MolToSmiles(Chem.RemoveHs(isomer)))
+                return isomer
+        raise AssertionError("every isomer embeds")
+
+    monkeypatch.setattr(stereo_module, "assign_unspecified_stereo", unembeddable)
+    r = etkdg_conformers("N#CCC1C2CCN1C2", n_confs=1, oversample=1, seed=42)
+    assert len(staged) == 1 and r.num_conformers >= 1 and r.smiles != staged[0]
+    assert len(Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)) == 2
+
+
 def test_read_smiles_file(tmp_path):
     p = tmp_path / "m.csv"
     p.write_text("id,SMILES\na,CCO\nb,CCN\n,\n")

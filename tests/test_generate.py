@@ -12,6 +12,7 @@ from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
 from molscore.chem.metrics import rmsd_matrix
 from molscore.chem.stereo import ETKDG_STEREO_FAILED, check_stereo, specified_centres
 from molscore.chem.task import build_model
+import molscore.chem.stereo as stereo_module
 import molscore.generate as generate_module
 from molscore.generate import (ConformerGenerator, GenerateOptions, default_pool, etkdg_random_seed,
                                generate_conformers)
@@ -116,7 +117,7 @@ def test_an_unembeddable_chosen_isomer_is_replaced_by_one_an_embedding_has(tiny_
                 return isomer
         raise AssertionError("every isomer embeds")
 
-    monkeypatch.setattr(generate_module, "assign_unspecified_stereo", unembeddable)
+    monkeypatch.setattr(stereo_module, "assign_unspecified_stereo", unembeddable)
     gen = ConformerGenerator(tiny_model, device="cpu", n=2, pool=1, steps=2, seed=0)
     done = gen.generate(smiles)
     assert done.ok and done.error is None and done.mol.GetNumConformers() == 2

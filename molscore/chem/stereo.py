@@ -36,12 +36,13 @@ stereo has when ETKDG builds it again (else the first that RDKit's seeded enumer
 :mod:`rdkit.Chem.EnumerateStereoisomers`, can embed); the chosen isomer becomes the
 reference, and its SMILES is what generation records. The isomers that more embeddings
 without the unspecified stereo have (:func:`isomers_of_embeddings`) are the alternatives
-when ETKDG cannot build the chosen one.
+when ETKDG cannot build the chosen one (:func:`isomer_choices`).
 When ETKDG cannot embed a molecule at all, :func:`etkdg_failure_reason` tells whether its
 specified stereo is to blame (a copy without stereo embeds).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,9 +56,12 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
            "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
+           "isomer_choices", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
+MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
+OTHER_ISOMER_EMBEDDINGS = 20   # ... read from this many embeddings without the stereo
 ETKDG_STEREO_FAILED = ("ETKDG cannot embed the specified stereo (it embeds without it): "
                        "an impossible or highly strained isomer?")   # ... when it is
 
@@ -336,6 +340,26 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
         if embedded is not None and _embeds(embedded, seed):
             return embedded
         return enumerated_isomer(mol, seed) or embedded or mol
+
+
+def isomer_choices(mol: Chem.Mol, seed: int | None, others: int = MAX_OTHER_ISOMERS,
+                   embeddings: int = OTHER_ISOMER_EMBEDDINGS) -> Iterator[Chem.Mol]:
+    """The isomers to try for ``mol``'s unspecified stereo, best first, for a caller that
+    takes the first ETKDG builds: :func:`assign_unspecified_stereo`'s, then up to ``others``
+    more, those that ``embeddings`` ETKDG embeddings without that stereo have, the most
+    frequent first (:func:`isomers_of_embeddings`, run only when the first is refused).
+    Only ``mol`` itself (same object) when it has no unspecified stereo."""
+    chosen = assign_unspecified_stereo(mol, seed)
+    yield chosen
+    if chosen is mol:
+        return
+    tried = {Chem.MolToSmiles(chosen)}
+    for other in isomers_of_embeddings(mol, seed, embeddings):
+        if len(tried) > others:
+            return
+        if (smiles := Chem.MolToSmiles(other)) not in tried:
+            tried.add(smiles)
+            yield other
 
 
 def unspecified_stereo(mol: Chem.Mol) -> list[Chem.StereoInfo]:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..chem.coords import add_conformer
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import first_undecodable_line
-from ..chem.stereo import assign_unspecified_stereo, etkdg_failure_reason
+from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import is_reserved, load_reserved
@@ -69,8 +69,9 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     """Generate an MMFF94-optimised, de-duplicated, Boltzmann-weighted conformer ensemble.
 
     Steps: validate (:func:`prepare_mol`); fix unspecified stereo to an isomer ETKDG builds
-    (:func:`~molscore.chem.stereo.assign_unspecified_stereo` with ``seed=None``: that of an
-    ETKDG embedding, else the first embeddable one in RDKit's enumeration order); embed
+    (:func:`~molscore.chem.stereo.isomer_choices` with ``seed=None``: that of an ETKDG
+    embedding, else the first embeddable one in RDKit's enumeration order, else up to three
+    others that embeddings have); embed
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
     retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
     kcal/mol of the minimum; walk them by energy and keep a conformer only if its
@@ -80,21 +81,27 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     Raises:
         MoleculeError: invalid molecule, embedding failure, or missing MMFF94 parameters.
     """
-    mol = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
-    mol = assign_unspecified_stereo(mol, seed=None)
-    if not AllChem.MMFFHasAllMoleculeParams(mol):
+    given = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
+    if not AllChem.MMFFHasAllMoleculeParams(given):
         raise MoleculeError("no MMFF94 parameters for this molecule")
     params = AllChem.ETKDGv3()
-    params.randomSeed = _molecule_seed(seed, smiles)
     params.numThreads = 1
     params.maxIterations = 1000
-    with rdBase.BlockLogs():
-        ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
-        if not ids:
-            params.useRandomCoords = True
+    first: Chem.Mol | None = None
+    for mol in isomer_choices(given, seed=None):
+        if first is None:
+            first = mol
+        params.randomSeed = _molecule_seed(seed, smiles)
+        params.useRandomCoords = False
+        with rdBase.BlockLogs():
             ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
+            if not ids:
+                params.useRandomCoords = True
+                ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
+        if ids:
+            break
     if not ids:
-        raise MoleculeError(etkdg_failure_reason(mol))
+        raise MoleculeError(etkdg_failure_reason(first))
     with rdBase.BlockLogs():
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
     energies = np.array([e for _, e in results], dtype=np.float64)
