@@ -386,9 +386,16 @@ def _embeds(mol: Chem.Mol, seed: int | None) -> bool:
     """Whether one ETKDGv3 embedding of ``mol`` with its stereo succeeds (``randomSeed``
     ``seed + 1``)."""
     probe = Chem.AddHs(mol) if not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else Chem.Mol(mol)
+    return AllChem.EmbedMolecule(probe, _etkdg_params(seed, random_coords=False)) == 0
+
+
+def _etkdg_params(seed: int | None, random_coords: bool) -> AllChem.EmbedParameters:
+    """ETKDGv3 parameters with ``randomSeed`` ``seed + 1`` (``seed=None`` counts as 0; never
+    seed 0, with which RDKit's ``EmbedMultipleConfs`` returns identical conformers)."""
     params = AllChem.ETKDGv3()
     params.randomSeed = (0 if seed is None else int(seed)) + 1
-    return AllChem.EmbedMolecule(probe, params) == 0
+    params.useRandomCoords = random_coords
+    return params
 
 
 def _isomer_of_an_embedding(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
@@ -410,11 +417,8 @@ def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> l
     unspecified = unspecified_stereo(probe)
     if not unspecified:
         return []
-    params = AllChem.ETKDGv3()
-    params.randomSeed = (0 if seed is None else int(seed)) + 1
-    params.useRandomCoords = True
     with rdBase.BlockLogs():
-        ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, params))
+        ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, _etkdg_params(seed, random_coords=True)))
     found: dict[str, list] = {}                 # SMILES -> [count, isomer], in embedding order
     for cid in ids:
         isomer = _isomer_of_conformer(probe, cid, unspecified)
@@ -460,11 +464,8 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
         return ETKDG_FAILED
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = 1
-    params.useRandomCoords = True
     with rdBase.BlockLogs():
-        embeds = AllChem.EmbedMolecule(flat, params) == 0
+        embeds = AllChem.EmbedMolecule(flat, _etkdg_params(0, random_coords=True)) == 0
     if embeds:
         return ETKDG_STEREO_FAILED
     return ETKDG_FAILED

@@ -85,13 +85,13 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     if not AllChem.MMFFHasAllMoleculeParams(given):
         raise MoleculeError("no MMFF94 parameters for this molecule")
     params = AllChem.ETKDGv3()
+    params.randomSeed = _molecule_seed(seed, smiles)
     params.numThreads = 1
     params.maxIterations = 1000
     first: Chem.Mol | None = None
     for mol in isomer_choices(given, seed=None):
         if first is None:
             first = mol
-        params.randomSeed = _molecule_seed(seed, smiles)
         params.useRandomCoords = False
         with rdBase.BlockLogs():
             ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
