@@ -19,14 +19,19 @@ ETKDG conformers that grows with ``n`` (:func:`default_pool`) and max-min picks
   with the forward marginal, then the reverse SDE from ``t_start`` (the learned score
   corrects them; the SDE is truncated to ``[eps, t_start]``). With ``pool > n`` the starts
   are ``n`` of ``pool`` ETKDG conformers picked by ``pick`` (farthest-point by default;
-  :mod:`~molscore.chem.selection`), in pick order.
+  :mod:`~molscore.chem.selection`), in pick order, and the pool's next picks are spare
+  starts: a rejected conformer is resampled from the next spare (from its own start again
+  when there is none), so that a start ETKDG distorted is not tried again and a
+  replacement does not repeat another conformer's start.
 
 With ``stereo_guidance`` (the default from the prior) the sampler is steered towards the
 input's stereo at every step (:mod:`~molscore.chem.guidance`). Every conformer then goes
 through :func:`~molscore.chem.stereo.fix_stereo` (a mirror image
-is reflected, single inverted centres are flipped locally); conformers whose stereo is
-still wrong are resampled, up to ``max_retries`` rounds, and then dropped with the reason
-(never returned). Conformers failing a :mod:`~molscore.chem.checks` geometry check get a
+is reflected, single inverted centres are flipped locally; with ``cleanup``, a conformer
+whose only stereo problem is a centre too close to planar gets the restrained clean-up
+below and is checked again); conformers whose stereo is still wrong are resampled, up to
+``max_retries`` rounds, and then dropped with the reason (never returned). Conformers
+failing a :mod:`~molscore.chem.checks` geometry check get a
 :func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
 minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those
 still failing are resampled too, and after the last round kept with their problems listed
@@ -278,7 +283,8 @@ class _Job:
     result: GenerationResult
     mol: Chem.Mol
     graph: object
-    etkdg: np.ndarray | None = None         # (n, N, 3) Å, init="etkdg" only
+    etkdg: np.ndarray | None = None         # (k, N, 3) Å starts, then spares; init="etkdg" only
+    next_spare: int = 0                     # index in etkdg of the next spare start
     restraints: StereoRestraints | None = None   # stereo_guidance > 0 only
     fixed: CoreMatch | None = None          # the atoms a core holds, options.core only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
@@ -293,6 +299,14 @@ class _Job:
     def fixed_atoms(self) -> np.ndarray | tuple:
         """The atoms the core holds (``()`` without a core)."""
         return self.fixed.atoms if self.fixed is not None else ()
+
+    def replacement_slot(self, slot: int) -> int:
+        """The ETKDG start of the draw that replaces a rejected one from ``slot``: the next
+        spare start when one is left, else ``slot`` again."""
+        if self.etkdg is not None and self.next_spare < len(self.etkdg):
+            self.next_spare += 1
+            return self.next_spare - 1
+        return slot
 
 
 # A sampling request: (molecule, ETKDG start slot, generator of this draw's noise).
@@ -395,7 +409,9 @@ class ConformerGenerator:
             job.restraints = StereoRestraints.from_mol(mol)
         if opts.init == "etkdg":
             job.etkdg = _etkdg(mol, opts.n, opts.seed, opts.etkdg_pool, opts.pick,
-                               opts.pool_hydrogens, self.etkdg_threads, fixed)
+                               opts.pool_hydrogens, self.etkdg_threads, fixed,
+                               spares=opts.n * opts.max_retries)
+            job.next_spare = opts.n
             if job.etkdg is None and fixed is not None:
                 return (f"ETKDG placed the core's atoms nowhere within {CORE_RMSD_TOL} Å "
                         "of the core (try --init prior)")
@@ -405,11 +421,12 @@ class ConformerGenerator:
         return job
 
     # -- sampling ------------------------------------------------------------------
-    def _requests(self, job: _Job, count: int) -> list[_Request]:
-        """The job's next ``count`` draws, each with its own generator."""
-        reqs = [(job, k, draw_generator(self.options.seed, job.result.input, job.draws + k))
-                for k in range(count)]
-        job.draws += count
+    def _requests(self, job: _Job, slots: Sequence[int]) -> list[_Request]:
+        """The job's next draws, one from each ETKDG start ``slots``, each with its own
+        generator."""
+        reqs = [(job, slot, draw_generator(self.options.seed, job.result.input, job.draws + k))
+                for k, slot in enumerate(slots)]
+        job.draws += len(reqs)
         return reqs
 
     def _sample(self, requests: list[_Request]) -> list[np.ndarray]:
@@ -480,13 +497,14 @@ class ConformerGenerator:
         return {"mask": mask.to(self.device), "x_known": x_known.to(self.device)}
 
     # -- post-processing -----------------------------------------------------------
-    def _accept(self, job: _Job, pos: np.ndarray, last_round: bool) -> None:
-        """Stereo repair, geometry check and clean-up of one sampled conformer; keep it or
-        record why not (geometry problems other than stereo are kept, and listed, in the
-        last round)."""
+    def _accept(self, job: _Job, pos: np.ndarray, last_round: bool) -> bool:
+        """Stereo repair, geometry check and clean-up of one sampled conformer; keep it
+        (True) or record why not (geometry problems other than stereo are kept, and listed,
+        in the last round)."""
+        rejected = len(job.rejected)
         if not np.isfinite(pos).all():
             job.rejected.append(["non-finite coordinates"])
-            return
+            return False
         if job.fixed is not None:                 # exactly the core's (float64) coordinates
             pos[job.fixed.atoms] = job.fixed.positions
         mol = job.checker.mol
@@ -497,14 +515,19 @@ class ConformerGenerator:
             job.rejected.append([_internal_error("checking a conformer", err)])
         finally:
             mol.RemoveConformer(cid)
+        return len(job.rejected) == rejected
 
     def _check_and_keep(self, job: _Job, mol: Chem.Mol, cid: int, last_round: bool) -> None:
         """:meth:`_accept` on conformer ``cid`` of ``mol`` (the checker's molecule)."""
+        fixed = job.fixed_atoms
         report = fix_stereo(mol, cid)
+        if report.flat_centres and not (report.inverted_centres or report.flipped_bonds) \
+                and self.options.cleanup and restrained_cleanup(mol, [cid], fixed=fixed):
+            report = fix_stereo(mol, cid)       # MMFF puts a centre that is nearly flat (a
+            # bridgehead ETKDG distorted) back in shape, on either side: check it again
         if not report.ok:
             job.rejected.append(report.reasons())
             return
-        fixed = job.fixed_atoms
         if len(fixed) and not np.allclose(mol.GetConformer(cid).GetPositions()[fixed],
                                           job.fixed.positions, rtol=0, atol=1e-6):
             job.rejected.append(["stereo repair would move the core"])
@@ -595,16 +618,18 @@ class ConformerGenerator:
 
     def _flush(self, pending: list, bar) -> Iterator[GenerationResult]:
         jobs = [p for p in pending if isinstance(p, _Job)]
-        requests = [req for job in jobs for req in self._requests(job, self.options.n)]
+        requests = [req for job in jobs for req in self._requests(job, range(self.options.n))]
         rounds = self.options.max_retries + 1          # first round + resampling rounds
         for r in range(rounds):
             if not requests:
                 break
             for job in {id(j): j for j, _, _ in requests}.values():
                 job.rejected = []
-            for (job, _, _), pos in zip(requests, self._sample(requests)):
-                self._accept(job, pos, last_round=r == rounds - 1)
-            requests = [req for job in jobs for req in self._requests(job, len(job.rejected))]
+            again: dict[int, list[int]] = {id(job): [] for job in jobs}
+            for (job, slot, _), pos in zip(requests, self._sample(requests)):
+                if not self._accept(job, pos, last_round=r == rounds - 1):
+                    again[id(job)].append(job.replacement_slot(slot))
+            requests = [req for job in jobs for req in self._requests(job, again[id(job)])]
         for p in pending:
             result = self._finish_safely(p) if isinstance(p, _Job) else p
             bar.update(1)
@@ -644,11 +669,13 @@ def etkdg_random_seed(seed: int) -> int:
 
 
 def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: str = "all",
-           threads: int = 0, fixed: CoreMatch | None = None) -> np.ndarray | None:
-    """ETKDGv3 conformers ``(k, N, 3)`` Å, ``k <= n`` (``randomSeed = etkdg_random_seed(seed)``;
-    :func:`~molscore.chem.embedding.embed_conformers` with ``hydrogens``), or None. With
-    ``pool > n``, ``pool`` are embedded and ``n`` representatives kept, in ``pick`` order
-    (:func:`~molscore.chem.selection.representative_conformers`). ``threads``: RDKit's
+           threads: int = 0, fixed: CoreMatch | None = None, spares: int = 0) -> np.ndarray | None:
+    """ETKDGv3 conformers ``(k, N, 3)`` Å (``randomSeed = etkdg_random_seed(seed)``;
+    :func:`~molscore.chem.embedding.embed_conformers` with ``hydrogens``), or None: the
+    first ``n`` (fewer when ETKDG embeds fewer). With ``pool > n``, ``pool`` are embedded and
+    up to ``n + spares`` representatives kept, in ``pick`` order
+    (:func:`~molscore.chem.selection.representative_conformers`; the first ``n`` are the
+    same whatever ``spares``). ``threads``: RDKit's
     ``numThreads`` (0: all cores; the conformers do not depend on it). With ``fixed`` its
     atoms are ETKDG's coordinate map, and the conformers are aligned on them and kept only
     where they lie within :data:`~molscore.chem.core.CORE_RMSD_TOL` of their positions
@@ -665,7 +692,7 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: st
         return None
     ids = [conf.GetId() for conf in work.GetConformers()]
     if pool > n:
-        ids = representative_conformers(work, n, pick)
+        ids = representative_conformers(work, n + spares, pick)
     return np.stack([work.GetConformer(i).GetPositions() for i in ids])
 
 

@@ -266,9 +266,9 @@ def test_generator_embeds_the_default_pool_of_its_n(tiny_model, monkeypatch):
 
     seen = []
 
-    def recording_etkdg(mol, n, seed, pool, pick, hydrogens, threads, fixed):
+    def recording_etkdg(mol, n, seed, pool, pick, hydrogens, threads, fixed, spares):
         seen.append((n, pool))
-        return embed(mol, n, seed, 1, pick, hydrogens, threads, fixed)
+        return embed(mol, n, seed, 1, pick, hydrogens, threads, fixed, spares)
 
     embed = generate_module._etkdg
     monkeypatch.setattr(generate_module, "_etkdg", recording_etkdg)
@@ -405,3 +405,75 @@ def test_a_double_bonds_e_or_z_from_smiles_is_kept(smiles):
         seen = Chem.Mol(out, confId=conf.GetId())
         Chem.AssignStereochemistryFrom3D(seen)
         assert Chem.MolToSmiles(Chem.RemoveHs(seen)) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+
+
+def _starts_as_samples(monkeypatch, slots: list, move=None) -> None:
+    """Make the generator's sampler return each request's ETKDG start (after ``move(mol,
+    pos)``, if given) and record the start slots of every round in ``slots``."""
+
+    def starts(self, requests):
+        slots.append([slot for _, slot, _ in requests])
+        out = [job.etkdg[slot % len(job.etkdg)].copy() for job, slot, _ in requests]
+        return [move(job.mol, pos) if move else pos for (job, _, _), pos in zip(requests, out)]
+
+    monkeypatch.setattr(ConformerGenerator, "_sample", starts)
+
+
+@pytest.mark.parametrize("pool, expected_slots, kept_slots", [
+    (12, [[0, 1, 2], [3]], [0, 2, 3]),          # the pool's next pick replaces start 1
+    (1, [[0, 1, 2], [1], [1]], [0, 2]),         # no spare: start 1 again, then dropped
+])
+def test_a_rejected_conformer_is_redrawn_from_the_next_spare_start(tiny_model, monkeypatch, pool,
+                                                                   expected_slots, kept_slots):
+    """A conformer rejected in a round is redrawn from the pool's next pick, a start no other
+    conformer has; without spare picks (pool <= n) from its own start again. Staged: every
+    conformer drawn from start 1 is rejected."""
+    slots: list[list[int]] = []
+    _starts_as_samples(monkeypatch, slots)
+    real_keep = ConformerGenerator._check_and_keep
+
+    def reject_start_1(self, job, mol, cid, last_round):
+        if np.allclose(mol.GetConformer(cid).GetPositions(), job.etkdg[1]):
+            job.rejected.append(["staged"])
+            return
+        real_keep(self, job, mol, cid, last_round)
+
+    monkeypatch.setattr(ConformerGenerator, "_check_and_keep", reject_start_1)
+    jobs = []
+    real_job = ConformerGenerator._job
+    monkeypatch.setattr(ConformerGenerator, "_job",
+                        lambda self, result, mol: jobs.append(real_job(self, result, mol)) or jobs[-1])
+    gen = ConformerGenerator(tiny_model, device="cpu", n=3, seed=3, pool=pool, max_retries=2, cleanup=False)
+    result = gen.generate("CCCCCCOC(=O)c1ccccc1")
+    assert slots == expected_slots
+    got = np.stack([c.GetPositions() for c in result.mol.GetConformers()])
+    np.testing.assert_allclose(got, jobs[0].etkdg[kept_slots])
+    if pool > 3:     # starts, then spares: the pool's picks in order, the first n as without spares
+        assert len(jobs[0].etkdg) == 3 + 3 * 2
+        mol = jobs[0].mol
+        np.testing.assert_allclose(generate_module._etkdg(mol, 3, 3, pool, "max-min"), jobs[0].etkdg[:3])
+    else:
+        assert result.dropped == ["1 of 3 conformers dropped after 2 resampling rounds: staged (x1)"]
+
+
+def test_a_nearly_flat_centre_is_cleaned_up_instead_of_resampled(tiny_model, monkeypatch):
+    """A conformer whose only stereo problem is a centre too close to planar (as ETKDG leaves
+    some strained bridgeheads) gets the restrained clean-up, which restores the tetrahedral
+    centre on its side; without the clean-up it is rejected. Staged: the centre of alanine
+    moved 90 % of the way into the plane of its three heavy neighbours."""
+    smiles, centre = "C[C@H](N)C(=O)O", 1
+
+    def flatten(mol, pos):
+        heavy = [a.GetIdx() for a in mol.GetAtomWithIdx(centre).GetNeighbors() if a.GetAtomicNum() > 1]
+        pos[centre] += 0.9 * (pos[heavy].mean(axis=0) - pos[centre])
+        return pos
+
+    _starts_as_samples(monkeypatch, [], flatten)
+    kwargs = dict(device="cpu", n=4, seed=3, pool=1, max_retries=0)
+    raw = ConformerGenerator(tiny_model, cleanup=False, **kwargs).generate(smiles)
+    assert raw.mol is None
+    assert raw.error == ("no conformer passed the checks after 0 resampling rounds: "
+                         f"near-planar stereocentre(s) at atom(s) {centre} (x4)")
+    mol = ConformerGenerator(tiny_model, cleanup=True, **kwargs).generate(smiles).mol
+    assert mol.GetNumConformers() == 4
+    assert all(check_stereo(mol, c.GetId()).ok and c.GetProp("checks") == "ok" for c in mol.GetConformers())

@@ -12,10 +12,12 @@ record's other properties are passed on. Records follow the input order and are 
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (with --init
 prior the sampler is steered to them, --stereo-guidance; a mirror image is reflected, single
-inverted centres are flipped, others are resampled up to --max-retries rounds and then
-dropped). Conformers failing a geometry check (``checks`` property) get a restrained MMFF94
-clean-up (heavy atoms held near the sampled positions, stereo held on its side;
-``--no-cleanup`` turns it off) and are resampled when it does not help. Unspecified stereo:
+inverted centres are flipped, a centre too close to planar gets the clean-up below, others
+are resampled up to --max-retries rounds and then dropped). Conformers failing a geometry
+check (``checks`` property) get a restrained MMFF94 clean-up (heavy atoms held near the
+sampled positions, stereo held on its side; ``--no-cleanup`` turns it off) and are resampled
+when it does not help. A resampled conformer starts from the ETKDG pool's next pick, a start
+no other conformer has (from its own start again when the pool has no more). Unspecified stereo:
 one isomer is chosen from --seed (another when ETKDG cannot build it) and recorded in the
 ``smiles`` property. --batch-size counts
 atoms (molecules x conformers per batch).
