@@ -1,12 +1,12 @@
 """ETKDG embedding with all hydrogens or with the stereocentres' only (molscore.chem.embedding)."""
 import numpy as np
 import pytest
-from rdkit import Chem
+from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
 from molscore.chem import embedding
 from molscore.chem.embedding import embed_conformers, embedding_skeleton
-from molscore.chem.stereo import check_stereo
+from molscore.chem.stereo import check_stereo, specified_centres
 
 SMILES = ["C/C=C/[C@@H](O)[C@H](N)C(=O)O", "CN[C@@]12C[C@]1(O)CC2=O", "C[S@@](=O)c1ccccc1",
           "CC(C)(C)c1ccc(cc1)C(=O)N"]
@@ -69,7 +69,8 @@ def test_whole_molecule_is_embedded_when_its_skeleton_is_not(monkeypatch):
     params = _params()
     out = embed_conformers(mol, 3, params, hydrogens="stereo")
     skeleton_atoms = embedding_skeleton(mol).GetNumAtoms()
-    assert tries == [(skeleton_atoms, False), (skeleton_atoms, True), (mol.GetNumAtoms(), True)]
+    attempts = [(skeleton_atoms, False), (skeleton_atoms, True), (mol.GetNumAtoms(), True)]
+    assert tries == attempts + attempts                       # the one-conformer probes first
     assert out.GetNumConformers() == 3 and all(check_stereo(out, c.GetId()).ok for c in out.GetConformers())
     assert params.useRandomCoords is False                    # restored
 
@@ -87,3 +88,67 @@ def test_all_hydrogens_is_plain_etkdg():
                                       plain.GetConformer(k).GetPositions())
     with pytest.raises(ValueError, match="unknown hydrogens 'none'; choose from all, stereo"):
         embed_conformers(mol, 4, _params(), hydrogens="none")
+
+
+def _recorded(monkeypatch) -> list[tuple[int, bool, bool]]:
+    """Each ``EmbedMultipleConfs`` call as (count, from random coordinates, with stereo)."""
+    embed = AllChem.EmbedMultipleConfs
+    calls = []
+
+    def recording(work, count, params):
+        calls.append((count, params.useRandomCoords, bool(specified_centres(work))))
+        return embed(work, count, params)
+
+    monkeypatch.setattr(embedding.AllChem, "EmbedMultipleConfs", recording)
+    return calls
+
+
+def test_an_isomer_etkdg_cannot_build_costs_probes_not_full_attempts(monkeypatch):
+    calls = _recorded(monkeypatch)
+    inverted = Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@H]1C2"))     # norbornane, one bridgehead inverted
+    out = embed_conformers(inverted, 30, _params())
+    assert out.GetNumConformers() == 0
+    # one conformer from eigenvectors and one from random coordinates, then one without
+    # stereo, then 20 (none with the stereo)
+    assert calls == [(1, False, True), (1, True, True), (1, True, False), (20, True, False)]
+
+    calls.clear()             # when the copy without stereo does not embed either, nothing is
+    flat_fails = embedding.AllChem.EmbedMultipleConfs          # concluded: the full attempts run
+    monkeypatch.setattr(embedding.AllChem, "EmbedMultipleConfs",
+                        lambda work, count, params: flat_fails(work, count, params) if specified_centres(work) else [])
+    assert embed_conformers(inverted, 2, _params()).GetNumConformers() == 0
+    assert calls == [(1, False, True), (1, True, True), (2, False, True), (2, True, True)]
+    monkeypatch.setattr(embedding.AllChem, "EmbedMultipleConfs", flat_fails)
+
+    calls.clear()                                    # the real isomer: one probe, then the pool
+    out = embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@@H]1C2")), 30, _params())
+    assert out.GetNumConformers() == 30 and calls == [(1, False, True), (30, False, True)]
+
+
+def test_a_cage_whose_first_conformer_fails_gets_the_conformers_it_had_without_probes():
+    # a GEOM QM9 aziridine cage: ETKDG's first conformer fails from eigenvectors and from
+    # random coordinates, but some of the copy without stereo have the stereo and the pool
+    # has conformers: the probes change nothing
+    mol = Chem.AddHs(Chem.MolFromSmiles("C#C[C@]12C[C@@]1(C)[C@@H]1CN12"))
+    params = _params(1)
+    params.numThreads = 0
+    with rdBase.BlockLogs():
+        assert not list(AllChem.EmbedMultipleConfs(Chem.Mol(mol), 1, _params(1)))
+        out = embed_conformers(mol, 6, params)
+        plain = Chem.Mol(mol)
+        ids = list(AllChem.EmbedMultipleConfs(plain, 6, _params(1)))
+    assert ids and out.GetNumConformers() == len(ids)
+    for k, cid in enumerate(ids):
+        np.testing.assert_array_equal(out.GetConformer(k).GetPositions(), plain.GetConformer(cid).GetPositions())
+
+
+def test_params_are_as_before_after_a_random_coordinate_embedding():
+    # RDKit's random-coordinate embedding sets these fields in place; left so, they change
+    # the next embedding from eigenvectors (33 of 50 conformers of the QM9 cage
+    # CN=C1O[C@H]2[C@@H](O)[C@@]12C from fresh parameters, 40 after one such embedding)
+    fields = ("useRandomCoords", "initialEmbeddingMode", "basinThresh", "maxIterations")
+    fresh = _params(1)
+    params = _params(1)
+    inverted = Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@H]1C2"))
+    assert embed_conformers(inverted, 4, params).GetNumConformers() == 0    # random coordinates tried
+    assert [getattr(params, f) for f in fields] == [getattr(fresh, f) for f in fields]

@@ -12,6 +12,8 @@ from crystal poses, and more of them fail a geometry check (``benchmarks/pool_hy
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
@@ -26,6 +28,7 @@ HYDROGENS = ("all", "stereo")
 
 _ATOM = "_molscore_atom"
 _MIN_UNSTEREO_EMBEDDINGS = 20   # embeddings without stereo to draw stereo-true ones from
+_MODE_FIELDS = ("useRandomCoords", "initialEmbeddingMode", "basinThresh", "maxIterations")
 
 
 def embedding_skeleton(mol: Chem.Mol) -> Chem.Mol:
@@ -74,8 +77,16 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     without it is embedded from random coordinates and the conformers that have ``mol``'s
     stereo (:func:`~molscore.chem.stereo.check_stereo`) are kept: ETKDG's chirality checks
     reject most embeddings of some strained cages (3 of 4 for a bicyclo[2.1.0] oxetane of
-    GEOM's QM9) that it builds without them. ``params.useRandomCoords`` is set for each
-    attempt and restored.
+    GEOM's QM9) that it builds without them. ``params`` is as before afterwards (RDKit's
+    random-coordinate embedding changes some of its fields in place; :func:`_embedding_mode`).
+
+    With specified stereo and ``count > 1``, each attempt is first probed with its first
+    conformer alone (ETKDG seeds each conformer by its index, so that is the attempt's first
+    conformer). When no probe embeds, and the copy without stereo embeds but none of 20 of its
+    embeddings has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol`` is taken as an
+    isomer ETKDG cannot build and none is returned without the full attempts, which cost
+    ``count`` probes each (a camphor with an inverted bridgehead: 2 min at ``count = 50``,
+    3 s with the probes). Otherwise the result is that without the probes.
 
     Returns:
         a copy of ``mol`` holding the conformers (none when ETKDG failed).
@@ -90,19 +101,18 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     out.RemoveAllConformers()
     skeleton = embedding_skeleton(mol) if hydrogens == "stereo" else out
     attempts = [(skeleton, False), (skeleton, True)] + ([(out, True)] if skeleton is not out else [])
-    random_coords = params.useRandomCoords
-    try:
-        with rdBase.BlockLogs():
-            for work, from_random in attempts:
-                params.useRandomCoords = from_random
+    with rdBase.BlockLogs():
+        if count > 1 and _has_stereo(mol) and not any(_first_embeds(work, from_random, params)
+                                                       for work, from_random in attempts):
+            if _stereo_unbuildable(out, params):
+                return out
+        for work, from_random in attempts:
+            with _embedding_mode(params, from_random):
                 ids = list(AllChem.EmbedMultipleConfs(work, count, params))
-                if ids:
-                    break
-            else:
-                params.useRandomCoords = True
-                return _embed_without_stereo(out, count, params)
-    finally:
-        params.useRandomCoords = random_coords
+            if ids:
+                break
+        else:
+            return _embed_without_stereo(out, count, params)
     if work is out:
         return out
     full = Chem.AddHs(work, addCoords=True)
@@ -114,15 +124,56 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     return out
 
 
+def _has_stereo(mol: Chem.Mol) -> bool:
+    """Whether ``mol`` specifies a tetrahedral centre or a double bond's stereo."""
+    return bool(specified_centres(mol) or specified_double_bonds(mol))
+
+
+@contextmanager
+def _embedding_mode(params: AllChem.EmbedParameters, from_random: bool) -> Iterator[None]:
+    """``params`` with ``useRandomCoords = from_random`` inside the block, and as before after
+    it: an embedding from random coordinates also sets ``initialEmbeddingMode``,
+    ``basinThresh`` and ``maxIterations`` (10 per atom of that molecule) in ``params``, and an
+    embedding from eigenvectors with those left in place gives other conformers."""
+    saved = {field: getattr(params, field) for field in _MODE_FIELDS}
+    params.useRandomCoords = from_random
+    try:
+        yield
+    finally:
+        for field, value in saved.items():
+            setattr(params, field, value)
+
+
+def _first_embeds(work: Chem.Mol, from_random: bool, params: AllChem.EmbedParameters) -> bool:
+    """Whether ETKDG builds the first of ``work``'s conformers (one conformer, on a copy) with
+    ``params`` and ``useRandomCoords = from_random``."""
+    with _embedding_mode(params, from_random):
+        return bool(AllChem.EmbedMultipleConfs(Chem.Mol(work), 1, params))
+
+
+def _stereo_unbuildable(mol: Chem.Mol, params: AllChem.EmbedParameters) -> bool:
+    """Whether ``mol`` (no conformers) looks like a stereoisomer ETKDG cannot build: the first
+    embedding of its copy without stereo (from random coordinates) succeeds, and none of 20
+    such embeddings has ``mol``'s stereo. False when that first embedding fails: a cage ETKDG
+    hardly builds even without stereo, on which 20 failing embeddings would cost seconds."""
+    flat = Chem.Mol(mol)
+    Chem.RemoveStereochemistry(flat)
+    if not _first_embeds(flat, True, params):
+        return False
+    return not _embed_without_stereo(Chem.Mol(mol), _MIN_UNSTEREO_EMBEDDINGS, params).GetNumConformers()
+
+
 def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> Chem.Mol:
     """``mol`` (no conformers) with up to ``count`` of the embeddings of a copy without
-    stereo (``count``, at least 20) that have ``mol``'s stereo; none when ``mol`` has no
-    specified stereo."""
-    if not specified_centres(mol) and not specified_double_bonds(mol):
+    stereo (``count``, at least 20; from random coordinates) that have ``mol``'s stereo; none
+    when ``mol`` has no specified stereo."""
+    if not _has_stereo(mol):
         return mol
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
-    for cid in AllChem.EmbedMultipleConfs(flat, max(count, _MIN_UNSTEREO_EMBEDDINGS), params):
+    with _embedding_mode(params, True):
+        ids = list(AllChem.EmbedMultipleConfs(flat, max(count, _MIN_UNSTEREO_EMBEDDINGS), params))
+    for cid in ids:
         if mol.GetNumConformers() == count:
             break
         kept = add_conformer(mol, flat.GetConformer(cid).GetPositions())

@@ -30,6 +30,7 @@ from rdkit.Chem import AllChem, rdMolAlign
 from tqdm import tqdm
 
 from ..chem.coords import add_conformer
+from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import first_undecodable_line
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
@@ -72,8 +73,10 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     (:func:`~molscore.chem.stereo.isomer_choices` with ``seed=None``: that of an ETKDG
     embedding, else the first embeddable one in RDKit's enumeration order, else up to three
     others that embeddings have); embed
-    ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed, random-coordinate
-    retry); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
+    ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed;
+    :func:`~molscore.chem.embedding.embed_conformers`, as ``generate``'s pool: random-coordinate
+    retry, stereo-true embeddings without stereo for strained cages, one-conformer probes that
+    find an isomer ETKDG cannot build in seconds); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
     kcal/mol of the minimum; walk them by energy and keep a conformer only if its
     symmetry-aware heavy-atom RMSD to every kept one is at least ``rmsd`` Angstrom, up to
     ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
@@ -89,18 +92,13 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     params.numThreads = 1
     params.maxIterations = 1000
     first: Chem.Mol | None = None
-    for mol in isomer_choices(given, seed=None):
+    for isomer in isomer_choices(given, seed=None):
         if first is None:
-            first = mol
-        params.useRandomCoords = False
-        with rdBase.BlockLogs():
-            ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
-            if not ids:
-                params.useRandomCoords = True
-                ids = list(AllChem.EmbedMultipleConfs(mol, oversample * n_confs, params))
-        if ids:
+            first = isomer
+        mol = embed_conformers(isomer, oversample * n_confs, params)
+        if mol.GetNumConformers():
             break
-    if not ids:
+    else:
         raise MoleculeError(etkdg_failure_reason(first))
     with rdBase.BlockLogs():
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
