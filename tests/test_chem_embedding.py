@@ -109,8 +109,8 @@ def test_an_isomer_etkdg_cannot_build_costs_probes_not_full_attempts(monkeypatch
     out = embed_conformers(inverted, 30, _params())
     assert out.GetNumConformers() == 0
     # one conformer from eigenvectors and one from random coordinates, then one without
-    # stereo, then 20 (none with the stereo)
-    assert calls == [(1, False, True), (1, True, True), (1, True, False), (20, True, False)]
+    # stereo, then as many as the two attempts would make (none with the stereo)
+    assert calls == [(1, False, True), (1, True, True), (1, True, False), (60, True, False)]
 
     calls.clear()             # when the copy without stereo does not embed either, nothing is
     flat_fails = embedding.AllChem.EmbedMultipleConfs          # concluded: the full attempts run

@@ -82,8 +82,9 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
 
     With specified stereo and ``count > 1``, each attempt is first probed with its first
     conformer alone (ETKDG seeds each conformer by its index, so that is the attempt's first
-    conformer). When no probe embeds, and the copy without stereo embeds but none of 20 of its
-    embeddings has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol`` is taken as an
+    conformer). When no probe embeds, and the copy without stereo embeds but none of
+    ``2 * count`` of its embeddings (as many as the two attempts make, and cheap: ETKDG builds
+    them at the first try) has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol`` is taken as an
     isomer ETKDG cannot build and none is returned without the full attempts, which cost
     ``count`` probes each (a camphor with an inverted bridgehead: 2 min at ``count = 50``,
     3 s with the probes). Otherwise the result is that without the probes.
@@ -104,7 +105,7 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     with rdBase.BlockLogs():
         if count > 1 and _has_stereo(mol) and not any(_first_embeds(work, from_random, params)
                                                        for work, from_random in attempts):
-            if _stereo_unbuildable(out, params):
+            if _stereo_unbuildable(out, 2 * count, params):
                 return out
         for work, from_random in attempts:
             with _embedding_mode(params, from_random):
@@ -151,16 +152,17 @@ def _first_embeds(work: Chem.Mol, from_random: bool, params: AllChem.EmbedParame
         return bool(AllChem.EmbedMultipleConfs(Chem.Mol(work), 1, params))
 
 
-def _stereo_unbuildable(mol: Chem.Mol, params: AllChem.EmbedParameters) -> bool:
+def _stereo_unbuildable(mol: Chem.Mol, embeddings: int, params: AllChem.EmbedParameters) -> bool:
     """Whether ``mol`` (no conformers) looks like a stereoisomer ETKDG cannot build: the first
-    embedding of its copy without stereo (from random coordinates) succeeds, and none of 20
-    such embeddings has ``mol``'s stereo. False when that first embedding fails: a cage ETKDG
-    hardly builds even without stereo, on which 20 failing embeddings would cost seconds."""
+    embedding of its copy without stereo (from random coordinates) succeeds, and none of
+    ``embeddings`` (at least 20) such embeddings has ``mol``'s stereo. False when that first
+    embedding fails: a cage ETKDG hardly builds even without stereo, on which the failing
+    embeddings would cost seconds."""
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
     if not _first_embeds(flat, True, params):
         return False
-    return not _embed_without_stereo(Chem.Mol(mol), _MIN_UNSTEREO_EMBEDDINGS, params).GetNumConformers()
+    return not _embed_without_stereo(Chem.Mol(mol), embeddings, params).GetNumConformers()
 
 
 def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> Chem.Mol:
