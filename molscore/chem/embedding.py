@@ -83,11 +83,11 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     With specified stereo and ``count > 1``, each attempt is first probed with its first
     conformer alone (ETKDG seeds each conformer by its index, so that is the attempt's first
     conformer). When no probe embeds, and the copy without stereo embeds but none of
-    ``2 * count`` of its embeddings (as many as the two attempts make, and cheap: ETKDG builds
-    them at the first try) has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol`` is taken as an
-    isomer ETKDG cannot build and none is returned without the full attempts, which cost
-    ``count`` probes each (a camphor with an inverted bridgehead: 2 min at ``count = 50``,
-    3 s with the probes). Otherwise the result is that without the probes.
+    ``2 * count`` of its embeddings (as many as two full attempts make, and cheap: ETKDG
+    builds them at the first try) has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol``
+    is taken as an isomer ETKDG cannot build and none is returned without the full attempts,
+    which cost ``count`` probes each (a camphor with an inverted bridgehead: 2 min at
+    ``count = 50``, 3 s with the probes). Otherwise the result is that without the probes.
 
     Returns:
         a copy of ``mol`` holding the conformers (none when ETKDG failed).

@@ -76,10 +76,10 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed;
     :func:`~molscore.chem.embedding.embed_conformers`, as ``generate``'s pool: random-coordinate
     retry, stereo-true embeddings without stereo for strained cages, one-conformer probes that
-    find an isomer ETKDG cannot build in seconds); optimise each with MMFF94 (2000 iterations); keep those within ``energy_window``
-    kcal/mol of the minimum; walk them by energy and keep a conformer only if its
-    symmetry-aware heavy-atom RMSD to every kept one is at least ``rmsd`` Angstrom, up to
-    ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
+    find an isomer ETKDG cannot build in seconds); optimise each with MMFF94 (2000
+    iterations); keep those within ``energy_window`` kcal/mol of the minimum; walk them by
+    energy and keep a conformer only if its symmetry-aware heavy-atom RMSD to every kept one
+    is at least ``rmsd`` Angstrom, up to ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
 
     Raises:
         MoleculeError: invalid molecule, embedding failure, or missing MMFF94 parameters.
