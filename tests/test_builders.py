@@ -89,14 +89,14 @@ def test_etkdg_builds_another_isomer_when_the_chosen_one_does_not_embed(monkeypa
         return embed(mol, count, params)
 
     monkeypatch.setattr(AllChem, "EmbedMultipleConfs", recording)
-    r = etkdg_conformers("N#CCC1C2CCN1C2", n_confs=1, oversample=2, seed=42)
+    r = etkdg_conformers("N#CCC1C2CCN1C2", n_confs=1, oversample=10, seed=42)
     assert len(staged) == 1 and r.num_conformers >= 1 and r.smiles != staged[0]
     # the staged isomer: one-conformer probes from eigenvectors and random coordinates, then
-    # one and 20 embeddings without stereo, none with its stereo; the next: a probe, the 2.
+    # one and 20 embeddings without stereo, none with its stereo; the next: a probe, the 10.
     # Each call starts from eigenvectors unless told otherwise (RDKit's random-coordinate
     # embedding changes the mode in the parameters it is given; the builder's are shared)
     eigen = AllChem.ETKDGv3().initialEmbeddingMode
-    assert [c[:2] for c in calls] == [(1, False), (1, True), (1, True), (20, True), (1, False), (2, False)]
+    assert [c[:2] for c in calls] == [(1, False), (1, True), (1, True), (20, True), (1, False), (10, False)]
     assert all(c[2] == eigen for c in calls)
     assert len(Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)) == 2
 

@@ -70,7 +70,7 @@ def test_whole_molecule_is_embedded_when_its_skeleton_is_not(monkeypatch):
     out = embed_conformers(mol, 3, params, hydrogens="stereo")
     skeleton_atoms = embedding_skeleton(mol).GetNumAtoms()
     attempts = [(skeleton_atoms, False), (skeleton_atoms, True), (mol.GetNumAtoms(), True)]
-    assert tries == attempts + attempts                       # the one-conformer probes first
+    assert tries == attempts                                   # too few conformers for probes
     assert out.GetNumConformers() == 3 and all(check_stereo(out, c.GetId()).ok for c in out.GetConformers())
     assert params.useRandomCoords is False                    # restored
 
@@ -116,13 +116,17 @@ def test_an_isomer_etkdg_cannot_build_costs_probes_not_full_attempts(monkeypatch
     flat_fails = embedding.AllChem.EmbedMultipleConfs          # concluded: the full attempts run
     monkeypatch.setattr(embedding.AllChem, "EmbedMultipleConfs",
                         lambda work, count, params: flat_fails(work, count, params) if specified_centres(work) else [])
-    assert embed_conformers(inverted, 2, _params()).GetNumConformers() == 0
-    assert calls == [(1, False, True), (1, True, True), (2, False, True), (2, True, True)]
+    count = embedding.PROBE_MIN_COUNT
+    assert embed_conformers(inverted, count, _params()).GetNumConformers() == 0
+    assert calls == [(1, False, True), (1, True, True), (count, False, True), (count, True, True)]
     monkeypatch.setattr(embedding.AllChem, "EmbedMultipleConfs", flat_fails)
 
     calls.clear()                                    # the real isomer: one probe, then the pool
     out = embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@@H]1C2")), 30, _params())
     assert out.GetNumConformers() == 30 and calls == [(1, False, True), (30, False, True)]
+    calls.clear()                                    # too few conformers to be worth a probe
+    out = embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@@H]1C2")), count - 1, _params())
+    assert calls == [(count - 1, False, True)]
 
 
 def test_a_cage_whose_first_conformer_fails_gets_the_conformers_it_had_without_probes():
@@ -134,9 +138,9 @@ def test_a_cage_whose_first_conformer_fails_gets_the_conformers_it_had_without_p
     params.numThreads = 0
     with rdBase.BlockLogs():
         assert not list(AllChem.EmbedMultipleConfs(Chem.Mol(mol), 1, _params(1)))
-        out = embed_conformers(mol, 6, params)
+        out = embed_conformers(mol, 10, params)
         plain = Chem.Mol(mol)
-        ids = list(AllChem.EmbedMultipleConfs(plain, 6, _params(1)))
+        ids = list(AllChem.EmbedMultipleConfs(plain, 10, _params(1)))
     assert ids and out.GetNumConformers() == len(ids)
     for k, cid in enumerate(ids):
         np.testing.assert_array_equal(out.GetConformer(k).GetPositions(), plain.GetConformer(cid).GetPositions())
