@@ -19,7 +19,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
 from .coords import add_conformer
-from .stereo import check_stereo, specified_centres, specified_double_bonds
+from .stereo import check_stereo, has_specified_stereo, specified_centres
 
 __all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
 
@@ -84,9 +84,9 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     GEOM's QM9) that it builds without them. ``params`` is as before afterwards (RDKit's
     random-coordinate embedding changes some of its fields in place; :func:`_embedding_mode`).
 
-    With specified stereo and ``count >= PROBE_MIN_COUNT``, each attempt is first probed with its first
-    conformer alone (ETKDG seeds each conformer by its index, so that is the attempt's first
-    conformer). When no probe embeds, and the copy without stereo embeds but none of
+    With specified stereo and ``count >= PROBE_MIN_COUNT``, each attempt is first probed with
+    its first conformer alone (ETKDG seeds each conformer by its index, so that is the
+    attempt's first conformer). When no probe embeds, and the copy without stereo embeds but none of
     ``2 * count`` of its embeddings (as many as two full attempts make, and cheap: ETKDG
     builds them at the first try) has ``mol``'s stereo (:func:`_stereo_unbuildable`), ``mol``
     is taken as an isomer ETKDG cannot build and none is returned without the full attempts,
@@ -107,10 +107,10 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     skeleton = embedding_skeleton(mol) if hydrogens == "stereo" else out
     attempts = [(skeleton, False), (skeleton, True)] + ([(out, True)] if skeleton is not out else [])
     with rdBase.BlockLogs():
-        if count >= PROBE_MIN_COUNT and _has_stereo(mol) and not any(_first_embeds(work, from_random, params)
-                                                       for work, from_random in attempts):
-            if _stereo_unbuildable(out, 2 * count, params):
-                return out
+        probes_fail = (count >= PROBE_MIN_COUNT and has_specified_stereo(mol)
+                       and not any(_first_embeds(work, random, params) for work, random in attempts))
+        if probes_fail and _stereo_unbuildable(out, 2 * count, params):
+            return out
         for work, from_random in attempts:
             with _embedding_mode(params, from_random):
                 ids = list(AllChem.EmbedMultipleConfs(work, count, params))
@@ -127,11 +127,6 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     for cid in ids:
         add_conformer(out, full.GetConformer(cid).GetPositions()[order])
     return out
-
-
-def _has_stereo(mol: Chem.Mol) -> bool:
-    """Whether ``mol`` specifies a tetrahedral centre or a double bond's stereo."""
-    return bool(specified_centres(mol) or specified_double_bonds(mol))
 
 
 @contextmanager
@@ -173,7 +168,7 @@ def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParame
     """``mol`` (no conformers) with up to ``count`` of the embeddings of a copy without
     stereo (``count``, at least 20; from random coordinates) that have ``mol``'s stereo; none
     when ``mol`` has no specified stereo."""
-    if not _has_stereo(mol):
+    if not has_specified_stereo(mol):
         return mol
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)

@@ -54,7 +54,8 @@ from .coords import set_positions
 
 __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
-           "specified_centres", "specified_double_bonds", "centre_volumes", "volume_triples", "dihedral",
+           "specified_centres", "specified_double_bonds", "has_specified_stereo", "centre_volumes",
+           "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED"]
@@ -119,6 +120,11 @@ def specified_double_bonds(mol: Chem.Mol) -> dict[int, Chem.BondStereo]:
     """Double bonds with a specified E/Z or cis/trans label -> label."""
     return {b.GetIdx(): b.GetStereo() for b in mol.GetBonds()
             if b.GetBondType() == Chem.BondType.DOUBLE and b.GetStereo() in _EZ + _CISTRANS}
+
+
+def has_specified_stereo(mol: Chem.Mol) -> bool:
+    """Whether ``mol`` specifies a tetrahedral centre or a double bond's stereo."""
+    return bool(specified_centres(mol) or specified_double_bonds(mol))
 
 
 def _positions(mol: Chem.Mol, conf_id: int) -> np.ndarray:
@@ -460,7 +466,7 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
     impossible or highly strained isomer, e.g. an inverted bridgehead of a fused small ring),
     and the reason is :data:`ETKDG_STEREO_FAILED`; otherwise it is :data:`ETKDG_FAILED`.
     """
-    if not specified_centres(mol) and not specified_double_bonds(mol):
+    if not has_specified_stereo(mol):
         return ETKDG_FAILED
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
