@@ -621,15 +621,16 @@ class ConformerGenerator:
         requests = [req for job in jobs for req in self._requests(job, range(self.options.n))]
         rounds = self.options.max_retries + 1          # first round + resampling rounds
         for r in range(rounds):
-            if not requests:
-                break
+            last = r == rounds - 1
             for job in {id(j): j for j, _, _ in requests}.values():
                 job.rejected = []
             again: dict[int, list[int]] = {id(job): [] for job in jobs}
             for (job, slot, _), pos in zip(requests, self._sample(requests)):
-                if not self._accept(job, pos, last_round=r == rounds - 1):
+                if not self._accept(job, pos, last_round=last) and not last:
                     again[id(job)].append(job.replacement_slot(slot))
             requests = [req for job in jobs for req in self._requests(job, again[id(job)])]
+            if not requests:
+                break
         for p in pending:
             result = self._finish_safely(p) if isinstance(p, _Job) else p
             bar.update(1)

@@ -446,6 +446,7 @@ def test_a_rejected_conformer_is_redrawn_from_the_next_spare_start(tiny_model, m
     gen = ConformerGenerator(tiny_model, device="cpu", n=3, seed=3, pool=pool, max_retries=2, cleanup=False)
     result = gen.generate("CCCCCCOC(=O)c1ccccc1")
     assert slots == expected_slots
+    assert jobs[0].draws == sum(map(len, slots))     # no draw is set up that is not sampled
     got = np.stack([c.GetPositions() for c in result.mol.GetConformers()])
     np.testing.assert_allclose(got, jobs[0].etkdg[kept_slots])
     if pool > 3:     # starts, then spares: the pool's picks in order, the first n as without spares
