@@ -305,6 +305,12 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
     every SDE. ``steps = 1`` is plain (non-annealed) Langevin at ``t = eps``. The result is
     the chain's last state (a noise-free last step would shrink it by ``2 snr^2`` relative to
     the width of ``p_eps``); use ``denoise=True`` for a Tweedie step.
+
+    The SNR rule sizes a step by the score at the chain's state, so a chain wider than
+    ``p_t`` (variance ``V`` against ``v``) takes steps of only ``2 snr^2 v^2 / V`` and falls
+    further behind: levels must be close enough for ``n_corrector`` steps to follow them. On
+    VE (sigma 0.01-50) with the defaults, a Gaussian target of variance 0.49 came out with
+    variance 0.51 at 100 levels, 53 at 50 and about 1,100 at 20.
     """
     _check(sde, space, x, steps)
     score = _Counted(score_fn, space)
