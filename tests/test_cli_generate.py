@@ -434,3 +434,86 @@ def test_workers_write_the_one_process_output(tiny_model, tmp_path):
 def test_workers_with_cuda_is_usage_error(tmp_path, capsys):
     rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--workers", "2", "--device", "cuda"])
     assert rc == 2 and "use --workers 1 with --device cuda" in capsys.readouterr().err
+
+
+def test_names_are_one_line_and_unique(tiny_model, tmp_path):
+    """A name with a line break (a quoted CSV cell, a multi-line SDF property) would tear the
+    SDF title line; a literal ``x#2`` before a second ``x`` must not give two ``x#2``."""
+    from molscore.chem.io import read_records, sdf_record_names
+
+    inp = tmp_path / "in.csv"
+    inp.write_text('smiles,name\nCCO,"eth\r\nanol"\nCO,x#2\nCCN,x\nCCC,x\nCCCC,x#2\n')
+    recs = list(read_records(str(inp), name_column="name"))
+    assert [r.name for r in recs] == ["eth anol", "x#2", "x", "x#3", "x#2#2"]
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model, "-n", "1") == 0
+    names = [m.GetProp("_Name") for m in _records(out)]
+    assert names == sdf_record_names(out) == [r.name for r in recs]
+    # a finished run resumes to itself (with two "x#2" it cut records away)
+    before = out.read_text()
+    assert _generate(inp, out, tiny_model, "-n", "1", "--resume") == 0
+    assert out.read_text() == before
+
+
+def test_resume_reads_failure_rows_with_line_breaks(tiny_model, tmp_path):
+    """A failures.csv cell holding a line break (a quoted CSV SMILES cell) is one row."""
+    from molscore.chem.io import failure_names
+
+    inp = tmp_path / "in.csv"
+    inp.write_text('name,smiles\nweird,"C1CC\nX"\nethanol,CCO\nbad,"C1C""C"\n')
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model) == 1
+    failures = out.parent / "failures.csv"
+    assert failure_names(failures) == ["weird", "bad"]
+    before = (out.read_text(), failures.read_text())
+    assert _generate(inp, out, tiny_model, "--resume") == 1
+    assert (out.read_text(), failures.read_text()) == before
+    with open(failures, "a", newline="") as fh:          # a torn row, cut inside its quotes
+        fh.write('later,"C1\nC')
+    assert failure_names(failures) == ["weird", "bad"]
+
+
+def test_sdf_name_property_in_no_record_is_usage_error(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "in.sdf"
+    _write_sdf_input(inp, with_bad_record=False)
+    out = tmp_path / "gen.sdf"
+    rc = main(["generate", "--input", str(inp), "--name-column", "vendorid", "-o", str(out),
+               "--model", tiny_model, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "'vendorid'" in err and "--name-column" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--dedupe", "--stereo-guidance"])
+def test_nan_option_is_usage_error(tmp_path, capsys, flag):
+    """NaN passed validation (NaN < 0 is false): --dedupe nan kept one conformer, and a
+    resume was refused as 'dedupe nan -> nan'."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), flag, "nan"])
+    assert exit_info.value.code == 2 and "got 'nan'" in capsys.readouterr().err
+
+
+def test_resume_refuses_an_edited_input(tiny_model, tmp_path, capsys):
+    """The same names with another SMILES are another input: the resumed output would mix both."""
+    inp, edited = tmp_path / "mols.csv", tmp_path / "edited.csv"
+    inp.write_text(RESUME_INPUT)
+    edited.write_text(RESUME_INPUT.replace("acid,CC(=O)O", "acid,CC(=O)N"))
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model) == 1
+    capsys.readouterr()
+    assert _generate(edited, out, tiny_model, "--resume") == 2
+    assert "another input" in capsys.readouterr().err
+    assert _generate(inp, out, tiny_model, "--resume") == 1
+
+
+def test_input_that_the_run_would_overwrite_is_usage_error(tiny_model, tmp_path, capsys):
+    """Retrying a run's failures.csv in its folder (or -o the input) replaced the input."""
+    failures = tmp_path / "failures.csv"
+    failures.write_text("name,input,reason\nsalt,[Na+].[Cl-],2 fragments\n")
+    before = failures.read_text()
+    for out in (tmp_path / "retry.sdf", failures):
+        rc = main(["generate", "--input", str(failures), "--smiles-column", "input", "--name-column",
+                   "name", "-o", str(out), "--model", tiny_model, "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "would be overwritten" in err, err
+        assert failures.read_text() == before and not (tmp_path / "retry.sdf").exists()

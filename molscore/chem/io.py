@@ -4,7 +4,9 @@
 Input records keep their file order. A record's name is the name column / second
 ``.smi`` field / SDF title line (or ``--name-column`` property), or its SMILES when there is
 none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
-coordinates, or from the wedges of 2D ones) are what generation keeps. Duplicate names are
+coordinates, or from the wedges of 2D ones) are what generation keeps. A name is one line
+(line breaks, as a quoted CSV cell or a multi-line SDF property can hold, become spaces:
+the name is the output record's title line). Duplicate names are
 allowed: the second occurrence of ``aspirin`` becomes ``aspirin#2``, the third ``aspirin#3``
 (:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
 output record and every ``failures.csv`` row has a unique name.
@@ -23,6 +25,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -151,14 +154,27 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
     """A row per SDF record (:func:`read_sdf_mols`); a record RDKit cannot read gets a reason
-    instead of a molecule."""
+    instead of a molecule.
+
+    Raises:
+        InputFormatError: after the last record, when no record has the property
+            ``name_prop`` (a misspelt ``--name-column``, which would name every molecule by
+            its SMILES, as a missing CSV column is refused).
+    """
     prop = name_prop or "_Name"
+    properties, named = None, False
     for number, mol in enumerate(read_sdf_mols(path), 1):
         if mol is None:
             yield "", None, None, f"SDF record {number} cannot be read by RDKit"
             continue
+        if properties is None:
+            properties = list(mol.GetPropNames())
+        named = named or mol.HasProp(prop)
         name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
         yield _smiles(mol), (name or None), mol, None
+    if name_prop is not None and properties is not None and not named:
+        raise InputFormatError(f"no SDF record has the property {name_prop!r} (first record's: "
+                               f"{', '.join(properties) or 'none'}); use --name-column")
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
@@ -190,9 +206,22 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
 
 
 def disambiguate(name: str, seen: dict[str, int]) -> str:
-    """``name`` the first time, ``name#k`` the k-th time (``seen`` is updated)."""
-    seen[name] = seen.get(name, 0) + 1
-    return name if seen[name] == 1 else f"{name}#{seen[name]}"
+    """``name`` the first time, ``name#k`` the k-th time (``seen`` is updated); ``k`` is
+    raised past a name already given (an input name ``x#2`` before a second ``x`` makes it
+    ``x#3``), so every name returned is new."""
+    seen[name] = k = seen.get(name, 0) + 1
+    if k == 1:
+        return name
+    while f"{name}#{k}" in seen:
+        k += 1
+    unique = f"{name}#{k}"
+    seen[unique] = 1
+    return unique
+
+
+def _one_line(name: str) -> str:
+    """``name`` with each line break (and the blanks around it) made one space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", name)
 
 
 def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smiles",
@@ -243,7 +272,7 @@ def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[In
     """Input records, with unique names, from rows."""
     seen: dict[str, int] = {}
     for index, (smiles, name, mol, error) in enumerate(rows):
-        base = name or smiles or f"record_{index + 1}"
+        base = _one_line(name or smiles or f"record_{index + 1}")
         unique = disambiguate(base, seen)
         if unique != base and duplicates is not None:
             duplicates.append(unique)
@@ -353,12 +382,18 @@ def _sdf_records(path: Path) -> Iterator[str]:
 
 
 def _failure_rows(path: Path) -> list[str]:
-    """The complete data lines of a ``failures.csv`` (header and a torn last line left out)."""
+    """The complete rows of a ``failures.csv`` as written (header and a torn last row left
+    out); a row whose quoted cell holds a line break spans several lines."""
     if not path.is_file():
         return []
+    rows, row = [], ""
     with open(path, encoding="utf-8", newline="") as fh:
-        lines = [line for line in fh if line.endswith("\n")]
-    return lines[1:] if lines and lines[0].startswith(FAILURE_COLUMNS[0] + ",") else lines
+        for line in fh:
+            row += line
+            if row.endswith("\n") and row.count('"') % 2 == 0:   # not inside quotes
+                rows.append(row)
+                row = ""
+    return rows[1:] if rows and rows[0].startswith(FAILURE_COLUMNS[0] + ",") else rows
 
 
 def sdf_record_names(path: str | os.PathLike) -> list[str]:
@@ -368,7 +403,8 @@ def sdf_record_names(path: str | os.PathLike) -> list[str]:
 
 def failure_names(path: str | os.PathLike) -> list[str]:
     """``name`` of every complete row of a ``failures.csv`` (none when it does not exist)."""
-    return [next(csv.reader([line]))[0] for line in _failure_rows(Path(path))]
+    return [next(csv.reader(io.StringIO(row, newline="")))[0]
+            for row in _failure_rows(Path(path))]
 
 
 def keep_first_records(sdf: str | os.PathLike, n_records: int,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "positive_int_or_auto", "positive_float", "nonnegative_float"]
+__all__ = ["positive_int", "positive_int_or_auto", "positive_float", "nonnegative_float",
+           "finite_float"]
 
 
 def _number(text: str, cast, what: str):
@@ -49,3 +50,8 @@ def nonnegative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (not ``nan`` or ``inf``; its range is the option's own check)."""
+    return _number(text, float, "a finite number")

@@ -26,13 +26,13 @@ Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
 status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
 
-The settings of a run (options, model file and its SHA-256, molscore version) are written
-to ``OUTPUT.json`` beside the output. --resume continues an interrupted run: it keeps the
-records the output and ``failures.csv`` already hold, redoes the last molecule written
-(it may be incomplete) and appends the rest. It refuses other settings or another input.
-A molecule's conformers depend only on its input, the options and --seed, so the resumed
-output is the one an uninterrupted run writes (another --batch-size, --device or --workers
-changes only float rounding).
+The settings of a run (options, model file and its SHA-256, a digest of the input records'
+names and SMILES, molscore version) are written to ``OUTPUT.json`` beside the output.
+--resume continues an interrupted run: it keeps the records the output and ``failures.csv``
+already hold, redoes the last molecule written (it may be incomplete) and appends the rest.
+It refuses other settings or another input. A molecule's conformers depend only on its
+input, the options and --seed, so the resumed output is the one an uninterrupted run writes
+(another --batch-size, --device or --workers changes only float rounding).
 
 Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
 structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import UsageError
-from .argtypes import positive_int, positive_int_or_auto
+from .argtypes import finite_float, positive_int, positive_int_or_auto
 
 if TYPE_CHECKING:                     # --help stays free of the RDKit / PyG imports
     from ..generate import GenerateOptions
@@ -112,13 +112,13 @@ def register(subparsers) -> None:
                         "atoms); every molecule must contain it, and its atoms keep these "
                         "coordinates in every conformer")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
-    p.add_argument("--dedupe", type=float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
+    p.add_argument("--dedupe", type=finite_float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     p.add_argument("--max-heavy-atoms", type=int, default=100, help="refuse larger molecules (default 100)")
     p.add_argument("--max-retries", type=int, default=3,
                    help="resampling rounds for wrong stereo or failed geometry checks (default 3)")
-    p.add_argument("--stereo-guidance", type=float, default=None, metavar="STRENGTH",
+    p.add_argument("--stereo-guidance", type=finite_float, default=None, metavar="STRENGTH",
                    help="steer sampling towards the input's stereo: chirality and E/Z restraints "
                         "on the denoised estimate at every step (molscore.chem.guidance); 0 turns "
                         "it off (default 1.0 with --init prior, 0 with --init etkdg)")
@@ -174,12 +174,17 @@ def _records(args, duplicates: list[str]):
 _FREE_OPTIONS = ("batch_size", "compile")
 
 
-def _run_settings(options, model: Path) -> dict:
+def _run_settings(options, model: Path, inputs: list[tuple[str, str]]) -> dict:
+    """The settings a resumed run must share: version, model, options and ``input_sha256``,
+    a digest of the ``(name, SMILES)`` of every input record in order (so the same names
+    with other molecules are another input)."""
     from .. import __version__
 
     digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None
     kept = {k: v for k, v in asdict(options).items() if k not in _FREE_OPTIONS}
-    return {"molscore": __version__, "model": str(model), "model_sha256": digest, "options": kept}
+    records = hashlib.sha256(json.dumps(inputs, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return {"molscore": __version__, "model": str(model), "model_sha256": digest, "options": kept,
+            "input_sha256": records}
 
 
 def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -> tuple[int, int]:
@@ -207,6 +212,9 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -
     if unknown:
         raise UsageError(f"cannot resume: {out} holds {unknown[0]!r}, which is not a record of "
                          "this input")
+    if before.get("input_sha256", settings["input_sha256"]) != settings["input_sha256"]:
+        raise UsageError(f"cannot resume {out} with another input (records' names or SMILES "
+                         "differ from the run's); run without --resume to start afresh")
     done = set(written) | set(failed)
     start = next((i for i, name in enumerate(names) if name not in done), len(names))
     if written:                          # the last molecule written may be incomplete
@@ -239,16 +247,24 @@ def run(args) -> int:
     if out.is_dir():
         raise UsageError(f"output {out} is a folder; give a file, e.g. {out / 'conformers.sdf'}")
     failures_path = out.parent / "failures.csv"
+    if args.input not in (None, "-"):       # read already, but the file must not be replaced
+        for path in (out, failures_path, Path(str(out) + ".json")):
+            if path.exists() and path.samefile(args.input):
+                raise UsageError(f"the input {args.input} would be overwritten by {path} (the "
+                                 "output, its failures.csv or settings); write the output elsewhere")
     bad_early = {}
-    items = []
+    items, inputs = [], []
     for rec in records:
         if isinstance(rec, InputRecord):
             if rec.error:
                 bad_early[rec.index] = rec
             items.append((rec.index, rec.name, rec.smiles if rec.mol is None else rec.mol))
+            inputs.append((rec.name, rec.smiles))
         else:
             items.append((0, rec[0], rec[1]))
-    settings = _run_settings(options, Path(args.model) if args.model else default_model_path())
+            inputs.append((rec[0], rec[1]))
+    settings = _run_settings(options, Path(args.model) if args.model else default_model_path(),
+                             inputs)
     start, n_fail = 0, 0
     resuming = args.resume and out.exists()
     if resuming:
