@@ -236,13 +236,13 @@ class GenerateOptions:
                              f"{', '.join(HYDROGENS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.dedupe is not None and self.dedupe < 0:
+        if self.dedupe is not None and not self.dedupe >= 0:          # NaN too
             raise ValueError(f"dedupe RMSD must be >= 0, got {self.dedupe}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.stereo_guidance is None:
             self.stereo_guidance = DEFAULT_STEREO_GUIDANCE.get(self.init, 0.0)
-        if self.stereo_guidance < 0:
+        if not self.stereo_guidance >= 0:
             raise ValueError(f"stereo_guidance must be >= 0, got {self.stereo_guidance}")
         if self.core is not None:                 # an unusable core raises ValueError
             core = self.core

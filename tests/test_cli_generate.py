@@ -279,6 +279,9 @@ def test_read_records_smi_and_duplicates(tmp_path):
         ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
         ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
     assert dups == ["ethyl alcohol#2"]
+    # the header line RDKit's SmilesWriter writes is not a record
+    path.write_text("SMILES Name\nCCO ethanol\n")
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]
 
 
 def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
@@ -351,21 +354,28 @@ def _generate(inp, out, model, *extra) -> int:
 def _sdf_text(path) -> str:
     import gzip
 
-    return (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read()
+    return (gzip.open(path, "rt") if path.suffix.lower() == ".gz" else open(path)).read()
 
 
-@pytest.mark.parametrize("suffix", [".sdf", ".sdf.gz"])
+@pytest.mark.parametrize("suffix", [".sdf", ".sdf.gz", ".SDF.GZ"])
 def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model, tmp_path,
-                                                                       monkeypatch, suffix):
+                                                                       monkeypatch, capsys, suffix):
     import gzip
 
     from molscore.chem.io import sdf_record_names
     from molscore.generate import ConformerGenerator
 
+    def summary(folder) -> str:        # the run's last line, whatever its folder
+        return capsys.readouterr().err.strip().splitlines()[-1].replace(str(folder), "DIR")
+
     inp = tmp_path / "mols.csv"
     inp.write_text(RESUME_INPUT)
     full, cut = tmp_path / "full" / f"gen{suffix}", tmp_path / "cut" / f"gen{suffix}"
     assert _generate(inp, full, tiny_model) == 1
+    full_summary = summary(full.parent)
+    assert "4 molecule(s), 8 conformer(s)" in full_summary and "2 failure(s)" in full_summary
+    if suffix.lower().endswith(".gz"):        # gzip whatever the case of the suffix
+        assert full.read_bytes()[:2] == b"\x1f\x8b"
 
     real_run = ConformerGenerator.run
 
@@ -382,11 +392,13 @@ def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model
     # and a kill in the middle of writing: a torn record and a torn failures row
     torn = _sdf_text(full).split("$$$$\n")[4][:300]
     with open(cut, "ab") as fh:
-        fh.write(gzip.compress(torn.encode())[:40] if suffix == ".gz" else torn.encode())
+        fh.write(gzip.compress(torn.encode())[:40] if suffix.lower().endswith(".gz") else torn.encode())
     with open(cut.parent / "failures.csv", "a") as fh:
         fh.write("phen")
 
+    capsys.readouterr()
     assert _generate(inp, cut, tiny_model, "--resume") == 1
+    assert summary(cut.parent) == full_summary       # counts of the whole run, not the rest
     assert _sdf_text(cut) == _sdf_text(full)
     assert (cut.parent / "failures.csv").read_text() == (full.parent / "failures.csv").read_text()
     assert not list(cut.parent.glob("*.tmp"))

@@ -112,6 +112,9 @@ def test_pos_from_conformer():
     ("C[CH2]", {}, "radical electrons on atom 1"),
     ("CC(=O)[O-].[Na+]", {}, "2 fragments (salt or mixture); use --largest-fragment"),
     ("C" * 30, {"max_heavy_atoms": 25}, "too large: 30 heavy atoms (limit 25)"),
+    # RDKit reads 'CC' and takes 'O' for a title: ethane, silently (a CSV cell with a blank)
+    ("CC O", {}, "invalid SMILES 'CC O': a blank inside it (RDKit would read 'CC'"),
+    ("CC\nO", {}, "a blank inside it"),
     # parses, but its molfile does not read back: an output record nobody could read
     ("Cc1cc(C)cc(C)c#1OC", {}, "RDKit cannot read it back from an SDF record (Explicit valence "
                               "for atom # 1 C, 5, is greater than permitted)"),
@@ -120,6 +123,10 @@ def test_bad_inputs_have_specific_reasons(smiles, kwargs, reason):
     with pytest.raises(MoleculeError) as info:
         prepare_mol(smiles, **kwargs)
     assert reason in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_cxsmiles_extension_may_follow_a_blank():
+    assert prepare_mol("C[C@H](O)F |&1:1|").GetNumAtoms() == prepare_mol("C[C@H](O)F").GetNumAtoms() == 9
 
 
 @pytest.mark.parametrize("smarts", ["[#6]~[#7]", "[#6]-,=[#7]", "CCO"])

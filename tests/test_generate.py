@@ -383,6 +383,10 @@ def test_stereo_guidance_default_follows_the_route():
     assert opts.stereo_guidance == 0.5
     with pytest.raises(ValueError, match="stereo_guidance must be >= 0, got -1"):
         GenerateOptions(stereo_guidance=-1).validate()
+    with pytest.raises(ValueError, match="stereo_guidance must be >= 0, got nan"):
+        GenerateOptions(stereo_guidance=float("nan")).validate()
+    with pytest.raises(ValueError, match="dedupe RMSD must be >= 0, got nan"):   # NaN < 0 is False
+        GenerateOptions(dedupe=float("nan")).validate()
 
 
 def test_a_strained_cage_without_stereo_gets_one_isomer_in_every_conformer():

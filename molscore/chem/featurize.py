@@ -93,6 +93,10 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
         text = smiles_or_mol.strip()
         if not text:
             raise MoleculeError("invalid SMILES '': empty string")
+        head, *rest = text.split(None, 1)
+        if rest and not rest[0].startswith("|"):     # only a CXSMILES extension may follow
+            raise MoleculeError(f"invalid SMILES {text!r}: a blank inside it (RDKit would read "
+                                f"{head!r} and take the rest for a title)")
         with rdBase.BlockLogs():
             mol = Chem.MolFromSmiles(text, sanitize=False)
         if mol is None:

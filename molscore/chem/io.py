@@ -37,7 +37,7 @@ from rdkit import Chem, rdBase
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
-           "failure_names", "keep_first_records", "replace_atomically"]
+           "failure_names", "keep_first_records", "replace_atomically", "is_gzip"]
 
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
@@ -86,6 +86,11 @@ def _guess_format(path: str, fmt: str | None) -> str:
     return "sdf" if suffixes and suffixes[-1] in _SDF_SUFFIXES else "smi"
 
 
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a gzip file: it ends in ``.gz``, in any case (``OUT.SDF.GZ``)."""
+    return str(path).lower().endswith(".gz")
+
+
 def _open_text(path: str) -> IO[str]:
     """The input as text; UTF-8 with or without the byte-order mark spreadsheet programs
     write (``utf-8-sig``), which would otherwise become part of the first column's name."""
@@ -95,14 +100,14 @@ def _open_text(path: str) -> IO[str]:
                                                                  newline="")
     if not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
-    if path.endswith(".gz"):
+    if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
 
 
 def first_undecodable_line(path: str) -> int:
     """1-based number of the first line of file ``path`` that is not UTF-8 (0: none)."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
+    with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as fh:
         for number, line in enumerate(fh, 1):
             try:
                 line.decode("utf-8")
@@ -135,7 +140,7 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     elif not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
     else:
-        handle = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+        handle = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
     try:
         with rdBase.BlockLogs():
             try:
@@ -178,11 +183,18 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
+    """``(SMILES, name)`` per line; ``#`` comments and a first line whose first field is
+    ``SMILES`` (any case: the header RDKit's ``SmilesWriter`` writes) are skipped."""
+    first = True
     for line in handle:
         line = line.strip()
         if line.startswith("#"):
             continue
         parts = line.split(None, 1)
+        if first and parts and parts[0].lower() == "smiles":
+            first = False
+            continue
+        first = first and not parts
         yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
 
 
@@ -308,7 +320,7 @@ class SDFStreamWriter:
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._gz = self.path.suffix == ".gz"
+        self._gz = is_gzip(self.path)
         mode = "a" if append else "w"      # gzip: appending adds a member, read as one stream
         self._fh = gzip.open(self.path, mode + "t", encoding="utf-8") if self._gz else \
             open(self.path, mode, encoding="utf-8")
@@ -367,7 +379,7 @@ class FailureLog:
 def _sdf_records(path: Path) -> Iterator[str]:
     """The complete records (through their ``$$$$`` line) of an SDF, in order; a torn last
     record, or the rest of a gzip stream cut off mid-write, is left out."""
-    fh = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else \
+    fh = gzip.open(path, "rt", encoding="utf-8") if is_gzip(path) else \
         open(path, encoding="utf-8")
     lines: list[str] = []
     with fh:
@@ -422,7 +434,7 @@ def replace_atomically(path: str | os.PathLike, chunks: Iterable[str]) -> None:
     then rename it over ``path``: a crash leaves the old file or the new one, never a torn one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if is_gzip(path) else open
     with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
         fh.writelines(chunks)
     fd = os.open(tmp, os.O_RDONLY)

@@ -187,9 +187,11 @@ def _run_settings(options, model: Path, inputs: list[tuple[str, str]]) -> dict:
             "input_sha256": records}
 
 
-def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -> tuple[int, int]:
+def _resume_point(out: Path, failures: Path, settings: dict,
+                  names: list[str]) -> tuple[int, int, int, int]:
     """Where an interrupted run into ``out`` continues: ``(first record to do, records before
-    it that failed)``; cuts the output and ``failures.csv`` back to the records before it."""
+    it that failed, molecules and conformers of the output before it)``; cuts the output and
+    ``failures.csv`` back to the records before it."""
     from ..chem.io import failure_names, keep_first_records, sdf_record_names
 
     record = Path(str(out) + ".json")
@@ -220,8 +222,9 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str]) -
     if written:                          # the last molecule written may be incomplete
         start = min(start, index[written[-1]])
     kept_failed = [n for n in failed if index[n] < start]
-    keep_first_records(out, sum(index[n] < start for n in written), failures, len(kept_failed))
-    return start, len(set(kept_failed))
+    kept_written = [n for n in written if index[n] < start]
+    keep_first_records(out, len(kept_written), failures, len(kept_failed))
+    return start, len(set(kept_failed)), len(set(kept_written)), len(kept_written)
 
 
 def run(args) -> int:
@@ -265,10 +268,11 @@ def run(args) -> int:
             inputs.append((rec[0], rec[1]))
     settings = _run_settings(options, Path(args.model) if args.model else default_model_path(),
                              inputs)
-    start, n_fail = 0, 0
+    start, n_fail, n_ok, n_conformers = 0, 0, 0, 0        # counts of the whole run
     resuming = args.resume and out.exists()
     if resuming:
-        start, n_fail = _resume_point(out, failures_path, settings, [name for _, name, _ in items])
+        start, n_fail, n_ok, n_conformers = _resume_point(out, failures_path, settings,
+                                                         [name for _, name, _ in items])
         print(f"molscore generate: resuming {out} after {start} of {len(items)} record(s)",
               file=sys.stderr)
     outputs = ExitStack()
@@ -288,7 +292,6 @@ def run(args) -> int:
                                         progress=not args.no_progress, total=len(good))
     else:
         results = generator.run(good, progress=not args.no_progress, total=len(good))
-    n_ok = 0
     with outputs:
         for idx, name, _ in items:
             if idx in bad_early:
@@ -307,7 +310,8 @@ def run(args) -> int:
                     failures.add(result.name, result.input, reason)
                 n_fail += 1
     results.close()                     # stops the worker processes of --workers
-    print(f"molscore generate: {n_ok} molecule(s), {writer.records} conformer(s) -> {out}"
+    n_conformers += writer.records
+    print(f"molscore generate: {n_ok} molecule(s), {n_conformers} conformer(s) -> {out}"
           + (f"; {n_fail} failure(s) in {failures_path}" if n_fail else ""),
           file=sys.stderr)
     return 1 if n_fail else 0

@@ -31,6 +31,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from ..chem.featurize import MoleculeError, atoms_match, prepare_mol
+from ..chem.io import is_gzip
 
 __all__ = [
     "ConformerSet", "Failures", "conformer_set_from_mols", "read_geom_rdkit_folder", "read_sdf",
@@ -262,7 +263,7 @@ def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
 
 def _sdf_blocks(path: Path) -> Iterator[bytes]:
     """Raw SDF records (each ending with ``$$$$``); an unfinished last record is not yielded."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if is_gzip(path) else open
     with opener(path, "rb") as fh:
         lines: list[bytes] = []
         for line in fh:
