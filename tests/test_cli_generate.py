@@ -279,6 +279,12 @@ def test_read_records_smi_and_duplicates(tmp_path):
         ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
         ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
     assert dups == ["ethyl alcohol#2"]
+    # a semicolon- or tab-separated .csv (a spreadsheet's export in some locales)
+    for sep in (";", "\t"):
+        semi = tmp_path / "in.csv"
+        semi.write_text(f'smiles{sep}name\r\nCCO{sep}"eth{sep}anol"\r\n')
+        assert [(r.name, r.smiles) for r in read_records(str(semi), name_column="name")] == [
+            (f"eth{sep}anol", "CCO")]
     # the header line RDKit's SmilesWriter writes is not a record
     path.write_text("SMILES Name\nCCO ethanol\n")
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]

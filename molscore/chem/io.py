@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import os
 import re
 import sys
@@ -200,7 +201,15 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
 
 def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
               delimiter: str) -> Iterator[tuple[str, str | None]]:
-    reader = csv.DictReader(handle, delimiter=delimiter)
+    """``(SMILES, name)`` per row. When the header has no ``smiles_column`` with
+    ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
+    that delimiter is used."""
+    first = handle.readline()
+    header_line = next(csv.reader([first], delimiter=delimiter), [])
+    if smiles_column not in header_line:
+        delimiter = next((d for d in (";", "\t") if d != delimiter
+                          and smiles_column in next(csv.reader([first], delimiter=d), [])), delimiter)
+    reader = csv.DictReader(itertools.chain([first], handle), delimiter=delimiter)
     header = reader.fieldnames or []
     if smiles_column not in header:
         raise InputFormatError(f"CSV has no column {smiles_column!r} (columns: "
