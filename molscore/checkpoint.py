@@ -34,11 +34,15 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a crash never leaves a torn file."""
+    """``torch.save`` to ``path.tmp``, ``fsync`` it, then ``os.replace``: a crash (of the
+    process or of the machine) leaves the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # else the rename can reach the disk before the data
     os.replace(tmp, path)
     return path
 

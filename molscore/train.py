@@ -30,7 +30,10 @@ Exact resume: the data order is a pure function of ``(seed, step, rank)``
 (:class:`DataOrder`), and the checkpoint holds the RNG states of every rank, so a
 run interrupted and resumed from a checkpoint reproduces the uninterrupted loss
 curve (with ``num_workers: 0``; with worker processes the order is still exact but
-randomness drawn *inside* workers is re-seeded on resume).
+randomness drawn *inside* workers is re-seeded on resume). Ctrl-C (SIGINT) in a
+single-process run stops after the current step and checkpoints it (a second Ctrl-C
+stops at once, without a checkpoint), so the saved weights, optimiser and RNG states are
+those between two steps.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``), the trainer joins a
 process group (NCCL on CUDA, Gloo on CPU), shards every epoch's permutation across
@@ -39,10 +42,14 @@ ranks, wraps the model in DDP and writes files from rank 0 only.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +67,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic)
 from .ema import EMA
-from .objectives import get_objective
+from .objectives import WEIGHTINGS, get_objective
 from .tasks import Batch, TrainTask, get_task_module
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
@@ -151,14 +158,21 @@ def resolve_config(cfg: dict) -> dict:
             out[key] = {**default, **(given or {})}
         else:
             out.setdefault(key, default)
+    for key in ("data", "model", "sde"):  # the task's sections
+        if out.get(key) is not None and not isinstance(out[key], dict):
+            raise ConfigError(f"'{key}' must be a mapping, got {out[key]!r}")
     if out["steps"] is None and out["epochs"] is None:
         raise ConfigError("config needs 'steps' or 'epochs'")
     for key in ("batch_size", "val_every", "ckpt_every", "log_every", "val_bins"):
-        if not isinstance(out[key], int) or out[key] < 1:
+        if not _is_int(out[key]) or out[key] < 1:
             raise ConfigError(f"'{key}' must be a positive integer, got {out[key]!r}")
     for key in ("steps", "epochs", "val_batches"):
-        if out[key] is not None and (not isinstance(out[key], int) or out[key] < 0):
+        if out[key] is not None and (not _is_int(out[key]) or out[key] < 0):
             raise ConfigError(f"'{key}' must be a non-negative integer, got {out[key]!r}")
+    if not _is_int(out["num_workers"]) or out["num_workers"] < 0:
+        raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
+    if not _is_int(out["seed"]):
+        raise ConfigError(f"'seed' must be an integer, got {out['seed']!r}")
     optim = out["optim"]
     if optim["schedule"] not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
@@ -174,15 +188,38 @@ def resolve_config(cfg: dict) -> dict:
     if not isinstance(betas, (list, tuple)) or len(betas) != 2:
         raise ConfigError(f"optim.betas must be two numbers, got {betas!r}")
     optim["betas"] = [_number(b, "optim.betas", minimum=0.0) for b in betas]
+    if not all(b < 1.0 for b in optim["betas"]):
+        raise ConfigError(f"optim.betas must be in [0, 1), got {betas!r}")
     decay = _number(out["ema"]["decay"], "ema.decay", minimum=0.0)
     if not decay < 1.0:
         raise ConfigError(f"ema.decay must be in [0, 1), got {decay!r}")
     out["ema"]["decay"] = decay
     try:
-        get_objective(out["objective"]["name"])
+        loss_fn = get_objective(out["objective"]["name"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    _check_objective_keys(loss_fn, out["objective"])
     return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
+    """``ConfigError`` for an ``objective`` key the loss function does not take, or an unknown
+    ``weighting`` (else both would surface only as a traceback at the first step)."""
+    params = inspect.signature(loss_fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        allowed = {k for k, p in params.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("t", "noise")}
+        unknown = sorted(set(objective) - allowed - {"name"})
+        if unknown:
+            raise ConfigError(f"objective {objective['name']!r} takes no key {unknown[0]!r}; "
+                              f"choose from {', '.join(sorted(allowed)) or 'none'}")
+    if objective.get("weighting", WEIGHTINGS[0]) not in WEIGHTINGS:
+        raise ConfigError(f"objective.weighting must be one of {', '.join(WEIGHTINGS)}, "
+                          f"got {objective['weighting']!r}")
 
 
 def _number(value: Any, name: str, minimum: float) -> float:
@@ -262,6 +299,45 @@ class DataOrder:
         """Batches ``start, ..., stop - 1`` (usable as a ``DataLoader`` ``batch_sampler``)."""
         for k in range(start, stop):
             yield self.batch(k)
+
+
+class _StopRequest:
+    """SIGINT handler of :meth:`Trainer.fit` in a single-process run (main thread only).
+
+    The first SIGINT only sets :attr:`requested`: the loop finishes the step it is in (a
+    SIGINT handled mid-step would leave a half-updated optimiser or EMA, or RNG states
+    already advanced by the next batch's draws, in the checkpoint) and then stops. A
+    second SIGINT raises ``KeyboardInterrupt`` at once and sets :attr:`forced`.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self.forced = False
+        self._previous: Any = ...  # the handler install() replaced
+
+    def install(self) -> None:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self.enabled and self._previous is not ...:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None
+                          else signal.default_int_handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nmolscore train: stopping after this step (Ctrl-C again to stop at once, "
+              "without a checkpoint)", file=sys.stderr)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """``DataLoader`` workers leave a terminal's Ctrl-C to the main process (which stops
+    between steps, see :class:`_StopRequest`), instead of exiting under it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _BatchSampler:
@@ -482,7 +558,7 @@ class Trainer:
     def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
         workers = int(self.cfg["num_workers"])
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
-                          num_workers=workers,
+                          num_workers=workers, worker_init_fn=_ignore_sigint if workers else None,
                           generator=torch.Generator().manual_seed(seed))
 
     # -- validation ---------------------------------------------------------------------
@@ -580,7 +656,9 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=start, disable=not self.progress,
                    desc="train", dynamic_ncols=True)
         saved_at = None
+        stop = _StopRequest(enabled=not self.info.distributed)
         try:
+            stop.install()
             for batch in loader:
                 loss, grad_norm = self.train_step(batch)
                 window.append(loss)
@@ -601,11 +679,16 @@ class Trainer:
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total_steps:
                     self.save()
                     saved_at = self.step
+                if stop.requested:  # a Ctrl-C during this step: stop between steps
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
-            if not self.info.distributed and self.step > start and saved_at != self.step:
+            # not after a second Ctrl-C: that one may have hit mid-step
+            if (not self.info.distributed and not stop.forced and self.step > start
+                    and saved_at != self.step):
                 self.save()
             raise
         finally:
+            stop.uninstall()
             bar.close()
         if self.step == start and self.resumed_from is None:
             # a run of no steps (``steps: 0``): score the starting weights and write the

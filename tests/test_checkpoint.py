@@ -1,6 +1,7 @@
 """Checkpoints: weights_only round trip, EMA loading, NaN rejection, atomic writes, RNG state."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -101,6 +102,19 @@ def test_save_atomic_replaces_and_leaves_no_temp(tmp_path):
     save_atomic({"a": 2}, path)
     assert torch.load(path, weights_only=True) == {"a": 2}
     assert [p.name for p in path.parent.iterdir()] == ["c.pt"]
+
+
+def test_save_atomic_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+    """Without an fsync before ``os.replace`` a machine crash can leave an empty file in place
+    of the last good checkpoint (the rename reaches the disk before the data)."""
+    import molscore.checkpoint as checkpoint
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
+    save_atomic({"a": 1}, tmp_path / "c.pt")
+    assert events == ["fsync", "replace"] and torch.load(tmp_path / "c.pt", weights_only=True) == {"a": 1}
 
 
 def test_rng_state_round_trip_through_weights_only(tmp_path):

@@ -199,6 +199,28 @@ def test_processed_round_trip(tmp_path, ensembles):
     assert set(shard) >= {"atom_feat", "edge_index", "edge_attr", "z", "pos", "weights", "atom_ptr"}
 
 
+def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
+    """GEOM pickles reach training only through ``write_dataset``: it drops reserved
+    molecules (mandelic acid is on the shipped list) like the ``build-dataset`` builders."""
+    summary = {}
+    (tmp_path / "drugs").mkdir()
+    for n, smi in enumerate(["OC(=O)C(O)c1ccccc1", "CCCCCCCCCCO"]):
+        confs = [{"rd_mol": m, "boltzmannweight": 0.5} for m in _singles(_confs(smi, 2))]
+        (tmp_path / "drugs" / f"{n}.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+        summary[smi] = {"pickle_path": f"drugs/{n}.pickle"}
+    (tmp_path / "summary_drugs.json").write_text(json.dumps(summary))
+    index = write_dataset(read_conformers(tmp_path / "summary_drugs.json"), tmp_path / "ds",
+                          fractions=(1.0, 0.0, 0.0))
+    assert [m["name"] for m in index["molecules"]] == ["CCCCCCCCCCO"]
+    assert ConformerDataset(tmp_path / "ds", "train").smiles == ["CCCCCCCCCCO"]
+    assert read_failures(tmp_path / "ds") == [("OC(=O)C(O)c1ccccc1", "reserved for held-out evaluation")]
+    other = tmp_path / "other.txt"
+    other.write_text(inchikey_block(Chem.MolFromSmiles("CCCCCCCCCCO")) + "\n")
+    index = write_dataset(read_conformers(tmp_path / "summary_drugs.json"), tmp_path / "ds2",
+                          fractions=(1.0, 0.0, 0.0), reserved_path=other)
+    assert [m["name"] for m in index["molecules"]] == ["OC(=O)C(O)c1ccccc1"]
+
+
 def test_scaffold_split_disjoint_and_deterministic():
     smiles = ["c1ccccc1C", "c1ccccc1CC", "c1ccccc1O", "C1CCCCC1N", "C1CCCCC1O", "c1ccncc1C", "c1ccncc1N",
               "CCO", "CCN", "c1ccc2ccccc2c1", "c1ccc2ccccc2c1O", "C1CCNCC1", "C1CCOC1", "C1CCOC1C"] * 3

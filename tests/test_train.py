@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -32,6 +34,22 @@ def _interrupted_run(out, exc: type[BaseException], at_step: int, device: str = 
         trainer.fit()
 
 
+def _assert_identical(a, b, where: str) -> None:
+    """Nested dicts/lists of tensors and numbers equal bit for bit."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_identical(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_identical(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 @pytest.mark.parametrize("exc, resumed_from", [(KeyboardInterrupt, 6), (RuntimeError, 4)])
 def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc, resumed_from):
     """Ctrl-C saves at the current step; a crash resumes from the last periodic checkpoint
@@ -59,6 +77,50 @@ def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc, resumed_from)
         torch.testing.assert_close(v, cb["ema"]["shadow"][k], rtol=0, atol=1e-6)
     assert ca["data_state"] == cb["data_state"] == {"seed": 3, "epoch": 2, "batch": 2,
                                                      "batches_per_epoch": 5}
+
+
+def test_sigint_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path):
+    """A real Ctrl-C that lands mid-step (after the step drew its noise) lets the step finish
+    and checkpoints it, so the resumed run matches the uninterrupted one bit for bit; a
+    checkpoint written where the signal landed would hold RNG states already advanced by
+    that step and a step count that misses it. A second Ctrl-C stops at once, unsaved."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(base_config(), straight, device="cpu", progress=False)
+    trainer = Trainer(base_config(), split, device="cpu", progress=False)
+    loss_fn = trainer.loss_fn
+
+    def interrupted_loss(*args, **kwargs):
+        losses = loss_fn(*args, **kwargs)
+        if trainer.step == 6:  # during step 7, after its t and noise were drawn
+            os.kill(os.getpid(), signal.SIGINT)
+        return losses
+
+    trainer.loss_fn = interrupted_loss
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = train(base_config(), split, device="cpu", progress=False)
+    assert resumed["resumed_from"] == 7 and resumed["steps"] == 12
+    untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
+    assert untimed[0] == untimed[1]
+    ca = torch.load(straight / "checkpoint.pt", weights_only=True)
+    cb = torch.load(split / "checkpoint.pt", weights_only=True)
+    for part in ("model", "ema", "optimizer", "scheduler", "rng", "data_state"):
+        _assert_identical(ca[part], cb[part], part)
+
+    twice = Trainer(base_config(), tmp_path / "twice", device="cpu", progress=False)
+    loss_fn2 = twice.loss_fn
+
+    def twice_interrupted(*args, **kwargs):
+        if twice.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss_fn2(*args, **kwargs)
+
+    twice.loss_fn = twice_interrupted
+    with pytest.raises(KeyboardInterrupt):
+        twice.fit()
+    assert torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
 def test_no_resume_starts_over(tmp_path):
@@ -178,6 +240,14 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"optim": {"grad_clip": -1}}, "optim.grad_clip"),
     ({"optim": {"betas": [0.9]}}, "optim.betas"),
     ({"ema": "slow"}, "'ema' must be a mapping"),
+    ({"num_workers": -1}, "'num_workers' must be a non-negative integer"),
+    ({"num_workers": "two"}, "'num_workers' must be a non-negative integer"),
+    ({"seed": "abc"}, "'seed' must be an integer"),
+    ({"batch_size": True}, "batch_size"),
+    ({"optim": {"betas": [0.9, 1.5]}}, r"optim.betas must be in \[0, 1\)"),
+    ({"objective": {"name": "dsm", "weighting": "nope"}}, "objective.weighting must be one of"),
+    ({"objective": {"name": "dsm", "n_proj": 2}}, "objective 'dsm' takes no key 'n_proj'"),
+    ({"data": [1, 2]}, "'data' must be a mapping"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)

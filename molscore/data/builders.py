@@ -36,7 +36,7 @@ from ..chem.io import first_undecodable_line
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
-from .reserved import is_reserved, load_reserved
+from .reserved import RESERVED_REASON, is_reserved, load_reserved
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 KCAL_PER_MOL_K = 0.0019872043  # gas constant R in kcal/(mol K)
-RESERVED_REASON = "reserved for held-out evaluation"
 CCD_MIN_HEAVY, CCD_MAX_HEAVY = 5, 100
 
 

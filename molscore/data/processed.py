@@ -40,6 +40,7 @@ from torch_geometric.data import Data
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
+from .reserved import RESERVED_REASON, is_reserved, load_reserved
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -236,7 +237,10 @@ class DatasetWriter:
                 blob[key] = blob[key].to(torch.uint8)
             blob.update({key: torch.tensor(v, dtype=torch.long) for key, v in ptrs.items()})
             tmp = self.root / (fname + ".tmp")
-            torch.save(blob, tmp)
+            with open(tmp, "wb") as fh:
+                torch.save(blob, fh)
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before the index that names it
             os.replace(tmp, self.root / fname)
             self.index["shards"].append(fname)
             self._buffer = []
@@ -267,14 +271,22 @@ class DatasetWriter:
 
 def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_size: int = 256,
                   fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                  failures: Iterable[tuple[str, str]] = (), meta: dict | None = None) -> dict:
+                  failures: Iterable[tuple[str, str]] = (), meta: dict | None = None,
+                  reserved_path: str | Path | None = None) -> dict:
     """Featurise and store ``records`` (skipping names already in ``root``); return the index.
 
-    ``failures`` (e.g. the list a reader filled, consumed after ``records``) go to ``failures.csv``.
+    Reserved molecules (:mod:`molscore.data.reserved`; ``reserved_path``, default the shipped
+    list) are dropped, as by every dataset builder, and listed in ``failures.csv``.
+    ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
     """
+    reserved = load_reserved(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     for record in records:
-        if not writer.is_done(record.name):
+        if writer.is_done(record.name):
+            continue
+        if is_reserved(record.mol, reserved):
+            writer.add_failures([(record.name, RESERVED_REASON)])
+        else:
             writer.add(encode_record(record))
     writer.add_failures(failures)
     return writer.finalize(fractions, seed)
