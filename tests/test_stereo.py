@@ -268,3 +268,42 @@ def test_isomers_of_embeddings_are_distinct_and_most_frequent_first():
     assert sorted(set(seen)) == sorted(smiles) and counts == sorted(counts, reverse=True)
     assert sum(counts) == 20
     assert isomers_of_embeddings(Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O")), 4, 5) == []
+
+
+_WAVY_AND_CROSSED = """
+     RDKit          2D
+
+  7  6  0  0  0  0  0  0  0  0999 V2000
+   -2.8748   -0.2197    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+   -1.4825    0.3386    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+   -0.3029   -0.5880    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+    1.0893   -0.0297    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+    2.2689   -0.9563    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+    1.3020    1.4551    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0
+    3.6600   -0.4000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0
+  1  2  1  0
+  2  3  2  3
+  3  4  1  0
+  4  5  1  0
+  4  6  1  4
+  5  7  1  0
+M  END
+"""
+
+
+def test_stereo_a_molfile_marks_unknown_gets_one_isomer_like_unspecified_stereo():
+    # a crossed double bond (E/Z unknown) and a wavy bond at a centre: RDKit reads them as
+    # StereoSpecified.Unknown; left so, ETKDG gave conformers of several isomers
+    mol = Chem.AddHs(Chem.MolFromMolBlock(_WAVY_AND_CROSSED))
+    assert {str(si.specified) for si in Chem.FindPotentialStereo(mol)} == {"Unknown"}
+    assert len(unspecified_stereo(mol)) == 2
+    chosen = []
+    for seed in range(4):
+        iso = assign_unspecified_stereo(mol, seed)
+        assert all(si.specified == Chem.StereoSpecified.Specified for si in Chem.FindPotentialStereo(iso))
+        assert list(specified_centres(iso)) == [3] and list(specified_double_bonds(iso)) == [1]
+        assert AllChem.EmbedMolecule(Chem.Mol(iso), randomSeed=7) == 0
+        chosen.append(Chem.MolToSmiles(Chem.RemoveHs(iso)))
+    assert len(set(chosen)) > 1                                      # the seed decides
+    for iso in isomers_of_embeddings(mol, 0, 10):
+        assert not unspecified_stereo(iso)

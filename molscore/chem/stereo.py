@@ -370,8 +370,25 @@ def isomer_choices(mol: Chem.Mol, seed: int | None, others: int = MAX_OTHER_ISOM
 
 def unspecified_stereo(mol: Chem.Mol) -> list[Chem.StereoInfo]:
     """The potential stereo elements of ``mol`` (RDKit's ``FindPotentialStereo``) left
-    unspecified."""
-    return [si for si in Chem.FindPotentialStereo(mol) if si.specified == Chem.StereoSpecified.Unspecified]
+    unspecified, those marked unknown included (a molfile's wavy bond at a centre or crossed
+    double bond: ``StereoSpecified.Unknown``), so that they too get one isomer."""
+    return [si for si in Chem.FindPotentialStereo(mol) if si.specified in _OPEN]
+
+
+_OPEN = (Chem.StereoSpecified.Unspecified, Chem.StereoSpecified.Unknown)
+
+
+def _forget_unknown_stereo(mol: Chem.Mol) -> None:
+    """Clear, in place, RDKit's marks of stereo declared unknown (a wavy bond's
+    ``_UnknownStereo`` and bond direction, a crossed double bond's ``STEREOANY``), which would
+    otherwise keep the stereo assigned to those elements unknown."""
+    for bond in mol.GetBonds():
+        if bond.HasProp("_UnknownStereo"):
+            bond.ClearProp("_UnknownStereo")
+        if bond.GetBondDir() in (Chem.BondDir.UNKNOWN, Chem.BondDir.EITHERDOUBLE):
+            bond.SetBondDir(Chem.BondDir.NONE)
+        if bond.GetStereo() == Chem.BondStereo.STEREOANY:
+            bond.SetStereo(Chem.BondStereo.STEREONONE)
 
 
 def enumerated_isomer(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
@@ -381,6 +398,8 @@ def enumerated_isomer(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
     None when none does. Each impossible isomer tried first costs a failed embedding."""
     opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=1, tryEmbedding=True,
                                     rand=None if seed is None else int(seed) + 1)
+    mol = Chem.Mol(mol)
+    _forget_unknown_stereo(mol)
     with rdBase.BlockLogs():
         for isomer in EnumerateStereoisomers(mol, options=opts):
             Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
@@ -423,6 +442,7 @@ def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> l
     unspecified = unspecified_stereo(probe)
     if not unspecified:
         return []
+    _forget_unknown_stereo(probe)
     with rdBase.BlockLogs():
         ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, _etkdg_params(seed, random_coords=True)))
     found: dict[str, list] = {}                 # SMILES -> [count, isomer], in embedding order
