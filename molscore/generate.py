@@ -77,8 +77,8 @@ from .chem.guidance import StereoRestraints, guided_score
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
-from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, MAX_OTHER_ISOMERS, etkdg_failure_reason, fix_stereo,
-                          isomer_choices)
+from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, MAX_OTHER_ISOMERS, check_stereo,
+                          etkdg_failure_reason, fix_stereo, isomer_choices)
 from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -573,6 +573,16 @@ class ConformerGenerator:
                 mol.SetProp("forcefield", forcefield)
             except ValueError as err:
                 result.dropped.append(f"not relaxed: {err}")
+            else:      # the relaxation holds the stereo; a conformer it still lost is dropped
+                keep = [k for k, conf in enumerate(mol.GetConformers()) if check_stereo(mol, conf.GetId()).ok]
+                if len(keep) < mol.GetNumConformers():
+                    if not keep:
+                        result.error = "every conformer lost its stereo in the force-field relaxation"
+                        return result
+                    result.dropped.append(f"{mol.GetNumConformers() - len(keep)} of {opts.n} "
+                                          "conformers dropped: stereo lost in the force-field relaxation")
+                    energies = [energies[k] for k in keep]
+                    mol = _subset(mol, keep)
         if opts.dedupe is not None and mol.GetNumConformers() > 1:
             keep = _dedupe(mol, opts.dedupe)
             energies = [energies[i] for i in keep] if energies is not None else None

@@ -482,3 +482,24 @@ def test_a_nearly_flat_centre_is_cleaned_up_instead_of_resampled(tiny_model, mon
     mol = ConformerGenerator(tiny_model, cleanup=True, **kwargs).generate(smiles).mol
     assert mol.GetNumConformers() == 4
     assert all(check_stereo(mol, c.GetId()).ok and c.GetProp("checks") == "ok" for c in mol.GetConformers())
+
+
+def test_a_conformer_whose_stereo_the_relaxation_lost_is_dropped(tiny_model, monkeypatch):
+    """The relaxation holds the stereo (``tests/test_relax.py``); should it still lose a
+    centre, that conformer is dropped with a reason, never returned."""
+    from molscore.chem.stereo import mirror_conformer
+
+    real_relax = generate_module.relax_conformers
+
+    def relax_mirroring_the_first(mol, fixed=()):
+        energies, name = real_relax(mol, fixed=fixed)
+        mirror_conformer(mol, mol.GetConformers()[0].GetId())
+        return energies, name
+
+    monkeypatch.setattr(generate_module, "relax_conformers", relax_mirroring_the_first)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=3, seed=1, relax=True)
+    result = gen.generate("C[C@H](N)C(=O)O")
+    assert result.dropped == ["1 of 3 conformers dropped: stereo lost in the force-field relaxation"]
+    assert result.mol.GetNumConformers() == 2
+    assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
+    assert [c.GetIntProp("conformer") for c in result.mol.GetConformers()] == [0, 1]

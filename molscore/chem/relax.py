@@ -1,6 +1,9 @@
 """Force-field relaxation of conformers (MMFF94, UFF where MMFF has no parameters).
 
-* :func:`relax_conformers`: full minimisation of every conformer (``--relax``);
+* :func:`relax_conformers`: full minimisation of every conformer (``--relax``), with no
+  specified stereocentre or E/Z bond allowed to cross to the other side (the same
+  flat-bottom torsion restraints, zero while an element stays on its side: an unrestrained
+  MMFF94 minimisation inverted a nearly flat amine nitrogen of a sampled Tröger's base);
 * :func:`restrained_cleanup`: a short minimisation with every heavy atom held by a flat-bottom
   harmonic restraint to where it is, which repairs local geometry (bond lengths, angles,
   hydrogens, ring planarity, close contacts) without moving the conformation: no heavy atom
@@ -30,20 +33,25 @@ STEREO_FORCE_CONSTANT = 100.0
 
 
 def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
-                     fixed: Sequence[int] = ()) -> tuple[list[float], str]:
+                     fixed: Sequence[int] = (), keep_stereo: bool = True) -> tuple[list[float], str]:
     """Minimise every conformer of ``mol`` in place (explicit hydrogens needed).
 
     MMFF94 when RDKit has parameters for every atom, else UFF. The atoms ``fixed`` (e.g. a
-    core's, :mod:`molscore.chem.core`) do not move.
+    core's, :mod:`molscore.chem.core`) do not move. With ``keep_stereo`` no specified
+    stereo element crosses to the other side: the dihedrals of :func:`_stereo_quads` are held
+    by flat-bottom restraints (:func:`_stereo_restraints`), zero while an element stays
+    :data:`STEREO_MARGIN` degrees inside its side (one that starts closer: no closer than
+    it starts); where none comes that close, the minimisation is the plain one.
 
     Returns:
-        ``(energies, forcefield)``: one energy in kcal/mol per conformer, in conformer order,
-        and ``"MMFF94"`` or ``"UFF"``.
+        ``(energies, forcefield)``: one energy in kcal/mol per conformer (the force field's,
+        without the restraints), in conformer order, and ``"MMFF94"`` or ``"UFF"``.
 
     Raises:
         ValueError: neither force field has parameters for this molecule.
     """
     fixed = [int(i) for i in fixed]
+    centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     with rdBase.BlockLogs():
         if AllChem.MMFFHasAllMoleculeParams(mol):
             name, optimise = "MMFF94", AllChem.MMFFOptimizeMoleculeConfs
@@ -51,7 +59,7 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
             name, optimise = "UFF", AllChem.UFFOptimizeMoleculeConfs
         else:
             raise ValueError("no MMFF94 or UFF parameters for this molecule")
-        if not fixed:
+        if not fixed and not centres and not bonds:
             out = optimise(mol, numThreads=num_threads, maxIters=max_iters)
             return [float(energy) for _, energy in out], name
         mmff = AllChem.MMFFGetMoleculeProperties(mol) if name == "MMFF94" else None
@@ -60,11 +68,30 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
             ff = _force_field(mol, conf.GetId(), name, mmff)
             for i in fixed:
                 ff.AddFixedPoint(i)
+            _stereo_restraints(ff, conf, centres, bonds, mmff is not None, hold_all=True)
             ff.Initialize()
             ff.Minimize(maxIts=max_iters)
             set_positions(conf, np.reshape(ff.Positions(), (-1, 3)))
-            energies.append(float(ff.CalcEnergy()))
+            energies.append(float(_force_field(mol, conf.GetId(), name, mmff).CalcEnergy()))
     return energies, name
+
+
+def _stereo_restraints(ff, conf: Chem.Conformer, centres: list[tuple[int, ...]],
+                       bonds: list[tuple[int, ...]], mmff: bool, hold_all: bool) -> None:
+    """Hold each stereo dihedral of ``centres`` and ``bonds`` (:func:`_stereo_quads`) on its
+    side in force field ``ff`` (flat-bottom, :data:`STEREO_FORCE_CONSTANT`): at least
+    :data:`STEREO_MARGIN` degrees from the boundary of its side (:func:`_side`); one that
+    starts closer is left free, or with ``hold_all`` kept from coming any closer."""
+    hold = ff.MMFFAddTorsionConstraint if mmff else ff.UFFAddTorsionConstraint
+    for quads, bond in ((centres, False), (bonds, True)):
+        for quad in quads:
+            angle = rdMolTransforms.GetDihedralDeg(conf, *quad)
+            side = _side(angle, STEREO_MARGIN, bond)
+            if side is None and hold_all:
+                gap = abs(abs(angle) - 90) if bond else min(abs(angle), 180 - abs(angle))
+                side = _side(angle, gap, bond)
+            if side is not None:
+                hold(*quad, False, *side, STEREO_FORCE_CONSTANT)
 
 
 def _force_field(mol: Chem.Mol, cid: int, name: str, mmff=None):
@@ -93,13 +120,13 @@ def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int,
 def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None:
     """The dihedral range (degrees) that keeps ``angle`` on its side, ``margin`` away from the
     boundary; None when ``angle`` is within ``margin`` of it. A centre's sides are the signs
-    (boundaries 0 and 180); a double bond's are cis and trans (boundary 90)."""
+    (boundaries 0 and 180); a double bond's are cis and trans (boundary 90; the trans range
+    runs through 180, which RDKit's torsion restraints read modulo 360: a range that ended
+    at 180 pulled a trans bond back from -179.5 degrees)."""
     if bond:
         if abs(abs(angle) - 90) < margin:
             return None
-        if abs(angle) < 90:
-            return margin - 90, 90 - margin
-        return (90 + margin, 180) if angle > 0 else (-180, -90 - margin)
+        return (margin - 90, 90 - margin) if abs(angle) < 90 else (90 + margin, 270 - margin)
     if not margin <= abs(angle) <= 180 - margin:
         return None
     return (margin, 180 - margin) if angle > 0 else (margin - 180, -margin)
@@ -147,13 +174,8 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         for i in heavy:
             if i not in held:
                 restrain(i, max_displacement, force_constant)
-        hold = ff.MMFFAddTorsionConstraint if mmff is not None else ff.UFFAddTorsionConstraint
-        conf = mol.GetConformer(cid)
-        for quads, bond in ((centres, False), (bonds, True)):
-            for quad in quads:
-                side = _side(rdMolTransforms.GetDihedralDeg(conf, *quad), STEREO_MARGIN, bond)
-                if side is not None:
-                    hold(*quad, False, *side, STEREO_FORCE_CONSTANT)
+        _stereo_restraints(ff, mol.GetConformer(cid), centres, bonds, mmff is not None,
+                           hold_all=False)
         ff.Initialize()
         ff.Minimize(maxIts=max_iters)
         # Minimize moves the force field's own copy of the coordinates; write them back.
