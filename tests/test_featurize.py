@@ -125,6 +125,21 @@ def test_bad_inputs_have_specific_reasons(smiles, kwargs, reason):
     assert reason in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("smiles", ["C[P@](CC)c1ccccc1", "C[P@@](CC)c1ccccc1", "C[N@]1C[C@H]1C",
+                                    "C[N@@]1C[C@H]1C", "Cc1ccc2c(c1)C[N@]1Cc3cc(C)ccc3N(C2)C1"])
+def test_a_3d_record_keeps_its_pyramidal_centres(smiles):
+    """RDKit does not read the handedness of three-coordinate P and N centres from 3D (it
+    left them unspecified, so generate chose a hand from --seed); prepare_mol does."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=3) == 0
+    record = Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False)
+    plain = Chem.Mol(record)
+    Chem.AssignStereochemistryFrom3D(plain)
+    expected = Chem.MolToSmiles(Chem.RemoveHs(mol))
+    assert Chem.MolToSmiles(Chem.RemoveHs(plain)) != expected        # RDKit alone loses it
+    assert Chem.MolToSmiles(Chem.RemoveHs(prepare_mol(record))) == expected
+
+
 def test_a_cxsmiles_extension_may_follow_a_blank():
     assert prepare_mol("C[C@H](O)F |&1:1|").GetNumAtoms() == prepare_mol("C[C@H](O)F").GetNumAtoms() == 9
 

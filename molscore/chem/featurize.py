@@ -29,7 +29,7 @@ from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from ..errors import message_line
-from .stereo import specified_centres
+from .stereo import assign_pyramidal_centres_from_3d, specified_centres
 
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
@@ -177,6 +177,7 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
         conf = mol.GetConformer()
         if conf.Is3D():
             Chem.AssignStereochemistryFrom3D(mol, confId=conf.GetId())
+            assign_pyramidal_centres_from_3d(mol, conf.GetId())
     return mol
 
 

@@ -58,7 +58,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
-           "ETKDG_FAILED", "ETKDG_STEREO_FAILED"]
+           "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -178,6 +178,32 @@ def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
     ``CHI_TETRAHEDRAL_CCW`` when the :func:`centre_volumes` sum to a positive number (for
     three neighbours, ``det(u0, u1, u2) > 0``), ``CW`` otherwise."""
     return _tag(centre_volumes(pos, centre, bond_order_neighbours(mol, centre)))
+
+
+def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1, flat_tol: float = 0.2) -> list[int]:
+    """Chiral tags, from conformer ``conf_id``, of the three-coordinate centres that
+    ``Chem.AssignStereochemistryFrom3D`` leaves unspecified although RDKit counts them as
+    stereocentres (a phosphine's P, the nitrogen of an aziridine or of Tröger's base); in
+    place, after that function. A centre is tagged only when it is clearly pyramidal (signed
+    volume of its unit bond vectors at least ``flat_tol``) and RDKit keeps the tag.
+
+    Returns:
+        the atoms tagged.
+    """
+    pos = _positions(mol, conf_id)
+    tagged = []
+    for si in Chem.FindPotentialStereo(mol):
+        atom = mol.GetAtomWithIdx(si.centeredOn)
+        if (si.type != Chem.StereoType.Atom_Tetrahedral or si.specified != Chem.StereoSpecified.Unspecified
+                or atom.GetDegree() != 3):
+            continue
+        vols = centre_volumes(pos, atom.GetIdx(), bond_order_neighbours(mol, atom.GetIdx()))
+        if abs(float(vols[0])) >= flat_tol:
+            atom.SetChiralTag(_tag(vols))
+            tagged.append(atom.GetIdx())
+    if tagged:
+        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
+    return [i for i in tagged if mol.GetAtomWithIdx(i).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED]
 
 
 def _tag(vols: np.ndarray) -> Chem.ChiralType:
