@@ -190,3 +190,8 @@ def test_sample_cli_writes_parseable_pdb(tmp_path, capsys):
                  "--label", "3", "--device", "cpu", "-o", str(tmp_path / "y.pdb")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and ".pdb" in err[0] and "--label" in err[1]
+    (tmp_path / "file").write_text("not a folder")  # unwritable -o: one line, exit 2
+    assert main(["sample", "--checkpoint", str(run / "checkpoint.pt"), "-n", "1", "--steps", "2",
+                 "--device", "cpu", "-o", str(tmp_path / "file" / "t.pdb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0]

@@ -92,6 +92,24 @@ def test_bad_options_exit_2(ckpt, tmp_path, capsys, extra, message):
     assert rc == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("weight", ["nan", "inf"])
+def test_non_finite_guidance_exits_2(ckpt, tmp_path, capsys, weight):
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--steps", "2", "--label", "3",
+              "--guidance", weight, "-o", str(tmp_path / "o.npy")])
+    assert exc.value.code == 2
+    assert "finite" in capsys.readouterr().err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_unwritable_output_exits_2_before_sampling(ckpt, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "dir.png").mkdir()
+    for out in (tmp_path / "file" / "o.npy", tmp_path / "dir.png"):
+        rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "-o", out)
+        assert rc == 2 and "cannot write" in err and err.count("\n") == 1, err
+
+
 def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
     rc, _, err = _run(capsys, "--checkpoint", ckpt, "-o", tmp_path / "o.txt")
     assert rc == 2 and ".png (grid) or .npy" in err

@@ -143,6 +143,15 @@ def test_exact_score_needs_a_mixture(tmp_path, capsys):
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")
 
 
+def test_unwritable_output_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "dir.npy").mkdir()
+    _one_line_error(capsys, ["toy", "sample", "--steps", "2", "-n", "2",
+                             "-o", str(tmp_path / "file" / "x.npy")], "cannot write")
+    _one_line_error(capsys, ["toy", "sample", "--steps", "2", "-n", "2",
+                             "-o", str(tmp_path / "dir.npy")], "directory")
+
+
 def test_missing_and_nan_checkpoints_exit_2(tmp_path, capsys, tiny_checkpoint):
     _one_line_error(capsys, ["toy", "sample", "--score", str(tmp_path / "none.pt"),
                              "-o", str(tmp_path / "x.npy")], "not found")

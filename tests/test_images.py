@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -235,3 +236,19 @@ def test_image_bits_per_dim_through_the_ode_matches_analytic_gaussian():
     torch.testing.assert_close(bpd, dequantized_bits_per_dim(logp, 4, levels), atol=1e-4,
                                rtol=0)
     assert nfe > 0
+
+
+def test_bits_per_dim_of_rejects_images_that_do_not_fit_the_model():
+    from molscore.data.image_task import bits_per_dim_of
+
+    task = build_task(TINY)
+    model, meta = task.model.eval(), task.meta
+    for images, needle in ((torch.randint(0, 17, (2, 1, 16, 16)), "must be (B, 1, 8, 8)"),
+                           (torch.randint(0, 17, (1, 8, 8)), "must be (B, 1, 8, 8)"),
+                           (torch.full((2, 1, 8, 8), 200), "in [0, 17)"),
+                           (torch.full((2, 1, 8, 8), -1), "in [0, 17)")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            bits_per_dim_of(model, meta, images, method="euler", steps=2)
+    bpd, _ = bits_per_dim_of(model, meta, torch.randint(0, 17, (2, 1, 8, 8)), method="euler",
+                             steps=2)
+    assert bpd.shape == (2,) and torch.isfinite(bpd).all()

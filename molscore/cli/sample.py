@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import UsageError
-from .argtypes import positive_int
+from .argtypes import finite_float, positive_int
 
 ORDER = 25
 
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     img.add_argument("--mask", nargs="+", metavar="PNG",
                      help="mask PNG(s), one for all images or one per image; white = known")
     img.add_argument("--label", type=int, metavar="K", help="class label to generate")
-    img.add_argument("--guidance", type=float, metavar="W",
+    img.add_argument("--guidance", type=finite_float, metavar="W",
                      help="classifier-free guidance weight w: (1+w) s(x|y) - w s(x) (default 0)")
     ca = p.add_argument_group("C-alpha traces")
     ca.add_argument("--length", type=positive_int, metavar="N", help="residues per trace")

@@ -87,7 +87,12 @@ def _out_path(path: str, suffix: str) -> Path:
     out = Path(path)
     if out.suffix != suffix:
         raise UsageError(f"-o must end in {suffix}, got {path!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise UsageError(f"-o {path} is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot write {err.filename or path}: {err.strerror or err}") from None
     return out
 
 

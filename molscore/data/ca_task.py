@@ -184,16 +184,21 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     if length < 4:
         raise UsageError(f"--length must be at least 4 residues, got {length}")
     steps = int(args.steps or DEFAULT_STEPS)
+    try:  # before sampling, so that an unwritable -o does not cost the run
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(int(args.seed))
     torch.manual_seed(int(args.seed))
     traces, nfe = generate(model, meta, int(args.n), length, sampler=args.sampler, steps=steps,
                            generator=gen, disable=not getattr(args, "progress", False))
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_ca_pdb(out, traces)
     except ValueError as err:
         raise UsageError(f"samples could not be written: {err}") from None
+    except OSError as err:
+        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     s = trace_summary(traces)
     print(f"wrote {len(traces)} C-alpha traces of {length} residues to {out}; sampler "
           f"{args.sampler}, {steps} steps, {nfe} score evaluations; consecutive C-alphas within "

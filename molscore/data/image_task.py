@@ -250,6 +250,10 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
                                                                      meta, warn)]
         if not jobs:
             raise UsageError("no usable --inpaint/--mask pair (see warnings above)")
+    try:  # before sampling, so that an unwritable -o does not cost the run
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     results, nfe = [], 0
     for _, x_known, mask in jobs:
         imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps, label=label,
@@ -258,8 +262,10 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         results.append(imgs)
         nfe += k
     images = torch.cat(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write(out, images, meta["levels"])
+    try:
+        _write(out, images, meta["levels"])
+    except OSError as err:
+        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
     c, h, w = meta["shape"]
     print(f"wrote {len(images)} images ({c}x{h}x{w}, {meta['levels']} levels) to {out}; "
           f"sampler {args.sampler}, {steps} steps, {nfe} score evaluations"
@@ -270,9 +276,21 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
 def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Tensor | None = None,
                     generator: torch.Generator | None = None, **opts) -> tuple[Tensor, int]:
     """Dequantised bits/dim ``(B,)`` of integer images under ``model`` (null label unless
-    ``labels``), and the number of score evaluations."""
+    ``labels``), and the number of score evaluations.
+
+    Raises:
+        ValueError: ``images`` are not ``(B, *meta["shape"])`` or hold values outside
+            ``[0, levels)``.
+    """
     from .image_metrics import image_bits_per_dim
 
+    shape, levels = tuple(meta["shape"]), int(meta["levels"])
+    if images.ndim != 4 or tuple(images.shape[1:]) != shape:
+        raise ValueError(f"images must be (B, {', '.join(map(str, shape))}) for this model, "
+                         f"got {tuple(images.shape)}")
+    if images.numel() and (images.min() < 0 or images.max() >= levels):
+        raise ValueError(f"image values must be integers in [0, {levels}), got "
+                         f"{images.min().item()}..{images.max().item()}")
     space = DenseSpace(images.shape)
     score_fn = guided_score_fn(model, space, labels)
     return image_bits_per_dim(score_fn, model.sde, images, meta["levels"],
