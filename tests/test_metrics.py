@@ -4,8 +4,10 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 
+from molscore.chem.io import InputFormatError
 from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,
-                                   evaluate_coverage, evaluate_crystal, rmsd_matrix)
+                                   evaluate_coverage, evaluate_crystal, read_groups, rmsd_matrix)
+from molscore.cli import main
 
 
 def _embed(smiles: str, n: int, seed: int, random_order: bool = False) -> Chem.Mol:
@@ -20,7 +22,9 @@ def _embed(smiles: str, n: int, seed: int, random_order: bool = False) -> Chem.M
 
 
 @pytest.mark.parametrize("smiles", ["CC(C)(C)c1ccc(C(=O)[O-])cc1", "OC(=O)CCc1ccccc1[N+](=O)[O-]",
-                                    "CN1CCC[C@H]1c1cccnc1"])
+                                    "CN1CCC[C@H]1c1cccnc1",
+                                    # symmetric only without bond orders: no extra mappings
+                                    "c1ccc2c(c1)CCCC2", "C=CCCCCC", "CC1=CC[C@@H](C(C)=C)CC1=O"])
 def test_rmsd_matches_getbestrms(smiles):
     probe = _embed(smiles, 4, 7)
     ref = _embed(smiles, 3, 11, random_order=True)
@@ -94,3 +98,50 @@ def test_crystal_summary():
     assert s["N=1"]["median"] == 1.5 and s["N=1"]["frac_below_0.5"] == pytest.approx(1 / 3)
     assert s["N=1"]["frac_below_2.0"] == pytest.approx(2 / 3)
     assert s["N=10"]["frac_below_1.0"] == pytest.approx(2 / 3) and s["N=10"]["median"] == 0.8
+
+
+def test_bond_orders_count_but_tautomers_still_pair():
+    # tetralin: the naphthalene graph has 4 automorphisms, with bond orders only 2
+    assert len(atom_matches(_embed("c1ccc2c(c1)CCCC2", 1, 1), _embed("c1ccc2c(c1)CCCC2", 1, 2))) == 2
+    # carboxylate / nitro oxygens still swap; an imidazolium's charged N does not
+    assert len(atom_matches(_embed("CC(=O)[O-]", 1, 1), _embed("CC(=O)[O-]", 1, 2))) == 2
+    assert len(atom_matches(_embed("Cc1c[nH+]c[nH]1", 1, 1), _embed("Cc1c[nH+]c[nH]1", 1, 2))) == 1
+    # other bond orders or charges (tautomer, charge form): mapped on the heavy-atom graph
+    assert len(atom_matches(_embed("Oc1ccccn1", 1, 1), _embed("O=c1cccc[nH]1", 1, 2))) == 1
+    assert len(atom_matches(_embed("CCC(=O)O", 1, 1), _embed("CCC(=O)[O-]", 1, 2))) == 2
+
+
+def test_each_reference_is_paired_once(tmp_path):
+    r_smi, s_smi = "C[C@H](NC(=O)CCC)c1ccccc1", "C[C@@H](NC(=O)CCC)c1ccccc1"
+    ref, gen_r, gen_s = _embed(r_smi, 2, 1), _embed(r_smi, 4, 2), _embed(s_smi, 4, 3)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": r_smi}) for i in range(2)])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen_r), i, {"smiles": r_smi}) for i in range(4)]
+           + [(Chem.Mol(gen_s), i, {"smiles": s_smi}) for i in range(4)])
+    res = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")
+    assert res["n_molecules"] == 1 and res["per_molecule"][0]["n_generated"] == 4
+    assert evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf")["n_molecules"] == 1
+    # a generated stereoisomer alone still pairs with the reference's ignoring stereo
+    _write(tmp_path / "gen_s.sdf", [(Chem.Mol(gen_s), i, {"smiles": s_smi}) for i in range(4)])
+    assert evaluate_coverage(tmp_path / "gen_s.sdf", tmp_path / "ref.sdf")["n_molecules"] == 1
+
+
+def test_non_integer_conformer_property_is_an_input_error(tmp_path):
+    mol = _embed("CCO", 2, 1)
+    _write(tmp_path / "x.sdf", [(Chem.Mol(mol), i, {"conformer": f"{i}.0"}) for i in range(2)])
+    with pytest.raises(InputFormatError, match="conformer"):
+        read_groups(tmp_path / "x.sdf")
+
+
+@pytest.mark.parametrize("extra", [["crystal", "--n", "0"], ["crystal", "--n", "-1"],
+                                   ["coverage", "--max-matches", "-5"], ["coverage", "--threshold", "-1"],
+                                   ["coverage", "--json", "/nonexistent_dir/x.json"]])
+def test_evaluate_cli_bad_options_are_one_line_errors(tmp_path, capsys, extra):
+    mol = _embed("CCOC(=O)c1ccccc1", 2, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), i, {"smiles": "CCOC(=O)c1ccccc1"}) for i in range(2)])
+    try:
+        rc = main(["evaluate", extra[0], "--generated", str(tmp_path / "ref.sdf"),
+                   "--reference", str(tmp_path / "ref.sdf"), *extra[1:]])
+    except SystemExit as exc:        # argparse
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err

@@ -3,14 +3,17 @@
 RMSD follows :func:`rdkit.Chem.rdMolAlign.GetBestRMS` after removing hydrogens: the
 minimum over graph automorphisms (atom mappings) of the RMSD after optimal rigid
 superposition. Atom mappings are found once per molecule pair with RDKit
-substructure matching on the heavy-atom graph with elements and connectivity only
-(bond orders and charges ignored, so a carboxylate's or nitro group's oxygens swap as
-with RDKit's default ``symmetrizeConjugatedTerminalGroups``); then all conformer
-pairs are superposed at once (batched Kabsch in float64), which is what makes the
-2K x K RMSD matrices of the GEOM protocol cheap. At most ``max_matches`` mappings
-are enumerated (default 1000; RDKit's own ``maxMatches`` limit), which bounds the
-cost for highly symmetric molecules (a few CF3 / tert-butyl groups give hundreds of
-mappings); with more automorphisms than that the RMSD is an upper bound.
+substructure matching on the heavy-atom graph with elements, bond types and formal
+charges, as ``GetBestRMS`` does, with its default ``symmetrizeConjugatedTerminalGroups``
+(a carboxylate's or nitro group's terminal O / N: bond order and charge ignored, so
+they swap); only where the two molecules differ in bond orders or charges (tautomers,
+charge forms: ``GetBestRMS`` finds no mapping) are elements and connectivity alone
+matched. Then all conformer pairs are superposed at once (batched Kabsch in float64),
+which is what makes the 2K x K RMSD matrices of the GEOM protocol cheap. At most
+``max_matches`` mappings are enumerated (default 1000; ``GetBestRMS`` allows 10^6),
+which bounds the cost for highly symmetric molecules (a few CF3 / tert-butyl groups
+give hundreds of mappings); with more automorphisms than that the RMSD is an upper
+bound.
 ``tests/test_metrics.py`` checks agreement with ``GetBestRMS``.
 
 Protocols:
@@ -35,31 +38,43 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 
-from .io import read_sdf_mols
+from .io import InputFormatError, read_sdf_mols
 
 __all__ = ["MAX_MATCHES", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
            "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
            "summarise", "crystal_summary"]
 
 MAX_MATCHES = 1000
+# RDKit's symmetrizeTerminalAtoms (MolAlign): terminal O / N of a conjugated pair, and its bond
+_TERMINAL = Chem.MolFromSmarts("[O,N;D1;$([O,N;D1]-[*]=[O,N;D1]),$([O,N;D1]=[*]-[O,N;D1])]~[*]")
 
 
-def _skeleton(mol: Chem.Mol) -> Chem.Mol:
-    """Heavy-atom graph with elements and connectivity only (for atom mappings)."""
+def _skeleton(mol: Chem.Mol, bond_orders: bool = True) -> Chem.Mol:
+    """Heavy-atom graph for atom mappings: elements and connectivity, and with ``bond_orders``
+    bond types and formal charges as ``GetBestRMS`` matches them (conjugated terminal O / N
+    groups made single-bonded and neutral, so that they swap)."""
     rw = Chem.RWMol(mol)
     for atom in reversed(list(rw.GetAtoms())):   # every H (RemoveHs keeps some), order kept
         if atom.GetAtomicNum() == 1:
             rw.RemoveAtom(atom.GetIdx())
     for atom in rw.GetAtoms():
-        atom.SetIsAromatic(False)
-        atom.SetFormalCharge(0)
+        if not bond_orders:
+            atom.SetIsAromatic(False)
+            atom.SetFormalCharge(0)
         atom.SetNoImplicit(True)
         atom.SetNumExplicitHs(0)
         atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
     for bond in rw.GetBonds():
-        bond.SetBondType(Chem.BondType.SINGLE)
-        bond.SetIsAromatic(False)
+        if not bond_orders:
+            bond.SetBondType(Chem.BondType.SINGLE)
+            bond.SetIsAromatic(False)
         bond.SetStereo(Chem.BondStereo.STEREONONE)
+    rw.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(rw)
+    if bond_orders:
+        for terminal, centre in rw.GetSubstructMatches(_TERMINAL):
+            rw.GetAtomWithIdx(terminal).SetFormalCharge(0)
+            rw.GetBondBetweenAtoms(terminal, centre).SetBondType(Chem.BondType.SINGLE)
     out = rw.GetMol()
     out.UpdatePropertyCache(strict=False)
     Chem.FastFindRings(out)
@@ -77,19 +92,22 @@ def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np
 
 def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES) -> np.ndarray:
     """All heavy-atom mappings probe -> reference, ``(m, n)``: row ``k`` maps probe heavy atom
-    ``i`` to reference heavy atom ``out[k, i]`` (indices among heavy atoms).
+    ``i`` to reference heavy atom ``out[k, i]`` (indices among heavy atoms). Bond types and
+    charges count as in ``GetBestRMS``; where they differ between the two (tautomers, charge
+    forms) the mappings of the heavy-atom graph alone.
 
     Raises:
         ValueError: the heavy-atom graphs differ (different molecules).
     """
-    p, r = _skeleton(probe), _skeleton(ref)
-    if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
-        raise ValueError("molecules differ (heavy-atom or bond counts)")
-    matches = r.GetSubstructMatches(p, uniquify=False, useChirality=False,
-                                    maxMatches=max_matches)
-    if not matches:
-        raise ValueError("molecules differ (heavy-atom graphs do not match)")
-    return np.asarray(matches, dtype=np.int64)
+    for bond_orders in (True, False):
+        p, r = _skeleton(probe, bond_orders), _skeleton(ref, bond_orders)
+        if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
+            raise ValueError("molecules differ (heavy-atom or bond counts)")
+        matches = r.GetSubstructMatches(p, uniquify=False, useChirality=False,
+                                        maxMatches=max_matches)
+        if matches:
+            return np.asarray(matches, dtype=np.int64)
+    raise ValueError("molecules differ (heavy-atom graphs do not match)")
 
 
 def _sym3_eigvals(m: torch.Tensor) -> torch.Tensor:
@@ -185,6 +203,16 @@ def _canonical(smiles: str, isomeric: bool = True) -> str:
     return Chem.MolToSmiles(mol, isomericSmiles=isomeric) if mol is not None else smiles
 
 
+def _conformer_rank(mol: Chem.Mol, path: str | Path) -> int:
+    """The record's ``conformer`` property as an integer (its rank in its molecule)."""
+    value = mol.GetProp("conformer")
+    try:
+        return int(value)
+    except ValueError:
+        raise InputFormatError(f"{path}: the 'conformer' property must be an integer "
+                               f"(the conformer's rank), got {value!r}") from None
+
+
 def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str, ConformerGroup]":
     """Read an SDF (``.sdf`` / ``.sdf.gz``) into conformer groups, in file order.
 
@@ -196,7 +224,8 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
 
     Raises:
         InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
-            (:func:`molscore.chem.io.read_sdf_mols`).
+            (:func:`molscore.chem.io.read_sdf_mols`); a ``conformer`` property that is not
+            an integer.
     """
     groups: OrderedDict[str, list[Chem.Mol]] = OrderedDict()
     with rdBase.BlockLogs():
@@ -216,7 +245,7 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     out: OrderedDict[str, ConformerGroup] = OrderedDict()
     for key, mols in groups.items():
         if all(m.HasProp("conformer") for m in mols):
-            mols = sorted(mols, key=lambda m: int(m.GetProp("conformer")))
+            mols = sorted(mols, key=lambda m: _conformer_rank(m, path))
         first = mols[0]
         xyz, names = [], []
         for m in mols:
@@ -231,19 +260,23 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
 
 
 def _pair_groups(gen: dict, ref: dict, group_by: str) -> list[tuple[str, str]]:
-    """Match generated to reference group keys: exact, then (SMILES) ignoring stereo."""
-    pairs, loose = [], {}
+    """Match generated to reference group keys: exact, then (SMILES) ignoring stereo where
+    that is unambiguous (one generated key left unpaired and one reference key, itself not
+    paired exactly). Each reference key is paired at most once."""
+    pairs = {key: key for key in gen if key in ref}
     if group_by == "smiles":
+        loose_gen: dict[str, list[str]] = {}
+        loose_ref: dict[str, list[str]] = {}
+        for key in gen:
+            if key not in pairs:
+                loose_gen.setdefault(_canonical(key, isomeric=False), []).append(key)
         for key in ref:
-            loose.setdefault(_canonical(key, isomeric=False), []).append(key)
-    for key in gen:
-        if key in ref:
-            pairs.append((key, key))
-        elif group_by == "smiles":
-            cands = loose.get(_canonical(key, isomeric=False), [])
-            if len(cands) == 1:
-                pairs.append((key, cands[0]))
-    return pairs
+            loose_ref.setdefault(_canonical(key, isomeric=False), []).append(key)
+        for flat, gkeys in loose_gen.items():
+            rkeys = loose_ref.get(flat, [])
+            if len(gkeys) == 1 and len(rkeys) == 1 and rkeys[0] not in gen:
+                pairs[gkeys[0]] = rkeys[0]
+    return [(key, pairs[key]) for key in gen if key in pairs]
 
 
 def summarise(values: Iterable[float]) -> dict[str, float]:

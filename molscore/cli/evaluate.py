@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from . import UsageError
+from .argtypes import positive_float, positive_int
 
 ORDER = 40
 
@@ -33,12 +34,15 @@ def register(subparsers) -> None:
         q.add_argument("--generated", required=True, help="generated conformers (.sdf / .sdf.gz)")
         q.add_argument("--reference", required=True, help="reference conformers (.sdf / .sdf.gz)")
         q.add_argument("--group-by", default="smiles", help="smiles | name | PROPERTY (default smiles)")
-        q.add_argument("--max-matches", type=int, default=1000, help="atom mappings per molecule (default 1000)")
+        q.add_argument("--max-matches", type=positive_int, default=1000,
+                       help="atom mappings per molecule (default 1000)")
         q.add_argument("--json", dest="json_out", help="also write the full result (per molecule) as JSON")
         if name == "coverage":
-            q.add_argument("--threshold", type=float, default=0.75, help="RMSD threshold in Å (default 0.75)")
+            q.add_argument("--threshold", type=positive_float, default=0.75,
+                           help="RMSD threshold in Å (default 0.75)")
         else:
-            q.add_argument("--n", type=int, nargs="+", default=[1, 10, 50], help="N values (default 1 10 50)")
+            q.add_argument("--n", type=positive_int, nargs="+", default=[1, 10, 50],
+                           help="N values (default 1 10 50)")
         q.set_defaults(func=run)
 
 
@@ -75,7 +79,10 @@ def run(args) -> int:
             print(f"{n:4d} {row['median']:8.3f} {row['frac_below_0.5']:7.3f} "
                   f"{row['frac_below_1.0']:7.3f} {row['frac_below_2.0']:7.3f}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(res, indent=1))
+        try:
+            Path(args.json_out).write_text(json.dumps(res, indent=1))
+        except OSError as err:
+            raise UsageError(f"cannot write {args.json_out}: {err.strerror or err}") from None
     return 0
 
 
