@@ -70,6 +70,22 @@ def test_core_round_trips_exactly_through_its_text_and_through_a_file(tmp_path):
     assert Chem.MolToSmarts(from_file.query) == Chem.MolToSmarts(core.query)
 
 
+def test_core_atoms_follow_the_core_files_atom_order_when_its_smarts_writes_another():
+    # atoms in an order the query's SMARTS does not write them in (a crystal ligand's file
+    # order, say): match()'s atoms, and so the core_atoms property, are in the file's order,
+    # through the text too; a core in SMARTS order keeps its text without atom maps
+    posed = posed_core()
+    order = [7, 2, 11, 0, 9, 4, 1, 10, 5, 3, 8, 6]
+    shuffled = Chem.RenumberAtoms(posed, order)
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)C(=O)Nc1ccc(Cl)cc1"))
+    for core in (Core.from_mol(shuffled), Core.from_text(Core.from_mol(shuffled).text)):
+        np.testing.assert_array_equal(core.positions, shuffled.GetConformer().GetPositions())
+        found = core.match(mol)
+        assert [mol.GetAtomWithIdx(int(i)).GetSymbol() for i in found.atoms] == \
+            [a.GetSymbol() for a in shuffled.GetAtoms()]
+    assert ":1]" not in Core.from_mol(posed).text.splitlines()[0]        # no atom maps
+
+
 def test_a_core_cut_at_an_aromatic_nitrogen_still_matches():
     # the purine of a nucleoside without its sugar: N9 keeps no hydrogen, RDKit cannot
     # kekulize it alone, and hydrogen counts are not part of the query

@@ -3,7 +3,8 @@
 A core is a molecule fragment with 3D coordinates (its heavy atoms; hydrogens are ignored),
 typically the common scaffold of a series posed as in a crystal structure or a docking pose.
 It is kept as a substructure query (elements, charges, bond orders with aromatic bonds as
-aromatic; not hydrogen counts, so a core cut out of a ligand, its cut bonds left open,
+aromatic; a charged core atom needs its charge, a neutral one matches any, so a core matches
+protonated forms; not hydrogen counts, so a core cut out of a ligand, its cut bonds left open,
 matches the molecules that carry it), the positions of its atoms and, when the core was given
 with hydrogens, how many each atom carries. :meth:`Core.match` finds it in a molecule: of
 the matches whose stereo agrees with the core's coordinates (the molecule's specified
@@ -119,7 +120,8 @@ class Core:
 
     @classmethod
     def from_mol(cls, mol: Chem.Mol) -> "Core":
-        """The heavy atoms of ``mol`` at its first conformer's (3D) coordinates, with their
+        """The heavy atoms of ``mol``, in its atom order (the core's atom order, that of
+        :attr:`CoreMatch.atoms`), at its first conformer's (3D) coordinates, with their
         hydrogen counts when ``mol`` has hydrogen atoms.
 
         Raises:
@@ -144,12 +146,13 @@ class Core:
         for bond in heavy.GetBonds():
             bond.SetStereo(Chem.BondStereo.STEREONONE)
         heavy.UpdatePropertyCache(strict=False)
-        query = Chem.MolFromSmarts(Chem.MolToSmarts(heavy))
-        order = heavy.GetSubstructMatch(query)                      # query atom -> core atom
-        if len(order) != heavy.GetNumAtoms():
+        for atom in heavy.GetAtoms():           # the SMARTS writes its atoms in its own order:
+            atom.SetAtomMapNum(atom.GetIdx() + 1)   # the map numbers carry the core's
+        query = _in_map_order(Chem.MolFromSmarts(Chem.MolToSmarts(heavy)))
+        if query is None or len(heavy.GetSubstructMatch(query)) != heavy.GetNumAtoms():
             raise ValueError("the core cannot be written as a substructure query")
-        hydrogens = [heavy.GetAtomWithIdx(i).GetIntProp(_H_PROP) for i in order] if with_hs else None
-        return cls(query, np.asarray(heavy.GetConformer().GetPositions())[list(order)], hydrogens)
+        hydrogens = [atom.GetIntProp(_H_PROP) for atom in heavy.GetAtoms()] if with_hs else None
+        return cls(query, np.asarray(heavy.GetConformer().GetPositions()), hydrogens)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Core":
@@ -182,7 +185,7 @@ class Core:
             ValueError: not such a text.
         """
         lines = text.strip().splitlines()
-        query = Chem.MolFromSmarts(lines[0]) if lines else None
+        query = _in_map_order(Chem.MolFromSmarts(lines[0])) if lines else None
         if query is None:
             raise ValueError("not a core: its first line is not a SMARTS")
         rows = [line.split() for line in lines[1:]]
@@ -236,6 +239,26 @@ class Core:
         if len(isomers) < 2:
             return mol
         return next((isomer for isomer in isomers if self._matches(isomer)[1]), mol)
+
+
+def _in_map_order(query: Chem.Mol | None) -> Chem.Mol | None:
+    """``query`` (from a SMARTS, whose atoms come in the order it writes them) with its atoms
+    in the order of their map numbers ``1..k`` when they all carry those, the core's atom
+    order; the map numbers are then cleared where that order is the SMARTS's own (so
+    :attr:`Core.text` has them only where they are needed) and kept otherwise, for the
+    SMARTS that :attr:`Core.text` writes. Any other query is returned as it is."""
+    if query is None:
+        return None
+    maps = [atom.GetAtomMapNum() for atom in query.GetAtoms()]
+    if sorted(maps) != list(range(1, len(maps) + 1)):
+        return query
+    order = [int(i) for i in np.argsort(maps)]                 # new atom k = old atom order[k]
+    if order == list(range(len(maps))):
+        query = Chem.Mol(query)
+        for atom in query.GetAtoms():
+            atom.SetAtomMapNum(0)
+        return query
+    return Chem.RenumberAtoms(query, order)
 
 
 def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray) -> bool:
