@@ -10,6 +10,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 
 from molscore.chem.featurize import SUPPORTED_ELEMENTS, MoleculeError
+from molscore.chem.stereo import assign_pyramidal_centres_from_3d
 from molscore.cli import main
 from molscore.data.builders import (
     KCAL_PER_MOL_K, boltzmann_weights, ccd_components, ccd_conformer_set, etkdg_conformers, read_smiles_file,
@@ -62,6 +63,7 @@ def test_etkdg_assigns_an_embeddable_bridgehead_nitrogen():
     for conf in r.mol.GetConformers():
         from_3d = Chem.Mol(r.mol, confId=conf.GetId())
         Chem.AssignStereochemistryFrom3D(from_3d)
+        assign_pyramidal_centres_from_3d(from_3d)      # the N, which RDKit does not read from 3D
         found = dict(Chem.FindMolChiralCenters(from_3d, useLegacyImplementation=False))
         assert {i: found[i] for i in given} == given  # the input's centres, in every conformer
         assert Chem.MolToSmiles(Chem.RemoveHs(from_3d)) == Chem.MolToSmiles(Chem.MolFromSmiles(r.smiles))
@@ -98,7 +100,8 @@ def test_etkdg_builds_another_isomer_when_the_chosen_one_does_not_embed(monkeypa
     eigen = AllChem.ETKDGv3().initialEmbeddingMode
     assert [c[:2] for c in calls] == [(1, False), (1, True), (1, True), (20, True), (1, False), (10, False)]
     assert all(c[2] == eigen for c in calls)
-    assert len(Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)) == 2
+    # the two carbons and the bridgehead N, whose tag the stored SMILES has from the 3D
+    assert len(Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)) == 3
 
 
 def test_read_smiles_file(tmp_path):
@@ -115,6 +118,12 @@ def test_read_smiles_file(tmp_path):
     bom = tmp_path / "bom.csv"                        # as spreadsheet programs save UTF-8
     bom.write_text("\ufeffsmiles,name\nCCO,ethanol\n", encoding="utf-8")
     assert read_smiles_file(bom) == [("ethanol", "CCO")]
+    blank = tmp_path / "blank.csv"                   # an empty name cell: named by the SMILES
+    blank.write_text("smiles,name\nCCCCO,\nCCCCCO, \nCCN,x\n")
+    assert read_smiles_file(blank) == [("CCCCO", "CCCCO"), ("CCCCCO", "CCCCCO"), ("x", "CCN")]
+    titled = tmp_path / "titled.smi"                 # RDKit's SmilesWriter starts with a title line
+    titled.write_text("SMILES Name\nCCO ethanol\n")
+    assert read_smiles_file(titled) == [("ethanol", "CCO")]
     latin = tmp_path / "latin.smi"
     latin.write_bytes("CCO ethanol\nCCN \xe9thylamine\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.smi is not UTF-8 text \(line 2\); save it as UTF-8"):
@@ -237,3 +246,25 @@ def test_cli_sdf_and_usage_errors(tmp_path, capsys):
     assert "nothing to build from" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
                  str(tmp_path / "none.txt")]) == 2
+    smi = tmp_path / "one.smi"
+    smi.write_text("CCO\n")
+    capsys.readouterr()
+    for split in ("nan,0.5,0.5", "inf,-inf,1"):  # refused before any molecule is built
+        with pytest.raises(SystemExit) as exit_info:     # argparse's errors exit; main returns 2
+            raise SystemExit(main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "z"),
+                                   f"--split={split}"]))
+        assert exit_info.value.code == 2
+        assert "non-negative fractions summing to 1" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
+    (tmp_path / "afile").write_text("")
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "afile")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+
+
+def test_cli_counts_inputs_with_a_repeated_name(tmp_path, capsys):
+    smi = tmp_path / "in.csv"
+    smi.write_text("smiles,name\nC1CC,x\nC1CCC,x\nC(,y\n")
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "ds"), "--no-progress"]) == 0
+    assert ("inputs 3: stored 0 molecules (0 conformers), failed 2, dropped 0 reserved, skipped 0 already done, "
+            "1 inputs with a repeated name (one kept)") in capsys.readouterr().out
+    assert [name for name, _ in read_failures(tmp_path / "ds")] == ["x", "y"]

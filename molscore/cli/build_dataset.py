@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from pathlib import Path
 
 from . import UsageError
@@ -26,7 +27,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected three comma-separated fractions, got {text!r}") from None
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+    if len(parts) != 3 or any(not math.isfinite(p) or p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
         raise argparse.ArgumentTypeError(f"expected three non-negative fractions summing to 1, got {text!r}")
     return parts  # type: ignore[return-value]
 
@@ -140,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
         if previous not in (None, kind):
             raise UsageError(f"{args.output} holds a dataset built with '{previous}'; use another --output")
     try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create the output folder {args.output}: {err.strerror or err}") from None
+    try:
         summary = run_build(kind, items, args.output, workers=args.workers, maker_kwargs=maker_kwargs,
                             reserved_path=args.reserved, meta=meta, shard_size=args.shard_size,
                             fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
@@ -150,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     if args.retry_failed:
         print(f"retrying {s.retried} earlier failures")
     print(f"inputs {s.inputs}: stored {s.stored} molecules ({s.conformers} conformers), failed {s.failed}, "
-          f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done")
+          f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done"
+          + (f", {s.duplicates} inputs with a repeated name (one kept)" if s.duplicates else ""))
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
           + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())
           + f"; {s.total_reserved_dropped} reserved molecules dropped in total; failures in "

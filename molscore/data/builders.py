@@ -117,7 +117,8 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
 
 def read_smiles_file(path: str | Path) -> list[tuple[str, str]]:
     """``(name, smiles)`` pairs from a CSV with a ``smiles`` column (optional ``name``/``id``
-    column) or a ``.smi`` file (``SMILES [name]`` per line). The name defaults to the SMILES.
+    column) or a ``.smi`` file (``SMILES [name]`` per line; a first line starting with
+    ``SMILES`` is a title line). The name defaults to the SMILES (also for an empty name cell).
 
     UTF-8 text; a leading byte-order mark is dropped.
 
@@ -144,10 +145,12 @@ def _read_smiles_pairs(path: Path) -> list[tuple[str, str]]:
             for row in reader:
                 smi = (row[cols["smiles"]] or "").strip()
                 if smi:
-                    pairs.append(((row[name_col] or "").strip() if name_col else smi, smi))
+                    pairs.append((((row[name_col] or "").strip() if name_col else "") or smi, smi))
         else:
-            for line in fh:
+            for n, line in enumerate(fh):
                 parts = line.split()
+                if n == 0 and parts and parts[0].lower() == "smiles":
+                    continue  # a title line, as RDKit's SmilesWriter writes
                 if parts and not parts[0].startswith("#"):
                     pairs.append((parts[1] if len(parts) > 1 else parts[0], parts[0]))
     return pairs
@@ -304,6 +307,7 @@ class BuildSummary:
     inputs: int = 0
     retried: int = 0
     skipped_done: int = 0
+    duplicates: int = 0
     stored: int = 0
     conformers: int = 0
     failed: int = 0
@@ -386,7 +390,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
             summary.skipped_done += 1
         else:
             todo.append((name, payload))
-    todo = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
+    unique = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
+    summary.duplicates, todo = len(todo) - len(unique), unique
     writer.add_failures([f for f in input_failures or [] if not writer.is_done(f[0])])
     worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})))
     pool = None
