@@ -574,7 +574,8 @@ class ConformerGenerator:
             except ValueError as err:
                 result.dropped.append(f"not relaxed: {err}")
             else:      # the relaxation holds the stereo; a conformer it still lost is dropped
-                keep = [k for k, conf in enumerate(mol.GetConformers()) if check_stereo(mol, conf.GetId()).ok]
+                keep = [k for k, conf in enumerate(mol.GetConformers())
+                        if check_stereo(mol, conf.GetId()).ok]
                 if len(keep) < mol.GetNumConformers():
                     if not keep:
                         result.error = "every conformer lost its stereo in the force-field relaxation"

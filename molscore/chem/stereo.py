@@ -180,7 +180,8 @@ def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
     return _tag(centre_volumes(pos, centre, bond_order_neighbours(mol, centre)))
 
 
-def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1, flat_tol: float = 0.2) -> list[int]:
+def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1,
+                                     flat_tol: float = 0.2) -> list[int]:
     """Chiral tags, from conformer ``conf_id``, of the three-coordinate centres that
     ``Chem.AssignStereochemistryFrom3D`` leaves unspecified although RDKit counts them as
     stereocentres (a phosphine's P, the nitrogen of an aziridine or of Tröger's base); in
@@ -194,8 +195,8 @@ def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1, flat_tol:
     tagged = []
     for si in Chem.FindPotentialStereo(mol):
         atom = mol.GetAtomWithIdx(si.centeredOn)
-        if (si.type != Chem.StereoType.Atom_Tetrahedral or si.specified != Chem.StereoSpecified.Unspecified
-                or atom.GetDegree() != 3):
+        if (si.type != Chem.StereoType.Atom_Tetrahedral
+                or si.specified != Chem.StereoSpecified.Unspecified or atom.GetDegree() != 3):
             continue
         vols = centre_volumes(pos, atom.GetIdx(), bond_order_neighbours(mol, atom.GetIdx()))
         if abs(float(vols[0])) >= flat_tol:
