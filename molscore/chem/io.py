@@ -32,13 +32,13 @@ import zlib
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable, Iterator, Sequence
 
 from rdkit import Chem, rdBase
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
-           "failure_names", "keep_first_records", "replace_atomically", "is_gzip"]
+           "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title"]
 
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
@@ -183,16 +183,22 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
                                f"{', '.join(properties) or 'none'}); use --name-column")
 
 
+def is_smiles_title(fields: Sequence[str]) -> bool:
+    """Whether the fields of a ``.smi`` file's first line make it a title line: the first is
+    ``SMILES`` in any case, as RDKit's ``SmilesWriter`` writes (not a SMILES RDKit parses)."""
+    return bool(fields) and fields[0].lower() == "smiles"
+
+
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per line; ``#`` comments and a first line whose first field is
-    ``SMILES`` (any case: the header RDKit's ``SmilesWriter`` writes) are skipped."""
+    """``(SMILES, name)`` per line; ``#`` comments and a title line (:func:`is_smiles_title`)
+    are skipped."""
     first = True
     for line in handle:
         line = line.strip()
         if line.startswith("#"):
             continue
         parts = line.split(None, 1)
-        if first and parts and parts[0].lower() == "smiles":
+        if first and is_smiles_title(parts):
             first = False
             continue
         first = first and not parts

@@ -24,6 +24,12 @@ run 'molscore COMMAND --help' for the options of a command."""
 class UsageError(Exception):
     """A mistake in the user's input: reported in one line, exit status 2."""
 
+    @classmethod
+    def cannot_write(cls, err: OSError, path: object) -> "UsageError":
+        """``cannot write PATH: REASON`` for an ``OSError`` met writing ``path`` (the file
+        the error names, when it names one)."""
+        return cls(f"cannot write {err.filename or path}: {err.strerror or err}")
+
 
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line (``molscore CMD: error: ...``) and exit 2."""

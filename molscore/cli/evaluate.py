@@ -82,7 +82,7 @@ def run(args) -> int:
         try:
             Path(args.json_out).write_text(json.dumps(res, indent=1))
         except OSError as err:
-            raise UsageError(f"cannot write {args.json_out}: {err.strerror or err}") from None
+            raise UsageError.cannot_write(err, args.json_out) from None
     return 0
 
 

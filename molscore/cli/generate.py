@@ -284,7 +284,7 @@ def run(args) -> int:
         failures = outputs.enter_context(FailureLog(failures_path, append=start > 0))
     except OSError as err:
         outputs.close()
-        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, out) from None
     items = items[start:]
     good = [(name, item) for idx, name, item in items if idx not in bad_early]
     if args.workers > 1 and good:

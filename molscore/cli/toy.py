@@ -92,7 +92,7 @@ def _out_path(path: str, suffix: str) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"cannot write {err.filename or path}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, path) from None
     return out
 
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..chem.coords import add_conformer
 from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
-from ..chem.io import first_undecodable_line
+from ..chem.io import first_undecodable_line, is_smiles_title
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
@@ -149,8 +149,8 @@ def _read_smiles_pairs(path: Path) -> list[tuple[str, str]]:
         else:
             for n, line in enumerate(fh):
                 parts = line.split()
-                if n == 0 and parts and parts[0].lower() == "smiles":
-                    continue  # a title line, as RDKit's SmilesWriter writes
+                if n == 0 and is_smiles_title(parts):
+                    continue
                 if parts and not parts[0].startswith("#"):
                     pairs.append((parts[1] if len(parts) > 1 else parts[0], parts[0]))
     return pairs

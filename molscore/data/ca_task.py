@@ -187,7 +187,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     try:  # before sampling, so that an unwritable -o does not cost the run
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, out) from None
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(int(args.seed))
     torch.manual_seed(int(args.seed))
@@ -198,7 +198,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     except ValueError as err:
         raise UsageError(f"samples could not be written: {err}") from None
     except OSError as err:
-        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, out) from None
     s = trace_summary(traces)
     print(f"wrote {len(traces)} C-alpha traces of {length} residues to {out}; sampler "
           f"{args.sampler}, {steps} steps, {nfe} score evaluations; consecutive C-alphas within "

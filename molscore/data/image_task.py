@@ -253,7 +253,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     try:  # before sampling, so that an unwritable -o does not cost the run
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, out) from None
     results, nfe = [], 0
     for _, x_known, mask in jobs:
         imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps, label=label,
@@ -265,7 +265,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     try:
         _write(out, images, meta["levels"])
     except OSError as err:
-        raise UsageError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+        raise UsageError.cannot_write(err, out) from None
     c, h, w = meta["shape"]
     print(f"wrote {len(images)} images ({c}x{h}x{w}, {meta['levels']} levels) to {out}; "
           f"sampler {args.sampler}, {steps} steps, {nfe} score evaluations"
