@@ -183,10 +183,13 @@ class DatasetWriter:
 
     def forget_failures(self, keep: Callable[[str], bool]) -> int:
         """Drop the ``failures.csv`` rows whose reason ``keep`` rejects, so that those inputs are
-        built again (e.g. after a builder fix); returns how many rows were dropped. The file is
-        rewritten atomically; rows still queued for it are not touched."""
+        built again (e.g. after a builder fix); rows of stored molecules (a conformer of
+        theirs that was left out) stay, since those are not built again. Returns how many
+        inputs will be built again. The file is rewritten atomically; rows still queued for it
+        are not touched."""
         rows = read_failures(self.root)
-        kept = [(name, reason) for name, reason in rows if keep(reason)]
+        stored = {m["name"] for m in self.index["molecules"]} | {e["name"] for e in self._buffer}
+        kept = [(name, reason) for name, reason in rows if keep(reason) or name in stored]
         if len(kept) == len(rows):
             return 0
         buffer = io.StringIO()
@@ -194,9 +197,8 @@ class DatasetWriter:
         writer.writerow(FAILURE_COLUMNS)
         writer.writerows(kept)
         replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
-        stored = {m["name"] for m in self.index["molecules"]} | {e["name"] for e in self._buffer}
         self._done = stored | {name for name, _ in kept} | {name for name, _ in self._failures}
-        return len(rows) - len(kept)
+        return len({name for name, _ in rows} - self._done)
 
     def add(self, encoded: dict) -> None:
         """Queue one :func:`encode_record` result."""
