@@ -255,3 +255,10 @@ def test_merge_renumbers_atoms_and_rejects_mirror_images(ensembles):
     assert out.num_conformers == 2 and out.smiles == smi
     assert np.allclose(out.coordinates()[1], second.GetConformer().GetPositions())  # back in first's order
     assert failures == [(smi, "conformer 2: stereochemistry from 3D differs from the first conformer")]
+
+
+@pytest.mark.parametrize("text, found", [('{"format": "other"}', "'other'"), ("[1, 2]", "'list'")])
+def test_load_index_refuses_what_is_not_a_dataset_index(tmp_path, text, found):
+    (tmp_path / "index.json").write_text(text)
+    with pytest.raises(ValueError, match=f"unknown format {found}, expected"):
+        load_index(tmp_path)

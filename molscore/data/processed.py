@@ -133,8 +133,9 @@ def load_index(root: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no processed dataset at {root} (missing {INDEX_FILE})")
     index = json.loads(path.read_text(encoding="utf-8"))
-    if index.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown format {index.get('format')!r}, expected {FORMAT!r}")
+    found = index.get("format") if isinstance(index, dict) else type(index).__name__
+    if found != FORMAT:
+        raise ValueError(f"{path}: unknown format {found!r}, expected {FORMAT!r}")
     return index
 
 
