@@ -68,21 +68,24 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
             ff = _force_field(mol, conf.GetId(), name, mmff)
             for i in fixed:
                 ff.AddFixedPoint(i)
-            _stereo_restraints(ff, conf, centres, bonds, mmff is not None, hold_all=True)
+            held = _stereo_restraints(ff, conf, centres, bonds, mmff is not None, hold_all=True)
             ff.Initialize()
             ff.Minimize(maxIts=max_iters)
             set_positions(conf, np.reshape(ff.Positions(), (-1, 3)))
-            energies.append(float(_force_field(mol, conf.GetId(), name, mmff).CalcEnergy()))
+            plain = _force_field(mol, conf.GetId(), name, mmff) if held else ff   # no restraints
+            energies.append(float(plain.CalcEnergy()))
     return energies, name
 
 
 def _stereo_restraints(ff, conf: Chem.Conformer, centres: list[tuple[int, ...]],
-                       bonds: list[tuple[int, ...]], mmff: bool, hold_all: bool) -> None:
+                       bonds: list[tuple[int, ...]], mmff: bool, hold_all: bool) -> int:
     """Hold each stereo dihedral of ``centres`` and ``bonds`` (:func:`_stereo_quads`) on its
     side in force field ``ff`` (flat-bottom, :data:`STEREO_FORCE_CONSTANT`): at least
     :data:`STEREO_MARGIN` degrees from the boundary of its side (:func:`_side`); one that
-    starts closer is left free, or with ``hold_all`` kept from coming any closer."""
+    starts closer is left free, or with ``hold_all`` kept from coming any closer. Returns
+    how many restraints were added."""
     hold = ff.MMFFAddTorsionConstraint if mmff else ff.UFFAddTorsionConstraint
+    held = 0
     for quads, bond in ((centres, False), (bonds, True)):
         for quad in quads:
             angle = rdMolTransforms.GetDihedralDeg(conf, *quad)
@@ -92,6 +95,8 @@ def _stereo_restraints(ff, conf: Chem.Conformer, centres: list[tuple[int, ...]],
                 side = _side(angle, gap, bond)
             if side is not None:
                 hold(*quad, False, *side, STEREO_FORCE_CONSTANT)
+                held += 1
+    return held
 
 
 def _force_field(mol: Chem.Mol, cid: int, name: str, mmff=None):

@@ -187,6 +187,11 @@ def _run_settings(options, model: Path, inputs: list[tuple[str, str]]) -> dict:
             "input_sha256": records}
 
 
+def _settings_path(out: Path) -> Path:
+    """``OUTPUT.json`` beside the output ``OUTPUT``: the run's settings."""
+    return Path(str(out) + ".json")
+
+
 def _resume_point(out: Path, failures: Path, settings: dict,
                   names: list[str]) -> tuple[int, int, int, int]:
     """Where an interrupted run into ``out`` continues: ``(first record to do, records before
@@ -194,7 +199,7 @@ def _resume_point(out: Path, failures: Path, settings: dict,
     ``failures.csv`` back to the records before it."""
     from ..chem.io import failure_names, keep_first_records, sdf_record_names
 
-    record = Path(str(out) + ".json")
+    record = _settings_path(out)
     if not record.is_file():
         raise UsageError(f"cannot resume: {record} (the settings of the run) is missing")
     before = json.loads(record.read_text())
@@ -251,7 +256,7 @@ def run(args) -> int:
         raise UsageError(f"output {out} is a folder; give a file, e.g. {out / 'conformers.sdf'}")
     failures_path = out.parent / "failures.csv"
     if args.input not in (None, "-"):       # read already, but the file must not be replaced
-        for path in (out, failures_path, Path(str(out) + ".json")):
+        for path in (out, failures_path, _settings_path(out)):
             if path.exists() and path.samefile(args.input):
                 raise UsageError(f"the input {args.input} would be overwritten by {path} (the "
                                  "output, its failures.csv or settings); write the output elsewhere")
@@ -279,7 +284,7 @@ def run(args) -> int:
     try:
         if not resuming:
             out.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(Path(str(out) + ".json"), [json.dumps(settings, indent=2) + "\n"])
+            replace_atomically(_settings_path(out), [json.dumps(settings, indent=2) + "\n"])
         writer = outputs.enter_context(SDFStreamWriter(out, append=start > 0))
         failures = outputs.enter_context(FailureLog(failures_path, append=start > 0))
     except OSError as err:

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from ..checkpoint import save_atomic
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
@@ -239,12 +239,7 @@ class DatasetWriter:
                     raise ValueError(f"{key} is not binary; the shard format stores 0/1 features")
                 blob[key] = blob[key].to(torch.uint8)
             blob.update({key: torch.tensor(v, dtype=torch.long) for key, v in ptrs.items()})
-            tmp = self.root / (fname + ".tmp")
-            with open(tmp, "wb") as fh:
-                torch.save(blob, fh)
-                fh.flush()
-                os.fsync(fh.fileno())  # on disk before the index that names it
-            os.replace(tmp, self.root / fname)
+            save_atomic(blob, self.root / fname)      # on disk before the index that names it
             self.index["shards"].append(fname)
             self._buffer = []
         self._write_index()
