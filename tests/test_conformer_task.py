@@ -154,6 +154,38 @@ def test_processed_dataset_source(small_sdf, tmp_path):
         build_task(cfg)
 
 
+@pytest.mark.parametrize("old_index", [False, True])
+def test_processed_data_leaves_reserved_molecules_out(small_sdf, tmp_path, old_index):
+    """A processed dataset that holds a reserved molecule (written with another list, or by
+    ``write_dataset`` before it dropped them: no ``inchikey`` in its index) trains without it."""
+    import json
+
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import write_dataset
+
+    path, smiles = small_sdf
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("# no molecule reserved\n")
+    write_dataset(read_sdf(path), tmp_path / "proc", fractions=(0.5, 0.5, 0.0), reserved_path=nothing)
+    if old_index:
+        index_path = tmp_path / "proc" / "index.json"
+        index = json.loads(index_path.read_text())
+        for entry in index["molecules"]:
+            del entry["inchikey"]
+        index_path.write_text(json.dumps(index))
+    reserved = tmp_path / "reserved.txt"
+    reserved.write_text(inchikey_block(Chem.MolFromSmiles(smiles[1])) + "\n")
+    cfg = _cfg(path)
+    cfg["data"] = {"processed": str(tmp_path / "proc"), "conformers": "all", "reserved": str(reserved)}
+    task = build_task(cfg)
+    seen = {task.train_set[i].smiles for i in range(len(task.train_set))}
+    seen |= {task.val_set[i].smiles for i in range(len(task.val_set))}
+    assert len(seen) == 3 and Chem.CanonSmiles(smiles[1]) not in {Chem.CanonSmiles(s) for s in seen}
+    assert task.meta["data"]["reserved_dropped"] == 1
+    cfg["data"]["reserved"] = str(nothing)
+    assert "reserved_dropped" not in build_task(cfg).meta["data"]
+
+
 def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset

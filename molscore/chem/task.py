@@ -13,7 +13,8 @@ Config sections read here (see ``configs/smoke.yaml``)::
       split_seed: 0             # sdf only: seed of that molecule split
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
-      reserved: null            # sdf only: reserved InChIKey list (default: the shipped one)
+      reserved: null            # reserved InChIKey list (default: the shipped one); its
+                                #   molecules are left out of sdf and processed data alike
     model:
       backbone: painn           # painn | e3nn (molscore.models.equivariant.build_backbone)
       hparams: {hidden_scalar: 64, ...}
@@ -32,6 +33,7 @@ units: multiply by ``meta["coord_scale"]`` to get Å.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +167,20 @@ class _Collate:
         return collate(items, self.coord_scale)
 
 
+def _reserved(data: dict) -> frozenset[str]:
+    """The reserved InChIKey blocks of ``data.reserved`` (default: the shipped list)."""
+    from ..data.reserved import load_reserved
+
+    path = data.get("reserved")
+    return load_reserved(resolve_data_path(path) if path else None)
+
+
 def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
-    from ..data.reserved import is_reserved, load_reserved
+    from ..data.reserved import is_reserved
 
     path = resolve_data_path(data["sdf"])
-    reserved_path = data.get("reserved")
-    reserved = load_reserved(resolve_data_path(reserved_path) if reserved_path else None)
+    reserved = _reserved(data)
     graphs, coords, weights, dropped = [], [], [], 0
     for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
                        limit=data.get("max_molecules")):
@@ -226,7 +235,7 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
         raise ValueError(f"data.conformers for processed datasets must be random, boltzmann "
                          f"or all, got {mode!r}")
     kw = {"conformers": "all" if mode == "all" else "random",
-          "weighting": "boltzmann" if mode == "boltzmann" else "uniform"}
+          "weighting": "boltzmann" if mode == "boltzmann" else "uniform", "reserved": _reserved(data)}
     val_split = data.get("val_split", "val")
     train_parts, val_parts, sources = [], [], []
     for root, repeat in _processed_sources(data["processed"]):
@@ -236,7 +245,13 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
             val_set = ConformerDataset(root, val_split, **kw)
             if len(val_set):
                 val_parts.append(val_set)
-        sources.append({"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat})
+        source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
+        dropped = train_set.reserved_dropped + (val_set.reserved_dropped if val_split else [])
+        if dropped:
+            source["reserved_dropped"] = len(dropped)
+            print(f"{root}: left out {len(dropped)} reserved molecule(s) the dataset holds "
+                  f"(e.g. {dropped[0]!r})", file=sys.stderr)
+        sources.append(source)
     train = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
     val = None if not val_parts else val_parts[0] if len(val_parts) == 1 else ConcatDataset(val_parts)
     info = sources[0] if len(sources) == 1 else {"sources": sources}

@@ -40,7 +40,7 @@ from ..checkpoint import save_atomic
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
-from .reserved import RESERVED_REASON, is_reserved, load_reserved
+from .reserved import RESERVED_REASON, inchikey_block, is_reserved, load_reserved
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -66,7 +66,8 @@ def encode_record(record: ConformerSet) -> dict:
     """Featurise one :class:`ConformerSet` into the tensors and strings the writer stores.
 
     Returns:
-        dict with ``name``, ``smiles``, ``scaffold``, ``has_weights`` and tensors
+        dict with ``name``, ``smiles``, ``scaffold``, ``inchikey`` (the connectivity block that
+        the reserved list holds), ``has_weights`` and tensors
         ``atom_feat`` ``(N, F)``, ``z`` ``(N,)``, ``edge_index`` ``(2, E)``, ``edge_attr`` ``(E, Fe)``,
         ``pos`` ``(K, N, 3)`` float32, ``weights`` ``(K,)`` float32.
     """
@@ -79,7 +80,7 @@ def encode_record(record: ConformerSet) -> dict:
         weights = torch.full((k,), 1.0 / k)
     return {
         "name": record.name, "smiles": record.smiles, "scaffold": murcko_scaffold(record.mol),
-        "has_weights": record.weights is not None,
+        "inchikey": inchikey_block(record.mol), "has_weights": record.weights is not None,
         "atom_feat": graph.atom_feat, "z": graph.z, "edge_index": graph.edge_index,
         "edge_attr": graph.edge_attr, "pos": coords, "weights": weights,
     }
@@ -231,7 +232,7 @@ class DatasetWriter:
                 ptrs["pos_ptr"].append(ptrs["pos_ptr"][-1] + k * n)
                 self.index["molecules"].append({
                     "name": enc["name"], "smiles": enc["smiles"], "scaffold": enc["scaffold"],
-                    "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
+                    "inchikey": enc["inchikey"], "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
                     "has_weights": bool(enc["has_weights"])})
             blob = {key: torch.cat(v, dim=1 if key == "edge_index" else 0) for key, v in tensors.items()}
             for key in _BINARY_KEYS:
@@ -290,6 +291,15 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     return writer.finalize(fractions, seed)
 
 
+def _inchikey_block_of(entry: dict) -> str:
+    """The reserved-list key of an index entry: stored, else from its SMILES (``""`` if none)."""
+    if "inchikey" in entry:
+        return entry["inchikey"]
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(entry["smiles"])
+    return inchikey_block(mol) if mol is not None else ""
+
+
 class ConformerDataset(Dataset):
     """Molecules of one split of a processed dataset, each as a PyG graph with one conformer.
 
@@ -301,6 +311,11 @@ class ConformerDataset(Dataset):
             ``"all"``: one item per (molecule, conformer) pair.
         weighting: for ``"random"``, ``"uniform"`` over conformers or ``"boltzmann"`` (the stored
             weights; uniform for molecules without weights).
+        reserved: InChIKey connectivity blocks (:func:`molscore.data.reserved.load_reserved`) of
+            molecules to leave out of the split, so that a dataset written before its builder
+            dropped them (or with another list) trains on none of them; ``reserved_dropped``
+            then names those left out. The block is read from the index (datasets written since
+            2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
 
     Items are ``Data`` with ``atom_feat`` ``(N, ATOM_FEAT_DIM)``, ``edge_index`` ``(2, E)``,
     ``edge_attr`` ``(E, EDGE_FEAT_DIM)``, ``z`` ``(N,)``, ``pos`` ``(N, 3)`` float32 (Angstrom, as
@@ -308,7 +323,7 @@ class ConformerDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", conformers: str = "random",
-                 weighting: str = "uniform"):
+                 weighting: str = "uniform", reserved: frozenset[str] | None = None):
         if conformers not in ("random", "all"):
             raise ValueError(f"conformers must be 'random' or 'all', got {conformers!r}")
         if weighting not in ("uniform", "boltzmann"):
@@ -324,6 +339,12 @@ class ConformerDataset(Dataset):
         else:
             raise ValueError(f"split must be one of train, val, test, all; got {split!r}")
         self.conformers, self.weighting = conformers, weighting
+        self.reserved_dropped: list[str] = []
+        if reserved:
+            keep = [i for i in ids if _inchikey_block_of(self.index["molecules"][i]) not in reserved]
+            kept = set(keep)
+            self.reserved_dropped = [self.index["molecules"][i]["name"] for i in ids if i not in kept]
+            ids = keep
         self.mol_ids = ids
         entries = [self.index["molecules"][i] for i in ids]
         shards: dict[int, dict] = {}
