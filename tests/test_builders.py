@@ -264,6 +264,23 @@ def test_cli_sdf_and_usage_errors(tmp_path, capsys):
     assert "cannot create the output folder" in capsys.readouterr().err
 
 
+def test_cli_sdf_counts_unreadable_records(tmp_path, capsys):
+    """An SDF record RDKit cannot parse is a failures.csv row and is counted in the summary."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    cids = AllChem.EmbedMultipleConfs(mol, 2, randomSeed=9)
+    good = [Chem.MolToMolBlock(mol, confId=cid) + "$$$$\n" for cid in cids]
+    broken = "broken\n  RDKit\n\n  2  1  0  0  0  0  0  0  0  0999 V2000\nnot an atom line\nM  END\n$$$$\n"
+    sdf = tmp_path / "in.sdf"
+    sdf.write_text(good[0] + broken + good[1])
+    out = tmp_path / "ds"
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 0
+    assert "stored 1 molecules (2 conformers)" in (text := capsys.readouterr().out)
+    assert "; 1 unreadable input records" in text
+    assert [name for name, _ in read_failures(out)] == ["in.sdf:record1"]
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 0
+    assert "unreadable input" not in capsys.readouterr().out  # recorded by the first run
+
+
 def test_cli_counts_inputs_with_a_repeated_name(tmp_path, capsys):
     smi = tmp_path / "in.csv"
     smi.write_text("smiles,name\nC1CC,x\nC1CCC,x\nC(,y\n")

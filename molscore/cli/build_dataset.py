@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"retrying {s.retried} earlier failures")
     print(f"inputs {s.inputs}: stored {s.stored} molecules ({s.conformers} conformers), failed {s.failed}, "
           f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done"
-          + (f", {s.duplicates} inputs with a repeated name (one kept)" if s.duplicates else ""))
+          + (f", {s.duplicates} inputs with a repeated name (one kept)" if s.duplicates else "")
+          + (f"; {s.unreadable} unreadable input records" if s.unreadable else ""))
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
           + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())
           + f"; {s.total_reserved_dropped} reserved molecules dropped in total; failures in "

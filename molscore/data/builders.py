@@ -311,6 +311,7 @@ class BuildSummary:
     stored: int = 0
     conformers: int = 0
     failed: int = 0
+    unreadable: int = 0
     reserved_dropped: int = 0
     total_molecules: int = 0
     total_reserved_dropped: int = 0
@@ -392,7 +393,9 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
             todo.append((name, payload))
     unique = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
     summary.duplicates, todo = len(todo) - len(unique), unique
-    writer.add_failures([f for f in input_failures or [] if not writer.is_done(f[0])])
+    unreadable = [f for f in input_failures or [] if not writer.is_done(f[0])]
+    summary.unreadable = len(unreadable)
+    writer.add_failures(unreadable)
     worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})))
     pool = None
     if workers > 1 and len(todo) > 1:

@@ -15,7 +15,7 @@ Each shard holds ``M`` molecules as concatenated tensors with offsets:
 * ``pos`` ``(sum K*N, 3)`` float32 (each molecule's ``K`` conformers, ``N`` rows each);
 * ``weights`` ``(sum K,)`` float32 (uniform when the source had none; see ``has_weights``).
 
-Strings (SMILES, names, scaffolds) live in ``index.json`` only, so shards contain no
+Strings (SMILES, names, scaffolds, InChIKey blocks) live in ``index.json`` only, so shards contain no
 pickled objects. Every file is written to a temporary name and moved into place with
 ``os.replace``, so an interrupted build leaves a consistent dataset that a rerun resumes.
 """
