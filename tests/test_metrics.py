@@ -145,3 +145,27 @@ def test_evaluate_cli_bad_options_are_one_line_errors(tmp_path, capsys, extra):
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsys):
+    """Without a ``smiles`` property a conformer with an inverted centre forms its own group
+    (stereo read from 3D), pairs with no reference molecule, and evaluate says so."""
+    smi = "C[C@H](NC(=O)CCC)c1ccccc1"
+    ref, gen = _embed(smi, 1, 1), _embed(smi, 3, 2)
+    mirror = Chem.Mol(gen)
+    conf = mirror.GetConformer(0)
+    for i in range(mirror.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (-p.x, p.y, p.z))
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), 0, {})])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {}) for i in (0, 1)] + [(mirror, 0, {})])
+    res = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(1, 10))
+    assert res["n_molecules"] == 1 and res["per_molecule"][0]["n_generated"] == 2
+    assert list(res["unpaired_generated"].values()) == [1]
+    assert Chem.MolFromSmiles(next(iter(res["unpaired_generated"]))).HasSubstructMatch(
+        Chem.MolFromSmiles("C[C@@H](NC(=O)CCC)c1ccccc1"), useChirality=True)
+    assert main(["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"),
+                 "--reference", str(tmp_path / "ref.sdf"), "--n", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 generated records in 1 groups match no reference molecule" in err and "inverted" in err
+    assert evaluate_coverage(tmp_path / "ref.sdf", tmp_path / "ref.sdf")["unpaired_generated"] == {}

@@ -279,6 +279,12 @@ def _pair_groups(gen: dict, ref: dict, group_by: str) -> list[tuple[str, str]]:
     return [(key, pairs[key]) for key in gen if key in pairs]
 
 
+def _unpaired(gen: dict, paired: list[tuple[str, str]]) -> dict[str, int]:
+    """``{key: records}`` of the generated groups paired with no reference molecule."""
+    done = {gkey for gkey, _ in paired}
+    return {key: len(group.xyz) for key, group in gen.items() if key not in done}
+
+
 def summarise(values: Iterable[float]) -> dict[str, float]:
     """Mean and median of a sequence (NaN when empty)."""
     v = np.asarray(list(values), dtype=np.float64)
@@ -292,6 +298,7 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     """GEOM coverage protocol between two SDF files; see the module docstring.
 
     Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
+    "unpaired_generated": {generated key paired with no reference: its records},
     "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
     "cov_r": {mean, median}, "amr_r": ..., "cov_p": ..., "amr_p": ...}``.
     """
@@ -309,7 +316,8 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
                      **coverage_metrics(rmsd, threshold)})
     done = {row["key"] for row in rows}
     out = {"threshold": threshold, "n_molecules": len(rows),
-           "missing": [k for k in ref if k not in done], "per_molecule": rows}
+           "missing": [k for k in ref if k not in done],
+           "unpaired_generated": _unpaired(gen, paired), "per_molecule": rows}
     for name in ("cov_r", "amr_r", "cov_p", "amr_p"):
         out[name] = summarise(row[name] for row in rows)
     return out
@@ -322,12 +330,14 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
 
     The reference's first record per molecule is the crystal conformer. For each N the
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
-    Returns ``{"n_molecules", "missing", "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
+    Returns ``{"n_molecules", "missing", "unpaired_generated" (as :func:`evaluate_coverage`),
+    "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
     rows = []
-    for gkey, rkey in _pair_groups(gen, ref, group_by):
+    paired = _pair_groups(gen, ref, group_by)
+    for gkey, rkey in paired:
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
@@ -338,7 +348,7 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
                      "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
     done = {row["key"] for row in rows}
     out = {"n_molecules": len(rows), "missing": [k for k in ref if k not in done],
-           "per_molecule": rows}
+           "unpaired_generated": _unpaired(gen, paired), "per_molecule": rows}
     out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))
     return out
 

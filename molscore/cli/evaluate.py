@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import UsageError
@@ -64,6 +65,7 @@ def run(args) -> int:
         raise UsageError(str(err)) from None
     if res["n_molecules"] == 0:
         _explain_no_pairs(args)
+    _note_unpaired(res["unpaired_generated"], args.group_by)
     if args.metric == "coverage":
         print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
               f"{len(res['missing'])}); threshold {res['threshold']} A")
@@ -84,6 +86,18 @@ def run(args) -> int:
         except OSError as err:
             raise UsageError.cannot_write(err, args.json_out) from None
     return 0
+
+
+def _note_unpaired(unpaired: dict[str, int], group_by: str) -> None:
+    """Say on stderr which generated records were left out for want of a reference molecule."""
+    if not unpaired:
+        return
+    key = next(iter(unpaired))
+    hint = (" (a record without a 'smiles' property is grouped by the stereo of its 3D "
+            "coordinates, so a conformer with an inverted centre forms a group of its own)"
+            if group_by == "smiles" else "")
+    print(f"note: {sum(unpaired.values())} generated records in {len(unpaired)} groups match no "
+          f"reference molecule and are left out, e.g. {key!r}{hint}", file=sys.stderr)
 
 
 def _explain_no_pairs(args) -> None:
