@@ -506,6 +506,12 @@ class Trainer:
         self.ema.to(self.device)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The restored optimiser holds the learning rate the checkpoint's schedule set for the
+        # next step; a run made longer (steps/epochs) has another schedule, so set it anew
+        # (the same value, bit for bit, when the length is unchanged).
+        for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                          self.scheduler.lr_lambdas):
+            group["lr"] = base_lr * factor(self.scheduler.last_epoch)
         self.step = self.resumed_from = int(ckpt["step"])
         states = ckpt["rng"]
         if len(states) == self.info.world_size:

@@ -419,3 +419,14 @@ def test_logged_lr_is_the_one_each_step_used(tmp_path):
     lrs = [r["lr"] for r in _records(tmp_path, "train")]
     expected = [1e-2 * lr_factor(k, 12, 2, "cosine") for k in range(12)]
     assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_longer_resumed_run_uses_its_own_schedule_from_the_first_step(tmp_path):
+    """Extending a finished run (steps 4 -> 8): the first resumed step uses the 8-step
+    schedule's learning rate, not the one the 4-step schedule left in the optimiser (0 at
+    its end, so that step was lost)."""
+    train(base_config(steps=4), tmp_path, device="cpu", progress=False)
+    train(base_config(steps=8), tmp_path, device="cpu", progress=False)
+    lrs = [r["lr"] for r in _records(tmp_path, "train")]
+    expected = [1e-2 * lr_factor(k, 8, 2, "cosine") for k in range(4, 8)]
+    assert lrs[4:] == pytest.approx(expected, rel=1e-9)
