@@ -5,6 +5,7 @@ A training checkpoint (``checkpoint.pt``) is a plain dict loadable with
 
     {"format": 1, "step": int, "model": state_dict, "ema": EMA.state_dict(),
      "optimizer": ..., "scheduler": ..., "rng": [capture_rng_state() per rank],
+     "loss_window": [[float] per rank],   # losses of the steps since the last train record
      "data_state": {...}, "meta": task meta (JSON-like), "config": training config}
 
 An exported model file (:func:`export_model`) holds only ``{"format", "model", "meta"}``.

@@ -456,6 +456,7 @@ class Trainer:
         self.step = 0
         self.last_lr = optim["lr"]
         self.resumed_from: int | None = None
+        self.loss_window: list[float] = []  # losses of the steps since the last train record
         if resuming:
             self._load(ckpt_path)
         else:
@@ -516,6 +517,9 @@ class Trainer:
         states = ckpt["rng"]
         if len(states) == self.info.world_size:
             restore_rng_state(states[self.info.rank])
+            windows = ckpt.get("loss_window")
+            if windows is not None and len(windows) == self.info.world_size:
+                self.loss_window = [float(v) for v in windows[self.info.rank]]
         else:  # a different number of processes: continue, but not bit-for-bit
             _seed_all(int(self.cfg["seed"]) + 1 + self.info.rank + self.step)
         if self.info.is_main:
@@ -531,12 +535,14 @@ class Trainer:
         path.write_text("".join(line + "\n" for line in keep))
 
     def save(self) -> Path | None:
-        """Write ``checkpoint.pt`` (rank 0; every rank contributes its RNG state)."""
+        """Write ``checkpoint.pt`` (rank 0; every rank contributes its RNG state and the
+        losses of its steps not yet in a train record)."""
         rng = capture_rng_state()
-        states = [rng]
+        states, windows = [rng], [list(self.loss_window)]
         if self.info.distributed:
-            states = [None] * self.info.world_size
-            dist.all_gather_object(states, rng)
+            gathered = [None] * self.info.world_size
+            dist.all_gather_object(gathered, (rng, list(self.loss_window)))
+            states, windows = [g[0] for g in gathered], [g[1] for g in gathered]
         if not self.info.is_main:
             return None
         ckpt = {
@@ -547,6 +553,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": states,
+            "loss_window": windows,
             "data_state": {"seed": self.order.seed, **self.order.position(self.step),
                            "batches_per_epoch": self.order.batches_per_epoch},
             "world_size": self.info.world_size,
@@ -655,7 +662,8 @@ class Trainer:
                 (self.out_dir / METRICS_NAME).write_text("")
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         start, t0 = self.step, time.time()
-        window: list[float] = []
+        window = self.loss_window  # restored on resume: the next train record averages all
+        #                            the steps since the last one, as in an unbroken run
         last_loss, last_val = None, None
         loader = self._loader(self.task.train_set, _BatchSampler(self.order, start, self.total_steps),
                               seed=int(cfg["seed"]) * 1_000_003 + start * 101 + self.info.rank)

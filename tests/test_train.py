@@ -430,3 +430,27 @@ def test_longer_resumed_run_uses_its_own_schedule_from_the_first_step(tmp_path):
     lrs = [r["lr"] for r in _records(tmp_path, "train")]
     expected = [1e-2 * lr_factor(k, 8, 2, "cosine") for k in range(4, 8)]
     assert lrs[4:] == pytest.approx(expected, rel=1e-9)
+
+
+def test_resume_between_train_records_logs_the_uninterrupted_mean_loss(tmp_path):
+    """A train record averages the losses since the previous one: a run stopped by Ctrl-C
+    between two records (log_every=4, stopped after step 6) and resumed logs the same mean
+    at step 8 as the unbroken run (it averaged steps 7-8 only)."""
+    cfg = base_config(log_every=4, ckpt_every=100)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(cfg, straight, device="cpu", progress=False)
+    trainer = Trainer(cfg, split, device="cpu", progress=False)
+    loss_fn = trainer.loss_fn
+
+    def interrupted_loss(*args, **kwargs):
+        if trainer.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss_fn(*args, **kwargs)
+
+    trainer.loss_fn = interrupted_loss
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert train(cfg, split, device="cpu", progress=False)["resumed_from"] == 6
+    untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
+    assert [r["step"] for r in untimed[0]] == [4, 8, 12]
+    assert untimed[0] == untimed[1]
