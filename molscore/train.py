@@ -14,7 +14,8 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     steps: 10000              # or epochs: N; 0 only scores the starting weights
     val_every: 500            # validation loss per noise-level bucket (EMA weights)
     val_bins: 5
-    val_batches: null         # cap on validation batches, evenly spread (null: whole val set)
+    val_batches: null         # cap on validation batches, evenly spread (null: whole val set;
+                              #   0: no validation)
     ckpt_every: 1000
     log_every: 10
     seed: 0
@@ -585,10 +586,11 @@ class Trainer:
 
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
-            or ``None`` without a validation set.
+            or ``None`` without a validation set (or with ``val_batches: 0``).
         """
         val_set = self.task.val_set
-        if val_set is None or len(val_set) == 0 or not self.info.is_main:
+        if (val_set is None or len(val_set) == 0 or self.cfg["val_batches"] == 0
+                or not self.info.is_main):
             return None
         self.ema.copy_to(self.ema_model)
         bins = int(self.cfg["val_bins"])

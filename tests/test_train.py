@@ -454,3 +454,10 @@ def test_resume_between_train_records_logs_the_uninterrupted_mean_loss(tmp_path)
     untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
     assert [r["step"] for r in untimed[0]] == [4, 8, 12]
     assert untimed[0] == untimed[1]
+
+
+def test_val_batches_zero_scores_nothing_instead_of_logging_zero_loss(tmp_path):
+    """``val_batches: 0`` scores no validation batch: no val record and no val_loss (it
+    logged a val_loss of 0.0, a perfect score, from an empty sum)."""
+    out = train(base_config(steps=4, val_batches=0), tmp_path, device="cpu", progress=False)
+    assert out["val_loss"] is None and _records(tmp_path, "val") == []
