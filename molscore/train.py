@@ -488,7 +488,11 @@ class Trainer:
                               f"{str(err).splitlines()[0]}") from err
 
     def _load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError as err:  # damaged or foreign file: one line, not a traceback
+            raise ConfigError(f"{err}; use another output dir, or --no-resume to start over "
+                              "in this one") from err
         if ckpt.get("meta", {}).get("task") != self.meta["task"]:
             raise ConfigError(f"{path} was trained for task {ckpt['meta'].get('task')!r}, "
                               f"config says {self.meta['task']!r}; use another output dir")

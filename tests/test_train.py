@@ -461,3 +461,18 @@ def test_val_batches_zero_scores_nothing_instead_of_logging_zero_loss(tmp_path):
     logged a val_loss of 0.0, a perfect score, from an empty sum)."""
     out = train(base_config(steps=4, val_batches=0), tmp_path, device="cpu", progress=False)
     assert out["val_loss"] is None and _records(tmp_path, "val") == []
+
+
+def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
+    """A checkpoint.pt in the output dir that cannot be read is a one-line error naming it
+    (it was load_checkpoint's ValueError as a traceback); --no-resume starts over."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read checkpoint" in err and "--no-resume" in err
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
