@@ -172,6 +172,8 @@ def resolve_config(cfg: dict) -> dict:
             raise ConfigError(f"'{key}' must be a non-negative integer, got {out[key]!r}")
     if not _is_int(out["num_workers"]) or out["num_workers"] < 0:
         raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
+    if out["init"] is not None and not isinstance(out["init"], (str, os.PathLike)):
+        raise ConfigError(f"'init' must be the path of a checkpoint or model file, got {out['init']!r}")
     if not _is_int(out["seed"]):
         raise ConfigError(f"'seed' must be an integer, got {out['seed']!r}")
     optim = out["optim"]

@@ -248,6 +248,7 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"objective": {"name": "dsm", "weighting": "nope"}}, "objective.weighting must be one of"),
     ({"objective": {"name": "dsm", "n_proj": 2}}, "objective 'dsm' takes no key 'n_proj'"),
     ({"data": [1, 2]}, "'data' must be a mapping"),
+    ({"init": 5}, "'init' must be the path of a checkpoint or model file, got 5"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)
