@@ -199,6 +199,33 @@ def test_processed_round_trip(tmp_path, ensembles):
     assert set(shard) >= {"atom_feat", "edge_index", "edge_attr", "z", "pos", "weights", "atom_ptr"}
 
 
+def test_interrupted_shard_write_does_not_index_its_molecules_twice(tmp_path, ensembles, monkeypatch):
+    """Ctrl-C (or a full disk) while a shard is written leaves its molecules buffered; the
+    flush that follows (run_build's ``finally``, or the next shard) writes them once. They
+    were added to the index before the write and again by the retry: each molecule twice."""
+    import molscore.data.processed as processed
+    from molscore.data.conformers import ConformerSet
+    from molscore.data.processed import DatasetWriter, encode_record
+
+    records = [ConformerSet(smiles=smi, mol=mol, weights=None, name=smi) for smi, mol in ensembles.items()]
+    writer = DatasetWriter(tmp_path / "ds", shard_size=10)
+    for rec in records:
+        writer.add(encode_record(rec))
+    real = processed.save_atomic
+
+    def interrupted(obj, path):
+        monkeypatch.setattr(processed, "save_atomic", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(processed, "save_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.flush()
+    writer.flush()
+    index = writer.finalize((1.0, 0.0, 0.0))
+    assert [m["name"] for m in load_index(tmp_path / "ds")["molecules"]] == list(MOLS)
+    assert index["splits"]["train"] == [0, 1] and len(ConformerDataset(tmp_path / "ds", "train")) == 2
+
+
 def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
     """GEOM pickles reach training only through ``write_dataset``: it drops reserved
     molecules (mandelic acid is on the shipped list) like the ``build-dataset`` builders."""

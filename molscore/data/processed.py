@@ -222,6 +222,7 @@ class DatasetWriter:
             fname = f"shard_{shard_id:05d}.pt"
             tensors = {key: [] for key in _TENSOR_KEYS}
             ptrs = {key: [0] for key in ("atom_ptr", "edge_ptr", "conf_ptr", "pos_ptr")}
+            entries = []  # indexed once the shard is written (a failed write is retried whole)
             for row, enc in enumerate(self._buffer):
                 k, n = enc["pos"].shape[:2]
                 for key in _TENSOR_KEYS:
@@ -230,7 +231,7 @@ class DatasetWriter:
                 ptrs["edge_ptr"].append(ptrs["edge_ptr"][-1] + enc["edge_index"].shape[1])
                 ptrs["conf_ptr"].append(ptrs["conf_ptr"][-1] + k)
                 ptrs["pos_ptr"].append(ptrs["pos_ptr"][-1] + k * n)
-                self.index["molecules"].append({
+                entries.append({
                     "name": enc["name"], "smiles": enc["smiles"], "scaffold": enc["scaffold"],
                     "inchikey": enc["inchikey"], "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
                     "has_weights": bool(enc["has_weights"])})
@@ -241,6 +242,7 @@ class DatasetWriter:
                 blob[key] = blob[key].to(torch.uint8)
             blob.update({key: torch.tensor(v, dtype=torch.long) for key, v in ptrs.items()})
             save_atomic(blob, self.root / fname)      # on disk before the index that names it
+            self.index["molecules"] += entries
             self.index["shards"].append(fname)
             self._buffer = []
         self._write_index()
