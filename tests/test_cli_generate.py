@@ -347,6 +347,24 @@ def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("title, note, line", [("caf\xe9", "ok", 1), ("cafe", "caf\xe9", 12)])
+def test_sdf_text_not_utf8_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys, title,
+                                                          note, line):
+    """A title line or property that is not UTF-8 was a UnicodeDecodeError traceback: from
+    RDKit's GetProp while reading (the title), or from the SDF writer once the run had started
+    (a property passed on to the output)."""
+    record = "{}" + Chem.MolToMolBlock(Chem.MolFromSmiles("CCN")) + ">  <note>\n{}\n\n$$$$\n"
+    inp = tmp_path / "latin1.sdf"            # (a molblock's first line is its empty title)
+    inp.write_bytes(record.format(title, note).encode("latin-1") + record.format("a", "ok").encode())
+    out = tmp_path / "x.sdf"
+    rc = main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model, "-n", "1",
+               "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"not UTF-8 text ({inp}, line {line}: byte 0xe9); save it as UTF-8" in err
+    assert not out.exists()
+
+
 RESUME_INPUT = ("name,smiles\nethanol,CCO\niron,C[Fe]C\nacid,CC(=O)O\nphenol,c1ccccc1O\n"
                 "broken,C1CC\nalanine,C[C@H](N)C(=O)O\n")
 

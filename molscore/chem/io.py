@@ -163,6 +163,7 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
     instead of a molecule.
 
     Raises:
+        UnicodeDecodeError: a record's title line or a property is not UTF-8 text.
         InputFormatError: after the last record, when no record has the property
             ``name_prop`` (a misspelt ``--name-column``, which would name every molecule by
             its SMILES, as a missing CSV column is refused).
@@ -173,6 +174,8 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
         if mol is None:
             yield "", None, None, f"SDF record {number} cannot be read by RDKit"
             continue
+        for key in ["_Name", *mol.GetPropNames()]:   # RDKit's str of text not UTF-8 raises
+            mol.GetProp(key)       # UnicodeDecodeError: here, not when the output is written
         if properties is None:
             properties = list(mol.GetPropNames())
         named = named or mol.HasProp(prop)
@@ -271,7 +274,10 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
     """
     fmt = _guess_format(path, fmt)
     if fmt == "sdf":
-        yield from _numbered(_sdf_rows(path, name_column), duplicates)
+        try:
+            yield from _numbered(_sdf_rows(path, name_column), duplicates)
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from None
         return
     handle = _open_text(path)
     try:
@@ -283,9 +289,7 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
         yield from _numbered(((smiles, name, None, None if smiles else "empty SMILES")
                               for smiles, name in rows), duplicates)
     except UnicodeDecodeError as err:
-        where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
-        raise InputFormatError(f"input is not UTF-8 text ({where}: byte "
-                               f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
+        raise _not_utf8(path, err) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise InputFormatError(f"cannot read {path}: {err}") from None
     finally:
@@ -293,6 +297,13 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             handle.close()
         elif handle is not sys.stdin:
             handle.detach()                 # leave sys.stdin itself open
+
+
+def _not_utf8(path: str, err: UnicodeDecodeError) -> InputFormatError:
+    """The error for input ``path`` that is not UTF-8, naming its first such line."""
+    where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
+    return InputFormatError(f"input is not UTF-8 text ({where}: byte "
+                            f"0x{err.object[err.start]:02x}); save it as UTF-8")
 
 
 def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[InputRecord]:
