@@ -290,6 +290,26 @@ def test_read_records_smi_and_duplicates(tmp_path):
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]
 
 
+def test_a_cxsmiles_extension_in_a_smi_line_is_part_of_the_smiles(tiny_model, tmp_path):
+    """A ``.cxsmiles`` line (an Enamine REAL file's ``SMILES |&1:1|<tab>ID``) was split at its
+    first blank: the extension became the record's name (``|&1:1|\tZ1``, or ``|&1:1|`` alone),
+    and the molecule lost it."""
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "real.cxsmiles"
+    path.write_text("smiles\tidnumber\nC[C@H](O)F |&1:1|\tZ1\nC[C@H](O)Cl |&1:1|\nCCO\tZ3\n"
+                    "CCN |a name\n")
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [
+        ("Z1", "C[C@H](O)F |&1:1|"), ("C[C@H](O)Cl |&1:1|", "C[C@H](O)Cl |&1:1|"),
+        ("Z3", "CCO"), ("|a name", "CCN")]
+    out = tmp_path / "out.sdf"
+    assert main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model, "-n", "1",
+                 "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert [(m.GetProp("_Name"), m.GetProp("smiles")) for m in _records(out)] == [
+        ("Z1", "C[C@H](O)F"), ("C[C@H](O)Cl |&1:1|", "C[C@H](O)Cl"), ("Z3", "CCO"),
+        ("|a name", "CCN")]
+
+
 def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

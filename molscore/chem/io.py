@@ -192,9 +192,14 @@ def is_smiles_title(fields: Sequence[str]) -> bool:
     return bool(fields) and fields[0].lower() == "smiles"
 
 
+# A CXSMILES extension (``|&1:1|``) after the blank that ends a SMILES, then the name.
+_CX_EXTENSION = re.compile(r"(\|[^|\s]*\|)(?:\s+(.*))?\Z", re.S)
+
+
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
     """``(SMILES, name)`` per line; ``#`` comments and a title line (:func:`is_smiles_title`)
-    are skipped."""
+    are skipped. A CXSMILES extension ``|...|`` after the SMILES (a ``.cxsmiles`` file) is
+    part of the SMILES, not the name."""
     first = True
     for line in handle:
         line = line.strip()
@@ -205,6 +210,8 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
             first = False
             continue
         first = first and not parts
+        if len(parts) > 1 and (cx := _CX_EXTENSION.match(parts[1])):
+            parts = [f"{parts[0]} {cx.group(1)}", *filter(None, [cx.group(2)])]
         yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
 
 
