@@ -529,6 +529,21 @@ def test_resume_reads_failure_rows_with_line_breaks(tiny_model, tmp_path):
     assert failure_names(failures) == ["weird", "bad"]
 
 
+def test_resume_reads_a_record_named_like_the_sdf_delimiter(tiny_model, tmp_path, capsys):
+    """A molecule named ``$$$$`` has that title line, which RDKit reads as its name; the
+    resume took it for the end of a record and refused the run ('holds ' RDKit 3D'...)."""
+    from molscore.chem.io import sdf_record_names
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("name,smiles\n$$$$,CCO\nethanol,OCC\n")
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model) == 0
+    assert sdf_record_names(out) == ["$$$$"] * 2 + ["ethanol"] * 2
+    before = out.read_text()
+    assert _generate(inp, out, tiny_model, "--resume") == 0
+    assert out.read_text() == before and "error" not in capsys.readouterr().err
+
+
 def test_sdf_name_property_in_no_record_is_usage_error(tiny_model, tmp_path, capsys):
     inp = tmp_path / "in.sdf"
     _write_sdf_input(inp, with_bad_record=False)

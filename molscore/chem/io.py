@@ -411,7 +411,8 @@ class FailureLog:
 
 def _sdf_records(path: Path) -> Iterator[str]:
     """The complete records (through their ``$$$$`` line) of an SDF, in order; a torn last
-    record, or the rest of a gzip stream cut off mid-write, is left out."""
+    record, or the rest of a gzip stream cut off mid-write, is left out. A record's first
+    line is its title whatever it holds (as RDKit reads it: a molecule named ``$$$$``)."""
     fh = gzip.open(path, "rt", encoding="utf-8") if is_gzip(path) else \
         open(path, encoding="utf-8")
     lines: list[str] = []
@@ -419,7 +420,7 @@ def _sdf_records(path: Path) -> Iterator[str]:
         try:
             for line in fh:
                 lines.append(line)
-                if line == "$$$$\n":
+                if line == "$$$$\n" and len(lines) > 1:
                     yield "".join(lines)
                     lines = []
         except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
