@@ -290,6 +290,26 @@ def test_read_records_smi_and_duplicates(tmp_path):
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]
 
 
+def test_a_cxsmiles_extension_in_a_smi_line_is_part_of_the_smiles(tiny_model, tmp_path):
+    """A ``.cxsmiles`` line (an Enamine REAL file's ``SMILES |&1:1|<tab>ID``) was split at its
+    first blank: the extension became the record's name (``|&1:1|\tZ1``, or ``|&1:1|`` alone),
+    and the molecule lost it."""
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "real.cxsmiles"
+    path.write_text("smiles\tidnumber\nC[C@H](O)F |&1:1|\tZ1\nC[C@H](O)Cl |&1:1|\nCCO\tZ3\n"
+                    "CCN |a name\n")
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [
+        ("Z1", "C[C@H](O)F |&1:1|"), ("C[C@H](O)Cl |&1:1|", "C[C@H](O)Cl |&1:1|"),
+        ("Z3", "CCO"), ("|a name", "CCN")]
+    out = tmp_path / "out.sdf"
+    assert main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model, "-n", "1",
+                 "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert [(m.GetProp("_Name"), m.GetProp("smiles")) for m in _records(out)] == [
+        ("Z1", "C[C@H](O)F"), ("C[C@H](O)Cl |&1:1|", "C[C@H](O)Cl"), ("Z3", "CCO"),
+        ("|a name", "CCN")]
+
+
 def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -344,6 +364,24 @@ def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert f"not UTF-8 text ({inp}, line 3001: byte 0xe9); save it as UTF-8" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("title, note, line", [("caf\xe9", "ok", 1), ("cafe", "caf\xe9", 12)])
+def test_sdf_text_not_utf8_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys, title,
+                                                          note, line):
+    """A title line or property that is not UTF-8 was a UnicodeDecodeError traceback: from
+    RDKit's GetProp while reading (the title), or from the SDF writer once the run had started
+    (a property passed on to the output)."""
+    record = "{}" + Chem.MolToMolBlock(Chem.MolFromSmiles("CCN")) + ">  <note>\n{}\n\n$$$$\n"
+    inp = tmp_path / "latin1.sdf"            # (a molblock's first line is its empty title)
+    inp.write_bytes(record.format(title, note).encode("latin-1") + record.format("a", "ok").encode())
+    out = tmp_path / "x.sdf"
+    rc = main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model, "-n", "1",
+               "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"not UTF-8 text ({inp}, line {line}: byte 0xe9); save it as UTF-8" in err
     assert not out.exists()
 
 
@@ -489,6 +527,21 @@ def test_resume_reads_failure_rows_with_line_breaks(tiny_model, tmp_path):
     with open(failures, "a", newline="") as fh:          # a torn row, cut inside its quotes
         fh.write('later,"C1\nC')
     assert failure_names(failures) == ["weird", "bad"]
+
+
+def test_resume_reads_a_record_named_like_the_sdf_delimiter(tiny_model, tmp_path, capsys):
+    """A molecule named ``$$$$`` has that title line, which RDKit reads as its name; the
+    resume took it for the end of a record and refused the run ('holds ' RDKit 3D'...)."""
+    from molscore.chem.io import sdf_record_names
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("name,smiles\n$$$$,CCO\nethanol,OCC\n")
+    out = tmp_path / "gen.sdf"
+    assert _generate(inp, out, tiny_model) == 0
+    assert sdf_record_names(out) == ["$$$$"] * 2 + ["ethanol"] * 2
+    before = out.read_text()
+    assert _generate(inp, out, tiny_model, "--resume") == 0
+    assert out.read_text() == before and "error" not in capsys.readouterr().err
 
 
 def test_sdf_name_property_in_no_record_is_usage_error(tiny_model, tmp_path, capsys):

@@ -163,6 +163,7 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
     instead of a molecule.
 
     Raises:
+        UnicodeDecodeError: a record's title line or a property is not UTF-8 text.
         InputFormatError: after the last record, when no record has the property
             ``name_prop`` (a misspelt ``--name-column``, which would name every molecule by
             its SMILES, as a missing CSV column is refused).
@@ -173,6 +174,8 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
         if mol is None:
             yield "", None, None, f"SDF record {number} cannot be read by RDKit"
             continue
+        for key in ["_Name", *mol.GetPropNames()]:   # RDKit's str of text not UTF-8 raises
+            mol.GetProp(key)       # UnicodeDecodeError: here, not when the output is written
         if properties is None:
             properties = list(mol.GetPropNames())
         named = named or mol.HasProp(prop)
@@ -189,9 +192,14 @@ def is_smiles_title(fields: Sequence[str]) -> bool:
     return bool(fields) and fields[0].lower() == "smiles"
 
 
+# A CXSMILES extension (``|&1:1|``) after the blank that ends a SMILES, then the name.
+_CX_EXTENSION = re.compile(r"(\|[^|\s]*\|)(?:\s+(.*))?\Z", re.S)
+
+
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
     """``(SMILES, name)`` per line; ``#`` comments and a title line (:func:`is_smiles_title`)
-    are skipped."""
+    are skipped. A CXSMILES extension ``|...|`` after the SMILES (a ``.cxsmiles`` file) is
+    part of the SMILES, not the name."""
     first = True
     for line in handle:
         line = line.strip()
@@ -202,6 +210,8 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
             first = False
             continue
         first = first and not parts
+        if len(parts) > 1 and (cx := _CX_EXTENSION.match(parts[1])):
+            parts = [f"{parts[0]} {cx.group(1)}", *filter(None, [cx.group(2)])]
         yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
 
 
@@ -271,7 +281,10 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
     """
     fmt = _guess_format(path, fmt)
     if fmt == "sdf":
-        yield from _numbered(_sdf_rows(path, name_column), duplicates)
+        try:
+            yield from _numbered(_sdf_rows(path, name_column), duplicates)
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from None
         return
     handle = _open_text(path)
     try:
@@ -283,9 +296,7 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
         yield from _numbered(((smiles, name, None, None if smiles else "empty SMILES")
                               for smiles, name in rows), duplicates)
     except UnicodeDecodeError as err:
-        where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
-        raise InputFormatError(f"input is not UTF-8 text ({where}: byte "
-                               f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
+        raise _not_utf8(path, err) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise InputFormatError(f"cannot read {path}: {err}") from None
     finally:
@@ -293,6 +304,13 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             handle.close()
         elif handle is not sys.stdin:
             handle.detach()                 # leave sys.stdin itself open
+
+
+def _not_utf8(path: str, err: UnicodeDecodeError) -> InputFormatError:
+    """The error for input ``path`` that is not UTF-8, naming its first such line."""
+    where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
+    return InputFormatError(f"input is not UTF-8 text ({where}: byte "
+                            f"0x{err.object[err.start]:02x}); save it as UTF-8")
 
 
 def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[InputRecord]:
@@ -393,7 +411,8 @@ class FailureLog:
 
 def _sdf_records(path: Path) -> Iterator[str]:
     """The complete records (through their ``$$$$`` line) of an SDF, in order; a torn last
-    record, or the rest of a gzip stream cut off mid-write, is left out."""
+    record, or the rest of a gzip stream cut off mid-write, is left out. A record's first
+    line is its title whatever it holds (as RDKit reads it: a molecule named ``$$$$``)."""
     fh = gzip.open(path, "rt", encoding="utf-8") if is_gzip(path) else \
         open(path, encoding="utf-8")
     lines: list[str] = []
@@ -401,7 +420,7 @@ def _sdf_records(path: Path) -> Iterator[str]:
         try:
             for line in fh:
                 lines.append(line)
-                if line == "$$$$\n":
+                if line == "$$$$\n" and len(lines) > 1:
                     yield "".join(lines)
                     lines = []
         except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):

@@ -112,11 +112,19 @@ def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int,
     """Dihedrals ``(a, b, c, d)`` that tell the specified stereo: per tetrahedral centre, each
     triple of its neighbours with the centre (the sign says on which side of the triple's
     plane the centre lies, as the signed volumes of :func:`~molscore.chem.stereo.centre_volumes`);
-    per E/Z double bond, its stereo atoms and the bond (cis below 90 degrees, trans above)."""
+    for a four-coordinate centre in a three- or four-membered ring, its four neighbours
+    instead (the sign of their tetrahedron is the handedness wherever the centre lies: at
+    such a centre :func:`~molscore.chem.stereo.check_stereo` accepts a triple of either sign,
+    and MMFF94 puts bridgeheads of fused small rings just outside that tetrahedron, where
+    holding every triple's sign kept them strained); per E/Z double bond, its stereo atoms
+    and the bond (cis below 90 degrees, trans above)."""
+    rings = mol.GetRingInfo()
     centres = []
     for centre in specified_centres(mol):
         nbrs = bond_order_neighbours(mol, centre)
-        if len(nbrs) in (3, 4):
+        if len(nbrs) == 4 and (rings.IsAtomInRingOfSize(centre, 3) or rings.IsAtomInRingOfSize(centre, 4)):
+            centres.append(tuple(nbrs))
+        elif len(nbrs) in (3, 4):
             centres += [(*trio, centre) for trio in combinations(nbrs, 3)]
     bonds = [stereo_bond_atoms(mol, idx) for idx in specified_double_bonds(mol)]
     return centres, [quad for quad in bonds if quad is not None]
