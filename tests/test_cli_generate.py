@@ -577,6 +577,27 @@ def test_resume_refuses_an_edited_input(tiny_model, tmp_path, capsys):
     assert _generate(inp, out, tiny_model, "--resume") == 1
 
 
+def test_resume_with_a_damaged_settings_file_is_usage_error(tiny_model, tmp_path, capsys):
+    inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
+    inp.write_text(RESUME_INPUT)
+    assert _generate(inp, out, tiny_model) == 1
+    settings = tmp_path / "gen.sdf.json"
+    for text in ('{"model_sha256": "ab', "[1, 2]"):
+        settings.write_text(text)
+        capsys.readouterr()
+        assert _generate(inp, out, tiny_model, "--resume") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is not the settings file of a molscore run" in err, err
+
+
+def test_output_named_like_the_failures_file_is_usage_error(tiny_model, tmp_path, capsys):
+    inp = tmp_path / "mols.csv"
+    inp.write_text(RESUME_INPUT)
+    assert _generate(inp, tmp_path / "failures.csv", tiny_model) == 2
+    assert "name of the run's failures file" in capsys.readouterr().err
+    assert not (tmp_path / "failures.csv").exists()
+
+
 def test_input_that_the_run_would_overwrite_is_usage_error(tiny_model, tmp_path, capsys):
     """Retrying a run's failures.csv in its folder (or -o the input) replaced the input."""
     failures = tmp_path / "failures.csv"

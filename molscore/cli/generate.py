@@ -202,7 +202,14 @@ def _resume_point(out: Path, failures: Path, settings: dict,
     record = _settings_path(out)
     if not record.is_file():
         raise UsageError(f"cannot resume: {record} (the settings of the run) is missing")
-    before = json.loads(record.read_text())
+    try:
+        before = json.loads(record.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # hand-edited, damaged or unreadable
+        before = err
+    if not isinstance(before, dict):
+        raise UsageError(f"cannot resume: {record} is not the settings file of a molscore run "
+                         f"({before if isinstance(before, Exception) else type(before).__name__}); "
+                         "run without --resume to start afresh")
     for key in ("model_sha256", "options"):
         if before.get(key) != settings[key]:
             old, new = before.get(key), settings[key]
@@ -260,6 +267,8 @@ def run(args) -> int:
             if path.exists() and path.samefile(args.input):
                 raise UsageError(f"the input {args.input} would be overwritten by {path} (the "
                                  "output, its failures.csv or settings); write the output elsewhere")
+    if out.name == failures_path.name:
+        raise UsageError(f"output {out} is the name of the run's failures file; give another name")
     bad_early = {}
     items, inputs = [], []
     for rec in records:
