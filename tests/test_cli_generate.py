@@ -269,7 +269,7 @@ def test_read_sdf_mols_streams_records_then_reports_a_cut_gzip(tmp_path):
 
 
 def test_read_records_smi_and_duplicates(tmp_path):
-    from molscore.chem.io import read_records
+    from molscore.chem.io import InputFormatError, read_records
 
     path = tmp_path / "in.smi"
     path.write_text("# comment\nCCO ethyl alcohol\nc1ccccc1\n\nCCN ethyl alcohol\n")
@@ -285,6 +285,16 @@ def test_read_records_smi_and_duplicates(tmp_path):
         semi.write_text(f'smiles{sep}name\r\nCCO{sep}"eth{sep}anol"\r\n')
         assert [(r.name, r.smiles) for r in read_records(str(semi), name_column="name")] == [
             (f"eth{sep}anol", "CCO")]
+    # columns named in another case or with blanks (ChEMBL's "Smiles", "name, smiles"), and
+    # blank lines before the header
+    for text in ("\n\nID,Smiles\nx,CCO\n", "id, smiles\nx,CCO\n", "ID;SMILES\nx;CCO\n"):
+        semi.write_text(text)
+        assert [(r.name, r.smiles) for r in read_records(str(semi), name_column="id")] == [("x", "CCO")]
+    semi.write_text("Smiles,smiles\nCCO,CCN\n")         # two loose matches: the exact one
+    assert [r.smiles for r in read_records(str(semi))] == ["CCN"]
+    semi.write_text("SMILES,Smiles\nCCO,CCN\n")         # two loose matches, no exact one
+    with pytest.raises(InputFormatError, match="no column 'smiles'"):
+        list(read_records(str(semi)))
     # the header line RDKit's SmilesWriter writes is not a record
     path.write_text("SMILES Name\nCCO ethanol\n")
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]

@@ -215,24 +215,41 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
         yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
 
 
+def _column(header: Sequence[str], wanted: str) -> str | None:
+    """The header's column ``wanted``: exactly, else the one column that equals it ignoring
+    case and surrounding blanks (``SMILES``, `` smiles``); ``None`` when there is none."""
+    if wanted in header:
+        return wanted
+    loose = [col for col in header if col.strip().casefold() == wanted.strip().casefold()]
+    return loose[0] if len(loose) == 1 else None
+
+
 def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
               delimiter: str) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per row. When the header has no ``smiles_column`` with
+    """``(SMILES, name)`` per row; blank lines before the header are skipped. A column is
+    found as :func:`_column` says. When the header has no ``smiles_column`` with
     ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
     that delimiter is used."""
     first = handle.readline()
+    while first and not first.strip():
+        first = handle.readline()
     header_line = next(csv.reader([first], delimiter=delimiter), [])
-    if smiles_column not in header_line:
-        delimiter = next((d for d in (";", "\t") if d != delimiter
-                          and smiles_column in next(csv.reader([first], delimiter=d), [])), delimiter)
+    if _column(header_line, smiles_column) is None:
+        delimiter = next((d for d in (";", "\t") if d != delimiter and _column(
+            next(csv.reader([first], delimiter=d), []), smiles_column) is not None), delimiter)
     reader = csv.DictReader(itertools.chain([first], handle), delimiter=delimiter)
     header = reader.fieldnames or []
-    if smiles_column not in header:
+    found = _column(header, smiles_column)
+    if found is None:
         raise InputFormatError(f"CSV has no column {smiles_column!r} (columns: "
                                f"{', '.join(header) or 'none'}); use --smiles-column")
-    if name_column is not None and name_column not in header:
-        raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
-                               f"{', '.join(header)}); use --name-column")
+    smiles_column = found
+    if name_column is not None:
+        found = _column(header, name_column)
+        if found is None:
+            raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
+                                   f"{', '.join(header)}); use --name-column")
+        name_column = found
     try:
         for row in reader:
             smiles = (row.get(smiles_column) or "").strip()
