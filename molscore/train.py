@@ -533,12 +533,22 @@ class Trainer:
             self._truncate_metrics(self.step)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop records logged after ``step`` by an interrupted run."""
+        """Drop records logged after ``step`` by an interrupted run, and a torn last line
+        (the record a crash cut short while it was written)."""
         path = self.out_dir / METRICS_NAME
         if not path.is_file():
             return
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        keep = []
+        for i, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if i == len(lines) - 1:
+                    break
+                raise
+            if record.get("step", 0) <= step:
+                keep.append(line)
         path.write_text("".join(line + "\n" for line in keep))
 
     def save(self) -> Path | None:

@@ -477,3 +477,17 @@ def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read checkpoint" in err and "--no-resume" in err
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
+
+
+def test_resume_drops_a_torn_last_metrics_line(tmp_path):
+    """A machine crash can leave the last metrics.jsonl line half written; resuming drops
+    it (the record the crash cut short) and goes on (it was a JSONDecodeError traceback)."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(base_config(), straight, device="cpu", progress=False)
+    _interrupted_run(split, RuntimeError, at_step=7)
+    path = split / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"kind": "train", "step": 7, "lo')
+    assert train(base_config(), split, device="cpu", progress=False)["resumed_from"] == 4
+    untimed = [[{**r, "time_s": None} for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+               for out in (straight, split)]
+    assert untimed[0] == untimed[1]
