@@ -226,6 +226,51 @@ def test_interrupted_shard_write_does_not_index_its_molecules_twice(tmp_path, en
     assert index["splits"]["train"] == [0, 1] and len(ConformerDataset(tmp_path / "ds", "train")) == 2
 
 
+@pytest.mark.parametrize("where", ["rows", "rename"])
+def test_interrupted_failures_write_does_not_repeat_rows(tmp_path, monkeypatch, where):
+    """Ctrl-C (or an error) while failures.csv is written, after its rows reached the file
+    ("rows": the csv writer; "rename": the file's replacement) leaves them queued; the
+    flush that follows (run_build's ``finally``) wrote them again: every row twice, and
+    a reserved molecule counted twice in ``total_reserved_dropped``."""
+    import molscore.data.processed as processed
+    from molscore.data.processed import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "ds")
+    writer.add_failures([("old", "a reason")])
+    writer.flush()
+    writer.add_failures([("a", "reserved for held-out evaluation"), ("b", "bad valence")])
+    real_writer, real_replace = processed.csv.writer, processed.replace_atomically
+
+    class DyingWriter:
+        def __init__(self, fh):
+            self.inner = real_writer(fh)
+
+        def writerow(self, row):
+            self.inner.writerow(row)
+
+        def writerows(self, rows):
+            self.inner.writerows(rows)
+            monkeypatch.setattr(processed.csv, "writer", real_writer)
+            raise KeyboardInterrupt
+
+    def dying_replace(path, chunks):
+        real_replace(path, chunks)
+        if path.name == processed.FAILURES_FILE:
+            monkeypatch.setattr(processed, "replace_atomically", real_replace)
+            raise KeyboardInterrupt
+
+    if where == "rows":
+        monkeypatch.setattr(processed.csv, "writer", DyingWriter)
+    else:
+        monkeypatch.setattr(processed, "replace_atomically", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        writer.flush()
+    writer.flush()
+    writer.finalize()
+    assert read_failures(tmp_path / "ds") == [("old", "a reason"), ("a", "reserved for held-out evaluation"),
+                                              ("b", "bad valence")]
+
+
 def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
     """GEOM pickles reach training only through ``write_dataset``: it drops reserved
     molecules (mandelic acid is on the shipped list) like the ``build-dataset`` builders."""
