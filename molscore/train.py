@@ -42,6 +42,7 @@ ranks, wraps the model in DDP and writes files from rank 0 only.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -397,6 +398,16 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def _restoring(np_state: tuple, py_state: tuple) -> Iterator[None]:
+    """Set numpy's and Python's ``random`` RNG states back to these on leaving."""
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 class Trainer:
     """Builds the task from ``cfg`` and trains it; :meth:`fit` runs the loop.
 
@@ -597,8 +608,9 @@ class Trainer:
         """EMA-weight loss on the validation set per bucket of ``t`` (rank 0 only).
 
         Each validation batch is scored once per bucket with ``t ~ U(bucket)`` and
-        fixed noise (a forked RNG seeded by ``seed``), so values are comparable
-        across steps and the training RNG stream is untouched.
+        fixed noise (RNGs seeded by ``seed``), so values are comparable across steps;
+        the states of torch's, numpy's and Python's ``random`` RNGs are restored afterwards,
+        so the training RNG streams are untouched.
 
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
@@ -618,7 +630,8 @@ class Trainer:
             starts = [starts[i] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
         sums, count = torch.zeros(bins, dtype=torch.float64), 0
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        np_state, py_state = np.random.get_state(), random.getstate()  # fork_rng keeps torch's only
+        with torch.random.fork_rng(devices=devices), _restoring(np_state, py_state):
             _seed_all(int(self.cfg["seed"]) + 7919)
             for i in starts:
                 batch: Batch = self.task.collate([val_set[j] for j in

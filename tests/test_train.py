@@ -491,3 +491,28 @@ def test_resume_drops_a_torn_last_metrics_line(tmp_path):
     untimed = [[{**r, "time_s": None} for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
                for out in (straight, split)]
     assert untimed[0] == untimed[1]
+
+
+def test_validation_leaves_numpy_and_python_random_streams_untouched(tmp_path):
+    """validate() seeds numpy and Python ``random`` for its fixed noise; torch's fork_rng
+    restored only torch's RNG, so training draws from those two RNGs after a validation
+    differed from a run without one (val_batches: 0)."""
+    import random
+
+    import numpy as np
+
+    draws = {}
+    for name, val_batches in (("with_val", None), ("without_val", 0)):
+        trainer = Trainer(base_config(steps=8, val_every=2, val_batches=val_batches), tmp_path / name,
+                          device="cpu", progress=False)
+        step, seen = trainer.train_step, []
+
+        def drawing_step(batch, step=step, seen=seen):
+            seen.append((float(np.random.rand()), random.random()))
+            return step(batch)
+
+        trainer.train_step = drawing_step
+        trainer.fit()
+        assert (_records(tmp_path / name, "val") != []) == (val_batches is None)
+        draws[name] = seen
+    assert draws["with_val"] == draws["without_val"]
