@@ -90,10 +90,15 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
                    seed: int = 0) -> dict[str, list[int]]:
     """Split molecules so that no Bemis-Murcko scaffold is in two splits.
 
-    Scaffold groups larger than half the validation size go first (so big groups land in
-    train), the rest follow; within both tiers the order is shuffled with ``seed``. Groups
-    fill train, then val, then test. The result depends on the multiset of scaffolds and
-    the seed, not on the order molecules were written in beyond their ids.
+    Scaffold groups larger than half the validation size go first (so big groups tend to
+    land in train), the rest follow; within both tiers the order is shuffled with ``seed``.
+    In that order each group goes to train if it fits train's quota, else to val if it fits
+    val's, else to test. A group larger than train's whole quota (e.g. the ``""`` scaffold
+    of acyclic molecules when they are over 80 %) is taken first and goes to train, which
+    then exceeds its fraction while val and test share the rest (with several such groups,
+    only the first in shuffled order; none with a train fraction of 0). The result depends
+    on the multiset of scaffolds and the seed, not on the order molecules were written in
+    beyond their ids.
 
     Args:
         scaffolds: scaffold string per molecule id.
@@ -116,10 +121,15 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
     rng = random.Random(seed)
     rng.shuffle(big)
     rng.shuffle(small)
+    order = big + small
+    # a group too big for train's quota goes to train all the same, ahead of the others (it
+    # went to val or test, leaving train with the few molecules of the other scaffolds)
+    order = [k for k in order if len(groups[k]) > n_train] + [k for k in order if len(groups[k]) <= n_train]
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for key in big + small:
+    for key in order:
         ids = groups[key]
-        if len(out["train"]) + len(ids) <= n_train:
+        if (len(out["train"]) + len(ids) <= n_train
+                or (not out["train"] and len(ids) > n_train and fractions[0] > 0)):
             out["train"] += ids
         elif len(out["val"]) + len(ids) <= n_val:
             out["val"] += ids
