@@ -188,6 +188,8 @@ def resolve_config(cfg: dict) -> dict:
     optim["warmup"] = int(optim["warmup"])
     if optim["lr"] == 0:
         raise ConfigError("optim.lr must be positive, got 0")
+    if optim["min_lr_ratio"] > 1:  # a cosine "floor" above 1 makes the LR rise
+        raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {optim['min_lr_ratio']:g}")
     betas = optim["betas"]
     if not isinstance(betas, (list, tuple)) or len(betas) != 2:
         raise ConfigError(f"optim.betas must be two numbers, got {betas!r}")

@@ -237,6 +237,8 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"objective": "nope"}, "unknown objective"),
     ({"optim": {"lr": "fast"}}, "optim.lr must be a number"),
     ({"optim": {"lr": 0}}, "optim.lr must be positive"),
+    ({"optim": {"min_lr_ratio": 1.5}}, r"optim.min_lr_ratio must be in \[0, 1\], got 1.5"),
+    ({"optim": {"min_lr_ratio": -0.1}}, "optim.min_lr_ratio must be a finite number >= 0"),
     ({"optim": {"grad_clip": -1}}, "optim.grad_clip"),
     ({"optim": {"betas": [0.9]}}, "optim.betas"),
     ({"ema": "slow"}, "'ema' must be a mapping"),
