@@ -42,6 +42,7 @@ ranks, wraps the model in DDP and writes files from rank 0 only.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -187,6 +188,8 @@ def resolve_config(cfg: dict) -> dict:
     optim["warmup"] = int(optim["warmup"])
     if optim["lr"] == 0:
         raise ConfigError("optim.lr must be positive, got 0")
+    if optim["min_lr_ratio"] > 1:  # a cosine "floor" above 1 makes the LR rise
+        raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {optim['min_lr_ratio']:g}")
     betas = optim["betas"]
     if not isinstance(betas, (list, tuple)) or len(betas) != 2:
         raise ConfigError(f"optim.betas must be two numbers, got {betas!r}")
@@ -397,6 +400,16 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def _restoring(np_state: tuple, py_state: tuple) -> Iterator[None]:
+    """Set numpy's and Python's ``random`` RNG states back to these on leaving."""
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 class Trainer:
     """Builds the task from ``cfg`` and trains it; :meth:`fit` runs the loop.
 
@@ -533,12 +546,22 @@ class Trainer:
             self._truncate_metrics(self.step)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop records logged after ``step`` by an interrupted run."""
+        """Drop records logged after ``step`` by an interrupted run, and a torn last line
+        (the record a crash cut short while it was written)."""
         path = self.out_dir / METRICS_NAME
         if not path.is_file():
             return
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        keep = []
+        for i, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if i == len(lines) - 1:
+                    break
+                raise
+            if record.get("step", 0) <= step:
+                keep.append(line)
         path.write_text("".join(line + "\n" for line in keep))
 
     def save(self) -> Path | None:
@@ -587,8 +610,9 @@ class Trainer:
         """EMA-weight loss on the validation set per bucket of ``t`` (rank 0 only).
 
         Each validation batch is scored once per bucket with ``t ~ U(bucket)`` and
-        fixed noise (a forked RNG seeded by ``seed``), so values are comparable
-        across steps and the training RNG stream is untouched.
+        fixed noise (RNGs seeded by ``seed``), so values are comparable across steps;
+        the states of torch's, numpy's and Python's ``random`` RNGs are restored afterwards,
+        so the training RNG streams are untouched.
 
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
@@ -608,7 +632,8 @@ class Trainer:
             starts = [starts[i] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
         sums, count = torch.zeros(bins, dtype=torch.float64), 0
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        np_state, py_state = np.random.get_state(), random.getstate()  # fork_rng keeps torch's only
+        with torch.random.fork_rng(devices=devices), _restoring(np_state, py_state):
             _seed_all(int(self.cfg["seed"]) + 7919)
             for i in starts:
                 batch: Batch = self.task.collate([val_set[j] for j in

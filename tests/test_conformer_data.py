@@ -226,6 +226,51 @@ def test_interrupted_shard_write_does_not_index_its_molecules_twice(tmp_path, en
     assert index["splits"]["train"] == [0, 1] and len(ConformerDataset(tmp_path / "ds", "train")) == 2
 
 
+@pytest.mark.parametrize("where", ["rows", "rename"])
+def test_interrupted_failures_write_does_not_repeat_rows(tmp_path, monkeypatch, where):
+    """Ctrl-C (or an error) while failures.csv is written, after its rows reached the file
+    ("rows": the csv writer; "rename": the file's replacement) leaves them queued; the
+    flush that follows (run_build's ``finally``) wrote them again: every row twice, and
+    a reserved molecule counted twice in ``total_reserved_dropped``."""
+    import molscore.data.processed as processed
+    from molscore.data.processed import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "ds")
+    writer.add_failures([("old", "a reason")])
+    writer.flush()
+    writer.add_failures([("a", "reserved for held-out evaluation"), ("b", "bad valence")])
+    real_writer, real_replace = processed.csv.writer, processed.replace_atomically
+
+    class DyingWriter:
+        def __init__(self, fh):
+            self.inner = real_writer(fh)
+
+        def writerow(self, row):
+            self.inner.writerow(row)
+
+        def writerows(self, rows):
+            self.inner.writerows(rows)
+            monkeypatch.setattr(processed.csv, "writer", real_writer)
+            raise KeyboardInterrupt
+
+    def dying_replace(path, chunks):
+        real_replace(path, chunks)
+        if path.name == processed.FAILURES_FILE:
+            monkeypatch.setattr(processed, "replace_atomically", real_replace)
+            raise KeyboardInterrupt
+
+    if where == "rows":
+        monkeypatch.setattr(processed.csv, "writer", DyingWriter)
+    else:
+        monkeypatch.setattr(processed, "replace_atomically", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        writer.flush()
+    writer.flush()
+    writer.finalize()
+    assert read_failures(tmp_path / "ds") == [("old", "a reason"), ("a", "reserved for held-out evaluation"),
+                                              ("b", "bad valence")]
+
+
 def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
     """GEOM pickles reach training only through ``write_dataset``: it drops reserved
     molecules (mandelic acid is on the shipped list) like the ``build-dataset`` builders."""
@@ -263,6 +308,22 @@ def test_scaffold_split_disjoint_and_deterministic():
     assert any(scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=s) != split for s in range(2, 6))
     with pytest.raises(ValueError):
         scaffold_split(scaffolds, (0.5, 0.2, 0.2))
+    # pinned: a split of ordinary inputs (no scaffold over train's quota) never moves
+    assert split == {"train": [5, 6, 7, 8, 9, 10, 12, 13, 19, 20, 21, 22, 23, 24, 26, 27, 33, 34, 35, 36, 37, 38, 40, 41],
+                     "val": [3, 4, 17, 18, 31, 32], "test": [0, 1, 2, 11, 14, 15, 16, 25, 28, 29, 30, 39]}
+
+
+def test_scaffold_group_larger_than_train_quota_goes_to_train():
+    """85 % acyclic molecules (one scaffold, "") do not fit train's 80 % quota: that group
+    went to test, leaving train 15 molecules and val none; it now goes to train, and val
+    and test share the rest. A train fraction of 0 still keeps train empty."""
+    scaffolds = [""] * 85 + ["c1ccccc1"] * 5 + ["C1CCCCC1"] * 5 + ["c1ccncc1"] * 5
+    for seed in range(4):
+        split = scaffold_split(scaffolds, seed=seed)
+        assert split["train"] == list(range(85))
+        assert len(split["val"]) == 10 and len(split["test"]) == 5
+    assert scaffold_split([""] * 2, (0.5, 0.0, 0.5)) == {"train": [0, 1], "val": [], "test": []}
+    assert scaffold_split([""] * 2, (0.0, 0.5, 0.5)) == {"train": [], "val": [], "test": [0, 1]}
 
 
 def test_merge_renumbers_atoms_and_rejects_mirror_images(ensembles):

@@ -237,6 +237,8 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"objective": "nope"}, "unknown objective"),
     ({"optim": {"lr": "fast"}}, "optim.lr must be a number"),
     ({"optim": {"lr": 0}}, "optim.lr must be positive"),
+    ({"optim": {"min_lr_ratio": 1.5}}, r"optim.min_lr_ratio must be in \[0, 1\], got 1.5"),
+    ({"optim": {"min_lr_ratio": -0.1}}, "optim.min_lr_ratio must be a finite number >= 0"),
     ({"optim": {"grad_clip": -1}}, "optim.grad_clip"),
     ({"optim": {"betas": [0.9]}}, "optim.betas"),
     ({"ema": "slow"}, "'ema' must be a mapping"),
@@ -477,3 +479,42 @@ def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read checkpoint" in err and "--no-resume" in err
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
+
+
+def test_resume_drops_a_torn_last_metrics_line(tmp_path):
+    """A machine crash can leave the last metrics.jsonl line half written; resuming drops
+    it (the record the crash cut short) and goes on (it was a JSONDecodeError traceback)."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(base_config(), straight, device="cpu", progress=False)
+    _interrupted_run(split, RuntimeError, at_step=7)
+    path = split / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"kind": "train", "step": 7, "lo')
+    assert train(base_config(), split, device="cpu", progress=False)["resumed_from"] == 4
+    untimed = [[{**r, "time_s": None} for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+               for out in (straight, split)]
+    assert untimed[0] == untimed[1]
+
+
+def test_validation_leaves_numpy_and_python_random_streams_untouched(tmp_path):
+    """validate() seeds numpy and Python ``random`` for its fixed noise; torch's fork_rng
+    restored only torch's RNG, so training draws from those two RNGs after a validation
+    differed from a run without one (val_batches: 0)."""
+    import random
+
+    import numpy as np
+
+    draws = {}
+    for name, val_batches in (("with_val", None), ("without_val", 0)):
+        trainer = Trainer(base_config(steps=8, val_every=2, val_batches=val_batches), tmp_path / name,
+                          device="cpu", progress=False)
+        step, seen = trainer.train_step, []
+
+        def drawing_step(batch, step=step, seen=seen):
+            seen.append((float(np.random.rand()), random.random()))
+            return step(batch)
+
+        trainer.train_step = drawing_step
+        trainer.fit()
+        assert (_records(tmp_path / name, "val") != []) == (val_batches is None)
+        draws[name] = seen
+    assert draws["with_val"] == draws["without_val"]

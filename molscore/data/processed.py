@@ -90,10 +90,15 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
                    seed: int = 0) -> dict[str, list[int]]:
     """Split molecules so that no Bemis-Murcko scaffold is in two splits.
 
-    Scaffold groups larger than half the validation size go first (so big groups land in
-    train), the rest follow; within both tiers the order is shuffled with ``seed``. Groups
-    fill train, then val, then test. The result depends on the multiset of scaffolds and
-    the seed, not on the order molecules were written in beyond their ids.
+    Scaffold groups larger than half the validation size go first (so big groups tend to
+    land in train), the rest follow; within both tiers the order is shuffled with ``seed``.
+    In that order each group goes to train if it fits train's quota, else to val if it fits
+    val's, else to test. A group larger than train's whole quota (e.g. the ``""`` scaffold
+    of acyclic molecules when they are over 80 %) is taken first and goes to train, which
+    then exceeds its fraction while val and test share the rest (with several such groups,
+    only the first in shuffled order; none with a train fraction of 0). The result depends
+    on the multiset of scaffolds and the seed, not on the order molecules were written in
+    beyond their ids.
 
     Args:
         scaffolds: scaffold string per molecule id.
@@ -116,10 +121,15 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
     rng = random.Random(seed)
     rng.shuffle(big)
     rng.shuffle(small)
+    order = big + small
+    # a group too big for train's quota goes to train all the same, ahead of the others (it
+    # went to val or test, leaving train with the few molecules of the other scaffolds)
+    order = [k for k in order if len(groups[k]) > n_train] + [k for k in order if len(groups[k]) <= n_train]
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for key in big + small:
+    for key in order:
         ids = groups[key]
-        if len(out["train"]) + len(ids) <= n_train:
+        if (len(out["train"]) + len(ids) <= n_train
+                or (not out["train"] and len(ids) > n_train and fractions[0] > 0)):
             out["train"] += ids
         elif len(out["val"]) + len(ids) <= n_val:
             out["val"] += ids
@@ -174,10 +184,14 @@ class DatasetWriter:
                           "meta": meta or {}, "shards": [], "molecules": [], "splits": {}}
         if self.index["atom_feat_dim"] != ATOM_FEAT_DIM or self.index["edge_feat_dim"] != EDGE_FEAT_DIM:
             raise ValueError(f"{self.root} was written with other feature sizes; use a new folder")
+        # every failure row: those in failures.csv, then the queued ones; the file is
+        # rewritten whole from this list, so a write interrupted after its rows reached the
+        # file and written again leaves each row once
+        self._failure_rows: list[tuple[str, str]] = read_failures(self.root)
+        self._failures_written = len(self._failure_rows)  # leading rows known to be in the file
         self._done = {m["name"] for m in self.index["molecules"]}
-        self._done.update(name for name, _ in read_failures(self.root))
+        self._done.update(name for name, _ in self._failure_rows)
         self._buffer: list[dict] = []
-        self._failures: list[tuple[str, str]] = []
 
     def is_done(self, name: str) -> bool:
         """Whether a molecule of this name was stored or recorded as failed (also in earlier runs)."""
@@ -189,17 +203,17 @@ class DatasetWriter:
         theirs that was left out) stay, since those are not built again. Returns how many
         inputs will be built again. The file is rewritten atomically; rows still queued for it
         are not touched."""
-        rows = read_failures(self.root)
+        written = self._failures_written
+        rows, queued = self._failure_rows[:written], self._failure_rows[written:]
         stored = {m["name"] for m in self.index["molecules"]} | {e["name"] for e in self._buffer}
         kept = [(name, reason) for name, reason in rows if keep(reason) or name in stored]
         if len(kept) == len(rows):
             return 0
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(FAILURE_COLUMNS)
-        writer.writerows(kept)
-        replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
-        self._done = stored | {name for name, _ in kept} | {name for name, _ in self._failures}
+        self._failures_written = 0  # until the list below is in place, a flush rewrites all
+        self._write_failures(kept)
+        self._failure_rows = kept + queued
+        self._failures_written = len(kept)
+        self._done = stored | {name for name, _ in kept} | {name for name, _ in queued}
         return len({name for name, _ in rows} - self._done)
 
     def add(self, encoded: dict) -> None:
@@ -212,7 +226,7 @@ class DatasetWriter:
     def add_failures(self, failures: Iterable[tuple[str, str]]) -> None:
         """Queue ``(name, reason)`` rows for ``failures.csv`` (written with the next shard)."""
         for name, reason in failures:
-            self._failures.append((name, reason))
+            self._failure_rows.append((name, reason))
             self._done.add(name)
 
     def flush(self) -> None:
@@ -246,15 +260,18 @@ class DatasetWriter:
             self.index["shards"].append(fname)
             self._buffer = []
         self._write_index()
-        if self._failures:
-            path = self.root / FAILURES_FILE
-            new = not path.is_file()
-            with open(path, "a", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                if new:
-                    writer.writerow(FAILURE_COLUMNS)
-                writer.writerows(self._failures)
-            self._failures = []
+        if self._failures_written < len(self._failure_rows):
+            rows = list(self._failure_rows)
+            self._write_failures(rows)
+            self._failures_written = len(rows)
+
+    def _write_failures(self, rows: list[tuple[str, str]]) -> None:
+        """Replace ``failures.csv`` by ``rows`` atomically (a rerun writes the same file)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(FAILURE_COLUMNS)
+        writer.writerows(rows)
+        replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
 
     def _write_index(self) -> None:
         replace_atomically(self.root / INDEX_FILE, [json.dumps(self.index, indent=1)])
