@@ -67,7 +67,7 @@ from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summa
                                    group_rmsd, read_groups, summarise, _heavy_positions)
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
-from molscore.chem.stereo import check_stereo  # noqa: E402
+from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
 from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
 from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
                                GenerateOptions, default_model_path, etkdg_random_seed)
@@ -83,11 +83,15 @@ MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_rando
 
 def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:
     """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays; with the last
-    item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`)."""
+    item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`). The
+    stereo is read from the block's 3D coordinates as :func:`prepare_mol` reads it (pyramidal
+    P and N centres included), so ETKDG keeps the stereo the model is asked to keep."""
     block, n, seed, relax = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
     Chem.AssignStereochemistryFrom3D(mol)
+    if mol.GetNumConformers() and mol.GetConformer().Is3D():
+        assign_pyramidal_centres_from_3d(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
