@@ -67,7 +67,7 @@ from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summa
                                    group_rmsd, read_groups, summarise, _heavy_positions)
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
-from molscore.chem.stereo import check_stereo  # noqa: E402
+from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
 from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
 from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
                                GenerateOptions, default_model_path, etkdg_random_seed)
@@ -83,11 +83,15 @@ MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_rando
 
 def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:
     """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays; with the last
-    item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`)."""
+    item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`). The
+    stereo is read from the block's 3D coordinates as :func:`prepare_mol` reads it (pyramidal
+    P and N centres included), so ETKDG keeps the stereo the model is asked to keep."""
     block, n, seed, relax = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
     Chem.AssignStereochemistryFrom3D(mol)
+    if mol.GetNumConformers() and mol.GetConformer().Is3D():
+        assign_pyramidal_centres_from_3d(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
@@ -477,11 +481,21 @@ def merge_reports(paths: list[Path], out: Path) -> int:
     depend on the molecules of each part."""
     reports = [json.loads(p.read_text()) for p in paths]
     config = dict(reports[0]["config"])
-    # shown per part where the parts differ (reports from before --pool used pool 1)
-    for key, default, show in (("posebusters", None, str), ("pool", 1, _pool_text)):
+    # what the markdown shows of the configuration is shown per part where the parts differ
+    # (reports from before --pool used pool 1)
+    for key, default, show in (("posebusters", None, str), ("pool", 1, _pool_text),
+                               ("model", None, str), ("init", None, str), ("sampler", None, str),
+                               ("steps", None, str), ("t_start", None, str),
+                               ("pick", "k-medoids", str), ("pool_hydrogens", "all", str),
+                               ("no_cleanup", False, lambda v: "off" if v else "on"),
+                               ("stereo_guidance", None, lambda v: v or "off"),
+                               ("device", None, str), ("etkdg", None, str)):
         if len({str(r["config"].get(key, default)) for r in reports}) > 1:
             config[key] = "; ".join(f"{', '.join(r['results'])}: {show(r['config'].get(key, default))}"
                                     for r in reports)
+    for r in reports:                       # the crystal set's conformers per molecule: its run's
+        if "crystal" in r["results"]:
+            config["crystal_n"] = r["config"].get("crystal_n", max(NS))
     merged = {"config": config, "results": {}, "speed": {},
               "parts": [{"file": p.name, "config": r["config"], "sets": list(r["results"]),
                          "speed": r["speed"]} for p, r in zip(paths, reports)]}
@@ -546,13 +560,18 @@ def _pool_text(pool: int | str | None) -> str:
     return "auto (" + ", ".join(f"{p} for n <= {n}" for n, p in DEFAULT_POOLS) + f", {MAX_DEFAULT_POOL} above)"
 
 
+def _cleanup_text(no_cleanup: bool | str | None) -> str:
+    """A report's ``no_cleanup`` as the markdown shows it (a merged report's text per part as is)."""
+    return no_cleanup if isinstance(no_cleanup, str) else "off" if no_cleanup else "on"
+
+
 def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
              f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
              f"(pick {cfg.get('pick', 'k-medoids')}, hydrogens {cfg.get('pool_hydrogens', 'all')}), clean-up "
-             f"{'off' if cfg.get('no_cleanup') else 'on'}, stereo guidance "
+             f"{_cleanup_text(cfg.get('no_cleanup'))}, stereo guidance "
              f"{cfg.get('stereo_guidance') or 'off'}, device {cfg['device']}"
              + (f" ({cfg['cpu']}, {cfg['cpu_count']} cores)" if "cpu" in cfg else "")
              + f"; ETKDG: {cfg['etkdg']}; "

@@ -1,0 +1,80 @@
+"""``scripts/bench_conformers.py``: the ETKDG baseline's stereo, and merged reports."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from bench_conformers import (COVERAGE_METRICS, NS, _etkdg_job, _with_coords, merge_reports,  # noqa: E402
+                              quality)
+from molscore.chem.featurize import prepare_mol  # noqa: E402
+
+
+@pytest.mark.parametrize("smiles", ["CP(CC)c1ccccc1", "C[C@@H]1C[NH]1"])
+def test_the_etkdg_baseline_keeps_the_pyramidal_centres_of_the_reference(smiles):
+    """A 3D reference's P or N pyramid (which ``AssignStereochemistryFrom3D`` leaves
+    unspecified; ``prepare_mol`` tags it for the model) is kept by the baseline too, instead of
+    being embedded at random and counted as wrong stereo."""
+    record = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(record, randomSeed=3)
+    mol = prepare_mol(Chem.RemoveHs(record), add_hs=True)      # what the benchmark gives both
+    pyramids = [a.GetIdx() for a in mol.GetAtoms()
+                if a.GetSymbol() in "NP" and a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED]
+    assert pyramids, "the reference's pyramidal centre is tagged for the model"
+    coords = _etkdg_job((Chem.MolToMolBlock(mol), 12, 1, False))
+    assert len(coords) == 12
+    stereo, _, _ = quality(_with_coords(mol, coords))
+    assert stereo == 12
+
+
+def _part(sets: list[str], **config) -> dict:
+    """A bench_conformers report of ``sets`` (two molecules each) with ``config`` overrides."""
+    base = {"model": "molscore/weights/conformer.pt", "init": "etkdg", "sampler": "reverse", "steps": 10,
+            "t_start": 0.3, "pool": None, "pick": "max-min", "pool_hydrogens": "all", "no_cleanup": False,
+            "stereo_guidance": 0.0, "device": "cpu", "crystal_n": 50, "posebusters": "not used",
+            "etkdg": "ETKDGv3 randomSeed=1, no force field"}
+    results = {}
+    for name in sets:
+        results[name] = {"molecules_in_set": 2, "molecules_both": 2}
+        for method in ("model", "etkdg"):
+            if name == "crystal":
+                ns = [n for n in NS if n <= config.get("crystal_n", 50)]
+                rows = {k: {str(n): 1.0 for n in ns} for k in ("a", "b")}
+                summary = {f"N={n}": {"median": 1.0, "frac_below_0.5": 0.0, "frac_below_1.0": 0.0,
+                                      "frac_below_2.0": 1.0} for n in ns}
+            else:
+                rows = {k: dict.fromkeys(COVERAGE_METRICS, 0.5) for k in ("a", "b")}
+                summary = {m: {"mean": 0.5, "median": 0.5} for m in COVERAGE_METRICS}
+            results[name][method] = {**summary, "per_molecule": rows, "frac_returned": 1.0,
+                                     "frac_stereo_correct": 1.0, "frac_geometry_ok": 1.0}
+    return {"config": {**base, **config}, "results": results, "speed": {"model_conformers_per_s_cpu": 1.0}}
+
+
+def test_a_merge_of_runs_with_other_settings_shows_each_runs_settings(tmp_path, capsys):
+    """The header of a merged report showed the first run's settings for every set: a crystal
+    run with another checkpoint, 20 steps, no clean-up and ``--crystal-n 10`` merged after a
+    coverage run read as the shipped weights, 10 steps, clean-up on, 50 conformers."""
+    cov = tmp_path / "cov.json"
+    cov.write_text(json.dumps(_part(["coverage_hexane"])))
+    cry = tmp_path / "cry.json"
+    cry.write_text(json.dumps(_part(["crystal"], model="runs/x.pt", steps=20, no_cleanup=True, crystal_n=10)))
+    merge_reports([cov, cry], tmp_path / "merged")
+    capsys.readouterr()
+    md = (tmp_path / "merged.md").read_text()
+    assert "model `coverage_hexane: molscore/weights/conformer.pt; crystal: runs/x.pt`" in md
+    assert "coverage_hexane: 10; crystal: 20 steps" in md
+    assert "clean-up coverage_hexane: on; crystal: off" in md
+    assert "subset seed 0; 10 conformers per molecule" in md
+    # runs with the same settings: shown once, as before
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps(_part(["crystal"])))
+    merge_reports([cov, same], tmp_path / "merged_same")
+    md = (tmp_path / "merged_same.md").read_text()
+    assert "model `molscore/weights/conformer.pt`, init `etkdg`, sampler `reverse`, 10 steps" in md
+    assert "clean-up on, stereo guidance off" in md and "50 conformers per molecule" in md
