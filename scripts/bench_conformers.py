@@ -195,12 +195,15 @@ def _model_job(args: tuple[list[tuple[str, Chem.Mol]], int]) -> list[tuple[str, 
 def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
               chunk: int = 2) -> tuple[dict, float]:
     """Model conformers per key (None when failed) and wall seconds, on ``workers``
-    processes (spawned, one torch thread each) given chunks of ``chunk`` molecules."""
+    processes (spawned, one torch thread each) given chunks of ``chunk`` molecules. As with
+    ``generate --workers``, several processes embed their ETKDG pools on one thread each
+    (one process: on all cores)."""
     jobs = [([(key, mol) for (key, mol, _), c in zip(inputs, counts) if c == n][a:a + chunk], n)
             for n in sorted(set(counts))
             for a in range(0, sum(c == n for c in counts), chunk)]
     results: dict[str, Chem.Mol | None] = {}
     ctx = mp.get_context("spawn")
+    gen_kwargs = dict(gen_kwargs, etkdg_threads=1 if workers > 1 else 0)
     with ctx.Pool(workers, initializer=_model_worker_init, initargs=(gen_kwargs,)) as pool:
         pool.map(int, range(workers))                      # wait until every worker is loaded
         t0 = time.perf_counter()
