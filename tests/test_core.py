@@ -156,6 +156,23 @@ def test_unspecified_stereo_takes_the_cores_handedness():
     assert core.choose_stereo(specified) is specified         # specified stereo is never changed
 
 
+def test_a_double_bond_the_core_holds_without_its_stereo_atom_decides_the_match():
+    # the core is cut without the fluorine, RDKit's stereo atom of the C=C (CIP-highest): its
+    # methyl, on the other side, still fixes E/Z, so the other isomer does not contain the
+    # core, and an unspecified bond takes the core's
+    ref = Chem.AddHs(Chem.MolFromSmiles("F/C(C)=C/CCO"))
+    assert AllChem.EmbedMolecule(ref, randomSeed=1) == 0
+    em = Chem.RWMol(ref)
+    for i in sorted((a.GetIdx() for a in ref.GetAtoms() if a.GetAtomicNum() not in (6, 8)), reverse=True):
+        em.RemoveAtom(i)
+    core = Core.from_mol(em.GetMol())
+    core.match(Chem.AddHs(Chem.MolFromSmiles("F/C(C)=C/CCO")))
+    with pytest.raises(MoleculeError, match="only with other stereo"):
+        core.match(Chem.AddHs(Chem.MolFromSmiles("F/C(C)=C\\CCO")))
+    chosen = core.choose_stereo(Chem.AddHs(Chem.MolFromSmiles("FC(C)=CCCO")))
+    assert Chem.MolToSmiles(Chem.RemoveHs(chosen)) == Chem.MolToSmiles(Chem.MolFromSmiles("F/C(C)=C/CCO"))
+
+
 def test_align_brings_conformers_onto_the_core_and_drops_distorted_ones():
     core = Core.from_mol(posed_core())
     mol = Chem.AddHs(Chem.MolFromSmiles(LIGAND))

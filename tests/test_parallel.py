@@ -60,3 +60,28 @@ def test_a_worker_that_cannot_load_the_model_raises_in_the_caller(tmp_path):
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint .*broken.pt"):
         list(generate_in_processes([("a", "CCO")], 1, model=broken))
+
+
+def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
+    """A worker killed mid-run (out of memory, a crash in native code): multiprocessing's
+    Pool replaces it and waits for its chunk without end; the caller gets an error."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("generate_in_processes hung after a worker died")
+
+    items = [(f"m{i}", "CCCCCCCCCCO") for i in range(40)]
+    options = GenerateOptions(n=2, steps=3, seed=1, max_retries=0, cleanup=False)
+    results = generate_in_processes(items, 2, model=tiny_model, options=options, chunk=1)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        assert next(results).name == "m0"
+        os.kill(mp.active_children()[0].pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="a worker process died"):
+            list(results)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

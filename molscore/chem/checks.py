@@ -17,7 +17,11 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
   leaves its range by more than 20 deg (99.9 % within 9-10 deg), while 26 of the 28,635
   angles with such atoms leave it by 20-35 deg and none by more. With 20 deg for every angle
   29 of the hexane conformers (0.84 %) failed the checks, 26 on such angles; with
-  ``hetero_angle_tol`` 3 (0.09 %), on bond lengths;
+  ``hetero_angle_tol`` 3 (0.09 %), on bond lengths. RDKit's bounds take a conjugated
+  three-coordinate N as planar; in a 3- or 4-membered ring the strain makes it pyramidal
+  (penams and carbapenems: MMFF94 puts the lactam N's exocyclic C-N-C at 118-122 deg where
+  a planar N's bounds give 156-171), so its angles may lie in the range of a planar or of a
+  pyramidal (sp3) N;
 * steric clashes: heavy-atom pairs at least three bonds apart closer than
   ``clash_factor`` times the sum of their van der Waals radii;
 * planarity: every aromatic ring's atoms within ``planarity_tol`` Å of their best plane, and
@@ -68,6 +72,18 @@ def _plane_deviation(x: np.ndarray) -> np.ndarray:
     return np.abs((x * normal[..., None, :]).sum(-1)).max(-1)
 
 
+def _small_ring_trigonal_nitrogens(mol: Chem.Mol) -> set[int]:
+    """Three-coordinate nitrogens in a 3- or 4-membered ring that RDKit types as planar (sp2:
+    amide, aniline, enamine). The strain pyramidalises them (the lactam N of penams and
+    carbapenems, N-acyl and N-aryl aziridines: MMFF94 puts their exocyclic angle at
+    118-122 deg, where the bounds of a planar N expect 145-171)."""
+    rings = mol.GetRingInfo()
+    return {a.GetIdx() for a in mol.GetAtoms()
+            if a.GetAtomicNum() == 7 and a.GetDegree() == 3
+            and a.GetHybridization() != Chem.HybridizationType.SP3
+            and (rings.IsAtomInRingOfSize(a.GetIdx(), 3) or rings.IsAtomInRingOfSize(a.GetIdx(), 4))}
+
+
 def _summarise(kind: str, items: list[str]) -> list[str]:
     if not items:
         return []
@@ -114,6 +130,14 @@ class GeometryChecker:
         ref = {(a, b): 0.5 * (lower[min(a, b), max(a, b)] + upper[min(a, b), max(a, b)])
                for a, b in bonds}
         ref.update({(b, a): v for (a, b), v in list(ref.items())})
+        pyramidal = _small_ring_trigonal_nitrogens(mol)
+        if pyramidal:       # their angles: the ranges of a planar and of a pyramidal N together
+            sp3 = Chem.Mol(mol)
+            for i in pyramidal:
+                sp3.GetAtomWithIdx(i).SetHybridization(Chem.HybridizationType.SP3)
+            with rdBase.BlockLogs():
+                bounds3 = rdDistGeom.GetMoleculeBoundsMatrix(sp3)
+            upper3, lower3 = np.triu(bounds3), np.tril(bounds3).T
         angles, lo, hi = [], [], []
         for atom in mol.GetAtoms():
             c = atom.GetIdx()
@@ -126,6 +150,9 @@ class GeometryChecker:
                     angles.append((a, c, b))
                     lo.append(self._angle(ra, rb, lower[p, q]))
                     hi.append(self._angle(ra, rb, upper[p, q]))
+                    if c in pyramidal:
+                        lo[-1] = min(lo[-1], self._angle(ra, rb, lower3[p, q]))
+                        hi[-1] = max(hi[-1], self._angle(ra, rb, upper3[p, q]))
         self.angles = np.array(angles, dtype=np.int64).reshape(-1, 3)
         self.angle_lo, self.angle_hi = np.array(lo), np.array(hi)
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])

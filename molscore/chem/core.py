@@ -208,7 +208,7 @@ class Core:
         """The atoms of ``mol`` the core fixes. Of the substructure matches whose stereo
         agrees with the core's coordinates (every specified centre of ``mol`` that the core
         holds with at least three of its neighbours, every specified double bond it holds
-        with its stereo atoms), the first (in RDKit's order) of those whose atoms carry the
+        with a substituent of each of its atoms), the first (in RDKit's order) of those whose atoms carry the
         core's :attr:`hydrogens` counts most often: a core cut out of a ligand with its
         hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
         another symmetric match with substituents where the core has hydrogens. Without
@@ -280,9 +280,32 @@ def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray)
             return False
     for bond, label in specified_double_bonds(mol).items():
         quad = stereo_bond_atoms(mol, bond)
-        if quad is None or not held.issuperset(quad):
+        if quad is None or not held.issuperset(quad[1:3]):
             continue
-        cis = abs(dihedral(pos[list(quad)])) < 90
-        if cis != (label in (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)):
+        ends, flips = _held_substituents(mol, quad, held)
+        if ends is None:
+            continue
+        cis = abs(dihedral(pos[[ends[0], quad[1], quad[2], ends[1]]])) < 90
+        if (cis != flips) != (label in (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)):
             return False
     return True
+
+
+def _held_substituents(mol: Chem.Mol, quad: tuple[int, int, int, int],
+                       held: set[int]) -> tuple[tuple[int, int] | None, bool]:
+    """For the double bond of ``quad`` (``stereo_bond_atoms``), a substituent of each of its
+    atoms among ``held`` (the stereo atom where held, else the atom's other substituent, which
+    lies on the other side) and whether the two together lie on the other side of the stereo
+    atoms' (an odd number of other substituents); ``(None, False)`` when an atom has none held."""
+    ends, flips = [], False
+    for stereo_atom, atom, partner in ((quad[0], quad[1], quad[2]), (quad[3], quad[2], quad[1])):
+        if stereo_atom in held:
+            ends.append(stereo_atom)
+            continue
+        others = [n.GetIdx() for n in mol.GetAtomWithIdx(atom).GetNeighbors()
+                  if n.GetIdx() not in (partner, stereo_atom)]
+        if len(others) != 1 or others[0] not in held:
+            return None, False
+        ends.append(others[0])
+        flips = not flips
+    return (ends[0], ends[1]), flips
