@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .generate import ConformerGenerator, GenerateOptions, GenerationResult
 
-__all__ = ["generate_in_processes"]
+__all__ = ["generate_in_processes", "WorkerDied"]
 
 _PICKLE = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOptions.CoordsAsDouble
 _WORKER_ARGS: tuple[str | None, GenerateOptions] | None = None
@@ -54,6 +54,10 @@ def _run_chunk(items: list[tuple[str, str | bytes]]) -> list[_Packed]:
             for r in _WORKER.run(mols)]
 
 
+class WorkerDied(RuntimeError):
+    """A worker process of :func:`generate_in_processes` exited while the run needed it."""
+
+
 def _in_order(pool, results) -> Iterator[list[_Packed]]:
     """The chunks of ``pool.imap``'s ``results``; ``RuntimeError`` when a worker process dies
     (killed, out of memory, a crash in native code), whose chunk ``Pool`` would wait for
@@ -68,7 +72,7 @@ def _in_order(pool, results) -> Iterator[list[_Packed]]:
             dead = [proc for proc in workers.values() if proc.exitcode is not None]
             if dead or {proc.pid for proc in pool._pool} != set(workers):
                 code = dead[0].exitcode if dead else None
-                raise RuntimeError(f"a worker process died (exit code {code}: killed, out of "
+                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of "
                                    "memory or crashed); the records before its chunk are done "
                                    "(generate --resume continues)") from None
 
@@ -91,7 +95,7 @@ def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: 
         One :class:`~molscore.generate.GenerationResult` per item, in input order.
 
     Raises:
-        RuntimeError: a worker process died (checked every second while waiting).
+        WorkerDied: a worker process died (checked every second while waiting).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

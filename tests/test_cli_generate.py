@@ -619,3 +619,25 @@ def test_input_that_the_run_would_overwrite_is_usage_error(tiny_model, tmp_path,
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and "would be overwritten" in err, err
         assert failures.read_text() == before and not (tmp_path / "retry.sdf").exists()
+
+
+def test_a_dead_worker_ends_the_run_with_one_line_and_keeps_what_was_written(tiny_model, tmp_path,
+                                                                              capsys, monkeypatch):
+    import molscore.parallel as parallel
+    from molscore.generate import ConformerGenerator
+
+    def dies_after_one(items, workers, *, model=None, options=None, **_):
+        gen = ConformerGenerator(model, device="cpu", options=options)
+        yield from gen.run(items[:1])
+        raise parallel.WorkerDied("a worker process died (exit code -9: killed, out of memory or "
+                                  "crashed)")
+
+    monkeypatch.setattr(parallel, "generate_in_processes", dies_after_one)
+    inp, out = tmp_path / "in.smi", tmp_path / "gen.sdf"
+    inp.write_text("CCO ethanol\nCCN amine\nCCC propane\n")
+    args = ["generate", "--input", str(inp), "-n", "2", "-o", str(out), "--model", tiny_model,
+            "--steps", "2", "--device", "cpu", "--no-cleanup", "--no-progress", "--workers", "2"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("molscore generate: error: a worker process died"), err
+    assert [m.GetProp("_Name") for m in Chem.SDMolSupplier(str(out))] == ["ethanol", "ethanol"]
