@@ -208,9 +208,9 @@ class Core:
         """The atoms of ``mol`` the core fixes. Of the substructure matches whose stereo
         agrees with the core's coordinates (every specified centre of ``mol`` that the core
         holds with at least three of its neighbours, every specified double bond it holds
-        with a substituent of each of its atoms), the first (in RDKit's order) of those whose atoms carry the
-        core's :attr:`hydrogens` counts most often: a core cut out of a ligand with its
-        hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
+        with a substituent of each of its atoms), the first (in RDKit's order) of those whose
+        atoms carry the core's :attr:`hydrogens` counts most often: a core cut out of a ligand
+        with its hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
         another symmetric match with substituents where the core has hydrogens. Without
         hydrogen counts, the first agreeing match.
 

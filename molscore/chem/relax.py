@@ -122,7 +122,8 @@ def _stereo_quads(mol: Chem.Mol) -> tuple[list[tuple[int, ...]], list[tuple[int,
     centres = []
     for centre in specified_centres(mol):
         nbrs = bond_order_neighbours(mol, centre)
-        if len(nbrs) == 4 and (rings.IsAtomInRingOfSize(centre, 3) or rings.IsAtomInRingOfSize(centre, 4)):
+        in_small_ring = rings.IsAtomInRingOfSize(centre, 3) or rings.IsAtomInRingOfSize(centre, 4)
+        if len(nbrs) == 4 and in_small_ring:
             centres.append(tuple(nbrs))
         elif len(nbrs) in (3, 4):
             centres += [(*trio, centre) for trio in combinations(nbrs, 3)]

@@ -15,8 +15,8 @@ Each shard holds ``M`` molecules as concatenated tensors with offsets:
 * ``pos`` ``(sum K*N, 3)`` float32 (each molecule's ``K`` conformers, ``N`` rows each);
 * ``weights`` ``(sum K,)`` float32 (uniform when the source had none; see ``has_weights``).
 
-Strings (SMILES, names, scaffolds, InChIKey blocks) live in ``index.json`` only, so shards contain no
-pickled objects. Every file is written to a temporary name and moved into place with
+Strings (SMILES, names, scaffolds, InChIKey blocks) live in ``index.json`` only, so shards
+contain no pickled objects. Every file is written to a temporary name and moved into place with
 ``os.replace``, so an interrupted build leaves a consistent dataset that a rerun resumes.
 """
 from __future__ import annotations
@@ -121,10 +121,10 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
     rng = random.Random(seed)
     rng.shuffle(big)
     rng.shuffle(small)
-    order = big + small
     # a group too big for train's quota goes to train all the same, ahead of the others (it
     # went to val or test, leaving train with the few molecules of the other scaffolds)
-    order = [k for k in order if len(groups[k]) > n_train] + [k for k in order if len(groups[k]) <= n_train]
+    order = ([k for k in big + small if len(groups[k]) > n_train]
+             + [k for k in big + small if len(groups[k]) <= n_train])
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for key in order:
         ids = groups[key]
@@ -247,8 +247,8 @@ class DatasetWriter:
                 ptrs["pos_ptr"].append(ptrs["pos_ptr"][-1] + k * n)
                 entries.append({
                     "name": enc["name"], "smiles": enc["smiles"], "scaffold": enc["scaffold"],
-                    "inchikey": enc["inchikey"], "shard": shard_id, "row": row, "num_atoms": int(n), "num_conformers": int(k),
-                    "has_weights": bool(enc["has_weights"])})
+                    "inchikey": enc["inchikey"], "shard": shard_id, "row": row, "num_atoms": int(n),
+                    "num_conformers": int(k), "has_weights": bool(enc["has_weights"])})
             blob = {key: torch.cat(v, dim=1 if key == "edge_index" else 0) for key, v in tensors.items()}
             for key in _BINARY_KEYS:
                 if not torch.all((blob[key] == 0) | (blob[key] == 1)):
