@@ -59,7 +59,7 @@ class WorkerDied(RuntimeError):
 
 
 def _in_order(pool, results) -> Iterator[list[_Packed]]:
-    """The chunks of ``pool.imap``'s ``results``; ``RuntimeError`` when a worker process dies
+    """The chunks of ``pool.imap``'s ``results``; :class:`WorkerDied` when a worker process dies
     (killed, out of memory, a crash in native code), whose chunk ``Pool`` would wait for
     without end (it replaces the worker silently; the workers never exit by themselves)."""
     workers = {proc.pid: proc for proc in pool._pool}

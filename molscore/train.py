@@ -401,8 +401,10 @@ def _seed_all(seed: int) -> None:
 
 
 @contextlib.contextmanager
-def _restoring(np_state: tuple, py_state: tuple) -> Iterator[None]:
-    """Set numpy's and Python's ``random`` RNG states back to these on leaving."""
+def _fork_numpy_and_random_rng() -> Iterator[None]:
+    """Set numpy's and Python's ``random`` RNG states back on leaving to what they were on
+    entering (``torch.random.fork_rng`` does this for torch's only)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
     try:
         yield
     finally:
@@ -632,8 +634,7 @@ class Trainer:
             starts = [starts[i] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
         sums, count = torch.zeros(bins, dtype=torch.float64), 0
         devices = [self.device] if self.device.type == "cuda" else []
-        np_state, py_state = np.random.get_state(), random.getstate()  # fork_rng keeps torch's only
-        with torch.random.fork_rng(devices=devices), _restoring(np_state, py_state):
+        with torch.random.fork_rng(devices=devices), _fork_numpy_and_random_rng():
             _seed_all(int(self.cfg["seed"]) + 7919)
             for i in starts:
                 batch: Batch = self.task.collate([val_set[j] for j in

@@ -490,7 +490,7 @@ def merge_reports(paths: list[Path], out: Path) -> int:
                                ("model", None, str), ("init", None, str), ("sampler", None, str),
                                ("steps", None, str), ("t_start", None, str),
                                ("pick", "k-medoids", str), ("pool_hydrogens", "all", str),
-                               ("no_cleanup", False, lambda v: "off" if v else "on"),
+                               ("no_cleanup", False, _cleanup_text),
                                ("stereo_guidance", None, lambda v: v or "off"),
                                ("device", None, str), ("etkdg", None, str)):
         if len({str(r["config"].get(key, default)) for r in reports}) > 1:

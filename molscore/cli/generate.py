@@ -239,27 +239,6 @@ def _resume_point(out: Path, failures: Path, settings: dict,
     return start, len(set(kept_failed)), len(set(kept_written)), len(kept_written)
 
 
-def _write_results(items: list, bad_early: dict, results, writer, failures, counts: list[int]) -> None:
-    """Write each record's conformers or failure rows in input order; ``counts`` is
-    ``[molecules written, failed records]`` of the run, updated as records are written."""
-    for idx, name, _ in items:
-        if idx in bad_early:
-            failures.add(name, bad_early[idx].smiles, bad_early[idx].error)
-            counts[1] += 1
-            continue
-        result = next(results)
-        if result.mol is not None:
-            writer.write(result.mol)
-            counts[0] += 1
-        else:
-            failures.add(result.name, result.input, result.error or "failed")
-            counts[1] += 1
-        if result.mol is not None and result.dropped:  # partly done: counts as a failure
-            for reason in result.dropped:
-                failures.add(result.name, result.input, reason)
-            counts[1] += 1
-
-
 def run(args) -> int:
     from ..chem.io import FailureLog, InputRecord, SDFStreamWriter, replace_atomically
     from ..generate import ConformerGenerator, default_model_path
@@ -327,14 +306,27 @@ def run(args) -> int:
                                         progress=not args.no_progress, total=len(good))
     else:
         results = generator.run(good, progress=not args.no_progress, total=len(good))
-    counts = [n_ok, n_fail]
     with outputs:
         try:
-            _write_results(items, bad_early, results, writer, failures, counts)
+            for idx, name, _ in items:
+                if idx in bad_early:
+                    failures.add(name, bad_early[idx].smiles, bad_early[idx].error)
+                    n_fail += 1
+                    continue
+                result = next(results)
+                if result.mol is not None:
+                    writer.write(result.mol)
+                    n_ok += 1
+                else:
+                    failures.add(result.name, result.input, result.error or "failed")
+                    n_fail += 1
+                if result.mol is not None and result.dropped:  # partly done: a failure too
+                    for reason in result.dropped:
+                        failures.add(result.name, result.input, reason)
+                    n_fail += 1
         except WorkerDied as err:      # what was written stays; --resume continues
             print(f"molscore generate: error: {err}", file=sys.stderr)
             return 1
-        n_ok, n_fail = counts
     results.close()                     # stops the worker processes of --workers
     n_conformers += writer.records
     print(f"molscore generate: {n_ok} molecule(s), {n_conformers} conformer(s) -> {out}"
