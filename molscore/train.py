@@ -38,7 +38,8 @@ those between two steps.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``), the trainer joins a
 process group (NCCL on CUDA, Gloo on CPU), shards every epoch's permutation across
-ranks, wraps the model in DDP and writes files from rank 0 only.
+ranks, shares the validation batches out among them, wraps the model in DDP and
+writes files from rank 0 only.
 """
 from __future__ import annotations
 
@@ -609,20 +610,22 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict | None:
-        """EMA-weight loss on the validation set per bucket of ``t`` (rank 0 only).
+        """EMA-weight loss on the validation set per bucket of ``t``.
 
         Each validation batch is scored once per bucket with ``t ~ U(bucket)`` and
-        fixed noise (RNGs seeded by ``seed``), so values are comparable across steps;
-        the states of torch's, numpy's and Python's ``random`` RNGs are restored afterwards,
-        so the training RNG streams are untouched.
+        fixed noise (RNGs seeded by ``seed`` and the batch's number), so values are
+        comparable across steps and do not depend on the number of processes: under DDP
+        the batches are shared out among the ranks and the sums all-reduced (every rank
+        must call this, and every rank gets the result). The states of torch's, numpy's
+        and Python's ``random`` RNGs are restored afterwards, so the training RNG streams
+        are untouched.
 
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
             or ``None`` without a validation set (or with ``val_batches: 0``).
         """
         val_set = self.task.val_set
-        if (val_set is None or len(val_set) == 0 or self.cfg["val_batches"] == 0
-                or not self.info.is_main):
+        if val_set is None or len(val_set) == 0 or self.cfg["val_batches"] == 0:
             return None
         self.ema.copy_to(self.ema_model)
         bins = int(self.cfg["val_bins"])
@@ -632,11 +635,12 @@ class Trainer:
         cap = self.cfg["val_batches"]
         if cap is not None and cap < len(starts):  # evenly spread, so every part of a mixture counts
             starts = [starts[i] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
-        sums, count = torch.zeros(bins, dtype=torch.float64), 0
+        totals = torch.zeros(bins + 1, dtype=torch.float64)   # per-bin loss sums, then count
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), _fork_numpy_and_random_rng():
-            _seed_all(int(self.cfg["seed"]) + 7919)
-            for i in starts:
+            for k in range(self.info.rank, len(starts), self.info.world_size):
+                _seed_all(int(self.cfg["seed"]) + 7919 + k)
+                i = starts[k]
                 batch: Batch = self.task.collate([val_set[j] for j in
                                                   range(i, min(i + bs, len(val_set)))])
                 batch = batch.to(self.device)
@@ -646,9 +650,13 @@ class Trainer:
                     t = edges[b] + (edges[b + 1] - edges[b]) * u
                     losses = self.loss_fn(self.ema_model, self.sde, batch.x, batch.space,
                                           batch.cond, t=t, **self.loss_kwargs)
-                    sums[b] += losses.double().sum().item()
-                count += n
-        per_bin = (sums / max(count, 1)).tolist()
+                    totals[b] += losses.double().sum().item()
+                totals[bins] += n
+        if self.info.distributed:
+            reduced = totals.to(self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(reduced)
+            totals = reduced.cpu()
+        per_bin = (totals[:bins] / max(float(totals[bins]), 1.0)).tolist()
         return {"val_loss": float(np.mean(per_bin)), "val_loss_bins": per_bin,
                 "t_bins": [[float(edges[b]), float(edges[b + 1])] for b in range(bins)]}
 

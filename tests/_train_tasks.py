@@ -65,7 +65,8 @@ def base_config(**overrides) -> dict:
 
 
 def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    """One process of a Gloo CPU run; saves its final parameters to ``rank{r}.pt``."""
+    """One process of a Gloo CPU run; saves its final parameters, EMA state and validation
+    result (scored by both ranks together) to ``rank{r}.pt``."""
     from molscore.train import Trainer
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
@@ -78,7 +79,8 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     first = trainer.order.batch(0)
     try:
         summary = trainer.fit()
+        val = trainer.validate()
     finally:
         trainer.close()
-    torch.save({"params": trainer.model.state_dict(), "first_batch": first, "summary": summary},
-               Path(out_dir) / f"rank{rank}.pt")
+    torch.save({"params": trainer.model.state_dict(), "first_batch": first, "summary": summary,
+                "ema": trainer.ema.state_dict(), "val": val}, Path(out_dir) / f"rank{rank}.pt")

@@ -5,6 +5,7 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -52,3 +53,26 @@ def test_two_process_gloo_run_keeps_replicas_identical(tmp_path):
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 7))
     assert r0["summary"]["world_size"] == 2
     assert r0["summary"]["final_loss"] == r1["summary"]["final_loss"]  # all-reduced
+
+
+def test_validation_is_shared_out_among_ranks_and_equals_one_process(tmp_path):
+    """Both ranks score one of the two validation batches and all-reduce the sums: each rank
+    gets the whole result, and it is the one-process value of the same EMA weights (each
+    batch's noise is seeded by its number, not by which rank draws it)."""
+    from _train_tasks import base_config
+
+    from molscore.train import Trainer
+
+    run = _run_two_ranks(tmp_path)
+    r0 = torch.load(run / "rank0.pt", weights_only=True)
+    r1 = torch.load(run / "rank1.pt", weights_only=True)
+    assert r0["val"] == r1["val"]
+    alone = Trainer(base_config(steps=6, val_every=3, ckpt_every=3), tmp_path / "alone",
+                    device="cpu", progress=False)
+    alone.ema.load_state_dict(r0["ema"])
+    val = alone.validate()
+    assert val["val_loss_bins"] == pytest.approx(r0["val"]["val_loss_bins"], rel=1e-9)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if r["kind"] == "val"]
+    assert [r["step"] for r in logged] == [3, 6]
+    assert logged[-1]["val_loss_bins"] == r0["val"]["val_loss_bins"]
