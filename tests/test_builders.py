@@ -379,3 +379,19 @@ def test_cli_reads_smiles_files_as_generate_does(tmp_path, capsys):
     capsys.readouterr()
     assert main(["build-dataset", "etkdg", "--smiles", str(csv_in), "-o", str(tmp_path / "no")]) == 2
     assert "CSV has no column 'smiles'" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_cli_drops_the_shipped_reserved_molecules_with_another_list(tmp_path, capsys):
+    """--reserved adds to the shipped list (it replaced it, so a list of other molecules let the
+    reserved ones into the dataset)."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("O=C(O)[C@@H](O)c1ccccc1 mandelic\nCCO ethanol\nCCCN propylamine\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(Chem.MolToInchiKey(Chem.MolFromSmiles("CCCN"))[:14] + "\n")
+    out = tmp_path / "ds"
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1",
+                 "--reserved", str(extra), "--no-progress"]) == 0
+    assert "dropped 2 reserved" in capsys.readouterr().out
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+    assert read_failures(out) == [("mandelic", "reserved for held-out evaluation"),
+                                  ("propylamine", "reserved for held-out evaluation")]

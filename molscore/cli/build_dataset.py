@@ -40,7 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--limit", type=positive_int, default=None, help="use at most this many input molecules")
     p.add_argument("--reserved", type=Path, default=None,
-                   help="reserved InChIKey list to exclude (default: the shipped datasets/reserved_inchikeys.txt)")
+                   help="another InChIKey list to exclude, as well as the shipped "
+                        "datasets/reserved_inchikeys.txt (always excluded)")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")

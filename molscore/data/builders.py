@@ -14,8 +14,8 @@ repeated name.
 
 :func:`run_build` drives any of them: inputs already stored or recorded as failed in
 the output folder are skipped (resume), the rest go through a process pool
-(``workers``), reserved molecules (:mod:`molscore.data.reserved`) are dropped and
-counted, and failures land in ``failures.csv``.
+(``workers``), reserved molecules (:mod:`molscore.data.reserved`: the shipped list, and
+another one if given) are dropped and counted, and failures land in ``failures.csv``.
 """
 from __future__ import annotations
 
@@ -389,7 +389,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         root: output folder.
         workers: processes (``<= 1``: run in this process).
         maker_kwargs: extra keyword arguments of the builder (e.g. ETKDG settings).
-        reserved_path: reserved InChIKey list (default: the shipped one).
+        reserved_path: another reserved InChIKey list, whose molecules are dropped as well as
+            those of the shipped list (which always are).
         meta: build description stored in the index.
         shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
@@ -397,7 +398,9 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
             molecules stay dropped), so those inputs are tried again.
     """
-    reserved = load_reserved(reserved_path)
+    reserved = load_reserved()
+    if reserved_path is not None:
+        reserved = reserved | load_reserved(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     summary = BuildSummary(root=str(root))
     if retry_failed:
