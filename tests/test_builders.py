@@ -395,3 +395,38 @@ def test_cli_drops_the_shipped_reserved_molecules_with_another_list(tmp_path, ca
     assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
     assert read_failures(out) == [("mandelic", "reserved for held-out evaluation"),
                                   ("propylamine", "reserved for held-out evaluation")]
+
+
+def test_a_worker_that_dies_ends_the_build_instead_of_hanging(tmp_path, monkeypatch, capsys):
+    """A worker process killed mid-build (out of memory, a crash in RDKit's native code):
+    multiprocessing's Pool replaced it and waited for its molecule without end."""
+    import os
+    import signal
+
+    import molscore.data.builders as builders
+
+    build = builders.etkdg_conformers
+
+    def dying(smiles, name=None, **kw):
+        if name == "dies":
+            os._exit(9)
+        return build(smiles, name=name, **kw)
+
+    def hung(*_):
+        raise TimeoutError("run_build hung after a worker died")
+
+    monkeypatch.setattr(builders, "etkdg_conformers", dying)     # the forked workers' too
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO a\nCCCN dies\nCCCO c\nCCCCO d\n")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "ds"), "--n-confs", "1",
+                     "--workers", "2", "--no-progress"]) == 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    assert "molscore build-dataset: error: a worker process died (exit code 9" in err
+    assert "rerun the command to resume" in err
+    assert (tmp_path / "ds" / "index.json").is_file()     # what was done is kept

@@ -105,7 +105,7 @@ def _limited(items, limit):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.builders import ccd_components, run_build, sdf_groups, smiles_inputs
+    from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
 
     kind = args.source
@@ -163,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
                             progress=not args.no_progress, retry_failed=args.retry_failed)
     except ValueError as err:  # e.g. an existing folder written with other feature sizes
         raise UsageError(str(err)) from None
+    except WorkerDied as err:  # what was done is stored; a rerun resumes
+        print(f"molscore build-dataset: error: {err}", file=sys.stderr)
+        return 1
     s = summary
     renamed += s.renamed
     if args.retry_failed:

@@ -45,7 +45,7 @@ from .reserved import RESERVED_REASON, is_reserved, load_reserved
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
-    "smiles_inputs", "ccd_components", "ccd_conformer_set", "sdf_groups", "run_build",
+    "smiles_inputs", "ccd_components", "ccd_conformer_set", "sdf_groups", "run_build", "WorkerDied",
 ]
 
 KCAL_PER_MOL_K = 0.0019872043  # gas constant R in kcal/(mol K)
@@ -333,7 +333,11 @@ class BuildSummary:
     renamed: list[str] = field(default_factory=list)
 
 
+class WorkerDied(RuntimeError):
+    """A worker process of :func:`run_build` exited while the build needed it."""
 
+
+_POLL_S = 1.0          # seconds between checks that every worker process is still alive
 _WORKER_RESERVED: frozenset[str] | None = None
 
 
@@ -397,6 +401,10 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         progress: show a tqdm progress bar.
         retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
             molecules stay dropped), so those inputs are tried again.
+
+    Raises:
+        WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
+            was done before is kept, and a rerun resumes.
     """
     reserved = load_reserved()
     if reserved_path is not None:
@@ -426,7 +434,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(reserved,))
         chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-        results = pool.imap(worker, todo, chunksize=chunk)
+        results = _watching(pool, pool.imap(worker, todo, chunksize=chunk))
     else:
         _init_worker(reserved)
         results = map(worker, todo)
@@ -457,3 +465,20 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if reason == RESERVED_REASON)
     summary.splits = {k: len(v) for k, v in index["splits"].items()}
     return summary
+
+
+def _watching(pool, results: Iterator) -> Iterator:
+    """The results of ``pool.imap``; :class:`WorkerDied` when a worker process dies, whose
+    task ``Pool`` would wait for without end (it replaces the worker without a word)."""
+    workers = {proc.pid: proc for proc in pool._pool}
+    while True:
+        try:
+            yield results.next(timeout=_POLL_S)
+        except StopIteration:
+            return
+        except mp.TimeoutError:
+            dead = [proc for proc in workers.values() if proc.exitcode is not None]
+            if dead or {proc.pid for proc in pool._pool} != set(workers):
+                code = dead[0].exitcode if dead else None
+                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of memory or "
+                                 "crashed); the molecules done are kept (rerun the command to resume)") from None
