@@ -397,6 +397,34 @@ def test_cli_drops_the_shipped_reserved_molecules_with_another_list(tmp_path, ca
                                   ("propylamine", "reserved for held-out evaluation")]
 
 
+def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):
+    """A resumed build with other ETKDG settings stored its new molecules with them under the
+    first run's settings in the index."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCCCOC(=O)CCN a\nCCCCCOC(=O)CCN b\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--no-progress"]
+    assert main(args + ["--n-confs", "1", "--limit", "1"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--n-confs", "6", "--energy-window", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "built with other settings (n_confs 1 -> 6, energy_window 10.0 -> 50.0)" in err
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["a"]
+    assert main(args + ["--n-confs", "1", "--workers", "2", "--shard-size", "5"]) == 0   # not settings
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["a", "b"]
+    sdf = tmp_path / "in.sdf"
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=9)
+    mol.SetProp("ensemble", "phenetole")
+    with Chem.SDWriter(str(sdf)) as writer:
+        writer.write(mol)
+    out = tmp_path / "sdf"
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "--group-by", "ensemble", "-o", str(out)]) == 2
+    assert "built with other settings (group_by 'smiles' -> 'ensemble')" in capsys.readouterr().err
+
+
 def test_a_worker_that_dies_ends_the_build_instead_of_hanging(tmp_path, monkeypatch, capsys):
     """A worker process killed mid-build (out of memory, a crash in RDKit's native code):
     multiprocessing's Pool replaced it and waited for its molecule without end."""

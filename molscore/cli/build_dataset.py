@@ -20,8 +20,8 @@ EPILOG = """examples:
   molscore build-dataset sdf --input ensembles.sdf.gz --group-by smiles -o data/ens
 SMILES files are read as `molscore generate` reads them (.smi, .csv, .tsv, .sdf, gzipped or not):
 a repeated name x becomes x#2, x#3, ... (reported); an empty SMILES is a failures.csv row.
-A rerun with the same -o resumes: molecules already stored or listed in failures.csv are skipped
-(--retry-failed tries the failed ones again, e.g. after a molscore update).
+A rerun with the same -o and settings resumes: molecules already stored or listed in failures.csv
+are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped."""
 
 
@@ -104,6 +104,17 @@ def _limited(items, limit):
         yield item
 
 
+# The meta keys of settings that change what is built: a resumed build must keep them.
+_SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "largest_fragment", "group_by")
+
+
+def _changed_settings(previous: dict, meta: dict) -> list[str]:
+    """``key old -> new`` of each setting in ``meta`` that the earlier build's ``previous``
+    differs in (a setting that build did not record is not compared)."""
+    return [f"{key} {previous[key]!r} -> {meta[key]!r}" for key in _SETTINGS
+            if key in previous and key in meta and previous[key] != meta[key]]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
@@ -147,11 +158,16 @@ def run(args: argparse.Namespace) -> int:
         meta.update(source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:
-            previous = load_index(args.output).get("meta", {}).get("builder")
+            before = load_index(args.output).get("meta", {})
         except ValueError as err:
             raise UsageError(str(err)) from None
+        previous = before.get("builder")
         if previous not in (None, kind):
             raise UsageError(f"{args.output} holds a dataset built with '{previous}'; use another --output")
+        changed = _changed_settings(before, meta)
+        if changed:
+            raise UsageError(f"{args.output} was built with other settings ({', '.join(changed)}); "
+                             "resume it with those, or use another --output")
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as err:
