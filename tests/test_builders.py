@@ -12,8 +12,9 @@ from rdkit.Chem import AllChem, rdMolAlign
 from molscore.chem.featurize import SUPPORTED_ELEMENTS, MoleculeError
 from molscore.chem.stereo import assign_pyramidal_centres_from_3d
 from molscore.cli import main
+from molscore.chem.io import InputFormatError
 from molscore.data.builders import (
-    KCAL_PER_MOL_K, boltzmann_weights, ccd_components, ccd_conformer_set, etkdg_conformers, read_smiles_file,
+    KCAL_PER_MOL_K, boltzmann_weights, ccd_components, ccd_conformer_set, etkdg_conformers, smiles_inputs,
 )
 from molscore.data.processed import ConformerDataset, load_index, read_failures
 
@@ -104,30 +105,84 @@ def test_etkdg_builds_another_isomer_when_the_chosen_one_does_not_embed(monkeypa
     assert len(Chem.FindMolChiralCenters(Chem.MolFromSmiles(r.smiles), useLegacyImplementation=False)) == 3
 
 
-def test_read_smiles_file(tmp_path):
+def test_smiles_inputs(tmp_path):
     p = tmp_path / "m.csv"
     p.write_text("id,SMILES\na,CCO\nb,CCN\n,\n")
-    assert read_smiles_file(p) == [("a", "CCO"), ("b", "CCN")]
+    failures = []
+    assert smiles_inputs(p, failures=failures) == [("a", "CCO"), ("b", "CCN")]
+    assert failures == [("record_3", "empty SMILES")]      # the empty row is reported, not dropped
     q = tmp_path / "m.smi"
     q.write_text("CCO ethanol\n# comment\nCCN\n")
-    assert read_smiles_file(q) == [("ethanol", "CCO"), ("CCN", "CCN")]
+    assert smiles_inputs(q) == [("ethanol", "CCO"), ("CCN", "CCN")]
     bad = tmp_path / "bad.csv"
     bad.write_text("name,structure\nx,CCO\n")
-    with pytest.raises(ValueError, match="no 'smiles' column"):
-        read_smiles_file(bad)
+    with pytest.raises(InputFormatError, match="CSV has no column 'smiles'"):
+        smiles_inputs(bad)
     bom = tmp_path / "bom.csv"                        # as spreadsheet programs save UTF-8
     bom.write_text("\ufeffsmiles,name\nCCO,ethanol\n", encoding="utf-8")
-    assert read_smiles_file(bom) == [("ethanol", "CCO")]
+    assert smiles_inputs(bom) == [("ethanol", "CCO")]
     blank = tmp_path / "blank.csv"                   # an empty name cell: named by the SMILES
     blank.write_text("smiles,name\nCCCCO,\nCCCCCO, \nCCN,x\n")
-    assert read_smiles_file(blank) == [("CCCCO", "CCCCO"), ("CCCCCO", "CCCCCO"), ("x", "CCN")]
+    assert smiles_inputs(blank) == [("CCCCO", "CCCCO"), ("CCCCCO", "CCCCCO"), ("x", "CCN")]
     titled = tmp_path / "titled.smi"                 # RDKit's SmilesWriter starts with a title line
     titled.write_text("SMILES Name\nCCO ethanol\n")
-    assert read_smiles_file(titled) == [("ethanol", "CCO")]
+    assert smiles_inputs(titled) == [("ethanol", "CCO")]
     latin = tmp_path / "latin.smi"
     latin.write_bytes("CCO ethanol\nCCN \xe9thylamine\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin.smi is not UTF-8 text \(line 2\); save it as UTF-8"):
-        read_smiles_file(latin)
+    with pytest.raises(InputFormatError, match=r"latin.smi, line 2: byte 0xe9\); save it as UTF-8"):
+        smiles_inputs(latin)
+    ided = tmp_path / "ided.csv"                     # 'name' before 'id'; or the one asked for
+    ided.write_text("id,Name,smiles\n1,ethanol,CCO\n")
+    assert smiles_inputs(ided) == [("ethanol", "CCO")]
+    assert smiles_inputs(ided, name_column="id") == [("1", "CCO")]
+    with pytest.raises(InputFormatError, match="CSV has no column 'label'"):
+        smiles_inputs(ided, name_column="label")
+
+
+def test_smiles_inputs_reads_as_generate_reads(tmp_path):
+    """The builders read SMILES files with generate's reader (the builders' own reader lost
+    or misread these molecules)."""
+    import gzip
+
+    def read(name, text, **kw):
+        path = tmp_path / name
+        if name.endswith(".gz"):
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        duplicates, failures = [], []
+        items = smiles_inputs(path, duplicates=duplicates, failures=failures, **kw)
+        return items, duplicates, failures
+
+    # a repeated name is renamed (the last of them was the one kept), as generate does
+    assert read("dup.csv", "smiles,name\nCCO,x\nCCCN,x\nCCCC,x\n") == (
+        [("x", "CCO"), ("x#2", "CCCN"), ("x#3", "CCCC")], ["x#2", "x#3"], [])
+    assert read("same.smi", "CCO\nCCO\n")[0] == [("CCO", "CCO"), ("CCO#2", "CCO")]
+    # a .smi name is the rest of the line (both of these were 'ethyl': one lost)
+    assert read("words.smi", "CCO ethyl alcohol\nCCCO ethyl acetate\n")[0] == [
+        ("ethyl alcohol", "CCO"), ("ethyl acetate", "CCCO")]
+    # a CXSMILES extension belongs to the SMILES (it was the name)
+    assert read("cx.smi", "C[C@H](N)C(C)[C@@H](C)O |&1:1,5| racemic pair\n")[0] == [
+        ("racemic pair", "C[C@H](N)C(C)[C@@H](C)O |&1:1,5|")]
+    # a title line after a comment (it was read as the molecule 'SMILES' named 'Name')
+    assert read("late_title.smi", "# from a tool\nSMILES Name\nCCO ethanol\n")[0] == [("ethanol", "CCO")]
+    # an empty SMILES cell or line is a failure named by its row (it vanished without a word)
+    assert read("empty.csv", "smiles,name\n,lost\nCCO,ok\n") == ([("ok", "CCO")], [], [("lost", "empty SMILES")])
+    assert read("gap.smi", "CCO a\n\nCCN b\n")[2] == [("record_2", "empty SMILES")]
+    # a .tsv is tab-separated columns (it was read as .smi lines: SMILES 'a', named 'CCO')
+    assert read("ids.tsv", "id\tsmiles\na\tCCO\n")[0] == [("a", "CCO")]
+    # a spreadsheet's ';'-separated export and a blank before a column name (both refused)
+    assert read("semi.csv", "name;smiles\na;CCO\n")[0] == [("a", "CCO")]
+    assert read("spaced.csv", "name, smiles\na, CCO\n")[0] == [("a", "CCO")]
+    # gzipped input (it was 'not UTF-8 text (line 0)')
+    assert read("m.smi.gz", "CCO a\n")[0] == [("a", "CCO")]
+    assert read("m.csv.gz", "smiles,id\nCCO,a\n")[0] == [("a", "CCO")]
+    # a name over two lines (a quoted CSV cell) is one line, as in generate's output
+    assert read("lines.csv", 'smiles,name\nCCO,"two\nlines"\n')[0] == [("two lines", "CCO")]
+    # --limit counts records, the unusable ones included
+    assert read("limit.smi", "CCO a\n\nCCN b\nCCC c\n", limit=2) == ([("a", "CCO")], [],
+                                                                      [("record_2", "empty SMILES")])
 
 
 def _index_snapshot(root):
@@ -281,10 +336,125 @@ def test_cli_sdf_counts_unreadable_records(tmp_path, capsys):
     assert "unreadable input" not in capsys.readouterr().out  # recorded by the first run
 
 
-def test_cli_counts_inputs_with_a_repeated_name(tmp_path, capsys):
+def test_cli_keeps_inputs_with_a_repeated_name(tmp_path, capsys):
+    """A repeated name is renamed as generate renames it (the build kept one of them, the
+    last, and dropped the others without a word)."""
     smi = tmp_path / "in.csv"
-    smi.write_text("smiles,name\nC1CC,x\nC1CCC,x\nC(,y\n")
-    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "ds"), "--no-progress"]) == 0
-    assert ("inputs 3: stored 0 molecules (0 conformers), failed 2, dropped 0 reserved, skipped 0 already done, "
-            "1 inputs with a repeated name (one kept)") in capsys.readouterr().out
-    assert [name for name, _ in read_failures(tmp_path / "ds")] == ["x", "y"]
+    smi.write_text("smiles,name\nCCO,x\nCCCN,x\nC(,y\n,z\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert ("inputs 3: stored 2 molecules (2 conformers), failed 1, dropped 0 reserved, skipped 0 already done, "
+            "1 inputs with a repeated name (renamed: x#2); 1 unreadable input records") in captured.out
+    assert "molscore build-dataset: 1 duplicate name(s) renamed: x#2" in captured.err
+    assert [(m["name"], m["smiles"]) for m in load_index(out)["molecules"]] == [("x", "CCO"), ("x#2", "CCCN")]
+    assert [(name, reason.split(":")[0]) for name, reason in read_failures(out)] == [
+        ("z", "empty SMILES"), ("y", "invalid SMILES 'C('")]
+    assert main(args) == 0                           # a rerun: the same names, nothing new
+    assert "stored 0 molecules" in capsys.readouterr().out
+
+
+def test_cli_reads_smiles_files_as_generate_does(tmp_path, capsys):
+    """A .tsv with an id column and a .smi with names of several words: each molecule stored
+    under its own name (the builders' reader misread the first and lost one of the second)."""
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("id\tsmiles\nm1\tCCO\nm2\tCCCN\n")
+    out = tmp_path / "tsv"
+    assert main(["build-dataset", "etkdg", "--smiles", str(tsv), "-o", str(out), "--n-confs", "1",
+                 "--no-progress"]) == 0
+    assert [(m["name"], m["smiles"]) for m in load_index(out)["molecules"]] == [("m1", "CCO"), ("m2", "CCCN")]
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethyl alcohol\nCCCO ethyl acetate\n")
+    out = tmp_path / "smi"
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1",
+                 "--no-progress"]) == 0
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethyl alcohol", "ethyl acetate"]
+    csv_in = tmp_path / "in.csv"                      # the columns named on the command line
+    csv_in.write_text("code,label,structure\nA1,ethanol,CCO\n")
+    out = tmp_path / "named"
+    assert main(["build-dataset", "etkdg", "--smiles", str(csv_in), "--smiles-column", "structure",
+                 "--name-column", "label", "-o", str(out), "--n-confs", "1", "--no-progress"]) == 0
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+    capsys.readouterr()
+    assert main(["build-dataset", "etkdg", "--smiles", str(csv_in), "-o", str(tmp_path / "no")]) == 2
+    assert "CSV has no column 'smiles'" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_cli_drops_the_shipped_reserved_molecules_with_another_list(tmp_path, capsys):
+    """--reserved adds to the shipped list (it replaced it, so a list of other molecules let the
+    reserved ones into the dataset)."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("O=C(O)[C@@H](O)c1ccccc1 mandelic\nCCO ethanol\nCCCN propylamine\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(Chem.MolToInchiKey(Chem.MolFromSmiles("CCCN"))[:14] + "\n")
+    out = tmp_path / "ds"
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1",
+                 "--reserved", str(extra), "--no-progress"]) == 0
+    assert "dropped 2 reserved" in capsys.readouterr().out
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+    assert read_failures(out) == [("mandelic", "reserved for held-out evaluation"),
+                                  ("propylamine", "reserved for held-out evaluation")]
+
+
+def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):
+    """A resumed build with other ETKDG settings stored its new molecules with them under the
+    first run's settings in the index."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCCCOC(=O)CCN a\nCCCCCOC(=O)CCN b\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--no-progress"]
+    assert main(args + ["--n-confs", "1", "--limit", "1"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--n-confs", "6", "--energy-window", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "built with other settings (n_confs 1 -> 6, energy_window 10.0 -> 50.0)" in err
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["a"]
+    assert main(args + ["--n-confs", "1", "--workers", "2", "--shard-size", "5"]) == 0   # not settings
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["a", "b"]
+    sdf = tmp_path / "in.sdf"
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=9)
+    mol.SetProp("ensemble", "phenetole")
+    with Chem.SDWriter(str(sdf)) as writer:
+        writer.write(mol)
+    out = tmp_path / "sdf"
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "--group-by", "ensemble", "-o", str(out)]) == 2
+    assert "built with other settings (group_by 'smiles' -> 'ensemble')" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_ends_the_build_instead_of_hanging(tmp_path, monkeypatch, capsys):
+    """A worker process killed mid-build (out of memory, a crash in RDKit's native code):
+    multiprocessing's Pool replaced it and waited for its molecule without end."""
+    import os
+    import signal
+
+    import molscore.data.builders as builders
+
+    build = builders.etkdg_conformers
+
+    def dying(smiles, name=None, **kw):
+        if name == "dies":
+            os._exit(9)
+        return build(smiles, name=name, **kw)
+
+    def hung(*_):
+        raise TimeoutError("run_build hung after a worker died")
+
+    monkeypatch.setattr(builders, "etkdg_conformers", dying)     # the forked workers' too
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO a\nCCCN dies\nCCCO c\nCCCCO d\n")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(tmp_path / "ds"), "--n-confs", "1",
+                     "--workers", "2", "--no-progress"]) == 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    assert "molscore build-dataset: error: a worker process died (exit code 9" in err
+    assert "rerun the command to resume" in err
+    assert (tmp_path / "ds" / "index.json").is_file()     # what was done is kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import sys
 from pathlib import Path
 
 from . import UsageError
@@ -17,8 +18,10 @@ EPILOG = """examples:
   molscore build-dataset etkdg --smiles mols.csv -o data/etkdg --n-confs 30 --workers 2
   molscore build-dataset ccd -o data/ccd --limit 5000
   molscore build-dataset sdf --input ensembles.sdf.gz --group-by smiles -o data/ens
-A rerun with the same -o resumes: molecules already stored or listed in failures.csv are skipped
-(--retry-failed tries the failed ones again, e.g. after a molscore update).
+SMILES files are read as `molscore generate` reads them (.smi, .csv, .tsv, .sdf, gzipped or not):
+a repeated name x becomes x#2, x#3, ... (reported); an empty SMILES is a failures.csv row.
+A rerun with the same -o and settings resumes: molecules already stored or listed in failures.csv
+are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped."""
 
 
@@ -37,7 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--limit", type=positive_int, default=None, help="use at most this many input molecules")
     p.add_argument("--reserved", type=Path, default=None,
-                   help="reserved InChIKey list to exclude (default: the shipped datasets/reserved_inchikeys.txt)")
+                   help="another InChIKey list to exclude, as well as the shipped "
+                        "datasets/reserved_inchikeys.txt (always excluded)")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
@@ -60,8 +64,12 @@ def register(subparsers) -> None:
                        description="ETKDGv3 embedding, MMFF94 optimisation, energy window, heavy-atom RMSD "
                                    "de-duplication, Boltzmann weights at 298.15 K.")
     p.add_argument("--smiles", type=Path, default=None,
-                   help="CSV with a 'smiles' column (optional 'name'), or .smi file "
+                   help="CSV/TSV with a 'smiles' column (optional 'name' or 'id'), .smi or .sdf file, "
+                        "read as generate reads it "
                         f"(default: the shipped {DEFAULT_SMILES.parent.name}/{DEFAULT_SMILES.name})")
+    p.add_argument("--smiles-column", default="smiles", help="CSV column with SMILES (default: smiles)")
+    p.add_argument("--name-column", default=None,
+                   help="CSV column with names (default: 'name', else 'id', else the SMILES)")
     p.add_argument("--n-confs", type=positive_int, default=30, help="conformers kept per molecule (default 30)")
     p.add_argument("--energy-window", type=nonnegative_float, default=10.0,
                    help="kcal/mol above the minimum (default 10)")
@@ -96,14 +104,26 @@ def _limited(items, limit):
         yield item
 
 
+# The meta keys of settings that change what is built: a resumed build must keep them.
+_SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "largest_fragment", "group_by")
+
+
+def _changed_settings(previous: dict, meta: dict) -> list[str]:
+    """``key old -> new`` of each setting in ``meta`` that the earlier build's ``previous``
+    differs in (a setting that build did not record is not compared)."""
+    return [f"{key} {previous[key]!r} -> {meta[key]!r}" for key in _SETTINGS
+            if key in previous and key in meta and previous[key] != meta[key]]
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..data.builders import ccd_components, read_smiles_file, run_build, sdf_groups
+    from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
 
     kind = args.source
     meta: dict = {"builder": kind}
     maker_kwargs: dict = {}
     input_failures: list = []
+    renamed: list[str] = []
     if args.reserved is not None and not args.reserved.is_file():
         raise UsageError(f"reserved list not found: {args.reserved}")
     if kind == "etkdg":
@@ -111,14 +131,17 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise UsageError(f"SMILES file not found: {path}")
         try:
-            items = read_smiles_file(path)
-        except ValueError as err:
+            items = smiles_inputs(path, smiles_column=args.smiles_column, name_column=args.name_column,
+                                  limit=args.limit, duplicates=renamed, failures=input_failures)
+        except ValueError as err:  # InputFormatError: a missing column, text not UTF-8, ...
             raise UsageError(str(err)) from None
+        if renamed:
+            print(f"molscore build-dataset: {len(renamed)} duplicate name(s) renamed: "
+                  f"{', '.join(renamed[:5])}{' ...' if len(renamed) > 5 else ''}", file=sys.stderr)
         maker_kwargs = {"n_confs": args.n_confs, "energy_window": args.energy_window, "rmsd": args.rmsd,
                         "seed": args.seed, "max_heavy_atoms": args.max_heavy_atoms,
                         "largest_fragment": args.largest_fragment}
         meta.update(maker_kwargs, source=str(path))
-        items = _limited(items, args.limit)
     elif kind == "ccd":
         items = ccd_components(limit=args.limit)
         meta["source"] = "PDB Chemical Component Dictionary (biotite), model_Cartn coordinates"
@@ -135,11 +158,16 @@ def run(args: argparse.Namespace) -> int:
         meta.update(source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:
-            previous = load_index(args.output).get("meta", {}).get("builder")
+            before = load_index(args.output).get("meta", {})
         except ValueError as err:
             raise UsageError(str(err)) from None
+        previous = before.get("builder")
         if previous not in (None, kind):
             raise UsageError(f"{args.output} holds a dataset built with '{previous}'; use another --output")
+        changed = _changed_settings(before, meta)
+        if changed:
+            raise UsageError(f"{args.output} was built with other settings ({', '.join(changed)}); "
+                             "resume it with those, or use another --output")
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -151,12 +179,17 @@ def run(args: argparse.Namespace) -> int:
                             progress=not args.no_progress, retry_failed=args.retry_failed)
     except ValueError as err:  # e.g. an existing folder written with other feature sizes
         raise UsageError(str(err)) from None
+    except WorkerDied as err:  # what was done is stored; a rerun resumes
+        print(f"molscore build-dataset: error: {err}", file=sys.stderr)
+        return 1
     s = summary
+    renamed += s.renamed
     if args.retry_failed:
         print(f"retrying {s.retried} earlier failures")
     print(f"inputs {s.inputs}: stored {s.stored} molecules ({s.conformers} conformers), failed {s.failed}, "
           f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done"
-          + (f", {s.duplicates} inputs with a repeated name (one kept)" if s.duplicates else "")
+          + (f", {len(renamed)} inputs with a repeated name (renamed: {', '.join(renamed[:3])}"
+             f"{' ...' if len(renamed) > 3 else ''})" if renamed else "")
           + (f"; {s.unreadable} unreadable input records" if s.unreadable else ""))
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
           + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())

@@ -8,19 +8,24 @@ Three sources:
   entry) of the PDB Chemical Component Dictionary shipped in biotite, with CCD bond orders.
 * :func:`sdf_groups`: existing multi-conformer SDF files.
 
+SMILES files are read by :func:`smiles_inputs`, which is ``molscore generate``'s reader
+(:func:`molscore.chem.io.read_records`): the same formats, names and ``#2`` renaming of a
+repeated name.
+
 :func:`run_build` drives any of them: inputs already stored or recorded as failed in
 the output folder are skipped (resume), the rest go through a process pool
-(``workers``), reserved molecules (:mod:`molscore.data.reserved`) are dropped and
-counted, and failures land in ``failures.csv``.
+(``workers``), reserved molecules (:mod:`molscore.data.reserved`: the shipped list, and
+another one if given) are dropped and counted, and failures land in ``failures.csv``.
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import functools
+import itertools
 import math
 import multiprocessing as mp
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -32,7 +37,7 @@ from tqdm import tqdm
 from ..chem.coords import add_conformer
 from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
-from ..chem.io import first_undecodable_line, is_smiles_title
+from ..chem.io import InputFormatError, _guess_format, disambiguate, read_records
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
@@ -40,7 +45,7 @@ from .reserved import RESERVED_REASON, is_reserved, load_reserved
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
-    "read_smiles_file", "ccd_components", "ccd_conformer_set", "sdf_groups", "run_build",
+    "smiles_inputs", "ccd_components", "ccd_conformer_set", "sdf_groups", "run_build", "WorkerDied",
 ]
 
 KCAL_PER_MOL_K = 0.0019872043  # gas constant R in kcal/(mol K)
@@ -115,45 +120,54 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     return conformer_set_from_mols(singles, name or smiles, weights=boltzmann_weights(energies[kept]))
 
 
-def read_smiles_file(path: str | Path) -> list[tuple[str, str]]:
-    """``(name, smiles)`` pairs from a CSV with a ``smiles`` column (optional ``name``/``id``
-    column) or a ``.smi`` file (``SMILES [name]`` per line; a first line starting with
-    ``SMILES`` is a title line). The name defaults to the SMILES (also for an empty name cell).
+def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_column: str | None = None,
+                  limit: int | None = None, duplicates: list[str] | None = None,
+                  failures: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """``(name, SMILES)`` inputs of :func:`run_build` ``"etkdg"`` from a file, read as
+    ``molscore generate`` reads it (:func:`molscore.chem.io.read_records`): ``.smi`` (``SMILES
+    [name]`` per line, the name being the rest of the line; a CXSMILES extension ``|...|``
+    stays with the SMILES; ``#`` comments; a first line ``SMILES ...`` is a title line),
+    ``.csv`` / ``.tsv`` (named columns; a ``;``-separated export too), ``.sdf``; gzipped or
+    not; UTF-8 (a byte-order mark is dropped).
 
-    UTF-8 text; a leading byte-order mark is dropped.
+    A CSV molecule's name is in column ``name_column``, else in a column ``name``, else
+    ``id`` (in any case); without a name it is named by its SMILES. A repeated name ``x``
+    becomes ``x#2``, ``x#3``, ... (each appended to ``duplicates``), so no molecule is lost.
+    A record that cannot be used (an empty SMILES cell or line, an SDF record RDKit cannot
+    read) is appended to ``failures`` as ``(name, reason)`` instead of being returned.
+
+    Args:
+        limit: read the first ``limit`` records only (the unusable ones included).
 
     Raises:
-        ValueError: a CSV without a ``smiles`` column, or text that is not UTF-8.
+        InputFormatError: (a ``ValueError``) a missing file or column, text that is not
+            UTF-8, a malformed CSV.
     """
-    path = Path(path)
-    try:
-        return _read_smiles_pairs(path)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text (line {first_undecodable_line(str(path))}); "
-                         f"save it as UTF-8") from None
+    path = str(path)
+    if name_column is None and _guess_format(path, None) == "csv":
+        name_column = next((c for c in ("name", "id") if _has_column(path, smiles_column, c)), None)
+    items: list[tuple[str, str]] = []
+    records = read_records(path, smiles_column=smiles_column, name_column=name_column, duplicates=duplicates)
+    with contextlib.closing(records):
+        for record in itertools.islice(records, limit):
+            if record.error is not None:
+                if failures is not None:
+                    failures.append((record.name, record.error))
+            else:
+                items.append((record.name, record.smiles))
+    return items
 
 
-def _read_smiles_pairs(path: Path) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(fh)
-            cols = {c.lower(): c for c in (reader.fieldnames or [])}
-            if "smiles" not in cols:
-                raise ValueError(f"{path}: no 'smiles' column (columns: {', '.join(cols) or 'none'})")
-            name_col = cols.get("name") or cols.get("id")
-            for row in reader:
-                smi = (row[cols["smiles"]] or "").strip()
-                if smi:
-                    pairs.append((((row[name_col] or "").strip() if name_col else "") or smi, smi))
-        else:
-            for n, line in enumerate(fh):
-                parts = line.split()
-                if n == 0 and is_smiles_title(parts):
-                    continue
-                if parts and not parts[0].startswith("#"):
-                    pairs.append((parts[1] if len(parts) > 1 else parts[0], parts[0]))
-    return pairs
+def _has_column(path: str, smiles_column: str, column: str) -> bool:
+    """Whether CSV ``path`` can be read with names from ``column`` (an unreadable file: no;
+    reading it again says why)."""
+    records = read_records(path, smiles_column=smiles_column, name_column=column)
+    with contextlib.closing(records):
+        try:
+            next(records, None)
+        except InputFormatError:
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------
@@ -307,7 +321,7 @@ class BuildSummary:
     inputs: int = 0
     retried: int = 0
     skipped_done: int = 0
-    duplicates: int = 0
+    duplicates: int = 0          # inputs whose name an earlier input had: renamed (``renamed``)
     stored: int = 0
     conformers: int = 0
     failed: int = 0
@@ -316,8 +330,14 @@ class BuildSummary:
     total_molecules: int = 0
     total_reserved_dropped: int = 0
     splits: dict | None = None
+    renamed: list[str] = field(default_factory=list)
 
 
+class WorkerDied(RuntimeError):
+    """A worker process of :func:`run_build` exited while the build needed it."""
+
+
+_POLL_S = 1.0          # seconds between checks that every worker process is still alive
 _WORKER_RESERVED: frozenset[str] | None = None
 
 
@@ -367,32 +387,43 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     Args:
         kind: ``"etkdg"`` (payload: SMILES), ``"ccd"`` (payload from :func:`ccd_components`) or
             ``"sdf"`` (payload from :func:`sdf_groups`).
-        items: inputs; names already stored or failed in ``root`` are skipped.
+        items: inputs; names already stored or failed in ``root`` are skipped. A name that an
+            earlier item has (``x``) becomes ``x#2``, ``x#3``, ... as in
+            :func:`smiles_inputs` (``summary.renamed``).
         root: output folder.
         workers: processes (``<= 1``: run in this process).
         maker_kwargs: extra keyword arguments of the builder (e.g. ETKDG settings).
-        reserved_path: reserved InChIKey list (default: the shipped one).
+        reserved_path: another reserved InChIKey list, whose molecules are dropped as well as
+            those of the shipped list (which always are).
         meta: build description stored in the index.
         shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
         progress: show a tqdm progress bar.
         retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
             molecules stay dropped), so those inputs are tried again.
+
+    Raises:
+        WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
+            was done before is kept, and a rerun resumes.
     """
-    reserved = load_reserved(reserved_path)
+    reserved = load_reserved()
+    if reserved_path is not None:
+        reserved = reserved | load_reserved(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     summary = BuildSummary(root=str(root))
     if retry_failed:
         summary.retried = writer.forget_failures(keep=lambda reason: reason == RESERVED_REASON)
-    todo = []
+    todo, seen = [], {}
     for name, payload in items:
         summary.inputs += 1
-        if writer.is_done(name):
+        unique = disambiguate(name, seen)
+        if unique != name:
+            summary.renamed.append(unique)
+        if writer.is_done(unique):
             summary.skipped_done += 1
         else:
-            todo.append((name, payload))
-    unique = list({name: (name, p) for name, p in todo}.values())  # duplicate names: keep one
-    summary.duplicates, todo = len(todo) - len(unique), unique
+            todo.append((unique, payload))
+    summary.duplicates = len(summary.renamed)
     unreadable = [f for f in input_failures or [] if not writer.is_done(f[0])]
     summary.unreadable = len(unreadable)
     writer.add_failures(unreadable)
@@ -403,7 +434,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(reserved,))
         chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-        results = pool.imap(worker, todo, chunksize=chunk)
+        results = _watching(pool, pool.imap(worker, todo, chunksize=chunk))
     else:
         _init_worker(reserved)
         results = map(worker, todo)
@@ -434,3 +465,20 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if reason == RESERVED_REASON)
     summary.splits = {k: len(v) for k, v in index["splits"].items()}
     return summary
+
+
+def _watching(pool, results: Iterator) -> Iterator:
+    """The results of ``pool.imap``; :class:`WorkerDied` when a worker process dies, whose
+    task ``Pool`` would wait for without end (it replaces the worker without a word)."""
+    workers = {proc.pid: proc for proc in pool._pool}
+    while True:
+        try:
+            yield results.next(timeout=_POLL_S)
+        except StopIteration:
+            return
+        except mp.TimeoutError:
+            dead = [proc for proc in workers.values() if proc.exitcode is not None]
+            if dead or {proc.pid for proc in pool._pool} != set(workers):
+                code = dead[0].exitcode if dead else None
+                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of memory or "
+                                 "crashed); the molecules done are kept (rerun the command to resume)") from None
