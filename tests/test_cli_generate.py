@@ -587,6 +587,36 @@ def test_resume_refuses_an_edited_input(tiny_model, tmp_path, capsys):
     assert _generate(inp, out, tiny_model, "--resume") == 1
 
 
+def test_resume_by_another_molscore_version_is_usage_error(tiny_model, tmp_path, capsys,
+                                                         monkeypatch):
+    """The molscore version in OUTPUT.json was not compared: a run resumed by another version
+    (or from a settings file without one) mixed two versions' conformers in one output."""
+    import json
+
+    import molscore
+
+    inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
+    inp.write_text(RESUME_INPUT)
+    assert _generate(inp, out, tiny_model) == 1
+    before, settings = out.read_text(), tmp_path / "gen.sdf.json"
+    recorded = json.loads(settings.read_text())["molscore"]
+    assert recorded == molscore.__version__
+    monkeypatch.setattr(molscore, "__version__", "99.0")
+    capsys.readouterr()
+    assert _generate(inp, out, tiny_model, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"molscore generate: error: cannot resume {out}, written by molscore "
+                   f"{recorded}, with molscore 99.0; run without --resume to start afresh")
+    monkeypatch.undo()
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
+                                    if k != "molscore"}))
+    assert _generate(inp, out, tiny_model, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "written by molscore (version not recorded), with " \
+        f"molscore {recorded}; run without --resume" in err, err
+    assert out.read_text() == before
+
+
 def test_resume_with_a_damaged_settings_file_is_usage_error(tiny_model, tmp_path, capsys):
     inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
     inp.write_text(RESUME_INPUT)

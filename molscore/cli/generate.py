@@ -30,9 +30,10 @@ The settings of a run (options, model file and its SHA-256, a digest of the inpu
 names and SMILES, molscore version) are written to ``OUTPUT.json`` beside the output.
 --resume continues an interrupted run: it keeps the records the output and ``failures.csv``
 already hold, redoes the last molecule written (it may be incomplete) and appends the rest.
-It refuses other settings or another input. A molecule's conformers depend only on its
-input, the options and --seed, so the resumed output is the one an uninterrupted run writes
-(another --batch-size, --device or --workers changes only float rounding).
+It refuses another molscore version, other settings or another input. A molecule's
+conformers depend only on its input, the options and --seed, so the resumed output is the one
+an uninterrupted run writes (another --batch-size, --device or --workers changes only float
+rounding).
 
 Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
 structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
@@ -210,6 +211,11 @@ def _resume_point(out: Path, failures: Path, settings: dict,
         raise UsageError(f"cannot resume: {record} is not the settings file of a molscore run "
                          f"({before if isinstance(before, Exception) else type(before).__name__}); "
                          "run without --resume to start afresh")
+    if before.get("molscore") != settings["molscore"]:   # one output, two versions' conformers
+        was = before.get("molscore")
+        raise UsageError(f"cannot resume {out}, written by molscore "
+                         f"{'(version not recorded)' if was is None else was}, with molscore "
+                         f"{settings['molscore']}; run without --resume to start afresh")
     for key in ("model_sha256", "options"):
         if before.get(key) != settings[key]:
             old, new = before.get(key), settings[key]
