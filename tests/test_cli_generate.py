@@ -587,6 +587,51 @@ def test_resume_refuses_an_edited_input(tiny_model, tmp_path, capsys):
     assert _generate(inp, out, tiny_model, "--resume") == 1
 
 
+def test_resume_refuses_an_sdf_input_with_the_same_smiles_but_other_records(tiny_model, tmp_path,
+                                                                           capsys):
+    """input_sha256 covered an SDF record's name and SMILES only, but its coordinates (the
+    stereo of a phosphine's P, which its SMILES leaves unspecified), atom order and properties
+    change the output too: such an edited input was resumed into one output with the old."""
+    from molscore.chem.io import read_records
+
+    phosphine = Chem.AddHs(Chem.MolFromSmiles("CCP(C)c1ccccc1"))
+    AllChem.EmbedMolecule(phosphine, randomSeed=7)
+    phosphine.SetProp("_Name", "phosphine")
+    mirrored = Chem.Mol(phosphine)
+    conf = mirrored.GetConformer()
+    for i in range(mirrored.GetNumAtoms()):
+        x, y, z = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (-x, y, z))
+    reversed_atoms = Chem.RenumberAtoms(phosphine, list(range(phosphine.GetNumAtoms()))[::-1])
+    reversed_atoms.SetProp("_Name", "phosphine")
+    other_property = Chem.Mol(phosphine)
+    other_property.SetProp("vendor_id", "V-2")
+    ethanol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(ethanol, randomSeed=1)
+    ethanol.SetProp("_Name", "ethanol")
+
+    def sdf(path, first):
+        with Chem.SDWriter(str(path)) as writer:
+            for mol in (first, ethanol):
+                writer.write(mol)
+        return [(r.name, r.smiles) for r in read_records(str(path))]
+
+    def generate(path, *extra) -> int:
+        return main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model,
+                     "-n", "1", "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress",
+                     *extra])
+
+    inp, edited, out = tmp_path / "in.sdf", tmp_path / "edited.sdf", tmp_path / "gen.sdf"
+    names_and_smiles = sdf(inp, phosphine)
+    assert generate(inp) == 0
+    capsys.readouterr()
+    for first in (mirrored, reversed_atoms, other_property):
+        assert sdf(edited, first) == names_and_smiles
+        assert generate(edited, "--resume") == 2
+        assert "with another input" in capsys.readouterr().err
+    assert generate(inp, "--resume") == 0
+
+
 def test_resume_by_another_molscore_version_is_usage_error(tiny_model, tmp_path, capsys,
                                                          monkeypatch):
     """The molscore version in OUTPUT.json was not compared: a run resumed by another version
