@@ -357,13 +357,73 @@ def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     assert not sys.stdin.closed                      # reading stdin leaves it open
 
 
-def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize("rest", ["C" * 200_000 + ",x\n", "CCN,amine\nCCC,propane\n"])
+def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys, rest):
+    """A quote left open would make the rest of the file one cell: in a small file the records
+    after it were lost (one failed record instead), in a large one the file was refused only
+    by csv's field size limit."""
     inp = tmp_path / "big.csv"
-    inp.write_text("smiles,name\nCCO,ethanol\n\"" + "C" * 200_000 + ",x\n")   # unclosed quote
+    inp.write_text("smiles,name\nCCO,ethanol\n\"" + rest)                 # unclosed quote
     rc = main(["generate", "--input", str(inp), "-o", str(tmp_path / "x.sdf"), "--model", tiny_model])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err == ("molscore generate: error: malformed CSV near line 3: field larger "
-                               "than field limit (131072)")
+    assert rc == 2 and err == ("molscore generate: error: malformed CSV: the quote opened near "
+                               "line 3 is not closed (the rest of the file would be one cell)")
+
+
+def test_read_records_reads_cells_lines_and_properties_of_any_length(tmp_path):
+    """A CSV cell over csv.field_size_limit() (131072 characters) refused the whole file
+    ('malformed CSV near line 5002: field larger than field limit'); .smi lines and SDF
+    properties had no such limit. csv's limit is raised only while a row is parsed."""
+    import csv
+
+    from molscore.chem.io import read_records
+
+    limit = csv.field_size_limit()
+    rows = [f"CCO,ethanol_{i}" for i in range(10_000)]
+    rows[5000] = '"' + "C" * 200_000 + '",giant'
+    rows[7000] = "c1ccccc1" * 20_000 + ",giant_unquoted"
+    inp = tmp_path / "big.csv"
+    inp.write_text("smiles,name\n" + "\n".join(rows) + "\n")
+    records = read_records(str(inp), name_column="name")
+    first = next(records)
+    assert (first.name, first.smiles) == ("ethanol_0", "CCO")
+    assert csv.field_size_limit() == limit              # not while the reader is paused
+    records = [first, *records]
+    assert len(records) == 10_000 and csv.field_size_limit() == limit
+    assert [(r.index, r.name, len(r.smiles)) for r in records if len(r.smiles) > 3] == [
+        (5000, "giant", 200_000), (7000, "giant_unquoted", 160_000)]
+    smi = tmp_path / "big.smi"
+    smi.write_text("CCO a\n" + "C" * 300_000 + " giant\nCCN b\n")
+    assert [(r.name, len(r.smiles)) for r in read_records(str(smi))] == [
+        ("a", 3), ("giant", 300_000), ("b", 3)]
+    mol = Chem.MolFromSmiles("CCO")
+    mol.SetProp("note", "N" * 300_000)
+    with Chem.SDWriter(str(tmp_path / "big.sdf")) as writer:
+        writer.write(mol)
+    [record] = read_records(str(tmp_path / "big.sdf"))
+    assert len(record.mol.GetProp("note")) == 300_000
+
+
+def test_a_csv_cell_over_the_field_size_limit_fails_as_its_record(tiny_model, tmp_path, capsys):
+    """The record of a giant cell fails with its reason and the run goes on; --resume reads
+    its failures.csv row (over csv's limit too) back."""
+    import csv
+
+    from molscore.chem.io import failure_names
+
+    giant = "C(" * 70_000                            # 140,000 characters, not a SMILES
+    inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
+    inp.write_text(f'name,smiles\nethanol,CCO\ngiant,"{giant}"\namine,CCN\n')
+    assert _generate(inp, out, tiny_model) == 1
+    assert "2 molecule(s), 4 conformer(s)" in capsys.readouterr().err
+    assert [m.GetProp("_Name") for m in _records(out)] == ["ethanol"] * 2 + ["amine"] * 2
+    failures = tmp_path / "failures.csv"
+    assert failure_names(failures) == ["giant"]
+    assert f"giant,{giant},invalid SMILES 'C(C(C(" in failures.read_text()
+    before = out.read_text(), failures.read_text()
+    assert _generate(inp, out, tiny_model, "--resume") == 1
+    assert (out.read_text(), failures.read_text()) == before
+    assert csv.field_size_limit() == 131072
 
 
 def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys):
