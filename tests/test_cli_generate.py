@@ -357,13 +357,73 @@ def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     assert not sys.stdin.closed                      # reading stdin leaves it open
 
 
-def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize("rest", ["C" * 200_000 + ",x\n", "CCN,amine\nCCC,propane\n"])
+def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys, rest):
+    """A quote left open would make the rest of the file one cell: in a small file the records
+    after it were lost (one failed record instead), in a large one the file was refused only
+    by csv's field size limit."""
     inp = tmp_path / "big.csv"
-    inp.write_text("smiles,name\nCCO,ethanol\n\"" + "C" * 200_000 + ",x\n")   # unclosed quote
+    inp.write_text("smiles,name\nCCO,ethanol\n\"" + rest)                 # unclosed quote
     rc = main(["generate", "--input", str(inp), "-o", str(tmp_path / "x.sdf"), "--model", tiny_model])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err == ("molscore generate: error: malformed CSV near line 3: field larger "
-                               "than field limit (131072)")
+    assert rc == 2 and err == ("molscore generate: error: malformed CSV: the quote opened near "
+                               "line 3 is not closed (the rest of the file would be one cell)")
+
+
+def test_read_records_reads_cells_lines_and_properties_of_any_length(tmp_path):
+    """A CSV cell over csv.field_size_limit() (131072 characters) refused the whole file
+    ('malformed CSV near line 5002: field larger than field limit'); .smi lines and SDF
+    properties had no such limit. csv's limit is raised only while a row is parsed."""
+    import csv
+
+    from molscore.chem.io import read_records
+
+    limit = csv.field_size_limit()
+    rows = [f"CCO,ethanol_{i}" for i in range(10_000)]
+    rows[5000] = '"' + "C" * 200_000 + '",giant'
+    rows[7000] = "c1ccccc1" * 20_000 + ",giant_unquoted"
+    inp = tmp_path / "big.csv"
+    inp.write_text("smiles,name\n" + "\n".join(rows) + "\n")
+    records = read_records(str(inp), name_column="name")
+    first = next(records)
+    assert (first.name, first.smiles) == ("ethanol_0", "CCO")
+    assert csv.field_size_limit() == limit              # not while the reader is paused
+    records = [first, *records]
+    assert len(records) == 10_000 and csv.field_size_limit() == limit
+    assert [(r.index, r.name, len(r.smiles)) for r in records if len(r.smiles) > 3] == [
+        (5000, "giant", 200_000), (7000, "giant_unquoted", 160_000)]
+    smi = tmp_path / "big.smi"
+    smi.write_text("CCO a\n" + "C" * 300_000 + " giant\nCCN b\n")
+    assert [(r.name, len(r.smiles)) for r in read_records(str(smi))] == [
+        ("a", 3), ("giant", 300_000), ("b", 3)]
+    mol = Chem.MolFromSmiles("CCO")
+    mol.SetProp("note", "N" * 300_000)
+    with Chem.SDWriter(str(tmp_path / "big.sdf")) as writer:
+        writer.write(mol)
+    [record] = read_records(str(tmp_path / "big.sdf"))
+    assert len(record.mol.GetProp("note")) == 300_000
+
+
+def test_a_csv_cell_over_the_field_size_limit_fails_as_its_record(tiny_model, tmp_path, capsys):
+    """The record of a giant cell fails with its reason and the run goes on; --resume reads
+    its failures.csv row (over csv's limit too) back."""
+    import csv
+
+    from molscore.chem.io import failure_names
+
+    giant = "C(" * 70_000                            # 140,000 characters, not a SMILES
+    inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
+    inp.write_text(f'name,smiles\nethanol,CCO\ngiant,"{giant}"\namine,CCN\n')
+    assert _generate(inp, out, tiny_model) == 1
+    assert "2 molecule(s), 4 conformer(s)" in capsys.readouterr().err
+    assert [m.GetProp("_Name") for m in _records(out)] == ["ethanol"] * 2 + ["amine"] * 2
+    failures = tmp_path / "failures.csv"
+    assert failure_names(failures) == ["giant"]
+    assert f"giant,{giant},invalid SMILES 'C(C(C(" in failures.read_text()
+    before = out.read_text(), failures.read_text()
+    assert _generate(inp, out, tiny_model, "--resume") == 1
+    assert (out.read_text(), failures.read_text()) == before
+    assert csv.field_size_limit() == 131072
 
 
 def test_non_utf8_input_is_usage_error_naming_the_line(tiny_model, tmp_path, capsys):
@@ -585,6 +645,81 @@ def test_resume_refuses_an_edited_input(tiny_model, tmp_path, capsys):
     assert _generate(edited, out, tiny_model, "--resume") == 2
     assert "another input" in capsys.readouterr().err
     assert _generate(inp, out, tiny_model, "--resume") == 1
+
+
+def test_resume_refuses_an_sdf_input_with_the_same_smiles_but_other_records(tiny_model, tmp_path,
+                                                                           capsys):
+    """input_sha256 covered an SDF record's name and SMILES only, but its coordinates (the
+    stereo of a phosphine's P, which its SMILES leaves unspecified), atom order and properties
+    change the output too: such an edited input was resumed into one output with the old."""
+    from molscore.chem.io import read_records
+
+    phosphine = Chem.AddHs(Chem.MolFromSmiles("CCP(C)c1ccccc1"))
+    AllChem.EmbedMolecule(phosphine, randomSeed=7)
+    phosphine.SetProp("_Name", "phosphine")
+    mirrored = Chem.Mol(phosphine)
+    conf = mirrored.GetConformer()
+    for i in range(mirrored.GetNumAtoms()):
+        x, y, z = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (-x, y, z))
+    reversed_atoms = Chem.RenumberAtoms(phosphine, list(range(phosphine.GetNumAtoms()))[::-1])
+    reversed_atoms.SetProp("_Name", "phosphine")
+    other_property = Chem.Mol(phosphine)
+    other_property.SetProp("vendor_id", "V-2")
+    ethanol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(ethanol, randomSeed=1)
+    ethanol.SetProp("_Name", "ethanol")
+
+    def sdf(path, first):
+        with Chem.SDWriter(str(path)) as writer:
+            for mol in (first, ethanol):
+                writer.write(mol)
+        return [(r.name, r.smiles) for r in read_records(str(path))]
+
+    def generate(path, *extra) -> int:
+        return main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model,
+                     "-n", "1", "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress",
+                     *extra])
+
+    inp, edited, out = tmp_path / "in.sdf", tmp_path / "edited.sdf", tmp_path / "gen.sdf"
+    names_and_smiles = sdf(inp, phosphine)
+    assert generate(inp) == 0
+    capsys.readouterr()
+    for first in (mirrored, reversed_atoms, other_property):
+        assert sdf(edited, first) == names_and_smiles
+        assert generate(edited, "--resume") == 2
+        assert "with another input" in capsys.readouterr().err
+    assert generate(inp, "--resume") == 0
+
+
+def test_resume_by_another_molscore_version_is_usage_error(tiny_model, tmp_path, capsys,
+                                                         monkeypatch):
+    """The molscore version in OUTPUT.json was not compared: a run resumed by another version
+    (or from a settings file without one) mixed two versions' conformers in one output."""
+    import json
+
+    import molscore
+
+    inp, out = tmp_path / "mols.csv", tmp_path / "gen.sdf"
+    inp.write_text(RESUME_INPUT)
+    assert _generate(inp, out, tiny_model) == 1
+    before, settings = out.read_text(), tmp_path / "gen.sdf.json"
+    recorded = json.loads(settings.read_text())["molscore"]
+    assert recorded == molscore.__version__
+    monkeypatch.setattr(molscore, "__version__", "99.0")
+    capsys.readouterr()
+    assert _generate(inp, out, tiny_model, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"molscore generate: error: cannot resume {out}, written by molscore "
+                   f"{recorded}, with molscore 99.0; run without --resume to start afresh")
+    monkeypatch.undo()
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
+                                    if k != "molscore"}))
+    assert _generate(inp, out, tiny_model, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "written by molscore (version not recorded), with " \
+        f"molscore {recorded}; run without --resume" in err, err
+    assert out.read_text() == before
 
 
 def test_resume_with_a_damaged_settings_file_is_usage_error(tiny_model, tmp_path, capsys):

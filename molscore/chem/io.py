@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -224,38 +225,83 @@ def _column(header: Sequence[str], wanted: str) -> str | None:
     return loose[0] if len(loose) == 1 else None
 
 
+# csv's field size limit while a CSV input is parsed: the largest a C long holds everywhere,
+# so that a cell over csv's default (131072 characters, a giant SMILES) is read and fails as
+# its record instead of the whole file.
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+# A line read after a CSV input's last: a row of its own, unless a quote left open takes it
+# into its cell (which would hold the rest of the file). No NUL: Python 3.10's csv refuses it.
+_CSV_END = "\uffffmolscore: end of input\uffff"
+
+
+@contextmanager
+def _csv_field_limit() -> Iterator[None]:
+    """csv's field size limit raised to :data:`_CSV_FIELD_LIMIT`, then restored (it is the
+    module's, so it is raised only while parsing, never while a row is yielded)."""
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The next row of a ``csv.reader`` of lines that end with :data:`_CSV_END` (``[]`` for a
+    blank line), parsed with :func:`_csv_field_limit`; None after the last.
+
+    Raises:
+        InputFormatError: a quote is not closed.
+    """
+    start = reader.line_num + 1
+    with _csv_field_limit():
+        cells = next(reader)
+    if cells == [_CSV_END]:
+        return None
+    if cells and cells[-1].endswith(_CSV_END):
+        raise InputFormatError(f"malformed CSV: the quote opened near line {start} is not "
+                               "closed (the rest of the file would be one cell)")
+    return cells
+
+
 def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
               delimiter: str) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per row; blank lines before the header are skipped. A column is
-    found as :func:`_column` says. When the header has no ``smiles_column`` with
+    """``(SMILES, name)`` per row; blank lines before the header and blank rows are skipped.
+    A column is found as :func:`_column` says (of columns of the same name, the last, as
+    ``csv.DictReader`` takes it). When the header has no ``smiles_column`` with
     ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
-    that delimiter is used."""
+    that delimiter is used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
     first = handle.readline()
     while first and not first.strip():
         first = handle.readline()
-    header_line = next(csv.reader([first], delimiter=delimiter), [])
-    if _column(header_line, smiles_column) is None:
-        delimiter = next((d for d in (";", "\t") if d != delimiter and _column(
-            next(csv.reader([first], delimiter=d), []), smiles_column) is not None), delimiter)
-    reader = csv.DictReader(itertools.chain([first], handle), delimiter=delimiter)
-    header = reader.fieldnames or []
-    found = _column(header, smiles_column)
-    if found is None:
-        raise InputFormatError(f"CSV has no column {smiles_column!r} (columns: "
-                               f"{', '.join(header) or 'none'}); use --smiles-column")
-    smiles_column = found
-    if name_column is not None:
-        found = _column(header, name_column)
-        if found is None:
-            raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
-                                   f"{', '.join(header)}); use --name-column")
-        name_column = found
+    with _csv_field_limit():
+        header_line = next(csv.reader([first], delimiter=delimiter), [])
+        if _column(header_line, smiles_column) is None:
+            delimiter = next((d for d in (";", "\t") if d != delimiter and _column(
+                next(csv.reader([first], delimiter=d), []), smiles_column) is not None),
+                delimiter)
+    reader = csv.reader(itertools.chain([first], handle, [_CSV_END]), delimiter=delimiter)
     try:
-        for row in reader:
-            smiles = (row.get(smiles_column) or "").strip()
-            name = (row.get(name_column) or "").strip() if name_column else None
+        header = (_next_row(reader) or []) if first else []
+        found = _column(header, smiles_column)
+        if found is None:
+            raise InputFormatError(f"CSV has no column {smiles_column!r} (columns: "
+                                   f"{', '.join(header) or 'none'}); use --smiles-column")
+        position = {column: i for i, column in enumerate(header)}
+        smiles_at, name_at = position[found], None
+        if name_column is not None:
+            found = _column(header, name_column)
+            if found is None:
+                raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
+                                       f"{', '.join(header)}); use --name-column")
+            name_at = position[found]
+        while (cells := _next_row(reader)) is not None:
+            if not cells:
+                continue
+            smiles = cells[smiles_at].strip() if smiles_at < len(cells) else ""
+            name = cells[name_at].strip() if name_at is not None and name_at < len(cells) else ""
             yield smiles, (name or None)
-    except csv.Error as err:                   # e.g. a field over csv.field_size_limit()
+    except csv.Error as err:                   # e.g. a cell over _CSV_FIELD_LIMIT characters
         raise InputFormatError(f"malformed CSV near line {reader.line_num + 1}: {err}") from None
 
 
@@ -293,8 +339,8 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
 
     Raises:
         InputFormatError: missing file, missing CSV column (raised on the first ``next``),
-            text that is not UTF-8, malformed CSV or a truncated gzip stream (raised where
-            it is met, naming the line).
+            text that is not UTF-8, malformed CSV (a quote left open) or a truncated gzip
+            stream (raised where it is met, naming the line).
     """
     fmt = _guess_format(path, fmt)
     if fmt == "sdf":
@@ -466,8 +512,9 @@ def sdf_record_names(path: str | os.PathLike) -> list[str]:
 
 def failure_names(path: str | os.PathLike) -> list[str]:
     """``name`` of every complete row of a ``failures.csv`` (none when it does not exist)."""
-    return [next(csv.reader(io.StringIO(row, newline="")))[0]
-            for row in _failure_rows(Path(path))]
+    with _csv_field_limit():             # a row may hold a giant input record
+        return [next(csv.reader(io.StringIO(row, newline="")))[0]
+                for row in _failure_rows(Path(path))]
 
 
 def keep_first_records(sdf: str | os.PathLike, n_records: int,

@@ -27,12 +27,14 @@ Records that cannot be done go to ``failures.csv`` next to the output (columns
 status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
 
 The settings of a run (options, model file and its SHA-256, a digest of the input records'
-names and SMILES, molscore version) are written to ``OUTPUT.json`` beside the output.
+names and SMILES, and of SDF records' atoms, coordinates and properties, molscore version) are
+written to ``OUTPUT.json`` beside the output.
 --resume continues an interrupted run: it keeps the records the output and ``failures.csv``
 already hold, redoes the last molecule written (it may be incomplete) and appends the rest.
-It refuses other settings or another input. A molecule's conformers depend only on its
-input, the options and --seed, so the resumed output is the one an uninterrupted run writes
-(another --batch-size, --device or --workers changes only float rounding).
+It refuses another molscore version, other settings or another input. A molecule's
+conformers depend only on its input, the options and --seed, so the resumed output is the one
+an uninterrupted run writes (another --batch-size, --device or --workers changes only float
+rounding).
 
 Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
 structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
@@ -174,10 +176,21 @@ def _records(args, duplicates: list[str]):
 _FREE_OPTIONS = ("batch_size", "compile")
 
 
-def _run_settings(options, model: Path, inputs: list[tuple[str, str]]) -> dict:
+def _sdf_content(mol) -> list:
+    """What of an SDF input record ``mol`` changes the output beyond its name and SMILES: its
+    molfile as read (the atom order and explicit hydrogens the output keeps; the coordinates,
+    from which the stereo of a centre its SMILES leaves unspecified, such as a phosphine's,
+    is taken) and its properties, which the output records carry."""
+    from rdkit import Chem
+
+    return [Chem.MolToMolBlock(mol), [[key, mol.GetProp(key)] for key in mol.GetPropNames()]]
+
+
+def _run_settings(options, model: Path, inputs: list[tuple]) -> dict:
     """The settings a resumed run must share: version, model, options and ``input_sha256``,
-    a digest of the ``(name, SMILES)`` of every input record in order (so the same names
-    with other molecules are another input)."""
+    a digest of ``inputs``, per input record in order its ``(name, SMILES)`` and, for an SDF
+    record, its :func:`_sdf_content` (so the same names with other molecules, or with the
+    same SMILES but other atoms, coordinates or properties, are another input)."""
     from .. import __version__
 
     digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None
@@ -210,6 +223,11 @@ def _resume_point(out: Path, failures: Path, settings: dict,
         raise UsageError(f"cannot resume: {record} is not the settings file of a molscore run "
                          f"({before if isinstance(before, Exception) else type(before).__name__}); "
                          "run without --resume to start afresh")
+    if before.get("molscore") != settings["molscore"]:   # one output, two versions' conformers
+        was = before.get("molscore")
+        raise UsageError(f"cannot resume {out}, written by molscore "
+                         f"{'(version not recorded)' if was is None else was}, with molscore "
+                         f"{settings['molscore']}; run without --resume to start afresh")
     for key in ("model_sha256", "options"):
         if before.get(key) != settings[key]:
             old, new = before.get(key), settings[key]
@@ -227,8 +245,9 @@ def _resume_point(out: Path, failures: Path, settings: dict,
         raise UsageError(f"cannot resume: {out} holds {unknown[0]!r}, which is not a record of "
                          "this input")
     if before.get("input_sha256", settings["input_sha256"]) != settings["input_sha256"]:
-        raise UsageError(f"cannot resume {out} with another input (records' names or SMILES "
-                         "differ from the run's); run without --resume to start afresh")
+        raise UsageError(f"cannot resume {out} with another input (records' names, SMILES or "
+                         "SDF records differ from the run's); run without --resume to start "
+                         "afresh")
     done = set(written) | set(failed)
     start = next((i for i, name in enumerate(names) if name not in done), len(names))
     if written:                          # the last molecule written may be incomplete
@@ -276,7 +295,8 @@ def run(args) -> int:
             if rec.error:
                 bad_early[rec.index] = rec
             items.append((rec.index, rec.name, rec.smiles if rec.mol is None else rec.mol))
-            inputs.append((rec.name, rec.smiles))
+            inputs.append((rec.name, rec.smiles) if rec.mol is None else
+                          (rec.name, rec.smiles, _sdf_content(rec.mol)))
         else:
             items.append((0, rec[0], rec[1]))
             inputs.append((rec[0], rec[1]))
