@@ -22,13 +22,13 @@ from rdkit import Chem
 from tqdm.auto import tqdm
 
 from .generate import ConformerGenerator, GenerateOptions, GenerationResult
+from .pool_watch import WorkerDied, watch
 
 __all__ = ["generate_in_processes", "WorkerDied"]
 
 _PICKLE = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOptions.CoordsAsDouble
 _WORKER_ARGS: tuple[str | None, GenerateOptions] | None = None
 _WORKER: ConformerGenerator | None = None
-_POLL_S = 1.0          # seconds between checks that every worker process is still alive
 
 # What a worker sends back per molecule: name, input, molecule pickle or None, error, dropped.
 _Packed = tuple[str, str, bytes | None, str | None, list[str]]
@@ -52,29 +52,6 @@ def _run_chunk(items: list[tuple[str, str | bytes]]) -> list[_Packed]:
     mols = ((name, Chem.Mol(x) if isinstance(x, bytes) else x) for name, x in items)
     return [(r.name, r.input, None if r.mol is None else r.mol.ToBinary(_PICKLE), r.error, r.dropped)
             for r in _WORKER.run(mols)]
-
-
-class WorkerDied(RuntimeError):
-    """A worker process of :func:`generate_in_processes` exited while the run needed it."""
-
-
-def _in_order(pool, results) -> Iterator[list[_Packed]]:
-    """The chunks of ``pool.imap``'s ``results``; :class:`WorkerDied` when a worker process dies
-    (killed, out of memory, a crash in native code), whose chunk ``Pool`` would wait for
-    without end (it replaces the worker silently; the workers never exit by themselves)."""
-    workers = {proc.pid: proc for proc in pool._pool}
-    while True:
-        try:
-            yield results.next(timeout=_POLL_S)
-        except StopIteration:
-            return
-        except mp.TimeoutError:
-            dead = [proc for proc in workers.values() if proc.exitcode is not None]
-            if dead or {proc.pid for proc in pool._pool} != set(workers):
-                code = dead[0].exitcode if dead else None
-                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of "
-                                   "memory or crashed); the records before its chunk are done "
-                                   "(generate --resume continues)") from None
 
 
 def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: int, *,
@@ -109,7 +86,9 @@ def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: 
     with tqdm(total=total, unit="mol", disable=not progress) as bar, \
             mp.get_context("spawn").Pool(workers, initializer=_start_worker,
                                          initargs=(model, options)) as pool:
-        for packed in _in_order(pool, pool.imap(_run_chunk, chunks)):
+        for packed in watch(pool, pool.imap(_run_chunk, chunks),
+                            "the records before its chunk are done (generate --resume "
+                            "continues)"):
             for name, text, binary, error, dropped in packed:
                 bar.update(1)
                 yield GenerationResult(name=name, input=text,

@@ -152,6 +152,18 @@ def test_query_molecules_are_refused(smarts):
         prepare_mol(Chem.MolFromSmarts(smarts))
 
 
+def test_a_molfile_with_only_a_query_bond_is_refused():
+    """Plain atoms, one 'any' bond (molfile bond type 8): the bond alone makes it a query."""
+    block = ("\n  test\n\n  2  1  0  0  0  0  0  0  0  0999 V2000\n"
+             "    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+             "    1.5000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+             "  1  2  8  0\nM  END\n")
+    mol = Chem.MolFromMolBlock(block, sanitize=False)
+    assert not any(a.HasQuery() for a in mol.GetAtoms())
+    with pytest.raises(MoleculeError, match="query atoms or bonds"):
+        prepare_mol(mol)
+
+
 def test_charged_zwitterion_fragments_and_coordinates():
     z = prepare_mol("C[N+](C)(C)CC(=O)[O-]")  # betaine
     assert sum(a.GetFormalCharge() for a in z.GetAtoms()) == 0 and z.GetNumAtoms() == 19

@@ -75,10 +75,10 @@ def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
     items = [(f"m{i}", "CCCCCCCCCCO") for i in range(40)]
     options = GenerateOptions(n=2, steps=3, seed=1, max_retries=0, cleanup=False)
     results = generate_in_processes(items, 2, model=tiny_model, options=options, chunk=1)
+    assert next(results).name == "m0"    # the workers are up (slow on a loaded machine)
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(120)
     try:
-        assert next(results).name == "m0"
         os.kill(mp.active_children()[0].pid, signal.SIGKILL)
         with pytest.raises(RuntimeError, match="a worker process died"):
             list(results)

@@ -106,7 +106,7 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
         raise MoleculeError(f"expected a SMILES string or an RDKit Mol, got {type(smiles_or_mol).__name__}")
     if mol.GetNumAtoms() == 0:
         raise MoleculeError(f"invalid {label}: no atoms")
-    if any(a.HasQuery() for a in mol.GetAtoms()) or any(b.HasQuery() for b in mol.GetBonds()):
+    if mol.HasQuery():  # any query atom or bond (``mol.GetBonds()`` in Python is O(n^2))
         raise MoleculeError(f"invalid {label}: query atoms or bonds (a SMARTS pattern?)")
     try:
         with rdBase.BlockLogs():

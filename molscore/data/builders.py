@@ -39,6 +39,7 @@ from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import InputFormatError, _guess_format, disambiguate, read_records
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
+from ..pool_watch import WorkerDied, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import RESERVED_REASON, is_reserved, load_reserved
@@ -333,11 +334,6 @@ class BuildSummary:
     renamed: list[str] = field(default_factory=list)
 
 
-class WorkerDied(RuntimeError):
-    """A worker process of :func:`run_build` exited while the build needed it."""
-
-
-_POLL_S = 1.0          # seconds between checks that every worker process is still alive
 _WORKER_RESERVED: frozenset[str] | None = None
 
 
@@ -434,7 +430,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(reserved,))
         chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-        results = _watching(pool, pool.imap(worker, todo, chunksize=chunk))
+        results = watch(pool, pool.imap(worker, todo, chunksize=chunk),
+                        "the molecules done are kept (rerun the command to resume)")
     else:
         _init_worker(reserved)
         results = map(worker, todo)
@@ -466,19 +463,3 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     summary.splits = {k: len(v) for k, v in index["splits"].items()}
     return summary
 
-
-def _watching(pool, results: Iterator) -> Iterator:
-    """The results of ``pool.imap``; :class:`WorkerDied` when a worker process dies, whose
-    task ``Pool`` would wait for without end (it replaces the worker without a word)."""
-    workers = {proc.pid: proc for proc in pool._pool}
-    while True:
-        try:
-            yield results.next(timeout=_POLL_S)
-        except StopIteration:
-            return
-        except mp.TimeoutError:
-            dead = [proc for proc in workers.values() if proc.exitcode is not None]
-            if dead or {proc.pid for proc in pool._pool} != set(workers):
-                code = dead[0].exitcode if dead else None
-                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of memory or "
-                                 "crashed); the molecules done are kept (rerun the command to resume)") from None

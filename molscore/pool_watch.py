@@ -1,0 +1,48 @@
+"""Waiting on a :class:`multiprocessing.pool.Pool` without hanging when a worker dies.
+
+``Pool`` replaces a worker process that dies (killed, out of memory, a crash in native code)
+without a word and waits for its task without end. :func:`watch` yields ``pool.imap``'s
+results and checks the workers while it waits.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from multiprocessing.pool import IMapIterator, Pool
+from typing import TypeVar
+
+__all__ = ["WorkerDied", "watch"]
+
+T = TypeVar("T")
+POLL_S = 1.0          # seconds between checks that every worker process is still alive
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of a pool exited while the run needed it."""
+
+
+def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:
+    """The items of ``results`` (``pool.imap(...)``), in order.
+
+    Args:
+        pool: the pool running ``results``.
+        results: its ``imap`` iterator.
+        kept: what the caller keeps when a worker dies, ending the error message.
+
+    Raises:
+        WorkerDied: a worker process died, or was replaced, while waiting (checked every
+            :data:`POLL_S` seconds). Reads ``Pool._pool``, its list of worker processes:
+            private, but there since Python 2.6, and the only way to see a replaced worker.
+    """
+    workers = {proc.pid: proc for proc in pool._pool}
+    while True:
+        try:
+            yield results.next(timeout=POLL_S)
+        except StopIteration:
+            return
+        except mp.TimeoutError:
+            dead = [proc for proc in workers.values() if proc.exitcode is not None]
+            if dead or {proc.pid for proc in pool._pool} != set(workers):
+                code = dead[0].exitcode if dead else None
+                raise WorkerDied(f"a worker process died (exit code {code}: killed, out of "
+                                 f"memory or crashed); {kept}") from None
