@@ -176,14 +176,16 @@ def _records(args, duplicates: list[str]):
 _FREE_OPTIONS = ("batch_size", "compile")
 
 
-def _sdf_content(mol) -> list:
-    """What of an SDF input record ``mol`` changes the output beyond its name and SMILES: its
-    molfile as read (the atom order and explicit hydrogens the output keeps; the coordinates,
-    from which the stereo of a centre its SMILES leaves unspecified, such as a phosphine's,
-    is taken) and its properties, which the output records carry."""
+def _sdf_content(mol) -> str:
+    """SHA-256 (hex) of what of an SDF input record ``mol`` changes the output beyond its name
+    and SMILES: its molfile as read (the atom order and explicit hydrogens the output keeps;
+    the coordinates, from which the stereo of a centre its SMILES leaves unspecified, such as
+    a phosphine's, is taken) and its properties, which the output records carry. A digest, so
+    that a large SDF input's settings digest does not hold every record's text at once."""
     from rdkit import Chem
 
-    return [Chem.MolToMolBlock(mol), [[key, mol.GetProp(key)] for key in mol.GetPropNames()]]
+    content = [Chem.MolToMolBlock(mol), [[key, mol.GetProp(key)] for key in mol.GetPropNames()]]
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _run_settings(options, model: Path, inputs: list[tuple]) -> dict:
