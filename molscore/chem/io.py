@@ -39,7 +39,8 @@ from rdkit import Chem, rdBase
 
 __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
-           "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title"]
+           "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
+           "guess_format"]
 
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
@@ -75,7 +76,14 @@ class InputRecord:
     mol: Chem.Mol | None = None
 
 
-def _guess_format(path: str, fmt: str | None) -> str:
+def guess_format(path: str, fmt: str | None = None) -> str:
+    """The input format of ``path`` (one of :data:`FORMATS`): ``fmt`` when given, else by the
+    suffix (``.csv`` / ``.tsv`` are ``csv``, ``.sdf`` / ``.sd`` / ``.mol`` are ``sdf``, a
+    ``.gz`` after either is looked through; anything else and ``-``, standard input, ``smi``).
+
+    Raises:
+        InputFormatError: ``fmt`` is not one of :data:`FORMATS`.
+    """
     if fmt:
         if fmt not in FORMATS:
             raise InputFormatError(f"unknown input format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -342,7 +350,7 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             text that is not UTF-8, malformed CSV (a quote left open) or a truncated gzip
             stream (raised where it is met, naming the line).
     """
-    fmt = _guess_format(path, fmt)
+    fmt = guess_format(path, fmt)
     if fmt == "sdf":
         try:
             yield from _numbered(_sdf_rows(path, name_column), duplicates)

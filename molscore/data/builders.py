@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..chem.coords import add_conformer
 from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
-from ..chem.io import InputFormatError, _guess_format, disambiguate, read_records
+from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
@@ -145,7 +145,7 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
             UTF-8, a malformed CSV.
     """
     path = str(path)
-    if name_column is None and _guess_format(path, None) == "csv":
+    if name_column is None and guess_format(path) == "csv":
         name_column = next((c for c in ("name", "id") if _has_column(path, smiles_column, c)), None)
     items: list[tuple[str, str]] = []
     records = read_records(path, smiles_column=smiles_column, name_column=name_column, duplicates=duplicates)
