@@ -71,6 +71,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, 
                          restore_rng_state, save_atomic)
 from .ema import EMA
 from .objectives import WEIGHTINGS, get_objective
+from .paths import resolve_data_path
 from .tasks import Batch, TrainTask, get_task_module
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
@@ -451,7 +452,7 @@ class Trainer:
         if self.cfg["init"] is not None:
             self.meta["init"] = str(self.cfg["init"])
             if not resuming:
-                self._init_weights(Path(self.cfg["init"]))
+                self._init_weights(self.cfg["init"])
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
         self.ema_model = copy.deepcopy(self.model).eval()
 
@@ -487,9 +488,12 @@ class Trainer:
                 find_unused_parameters=bool(self.cfg["ddp_find_unused"]))
 
     # -- checkpoints ------------------------------------------------------------------
-    def _init_weights(self, path: Path) -> None:
-        """Start from the (EMA) weights of another run (fine-tuning); optimiser state is new."""
+    def _init_weights(self, init: str | os.PathLike) -> None:
+        """Start from the (EMA) weights of another run (fine-tuning); optimiser state is new.
+        ``init`` is looked for as data paths are (:func:`~molscore.paths.resolve_data_path`),
+        so the shipped configs' ``molscore/weights/conformer.pt`` is found from any folder."""
         try:
+            path = resolve_data_path(init)
             weights, meta = load_weights(path)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(f"init: {err}") from err

@@ -9,8 +9,8 @@ import torch
 from rdkit import Chem
 
 from molscore.chem.featurize import ATOM_FEAT_DIM
-from molscore.chem.task import (CoordScaled, InMemoryConformers, build_model, build_task,
-                                resolve_data_path)
+from molscore.chem.task import CoordScaled, InMemoryConformers, build_model, build_task
+from molscore.paths import resolve_data_path
 from molscore.checkpoint import load_checkpoint_model
 from molscore.data.reserved import inchikey_block
 from molscore.spaces import PointSetSpace

@@ -322,8 +322,23 @@ def test_init_refuses_other_tasks_and_missing_files(tmp_path):
     torch.save(ckpt, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="init: .* trained for task 'images'"):
         Trainer(base_config(init=str(tmp_path / "other.pt")), tmp_path / "b", device="cpu")
-    with pytest.raises(ConfigError, match="init: checkpoint not found"):
+    with pytest.raises(ConfigError, match="init: '.*none.pt' not found"):
         Trainer(base_config(init=str(tmp_path / "none.pt")), tmp_path / "c", device="cpu")
+
+
+def test_init_is_looked_for_as_data_paths_are(tmp_path, monkeypatch):
+    """A relative ``init:`` not under the working directory is looked for under the repository
+    root and ``$MOLSCORE_DATA_ROOT``, as data paths are (it was only tried against the working
+    directory, so the shipped fine-tuning configs failed from any other folder)."""
+    train(base_config(steps=2), tmp_path / "root" / "first", device="cpu", progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("MOLSCORE_DATA_ROOT", str(tmp_path / "root"))
+    trainer = Trainer(base_config(steps=2, init="first/checkpoint.pt"), tmp_path / "tuned",
+                      device="cpu", progress=False)
+    ema = torch.load(tmp_path / "root" / "first" / "checkpoint.pt", weights_only=True)["ema"]
+    for k, v in trainer.model.state_dict().items():
+        torch.testing.assert_close(v, ema["shadow"][k], rtol=0, atol=0)
 
 
 def test_nan_loss_stops_training(tmp_path):

@@ -24,7 +24,7 @@ Config sections read here (see ``configs/smoke.yaml``)::
     sde: {name: ve, sigma_min: 0.02, sigma_max: 15.0}
 
 Relative paths are resolved against the working directory, then the repository root,
-then ``$MOLSCORE_DATA_ROOT`` (:func:`resolve_data_path`).
+then ``$MOLSCORE_DATA_ROOT`` (:func:`molscore.paths.resolve_data_path`).
 
 Model coordinates are ``pos / coord_scale`` (Å / coord_scale); the backbone is wrapped
 in :class:`CoordScaled` so it always sees Å. Samples of a checkpoint are in model
@@ -32,7 +32,6 @@ units: multiply by ``meta["coord_scale"]`` to get Å.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,38 +44,18 @@ from torch_geometric.data import Batch as GraphBatch
 from torch_geometric.data import Data
 
 from ..models.param import ScoreModel
+from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
 from ..tasks import Batch, TrainTask
 from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
 
-__all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate", "resolve_data_path",
+__all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
            "build_task", "build_model", "DEFAULT_SDE", "CONFORMER_CHOICES"]
 
 TASK = "conformers"
 DEFAULT_SDE = {"name": "ve", "sigma_min": 0.02, "sigma_max": 15.0}
 CONFORMER_CHOICES = ("random", "boltzmann", "all", "first")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_data_path(path: str | os.PathLike) -> Path:
-    """Find a data path given in a config.
-
-    Tries, in order: the path as given (absolute, or relative to the working
-    directory), relative to the repository root, relative to ``$MOLSCORE_DATA_ROOT``.
-
-    Raises:
-        FileNotFoundError: none exists; the message lists the places tried.
-    """
-    path = Path(path).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
-    if not path.is_absolute() and os.environ.get("MOLSCORE_DATA_ROOT"):
-        candidates.append(Path(os.environ["MOLSCORE_DATA_ROOT"]) / path)
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate.resolve()
-    raise FileNotFoundError(f"data path {str(path)!r} not found (tried "
-                            f"{', '.join(str(c) for c in candidates)})")
 
 
 class CoordScaled(nn.Module):

@@ -193,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {s.unreadable} unreadable input records" if s.unreadable else ""))
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
           + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())
-          + f"; {s.total_reserved_dropped} reserved molecules dropped in total; failures in "
-          f"{args.output / 'failures.csv'}")
+          + f"; {s.total_reserved_dropped} reserved molecules dropped in total"
+          + (f"; failures in {args.output / 'failures.csv'}"
+             if (args.output / "failures.csv").is_file() else ""))
     return 0

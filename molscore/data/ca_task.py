@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..models.chain_graph import ChainGraphNet, chain_batch
 from ..models.param import ScoreModel
+from ..paths import resolve_data_path
 from ..samplers import sample
 from ..sde import make_sde
 from ..spaces import PointSetSpace
@@ -42,10 +43,9 @@ from .ca_metrics import trace_summary
 from .ca_traces import (CATraceCrops, Trace, load_npz_traces, read_structure_files, split_by_structure,
                         write_ca_pdb)
 
-__all__ = ["DEFAULTS", "DEFAULT_HPARAMS", "resolve_path", "load_traces", "collate", "build_task", "build_model",
+__all__ = ["DEFAULTS", "DEFAULT_HPARAMS", "load_traces", "collate", "build_task", "build_model",
            "generate", "sample_command"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STEPS = 500
 
 DEFAULTS = {
@@ -64,15 +64,6 @@ DEFAULT_HPARAMS = {
 """Backbone sizes used unless ``model.hparams`` overrides them (distances in model units)."""
 
 
-def resolve_path(path: str | Path) -> Path:
-    """An absolute path, a path relative to the working directory if it exists there, else
-    relative to the repository root."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO_ROOT / p
-
-
 def _section(cfg: dict, key: str) -> dict:
     given = cfg.get(key) or {}
     if not isinstance(given, dict):
@@ -86,6 +77,15 @@ def _section(cfg: dict, key: str) -> dict:
     return {**DEFAULTS[key], **given}
 
 
+def _found_or_given(path: str) -> Path:
+    """:func:`~molscore.paths.resolve_data_path`, or ``path`` as given when it is nowhere
+    (:func:`read_structure_files` then reports it and goes on)."""
+    try:
+        return resolve_data_path(path)
+    except FileNotFoundError:
+        return Path(path)
+
+
 def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> list[Trace]:
     """All chain segments of the configured sources with at least ``crop_length`` residues.
 
@@ -94,11 +94,12 @@ def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> li
     min_len = int(data_cfg["crop_length"])
     traces = []
     if data_cfg.get("npz"):
-        path = resolve_path(data_cfg["npz"])
-        if not path.is_file():
-            raise ValueError(f"data.npz: no such file {path}")
+        try:
+            path = resolve_data_path(data_cfg["npz"])
+        except FileNotFoundError as err:
+            raise ValueError(f"data.npz: {err}") from None
         traces += load_npz_traces(path, min_length=min_len)
-    files = [resolve_path(p) for p in data_cfg.get("structures") or []]
+    files = [_found_or_given(p) for p in data_cfg.get("structures") or []]
     if files:
         more, errors = read_structure_files(files, min_length=min_len)
         for e in errors:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..paths import resolve_data_path
+
 __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
            "load_image_source", "read_png", "write_png", "save_grid", "to_model_space",
            "to_levels", "split_holdout", "DEFAULT_MNIST"]
@@ -198,23 +200,21 @@ def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,
     return ImageSet(torch.stack(images), lab, 256, path.name)
 
 
-def load_image_source(source: str, root: str | Path | None = None, warn=None) -> ImageSet:
+def load_image_source(source: str, warn=None) -> ImageSet:
     """``digits``, ``mnist`` (the bundled 5k npz), an ``.npz`` path or a folder of PNGs.
 
-    Relative paths are tried against the current directory, then ``root`` (the repo root
-    by default).
+    Paths are looked for as :func:`molscore.paths.resolve_data_path` says (the working
+    directory, the repository root, ``$MOLSCORE_DATA_ROOT``).
     """
     if source == "digits":
         return load_digits_images()
     if source == "mnist":
         source = DEFAULT_MNIST
-    p = Path(source)
-    if not p.is_absolute() and not p.exists():
-        base = Path(root) if root is not None else Path(__file__).resolve().parents[2]
-        p = base / p
-    if not p.exists():
+    try:
+        p = resolve_data_path(source)
+    except FileNotFoundError:
         raise ImageError(f"{source}: no such file or folder (use digits, mnist, an .npz or "
-                         "a folder of .png files)")
+                         "a folder of .png files)") from None
     if p.is_dir():
         return load_png_folder(p, warn=warn)
     if p.suffix == ".npz":
