@@ -162,6 +162,19 @@ def test_reserved_list_override(tmp_path):
         load_reserved(tmp_path / "nope.txt")
 
 
+def test_another_reserved_list_adds_to_the_shipped_one(tmp_path):
+    """The list that ``data.reserved``, ``write_dataset(reserved_path=)`` and ``build-dataset
+    --reserved`` name is left out as well as the shipped one, never instead of it."""
+    from molscore.data.reserved import reserved_keys
+
+    extra = tmp_path / "r.txt"
+    extra.write_text(inchikey_block(Chem.MolFromSmiles("CCO")) + "\n")
+    assert reserved_keys(extra) == load_reserved() | load_reserved(extra)
+    assert reserved_keys() == load_reserved()
+    with pytest.raises(FileNotFoundError):
+        reserved_keys(tmp_path / "nope.txt")
+
+
 def test_processed_round_trip(tmp_path, ensembles):
     failures = []
     data = {smi: _singles(mol) for smi, mol in ensembles.items()}
@@ -286,11 +299,13 @@ def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
     assert [m["name"] for m in index["molecules"]] == ["CCCCCCCCCCO"]
     assert ConformerDataset(tmp_path / "ds", "train").smiles == ["CCCCCCCCCCO"]
     assert read_failures(tmp_path / "ds") == [("OC(=O)C(O)c1ccccc1", "reserved for held-out evaluation")]
-    other = tmp_path / "other.txt"
+    other = tmp_path / "other.txt"     # another list adds to the shipped one (it replaced it)
     other.write_text(inchikey_block(Chem.MolFromSmiles("CCCCCCCCCCO")) + "\n")
     index = write_dataset(read_conformers(tmp_path / "summary_drugs.json"), tmp_path / "ds2",
                           fractions=(1.0, 0.0, 0.0), reserved_path=other)
-    assert [m["name"] for m in index["molecules"]] == ["OC(=O)C(O)c1ccccc1"]
+    assert index["molecules"] == []
+    assert {name for name, _ in read_failures(tmp_path / "ds2")} == {"OC(=O)C(O)c1ccccc1",
+                                                                    "CCCCCCCCCCO"}
 
 
 def test_scaffold_split_disjoint_and_deterministic():

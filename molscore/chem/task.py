@@ -13,8 +13,9 @@ Config sections read here (see ``configs/smoke.yaml``)::
       split_seed: 0             # sdf only: seed of that molecule split
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
-      reserved: null            # reserved InChIKey list (default: the shipped one); its
-                                #   molecules are left out of sdf and processed data alike
+      reserved: null            # another reserved InChIKey list: its molecules are left
+                                #   out as well as the shipped list's (always), of sdf and
+                                #   processed data alike
     model:
       backbone: painn           # painn | e3nn (molscore.models.equivariant.build_backbone)
       hparams: {hidden_scalar: 64, ...}
@@ -147,11 +148,11 @@ class _Collate:
 
 
 def _reserved(data: dict) -> frozenset[str]:
-    """The reserved InChIKey blocks of ``data.reserved`` (default: the shipped list)."""
-    from ..data.reserved import load_reserved
+    """The reserved InChIKey blocks: the shipped list's and ``data.reserved``'s."""
+    from ..data.reserved import reserved_keys
 
     path = data.get("reserved")
-    return load_reserved(resolve_data_path(path) if path else None)
+    return reserved_keys(resolve_data_path(path) if path else None)
 
 
 def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:

@@ -42,7 +42,7 @@ from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
-from .reserved import RESERVED_REASON, is_reserved, load_reserved
+from .reserved import RESERVED_REASON, is_reserved, reserved_keys
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
@@ -402,9 +402,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
             was done before is kept, and a rerun resumes.
     """
-    reserved = load_reserved()
-    if reserved_path is not None:
-        reserved = reserved | load_reserved(reserved_path)
+    reserved = reserved_keys(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     summary = BuildSummary(root=str(root))
     if retry_failed:

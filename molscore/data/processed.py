@@ -40,7 +40,7 @@ from ..checkpoint import save_atomic
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
-from .reserved import RESERVED_REASON, inchikey_block, is_reserved, load_reserved
+from .reserved import RESERVED_REASON, inchikey_block, is_reserved, reserved_keys
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -293,11 +293,12 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
                   reserved_path: str | Path | None = None) -> dict:
     """Featurise and store ``records`` (skipping names already in ``root``); return the index.
 
-    Reserved molecules (:mod:`molscore.data.reserved`; ``reserved_path``, default the shipped
-    list) are dropped, as by every dataset builder, and listed in ``failures.csv``.
+    Reserved molecules (:mod:`molscore.data.reserved`: the shipped list's, and
+    ``reserved_path``'s as well) are dropped, as by every dataset builder, and listed in
+    ``failures.csv``.
     ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
     """
-    reserved = load_reserved(reserved_path)
+    reserved = reserved_keys(reserved_path)
     writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
     for record in records:
         if writer.is_done(record.name):
@@ -330,7 +331,7 @@ class ConformerDataset(Dataset):
             ``"all"``: one item per (molecule, conformer) pair.
         weighting: for ``"random"``, ``"uniform"`` over conformers or ``"boltzmann"`` (the stored
             weights; uniform for molecules without weights).
-        reserved: InChIKey connectivity blocks (:func:`molscore.data.reserved.load_reserved`) of
+        reserved: InChIKey connectivity blocks (:func:`molscore.data.reserved.reserved_keys`) of
             molecules to leave out of the split, so that a dataset written before its builder
             dropped them (or with another list) trains on none of them; ``reserved_dropped``
             then names those left out. The block is read from the index (datasets written since

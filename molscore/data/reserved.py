@@ -3,7 +3,8 @@
 The list holds InChIKey connectivity blocks (the first 14 characters of the
 InChIKey: the skeleton, without stereo, isotopes or protonation), one per line,
 ``#`` comments allowed. It ships as ``datasets/reserved_inchikeys.txt``; every
-dataset builder drops the molecules it lists.
+dataset builder and training set drops the molecules it lists (:func:`reserved_keys`:
+another list given there adds to it, never replaces it).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from rdkit import Chem, rdBase
 
-__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "load_reserved", "inchikey_block", "is_reserved"]
+__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "load_reserved", "reserved_keys", "inchikey_block",
+           "is_reserved"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
@@ -43,6 +45,17 @@ def load_reserved(path: str | Path | None = None) -> frozenset[str]:
     if not path.is_file():
         raise FileNotFoundError(f"reserved InChIKey list not found: {path}")
     return _load(str(path.resolve()))
+
+
+def reserved_keys(extra: str | Path | None = None) -> frozenset[str]:
+    """The blocks a dataset or training set leaves out: the shipped list's, and ``extra``'s
+    (another list, e.g. development-benchmark molecules) as well.
+
+    Raises:
+        FileNotFoundError: ``extra`` does not exist.
+    """
+    shipped = load_reserved()
+    return shipped if extra is None else shipped | load_reserved(extra)
 
 
 def inchikey_block(mol: Chem.Mol) -> str:
