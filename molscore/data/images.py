@@ -142,7 +142,8 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
             Any other channel or size mismatch raises.
 
     Raises:
-        ImageError: unreadable file or wrong size (one-line message).
+        ImageError: unreadable file, wrong size, or pixels of more than 8 bits (16-bit or
+            float; one-line message).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -152,8 +153,13 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
                          f"the model expects {shape[0]}")
     try:
         with Image.open(path) as im:
-            grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+            if im.mode.startswith(("I", "F")):  # convert() would clip the values to 255
+                raise ImageError(f"{path}: {im.mode} pixels (16-bit or float) are not read; "
+                                 "save the image with 8 bits per channel")
+            grey = im.mode in ("1", "L", "LA")
             arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err.__class__.__name__})") from None
     if arr.ndim == 3 and (arr == arr[..., :1]).all():
