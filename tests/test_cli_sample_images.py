@@ -81,6 +81,21 @@ def test_bad_mask_exits_2(ckpt, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+
+def test_grey_mask_exits_2_instead_of_a_guessed_side(ckpt, tmp_path, capsys):
+    """A mask pixel between black and white was taken as known from 128 up, silently."""
+    write_png(tmp_path / "img.png", torch.zeros(1, 8, 8, dtype=torch.uint8))
+    mask = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    mask[:, :4] = 255
+    mask[:, 4] = 100  # an anti-aliased edge
+    write_png(tmp_path / "mask.png", mask)
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "mask.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 2 and "Traceback" not in err
+    assert "black (0, to generate) and white (255, known) only; 8 pixels are not, e.g. 100" in err
+    assert not (tmp_path / "o.npy").exists()
+
 @pytest.mark.parametrize("extra,message", [
     (["--label", "12"], "--label must be in 0..9"),
     (["--guidance", "2"], "--guidance needs --label"),

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     img.add_argument("--inpaint", nargs="+", metavar="PNG",
                      help="image(s) whose masked pixels are kept; n samples fill in each")
     img.add_argument("--mask", nargs="+", metavar="PNG",
-                     help="mask PNG(s), one for all images or one per image; white = known")
+                     help="mask PNG(s), one for all images or one per image; white = known, "
+                          "black = to generate (no other value)")
     img.add_argument("--label", type=int, metavar="K", help="class label to generate")
     img.add_argument("--guidance", type=finite_float, metavar="W",
                      help="classifier-free guidance weight w: (1+w) s(x|y) - w s(x) (default 0)")

@@ -37,8 +37,8 @@ from ..models.unet import UNet
 from ..sde import make_sde
 from ..spaces import DenseSpace
 from ..tasks import Batch, TrainTask
-from .images import (ImageError, ImageSet, load_image_source, read_png, save_grid, split_holdout,
-                     to_levels, to_model_space)
+from .images import (ImageError, ImageSet, load_image_source, read_mask, read_png, save_grid,
+                     split_holdout, to_levels, to_model_space)
 
 __all__ = ["ImageDataset", "build_task", "build_model", "make_collate", "load_task_data",
            "guided_score_fn", "read_inpaint_pairs", "generate", "sample_command",
@@ -181,8 +181,9 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
                        ) -> list[tuple[str, Tensor, Tensor]]:
     """Read ``(name, x_known (C, H, W) model space, mask (C, H, W) 0/1)`` for each usable pair.
 
-    One mask for all images, or one per image. A mask pixel >= 128 means known.
-    Unreadable or mismatched files are reported through ``warn`` and skipped.
+    One mask for all images, or one per image: black (0) = to generate, white (255) = known,
+    no other value (see :func:`~molscore.data.images.read_mask`). Unreadable or mismatched
+    files are reported through ``warn`` and skipped.
     """
     from molscore.cli import UsageError
 
@@ -195,18 +196,14 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
         mpath = masks[0] if len(masks) == 1 else masks[i]
         try:
             img = read_png(path, (c, h, w))
-            msk = read_png(mpath)
-            if msk.shape[0] != 1 or tuple(msk.shape[1:]) != (h, w):
-                raise ImageError(f"{mpath}: mask must be a grey {h}x{w} image, got "
-                                 f"{msk.shape[0]}x{msk.shape[1]}x{msk.shape[2]} (CxHxW)")
+            msk = read_mask(mpath, (h, w))
         except ImageError as err:
             warn(f"skipping {path}: {err}")
             continue
         # 8-bit file -> the model's levels, then bin centres in model space.
         levels = meta["levels"]
         ints = torch.floor(img.float() * levels / 256.0).clamp(0, levels - 1)
-        pairs.append((path, to_model_space(ints, levels),
-                      (msk >= 128).float().expand(c, h, w).clone()))
+        pairs.append((path, to_model_space(ints, levels), msk.expand(c, h, w).clone()))
     return pairs
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
-           "load_image_source", "read_png", "write_png", "save_grid", "to_model_space",
+           "load_image_source", "read_png", "read_mask", "write_png", "save_grid", "to_model_space",
            "to_levels", "split_holdout", "DEFAULT_MNIST"]
 
 DEFAULT_MNIST = "datasets/mnist_5k.npz"
@@ -172,6 +172,28 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
                          f"(CxHxW), expected {'x'.join(map(str, shape))}")
     return torch.from_numpy(arr.copy())
 
+
+
+def read_mask(path: str | Path, size: Sequence[int]) -> Tensor:
+    """Read an inpainting mask: a black-and-white image of ``size`` ``(H, W)``.
+
+    Returns:
+        ``(1, H, W)`` float, 1 where the mask is white (known pixel), 0 where it is black.
+
+    Raises:
+        ImageError: unreadable file (see :func:`read_png`), a colour image or another size,
+            or a pixel neither black (0) nor white (255): its side would be a guess.
+    """
+    mask = read_png(path)
+    h, w = size
+    if mask.shape[0] != 1 or tuple(mask.shape[1:]) != (h, w):
+        raise ImageError(f"{path}: mask must be a grey {h}x{w} image, got "
+                         f"{mask.shape[0]}x{mask.shape[1]}x{mask.shape[2]} (CxHxW)")
+    grey = (mask != 0) & (mask != 255)
+    if grey.any():
+        raise ImageError(f"{path}: mask must be black (0, to generate) and white (255, known) "
+                         f"only; {int(grey.sum())} pixels are not, e.g. {int(mask[grey][0])}")
+    return (mask == 255).float()
 
 def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,
                     warn=None) -> ImageSet:
