@@ -96,6 +96,29 @@ def test_grey_mask_exits_2_instead_of_a_guessed_side(ckpt, tmp_path, capsys):
     assert "black (0, to generate) and white (255, known) only; 8 pixels are not, e.g. 100" in err
     assert not (tmp_path / "o.npy").exists()
 
+
+def test_transparent_mask_exits_2_instead_of_dropping_its_alpha(ckpt, tmp_path, capsys):
+    """A white mask whose known region was drawn as opacity read as all known (the alpha
+    channel was dropped): the samples were copies of the input."""
+    from PIL import Image
+
+    write_png(tmp_path / "img.png", torch.zeros(1, 8, 8, dtype=torch.uint8))
+    la = np.full((8, 8, 2), 255, dtype=np.uint8)
+    la[4:, :, 1] = 0  # bottom half transparent
+    Image.fromarray(la, "LA").save(tmp_path / "mask.png")
+    rgba = np.full((8, 8, 4), 255, dtype=np.uint8)  # opaque: a plain white mask
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "mask.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 2 and "mask.png: mask has transparent pixels" in err and "Traceback" not in err
+    assert not (tmp_path / "o.npy").exists()
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "opaque.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 0, err
+    assert (np.load(tmp_path / "o.npy") == 0).all()
+
 @pytest.mark.parametrize("extra,message", [
     (["--label", "12"], "--label must be in 0..9"),
     (["--guidance", "2"], "--guidance needs --label"),

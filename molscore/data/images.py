@@ -182,13 +182,21 @@ def read_mask(path: str | Path, size: Sequence[int]) -> Tensor:
 
     Raises:
         ImageError: unreadable file (see :func:`read_png`), a colour image or another size,
-            or a pixel neither black (0) nor white (255): its side would be a guess.
+            a transparent pixel, or a pixel neither black (0) nor white (255): the side of
+            either would be a guess.
     """
+    from PIL import Image
+
     mask = read_png(path)
     h, w = size
     if mask.shape[0] != 1 or tuple(mask.shape[1:]) != (h, w):
         raise ImageError(f"{path}: mask must be a grey {h}x{w} image, got "
                          f"{mask.shape[0]}x{mask.shape[1]}x{mask.shape[2]} (CxHxW)")
+    with Image.open(path) as im:  # read_png drops the alpha channel
+        if (("A" in im.getbands() or "transparency" in im.info)
+                and im.convert("RGBA").getchannel("A").getextrema()[0] < 255):
+            raise ImageError(f"{path}: mask has transparent pixels; use an opaque image, "
+                             "black (to generate) and white (known)")
     grey = (mask != 0) & (mask != 255)
     if grey.any():
         raise ImageError(f"{path}: mask must be black (0, to generate) and white (255, known) "
