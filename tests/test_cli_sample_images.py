@@ -119,6 +119,22 @@ def test_transparent_mask_exits_2_instead_of_dropping_its_alpha(ckpt, tmp_path, 
     assert rc == 0, err
     assert (np.load(tmp_path / "o.npy") == 0).all()
 
+
+def test_diverged_sampling_exits_2_instead_of_writing_zeros(ckpt, tmp_path, capsys):
+    """Finite weights whose scores overflow: the NaN samples were written as all-zero
+    images (level 0) with exit 0."""
+    from molscore.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    state = dict(ck["model"])
+    state["net.out.weight"] = state["net.out.weight"] * 1e37
+    save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
+    rc, _, err = _run(capsys, "--checkpoint", tmp_path / "huge.pt", "-n", 2, "--steps", 20,
+                      "--sampler", "em", "-o", tmp_path / "o.npy")
+    assert rc == 2 and err.count("\n") == 1
+    assert "sampler em produced non-finite values; try more --steps" in err
+    assert not (tmp_path / "o.npy").exists()
+
 @pytest.mark.parametrize("extra,message", [
     (["--label", "12"], "--label must be in 0..9"),
     (["--guidance", "2"], "--guidance needs --label"),

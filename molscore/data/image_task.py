@@ -158,6 +158,9 @@ def generate(model: ScoreModel, meta: dict, n: int, *, sampler: str = "pc",
         x_known, mask: ``(C, H, W)`` model-space image and 0/1 mask (1 = known) for inpainting;
             known pixels of the result equal ``x_known``'s exactly.
         opts: passed to the sampler (``snr``, ``method``, ...).
+
+    Raises:
+        FloatingPointError: the sampler diverged (a NaN or infinite entry in the result).
     """
     from ..samplers import sample
 
@@ -174,6 +177,8 @@ def generate(model: ScoreModel, meta: dict, n: int, *, sampler: str = "pc",
     with torch.no_grad():
         res = sample(sampler, score_fn, model.sde, space, x, steps, generator=generator,
                      **cond_opts, **opts)
+    if not torch.isfinite(res.x).all():  # to_levels would turn NaN into level 0
+        raise FloatingPointError(f"sampler {sampler} produced non-finite values")
     return to_levels(res.x, meta["levels"]).cpu(), int(res.nfe)
 
 
@@ -253,9 +258,13 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError.cannot_write(err, out) from None
     results, nfe = [], 0
     for _, x_known, mask in jobs:
-        imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps, label=label,
-                           guidance=guidance, x_known=x_known, mask=mask, generator=gen,
-                           device=device, disable=not getattr(args, "progress", False))
+        try:
+            imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps,
+                               label=label, guidance=guidance, x_known=x_known, mask=mask,
+                               generator=gen, device=device,
+                               disable=not getattr(args, "progress", False))
+        except FloatingPointError as err:
+            raise UsageError(f"{err}; try more --steps or another --sampler") from None
         results.append(imgs)
         nfe += k
     images = torch.cat(results)
