@@ -143,13 +143,24 @@ def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
         ``(model, meta)``.
 
     Raises:
-        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints.
+        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints, or
+            a meta the model cannot be built from or whose model the weights do not fit.
     """
     weights, meta = load_weights(path, ema)
     if "task" not in meta:
         raise ValueError(f"{path}: checkpoint meta has no 'task'")
-    model = get_task_module(meta["task"]).build_model(meta)
-    model.load_state_dict(weights)
+    module = get_task_module(meta["task"])
+    try:
+        model = module.build_model(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot build the model its meta describes "
+                         f"({type(err).__name__}: {message_line(err)})") from err
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # "Error(s) in loading state_dict ...:", then one line each
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise ValueError(f"{path}: the weights do not fit the model its meta describes "
+                         f"({lines[1] if len(lines) > 1 else lines[0]})") from err
     return model.to(device).eval(), meta
 
 

@@ -174,6 +174,25 @@ def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
     assert exc.value.code == 2
 
 
+
+def test_checkpoint_whose_weights_do_not_fit_its_meta_exits_2(ckpt, tmp_path, capsys):
+    """The model built from the meta did not take the weights: load_state_dict's (or
+    build_model's KeyError) traceback."""
+    from molscore.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    wide = {**ck["meta"], "net": {**ck["meta"]["net"], "channels": 16}}
+    save_atomic({**ck, "meta": wide}, tmp_path / "wide.pt")
+    save_atomic({**ck, "meta": {k: v for k, v in ck["meta"].items() if k != "shape"}},
+                tmp_path / "noshape.pt")
+    for name, message in (("wide.pt", "the weights do not fit the model its meta describes "
+                                      "(size mismatch for "),
+                          ("noshape.pt", "cannot build the model its meta describes "
+                                         "(KeyError: 'shape')")):
+        rc, _, err = _run(capsys, "--checkpoint", tmp_path / name, "-n", 1, "--steps", 1,
+                          "-o", tmp_path / "o.png")
+        assert rc == 2 and err.count("\n") == 1 and message in err, err
+
 def test_trainer_checkpoint_samples_with_ema(tmp_path, capsys):
     """End to end: D's trainer on the images task (2 steps), then `molscore sample`."""
     from molscore.train import train
