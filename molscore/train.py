@@ -67,6 +67,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .cli.argtypes import SEED_MAX
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic)
 from .ema import EMA
@@ -176,8 +177,8 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
     if out["init"] is not None and not isinstance(out["init"], (str, os.PathLike)):
         raise ConfigError(f"'init' must be the path of a checkpoint or model file, got {out['init']!r}")
-    if not _is_int(out["seed"]):
-        raise ConfigError(f"'seed' must be an integer, got {out['seed']!r}")
+    if not _is_int(out["seed"]) or not 0 <= out["seed"] <= SEED_MAX:
+        raise ConfigError(f"'seed' must be an integer 0..{SEED_MAX}, got {out['seed']!r}")
     optim = out["optim"]
     if optim["schedule"] not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "

@@ -138,6 +138,20 @@ def test_bad_names_exit_2_with_one_line(capsys, argv, needles):
     _one_line_error(capsys, argv, *needles)
 
 
+
+@pytest.mark.parametrize("argv", [
+    ["toy", "sample", "-n", "5", "--steps", "2"],
+    ["toy", "likelihood", "-n", "5", "--method", "euler", "--steps", "2"],
+    ["sample", "--checkpoint", "ckpt.pt"],
+    ["train", "--config", "cfg.yaml"],
+])
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "4294967296"])
+def test_out_of_range_seed_is_a_usage_error(tmp_path, capsys, argv, seed):
+    """A seed torch cannot take (or, in train, one whose derived seeds overflow) ended in
+    a ValueError traceback: 'Overflow when unpacking long long'."""
+    _one_line_error(capsys, [*argv, f"--seed={seed}", "-o", str(tmp_path / "o.npy")],
+                    "--seed: expected a seed (an integer 0..4294967295)")
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")

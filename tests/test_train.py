@@ -245,6 +245,8 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"num_workers": -1}, "'num_workers' must be a non-negative integer"),
     ({"num_workers": "two"}, "'num_workers' must be a non-negative integer"),
     ({"seed": "abc"}, "'seed' must be an integer"),
+    ({"seed": 10 ** 14}, r"'seed' must be an integer 0..4294967295, got 100000000000000"),
+    ({"seed": -1}, r"'seed' must be an integer 0..4294967295, got -1"),
     ({"batch_size": True}, "batch_size"),
     ({"optim": {"betas": [0.9, 1.5]}}, r"optim.betas must be in \[0, 1\)"),
     ({"objective": {"name": "dsm", "weighting": "nope"}}, "objective.weighting must be one of"),

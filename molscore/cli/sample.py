@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import UsageError
-from .argtypes import finite_float, positive_int
+from .argtypes import finite_float, positive_int, seed
 
 ORDER = 25
 
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                         "Euler-Maruyama; ald: annealed Langevin; reverse/ancestral predictors")
     p.add_argument("--steps", type=positive_int, metavar="N",
                    help="time steps (noise levels for ald); default chosen by the task")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (default)")
     p.add_argument("-o", "--output", required=True, metavar="PATH",

@@ -30,7 +30,7 @@ from ..samplers import ODE_METHODS, SAMPLERS, sample
 from ..sde import SDE, SDE_NAMES, make_sde
 from ..spaces import DenseSpace
 from . import UsageError
-from .argtypes import positive_float, positive_int
+from .argtypes import positive_float, positive_int, seed
 
 ORDER = 50
 LIKELIHOOD_METHODS = ("dopri5", "rk4", "midpoint", "euler")
@@ -287,7 +287,7 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default=None,
                    help="forward SDE (default ve for --score exact; a checkpoint's own)")
     p.add_argument("-n", type=positive_int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -338,7 +338,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=4000, help="optimiser steps")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=positive_float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--energy", action="store_true", help="MLP energy model (score = -grad E)")
     p.add_argument("--hidden", type=positive_int, default=128)
     p.add_argument("--depth", type=positive_int, default=3)
