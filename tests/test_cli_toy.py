@@ -152,6 +152,18 @@ def test_out_of_range_seed_is_a_usage_error(tmp_path, capsys, argv, seed):
     _one_line_error(capsys, [*argv, f"--seed={seed}", "-o", str(tmp_path / "o.npy")],
                     "--seed: expected a seed (an integer 0..4294967295)")
 
+
+@pytest.mark.parametrize("command,out", [(["sample", "--steps", "2"], "o.npy"),
+                                         (["likelihood", "--method", "euler", "--steps", "2"],
+                                          "o.npz")])
+def test_dim_other_than_the_checkpoints_is_a_usage_error(tmp_path, capsys, tiny_checkpoint,
+                                                         command, out):
+    """--dim was ignored with a checkpoint: 2-D samples of it, exit 0."""
+    _one_line_error(capsys, ["toy", *command, "--score", str(tiny_checkpoint / "checkpoint.pt"),
+                             "--dim", "7", "-n", "3", "-o", str(tmp_path / out)],
+                    "was trained on 2-D data, not --dim 7")
+    assert not (tmp_path / out).exists()
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")

@@ -76,6 +76,8 @@ def _load_score(score: str, density: str | None, sde_name: str | None,
         raise UsageError(f"{score} was trained with --sde {meta['sde']['name']}, not {sde_name}")
     if density is not None and density != meta["density"]:
         raise UsageError(f"{score} was trained on --density {meta['density']}, not {density}")
+    if dim is not None and dim != meta["dim"]:
+        raise UsageError(f"{score} was trained on {meta['dim']}-D data, not --dim {dim}")
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
         return model(x, t, DenseSpace(x.shape)).detach()
@@ -281,7 +283,8 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
 def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", choices=DENSITIES, default=None,
                    help="toy density (default gmm8 for --score exact; a checkpoint's own)")
-    p.add_argument("--dim", type=positive_int, default=None, help="dimension of gmmnd")
+    p.add_argument("--dim", type=positive_int, default=None,
+                   help="dimension of gmmnd (default 16 for --score exact; a checkpoint's own)")
     p.add_argument("--score", default="exact",
                    help="'exact' (analytic score of a mixture) or a toy checkpoint path")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default=None,
