@@ -164,6 +164,24 @@ def test_dim_other_than_the_checkpoints_is_a_usage_error(tmp_path, capsys, tiny_
                     "was trained on 2-D data, not --dim 7")
     assert not (tmp_path / out).exists()
 
+
+def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsys):
+    """toy train and train -o under a file (train -o a file too) trained the whole run, then
+    ended in a NotADirectoryError / FileExistsError traceback."""
+    import yaml
+
+    (tmp_path / "file").write_text("not a folder")
+    under = str(tmp_path / "file" / "run")
+    _one_line_error(capsys, ["toy", "train", "--steps", "2", "--hidden", "8", "--depth", "1",
+                             "--plot-samples", "10", "--plot-steps", "2", "--quiet", "-o", under],
+                    "cannot write", "Not a directory")
+    cfg = {"task": "toy", "data": {"density": "checkerboard", "n": 100},
+           "model": {"hidden": 8, "depth": 1}, "batch_size": 8, "steps": 2}
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
+    for out in (under, str(tmp_path / "file")):
+        _one_line_error(capsys, ["train", "--config", str(tmp_path / "toy.yaml"), "-q",
+                                 "--device", "cpu", "-o", out], "cannot write")
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")

@@ -244,6 +244,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     opts = {"weighting": args.weighting}
     if args.objective in ("ssm", "ssm-vr"):
         opts["n_proj"] = args.n_proj
+    try:  # before training, so that an unusable -o does not cost the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny MLPs: one thread is fastest and reproducible
     try:
@@ -260,7 +264,6 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
                                   objective_options=opts, progress=not args.quiet)
     except FloatingPointError as err:
         raise UsageError(f"training diverged: {err}") from None
-    out.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
     ckpt = {"format": CHECKPOINT_FORMAT, "step": args.steps, "meta": meta, "state_dict": state,
             "model": state, "objective": args.objective, "losses": torch.tensor(losses)}

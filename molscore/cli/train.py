@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if args.init is not None:
         cfg["init"] = args.init
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
+    try:  # before training, so that an unusable output directory does not cost the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
     try:
         summary = train(cfg, out, resume=args.resume, device=args.device,
                         progress=not args.quiet)
