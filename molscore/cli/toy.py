@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic
+from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic, write_atomic
 from ..data.toy import DENSITIES, GaussianMixture, exact_score_fn, get_density
 from ..data.toy_task import make_meta, train_toy
 from ..models.param import ScoreModel
@@ -98,6 +98,14 @@ def _out_path(path: str, suffix: str) -> Path:
     return out
 
 
+def _write(out: Path, write: Callable) -> None:
+    """:func:`~molscore.checkpoint.write_atomic`; an ``OSError`` is a usage error."""
+    try:
+        write_atomic(out, write)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
+
+
 # -- toy sample ----------------------------------------------------------------------------
 def _sampler_options(args: argparse.Namespace) -> dict:
     opts: dict = {"disable": not args.progress}
@@ -136,7 +144,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if not np.isfinite(arr).all():
         raise UsageError("sampling produced non-finite values; try more --steps or another "
                          "--sampler")
-    np.save(out, arr)
+    _write(out, lambda fh: np.save(fh, arr))
     print(f"wrote {arr.shape[0]} samples of {src.density} ({args.sampler}, {src.sde.name}, "
           f"{nfe} score evaluations) to {out}")
     return 0
@@ -172,7 +180,7 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         arrays["analytic"] = analytic
         line += (f"; analytic {analytic.mean():.4f}, mean |error| "
                  f"{np.abs(logp - analytic).mean():.4f}")
-    np.savez(out, **arrays)
+    _write(out, lambda fh: np.savez(fh, **arrays))
     print(line)
     return 0
 

@@ -228,7 +228,8 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
     """Write C-alpha traces (Å, each ``(n_i, 3)``) as a CA-only PDB file, one MODEL per trace.
 
     The ATOM records are formatted by :class:`biotite.structure.io.pdb.PDBFile`; each trace
-    is wrapped in ``MODEL``/``ENDMDL`` records and the file ends with ``END``.
+    is wrapped in ``MODEL``/``ENDMDL`` records and the file ends with ``END``. A path is
+    written atomically (:func:`molscore.checkpoint.write_atomic`).
     Traces may differ in length. Coordinates must fit the PDB format (|x| < 1000 Å), as must
     the numbers: at most :data:`PDB_MAX_RESIDUES` residues per trace and
     :data:`PDB_MAX_MODELS` traces.
@@ -269,7 +270,9 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
     if hasattr(target, "write"):
         target.write(text)
     else:
-        Path(target).write_text(text)
+        from ..checkpoint import write_atomic
+
+        write_atomic(target, lambda fh: fh.write(text.encode()))
 
 
 def read_ca_pdb_models(path: str | os.PathLike) -> list[np.ndarray]:

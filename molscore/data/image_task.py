@@ -213,8 +213,12 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
 
 
 def _write(path: Path, images: Tensor, levels: int) -> None:
+    """An ``.npy`` of the integer images or a PNG grid of them, written atomically."""
+    from ..checkpoint import write_atomic
+
     if path.suffix == ".npy":
-        np.save(path, images.numpy().astype(np.uint8 if levels <= 256 else np.int32))
+        arr = images.numpy().astype(np.uint8 if levels <= 256 else np.int32)
+        write_atomic(path, lambda fh: np.save(fh, arr))
     else:
         save_grid(path, images, levels, scale=max(1, 64 // images.shape[-1]))
 

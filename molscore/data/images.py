@@ -269,13 +269,16 @@ def split_holdout(data: ImageSet, fraction: float, seed: int = 0) -> tuple[Image
 
 
 def write_png(path: str | Path, image: Tensor) -> None:
-    """Write ``(C, H, W)`` uint8 (C in 1, 3) or ``(H, W)`` as an 8-bit PNG."""
+    """Write ``(C, H, W)`` uint8 (C in 1, 3) or ``(H, W)`` as an 8-bit PNG, atomically
+    (:func:`molscore.checkpoint.write_atomic`)."""
     from PIL import Image
+
+    from ..checkpoint import write_atomic
 
     arr = image.detach().cpu().numpy().astype(np.uint8)
     if arr.ndim == 3:
         arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
-    Image.fromarray(arr).save(path)
+    write_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format="PNG"))
 
 
 def save_grid(path: str | Path, images: Tensor, levels: int, nrow: int | None = None,
