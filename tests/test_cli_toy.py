@@ -182,6 +182,47 @@ def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsy
         _one_line_error(capsys, ["train", "--config", str(tmp_path / "toy.yaml"), "-q",
                                  "--device", "cpu", "-o", out], "cannot write")
 
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--sampler", "em", "--n-corrector", "5"], "--n-corrector is for --sampler pc or "
+                                                          "ald, not em"),
+    (["sample", "--sampler", "ode", "--snr", "0.3"], "--snr is for --sampler pc or ald, not ode"),
+    (["sample", "--sampler", "ald", "--predictor", "em"], "--predictor is for --sampler pc, "
+                                                          "not ald"),
+    (["sample", "--sampler", "pc", "--method", "dopri5"], "--method is for --sampler ode, not pc"),
+    (["sample", "--sampler", "ode", "--rtol", "1e-3"], "--rtol is for the adaptive --method "
+                                                       "dopri5, not rk4 (the default)"),
+    (["likelihood", "--method", "euler", "--steps", "2", "--atol", "1e-3"],
+     "--atol is for the adaptive --method dopri5, not euler"),
+])
+def test_option_the_sampler_does_not_use_is_a_usage_error(tmp_path, capsys, argv, message):
+    """Options of another sampler or ODE method were accepted and ignored (exit 0)."""
+    out = tmp_path / ("o.npz" if argv[0] == "likelihood" else "o.npy")
+    _one_line_error(capsys, ["toy", *argv, "-n", "5", "--steps", "2", "-o", str(out)], message)
+    assert not out.exists()
+
+
+def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
+    import molscore.cli.toy as toy
+
+    seen = {}
+
+    def fake_sample(name, score_fn, sde, space, x, steps, **opts):
+        seen.update({k: v for k, v in opts.items() if k != "generator"}, name=name)
+        return type("Result", (), {"x": x, "nfe": 0})()
+
+    monkeypatch.setattr(toy, "sample", fake_sample)
+    out = str(tmp_path / "o.npy")
+    assert main(["toy", "sample", "--sampler", "pc", "--snr", "0.3", "--n-corrector", "2",
+                 "--predictor", "em", "-n", "5", "--steps", "2", "-o", out]) == 0
+    assert seen == {"name": "pc", "disable": True, "snr": 0.3, "n_corrector": 2,
+                    "predictor": "em"}
+    seen.clear()
+    assert main(["toy", "sample", "--sampler", "ode", "--method", "dopri5", "--rtol", "1e-3",
+                 "--atol", "1e-4", "-n", "5", "--steps", "2", "-o", out]) == 0
+    assert seen == {"name": "ode", "disable": True, "method": "dopri5", "rtol": 1e-3,
+                    "atol": 1e-4}
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")

@@ -107,16 +107,27 @@ def _write(out: Path, write: Callable) -> None:
 
 
 # -- toy sample ----------------------------------------------------------------------------
+SAMPLER_OPTIONS = {"predictor": ("pc",), "snr": ("pc", "ald"), "n_corrector": ("pc", "ald"),
+                   "method": ("ode",), "rtol": ("ode",), "atol": ("ode",)}
+"""The samplers each sampler option of ``toy sample`` is for."""
+
+
 def _sampler_options(args: argparse.Namespace) -> dict:
+    """The sampler keywords of the given options (the sampler's defaults for the others);
+    an option the sampler (or ODE method) does not use is a usage error."""
     opts: dict = {"disable": not args.progress}
-    if args.sampler in ("pc", "ald"):
-        opts["snr"] = args.snr
-        if args.n_corrector is not None:
-            opts["n_corrector"] = args.n_corrector
-    if args.sampler == "pc":
-        opts["predictor"] = args.predictor
-    elif args.sampler == "ode":
-        opts.update(method=args.method, rtol=args.rtol, atol=args.atol)
+    for name, samplers in SAMPLER_OPTIONS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if args.sampler not in samplers:
+            raise UsageError(f"{flag} is for --sampler {' or '.join(samplers)}, "
+                             f"not {args.sampler}")
+        if name in ("rtol", "atol") and (args.method or "rk4") != "dopri5":
+            raise UsageError(f"{flag} is for the adaptive --method dopri5, not "
+                             f"{args.method or 'rk4 (the default)'}")
+        opts[name] = value
     if args.denoise:
         opts["denoise"] = True
     return opts
@@ -156,6 +167,10 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
 
     if args.method != "dopri5" and args.steps is None:
         raise UsageError(f"--method {args.method} is fixed-step and needs --steps")
+    tolerances = {k: v for k, v in (("rtol", args.rtol), ("atol", args.atol)) if v is not None}
+    if args.method != "dopri5" and tolerances:
+        raise UsageError(f"--{next(iter(tolerances))} is for the adaptive --method dopri5, "
+                         f"not {args.method}")
     out = _out_path(args.output, ".npz")
     src = _load_score(args.score, args.density, args.sde, args.dim)
     dens = get_density(src.density, **src.density_options)
@@ -170,7 +185,7 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         model = src.model
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
     res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                         method=args.method, rtol=args.rtol, atol=args.atol, steps=args.steps)
+                         method=args.method, steps=args.steps, **tolerances)
     logp = res.logp.detach().double().numpy()
     arrays = {"x": x.double().numpy(), "logp": logp}
     line = (f"mean logp {logp.mean():.4f} over {args.n} samples of {src.density} "
@@ -315,14 +330,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_score_args(p)
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="pc")
     p.add_argument("--steps", type=positive_int, default=500, help="time steps (noise levels)")
-    p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default="reverse",
-                   help="predictor of --sampler pc")
-    p.add_argument("--snr", type=positive_float, default=0.16, help="Langevin signal-to-noise")
+    p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default=None,
+                   help="predictor of --sampler pc (default reverse)")
+    p.add_argument("--snr", type=positive_float, default=None,
+                   help="Langevin signal-to-noise of --sampler pc or ald (default 0.16)")
     p.add_argument("--n-corrector", type=positive_int, default=None,
                    help="Langevin steps per noise level (default: 1 for pc, 10 for ald)")
-    p.add_argument("--method", choices=ODE_METHODS, default="rk4", help="ODE solver")
-    p.add_argument("--rtol", type=positive_float, default=1e-5)
-    p.add_argument("--atol", type=positive_float, default=1e-5)
+    p.add_argument("--method", choices=ODE_METHODS, default=None,
+                   help="ODE solver of --sampler ode (default rk4)")
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance of --method dopri5 (default 1e-5)")
     p.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("-o", "--output", required=True, help="output .npy, an (n, D) array")
@@ -335,8 +354,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="number of steps of a fixed-step --method")
-    p.add_argument("--rtol", type=positive_float, default=1e-5)
-    p.add_argument("--atol", type=positive_float, default=1e-5)
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance of --method dopri5 (default 1e-5)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
     p.set_defaults(func=_cmd_likelihood)
 
