@@ -164,6 +164,19 @@ def test_unwritable_output_exits_2_before_sampling(ckpt, tmp_path, capsys):
         assert rc == 2 and "cannot write" in err and err.count("\n") == 1, err
 
 
+
+def test_output_that_is_a_folder_exits_2_before_sampling(ckpt, tmp_path, capsys, monkeypatch):
+    """-o naming an existing folder was found only when the samples were written."""
+    import molscore.data.image_task as image_task
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled")
+
+    monkeypatch.setattr(image_task, "generate", no_sampling)
+    (tmp_path / "grid.png").mkdir()
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "-o", tmp_path / "grid.png")
+    assert rc == 2 and err.count("\n") == 1 and "grid.png: Is a directory" in err
+
 def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
     rc, _, err = _run(capsys, "--checkpoint", ckpt, "-o", tmp_path / "o.txt")
     assert rc == 2 and ".png (grid) or .npy" in err

@@ -7,6 +7,7 @@ or an ``.npy``; C-alpha traces write a multi-model PDB).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from . import UsageError
 from .argtypes import finite_float, positive_int, seed
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint_model
     from ..tasks import get_task_module
 
+    if Path(args.output).is_dir():  # found before sampling, not when the samples are written
+        raise UsageError(f"cannot write {args.output}: Is a directory")
     device = _device(args.device)
     try:
         model, meta = load_checkpoint_model(args.checkpoint, ema=True, device=device)
