@@ -19,8 +19,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
-
+from .samplers import solve_ode
 from .sde import SDE
 from .spaces import Space
 
@@ -73,6 +72,10 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         steps: if given, a fixed grid of ``steps`` steps from ``eps`` to ``T`` (for fixed-step
             methods such as ``"rk4"``, ``"euler"``, ``"midpoint"``).
         generator: for a Gaussian probe.
+
+    Raises:
+        FloatingPointError: an adaptive ``method``'s step size underflowed (a non-finite or
+            very stiff score).
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose from {', '.join(DIVERGENCES)}")
@@ -110,8 +113,8 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         ts = torch.linspace(sde.eps, sde.T, steps + 1, device=x.device, dtype=x.dtype)
         options = None
     zero = torch.zeros(space.num_samples, device=x.device, dtype=x.dtype)
-    xs, deltas = odeint(func, (x, zero), ts, method=method, rtol=rtol, atol=atol,
-                        options=options)
+    xs, deltas = solve_ode(func, (x, zero), ts, method=method, rtol=rtol, atol=atol,
+                           options=options)
     prior = sde.prior_logp(xs[-1], space)
     return LikelihoodResult(prior + deltas[-1], prior, deltas[-1], nfe, xs[-1])
 

@@ -223,6 +223,27 @@ def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
     assert seen == {"name": "ode", "disable": True, "method": "dopri5", "rtol": 1e-3,
                     "atol": 1e-4}
 
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--sampler", "ode", "--method", "dopri5", "o.npy"],
+     "the adaptive ODE solver's step size underflowed"),
+    (["likelihood", "o.npz"], "the adaptive ODE solver's step size underflowed"),
+    (["likelihood", "--method", "euler", "o.npz"],
+     "the log-likelihood of 5 of the 5 samples is not finite"),
+])
+def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, argv, message):
+    """A score that overflows: dopri5 ended in torchdiffeq's 'AssertionError: underflow in
+    dt' traceback, a fixed-step likelihood wrote NaN log-likelihoods with exit 0."""
+    from molscore.checkpoint import load_checkpoint, save_atomic
+
+    ck = load_checkpoint(tiny_checkpoint / "checkpoint.pt")
+    state = {k: v * 1e30 if k.endswith("weight") else v for k, v in ck["model"].items()}
+    save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
+    *args, out = argv
+    _one_line_error(capsys, ["toy", *args, "--score", str(tmp_path / "huge.pt"), "-n", "5",
+                             "--steps", "3", "-o", str(tmp_path / out)], message)
+    assert not (tmp_path / out).exists()
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")

@@ -149,8 +149,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out = _out_path(args.output, ".npy")
     src = _load_score(args.score, args.density, args.sde, args.dim)
     torch.manual_seed(args.seed)
-    x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
-                          **_sampler_options(args))
+    try:
+        x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
+                              **_sampler_options(args))
+    except FloatingPointError as err:
+        raise UsageError(f"{err}; try more --steps or another --sampler") from None
     arr = x.double().numpy()
     if not np.isfinite(arr).all():
         raise UsageError("sampling produced non-finite values; try more --steps or another "
@@ -184,9 +187,15 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     else:  # the divergence needs the graph of the learned score
         model = src.model
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
-    res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                         method=args.method, steps=args.steps, **tolerances)
+    try:
+        res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
+                             method=args.method, steps=args.steps, **tolerances)
+    except FloatingPointError as err:
+        raise UsageError(f"{err}; try a fixed-step --method with --steps") from None
     logp = res.logp.detach().double().numpy()
+    if not np.isfinite(logp).all():
+        raise UsageError(f"the log-likelihood of {int((~np.isfinite(logp)).sum())} of the "
+                         f"{args.n} samples is not finite; try more --steps or another --method")
     arrays = {"x": x.double().numpy(), "logp": logp}
     line = (f"mean logp {logp.mean():.4f} over {args.n} samples of {src.density} "
             f"({src.sde.name}, {args.divergence} divergence, {res.nfe} evaluations)")
