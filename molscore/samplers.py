@@ -382,10 +382,12 @@ def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
             return v
 
         span = torch.tensor([sde.T, sde.eps], device=x.device, dtype=x.dtype)
-        x = solve_ode(func, x, span, method="dopri5", rtol=rtol, atol=atol,
-                      options={"first_step": (sde.T - sde.eps) / steps,
-                               "step_t": span[-1:]})[-1]
-        bar.close()
+        try:
+            x = solve_ode(func, x, span, method="dopri5", rtol=rtol, atol=atol,
+                          options={"first_step": (sde.T - sde.eps) / steps,
+                                   "step_t": span[-1:]})[-1]
+        finally:  # not after the error message, when the bar is garbage-collected
+            bar.close()
         x = cond.noised(space.project(x), _tvec(span[-1], space), z_known)
     else:
         def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:

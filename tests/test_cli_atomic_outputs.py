@@ -76,7 +76,8 @@ def test_a_failed_write_keeps_the_previous_output(tmp_path, checkpoints, name, a
     out.write_bytes(OLD)
     fill = {**{k: str(v) for k, v in checkpoints.items()},
             "sdf": str(ROOT / "tests" / "data" / "relax_stereo.sdf")}
-    args = [a.format(**fill) for a in argv] + ([] if argv[0] == "evaluate" else ["-o"])
+    args = [a.format(**fill) for a in argv] + ([] if argv[0] == "evaluate"
+                                              else ["--no-progress", "-o"])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "PYTHONDONTWRITEBYTECODE": "1"}
     run = subprocess.run([sys.executable, "-m", "molscore", *args, str(out)], cwd=tmp_path,

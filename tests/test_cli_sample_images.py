@@ -28,9 +28,19 @@ def ckpt(tmp_path_factory):
 
 
 def _run(capsys, *argv):
-    rc = main(["sample", *map(str, argv)])
+    rc = main(["sample", "--no-progress", *map(str, argv)])
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def test_progress_bar_is_shown_by_default(ckpt, tmp_path, capsys):
+    """A long sampling run showed nothing unless --progress was given."""
+    assert main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--sampler", "em", "--steps",
+                 "3", "-o", str(tmp_path / "s.npy")]) == 0
+    assert "3/3" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--sampler", "em", "--steps",
+                 "3", "--no-progress", "-o", str(tmp_path / "s.npy")]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_png_grid_and_npy(ckpt, tmp_path, capsys):

@@ -67,6 +67,7 @@ def test_sample_gmmnd_dimension(tmp_path, capsys):
     rc = main(["toy", "sample", "--density", "gmmnd", "--dim", "5", "--score", "exact",
                "--sampler", "ode", "--steps", "5", "-n", "10", "-o", str(out)])
     assert rc == 0 and np.load(out).shape == (10, 5)
+    assert "5/5" in capsys.readouterr().err  # the progress bar, shown by default
     _one_line_error(capsys, ["toy", "sample", "--density", "gmm8", "--dim", "5",
                              "-o", str(out)], "--dim")
 
@@ -77,8 +78,10 @@ def test_likelihood_exact_spelling_matches_analytic(tmp_path, capsys):
     rc = main(["toy", "likelihood", "--density", "gmm8", "--score", "exact", "--sde", "vp",
                "-n", "40", "--seed", "1", "-o", str(out)])
     assert rc == 0
-    line = capsys.readouterr().out.strip()
+    captured = capsys.readouterr()
+    line = captured.out.strip()
     assert len(line.splitlines()) == 1 and "mean logp" in line and "analytic" in line
+    assert "likelihood: " in captured.err and "nfe" in captured.err  # the progress bar
     data = np.load(out)
     assert data["x"].shape == (40, 2) and data["logp"].shape == (40,)
     analytic = get_density("gmm8").log_prob(torch.from_numpy(data["x"])).numpy()
@@ -214,12 +217,13 @@ def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "sample", fake_sample)
     out = str(tmp_path / "o.npy")
     assert main(["toy", "sample", "--sampler", "pc", "--snr", "0.3", "--n-corrector", "2",
-                 "--predictor", "em", "-n", "5", "--steps", "2", "-o", out]) == 0
+                 "--predictor", "em", "-n", "5", "--steps", "2", "--no-progress",
+                 "-o", out]) == 0
     assert seen == {"name": "pc", "disable": True, "snr": 0.3, "n_corrector": 2,
                     "predictor": "em"}
     seen.clear()
     assert main(["toy", "sample", "--sampler", "ode", "--method", "dopri5", "--rtol", "1e-3",
-                 "--atol", "1e-4", "-n", "5", "--steps", "2", "-o", out]) == 0
+                 "--atol", "1e-4", "-n", "5", "--steps", "2", "--no-progress", "-o", out]) == 0
     assert seen == {"name": "ode", "disable": True, "method": "dopri5", "rtol": 1e-3,
                     "atol": 1e-4}
 
@@ -241,7 +245,8 @@ def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, arg
     save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
     *args, out = argv
     _one_line_error(capsys, ["toy", *args, "--score", str(tmp_path / "huge.pt"), "-n", "5",
-                             "--steps", "3", "-o", str(tmp_path / out)], message)
+                             "--steps", "3", "--no-progress", "-o", str(tmp_path / out)],
+                    message)
     assert not (tmp_path / out).exists()
 
 def test_exact_score_needs_a_mixture(tmp_path, capsys):

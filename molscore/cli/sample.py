@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                    help="auto: CUDA when available (default)")
     p.add_argument("-o", "--output", required=True, metavar="PATH",
                    help="output file: .png or .npy for images, .pdb for C-alpha traces")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar (default: yes)")
     img = p.add_argument_group("images")
     img.add_argument("--inpaint", nargs="+", metavar="PNG",
                      help="image(s) whose masked pixels are kept; n samples fill in each")

@@ -189,7 +189,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
     try:
         res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                             method=args.method, steps=args.steps, **tolerances)
+                             method=args.method, steps=args.steps, disable=not args.progress,
+                             **tolerances)
     except FloatingPointError as err:
         raise UsageError(f"{err}; try a fixed-step --method with --steps") from None
     logp = res.logp.detach().double().numpy()
@@ -352,7 +353,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--atol", type=positive_float, default=None,
                    help="absolute tolerance of --method dopri5 (default 1e-5)")
     p.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar (default: yes)")
     p.add_argument("-o", "--output", required=True, help="output .npy, an (n, D) array")
     p.set_defaults(func=_cmd_sample)
 
@@ -367,6 +369,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="relative tolerance of --method dopri5 (default 1e-5)")
     p.add_argument("--atol", type=positive_float, default=None,
                    help="absolute tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar of the score evaluations (default: yes)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
     p.set_defaults(func=_cmd_likelihood)
 
