@@ -249,6 +249,27 @@ def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, arg
                     message)
     assert not (tmp_path / out).exists()
 
+
+@pytest.mark.parametrize("section,message", [
+    ({"model": {"hidden": -1}}, "toy model option hidden must be a positive integer, got -1"),
+    ({"model": {"hidden": 0}}, "toy model option hidden must be a positive integer, got 0"),
+    ({"model": {"embed_dim": "64"}}, "toy model option embed_dim must be a positive integer"),
+    ({"data": {"density": "gmmnd", "options": {"dims": 3}}},
+     "density 'gmmnd' takes no option 'dims'; valid: dim, n_components, seed"),
+    ({"data": {"density": "gmm8", "options": {"dim": 3}}}, "density 'gmm8' takes no option"),
+    ({"data": {"density": "gmmnd", "options": {"dim": "3"}}},
+     "density option 'dim' must be an integer, got '3'"),
+])
+def test_bad_toy_config_values_are_usage_errors(tmp_path, capsys, section, message):
+    """They ended in RuntimeError / TypeError tracebacks (hidden: 0 trained a zero-width
+    network with exit 0)."""
+    import yaml
+
+    cfg = {"task": "toy", "steps": 1, "batch_size": 8, "data": {"n": 50}, **section}
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
+    _one_line_error(capsys, ["train", "--config", str(tmp_path / "toy.yaml"), "-q",
+                             "--device", "cpu", "-o", str(tmp_path / "run")], message)
+
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",
                              "-o", str(tmp_path / "x.npy")], "gmm8", "gmm2")
