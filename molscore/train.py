@@ -71,7 +71,7 @@ from .cli.argtypes import SEED_MAX
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic)
 from .ema import EMA
-from .objectives import WEIGHTINGS, get_objective
+from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .tasks import Batch, TrainTask, get_task_module
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
@@ -215,8 +215,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
-    """``ConfigError`` for an ``objective`` key the loss function does not take, or an unknown
-    ``weighting`` (else both would surface only as a traceback at the first step)."""
+    """``ConfigError`` for an ``objective`` key the loss function does not take, or a value
+    of ``weighting``, ``n_proj``, ``projection`` or ``variance_reduced`` it cannot take (else
+    each would surface only as a traceback at the first step)."""
     params = inspect.signature(loss_fn).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         allowed = {k for k, p in params.items()
@@ -228,6 +229,15 @@ def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
     if objective.get("weighting", WEIGHTINGS[0]) not in WEIGHTINGS:
         raise ConfigError(f"objective.weighting must be one of {', '.join(WEIGHTINGS)}, "
                           f"got {objective['weighting']!r}")
+    n_proj = objective.get("n_proj", 1)
+    if not _is_int(n_proj) or n_proj < 1:
+        raise ConfigError(f"objective.n_proj must be a positive integer, got {n_proj!r}")
+    if objective.get("projection", PROJECTIONS[0]) not in PROJECTIONS:
+        raise ConfigError(f"objective.projection must be one of {', '.join(PROJECTIONS)}, "
+                          f"got {objective['projection']!r}")
+    if not isinstance(objective.get("variance_reduced", False), bool):
+        raise ConfigError(f"objective.variance_reduced must be true or false, got "
+                          f"{objective['variance_reduced']!r}")
 
 
 def _number(value: Any, name: str, minimum: float) -> float:

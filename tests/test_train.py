@@ -251,6 +251,13 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"optim": {"betas": [0.9, 1.5]}}, r"optim.betas must be in \[0, 1\)"),
     ({"objective": {"name": "dsm", "weighting": "nope"}}, "objective.weighting must be one of"),
     ({"objective": {"name": "dsm", "n_proj": 2}}, "objective 'dsm' takes no key 'n_proj'"),
+    ({"objective": {"name": "ssm", "n_proj": 0}}, "objective.n_proj must be a positive integer, "
+                                                  "got 0"),
+    ({"objective": {"name": "ssm-vr", "n_proj": "two"}}, "objective.n_proj must be a positive"),
+    ({"objective": {"name": "ssm", "projection": "sphere"}},
+     "objective.projection must be one of rademacher, gaussian, got 'sphere'"),
+    ({"objective": {"name": "ssm", "variance_reduced": 3}},
+     "objective.variance_reduced must be true or false, got 3"),
     ({"data": [1, 2]}, "'data' must be a mapping"),
     ({"init": 5}, "'init' must be the path of a checkpoint or model file, got 5"),
 ])
