@@ -197,11 +197,14 @@ def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsy
                                                        "dopri5, not rk4 (the default)"),
     (["likelihood", "--method", "euler", "--steps", "2", "--atol", "1e-3"],
      "--atol is for the adaptive --method dopri5, not euler"),
+    (["train", "--objective", "dsm", "--n-proj", "4"], "--n-proj is for --objective ssm or "
+                                                       "ssm-vr, not dsm"),
 ])
 def test_option_the_sampler_does_not_use_is_a_usage_error(tmp_path, capsys, argv, message):
     """Options of another sampler or ODE method were accepted and ignored (exit 0)."""
-    out = tmp_path / ("o.npz" if argv[0] == "likelihood" else "o.npy")
-    _one_line_error(capsys, ["toy", *argv, "-n", "5", "--steps", "2", "-o", str(out)], message)
+    out = tmp_path / {"likelihood": "o.npz", "sample": "o.npy", "train": "run"}[argv[0]]
+    size = ["--plot-samples", "5"] if argv[0] == "train" else ["-n", "5"]
+    _one_line_error(capsys, ["toy", *argv, *size, "--steps", "2", "-o", str(out)], message)
     assert not out.exists()
 
 

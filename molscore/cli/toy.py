@@ -275,7 +275,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if meta["dim"] > 2:
         raise UsageError("toy train plots 2-D densities; use the benchmark for gmmnd")
     opts = {"weighting": args.weighting}
-    if args.objective in ("ssm", "ssm-vr"):
+    if args.n_proj is not None:
+        if args.objective not in ("ssm", "ssm-vr"):
+            raise UsageError(f"--n-proj is for --objective ssm or ssm-vr, not {args.objective}")
         opts["n_proj"] = args.n_proj
     try:  # before training, so that an unusable -o does not cost the run
         out.mkdir(parents=True, exist_ok=True)
@@ -379,7 +381,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--density", choices=DENSITIES, default="checkerboard")
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="dsm")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2")
-    p.add_argument("--n-proj", type=positive_int, default=1, help="projections for ssm/ssm-vr")
+    p.add_argument("--n-proj", type=positive_int, default=None,
+                   help="projections of --objective ssm or ssm-vr (default 1)")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve")
     p.add_argument("--sigma-max", type=positive_float, default=None,
                    help="VE sigma_max (default: largest distance between data points)")
