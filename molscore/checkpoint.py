@@ -13,12 +13,13 @@ An exported model file (:func:`export_model`) holds only ``{"format", "model", "
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -27,25 +28,44 @@ from .errors import message_line
 from .models.param import ScoreModel
 from .tasks import get_task_module
 
-__all__ = ["CHECKPOINT_FORMAT", "save_atomic", "load_checkpoint", "capture_rng_state",
-           "restore_rng_state", "check_finite", "load_weights", "load_checkpoint_model",
-           "export_model"]
+__all__ = ["CHECKPOINT_FORMAT", "write_atomic", "save_atomic", "load_checkpoint",
+           "capture_rng_state", "restore_rng_state", "check_finite", "load_weights",
+           "load_checkpoint_model", "export_model"]
 
 CHECKPOINT_FORMAT = 1
 
 
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """``write(fh)`` to ``path.tmp``, ``fsync`` it, then ``os.replace``: a crash (of the
+    process or of the machine) or a failed write (a full disk) leaves the old file or the
+    new one, never a torn one. The temporary file is removed when ``write`` fails, or when
+    the file is shorter than what ``write`` wrote (``numpy.save`` ignores a failed write);
+    an ``OSError`` names ``path``, not the temporary file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if os.fstat(fh.fileno()).st_size < fh.tell():
+                raise OSError(errno.EIO, "written short (a full disk or a file-size limit?)")
+            os.fsync(fh.fileno())  # else the rename can reach the disk before the data
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp``, ``fsync`` it, then ``os.replace``: a crash (of the
-    process or of the machine) leaves the old file or the new one, never a torn one."""
+    """``torch.save`` ``obj`` to ``path`` (its folder made if needed) with
+    :func:`write_atomic`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())  # else the rename can reach the disk before the data
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -143,13 +163,24 @@ def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
         ``(model, meta)``.
 
     Raises:
-        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints.
+        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints, or
+            a meta the model cannot be built from or whose model the weights do not fit.
     """
     weights, meta = load_weights(path, ema)
     if "task" not in meta:
         raise ValueError(f"{path}: checkpoint meta has no 'task'")
-    model = get_task_module(meta["task"]).build_model(meta)
-    model.load_state_dict(weights)
+    module = get_task_module(meta["task"])
+    try:
+        model = module.build_model(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot build the model its meta describes "
+                         f"({type(err).__name__}: {message_line(err)})") from err
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # "Error(s) in loading state_dict ...:", then one line each
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise ValueError(f"{path}: the weights do not fit the model its meta describes "
+                         f"({lines[1] if len(lines) > 1 else lines[0]})") from err
     return model.to(device).eval(), meta
 
 

@@ -19,8 +19,9 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
+from tqdm.auto import tqdm
 
+from .samplers import solve_ode
 from .sde import SDE
 from .spaces import Space
 
@@ -61,8 +62,8 @@ def _coordinate_probes(space: Space, x: Tensor) -> list[Tensor]:
 def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
                    divergence: str = "hutchinson", noise: str = "rademacher",
                    method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-                   steps: int | None = None, generator: torch.Generator | None = None
-                   ) -> LikelihoodResult:
+                   steps: int | None = None, generator: torch.Generator | None = None,
+                   disable: bool = True) -> LikelihoodResult:
     """Log-density ``log p_eps(x)`` ``(B,)`` of data ``x`` (shaped ``space.shape``).
 
     Args:
@@ -73,6 +74,11 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         steps: if given, a fixed grid of ``steps`` steps from ``eps`` to ``T`` (for fixed-step
             methods such as ``"rk4"``, ``"euler"``, ``"midpoint"``).
         generator: for a Gaussian probe.
+        disable: ``False`` shows a tqdm bar of the score evaluations.
+
+    Raises:
+        FloatingPointError: an adaptive ``method``'s step size underflowed (a non-finite or
+            very stiff score).
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose from {', '.join(DIVERGENCES)}")
@@ -88,10 +94,12 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     else:
         probes = [space.rademacher_like(x)]
     nfe = 0
+    bar = tqdm(disable=disable, unit="nfe", desc="likelihood")
 
     def func(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         nonlocal nfe
         nfe += 1
+        bar.update()
         tb = t.expand(space.num_samples)
         with torch.enable_grad():
             y = space.project(state[0].detach().requires_grad_(True))
@@ -110,8 +118,11 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         ts = torch.linspace(sde.eps, sde.T, steps + 1, device=x.device, dtype=x.dtype)
         options = None
     zero = torch.zeros(space.num_samples, device=x.device, dtype=x.dtype)
-    xs, deltas = odeint(func, (x, zero), ts, method=method, rtol=rtol, atol=atol,
-                        options=options)
+    try:
+        xs, deltas = solve_ode(func, (x, zero), ts, method=method, rtol=rtol, atol=atol,
+                               options=options)
+    finally:
+        bar.close()
     prior = sde.prior_logp(xs[-1], space)
     return LikelihoodResult(prior + deltas[-1], prior, deltas[-1], nfe, xs[-1])
 

@@ -37,7 +37,7 @@ from .sde import SDE
 from .spaces import Space
 
 __all__ = ["dsm_loss", "ssm_loss", "exact_sm_loss", "OBJECTIVES", "get_objective",
-           "WEIGHTINGS", "MAX_EXACT_DIM"]
+           "WEIGHTINGS", "PROJECTIONS", "MAX_EXACT_DIM"]
 
 Model = Callable[..., Tensor]
 WEIGHTINGS = ("sigma2", "likelihood")

@@ -53,10 +53,22 @@ from .spaces import Generators, Space
 
 __all__ = ["SampleResult", "sample_em", "sample_reverse", "sample_ancestral", "sample_pc",
            "sample_ald", "sample_ode", "langevin_correct", "SAMPLERS", "sample",
-           "PREDICTORS", "ODE_METHODS"]
+           "PREDICTORS", "ODE_METHODS", "solve_ode"]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict], Any]
+
+
+def solve_ode(func: Callable, y0: Any, t: Tensor, **kwargs) -> Any:
+    """:func:`torchdiffeq.odeint`, whose adaptive step-size underflow (an ``assert``, met with
+    a non-finite or very stiff field) is raised as ``FloatingPointError``."""
+    try:
+        return odeint(func, y0, t, **kwargs)
+    except AssertionError as err:
+        if "underflow in dt" not in str(err):
+            raise
+        raise FloatingPointError(f"the adaptive ODE solver's step size underflowed ({err}): "
+                                 "the score is not finite or too stiff") from None
 
 
 @dataclass
@@ -370,10 +382,12 @@ def sample_ode(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
             return v
 
         span = torch.tensor([sde.T, sde.eps], device=x.device, dtype=x.dtype)
-        x = odeint(func, x, span, method="dopri5", rtol=rtol, atol=atol,
-                   options={"first_step": (sde.T - sde.eps) / steps,
-                            "step_t": span[-1:]})[-1]
-        bar.close()
+        try:
+            x = solve_ode(func, x, span, method="dopri5", rtol=rtol, atol=atol,
+                          options={"first_step": (sde.T - sde.eps) / steps,
+                                   "step_t": span[-1:]})[-1]
+        finally:  # not after the error message, when the bar is garbage-collected
+            bar.close()
         x = cond.noised(space.project(x), _tvec(span[-1], space), z_known)
     else:
         def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:

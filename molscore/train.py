@@ -67,10 +67,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .cli.argtypes import SEED_MAX
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic)
 from .ema import EMA
-from .objectives import WEIGHTINGS, get_objective
+from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .tasks import Batch, TrainTask, get_task_module
 
@@ -177,8 +178,8 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
     if out["init"] is not None and not isinstance(out["init"], (str, os.PathLike)):
         raise ConfigError(f"'init' must be the path of a checkpoint or model file, got {out['init']!r}")
-    if not _is_int(out["seed"]):
-        raise ConfigError(f"'seed' must be an integer, got {out['seed']!r}")
+    if not _is_int(out["seed"]) or not 0 <= out["seed"] <= SEED_MAX:
+        raise ConfigError(f"'seed' must be an integer 0..{SEED_MAX}, got {out['seed']!r}")
     optim = out["optim"]
     if optim["schedule"] not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
@@ -215,8 +216,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
-    """``ConfigError`` for an ``objective`` key the loss function does not take, or an unknown
-    ``weighting`` (else both would surface only as a traceback at the first step)."""
+    """``ConfigError`` for an ``objective`` key the loss function does not take, or a value
+    of ``weighting``, ``n_proj``, ``projection`` or ``variance_reduced`` it cannot take (else
+    each would surface only as a traceback at the first step)."""
     params = inspect.signature(loss_fn).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         allowed = {k for k, p in params.items()
@@ -228,6 +230,15 @@ def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
     if objective.get("weighting", WEIGHTINGS[0]) not in WEIGHTINGS:
         raise ConfigError(f"objective.weighting must be one of {', '.join(WEIGHTINGS)}, "
                           f"got {objective['weighting']!r}")
+    n_proj = objective.get("n_proj", 1)
+    if not _is_int(n_proj) or n_proj < 1:
+        raise ConfigError(f"objective.n_proj must be a positive integer, got {n_proj!r}")
+    if objective.get("projection", PROJECTIONS[0]) not in PROJECTIONS:
+        raise ConfigError(f"objective.projection must be one of {', '.join(PROJECTIONS)}, "
+                          f"got {objective['projection']!r}")
+    if not isinstance(objective.get("variance_reduced", False), bool):
+        raise ConfigError(f"objective.variance_reduced must be true or false, got "
+                          f"{objective['variance_reduced']!r}")
 
 
 def _number(value: Any, name: str, minimum: float) -> float:

@@ -195,3 +195,20 @@ def test_sample_cli_writes_parseable_pdb(tmp_path, capsys):
                  "--device", "cpu", "-o", str(tmp_path / "file" / "t.pdb")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0]
+
+
+
+def test_sample_cli_refuses_what_a_pdb_file_cannot_number(tmp_path, capsys):
+    """--length over 9999 sampled the whole run, then wrote wrapped residue numbers."""
+    from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+
+    task = build_task(tiny_config(tmp_path))
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(),
+                 "meta": task.meta}, tmp_path / "ca.pt")
+    for extra, message in ((["--length", "10000"], "--length must be 4 to 9999 residues"),
+                           (["-n", "10000"], "-n must be at most 9999")):
+        assert main(["sample", "--checkpoint", str(tmp_path / "ca.pt"), "--steps", "1",
+                     "--device", "cpu", "-o", str(tmp_path / "t.pdb"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "t.pdb").exists()

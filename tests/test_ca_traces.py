@@ -79,6 +79,18 @@ def test_write_rejects_unwritable_coordinates(tmp_path):
         write_ca_pdb(tmp_path / "x.pdb", [np.zeros((3, 2))])
 
 
+
+def test_write_rejects_more_residues_or_models_than_pdb_numbers(tmp_path):
+    """Residue 10000 of a trace was written as residue 1 of the same chain (biotite wraps
+    the 4-digit number with a warning), model 10000 as a 5-digit MODEL serial."""
+    with pytest.raises(ValueError, match="trace 1 has 10000 residues, more than a PDB chain"):
+        write_ca_pdb(tmp_path / "x.pdb", [straight(10_000, 0.01)])
+    with pytest.raises(ValueError, match="10000 traces do not fit a PDB file"):
+        write_ca_pdb(tmp_path / "x.pdb", [straight(4)] * 10_000)
+    assert not (tmp_path / "x.pdb").exists()
+    write_ca_pdb(tmp_path / "x.pdb", [straight(9999, 0.01)])
+    assert read_ca_pdb_models(tmp_path / "x.pdb")[0].shape == (9999, 3)
+
 def test_split_at_gaps():
     x = straight(10)
     x[6:] += np.array([0.0, 5.0, 0.0])           # gap of sqrt(3.8^2 + 25) > 4.2 after index 5

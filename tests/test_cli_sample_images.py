@@ -28,9 +28,19 @@ def ckpt(tmp_path_factory):
 
 
 def _run(capsys, *argv):
-    rc = main(["sample", *map(str, argv)])
+    rc = main(["sample", "--no-progress", *map(str, argv)])
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def test_progress_bar_is_shown_by_default(ckpt, tmp_path, capsys):
+    """A long sampling run showed nothing unless --progress was given."""
+    assert main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--sampler", "em", "--steps",
+                 "3", "-o", str(tmp_path / "s.npy")]) == 0
+    assert "3/3" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--sampler", "em", "--steps",
+                 "3", "--no-progress", "-o", str(tmp_path / "s.npy")]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_png_grid_and_npy(ckpt, tmp_path, capsys):
@@ -81,6 +91,60 @@ def test_bad_mask_exits_2(ckpt, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+
+def test_grey_mask_exits_2_instead_of_a_guessed_side(ckpt, tmp_path, capsys):
+    """A mask pixel between black and white was taken as known from 128 up, silently."""
+    write_png(tmp_path / "img.png", torch.zeros(1, 8, 8, dtype=torch.uint8))
+    mask = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    mask[:, :4] = 255
+    mask[:, 4] = 100  # an anti-aliased edge
+    write_png(tmp_path / "mask.png", mask)
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "mask.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 2 and "Traceback" not in err
+    assert "black (0, to generate) and white (255, known) only; 8 pixels are not, e.g. 100" in err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_transparent_mask_exits_2_instead_of_dropping_its_alpha(ckpt, tmp_path, capsys):
+    """A white mask whose known region was drawn as opacity read as all known (the alpha
+    channel was dropped): the samples were copies of the input."""
+    from PIL import Image
+
+    write_png(tmp_path / "img.png", torch.zeros(1, 8, 8, dtype=torch.uint8))
+    la = np.full((8, 8, 2), 255, dtype=np.uint8)
+    la[4:, :, 1] = 0  # bottom half transparent
+    Image.fromarray(la, "LA").save(tmp_path / "mask.png")
+    rgba = np.full((8, 8, 4), 255, dtype=np.uint8)  # opaque: a plain white mask
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "mask.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 2 and "mask.png: mask has transparent pixels" in err and "Traceback" not in err
+    assert not (tmp_path / "o.npy").exists()
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--steps", 2, "--inpaint",
+                      tmp_path / "img.png", "--mask", tmp_path / "opaque.png", "-o",
+                      tmp_path / "o.npy")
+    assert rc == 0, err
+    assert (np.load(tmp_path / "o.npy") == 0).all()
+
+
+def test_diverged_sampling_exits_2_instead_of_writing_zeros(ckpt, tmp_path, capsys):
+    """Finite weights whose scores overflow: the NaN samples were written as all-zero
+    images (level 0) with exit 0."""
+    from molscore.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    state = dict(ck["model"])
+    state["net.out.weight"] = state["net.out.weight"] * 1e37
+    save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
+    rc, _, err = _run(capsys, "--checkpoint", tmp_path / "huge.pt", "-n", 2, "--steps", 20,
+                      "--sampler", "em", "-o", tmp_path / "o.npy")
+    assert rc == 2 and err.count("\n") == 1
+    assert "sampler em produced non-finite values; try more --steps" in err
+    assert not (tmp_path / "o.npy").exists()
+
 @pytest.mark.parametrize("extra,message", [
     (["--label", "12"], "--label must be in 0..9"),
     (["--guidance", "2"], "--guidance needs --label"),
@@ -110,6 +174,19 @@ def test_unwritable_output_exits_2_before_sampling(ckpt, tmp_path, capsys):
         assert rc == 2 and "cannot write" in err and err.count("\n") == 1, err
 
 
+
+def test_output_that_is_a_folder_exits_2_before_sampling(ckpt, tmp_path, capsys, monkeypatch):
+    """-o naming an existing folder was found only when the samples were written."""
+    import molscore.data.image_task as image_task
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled")
+
+    monkeypatch.setattr(image_task, "generate", no_sampling)
+    (tmp_path / "grid.png").mkdir()
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "-o", tmp_path / "grid.png")
+    assert rc == 2 and err.count("\n") == 1 and "grid.png: Is a directory" in err
+
 def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
     rc, _, err = _run(capsys, "--checkpoint", ckpt, "-o", tmp_path / "o.txt")
     assert rc == 2 and ".png (grid) or .npy" in err
@@ -119,6 +196,25 @@ def test_bad_output_and_checkpoint_exit_2(ckpt, tmp_path, capsys):
         main(["sample", "--checkpoint", str(ckpt), "--sampler", "nope", "-o", "x.png"])
     assert exc.value.code == 2
 
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_meta_exits_2(ckpt, tmp_path, capsys):
+    """The model built from the meta did not take the weights: load_state_dict's (or
+    build_model's KeyError) traceback."""
+    from molscore.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    wide = {**ck["meta"], "net": {**ck["meta"]["net"], "channels": 16}}
+    save_atomic({**ck, "meta": wide}, tmp_path / "wide.pt")
+    save_atomic({**ck, "meta": {k: v for k, v in ck["meta"].items() if k != "shape"}},
+                tmp_path / "noshape.pt")
+    for name, message in (("wide.pt", "the weights do not fit the model its meta describes "
+                                      "(size mismatch for "),
+                          ("noshape.pt", "cannot build the model its meta describes "
+                                         "(KeyError: 'shape')")):
+        rc, _, err = _run(capsys, "--checkpoint", tmp_path / name, "-n", 1, "--steps", 1,
+                          "-o", tmp_path / "o.png")
+        assert rc == 2 and err.count("\n") == 1 and message in err, err
 
 def test_trainer_checkpoint_samples_with_ema(tmp_path, capsys):
     """End to end: D's trainer on the images task (2 steps), then `molscore sample`."""

@@ -67,6 +67,7 @@ def test_sample_gmmnd_dimension(tmp_path, capsys):
     rc = main(["toy", "sample", "--density", "gmmnd", "--dim", "5", "--score", "exact",
                "--sampler", "ode", "--steps", "5", "-n", "10", "-o", str(out)])
     assert rc == 0 and np.load(out).shape == (10, 5)
+    assert "5/5" in capsys.readouterr().err  # the progress bar, shown by default
     _one_line_error(capsys, ["toy", "sample", "--density", "gmm8", "--dim", "5",
                              "-o", str(out)], "--dim")
 
@@ -77,8 +78,10 @@ def test_likelihood_exact_spelling_matches_analytic(tmp_path, capsys):
     rc = main(["toy", "likelihood", "--density", "gmm8", "--score", "exact", "--sde", "vp",
                "-n", "40", "--seed", "1", "-o", str(out)])
     assert rc == 0
-    line = capsys.readouterr().out.strip()
+    captured = capsys.readouterr()
+    line = captured.out.strip()
     assert len(line.splitlines()) == 1 and "mean logp" in line and "analytic" in line
+    assert "likelihood: " in captured.err and "nfe" in captured.err  # the progress bar
     data = np.load(out)
     assert data["x"].shape == (40, 2) and data["logp"].shape == (40,)
     analytic = get_density("gmm8").log_prob(torch.from_numpy(data["x"])).numpy()
@@ -137,6 +140,138 @@ def test_sample_from_checkpoint_and_energy_model(tmp_path, tiny_checkpoint):
 def test_bad_names_exit_2_with_one_line(capsys, argv, needles):
     _one_line_error(capsys, argv, *needles)
 
+
+
+@pytest.mark.parametrize("argv", [
+    ["toy", "sample", "-n", "5", "--steps", "2"],
+    ["toy", "likelihood", "-n", "5", "--method", "euler", "--steps", "2"],
+    ["sample", "--checkpoint", "ckpt.pt"],
+    ["train", "--config", "cfg.yaml"],
+])
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "4294967296"])
+def test_out_of_range_seed_is_a_usage_error(tmp_path, capsys, argv, seed):
+    """A seed torch cannot take (or, in train, one whose derived seeds overflow) ended in
+    a ValueError traceback: 'Overflow when unpacking long long'."""
+    _one_line_error(capsys, [*argv, f"--seed={seed}", "-o", str(tmp_path / "o.npy")],
+                    "--seed: expected a seed (an integer 0..4294967295)")
+
+
+@pytest.mark.parametrize("command,out", [(["sample", "--steps", "2"], "o.npy"),
+                                         (["likelihood", "--method", "euler", "--steps", "2"],
+                                          "o.npz")])
+def test_dim_other_than_the_checkpoints_is_a_usage_error(tmp_path, capsys, tiny_checkpoint,
+                                                         command, out):
+    """--dim was ignored with a checkpoint: 2-D samples of it, exit 0."""
+    _one_line_error(capsys, ["toy", *command, "--score", str(tiny_checkpoint / "checkpoint.pt"),
+                             "--dim", "7", "-n", "3", "-o", str(tmp_path / out)],
+                    "was trained on 2-D data, not --dim 7")
+    assert not (tmp_path / out).exists()
+
+
+def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsys):
+    """toy train and train -o under a file (train -o a file too) trained the whole run, then
+    ended in a NotADirectoryError / FileExistsError traceback."""
+    import yaml
+
+    (tmp_path / "file").write_text("not a folder")
+    under = str(tmp_path / "file" / "run")
+    _one_line_error(capsys, ["toy", "train", "--steps", "2", "--hidden", "8", "--depth", "1",
+                             "--plot-samples", "10", "--plot-steps", "2", "--quiet", "-o", under],
+                    "cannot write", "Not a directory")
+    cfg = {"task": "toy", "data": {"density": "checkerboard", "n": 100},
+           "model": {"hidden": 8, "depth": 1}, "batch_size": 8, "steps": 2}
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
+    for out in (under, str(tmp_path / "file")):
+        _one_line_error(capsys, ["train", "--config", str(tmp_path / "toy.yaml"), "-q",
+                                 "--device", "cpu", "-o", out], "cannot write")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--sampler", "em", "--n-corrector", "5"], "--n-corrector is for --sampler pc or "
+                                                          "ald, not em"),
+    (["sample", "--sampler", "ode", "--snr", "0.3"], "--snr is for --sampler pc or ald, not ode"),
+    (["sample", "--sampler", "ald", "--predictor", "em"], "--predictor is for --sampler pc, "
+                                                          "not ald"),
+    (["sample", "--sampler", "pc", "--method", "dopri5"], "--method is for --sampler ode, not pc"),
+    (["sample", "--sampler", "ode", "--rtol", "1e-3"], "--rtol is for the adaptive --method "
+                                                       "dopri5, not rk4 (the default)"),
+    (["likelihood", "--method", "euler", "--steps", "2", "--atol", "1e-3"],
+     "--atol is for the adaptive --method dopri5, not euler"),
+    (["train", "--objective", "dsm", "--n-proj", "4"], "--n-proj is for --objective ssm or "
+                                                       "ssm-vr, not dsm"),
+])
+def test_option_the_sampler_does_not_use_is_a_usage_error(tmp_path, capsys, argv, message):
+    """Options of another sampler or ODE method were accepted and ignored (exit 0)."""
+    out = tmp_path / {"likelihood": "o.npz", "sample": "o.npy", "train": "run"}[argv[0]]
+    size = ["--plot-samples", "5"] if argv[0] == "train" else ["-n", "5"]
+    _one_line_error(capsys, ["toy", *argv, *size, "--steps", "2", "-o", str(out)], message)
+    assert not out.exists()
+
+
+def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
+    import molscore.cli.toy as toy
+
+    seen = {}
+
+    def fake_sample(name, score_fn, sde, space, x, steps, **opts):
+        seen.update({k: v for k, v in opts.items() if k != "generator"}, name=name)
+        return type("Result", (), {"x": x, "nfe": 0})()
+
+    monkeypatch.setattr(toy, "sample", fake_sample)
+    out = str(tmp_path / "o.npy")
+    assert main(["toy", "sample", "--sampler", "pc", "--snr", "0.3", "--n-corrector", "2",
+                 "--predictor", "em", "-n", "5", "--steps", "2", "--no-progress",
+                 "-o", out]) == 0
+    assert seen == {"name": "pc", "disable": True, "snr": 0.3, "n_corrector": 2,
+                    "predictor": "em"}
+    seen.clear()
+    assert main(["toy", "sample", "--sampler", "ode", "--method", "dopri5", "--rtol", "1e-3",
+                 "--atol", "1e-4", "-n", "5", "--steps", "2", "--no-progress", "-o", out]) == 0
+    assert seen == {"name": "ode", "disable": True, "method": "dopri5", "rtol": 1e-3,
+                    "atol": 1e-4}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--sampler", "ode", "--method", "dopri5", "o.npy"],
+     "the adaptive ODE solver's step size underflowed"),
+    (["likelihood", "o.npz"], "the adaptive ODE solver's step size underflowed"),
+    (["likelihood", "--method", "euler", "o.npz"],
+     "the log-likelihood of 5 of the 5 samples is not finite"),
+])
+def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, argv, message):
+    """A score that overflows: dopri5 ended in torchdiffeq's 'AssertionError: underflow in
+    dt' traceback, a fixed-step likelihood wrote NaN log-likelihoods with exit 0."""
+    from molscore.checkpoint import load_checkpoint, save_atomic
+
+    ck = load_checkpoint(tiny_checkpoint / "checkpoint.pt")
+    state = {k: v * 1e30 if k.endswith("weight") else v for k, v in ck["model"].items()}
+    save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
+    *args, out = argv
+    _one_line_error(capsys, ["toy", *args, "--score", str(tmp_path / "huge.pt"), "-n", "5",
+                             "--steps", "3", "--no-progress", "-o", str(tmp_path / out)],
+                    message)
+    assert not (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"model": {"hidden": -1}}, "toy model option hidden must be a positive integer, got -1"),
+    ({"model": {"hidden": 0}}, "toy model option hidden must be a positive integer, got 0"),
+    ({"model": {"embed_dim": "64"}}, "toy model option embed_dim must be a positive integer"),
+    ({"data": {"density": "gmmnd", "options": {"dims": 3}}},
+     "density 'gmmnd' takes no option 'dims'; valid: dim, n_components, seed"),
+    ({"data": {"density": "gmm8", "options": {"dim": 3}}}, "density 'gmm8' takes no option"),
+    ({"data": {"density": "gmmnd", "options": {"dim": "3"}}},
+     "density option 'dim' must be an integer, got '3'"),
+])
+def test_bad_toy_config_values_are_usage_errors(tmp_path, capsys, section, message):
+    """They ended in RuntimeError / TypeError tracebacks (hidden: 0 trained a zero-width
+    network with exit 0)."""
+    import yaml
+
+    cfg = {"task": "toy", "steps": 1, "batch_size": 8, "data": {"n": 50}, **section}
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
+    _one_line_error(capsys, ["train", "--config", str(tmp_path / "toy.yaml"), "-q",
+                             "--device", "cpu", "-o", str(tmp_path / "run")], message)
 
 def test_exact_score_needs_a_mixture(tmp_path, capsys):
     _one_line_error(capsys, ["toy", "sample", "--density", "checkerboard", "--score", "exact",

@@ -100,6 +100,19 @@ def test_read_png_channels(tmp_path):
     assert read_png(tmp_path / "grid.png").shape == (1, 2 * (2 * 9 + 1), 2 * (3 * 9 + 1))
 
 
+
+def test_read_png_refuses_16_bit_pixels_instead_of_clipping_them(tmp_path):
+    """A 16-bit grey PNG was converted by clipping every value above 255 to 255: a
+    mid-grey image (32896 = 128 * 257) read as white."""
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 128 * 257, dtype=np.uint16)).save(tmp_path / "deep.png")
+    with pytest.raises(ImageError, match="deep.png: I;16 pixels .*8 bits per channel"):
+        read_png(tmp_path / "deep.png", (1, 8, 8))
+    Image.fromarray(np.eye(8, dtype=bool)).save(tmp_path / "bilevel.png")  # mode "1"
+    assert torch.equal(read_png(tmp_path / "bilevel.png"),
+                       torch.from_numpy(np.eye(8, dtype=np.uint8) * 255)[None])
+
 def test_bits_per_dim_uniform_density_is_log2_levels():
     for levels, dim in ((17, 64), (256, 784), (2, 5)):
         logp_uniform = torch.tensor([-dim * math.log(2.0)])  # uniform on [-1, 1]^D

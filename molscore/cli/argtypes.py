@@ -5,7 +5,10 @@ import argparse
 import math
 
 __all__ = ["positive_int", "positive_int_or_auto", "positive_float", "nonnegative_float",
-           "finite_float"]
+           "finite_float", "seed", "SEED_MAX"]
+
+SEED_MAX = 2 ** 32 - 1
+"""Largest random seed (numpy's limit; torch's generators take the seeds derived from it)."""
 
 
 def _number(text: str, cast, what: str):
@@ -55,3 +58,12 @@ def nonnegative_float(text: str) -> float:
 def finite_float(text: str) -> float:
     """A finite number (not ``nan`` or ``inf``; its range is the option's own check)."""
     return _number(text, float, "a finite number")
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in ``0..SEED_MAX``."""
+    value = _number(text, int, f"a seed (an integer 0..{SEED_MAX})")
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer 0..{SEED_MAX}), "
+                                         f"got {text!r}")
+    return value

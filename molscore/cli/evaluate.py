@@ -48,6 +48,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..checkpoint import write_atomic
     from ..chem.io import InputFormatError
     from ..chem.metrics import evaluate_coverage, evaluate_crystal
 
@@ -82,7 +83,7 @@ def run(args) -> int:
                   f"{row['frac_below_1.0']:7.3f} {row['frac_below_2.0']:7.3f}")
     if args.json_out:
         try:
-            Path(args.json_out).write_text(json.dumps(res, indent=1))
+            write_atomic(args.json_out, lambda fh: fh.write(json.dumps(res, indent=1).encode()))
         except OSError as err:
             raise UsageError.cannot_write(err, args.json_out) from None
     return 0

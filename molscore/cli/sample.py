@@ -7,9 +7,10 @@ or an ``.npy``; C-alpha traces write a multi-model PDB).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from . import UsageError
-from .argtypes import finite_float, positive_int
+from .argtypes import finite_float, positive_int, seed
 
 ORDER = 25
 
@@ -41,17 +42,19 @@ def register(subparsers) -> None:
                         "Euler-Maruyama; ald: annealed Langevin; reverse/ancestral predictors")
     p.add_argument("--steps", type=positive_int, metavar="N",
                    help="time steps (noise levels for ald); default chosen by the task")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (default)")
     p.add_argument("-o", "--output", required=True, metavar="PATH",
                    help="output file: .png or .npy for images, .pdb for C-alpha traces")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar (default: yes)")
     img = p.add_argument_group("images")
     img.add_argument("--inpaint", nargs="+", metavar="PNG",
                      help="image(s) whose masked pixels are kept; n samples fill in each")
     img.add_argument("--mask", nargs="+", metavar="PNG",
-                     help="mask PNG(s), one for all images or one per image; white = known")
+                     help="mask PNG(s), one for all images or one per image; white = known, "
+                          "black = to generate (no other value)")
     img.add_argument("--label", type=int, metavar="K", help="class label to generate")
     img.add_argument("--guidance", type=finite_float, metavar="W",
                      help="classifier-free guidance weight w: (1+w) s(x|y) - w s(x) (default 0)")
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint_model
     from ..tasks import get_task_module
 
+    if Path(args.output).is_dir():  # found before sampling, not when the samples are written
+        raise UsageError(f"cannot write {args.output}: Is a directory")
     device = _device(args.device)
     try:
         model, meta = load_checkpoint_model(args.checkpoint, ema=True, device=device)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic
+from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic, write_atomic
 from ..data.toy import DENSITIES, GaussianMixture, exact_score_fn, get_density
 from ..data.toy_task import make_meta, train_toy
 from ..models.param import ScoreModel
@@ -30,7 +30,7 @@ from ..samplers import ODE_METHODS, SAMPLERS, sample
 from ..sde import SDE, SDE_NAMES, make_sde
 from ..spaces import DenseSpace
 from . import UsageError
-from .argtypes import positive_float, positive_int
+from .argtypes import positive_float, positive_int, seed
 
 ORDER = 50
 LIKELIHOOD_METHODS = ("dopri5", "rk4", "midpoint", "euler")
@@ -76,6 +76,8 @@ def _load_score(score: str, density: str | None, sde_name: str | None,
         raise UsageError(f"{score} was trained with --sde {meta['sde']['name']}, not {sde_name}")
     if density is not None and density != meta["density"]:
         raise UsageError(f"{score} was trained on --density {meta['density']}, not {density}")
+    if dim is not None and dim != meta["dim"]:
+        raise UsageError(f"{score} was trained on {meta['dim']}-D data, not --dim {dim}")
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
         return model(x, t, DenseSpace(x.shape)).detach()
@@ -96,17 +98,36 @@ def _out_path(path: str, suffix: str) -> Path:
     return out
 
 
+def _write(out: Path, write: Callable) -> None:
+    """:func:`~molscore.checkpoint.write_atomic`; an ``OSError`` is a usage error."""
+    try:
+        write_atomic(out, write)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
+
+
 # -- toy sample ----------------------------------------------------------------------------
+SAMPLER_OPTIONS = {"predictor": ("pc",), "snr": ("pc", "ald"), "n_corrector": ("pc", "ald"),
+                   "method": ("ode",), "rtol": ("ode",), "atol": ("ode",)}
+"""The samplers each sampler option of ``toy sample`` is for."""
+
+
 def _sampler_options(args: argparse.Namespace) -> dict:
+    """The sampler keywords of the given options (the sampler's defaults for the others);
+    an option the sampler (or ODE method) does not use is a usage error."""
     opts: dict = {"disable": not args.progress}
-    if args.sampler in ("pc", "ald"):
-        opts["snr"] = args.snr
-        if args.n_corrector is not None:
-            opts["n_corrector"] = args.n_corrector
-    if args.sampler == "pc":
-        opts["predictor"] = args.predictor
-    elif args.sampler == "ode":
-        opts.update(method=args.method, rtol=args.rtol, atol=args.atol)
+    for name, samplers in SAMPLER_OPTIONS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if args.sampler not in samplers:
+            raise UsageError(f"{flag} is for --sampler {' or '.join(samplers)}, "
+                             f"not {args.sampler}")
+        if name in ("rtol", "atol") and (args.method or "rk4") != "dopri5":
+            raise UsageError(f"{flag} is for the adaptive --method dopri5, not "
+                             f"{args.method or 'rk4 (the default)'}")
+        opts[name] = value
     if args.denoise:
         opts["denoise"] = True
     return opts
@@ -128,13 +149,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out = _out_path(args.output, ".npy")
     src = _load_score(args.score, args.density, args.sde, args.dim)
     torch.manual_seed(args.seed)
-    x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
-                          **_sampler_options(args))
+    try:
+        x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
+                              **_sampler_options(args))
+    except FloatingPointError as err:
+        raise UsageError(f"{err}; try more --steps or another --sampler") from None
     arr = x.double().numpy()
     if not np.isfinite(arr).all():
         raise UsageError("sampling produced non-finite values; try more --steps or another "
                          "--sampler")
-    np.save(out, arr)
+    _write(out, lambda fh: np.save(fh, arr))
     print(f"wrote {arr.shape[0]} samples of {src.density} ({args.sampler}, {src.sde.name}, "
           f"{nfe} score evaluations) to {out}")
     return 0
@@ -146,6 +170,10 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
 
     if args.method != "dopri5" and args.steps is None:
         raise UsageError(f"--method {args.method} is fixed-step and needs --steps")
+    tolerances = {k: v for k, v in (("rtol", args.rtol), ("atol", args.atol)) if v is not None}
+    if args.method != "dopri5" and tolerances:
+        raise UsageError(f"--{next(iter(tolerances))} is for the adaptive --method dopri5, "
+                         f"not {args.method}")
     out = _out_path(args.output, ".npz")
     src = _load_score(args.score, args.density, args.sde, args.dim)
     dens = get_density(src.density, **src.density_options)
@@ -159,9 +187,16 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     else:  # the divergence needs the graph of the learned score
         model = src.model
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
-    res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                         method=args.method, rtol=args.rtol, atol=args.atol, steps=args.steps)
+    try:
+        res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
+                             method=args.method, steps=args.steps, disable=not args.progress,
+                             **tolerances)
+    except FloatingPointError as err:
+        raise UsageError(f"{err}; try a fixed-step --method with --steps") from None
     logp = res.logp.detach().double().numpy()
+    if not np.isfinite(logp).all():
+        raise UsageError(f"the log-likelihood of {int((~np.isfinite(logp)).sum())} of the "
+                         f"{args.n} samples is not finite; try more --steps or another --method")
     arrays = {"x": x.double().numpy(), "logp": logp}
     line = (f"mean logp {logp.mean():.4f} over {args.n} samples of {src.density} "
             f"({src.sde.name}, {args.divergence} divergence, {res.nfe} evaluations)")
@@ -170,7 +205,7 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         arrays["analytic"] = analytic
         line += (f"; analytic {analytic.mean():.4f}, mean |error| "
                  f"{np.abs(logp - analytic).mean():.4f}")
-    np.savez(out, **arrays)
+    _write(out, lambda fh: np.savez(fh, **arrays))
     print(line)
     return 0
 
@@ -240,8 +275,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if meta["dim"] > 2:
         raise UsageError("toy train plots 2-D densities; use the benchmark for gmmnd")
     opts = {"weighting": args.weighting}
-    if args.objective in ("ssm", "ssm-vr"):
+    if args.n_proj is not None:
+        if args.objective not in ("ssm", "ssm-vr"):
+            raise UsageError(f"--n-proj is for --objective ssm or ssm-vr, not {args.objective}")
         opts["n_proj"] = args.n_proj
+    try:  # before training, so that an unusable -o does not cost the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny MLPs: one thread is fastest and reproducible
     try:
@@ -258,7 +299,6 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
                                   objective_options=opts, progress=not args.quiet)
     except FloatingPointError as err:
         raise UsageError(f"training diverged: {err}") from None
-    out.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
     ckpt = {"format": CHECKPOINT_FORMAT, "step": args.steps, "meta": meta, "state_dict": state,
             "model": state, "objective": args.objective, "losses": torch.tensor(losses)}
@@ -281,13 +321,14 @@ def _train_and_report(args: argparse.Namespace, meta: dict, opts: dict, out: Pat
 def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", choices=DENSITIES, default=None,
                    help="toy density (default gmm8 for --score exact; a checkpoint's own)")
-    p.add_argument("--dim", type=positive_int, default=None, help="dimension of gmmnd")
+    p.add_argument("--dim", type=positive_int, default=None,
+                   help="dimension of gmmnd (default 16 for --score exact; a checkpoint's own)")
     p.add_argument("--score", default="exact",
                    help="'exact' (analytic score of a mixture) or a toy checkpoint path")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default=None,
                    help="forward SDE (default ve for --score exact; a checkpoint's own)")
     p.add_argument("-n", type=positive_int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -301,16 +342,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_score_args(p)
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="pc")
     p.add_argument("--steps", type=positive_int, default=500, help="time steps (noise levels)")
-    p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default="reverse",
-                   help="predictor of --sampler pc")
-    p.add_argument("--snr", type=positive_float, default=0.16, help="Langevin signal-to-noise")
+    p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default=None,
+                   help="predictor of --sampler pc (default reverse)")
+    p.add_argument("--snr", type=positive_float, default=None,
+                   help="Langevin signal-to-noise of --sampler pc or ald (default 0.16)")
     p.add_argument("--n-corrector", type=positive_int, default=None,
                    help="Langevin steps per noise level (default: 1 for pc, 10 for ald)")
-    p.add_argument("--method", choices=ODE_METHODS, default="rk4", help="ODE solver")
-    p.add_argument("--rtol", type=positive_float, default=1e-5)
-    p.add_argument("--atol", type=positive_float, default=1e-5)
+    p.add_argument("--method", choices=ODE_METHODS, default=None,
+                   help="ODE solver of --sampler ode (default rk4)")
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance of --method dopri5 (default 1e-5)")
     p.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar (default: yes)")
     p.add_argument("-o", "--output", required=True, help="output .npy, an (n, D) array")
     p.set_defaults(func=_cmd_sample)
 
@@ -321,8 +367,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="number of steps of a fixed-step --method")
-    p.add_argument("--rtol", type=positive_float, default=1e-5)
-    p.add_argument("--atol", type=positive_float, default=1e-5)
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar of the score evaluations (default: yes)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
     p.set_defaults(func=_cmd_likelihood)
 
@@ -331,14 +381,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--density", choices=DENSITIES, default="checkerboard")
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="dsm")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2")
-    p.add_argument("--n-proj", type=positive_int, default=1, help="projections for ssm/ssm-vr")
+    p.add_argument("--n-proj", type=positive_int, default=None,
+                   help="projections of --objective ssm or ssm-vr (default 1)")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve")
     p.add_argument("--sigma-max", type=positive_float, default=None,
                    help="VE sigma_max (default: largest distance between data points)")
     p.add_argument("--steps", type=positive_int, default=4000, help="optimiser steps")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=positive_float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--energy", action="store_true", help="MLP energy model (score = -grad E)")
     p.add_argument("--hidden", type=positive_int, default=128)
     p.add_argument("--depth", type=positive_int, default=3)

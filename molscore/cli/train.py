@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from . import UsageError
+from .argtypes import seed
 
 ORDER = 20
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (default)")
     p.add_argument("--steps", type=int, metavar="N", help="override the config's total steps")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--seed", type=seed, help="override the config's seed")
     p.add_argument("--init", metavar="PATH",
                    help="override the config's init: the checkpoint or model file whose (EMA) "
                         "weights start a fresh run (a resumed run keeps its own). With "
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if args.init is not None:
         cfg["init"] = args.init
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
+    try:  # before training, so that an unusable output directory does not cost the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError.cannot_write(err, out) from None
     try:
         summary = train(cfg, out, resume=args.resume, device=args.device,
                         progress=not args.quiet)

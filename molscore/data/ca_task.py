@@ -40,8 +40,8 @@ from ..sde import make_sde
 from ..spaces import PointSetSpace
 from ..tasks import Batch, TrainTask
 from .ca_metrics import trace_summary
-from .ca_traces import (CATraceCrops, Trace, load_npz_traces, read_structure_files, split_by_structure,
-                        write_ca_pdb)
+from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
+                        read_structure_files, split_by_structure, write_ca_pdb)
 
 __all__ = ["DEFAULTS", "DEFAULT_HPARAMS", "load_traces", "collate", "build_task", "build_model",
            "generate", "sample_command"]
@@ -182,8 +182,12 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         if getattr(args, opt, None) is not None:
             raise UsageError(f"--{opt} is for image checkpoints; this one is C-alpha traces")
     length = int(args.length or meta["crop_length"])
-    if length < 4:
-        raise UsageError(f"--length must be at least 4 residues, got {length}")
+    if not 4 <= length <= PDB_MAX_RESIDUES:
+        raise UsageError(f"--length must be 4 to {PDB_MAX_RESIDUES} residues (a PDB chain), "
+                         f"got {length}")
+    if args.n > PDB_MAX_MODELS:
+        raise UsageError(f"-n must be at most {PDB_MAX_MODELS} (the models of a PDB file), "
+                         f"got {args.n}")
     steps = int(args.steps or DEFAULT_STEPS)
     try:  # before sampling, so that an unwritable -o does not cost the run
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from ..errors import message_line
 __all__ = [
     "CA_BOND", "GAP_CUTOFF", "Trace", "StructureReadError", "split_at_gaps",
     "load_npz_traces", "read_structure_traces", "read_structure_files", "split_by_structure",
-    "CATraceCrops", "write_ca_pdb", "read_ca_pdb_models",
+    "CATraceCrops", "write_ca_pdb", "read_ca_pdb_models", "PDB_MAX_RESIDUES", "PDB_MAX_MODELS",
 ]
 
 CA_BOND = 3.8
@@ -40,6 +40,12 @@ CA_BOND = 3.8
 
 GAP_CUTOFF = 4.2
 """Consecutive C-alphas further apart than this (Å) start a new chain segment."""
+
+PDB_MAX_RESIDUES = 9999
+"""Most residues of one chain a PDB file numbers (4-digit residue sequence number)."""
+
+PDB_MAX_MODELS = 9999
+"""Most models of a PDB file (4-digit MODEL serial number)."""
 
 
 @dataclass(frozen=True)
@@ -222,17 +228,26 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
     """Write C-alpha traces (Å, each ``(n_i, 3)``) as a CA-only PDB file, one MODEL per trace.
 
     The ATOM records are formatted by :class:`biotite.structure.io.pdb.PDBFile`; each trace
-    is wrapped in ``MODEL``/``ENDMDL`` records and the file ends with ``END``.
-    Traces may differ in length. Coordinates must fit the PDB format (|x| < 1000 Å).
+    is wrapped in ``MODEL``/``ENDMDL`` records and the file ends with ``END``. A path is
+    written atomically (:func:`molscore.checkpoint.write_atomic`).
+    Traces may differ in length. Coordinates must fit the PDB format (|x| < 1000 Å), as must
+    the numbers: at most :data:`PDB_MAX_RESIDUES` residues per trace and
+    :data:`PDB_MAX_MODELS` traces.
     """
     import biotite.structure as struc
     import biotite.structure.io.pdb as pdb
 
+    if len(traces) > PDB_MAX_MODELS:
+        raise ValueError(f"{len(traces)} traces do not fit a PDB file (at most "
+                         f"{PDB_MAX_MODELS} models)")
     lines: list[str] = []
     for k, tr in enumerate(traces, start=1):
         coords = np.asarray(tr.detach().cpu() if isinstance(tr, Tensor) else tr, dtype=np.float64)
         if coords.ndim != 2 or coords.shape[1] != 3:
             raise ValueError(f"trace {k} has shape {coords.shape}, expected (n, 3)")
+        if coords.shape[0] > PDB_MAX_RESIDUES:
+            raise ValueError(f"trace {k} has {coords.shape[0]} residues, more than a PDB chain "
+                             f"numbers ({PDB_MAX_RESIDUES})")
         if not np.isfinite(coords).all() or np.abs(coords).max(initial=0.0) >= 1000:
             raise ValueError(f"trace {k} has coordinates that do not fit a PDB file "
                              "(non-finite or |x| >= 1000 Å)")
@@ -255,7 +270,9 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
     if hasattr(target, "write"):
         target.write(text)
     else:
-        Path(target).write_text(text)
+        from ..checkpoint import write_atomic
+
+        write_atomic(target, lambda fh: fh.write(text.encode()))
 
 
 def read_ca_pdb_models(path: str | os.PathLike) -> list[np.ndarray]:

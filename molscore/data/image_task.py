@@ -37,8 +37,8 @@ from ..models.unet import UNet
 from ..sde import make_sde
 from ..spaces import DenseSpace
 from ..tasks import Batch, TrainTask
-from .images import (ImageError, ImageSet, load_image_source, read_png, save_grid, split_holdout,
-                     to_levels, to_model_space)
+from .images import (ImageError, ImageSet, load_image_source, read_mask, read_png, save_grid,
+                     split_holdout, to_levels, to_model_space)
 
 __all__ = ["ImageDataset", "build_task", "build_model", "make_collate", "load_task_data",
            "guided_score_fn", "read_inpaint_pairs", "generate", "sample_command",
@@ -158,6 +158,9 @@ def generate(model: ScoreModel, meta: dict, n: int, *, sampler: str = "pc",
         x_known, mask: ``(C, H, W)`` model-space image and 0/1 mask (1 = known) for inpainting;
             known pixels of the result equal ``x_known``'s exactly.
         opts: passed to the sampler (``snr``, ``method``, ...).
+
+    Raises:
+        FloatingPointError: the sampler diverged (a NaN or infinite entry in the result).
     """
     from ..samplers import sample
 
@@ -174,6 +177,8 @@ def generate(model: ScoreModel, meta: dict, n: int, *, sampler: str = "pc",
     with torch.no_grad():
         res = sample(sampler, score_fn, model.sde, space, x, steps, generator=generator,
                      **cond_opts, **opts)
+    if not torch.isfinite(res.x).all():  # to_levels would turn NaN into level 0
+        raise FloatingPointError(f"sampler {sampler} produced non-finite values")
     return to_levels(res.x, meta["levels"]).cpu(), int(res.nfe)
 
 
@@ -181,8 +186,9 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
                        ) -> list[tuple[str, Tensor, Tensor]]:
     """Read ``(name, x_known (C, H, W) model space, mask (C, H, W) 0/1)`` for each usable pair.
 
-    One mask for all images, or one per image. A mask pixel >= 128 means known.
-    Unreadable or mismatched files are reported through ``warn`` and skipped.
+    One mask for all images, or one per image: black (0) = to generate, white (255) = known,
+    no other value (see :func:`~molscore.data.images.read_mask`). Unreadable or mismatched
+    files are reported through ``warn`` and skipped.
     """
     from molscore.cli import UsageError
 
@@ -195,24 +201,24 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
         mpath = masks[0] if len(masks) == 1 else masks[i]
         try:
             img = read_png(path, (c, h, w))
-            msk = read_png(mpath)
-            if msk.shape[0] != 1 or tuple(msk.shape[1:]) != (h, w):
-                raise ImageError(f"{mpath}: mask must be a grey {h}x{w} image, got "
-                                 f"{msk.shape[0]}x{msk.shape[1]}x{msk.shape[2]} (CxHxW)")
+            msk = read_mask(mpath, (h, w))
         except ImageError as err:
             warn(f"skipping {path}: {err}")
             continue
         # 8-bit file -> the model's levels, then bin centres in model space.
         levels = meta["levels"]
         ints = torch.floor(img.float() * levels / 256.0).clamp(0, levels - 1)
-        pairs.append((path, to_model_space(ints, levels),
-                      (msk >= 128).float().expand(c, h, w).clone()))
+        pairs.append((path, to_model_space(ints, levels), msk.expand(c, h, w).clone()))
     return pairs
 
 
 def _write(path: Path, images: Tensor, levels: int) -> None:
+    """An ``.npy`` of the integer images or a PNG grid of them, written atomically."""
+    from ..checkpoint import write_atomic
+
     if path.suffix == ".npy":
-        np.save(path, images.numpy().astype(np.uint8 if levels <= 256 else np.int32))
+        arr = images.numpy().astype(np.uint8 if levels <= 256 else np.int32)
+        write_atomic(path, lambda fh: np.save(fh, arr))
     else:
         save_grid(path, images, levels, scale=max(1, 64 // images.shape[-1]))
 
@@ -256,9 +262,13 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError.cannot_write(err, out) from None
     results, nfe = [], 0
     for _, x_known, mask in jobs:
-        imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps, label=label,
-                           guidance=guidance, x_known=x_known, mask=mask, generator=gen,
-                           device=device, disable=not getattr(args, "progress", False))
+        try:
+            imgs, k = generate(model, meta, args.n, sampler=args.sampler, steps=steps,
+                               label=label, guidance=guidance, x_known=x_known, mask=mask,
+                               generator=gen, device=device,
+                               disable=not getattr(args, "progress", False))
+        except FloatingPointError as err:
+            raise UsageError(f"{err}; try more --steps or another --sampler") from None
         results.append(imgs)
         nfe += k
     images = torch.cat(results)

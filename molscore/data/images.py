@@ -26,7 +26,7 @@ from torch import Tensor
 from ..paths import resolve_data_path
 
 __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
-           "load_image_source", "read_png", "write_png", "save_grid", "to_model_space",
+           "load_image_source", "read_png", "read_mask", "write_png", "save_grid", "to_model_space",
            "to_levels", "split_holdout", "DEFAULT_MNIST"]
 
 DEFAULT_MNIST = "datasets/mnist_5k.npz"
@@ -144,7 +144,8 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
             Any other channel or size mismatch raises.
 
     Raises:
-        ImageError: unreadable file or wrong size (one-line message).
+        ImageError: unreadable file, wrong size, or pixels of more than 8 bits (16-bit or
+            float; one-line message).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -154,8 +155,13 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
                          f"the model expects {shape[0]}")
     try:
         with Image.open(path) as im:
-            grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+            if im.mode.startswith(("I", "F")):  # convert() would clip the values to 255
+                raise ImageError(f"{path}: {im.mode} pixels (16-bit or float) are not read; "
+                                 "save the image with 8 bits per channel")
+            grey = im.mode in ("1", "L", "LA")
             arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err.__class__.__name__})") from None
     if arr.ndim == 3 and (arr == arr[..., :1]).all():
@@ -167,6 +173,36 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
         raise ImageError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}x{arr.shape[2]} "
                          f"(CxHxW), expected {'x'.join(map(str, shape))}")
     return torch.from_numpy(arr.copy())
+
+
+def read_mask(path: str | Path, size: Sequence[int]) -> Tensor:
+    """Read an inpainting mask: a black-and-white image of ``size`` ``(H, W)``.
+
+    Returns:
+        ``(1, H, W)`` float, 1 where the mask is white (known pixel), 0 where it is black.
+
+    Raises:
+        ImageError: unreadable file (see :func:`read_png`), a colour image or another size,
+            a transparent pixel, or a pixel neither black (0) nor white (255): the side of
+            either would be a guess.
+    """
+    from PIL import Image
+
+    mask = read_png(path)
+    h, w = size
+    if mask.shape[0] != 1 or tuple(mask.shape[1:]) != (h, w):
+        raise ImageError(f"{path}: mask must be a grey {h}x{w} image, got "
+                         f"{mask.shape[0]}x{mask.shape[1]}x{mask.shape[2]} (CxHxW)")
+    with Image.open(path) as im:  # read_png drops the alpha channel
+        if (("A" in im.getbands() or "transparency" in im.info)
+                and im.convert("RGBA").getchannel("A").getextrema()[0] < 255):
+            raise ImageError(f"{path}: mask has transparent pixels; use an opaque image, "
+                             "black (to generate) and white (known)")
+    grey = (mask != 0) & (mask != 255)
+    if grey.any():
+        raise ImageError(f"{path}: mask must be black (0, to generate) and white (255, known) "
+                         f"only; {int(grey.sum())} pixels are not, e.g. {int(mask[grey][0])}")
+    return (mask == 255).float()
 
 
 def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,
@@ -233,13 +269,16 @@ def split_holdout(data: ImageSet, fraction: float, seed: int = 0) -> tuple[Image
 
 
 def write_png(path: str | Path, image: Tensor) -> None:
-    """Write ``(C, H, W)`` uint8 (C in 1, 3) or ``(H, W)`` as an 8-bit PNG."""
+    """Write ``(C, H, W)`` uint8 (C in 1, 3) or ``(H, W)`` as an 8-bit PNG, atomically
+    (:func:`molscore.checkpoint.write_atomic`)."""
     from PIL import Image
+
+    from ..checkpoint import write_atomic
 
     arr = image.detach().cpu().numpy().astype(np.uint8)
     if arr.ndim == 3:
         arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
-    Image.fromarray(arr).save(path)
+    write_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format="PNG"))
 
 
 def save_grid(path: str | Path, images: Tensor, levels: int, nrow: int | None = None,

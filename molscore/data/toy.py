@@ -19,6 +19,7 @@ Named densities (:data:`DENSITIES`, built by :func:`get_density`):
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -206,8 +207,20 @@ DENSITIES: tuple[str, ...] = (*_MIXTURES, *_SHAPES)
 
 
 def get_density(name: str, **kw) -> GaussianMixture | SampledDensity:
-    """Build a named toy density (see :data:`DENSITIES`); ``kw`` go to ``gmmnd``."""
+    """Build a named toy density (see :data:`DENSITIES`); ``kw`` (integers) go to ``gmmnd``.
+
+    Raises:
+        ValueError: an unknown name, or an option the density does not take or not an integer.
+    """
     if name in _MIXTURES:
+        allowed = inspect.signature(_MIXTURES[name]).parameters
+        unknown = sorted(set(kw) - set(allowed))
+        if unknown:
+            raise ValueError(f"density {name!r} takes no option {unknown[0]!r}; valid: "
+                             f"{', '.join(allowed) or 'none'}")
+        for key, value in kw.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"density option {key!r} must be an integer, got {value!r}")
         return _MIXTURES[name](**kw)
     if name in _SHAPES:
         if kw:

@@ -76,6 +76,10 @@ def make_meta(density: str, sde_config: dict, *, density_options: dict | None = 
     if unknown:
         raise ValueError(f"unknown toy model options {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(NET_KEYS)}")
+    for key in ("hidden", "depth", "embed_dim"):
+        value = net.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"toy model option {key} must be a positive integer, got {value!r}")
     return {"task": "toy", "density": density, "density_options": opts, "dim": int(dens.dim),
             "net": net, "energy": bool(energy), "parameterisation": param,
             "sigma_data": float(sigma_data), "sde": dict(sde_config)}
