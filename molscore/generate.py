@@ -100,6 +100,9 @@ DEFAULT_STEREO_GUIDANCE = {"prior": 1.0, "etkdg": 0.0}
 # Default ETKDG pool of the etkdg route: (largest n, pool) steps, then MAX_DEFAULT_POOL.
 DEFAULT_POOLS = ((10, 50), (20, 100))
 MAX_DEFAULT_POOL = 200
+# Largest seed: RDKit's randomSeed (ETKDG, stereo enumeration) is seed + 1, a C int; a seed of
+# -1 would make it 0, with which ETKDG returns identical conformers.
+MAX_SEED = 2**31 - 2
 
 
 def default_pool(n: int) -> int:
@@ -218,6 +221,8 @@ class GenerateOptions:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer 0..{MAX_SEED}, got {self.seed}")
         if self.steps is None:
             self.steps = DEFAULT_STEPS.get(self.init, 200)
         if self.steps < 1:

@@ -373,6 +373,17 @@ def test_stereo_guidance_steers_the_sampler_to_the_specified_stereo(guidance, re
         assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
 
 
+def test_seed_is_refused_outside_what_rdkit_takes():
+    """ETKDG's randomSeed is seed + 1, a C int: seed -1 gave randomSeed 0 (identical
+    conformers), and one over 2**31 - 2 failed every molecule with an OverflowError."""
+    from molscore.generate import MAX_SEED
+
+    GenerateOptions(seed=MAX_SEED).validate()
+    for seed in (-1, MAX_SEED + 1):
+        with pytest.raises(ValueError, match=f"seed must be an integer 0..{MAX_SEED}, got {seed}"):
+            GenerateOptions(seed=seed).validate()
+
+
 def test_stereo_guidance_default_follows_the_route():
     for init, strength in (("prior", 1.0), ("etkdg", 0.0)):
         opts = GenerateOptions(init=init)

@@ -88,7 +88,7 @@ def register(subparsers) -> None:
                    help="CPU processes generating in parallel (default 1; about the number of "
                         "cores for large runs; each loads the model once; the conformers are "
                         "those of one process; not with --device cuda)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed, 0..2147483646 (default 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default 10 with --init etkdg, 200 with --init prior)")
     p.add_argument("--sampler", default="reverse", help="em | reverse | ancestral | pc | ald | ode")
