@@ -147,6 +147,36 @@ def test_evaluate_cli_bad_options_are_one_line_errors(tmp_path, capsys, extra):
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
 
 
+def test_evaluate_cli_finds_an_unwritable_json_before_the_rmsds(tmp_path, capsys, monkeypatch):
+    """``--json`` naming a folder, or a file in a missing folder, is a usage error before any
+    RMSD is computed (it was found only when the result was written)."""
+    import molscore.chem.metrics as metrics
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before the output was checked")
+
+    monkeypatch.setattr(metrics, "evaluate_crystal", never)
+    mol = _embed("CCO", 1, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), 0, {"smiles": "CCO"})])
+    (tmp_path / "folder.json").mkdir()
+    for out, reason in ((tmp_path / "folder.json", "Is a directory"),
+                        (tmp_path / "none" / "x.json", "no folder")):
+        assert main(["evaluate", "crystal", "--generated", str(tmp_path / "ref.sdf"),
+                     "--reference", str(tmp_path / "ref.sdf"), "--json", str(out)]) == 2
+        assert reason in capsys.readouterr().err
+
+
+def test_evaluate_cli_shows_a_progress_bar_unless_told_not_to(tmp_path, capsys):
+    mol = _embed("CCO", 2, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), i, {"smiles": "CCO"}) for i in range(2)])
+    args = ["evaluate", "coverage", "--generated", str(tmp_path / "ref.sdf"),
+            "--reference", str(tmp_path / "ref.sdf")]
+    assert main(args) == 0
+    assert "coverage: 100%" in capsys.readouterr().err
+    assert main([*args, "--no-progress"]) == 0
+    assert "coverage" not in capsys.readouterr().err
+
+
 def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsys):
     """Without a ``smiles`` property a conformer with an inverted centre forms its own group
     (stereo read from 3D), pairs with no reference molecule, and evaluate says so."""

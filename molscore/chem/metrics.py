@@ -37,6 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from rdkit import Chem, rdBase
+from tqdm.auto import tqdm
 
 from .io import InputFormatError, read_sdf_mols
 
@@ -294,8 +295,10 @@ def summarise(values: Iterable[float]) -> dict[str, float]:
 
 
 def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: float = 0.75,
-                      group_by: str = "smiles", max_matches: int = MAX_MATCHES) -> dict:
-    """GEOM coverage protocol between two SDF files; see the module docstring.
+                      group_by: str = "smiles", max_matches: int = MAX_MATCHES,
+                      progress: bool = False) -> dict:
+    """GEOM coverage protocol between two SDF files; see the module docstring (``progress``:
+    a progress bar over the paired molecules).
 
     Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
     "unpaired_generated": {generated key paired with no reference: its records},
@@ -305,7 +308,7 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
     rows = []
     paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in paired:
+    for gkey, rkey in tqdm(paired, disable=not progress, unit="mol", desc="coverage"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
@@ -325,8 +328,9 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
 
 def evaluate_crystal(generated: str | Path, reference: str | Path,
                      ns: Sequence[int] = (1, 10, 50), group_by: str = "smiles",
-                     max_matches: int = MAX_MATCHES) -> dict:
-    """Crystal-conformer reproduction between two SDF files; see the module docstring.
+                     max_matches: int = MAX_MATCHES, progress: bool = False) -> dict:
+    """Crystal-conformer reproduction between two SDF files; see the module docstring
+    (``progress``: a progress bar over the paired molecules).
 
     The reference's first record per molecule is the crystal conformer. For each N the
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
@@ -337,7 +341,7 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
     rows = []
     paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in paired:
+    for gkey, rkey in tqdm(paired, disable=not progress, unit="mol", desc="crystal"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)

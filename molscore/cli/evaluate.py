@@ -38,6 +38,8 @@ def register(subparsers) -> None:
         q.add_argument("--max-matches", type=positive_int, default=1000,
                        help="atom mappings per molecule (default 1000)")
         q.add_argument("--json", dest="json_out", help="also write the full result (per molecule) as JSON")
+        q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                       help="show a progress bar over molecules (default: yes)")
         if name == "coverage":
             q.add_argument("--threshold", type=positive_float, default=0.75,
                            help="RMSD threshold in Å (default 0.75)")
@@ -55,13 +57,19 @@ def run(args) -> int:
     for path in (args.generated, args.reference):
         if not Path(path).is_file():
             raise UsageError(f"file not found: {path}")
+    if args.json_out:                     # found before the RMSDs, not after them
+        out = Path(args.json_out)
+        if out.is_dir():
+            raise UsageError(f"cannot write {out}: Is a directory")
+        if not out.parent.is_dir():
+            raise UsageError(f"cannot write {out}: no folder {out.parent}")
     try:
         if args.metric == "coverage":
             res = evaluate_coverage(args.generated, args.reference, args.threshold,
-                                    args.group_by, args.max_matches)
+                                    args.group_by, args.max_matches, progress=args.progress)
         else:
             res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
-                                   args.max_matches)
+                                   args.max_matches, progress=args.progress)
     except InputFormatError as err:        # e.g. a truncated .sdf.gz
         raise UsageError(str(err)) from None
     if res["n_molecules"] == 0:
