@@ -265,3 +265,17 @@ def test_bits_per_dim_of_rejects_images_that_do_not_fit_the_model():
     bpd, _ = bits_per_dim_of(model, meta, torch.randint(0, 17, (2, 1, 8, 8)), method="euler",
                              steps=2)
     assert bpd.shape == (2,) and torch.isfinite(bpd).all()
+
+
+@pytest.mark.parametrize("levels", [2, 17, 100, 256])
+def test_8bit_values_read_back_to_the_levels_they_were_written_from(levels):
+    """PNGs are written with ``round(k 255 / (L - 1))``; inpainting inputs were read with
+    ``floor(v L / 256)``, which at L = 100 read levels 2, 4, 6, 9, ... back one lower."""
+    from molscore.data.images import levels_from_8bit, levels_to_8bit
+
+    k = torch.arange(levels)
+    v = levels_to_8bit(k, levels)
+    assert v[0] == 0 and v[-1] == 255
+    assert torch.equal(levels_from_8bit(v, levels), k)
+    every = levels_from_8bit(torch.arange(256), levels)          # monotone, onto the levels
+    assert (every.diff() >= 0).all() and set(every.tolist()) == set(range(levels))

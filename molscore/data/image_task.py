@@ -37,8 +37,8 @@ from ..models.unet import UNet
 from ..sde import make_sde
 from ..spaces import DenseSpace
 from ..tasks import Batch, TrainTask
-from .images import (ImageError, ImageSet, load_image_source, read_mask, read_png, save_grid,
-                     split_holdout, to_levels, to_model_space)
+from .images import (ImageError, ImageSet, levels_from_8bit, load_image_source, read_mask,
+                     read_png, save_grid, split_holdout, to_levels, to_model_space)
 
 __all__ = ["ImageDataset", "build_task", "build_model", "make_collate", "load_task_data",
            "guided_score_fn", "read_inpaint_pairs", "generate", "sample_command",
@@ -205,9 +205,9 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
         except ImageError as err:
             warn(f"skipping {path}: {err}")
             continue
-        # 8-bit file -> the model's levels, then bin centres in model space.
+        # 8-bit file -> the model's nearest levels, then bin centres in model space.
         levels = meta["levels"]
-        ints = torch.floor(img.float() * levels / 256.0).clamp(0, levels - 1)
+        ints = levels_from_8bit(img, levels)
         pairs.append((path, to_model_space(ints, levels), msk.expand(c, h, w).clone()))
     return pairs
 

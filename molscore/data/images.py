@@ -27,7 +27,7 @@ from ..paths import resolve_data_path
 
 __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
            "load_image_source", "read_png", "read_mask", "write_png", "save_grid", "to_model_space",
-           "to_levels", "split_holdout", "DEFAULT_MNIST"]
+           "to_levels", "levels_to_8bit", "levels_from_8bit", "split_holdout", "DEFAULT_MNIST"]
 
 DEFAULT_MNIST = "datasets/mnist_5k.npz"
 IMAGE_KEYS = ("images", "x", "arr_0")
@@ -77,6 +77,18 @@ def to_model_space(images: Tensor, levels: int, u: Tensor | float = 0.5) -> Tens
 def to_levels(y: Tensor, levels: int) -> Tensor:
     """Floats in ``[-1, 1]`` -> integer bins ``floor((y + 1) L / 2)`` clipped to ``[0, L)``."""
     return torch.floor((y.float() + 1.0) * levels / 2.0).clamp(0, levels - 1).long()
+
+
+def levels_to_8bit(images: Tensor, levels: int) -> Tensor:
+    """Integer images in ``[0, levels)`` -> uint8 ``round(k 255 / (L - 1))`` (0 and 255 at
+    the ends), as PNG files are written."""
+    return (images.float() * 255.0 / max(levels - 1, 1)).round().clamp(0, 255).to(torch.uint8)
+
+
+def levels_from_8bit(images: Tensor, levels: int) -> Tensor:
+    """8-bit values -> the nearest of ``levels`` levels, ``round(v (L - 1) / 255)`` (long):
+    the inverse of :func:`levels_to_8bit` for every ``levels``."""
+    return (images.float() * (levels - 1) / 255.0).round().clamp(0, levels - 1).long()
 
 
 def _to_nchw(arr: np.ndarray, source: str) -> np.ndarray:
@@ -290,7 +302,7 @@ def save_grid(path: str | Path, images: Tensor, levels: int, nrow: int | None = 
     n, c, h, w = images.shape
     nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
     ncol = int(np.ceil(n / nrow))
-    img8 = (images.float() * 255.0 / max(levels - 1, 1)).round().clamp(0, 255).to(torch.uint8)
+    img8 = levels_to_8bit(images, levels)
     grid = torch.zeros(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad, dtype=torch.uint8)
     for i in range(n):
         r, col = divmod(i, nrow)
