@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 
 from .cli.argtypes import SEED_MAX
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
-                         restore_rng_state, save_atomic)
+                         restore_rng_state, save_atomic, write_atomic)
 from .ema import EMA
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
@@ -580,7 +580,8 @@ class Trainer:
                 raise
             if record.get("step", 0) <= step:
                 keep.append(line)
-        path.write_text("".join(line + "\n" for line in keep))
+        text = "".join(line + "\n" for line in keep)
+        write_atomic(path, lambda fh: fh.write(text.encode()))   # a crash keeps the old file
 
     def save(self) -> Path | None:
         """Write ``checkpoint.pt`` (rank 0; every rank contributes its RNG state and the
@@ -717,7 +718,8 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if self.resumed_from is None:
                 (self.out_dir / METRICS_NAME).write_text("")
-            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            config = yaml.safe_dump(cfg, sort_keys=False).encode()
+            write_atomic(self.out_dir / "config.yaml", lambda fh: fh.write(config))
         start, t0 = self.step, time.time()
         window = self.loss_window  # restored on resume: the next train record averages all
         #                            the steps since the last one, as in an unbroken run
@@ -779,7 +781,8 @@ class Trainer:
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
         }
         if self.info.is_main:
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            text = (json.dumps(summary, indent=2) + "\n").encode()
+            write_atomic(self.out_dir / "summary.json", lambda fh: fh.write(text))
         return summary
 
     def close(self) -> None:
