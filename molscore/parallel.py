@@ -22,7 +22,7 @@ from rdkit import Chem
 from tqdm.auto import tqdm
 
 from .generate import ConformerGenerator, GenerateOptions, GenerationResult
-from .pool_watch import WorkerDied, watch
+from .pool_watch import WorkerDied, stop, watch
 
 __all__ = ["generate_in_processes", "WorkerDied"]
 
@@ -83,16 +83,19 @@ def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: 
         raise FileNotFoundError(f"model weights not found: {model}")
     it = iter(items)
     chunks = iter(lambda: [(name, _pack_input(x)) for name, x in itertools.islice(it, chunk)], [])
-    with tqdm(total=total, unit="mol", disable=not progress) as bar, \
-            mp.get_context("spawn").Pool(workers, initializer=_start_worker,
-                                         initargs=(model, options)) as pool:
-        for packed in watch(pool, pool.imap(_run_chunk, chunks),
-                            "the records before its chunk are done (generate --resume "
-                            "continues)"):
-            for name, text, binary, error, dropped in packed:
-                bar.update(1)
-                yield GenerationResult(name=name, input=text,
-                                       mol=None if binary is None else Chem.Mol(binary),
-                                       error=error, dropped=dropped)
-        pool.close()           # a clean shutdown (leaving the block early terminates them)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_start_worker,
+                                        initargs=(model, options))
+    try:
+        with tqdm(total=total, unit="mol", disable=not progress) as bar:
+            for packed in watch(pool, pool.imap(_run_chunk, chunks),
+                                "the records before its chunk are done (generate --resume "
+                                "continues)"):
+                for name, text, binary, error, dropped in packed:
+                    bar.update(1)
+                    yield GenerationResult(name=name, input=text,
+                                           mol=None if binary is None else Chem.Mol(binary),
+                                           error=error, dropped=dropped)
+        pool.close()           # a clean shutdown
         pool.join()
+    finally:
+        stop(pool)             # an error, a dead worker or an early stop: the rest at once

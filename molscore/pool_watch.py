@@ -7,11 +7,12 @@ results and checks the workers while it waits.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from collections.abc import Iterator
 from multiprocessing.pool import IMapIterator, Pool
 from typing import TypeVar
 
-__all__ = ["WorkerDied", "watch"]
+__all__ = ["WorkerDied", "watch", "stop"]
 
 T = TypeVar("T")
 POLL_S = 1.0          # seconds between checks that every worker process is still alive
@@ -46,3 +47,15 @@ def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:
                 code = dead[0].exitcode if dead else None
                 raise WorkerDied(f"a worker process died (exit code {code}: killed, out of "
                                  f"memory or crashed); {kept}") from None
+
+
+def stop(pool: Pool, wait_s: float = 5.0) -> None:
+    """End ``pool`` at once: kill its workers, then ``pool.terminate()`` in a daemon thread,
+    waited for at most ``wait_s`` seconds. A worker killed while it held one of the pool's
+    queue locks (putting a result, taking a task) leaves that lock taken for ever, and
+    ``terminate`` (also ``with Pool`` on an error) would wait for it without end."""
+    for proc in pool._pool:
+        proc.kill()
+    thread = threading.Thread(target=pool.terminate, daemon=True)
+    thread.start()
+    thread.join(wait_s)

@@ -67,7 +67,7 @@ def _limit_file_size() -> None:
     ("t.pdb", ["sample", "--checkpoint", "{ca}", "-n", "1", "--length", "20", "--steps", "1",
                "--sampler", "em", "--device", "cpu"]),
     ("e.json", ["evaluate", "crystal", "--generated", "{sdf}", "--reference", "{sdf}",
-                "--json"]),
+                "--no-progress", "--json"]),
 ])
 def test_a_failed_write_keeps_the_previous_output(tmp_path, checkpoints, name, argv):
     """The outputs were written in place (np.save, PIL, write_text): the failed write

@@ -72,14 +72,17 @@ def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
     def hung(*_):
         raise TimeoutError("generate_in_processes hung after a worker died")
 
-    items = [(f"m{i}", "CCCCCCCCCCO") for i in range(40)]
-    options = GenerateOptions(n=2, steps=3, seed=1, max_retries=0, cleanup=False)
+    # both workers killed while computing (an ETKDG pool of 200 each), so a chunk is lost;
+    # one killed while it held a queue lock would hang Pool.terminate (pool_watch.stop)
+    items = [(f"m{i}", "CC(=O)Nc1ccc(O)cc1") for i in range(40)]
+    options = GenerateOptions(n=30, steps=3, seed=1, max_retries=0, cleanup=False)
     results = generate_in_processes(items, 2, model=tiny_model, options=options, chunk=1)
     assert next(results).name == "m0"    # the workers are up (slow on a loaded machine)
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(120)
     try:
-        os.kill(mp.active_children()[0].pid, signal.SIGKILL)
+        for worker in mp.active_children():    # both: a chunk is surely lost
+            os.kill(worker.pid, signal.SIGKILL)
         with pytest.raises(RuntimeError, match="a worker process died"):
             list(results)
     finally:

@@ -308,7 +308,7 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
     rows = []
     paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in tqdm(paired, disable=not progress, unit="mol", desc="coverage"):
+    for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="coverage"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
@@ -341,7 +341,7 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
     rows = []
     paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in tqdm(paired, disable=not progress, unit="mol", desc="crystal"):
+    for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="crystal"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
