@@ -39,7 +39,7 @@ from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
-from ..pool_watch import WorkerDied, watch
+from ..pool_watch import WorkerDied, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import RESERVED_REASON, is_reserved, reserved_keys
@@ -453,7 +453,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     finally:
         bar.close()
         if pool is not None:
-            pool.terminate()
+            stop(pool)  # not pool.terminate(): it hangs on a lock a killed worker held
         writer.flush()  # keep what was done, so an interrupted build resumes
     index = writer.finalize(fractions, split_seed)
     summary.total_molecules = len(index["molecules"])
