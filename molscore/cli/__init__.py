@@ -2,7 +2,7 @@
 
 Each subcommand lives in a module of this package that defines
 ``register(subparsers)``; it adds its parser and sets ``func(args) -> int``.
-Errors a user can fix raise :class:`UsageError` (or come from argparse) and end
+Errors a user can fix raise :class:`~molscore.errors.UsageError` (or come from argparse) and end
 with one line on stderr and exit status 2; no traceback.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ import importlib
 import pkgutil
 import sys
 
+from ..errors import UsageError
+
 __all__ = ["main", "UsageError", "Parser"]
 
 EPILOG = """examples:
@@ -19,16 +21,6 @@ EPILOG = """examples:
   molscore toy sample --density gmm8 --score exact --sde ve --sampler pc --steps 500 -n 4000 -o s.npy
   molscore train --config configs/smoke.yaml
 run 'molscore COMMAND --help' for the options of a command."""
-
-
-class UsageError(Exception):
-    """A mistake in the user's input: reported in one line, exit status 2."""
-
-    @classmethod
-    def cannot_write(cls, err: OSError, path: object) -> "UsageError":
-        """``cannot write PATH: REASON`` for an ``OSError`` met writing ``path`` (the file
-        the error names, when it names one)."""
-        return cls(f"cannot write {err.filename or path}: {err.strerror or err}")
 
 
 class Parser(argparse.ArgumentParser):

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..seeds import SEED_MAX
+
 __all__ = ["positive_int", "positive_int_or_auto", "positive_float", "nonnegative_float",
            "finite_float", "seed", "SEED_MAX"]
 
-SEED_MAX = 2 ** 32 - 1
-"""Largest random seed (numpy's limit; torch's generators take the seeds derived from it)."""
 
 
 def _number(text: str, cast, what: str):

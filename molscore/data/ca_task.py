@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
 from ..models.chain_graph import ChainGraphNet, chain_batch
 from ..models.param import ScoreModel
 from ..paths import resolve_data_path
@@ -173,8 +174,6 @@ def generate(model: ScoreModel, meta: dict, n: int, length: int, *, sampler: str
 def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> int:
     """``molscore sample`` for C-alpha checkpoints: ``-n`` traces of ``--length`` residues
     (default: the training crop length) written to ``-o traces.pdb``, one MODEL each."""
-    from ..cli import UsageError
-
     out = Path(args.output)
     if out.suffix.lower() != ".pdb":
         raise UsageError(f"-o {out}: C-alpha traces are written as .pdb")

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import UsageError
 from ..models.param import ScoreModel
 from ..models.unet import UNet
 from ..sde import make_sde
@@ -190,8 +191,6 @@ def read_inpaint_pairs(images: list[str], masks: list[str], meta: dict, warn
     no other value (see :func:`~molscore.data.images.read_mask`). Unreadable or mismatched
     files are reported through ``warn`` and skipped.
     """
-    from molscore.cli import UsageError
-
     if len(masks) not in (1, len(images)):
         raise UsageError(f"give one --mask for all images or one per image "
                          f"({len(images)} images, {len(masks)} masks)")
@@ -226,8 +225,6 @@ def _write(path: Path, images: Tensor, levels: int) -> None:
 def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> int:
     """``molscore sample`` for image checkpoints: write a PNG grid or an ``.npy`` of integer
     images ``(N, C, H, W)`` (values in ``[0, levels)``)."""
-    from molscore.cli import UsageError
-
     out = Path(args.output)
     if out.suffix not in (".png", ".npy"):
         raise UsageError(f"-o {out}: image samples are written as .png (grid) or .npy")
