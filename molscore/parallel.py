@@ -22,7 +22,7 @@ from rdkit import Chem
 from tqdm.auto import tqdm
 
 from .generate import ConformerGenerator, GenerateOptions, GenerationResult
-from .pool_watch import WorkerDied, stop, watch
+from .pool_watch import WorkerDied, init_worker, stop, watch
 
 __all__ = ["generate_in_processes", "WorkerDied"]
 
@@ -40,6 +40,7 @@ def _pack_input(item: str | Chem.Mol) -> str | bytes:
 
 def _start_worker(model: str | None, options: GenerateOptions) -> None:
     global _WORKER_ARGS
+    init_worker()
     torch.set_num_threads(1)
     _WORKER_ARGS = (model, options)
 

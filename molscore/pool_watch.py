@@ -2,17 +2,21 @@
 
 ``Pool`` replaces a worker process that dies (killed, out of memory, a crash in native code)
 without a word and waits for its task without end. :func:`watch` yields ``pool.imap``'s
-results and checks the workers while it waits.
+results and checks the workers while it waits; :func:`stop` ends a pool at once; every worker
+runs :func:`init_worker` first.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import threading
 from collections.abc import Iterator
 from multiprocessing.pool import IMapIterator, Pool
 from typing import TypeVar
 
-__all__ = ["WorkerDied", "watch", "stop"]
+from tqdm import tqdm
+
+__all__ = ["WorkerDied", "init_worker", "watch", "stop"]
 
 T = TypeVar("T")
 POLL_S = 1.0          # seconds between checks that every worker process is still alive
@@ -20,6 +24,19 @@ POLL_S = 1.0          # seconds between checks that every worker process is stil
 
 class WorkerDied(RuntimeError):
     """A worker process of a pool exited while the run needed it."""
+
+
+def init_worker() -> None:
+    """Set-up of a pool worker process (call it from the pool's ``initializer``).
+
+    Ctrl-C reaches every process of the terminal's process group: a worker ignores it, so
+    that the parent alone handles it (ending the pool with :func:`stop`) and no worker prints
+    a traceback. tqdm's lock becomes a thread lock: its default also creates a
+    multiprocessing semaphore, which a killed worker leaves registered with the resource
+    tracker ("leaked semaphore objects" at exit).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
 
 
 def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:

@@ -1,4 +1,6 @@
 """Conformer generation over several processes gives the one-process results, in order."""
+import os
+
 import numpy as np
 import pytest
 from rdkit import Chem
@@ -88,3 +90,39 @@ def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_ctrl_c_ends_a_multi_process_run_quietly_keeping_the_records_written(tiny_model, tmp_path):
+    """Ctrl-C reaches the whole process group: the parent reports one line and exits 130,
+    with the records written so far whole; no worker prints a traceback, and no semaphore is
+    left registered with multiprocessing's resource tracker (tqdm's lock in a killed worker)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "in.smi").write_text("".join(f"CC(=O)Nc1ccc(O)cc1 m{i}\n" for i in range(400)))
+    out = tmp_path / "out.sdf"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "molscore", "generate", "--input", "in.smi", "-n", "2",
+         "--steps", "2", "--pool", "1", "--workers", "2", "--model", str(tiny_model),
+         "--no-progress", "-o", str(out)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,                       # its own process group, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while not (out.exists() and out.read_text().count("$$$$") >= 4):
+            assert run.poll() is None and time.monotonic() < deadline, "no output came"
+            time.sleep(0.2)
+        os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr
+    assert stderr.strip() == "molscore: interrupted"
+    records = Chem.SDMolSupplier(str(out), removeHs=False)
+    kept = [m for m in records]
+    assert len(kept) >= 4 and all(m is not None for m in kept)
+    assert all(m.GetProp("_Name").startswith("m") for m in kept)

@@ -39,7 +39,7 @@ from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
-from ..pool_watch import WorkerDied, stop, watch
+from ..pool_watch import WorkerDied, init_worker, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import RESERVED_REASON, is_reserved, reserved_keys
@@ -343,6 +343,12 @@ def _init_worker(reserved: frozenset[str]) -> None:
     rdBase.DisableLog("rdApp.*")
 
 
+def _start_worker(reserved: frozenset[str]) -> None:
+    """A pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then :func:`_init_worker`."""
+    init_worker()
+    _init_worker(reserved)
+
+
 def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None, list, bool]:
     """Worker: ``(name, payload)`` -> ``(name, encoded or None, failures, reserved?)``."""
     name, payload = item
@@ -426,7 +432,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     if workers > 1 and len(todo) > 1:
         # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(reserved,))
+        pool = mp.get_context(method).Pool(workers, initializer=_start_worker, initargs=(reserved,))
         chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
         results = watch(pool, pool.imap(worker, todo, chunksize=chunk),
                         "the molecules done are kept (rerun the command to resume)")
