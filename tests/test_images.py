@@ -86,6 +86,23 @@ def test_png_folder_skips_bad_files_and_reads_labels(tmp_path):
     assert any("broken.png" in w and "cannot read" in w for w in warnings)
 
 
+def test_png_folder_is_colour_whatever_file_comes_first(tmp_path):
+    """The first file fixed the channel count: a colour folder whose first file was grey
+    (stored as RGB) was read as one grey image, the colour ones skipped as 3x8x8."""
+    write_png(tmp_path / "a.png", torch.full((3, 8, 8), 90, dtype=torch.uint8))
+    for i in range(3):
+        img = torch.zeros(3, 8, 8, dtype=torch.uint8)
+        img[i] = 200
+        write_png(tmp_path / f"b{i}.png", img)
+    write_png(tmp_path / "c.png", torch.zeros(3, 9, 9, dtype=torch.uint8))
+    warnings: list[str] = []
+    d = load_png_folder(tmp_path, warn=warnings.append)
+    assert d.images.shape == (4, 3, 8, 8) and d.labels is None
+    assert torch.equal(d.images[0], torch.full((3, 8, 8), 90, dtype=torch.uint8))
+    assert [int(d.images[1 + i, i, 0, 0]) for i in range(3)] == [200] * 3
+    assert len(warnings) == 1 and "c.png" in warnings[0] and "expected 3x8x8" in warnings[0]
+
+
 def test_read_png_channels(tmp_path):
     rgb = torch.zeros(3, 8, 8, dtype=torch.uint8)
     rgb[0] = 255
