@@ -164,6 +164,14 @@ def test_frechet_distance_gaussians():
         frechet_distance(a[:1], b)
 
 
+def test_frechet_distance_of_one_feature():
+    """``np.cov`` of ``(N, 1)`` features is 0-d: the (F, F) covariance was not, and the
+    distance raised LinAlgError. In 1-D it is ``(mu_a - mu_b)^2 + (s_a - s_b)^2``."""
+    a = torch.tensor([[0.0], [2.0], [4.0]], dtype=torch.float64)      # mean 2, var 4
+    b = torch.tensor([[1.0], [2.0]], dtype=torch.float64)              # mean 1.5, var 0.5
+    assert frechet_distance(a, b) == pytest.approx(0.25 + (2.0 - math.sqrt(0.5)) ** 2)
+
+
 def test_task_collate_and_model_rebuild():
     task = build_task(TINY)
     assert task.meta["shape"] == [1, 8, 8] and task.meta["levels"] == 17
