@@ -61,6 +61,10 @@ def test_npz_loader(tmp_path):
     np.savez(tmp_path / "f.npz", images=np.zeros((2, 4, 4), np.float32))
     with pytest.raises(ImageError, match="integers"):
         load_npz_images(tmp_path / "f.npz")
+    np.savez(tmp_path / "onehot.npz", images=arr, labels=np.eye(10, dtype=np.int64)[:5])
+    with pytest.raises(ImageError, match=re.escape("labels must be one class index per image, "
+                                                   "shape (5,), got (5, 10)")):
+        load_npz_images(tmp_path / "onehot.npz")     # was loaded; the collate then raised
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ImageError, match="cannot read"):
         load_npz_images(tmp_path / "bad.npz")

@@ -113,7 +113,8 @@ def load_digits_images() -> ImageSet:
 
 
 def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
-    """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``.
+    """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``
+    ``(N,)`` (or ``y``), one class index per image.
 
     Integer arrays only; ``levels`` defaults to 256 for uint8 and ``max + 1`` otherwise.
     """
@@ -140,6 +141,9 @@ def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
         raise ImageError(f"{path}: pixel values up to {arr.max()} exceed levels={levels}")
     lab = None
     if labels is not None:
+        if labels.ndim != 1:  # e.g. one-hot rows: one class index per image is needed
+            raise ImageError(f"{path}: labels must be one class index per image, shape "
+                             f"({len(arr)},), got {labels.shape}")
         if len(labels) != len(arr):
             raise ImageError(f"{path}: {len(labels)} labels for {len(arr)} images")
         lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
