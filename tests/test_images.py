@@ -205,6 +205,20 @@ class _Affine(torch.nn.Module):
         return -x + space.expand(y)
 
 
+def test_image_size_that_the_unet_levels_cannot_halve_is_a_config_error(tmp_path):
+    """8x8 digits with five ch_mult levels (divisible by 16 needed) built, then the first
+    training step raised a bare ValueError from UNet.forward (a traceback from the CLI)."""
+    from molscore.train import ConfigError, train
+
+    cfg = {**TINY, "model": {**TINY["model"], "ch_mult": [1, 2, 2, 2, 2]}, "batch_size": 4,
+           "steps": 1}
+    with pytest.raises(ConfigError, match=re.escape("8x8 images do not fit model.ch_mult: its 5 "
+                                                    "resolution levels need height and width "
+                                                    "divisible by 16")):
+        train(cfg, tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_classifier_free_guidance_formula():
     x, t = torch.randn(3, 1, 2, 2), torch.rand(3)
     space = DenseSpace(x.shape)
