@@ -31,6 +31,9 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 DIVERGENCES = ("hutchinson", "exact")
 PROBES = ("rademacher", "gaussian")
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: torchdiffeq's fixed-grid methods: without ``steps`` they take a single step from eps to T.
+_FIXED = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams",
+          "fixed_adams")
 
 
 @dataclass
@@ -71,12 +74,14 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         divergence: ``"exact"`` (autograd per coordinate) or ``"hutchinson"``.
         noise: Hutchinson probe, ``"rademacher"`` or ``"gaussian"`` (on the legal subspace).
         method: a :func:`torchdiffeq.odeint` method; adaptive ones use ``rtol``/``atol``.
-        steps: if given, a fixed grid of ``steps`` steps from ``eps`` to ``T`` (for fixed-step
-            methods such as ``"rk4"``, ``"euler"``, ``"midpoint"``).
+        steps: if given, a fixed grid of ``steps`` steps from ``eps`` to ``T``; required by the
+            fixed-step methods (``"rk4"``, ``"euler"``, ``"midpoint"``, ...).
         generator: for a Gaussian probe.
         disable: ``False`` shows a tqdm bar of the score evaluations.
 
     Raises:
+        ValueError: an unknown ``divergence`` or ``noise``, ``steps <= 0``, or a fixed-step
+            ``method`` without ``steps``.
         FloatingPointError: an adaptive ``method``'s step size underflowed (a non-finite or
             very stiff score).
     """
@@ -86,6 +91,9 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         raise ValueError(f"unknown probe noise {noise!r}; choose from {', '.join(PROBES)}")
     if steps is not None and steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
+    if steps is None and method in _FIXED:
+        raise ValueError(f"method {method!r} is fixed-step and needs steps (without them it "
+                         "would take one step from eps to T)")
     x = space.project(x.detach())
     if divergence == "exact":
         probes = _coordinate_probes(space, x)

@@ -157,6 +157,22 @@ def test_task_split_and_collate(tmp_path):
         build_task({**tiny_config(tmp_path), "model": {"layers": 3}})
 
 
+def test_structures_given_as_one_path(tmp_path):
+    """``structures: my.pdb`` (one path, not a list) was iterated character by character:
+    one 'no such file' warning per character and the file itself never read."""
+    from molscore.data.ca_task import DEFAULTS, load_traces
+    from molscore.data.ca_traces import write_ca_pdb
+
+    path = tmp_path / "one.pdb"
+    write_ca_pdb(path, [chains([20]).numpy() * 10.0])
+    warnings: list[str] = []
+    for given in (str(path), path):
+        traces = load_traces({**DEFAULTS["data"], "npz": None, "structures": given,
+                              "crop_length": 16}, warn=warnings.append)
+        assert [(t.structure, len(t)) for t in traces] == [("one", 20)]
+    assert warnings == []
+
+
 def test_task_with_e3nn_backbone(tmp_path):
     cfg = {**tiny_config(tmp_path),
            "model": {"backbone": "e3nn", "k": 4, "hparams": {"ns": 8, "nv": 2, "num_layers": 1}}}

@@ -100,6 +100,24 @@ def test_split_at_gaps():
     assert split_at_gaps(np.zeros((0, 3))) == []
 
 
+def test_missing_residues_written_as_nan_are_gaps(tmp_path):
+    """NaN rows (missing residues in an npz) passed the distance test (NaN > 4.2 is False):
+    they stayed inside the segment, and every crop over them was all NaN (a NaN loss)."""
+    x = straight(20).astype(np.float32)
+    x[8] = np.nan
+    x[15, 1] = np.inf
+    x[19] = np.nan
+    segs = split_at_gaps(x, max_gap=np.inf)
+    assert [len(s) for s in segs] == [8, 6, 3]
+    np.testing.assert_array_equal(np.concatenate(segs), x[[*range(8), *range(9, 15), 16, 17, 18]])
+    np.savez(tmp_path / "t.npz", s1=x)
+    traces = load_npz_traces(tmp_path / "t.npz", min_length=4)
+    assert [(t.chain, len(t)) for t in traces] == [("1", 8), ("2", 6)]
+    crops = CATraceCrops(traces, 6)
+    assert all(torch.isfinite(crops[i]).all() for i in range(len(crops)))
+    assert split_at_gaps(np.full((3, 3), np.nan)) == []
+
+
 def test_read_pdb_chains_split_at_gaps(tmp_path):
     a = helix(30)
     a[20:] += np.array([10.0, 0.0, 0.0])          # chain break inside chain A

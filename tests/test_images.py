@@ -61,6 +61,10 @@ def test_npz_loader(tmp_path):
     np.savez(tmp_path / "f.npz", images=np.zeros((2, 4, 4), np.float32))
     with pytest.raises(ImageError, match="integers"):
         load_npz_images(tmp_path / "f.npz")
+    np.savez(tmp_path / "onehot.npz", images=arr, labels=np.eye(10, dtype=np.int64)[:5])
+    with pytest.raises(ImageError, match=re.escape("labels must be one class index per image, "
+                                                   "shape (5,), got (5, 10)")):
+        load_npz_images(tmp_path / "onehot.npz")     # was loaded; the collate then raised
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ImageError, match="cannot read"):
         load_npz_images(tmp_path / "bad.npz")
@@ -84,6 +88,23 @@ def test_png_folder_skips_bad_files_and_reads_labels(tmp_path):
     assert len(warnings) == 2 and all("\n" not in w for w in warnings)
     assert any("big.png" in w and "expected 1x8x8" in w for w in warnings)
     assert any("broken.png" in w and "cannot read" in w for w in warnings)
+
+
+def test_png_folder_is_colour_whatever_file_comes_first(tmp_path):
+    """The first file fixed the channel count: a colour folder whose first file was grey
+    (stored as RGB) was read as one grey image, the colour ones skipped as 3x8x8."""
+    write_png(tmp_path / "a.png", torch.full((3, 8, 8), 90, dtype=torch.uint8))
+    for i in range(3):
+        img = torch.zeros(3, 8, 8, dtype=torch.uint8)
+        img[i] = 200
+        write_png(tmp_path / f"b{i}.png", img)
+    write_png(tmp_path / "c.png", torch.zeros(3, 9, 9, dtype=torch.uint8))
+    warnings: list[str] = []
+    d = load_png_folder(tmp_path, warn=warnings.append)
+    assert d.images.shape == (4, 3, 8, 8) and d.labels is None
+    assert torch.equal(d.images[0], torch.full((3, 8, 8), 90, dtype=torch.uint8))
+    assert [int(d.images[1 + i, i, 0, 0]) for i in range(3)] == [200] * 3
+    assert len(warnings) == 1 and "c.png" in warnings[0] and "expected 3x8x8" in warnings[0]
 
 
 def test_read_png_channels(tmp_path):
@@ -147,6 +168,14 @@ def test_frechet_distance_gaussians():
         frechet_distance(a[:1], b)
 
 
+def test_frechet_distance_of_one_feature():
+    """``np.cov`` of ``(N, 1)`` features is 0-d: the (F, F) covariance was not, and the
+    distance raised LinAlgError. In 1-D it is ``(mu_a - mu_b)^2 + (s_a - s_b)^2``."""
+    a = torch.tensor([[0.0], [2.0], [4.0]], dtype=torch.float64)      # mean 2, var 4
+    b = torch.tensor([[1.0], [2.0]], dtype=torch.float64)              # mean 1.5, var 0.5
+    assert frechet_distance(a, b) == pytest.approx(0.25 + (2.0 - math.sqrt(0.5)) ** 2)
+
+
 def test_task_collate_and_model_rebuild():
     task = build_task(TINY)
     assert task.meta["shape"] == [1, 8, 8] and task.meta["levels"] == 17
@@ -174,6 +203,20 @@ class _Affine(torch.nn.Module):
     def forward(self, x, t, space, cond=None):
         y = torch.zeros(x.shape[0]) if cond is None else torch.where(cond < 0, 0, cond).float()
         return -x + space.expand(y)
+
+
+def test_image_size_that_the_unet_levels_cannot_halve_is_a_config_error(tmp_path):
+    """8x8 digits with five ch_mult levels (divisible by 16 needed) built, then the first
+    training step raised a bare ValueError from UNet.forward (a traceback from the CLI)."""
+    from molscore.train import ConfigError, train
+
+    cfg = {**TINY, "model": {**TINY["model"], "ch_mult": [1, 2, 2, 2, 2]}, "batch_size": 4,
+           "steps": 1}
+    with pytest.raises(ConfigError, match=re.escape("8x8 images do not fit model.ch_mult: its 5 "
+                                                    "resolution levels need height and width "
+                                                    "divisible by 16")):
+        train(cfg, tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_classifier_free_guidance_formula():

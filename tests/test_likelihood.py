@@ -86,3 +86,12 @@ def test_bad_options():
         log_likelihood(score, sde, space, x, noise="uniform")
     with pytest.raises(ValueError, match="steps"):
         log_likelihood(score, sde, space, x, method="rk4", steps=0)
+
+
+@pytest.mark.parametrize("method", ["rk4", "euler", "midpoint"])
+def test_fixed_step_method_without_steps_is_refused(method):
+    """A fixed-grid method without ``steps`` integrated the ODE in one step from eps to T
+    (4 score evaluations for rk4) and returned log-densities off by about 1-3 nats."""
+    d, sde, x, _, _ = _setup("gmm8", "vp", 4)
+    with pytest.raises(ValueError, match=f"method '{method}' is fixed-step and needs steps"):
+        log_likelihood(exact_score_fn(d, sde), sde, DenseSpace(x.shape), x, method=method)

@@ -4,7 +4,8 @@ Config sections read here (see ``configs/ca_traces.yaml``)::
 
     data:
       npz: datasets/pdb_ca_traces_308.npz   # relative to the working directory or the repo
-      structures: []          # extra PDB / mmCIF files (bad files are reported and skipped)
+      structures: []          # extra PDB / mmCIF files, a list or one path (bad files are
+                              # reported and skipped)
       crop_length: 64         # residues per training crop
       coord_scale: 10.0       # Å per model unit
       val_fraction: 0.1       # held-out structures
@@ -24,6 +25,7 @@ divided by ``coord_scale``; ``meta`` stores it, and samples are multiplied back 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -90,7 +92,8 @@ def _found_or_given(path: str) -> Path:
 def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> list[Trace]:
     """All chain segments of the configured sources with at least ``crop_length`` residues.
 
-    Unreadable structure files are passed to ``warn`` and skipped.
+    ``structures`` is a list of paths or one path. Unreadable structure files are passed
+    to ``warn`` and skipped.
     """
     min_len = int(data_cfg["crop_length"])
     traces = []
@@ -100,7 +103,10 @@ def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> li
         except FileNotFoundError as err:
             raise ValueError(f"data.npz: {err}") from None
         traces += load_npz_traces(path, min_length=min_len)
-    files = [_found_or_given(p) for p in data_cfg.get("structures") or []]
+    given = data_cfg.get("structures") or []
+    if isinstance(given, (str, os.PathLike)):  # one path, not a sequence of characters
+        given = [given]
+    files = [_found_or_given(p) for p in given]
     if files:
         more, errors = read_structure_files(files, min_length=min_len)
         for e in errors:

@@ -10,7 +10,8 @@ residue in sequence order. Sources:
 
 Every source is split into chain segments wherever two consecutive C-alphas are
 more than :data:`GAP_CUTOFF` (4.2 Å) apart (chain breaks, missing residues, chain
-boundaries), so that a trace never contains a non-physical "bond".
+boundaries; a row of NaN, a missing residue in an ``.npz``, is dropped and splits too), so
+that a trace never contains a non-physical "bond".
 
 For training, :class:`CATraceCrops` serves random windows of a fixed number of
 consecutive residues, centred (CoM-free) and divided by ``coord_scale`` Å.
@@ -73,14 +74,17 @@ class StructureReadError(ValueError):
 def split_at_gaps(coords: np.ndarray, max_gap: float = GAP_CUTOFF) -> list[np.ndarray]:
     """Split a trace ``(n, 3)`` wherever consecutive points are more than ``max_gap`` apart.
 
-    Returns the segments in order (views of ``coords``); empty input gives ``[]``.
+    A row with a non-finite coordinate (a missing residue written as NaN) is a gap too:
+    it is dropped and the trace split there. Returns the segments in order (views of
+    ``coords``); empty input gives ``[]``.
     """
     coords = np.asarray(coords)
     if coords.shape[0] == 0:
         return []
+    finite = np.isfinite(coords).all(axis=1)
     steps = np.linalg.norm(np.diff(coords, axis=0), axis=1)
-    cuts = np.nonzero(steps > max_gap)[0] + 1
-    return np.split(coords, cuts)
+    cuts = np.nonzero((steps > max_gap) | ~finite[:-1] | ~finite[1:])[0] + 1
+    return [seg for seg in np.split(coords, cuts) if np.isfinite(seg).all()]  # rows cut alone
 
 
 def _segments(structure: str, chain: str, coords: np.ndarray, min_length: int,

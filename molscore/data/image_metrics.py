@@ -38,7 +38,7 @@ def gaussian_stats(features: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarra
                    dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"need features (N >= 2, F), got shape {f.shape}")
-    return f.mean(0), np.cov(f, rowvar=False)
+    return f.mean(0), np.atleast_2d(np.cov(f, rowvar=False))  # np.cov gives () for F = 1
 
 
 def frechet_distance(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:

@@ -119,6 +119,11 @@ def build_task(cfg: dict) -> TrainTask:
                      "holdout": float(data_cfg.get("holdout", 0.1)),
                      "split_seed": int(data_cfg.get("split_seed", 0))}}
     model = build_model(meta)
+    _, h, w = train.shape
+    factor = model.net.factor                   # 2 ** (resolution levels - 1)
+    if h % factor or w % factor:  # found here, not as the first training step's error
+        raise ValueError(f"{h}x{w} images do not fit model.ch_mult: its {factor.bit_length()} "
+                         f"resolution levels need height and width divisible by {factor}")
     collate = make_collate(train.levels, bool(data_cfg.get("dequantize", True)), conditional)
     return TrainTask(model=model, train_set=ImageDataset(train), collate=collate, meta=meta,
                      val_set=ImageDataset(held) if len(held) else None,

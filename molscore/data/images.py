@@ -113,7 +113,8 @@ def load_digits_images() -> ImageSet:
 
 
 def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
-    """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``.
+    """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``
+    ``(N,)`` (or ``y``), one class index per image.
 
     Integer arrays only; ``levels`` defaults to 256 for uint8 and ``max + 1`` otherwise.
     """
@@ -140,6 +141,9 @@ def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
         raise ImageError(f"{path}: pixel values up to {arr.max()} exceed levels={levels}")
     lab = None
     if labels is not None:
+        if labels.ndim != 1:  # e.g. one-hot rows: one class index per image is needed
+            raise ImageError(f"{path}: labels must be one class index per image, shape "
+                             f"({len(arr)},), got {labels.shape}")
         if len(labels) != len(arr):
             raise ImageError(f"{path}: {len(labels)} labels for {len(arr)} images")
         lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
@@ -179,12 +183,19 @@ def read_png(path: str | Path, shape: Sequence[int] | None = None) -> Tensor:
     if arr.ndim == 3 and (arr == arr[..., :1]).all():
         arr = arr[..., 0]  # grey stored as RGB
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    if shape is not None and shape[0] == 3 and arr.shape[0] == 1:
-        arr = np.repeat(arr, 3, axis=0)  # grey is a valid colour image
-    if shape is not None and tuple(arr.shape) != tuple(shape):
-        raise ImageError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}x{arr.shape[2]} "
+    img = torch.from_numpy(arr.copy())
+    return img if shape is None else _fit_shape(path, img, shape)
+
+
+def _fit_shape(path: str | Path, image: Tensor, shape: Sequence[int]) -> Tensor:
+    """``image`` ``(C, H, W)`` as ``shape``: grey is repeated where three channels are
+    expected (a valid colour image); any other mismatch raises :class:`ImageError`."""
+    if shape[0] == 3 and image.shape[0] == 1:
+        image = image.repeat(3, 1, 1)
+    if tuple(image.shape) != tuple(shape):
+        raise ImageError(f"{path}: image is {image.shape[0]}x{image.shape[1]}x{image.shape[2]} "
                          f"(CxHxW), expected {'x'.join(map(str, shape))}")
-    return torch.from_numpy(arr.copy())
+    return image
 
 
 def read_mask(path: str | Path, size: Sequence[int]) -> Tensor:
@@ -223,27 +234,37 @@ def load_png_folder(path: str | Path, shape: Sequence[int] | None = None,
 
     Sub-folders named by integers become labels (``folder/3/x.png`` -> label 3),
     otherwise there are none. Files that cannot be read or whose size differs
-    from ``shape`` (default: the first readable file's) are skipped and reported
-    through ``warn(message)`` (one line each); the rest are loaded.
+    from ``shape`` are skipped and reported through ``warn(message)`` (one line
+    each); the rest are loaded. The default ``shape`` is the first readable file's
+    height and width, with three channels if any readable image of that size is in
+    colour (grey images are then repeated, as :func:`read_png` does), else one.
     """
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".png")
     if not files:
         raise ImageError(f"{path}: no .png files")
-    images, labels = [], []
+    read: list[tuple[Path, Tensor]] = []
     for f in files:
         try:
-            img = read_png(f, shape)
+            read.append((f, read_png(f, shape)))
+        except ImageError as err:
+            if warn is not None:
+                warn(str(err))
+    if not read:
+        raise ImageError(f"{path}: none of the {len(files)} .png files could be read")
+    if shape is None:
+        h, w = read[0][1].shape[1:]
+        shape = (3 if any(tuple(img.shape) == (3, h, w) for _, img in read) else 1, h, w)
+    images, labels = [], []
+    for f, img in read:
+        try:
+            images.append(_fit_shape(f, img, shape))
         except ImageError as err:
             if warn is not None:
                 warn(str(err))
             continue
-        shape = tuple(img.shape) if shape is None else shape
-        images.append(img)
         parent = f.parent.name
         labels.append(int(parent) if parent.isdigit() and f.parent != path else -1)
-    if not images:
-        raise ImageError(f"{path}: none of the {len(files)} .png files could be read")
     lab = torch.tensor(labels) if all(v >= 0 for v in labels) else None
     return ImageSet(torch.stack(images), lab, 256, path.name)
 
