@@ -200,3 +200,26 @@ def test_smiles_stereo_is_perceived_as_rdkit_parses_it():
     assert Chem.BondStereo.STEREOZ in [b.GetStereo() for b in imine.GetBonds()]
     assert all(a.GetChiralTag() == Chem.ChiralType.CHI_UNSPECIFIED for a in prepare_mol("C[C@H](C)O").GetAtoms())
     assert prepare_mol("C[C@H](N)O").GetAtomWithIdx(1).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED
+
+
+@pytest.mark.parametrize("smiles", ["CCO", "CC(=O)Nc1ccc(O)cc1", "[NH3+]CC(=O)[O-]", "C/C=C/C(=O)O",
+                                    "N[C@@H](Cc1ccccc1)C(=O)O"])
+def test_a_smiles_and_its_3d_record_featurise_alike(smiles):
+    """Generation featurises the SMILES (hydrogens added by ``prepare_mol``), training a 3D
+    record read with its hydrogens: every atom and edge feature must agree (the hydrogens'
+    hybridisation was UNSPECIFIED, the "other" slot, from a SMILES and S from a record)."""
+    from_smiles = prepare_mol(smiles)
+    ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(ref, randomSeed=5) == 0
+    record = Chem.MolFromMolBlock(Chem.MolToMolBlock(ref), removeHs=False, sanitize=False)
+    from_3d = prepare_mol(record)
+    g_s, g_d = mol_to_graph(from_smiles), mol_to_graph(from_3d)
+    match = from_3d.GetSubstructMatch(from_smiles)           # atom i of the SMILES -> match[i]
+    assert len(match) == from_smiles.GetNumAtoms() == from_3d.GetNumAtoms()
+    assert torch.equal(g_s.atom_feat, g_d.atom_feat[list(match)])
+    hyb = slice(len(SUPPORTED_ELEMENTS) + 1 + 6 + 1, len(SUPPORTED_ELEMENTS) + 1 + 6 + 1 + 7)
+    assert torch.all(g_s.atom_feat[g_s.z == 1, hyb][:, 0] == 1)     # hydrogens: S
+    edges_d = {(match.index(i), match.index(j)): a
+               for (i, j), a in zip(g_d.edge_index.t().tolist(), g_d.edge_attr)}
+    for (i, j), a in zip(g_s.edge_index.t().tolist(), g_s.edge_attr):
+        assert torch.equal(a, edges_d[(i, j)]), (i, j)

@@ -171,6 +171,10 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
     has_coords = mol.GetNumConformers() > 0
     if add_hs:
         mol = Chem.AddHs(mol, addCoords=has_coords)
+        # AddHs leaves the new hydrogens' hybridisation UNSPECIFIED (the "other" feature slot),
+        # while a record read with its hydrogens (every training source) is sanitised with
+        # them and has S: perceive it, so a SMILES and a 3D record featurise alike
+        Chem.SetHybridization(mol)
     if (err := _molfile_round_trip_error(mol)) is not None:
         raise MoleculeError(f"RDKit cannot read it back from an SDF record ({err})")
     if has_coords:
