@@ -365,3 +365,22 @@ def test_load_index_refuses_what_is_not_a_dataset_index(tmp_path, text, found):
     (tmp_path / "index.json").write_text(text)
     with pytest.raises(ValueError, match=f"unknown format {found}, expected"):
         load_index(tmp_path)
+
+
+def test_a_record_with_an_extra_hydrogen_is_dropped_not_a_crash(tmp_path):
+    """Records grouped by a name property (no SMILES to check them against): a protonated
+    one holds the neutral first record as a substructure; renumbering it by that partial
+    match raised RDKit's ValueError, which ended the whole read."""
+    path = tmp_path / "ens.sdf"
+    writer = Chem.SDWriter(str(path))
+    for k, (name, smi) in enumerate([("gly", "NCC(=O)O"), ("gly", "[NH3+]CC(=O)O"), ("gly", "NCC(=O)O"),
+                                     ("eth", "CCO")]):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        assert AllChem.EmbedMolecule(mol, randomSeed=3 + k) == 0
+        mol.SetProp("ensemble", name)
+        writer.write(mol)
+    writer.close()
+    failures = []
+    out = list(read_sdf(path, group_by="ensemble", failures=failures))
+    assert [(c.name, c.num_conformers, c.smiles) for c in out] == [("gly", 2, "NCC(=O)O"), ("eth", 1, "CCO")]
+    assert failures == [("gly", "conformer 1: atoms do not match the other conformers")]

@@ -147,7 +147,8 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
             reason = "3D atoms do not match the SMILES graph"
         if reason is None and base is not None:
             if not _same_order(base, mol):
-                match = mol.GetSubstructMatch(base)
+                # a record with more atoms (an extra hydrogen) can hold the base as a part
+                match = mol.GetSubstructMatch(base) if mol.GetNumAtoms() == base.GetNumAtoms() else ()
                 if len(match) != base.GetNumAtoms():
                     reason = "atoms do not match the other conformers"
                 else:
