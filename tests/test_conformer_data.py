@@ -384,3 +384,27 @@ def test_a_record_with_an_extra_hydrogen_is_dropped_not_a_crash(tmp_path):
     out = list(read_sdf(path, group_by="ensemble", failures=failures))
     assert [(c.name, c.num_conformers, c.smiles) for c in out] == [("gly", 2, "NCC(=O)O"), ("eth", 1, "CCO")]
     assert failures == [("gly", "conformer 1: atoms do not match the other conformers")]
+
+
+def test_largest_fragment_checks_records_against_that_fragment_of_the_smiles(tmp_path):
+    """A GEOM salt with ``largest_fragment``: each record is reduced to its largest fragment
+    and must match that fragment of the SMILES key (it was checked against the whole SMILES,
+    so every record of every salt failed as '3D atoms do not match the SMILES graph')."""
+    salt = "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]"
+    mol = Chem.AddHs(Chem.MolFromSmiles(salt))
+    assert len(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=4)) == 2
+    other = Chem.AddHs(Chem.MolFromSmiles("CCC(=O)[O-].[Na+]"))    # another anion, same cation
+    assert AllChem.EmbedMolecule(other, randomSeed=4) == 0
+    confs = [{"rd_mol": m, "boltzmannweight": w}
+             for m, w in zip(_singles(mol) + [other], (0.3, 0.1, 0.6))]
+    (tmp_path / "salt.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+    (tmp_path / "summary.json").write_text(json.dumps({salt: {"pickle_path": "salt.pickle"}}))
+    failures = []
+    out = list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures, largest_fragment=True))
+    assert [(c.smiles, c.num_conformers) for c in out] == [("CC(=O)Oc1ccccc1C(=O)[O-]", 2)]
+    assert np.allclose(out[0].weights, [0.75, 0.25])
+    assert failures == [(salt, "conformer 2: 3D atoms do not match the SMILES graph")]
+    # without the option the salt is refused, with the reason naming it
+    failures = []
+    assert not list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
+    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment)")
