@@ -408,3 +408,21 @@ def test_largest_fragment_checks_records_against_that_fragment_of_the_smiles(tmp
     failures = []
     assert not list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
     assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment)")
+
+
+@pytest.mark.parametrize("group_by", ["smiles", "ensemble"])
+def test_a_blank_grouping_property_names_no_molecule(tmp_path, group_by):
+    """Records whose grouping property is blank are grouped by their own SMILES, as records
+    without it are (they formed one group named '', whose records were all refused against
+    the empty SMILES or merged across molecules)."""
+    path = tmp_path / "blank.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for k, smi in enumerate(["CCO", "CCO", "CCN"]):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            assert AllChem.EmbedMolecule(mol, randomSeed=5 + k) == 0
+            mol.SetProp(group_by, " ")
+            writer.write(mol)
+    failures = []
+    out = list(read_sdf(path, group_by=group_by, failures=failures))
+    assert [(c.name, c.smiles, c.num_conformers) for c in out] == [("CCO", "CCO", 2), ("CCN", "CCN", 1)]
+    assert failures == []

@@ -312,9 +312,9 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
     Args:
         path: ``.sdf`` or ``.sdf.gz``; a truncated or unreadable file yields what was read
             before the error and one failure row.
-        group_by: record property naming the molecule; records lacking it, or every record
-            when ``None``, are grouped by their own canonical isomeric SMILES. Records need
-            not be contiguous.
+        group_by: record property naming the molecule; records lacking it (or whose value is
+            blank), or every record when ``None``, are grouped by their own canonical isomeric
+            SMILES. Records need not be contiguous.
         failures: list to append ``(name, reason)`` to.
 
     Returns:
@@ -327,9 +327,8 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
         if mol is None:
             failures.append((f"{path.name}:record{i}", "record could not be parsed"))
             continue
-        if group_by and mol.HasProp(group_by):
-            key = mol.GetProp(group_by).strip()
-        else:
+        key = mol.GetProp(group_by).strip() if group_by and mol.HasProp(group_by) else ""
+        if not key:  # no property, or an empty one: it names no molecule
             try:
                 probe = Chem.Mol(mol)
                 with rdBase.BlockLogs():
