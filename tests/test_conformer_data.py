@@ -426,3 +426,24 @@ def test_a_blank_grouping_property_names_no_molecule(tmp_path, group_by):
     out = list(read_sdf(path, group_by=group_by, failures=failures))
     assert [(c.name, c.smiles, c.num_conformers) for c in out] == [("CCO", "CCO", 2), ("CCN", "CCN", 1)]
     assert failures == []
+
+
+def test_a_dataset_of_other_feature_sizes_is_refused_when_read(tmp_path, ensembles):
+    """The writer refuses to extend a dataset of another featuriser; the reader loaded it,
+    and training stopped at its first step with a matrix-shape error."""
+    from molscore.chem.featurize import ATOM_FEAT_DIM
+
+    records = list(read_smiles_pickle(_pickle(tmp_path, ensembles)))
+    write_dataset(records, tmp_path / "ds", fractions=(0.5, 0.0, 0.5))
+    index = json.loads((tmp_path / "ds" / "index.json").read_text())
+    index["atom_feat_dim"] = ATOM_FEAT_DIM - 1
+    (tmp_path / "ds" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=f"features of other sizes \\(atom {ATOM_FEAT_DIM - 1}, edge 18; "
+                                         f"this featuriser: {ATOM_FEAT_DIM}, 18\\); build it again"):
+        ConformerDataset(tmp_path / "ds", split="train")
+
+
+def _pickle(tmp_path: Path, ensembles: dict[str, Chem.Mol]) -> Path:
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps({smi: _singles(mol) for smi, mol in ensembles.items()}))
+    return path
