@@ -266,10 +266,19 @@ class _CentredView(Dataset):
 
 
 def build_model(meta: dict) -> ScoreModel:
-    """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``."""
+    """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``.
+
+    Raises:
+        ValueError: the backbone reads node or edge features of other sizes than
+            :func:`~molscore.chem.featurize.mol_to_graph` makes (another featuriser's model).
+    """
     from ..models.equivariant import build_backbone
 
     backbone = dict(meta["backbone"])
+    dims = (backbone.get("atom_dim"), backbone.get("edge_dim"))
+    if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
+        raise ValueError(f"the model reads features of other sizes (atom {dims[0]}, edge {dims[1]}; "
+                         f"this featuriser: {ATOM_FEAT_DIM}, {EDGE_FEAT_DIM})")
     net = build_backbone(backbone.pop("name"), backbone.pop("atom_dim"), backbone.pop("edge_dim"),
                          **backbone)
     return ScoreModel(CoordScaled(net, meta["coord_scale"]), make_sde(**meta["sde"]),
