@@ -365,3 +365,85 @@ def test_load_index_refuses_what_is_not_a_dataset_index(tmp_path, text, found):
     (tmp_path / "index.json").write_text(text)
     with pytest.raises(ValueError, match=f"unknown format {found}, expected"):
         load_index(tmp_path)
+
+
+def test_a_record_with_an_extra_hydrogen_is_dropped_not_a_crash(tmp_path):
+    """Records grouped by a name property (no SMILES to check them against): a protonated
+    one holds the neutral first record as a substructure; renumbering it by that partial
+    match raised RDKit's ValueError, which ended the whole read."""
+    path = tmp_path / "ens.sdf"
+    writer = Chem.SDWriter(str(path))
+    for k, (name, smi) in enumerate([("gly", "NCC(=O)O"), ("gly", "[NH3+]CC(=O)O"), ("gly", "NCC(=O)O"),
+                                     ("eth", "CCO")]):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        assert AllChem.EmbedMolecule(mol, randomSeed=3 + k) == 0
+        mol.SetProp("ensemble", name)
+        writer.write(mol)
+    writer.close()
+    failures = []
+    out = list(read_sdf(path, group_by="ensemble", failures=failures))
+    assert [(c.name, c.num_conformers, c.smiles) for c in out] == [("gly", 2, "NCC(=O)O"), ("eth", 1, "CCO")]
+    assert failures == [("gly", "conformer 1: atoms do not match the other conformers")]
+
+
+def test_largest_fragment_checks_records_against_that_fragment_of_the_smiles(tmp_path):
+    """A GEOM salt with ``largest_fragment``: each record is reduced to its largest fragment
+    and must match that fragment of the SMILES key (it was checked against the whole SMILES,
+    so every record of every salt failed as '3D atoms do not match the SMILES graph')."""
+    salt = "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]"
+    mol = Chem.AddHs(Chem.MolFromSmiles(salt))
+    assert len(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=4)) == 2
+    other = Chem.AddHs(Chem.MolFromSmiles("CCC(=O)[O-].[Na+]"))    # another anion, same cation
+    assert AllChem.EmbedMolecule(other, randomSeed=4) == 0
+    confs = [{"rd_mol": m, "boltzmannweight": w}
+             for m, w in zip(_singles(mol) + [other], (0.3, 0.1, 0.6))]
+    (tmp_path / "salt.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+    (tmp_path / "summary.json").write_text(json.dumps({salt: {"pickle_path": "salt.pickle"}}))
+    failures = []
+    out = list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures, largest_fragment=True))
+    assert [(c.smiles, c.num_conformers) for c in out] == [("CC(=O)Oc1ccccc1C(=O)[O-]", 2)]
+    assert np.allclose(out[0].weights, [0.75, 0.25])
+    assert failures == [(salt, "conformer 2: 3D atoms do not match the SMILES graph")]
+    # without the option the salt is refused, with the reason naming it
+    failures = []
+    assert not list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
+    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment)")
+
+
+@pytest.mark.parametrize("group_by", ["smiles", "ensemble"])
+def test_a_blank_grouping_property_names_no_molecule(tmp_path, group_by):
+    """Records whose grouping property is blank are grouped by their own SMILES, as records
+    without it are (they formed one group named '', whose records were all refused against
+    the empty SMILES or merged across molecules)."""
+    path = tmp_path / "blank.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for k, smi in enumerate(["CCO", "CCO", "CCN"]):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            assert AllChem.EmbedMolecule(mol, randomSeed=5 + k) == 0
+            mol.SetProp(group_by, " ")
+            writer.write(mol)
+    failures = []
+    out = list(read_sdf(path, group_by=group_by, failures=failures))
+    assert [(c.name, c.smiles, c.num_conformers) for c in out] == [("CCO", "CCO", 2), ("CCN", "CCN", 1)]
+    assert failures == []
+
+
+def test_a_dataset_of_other_feature_sizes_is_refused_when_read(tmp_path, ensembles):
+    """The writer refuses to extend a dataset of another featuriser; the reader loaded it,
+    and training stopped at its first step with a matrix-shape error."""
+    from molscore.chem.featurize import ATOM_FEAT_DIM
+
+    records = list(read_smiles_pickle(_pickle(tmp_path, ensembles)))
+    write_dataset(records, tmp_path / "ds", fractions=(0.5, 0.0, 0.5))
+    index = json.loads((tmp_path / "ds" / "index.json").read_text())
+    index["atom_feat_dim"] = ATOM_FEAT_DIM - 1
+    (tmp_path / "ds" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=f"features of other sizes \\(atom {ATOM_FEAT_DIM - 1}, edge 18; "
+                                         f"this featuriser: {ATOM_FEAT_DIM}, 18\\); build it again"):
+        ConformerDataset(tmp_path / "ds", split="train")
+
+
+def _pickle(tmp_path: Path, ensembles: dict[str, Chem.Mol]) -> Path:
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps({smi: _singles(mol) for smi, mol in ensembles.items()}))
+    return path

@@ -235,3 +235,45 @@ def test_smoke_config_trains_from_the_shared_excerpt(tmp_path, monkeypatch):
                  "--device", "cpu", "-q"]) == 0
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 2 and ckpt["meta"]["data"]["molecules"] == 12
+
+
+def test_sdf_split_keeps_one_molecule_under_two_smiles_on_one_side(tmp_path):
+    """Records of one molecule whose ``smiles`` properties are spelt differently form two SDF
+    groups; the validation split draws molecules, so both are in train or both in val (the
+    split drew groups, and put ethanol in both sets for some seeds)."""
+    from rdkit.Chem import AllChem
+
+    path = tmp_path / "dup.sdf"
+    spellings = ["CCO", "OCC", "C(C)O", "CCN", "CCCl", "CC(C)O", "CCS", "CC#N"]
+    with Chem.SDWriter(str(path)) as writer:
+        for k, smi in enumerate(spellings):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            assert AllChem.EmbedMolecule(mol, randomSeed=10 + k) == 0
+            mol.SetProp("smiles", smi)
+            writer.write(mol)
+    for seed in range(12):
+        task = build_task(_cfg(path, val_fraction=0.4, split_seed=seed))
+        train_smiles = [g.smiles for g in task.train_set.graphs]
+        val_smiles = [g.smiles for g in task.val_set.graphs]
+        assert not set(train_smiles) & set(val_smiles), seed
+        assert sorted(train_smiles + val_smiles).count("CCO") == 3
+        assert len(set(val_smiles)) == 2      # 0.4 of the 6 molecules
+
+
+def test_a_model_of_other_feature_sizes_is_refused_when_loaded(small_sdf, tmp_path):
+    """A model file whose backbone reads another featuriser's node features: its weights fit
+    its meta, so it loaded, and generation failed on every molecule with a matrix-shape
+    error; now loading names the sizes."""
+    from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+    from molscore.models.equivariant import build_backbone
+
+    meta = build_task(_cfg(small_sdf[0])).meta
+    meta["backbone"] = {**meta["backbone"], "atom_dim": ATOM_FEAT_DIM + 3}
+    hparams = {k: v for k, v in meta["backbone"].items() if k not in ("name", "atom_dim", "edge_dim")}
+    net = build_backbone("painn", ATOM_FEAT_DIM + 3, meta["backbone"]["edge_dim"], **hparams)
+    weights = {f"net.net.{k}": v for k, v in net.state_dict().items()}
+    path = save_atomic({"format": CHECKPOINT_FORMAT, "model": weights, "meta": meta}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=f"cannot build the model its meta describes \\(ValueError: the "
+                                         f"model reads features of other sizes \\(atom {ATOM_FEAT_DIM + 3}, "
+                                         f"edge 18; this featuriser: {ATOM_FEAT_DIM}, 18\\)\\)"):
+        load_checkpoint_model(path)

@@ -9,7 +9,8 @@ Config sections read here (see ``configs/smoke.yaml``)::
       #   processed: [runs/data/ccd, {path: runs/data/etkdg, repeat: 4}]
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
-      val_fraction: 0.15        # sdf only: molecules held out for validation
+      val_fraction: 0.15        # sdf only: molecules held out for validation (by InChIKey
+                                #   skeleton: groups of one molecule under two SMILES go together)
       split_seed: 0             # sdf only: seed of that molecule split
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
@@ -157,14 +158,16 @@ def _reserved(data: dict) -> frozenset[str]:
 
 def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
-    from ..data.reserved import is_reserved
+    from ..data.reserved import inchikey_block
 
     path = resolve_data_path(data["sdf"])
     reserved = _reserved(data)
     graphs, coords, weights, dropped = [], [], [], 0
+    members: dict[str, list[int]] = {}  # InChIKey block (skeleton) -> its SDF groups
     for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
                        limit=data.get("max_molecules")):
-        if is_reserved(cs.mol, reserved):
+        block = inchikey_block(cs.mol)
+        if block and block in reserved:
             dropped += 1
             continue
         try:
@@ -173,16 +176,21 @@ def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
             dropped += 1
             continue
         del graph.pos
+        members.setdefault(block or cs.smiles, []).append(len(graphs))
         graphs.append(graph)
         coords.append(torch.as_tensor(cs.coordinates(), dtype=torch.float32))
         weights.append(None if cs.weights is None else torch.as_tensor(cs.weights,
                                                                        dtype=torch.float64))
     if not graphs:
         raise ValueError(f"no usable molecules in {path}")
-    order = np.random.default_rng(int(data.get("split_seed", 0))).permutation(len(graphs))
-    n_val = int(round(float(data.get("val_fraction", 0.15)) * len(graphs)))
-    n_val = min(n_val, len(graphs) - 1)
-    val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
+    # the split draws molecules (skeletons), so that one under two SMILES spellings, two
+    # SDF groups, is not in train and val at once
+    groups = list(members.values())
+    order = np.random.default_rng(int(data.get("split_seed", 0))).permutation(len(groups))
+    n_val = int(round(float(data.get("val_fraction", 0.15)) * len(groups)))
+    n_val = min(n_val, len(groups) - 1)
+    val_idx = [i for g in order[:n_val] for i in groups[g]]
+    train_idx = [i for g in order[n_val:] for i in groups[g]]
     mode = data.get("conformers", "random")
 
     def subset(idx: list[int]) -> InMemoryConformers:
@@ -258,10 +266,19 @@ class _CentredView(Dataset):
 
 
 def build_model(meta: dict) -> ScoreModel:
-    """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``."""
+    """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``.
+
+    Raises:
+        ValueError: the backbone reads node or edge features of other sizes than
+            :func:`~molscore.chem.featurize.mol_to_graph` makes (another featuriser's model).
+    """
     from ..models.equivariant import build_backbone
 
     backbone = dict(meta["backbone"])
+    dims = (backbone.get("atom_dim"), backbone.get("edge_dim"))
+    if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
+        raise ValueError(f"the model reads features of other sizes (atom {dims[0]}, edge {dims[1]}; "
+                         f"this featuriser: {ATOM_FEAT_DIM}, {EDGE_FEAT_DIM})")
     net = build_backbone(backbone.pop("name"), backbone.pop("atom_dim"), backbone.pop("edge_dim"),
                          **backbone)
     return ScoreModel(CoordScaled(net, meta["coord_scale"]), make_sde(**meta["sde"]),

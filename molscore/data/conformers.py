@@ -103,6 +103,18 @@ def _isomeric(mol: Chem.Mol) -> str:
         return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
 
+def _reference(smiles: str | None, largest_fragment: bool) -> str | Chem.Mol | None:
+    """What a record's graph is checked against: ``smiles``, or with ``largest_fragment`` the
+    fragment of it that :func:`prepare_mol` keeps of a record (the SMILES itself when that
+    fails, so the check fails as before)."""
+    if smiles is None or not largest_fragment:
+        return smiles
+    try:
+        return prepare_mol(smiles, add_hs=False, largest_fragment=True)
+    except MoleculeError:
+        return smiles
+
+
 def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str | None = None,
                             weights: Sequence[float] | None = None, failures: Failures | None = None,
                             largest_fragment: bool = False,
@@ -118,7 +130,8 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
     Args:
         mols: ``K`` RDKit molecules, each with one conformer (the first is used).
         name: identifier for failure reports.
-        smiles: the molecule's SMILES in the source (checked against each record's graph).
+        smiles: the molecule's SMILES in the source (checked against each record's graph; its
+            largest fragment with ``largest_fragment``).
         weights: ``(K,)`` weights of the records (renormalised over the kept ones).
         failures: list to append ``(name, reason)`` to.
         largest_fragment, max_heavy_atoms: passed to :func:`prepare_mol`.
@@ -127,6 +140,7 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
         MoleculeError: no record survives (``"no usable conformer (<first record's reason>)"``).
     """
     failures = failures if failures is not None else []
+    reference = _reference(smiles, largest_fragment)
     base: Chem.Mol | None = None
     base_smiles = ""
     kept_weights: list[float] = []
@@ -143,11 +157,12 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
                 mol = prepare_mol(raw, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
             except MoleculeError as err:
                 reason = str(err)
-        if reason is None and smiles is not None and not atoms_match(mol, smiles):
+        if reason is None and reference is not None and not atoms_match(mol, reference):
             reason = "3D atoms do not match the SMILES graph"
         if reason is None and base is not None:
             if not _same_order(base, mol):
-                match = mol.GetSubstructMatch(base)
+                # a record with more atoms (an extra hydrogen) can hold the base as a part
+                match = mol.GetSubstructMatch(base) if mol.GetNumAtoms() == base.GetNumAtoms() else ()
                 if len(match) != base.GetNumAtoms():
                     reason = "atoms do not match the other conformers"
                 else:
@@ -297,9 +312,9 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
     Args:
         path: ``.sdf`` or ``.sdf.gz``; a truncated or unreadable file yields what was read
             before the error and one failure row.
-        group_by: record property naming the molecule; records lacking it, or every record
-            when ``None``, are grouped by their own canonical isomeric SMILES. Records need
-            not be contiguous.
+        group_by: record property naming the molecule; records lacking it (or whose value is
+            blank), or every record when ``None``, are grouped by their own canonical isomeric
+            SMILES. Records need not be contiguous.
         failures: list to append ``(name, reason)`` to.
 
     Returns:
@@ -312,9 +327,8 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
         if mol is None:
             failures.append((f"{path.name}:record{i}", "record could not be parsed"))
             continue
-        if group_by and mol.HasProp(group_by):
-            key = mol.GetProp(group_by).strip()
-        else:
+        key = mol.GetProp(group_by).strip() if group_by and mol.HasProp(group_by) else ""
+        if not key:  # no property, or an empty one: it names no molecule
             try:
                 probe = Chem.Mol(mol)
                 with rdBase.BlockLogs():

@@ -337,6 +337,10 @@ class ConformerDataset(Dataset):
             then names those left out. The block is read from the index (datasets written since
             2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
 
+    Raises:
+        ValueError: the dataset was written with other feature sizes (by another featuriser), an
+            unknown split, or a split of a build that was not finalised.
+
     Items are ``Data`` with ``atom_feat`` ``(N, ATOM_FEAT_DIM)``, ``edge_index`` ``(2, E)``,
     ``edge_attr`` ``(E, EDGE_FEAT_DIM)``, ``z`` ``(N,)``, ``pos`` ``(N, 3)`` float32 (Angstrom, as
     stored, not centred), ``smiles`` (str), ``mol_id`` and ``conf_id`` (ints), ``num_nodes``.
@@ -350,6 +354,10 @@ class ConformerDataset(Dataset):
             raise ValueError(f"weighting must be 'uniform' or 'boltzmann', got {weighting!r}")
         self.root = Path(root)
         self.index = load_index(self.root)
+        dims = (self.index.get("atom_feat_dim"), self.index.get("edge_feat_dim"))
+        if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
+            raise ValueError(f"{root} holds features of other sizes (atom {dims[0]}, edge {dims[1]}; "
+                             f"this featuriser: {ATOM_FEAT_DIM}, {EDGE_FEAT_DIM}); build it again")
         if split == "all":
             ids = list(range(len(self.index["molecules"])))
         elif split in SPLITS:
