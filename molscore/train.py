@@ -70,6 +70,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic, write_atomic)
 from .ema import EMA
+from .errors import Terminated
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
@@ -321,36 +322,47 @@ class DataOrder:
 
 
 class _StopRequest:
-    """SIGINT handler of :meth:`Trainer.fit` in a single-process run (main thread only).
+    """SIGINT and SIGTERM handler of :meth:`Trainer.fit` in a single-process run (main thread
+    only).
 
-    The first SIGINT only sets :attr:`requested`: the loop finishes the step it is in (a
-    SIGINT handled mid-step would leave a half-updated optimiser or EMA, or RNG states
-    already advanced by the next batch's draws, in the checkpoint) and then stops. A
-    second SIGINT raises ``KeyboardInterrupt`` at once and sets :attr:`forced`.
+    The first signal only sets :attr:`requested`: the loop finishes the step it is in (a
+    signal handled mid-step would leave a half-updated optimiser or EMA, or RNG states
+    already advanced by the next batch's draws, in the checkpoint), writes a checkpoint and
+    raises :meth:`exception`: ``KeyboardInterrupt`` for Ctrl-C, :class:`~molscore.errors.Terminated`
+    for SIGTERM (a job scheduler's time limit). A second signal raises it at once and sets
+    :attr:`forced` (no checkpoint).
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
+        self.requested: int | None = None        # the first signal's number
         self.forced = False
-        self._previous: Any = ...  # the handler install() replaced
+        self._previous: dict[int, Any] = {}      # the handlers install() replaced
 
     def install(self) -> None:
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def uninstall(self) -> None:
-        if self.enabled and self._previous is not ...:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None
-                          else signal.default_int_handler)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else
+                          signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        self._previous = {}
+
+    def exception(self) -> BaseException:
+        """What ends the run for the signal received."""
+        return Terminated() if self.requested == signal.SIGTERM else KeyboardInterrupt()
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested is not None:
             self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nmolscore train: stopping after this step (Ctrl-C again to stop at once, "
-              "without a checkpoint)", file=sys.stderr)
+            raise self.exception()
+        self.requested = signum
+        what = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"
+        print(f"\nmolscore train: {signal.Signals(signum).name}: stopping after this step "
+              f"({what} stops at once, without a checkpoint)", file=sys.stderr)
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -752,10 +764,10 @@ class Trainer:
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total_steps:
                     self.save()
                     saved_at = self.step
-                if stop.requested:  # a Ctrl-C during this step: stop between steps
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            # not after a second Ctrl-C: that one may have hit mid-step
+                if stop.requested is not None:  # a signal during this step: stop between steps
+                    raise stop.exception()
+        except (KeyboardInterrupt, Terminated):
+            # not after a second signal: that one may have hit mid-step
             if (not self.info.distributed and not stop.forced and self.step > start
                     and saved_at != self.step):
                 self.save()

@@ -1,5 +1,6 @@
 """Conformer generation over several processes gives the one-process results, in order."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,10 +93,26 @@ def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_ctrl_c_ends_a_multi_process_run_quietly_keeping_the_records_written(tiny_model, tmp_path):
-    """Ctrl-C reaches the whole process group: the parent reports one line and exits 130,
-    with the records written so far whole; no worker prints a traceback, and no semaphore is
-    left registered with multiprocessing's resource tracker (tqdm's lock in a killed worker)."""
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:                                    # gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_ends_a_multi_process_run_quietly_keeping_the_records_written(tiny_model, tmp_path, how):
+    """Ctrl-C reaches the whole process group, SIGTERM (a job scheduler, ``kill``) the main
+    process only: the run reports one line and exits 130 / 143, with the records written so
+    far whole and no worker process left running; no worker prints a traceback, and no
+    semaphore is left registered with multiprocessing's resource tracker (tqdm's lock in a
+    killed worker)."""
     import signal
     import subprocess
     import sys
@@ -110,19 +127,33 @@ def test_ctrl_c_ends_a_multi_process_run_quietly_keeping_the_records_written(tin
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,                       # its own process group, as in a terminal
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers: list[int] = []
     try:
         deadline = time.monotonic() + 240
         while not (out.exists() and out.read_text().count("$$$$") >= 4):
             assert run.poll() is None and time.monotonic() < deadline, "no output came"
             time.sleep(0.2)
-        os.killpg(run.pid, signal.SIGINT)
+        workers = _children(run.pid)
+        if how == "ctrl-c":
+            os.killpg(run.pid, signal.SIGINT)
+        else:
+            run.send_signal(signal.SIGTERM)
         stdout, stderr = run.communicate(timeout=60)
+        time.sleep(1)
+        left = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode == 130, stderr
-    assert stderr.strip() == "molscore: interrupted"
-    records = Chem.SDMolSupplier(str(out), removeHs=False)
-    kept = [m for m in records]
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert len(workers) >= 2                          # the two workers (and the resource tracker)
+    assert (run.returncode, stderr.strip()) == ((130, "molscore: interrupted") if how == "ctrl-c"
+                                                else (143, "molscore: terminated")), stderr
+    assert left == []
+    kept = list(Chem.SDMolSupplier(str(out), removeHs=False))
     assert len(kept) >= 4 and all(m is not None for m in kept)
     assert all(m.GetProp("_Name").startswith("m") for m in kept)

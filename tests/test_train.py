@@ -11,6 +11,7 @@ import torch
 
 from _train_tasks import TASK, base_config
 from molscore.ema import EMA
+from molscore.errors import Terminated
 from molscore.train import ConfigError, DataOrder, Trainer, lr_factor, resolve_config, train
 
 
@@ -79,11 +80,13 @@ def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc, resumed_from)
                                                      "batches_per_epoch": 5}
 
 
-def test_sigint_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path):
-    """A real Ctrl-C that lands mid-step (after the step drew its noise) lets the step finish
-    and checkpoints it, so the resumed run matches the uninterrupted one bit for bit; a
-    checkpoint written where the signal landed would hold RNG states already advanced by
-    that step and a step count that misses it. A second Ctrl-C stops at once, unsaved."""
+@pytest.mark.parametrize("sig, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path, sig, raised):
+    """A real Ctrl-C (or SIGTERM, a scheduler's time limit) that lands mid-step (after the
+    step drew its noise) lets the step finish and checkpoints it, so the resumed run matches
+    the uninterrupted one bit for bit; a checkpoint written where the signal landed would
+    hold RNG states already advanced by that step and a step count that misses it. A second
+    signal stops at once, unsaved."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(base_config(), straight, device="cpu", progress=False)
     trainer = Trainer(base_config(), split, device="cpu", progress=False)
@@ -92,13 +95,14 @@ def test_sigint_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path):
     def interrupted_loss(*args, **kwargs):
         losses = loss_fn(*args, **kwargs)
         if trainer.step == 6:  # during step 7, after its t and noise were drawn
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
         return losses
 
     trainer.loss_fn = interrupted_loss
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(raised):
         trainer.fit()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     resumed = train(base_config(), split, device="cpu", progress=False)
     assert resumed["resumed_from"] == 7 and resumed["steps"] == 12
     untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
@@ -113,12 +117,12 @@ def test_sigint_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path):
 
     def twice_interrupted(*args, **kwargs):
         if twice.step == 6:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
+            os.kill(os.getpid(), sig)
         return loss_fn2(*args, **kwargs)
 
     twice.loss_fn = twice_interrupted
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(raised):
         twice.fit()
     assert torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)["step"] == 4
 

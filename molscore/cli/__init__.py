@@ -3,24 +3,32 @@
 Each subcommand lives in a module of this package that defines
 ``register(subparsers)``; it adds its parser and sets ``func(args) -> int``.
 Errors a user can fix raise :class:`~molscore.errors.UsageError` (or come from argparse) and end
-with one line on stderr and exit status 2; no traceback.
+with one line on stderr and exit status 2; no traceback. Ctrl-C (SIGINT) ends a command with
+exit status 130 and SIGTERM (a job scheduler's time limit, ``kill``) with 143, each after the
+command's clean-up has run (output flushed, worker processes stopped), as :class:`~molscore.errors.Terminated`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
-from ..errors import UsageError
+from ..errors import Terminated, UsageError
 
-__all__ = ["main", "UsageError", "Parser"]
+__all__ = ["main", "UsageError", "Parser", "Terminated"]
 
 EPILOG = """examples:
   molscore generate "CC(=O)Nc1ccc(O)cc1" -n 10 -o out.sdf
   molscore toy sample --density gmm8 --score exact --sde ve --sampler pc --steps 500 -n 4000 -o s.npy
   molscore train --config configs/smoke.yaml
 run 'molscore COMMAND --help' for the options of a command."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # only where nobody else handles SIGTERM (an embedding application may)
+    catch_term = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    if catch_term:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except UsageError as err:
@@ -60,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("molscore: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("molscore: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if catch_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":
