@@ -219,25 +219,28 @@ def test_force_fields_leave_fixed_atoms_where_they_are():
     np.testing.assert_array_equal(mol.GetConformer(0).GetPositions()[fixed], moved[fixed])
 
 
-@pytest.mark.parametrize("route", ["etkdg", "prior"])
-def test_generated_conformers_keep_the_core_in_place(route):
+def test_generated_conformers_keep_the_core_in_place():
     core = Core.from_mol(posed_core())
     smiles = "CC(N)C(=O)Nc1ccc(OCCN2CCOCC2)cc1"          # unspecified centre: the core's is taken
-    opts = {"init": route} if route == "etkdg" else {"init": route, "sampler": "ancestral", "steps": 30}
-    out = generate_conformers(smiles, n=4, core=core, seed=2, **opts)
+    out = generate_conformers(smiles, n=4, core=core, seed=2)
     found = core.match(out)
     assert out.GetProp("core_atoms") == " ".join(str(i) for i in found.atoms)
-    # from the prior (at this model's training) a core stereocentre's hydrogen can come out
-    # flat; such conformers are resampled and, after the last round, dropped
-    assert out.GetNumConformers() == 4 if route == "etkdg" else out.GetNumConformers() >= 2
+    assert out.GetNumConformers() == 4
     for conf in out.GetConformers():
         np.testing.assert_array_equal(conf.GetPositions()[found.atoms], core.positions)
         assert check_stereo(out, conf.GetId()).ok
-        if route == "etkdg":
-            assert check_geometry(out, conf.GetId()) == []
+        assert check_geometry(out, conf.GetId()) == []
     # conformers differ away from the core
     xyz = np.stack([c.GetPositions() for c in out.GetConformers()])
     assert np.abs(xyz - xyz[:1]).max() > 0.5
+
+
+def test_a_core_is_refused_on_the_prior_route():
+    """From the prior, replacement inpainting leaves the core's neighbours with stretched
+    bonds: refused up front instead of returning conformers that fail the checks."""
+    with pytest.raises(ValueError, match="a core is held on the etkdg route only"):
+        generate_conformers("C[C@H](N)C(=O)Nc1ccc(OCC)cc1", n=2, core=Core.from_mol(posed_core()),
+                            init="prior")
 
 
 def test_a_cores_own_bad_angle_is_listed_as_given_and_not_resampled(monkeypatch):

@@ -43,7 +43,8 @@ hydrogens, if it has them, on the molecule's), and those atoms keep the file's c
 in every conformer, which is then in the core's frame: the ETKDG pool is embedded
 with them as a coordinate map, the sampler pins them (inpainting), the clean-up and --relax
 hold them fixed; the ``core_atoms`` property lists those atoms (0-based indices, in the
-core's atom order). A molecule without the core is a failure with that reason.
+core's atom order). A molecule without the core is a failure with that reason. Not with
+--init prior (its inpainting leaves the core's neighbours with stretched bonds).
 
 --workers W generates on W CPU processes (``molscore.parallel``), each with one torch and one
 ETKDG thread, for large inputs on a many-core machine; records are still written in input
