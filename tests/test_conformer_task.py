@@ -186,6 +186,29 @@ def test_processed_data_leaves_reserved_molecules_out(small_sdf, tmp_path, old_i
     assert "reserved_dropped" not in build_task(cfg).meta["data"]
 
 
+def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small_sdf, tmp_path):
+    """Two datasets of the same molecules split with other seeds: each one's validation split
+    holds molecules the other trains on; validation leaves them out (a model would otherwise
+    be scored on molecules it was trained on) and the run's meta counts them."""
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import ConformerDataset, write_dataset
+
+    write_dataset(read_sdf(small_sdf[0]), tmp_path / "a", fractions=(0.5, 0.5, 0.0), seed=0)
+    seed = next(s for s in range(1, 50)
+                if set(write_dataset(read_sdf(small_sdf[0]), tmp_path / f"b{s}", fractions=(0.5, 0.5, 0.0),
+                                     seed=s)["splits"]["train"]) != set(ConformerDataset(tmp_path / "a").mol_ids))
+    cfg = _cfg(small_sdf[0])
+    cfg["data"] = {"processed": [str(tmp_path / "a"), str(tmp_path / f"b{seed}")], "conformers": "random"}
+    task = build_task(cfg)
+    trained = {task.train_set[i].smiles for i in range(len(task.train_set))}
+    validated = {task.val_set[i].smiles for i in range(len(task.val_set))} if task.val_set else set()
+    assert validated.isdisjoint(trained)
+    alone = [ConformerDataset(tmp_path / name, "val") for name in ("a", f"b{seed}")]
+    overlap = sum(len(set(ds.smiles) & trained) for ds in alone)
+    assert overlap > 0
+    assert sum(src.get("val_trained_dropped", 0) for src in task.meta["data"]["sources"]) == overlap
+
+
 def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset

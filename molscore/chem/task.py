@@ -7,6 +7,7 @@ Config sections read here (see ``configs/smoke.yaml``)::
       # or processed: datasets/processed/ccd    (ConformerDataset from `molscore build-dataset`)
       #   or a list of them, each a path or {path: ..., repeat: k} (k copies per epoch), e.g.
       #   processed: [runs/data/ccd, {path: runs/data/etkdg, repeat: 4}]
+      #   (validation leaves out molecules whose skeleton any of their training splits holds)
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation (by InChIKey
@@ -225,16 +226,25 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     kw = {"conformers": "all" if mode == "all" else "random",
           "weighting": "boltzmann" if mode == "boltzmann" else "uniform", "reserved": _reserved(data)}
     val_split = data.get("val_split", "val")
+    trains = [(root, repeat, ConformerDataset(root, data.get("train_split", "train"), **kw))
+              for root, repeat in _processed_sources(data["processed"])]
+    # a molecule (skeleton) trained on from any dataset is no validation molecule of another
+    # (each dataset's own split keeps its splits apart; mixed datasets may share molecules)
+    trained = frozenset(b for _, _, train_set in trains for b in train_set.blocks if b)
     train_parts, val_parts, sources = [], [], []
-    for root, repeat in _processed_sources(data["processed"]):
-        train_set = ConformerDataset(root, data.get("train_split", "train"), **kw)
+    for root, repeat, train_set in trains:
         train_parts += [train_set] * repeat
+        source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
+        dropped = list(train_set.reserved_dropped)
         if val_split:
-            val_set = ConformerDataset(root, val_split, **kw)
+            val_set = ConformerDataset(root, val_split, exclude=trained, **kw)
             if len(val_set):
                 val_parts.append(val_set)
-        source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
-        dropped = train_set.reserved_dropped + (val_set.reserved_dropped if val_split else [])
+            dropped += val_set.reserved_dropped
+            if val_set.excluded:
+                source["val_trained_dropped"] = val_set.excluded
+                print(f"{root}: left out of validation {val_set.excluded} molecule(s) whose "
+                      f"skeleton (InChIKey block) a training split holds", file=sys.stderr)
         if dropped:
             source["reserved_dropped"] = len(dropped)
             print(f"{root}: left out {len(dropped)} reserved molecule(s) the dataset holds "

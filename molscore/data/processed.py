@@ -336,6 +336,13 @@ class ConformerDataset(Dataset):
             dropped them (or with another list) trains on none of them; ``reserved_dropped``
             then names those left out. The block is read from the index (datasets written since
             2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
+        exclude: blocks of other molecules to leave out (the training molecules of every
+            dataset a run mixes, kept out of this validation split); :attr:`excluded` counts
+            them.
+
+    Attributes:
+        blocks: the InChIKey connectivity block of each molecule kept (``""`` where RDKit
+            makes none), in :attr:`mol_ids` order.
 
     Raises:
         ValueError: the dataset was written with other feature sizes (by another featuriser), an
@@ -347,7 +354,8 @@ class ConformerDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", conformers: str = "random",
-                 weighting: str = "uniform", reserved: frozenset[str] | None = None):
+                 weighting: str = "uniform", reserved: frozenset[str] | None = None,
+                 exclude: frozenset[str] | None = None):
         if conformers not in ("random", "all"):
             raise ValueError(f"conformers must be 'random' or 'all', got {conformers!r}")
         if weighting not in ("uniform", "boltzmann"):
@@ -368,12 +376,18 @@ class ConformerDataset(Dataset):
             raise ValueError(f"split must be one of train, val, test, all; got {split!r}")
         self.conformers, self.weighting = conformers, weighting
         self.reserved_dropped: list[str] = []
-        if reserved:
-            keep = [i for i in ids if _inchikey_block_of(self.index["molecules"][i]) not in reserved]
-            kept = set(keep)
-            self.reserved_dropped = [self.index["molecules"][i]["name"] for i in ids if i not in kept]
-            ids = keep
-        self.mol_ids = ids
+        self.excluded = 0
+        self.mol_ids, self.blocks = [], []
+        for i in ids:
+            block = _inchikey_block_of(self.index["molecules"][i])
+            if reserved and block in reserved:
+                self.reserved_dropped.append(self.index["molecules"][i]["name"])
+            elif exclude and block and block in exclude:
+                self.excluded += 1
+            else:
+                self.mol_ids.append(i)
+                self.blocks.append(block)
+        ids = self.mol_ids
         entries = [self.index["molecules"][i] for i in ids]
         shards: dict[int, dict] = {}
         for shard in sorted({e["shard"] for e in entries}):
