@@ -447,3 +447,30 @@ def _pickle(tmp_path: Path, ensembles: dict[str, Chem.Mol]) -> Path:
     path = tmp_path / "c.pkl"
     path.write_bytes(pickle.dumps({smi: _singles(mol) for smi, mol in ensembles.items()}))
     return path
+
+
+def test_unusable_weights_leave_a_set_unweighted_not_the_read_stopped(tmp_path, ensembles):
+    """A GEOM-style pickle whose ``boltzmannweight`` is None (a hand-made file) stopped the
+    whole read with a TypeError; such a molecule is read without weights and the next one
+    still with its own. An SDF whose ``boltzmannweight`` is text takes ``weight`` instead."""
+    (tmp_path / "drugs").mkdir()
+    summary = {}
+    for n, (smi, mol) in enumerate(ensembles.items()):
+        weights = [None] * mol.GetNumConformers() if n == 0 else [1.0] * mol.GetNumConformers()
+        confs = [{"rd_mol": m, "boltzmannweight": w} for m, w in zip(_singles(mol), weights)]
+        (tmp_path / "drugs" / f"{n}.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+        summary[smi] = {"pickle_path": f"drugs/{n}.pickle"}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    records = list(read_geom_rdkit_folder(tmp_path / "summary.json"))
+    assert [r.name for r in records] == list(ensembles)
+    assert records[0].weights is None
+    k = records[1].mol.GetNumConformers()
+    assert np.allclose(records[1].weights, np.full(k, 1 / k))
+
+    smi, mol = next(iter(ensembles.items()))
+    singles = _singles(mol)
+    _write_sdf(tmp_path / "w.sdf", [(m, {"smiles": smi, "boltzmannweight": "n/a", "weight": w})
+                                    for m, w in zip(singles, range(1, len(singles) + 1))])
+    (record,) = read_sdf(tmp_path / "w.sdf")
+    expected = np.arange(1, len(singles) + 1, dtype=float)
+    assert np.allclose(record.weights, expected / expected.sum())

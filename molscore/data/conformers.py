@@ -115,6 +115,15 @@ def _reference(smiles: str | None, largest_fragment: bool) -> str | Chem.Mol | N
         return smiles
 
 
+def _weight(value: object) -> float:
+    """A record's weight as a float; NaN (so the set gets no weights) for ``None`` or text
+    that is not a number, as a hand-made GEOM-style pickle can hold."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str | None = None,
                             weights: Sequence[float] | None = None, failures: Failures | None = None,
                             largest_fragment: bool = False,
@@ -181,7 +190,7 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
         conf.Set3D(True)
         base.AddConformer(conf, assignId=True)
         if weights is not None:
-            kept_weights.append(float(weights[k]))
+            kept_weights.append(_weight(weights[k]))
     if base is None:
         raise MoleculeError(f"no usable conformer ({first_reason})" if first_reason else "no conformers")
     w = None
@@ -271,8 +280,8 @@ def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
         if mols and all(m is not None and m.HasProp(key) for m in mols):
             try:
                 return [float(m.GetProp(key)) for m in mols]
-            except ValueError:
-                return None
+            except ValueError:          # not numbers: the other property may be
+                continue
     return None
 
 
