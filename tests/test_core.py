@@ -13,7 +13,7 @@ from rdkit.Chem.rdMolTransforms import SetAngleDeg, TransformConformer
 
 from molscore.chem.checks import GIVEN, check_geometry
 from molscore.chem.core import CORE_RMSD_TOL, Core
-from molscore.chem.featurize import MoleculeError
+from molscore.chem.featurize import MoleculeError, prepare_mol
 from molscore.chem.relax import relax_conformers, restrained_cleanup
 from molscore.chem.stereo import check_stereo
 from molscore.generate import ConformerGenerator, generate_conformers
@@ -311,3 +311,29 @@ def test_cli_core_writes_the_core_into_the_settings_and_refuses_a_flat_one(tmp_p
     run = subprocess.run(cmd[:5] + [str(tmp_path / "flat.sdf"), "CCO", "-o", str(tmp_path / "x.sdf")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "--core" in run.stderr and "2D" in run.stderr
+
+
+def test_a_core_that_matches_only_with_other_bond_orders_says_so():
+    """A quinolone core cut at its C=O is not aromatic by itself (RDKit reads its kekulé
+    ring with an sp3 carbon), so it cannot match its own ligand's aromatic ring: the reason
+    says that the graph is there with other bond orders, and what to do; a molecule without
+    the graph gets the plain reason."""
+    ligand = Chem.AddHs(Chem.MolFromSmiles("O=c1cc(-c2ccccc2)[nH]c2ccccc12"))
+    assert AllChem.EmbedMolecule(ligand, randomSeed=3) == 0
+    Chem.Kekulize(ligand, clearAromaticFlags=True)
+    cut = Chem.RWMol(ligand)
+    for atom in sorted((a.GetIdx() for a in ligand.GetAtoms() if a.GetSymbol() in "OH"), reverse=True):
+        cut.RemoveAtom(atom)
+    core = Core.from_mol(Chem.MolFromMolBlock(Chem.MolToMolBlock(cut.GetMol())))
+    with pytest.raises(MoleculeError, match=r"does not contain the core \(its atoms and bonds are "
+                                            r"there, with other bond orders.*keep ring substituents"):
+        core.match(prepare_mol("O=c1cc(-c2ccccc2)[nH]c2ccccc12"))
+    with pytest.raises(MoleculeError, match=r"^does not contain the core$"):
+        core.match(prepare_mol("O=c1cc(C)[nH]c2ccccc12"))
+
+
+def test_a_core_with_attachment_points_is_refused():
+    mol = Chem.AddHs(Chem.MolFromSmiles("[1*]c1ccc(C(N)=O)cc1"))
+    assert AllChem.EmbedMolecule(mol, randomSeed=2) == 0
+    with pytest.raises(ValueError, match="attachment points"):
+        Core.from_mol(mol)

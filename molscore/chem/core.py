@@ -133,6 +133,9 @@ class Core:
         xyz = np.asarray(conf.GetPositions())
         if not conf.Is3D() and np.ptp(xyz[:, 2]) < 1e-4:
             raise ValueError("the core's coordinates are 2D; it needs a 3D pose")
+        if any(a.GetAtomicNum() == 0 for a in mol.GetAtoms()):
+            raise ValueError("the core has attachment points ('*' or R atoms, element 0): remove "
+                             "them (a core's cut bonds are left open anyway)")
         with_hs = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
         mol = Chem.Mol(mol, confId=conf.GetId())
         for atom in mol.GetAtoms():
@@ -218,9 +221,15 @@ class Core:
             MoleculeError: ``mol`` does not contain the core, or only with other stereo.
         """
         found, agree = self._matches(mol)
-        if not agree:
-            raise MoleculeError("contains the core only with other stereo" if found
-                                else "does not contain the core")
+        if found and not agree:
+            raise MoleculeError("contains the core only with other stereo")
+        if not found:
+            raise MoleculeError("does not contain the core" + (
+                "" if not _skeleton(mol).HasSubstructMatch(_skeleton(self.query)) else
+                " (its atoms and bonds are there, with other bond orders, aromaticity or "
+                "charges: a ring cut out of an aromatic system can be non-aromatic by itself, "
+                "so keep ring substituents such as a C=O in the core; a charged core atom "
+                "needs its charge)"))
         best = agree[0]
         if self.hydrogens is not None and len(agree) > 1:
             best = max(agree, key=lambda m: sum(
@@ -239,6 +248,18 @@ class Core:
         if len(isomers) < 2:
             return mol
         return next((isomer for isomer in isomers if self._matches(isomer)[1]), mol)
+
+
+def _skeleton(mol: Chem.Mol) -> Chem.Mol:
+    """``mol``'s (or a query's) graph of elements joined by single bonds: no charges,
+    aromaticity or bond orders, so a match tells whether only those differ."""
+    plain = Chem.RWMol()
+    for atom in mol.GetAtoms():
+        plain.AddAtom(Chem.Atom(atom.GetAtomicNum()))
+    for bond in mol.GetBonds():
+        plain.AddBond(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), Chem.BondType.SINGLE)
+    plain.UpdatePropertyCache(strict=False)
+    return plain.GetMol()
 
 
 def _in_map_order(query: Chem.Mol | None) -> Chem.Mol | None:
