@@ -25,6 +25,16 @@ def test_mmff_conformer_passes(smiles):
     assert check_geometry(_mmff(smiles)) == []
 
 
+def test_a_ring_of_aromatic_atoms_joined_by_single_bonds_need_not_be_flat():
+    """Tetraphenylene's 8-ring is all aromatic atoms but half single bonds, saddle-shaped in
+    its MMFF94 minimum (0.49 Å from a plane); its benzene rings are flat and still checked."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("c1ccc2c(c1)-c1ccccc1-c1ccccc1-c1ccccc21"))
+    assert AllChem.EmbedMolecule(mol, randomSeed=4) == 0
+    assert AllChem.MMFFOptimizeMolecule(mol, maxIters=2000) == 0
+    assert check_geometry(mol) == []
+    assert len(GeometryChecker(mol).rings) == 4
+
+
 def _moved(mol: Chem.Mol, atom: int, delta) -> Chem.Mol:
     mol = Chem.Mol(mol)
     conf = mol.GetConformer()

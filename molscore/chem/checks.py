@@ -166,8 +166,10 @@ class GeometryChecker:
         self.pairs = pairs
         self.pair_min = clash_factor * (rvdw[pairs[:, 0]] + rvdw[pairs[:, 1]])
         ring_info = mol.GetRingInfo()
-        self.rings = [list(r) for r in ring_info.AtomRings()
-                      if all(mol.GetAtomWithIdx(i).GetIsAromatic() for i in r)]
+        # aromatic rings: every bond aromatic (a ring of aromatic atoms joined by single
+        # bonds, tetraphenylene's saddle-shaped 8-ring, need not be flat)
+        self.rings = [list(atoms) for atoms, bonds in zip(ring_info.AtomRings(), ring_info.BondRings())
+                      if all(mol.GetBondWithIdx(b).GetIsAromatic() for b in bonds)]
         # (G, 6) atoms of each flat double bond, SMARTS order: C, two substituents, C, two
         self.double_bonds = np.array(mol.GetSubstructMatches(_FLAT_DOUBLE_BOND, maxMatches=100000),
                                      dtype=np.int64).reshape(-1, 6)
