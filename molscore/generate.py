@@ -176,8 +176,9 @@ class GenerateOptions:
         core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
             (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
             is turned into it by :meth:`validate`). Every molecule must contain it, with
-            stereo that agrees with the core's coordinates (a molecule with unspecified stereo
-            takes its first stereoisomer that agrees, :meth:`~molscore.chem.core.Core.choose_stereo`),
+            stereo that agrees with the core's coordinates (unspecified stereo that the core
+            holds takes the core's, :meth:`~molscore.chem.core.Core.choose_stereo`; the rest is
+            chosen as without a core),
             and its matched atoms keep the core's coordinates exactly in every conformer: the
             ETKDG pool is embedded with them as a coordinate map, aligned on them and kept
             where its core lies within :data:`~molscore.chem.core.CORE_RMSD_TOL`; the sampler
