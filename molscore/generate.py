@@ -33,7 +33,8 @@ below and is checked again); conformers whose stereo is still wrong are resample
 ``max_retries`` rounds, and then dropped with the reason (never returned). Conformers
 failing a :mod:`~molscore.chem.checks` geometry check get a
 :func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
-minimisation with heavy atoms held within about 0.25 Å of the sampled positions); those
+minimisation with heavy atoms held within about 0.25 Å of the sampled positions; one that
+leaves as many problems is undone); those
 still failing are resampled too, and after the last round kept with their problems listed
 (a core's own problems, :data:`~molscore.chem.checks.GIVEN`, are listed but not resampled).
 Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-duplication
@@ -68,8 +69,8 @@ from rdkit.Chem import AllChem
 from torch_geometric.data import Batch as GraphBatch
 from tqdm.auto import tqdm
 
-from .chem.checks import GeometryChecker
-from .chem.coords import add_conformer
+from .chem.checks import GeometryChecker, count_problems
+from .chem.coords import add_conformer, set_positions
 from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
@@ -175,8 +176,9 @@ class GenerateOptions:
         core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
             (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
             is turned into it by :meth:`validate`). Every molecule must contain it, with
-            stereo that agrees with the core's coordinates (a molecule with unspecified stereo
-            takes its first stereoisomer that agrees, :meth:`~molscore.chem.core.Core.choose_stereo`),
+            stereo that agrees with the core's coordinates (unspecified stereo that the core
+            holds takes the core's, :meth:`~molscore.chem.core.Core.choose_stereo`; the rest is
+            chosen as without a core),
             and its matched atoms keep the core's coordinates exactly in every conformer: the
             ETKDG pool is embedded with them as a coordinate map, aligned on them and kept
             where its core lies within :data:`~molscore.chem.core.CORE_RMSD_TOL`; the sampler
@@ -547,8 +549,15 @@ class ConformerGenerator:
             job.rejected.append(["stereo repair would move the core"])
             return
         problems = job.checker.split(cid)[0]       # the core's own problems cannot be mended
-        if problems and self.options.cleanup and restrained_cleanup(mol, [cid], fixed=fixed):
-            problems = job.checker.split(cid)[0]
+        if problems and self.options.cleanup:
+            sampled = mol.GetConformer(cid).GetPositions()
+            if restrained_cleanup(mol, [cid], fixed=fixed):
+                cleaned = job.checker.split(cid)[0]
+                if any(p.startswith("stereo") for p in cleaned) \
+                        or count_problems(cleaned) < count_problems(problems):
+                    problems = cleaned
+                else:   # a clean-up that leaves as many problems is undone (last round)
+                    set_positions(mol.GetConformer(cid), sampled)
         # the clean-up can move a marginal centre through its plane: wrong stereo is
         # rejected in every round, other problems only before the last
         if problems and (not last_round or any(p.startswith("stereo") for p in problems)):

@@ -4,7 +4,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from molscore.chem.checks import GIVEN, GeometryChecker, check_geometry
+from molscore.chem.checks import GIVEN, GeometryChecker, check_geometry, count_problems
 from molscore.chem.stereo import mirror_conformer
 
 DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
@@ -197,3 +197,16 @@ def test_a_pyramidal_nitrogen_in_a_small_ring_passes(smiles):
         closed = _open_angle(mol, 3, 1, 75 - _angle(mol, 1, 3, 4))
         assert _angle(closed, 1, 3, 4) == pytest.approx(75, abs=0.5)
         assert any(p.startswith("bond angle: C1-N3-C4 75 deg") for p in check_geometry(closed))
+
+
+def test_count_problems_counts_the_items_of_each_summary():
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCCCCC"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    pos = mol.GetConformer().GetPositions()
+    for i, p in enumerate(1.3 * pos):            # every one of the 19 bonds too long
+        mol.GetConformer().SetAtomPosition(i, p.tolist())
+    problems = check_geometry(mol)
+    assert problems[0].startswith("bond length: ") and problems[0].endswith("(+16 more)")
+    assert count_problems(problems[:1]) == 19
+    assert count_problems(["stereo: inverted stereocentre(s) at atom(s) 1,3", "bond angle: C0-C1-C2 90 deg"]) == 2
+    assert count_problems([]) == 0

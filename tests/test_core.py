@@ -15,7 +15,7 @@ from molscore.chem.checks import GIVEN, check_geometry
 from molscore.chem.core import CORE_RMSD_TOL, Core
 from molscore.chem.featurize import MoleculeError, prepare_mol
 from molscore.chem.relax import relax_conformers, restrained_cleanup
-from molscore.chem.stereo import check_stereo
+from molscore.chem.stereo import check_stereo, isomer_choices
 from molscore.generate import ConformerGenerator, generate_conformers
 
 LIGAND = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
@@ -171,6 +171,31 @@ def test_a_double_bond_the_core_holds_without_its_stereo_atom_decides_the_match(
         core.match(Chem.AddHs(Chem.MolFromSmiles("F/C(C)=C\\CCO")))
     chosen = core.choose_stereo(Chem.AddHs(Chem.MolFromSmiles("FC(C)=CCCO")))
     assert Chem.MolToSmiles(Chem.RemoveHs(chosen)) == Chem.MolToSmiles(Chem.MolFromSmiles("F/C(C)=C/CCO"))
+
+
+CHOLESTEROL = "C[C@H](CCCC(C)C)[C@H]1CC[C@@H]2[C@@]1(CC[C@H]3[C@H]2CC=C4[C@@]3(CC[C@@H](C4)O)C)C"
+
+
+def test_unspecified_stereo_takes_every_centre_the_core_holds():
+    # cholesterol's 8 centres all held: 256 isomers, and the first 64 that RDKit enumerates
+    # did not include the core's
+    core = Core.from_mol(posed_core(CHOLESTEROL, CHOLESTEROL, seed=3))
+    flat = Chem.AddHs(Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles(CHOLESTEROL),
+                                                          isomericSmiles=False)))
+    chosen = core.choose_stereo(flat)
+    assert Chem.MolToSmiles(Chem.RemoveHs(chosen)) == Chem.MolToSmiles(Chem.MolFromSmiles(CHOLESTEROL))
+    core.match(chosen)
+
+
+def test_unspecified_stereo_outside_the_core_is_left_to_the_isomer_choices():
+    # a bridged ring the core does not hold: its stereo is not the core's to decide (the
+    # first enumerated isomer of norbornylamine is one that ETKDG cannot build)
+    core = Core.from_mol(posed_core("c1ccc(cc1)C(=O)NC", "c1ccc(cc1)C(=O)N"))
+    mol = Chem.AddHs(Chem.MolFromSmiles("c1ccc(cc1)C(=O)NC1CC2CCC1C2"))
+    assert core.choose_stereo(mol) is mol
+    first = next(isomer_choices(mol, 0))
+    assert AllChem.EmbedMolecule(Chem.Mol(first), randomSeed=1) == 0
+    core.match(first)
 
 
 def test_align_brings_conformers_onto_the_core_and_drops_distorted_ones():

@@ -184,6 +184,32 @@ def test_cleanup_repairs_geometry_and_checks_property_is_truthful(tiny_model):
     assert all(c.GetProp("checks") == "ok" for c in fixed.GetConformers())
 
 
+def test_a_cleanup_that_mends_nothing_is_undone_in_the_last_round(tiny_model, monkeypatch):
+    """A clean-up that leaves more problems than it found (as UFF did on hypervalent iodine)
+    must not replace the sampled conformer: with one that stretches the conformer by 30 %
+    (every bond too long, the stereo kept) the conformers are those of no clean-up."""
+    from molscore.chem.coords import set_positions
+
+    calls = []
+
+    def stretching_cleanup(mol, conf_ids, fixed=()):
+        for cid in conf_ids:
+            pos = mol.GetConformer(cid).GetPositions()
+            set_positions(mol.GetConformer(cid), 1.3 * (pos - pos.mean(0)) + pos.mean(0))
+        calls.append(len(conf_ids))
+        return True
+
+    smiles = "CC(=O)Nc1ccc(OCC)cc1"
+    raw = _zero_score_generator(tiny_model, n=6, cleanup=False, max_retries=0).generate(smiles).mol
+    monkeypatch.setattr(generate_module, "restrained_cleanup", stretching_cleanup)
+    kept = _zero_score_generator(tiny_model, n=6, cleanup=True, max_retries=0).generate(smiles).mol
+    assert sum(calls) >= 3                       # the sampled conformers had problems
+    assert kept.GetNumConformers() == raw.GetNumConformers() == 6
+    for a, b in zip(raw.GetConformers(), kept.GetConformers()):
+        np.testing.assert_array_equal(a.GetPositions(), b.GetPositions())
+        assert a.GetProp("checks") == b.GetProp("checks")
+
+
 def test_compiled_network_gives_the_eager_conformers(tiny_model):
     # same seed, same noise: torch.compile only changes float32 rounding of the network
     kwargs = dict(device="cpu", n=3, steps=4, seed=2, init="etkdg", cleanup=False)

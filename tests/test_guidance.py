@@ -8,7 +8,7 @@ from rdkit.Chem import rdMolTransforms
 
 from _embedding import embed
 
-from molscore.chem.guidance import StereoRestraints, guided_score
+from molscore.chem.guidance import MAX_MOVE, StereoRestraints, guided_score
 from molscore.chem.stereo import check_stereo, mirror_conformer, specified_centres
 from molscore.sde import VESDE
 from molscore.spaces import PointSetSpace
@@ -79,6 +79,29 @@ def test_correct_restores_the_stereo_the_molecule_asks_for(damage):
         conf.SetAtomPosition(i, p)
     assert check_stereo(mol).ok
     assert (after - before).norm(dim=1).max() < 1.0                 # a local repair
+
+
+@pytest.mark.parametrize("dihedral", [0.1, 1.0, 5.0])
+def test_correct_of_a_planar_wrong_double_bond_moves_atoms_boundedly(dihedral):
+    """An E bond sampled planar cis: the gradient of cos(phi) vanishes there while the energy
+    is at its largest, so a plain Polyak step threw atoms 88 Å (1 deg) to 125 Å (0.1 deg).
+    Each step moves no atom further than MAX_MOVE and the steps still repair the bond."""
+    mol = _embed(SMILES[0], 1)
+    rdMolTransforms.SetDihedralDeg(mol.GetConformer(), 0, 1, 2, 3, dihedral)   # E wants 180
+    restraints = StereoRestraints.from_mol(mol)
+    x = _x(mol)
+    energies = [float(restraints.energy(x))]
+    assert energies[0] > 3.5
+    for _ in range(10):
+        after = restraints.correct(x, steps=1)
+        assert (after - x).norm(dim=1).max() <= MAX_MOVE + 1e-9
+        x = after
+        energies.append(float(restraints.energy(x)))
+    assert all(b < a for a, b in zip(energies, energies[1:]))
+    assert energies[-1] < 0.01 * energies[0]
+    for i, p in enumerate(x.tolist()):
+        mol.GetConformer().SetAtomPosition(i, p)
+    assert check_stereo(mol).ok
 
 
 def test_batched_restraints_index_each_molecule_in_its_rows():

@@ -50,6 +50,39 @@ def test_restrained_cleanup_without_parameters_changes_nothing():
     np.testing.assert_array_equal(mol.GetConformer().GetPositions(), before)
 
 
+# hypervalent iodine (IBX, PIDA, Togni reagent II): RDKit's UFF types it, but its energy is
+# about 1e9 kcal/mol and minimising in it stretches the bonds to I to 3 A or squeezes them
+HYPERVALENT_IODINE = ["O=C1OI(O)(=O)c2ccccc21", "CC(=O)OI(OC(C)=O)c1ccccc1", "CC1(C)OI(C(F)(F)F)c2ccccc21"]
+
+
+def _sound_etkdg(smiles: str) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert len(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=3)) == 2
+    assert all(check_geometry(mol, c.GetId()) == [] for c in mol.GetConformers())
+    return mol
+
+
+@pytest.mark.parametrize("smiles", HYPERVALENT_IODINE)
+def test_relaxation_refuses_a_force_field_with_an_implausible_energy(smiles):
+    mol = _sound_etkdg(smiles)
+    before = [c.GetPositions() for c in mol.GetConformers()]
+    with pytest.raises(ValueError, match=r"UFF energy .* kcal/mol after minimisation: its parameters "
+                                         "do not describe this molecule"):
+        relax_conformers(mol)
+    for conf, pos in zip(mol.GetConformers(), before):
+        np.testing.assert_array_equal(conf.GetPositions(), pos)
+
+
+@pytest.mark.parametrize("smiles", HYPERVALENT_IODINE[:1])
+def test_restrained_cleanup_leaves_a_conformer_where_the_force_field_is_implausible(smiles):
+    mol = _sound_etkdg(smiles)
+    before = [c.GetPositions() for c in mol.GetConformers()]
+    assert restrained_cleanup(mol) is False
+    for conf, pos in zip(mol.GetConformers(), before):
+        np.testing.assert_array_equal(conf.GetPositions(), pos)
+        assert check_geometry(mol, conf.GetId()) == []
+
+
 DATA = Path(__file__).parent / "data"
 
 

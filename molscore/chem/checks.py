@@ -48,6 +48,7 @@ conformer's. :meth:`GeometryChecker.split` keeps those apart; their kind is then
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,7 +57,7 @@ from rdkit.Chem import rdDistGeom
 
 from .stereo import check_stereo
 
-__all__ = ["GIVEN", "GeometryChecker", "check_geometry"]
+__all__ = ["GIVEN", "GeometryChecker", "check_geometry", "count_problems"]
 
 GIVEN = " (fixed atoms as given)"
 """Suffix of a problem's kind when only the fixed atoms' given positions make it."""
@@ -89,6 +90,17 @@ def _summarise(kind: str, items: list[str]) -> list[str]:
         return []
     more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
     return [f"{kind}: {'; '.join(items[:_MAX_LISTED])}{more}"]
+
+
+def count_problems(problems: Sequence[str]) -> int:
+    """How many single problems the one-line summaries ``problems`` of a check list: each
+    kind's listed items plus its ``(+k more)`` (a stereo line counts as one)."""
+    total = 0
+    for line in problems:
+        body = line.split(": ", 1)[-1]
+        more = re.search(r" \(\+(\d+) more\)$", body)
+        total += len(body.split("; ")) + (int(more.group(1)) if more else 0)
+    return total
 
 
 class GeometryChecker:

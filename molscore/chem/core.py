@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
-from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 from rdkit.Geometry import Point3D
 
 from .coords import add_conformer
 from .featurize import MoleculeError
 from .io import read_sdf_mols
 from .stereo import (bond_order_neighbours, dihedral, specified_centres, specified_double_bonds,
-                     stereo_bond_atoms, volume_triples)
+                     stereo_bond_atoms, unspecified_stereo, volume_triples)
 
 __all__ = ["CORE_RMSD_TOL", "CORE_EMBED_TIMEOUT", "Core", "CoreMatch"]
 
@@ -48,7 +47,6 @@ which ends the whole ``EmbedMultipleConfs`` call and keeps the conformers made s
 some cores it retries without end (a penam's crystal pose: over a minute for 5 conformers,
 against 0.2 s without the map)."""
 
-_MAX_ISOMERS = 64
 _MAX_MATCHES = 1000
 _H_PROP = "_molscore_core_hydrogens"
 _FLAT = 0.2    # a core centre's signed volume (unit vectors) below this decides no handedness
@@ -238,16 +236,69 @@ class Core:
         return CoreMatch(np.asarray(best, dtype=np.int64), self.positions.copy())
 
     def choose_stereo(self, mol: Chem.Mol) -> Chem.Mol:
-        """``mol`` with its unspecified stereo assigned as the core's coordinates have it: the
-        first of its stereoisomers (unspecified elements assigned, up to 64, in RDKit's order)
-        whose stereo agrees with the core; ``mol`` when it has no unspecified stereo or none
-        agrees."""
-        opts = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=_MAX_ISOMERS)
-        with rdBase.BlockLogs():
-            isomers = list(EnumerateStereoisomers(mol, options=opts))
-        if len(isomers) < 2:
+        """``mol`` with the unspecified stereo elements the core holds assigned as the core's
+        coordinates have them: a centre held with at least three of its neighbours and not
+        flat there, a double bond held with a substituent of each of its atoms (the elements
+        :meth:`match` checks, on the match it picks). Every other element stays unspecified,
+        for :func:`~molscore.chem.stereo.isomer_choices` (which tries isomers ETKDG can
+        build). ``mol`` itself when the core holds none of them or ``mol`` does not contain
+        the core."""
+        open_elements = unspecified_stereo(mol)
+        if not open_elements:
             return mol
-        return next((isomer for isomer in isomers if self._matches(isomer)[1]), mol)
+        try:
+            match = self.match(mol)
+        except MoleculeError:
+            return mol
+        atoms, held = tuple(match.atoms.tolist()), set(match.atoms.tolist())
+        isomer = Chem.Mol(mol)
+        assigned = False
+        for si in open_elements:
+            if si.type == Chem.StereoType.Atom_Tetrahedral and si.centeredOn in held:
+                atom = isomer.GetAtomWithIdx(si.centeredOn)
+                choices, unset, put = _TAGS, Chem.ChiralType.CHI_UNSPECIFIED, atom.SetChiralTag
+            elif si.type == Chem.StereoType.Bond_Double:
+                bond = isomer.GetBondWithIdx(si.centeredOn)
+                ends = _stereo_atom_choice(isomer, bond, held)
+                if ends is None:
+                    continue
+                bond.SetStereoAtoms(*ends)
+                choices, unset, put = _CIS_TRANS, Chem.BondStereo.STEREONONE, bond.SetStereo
+            else:
+                continue
+            agree = []
+            for choice in choices:
+                put(choice)
+                agree.append(_stereo_agrees(isomer, atoms, self.positions))
+            put(choices[agree.index(True)] if agree.count(True) == 1 else unset)
+            assigned |= agree.count(True) == 1
+        if not assigned:
+            return mol
+        Chem.SetDoubleBondNeighborDirections(isomer)    # as EnumerateStereoisomers does, so
+        isomer.ClearComputedProps(includeRings=False)   # that the new labels are kept
+        Chem.AssignStereochemistry(isomer, cleanIt=True, force=True, flagPossibleStereoCenters=True)
+        return isomer
+
+
+_TAGS = (Chem.ChiralType.CHI_TETRAHEDRAL_CCW, Chem.ChiralType.CHI_TETRAHEDRAL_CW)
+_CIS_TRANS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOTRANS)
+
+
+def _stereo_atom_choice(mol: Chem.Mol, bond: Chem.Bond, held: set[int]) -> tuple[int, int] | None:
+    """Stereo atoms for double ``bond`` whose atoms are both in ``held``: a substituent of
+    each of its atoms, a held one where there is one; None when an atom is not held or has
+    no substituent."""
+    i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+    if not {i, j} <= held:
+        return None
+    ends = []
+    for atom, partner in ((i, j), (j, i)):
+        subs = sorted((n.GetIdx() for n in mol.GetAtomWithIdx(atom).GetNeighbors() if n.GetIdx() != partner),
+                      key=lambda k: k not in held)
+        if not subs:
+            return None
+        ends.append(subs[0])
+    return ends[0], ends[1]
 
 
 def _skeleton(mol: Chem.Mol) -> Chem.Mol:

@@ -22,8 +22,9 @@ zero when the stereo is clear:
   bond are its CIP-highest neighbours, which are cis) and ``-1`` for trans.
 
 :func:`guided_score` wraps a score function: at every call it forms Tweedie's denoised
-estimate ``x0 = (x + s(t)^2 score) / m(t)``, lowers the energy of ``x0`` by ``steps`` Polyak
-steps per molecule (:meth:`StereoRestraints.correct`: scale-free, no step size to tune), and
+estimate ``x0 = (x + s(t)^2 score) / m(t)``, lowers the energy of ``x0`` (in Å) by ``steps``
+Polyak steps per molecule (:meth:`StereoRestraints.correct`: no step size to tune; each step
+moves no atom further than :data:`MAX_MOVE` Å), and
 returns the score of the corrected estimate, ``score + m(t) (x0' - x0) / s(t)^2``. Each
 reverse step then moves towards the corrected estimate by the fraction of the noise it
 removes, so the correction has the same size in Å at every noise level, and it is exactly
@@ -44,11 +45,14 @@ from ..spaces import Space
 from .stereo import (bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms,
                      volume_triples)
 
-__all__ = ["StereoRestraints", "guided_score", "VOLUME_MARGIN", "PYRAMID_MARGIN", "COSINE_MARGIN"]
+__all__ = ["StereoRestraints", "guided_score", "VOLUME_MARGIN", "PYRAMID_MARGIN", "COSINE_MARGIN",
+           "MAX_MOVE"]
 
 VOLUME_MARGIN = 0.5    # signed volume of unit vectors: 0.77 ideal, 0.2 the stereo check's bound
 PYRAMID_MARGIN = 0.3   # the same for a three-coordinate centre (a sulfoxide S: about 0.45)
 COSINE_MARGIN = 0.9     # |cos| of the stereo atoms' dihedral: within 26 deg of cis / trans
+MAX_MOVE = 0.3          # Å: the largest move of any atom in one Polyak step (a wrong double bond
+                        # sampled planar sits where the gradient vanishes but the energy does not)
 
 _CIS = (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)
 
@@ -169,11 +173,15 @@ class StereoRestraints:
         return out.index_add(0, sample[self.dihedrals[:, 1]], dihedrals.pow(2))
 
     def correct(self, x: Tensor, steps: int, strength: float = 1.0, sample: Tensor | None = None,
-                num_samples: int = 1) -> Tensor:
+                num_samples: int = 1, max_move: float = MAX_MOVE) -> Tensor:
         """Lower the energy of ``x`` ``(N, 3)`` by ``steps`` Polyak steps per sample,
         ``x <- x - strength * E / |grad E|^2 * grad E`` (``sample`` ``(N,)``: each atom's
         sample, default all one). The step is scale-free: for one violated restraint it
         halves the residual (``strength = 1``) in the linear regime, whatever the atoms' units.
+        It is shortened where it would move an atom of its sample further than ``max_move``
+        (in the units of ``x``; Å as :func:`guided_score` calls it): at a double bond exactly
+        cis where trans is asked (or the reverse) the gradient vanishes while the energy is at
+        its largest, and the plain Polyak step would throw atoms tens of Å.
         Returns a new tensor; samples with zero energy do not move."""
         x = x.detach()
         if self.empty:
@@ -185,8 +193,11 @@ class StereoRestraints:
                 y = x.requires_grad_(True)
                 energy = self.energy(y, sample, num_samples)
                 (grad,) = torch.autograd.grad(energy.sum(), y)
-            norm2 = x.new_zeros(num_samples).index_add(0, sample, grad.pow(2).sum(-1))
+            atom_norm2 = grad.pow(2).sum(-1)                                          # (N,)
+            norm2 = x.new_zeros(num_samples).index_add(0, sample, atom_norm2)
+            largest = x.new_zeros(num_samples).scatter_reduce(0, sample, atom_norm2.sqrt(), "amax")
             step = strength * energy.detach() / norm2.clamp(min=1e-12)
+            step = torch.minimum(step, max_move / largest.clamp(min=1e-12))
             x = (y - step[sample].unsqueeze(-1) * grad).detach()
         return x
 

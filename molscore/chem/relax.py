@@ -11,9 +11,16 @@
   stereocentre or E/Z bond leaves its side (flat-bottom torsion restraints; with the heavy
   atoms held, free hydrogens could otherwise flatten a marginal centre or flip a twisted
   double bond).
+
+Both refuse a force field whose energy at the minimum is not finite or above
+:data:`MAX_ENERGY_PER_ATOM` kcal/mol per atom: RDKit's UFF has "parameters" for the
+hypervalent iodine of PIDA, Togni reagent II or IBX, but no term that holds its geometry
+(about 1e9 kcal/mol at its minimum, bonds to I stretched to 3 Å or squeezed to 1.5 Å), and
+minimising in it breaks a sound conformer.
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Sequence
 
@@ -24,12 +31,22 @@ from rdkit.Chem import AllChem, rdMolTransforms
 from .coords import set_positions
 from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
-__all__ = ["relax_conformers", "restrained_cleanup", "STEREO_MARGIN"]
+__all__ = ["relax_conformers", "restrained_cleanup", "STEREO_MARGIN", "MAX_ENERGY_PER_ATOM"]
 
 # Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
 # the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
 STEREO_MARGIN = 10.0
 STEREO_FORCE_CONSTANT = 100.0
+# kcal/mol per atom: no sound force field leaves a minimised molecule this high (MMFF94 and UFF
+# minima of drug-like and strained molecules lie within tens of kcal/mol per atom; UFF on
+# hypervalent iodine about 1e8).
+MAX_ENERGY_PER_ATOM = 1000.0
+
+
+def _implausible(energy: float, mol: Chem.Mol) -> bool:
+    """Whether a force-field ``energy`` (kcal/mol) of ``mol`` at its minimum says that the
+    force field does not describe the molecule (:data:`MAX_ENERGY_PER_ATOM`)."""
+    return not math.isfinite(energy) or energy > MAX_ENERGY_PER_ATOM * mol.GetNumAtoms()
 
 
 def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
@@ -48,8 +65,24 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
         without the restraints), in conformer order, and ``"MMFF94"`` or ``"UFF"``.
 
     Raises:
-        ValueError: neither force field has parameters for this molecule.
+        ValueError: neither force field has parameters for this molecule, or the minimised
+            energy of a conformer is not finite or implausibly high (:func:`_implausible`);
+            then every conformer is left as it was.
     """
+    before = [conf.GetPositions() for conf in mol.GetConformers()]
+    energies, name = _minimise(mol, max_iters, num_threads, fixed, keep_stereo)
+    bad = next((e for e in energies if _implausible(e, mol)), None)
+    if bad is not None:
+        for conf, pos in zip(mol.GetConformers(), before):
+            set_positions(conf, pos)
+        raise ValueError(f"{name} energy {bad:.3g} kcal/mol after minimisation: its parameters "
+                         "do not describe this molecule")
+    return energies, name
+
+
+def _minimise(mol: Chem.Mol, max_iters: int, num_threads: int, fixed: Sequence[int],
+              keep_stereo: bool) -> tuple[list[float], str]:
+    """:func:`relax_conformers` without the plausibility check."""
     fixed = [int(i) for i in fixed]
     centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     with rdBase.BlockLogs():
@@ -161,7 +194,9 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     :data:`STEREO_MARGIN` degrees from the boundary of its side (:func:`_side`; an element
     that starts closer is left free). These restraints are zero inside their ranges, so
     where no element comes that close the minimisation is the plain restrained one. The
-    MMFF parameters are typed once per call. The atoms ``fixed`` do not move at all.
+    MMFF parameters are typed once per call. The atoms ``fixed`` do not move at all. A
+    conformer whose minimised energy is not finite or implausibly high (:func:`_implausible`:
+    the force field does not describe the molecule) is left as it was.
 
     Args:
         mol: the molecule; conformers are changed in place.
@@ -169,7 +204,8 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         fixed: atoms held exactly where they are (a core's, :mod:`molscore.chem.core`).
 
     Returns:
-        False when neither force field has parameters for ``mol`` (nothing changed), else True.
+        False when nothing changed (neither force field has parameters for ``mol``, or every
+        conformer's minimised energy was implausible), else True.
     """
     with rdBase.BlockLogs():
         mmff = AllChem.MMFFGetMoleculeProperties(mol) if AllChem.MMFFHasAllMoleculeParams(mol) else None
@@ -179,6 +215,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     ids = [c.GetId() for c in mol.GetConformers()] if conf_ids is None else conf_ids
     held = {int(i) for i in fixed}
+    changed = False
     for cid in ids:
         with rdBase.BlockLogs():
             ff = _force_field(mol, cid, "MMFF94" if mmff is not None else "UFF", mmff)
@@ -191,7 +228,13 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         _stereo_restraints(ff, mol.GetConformer(cid), centres, bonds, mmff is not None,
                            hold_all=False)
         ff.Initialize()
+        start = mol.GetConformer(cid).GetPositions()
         ff.Minimize(maxIts=max_iters)
-        # Minimize moves the force field's own copy of the coordinates; write them back.
+        # Minimize moves the conformer's coordinates (the force field points at them) and the
+        # force field's own view of them: set the conformer from that view, or back.
+        if _implausible(ff.CalcEnergy(), mol):
+            set_positions(mol.GetConformer(cid), start)
+            continue
         set_positions(mol.GetConformer(cid), np.reshape(ff.Positions(), (-1, 3)))
-    return True
+        changed = True
+    return changed
