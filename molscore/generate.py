@@ -428,12 +428,13 @@ class ConformerGenerator:
                                opts.pool_hydrogens, self.etkdg_threads, fixed,
                                spares=opts.n * opts.max_retries)
             job.next_spare = opts.n
-            if job.etkdg is None and fixed is not None:
+            if job.etkdg is not None and not len(job.etkdg):
                 return (f"ETKDG placed the core's atoms nowhere within {CORE_RMSD_TOL} Å "
-                        "of the core (try --init prior)")
-            if job.etkdg is None:
+                        "of the core")
+            if job.etkdg is None:       # (the prior route takes no core)
                 reason = etkdg_failure_reason(mol)
-                return reason + " (try --init prior)" if reason == ETKDG_FAILED else reason
+                return reason + " (try --init prior)" if reason == ETKDG_FAILED and fixed is None \
+                    else reason
         return job
 
     # -- sampling ------------------------------------------------------------------
@@ -714,17 +715,18 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: st
     ``numThreads`` (0: all cores; the conformers do not depend on it). With ``fixed`` its
     atoms are ETKDG's coordinate map, and the conformers are aligned on them and kept only
     where they lie within :data:`~molscore.chem.core.CORE_RMSD_TOL` of their positions
-    (:meth:`~molscore.chem.core.CoreMatch.align`)."""
+    (:meth:`~molscore.chem.core.CoreMatch.align`): then an empty ``(0, N, 3)`` array when
+    ETKDG embeds conformers but none with the core in place (None: it embeds none)."""
     params = AllChem.ETKDGv3()
     params.randomSeed = etkdg_random_seed(seed)
     params.numThreads = threads
     if fixed is not None:
         fixed.constrain(params)
     work = embed_conformers(mol, max(n, pool), params, hydrogens)
-    if fixed is not None:
-        fixed.align(work)
     if not work.GetNumConformers():
         return None
+    if fixed is not None and not fixed.align(work):
+        return np.empty((0, mol.GetNumAtoms(), 3))
     ids = [conf.GetId() for conf in work.GetConformers()]
     if pool > n:
         ids = representative_conformers(work, n + spares, pick)

@@ -362,3 +362,24 @@ def test_a_core_with_attachment_points_is_refused():
     assert AllChem.EmbedMolecule(mol, randomSeed=2) == 0
     with pytest.raises(ValueError, match="attachment points"):
         Core.from_mol(mol)
+
+
+def test_a_core_etkdg_cannot_place_and_a_molecule_etkdg_cannot_embed_get_their_own_reasons(monkeypatch):
+    """ETKDG embeds conformers but none with the core in place, or embeds none at all: two
+    reasons (the second was given as the first), and no hint to the prior route, which takes
+    no core."""
+    import molscore.generate as generate_module
+    from molscore.chem.core import CoreMatch
+
+    core = Core.from_mol(posed_core())
+    smiles = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
+    def nowhere(self, mol, tol=CORE_RMSD_TOL):      # no conformer has the core in place
+        mol.RemoveAllConformers()
+        return {}
+
+    monkeypatch.setattr(CoreMatch, "align", nowhere)
+    (result,) = ConformerGenerator(n=2, core=core, seed=1).run([("x", smiles)])
+    assert result.error == "ETKDG placed the core's atoms nowhere within 0.25 Å of the core"
+    monkeypatch.setattr(generate_module, "embed_conformers", lambda mol, *args, **kwargs: Chem.Mol(mol))
+    (result,) = ConformerGenerator(n=2, core=core, seed=1).run([("x", smiles)])
+    assert "ETKDG" in result.error and "nowhere" not in result.error and "prior" not in result.error
