@@ -33,8 +33,8 @@ below and is checked again); conformers whose stereo is still wrong are resample
 ``max_retries`` rounds, and then dropped with the reason (never returned). Conformers
 failing a :mod:`~molscore.chem.checks` geometry check get a
 :func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
-minimisation with heavy atoms held within about 0.25 Å of the sampled positions; one that
-leaves as many problems is undone); those
+minimisation with heavy atoms free within 0.25 Å of the sampled positions and restrained
+beyond; one that leaves as many problems is undone); those
 still failing are resampled too, and after the last round kept with their problems listed
 (a core's own problems, :data:`~molscore.chem.checks.GIVEN`, are listed but not resampled).
 Optional MMFF94 relaxation (``energy`` in kcal/mol per conformer) and RMSD de-duplication
