@@ -99,10 +99,10 @@ def test_a_signal_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path, si
         return losses
 
     trainer.loss_fn = interrupted_loss
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # as the shell set them
     with pytest.raises(raised):
         trainer.fit()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert {s: signal.getsignal(s) for s in handlers} == handlers           # restored
     resumed = train(base_config(), split, device="cpu", progress=False)
     assert resumed["resumed_from"] == 7 and resumed["steps"] == 12
     untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
