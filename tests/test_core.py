@@ -383,3 +383,25 @@ def test_a_core_etkdg_cannot_place_and_a_molecule_etkdg_cannot_embed_get_their_o
     monkeypatch.setattr(generate_module, "embed_conformers", lambda mol, *args, **kwargs: Chem.Mol(mol))
     (result,) = ConformerGenerator(n=2, core=core, seed=1).run([("x", smiles)])
     assert "ETKDG" in result.error and "nowhere" not in result.error and "prior" not in result.error
+
+
+def test_a_core_holding_a_stereocentre_flat_fails_the_molecule_at_once(monkeypatch):
+    """A core whose pose holds one of the molecule's specified stereocentres flat (its three
+    held neighbours and the centre in one plane): no conformer can keep that stereo, so the
+    molecule fails with that reason before any sampling, instead of after every round."""
+    posed = posed_core()
+    centre = next(a.GetIdx() for a in posed.GetAtoms() if a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED)
+    pos = posed.GetConformer().GetPositions()
+    nbrs = [n.GetIdx() for n in posed.GetAtomWithIdx(centre).GetNeighbors()]
+    assert len(nbrs) == 3
+    posed.GetConformer().SetAtomPosition(centre, pos[nbrs].mean(0).tolist())
+    core = Core.from_mol(posed)
+    with pytest.raises(MoleculeError, match=r"the core holds the stereocentre C\d+ nearly flat"):
+        core.match(prepare_mol(LIGAND))
+    drawn = []
+    sample = ConformerGenerator._sample
+    monkeypatch.setattr(ConformerGenerator, "_sample",
+                        lambda self, requests: drawn.append(len(requests)) or sample(self, requests))
+    (result,) = ConformerGenerator(n=2, core=core, seed=1).run([("x", LIGAND)])
+    assert "nearly flat, so no conformer can keep its stereo" in result.error
+    assert sum(drawn) == 0

@@ -216,7 +216,8 @@ class Core:
         hydrogen counts, the first agreeing match.
 
         Raises:
-            MoleculeError: ``mol`` does not contain the core, or only with other stereo.
+            MoleculeError: ``mol`` does not contain the core, or only with other stereo, or the
+                core holds one of its specified stereocentres nearly flat.
         """
         found, agree = self._matches(mol)
         if found and not agree:
@@ -233,6 +234,11 @@ class Core:
             best = max(agree, key=lambda m: sum(
                 mol.GetAtomWithIdx(i).GetTotalNumHs(includeNeighbors=True) == h
                 for i, h in zip(m, self.hydrogens.tolist())))
+        flat = [c for c, _, handed in _held_centres(mol, best, self.positions) if abs(handed) < _FLAT]
+        if flat:        # held flat, no conformer can have its stereo
+            atom = mol.GetAtomWithIdx(flat[0])
+            raise MoleculeError(f"the core holds the stereocentre {atom.GetSymbol()}{flat[0]} "
+                                "nearly flat, so no conformer can keep its stereo")
         return CoreMatch(np.asarray(best, dtype=np.int64), self.positions.copy())
 
     def choose_stereo(self, mol: Chem.Mol) -> Chem.Mol:
@@ -333,13 +339,16 @@ def _in_map_order(query: Chem.Mol | None) -> Chem.Mol | None:
     return Chem.RenumberAtoms(query, order)
 
 
-def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray) -> bool:
-    """Whether the core's ``positions`` (of the atoms ``match`` of ``mol``) have the
-    specified stereo of ``mol`` wherever they decide it (a near-flat centre decides nothing,
-    as in :func:`~molscore.chem.stereo.check_stereo`)."""
+def _held_centres(mol: Chem.Mol, match: tuple[int, ...],
+                  positions: np.ndarray) -> list[tuple[int, Chem.ChiralType, float]]:
+    """``(centre, tag, handedness)`` of every specified centre of ``mol`` that the core holds
+    with at least three of its neighbours: the signed volume of unit vectors to three held
+    neighbours in the core's ``positions`` (of the atoms ``match``), positive for a CCW tag's
+    handedness; below :data:`_FLAT` in size the centre is near-flat there."""
     pos = np.full((mol.GetNumAtoms(), 3), np.nan)
     pos[list(match)] = positions
     held = set(match)
+    out = []
     for centre, tag in specified_centres(mol).items():
         nbrs = bond_order_neighbours(mol, centre)
         known = [k for k, j in enumerate(nbrs) if j in held]
@@ -347,9 +356,21 @@ def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray)
             continue
         trio, sign = next((t, s) for t, s in volume_triples(len(nbrs)) if set(t) <= set(known))
         u = pos[[nbrs[k] for k in trio]] - pos[centre]
-        handed = sign * np.linalg.det(u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8))
+        out.append((centre, tag, float(sign * np.linalg.det(
+            u / np.linalg.norm(u, axis=1, keepdims=True).clip(min=1e-8)))))
+    return out
+
+
+def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray) -> bool:
+    """Whether the core's ``positions`` (of the atoms ``match`` of ``mol``) have the
+    specified stereo of ``mol`` wherever they decide it (a near-flat centre decides nothing,
+    as in :func:`~molscore.chem.stereo.check_stereo`)."""
+    for _, tag, handed in _held_centres(mol, match, positions):
         if abs(handed) >= _FLAT and (handed > 0) != (tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW):
             return False
+    pos = np.full((mol.GetNumAtoms(), 3), np.nan)
+    pos[list(match)] = positions
+    held = set(match)
     for bond, label in specified_double_bonds(mol).items():
         quad = stereo_bond_atoms(mol, bond)
         if quad is None or not held.issuperset(quad[1:3]):
