@@ -474,3 +474,23 @@ def test_unusable_weights_leave_a_set_unweighted_not_the_read_stopped(tmp_path, 
     (record,) = read_sdf(tmp_path / "w.sdf")
     expected = np.arange(1, len(singles) + 1, dtype=float)
     assert np.allclose(record.weights, expected / expected.sum())
+
+
+def test_a_dataset_extended_after_its_split_and_not_finalised_is_refused(tmp_path, ensembles):
+    """A finished build resumed with more molecules and stopped before finalising keeps its
+    old split, in which the new molecules are in no split: training would silently leave
+    them out; reading a split refuses it, and the finished build reads again."""
+    from molscore.data.conformers import conformer_set_from_mols
+    from molscore.data.processed import ConformerDataset, DatasetWriter, encode_record, write_dataset
+
+    first, second = list(ensembles.items())
+    write_dataset([conformer_set_from_mols(_singles(first[1]), first[0])], tmp_path / "d",
+                  fractions=(1.0, 0.0, 0.0))
+    assert len(ConformerDataset(tmp_path / "d")) == 1
+    writer = DatasetWriter(tmp_path / "d")
+    writer.add(encode_record(conformer_set_from_mols(_singles(second[1]), second[0])))
+    writer.flush()                                          # stopped before finalize
+    with pytest.raises(ValueError, match="1 molecule\\(s\\) were added after its split"):
+        ConformerDataset(tmp_path / "d")
+    writer.finalize((1.0, 0.0, 0.0))
+    assert len(ConformerDataset(tmp_path / "d")) == 2

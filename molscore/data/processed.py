@@ -371,6 +371,10 @@ class ConformerDataset(Dataset):
         elif split in SPLITS:
             if split not in self.index["splits"]:
                 raise ValueError(f"{root} has no splits; the build was not finalised")
+            unsplit = len(self.index["molecules"]) - sum(map(len, self.index["splits"].values()))
+            if unsplit:     # extended after its split, then stopped before finalising again
+                raise ValueError(f"{root}: {unsplit} molecule(s) were added after its split and "
+                                 "are in none; rerun the build to finish it")
             ids = list(self.index["splits"][split])
         else:
             raise ValueError(f"split must be one of train, val, test, all; got {split!r}")
