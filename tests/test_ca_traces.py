@@ -232,6 +232,14 @@ def test_ideal_chain_bonds_and_no_clash():
     assert clash_counts(h) == (0, 0)
 
 
+def test_a_pair_exactly_at_the_cutoff_is_no_clash():
+    """``clash_counts`` counts pairs closer than the cutoff, as documented (scipy's
+    ``query_pairs`` also returns those at exactly the cutoff)."""
+    x = np.array([[0.0, 0, 0], [3.8, 0, 0], [3.8, 3.0, 0], [0.0, 3.0, 0]])     # 0-3 at 3.0 Å
+    assert clash_counts(x, cutoff=3.0) == (0, 0)
+    assert clash_counts(x, cutoff=3.0 + 1e-9) == (1, 2)
+
+
 def test_chain_folded_onto_itself_clashes():
     # hairpin: 10 residues out along x, then 10 back 2 Å away (parallel to the first strand)
     out = straight(10)

@@ -65,6 +65,12 @@ def test_npz_loader(tmp_path):
     with pytest.raises(ImageError, match=re.escape("labels must be one class index per image, "
                                                    "shape (5,), got (5, 10)")):
         load_npz_images(tmp_path / "onehot.npz")     # was loaded; the collate then raised
+    np.savez(tmp_path / "grey_alpha.npz", images=np.zeros((2, 8, 8, 2), np.uint8))
+    with pytest.raises(ImageError, match=re.escape("C 1, 3 or 4, got shape (2, 8, 8, 2)")):
+        load_npz_images(tmp_path / "grey_alpha.npz")  # was read as 8 channels of 8x2 images
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8), np.uint8))
+    with pytest.raises(ImageError, match="empty.npz: the image array is empty"):
+        load_npz_images(tmp_path / "empty.npz")      # was numpy's error naming no file
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ImageError, match="cannot read"):
         load_npz_images(tmp_path / "bad.npz")

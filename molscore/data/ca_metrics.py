@@ -64,10 +64,11 @@ def clash_counts(trace, cutoff: float = 3.0, min_separation: int = 2) -> tuple[i
     Å; ``residues`` counts residues taking part in at least one such pair.
     """
     x = _np(trace)
-    pairs = cKDTree(x).query_pairs(cutoff, output_type="ndarray")
+    pairs = cKDTree(x).query_pairs(cutoff, output_type="ndarray")       # distance <= cutoff
     if pairs.size == 0:
         return 0, 0
-    pairs = pairs[np.abs(pairs[:, 0] - pairs[:, 1]) >= min_separation]
+    closer = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1) < cutoff
+    pairs = pairs[closer & (np.abs(pairs[:, 0] - pairs[:, 1]) >= min_separation)]
     return int(len(pairs)), int(np.unique(pairs).size)
 
 

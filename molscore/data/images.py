@@ -99,8 +99,10 @@ def _to_nchw(arr: np.ndarray, source: str) -> np.ndarray:
         c_last, c_first = arr.shape[-1], arr.shape[1]
         if c_last in (1, 3, 4) and (c_first not in (1, 3, 4) or c_first > c_last):
             return arr.transpose(0, 3, 1, 2)
-        return arr
-    raise ImageError(f"{source}: expected images (N, H, W) or (N, H, W, C), got shape {arr.shape}")
+        if c_first in (1, 3, 4):
+            return arr
+    raise ImageError(f"{source}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W) with C "
+                     f"1, 3 or 4, got shape {arr.shape}")
 
 
 def load_digits_images() -> ImageSet:
@@ -132,6 +134,8 @@ def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
         raise ImageError(f"{path}: cannot read npz ({err})") from None
     if not np.issubdtype(arr.dtype, np.integer):
         raise ImageError(f"{path}: images must be integers (uint8), got {arr.dtype}")
+    if arr.size == 0:
+        raise ImageError(f"{path}: the image array is empty, shape {arr.shape}")
     if arr.size and arr.min() < 0:
         raise ImageError(f"{path}: negative pixel values")
     arr = _to_nchw(arr, str(path))
