@@ -223,3 +223,17 @@ def test_a_smiles_and_its_3d_record_featurise_alike(smiles):
                for (i, j), a in zip(g_d.edge_index.t().tolist(), g_d.edge_attr)}
     for (i, j), a in zip(g_s.edge_index.t().tolist(), g_s.edge_attr):
         assert torch.equal(a, edges_d[(i, j)]), (i, j)
+
+
+@pytest.mark.parametrize("smiles", ["CCO.COC", "COC.CCO", "c1ccccc1.C1CCCCC1", "C1CCCCC1.c1ccccc1"])
+def test_largest_fragment_ties_do_not_depend_on_order_or_hydrogens(smiles):
+    """Fragments of equal heavy-atom counts: the SMILES and its 3D record with hydrogens keep
+    the same one, in either order (the record's explicit hydrogens had broken the tie the
+    other way: benzene from the SMILES, cyclohexane from the record)."""
+    expected = {"CCO.COC": "COC", "COC.CCO": "COC", "c1ccccc1.C1CCCCC1": "C1CCCCC1",
+                "C1CCCCC1.c1ccccc1": "C1CCCCC1"}[smiles]
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=1) == 0
+    record = Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False)
+    for given in (smiles, record):
+        assert Chem.MolToSmiles(Chem.RemoveHs(prepare_mol(given, largest_fragment=True))) == expected

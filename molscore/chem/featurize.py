@@ -129,6 +129,15 @@ def _heavy_atom_count(mol: Chem.Mol) -> int:
     return sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
 
 
+def _fragment_size(frag: Chem.Mol) -> tuple[int, int, str]:
+    """Order of fragments for ``largest_fragment``: heavy atoms, then all atoms, implicit
+    hydrogens included (so a SMILES and a record with explicit hydrogens agree), then the
+    canonical SMILES, so that a tie does not depend on which fragment comes first."""
+    with rdBase.BlockLogs():
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(frag, sanitize=False))
+    return _heavy_atom_count(frag), frag.GetNumAtoms(onlyExplicit=False), smiles
+
+
 def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_fragment: bool = False,
                 max_heavy_atoms: int | None = None) -> Chem.Mol:
     """Parse, sanitise and check a molecule; return it with explicit hydrogens.
@@ -154,7 +163,7 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
     if len(frags) > 1:
         if not largest_fragment:
             raise MoleculeError(f"{len(frags)} fragments (salt or mixture); use --largest-fragment")
-        mol = max(frags, key=lambda f: (_heavy_atom_count(f), f.GetNumAtoms()))
+        mol = max(frags, key=_fragment_size)
         mol = Chem.Mol(mol)
         Chem.SanitizeMol(mol)
     bad = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in SUPPORTED_ELEMENTS})
