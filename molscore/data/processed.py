@@ -391,8 +391,7 @@ class ConformerDataset(Dataset):
             else:
                 self.mol_ids.append(i)
                 self.blocks.append(block)
-        ids = self.mol_ids
-        entries = [self.index["molecules"][i] for i in ids]
+        entries = [self.index["molecules"][i] for i in self.mol_ids]
         shards: dict[int, dict] = {}
         for shard in sorted({e["shard"] for e in entries}):
             blob = torch.load(self.root / self.index["shards"][shard], weights_only=True)
