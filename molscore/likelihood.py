@@ -76,7 +76,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         method: a :func:`torchdiffeq.odeint` method; adaptive ones use ``rtol``/``atol``.
         steps: if given, a fixed grid of ``steps`` steps from ``eps`` to ``T``; required by the
             fixed-step methods (``"rk4"``, ``"euler"``, ``"midpoint"``, ...).
-        generator: for a Gaussian probe.
+        generator: draws the Hutchinson probe (Gaussian or Rademacher).
         disable: ``False`` shows a tqdm bar of the score evaluations.
 
     Raises:
@@ -100,7 +100,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     elif noise == "gaussian":
         probes = [space.noise_like(x, generator)]
     else:
-        probes = [space.rademacher_like(x)]
+        probes = [space.rademacher_like(x, generator)]
     nfe = 0
     bar = tqdm(disable=disable, unit="nfe", desc="likelihood")
 

@@ -86,9 +86,10 @@ class Space(ABC):
                   for g, n in zip(generator, rows)]
         return torch.cat(blocks).to(device)
 
-    def rademacher_like(self, x: Tensor) -> Tensor:
+    def rademacher_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Random signs on the legal subspace (for Hutchinson estimators), shaped like ``x``."""
-        return self.project(torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1)
+        signs = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        return self.project(signs.to(x.dtype) * 2 - 1)
 
     def sample_time(self, t_min: float, t_max: float, device=None, dtype=torch.float32) -> Tensor:
         """Uniform times in ``[t_min, t_max]``, one per sample, ``(B,)``."""

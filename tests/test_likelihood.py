@@ -95,3 +95,20 @@ def test_fixed_step_method_without_steps_is_refused(method):
     d, sde, x, _, _ = _setup("gmm8", "vp", 4)
     with pytest.raises(ValueError, match=f"method '{method}' is fixed-step and needs steps"):
         log_likelihood(exact_score_fn(d, sde), sde, DenseSpace(x.shape), x, method=method)
+
+
+@pytest.mark.parametrize("noise", ["rademacher", "gaussian"])
+def test_hutchinson_probe_is_drawn_from_the_generator(noise):
+    """The same generator seed gives the same Hutchinson estimate whatever the global RNG
+    did in between (the Rademacher probe came from the global RNG); another seed another."""
+    d, sde, x, _, _ = _setup("gmm8", "ve", 16)
+    score_fn, space = exact_score_fn(d, sde), DenseSpace(x.shape)
+
+    def run(seed: int) -> torch.Tensor:
+        torch.rand(7)                                   # the global RNG moves on
+        return log_likelihood(score_fn, sde, space, x, noise=noise, method="rk4", steps=8,
+                              generator=torch.Generator().manual_seed(seed)).logp
+
+    first = run(3)
+    assert torch.equal(first, run(3))
+    assert not torch.equal(first, run(4))

@@ -73,8 +73,9 @@ def image_bits_per_dim(score_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, i
     """Dequantised bits/dim of integer-valued images ``(B, C, H, W)`` (any integer dtype, or a
     floating dtype to compute in) through the probability-flow ODE.
 
-    One uniform dequantisation draw per image; ``likelihood_opts`` go to
-    :func:`molscore.likelihood.log_likelihood` (divergence estimator, tolerances).
+    One uniform dequantisation draw per image, then the Hutchinson probe, both from
+    ``generator``; ``likelihood_opts`` go to :func:`molscore.likelihood.log_likelihood`
+    (divergence estimator, tolerances).
 
     Returns:
         ``(bpd (B,), nfe)``.
@@ -83,6 +84,6 @@ def image_bits_per_dim(score_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, i
     u = torch.rand(images.shape, generator=generator, dtype=dtype).to(images.device)
     y = to_model_space(images, levels, u)
     space = DenseSpace(y.shape)
-    res = log_likelihood(score_fn, sde, space, y, **likelihood_opts)
+    res = log_likelihood(score_fn, sde, space, y, generator=generator, **likelihood_opts)
     dim = math.prod(images.shape[1:])
     return dequantized_bits_per_dim(res.logp, dim, levels), int(res.nfe)
