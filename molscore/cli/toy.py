@@ -331,6 +331,14 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=0)
 
 
+def _add_tolerance_args(p: argparse.ArgumentParser) -> None:
+    """``--rtol`` / ``--atol`` of the adaptive ODE solver (``toy sample``, ``toy likelihood``)."""
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance of --method dopri5 (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance of --method dopri5 (default 1e-5)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     toy = subparsers.add_parser("toy", help="sample, likelihoods and training on toy 2-D/N-D "
                                 "densities", description=__doc__,
@@ -350,10 +358,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Langevin steps per noise level (default: 1 for pc, 10 for ald)")
     p.add_argument("--method", choices=ODE_METHODS, default=None,
                    help="ODE solver of --sampler ode (default rk4)")
-    p.add_argument("--rtol", type=positive_float, default=None,
-                   help="relative tolerance of --method dopri5 (default 1e-5)")
-    p.add_argument("--atol", type=positive_float, default=None,
-                   help="absolute tolerance of --method dopri5 (default 1e-5)")
+    _add_tolerance_args(p)
     p.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar (default: yes)")
@@ -367,10 +372,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="number of steps of a fixed-step --method")
-    p.add_argument("--rtol", type=positive_float, default=None,
-                   help="relative tolerance of --method dopri5 (default 1e-5)")
-    p.add_argument("--atol", type=positive_float, default=None,
-                   help="absolute tolerance of --method dopri5 (default 1e-5)")
+    _add_tolerance_args(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar of the score evaluations (default: yes)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays x and logp")
