@@ -14,11 +14,13 @@ from rdkit.Chem import AllChem
 from torch_geometric.data import Batch
 
 from molscore.chem.featurize import mol_to_graph, prepare_mol
-from molscore.data.conformers import read_conformers, read_geom_rdkit_folder, read_sdf, read_smiles_pickle
+from molscore.data.conformers import (ConformerSet, read_conformers, read_geom_rdkit_folder, read_sdf,
+                                      read_smiles_pickle)
 from molscore.data.processed import (
     ConformerDataset, load_index, murcko_scaffold, read_failures, scaffold_split, write_dataset,
 )
-from molscore.data.reserved import inchikey_block, is_reserved, load_reserved
+from molscore.data.reserved import (NO_INCHIKEY_REASON, RESERVED_REASON, exclusion_reason, inchikey_block,
+                                    load_reserved)
 
 SHARED_SDF = Path("/work/shared/data/conformers/geom_drugs_excerpt.sdf.gz")
 
@@ -149,17 +151,54 @@ def test_reserved_list():
     reserved = load_reserved()
     assert len(reserved) > 2000 and all(len(b) == 14 for b in reserved)
     mandelic = Chem.MolFromSmiles("O=C(O)[C@@H](O)c1ccccc1")  # on the shipped list
-    assert is_reserved(mandelic) and is_reserved(Chem.AddHs(mandelic))
-    assert not is_reserved(Chem.MolFromSmiles("CCCCCCCCCCO"))
+    for mol in (mandelic, Chem.AddHs(mandelic)):
+        assert exclusion_reason(inchikey_block(mol), reserved) == RESERVED_REASON
+    assert exclusion_reason(inchikey_block(Chem.MolFromSmiles("CCCCCCCCCCO")), reserved) is None
 
 
 def test_reserved_list_override(tmp_path):
     path = tmp_path / "r.txt"
     path.write_text("# comment\n" + inchikey_block(Chem.MolFromSmiles("CCO")) + "-XXXX\n")
     reserved = load_reserved(path)
-    assert is_reserved(Chem.MolFromSmiles("OCC"), reserved) and len(reserved) == 1
+    assert exclusion_reason(inchikey_block(Chem.MolFromSmiles("OCC")), reserved) == RESERVED_REASON
+    assert len(reserved) == 1
     with pytest.raises(FileNotFoundError):
         load_reserved(tmp_path / "nope.txt")
+
+
+def _no_inchikey_record() -> ConformerSet:
+    """A 400-carbon alkane with its hydrogens: 1,202 atoms, over InChI's 1,023, so RDKit makes
+    no InChIKey for it (one flat conformer: it is dropped before anything reads it)."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("C" * 400))
+    mol.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
+    return ConformerSet(smiles="C" * 400, mol=mol, weights=None, name="C400")
+
+
+def test_molecule_without_inchikey_is_not_stored(tmp_path, ensembles):
+    """Nothing can check a molecule RDKit makes no InChIKey for against the reserved list, so
+    it might be reserved: ``write_dataset`` drops it with its reason (it was stored)."""
+    record = _no_inchikey_record()
+    assert inchikey_block(record.mol) == ""
+    records = [ConformerSet(smiles=smi, mol=mol, weights=None, name=smi) for smi, mol in ensembles.items()]
+    write_dataset(records[:1] + [record], tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    assert [m["name"] for m in load_index(tmp_path / "ds")["molecules"]] == [records[0].name]
+    assert read_failures(tmp_path / "ds") == [("C400", NO_INCHIKEY_REASON)]
+
+
+def test_dataset_holding_a_molecule_without_inchikey_trains_without_it(tmp_path, ensembles):
+    """A dataset written before its builder dropped such molecules: the training split
+    leaves it out when it leaves out reserved molecules."""
+    from molscore.data.processed import DatasetWriter, encode_record
+    from molscore.data.reserved import reserved_keys
+
+    smi, mol = next(iter(ensembles.items()))
+    writer = DatasetWriter(tmp_path / "ds")
+    for record in (ConformerSet(smiles=smi, mol=mol, weights=None, name=smi), _no_inchikey_record()):
+        writer.add(encode_record(record))
+    writer.finalize((1.0, 0.0, 0.0))
+    kept = ConformerDataset(tmp_path / "ds", "all", reserved=reserved_keys())
+    assert kept.reserved_dropped == ["C400"] and kept.blocks == [inchikey_block(mol)]
+    assert len(ConformerDataset(tmp_path / "ds", "all")) == 2
 
 
 def test_another_reserved_list_adds_to_the_shipped_one(tmp_path):
@@ -217,7 +256,6 @@ def test_interrupted_shard_write_does_not_index_its_molecules_twice(tmp_path, en
     flush that follows (run_build's ``finally``, or the next shard) writes them once. They
     were added to the index before the write and again by the retry: each molecule twice."""
     import molscore.data.processed as processed
-    from molscore.data.conformers import ConformerSet
     from molscore.data.processed import DatasetWriter, encode_record
 
     records = [ConformerSet(smiles=smi, mol=mol, weights=None, name=smi) for smi, mol in ensembles.items()]

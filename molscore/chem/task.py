@@ -159,7 +159,7 @@ def _reserved(data: dict) -> frozenset[str]:
 
 def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
-    from ..data.reserved import inchikey_block
+    from ..data.reserved import exclusion_reason, inchikey_block
 
     path = resolve_data_path(data["sdf"])
     reserved = _reserved(data)
@@ -168,7 +168,7 @@ def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
                        limit=data.get("max_molecules")):
         block = inchikey_block(cs.mol)
-        if block and block in reserved:
+        if exclusion_reason(block, reserved):
             dropped += 1
             continue
         try:

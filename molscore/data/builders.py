@@ -42,7 +42,7 @@ from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, init_worker, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
-from .reserved import RESERVED_REASON, is_reserved, reserved_keys
+from .reserved import RESERVED_REASON, exclusion_reason, inchikey_block, reserved_keys
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
@@ -359,8 +359,9 @@ def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None
         return name, None, failures + [(name, str(err))], False
     except Exception as err:  # a bug or RDKit crash on one molecule must not end a long build
         return name, None, failures + [(name, f"unexpected error: {type(err).__name__}: {err}")], False
-    if is_reserved(record.mol, _WORKER_RESERVED):
-        return name, None, [(name, RESERVED_REASON)], True
+    reason = exclusion_reason(inchikey_block(record.mol), _WORKER_RESERVED)
+    if reason:
+        return name, None, [(name, reason)], reason == RESERVED_REASON
     return name, encode_record(record), failures, False
 
 

@@ -40,7 +40,7 @@ from ..checkpoint import save_atomic
 from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
-from .reserved import RESERVED_REASON, inchikey_block, is_reserved, reserved_keys
+from .reserved import exclusion_reason, inchikey_block, reserved_keys
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -294,8 +294,8 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     """Featurise and store ``records`` (skipping names already in ``root``); return the index.
 
     Reserved molecules (:mod:`molscore.data.reserved`: the shipped list's, and
-    ``reserved_path``'s as well) are dropped, as by every dataset builder, and listed in
-    ``failures.csv``.
+    ``reserved_path``'s as well) and those without an InChIKey are dropped, as by every dataset
+    builder, and listed in ``failures.csv``.
     ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
     """
     reserved = reserved_keys(reserved_path)
@@ -303,8 +303,9 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     for record in records:
         if writer.is_done(record.name):
             continue
-        if is_reserved(record.mol, reserved):
-            writer.add_failures([(record.name, RESERVED_REASON)])
+        reason = exclusion_reason(inchikey_block(record.mol), reserved)
+        if reason:
+            writer.add_failures([(record.name, reason)])
         else:
             writer.add(encode_record(record))
     writer.add_failures(failures)
@@ -333,8 +334,9 @@ class ConformerDataset(Dataset):
             weights; uniform for molecules without weights).
         reserved: InChIKey connectivity blocks (:func:`molscore.data.reserved.reserved_keys`) of
             molecules to leave out of the split, so that a dataset written before its builder
-            dropped them (or with another list) trains on none of them; ``reserved_dropped``
-            then names those left out. The block is read from the index (datasets written since
+            dropped them (or with another list) trains on none of them, nor on a molecule
+            without an InChIKey (which cannot be checked); ``reserved_dropped`` then names
+            those left out. The block is read from the index (datasets written since
             2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
         exclude: blocks of other molecules to leave out (the training molecules of every
             dataset a run mixes, kept out of this validation split); :attr:`excluded` counts
@@ -384,7 +386,7 @@ class ConformerDataset(Dataset):
         self.mol_ids, self.blocks = [], []
         for i in ids:
             block = _inchikey_block_of(self.index["molecules"][i])
-            if reserved and block in reserved:
+            if reserved is not None and exclusion_reason(block, reserved):
                 self.reserved_dropped.append(self.index["molecules"][i]["name"])
             elif exclude and block and block in exclude:
                 self.excluded += 1

@@ -4,7 +4,9 @@ The list holds InChIKey connectivity blocks (the first 14 characters of the
 InChIKey: the skeleton, without stereo, isotopes or protonation), one per line,
 ``#`` comments allowed. It ships as ``datasets/reserved_inchikeys.txt``; every
 dataset builder and training set drops the molecules it lists (:func:`reserved_keys`:
-another list given there adds to it, never replaces it).
+another list given there adds to it, never replaces it), and those it cannot check: a
+molecule RDKit makes no InChIKey for (over 1,023 atoms, InChI's limit) might be a reserved
+one (:func:`exclusion_reason`).
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from pathlib import Path
 
 from rdkit import Chem, rdBase
 
-__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "load_reserved", "reserved_keys", "inchikey_block",
-           "is_reserved"]
+__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "load_reserved",
+           "reserved_keys", "inchikey_block", "exclusion_reason"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
+NO_INCHIKEY_REASON = "RDKit makes no InChIKey for it, so it cannot be checked against the reserved list"
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,8 +68,11 @@ def inchikey_block(mol: Chem.Mol) -> str:
     return key[:14]
 
 
-def is_reserved(mol: Chem.Mol, reserved: frozenset[str] | None = None) -> bool:
-    """Whether ``mol``'s InChIKey connectivity block is in ``reserved`` (default: shipped list)."""
-    reserved = load_reserved() if reserved is None else reserved
-    block = inchikey_block(mol)
-    return bool(block) and block in reserved
+def exclusion_reason(block: str, reserved: frozenset[str]) -> str | None:
+    """Why a molecule whose InChIKey connectivity block is ``block`` (:func:`inchikey_block`)
+    stays out of every training set: :data:`RESERVED_REASON` (``block`` is in ``reserved``),
+    :data:`NO_INCHIKEY_REASON` (``block`` is ``""``: unknown, so possibly reserved) or ``None``
+    (it may be trained on)."""
+    if not block:
+        return NO_INCHIKEY_REASON
+    return RESERVED_REASON if block in reserved else None
