@@ -175,7 +175,8 @@ class GenerateOptions:
             to float32 rounding. Worth it for long runs only.
         core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
             (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
-            is turned into it by :meth:`validate`). Every molecule must contain it, with
+            is turned into it by :meth:`validate`). Every molecule must contain it, at one
+            place up to the molecule's symmetry (:meth:`~molscore.chem.core.Core.match`), with
             stereo that agrees with the core's coordinates (unspecified stereo that the core
             holds takes the core's, :meth:`~molscore.chem.core.Core.choose_stereo`; the rest is
             chosen as without a core),

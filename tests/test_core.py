@@ -301,6 +301,47 @@ def test_molecules_without_the_core_fail_with_the_reason_and_the_run_goes_on():
     assert results[2].ok and results[2].mol.GetNumConformers() == 2
 
 
+def _phenyl_core(with_hydrogens: bool) -> Core:
+    """The ring of an ETKDG pose of toluene, with its five hydrogens or without."""
+    toluene = Chem.AddHs(Chem.MolFromSmiles("Cc1ccccc1"))
+    assert AllChem.EmbedMolecule(toluene, randomSeed=1) == 0
+    ring = {a.GetIdx() for a in toluene.GetAtoms() if a.GetIsAromatic()}
+    keep = ring | ({a.GetIdx() for a in toluene.GetAtoms() if a.GetAtomicNum() == 1
+                    and a.GetNeighbors()[0].GetIdx() in ring} if with_hydrogens else set())
+    em = Chem.RWMol(toluene)
+    for i in sorted(set(range(toluene.GetNumAtoms())) - keep, reverse=True):
+        em.RemoveAtom(i)
+    return Core.from_mol(em.GetMol())
+
+
+def test_a_core_that_fits_two_different_places_is_refused_and_one_place_up_to_symmetry_is_not():
+    # a phenyl core fits both rings of 4-chlorobibenzyl: it used to sit on the first ring
+    # RDKit found (the chlorophenyl) without a word
+    core = _phenyl_core(with_hydrogens=False)
+    mol = Chem.AddHs(Chem.MolFromSmiles("Clc1ccc(CCc2ccccc2)cc1"))
+    with pytest.raises(MoleculeError) as err:
+        core.match(mol)
+    assert str(err.value) == ("contains the core at two places that are not symmetry-equivalent "
+                              "(atoms 1,2,3,4,13,14 and 7,8,9,10,11,12): cut the core so that it "
+                              "fits one only (larger, or with its hydrogens)")
+    assert core.choose_stereo(mol) is mol
+    # the core's hydrogens tell the places apart: the ring with five hydrogens
+    assert sorted(_phenyl_core(with_hydrogens=True).match(mol).atoms.tolist()) == [7, 8, 9, 10, 11, 12]
+    # either ring of biphenyl, or of (R,R)-hydrobenzoin, gives the same conformers up to symmetry
+    biphenyl = Chem.AddHs(Chem.MolFromSmiles("c1ccc(cc1)-c1ccccc1"))
+    assert sorted(core.match(biphenyl).atoms.tolist()) == [0, 1, 2, 3, 4, 5]
+    core.match(Chem.AddHs(Chem.MolFromSmiles("O[C@H](c1ccccc1)[C@H](O)c1ccccc1")))
+    # diastereotopic phenyls too: swapping them keeps the stereocentre beside them
+    core.match(Chem.AddHs(Chem.MolFromSmiles("C[C@@H](O)C(c1ccccc1)c1ccccc1")))
+    # only a mirror relates the halves of meso-hydrobenzoin, which moves a core in general:
+    # refused (conservatively: the mirror through this flat core's own plane would keep it)
+    with pytest.raises(MoleculeError, match="two places that are not symmetry-equivalent"):
+        core.match(Chem.AddHs(Chem.MolFromSmiles("O[C@H](c1ccccc1)[C@@H](O)c1ccccc1")))
+    gen = ConformerGenerator(options=None, n=2, core=core)
+    result = next(iter(gen.run([("two", "Clc1ccc(CCc2ccccc2)cc1")])))
+    assert result.error == str(err.value)
+
+
 def test_relax_with_a_core_keeps_it(tmp_path):
     core = Core.from_mol(posed_core())
     out = generate_conformers("C[C@H](N)C(=O)Nc1ccc(OC)cc1", n=2, core=core, relax=True, seed=1)

@@ -11,7 +11,9 @@ the matches whose stereo agrees with the core's coordinates (the molecule's spec
 centres and double bonds that the core holds), the one whose atoms carry the core's
 hydrogen counts most often (so a ring is not placed rotated or flipped, its substituents
 where the core has hydrogens), the first of those; it returns the molecule's atoms with
-the positions they must take. ``molscore generate --core``
+the positions they must take. When those matches lie at two places of the molecule that no
+symmetry of it relates (a phenyl core in 4-chlorobibenzyl, not in biphenyl), the molecule
+is refused with a reason that asks for a core that fits one place. ``molscore generate --core``
 then embeds the ETKDG pool with those atoms as an RDKit coordinate map, aligns every pool
 conformer on them and drops those whose core lies further than :data:`CORE_RMSD_TOL` from
 the given one (:meth:`CoreMatch.align`), holds them at the given positions while sampling
@@ -213,11 +215,16 @@ class Core:
         atoms carry the core's :attr:`hydrogens` counts most often: a core cut out of a ligand
         with its hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
         another symmetric match with substituents where the core has hydrogens. Without
-        hydrogen counts, the first agreeing match.
+        hydrogen counts, the first agreeing match. Those matches must all lie on the same atoms
+        or on atoms that a symmetry of ``mol`` (its stereo kept) maps onto them
+        (:func:`_other_place`; a phenyl core in biphenyl), where either gives the same
+        conformers: a core that fits two different places is refused rather than put on the
+        first that RDKit finds.
 
         Raises:
-            MoleculeError: ``mol`` does not contain the core, or only with other stereo, or the
-                core holds one of its specified stereocentres nearly flat.
+            MoleculeError: ``mol`` does not contain the core, or only with other stereo, or at
+                two places that are not symmetry-equivalent, or the core holds one of its
+                specified stereocentres nearly flat.
         """
         found, agree = self._matches(mol)
         if found and not agree:
@@ -229,11 +236,16 @@ class Core:
                 "charges: a ring cut out of an aromatic system can be non-aromatic by itself, "
                 "so keep ring substituents such as a C=O in the core; a charged core atom "
                 "needs its charge)"))
-        best = agree[0]
         if self.hydrogens is not None and len(agree) > 1:
-            best = max(agree, key=lambda m: sum(
-                mol.GetAtomWithIdx(i).GetTotalNumHs(includeNeighbors=True) == h
-                for i, h in zip(m, self.hydrogens.tolist())))
+            hits = [sum(mol.GetAtomWithIdx(i).GetTotalNumHs(includeNeighbors=True) == h
+                        for i, h in zip(m, self.hydrogens.tolist())) for m in agree]
+            agree = [m for m, k in zip(agree, hits) if k == max(hits)]
+        best = agree[0]
+        other = _other_place(mol, agree)
+        if other is not None:
+            raise MoleculeError(f"contains the core at two places that are not symmetry-equivalent "
+                                f"(atoms {_join(best)} and {_join(other)}): cut the core so that "
+                                "it fits one only (larger, or with its hydrogens)")
         flat = [c for c, _, handed in _held_centres(mol, best, self.positions) if abs(handed) < _FLAT]
         if flat:        # held flat, no conformer can have its stereo
             atom = mol.GetAtomWithIdx(flat[0])
@@ -305,6 +317,39 @@ def _stereo_atom_choice(mol: Chem.Mol, bond: Chem.Bond, held: set[int]) -> tuple
             return None
         ends.append(subs[0])
     return ends[0], ends[1]
+
+
+def _other_place(mol: Chem.Mol, matches: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The first of ``matches`` (core atom indices in ``mol``) whose atoms no automorphism of
+    ``mol`` that keeps its stereo maps onto those of ``matches[0]``, or None. Two sets of atoms
+    are so related when ``mol`` with either set marked (atom map number 1) has the same
+    canonical isomeric SMILES. Places that only a mirror relates (the halves of a meso
+    compound) count as different, which they are for a core fixed in space unless its own
+    pose is achiral (a flat ring): then the molecule is refused although either would do."""
+    seen = {frozenset(matches[0])}
+    first = None
+    for match in matches[1:]:
+        if frozenset(match) in seen:
+            continue
+        seen.add(frozenset(match))
+        first = first or _marked_smiles(mol, matches[0])
+        if _marked_smiles(mol, match) != first:
+            return match
+    return None
+
+
+def _marked_smiles(mol: Chem.Mol, atoms: tuple[int, ...]) -> str:
+    """Canonical isomeric SMILES of ``mol`` with map number 1 on ``atoms`` and none elsewhere."""
+    marked = Chem.Mol(mol)
+    for atom in marked.GetAtoms():
+        atom.SetAtomMapNum(0)
+    for i in atoms:
+        marked.GetAtomWithIdx(i).SetAtomMapNum(1)
+    return Chem.MolToSmiles(marked)
+
+
+def _join(atoms: tuple[int, ...]) -> str:
+    return ",".join(str(i) for i in sorted(atoms))
 
 
 def _skeleton(mol: Chem.Mol) -> Chem.Mol:

@@ -43,7 +43,9 @@ hydrogens, if it has them, on the molecule's), and those atoms keep the file's c
 in every conformer, which is then in the core's frame: the ETKDG pool is embedded
 with them as a coordinate map, the sampler pins them (inpainting), the clean-up and --relax
 hold them fixed; the ``core_atoms`` property lists those atoms (0-based indices, in the
-core's atom order). A molecule without the core is a failure with that reason. Not with
+core's atom order). A molecule without the core is a failure with that reason, and so is one
+that holds it at two places no symmetry of the molecule relates (a phenyl core in a molecule
+with two different phenyl rings: cut the core larger, or with its hydrogens). Not with
 --init prior (its inpainting leaves the core's neighbours with stretched bonds).
 
 --workers W generates on W CPU processes (``molscore.parallel``), each with one torch and one
@@ -112,8 +114,8 @@ def register(subparsers) -> None:
                         "a worse first conformer: benchmarks/pool_hydrogens)")
     p.add_argument("--core", metavar="SDF",
                    help="hold a 3D core in place: the first record of this SDF/molfile (heavy "
-                        "atoms); every molecule must contain it, and its atoms keep these "
-                        "coordinates in every conformer")
+                        "atoms); every molecule must contain it, at one place up to symmetry, "
+                        "and its atoms keep these coordinates in every conformer")
     p.add_argument("--relax", action="store_true", help="MMFF94-minimise every conformer")
     p.add_argument("--dedupe", type=finite_float, metavar="RMSD", help="drop conformers within RMSD (Å) of another")
     p.add_argument("--batch-size", type=int, default=4096, help="atoms per sampling batch (default 4096)")
