@@ -75,6 +75,7 @@ from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
 from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
 from .chem.guidance import StereoRestraints, guided_score
+from .chem.io import record_smiles
 from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
@@ -621,7 +622,7 @@ class ConformerGenerator:
             problems = checker(conf.GetId())
             conf.SetProp("checks", "; ".join(problems) if problems else "ok")
         with rdBase.BlockLogs():
-            mol.SetProp("smiles", Chem.MolToSmiles(Chem.RemoveHs(mol)))
+            mol.SetProp("smiles", record_smiles(mol))
         if job.fixed is not None:
             mol.SetProp("core_atoms", " ".join(str(int(i)) for i in job.fixed.atoms))
         mol.SetProp("_Name", result.name)

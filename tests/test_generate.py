@@ -55,6 +55,20 @@ def test_prior_route_stereo_always_correct(tiny_model):
     assert mol.GetProp("smiles") == Chem.MolToSmiles(heavy)
 
 
+def test_enhanced_stereo_groups_are_kept_in_the_smiles_property_and_the_sdf_input(tiny_model, tmp_path):
+    """A racemate (``&1``) or a centre of unknown absolute configuration (``o1``) gets the
+    tagged enantiomer's conformers, and the ``smiles`` property says what it is: it read as
+    plain ``C[C@H](O)F``, one enantiomer. An SDF input's SMILES (its failures.csv text) too."""
+    from molscore.chem.io import read_records
+
+    for smiles in ("C[C@H](O)F |&1:1|", "C[C@H](O)F |o1:1|", "C[C@H](O)F"):
+        mol = generate_conformers(smiles, n=1, model=tiny_model, steps=2, device="cpu")
+        assert mol.GetProp("smiles") == smiles and mol.GetNumConformers() == 1
+        with Chem.SDWriter(str(tmp_path / "in.sdf")) as writer:
+            writer.write(mol)
+        assert [r.smiles for r in read_records(str(tmp_path / "in.sdf"))] == [smiles]
+
+
 def test_wrong_stereo_is_dropped_never_returned(tiny_model):
     # random weights: E/Z and two centres rarely come out right; whatever is returned is right
     gen = ConformerGenerator(tiny_model, device="cpu", n=3, steps=3, seed=0, max_retries=1)

@@ -40,7 +40,7 @@ from rdkit import Chem, rdBase
 __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
-           "guess_format"]
+           "guess_format", "record_smiles"]
 
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
@@ -126,12 +126,15 @@ def first_undecodable_line(path: str) -> int:
     return 0
 
 
-def _smiles(mol: Chem.Mol) -> str:
-    """SMILES of ``mol`` without its explicit hydrogens (with them where RDKit cannot remove them)."""
+def record_smiles(mol: Chem.Mol) -> str:
+    """Canonical isomeric SMILES of ``mol`` without its explicit hydrogens (with them where
+    RDKit cannot remove them), and its enhanced stereo groups, if any, as CXSMILES (``C[C@H](O)F
+    |&1:1|``: a racemate, whose conformers have the tags' handedness, stays one)."""
     try:
-        return Chem.MolToSmiles(Chem.RemoveHs(mol))
+        mol = Chem.RemoveHs(mol)
     except Exception:  # RDKit raises several sanitisation errors
-        return Chem.MolToSmiles(mol)
+        pass
+    return Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
 
 
 def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
@@ -189,7 +192,7 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
             properties = list(mol.GetPropNames())
         named = named or mol.HasProp(prop)
         name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
-        yield _smiles(mol), (name or None), mol, None
+        yield record_smiles(mol), (name or None), mol, None
     if name_prop is not None and properties is not None and not named:
         raise InputFormatError(f"no SDF record has the property {name_prop!r} (first record's: "
                                f"{', '.join(properties) or 'none'}); use --name-column")

@@ -350,7 +350,8 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
 
 
 def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
-    """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned.
+    """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned (those
+    RDKit perceives: not the E/Z of a cumulene or an alkylidenecycloalkane's axial chirality).
 
     The isomer is the one an ETKDGv3 embedding of ``mol`` from random coordinates has
     (:func:`_isomer_of_an_embedding`, ``randomSeed`` ``seed + 1``; ``seed=None`` counts as
