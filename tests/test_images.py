@@ -267,6 +267,12 @@ def test_classifier_learns_digits_and_round_trips(tmp_path):
     assert info == {"levels": 17}
     torch.testing.assert_close(clf2.embed(x_ho), clf.embed(x_ho))
     assert clf.embed(x_ho).shape == (len(ho), 64)
+    # no images (an empty held-out split): empty results, not torch.cat's error
+    none = x_ho[:0]
+    assert clf.embed(none).shape == (0, 64)
+    assert clf.predict(none).shape == (0,) and clf.predict(none).dtype == torch.long
+    # batches of 7: the same as one batch
+    torch.testing.assert_close(clf.embed(x_ho, batch_size=7), clf.embed(x_ho))
 
 
 def test_dataset_items():
