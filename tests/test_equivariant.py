@@ -268,3 +268,11 @@ def test_inputs_that_do_not_fit_the_network_raise_naming_the_mismatch(name: str,
         net(g.pos[1:], t, Batch.from_data_list([g]))
     with pytest.raises(ValueError, match=re.escape(f"coordinates must be (N, 3), got ({n}, 2)")):
         net(g.pos[:, :2], t, Batch.from_data_list([g]))
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_no_message_passing_layers_is_refused(name: str) -> None:
+    """num_layers=0 crashed PaiNN's output einsum (no vector channels yet) and made the
+    e3nn network a plain 1o vector field, mirror-equivariant against its docstring."""
+    with pytest.raises(ValueError, match=re.escape("num_layers must be >= 1, got 0")):
+        build_backbone(name, 0, 0, **{**SMALL[name], "num_layers": 0})
