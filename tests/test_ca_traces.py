@@ -1,6 +1,8 @@
 """C-alpha trace IO, chain splitting, crops and geometry metrics."""
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ from scipy.stats import wasserstein_distance
 
 from molscore.data.ca_metrics import (circular_wasserstein, clash_counts, compare_traces,
                                       fit_rg_power_law, fraction_ideal_bonds,
-                                      radius_of_gyration, random_walk_traces,
+                                      radius_of_gyration, random_walk_traces, trace_summary,
                                       virtual_bond_angles, virtual_dihedrals)
 from molscore.data.ca_traces import (CATraceCrops, StructureReadError, Trace, load_npz_traces,
                                      read_ca_pdb_models, read_structure_files,
@@ -296,6 +298,75 @@ def test_circular_wasserstein():
     assert wasserstein_distance(rot(a), rot(b)) > 5 * circular_wasserstein(a, b)
     # half of the mass at 0 and half at 180 vs. all at 90: every unit moves 90 degrees
     assert circular_wasserstein(np.array([0.0, 180.0]), np.array([90.0, 90.0])) == pytest.approx(90)
+
+
+def _raises(message: str):
+    return pytest.raises(ValueError, match=re.escape(message))
+
+
+def test_metrics_of_short_traces_have_defined_values():
+    """Defined values where they make sense, with no numpy warning (error filter)."""
+    one, empty = np.zeros((1, 3)), np.zeros((0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert radius_of_gyration(one) == 0.0
+        assert radius_of_gyration(torch.zeros(1, 3)) == 0.0
+        for x, n in ((empty, 0), (one, 1), (straight(2), 2), (straight(3), 3)):
+            assert virtual_bond_angles(x).shape == (max(n - 2, 0),)
+            assert virtual_dihedrals(x).shape == (max(n - 3, 0),)
+            assert clash_counts(x) == (0, 0)
+        # one-residue traces beside longer ones: their bonds are simply absent
+        assert fraction_ideal_bonds([one, straight(3)]) == 1.0
+        s = trace_summary([one, straight(3)])
+        assert s["bond_mean"] == pytest.approx(3.8) and s["num_residues"] == 4
+        assert s["rg_mean"] == pytest.approx(np.sqrt(2 / 3 * 3.8 ** 2) / 2)
+
+
+def test_metrics_with_nothing_to_measure_raise_naming_what_is_missing():
+    """These raised numpy/scipy errors ('need at least one array to concatenate',
+    'Distribution can't be empty.') or returned NaN with RuntimeWarnings."""
+    one, empty = np.zeros((1, 3)), np.zeros((0, 3))
+    with _raises("no consecutive C-alpha distances in the traces: there are no traces"):
+        fraction_ideal_bonds([])
+    with _raises("no consecutive C-alpha distances in the traces: every trace has fewer "
+                 "than 2 residues"):
+        fraction_ideal_bonds([one, one])
+    with _raises("no consecutive C-alpha distances in the traces: there are no traces"):
+        trace_summary([])
+    with _raises("every trace has fewer than 2 residues"):
+        trace_summary([one])
+    with _raises("radius of gyration of an empty C-alpha trace (0 residues)"):
+        radius_of_gyration(empty)
+    with _raises("radius of gyration of an empty C-alpha trace (0 residues)"):
+        trace_summary([empty, straight(3)])
+    with _raises("no virtual bond angles in the generated traces: every trace has fewer "
+                 "than 3 residues"):
+        compare_traces([straight(2)], [helix(5)])
+    with _raises("no virtual bond angles in the reference traces: there are no traces"):
+        compare_traces([helix(5)], [])
+    with _raises("no virtual dihedrals in the reference traces: every trace has fewer than "
+                 "4 residues"):
+        compare_traces([helix(5)], [helix(3)])
+    with _raises("circular Wasserstein distance of an empty sample (0 and 2 values)"):
+        circular_wasserstein(np.array([]), np.array([1.0, 2.0]))
+    with _raises("a C-alpha trace must be an array (n, 3), got shape (3,)"):
+        radius_of_gyration(np.zeros(3))
+
+
+def test_rg_power_law_that_is_not_determined_raises():
+    """A one-residue trace made the fit NaN (log 0); one length gave a fit anyway."""
+    with _raises("cannot fit Rg = a N^nu: a trace of 1 residue has Rg 0, and log Rg is "
+                 "undefined"):
+        fit_rg_power_law([np.zeros((1, 3)), helix(10)])
+    with _raises("cannot fit Rg = a N^nu: a trace of 4 residues at one point has Rg 0"):
+        fit_rg_power_law([np.ones((4, 3)), helix(10)])
+    with _raises("cannot fit Rg = a N^nu: it needs traces of at least two different lengths, "
+                 "got only N = 10"):
+        fit_rg_power_law([helix(10), straight(10)])
+    with _raises("at least two different lengths, got none"):
+        fit_rg_power_law([])
+    with _raises("random walk lengths must be >= 1 residue, got 0"):
+        random_walk_traces([5, 0])
 
 
 def test_random_walk_baseline():

@@ -145,7 +145,9 @@ def test_diverged_sampling_exits_2_instead_of_writing_zeros(ckpt, tmp_path, caps
     assert not (tmp_path / "o.npy").exists()
 
 @pytest.mark.parametrize("extra,message", [
-    (["--label", "12"], "--label must be in 0..9"),
+    (["--label", "12"], "--label must be in 0..9, got 12"),
+    (["--label", "10"], "--label must be in 0..9, got 10"),
+    (["--label", "-1"], "--label must be in 0..9, got -1"),
     (["--guidance", "2"], "--guidance needs --label"),
     (["--inpaint", "x.png"], "--inpaint and --mask go together"),
     (["--length", "10"], "--length is for C-alpha"),

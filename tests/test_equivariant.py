@@ -1,6 +1,8 @@
 """Symmetries of the chirality-aware graph score networks (float64, real molecules)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from rdkit.Chem import AllChem
@@ -249,3 +251,28 @@ def test_finite_for_coincident_atoms(name: str, graphs) -> None:
     out = net(x, torch.tensor([0.3], dtype=torch.float64), Batch.from_data_list([g]))
     out.pow(2).sum().backward()
     assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_inputs_that_do_not_fit_the_network_raise_naming_the_mismatch(name: str, graphs) -> None:
+    """Missing atom features (cond=None on a network with atom_dim > 0), a feature row count
+    other than the number of points, or 2D points raised bare matmul/cat errors."""
+    net = _net(name)
+    g = graphs[ALANINE_L]
+    n, t = g.num_nodes, torch.tensor([0.3], dtype=torch.float64)
+    with pytest.raises(ValueError, match=re.escape(f"atom_feat is ({n}, 0), the network expects "
+                                                   f"({n}, {ATOM_FEAT_DIM})")):
+        net(g.pos, t, None)
+    with pytest.raises(ValueError, match=re.escape(f"atom_feat is ({n}, {ATOM_FEAT_DIM}), the "
+                                                   f"network expects ({n - 1}, {ATOM_FEAT_DIM})")):
+        net(g.pos[1:], t, Batch.from_data_list([g]))
+    with pytest.raises(ValueError, match=re.escape(f"coordinates must be (N, 3), got ({n}, 2)")):
+        net(g.pos[:, :2], t, Batch.from_data_list([g]))
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_no_message_passing_layers_is_refused(name: str) -> None:
+    """num_layers=0 crashed PaiNN's output einsum (no vector channels yet) and made the
+    e3nn network a plain 1o vector field, mirror-equivariant against its docstring."""
+    with pytest.raises(ValueError, match=re.escape("num_layers must be >= 1, got 0")):
+        build_backbone(name, 0, 0, **{**SMALL[name], "num_layers": 0})

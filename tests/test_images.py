@@ -7,10 +7,12 @@ import re
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from molscore.cli import main
 from molscore.data.image_metrics import dequantized_bits_per_dim, frechet_distance
-from molscore.data.image_task import ImageDataset, build_model, build_task, generate, \
-    guided_score_fn, make_collate
+from molscore.data.image_task import ImageDataset, bits_per_dim_of, build_model, build_task, \
+    generate, guided_score_fn, make_collate
 from molscore.data.images import (ImageError, load_digits_images, load_image_source,
                                   load_npz_images, load_png_folder, read_png, save_grid,
                                   split_holdout, to_levels, to_model_space, write_png)
@@ -265,6 +267,12 @@ def test_classifier_learns_digits_and_round_trips(tmp_path):
     assert info == {"levels": 17}
     torch.testing.assert_close(clf2.embed(x_ho), clf.embed(x_ho))
     assert clf.embed(x_ho).shape == (len(ho), 64)
+    # no images (an empty held-out split): empty results, not torch.cat's error
+    none = x_ho[:0]
+    assert clf.embed(none).shape == (0, 64)
+    assert clf.predict(none).shape == (0,) and clf.predict(none).dtype == torch.long
+    # batches of 7: the same as one batch
+    torch.testing.assert_close(clf.embed(x_ho, batch_size=7), clf.embed(x_ho))
 
 
 def test_dataset_items():
@@ -328,3 +336,48 @@ def test_8bit_values_read_back_to_the_levels_they_were_written_from(levels):
     assert torch.equal(levels_from_8bit(v, levels), k)
     every = levels_from_8bit(torch.arange(256), levels)          # monotone, onto the levels
     assert (every.diff() >= 0).all() and set(every.tolist()) == set(range(levels))
+
+
+def test_held_out_class_the_training_split_lacks_is_a_config_error(tmp_path, capsys):
+    """A held-out label above the training split's classes was mapped to the null label:
+    the validation loss scored those images unconditionally and said nothing."""
+    labels = np.zeros(20, dtype=np.int64)
+    held_first = int(torch.randperm(20, generator=torch.Generator().manual_seed(0))[0])
+    labels[held_first] = 1                                # class 1 lands in the held-out split
+    np.savez(tmp_path / "rare.npz", labels=labels,
+             images=np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8))
+    cfg = {**TINY, "data": {"source": str(tmp_path / "rare.npz"), "holdout": 0.1}}
+    with pytest.raises(ValueError, match=re.escape(
+            "rare.npz: held-out images have class label 1, but the training split's classes "
+            "are only 0..0; change data.split_seed or data.holdout")):
+        build_task(cfg)
+    assert build_task({**cfg, "data": {**cfg["data"], "holdout": 0.0}}).meta["num_classes"] == 2
+    # molscore train: a usage error, exit 2, one line
+    (tmp_path / "rare.yaml").write_text(yaml.safe_dump({**cfg, "steps": 1, "batch_size": 4}))
+    assert main(["train", "-c", str(tmp_path / "rare.yaml"), "-o", str(tmp_path / "run"),
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "held-out images have class label 1" in err
+
+
+def test_label_outside_the_models_classes_is_an_error_not_the_null_label():
+    task = build_task(TINY)
+    images = task.val_set.data.images[:2].long()
+    for bad in (10, 11):
+        with pytest.raises(ValueError, match=f"class label {bad} is not one of this model's "
+                                             "classes 0..9"):
+            bits_per_dim_of(task.model.eval(), task.meta, images, labels=torch.tensor([0, bad]),
+                            steps=2, method="euler")
+
+
+@pytest.mark.parametrize("labels,got", [(np.array([0, -1]), "values -1..0"),
+                                        (np.array([0.0, 1.5]), "values 0.0..1.5"),
+                                        (np.array(["a", "b"]), "dtype <U1")])
+def test_npz_labels_must_be_class_indices(tmp_path, labels, got):
+    """A negative label was read, then meant 'no label' to the model (the null label)."""
+    np.savez(tmp_path / "a.npz", images=np.zeros((2, 4, 4), np.uint8), labels=labels)
+    with pytest.raises(ImageError, match=re.escape(
+            f"a.npz: labels must be class indices 0, 1, 2, ... (whole numbers >= 0), got {got}")):
+        load_npz_images(tmp_path / "a.npz")
+    np.savez(tmp_path / "f.npz", images=np.zeros((2, 4, 4), np.uint8), labels=np.array([1.0, 0]))
+    assert load_npz_images(tmp_path / "f.npz").labels.tolist() == [1, 0]

@@ -1,6 +1,8 @@
 """U-Net score network: shapes, time and label conditioning, guidance's null label."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -51,7 +53,11 @@ def test_label_conditioning_and_null_label():
     torch.testing.assert_close(a[1:], b[1:])
     # None and negative labels are the null label (index num_classes)
     torch.testing.assert_close(net(x, t, None), net(x, t, torch.full((4,), -1)))
-    torch.testing.assert_close(net(x, t, None), net(x, t, torch.full((4,), 10)))
+    # a label the model has no class for is an error, not silently the null label
+    with pytest.raises(ValueError, match=re.escape("class label 10 is not one of this model's "
+                                                   "classes 0..9 (a negative label means no "
+                                                   "label)")):
+        net(x, t, torch.tensor([0, 10, 2, 3]))
     # eval mode is deterministic (no label dropout) ...
     torch.testing.assert_close(net(x, t, y), a)
     # ... training mode drops labels: with p = 0.5 some of 64 samples must be null

@@ -3,6 +3,13 @@
 All functions take traces as arrays ``(n, 3)`` in Å (numpy or torch), one row per
 residue in sequence order.
 
+Short and empty inputs: a trace of ``n`` residues has ``max(n - 1, 0)`` consecutive
+distances, ``max(n - 2, 0)`` virtual bond angles and ``max(n - 3, 0)`` dihedrals, no
+clash (``(0, 0)``) below 3 residues and radius of gyration 0 with one residue. A
+statistic with nothing to average (no traces, or no trace long enough to have the
+quantity) raises ``ValueError`` naming what is missing, as do an empty trace's radius of
+gyration and a power-law fit that is not determined.
+
 * **Bonds**: fraction of consecutive C-alpha distances within ``3.8 +/- 0.2`` Å.
 * **Clashes**: pairs ``(i, j)`` with ``|i - j| >= 2`` (not sequence neighbours) closer than
   3.0 Å, found with :class:`scipy.spatial.cKDTree` (no dense ``n x n`` matrix). Reported
@@ -40,28 +47,49 @@ __all__ = [
 
 
 def _np(trace) -> np.ndarray:
+    """One trace as a float64 array ``(n, 3)``; ``ValueError`` for any other shape."""
     if hasattr(trace, "detach"):
         trace = trace.detach().cpu().numpy()
-    return np.asarray(trace, dtype=np.float64)
+    x = np.asarray(trace, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise ValueError(f"a C-alpha trace must be an array (n, 3), got shape {x.shape}")
+    return x
+
+
+def _pooled(per_trace, traces: Sequence, what: str, need: int, name: str = "traces"
+            ) -> np.ndarray:
+    """``per_trace(t)`` of every trace, concatenated; ``ValueError`` when that is empty
+    (``what``: the quantity, which needs ``need`` residues; ``name``: the set)."""
+    if len(traces) == 0:
+        raise ValueError(f"no {what} in the {name}: there are no traces")
+    values = np.concatenate([per_trace(t) for t in traces])
+    if values.size == 0:
+        raise ValueError(f"no {what} in the {name}: every trace has fewer than {need} residues")
+    return values
 
 
 def consecutive_distances(trace) -> np.ndarray:
-    """Distances between consecutive C-alphas, ``(n - 1,)`` in Å."""
+    """Distances between consecutive C-alphas, ``(n - 1,)`` in Å (empty if ``n < 2``)."""
     x = _np(trace)
     return np.linalg.norm(np.diff(x, axis=0), axis=1)
 
 
 def fraction_ideal_bonds(traces: Sequence, target: float = CA_BOND, tol: float = 0.2) -> float:
-    """Fraction of all consecutive distances (pooled over traces) within ``target +/- tol``."""
-    d = np.concatenate([consecutive_distances(t) for t in traces])
-    return float(np.mean(np.abs(d - target) <= tol)) if d.size else float("nan")
+    """Fraction of all consecutive distances (pooled over traces) within ``target +/- tol``.
+
+    Raises:
+        ValueError: no traces, or none of at least 2 residues.
+    """
+    d = _pooled(consecutive_distances, traces, "consecutive C-alpha distances", 2)
+    return float(np.mean(np.abs(d - target) <= tol))
 
 
 def clash_counts(trace, cutoff: float = 3.0, min_separation: int = 2) -> tuple[int, int]:
     """Clashes of one trace: ``(pairs, residues)``.
 
     ``pairs`` counts residue pairs with ``|i - j| >= min_separation`` closer than ``cutoff``
-    Å; ``residues`` counts residues taking part in at least one such pair.
+    Å; ``residues`` counts residues taking part in at least one such pair. Traces of
+    fewer than ``min_separation + 1`` residues have none: ``(0, 0)``.
     """
     x = _np(trace)
     pairs = cKDTree(x).query_pairs(cutoff, output_type="ndarray")       # distance <= cutoff
@@ -73,22 +101,41 @@ def clash_counts(trace, cutoff: float = 3.0, min_separation: int = 2) -> tuple[i
 
 
 def radius_of_gyration(trace) -> float:
-    """Radius of gyration (Å) of the C-alphas (unit masses)."""
+    """Radius of gyration (Å) of the C-alphas (unit masses); 0 for one residue.
+
+    Raises:
+        ValueError: the trace is empty.
+    """
     x = _np(trace)
+    if len(x) == 0:
+        raise ValueError("radius of gyration of an empty C-alpha trace (0 residues)")
     return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()))
 
 
 def fit_rg_power_law(traces: Sequence) -> tuple[float, float]:
-    """Fit ``Rg = a N^nu`` to traces by least squares of ``log Rg`` on ``log N``; ``(a, nu)``."""
+    """Fit ``Rg = a N^nu`` to traces by least squares of ``log Rg`` on ``log N``; ``(a, nu)``.
+
+    Raises:
+        ValueError: a trace with ``Rg = 0`` (one residue, or all at one point: ``log Rg``
+            is undefined), or fewer than two different lengths (``nu`` is undetermined).
+    """
     n = np.array([len(_np(t)) for t in traces], dtype=np.float64)
     rg = np.array([radius_of_gyration(t) for t in traces])
+    if (rg <= 0).any():
+        k = int(n[rg <= 0][0])
+        raise ValueError("cannot fit Rg = a N^nu: "
+                         + ("a trace of 1 residue" if k == 1 else f"a trace of {k} residues at "
+                            "one point") + " has Rg 0, and log Rg is undefined")
+    if len(np.unique(n)) < 2:
+        raise ValueError("cannot fit Rg = a N^nu: it needs traces of at least two different "
+                         f"lengths, got {'none' if n.size == 0 else f'only N = {int(n[0])}'}")
     nu, log_a = np.polyfit(np.log(n), np.log(rg), 1)
     return float(np.exp(log_a)), float(nu)
 
 
 def virtual_bond_angles(trace) -> np.ndarray:
     """Angles (degrees, ``[0, 180]``) at each inner C-alpha between its two neighbours,
-    ``(n - 2,)``."""
+    ``(n - 2,)`` (empty if ``n < 3``)."""
     x = _np(trace)
     u = x[:-2] - x[1:-1]
     v = x[2:] - x[1:-1]
@@ -98,7 +145,7 @@ def virtual_bond_angles(trace) -> np.ndarray:
 
 def virtual_dihedrals(trace) -> np.ndarray:
     """Dihedral angles (degrees, ``(-180, 180]``) of each four consecutive C-alphas,
-    ``(n - 3,)``; right-handed helices give about +50°."""
+    ``(n - 3,)`` (empty if ``n < 4``); right-handed helices give about +50°."""
     x = _np(trace)
     b0 = x[1:-2] - x[:-3]
     b1 = x[2:-1] - x[1:-2]
@@ -112,11 +159,16 @@ def virtual_dihedrals(trace) -> np.ndarray:
 
 def circular_wasserstein(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> float:
     """1-Wasserstein distance between two empirical distributions on a circle of
-    circumference ``period`` (exact; see the module docstring)."""
+    circumference ``period`` (exact; see the module docstring).
+
+    Raises:
+        ValueError: either sample is empty.
+    """
     a = np.sort(np.mod(np.asarray(a, dtype=np.float64), period))
     b = np.sort(np.mod(np.asarray(b, dtype=np.float64), period))
     if a.size == 0 or b.size == 0:
-        return float("nan")
+        raise ValueError(f"circular Wasserstein distance of an empty sample "
+                         f"({a.size} and {b.size} values)")
     pts = np.sort(np.concatenate([a, b]))
     # On [pts[k], pts[k+1]) the CDF difference is constant; the wrap-around interval
     # [pts[-1], pts[0] + period) has F = G (both 1, then both 0), i.e. D = 0.
@@ -132,7 +184,12 @@ def circular_wasserstein(a: np.ndarray, b: np.ndarray, period: float = 360.0) ->
 
 def trace_summary(traces: Sequence, rg_law: tuple[float, float] | None = None) -> dict:
     """Per-set summary: bond fraction within 3.8 +/- 0.2 Å, clash rates, mean Rg and (when
-    ``rg_law = (a, nu)`` is given) the mean of ``Rg / (a N^nu)``."""
+    ``rg_law = (a, nu)`` is given) the mean of ``Rg / (a N^nu)``.
+
+    Raises:
+        ValueError: no traces, none of at least 2 residues, or an empty one.
+    """
+    bonds = _pooled(consecutive_distances, traces, "consecutive C-alpha distances", 2)
     n_res = sum(len(_np(t)) for t in traces)
     clashes = [clash_counts(t) for t in traces]
     rg = np.array([radius_of_gyration(t) for t in traces])
@@ -140,9 +197,9 @@ def trace_summary(traces: Sequence, rg_law: tuple[float, float] | None = None) -
         "num_traces": len(traces),
         "num_residues": int(n_res),
         "bond_fraction_3.8pm0.2": fraction_ideal_bonds(traces),
-        "bond_mean": float(np.mean(np.concatenate([consecutive_distances(t) for t in traces]))),
-        "clash_pairs_per_residue": sum(c[0] for c in clashes) / max(n_res, 1),
-        "clash_residue_fraction": sum(c[1] for c in clashes) / max(n_res, 1),
+        "bond_mean": float(np.mean(bonds)),
+        "clash_pairs_per_residue": sum(c[0] for c in clashes) / n_res,
+        "clash_residue_fraction": sum(c[1] for c in clashes) / n_res,
         "rg_mean": float(rg.mean()),
     }
     if rg_law is not None:
@@ -155,11 +212,16 @@ def trace_summary(traces: Sequence, rg_law: tuple[float, float] | None = None) -
 def compare_traces(generated: Sequence, reference: Sequence,
                    rg_law: tuple[float, float] | None = None) -> dict:
     """Summaries of both sets plus the 1-Wasserstein distances (degrees) of their virtual
-    bond-angle (linear) and dihedral (circular) distributions."""
-    ang_g = np.concatenate([virtual_bond_angles(t) for t in generated])
-    ang_r = np.concatenate([virtual_bond_angles(t) for t in reference])
-    dih_g = np.concatenate([virtual_dihedrals(t) for t in generated])
-    dih_r = np.concatenate([virtual_dihedrals(t) for t in reference])
+    bond-angle (linear) and dihedral (circular) distributions.
+
+    Raises:
+        ValueError: either set is empty or has no trace of at least 4 residues (dihedrals),
+            or see :func:`trace_summary`.
+    """
+    ang_g = _pooled(virtual_bond_angles, generated, "virtual bond angles", 3, "generated traces")
+    ang_r = _pooled(virtual_bond_angles, reference, "virtual bond angles", 3, "reference traces")
+    dih_g = _pooled(virtual_dihedrals, generated, "virtual dihedrals", 4, "generated traces")
+    dih_r = _pooled(virtual_dihedrals, reference, "virtual dihedrals", 4, "reference traces")
     return {
         **trace_summary(generated, rg_law),
         "w1_bond_angle_deg": float(wasserstein_distance(ang_g, ang_r)),
@@ -169,7 +231,10 @@ def compare_traces(generated: Sequence, reference: Sequence,
 
 def random_walk_traces(lengths: Sequence[int], step: float = CA_BOND, seed: int = 0
                        ) -> list[np.ndarray]:
-    """Naive baseline: random walks with isotropic steps of exactly ``step`` Å, ``(n, 3)`` each."""
+    """Naive baseline: random walks with isotropic steps of exactly ``step`` Å, ``(n, 3)`` each
+    (``ValueError`` for a length below 1)."""
+    if any(n < 1 for n in lengths):
+        raise ValueError(f"random walk lengths must be >= 1 residue, got {min(lengths)}")
     rng = np.random.default_rng(seed)
     out = []
     for n in lengths:

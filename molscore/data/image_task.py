@@ -108,6 +108,10 @@ def build_task(cfg: dict) -> TrainTask:
     if conditional and train.labels is None:
         raise ValueError(f"{train.name}: model.conditional needs labels, the data has none")
     num_classes = int(train.labels.max()) + 1 if conditional else None
+    if conditional and len(held) and int(held.labels.max()) >= num_classes:
+        raise ValueError(f"{train.name}: held-out images have class label "
+                         f"{int(held.labels.max())}, but the training split's classes are only "
+                         f"0..{num_classes - 1}; change data.split_seed or data.holdout")
     param = model_cfg.pop("parameterisation", cfg.get("parameterisation", "eps"))
     if "ch_mult" in model_cfg:
         model_cfg["ch_mult"] = [int(v) for v in model_cfg["ch_mult"]]

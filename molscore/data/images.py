@@ -150,6 +150,14 @@ def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
                              f"({len(arr)},), got {labels.shape}")
         if len(labels) != len(arr):
             raise ImageError(f"{path}: {len(labels)} labels for {len(arr)} images")
+        numeric = labels.dtype.kind in "biuf"  # bool, integer or float
+        whole = numeric and bool(np.all((labels >= 0) & (labels == np.round(labels))
+                                        & np.isfinite(labels)))
+        if not whole:
+            got = (f"values {labels.min()}..{labels.max()}" if numeric
+                   else f"dtype {labels.dtype}")
+            raise ImageError(f"{path}: labels must be class indices 0, 1, 2, ... (whole numbers "
+                             f">= 0), got {got}")
         lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
     return ImageSet(torch.from_numpy(np.ascontiguousarray(arr)), lab, levels, path.name)
 

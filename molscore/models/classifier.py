@@ -52,17 +52,22 @@ class ImageClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
-        """Predicted labels ``(B,)``."""
+        """Predicted labels ``(B,)`` (empty for no images)."""
         self.eval()
-        return torch.cat([self(x[i:i + batch_size]).argmax(-1)
-                          for i in range(0, len(x), batch_size)])
+        return _in_batches(lambda xb: self(xb).argmax(-1), x, batch_size)
 
     @torch.no_grad()
     def embed(self, x: Tensor, batch_size: int = 512) -> Tensor:
         """Features of many images, in batches: ``(N, C, H, W) -> (N, feature_dim)``."""
         self.eval()
-        return torch.cat([self.features(x[i:i + batch_size])
-                          for i in range(0, len(x), batch_size)])
+        return _in_batches(self.features, x, batch_size)
+
+
+def _in_batches(fn, x: Tensor, batch_size: int) -> Tensor:
+    """``fn`` over ``x`` in batches along dim 0, concatenated (``fn(x)`` itself when empty)."""
+    if len(x) == 0:
+        return fn(x)
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15,

@@ -174,7 +174,7 @@ class GraphInputs(nn.Module):
     def __init__(self, atom_dim: int, edge_dim: int, node_dim: int, edge_emb_dim: int,
                  cutoff: float | None, num_rbf: int, rbf_max: float, time_dim: int):
         super().__init__()
-        self.edge_dim, self.cutoff = edge_dim, cutoff
+        self.atom_dim, self.edge_dim, self.cutoff = atom_dim, edge_dim, cutoff
         self.time_embed = SinusoidalTimeEmbedding(time_dim)
         self.time_mlp = mlp([time_dim, node_dim, node_dim], last_act=True)
         self.node_mlp = mlp([atom_dim + node_dim, node_dim, node_dim])
@@ -183,8 +183,19 @@ class GraphInputs(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Any) -> tuple[Tensor, Tensor, GraphEdges, Tensor]:
         """``x`` ``(N, 3)``, ``t`` ``(B,)`` -> node scalars ``(N, node_dim)``, ``batch`` ``(N,)``,
-        edges, edge embedding ``(E, edge_emb_dim)``."""
+        edges, edge embedding ``(E, edge_emb_dim)``.
+
+        Raises:
+            ValueError: ``x`` is not ``(N, 3)`` or the atom features are not ``(N, atom_dim)``
+                (also when ``cond`` has none and the network expects some).
+        """
+        if x.ndim != 2 or x.shape[1] != 3:
+            raise ValueError(f"coordinates must be (N, 3), got {tuple(x.shape)}")
         batch, num_graphs, atom_feat, edge_index, edge_attr = graph_fields(cond, x)
+        if tuple(atom_feat.shape) != (x.shape[0], self.atom_dim):
+            raise ValueError(f"atom_feat is {tuple(atom_feat.shape)}, the network expects "
+                             f"({x.shape[0]}, {self.atom_dim}): one row of {self.atom_dim} "
+                             "features per point")
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         if t.numel() == 1 and num_graphs != 1:
             t = t.expand(num_graphs)

@@ -113,7 +113,7 @@ class PaiNNScoreNet(nn.Module):
         edge_dim: topological edge feature size.
         hidden_scalar: scalar channels.
         hidden_vector: vector channels.
-        num_layers: message-passing blocks.
+        num_layers: message-passing blocks (at least 1).
         cutoff: radius (in units of ``x``, Å) of the spatial graph rebuilt at each call;
             ``None`` connects all atoms of a graph; ``0`` adds no spatial edges (``cond``'s
             edges are the whole graph).
@@ -128,6 +128,8 @@ class PaiNNScoreNet(nn.Module):
                  num_layers: int = 4, cutoff: float | None = 5.0, num_rbf: int = 32,
                  rbf_max: float = 10.0, time_dim: int = 32):
         super().__init__()
+        if num_layers < 1:  # the output reads the vector channels of the last layer
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.hparams = dict(hidden_scalar=hidden_scalar, hidden_vector=hidden_vector, num_layers=num_layers,
                             cutoff=cutoff, num_rbf=num_rbf, rbf_max=rbf_max, time_dim=time_dim)
         self.atom_dim, self.edge_dim = atom_dim, edge_dim

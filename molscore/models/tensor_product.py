@@ -103,7 +103,8 @@ class TensorProductScoreNet(nn.Module):
         edge_dim: topological edge feature size.
         ns: scalar (``0e`` and ``0o``) multiplicity.
         nv: vector (``1o`` and ``1e``) multiplicity.
-        num_layers: convolutions before the output convolution (at least 3 reach ``0o``).
+        num_layers: convolutions before the output convolution, at least 1 (from 3 on the
+            features reach ``0o``).
         sh_lmax: degree of the edge spherical harmonics.
         cutoff: spatial-graph radius (Å); ``None`` connects all atoms of a graph; ``0`` adds no
             spatial edges (``cond``'s edges are the whole graph).
@@ -118,6 +119,8 @@ class TensorProductScoreNet(nn.Module):
                  sh_lmax: int = 2, cutoff: float | None = 5.0, num_rbf: int = 32, rbf_max: float = 10.0,
                  time_dim: int = 32):
         super().__init__()
+        if num_layers < 1:  # with none the output is a plain 1o vector: mirror-equivariant
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.hparams = dict(ns=ns, nv=nv, num_layers=num_layers, sh_lmax=sh_lmax, cutoff=cutoff,
                             num_rbf=num_rbf, rbf_max=rbf_max, time_dim=time_dim)
         self.atom_dim, self.edge_dim, self.ns = atom_dim, edge_dim, ns

@@ -14,8 +14,9 @@ network predicts 0.
 Conditioning: ``cond`` is ``None`` or class labels ``(B,)`` long. With
 ``num_classes = K`` the label embedding has ``K + 1`` rows; row ``K`` is the
 *null* label used for unconditional scores (classifier-free guidance). Labels
-``< 0`` and ``cond=None`` both mean null. In training mode each label is
-replaced by the null label with probability ``label_dropout``.
+``< 0`` and ``cond=None`` both mean null; a label ``>= K`` (a class the model was
+not trained with) raises ``ValueError``. In training mode each label is replaced
+by the null label with probability ``label_dropout``.
 """
 from __future__ import annotations
 
@@ -144,12 +145,19 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def _labels(self, cond: Tensor | None, batch: int, device: torch.device) -> Tensor:
-        """Label indices ``(B,)`` with null = ``num_classes`` (and label dropout in training)."""
+        """Label indices ``(B,)`` with null = ``num_classes`` (and label dropout in training).
+
+        Raises:
+            ValueError: a label ``>= num_classes``.
+        """
         null = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
         if cond is None:
             return null
         y = torch.as_tensor(cond, device=device).long().reshape(-1).expand(batch)
-        y = torch.where((y < 0) | (y >= self.num_classes), null, y)
+        if y.numel() and int(y.max()) >= self.num_classes:
+            raise ValueError(f"class label {int(y.max())} is not one of this model's classes "
+                             f"0..{self.num_classes - 1} (a negative label means no label)")
+        y = torch.where(y < 0, null, y)
         if self.training and self.label_dropout > 0:
             drop = torch.rand(batch, device=device) < self.label_dropout
             y = torch.where(drop, null, y)
