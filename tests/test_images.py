@@ -275,6 +275,20 @@ def test_classifier_learns_digits_and_round_trips(tmp_path):
     torch.testing.assert_close(clf.embed(x_ho, batch_size=7), clf.embed(x_ho))
 
 
+def test_classifier_training_is_seeded_and_leaves_the_global_rng_alone():
+    """The caller's torch random state is as before (it was reset to ``seed``), and the same
+    seed gives the same classifier."""
+    d = load_digits_images().subset(torch.arange(40))
+    x = to_model_space(d.images, 17)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = train_classifier(x, d.labels, 10, epochs=1, batch_size=20, seed=5)
+    torch.testing.assert_close(torch.rand(3), expected)
+    second = train_classifier(x, d.labels, 10, epochs=1, batch_size=20, seed=5)
+    torch.testing.assert_close(first.embed(x), second.embed(x), rtol=0, atol=0)
+
+
 def test_dataset_items():
     d = load_digits_images()
     ds = ImageDataset(d.subset(torch.arange(3)))

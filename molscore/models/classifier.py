@@ -76,11 +76,14 @@ def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15
     """Train :class:`ImageClassifier` on images ``x (N, C, H, W)`` in ``[-1, 1]``, labels ``(N,)``.
 
     Light Gaussian noise (std ``noise``) is added to inputs as augmentation so that
-    slightly imperfect samples are still embedded sensibly. Deterministic given ``seed``.
+    slightly imperfect samples are still embedded sensibly. Deterministic given ``seed``;
+    torch's global random state is left as it was.
     """
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    clf = ImageClassifier(x.shape[1], num_classes).to(device)
+    with torch.random.fork_rng(devices=[]):     # the initial weights, from ``seed``
+        torch.manual_seed(seed)
+        clf = ImageClassifier(x.shape[1], num_classes)
+    clf = clf.to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     steps = epochs * max(1, -(-len(x) // batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
