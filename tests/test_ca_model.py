@@ -65,6 +65,21 @@ def test_equivariance_through_chain_graph(backbone):
     torch.testing.assert_close(net(y, t, cond)[:23], out[:23], atol=1e-12, rtol=0)
 
 
+def test_chain_graph_builds_no_all_pairs_radius_graph(monkeypatch):
+    """The kNN and sequence edges are the whole graph: the backbone's radius graph (an
+    all-pairs distance pass, quadratic in the chain length) is never built."""
+    import molscore.models.edges as edges
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("radius_graph called")
+
+    monkeypatch.setattr(edges, "radius_graph", refuse)
+    net = ChainGraphNet("painn", k=4, max_offset=2, **SMALL)
+    cond = chain_batch([15])
+    out = net(chains([15]).float(), torch.tensor([0.5]), cond)
+    assert out.shape == (15, 3) and torch.isfinite(out).all()
+
+
 def test_chain_edges_match_definition():
     lengths = [12, 9]
     cond = chain_batch(lengths)

@@ -16,7 +16,7 @@ expects and runs it:
   chain length (a 500-residue chain is cheap).
 
 The edges go to the backbone as its "topological" edges; its own radius graph is
-switched off by a vanishing cutoff (:data:`NO_RADIUS`), so the kNN graph is the only
+switched off (cutoff :data:`NO_RADIUS`, 0), so the kNN graph is the only
 spatial graph. The kNN set is invariant under rotations and translations, hence the
 network stays SE(3)-equivariant and translation invariant (the backbone sees only
 relative vectors); its output is projected CoM-free by the score wrapper.
@@ -38,7 +38,7 @@ from .neighbors import knn_graph
 __all__ = ["NO_RADIUS", "chain_data", "chain_batch", "residue_features", "chain_edges",
            "ChainGraphNet"]
 
-NO_RADIUS = 1e-6
+NO_RADIUS = 0.0     # a backbone cutoff of 0 builds no radius graph (no all-pairs pass)
 """Backbone radius cutoff (in units of ``x``) that yields no radius edges: the chain graph
 supplies all edges."""
 
