@@ -12,7 +12,9 @@ Every sampler is a free function with one signature::
 * ``callback(info)`` is called after every step with a dict ``{"i", "t", "x"}`` (``t`` the
   new time, ``(B,)``).
 * ``generator`` makes the noise reproducible (one per sample, :data:`~molscore.spaces.Generators`,
-  makes each sample's noise independent of its batch); ``disable=False`` shows a tqdm bar.
+  makes each sample's noise independent of its batch; its result too, for a score that treats
+  samples separately, except with ``pc`` and ``ald``, whose Langevin step size is pooled over
+  the batch, see :func:`langevin_correct`); ``disable=False`` shows a tqdm bar.
 * ``denoise=True`` ends with one Tweedie step ``x0 = (x + s^2 score) / m`` at ``t = eps``
   (one extra function evaluation).
 

@@ -41,6 +41,8 @@ class SDE(ABC):
     T: float = 1.0
 
     def __init__(self, eps: float = 1e-5):
+        if not 0 < eps < self.T:
+            raise ValueError(f"eps must be in (0, {self.T}), got {eps}")
         self.eps = eps
 
     # -- coefficients, all (B,) -> (B,) ------------------------------------------

@@ -190,7 +190,8 @@ class PointSetSpace(Space):
     @property
     def dim(self) -> Tensor:
         n = self.counts.to(torch.float32) * self.point_dim
-        return n - self.point_dim if self.com_free else n
+        # CoM-free: one point has none, a sample without points none either (not -point_dim).
+        return (n - self.point_dim).clamp(min=0) if self.com_free else n
 
     def to(self, device) -> "PointSetSpace":
         return PointSetSpace(self.batch.to(device), self.num_samples, self.point_dim, self.com_free)

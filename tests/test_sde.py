@@ -84,3 +84,12 @@ def test_reverse_drift_formula(name):
     torch.testing.assert_close(sde.reverse_drift(x, t, score, space), f * x - g2 * score)
     torch.testing.assert_close(sde.reverse_drift(x, t, score, space, probability_flow=True),
                                f * x - 0.5 * g2 * score)
+
+
+@pytest.mark.parametrize("name", SDES)
+@pytest.mark.parametrize("eps", [0.0, -1e-3, 1.0, 2.0])
+def test_eps_outside_the_time_range_is_refused(name, eps):
+    """eps = 0 ends sampling at s(0) = 0, where a network's score (-out / s) is infinite;
+    eps < 0 sampled to negative times and eps >= T gave a time grid that does not go down."""
+    with pytest.raises(ValueError, match=rf"^eps must be in \(0, 1.0\), got {eps}$"):
+        make_sde(name, eps=eps)

@@ -1,4 +1,6 @@
 """The space objects: broadcasting, per-sample reductions, CoM-free projection, degrees of freedom."""
+import math
+
 import pytest
 import torch
 
@@ -88,3 +90,22 @@ def test_per_sample_generators_are_checked():
         space.noise(generator=_gens(1, 2, 3))
     with pytest.raises(ValueError, match="consecutive"):
         PointSetSpace(torch.tensor([0, 1, 0, 1])).noise(generator=_gens(1, 2))
+
+
+def test_a_sample_without_points_has_no_degrees_of_freedom():
+    """Sample 1 has no rows: 0 degrees of freedom (it was -3), so its prior log-density is
+    log 1 = 0 (it was +1.5 log(2 pi s^2)) and Langevin's pooled dimension counts only the
+    others."""
+    from molscore.sde import make_sde
+
+    space = PointSetSpace(torch.tensor([0, 0, 2, 2, 2]), num_samples=3)
+    assert torch.equal(space.dim, torch.tensor([3.0, 0.0, 6.0]))
+    assert torch.equal(PointSetSpace(torch.tensor([0, 0, 2]), num_samples=3,
+                                     com_free=False).dim, torch.tensor([6.0, 0.0, 3.0]))
+    x = space.noise(dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sde = make_sde("ve")
+    logp = sde.prior_logp(x, space)
+    s2 = sde.prior_std ** 2
+    expected = -0.5 * space.norm_sq(x) / s2 - 0.5 * space.dim.double() * math.log(2 * math.pi * s2)
+    torch.testing.assert_close(logp, expected)
+    assert logp[1].item() == 0.0
