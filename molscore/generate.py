@@ -51,6 +51,9 @@ seeded from ``seed``, the input text and the draw's number (:func:`draw_generato
 molecule's conformers depend only on its input, the options and the seed: not on the
 other molecules of the run or their order, the number of processes, or an interrupted run
 being resumed. Another batch size or device changes only the network's float rounding.
+Except with the ``pc`` and ``ald`` samplers: their Langevin step size is pooled over each
+sampling batch (:func:`~molscore.samplers.langevin_correct`, as in score_sde), so there a
+molecule's conformers also depend on the draws sampled with it.
 """
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ already hold, redoes the last molecule written (it may be incomplete) and append
 It refuses another molscore version, other settings or another input. A molecule's
 conformers depend only on its input, the options and --seed, so the resumed output is the one
 an uninterrupted run writes (another --batch-size, --device or --workers changes only float
-rounding).
+rounding; not with --sampler pc or ald, whose Langevin step is pooled over each batch, so a
+molecule's conformers there depend on the molecules sampled with it).
 
 Fixed atoms: --core CORE.sdf holds a posed core (e.g. a series' scaffold from a crystal
 structure) in place. Its heavy atoms are matched in each molecule as a substructure (stereo
@@ -94,7 +95,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed, 0..2147483646 (default 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default 10 with --init etkdg, 200 with --init prior)")
-    p.add_argument("--sampler", default="reverse", help="em | reverse | ancestral | pc | ald | ode")
+    p.add_argument("--sampler", default="reverse", help="em | reverse | ancestral | pc | ald | ode "
+                   "(pc and ald: results depend on the batch, see --resume)")
     p.add_argument("--init", default="etkdg", choices=("prior", "etkdg"),
                    help="etkdg (default): ETKDG conformers noised to --t-start, then corrected by "
                         "the reverse SDE; prior: reverse diffusion from the prior")
