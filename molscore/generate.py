@@ -377,6 +377,9 @@ class ConformerGenerator:
         self.meta = dict(meta or {})
         self.coord_scale = float(self.meta.get("coord_scale", 1.0))
         self.sde = self.model.sde
+        if self.options.init == "etkdg" and not self.sde.eps < self.options.t_start <= self.sde.T:
+            raise ValueError(f"t_start must be in ({self.sde.eps:g}, {self.sde.T:g}] for this model "
+                             f"(its SDE's time range), got {self.options.t_start:g}")
         self.core = Core.from_text(self.options.core) if self.options.core is not None else None
 
     # -- preparation -----------------------------------------------------------------

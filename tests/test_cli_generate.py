@@ -776,3 +776,17 @@ def test_a_dead_worker_ends_the_run_with_one_line_and_keeps_what_was_written(tin
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("molscore generate: error: a worker process died"), err
     assert [m.GetProp("_Name") for m in Chem.SDMolSupplier(str(out))] == ["ethanol", "ethanol"]
+
+
+def test_a_t_start_at_or_below_the_models_eps_is_a_usage_error(tiny_model, tmp_path, capsys):
+    """The ETKDG route integrates [eps, t_start]: a t_start at or below the SDE's eps ran the
+    time grid upwards."""
+    from molscore.generate import ConformerGenerator
+
+    with pytest.raises(ValueError, match=r"t_start must be in \(1e-05, 1\] for this model"):
+        ConformerGenerator(tiny_model, device="cpu", t_start=1e-6)
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "out.sdf"), "--model", tiny_model,
+               "--device", "cpu", "--t-start", "1e-5", "--no-progress"])
+    assert rc == 2 and "t_start must be in (1e-05, 1] for this model (its SDE's time range), got 1e-05" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "out.sdf").exists()
