@@ -77,8 +77,10 @@ class Space(ABC):
         return self.project(self._randn(self.shape, generator, device, dtype))
 
     def _randn(self, shape: torch.Size, generator: Generators, device, dtype: torch.dtype) -> Tensor:
-        if generator is None or isinstance(generator, torch.Generator):
-            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        if generator is None:
+            return torch.randn(shape, device=device, dtype=dtype)
+        if isinstance(generator, torch.Generator):     # drawn where the generator is, as below
+            return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
         rows = self.sample_rows()
         if len(generator) != len(rows):
             raise ValueError(f"{len(generator)} generators for {len(rows)} samples")
@@ -87,8 +89,10 @@ class Space(ABC):
         return torch.cat(blocks).to(device)
 
     def rademacher_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Random signs on the legal subspace (for Hutchinson estimators), shaped like ``x``."""
-        signs = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        """Random signs on the legal subspace (for Hutchinson estimators), shaped like ``x``
+        (drawn on ``generator``'s device, so a CPU generator gives the same signs on any device)."""
+        where = x.device if generator is None else generator.device
+        signs = torch.randint(0, 2, x.shape, generator=generator, device=where).to(x.device)
         return self.project(signs.to(x.dtype) * 2 - 1)
 
     def sample_time(self, t_min: float, t_max: float, device=None, dtype=torch.float32) -> Tensor:

@@ -46,6 +46,19 @@ def test_exact_score_samplers_recover_gmm8_on_the_device(name, sde_name):
     _gmm8_checks(res.x.cpu())
 
 
+def test_a_cpu_generator_draws_the_same_noise_for_the_device():
+    """One seeded CPU generator for a batch on the device (as one per sample already did):
+    the CPU's noise and Hutchinson signs, moved there, not torch's refusal of a CPU
+    generator for a CUDA draw."""
+    space = PointSetSpace(torch.tensor([0, 0, 0, 1, 1]), 2)
+    x = torch.zeros(5, 3, dtype=torch.float64)
+    for draw in (space.noise_like, space.rademacher_like):
+        on_cpu = draw(x, torch.Generator().manual_seed(4))
+        on_device = draw(x.to(DEVICE), torch.Generator().manual_seed(4))
+        assert on_device.device.type == DEVICE
+        torch.testing.assert_close(on_device.cpu(), on_cpu, rtol=0, atol=0)
+
+
 def test_likelihood_on_the_device_equals_the_cpu_one():
     d, sde = get_density("gmm8"), make_sde("vp")
     x = d.sample(30, torch.Generator().manual_seed(3), dtype=torch.float64)
