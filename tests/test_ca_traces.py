@@ -374,3 +374,23 @@ def test_random_walk_baseline():
     assert [len(t) for t in rw] == [30, 64]
     np.testing.assert_allclose(np.linalg.norm(np.diff(rw[1], axis=0), axis=1), 3.8)
     assert random_walk_traces([30], seed=1)[0].tolist() == rw[0].tolist()
+
+
+def test_angles_at_coincident_c_alphas_are_undefined_and_left_out_of_the_comparison():
+    """A collapsed step in a generated trace: its angles are NaN (no RuntimeWarning) and the
+    distribution distances stay finite, over the defined angles only."""
+    import warnings
+
+    good = random_walk_traces([30], seed=1)[0]
+    bad = good.copy()
+    bad[10] = bad[9]                                  # residues 9 and 10 coincide
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ang, dih = virtual_bond_angles(bad), virtual_dihedrals(bad)
+    assert np.isnan(ang[[8, 9]]).all() and not np.isnan(np.delete(ang, [8, 9])).any()
+    assert np.isnan(dih[8]) and np.isfinite(dih[[0, 5, 12, 20]]).all()
+    cmp = compare_traces([bad], [good])
+    assert np.isfinite(cmp["w1_bond_angle_deg"]) and np.isfinite(cmp["w1_dihedral_deg"])
+    assert cmp["bond_fraction_3.8pm0.2"] < 1.0           # the bond metric counts the collapse
+    with pytest.raises(ValueError, match="no virtual bond angles in the generated traces: none is defined"):
+        compare_traces([np.zeros((5, 3))], [good])

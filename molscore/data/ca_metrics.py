@@ -58,13 +58,17 @@ def _np(trace) -> np.ndarray:
 
 def _pooled(per_trace, traces: Sequence, what: str, need: int, name: str = "traces"
             ) -> np.ndarray:
-    """``per_trace(t)`` of every trace, concatenated; ``ValueError`` when that is empty
-    (``what``: the quantity, which needs ``need`` residues; ``name``: the set)."""
+    """``per_trace(t)`` of every trace, concatenated, without undefined (NaN) values;
+    ``ValueError`` when that is empty (``what``: the quantity, which needs ``need`` residues;
+    ``name``: the set)."""
     if len(traces) == 0:
         raise ValueError(f"no {what} in the {name}: there are no traces")
     values = np.concatenate([per_trace(t) for t in traces])
     if values.size == 0:
         raise ValueError(f"no {what} in the {name}: every trace has fewer than {need} residues")
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        raise ValueError(f"no {what} in the {name}: none is defined (coincident C-alphas)")
     return values
 
 
@@ -135,26 +139,31 @@ def fit_rg_power_law(traces: Sequence) -> tuple[float, float]:
 
 def virtual_bond_angles(trace) -> np.ndarray:
     """Angles (degrees, ``[0, 180]``) at each inner C-alpha between its two neighbours,
-    ``(n - 2,)`` (empty if ``n < 3``)."""
+    ``(n - 2,)`` (empty if ``n < 3``); NaN where a neighbour coincides with it (undefined;
+    the summary metrics leave those out, :func:`fraction_ideal_bonds` counts the bond)."""
     x = _np(trace)
     u = x[:-2] - x[1:-1]
     v = x[2:] - x[1:-1]
-    cos = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
+    cos = (u * v).sum(1) / np.where(norms > 0, norms, 1.0)
+    return np.where(norms > 0, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))), np.nan)
 
 
 def virtual_dihedrals(trace) -> np.ndarray:
     """Dihedral angles (degrees, ``(-180, 180]``) of each four consecutive C-alphas,
-    ``(n - 3,)`` (empty if ``n < 4``); right-handed helices give about +50°."""
+    ``(n - 3,)`` (empty if ``n < 4``); right-handed helices give about +50°. NaN where
+    undefined: the middle two C-alphas coincide, or three consecutive ones are collinear."""
     x = _np(trace)
     b0 = x[1:-2] - x[:-3]
     b1 = x[2:-1] - x[1:-2]
     b2 = x[3:] - x[2:-1]
     n1 = np.cross(b0, b1)
     n2 = np.cross(b1, b2)
-    b1_unit = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
-    y = (b1_unit * np.cross(n1, n2)).sum(1)
-    return np.degrees(np.arctan2(y, (n1 * n2).sum(1)))
+    length = np.linalg.norm(b1, axis=1, keepdims=True)
+    y = (b1 / np.where(length > 0, length, 1.0) * np.cross(n1, n2)).sum(1)
+    # undefined where the middle bond has no length or three atoms are collinear
+    defined = (length[:, 0] > 0) & (np.linalg.norm(n1, axis=1) > 0) & (np.linalg.norm(n2, axis=1) > 0)
+    return np.where(defined, np.degrees(np.arctan2(y, (n1 * n2).sum(1))), np.nan)
 
 
 def circular_wasserstein(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> float:
