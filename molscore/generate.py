@@ -72,7 +72,7 @@ from rdkit.Chem import AllChem
 from torch_geometric.data import Batch as GraphBatch
 from tqdm.auto import tqdm
 
-from .chem.checks import GeometryChecker, count_problems
+from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer, set_positions
 from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
@@ -557,20 +557,19 @@ class ConformerGenerator:
                                           job.fixed.positions, rtol=0, atol=1e-6):
             job.rejected.append(["stereo repair would move the core"])
             return
-        problems = job.checker.split(cid)[0]       # the core's own problems cannot be mended
-        if problems and self.options.cleanup:
+        found = job.checker.check(cid)[0]       # the core's own problems cannot be mended
+        if found.total and self.options.cleanup:
             sampled = mol.GetConformer(cid).GetPositions()
             if restrained_cleanup(mol, [cid], fixed=fixed):
-                cleaned = job.checker.split(cid)[0]
-                if any(p.startswith("stereo") for p in cleaned) \
-                        or count_problems(cleaned) < count_problems(problems):
-                    problems = cleaned
+                cleaned = job.checker.check(cid)[0]
+                if "stereo" in cleaned.counts or cleaned.total < found.total:
+                    found = cleaned
                 else:   # a clean-up that leaves as many problems is undone (last round)
                     set_positions(mol.GetConformer(cid), sampled)
         # the clean-up can move a marginal centre through its plane: wrong stereo is
         # rejected in every round, other problems only before the last
-        if problems and (not last_round or any(p.startswith("stereo") for p in problems)):
-            job.rejected.append([p.split(":")[0] for p in problems])
+        if found.total and (not last_round or "stereo" in found.counts):
+            job.rejected.append([p.split(":")[0] for p in found.lines])
             return
         job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
 

@@ -8,7 +8,8 @@ as a chemist would give them), ``--n`` conformers each from ``molscore generate`
 route (shipped weights, seed 0) and from RDKit ETKDGv3 (``randomSeed`` 1, no force field,
 the same molecules with the same stereo). Every bond length and every bond angle of every
 conformer is compared with MMFF94's reference value for it (``r0`` of the bond-stretch term,
-``theta0`` of the angle-bend term; molecules MMFF94 cannot type are left out). Reported per
+``theta0`` of the angle-bend term; molecules MMFF94 cannot type, or whose bond lengths it
+gets wrong, are left out: :func:`molscore.chem.relax.mmff_properties`). Reported per
 method, separately for bonds and angles with a hydrogen and those between heavy atoms: the
 mean signed deviation (a systematic bias) and the mean absolute deviation.
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import CRYSTAL, prepare_inputs, provenance, save_report  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
+from molscore.chem.relax import mmff_properties  # noqa: E402
 from molscore.generate import ConformerGenerator, GenerateOptions, etkdg_random_seed  # noqa: E402
 
 METHODS = ("model", "etkdg")
@@ -41,8 +43,10 @@ KINDS = ("with H", "heavy")
 def deviations(mol: Chem.Mol) -> dict[str, dict[str, np.ndarray]] | None:
     """Deviations of every conformer's bond lengths (Å) and bond angles (degrees) from
     MMFF94's ``r0`` and ``theta0``: ``{term: {kind: (K * terms,)}}``, ``kind`` ``"with H"``
-    where a hydrogen takes part, else ``"heavy"``. ``None`` when MMFF94 cannot type ``mol``."""
-    props = AllChem.MMFFGetMoleculeProperties(mol)
+    where a hydrogen takes part, else ``"heavy"``. ``None`` where :func:`mmff_properties`
+    has none (MMFF94 cannot type ``mol``, or gives a bond a rest length far from UFF's: N≡N
+    1.46 Å)."""
+    props = mmff_properties(mol)
     if props is None:
         return None
     is_h = [a.GetAtomicNum() == 1 for a in mol.GetAtoms()]

@@ -4,7 +4,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from molscore.chem.checks import GIVEN, GeometryChecker, check_geometry, count_problems
+from molscore.chem.checks import GIVEN, GeometryChecker, Problems, check_geometry
 from molscore.chem.stereo import mirror_conformer
 
 DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
@@ -218,14 +218,29 @@ def test_a_pyramidal_nitrogen_in_a_small_ring_passes(smiles):
         assert any(p.startswith("bond angle: C1-N3-C4 75 deg") for p in check_geometry(closed))
 
 
-def test_count_problems_counts_the_items_of_each_summary():
+def test_check_counts_every_problem_of_each_kind_beyond_those_listed():
     mol = Chem.AddHs(Chem.MolFromSmiles("CCCCCC"))
     AllChem.EmbedMolecule(mol, randomSeed=1)
     pos = mol.GetConformer().GetPositions()
     for i, p in enumerate(1.3 * pos):            # every one of the 19 bonds too long
         mol.GetConformer().SetAtomPosition(i, p.tolist())
-    problems = check_geometry(mol)
-    assert problems[0].startswith("bond length: ") and problems[0].endswith("(+16 more)")
-    assert count_problems(problems[:1]) == 19
-    assert count_problems(["stereo: inverted stereocentre(s) at atom(s) 1,3", "bond angle: C0-C1-C2 90 deg"]) == 2
-    assert count_problems([]) == 0
+    own, given = GeometryChecker(mol).check()
+    assert own.lines == check_geometry(mol) and given.lines == [] and given.total == 0
+    assert own.lines[0].startswith("bond length: ") and own.lines[0].endswith("(+16 more)")
+    assert own.lines[0].count(" A (expected ") == 3
+    assert own.counts["bond length"] == 19
+    assert set(own.counts) == {line.split(":")[0] for line in own.lines}
+    assert own.total == sum(own.counts.values())
+    mol.GetConformer().SetAtomPosition(0, [float("nan")] * 3)
+    assert GeometryChecker(mol).check()[0] == Problems(["non-finite coordinates"], {"non-finite coordinates": 1})
+
+
+def test_check_counts_each_stereo_line_once_and_the_given_problems_apart():
+    mol = _mmff("C[C@H](N)C(=O)O")
+    assert GeometryChecker(mol).check()[0] == Problems([], {})
+    mirror_conformer(mol)                       # the centre inverted
+    own, given = GeometryChecker(mol).check()
+    assert own == Problems(["stereo: inverted stereocentre(s) at atom(s) 1"], {"stereo": 1}) and own.total == 1
+    ether = _open_angle(_mmff("CCOCC"), 2, 3, 30.0)            # C1-O2-C3 opened past 130 deg
+    own, given = GeometryChecker(ether, fixed=[1, 2, 3]).check()
+    assert own.total == 0 and given.counts == {f"bond angle{GIVEN}": 1} and given.total == 1

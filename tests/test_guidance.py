@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 from rdkit import Chem
-from rdkit.Chem import rdMolTransforms
+from rdkit.Chem import AllChem, rdMolTransforms
 
 from _embedding import embed
 
-from molscore.chem.guidance import MAX_MOVE, StereoRestraints, guided_score
-from molscore.chem.stereo import check_stereo, mirror_conformer, specified_centres
+from molscore.chem.checks import check_geometry
+from molscore.chem.guidance import COSINE_MARGIN, MAX_MOVE, RING_COSINE_MARGINS, StereoRestraints, guided_score
+from molscore.chem.stereo import (check_stereo, mirror_conformer, specified_centres, specified_double_bonds,
+                                  stereo_bond_atoms)
 from molscore.sde import VESDE
 from molscore.spaces import PointSetSpace
 
@@ -17,6 +19,11 @@ from molscore.spaces import PointSetSpace
 # (three neighbours); a bridgehead of a fused three-membered ring (one volume near zero)
 SMILES = ["C/C=C/[C@@H](O)[C@H](N)C(=O)O", "OC/C(=C\\F)C", "C[S@@](=O)c1ccccc1",
           "CN[C@@]12C[C@]1(O)CC2=O"]
+# trans double bonds that their 8-, 9- or 10-membered ring twists: the ring's carbons are the
+# stereo atoms, MMFF94 puts their dihedral at 124 deg (cyclopropane-fused trans-cyclooctene),
+# 132 (trans-cyclooctene), 144-155 (trans-cyclononenes), 157 (trans-cyclodecene)
+TWISTED = ["C1C[C@H]2C[C@H]2CC/C=C/1", "C1CCC/C=C/CC1", "C1CCCC/C=C/CC1", "c1ccc2c(c1)CC/C=C/CCC2",
+           "C1CCCCC/C=C/CC1"]
 
 
 def _embed(smiles: str, n: int = 4) -> Chem.Mol:
@@ -104,15 +111,78 @@ def test_correct_of_a_planar_wrong_double_bond_moves_atoms_boundedly(dihedral):
     assert check_stereo(mol).ok
 
 
+def _mmff_minimum(smiles: str) -> Chem.Mol:
+    """The lowest of ten MMFF94-minimised ETKDG conformers of ``smiles``, alone."""
+    mol = _embed(smiles, 10)
+    energies = [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)]
+    best = Chem.Conformer(mol.GetConformer(int(np.argmin(energies))))
+    best.SetId(0)
+    mol.RemoveAllConformers()
+    mol.AddConformer(best)
+    return mol
+
+
+def _turn_stereo_atom(mol: Chem.Mol, degrees: float) -> tuple[int, int, int, int]:
+    """Rotate the first stereo atom of ``mol``'s one E/Z bond about that bond so that the
+    stereo atoms' dihedral becomes ``degrees`` (ring bonds stretch); returns the four atoms."""
+    (idx,) = specified_double_bonds(mol)
+    quad = stereo_bond_atoms(mol, idx)
+    conf = mol.GetConformer()
+    pos = conf.GetPositions()
+    axis = pos[quad[2]] - pos[quad[1]]
+    axis /= np.linalg.norm(axis)
+    turn = np.radians(rdMolTransforms.GetDihedralDeg(conf, *quad) - degrees)
+    v = pos[quad[0]] - pos[quad[1]]     # Rodrigues: turning a about b->c lowers the dihedral
+    v = v * np.cos(turn) + np.cross(axis, v) * np.sin(turn) + axis * (axis @ v) * (1 - np.cos(turn))
+    conf.SetAtomPosition(quad[0], (pos[quad[1]] + v).tolist())
+    assert rdMolTransforms.GetDihedralDeg(conf, *quad) == pytest.approx(degrees, abs=1e-6)
+    return quad
+
+
+@pytest.mark.parametrize("smiles", TWISTED)
+def test_a_trans_bond_twisted_by_its_ring_is_left_at_its_mmff_minimum(smiles):
+    """COSINE_MARGIN asks for a trans dihedral of at least 154 deg; the restraint of a bond in
+    an 8- or 9-membered ring asks only for its side, with a margin below the twisted MMFF94
+    minimum, so guidance leaves a sound conformer where it is instead of flattening it."""
+    mol = _mmff_minimum(smiles)
+    assert check_geometry(mol) == []
+    restraints = StereoRestraints.from_mol(mol)
+    assert restraints.energy(_x(mol)) == 0
+    torch.testing.assert_close(restraints.correct(_x(mol), steps=5), _x(mol), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("smiles, size", [("C1CCC/C=C/CC1", 8), ("C1CCCC/C=C/CC1", 9), ("C1CCCCC/C=C/CC1", 10),
+                                          ("C/C=C/C", 0)])
+def test_the_dihedral_restraint_of_a_twisted_ring_still_asks_for_its_side(smiles, size):
+    """Energy ``relu(margin + cos(phi))^2`` of a trans bond at dihedral ``phi`` on either
+    side, with the margin of its smallest ring; guidance brings one turned to the cis
+    side back past the margin."""
+    margin = RING_COSINE_MARGINS.get(size, COSINE_MARGIN)
+    mol = _embed(smiles, 1)
+    restraints = StereoRestraints.from_mol(mol)
+    for phi in (60.0, 100.0, 115.0, 125.0, 150.0, 170.0):
+        _turn_stereo_atom(mol, phi)
+        expected = max(0.0, margin + np.cos(np.radians(phi))) ** 2
+        assert float(restraints.energy(_x(mol))) == pytest.approx(expected, abs=1e-6)  # float32 margins
+    quad = _turn_stereo_atom(mol, 60.0)
+    assert check_stereo(mol).flipped_bonds
+    after = restraints.correct(_x(mol), steps=20)
+    for i, p in enumerate(after.tolist()):
+        mol.GetConformer().SetAtomPosition(i, p)
+    assert check_stereo(mol).ok
+    assert -np.cos(np.radians(rdMolTransforms.GetDihedralDeg(mol.GetConformer(), *quad))) > margin - 0.01
+
+
 def test_batched_restraints_index_each_molecule_in_its_rows():
-    mols = [_embed(s, 1) for s in SMILES]
+    mols = [_embed(s, 1) for s in SMILES + TWISTED[1:2]]
     for mol in mols[::2]:
         mirror_conformer(mol)
+    _turn_stereo_atom(mols[-1], 110.0)         # short of its ring margin's 120 deg
     parts = [StereoRestraints.from_mol(m) for m in mols]
     xs = [_x(m) for m in mols]
     batched = StereoRestraints.batch(parts, [x.shape[0] for x in xs])
     expected = [float(p.energy(x)) for p, x in zip(parts, xs)]
-    assert expected[0] > 0 and expected[1] == 0
+    assert expected[0] > 0 and expected[1] == 0 and expected[-1] > 0
     assert float(batched.energy(torch.cat(xs))) == pytest.approx(sum(expected), rel=1e-12)
     sample = torch.cat([torch.full((x.shape[0],), k) for k, x in enumerate(xs)])
     per_sample = batched.energy(torch.cat(xs), sample, len(xs))

@@ -4,12 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import AllChem, rdMolTransforms
 
 from molscore.chem.checks import check_geometry
 from molscore.chem.coords import set_positions
 from molscore.chem.metrics import rmsd_matrix
-from molscore.chem.relax import STEREO_MARGIN, _side, relax_conformers, restrained_cleanup
+from molscore.chem.relax import STEREO_MARGIN, _side, mmff_properties, relax_conformers, restrained_cleanup
 from molscore.chem.stereo import check_stereo
 
 
@@ -178,3 +178,28 @@ def test_relaxation_lets_fused_small_ring_bridgeheads_reach_their_minimum(smiles
     kept_energy, _ = relax_conformers(kept)
     assert all(check_stereo(plain, i).ok and check_stereo(kept, i).ok for i in ids)
     assert kept_energy == pytest.approx(plain_energy, abs=1e-3)
+
+
+@pytest.mark.parametrize("smiles", ["N#N", "O=S=O"])
+def test_relaxation_uses_uff_where_mmff_gets_a_bond_length_wrong(smiles):
+    """MMFF94's tables lack these type pairs; RDKit's empirical rule gives them single-bond
+    rest lengths (N#N 1.46 A, S=O 1.66), outside the checks' range (UFF 1.12 and 1.35, each
+    +- 0.26): minimised in MMFF94 they failed the checks."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert len(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=3)) == 2
+    assert AllChem.MMFFHasAllMoleculeParams(mol)
+    energies, name = relax_conformers(mol)
+    for conf in mol.GetConformers():
+        assert check_geometry(mol, conf.GetId()) == []
+    assert name == "UFF" and len(energies) == 2 and mmff_properties(mol) is None
+    assert mmff_properties(_sound_etkdg("CC[C@H](N)C(=O)OC")) is not None
+
+
+def test_restrained_cleanup_keeps_dinitrogen_at_its_length():
+    """MMFF94 would stretch N#N to 1.46 A (each atom moving within the restraints' 0.25 A);
+    UFF keeps its rest length, 1.12 A (observed 1.10)."""
+    mol = _sound_etkdg("N#N")
+    assert restrained_cleanup(mol)
+    for conf in mol.GetConformers():
+        assert rdMolTransforms.GetBondLength(conf, 0, 1) == pytest.approx(1.12, abs=0.005)
+        assert check_geometry(mol, conf.GetId()) == []

@@ -37,8 +37,9 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
 * stereo: :func:`molscore.chem.stereo.check_stereo` against the molecule's annotation.
 
 :class:`GeometryChecker` precomputes the per-molecule tables once for many conformers;
-:func:`check_geometry` is the one-shot form. Each returns a list of one-line problems;
-empty means the conformer passed.
+:func:`check_geometry` is the one-shot form. Each returns a list of one-line problems, one
+per kind, listing at most three of its problems; empty means the conformer passed.
+:meth:`GeometryChecker.check` also counts the problems of each kind (:class:`Problems`).
 
 Atoms held at given positions (``fixed``: a core, :mod:`molscore.chem.core`) can fail a
 check by themselves, as a crystal pose may (a strained ring's angle, a dienone bent out of
@@ -50,8 +51,8 @@ conformer's. :meth:`GeometryChecker.split` keeps those apart; their kind is then
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -59,7 +60,7 @@ from rdkit.Chem import rdDistGeom
 
 from .stereo import check_stereo
 
-__all__ = ["GIVEN", "GeometryChecker", "check_geometry", "count_problems"]
+__all__ = ["GIVEN", "GeometryChecker", "Problems", "check_geometry"]
 
 GIVEN = " (fixed atoms as given)"
 """Suffix of a problem's kind when only the fixed atoms' given positions make it."""
@@ -87,22 +88,32 @@ def _small_ring_trigonal_nitrogens(mol: Chem.Mol) -> set[int]:
             and (rings.IsAtomInRingOfSize(a.GetIdx(), 3) or rings.IsAtomInRingOfSize(a.GetIdx(), 4))}
 
 
-def _summarise(kind: str, items: list[str]) -> list[str]:
-    if not items:
-        return []
-    more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-    return [f"{kind}: {'; '.join(items[:_MAX_LISTED])}{more}"]
+@dataclass
+class Problems:
+    """Problems of one conformer, by kind.
 
+    Attributes:
+        lines: one line per kind, what users see: ``"kind: item; item; item (+k more)"``,
+            a stereo line per stereo problem (``"stereo: ..."``), or ``"non-finite
+            coordinates"`` alone.
+        counts: kind -> how many single problems of that kind (every stereo line one).
+    """
 
-def count_problems(problems: Sequence[str]) -> int:
-    """How many single problems the one-line summaries ``problems`` of a check list: each
-    kind's listed items plus its ``(+k more)`` (a stereo line counts as one)."""
-    total = 0
-    for line in problems:
-        body = line.split(": ", 1)[-1]
-        more = re.search(r" \(\+(\d+) more\)$", body)
-        total += len(body.split("; ")) + (int(more.group(1)) if more else 0)
-    return total
+    lines: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """How many single problems of every kind."""
+        return sum(self.counts.values())
+
+    def add(self, kind: str, items: list[str]) -> None:
+        """Record the problems ``items`` of ``kind`` (none: nothing) as one summary line."""
+        if not items:
+            return
+        more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+        self.lines.append(f"{kind}: {'; '.join(items[:_MAX_LISTED])}{more}")
+        self.counts[kind] = self.counts.get(kind, 0) + len(items)
 
 
 class GeometryChecker:
@@ -212,9 +223,18 @@ class GeometryChecker:
     def split(self, conf_id: int = -1) -> tuple[list[str], list[str]]:
         """``(the conformer's problems, those the fixed atoms' given positions make)`` of
         conformer ``conf_id``; the second list is empty without fixed atoms."""
+        own, given = self.check(conf_id)
+        return own.lines, given.lines
+
+    def check(self, conf_id: int = -1) -> tuple[Problems, Problems]:
+        """:meth:`split` with the problems of each kind counted: ``(the conformer's, those
+        the fixed atoms' given positions make)`` (kinds of the second suffixed :data:`GIVEN`)."""
+        own, given = Problems(), Problems()
         pos = np.asarray(self.mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
         if not np.isfinite(pos).all():
-            return ["non-finite coordinates"], []
+            own.lines.append("non-finite coordinates")
+            own.counts["non-finite coordinates"] = 1
+            return own, given
         found: dict[str, list[tuple[str, bool]]] = {}     # kind -> [(item, given)]
         s, fixed = self.symbols, self.fixed
         if len(self.bonds):
@@ -257,13 +277,12 @@ class GeometryChecker:
                 f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane",
                 self._given_off_plane(pos, g, self.double_bond_tol))
                 for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol]
-        own: list[str] = []
-        given: list[str] = []
         for kind, items in found.items():
-            own += _summarise(kind, [item for item, g in items if not g])
-            given += _summarise(kind + GIVEN, [item for item, g in items if g])
+            own.add(kind, [item for item, g in items if not g])
+            given.add(kind + GIVEN, [item for item, g in items if g])
         if self.stereo:
-            own += [f"stereo: {r}" for r in check_stereo(self.mol, conf_id).reasons()]
+            for reason in check_stereo(self.mol, conf_id).reasons():
+                own.add("stereo", [reason])
         return own, given
 
     def _given_off_plane(self, pos: np.ndarray, atoms: Sequence[int], tol: float) -> bool:

@@ -17,9 +17,15 @@ zero when the stereo is clear:
   centre in a three- or four-membered ring, whose correct geometry can have one triple near
   zero, contributes the sum of its four volumes (with ``4 * margin``) instead;
 * a double bond with specified E/Z (or cis/trans) contributes
-  ``relu(COSINE_MARGIN - s * cos(phi))^2`` for the dihedral ``phi`` between its stereo
+  ``relu(margin - s * cos(phi))^2`` for the dihedral ``phi`` between its stereo
   atoms, with ``s = +1`` for cis (RDKit's ``STEREOZ`` and ``STEREOCIS``: the stereo atoms of a ``Z``
-  bond are its CIP-highest neighbours, which are cis) and ``-1`` for trans.
+  bond are its CIP-highest neighbours, which are cis) and ``-1`` for trans. ``margin`` is
+  :data:`COSINE_MARGIN`, or :data:`RING_COSINE_MARGINS` for a bond whose smallest ring has
+  8 or 9 atoms: such a ring twists a trans bond far from flat (MMFF94 minima of the stereo
+  atoms' dihedral: 124 deg in the cyclopropane-fused trans-cyclooctene
+  ``C1C[C@H]2C[C@H]2CC/C=C/1``, 131-133 in trans-cyclooctenes, 143-155 in trans-cyclononenes,
+  157-165 in trans-cyclodecene), where :data:`COSINE_MARGIN` asks for at least 154 deg
+  (the margins' dihedrals lie below those minima: 120 and 139 deg).
 
 :func:`guided_score` wraps a score function: at every call it forms Tweedie's denoised
 estimate ``x0 = (x + s(t)^2 score) / m(t)``, lowers the energy of ``x0`` (in Å) by ``steps``
@@ -46,11 +52,12 @@ from .stereo import (bond_order_neighbours, specified_centres, specified_double_
                      volume_triples)
 
 __all__ = ["StereoRestraints", "guided_score", "VOLUME_MARGIN", "PYRAMID_MARGIN", "COSINE_MARGIN",
-           "MAX_MOVE"]
+           "RING_COSINE_MARGINS", "MAX_MOVE"]
 
 VOLUME_MARGIN = 0.5    # signed volume of unit vectors: 0.77 ideal, 0.2 the stereo check's bound
 PYRAMID_MARGIN = 0.3   # the same for a three-coordinate centre (a sulfoxide S: about 0.45)
 COSINE_MARGIN = 0.9     # |cos| of the stereo atoms' dihedral: within 26 deg of cis / trans
+RING_COSINE_MARGINS = {8: 0.5, 9: 0.75}   # the same by the size of the bond's smallest ring
 MAX_MOVE = 0.3          # Å: the largest move of any atom in one Polyak step (a wrong double bond
                         # sampled planar sits where the gradient vanishes but the energy does not)
 
@@ -71,6 +78,7 @@ class StereoRestraints:
         group_atom: ``(G,)`` long: each group's centre atom.
         dihedrals: ``(D, 4)`` long, ``[a, b, c, d]``: stereo atom, double bond, stereo atom.
         cis: ``(D,)`` float, ``+1`` for cis and ``-1`` for trans.
+        dihedral_margin: ``(D,)`` float: the cosine margin of each dihedral.
     """
 
     volumes: Tensor
@@ -80,12 +88,14 @@ class StereoRestraints:
     group_atom: Tensor
     dihedrals: Tensor
     cis: Tensor
+    dihedral_margin: Tensor
 
     @classmethod
     def from_mol(cls, mol: Chem.Mol) -> "StereoRestraints":
         """The restraints of ``mol``'s specified tetrahedral centres and double bonds
         (atom indices of ``mol``, hydrogens explicit; margins :data:`VOLUME_MARGIN`,
-        :data:`PYRAMID_MARGIN` for three neighbours)."""
+        :data:`PYRAMID_MARGIN` for three neighbours; :data:`COSINE_MARGIN`, or by the size
+        of a double bond's smallest ring :data:`RING_COSINE_MARGINS`)."""
         volumes, signs, groups, margins, centres = [], [], [], [], []
         rings = mol.GetRingInfo()
         for centre, tag in specified_centres(mol).items():
@@ -107,19 +117,21 @@ class StereoRestraints:
                 volumes.append([centre, *trio])
                 signs.append(sign)
                 groups.append(len(margins) - 1)
-        dihedrals, cis = [], []
+        dihedrals, cis, cos_margins = [], [], []
         for idx, label in specified_double_bonds(mol).items():
             quad = stereo_bond_atoms(mol, idx)
             if quad is not None:
                 dihedrals.append(list(quad))
                 cis.append(1.0 if label in _CIS else -1.0)
+                cos_margins.append(RING_COSINE_MARGINS.get(rings.MinBondRingSize(idx), COSINE_MARGIN))
         return cls(torch.tensor(volumes, dtype=torch.long).reshape(-1, 4),
                    torch.tensor(signs, dtype=torch.float32),
                    torch.tensor(groups, dtype=torch.long),
                    torch.tensor(margins, dtype=torch.float32),
                    torch.tensor(centres, dtype=torch.long),
                    torch.tensor(dihedrals, dtype=torch.long).reshape(-1, 4),
-                   torch.tensor(cis, dtype=torch.float32))
+                   torch.tensor(cis, dtype=torch.float32),
+                   torch.tensor(cos_margins, dtype=torch.float32))
 
     @classmethod
     def batch(cls, parts: Sequence["StereoRestraints"], counts: Sequence[int]) -> "StereoRestraints":
@@ -134,7 +146,8 @@ class StereoRestraints:
                    torch.cat([p.group_margin for p in parts]),
                    torch.cat([p.group_atom + o for p, o in zip(parts, atom_offsets)]),
                    torch.cat([p.dihedrals + o for p, o in zip(parts, atom_offsets)]),
-                   torch.cat([p.cis for p in parts]))
+                   torch.cat([p.cis for p in parts]),
+                   torch.cat([p.dihedral_margin for p in parts]))
 
     def to(self, device: torch.device | str) -> "StereoRestraints":
         return StereoRestraints(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -161,7 +174,7 @@ class StereoRestraints:
         v = v - (v * b1).sum(-1, keepdim=True) * b1
         w = w - (w * b1).sum(-1, keepdim=True) * b1
         cos = (v * w).sum(-1) / (v.norm(dim=-1) * w.norm(dim=-1)).clamp(min=1e-6)
-        return groups, torch.relu(COSINE_MARGIN - self.cis.to(x) * cos)
+        return groups, torch.relu(self.dihedral_margin.to(x) - self.cis.to(x) * cos)
 
     def energy(self, x: Tensor, sample: Tensor | None = None, num_samples: int = 1) -> Tensor:
         """Restraint energy (sum of squared residuals) of coordinates ``x`` ``(N, 3)``: a
