@@ -38,6 +38,7 @@ from ..chem.coords import add_conformer
 from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
+from ..chem.relax import MAX_REST_LENGTH_GAP, mmff_properties
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, init_worker, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
@@ -87,11 +88,15 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     is at least ``rmsd`` Angstrom, up to ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
 
     Raises:
-        MoleculeError: invalid molecule, embedding failure, or missing MMFF94 parameters.
+        MoleculeError: invalid molecule, embedding failure, or missing or wrong MMFF94
+            parameters (:func:`~molscore.chem.relax.mmff_properties`).
     """
     given = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
     if not AllChem.MMFFHasAllMoleculeParams(given):
         raise MoleculeError("no MMFF94 parameters for this molecule")
+    if mmff_properties(given) is None:
+        raise MoleculeError(f"MMFF94 puts a bond's rest length more than {MAX_REST_LENGTH_GAP} Å from "
+                            "UFF's (its tables lack the atom types: N#N, O=S=O), so its minima are wrong")
     params = AllChem.ETKDGv3()
     params.randomSeed = _molecule_seed(seed, smiles)
     params.numThreads = 1
