@@ -569,7 +569,7 @@ class ConformerGenerator:
         # the clean-up can move a marginal centre through its plane: wrong stereo is
         # rejected in every round, other problems only before the last
         if found.total and (not last_round or "stereo" in found.counts):
-            job.rejected.append([p.split(":")[0] for p in found.lines])
+            job.rejected.append(list(found.counts))    # its kinds, each once
             return
         job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
 

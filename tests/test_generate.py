@@ -6,7 +6,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
-from molscore.chem.checks import check_geometry
+from molscore.chem.checks import GeometryChecker, Problems, check_geometry
 from molscore.chem.embedding import embed_conformers
 from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
 from molscore.chem.metrics import rmsd_matrix
@@ -222,6 +222,18 @@ def test_a_cleanup_that_mends_nothing_is_undone_in_the_last_round(tiny_model, mo
     for a, b in zip(raw.GetConformers(), kept.GetConformers()):
         np.testing.assert_array_equal(a.GetPositions(), b.GetPositions())
         assert a.GetProp("checks") == b.GetProp("checks")
+
+
+def test_dropped_conformers_are_counted_once_per_kind_of_problem(tiny_model, monkeypatch):
+    """The failure reason counts conformers: one with two stereo problems (two summary
+    lines) is one 'stereo' rejection, not two."""
+    def two_stereo_problems(self, conf_id):
+        return Problems(["stereo: inverted centre at atom 1", "stereo: wrong E/Z at bond 3"],
+                        {"stereo": 2}), Problems()
+
+    monkeypatch.setattr(GeometryChecker, "check", two_stereo_problems)
+    result = _zero_score_generator(tiny_model, n=2, max_retries=0).generate("CC(=O)Nc1ccc(O)cc1")
+    assert result.error == "no conformer passed the checks after 0 resampling rounds: stereo (x2)"
 
 
 def test_compiled_network_gives_the_eager_conformers(tiny_model):
