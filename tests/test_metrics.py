@@ -221,3 +221,26 @@ def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsy
     err = capsys.readouterr().err
     assert "note: 1 generated records in 1 groups match no reference molecule" in err and "inverted" in err
     assert evaluate_coverage(tmp_path / "ref.sdf", tmp_path / "ref.sdf")["unpaired_generated"] == {}
+
+
+def test_first_n_of_two_runs_of_one_molecule_is_the_first_run_in_file_order(tmp_path):
+    """Two outputs of one molecule in one file (two inputs with one SMILES, or a file
+    appended to) repeat the ranks 0, 1, 2 of the ``conformer`` property. Sorting by rank
+    interleaved the runs, so that N = 2 reached the second run's first conformer (here the
+    crystal conformer itself); ranks that repeat in a group now leave the file order."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref, gen = _embed(smi, 1, 3), _embed(smi, 3, 9)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), 0, {"smiles": smi})])
+    first_run = [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in range(3)]
+    second_run = [(Chem.Mol(ref), 0, {"smiles": smi, "conformer": 0})] + \
+        [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in (1, 2)]
+    _write(tmp_path / "gen.sdf", first_run + second_run)
+    row = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(2, 4))["per_molecule"][0]
+    want = rmsd_matrix(gen, ref, [0, 1], [0]).min()
+    assert row["min_rmsd"][2] == pytest.approx(want, abs=1e-3) and want > 0.1
+    assert row["min_rmsd"][4] < 1e-3
+    # ranks out of file order but unique: still sorted by rank
+    _write(tmp_path / "gen_shuffled.sdf", [(Chem.Mol(ref), 0, {"smiles": smi, "conformer": 2})]
+           + [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in (0, 1)])
+    row = evaluate_crystal(tmp_path / "gen_shuffled.sdf", tmp_path / "ref.sdf", ns=(2, 3))["per_molecule"][0]
+    assert row["min_rmsd"][2] == pytest.approx(want, abs=1e-3) and row["min_rmsd"][3] < 1e-3

@@ -222,7 +222,8 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     the record itself when absent), ``name`` (``_Name``) or any record property. Records
     whose heavy-atom graph does not match their group's first record, or that RDKit
     cannot read, are skipped. Within a group records are ordered by their ``conformer``
-    property when every record has one, else by file order.
+    property when every record has one and no two share it, else by file order (repeated
+    ranks: several runs of one molecule, e.g. two inputs with one SMILES, kept run after run).
 
     Raises:
         InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
@@ -247,7 +248,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     out: OrderedDict[str, ConformerGroup] = OrderedDict()
     for key, mols in groups.items():
         if all(m.HasProp("conformer") for m in mols):
-            mols = sorted(mols, key=lambda m: _conformer_rank(m, path))
+            ranks = [_conformer_rank(m, path) for m in mols]
+            if len(set(ranks)) == len(ranks):        # repeated ranks: several runs, file order
+                mols = [m for _, m in sorted(zip(ranks, mols), key=lambda pair: pair[0])]
         first = mols[0]
         xyz, names = [], []
         for m in mols:
