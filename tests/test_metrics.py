@@ -5,7 +5,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 
 from molscore.chem.io import InputFormatError
-from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,
+from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics, crystal_summary,
                                    evaluate_coverage, evaluate_crystal, read_groups, rmsd_matrix)
 from molscore.cli import main
 
@@ -33,6 +33,28 @@ def test_rmsd_matches_getbestrms(smiles):
     want = np.array([[rdMolAlign.GetBestRMS(p, r, i, j) for j in range(3)] for i in range(4)])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert got.min() > 0
+
+
+def _svd_rmsd(probe: np.ndarray, ref: np.ndarray) -> float:
+    """Kabsch RMSD of two ``(n, 3)`` point sets by a full SVD (proper rotations only)."""
+    p, r = probe - probe.mean(0), ref - ref.mean(0)
+    u, s, vt = np.linalg.svd(p.T @ r)
+    e = (p * p).sum() + (r * r).sum() - 2 * (s[0] + s[1] + np.sign(np.linalg.det(u @ vt)) * s[2])
+    return float(np.sqrt(max(e, 0.0) / len(p)))
+
+
+@pytest.mark.parametrize("smiles", ["N#CC#N", "CC#CC#CC#CC", "CS", "O=C=O"])
+def test_rmsd_of_collinear_heavy_atoms_matches_a_full_svd(smiles):
+    """Collinear heavy atoms (two near-zero singular values of the covariance): the square
+    roots of the closed-form small eigenvalues were off by up to 0.05 A, and gave 0 for
+    conformers that differ. (GetBestRMS itself is off by up to 2e-4 A here.)"""
+    probe, ref = _embed(smiles, 4, 3), _embed(smiles, 3, 5)
+    got = rmsd_matrix(probe, ref)
+    xp, xr = _heavy_positions(probe), _heavy_positions(ref)
+    want = np.array([[min(_svd_rmsd(xp[i], xr[j][m]) for m in atom_matches(probe, ref))
+                      for j in range(3)] for i in range(4)])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert want.min() > 1e-4
 
 
 def test_different_molecules_raise():
@@ -199,3 +221,26 @@ def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsy
     err = capsys.readouterr().err
     assert "note: 1 generated records in 1 groups match no reference molecule" in err and "inverted" in err
     assert evaluate_coverage(tmp_path / "ref.sdf", tmp_path / "ref.sdf")["unpaired_generated"] == {}
+
+
+def test_first_n_of_two_runs_of_one_molecule_is_the_first_run_in_file_order(tmp_path):
+    """Two outputs of one molecule in one file (two inputs with one SMILES, or a file
+    appended to) repeat the ranks 0, 1, 2 of the ``conformer`` property. Sorting by rank
+    interleaved the runs, so that N = 2 reached the second run's first conformer (here the
+    crystal conformer itself); ranks that repeat in a group now leave the file order."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref, gen = _embed(smi, 1, 3), _embed(smi, 3, 9)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), 0, {"smiles": smi})])
+    first_run = [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in range(3)]
+    second_run = [(Chem.Mol(ref), 0, {"smiles": smi, "conformer": 0})] + \
+        [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in (1, 2)]
+    _write(tmp_path / "gen.sdf", first_run + second_run)
+    row = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(2, 4))["per_molecule"][0]
+    want = rmsd_matrix(gen, ref, [0, 1], [0]).min()
+    assert row["min_rmsd"][2] == pytest.approx(want, abs=1e-3) and want > 0.1
+    assert row["min_rmsd"][4] < 1e-3
+    # ranks out of file order but unique: still sorted by rank
+    _write(tmp_path / "gen_shuffled.sdf", [(Chem.Mol(ref), 0, {"smiles": smi, "conformer": 2})]
+           + [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in (0, 1)])
+    row = evaluate_crystal(tmp_path / "gen_shuffled.sdf", tmp_path / "ref.sdf", ns=(2, 3))["per_molecule"][0]
+    assert row["min_rmsd"][2] == pytest.approx(want, abs=1e-3) and row["min_rmsd"][3] < 1e-3

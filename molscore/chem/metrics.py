@@ -28,7 +28,6 @@ Protocols:
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +110,8 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
     raise ValueError("molecules differ (heavy-atom graphs do not match)")
 
 
-def _sym3_eigvals(m: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (descending) of symmetric 3x3 matrices ``(..., 3, 3)`` in closed form
+def _sym3_max_eigval(m: torch.Tensor) -> torch.Tensor:
+    """Largest eigenvalue of symmetric 3x3 matrices ``(..., 3, 3)``, ``(...)``, in closed form
     (trigonometric solution of the characteristic cubic; much faster than batched LAPACK)."""
     q = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]) / 3
     p1 = m[..., 0, 1] ** 2 + m[..., 0, 2] ** 2 + m[..., 1, 2] ** 2
@@ -120,10 +119,7 @@ def _sym3_eigvals(m: torch.Tensor) -> torch.Tensor:
     p = (p2 / 6).sqrt()
     b = (m - q[..., None, None] * torch.eye(3, dtype=m.dtype)) / p.clamp(min=1e-300)[..., None, None]
     r = (_det3(b) / 2).clamp(-1, 1)
-    phi = torch.acos(r) / 3
-    e1 = q + 2 * p * torch.cos(phi)
-    e3 = q + 2 * p * torch.cos(phi + 2 * math.pi / 3)
-    return torch.stack([e1, 3 * q - e1 - e3, e3], dim=-1)
+    return q + 2 * p * torch.cos(torch.acos(r) / 3)
 
 
 def _det3(m: torch.Tensor) -> torch.Tensor:
@@ -136,11 +132,16 @@ def _det3(m: torch.Tensor) -> torch.Tensor:
 def _kabsch_rmsd(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """RMSD after optimal superposition of every ``p`` ``(P, n, 3)`` on every ``r`` ``(R, n, 3)``
     (both centred), ``(P, R)``: ``E = |p|^2 + |r|^2 - 2 (s1 + s2 + sign(det H) s3)`` with ``s``
-    the singular values of the covariance ``H`` (Kabsch with reflection correction)."""
+    the singular values of the covariance ``H`` (Kabsch with reflection correction).
+
+    Only ``s1`` comes from the eigenvalues of ``H^T H``; ``s2 + sign(det H) s3`` is
+    ``sqrt(|H|^2 - s1^2 + 2 det(H) / s1)``, which stays accurate where ``s2`` and ``s3`` are
+    near zero (collinear atoms), unlike the square roots of small eigenvalues."""
     h = torch.einsum("pni,rnj->prij", p, r)
-    s = _sym3_eigvals(h.transpose(-1, -2) @ h).clamp(min=0).sqrt()
-    sign = torch.where(_det3(h) < 0, -1.0, 1.0).to(h)
-    trace = s[..., 0] + s[..., 1] + sign * s[..., 2]
+    s1_sq = _sym3_max_eigval(h.transpose(-1, -2) @ h).clamp(min=0)
+    s1 = s1_sq.sqrt()
+    rest = (h * h).sum((-1, -2)) - s1_sq + 2 * _det3(h) / s1.clamp(min=1e-300)
+    trace = s1 + rest.clamp(min=0).sqrt()
     e = (p * p).sum((1, 2))[:, None] + (r * r).sum((1, 2))[None, :] - 2 * trace
     return (e.clamp(min=0) / p.shape[1]).sqrt()
 
@@ -221,7 +222,8 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     the record itself when absent), ``name`` (``_Name``) or any record property. Records
     whose heavy-atom graph does not match their group's first record, or that RDKit
     cannot read, are skipped. Within a group records are ordered by their ``conformer``
-    property when every record has one, else by file order.
+    property when every record has one and no two share it, else by file order (repeated
+    ranks: several runs of one molecule, e.g. two inputs with one SMILES, kept run after run).
 
     Raises:
         InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
@@ -246,7 +248,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
     out: OrderedDict[str, ConformerGroup] = OrderedDict()
     for key, mols in groups.items():
         if all(m.HasProp("conformer") for m in mols):
-            mols = sorted(mols, key=lambda m: _conformer_rank(m, path))
+            ranks = [_conformer_rank(m, path) for m in mols]
+            if len(set(ranks)) == len(ranks):        # repeated ranks: several runs, file order
+                mols = [m for _, m in sorted(zip(ranks, mols), key=lambda pair: pair[0])]
         first = mols[0]
         xyz, names = [], []
         for m in mols:
