@@ -6,8 +6,11 @@ For the first ``--limit`` molecules of the conformer benchmark's fixed crystal s
 (``bioactive_dev.sdf.gz``, drug-like PDB ligands; given to the generator as isomeric SMILES,
 as a chemist would give them), ``--n`` conformers each from ``molscore generate``'s default
 route (shipped weights, seed 0) and from RDKit ETKDGv3 (``randomSeed`` 1, no force field,
-the same molecules with the same stereo). Every bond length and every bond angle of every
-conformer is compared with MMFF94's reference value for it (``r0`` of the bond-stretch term,
+the same molecules with the same stereo). Per molecule both methods are scored on the same
+number of conformers, the first ``k`` of each with ``k`` the smaller of their counts (ETKDG
+returns fewer than asked for some molecules, a long PEG chain among them; unequal counts
+would weigh the molecules differently in the two columns). Every bond length and every bond
+angle of every kept conformer is compared with MMFF94's reference value for it (``r0`` of the bond-stretch term,
 ``theta0`` of the angle-bend term; molecules MMFF94 cannot type, or whose bond lengths it
 gets wrong, are left out: :func:`molscore.chem.relax.mmff_properties`). Reported per
 method, separately for bonds and angles with a hydrogen and those between heavy atoms: the
@@ -93,6 +96,20 @@ def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
     return out
 
 
+def first_conformers(made: dict[str, Chem.Mol]) -> dict[str, Chem.Mol]:
+    """Copies of each method's molecule with its first ``k`` conformers, ``k`` the smallest
+    conformer count among them, so that every method is scored on as many conformers of
+    each molecule."""
+    k = min(mol.GetNumConformers() for mol in made.values())
+    out = {}
+    for name, mol in made.items():
+        kept = Chem.Mol(mol)
+        for conf in list(kept.GetConformers())[k:]:
+            kept.RemoveConformer(conf.GetId())
+        out[name] = kept
+    return out
+
+
 def markdown(report: dict) -> str:
     cfg, res = report["config"], report["results"]
     lines = [
@@ -101,7 +118,10 @@ def markdown(report: dict) -> str:
         f"`{cfg['data']}`, given as SMILES), {cfg['n']} conformers each: `molscore generate` default route "
         f"(shipped weights, seed 0) and ETKDGv3 (randomSeed {cfg['etkdg_seed']}, no force field); "
         f"commit {cfg['commit']}, {cfg['machine']}, {cfg['date']}. Deviation of every bond length (Å) "
-        "and bond angle (degrees) from MMFF94's `r0` / `theta0`: mean signed / mean absolute.", "",
+        "and bond angle (degrees) from MMFF94's `r0` / `theta0`: mean signed / mean absolute"
+        + (f"; per molecule both methods' first k conformers, k the smaller count (fewer than "
+           f"{cfg['n']} for {res['trimmed']} molecules), so the counts are both methods'"
+           if "trimmed" in res else "") + ".", "",
         "| term | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
     for key in res["model"]:
         cells = [f"{res[m][key]['mean']:+.4f} / {res[m][key]['mean_abs']:.4f}" for m in METHODS]
@@ -121,21 +141,25 @@ def main() -> int:
     seed = etkdg_random_seed(options.seed)
     generator = ConformerGenerator(device="cpu", options=options)
     parts: dict[str, list] = {m: [] for m in METHODS}
-    molecules = 0
+    molecules = trimmed = 0
     for key, mol, _ in prepare_inputs(read_groups(CRYSTAL, "name"), 500, 0)[:args.limit]:
         smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
         result = next(generator.run([(key, smiles)]))
         if not result.ok:
             continue
         made = {"model": result.mol, "etkdg": etkdg(result.mol, args.n, seed)}
-        devs = {m: deviations(made[m]) for m in METHODS}
-        if any(d is None for d in devs.values()) or made["etkdg"].GetNumConformers() == 0:
+        if made["etkdg"].GetNumConformers() == 0:
+            continue
+        kept = first_conformers(made)
+        devs = {m: deviations(kept[m]) for m in METHODS}
+        if any(d is None for d in devs.values()):
             continue
         molecules += 1
+        trimmed += kept["model"].GetNumConformers() < args.n
         for m in METHODS:
             parts[m].append(devs[m])
     config = {"data": CRYSTAL.name, "limit": args.limit, "n": args.n, "etkdg_seed": seed, **prov}
-    results = {"molecules": molecules, **{m: summarise(parts[m]) for m in METHODS}}
+    results = {"molecules": molecules, "trimmed": trimmed, **{m: summarise(parts[m]) for m in METHODS}}
     report = {"config": config, "results": results}
     save_report(Path(args.out), report, markdown(report))
     return 0

@@ -12,7 +12,7 @@ from rdkit.Chem import rdMolTransforms as transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from bench_geometry import KINDS, TERMS, deviations, etkdg, markdown, summarise  # noqa: E402
+from bench_geometry import KINDS, TERMS, deviations, etkdg, first_conformers, markdown, summarise  # noqa: E402
 
 
 def _propane(c_c: float, c_c_c: float) -> Chem.Mol:
@@ -70,3 +70,22 @@ def test_a_molecule_whose_mmff_bond_length_is_wrong_is_left_out():
     assert AllChem.EmbedMolecule(mol, randomSeed=7) == 0
     assert AllChem.MMFFGetMoleculeProperties(mol).GetMMFFBondStretchParams(mol, 0, 1)[2] == pytest.approx(1.46)
     assert deviations(mol) is None
+
+
+def test_both_methods_are_scored_on_the_first_k_conformers_of_each_molecule():
+    """ETKDG can return fewer conformers than asked (a long PEG chain: 1 of 10), and then the
+    model's extra conformers would weigh that molecule more in its column than in ETKDG's."""
+    two = etkdg(Chem.AddHs(Chem.MolFromSmiles("CCCO")), 2, 1)
+    four = etkdg(two, 4, 2)
+    kept = first_conformers({"model": four, "etkdg": two})
+    assert [m.GetNumConformers() for m in kept.values()] == [2, 2]
+    assert four.GetNumConformers() == 4                                 # copies, not trimmed in place
+    for a, b in zip(kept["model"].GetConformers(), four.GetConformers()):
+        assert np.array_equal(a.GetPositions(), b.GetPositions())      # the first two, in order
+    counts = {m: summarise([deviations(kept[m])])["bond heavy"]["count"] for m in kept}
+    assert counts == {"model": 2 * 3, "etkdg": 2 * 3}
+    table = summarise([deviations(kept["model"])])
+    report = {"config": {"data": "x.sdf", "limit": 1, "n": 4, "etkdg_seed": 1, "commit": "c",
+                         "machine": "m", "date": "d"},
+              "results": {"molecules": 1, "trimmed": 1, "model": table, "etkdg": table}}
+    assert "fewer than 4 for 1 molecules" in markdown(report)
