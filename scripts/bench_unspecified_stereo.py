@@ -25,7 +25,9 @@ between two equal ring arcs), and whether ETKDG builds the chosen isomer: the fr
 molecules for which
 :func:`~molscore.chem.embedding.embed_conformers` (``randomSeed = etkdg_random_seed(0)``,
 as ``generate``'s pool) returns at least one of ``--pool`` conformers, and the seconds it
-takes, to set the choice against the pool's cost.
+takes (mean over the molecules for which both rules' isomers are built, one set for both
+rules), to set the choice against the pool's cost; and how often the rules choose the same
+isomer, of the molecules both assign one.
 
     python scripts/bench_unspecified_stereo.py --limit 200
 """
@@ -113,16 +115,23 @@ def summarise(rows: dict[str, dict]) -> dict:
         if not sub:
             continue
         per: dict = {"molecules": len(sub)}
+        # pools of the molecules both rules build, so that the rules' means are over one set
+        built_by_both = [row for row in sub if all(row[rule]["conformers"] for rule in RULES)]
         for rule in RULES:
             t = np.array([row[rule]["choose_s"] for row in sub])
-            pool = np.array([row[rule]["pool_s"] for row in sub if row[rule]["conformers"]])
+            pool = np.array([row[rule]["pool_s"] for row in built_by_both])
             per[rule] = {"choose_median_s": float(np.median(t)), "choose_mean_s": float(t.mean()),
                          "choose_p90_s": float(np.quantile(t, 0.9)), "choose_max_s": float(t.max()),
                          "choose_total_s": float(t.sum()),
                          "assigned": float(np.mean([row[rule]["assigned"] for row in sub])),
                          "built": float(np.mean([row[rule]["conformers"] > 0 for row in sub])),
                          "pool_mean_s": float(pool.mean()) if pool.size else None}
-        per["same_isomer"] = float(np.mean([row[RULES[0]]["isomer"] == row[RULES[1]]["isomer"] for row in sub]))
+        per["pool_molecules"] = len(built_by_both)
+        # of the molecules both rules assign: two unassigned molecules are not one isomer
+        both = [row for row in sub if all(row[rule]["assigned"] for rule in RULES)]
+        per["same_isomer"] = (float(np.mean([row[RULES[0]]["isomer"] == row[RULES[1]]["isomer"]
+                                             for row in both])) if both else None)
+        per["same_isomer_of"] = len(both)
         out[set_name] = per
     return out
 
@@ -136,7 +145,7 @@ def markdown(report: dict) -> str:
              f"{cfg['workers']} processes; commit {cfg['commit']}, {cfg['machine']}, {cfg['date']} "
              "(`scripts/bench_unspecified_stereo.py`).", "",
              "| set | molecules | rule | choice: median / mean / p90 / largest (s) | assigned | "
-             "ETKDG builds it | pool (s, mean) |",
+             "ETKDG builds it | pool (s, mean over the molecules both rules build) |",
              "|---|---|---|---|---|---|---|"]
     for set_name, per in res["sets"].items():
         for rule in RULES:
@@ -146,8 +155,9 @@ def markdown(report: dict) -> str:
                          f"{r['choose_mean_s']:.3f} / {r['choose_p90_s']:.3f} / {r['choose_max_s']:.2f} | "
                          f"{r['assigned']:.3f} | {r['built']:.3f} | {pool} |")
     lines.append("")
-    lines.append("Same isomer chosen by both rules: " + "; ".join(
-        f"{name} {per['same_isomer']:.3f}" for name, per in res["sets"].items()) + ".")
+    lines.append("Same isomer chosen by both rules, of the molecules both assign one: " + "; ".join(
+        f"{name} {per['same_isomer']:.3f} of {per['same_isomer_of']}" if per["same_isomer"] is not None
+        else f"{name} none" for name, per in res["sets"].items()) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -40,3 +40,25 @@ def test_both_rules_assign_every_element_and_the_summary_counts_them():
                          "machine": "m", "date": "d"}, "results": {"sets": summary}}
     text = markdown(report)
     assert "| GEOM-QM9 | 1 | embedding first |" in text and "| GEOM-QM9 | 1 | enumeration |" in text
+
+
+def _row(assigned: tuple[bool, bool], pool_s: tuple[float, float], isomers: tuple) -> dict:
+    return {"set": "GEOM-QM9", "smiles": "x",
+            **{rule: {"choose_s": 0.1, "assigned": a, "isomer": iso, "pool_s": p, "conformers": int(a)}
+               for rule, a, p, iso in zip(RULES, assigned, pool_s, isomers)}}
+
+
+def test_pool_times_and_same_isomer_are_over_molecules_both_rules_have():
+    """A cage only the second rule builds (30 s) must not raise that rule's pool mean above
+    the first's, and two molecules left unassigned by both are not 'the same isomer'."""
+    rows = {"a": _row((True, True), (1.0, 2.0), ("C[C@H]", "C[C@H]")),
+            "cage": _row((False, True), (0.0, 30.0), (None, "C[C@@H]")),
+            "open": _row((False, False), (0.0, 0.0), (None, None))}
+    per = summarise(rows)["GEOM-QM9"]
+    assert [per[rule]["pool_mean_s"] for rule in RULES] == [1.0, 2.0]
+    assert per["pool_molecules"] == 1
+    assert per["same_isomer"] == 1.0 and per["same_isomer_of"] == 1
+    assert per[RULES[0]]["assigned"] == 1 / 3 and per[RULES[1]]["built"] == 2 / 3
+    report = {"config": {"limit": 3, "subset_seed": 0, "seed": 0, "pool": 4, "workers": 1, "commit": "x",
+                         "machine": "m", "date": "d"}, "results": {"sets": {"GEOM-QM9": per}}}
+    assert "of the molecules both assign one: GEOM-QM9 1.000 of 1." in markdown(report)
