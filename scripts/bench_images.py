@@ -34,7 +34,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_conformers import provenance  # noqa: E402
 from molscore.checkpoint import load_checkpoint_model  # noqa: E402
 from molscore.data.image_metrics import frechet_distance  # noqa: E402
 from molscore.data.image_task import bits_per_dim_of, generate, load_task_data  # noqa: E402
@@ -170,7 +172,9 @@ def bench_dataset(config: Path, run_dir: Path, device: torch.device, quick: bool
 def markdown(result: dict) -> str:
     lines = ["# Image benchmark", "",
              f"Device: {result['device']}; torch {result['torch']}; "
-             f"{'quick run' if result['quick'] else 'full run'}; {result['cpu_count']} CPUs, "
+             f"{'quick run' if result['quick'] else 'full run'}; "
+             f"{result.get('machine', str(result['cpu_count']) + ' CPUs')}, commit "
+             f"{result.get('commit') or 'not recorded'}, {result.get('date', 'date not recorded')}; "
              f"load average {result['load_average_start'][0]} at the start and "
              f"{result['load_average_end'][0]} at the end (times are wall-clock and inflated "
              f"when the machine is shared).", ""]
@@ -222,7 +226,7 @@ def main() -> int:
     result = {"device": str(device), "torch": torch.__version__,
               "python": platform.python_version(),
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              "load_average_start": [round(v, 1) for v in os.getloadavg()],
+              "load_average_start": [round(v, 1) for v in os.getloadavg()], **provenance(),
               "quick": args.quick, "datasets": {}}
     run_dir = Path(args.run_dir)
     t0 = time.time()

@@ -33,7 +33,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_conformers import provenance  # noqa: E402
 from molscore.checkpoint import load_checkpoint_model  # noqa: E402
 from molscore.data.ca_metrics import compare_traces, fit_rg_power_law, random_walk_traces  # noqa: E402
 from molscore.data.ca_task import generate, load_traces  # noqa: E402
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                        "pdb_ca_traces_308.npz; metrics of each set against held-out real crops",
         "device": "cpu", "gpu": "none available in this session",
         "host": {"python": platform.python_version(), "torch": torch.__version__,
-                 "threads": args.threads},
+                 "threads": args.threads, **provenance()},
         "train": {"steps": summary["steps"], "batch_size": cfg["batch_size"], "crop_length": crop,
                   "seconds": round(train_s, 1), "final_loss": summary["final_loss"],
                   "val_loss": summary["val_loss"], "parameters": summary["num_parameters"],
@@ -165,7 +167,10 @@ def markdown(r: dict) -> str:
     lines = [
         "# C-alpha traces (point clouds) on the shared engine",
         "",
-        f"CPU only ({r['host']['threads']} torch thread(s), no GPU this session). Model: chain graph "
+        f"CPU only ({r['host']['threads']} torch thread(s), no GPU this session; "
+        f"{r['host'].get('machine', 'machine not recorded')}, commit "
+        f"{r['host'].get('commit') or 'not recorded'}, {r['host'].get('date', 'date not recorded')}). "
+        "Model: chain graph "
         f"(sequence |i-j|<={tr['model']['max_offset']} + k={tr['model']['k']} nearest neighbours) "
         f"on the `{tr['model']['backbone']}` backbone, {tr['parameters']:,} parameters, "
         f"{tr['sde']['name'].upper()} SDE, trained {tr['steps']} steps x {tr['batch_size']} crops "

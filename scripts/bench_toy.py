@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import torch
+from bench_conformers import provenance
 from torch import Tensor
 
 from molscore.data.toy import GaussianMixture, exact_score_fn, get_density
@@ -210,7 +210,8 @@ def bench_jacobian(steps: int, n: int) -> dict:
 # -- report -----------------------------------------------------------------------------------
 def markdown(res: dict) -> str:
     lines = [f"# Toy benchmark ({'quick' if res['quick'] else 'full'})", "",
-             f"{res['machine']}; torch {res['torch']}; one thread; total {res['seconds']:.0f} s.",
+             f"{res['machine']}; torch {res['torch']}; one thread; total {res['seconds']:.0f} s; "
+             f"commit {res.get('commit') or 'not recorded'}, {res.get('date', 'date not recorded')}.",
              "", "## 1a. Samplers, exact gmm8 score", "",
              "Each cell: NFE: 1000 x MMD^2 / within-mode variance error / mode-weight TV "
              "(all 0 for exact samples).", "",
@@ -262,8 +263,7 @@ def main() -> None:
     torch.set_num_threads(1)
     q = args.quick
     t0 = time.perf_counter()
-    res: dict = {"quick": q, "torch": torch.__version__,
-                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+    res: dict = {"quick": q, "torch": torch.__version__, **provenance()}
     print("part 1a: samplers", flush=True)
     res["samplers"] = bench_samplers(n=500 if q else 1000,
                                      budgets=[10, 30, 100] if q else [10, 30, 100, 300, 1000])
