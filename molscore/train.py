@@ -3,7 +3,8 @@
 It only sees a :class:`~molscore.tasks.TrainTask` (model, datasets, collate, meta) and
 :class:`~molscore.tasks.Batch` objects; the config's ``task`` picks the task module.
 
-Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
+Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`; a key not listed
+here (top level, ``optim``, ``ema``) is refused::
 
     task: conformers          # name in molscore.tasks.TASKS
     data: {...}, model: {...}, sde: {...}   # read by the task module
@@ -22,6 +23,7 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     num_workers: 0
     ddp_find_unused: false
     init: null                # checkpoint or model file whose (EMA) weights start a new run
+    out_dir: runs/NAME        # molscore train's output folder when -o is not given
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (atomic; see :mod:`molscore.checkpoint`),
 ``metrics.jsonl`` (one JSON record per line, ``kind`` = ``train`` or ``val``),
@@ -97,6 +99,10 @@ DEFAULTS: dict[str, Any] = {
               "schedule": "cosine", "warmup": 0, "min_lr_ratio": 0.0},
     "ema": {"decay": 0.999},
 }
+# The top-level keys a config may hold: the trainer's (DEFAULTS), the task's sections and the
+# CLI's default output folder. Any other key (a typo, an optimiser key outside ``optim``) would
+# be ignored silently.
+CONFIG_KEYS = frozenset(DEFAULTS) | {"task", "data", "model", "sde", "out_dir"}
 SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -151,6 +157,7 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError("config must be a mapping")
     if "task" not in cfg:
         raise ConfigError("config needs a 'task' key (e.g. conformers, images, toy)")
+    _check_keys(cfg, CONFIG_KEYS, "config")
     out = copy.deepcopy(cfg)
     for key, default in DEFAULTS.items():
         if isinstance(default, dict):
@@ -161,6 +168,8 @@ def resolve_config(cfg: dict) -> dict:
                 given = {"name": given}
             if given is not None and not isinstance(given, dict):
                 raise ConfigError(f"'{key}' must be a mapping, got {given!r}")
+            if key != "objective":  # the loss function's keys: _check_objective_keys
+                _check_keys(given or {}, default, key)
             out[key] = {**default, **(given or {})}
         else:
             out.setdefault(key, default)
@@ -210,6 +219,14 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(str(err)) from None
     _check_objective_keys(loss_fn, out["objective"])
     return out
+
+
+def _check_keys(section: dict, known: Any, where: str) -> None:
+    """``ConfigError`` naming the first key of ``section`` not in ``known``."""
+    unknown = sorted(set(section) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where} has no key {unknown[0]!r}; choose from "
+                          f"{', '.join(sorted(known))}")
 
 
 def _is_int(value: Any) -> bool:

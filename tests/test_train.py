@@ -264,6 +264,11 @@ def test_epochs_set_the_number_of_steps(tmp_path):
      "objective.variance_reduced must be true or false, got 3"),
     ({"data": [1, 2]}, "'data' must be a mapping"),
     ({"init": 5}, "'init' must be the path of a checkpoint or model file, got 5"),
+    # a key the trainer does not read was ignored: lr outside optim trained at the default lr
+    ({"lr": 0.1}, "config has no key 'lr'; choose from batch_size, ckpt_every, data, "),
+    ({"optim": {"learning_rate": 0.1}}, "optim has no key 'learning_rate'; choose from betas, "
+                                        "grad_clip, lr, min_lr_ratio, schedule, warmup, weight_decay$"),
+    ({"ema": {"decay": 0.9, "rate": 0.5}}, "ema has no key 'rate'; choose from decay$"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)
@@ -422,6 +427,7 @@ def test_cli_zero_steps_scores_the_init_weights(tmp_path, capsys):
     ("steps: 3\n", "needs a 'task'"),
     ("task: nope\nsteps: 3\n", "unknown task"),
     (f"task: {TASK}\nsteps: 3\noptim: {{schedule: step}}\n", "optim.schedule"),
+    (f"task: {TASK}\nsteps: 3\nval_evry: 1\n", "config has no key 'val_evry'"),
 ])
 def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
     from molscore.cli import main
