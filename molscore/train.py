@@ -745,8 +745,11 @@ class Trainer:
         cfg = self.cfg
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            if self.resumed_from is None:
+            if self.resumed_from is None:  # a new run: the old run's records and checkpoint
+                #                            go (a crash before this run's first checkpoint
+                #                            would otherwise resume the old run next time)
                 (self.out_dir / METRICS_NAME).write_text("")
+                (self.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
             config = yaml.safe_dump(cfg, sort_keys=False).encode()
             write_atomic(self.out_dir / "config.yaml", lambda fh: fh.write(config))
         start, t0 = self.step, time.time()

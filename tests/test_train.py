@@ -134,6 +134,29 @@ def test_no_resume_starts_over(tmp_path):
     assert [r["step"] for r in _records(tmp_path, "train")] == [1, 2, 3, 4]
 
 
+def test_a_run_started_over_that_crashes_before_its_first_checkpoint_is_not_resumed_from_the_old_one(tmp_path):
+    """``resume=False`` (``--no-resume``) empties metrics.jsonl at once but kept the old run's
+    checkpoint.pt until its own first one; crashed before that (step 2 of ckpt_every 4), the
+    next run resumed the old run's step 8 under the new run's metrics. Now the old checkpoint
+    goes with the old metrics, so the next run starts the new one again."""
+    train(base_config(steps=8), tmp_path, device="cpu", progress=False)
+    trainer = Trainer(base_config(), tmp_path, resume=False, device="cpu", progress=False)
+    step = trainer.train_step
+
+    def crashing_step(batch):
+        if trainer.step == 2:
+            raise RuntimeError("simulated crash")
+        return step(batch)
+
+    trainer.train_step = crashing_step
+    with pytest.raises(RuntimeError):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()
+    out = train(base_config(), tmp_path, device="cpu", progress=False)
+    assert out["resumed_from"] is None and out["steps"] == 12
+    assert [r["step"] for r in _records(tmp_path, "train")] == list(range(1, 13))
+
+
 def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
     cfg = base_config(steps=150, val_every=150, log_every=50, ema=0.0,
                       optim={"lr": 1e-2, "schedule": "constant"})
