@@ -489,10 +489,9 @@ class Trainer:
         self.sde = self.model.sde
         ckpt_path = self.out_dir / CHECKPOINT_NAME
         resuming = resume and ckpt_path.is_file()
-        if self.cfg["init"] is not None:
+        if self.cfg["init"] is not None and not resuming:  # a resumed run keeps its own
             self.meta["init"] = str(self.cfg["init"])
-            if not resuming:
-                self._init_weights(self.cfg["init"])
+            self._init_weights(self.cfg["init"])
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
         self.ema_model = copy.deepcopy(self.model).eval()
 
@@ -580,6 +579,8 @@ class Trainer:
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                           self.scheduler.lr_lambdas):
             group["lr"] = base_lr * factor(self.scheduler.last_epoch)
+        if "init" in ckpt["meta"]:  # where the weights came from, whatever this config's init
+            self.meta["init"] = ckpt["meta"]["init"]
         self.step = self.resumed_from = int(ckpt["step"])
         states = ckpt["rng"]
         if len(states) == self.info.world_size:

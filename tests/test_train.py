@@ -356,6 +356,21 @@ def test_init_starts_from_other_weights_but_resume_wins(tmp_path):
         torch.testing.assert_close(v, tuned["model"][k], rtol=0, atol=0)
 
 
+def test_a_resumed_run_keeps_the_init_its_weights_came_from_in_meta(tmp_path):
+    """A resumed run ignores the config's ``init`` (it keeps its own weights), but its meta
+    named the new ``init`` (or none, when the config dropped it): checkpoints and exported
+    model files claimed weights from a file they never saw."""
+    for name in ("a", "b"):
+        train(base_config(steps=2), tmp_path / name, device="cpu", progress=False)
+    a, b = str(tmp_path / "a" / "checkpoint.pt"), str(tmp_path / "b" / "checkpoint.pt")
+    train(base_config(steps=2, init=a), tmp_path / "tuned", device="cpu", progress=False)
+    for steps, init in ((4, b), (6, None)):
+        out = train(base_config(steps=steps, init=init), tmp_path / "tuned", device="cpu",
+                    progress=False)
+        assert out["resumed_from"] == steps - 2
+        assert torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=True)["meta"]["init"] == a
+
+
 def test_init_refuses_other_tasks_and_missing_files(tmp_path):
     train(base_config(steps=2), tmp_path / "a", device="cpu", progress=False)
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
