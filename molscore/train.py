@@ -3,7 +3,8 @@
 It only sees a :class:`~molscore.tasks.TrainTask` (model, datasets, collate, meta) and
 :class:`~molscore.tasks.Batch` objects; the config's ``task`` picks the task module.
 
-Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
+Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`; a key not listed
+here (top level, ``optim``, ``ema``) is refused::
 
     task: conformers          # name in molscore.tasks.TASKS
     data: {...}, model: {...}, sde: {...}   # read by the task module
@@ -22,6 +23,7 @@ Config (a plain dict, usually from YAML); defaults in :data:`DEFAULTS`::
     num_workers: 0
     ddp_find_unused: false
     init: null                # checkpoint or model file whose (EMA) weights start a new run
+    out_dir: runs/NAME        # molscore train's output folder when -o is not given
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (atomic; see :mod:`molscore.checkpoint`),
 ``metrics.jsonl`` (one JSON record per line, ``kind`` = ``train`` or ``val``),
@@ -97,6 +99,10 @@ DEFAULTS: dict[str, Any] = {
               "schedule": "cosine", "warmup": 0, "min_lr_ratio": 0.0},
     "ema": {"decay": 0.999},
 }
+# The top-level keys a config may hold: the trainer's (DEFAULTS), the task's sections and the
+# CLI's default output folder. Any other key (a typo, an optimiser key outside ``optim``) would
+# be ignored silently.
+CONFIG_KEYS = frozenset(DEFAULTS) | {"task", "data", "model", "sde", "out_dir"}
 SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -151,6 +157,7 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError("config must be a mapping")
     if "task" not in cfg:
         raise ConfigError("config needs a 'task' key (e.g. conformers, images, toy)")
+    _check_keys(cfg, CONFIG_KEYS, "config")
     out = copy.deepcopy(cfg)
     for key, default in DEFAULTS.items():
         if isinstance(default, dict):
@@ -161,6 +168,8 @@ def resolve_config(cfg: dict) -> dict:
                 given = {"name": given}
             if given is not None and not isinstance(given, dict):
                 raise ConfigError(f"'{key}' must be a mapping, got {given!r}")
+            if key != "objective":  # the loss function's keys: _check_objective_keys
+                _check_keys(given or {}, default, key)
             out[key] = {**default, **(given or {})}
         else:
             out.setdefault(key, default)
@@ -210,6 +219,14 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(str(err)) from None
     _check_objective_keys(loss_fn, out["objective"])
     return out
+
+
+def _check_keys(section: dict, known: Any, where: str) -> None:
+    """``ConfigError`` naming the first key of ``section`` not in ``known``."""
+    unknown = sorted(set(section) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where} has no key {unknown[0]!r}; choose from "
+                          f"{', '.join(sorted(known))}")
 
 
 def _is_int(value: Any) -> bool:
@@ -472,10 +489,9 @@ class Trainer:
         self.sde = self.model.sde
         ckpt_path = self.out_dir / CHECKPOINT_NAME
         resuming = resume and ckpt_path.is_file()
-        if self.cfg["init"] is not None:
+        if self.cfg["init"] is not None and not resuming:  # a resumed run keeps its own
             self.meta["init"] = str(self.cfg["init"])
-            if not resuming:
-                self._init_weights(self.cfg["init"])
+            self._init_weights(self.cfg["init"])
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
         self.ema_model = copy.deepcopy(self.model).eval()
 
@@ -563,6 +579,8 @@ class Trainer:
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                           self.scheduler.lr_lambdas):
             group["lr"] = base_lr * factor(self.scheduler.last_epoch)
+        if "init" in ckpt["meta"]:  # where the weights came from, whatever this config's init
+            self.meta["init"] = ckpt["meta"]["init"]
         self.step = self.resumed_from = int(ckpt["step"])
         states = ckpt["rng"]
         if len(states) == self.info.world_size:
@@ -728,8 +746,11 @@ class Trainer:
         cfg = self.cfg
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            if self.resumed_from is None:
+            if self.resumed_from is None:  # a new run: the old run's records and checkpoint
+                #                            go (a crash before this run's first checkpoint
+                #                            would otherwise resume the old run next time)
                 (self.out_dir / METRICS_NAME).write_text("")
+                (self.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
             config = yaml.safe_dump(cfg, sort_keys=False).encode()
             write_atomic(self.out_dir / "config.yaml", lambda fh: fh.write(config))
         start, t0 = self.step, time.time()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,51 @@ def test_bad_sections_raise(small_sdf):
         build_task(_cfg("no/such/file.sdf"))
     with pytest.raises(ValueError, match="bad sde section"):
         build_task({**_cfg(small_sdf[0]), "sde": {"name": "ve", "sigma": 3.0}})
+
+
+@pytest.mark.parametrize("data, model, message", [
+    # a negative fraction sliced the split from the other end: 2 of 12 molecules trained on
+    ({"val_fraction": -0.25}, {}, "data.val_fraction must be in [0, 1), got -0.25"),
+    ({"val_fraction": "a tenth"}, {}, "data.val_fraction must be a number, got 'a tenth'"),
+    ({"max_molecules": "3"}, {}, "data.max_molecules must be an integer >= 1, got '3'"),
+    ({"split_seed": -1}, {}, "data.split_seed must be an integer >= 0, got -1"),
+    ({"val_fracton": 0.5}, {}, "conformers task: data (sdf) has no key 'val_fracton'; choose from "
+                               "sdf, conformers, val_fraction, split_seed, max_molecules, "
+                               "max_heavy_atoms, reserved"),
+    ({"processed": "runs/data/ccd", "val_fraction": 0.5}, {},
+     "conformers task: data (processed) has no key 'val_fraction'; choose from processed, "
+     "conformers, train_split, val_split, reserved"),
+    ({"processed": [{"path": "runs/data/ccd", "repeats": 4}]}, {},
+     "data.processed entries must be a path or {path: ..., repeat: k >= 1}, got "
+     "{'path': 'runs/data/ccd', 'repeats': 4}"),
+    ({}, {"hparam": TINY_NET}, "conformers task: model has no key 'hparam'; choose from backbone, "
+                               "hparams, parameterisation, sigma_data, coord_scale"),
+    ({}, {"coord_scale": "2.5 A"}, "model.coord_scale must be a number, got '2.5 A'"),
+    ({}, {"sigma_data": 0}, "model.sigma_data must be positive, got 0"),
+])
+def test_bad_data_and_model_keys_and_values_are_named(small_sdf, data, model, message):
+    """A key the data or model section does not take (a typo, an sdf-only key with processed
+    data, ``repeats`` for ``repeat``) was ignored silently, and a bad value failed later, as a
+    traceback or with a message that did not name it; each is now a one-line ValueError."""
+    cfg = _cfg(small_sdf[0], **data)
+    if "processed" in data:
+        cfg["data"] = data
+    cfg["model"] = {**cfg["model"], **model}
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build_task(cfg)
+
+
+def test_cli_bad_data_value_is_one_line_exit_2(small_sdf, tmp_path, capsys):
+    """data.max_molecules: abc was a TypeError traceback from the SDF reader (exit status 1)."""
+    import yaml
+
+    from molscore.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**_cfg(small_sdf[0], max_molecules="abc"), "steps": 1}))
+    assert main(["train", "-c", str(config), "-o", str(tmp_path / "o"), "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == "molscore train: error: data.max_molecules must be an integer >= 1, got 'abc'\n"
 
 
 def test_resolve_data_path_tries_repo_root(monkeypatch, tmp_path):

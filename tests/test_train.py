@@ -134,6 +134,29 @@ def test_no_resume_starts_over(tmp_path):
     assert [r["step"] for r in _records(tmp_path, "train")] == [1, 2, 3, 4]
 
 
+def test_a_run_started_over_that_crashes_before_its_first_checkpoint_is_not_resumed_from_the_old_one(tmp_path):
+    """``resume=False`` (``--no-resume``) empties metrics.jsonl at once but kept the old run's
+    checkpoint.pt until its own first one; crashed before that (step 2 of ckpt_every 4), the
+    next run resumed the old run's step 8 under the new run's metrics. Now the old checkpoint
+    goes with the old metrics, so the next run starts the new one again."""
+    train(base_config(steps=8), tmp_path, device="cpu", progress=False)
+    trainer = Trainer(base_config(), tmp_path, resume=False, device="cpu", progress=False)
+    step = trainer.train_step
+
+    def crashing_step(batch):
+        if trainer.step == 2:
+            raise RuntimeError("simulated crash")
+        return step(batch)
+
+    trainer.train_step = crashing_step
+    with pytest.raises(RuntimeError):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()
+    out = train(base_config(), tmp_path, device="cpu", progress=False)
+    assert out["resumed_from"] is None and out["steps"] == 12
+    assert [r["step"] for r in _records(tmp_path, "train")] == list(range(1, 13))
+
+
 def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
     cfg = base_config(steps=150, val_every=150, log_every=50, ema=0.0,
                       optim={"lr": 1e-2, "schedule": "constant"})
@@ -264,6 +287,11 @@ def test_epochs_set_the_number_of_steps(tmp_path):
      "objective.variance_reduced must be true or false, got 3"),
     ({"data": [1, 2]}, "'data' must be a mapping"),
     ({"init": 5}, "'init' must be the path of a checkpoint or model file, got 5"),
+    # a key the trainer does not read was ignored: lr outside optim trained at the default lr
+    ({"lr": 0.1}, "config has no key 'lr'; choose from batch_size, ckpt_every, data, "),
+    ({"optim": {"learning_rate": 0.1}}, "optim has no key 'learning_rate'; choose from betas, "
+                                        "grad_clip, lr, min_lr_ratio, schedule, warmup, weight_decay$"),
+    ({"ema": {"decay": 0.9, "rate": 0.5}}, "ema has no key 'rate'; choose from decay$"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)
@@ -326,6 +354,21 @@ def test_init_starts_from_other_weights_but_resume_wins(tmp_path):
     assert again.resumed_from == 3
     for k, v in again.model.state_dict().items():
         torch.testing.assert_close(v, tuned["model"][k], rtol=0, atol=0)
+
+
+def test_a_resumed_run_keeps_the_init_its_weights_came_from_in_meta(tmp_path):
+    """A resumed run ignores the config's ``init`` (it keeps its own weights), but its meta
+    named the new ``init`` (or none, when the config dropped it): checkpoints and exported
+    model files claimed weights from a file they never saw."""
+    for name in ("a", "b"):
+        train(base_config(steps=2), tmp_path / name, device="cpu", progress=False)
+    a, b = str(tmp_path / "a" / "checkpoint.pt"), str(tmp_path / "b" / "checkpoint.pt")
+    train(base_config(steps=2, init=a), tmp_path / "tuned", device="cpu", progress=False)
+    for steps, init in ((4, b), (6, None)):
+        out = train(base_config(steps=steps, init=init), tmp_path / "tuned", device="cpu",
+                    progress=False)
+        assert out["resumed_from"] == steps - 2
+        assert torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=True)["meta"]["init"] == a
 
 
 def test_init_refuses_other_tasks_and_missing_files(tmp_path):
@@ -422,6 +465,7 @@ def test_cli_zero_steps_scores_the_init_weights(tmp_path, capsys):
     ("steps: 3\n", "needs a 'task'"),
     ("task: nope\nsteps: 3\n", "unknown task"),
     (f"task: {TASK}\nsteps: 3\noptim: {{schedule: step}}\n", "optim.schedule"),
+    (f"task: {TASK}\nsteps: 3\nval_evry: 1\n", "config has no key 'val_evry'"),
 ])
 def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
     from molscore.cli import main

@@ -26,6 +26,7 @@ Config sections read here (see ``configs/smoke.yaml``)::
       coord_scale: null         # Å per model unit; default 1 for VE, 2.5 for VP / sub-VP
     sde: {name: ve, sigma_min: 0.02, sigma_max: 15.0}
 
+A key these sections do not list (for ``data``: for its source, sdf or processed) is refused.
 Relative paths are resolved against the working directory, then the repository root,
 then ``$MOLSCORE_DATA_ROOT`` (:func:`molscore.paths.resolve_data_path`).
 
@@ -59,6 +60,11 @@ __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
 TASK = "conformers"
 DEFAULT_SDE = {"name": "ve", "sigma_min": 0.02, "sigma_max": 15.0}
 CONFORMER_CHOICES = ("random", "boltzmann", "all", "first")
+# the keys each section takes (``data`` by its source); any other key would be ignored silently
+DATA_KEYS = {"sdf": ("sdf", "conformers", "val_fraction", "split_seed", "max_molecules",
+                     "max_heavy_atoms", "reserved"),
+             "processed": ("processed", "conformers", "train_split", "val_split", "reserved")}
+MODEL_KEYS = ("backbone", "hparams", "parameterisation", "sigma_data", "coord_scale")
 
 
 class CoordScaled(nn.Module):
@@ -207,7 +213,8 @@ def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
     out = []
     for item in spec if isinstance(spec, list) else [spec]:
         path, repeat = (item.get("path"), item.get("repeat", 1)) if isinstance(item, dict) else (item, 1)
-        if not path or not isinstance(repeat, int) or repeat < 1:
+        if (not path or not isinstance(repeat, int) or repeat < 1
+                or isinstance(item, dict) and not set(item) <= {"path", "repeat"}):
             raise ValueError(f"data.processed entries must be a path or {{path: ..., repeat: k >= 1}}, "
                              f"got {item!r}")
         out.append((resolve_data_path(path), repeat))
@@ -275,6 +282,41 @@ class _CentredView(Dataset):
         return data
 
 
+def _check_sections(data: dict, model_cfg: dict) -> None:
+    """``ValueError`` (one line) for a key the ``data`` or ``model`` section does not take (a
+    typo, or an sdf-only key such as ``val_fraction`` with processed data) or a value that
+    cannot work: each was ignored, or failed later with a message that did not name it."""
+    source = "sdf" if "sdf" in data else "processed"
+    for name, given, known in (("data", data, DATA_KEYS[source]), ("model", model_cfg, MODEL_KEYS)):
+        unknown = sorted(set(given) - set(known), key=str)
+        if unknown:
+            where = f"{name} ({source})" if name == "data" else name
+            raise ValueError(f"conformers task: {where} has no key {unknown[0]!r}; choose from "
+                             f"{', '.join(known)}")
+    fraction = _number(data.get("val_fraction", 0.15), "data.val_fraction")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {data['val_fraction']!r}")
+    for key, minimum in (("split_seed", 0), ("max_molecules", 1), ("max_heavy_atoms", 1)):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < minimum):
+            raise ValueError(f"data.{key} must be an integer >= {minimum}, got {value!r}")
+    for key in ("sigma_data", "coord_scale"):
+        if model_cfg.get(key) is not None and not _number(model_cfg[key], f"model.{key}") > 0:
+            raise ValueError(f"model.{key} must be positive, got {model_cfg[key]!r}")
+
+
+def _number(value: Any, name: str) -> float:
+    """``float(value)``, or ``ValueError`` naming the key when it is no finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
 def build_model(meta: dict) -> ScoreModel:
     """Rebuild the conformer :class:`ScoreModel` from a checkpoint's ``meta``.
 
@@ -307,6 +349,7 @@ def build_task(cfg: dict) -> TrainTask:
     data, model_cfg = dict(cfg.get("data") or {}), dict(cfg.get("model") or {})
     if ("sdf" in data) == ("processed" in data):
         raise ValueError("conformers task: data needs exactly one of 'sdf' or 'processed'")
+    _check_sections(data, model_cfg)
     sde_cfg = cfg.get("sde") or DEFAULT_SDE
     try:
         sde = make_sde(**sde_cfg)
@@ -315,8 +358,6 @@ def build_task(cfg: dict) -> TrainTask:
     coord_scale = model_cfg.get("coord_scale")
     if coord_scale is None:
         coord_scale = 1.0 if sde.name == "ve" else 2.5
-    if not float(coord_scale) > 0:
-        raise ValueError(f"model.coord_scale must be positive, got {coord_scale!r}")
     if "sdf" in data:
         train_set, val_set, info = _load_sdf(data)
     else:

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                         "--steps 0 the run only scores these weights on the config's "
                         "validation set")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from DIR/checkpoint.pt if present (default: yes)")
+                   help="continue from DIR/checkpoint.pt if present (default: yes); "
+                        "--no-resume starts over, discarding DIR's checkpoint.pt and metrics.jsonl")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on a "
                         "busy machine)")
