@@ -112,7 +112,7 @@ def build_task(cfg: dict) -> TrainTask:
         raise ValueError(f"{train.name}: held-out images have class label "
                          f"{int(held.labels.max())}, but the training split's classes are only "
                          f"0..{num_classes - 1}; change data.split_seed or data.holdout")
-    param = model_cfg.pop("parameterisation", cfg.get("parameterisation", "eps"))
+    param = model_cfg.pop("parameterisation", "eps")
     if "ch_mult" in model_cfg:
         model_cfg["ch_mult"] = [int(v) for v in model_cfg["ch_mult"]]
     sde = make_sde(**sde_cfg)
