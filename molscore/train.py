@@ -579,6 +579,10 @@ class Trainer:
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                           self.scheduler.lr_lambdas):
             group["lr"] = base_lr * factor(self.scheduler.last_epoch)
+        if self.cfg["init"] is not None and str(self.cfg["init"]) != ckpt["meta"].get("init") \
+                and self.info.is_main:
+            print(f"{self.out_dir}: resuming its run from step {int(ckpt['step'])}; init "
+                  f"{self.cfg['init']} is not used (--no-resume starts over from it)", file=sys.stderr)
         if "init" in ckpt["meta"]:  # where the weights came from, whatever this config's init
             self.meta["init"] = ckpt["meta"]["init"]
         self.step = self.resumed_from = int(ckpt["step"])
@@ -796,14 +800,15 @@ class Trainer:
         finally:
             stop.uninstall()
             bar.close()
-        if self.step == start and self.resumed_from is None:
-            # a run of no steps (``steps: 0``): score the starting weights and write the
-            # checkpoint the summary names
+        if self.step == start and (self.resumed_from is None or cfg["steps"] == 0):
+            # a run of no steps (``steps: 0``): score the starting weights (a resumed run's:
+            # its checkpoint's) and write the checkpoint the summary names
             val = self.validate()
             if val is not None:
                 last_val = val["val_loss"]
                 self._log({"kind": "val", "step": self.step, **val})
-            self.save()
+            if self.resumed_from is None:
+                self.save()
         elapsed = time.time() - t0
         summary = {
             "out_dir": str(self.out_dir), "checkpoint": str(self.out_dir / CHECKPOINT_NAME),

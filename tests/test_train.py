@@ -531,6 +531,27 @@ def test_resume_between_train_records_logs_the_uninterrupted_mean_loss(tmp_path)
     assert untimed[0] == untimed[1]
 
 
+def test_cli_zero_steps_in_a_folder_with_a_run_scores_that_run_and_says_init_is_unused(tmp_path, capsys):
+    """``--steps 0 --init B`` where ``-o`` already holds a run resumes that run (as any run
+    there does): it scored nothing ('val -') and said nothing of B; now it scores the run's
+    weights and says that B was not used."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=50))
+    other, out = tmp_path / "other", tmp_path / "run"
+    train(base_config(steps=2), other, device="cpu", progress=False)
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "--steps", "4", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "--steps", "0",
+                 "--init", str(other / "checkpoint.pt"), "-q"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    direct = Trainer(base_config(steps=50), out, device="cpu", progress=False).validate()
+    assert summary["resumed_from"] == 4 and summary["val_loss"] == direct["val_loss"]
+    assert f"val {direct['val_loss']:.4g}" in captured.out
+    assert f"resuming its run from step 4; init {other / 'checkpoint.pt'} is not used" in captured.err
+
+
 def test_val_batches_zero_scores_nothing_instead_of_logging_zero_loss(tmp_path):
     """``val_batches: 0`` scores no validation batch: no val record and no val_loss (it
     logged a val_loss of 0.0, a perfect score, from an empty sum)."""

@@ -31,9 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed, help="override the config's seed")
     p.add_argument("--init", metavar="PATH",
                    help="override the config's init: the checkpoint or model file whose (EMA) "
-                        "weights start a fresh run (a resumed run keeps its own). With "
-                        "--steps 0 the run only scores these weights on the config's "
-                        "validation set")
+                        "weights start a fresh run (a resumed run keeps its own, and says so). "
+                        "With --steps 0 the run only scores its starting weights on the "
+                        "config's validation set")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from DIR/checkpoint.pt if present (default: yes); "
                         "--no-resume starts over, discarding DIR's checkpoint.pt and metrics.jsonl")
