@@ -194,11 +194,12 @@ def resolve_config(cfg: dict) -> dict:
     if optim["schedule"] not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
                           f"got {optim['schedule']!r}")
-    for key in ("lr", "weight_decay", "min_lr_ratio", "warmup"):
+    for key in ("lr", "weight_decay", "min_lr_ratio"):
         optim[key] = _number(optim[key], f"optim.{key}", minimum=0.0)
     optim["grad_clip"] = (None if optim["grad_clip"] in (None, 0, False)
                           else _number(optim["grad_clip"], "optim.grad_clip", minimum=0.0))
-    optim["warmup"] = int(optim["warmup"])
+    if not _is_int(optim["warmup"]) or optim["warmup"] < 0:   # steps: 2.5 was taken as 2
+        raise ConfigError(f"optim.warmup must be a non-negative integer (steps), got {optim['warmup']!r}")
     if optim["lr"] == 0:
         raise ConfigError("optim.lr must be positive, got 0")
     if optim["min_lr_ratio"] > 1:  # a cosine "floor" above 1 makes the LR rise

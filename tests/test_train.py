@@ -292,6 +292,9 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     ({"optim": {"learning_rate": 0.1}}, "optim has no key 'learning_rate'; choose from betas, "
                                         "grad_clip, lr, min_lr_ratio, schedule, warmup, weight_decay$"),
     ({"ema": {"decay": 0.9, "rate": 0.5}}, "ema has no key 'rate'; choose from decay$"),
+    # warmup counts steps: 2.5 was taken as 2 without a word
+    ({"optim": {"warmup": 2.5}}, r"optim.warmup must be a non-negative integer \(steps\), got 2.5"),
+    ({"optim": {"warmup": -1}}, r"optim.warmup must be a non-negative integer \(steps\), got -1"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)
