@@ -181,14 +181,15 @@ def _unreliable_centre(mol: Chem.Mol, i: int) -> str | None:
     return "small ring" if rings.IsAtomInRingOfSize(i, 3) or rings.IsAtomInRingOfSize(i, 4) else None
 
 
-def stereo_against_input(record: Chem.Mol, smiles: str) -> tuple[int, list[str]]:
+def stereo_against_input(record: Chem.Mol, smiles: str) -> tuple[int, list[str]] | None:
     """``(stereo elements the input SMILES specifies, those the record's coordinates do not
     have)``, as RDKit perceives them from 3D (``AssignStereochemistryFrom3D``), each missed
     one named by its kind: :func:`_unreliable_centre`'s, else ``centre`` or ``double bond``.
-    The record's atoms are the input's, hydrogens appended, as ``generate`` writes them."""
+    The record's atoms are the input's, hydrogens appended, as ``generate`` writes them;
+    ``None`` (not checked) when the record has another number of atoms."""
     ref = Chem.AddHs(Chem.MolFromSmiles(smiles))
     if ref.GetNumAtoms() != record.GetNumAtoms():
-        return 0, []
+        return None
     seen = Chem.Mol(record)
     Chem.AssignStereochemistryFrom3D(seen)
     centres, bonds = specified_centres(ref), specified_double_bonds(ref)
@@ -213,7 +214,7 @@ def audit(rows: list[tuple[str, str, str]], sdf: Path, failures: Path) -> dict:
     expected = [(cat, disambiguate(name, seen), smi) for cat, smi, name in rows]
     inputs = {name: smi for _, name, smi in expected}
     made: dict[str, int] = Counter()
-    checks_ok = conformers = unreadable = elements = 0
+    checks_ok = conformers = unreadable = elements = unchecked = 0
     missed: Counter = Counter()
     isomers: dict[str, set[str]] = {}
     with Chem.SDMolSupplier(str(sdf), removeHs=False) as supplier:
@@ -225,9 +226,12 @@ def audit(rows: list[tuple[str, str, str]], sdf: Path, failures: Path) -> dict:
             conformers += 1
             made[name] += 1
             checks_ok += mol.GetProp("checks") == "ok"
-            total, wrong = stereo_against_input(mol, inputs[name])
-            elements += total
-            missed.update(wrong)
+            stereo = stereo_against_input(mol, inputs[name])
+            if stereo is None:
+                unchecked += 1
+            else:
+                elements += stereo[0]
+                missed.update(stereo[1])
             perceived = Chem.Mol(mol)
             Chem.AssignStereochemistryFrom3D(perceived)
             isomers.setdefault(name, set()).add(Chem.MolToSmiles(Chem.RemoveHs(perceived)))
@@ -252,11 +256,18 @@ def audit(rows: list[tuple[str, str, str]], sdf: Path, failures: Path) -> dict:
             "unreadable_records": unreadable,
             "molecules_written": len(made), "failures_listed": len(failed),
             "checks_ok": checks_ok, "input_stereo_elements": elements, "input_stereo_missed": dict(missed),
+            "input_stereo_unchecked_conformers": unchecked,
             "molecules_with_several_isomers": sorted(k for k, v in isomers.items() if len(v) > 1),
             "several_isomers_beyond_small_rings_and_nitrogen": sorted(
                 k for k, v in isomers.items() if len({_without_ambiguous_centres(i) for i in v}) > 1),
             "internal_errors": internal,
             "per_category": {c: {**e, "reasons": dict(e["reasons"].most_common())} for c, e in per.items()}}
+
+
+def _unchecked(audit_result: dict) -> str:
+    """The stereo sentence's note of conformers whose atoms are not the input's (none: none)."""
+    n = audit_result.get("input_stereo_unchecked_conformers", 0)
+    return f"; not checked: {n} conformers whose atoms are not the input's" if n else ""
 
 
 def markdown(report: dict) -> str:
@@ -277,7 +288,7 @@ def markdown(report: dict) -> str:
              f"{a['checks_ok'] / max(a['conformers'], 1):.2%} pass the geometry checks "
              f"(`checks` = ok). Stereo as RDKit perceives it from the 3D coordinates: of the "
              f"{a['input_stereo_elements']:,} stereo elements the inputs specify (summed over "
-             f"conformers), {sum(a['input_stereo_missed'].values())} read otherwise "
+             f"conformers{_unchecked(a)}), {sum(a['input_stereo_missed'].values())} read otherwise "
              f"({', '.join(f'{k}: {v}' for k, v in a['input_stereo_missed'].items()) or 'none'}; "
              "RDKit does not perceive bridgehead nitrogens from 3D and reads centres in 3- and "
              "4-membered rings from three neighbours); molecules whose conformers are not all "

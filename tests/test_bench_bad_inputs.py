@@ -53,7 +53,7 @@ def _record(writer: Chem.SDWriter, smiles: str, name: str, *, mirror: bool = Fal
 def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
     rows = [("valid", "CCO", "a"), ("duplicate name", "CCN", "a"), ("garbage", "N/A", "b"),
             ("valid", "C[C@H](N)O", "c"), ("empty", "", "d"), ("valid", "CCCC", "e"),
-            ("no stereo", "CC(N)O", "f")]
+            ("no stereo", "CC(N)O", "f"), ("valid", "C[C@H](N)O", "g")]
     sdf = tmp_path / "out.sdf"
     with Chem.SDWriter(str(sdf)) as writer:
         _record(writer, "CCO", "a")
@@ -62,6 +62,7 @@ def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
         _record(writer, "C[C@H](N)O", "c", mirror=True)        # the other enantiomer
         _record(writer, "C[C@H](N)O", "f")                      # two isomers of one molecule
         _record(writer, "C[C@H](N)O", "f", mirror=True)
+        _record(writer, "C[C@@H](N)OC", "g")                    # not the input's atoms
     with open(tmp_path / "failures.csv", "w", newline="") as handle:
         w = csv.writer(handle)
         w.writerow(["name", "input", "reason"])
@@ -69,15 +70,18 @@ def test_the_audit_accounts_for_every_record_and_reads_stereo_from_3d(tmp_path):
         w.writerow(["c", "C[C@H](N)O", "1 of 2 conformers dropped after 3 resampling rounds"])
         w.writerow(["d", "", "empty SMILES"])
     got = audit(rows, sdf, tmp_path / "failures.csv")
-    assert got["records"] == 7 and got["missing"] == ["e"]
-    assert (got["conformers"], got["molecules_written"], got["failures_listed"]) == (6, 4, 3)
+    assert got["records"] == 8 and got["missing"] == ["e"]
+    assert (got["conformers"], got["molecules_written"], got["failures_listed"]) == (7, 5, 3)
     assert got["unreadable_records"] == 0
-    assert got["checks_ok"] == 5
+    assert got["checks_ok"] == 6
+    # the record of g has other atoms than its input: counted as not checked (it counted as
+    # a molecule with no stereo), not read against the wrong atoms
     assert got["input_stereo_elements"] == 1 and got["input_stereo_missed"] == {"centre": 1}
+    assert got["input_stereo_unchecked_conformers"] == 1
     assert got["molecules_with_several_isomers"] == ["f"]
     assert got["several_isomers_beyond_small_rings_and_nitrogen"] == ["f"]
     per = got["per_category"]
-    assert (per["valid"]["generated"], per["valid"]["failed"], per["valid"]["both"]) == (1, 0, 1)
+    assert (per["valid"]["generated"], per["valid"]["failed"], per["valid"]["both"]) == (2, 0, 1)
     assert per["duplicate name"]["generated"] == 1
     assert per["garbage"]["reasons"] == {"invalid SMILES '...': could not be parsed": 1}
     assert per["empty"]["failed"] == 1 and got["internal_errors"] == []
