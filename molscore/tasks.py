@@ -12,6 +12,7 @@ is enough to sample: no extra flags.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +23,8 @@ from torch.utils.data import Dataset
 from .models.param import ScoreModel
 from .spaces import Space
 
-__all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device"]
+__all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device", "ConfigError",
+           "config_number"]
 
 # task name -> module implementing build_task / build_model
 TASKS = {
@@ -31,6 +33,23 @@ TASKS = {
     "images": "molscore.data.image_task",
     "ca_traces": "molscore.data.ca_task",
 }
+
+
+class ConfigError(ValueError):
+    """A training config that cannot work (missing keys, bad values)."""
+
+
+def config_number(value: Any, name: str, minimum: float = -math.inf) -> float:
+    """``float(value)`` of the config key ``name``, or :class:`ConfigError` when it is not a
+    finite number (``>= minimum`` when one is given)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < minimum:
+        bound = f" >= {minimum:g}" if minimum > -math.inf else ""
+        raise ConfigError(f"{name} must be a finite number{bound}, got {value!r}")
+    return number
 
 
 def to_device(obj: Any, device: torch.device | str) -> Any:

@@ -76,7 +76,7 @@ from .errors import Terminated
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
-from .tasks import Batch, TrainTask, get_task_module
+from .tasks import Batch, ConfigError, TrainTask, config_number, get_task_module
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
            "lr_factor", "load_config"]
@@ -114,10 +114,6 @@ METRICS_NAME = "metrics.jsonl"
 RESUME_FREE_KEYS = frozenset({"steps", "epochs", "init", "out_dir", "log_every", "val_every",
                               "val_bins", "val_batches", "ckpt_every", "num_workers",
                               "ddp_find_unused"})
-
-
-class ConfigError(ValueError):
-    """A training config that cannot work (missing keys, bad values)."""
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -195,9 +191,9 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
                           f"got {optim['schedule']!r}")
     for key in ("lr", "weight_decay", "min_lr_ratio"):
-        optim[key] = _number(optim[key], f"optim.{key}", minimum=0.0)
+        optim[key] = config_number(optim[key], f"optim.{key}", minimum=0.0)
     optim["grad_clip"] = (None if optim["grad_clip"] in (None, 0, False)
-                          else _number(optim["grad_clip"], "optim.grad_clip", minimum=0.0))
+                          else config_number(optim["grad_clip"], "optim.grad_clip", minimum=0.0))
     if not _is_int(optim["warmup"]) or optim["warmup"] < 0:   # steps: 2.5 was taken as 2
         raise ConfigError(f"optim.warmup must be a non-negative integer (steps), got {optim['warmup']!r}")
     if optim["lr"] == 0:
@@ -207,10 +203,10 @@ def resolve_config(cfg: dict) -> dict:
     betas = optim["betas"]
     if not isinstance(betas, (list, tuple)) or len(betas) != 2:
         raise ConfigError(f"optim.betas must be two numbers, got {betas!r}")
-    optim["betas"] = [_number(b, "optim.betas", minimum=0.0) for b in betas]
+    optim["betas"] = [config_number(b, "optim.betas", minimum=0.0) for b in betas]
     if not all(b < 1.0 for b in optim["betas"]):
         raise ConfigError(f"optim.betas must be in [0, 1), got {betas!r}")
-    decay = _number(out["ema"]["decay"], "ema.decay", minimum=0.0)
+    decay = config_number(out["ema"]["decay"], "ema.decay", minimum=0.0)
     if not decay < 1.0:
         raise ConfigError(f"ema.decay must be in [0, 1), got {decay!r}")
     out["ema"]["decay"] = decay
@@ -258,17 +254,6 @@ def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
     if not isinstance(objective.get("variance_reduced", False), bool):
         raise ConfigError(f"objective.variance_reduced must be true or false, got "
                           f"{objective['variance_reduced']!r}")
-
-
-def _number(value: Any, name: str, minimum: float) -> float:
-    """``float(value)``, or ``ConfigError`` when it is not a number ``>= minimum``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < minimum:
-        raise ConfigError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
-    return number
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:

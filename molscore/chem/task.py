@@ -51,7 +51,7 @@ from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask
+from ..tasks import Batch, TrainTask, config_number
 from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
 
 __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
@@ -293,7 +293,7 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
             where = f"{name} ({source})" if name == "data" else name
             raise ValueError(f"conformers task: {where} has no key {unknown[0]!r}; choose from "
                              f"{', '.join(known)}")
-    fraction = _number(data.get("val_fraction", 0.15), "data.val_fraction")
+    fraction = config_number(data.get("val_fraction", 0.15), "data.val_fraction")
     if not 0 <= fraction < 1:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {data['val_fraction']!r}")
     for key, minimum in (("split_seed", 0), ("max_molecules", 1), ("max_heavy_atoms", 1)):
@@ -302,19 +302,8 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
                                   or value < minimum):
             raise ValueError(f"data.{key} must be an integer >= {minimum}, got {value!r}")
     for key in ("sigma_data", "coord_scale"):
-        if model_cfg.get(key) is not None and not _number(model_cfg[key], f"model.{key}") > 0:
+        if model_cfg.get(key) is not None and not config_number(model_cfg[key], f"model.{key}") > 0:
             raise ValueError(f"model.{key} must be positive, got {model_cfg[key]!r}")
-
-
-def _number(value: Any, name: str) -> float:
-    """``float(value)``, or ``ValueError`` naming the key when it is no finite number."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
 
 
 def build_model(meta: dict) -> ScoreModel:
