@@ -223,6 +223,23 @@ def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsy
     assert evaluate_coverage(tmp_path / "ref.sdf", tmp_path / "ref.sdf")["unpaired_generated"] == {}
 
 
+def test_crystal_says_when_molecules_have_fewer_conformers_than_n(tmp_path, capsys):
+    """generate's default -n 10 against the default N = 1, 10, 50: the N = 50 row was printed
+    without a word, though it is the N = 10 row again."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    _write(tmp_path / "ref.sdf", [(_embed(smi, 1, 3), 0, {"smiles": smi})])
+    gen = _embed(smi, 3, 9)
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(3)])
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"),
+            "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err == ("note: molecules with fewer generated conformers than N (N = 10: 1 of 1, "
+                   "N = 50: 1 of 1) count the minimum over all they have\n")
+    assert main(args + ["--n", "1", "3"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_first_n_of_two_runs_of_one_molecule_is_the_first_run_in_file_order(tmp_path):
     """Two outputs of one molecule in one file (two inputs with one SMILES, or a file
     appended to) repeat the ranks 0, 1, 2 of the ``conformer`` property. Sorting by rank

@@ -94,7 +94,19 @@ def run(args) -> int:
             write_atomic(args.json_out, lambda fh: fh.write(json.dumps(res, indent=1).encode()))
         except OSError as err:
             raise UsageError.cannot_write(err, args.json_out) from None
+    if args.metric == "crystal":          # after the output, so that an error stays one line
+        _note_fewer_than_n(res["per_molecule"], args.n)
     return 0
+
+
+def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
+    """Say on stderr for which N some molecules have fewer generated conformers than N (their
+    minimum is over all they have, so that row is not what N conformers would score)."""
+    short = [(n, sum(row["n_generated"] < n for row in rows)) for n in ns]
+    short = [f"N = {n}: {k} of {len(rows)}" for n, k in short if k]
+    if short:
+        print(f"note: molecules with fewer generated conformers than N ({', '.join(short)}) "
+              "count the minimum over all they have", file=sys.stderr)
 
 
 def _note_unpaired(unpaired: dict[str, int], group_by: str) -> None:
