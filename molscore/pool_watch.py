@@ -44,7 +44,8 @@ def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:
 
     Args:
         pool: the pool running ``results``.
-        results: its ``imap`` iterator.
+        results: its ``imap`` iterator, of chunksize 1 (with a larger chunksize ``imap``
+            returns a plain generator, which cannot be waited on with a timeout).
         kept: what the caller keeps when a worker dies, ending the error message.
 
     Raises:

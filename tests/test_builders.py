@@ -275,6 +275,19 @@ def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):
     assert "stored 0 molecules" in capsys.readouterr().out and _index_snapshot(out) == before
 
 
+def test_cli_workers_build_what_one_process_builds(tmp_path, capsys):
+    """More than 8 molecules per worker: the pool's tasks are chunks of several molecules
+    (``Pool.imap`` with a chunksize above 1 returned a plain generator, which the worker
+    watch could not wait on: an AttributeError traceback)."""
+    args = ["build-dataset", "ccd", "--limit", "20", "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+    assert main(args + ["-o", str(tmp_path / "two"), "--workers", "2"]) == 0
+    one, two = load_index(tmp_path / "one"), load_index(tmp_path / "two")
+    assert len(one["molecules"]) >= 10
+    assert [m["name"] for m in two["molecules"]] == [m["name"] for m in one["molecules"]]
+    assert read_failures(tmp_path / "two") == read_failures(tmp_path / "one")
+
+
 def test_ccd_component_checks():
     payloads = dict(ccd_components(limit=5))
     name, payload = next(iter(payloads.items()))

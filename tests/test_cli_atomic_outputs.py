@@ -88,3 +88,28 @@ def test_a_failed_write_keeps_the_previous_output(tmp_path, checkpoints, name, a
     assert len(err) == 1 and f"cannot write {out}" in err[0], err
     assert out.read_bytes() == OLD
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_generate_names_its_settings_file_and_leaves_no_temporary_file(tmp_path, capsys):
+    """The settings file (``OUTPUT.json``) and ``--resume``'s cut-back files are replaced
+    through a temporary file: a failed replace named ``out.sdf.json.tmp`` and left it behind."""
+    from molscore.cli import main
+
+    (tmp_path / "out.sdf.json").mkdir()
+    assert main(["generate", "CCO", "-n", "1", "-o", str(tmp_path / "out.sdf"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"molscore generate: error: cannot write "
+                                       f"{tmp_path / 'out.sdf.json'}: Is a directory\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.sdf.json"]
+
+
+def test_replace_atomically_writes_text_and_gzip(tmp_path):
+    import gzip
+
+    from molscore.chem.io import replace_atomically
+
+    for name, read in (("a.csv", lambda p: p.read_bytes().decode()),
+                       ("a.csv.gz", lambda p: gzip.decompress(p.read_bytes()).decode())):
+        (tmp_path / name).write_text("old")
+        replace_atomically(tmp_path / name, ["é,1\r\n", "x,2\n"])
+        assert read(tmp_path / name) == "é,1\r\nx,2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.csv.gz"]

@@ -223,6 +223,45 @@ def test_generated_records_paired_with_no_reference_are_reported(tmp_path, capsy
     assert evaluate_coverage(tmp_path / "ref.sdf", tmp_path / "ref.sdf")["unpaired_generated"] == {}
 
 
+def test_crystal_says_when_molecules_have_fewer_conformers_than_n(tmp_path, capsys):
+    """generate's default -n 10 against the default N = 1, 10, 50: the N = 50 row was printed
+    without a word, though it is the N = 10 row again."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    _write(tmp_path / "ref.sdf", [(_embed(smi, 1, 3), 0, {"smiles": smi})])
+    gen = _embed(smi, 3, 9)
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(3)])
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"),
+            "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err == ("note: molecules with fewer generated conformers than N (N = 10: 1 of 1, "
+                   "N = 50: 1 of 1) count the minimum over all they have\n")
+    assert main(args + ["--n", "1", "3"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_name_shared_by_other_molecules_is_reported(tmp_path, capsys):
+    """--group-by name pairs a generated and a reference molecule of other atoms when their
+    names agree: the pair was left out without a word, counted only among the reference
+    molecules without generated conformers."""
+    ethanol, amide = _embed("CCO", 2, 1), _embed("CCCCOc1ccccc1C(=O)N", 2, 3)
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(ethanol), i, {"_Name": "m1"}) for i in (0, 1)]
+           + [(Chem.Mol(amide), i, {"_Name": "m2"}) for i in (0, 1)])
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(amide), 0, {"_Name": "m1"}), (Chem.Mol(amide), 1, {"_Name": "m2"})])
+    _write(tmp_path / "ref_m1.sdf", [(Chem.Mol(amide), 0, {"_Name": "m1"})])
+    why = "molecules differ (heavy-atom or bond counts)"
+    res = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(1,), group_by="name")
+    assert res["mismatched"] == {"m1": why} and res["n_molecules"] == 1 and res["missing"] == ["m1"]
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"), "--group-by", "name",
+            "--no-progress", "--n", "1", "--reference"]
+    assert main(args + [str(tmp_path / "ref.sdf")]) == 0
+    assert capsys.readouterr().err == (f"note: 1 generated groups share their name with a reference "
+                                       f"molecule of other atoms and are left out, e.g. 'm1' ({why})\n")
+    assert main(args + [str(tmp_path / "ref_m1.sdf")]) == 2
+    assert capsys.readouterr().err == ("molscore evaluate: error: no molecule in common between the two "
+                                       f"files: each name they share names other atoms in each, e.g. 'm1' ({why})\n")
+
+
 def test_first_n_of_two_runs_of_one_molecule_is_the_first_run_in_file_order(tmp_path):
     """Two outputs of one molecule in one file (two inputs with one SMILES, or a file
     appended to) repeat the ranks 0, 1, 2 of the ``conformer`` property. Sorting by rank

@@ -539,16 +539,20 @@ def keep_first_records(sdf: str | os.PathLike, n_records: int,
 
 
 def replace_atomically(path: str | os.PathLike, chunks: Iterable[str]) -> None:
-    """Write text ``chunks`` to a temporary file beside ``path`` (gzip for ``.gz``), fsync it,
-    then rename it over ``path``: a crash leaves the old file or the new one, never a torn one."""
+    """Write text ``chunks`` (UTF-8, gzip for ``.gz``) to ``path`` with
+    :func:`molscore.checkpoint.write_atomic`: a crash leaves the old file or the new one,
+    never a torn one; an ``OSError`` names ``path`` and leaves no temporary file."""
+    from ..checkpoint import write_atomic      # torch: imported when a file is written
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if is_gzip(path) else open
-    with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
-        fh.writelines(chunks)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+
+    def write(fh: IO[bytes]) -> None:
+        raw = gzip.GzipFile(fileobj=fh, mode="wb") if is_gzip(path) else fh
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        text.writelines(chunks)
+        text.flush()
+        text.detach()                         # fh stays open for write_atomic
+        if raw is not fh:
+            raw.close()                       # the gzip trailer
+
+    write_atomic(path, write)

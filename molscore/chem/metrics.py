@@ -306,17 +306,19 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
 
     Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
     "unpaired_generated": {generated key paired with no reference: its records},
+    "mismatched": {generated key paired with a reference molecule of other atoms (left out): why},
     "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
     "cov_r": {mean, median}, "amr_r": ..., "cov_p": ..., "amr_p": ...}``.
     """
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
-    rows = []
+    rows, mismatched = [], {}
     paired = _pair_groups(gen, ref, group_by)
     for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="coverage"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
-        except ValueError:
+        except ValueError as err:
+            mismatched[gkey] = str(err)
             continue
         rmsd = group_rmsd(g.xyz, r.xyz, matches)
         rows.append({"key": rkey, "n_generated": len(g.xyz), "n_reference": len(r.xyz),
@@ -324,7 +326,7 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     done = {row["key"] for row in rows}
     out = {"threshold": threshold, "n_molecules": len(rows),
            "missing": [k for k in ref if k not in done],
-           "unpaired_generated": _unpaired(gen, paired), "per_molecule": rows}
+           "unpaired_generated": _unpaired(gen, paired), "mismatched": mismatched, "per_molecule": rows}
     for name in ("cov_r", "amr_r", "cov_p", "amr_p"):
         out[name] = summarise(row[name] for row in rows)
     return out
@@ -338,25 +340,26 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
 
     The reference's first record per molecule is the crystal conformer. For each N the
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
-    Returns ``{"n_molecules", "missing", "unpaired_generated" (as :func:`evaluate_coverage`),
+    Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched" (as :func:`evaluate_coverage`),
     "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """
     gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
-    rows = []
+    rows, mismatched = [], {}
     paired = _pair_groups(gen, ref, group_by)
     for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="crystal"):
         g, r = gen[gkey], ref[rkey]
         try:
             matches = atom_matches(g.mol, r.mol, max_matches)
-        except ValueError:
+        except ValueError as err:
+            mismatched[gkey] = str(err)
             continue
         rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], matches)[:, 0]
         rows.append({"key": rkey, "n_generated": len(g.xyz),
                      "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
     done = {row["key"] for row in rows}
     out = {"n_molecules": len(rows), "missing": [k for k in ref if k not in done],
-           "unpaired_generated": _unpaired(gen, paired), "per_molecule": rows}
+           "unpaired_generated": _unpaired(gen, paired), "mismatched": mismatched, "per_molecule": rows}
     out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))
     return out
 

@@ -73,8 +73,9 @@ def run(args) -> int:
     except InputFormatError as err:        # e.g. a truncated .sdf.gz
         raise UsageError(str(err)) from None
     if res["n_molecules"] == 0:
-        _explain_no_pairs(args)
+        _explain_no_pairs(args, res["mismatched"])
     _note_unpaired(res["unpaired_generated"], args.group_by)
+    _note_mismatched(res["mismatched"], args.group_by)
     if args.metric == "coverage":
         print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
               f"{len(res['missing'])}); threshold {res['threshold']} A")
@@ -94,7 +95,19 @@ def run(args) -> int:
             write_atomic(args.json_out, lambda fh: fh.write(json.dumps(res, indent=1).encode()))
         except OSError as err:
             raise UsageError.cannot_write(err, args.json_out) from None
+    if args.metric == "crystal":          # after the output, so that an error stays one line
+        _note_fewer_than_n(res["per_molecule"], args.n)
     return 0
+
+
+def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
+    """Say on stderr for which N some molecules have fewer generated conformers than N (their
+    minimum is over all they have, so that row is not what N conformers would score)."""
+    short = [(n, sum(row["n_generated"] < n for row in rows)) for n in ns]
+    short = [f"N = {n}: {k} of {len(rows)}" for n, k in short if k]
+    if short:
+        print(f"note: molecules with fewer generated conformers than N ({', '.join(short)}) "
+              "count the minimum over all they have", file=sys.stderr)
 
 
 def _note_unpaired(unpaired: dict[str, int], group_by: str) -> None:
@@ -109,8 +122,22 @@ def _note_unpaired(unpaired: dict[str, int], group_by: str) -> None:
           f"reference molecule and are left out, e.g. {key!r}{hint}", file=sys.stderr)
 
 
-def _explain_no_pairs(args) -> None:
-    """Raise a :class:`UsageError` saying why the two files share no molecule."""
+def _note_mismatched(mismatched: dict[str, str], group_by: str) -> None:
+    """Say on stderr which generated groups share their key with a reference molecule of
+    other atoms, and were left out."""
+    if mismatched:
+        key, why = next(iter(mismatched.items()))
+        print(f"note: {len(mismatched)} generated groups share their {group_by} with a reference "
+              f"molecule of other atoms and are left out, e.g. {key!r} ({why})", file=sys.stderr)
+
+
+def _explain_no_pairs(args, mismatched: dict[str, str]) -> None:
+    """Raise a :class:`UsageError` saying why the two files share no molecule (``mismatched``:
+    the generated groups paired with a reference molecule of other atoms, and why)."""
+    if mismatched:
+        key, why = next(iter(mismatched.items()))
+        raise UsageError(f"no molecule in common between the two files: each {args.group_by} they "
+                         f"share names other atoms in each, e.g. {key!r} ({why})")
     from ..chem.metrics import read_groups
 
     for what, path in (("generated", args.generated), ("reference", args.reference)):

@@ -6,7 +6,8 @@ records: their atoms, hydrogens and stereo are kept, named by the title line or 
 ``--name-column`` property) or ``-`` for stdin (``.smi`` lines unless ``--format csv|sdf``).
 Each output record's ``_Name`` is the input name (the SMILES when there is none; a repeated
 name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on stderr), with properties
-``smiles``, ``conformer``, ``checks`` and, with ``--relax``, ``energy`` (kcal/mol); an SDF
+``smiles``, ``conformer``, ``checks`` and, with ``--relax``, ``energy`` (kcal/mol) and
+``forcefield`` (MMFF94, or UFF where MMFF94 has no parameters); an SDF
 record's other properties are passed on. Records follow the input order and are written
 (and flushed) one molecule at a time.
 
@@ -28,12 +29,13 @@ status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
 
 The settings of a run (options, model file and its SHA-256, a digest of the input records'
 names and SMILES, and of SDF records' atoms, coordinates and properties, molscore version) are
-written to ``OUTPUT.json`` beside the output.
+written to ``OUTPUT.json`` beside the output (``out.sdf.json`` for ``-o out.sdf``).
 --resume continues an interrupted run: it keeps the records the output and ``failures.csv``
 already hold, redoes the last molecule written (it may be incomplete) and appends the rest.
 It refuses another molscore version, other settings or another input. A molecule's
 conformers depend only on its input, the options and --seed, so the resumed output is the one
-an uninterrupted run writes (another --batch-size, --device or --workers changes only float
+an uninterrupted run writes up to float rounding (the resumed molecules share sampling batches
+with other molecules; another --batch-size, --device or --workers also changes only float
 rounding; not with --sampler pc or ald, whose Langevin step is pooled over each batch, so a
 molecule's conformers there depend on the molecules sampled with it).
 

@@ -370,6 +370,11 @@ def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None
     return name, encode_record(record), failures, False
 
 
+def _process_chunk(items: list[tuple[str, object]], worker: Callable) -> list[tuple[str, dict | None, list, bool]]:
+    """Worker: :func:`_process` (as ``worker``) on consecutive items, one pool task."""
+    return [worker(item) for item in items]
+
+
 def _make_etkdg(name: str, smiles: str, failures: list, **kw) -> ConformerSet:
     return etkdg_conformers(smiles, name=name, **kw)
 
@@ -439,9 +444,12 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_start_worker, initargs=(reserved,))
-        chunk = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-        results = watch(pool, pool.imap(worker, todo, chunksize=chunk),
-                        "the molecules done are kept (rerun the command to resume)")
+        # chunks made here: imap with a chunksize above 1 returns a generator watch cannot poll
+        size = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        done = watch(pool, pool.imap(functools.partial(_process_chunk, worker=worker), chunks),
+                     "the molecules done are kept (rerun the command to resume)")
+        results = itertools.chain.from_iterable(done)
     else:
         _init_worker(reserved)
         results = map(worker, todo)
