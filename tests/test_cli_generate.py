@@ -735,11 +735,16 @@ def test_resume_with_a_damaged_settings_file_is_usage_error(tiny_model, tmp_path
         assert len(err.splitlines()) == 1 and "is not the settings file of a molscore run" in err, err
 
 
-def test_output_named_like_the_failures_file_is_usage_error(tiny_model, tmp_path, capsys):
+def test_output_not_named_as_an_sdf_file_is_usage_error(tiny_model, tmp_path, capsys):
+    """SDF was written into ``out.xyz`` (or over the run's own ``failures.csv``) whatever the
+    name said."""
     inp = tmp_path / "mols.csv"
     inp.write_text(RESUME_INPUT)
-    assert _generate(inp, tmp_path / "failures.csv", tiny_model) == 2
-    assert "name of the run's failures file" in capsys.readouterr().err
+    for name in ("failures.csv", "out.xyz", "out.sdf.zip"):
+        assert _generate(inp, tmp_path / name, tiny_model) == 2
+        assert capsys.readouterr().err.strip().endswith(
+            f"output {tmp_path / name} must be an SDF file, its name ending in .sdf or .sdf.gz")
+        assert not (tmp_path / name).exists()
     assert not (tmp_path / "failures.csv").exists()
 
 
@@ -748,11 +753,12 @@ def test_input_that_the_run_would_overwrite_is_usage_error(tiny_model, tmp_path,
     failures = tmp_path / "failures.csv"
     failures.write_text("name,input,reason\nsalt,[Na+].[Cl-],2 fragments\n")
     before = failures.read_text()
-    for out in (tmp_path / "retry.sdf", failures):
+    for out, reason in ((tmp_path / "retry.sdf", "would be overwritten"),
+                        (failures, "must be an SDF file")):
         rc = main(["generate", "--input", str(failures), "--smiles-column", "input", "--name-column",
                    "name", "-o", str(out), "--model", tiny_model, "--no-progress"])
         err = capsys.readouterr().err.strip()
-        assert rc == 2 and len(err.splitlines()) == 1 and "would be overwritten" in err, err
+        assert rc == 2 and len(err.splitlines()) == 1 and reason in err, err
         assert failures.read_text() == before and not (tmp_path / "retry.sdf").exists()
 
 

@@ -289,14 +289,14 @@ def run(args) -> int:
     out = Path(args.output)
     if out.is_dir():
         raise UsageError(f"output {out} is a folder; give a file, e.g. {out / 'conformers.sdf'}")
+    if not out.name.lower().endswith((".sdf", ".sdf.gz")):   # SDF was written whatever the name
+        raise UsageError(f"output {out} must be an SDF file, its name ending in .sdf or .sdf.gz")
     failures_path = out.parent / "failures.csv"
     if args.input not in (None, "-"):       # read already, but the file must not be replaced
         for path in (out, failures_path, _settings_path(out)):
             if path.exists() and path.samefile(args.input):
                 raise UsageError(f"the input {args.input} would be overwritten by {path} (the "
                                  "output, its failures.csv or settings); write the output elsewhere")
-    if out.name == failures_path.name:
-        raise UsageError(f"output {out} is the name of the run's failures file; give another name")
     bad_early = {}
     items, inputs = [], []
     for rec in records:
