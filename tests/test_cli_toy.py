@@ -319,3 +319,23 @@ def test_generic_trainer_config_gives_a_sampleable_toy_checkpoint(tmp_path):
     rc = main(["toy", "sample", "--score", str(tmp_path / "run" / "checkpoint.pt"),
                "--sampler", "em", "--steps", "5", "-n", "10", "-o", str(out)])
     assert rc == 0 and np.load(out).shape == (10, 2)
+
+
+@pytest.mark.parametrize("command", ["sample", "likelihood", "train"])
+def test_toy_help_states_every_concrete_default(command, capsys):
+    """``toy train --help`` showed no defaults (4,000 steps, checkerboard, ...): every option
+    with a concrete default names it."""
+    import argparse
+
+    from molscore.cli import toy
+
+    parser = argparse.ArgumentParser()
+    toy.register(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["toy"]
+    cmd = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    with pytest.raises(SystemExit):
+        cmd.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in cmd._actions:
+        if action.option_strings and action.default not in (None, False, True, argparse.SUPPRESS):
+            assert f"default {action.default}" in text, action.option_strings

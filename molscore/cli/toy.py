@@ -324,11 +324,12 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=positive_int, default=None,
                    help="dimension of gmmnd (default 16 for --score exact; a checkpoint's own)")
     p.add_argument("--score", default="exact",
-                   help="'exact' (analytic score of a mixture) or a toy checkpoint path")
+                   help="'exact' (analytic score of a mixture) or a toy checkpoint path "
+                        "(default %(default)s)")
     p.add_argument("--sde", choices=tuple(SDE_NAMES), default=None,
                    help="forward SDE (default ve for --score exact; a checkpoint's own)")
-    p.add_argument("-n", type=positive_int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("-n", type=positive_int, default=1000, help="number of samples (default %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default %(default)s)")
 
 
 def _add_tolerance_args(p: argparse.ArgumentParser) -> None:
@@ -348,8 +349,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sample", help="draw samples with any sampler, exact or learned score")
     _add_score_args(p)
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="pc")
-    p.add_argument("--steps", type=positive_int, default=500, help="time steps (noise levels)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="pc", help="default %(default)s")
+    p.add_argument("--steps", type=positive_int, default=500, help="time steps (noise levels; default %(default)s)")
     p.add_argument("--predictor", choices=("em", "reverse", "ancestral"), default=None,
                    help="predictor of --sampler pc (default reverse)")
     p.add_argument("--snr", type=positive_float, default=None,
@@ -367,9 +368,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("likelihood", help="log-density of data through the probability-flow ODE")
     _add_score_args(p)
-    p.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact")
+    p.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact",
+                   help="divergence of the score: exact (autograd) or Hutchinson's estimate "
+                        "(default %(default)s)")
     p.add_argument("--method", choices=LIKELIHOOD_METHODS, default="dopri5",
-                   help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps)")
+                   help="ODE solver: adaptive dopri5 (--rtol/--atol) or fixed-step (--steps); "
+                        "default %(default)s")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="number of steps of a fixed-step --method")
     _add_tolerance_args(p)
@@ -380,27 +384,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train an MLP score (or energy) model, write checkpoint "
                        "and figure")
-    p.add_argument("--density", choices=DENSITIES, default="checkerboard")
-    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="dsm")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2")
+    p.add_argument("--density", choices=DENSITIES, default="checkerboard", help="default %(default)s")
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="dsm", help="default %(default)s")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="sigma2", help="default %(default)s")
     p.add_argument("--n-proj", type=positive_int, default=None,
                    help="projections of --objective ssm or ssm-vr (default 1)")
-    p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve")
+    p.add_argument("--sde", choices=tuple(SDE_NAMES), default="ve", help="default %(default)s")
     p.add_argument("--sigma-max", type=positive_float, default=None,
                    help="VE sigma_max (default: largest distance between data points)")
-    p.add_argument("--steps", type=positive_int, default=4000, help="optimiser steps")
-    p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--lr", type=positive_float, default=2e-3)
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--steps", type=positive_int, default=4000, help="optimiser steps (default %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="default %(default)s")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate (default %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default %(default)s)")
     p.add_argument("--energy", action="store_true", help="MLP energy model (score = -grad E)")
-    p.add_argument("--hidden", type=positive_int, default=128)
-    p.add_argument("--depth", type=positive_int, default=3)
-    p.add_argument("--plot-samples", type=positive_int, default=2000)
+    p.add_argument("--hidden", type=positive_int, default=128, help="MLP width (default %(default)s)")
+    p.add_argument("--depth", type=positive_int, default=3, help="MLP hidden layers (default %(default)s)")
+    p.add_argument("--plot-samples", type=positive_int, default=2000,
+                   help="samples in the figure (default %(default)s)")
     p.add_argument("--plot-sampler", choices=tuple(SAMPLERS), default="ode",
-                   help="sampler of the figure's sample panel")
-    p.add_argument("--plot-steps", type=positive_int, default=100)
+                   help="sampler of the figure's sample panel (default %(default)s)")
+    p.add_argument("--plot-steps", type=positive_int, default=100,
+                   help="steps of --plot-sampler (default %(default)s)")
     p.add_argument("--plot-noise", type=positive_float, default=0.2,
-                   help="noise-to-signal ratio s(t)/m(t) at which the score field is plotted")
+                   help="noise-to-signal ratio s(t)/m(t) at which the score field is plotted "
+                        "(default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=_cmd_train)
