@@ -58,6 +58,10 @@ def test_label_conditioning_and_null_label():
                                                    "classes 0..9 (a negative label means no "
                                                    "label)")):
         net(x, t, torch.tensor([0, 10, 2, 3]))
+    # a fractional label was truncated to a class (2.7 -> 2); whole floats are classes
+    with pytest.raises(ValueError, match="class labels must be whole numbers"):
+        net(x, t, torch.tensor([0.0, 1.0, 2.7, 3.0]))
+    torch.testing.assert_close(net(x, t, y.float()), a)
     # eval mode is deterministic (no label dropout) ...
     torch.testing.assert_close(net(x, t, y), a)
     # ... training mode drops labels: with p = 0.5 some of 64 samples must be null

@@ -148,12 +148,15 @@ class UNet(nn.Module):
         """Label indices ``(B,)`` with null = ``num_classes`` (and label dropout in training).
 
         Raises:
-            ValueError: a label ``>= num_classes``.
+            ValueError: a label ``>= num_classes``, or one that is no whole number.
         """
         null = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
         if cond is None:
             return null
-        y = torch.as_tensor(cond, device=device).long().reshape(-1).expand(batch)
+        y = torch.as_tensor(cond, device=device)
+        if y.is_floating_point() and not torch.equal(y, y.round()):   # 2.7 was taken as class 2
+            raise ValueError("class labels must be whole numbers (a negative label means no label)")
+        y = y.long().reshape(-1).expand(batch)
         if y.numel() and int(y.max()) >= self.num_classes:
             raise ValueError(f"class label {int(y.max())} is not one of this model's classes "
                              f"0..{self.num_classes - 1} (a negative label means no label)")
