@@ -49,10 +49,15 @@ def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:
         kept: what the caller keeps when a worker dies, ending the error message.
 
     Raises:
+        TypeError: ``results`` is not ``imap``'s iterator with a chunk size of 1 (with a larger
+            one ``imap`` returns a plain generator, which cannot wait with a timeout: make the
+            chunks yourself, as :mod:`molscore.parallel` does).
         WorkerDied: a worker process died, or was replaced, while waiting (checked every
             :data:`POLL_S` seconds). Reads ``Pool._pool``, its list of worker processes:
             private, but there since Python 2.6, and the only way to see a replaced worker.
     """
+    if not isinstance(results, IMapIterator):
+        raise TypeError(f"watch needs pool.imap's iterator (chunksize 1), got {type(results).__name__}")
     workers = {proc.pid: proc for proc in pool._pool}
     while True:
         try:

@@ -157,3 +157,20 @@ def test_a_signal_ends_a_multi_process_run_quietly_keeping_the_records_written(t
     kept = list(Chem.SDMolSupplier(str(out), removeHs=False))
     assert len(kept) >= 4 and all(m is not None for m in kept)
     assert all(m.GetProp("_Name").startswith("m") for m in kept)
+
+
+def test_watch_refuses_the_generator_imap_returns_for_larger_chunks():
+    """``pool.imap`` with a chunk size above 1 returns a plain generator, on which the watch
+    failed with an AttributeError traceback (``build-dataset --workers`` on over 8 x workers
+    molecules): a TypeError saying what to pass instead; chunk size 1 is watched."""
+    import multiprocessing as mp
+
+    from molscore.pool_watch import stop, watch
+
+    pool = mp.get_context("fork").Pool(1)
+    try:
+        assert list(watch(pool, pool.imap(abs, [-1, -2, 3]), "nothing")) == [1, 2, 3]
+        with pytest.raises(TypeError, match=r"watch needs pool.imap's iterator \(chunksize 1\), got generator"):
+            list(watch(pool, pool.imap(abs, [-1, -2, 3], chunksize=2), "nothing"))
+    finally:
+        stop(pool)
