@@ -13,7 +13,6 @@ Molecules cross the process boundary as RDKit binary pickles that keep every pro
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rdkit import Chem
 from tqdm.auto import tqdm
 
 from .generate import ConformerGenerator, GenerateOptions, GenerationResult
-from .pool_watch import WorkerDied, init_worker, stop, watch
+from .pool_watch import WorkerDied, init_worker, start_pool, stop, watch
 
 __all__ = ["generate_in_processes", "WorkerDied"]
 
@@ -84,8 +83,7 @@ def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: 
         raise FileNotFoundError(f"model weights not found: {model}")
     it = iter(items)
     chunks = iter(lambda: [(name, _pack_input(x)) for name, x in itertools.islice(it, chunk)], [])
-    pool = mp.get_context("spawn").Pool(workers, initializer=_start_worker,
-                                        initargs=(model, options))
+    pool = start_pool("spawn", workers, _start_worker, (model, options))
     try:
         with tqdm(total=total, unit="mol", disable=not progress) as bar:
             for packed in watch(pool, pool.imap(_run_chunk, chunks),

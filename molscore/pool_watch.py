@@ -1,7 +1,8 @@
 """Waiting on a :class:`multiprocessing.pool.Pool` without hanging when a worker dies.
 
 ``Pool`` replaces a worker process that dies (killed, out of memory, a crash in native code)
-without a word and waits for its task without end. :func:`watch` yields ``pool.imap``'s
+without a word and waits for its task without end. :func:`start_pool` starts a pool whose
+workers ignore Ctrl-C from their first instruction, :func:`watch` yields ``pool.imap``'s
 results and checks the workers while it waits; :func:`stop` ends a pool at once; every worker
 runs :func:`init_worker` first.
 """
@@ -10,13 +11,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.pool import IMapIterator, Pool
 from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["WorkerDied", "init_worker", "watch", "stop"]
+__all__ = ["WorkerDied", "init_worker", "start_pool", "watch", "stop"]
 
 T = TypeVar("T")
 POLL_S = 1.0          # seconds between checks that every worker process is still alive
@@ -37,6 +38,22 @@ def init_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
+
+
+def start_pool(method: str, workers: int, initializer: Callable, initargs: tuple = ()) -> Pool:
+    """``multiprocessing.get_context(method).Pool(workers, initializer, initargs)``, its worker
+    processes started while this (main) thread ignores SIGINT, so that they inherit the
+    ignored disposition (across ``exec`` too: Python then keeps it): a spawned worker spends
+    a second or more importing before :func:`init_worker` runs, and a Ctrl-C then printed its
+    ``KeyboardInterrupt`` traceback. The caller's handler is back when this returns."""
+    context = mp.get_context(method)
+    if threading.current_thread() is not threading.main_thread():   # signal.signal would raise
+        return context.Pool(workers, initializer=initializer, initargs=initargs)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return context.Pool(workers, initializer=initializer, initargs=initargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:

@@ -174,3 +174,26 @@ def test_watch_refuses_the_generator_imap_returns_for_larger_chunks():
             list(watch(pool, pool.imap(abs, [-1, -2, 3], chunksize=2), "nothing"))
     finally:
         stop(pool)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_pool_workers_ignore_ctrl_c_from_their_start():
+    """A spawned worker imports for a second or more before its initializer makes it ignore
+    SIGINT; a Ctrl-C then printed its KeyboardInterrupt traceback (a flaky CI failure of the
+    test above, on a busy machine). start_pool's workers have SIGINT ignored from their first
+    instruction (the kernel's SigIgn mask, read before they can have run any Python), and
+    the caller's handler is back."""
+    import signal
+
+    from molscore.pool_watch import start_pool, stop
+
+    before = signal.getsignal(signal.SIGINT)
+    pool = start_pool("spawn", 2, int)
+    try:
+        masks = [int(line.split()[1], 16) for proc in pool._pool
+                 for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                 if line.startswith("SigIgn:")]
+        assert len(masks) == 2 and all(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        stop(pool)

@@ -40,7 +40,7 @@ from ..chem.featurize import MoleculeError, prepare_mol
 from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
 from ..chem.relax import MAX_REST_LENGTH_GAP, mmff_properties
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
-from ..pool_watch import WorkerDied, init_worker, stop, watch
+from ..pool_watch import WorkerDied, init_worker, start_pool, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
 from .reserved import RESERVED_REASON, exclusion_reason, inchikey_block, reserved_keys
@@ -443,7 +443,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     if workers > 1 and len(todo) > 1:
         # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(workers, initializer=_start_worker, initargs=(reserved,))
+        pool = start_pool(method, workers, _start_worker, (reserved,))
         # chunks made here: imap with a chunksize above 1 returns a generator watch cannot poll
         size = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
