@@ -84,7 +84,15 @@ def fraction_ideal_bonds(traces: Sequence, target: float = CA_BOND, tol: float =
     Raises:
         ValueError: no traces, or none of at least 2 residues.
     """
-    d = _pooled(consecutive_distances, traces, "consecutive C-alpha distances", 2)
+    return _fraction_within(_bond_lengths(traces), target, tol)
+
+
+def _bond_lengths(traces: Sequence) -> np.ndarray:
+    """All consecutive C-alpha distances of ``traces``, pooled (:func:`_pooled`)."""
+    return _pooled(consecutive_distances, traces, "consecutive C-alpha distances", 2)
+
+
+def _fraction_within(d: np.ndarray, target: float, tol: float) -> float:
     return float(np.mean(np.abs(d - target) <= tol))
 
 
@@ -198,14 +206,14 @@ def trace_summary(traces: Sequence, rg_law: tuple[float, float] | None = None) -
     Raises:
         ValueError: no traces, none of at least 2 residues, or an empty one.
     """
-    bonds = _pooled(consecutive_distances, traces, "consecutive C-alpha distances", 2)
+    bonds = _bond_lengths(traces)
     n_res = sum(len(_np(t)) for t in traces)
     clashes = [clash_counts(t) for t in traces]
     rg = np.array([radius_of_gyration(t) for t in traces])
     out = {
         "num_traces": len(traces),
         "num_residues": int(n_res),
-        "bond_fraction_3.8pm0.2": fraction_ideal_bonds(traces),
+        "bond_fraction_3.8pm0.2": _fraction_within(bonds, CA_BOND, 0.2),
         "bond_mean": float(np.mean(bonds)),
         "clash_pairs_per_residue": sum(c[0] for c in clashes) / n_res,
         "clash_residue_fraction": sum(c[1] for c in clashes) / n_res,
