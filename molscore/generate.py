@@ -108,6 +108,7 @@ MAX_DEFAULT_POOL = 200
 # Largest seed: RDKit's randomSeed (ETKDG, stereo enumeration) is seed + 1, a C int; a seed of
 # -1 would make it 0, with which ETKDG returns identical conformers.
 MAX_SEED = 2**31 - 2
+DEDUPE_MAX_MATCHES = 1000      # symmetric atom mappings per --dedupe RMSD matrix
 
 
 def default_pool(n: int) -> int:
@@ -741,8 +742,10 @@ def _etkdg(mol: Chem.Mol, n: int, seed: int, pool: int, pick: str, hydrogens: st
 
 
 def _dedupe(mol: Chem.Mol, threshold: float) -> list[int]:
-    """Indices (conformer order) kept by greedy RMSD de-duplication."""
-    rmsd = rmsd_matrix(mol, mol)
+    """Indices (conformer order) kept by greedy RMSD de-duplication (RMSDs over at most
+    :data:`DEDUPE_MAX_MATCHES` atom mappings: upper bounds beyond, so a near-duplicate of a
+    very symmetric molecule may stay)."""
+    rmsd = rmsd_matrix(mol, mol, max_matches=DEDUPE_MAX_MATCHES)
     keep: list[int] = []
     for i in range(rmsd.shape[0]):
         if all(rmsd[i, j] >= threshold for j in keep):

@@ -5,7 +5,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 
 from molscore.chem.io import InputFormatError
-from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics, crystal_summary,
+from molscore.chem.metrics import (_heavy_positions, _skeleton, atom_matches, coverage_metrics, crystal_summary,
                                    evaluate_coverage, evaluate_crystal, read_groups, rmsd_matrix)
 from molscore.cli import main
 
@@ -24,7 +24,9 @@ def _embed(smiles: str, n: int, seed: int, random_order: bool = False) -> Chem.M
 @pytest.mark.parametrize("smiles", ["CC(C)(C)c1ccc(C(=O)[O-])cc1", "OC(=O)CCc1ccccc1[N+](=O)[O-]",
                                     "CN1CCC[C@H]1c1cccnc1",
                                     # symmetric only without bond orders: no extra mappings
-                                    "c1ccc2c(c1)CCCC2", "C=CCCCCC", "CC1=CC[C@@H](C(C)=C)CC1=O"])
+                                    "c1ccc2c(c1)CCCC2", "C=CCCCCC", "CC1=CC[C@@H](C(C)=C)CC1=O",
+                                    # 1,296 mappings: over the old cap of 1,000 (off by 0.25 A)
+                                    "FC(F)(F)c1cc(C(F)(F)F)cc(C(F)(F)F)c1"])
 def test_rmsd_matches_getbestrms(smiles):
     probe = _embed(smiles, 4, 7)
     ref = _embed(smiles, 3, 11, random_order=True)
@@ -51,10 +53,40 @@ def test_rmsd_of_collinear_heavy_atoms_matches_a_full_svd(smiles):
     probe, ref = _embed(smiles, 4, 3), _embed(smiles, 3, 5)
     got = rmsd_matrix(probe, ref)
     xp, xr = _heavy_positions(probe), _heavy_positions(ref)
-    want = np.array([[min(_svd_rmsd(xp[i], xr[j][m]) for m in atom_matches(probe, ref))
+    want = np.array([[min(_svd_rmsd(xp[i], xr[j][m]) for m in atom_matches(probe, ref).expand())
                       for j in range(3)] for i in range(4)])
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert want.min() > 1e-4
+
+
+@pytest.mark.parametrize("smiles", ["CC(C)(C)c1ccc(C(F)(F)F)cc1", "O=S(=O)(O)c1ccc(P(=O)(O)O)cc1",
+                                    "CC(C)C(C)(C)C", "OC(=O)C(F)(F)C(=O)[O-]"])
+def test_leaf_groups_factorise_the_mappings_exactly(smiles):
+    """Interchangeable terminal atoms matched in one order and permuted afterwards give the
+    same set of mappings as RDKit enumerating all of them (tert-butyl x CF3: 6 x 6 x 2)."""
+    probe, ref = _embed(smiles, 3, 7), _embed(smiles, 2, 11, random_order=True)
+    got = atom_matches(probe, ref)
+    assert got.groups and len(got.core) < len(got)
+    p, r = _skeleton(probe), _skeleton(ref)
+    want = r.GetSubstructMatches(p, uniquify=False, useChirality=False, maxMatches=10**6)
+    assert sorted(map(tuple, got.expand().tolist())) == sorted(want)
+    pr, rr = Chem.RemoveHs(probe), Chem.RemoveHs(ref)
+    np.testing.assert_allclose(rmsd_matrix(probe, ref),
+                               [[rdMolAlign.GetBestRMS(pr, rr, i, j) for j in range(2)]
+                                for i in range(3)], atol=1e-5)
+
+
+def test_mappings_over_max_matches_are_rdkits_first():
+    mol = _embed("FC(F)(F)c1ccc(C(F)(F)F)cc1", 1, 3)
+    full = atom_matches(mol, mol)
+    assert len(full) == 2 * 6 * 6 * 2              # ring flip x CF3 x CF3 x swap of the ends
+    blocks = list(full.blocks(7))
+    assert [len(b) for b in blocks] == [7] * 20 + [4]
+    np.testing.assert_array_equal(np.concatenate(blocks), full.expand())
+    some = atom_matches(mol, mol, max_matches=50)   # as GetBestRMS(maxMatches=50)
+    skeleton = _skeleton(mol)
+    want = skeleton.GetSubstructMatches(skeleton, uniquify=False, useChirality=False, maxMatches=50)
+    np.testing.assert_array_equal(some.expand(), np.asarray(want))
 
 
 def test_different_molecules_raise():

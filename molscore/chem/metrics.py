@@ -8,12 +8,14 @@ charges, as ``GetBestRMS`` does, with its default ``symmetrizeConjugatedTerminal
 (a carboxylate's or nitro group's terminal O / N: bond order and charge ignored, so
 they swap); only where the two molecules differ in bond orders or charges (tautomers,
 charge forms: ``GetBestRMS`` finds no mapping) are elements and connectivity alone
-matched. Then all conformer pairs are superposed at once (batched Kabsch in float64),
-which is what makes the 2K x K RMSD matrices of the GEOM protocol cheap. At most
-``max_matches`` mappings are enumerated (default 1000; ``GetBestRMS`` allows 10^6),
-which bounds the cost for highly symmetric molecules (a few CF3 / tert-butyl groups
-give hundreds of mappings); with more automorphisms than that the RMSD is an upper
-bound.
+matched. Groups of interchangeable terminal atoms (a CF3 group's F, a phosphate's O) are
+matched in one order and their permutations generated afterwards, so RDKit enumerates only
+the mappings of the rest (inositol hexakisphosphate: 12 instead of 559,872). Then all
+conformer pairs are superposed under blocks of mappings at once (batched Kabsch in
+float64), which is what makes the 2K x K RMSD matrices of the GEOM protocol cheap. With
+more than ``max_matches`` mappings (default 10^6, as ``GetBestRMS``) the first
+``max_matches`` RDKit enumerates are taken, as ``GetBestRMS`` takes them, and the RMSD is
+an upper bound.
 ``tests/test_metrics.py`` checks agreement with ``GetBestRMS``.
 
 Protocols:
@@ -28,10 +30,12 @@ Protocols:
 """
 from __future__ import annotations
 
+import itertools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,11 +44,11 @@ from tqdm.auto import tqdm
 
 from .io import InputFormatError, read_sdf_mols
 
-__all__ = ["MAX_MATCHES", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
+__all__ = ["MAX_MATCHES", "AtomMappings", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
            "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
            "summarise", "crystal_summary"]
 
-MAX_MATCHES = 1000
+MAX_MATCHES = 1_000_000          # as rdMolAlign.GetBestRMS
 # RDKit's symmetrizeTerminalAtoms (MolAlign): terminal O / N of a conjugated pair, and its bond
 _TERMINAL = Chem.MolFromSmarts("[O,N;D1;$([O,N;D1]-[*]=[O,N;D1]),$([O,N;D1]=[*]-[O,N;D1])]~[*]")
 
@@ -90,11 +94,76 @@ def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np
         np.zeros((0, len(heavy), 3))
 
 
-def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES) -> np.ndarray:
-    """All heavy-atom mappings probe -> reference, ``(m, n)``: row ``k`` maps probe heavy atom
-    ``i`` to reference heavy atom ``out[k, i]`` (indices among heavy atoms). Bond types and
-    charges count as in ``GetBestRMS``; where they differ between the two (tautomers, charge
-    forms) the mappings of the heavy-atom graph alone.
+def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
+    """Interchangeable leaves of a heavy-atom skeleton (in place): the degree-1 atoms of one
+    neighbour with one element, charge, isotope and bond type (a CF3 group's F, a tert-butyl's
+    methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each such group of two
+    or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in atom order), so
+    that substructure matching maps a group's atoms in one fixed order. Returns the groups'
+    atom indices, ``[(k,)]``."""
+    groups: dict[tuple, list[int]] = {}
+    for atom in skeleton.GetAtoms():
+        if atom.GetDegree() == 1:
+            bond = atom.GetBonds()[0]
+            key = (bond.GetOtherAtomIdx(atom.GetIdx()), atom.GetAtomicNum(),
+                   atom.GetFormalCharge(), atom.GetIsotope(), bond.GetBondType())
+            groups.setdefault(key, []).append(atom.GetIdx())
+    out = []
+    for members in groups.values():
+        if len(members) > 1:
+            for rank, idx in enumerate(members, start=1):
+                atom = skeleton.GetAtomWithIdx(idx)
+                atom.SetIsotope(atom.GetIsotope() + 1000 * rank)
+            out.append(np.asarray(members, dtype=np.int64))
+    return out
+
+
+@dataclass(frozen=True)
+class AtomMappings:
+    """Heavy-atom mappings probe -> reference, factorised: every mapping is a ``core`` row
+    with the atoms of each leaf group permuted among themselves in any order.
+
+    Attributes:
+        core: ``(m, n)``; row ``k`` maps probe heavy atom ``i`` to reference heavy atom
+            ``core[k, i]`` (indices among heavy atoms), each leaf group in one fixed order.
+        groups: probe indices of each group of interchangeable leaves, ``[(k_g,)]``.
+    """
+
+    core: np.ndarray
+    groups: tuple[np.ndarray, ...] = ()
+
+    @property
+    def per_core(self) -> int:
+        """Leaf permutations per core row: the product of the groups' ``k_g!``."""
+        return math.prod(math.factorial(len(g)) for g in self.groups)
+
+    def __len__(self) -> int:
+        return len(self.core) * self.per_core
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """The mappings, ``(<= size, n)`` at a time in core-major order, built as needed."""
+        perms = [np.asarray(list(itertools.permutations(range(len(g)))), dtype=np.int64)
+                 for g in self.groups]
+        for start in range(0, len(self), size):
+            rows, combo = np.divmod(np.arange(start, min(start + size, len(self))), self.per_core)
+            out = self.core[rows]
+            for group, perm in zip(self.groups, perms):
+                combo, digit = np.divmod(combo, len(perm))
+                out[:, group] = np.take_along_axis(out[:, group], perm[digit], axis=1)
+            yield out
+
+    def expand(self) -> np.ndarray:
+        """Every mapping, ``(len(self), n)``."""
+        return np.concatenate(list(self.blocks(max(1, len(self)))))
+
+
+def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES) -> AtomMappings:
+    """All heavy-atom mappings probe -> reference. Bond types and charges count as in
+    ``GetBestRMS``; where they differ between the two (tautomers, charge forms) the mappings
+    of the heavy-atom graph alone. Groups of interchangeable leaves (CF3, tert-butyl,
+    phosphate) are matched in one order and permuted afterwards, so RDKit enumerates ``m``
+    mappings instead of ``m * prod(k_g!)``. With more than ``max_matches`` mappings, the
+    first ``max_matches`` that RDKit enumerates, as ``GetBestRMS`` takes them.
 
     Raises:
         ValueError: the heavy-atom graphs differ (different molecules).
@@ -103,30 +172,35 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
         p, r = _skeleton(probe, bond_orders), _skeleton(ref, bond_orders)
         if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
             raise ValueError("molecules differ (heavy-atom or bond counts)")
-        matches = r.GetSubstructMatches(p, uniquify=False, useChirality=False,
-                                        maxMatches=max_matches)
-        if matches:
-            return np.asarray(matches, dtype=np.int64)
+        p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
+        groups = _label_leaf_groups(p_labelled)
+        _label_leaf_groups(r_labelled)
+        core = r_labelled.GetSubstructMatches(p_labelled, uniquify=False, useChirality=False,
+                                              maxMatches=max_matches)
+        if not core:
+            continue
+        mappings = AtomMappings(np.asarray(core, dtype=np.int64), tuple(groups))
+        if len(mappings) > max_matches:
+            first = r.GetSubstructMatches(p, uniquify=False, useChirality=False,
+                                          maxMatches=max_matches)
+            mappings = AtomMappings(np.asarray(first, dtype=np.int64))
+        return mappings
     raise ValueError("molecules differ (heavy-atom graphs do not match)")
 
 
-def _sym3_max_eigval(m: torch.Tensor) -> torch.Tensor:
-    """Largest eigenvalue of symmetric 3x3 matrices ``(..., 3, 3)``, ``(...)``, in closed form
-    (trigonometric solution of the characteristic cubic; much faster than batched LAPACK)."""
-    q = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]) / 3
-    p1 = m[..., 0, 1] ** 2 + m[..., 0, 2] ** 2 + m[..., 1, 2] ** 2
-    p2 = ((m[..., 0, 0] - q) ** 2 + (m[..., 1, 1] - q) ** 2 + (m[..., 2, 2] - q) ** 2 + 2 * p1)
-    p = (p2 / 6).sqrt()
-    b = (m - q[..., None, None] * torch.eye(3, dtype=m.dtype)) / p.clamp(min=1e-300)[..., None, None]
-    r = (_det3(b) / 2).clamp(-1, 1)
+def _sym3_max_eigval(m: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Largest eigenvalue of symmetric 3x3 matrices given by their six entries (``"00"``,
+    ``"01"``, ... each ``(...)``), ``(...)``, in closed form (trigonometric solution of the
+    characteristic cubic; much faster than batched LAPACK)."""
+    q = (m["00"] + m["11"] + m["22"]) / 3
+    d0, d1, d2 = m["00"] - q, m["11"] - q, m["22"] - q
+    p1 = m["01"] ** 2 + m["02"] ** 2 + m["12"] ** 2
+    p = ((d0 * d0 + d1 * d1 + d2 * d2 + 2 * p1) / 6).sqrt()
+    det = (d0 * (d1 * d2 - m["12"] ** 2) - m["01"] * (m["01"] * d2 - m["12"] * m["02"])
+           + m["02"] * (m["01"] * m["12"] - d1 * m["02"]))       # det(M - q I)
+    p3 = p ** 3
+    r = torch.where(p3 > 0, det / (2 * p3), 0.0).clamp(-1, 1)   # p = 0: M = q I
     return q + 2 * p * torch.cos(torch.acos(r) / 3)
-
-
-def _det3(m: torch.Tensor) -> torch.Tensor:
-    """Determinants of ``(..., 3, 3)`` matrices."""
-    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
-            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
-            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
 
 
 def _kabsch_rmsd(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -136,31 +210,42 @@ def _kabsch_rmsd(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
     Only ``s1`` comes from the eigenvalues of ``H^T H``; ``s2 + sign(det H) s3`` is
     ``sqrt(|H|^2 - s1^2 + 2 det(H) / s1)``, which stays accurate where ``s2`` and ``s3`` are
-    near zero (collinear atoms), unlike the square roots of small eigenvalues."""
-    h = torch.einsum("pni,rnj->prij", p, r)
-    s1_sq = _sym3_max_eigval(h.transpose(-1, -2) @ h).clamp(min=0)
+    near zero (collinear atoms), unlike the square roots of small eigenvalues. ``H`` is held
+    entry by entry, ``(P, R)`` each, so that every step runs over contiguous memory."""
+    h = torch.einsum("pni,rnj->ijpr", p, r).contiguous()        # (3, 3, P, R)
+    hth = {f"{a}{b}": (h[:, a] * h[:, b]).sum(0) for a in range(3) for b in range(a, 3)}
+    s1_sq = _sym3_max_eigval(hth).clamp(min=0)
     s1 = s1_sq.sqrt()
-    rest = (h * h).sum((-1, -2)) - s1_sq + 2 * _det3(h) / s1.clamp(min=1e-300)
+    det = (h[0, 0] * (h[1, 1] * h[2, 2] - h[1, 2] * h[2, 1])
+           - h[0, 1] * (h[1, 0] * h[2, 2] - h[1, 2] * h[2, 0])
+           + h[0, 2] * (h[1, 0] * h[2, 1] - h[1, 1] * h[2, 0]))
+    norm_sq = hth["00"] + hth["11"] + hth["22"]                  # |H|^2 = trace(H^T H)
+    rest = norm_sq - s1_sq + 2 * det / s1.clamp(min=1e-300)
     trace = s1 + rest.clamp(min=0).sqrt()
     e = (p * p).sum((1, 2))[:, None] + (r * r).sum((1, 2))[None, :] - 2 * trace
     return (e.clamp(min=0) / p.shape[1]).sqrt()
 
 
-def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, matches: np.ndarray,
-               chunk: int = 2_000_000) -> np.ndarray:
+def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, mappings: AtomMappings,
+               chunk: int = 1_000_000) -> np.ndarray:
     """Minimum-over-mappings RMSD matrix ``(P, R)`` of heavy-atom coordinates
-    ``probe_xyz`` ``(P, n, 3)`` and ``ref_xyz`` ``(R, n, 3)`` under ``matches`` ``(m, n)``."""
+    ``probe_xyz`` ``(P, n, 3)`` and ``ref_xyz`` ``(R, n, 3)`` under ``mappings``.
+
+    Mappings are evaluated in blocks of about ``chunk`` (probe, reference, mapping)
+    triples, all of a block's superpositions at once."""
     p = torch.as_tensor(probe_xyz, dtype=torch.float64)
     r = torch.as_tensor(ref_xyz, dtype=torch.float64)
     p = p - p.mean(1, keepdim=True)
     r = r - r.mean(1, keepdim=True)
-    best = torch.full((p.shape[0], r.shape[0]), float("inf"), dtype=torch.float64)
-    rows = max(1, chunk // max(1, r.shape[0]))
-    for match in torch.as_tensor(matches):
-        rm = r[:, match]
-        for i in range(0, p.shape[0], rows):
-            blk = _kabsch_rmsd(p[i:i + rows], rm)
-            best[i:i + rows] = torch.minimum(best[i:i + rows], blk)
+    n_p, n_r = p.shape[0], r.shape[0]
+    best = torch.full((n_p, n_r), float("inf"), dtype=torch.float64)
+    maps = max(1, chunk // max(1, n_p * n_r))            # mappings per block
+    rows = max(1, chunk // max(1, n_r * min(maps, len(mappings))))   # probe conformers per block
+    for block in mappings.blocks(maps):
+        rm = r[:, torch.from_numpy(block)].reshape(-1, *r.shape[1:])  # (R * mappings, n, 3)
+        for j in range(0, n_p, rows):
+            rmsd = _kabsch_rmsd(p[j:j + rows], rm).view(-1, n_r, len(block)).amin(-1)
+            best[j:j + rows] = torch.minimum(best[j:j + rows], rmsd)
     return best.numpy()
 
 
@@ -255,7 +340,7 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
         xyz, names = [], []
         for m in mols:
             try:
-                match = atom_matches(first, m, max_matches=1)[0]
+                match = atom_matches(first, m, max_matches=1).expand()[0]
             except ValueError:
                 continue
             xyz.append(_heavy_positions(m)[0][match])

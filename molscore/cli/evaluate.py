@@ -35,8 +35,9 @@ def register(subparsers) -> None:
         q.add_argument("--generated", required=True, help="generated conformers (.sdf / .sdf.gz)")
         q.add_argument("--reference", required=True, help="reference conformers (.sdf / .sdf.gz)")
         q.add_argument("--group-by", default="smiles", help="smiles | name | PROPERTY (default smiles)")
-        q.add_argument("--max-matches", type=positive_int, default=1000,
-                       help="atom mappings per molecule (default 1000)")
+        q.add_argument("--max-matches", type=positive_int,
+                       help="atom mappings per molecule (default 1,000,000, as RDKit's "
+                            "GetBestRMS)")
         q.add_argument("--json", dest="json_out", help="also write the full result (per molecule) as JSON")
         q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                        help="show a progress bar over molecules (default: yes)")
@@ -52,7 +53,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..checkpoint import write_atomic
     from ..chem.io import InputFormatError
-    from ..chem.metrics import evaluate_coverage, evaluate_crystal
+    from ..chem.metrics import MAX_MATCHES, evaluate_coverage, evaluate_crystal
+    max_matches = args.max_matches or MAX_MATCHES
 
     for path in (args.generated, args.reference):
         if not Path(path).is_file():
@@ -66,10 +68,10 @@ def run(args) -> int:
     try:
         if args.metric == "coverage":
             res = evaluate_coverage(args.generated, args.reference, args.threshold,
-                                    args.group_by, args.max_matches, progress=args.progress)
+                                    args.group_by, max_matches, progress=args.progress)
         else:
             res = evaluate_crystal(args.generated, args.reference, args.n, args.group_by,
-                                   args.max_matches, progress=args.progress)
+                                   max_matches, progress=args.progress)
     except InputFormatError as err:        # e.g. a truncated .sdf.gz
         raise UsageError(str(err)) from None
     if res["n_molecules"] == 0:
