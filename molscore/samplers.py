@@ -123,6 +123,14 @@ class _Conditioner:
         obs = _ex(m, self.space, x) * self.x_known + _ex(s, self.space, x) * z
         return self.mask * obs + (1 - self.mask) * x
 
+    def scored(self, score: ScoreFn) -> ScoreFn:
+        """``score`` evaluated with the known part replaced by :meth:`noised` (for Langevin
+        correctors, whose steps would otherwise move the known entries off the observation
+        and forget it)."""
+        if self.mask is None:
+            return score
+        return lambda x, t: score(self.noised(x, t), t)
+
     def final(self, x: Tensor) -> Tensor:
         if self.mask is None:
             return x
@@ -302,7 +310,7 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
     pred = PREDICTORS[predictor]
 
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        x, _ = langevin_correct(score, space, x, t, n_corr, snr, generator)
+        x, _ = langevin_correct(cond.scored(score), space, x, t, n_corr, snr, generator)
         x = cond.noised(x, t)
         return pred(score, sde, space, x, t, t_next, generator)
 
@@ -338,9 +346,7 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
     cond = _Conditioner(sde, space, x, mask, x_known, generator)
 
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        def corr_score(y: Tensor, tt: Tensor) -> Tensor:
-            return score(cond.noised(y, tt), tt)
-        return langevin_correct(corr_score, space, x, t_next, n_corrector, snr, generator)
+        return langevin_correct(cond.scored(score), space, x, t_next, n_corrector, snr, generator)
 
     x = _run_steps(step, sde, space, space.project(x), steps, cond=cond, callback=callback,
                    disable=disable, last_mean=False)
