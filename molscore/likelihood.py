@@ -80,8 +80,8 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         disable: ``False`` shows a tqdm bar of the score evaluations.
 
     Raises:
-        ValueError: an unknown ``divergence`` or ``noise``, ``steps <= 0``, or a fixed-step
-            ``method`` without ``steps``.
+        ValueError: an unknown ``divergence`` or ``noise``, ``steps <= 0``, a fixed-step
+            ``method`` without ``steps``, or ``x`` not shaped ``space.shape``.
         FloatingPointError: an adaptive ``method``'s step size underflowed (a non-finite or
             very stiff score).
     """
@@ -94,6 +94,8 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     if steps is None and method in _FIXED:
         raise ValueError(f"method {method!r} is fixed-step and needs steps (without them it "
                          "would take one step from eps to T)")
+    if tuple(x.shape) != tuple(space.shape):
+        raise ValueError(f"x has shape {tuple(x.shape)}, the space {tuple(space.shape)}")
     x = space.project(x.detach())
     if divergence == "exact":
         probes = _coordinate_probes(space, x)

@@ -29,10 +29,12 @@ as score_sde's ``noise_removal``). States are kept on the space's legal subspace
 Inpainting / conditioning: ``mask`` (like ``x``, 1 = known) and ``x_known`` (like ``x``).
 After every step the known entries are replaced by the forward-noised observation
 ``m(t) x_known + s(t) z`` at the new time, and by ``x_known`` exactly at the end. For point
-sets with pinned atoms use a :class:`~molscore.spaces.PointSetSpace` with ``com_free=False``:
-with CoM projection the replacement would be undone by re-centring (and a CoM-free prior
-cannot hold atoms at given absolute positions). For the ODE sampler the known entries follow
-the deterministic path ``m(t) x_known + s(t) z`` with one fixed ``z``. Replacement is the
+sets with pinned atoms use a :class:`~molscore.spaces.PointSetSpace` with ``com_free=False``
+(a space that projects is refused): with CoM projection the replacement would be undone by
+re-centring (and a CoM-free prior cannot hold atoms at given absolute positions). A
+translation-invariant score (zero along the CoM) then samples the conditional of the
+relative coordinates, the pinned atoms fixing the frame. For the ODE sampler the known
+entries follow the deterministic path ``m(t) x_known + s(t) z`` with one fixed ``z``. Replacement is the
 score_sde heuristic, not exact conditioning: the unknown part is only pulled to the right
 conditional by Langevin mixing at small noise, so use ``ald`` (or ``pc`` with several
 corrector steps). Predictor-only and ODE samplers are biased towards the unconditional
@@ -110,6 +112,10 @@ class _Conditioner:
                  x_known: Tensor | None, generator: Generators):
         if (mask is None) != (x_known is None):
             raise ValueError("mask and x_known must be given together")
+        if mask is not None and space.projects:
+            raise ValueError(f"mask and x_known need a space without projection, not {space!r}: "
+                             "re-centring would move the known entries (pin atoms with "
+                             "PointSetSpace(..., com_free=False))")
         self.sde, self.space, self.generator = sde, space, generator
         self.mask = None if mask is None else mask.to(x).expand(x.shape)
         self.x_known = None if x_known is None else x_known.to(x).expand(x.shape)
@@ -122,6 +128,14 @@ class _Conditioner:
         z = self.space.noise_like(x, self.generator) if z is None else z
         obs = _ex(m, self.space, x) * self.x_known + _ex(s, self.space, x) * z
         return self.mask * obs + (1 - self.mask) * x
+
+    def scored(self, score: ScoreFn) -> ScoreFn:
+        """``score`` evaluated with the known part replaced by :meth:`noised` (for Langevin
+        correctors, whose steps would otherwise move the known entries off the observation
+        and forget it)."""
+        if self.mask is None:
+            return score
+        return lambda x, t: score(self.noised(x, t), t)
 
     def final(self, x: Tensor) -> Tensor:
         if self.mask is None:
@@ -302,7 +316,7 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
     pred = PREDICTORS[predictor]
 
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        x, _ = langevin_correct(score, space, x, t, n_corr, snr, generator)
+        x, _ = langevin_correct(cond.scored(score), space, x, t, n_corr, snr, generator)
         x = cond.noised(x, t)
         return pred(score, sde, space, x, t, t_next, generator)
 
@@ -338,9 +352,7 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
     cond = _Conditioner(sde, space, x, mask, x_known, generator)
 
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        def corr_score(y: Tensor, tt: Tensor) -> Tensor:
-            return score(cond.noised(y, tt), tt)
-        return langevin_correct(corr_score, space, x, t_next, n_corrector, snr, generator)
+        return langevin_correct(cond.scored(score), space, x, t_next, n_corrector, snr, generator)
 
     x = _run_steps(step, sde, space, space.project(x), steps, cond=cond, callback=callback,
                    disable=disable, last_mean=False)

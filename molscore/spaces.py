@@ -67,6 +67,11 @@ class Space(ABC):
     def sample_rows(self) -> list[int]:
         """Rows per sample, in row order (samples must occupy consecutive rows)."""
 
+    @property
+    def projects(self) -> bool:
+        """Whether :meth:`project` may change a tensor (the legal subspace is a proper one)."""
+        return False
+
     def noise_like(self, x: Tensor, generator: Generators = None) -> Tensor:
         """Standard Gaussian noise on the legal subspace, shaped like ``x``."""
         return self.project(self._randn(x.shape, generator, x.device, x.dtype))
@@ -182,6 +187,10 @@ class PointSetSpace(Space):
         if not self.com_free:
             return x
         return x - self.mean(x)[self.batch.to(x.device)]
+
+    @property
+    def projects(self) -> bool:
+        return self.com_free
 
     def sample_rows(self) -> list[int]:
         if self._rows is None:          # once per space: every sampler step draws noise

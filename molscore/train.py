@@ -302,8 +302,8 @@ class DataOrder:
             g = torch.Generator().manual_seed(self.seed + epoch)
             perm = torch.randperm(self.n, generator=g)
             total = self.shard_size * self.world_size
-            if total > self.n:
-                perm = torch.cat([perm, perm[: total - self.n]])
+            if total > self.n:          # wrapped as often as needed (n < world_size / 2 too)
+                perm = perm.repeat(math.ceil(total / self.n))[:total]
             self._cache = (epoch, perm[self.rank::self.world_size])
         return self._cache[1]
 

@@ -112,3 +112,11 @@ def test_hutchinson_probe_is_drawn_from_the_generator(noise):
     first = run(3)
     assert torch.equal(first, run(3))
     assert not torch.equal(first, run(4))
+
+
+def test_data_not_shaped_like_the_space_is_refused():
+    """(4, 3) data in a (4, 2) space gave log-densities counting 2 dimensions in the prior's
+    normaliser and 3 in its norm, without a word."""
+    sde = make_sde("vp")
+    with pytest.raises(ValueError, match=r"x has shape \(4, 3\), the space \(4, 2\)"):
+        log_likelihood(lambda y, t: -y, sde, DenseSpace((4, 2)), torch.randn(4, 3))

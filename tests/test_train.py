@@ -614,3 +614,16 @@ def test_validation_leaves_numpy_and_python_random_streams_untouched(tmp_path):
         assert (_records(tmp_path / name, "val") != []) == (val_batches is None)
         draws[name] = seen
     assert draws["with_val"] == draws["without_val"]
+
+
+@pytest.mark.parametrize("n,world_size", [(1, 3), (2, 5), (3, 8)])
+def test_data_order_gives_every_rank_a_batch_when_ranks_outnumber_items(n, world_size):
+    """The epoch permutation was padded by wrapping it once, so with fewer than half as many
+    items as ranks the last ranks got empty shards (an empty batch, while the others waited
+    for them in the gradient all-reduce). Now every rank gets one item, the permutation
+    wrapped round as often as needed."""
+    orders = [DataOrder(n, 1, seed=5, rank=r, world_size=world_size) for r in range(world_size)]
+    firsts = [order.batch(0) for order in orders]
+    assert all(len(b) == 1 for b in firsts)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(5)).tolist()
+    assert sum(firsts, []) == [perm[r % n] for r in range(world_size)]
