@@ -227,7 +227,7 @@ def _kabsch_rmsd(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 
 def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, mappings: AtomMappings,
-               chunk: int = 1_000_000) -> np.ndarray:
+               chunk: int = 65_536) -> np.ndarray:
     """Minimum-over-mappings RMSD matrix ``(P, R)`` of heavy-atom coordinates
     ``probe_xyz`` ``(P, n, 3)`` and ``ref_xyz`` ``(R, n, 3)`` under ``mappings``.
 
