@@ -1,9 +1,10 @@
 """Input readers (``.smi``, ``.csv``, ``.sdf``, stdin) and a streaming SDF writer for
 ``molscore generate``.
 
-Input records keep their file order. A record's name is the name column / second
-``.smi`` field / SDF title line (or ``--name-column`` property), or its SMILES when there is
-none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
+Input records keep their file order. A record's name is the rest of a ``.smi`` line after
+its SMILES, a CSV's name column (``--name-column``, else a column ``name``, else ``id``:
+:data:`DEFAULT_NAME_COLUMNS`), an SDF record's title line (or ``--name-column`` property),
+or its SMILES when there is none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
 coordinates, or from the wedges of 2D ones) are what generation keeps. A name is one line
 (line breaks, as a quoted CSV cell or a multi-line SDF property can hold, become spaces:
 the name is the output record's title line). Duplicate names are
@@ -37,7 +38,7 @@ from typing import IO, Iterable, Iterator, Sequence
 
 from rdkit import Chem, rdBase
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
+__all__ = ["InputRecord", "DEFAULT_NAME_COLUMNS", "smiles_names", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
            "guess_format", "record_smiles"]
@@ -45,6 +46,9 @@ __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
 FAILURE_COLUMNS = ["name", "input", "reason"]
+# The CSV columns that name the records when no name column is asked for, in this order
+# (found as :func:`_column` finds a column: ``Name``, ``ID`` too).
+DEFAULT_NAME_COLUMNS = ("name", "id")
 
 
 # A row of an input file: SMILES, name, molecule (SDF) and a reason it cannot be used.
@@ -279,7 +283,8 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
               delimiter: str) -> Iterator[tuple[str, str | None]]:
     """``(SMILES, name)`` per row; blank lines before the header and blank rows are skipped.
     A column is found as :func:`_column` says (of columns of the same name, the last, as
-    ``csv.DictReader`` takes it). When the header has no ``smiles_column`` with
+    ``csv.DictReader`` takes it); without ``name_column`` the names are in the first of
+    :data:`DEFAULT_NAME_COLUMNS` the header has (other than the SMILES column), if any. When the header has no ``smiles_column`` with
     ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
     that delimiter is used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
     first = handle.readline()
@@ -306,6 +311,10 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
                 raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
                                        f"{', '.join(header)}); use --name-column")
             name_at = position[found]
+        else:
+            name_at = next((position[col] for col in (_column(header, wanted) for wanted in
+                                                      DEFAULT_NAME_COLUMNS)
+                            if col is not None and position[col] != smiles_at), None)
         while (cells := _next_row(reader)) is not None:
             if not cells:
                 continue
@@ -339,7 +348,8 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
                  name_column: str | None = None,
                  duplicates: list[str] | None = None) -> Iterator[InputRecord]:
     """Read molecules from a ``.smi`` file (``SMILES [name]`` per line, ``#`` comments),
-    a ``.csv``/``.tsv`` file (named columns), an ``.sdf`` file (``name_column``: the record
+    a ``.csv``/``.tsv`` file (named columns; ``name_column`` default: a column ``name``, else
+    ``id``, else none), an ``.sdf`` file (``name_column``: the record
     property that names a molecule, default its title line) or stdin (``path == "-"``,
     ``.smi`` unless ``fmt`` says otherwise). Gzipped files work too.
 
@@ -396,6 +406,13 @@ def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[In
         if unique != base and duplicates is not None:
             duplicates.append(unique)
         yield InputRecord(index, unique, smiles, error, mol)
+
+
+def smiles_names(records: Iterable[InputRecord]) -> list[str]:
+    """The unique names ``records`` get when none has a name of its own: each its SMILES
+    (``record_N`` when empty), as :func:`read_records` names them without a name column."""
+    return [record.name for record in _numbered(
+        ((record.smiles, None, record.mol, record.error) for record in records), None)]
 
 
 def _mol_block_records(mol: Chem.Mol) -> str:
