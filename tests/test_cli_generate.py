@@ -388,6 +388,26 @@ def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     assert not sys.stdin.closed                      # reading stdin leaves it open
 
 
+def test_sdf_input_drops_byte_order_mark(tmp_path, monkeypatch):
+    """A UTF-8 byte-order mark (as a Windows editor saves the file) became part of the first
+    SDF record's title line: the molecule was named '\ufeffethanol'."""
+    import gzip
+
+    from molscore.chem.io import read_records
+
+    mol = Chem.MolFromSmiles("CCO")
+    mol.SetProp("_Name", "ethanol")
+    data = b"\xef\xbb\xbf" + (Chem.MolToMolBlock(mol) + "$$$$\n").encode() * 2
+    plain, packed = tmp_path / "in.sdf", tmp_path / "in.sdf.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    for path in (plain, packed):
+        assert [r.name for r in read_records(str(path))] == ["ethanol", "ethanol#2"]
+    for stdin in (io.BufferedReader(io.BytesIO(data)), io.BytesIO(data)):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert [r.name for r in read_records("-", fmt="sdf")] == ["ethanol", "ethanol#2"]
+
+
 @pytest.mark.parametrize("rest", ["C" * 200_000 + ",x\n", "CCN,amine\nCCC,propane\n"])
 def test_malformed_csv_is_usage_error(tiny_model, tmp_path, capsys, rest):
     """A quote left open would make the rest of the file one cell: in a small file the records

@@ -22,6 +22,7 @@ also in a truncated gzip stream), and :func:`keep_first_records` cuts both back 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -161,6 +162,7 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     try:
         with rdBase.BlockLogs():
             try:
+                _skip_byte_order_mark(handle)
                 yield from Chem.ForwardSDMolSupplier(handle, removeHs=False)
             except SystemError as err:      # RDKit's wrapper of the file object's read error
                 cause = err.__cause__ or err.__context__
@@ -172,6 +174,19 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     finally:
         if path != "-":
             handle.close()
+
+
+def _skip_byte_order_mark(handle: IO[bytes]) -> None:
+    """Read past a UTF-8 byte-order mark at the start of binary ``handle`` (which RDKit would
+    make part of the first record's title line, its name)."""
+    bom = codecs.BOM_UTF8
+    if hasattr(handle, "peek"):                   # files, gzip streams, sys.stdin.buffer
+        head = handle.peek(len(bom))
+    else:                                         # io.BytesIO
+        head = handle.read(len(bom))
+        handle.seek(-len(head), io.SEEK_CUR)
+    if head.startswith(bom):
+        handle.read(len(bom))
 
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
