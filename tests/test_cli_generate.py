@@ -41,7 +41,7 @@ def test_bad_records_reported_good_ones_in_order(tiny_model, tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     reasons = {r["name"]: r["reason"] for r in rows}
     assert list(reasons) == ["iron", "empty", "broken", "salt", "radical"]
-    assert "unsupported element" in reasons["iron"] and reasons["empty"] == "empty SMILES"
+    assert "unsupported element" in reasons["iron"] and reasons["empty"] == "empty SMILES (line 4)"
     assert "invalid SMILES" in reasons["broken"] and "--largest-fragment" in reasons["salt"]
     assert "radical" in reasons["radical"]
     assert "duplicate" in capsys.readouterr().err
@@ -277,7 +277,7 @@ def test_read_records_smi_and_duplicates(tmp_path):
     recs = list(read_records(str(path), duplicates=dups))
     assert [(r.name, r.smiles, r.error) for r in recs] == [
         ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
-        ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
+        ("record_3", "", "empty SMILES (line 4)"), ("ethyl alcohol#2", "CCN", None)]
     assert dups == ["ethyl alcohol#2"]
     # a semicolon- or tab-separated .csv (a spreadsheet's export in some locales)
     for sep in (";", "\t"):
@@ -329,6 +329,26 @@ def test_csv_records_are_named_by_a_name_or_id_column_by_default(tiny_model, tmp
                  "-o", str(out), "--model", tiny_model, "--steps", "1", "--pool", "1",
                  "--device", "cpu", "--no-progress"]) == 0
     assert [m.GetProp("_Name") for m in _records(out)] == ["Z1", "Z2"]
+
+
+def test_an_empty_record_names_its_line(tmp_path):
+    """An empty line or SMILES cell failed as 'empty SMILES' under the name record_N, N its
+    place among the records, which comments, a title line, blank lines before a CSV header
+    and cells over several lines shift off the file's line numbers: it could not be found.
+    Blank lines before a CSV header also shifted the line an open quote was reported at."""
+    from molscore.chem.io import InputFormatError, read_records
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("# made by hand\nSMILES Name\nCCO a\n\n# more\nCCN b\n   \n")
+    assert [(r.name, r.error) for r in read_records(str(smi)) if r.error] == [
+        ("record_2", "empty SMILES (line 4)"), ("record_4", "empty SMILES (line 7)")]
+    inp = tmp_path / "in.csv"
+    inp.write_text('\n\nsmiles,name\r\nCCO,"two\r\nlines"\r\n\r\n,gap\r\n  ,blank\r\n')
+    assert [(r.name, r.error) for r in read_records(str(inp))] == [
+        ("two lines", None), ("gap", "empty SMILES (line 7)"), ("blank", "empty SMILES (line 8)")]
+    inp.write_text('\n\nsmiles,name\nCCO,a\n"CCN,b\nCCC,c\n')
+    with pytest.raises(InputFormatError, match="the quote opened near line 5 is not closed"):
+        list(read_records(str(inp)))
 
 
 def test_a_cxsmiles_extension_in_a_smi_line_is_part_of_the_smiles(tiny_model, tmp_path):

@@ -12,8 +12,8 @@ allowed: the second occurrence of ``aspirin`` becomes ``aspirin#2``, the third `
 (:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
 output record and every ``failures.csv`` row has a unique name.
 
-Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES")
-so that they are reported and the run goes on.
+Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES (line
+N)", N the line's number in the file) so that they are reported and the run goes on.
 
 For resuming an interrupted run, :func:`sdf_record_names` and :func:`failure_names` read
 what the output SDF and ``failures.csv`` hold (ignoring a record torn by the interruption,
@@ -227,12 +227,12 @@ def is_smiles_title(fields: Sequence[str]) -> bool:
 _CX_EXTENSION = re.compile(r"(\|[^|\s]*\|)(?:\s+(.*))?\Z", re.S)
 
 
-def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per line; ``#`` comments and a title line (:func:`is_smiles_title`)
-    are skipped. A CXSMILES extension ``|...|`` after the SMILES (a ``.cxsmiles`` file) is
-    part of the SMILES, not the name."""
+def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None, int]]:
+    """``(SMILES, name, line number)`` per line; ``#`` comments and a title line
+    (:func:`is_smiles_title`) are skipped. A CXSMILES extension ``|...|`` after the SMILES (a
+    ``.cxsmiles`` file) is part of the SMILES, not the name."""
     first = True
-    for line in handle:
+    for number, line in enumerate(handle, 1):
         line = line.strip()
         if line.startswith("#"):
             continue
@@ -243,7 +243,7 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
         first = first and not parts
         if len(parts) > 1 and (cx := _CX_EXTENSION.match(parts[1])):
             parts = [f"{parts[0]} {cx.group(1)}", *filter(None, [cx.group(2)])]
-        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
+        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None), number
 
 
 def _column(header: Sequence[str], wanted: str) -> str | None:
@@ -295,15 +295,17 @@ def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
 
 
 def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
-              delimiter: str) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per row; blank lines before the header and blank rows are skipped.
-    A column is found as :func:`_column` says (of columns of the same name, the last, as
-    ``csv.DictReader`` takes it); without ``name_column`` the names are in the first of
-    :data:`DEFAULT_NAME_COLUMNS` the header has (other than the SMILES column), if any. When the header has no ``smiles_column`` with
-    ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
-    that delimiter is used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
-    first = handle.readline()
+              delimiter: str) -> Iterator[tuple[str, str | None, int]]:
+    """``(SMILES, name, number of the row's first line)`` per row; blank lines before the
+    header and blank rows are skipped. A column is found as :func:`_column` says (of columns
+    of the same name, the last, as ``csv.DictReader`` takes it); without ``name_column`` the
+    names are in the first of :data:`DEFAULT_NAME_COLUMNS` the header has (other than the
+    SMILES column), if any. When the header has no ``smiles_column`` with ``delimiter`` but
+    has it with ``;`` or a tab (a spreadsheet's export in some locales), that delimiter is
+    used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
+    blank, first = [], handle.readline()
     while first and not first.strip():
+        blank.append(first)
         first = handle.readline()
     with _csv_field_limit():
         header_line = next(csv.reader([first], delimiter=delimiter), [])
@@ -311,8 +313,10 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
             delimiter = next((d for d in (";", "\t") if d != delimiter and _column(
                 next(csv.reader([first], delimiter=d), []), smiles_column) is not None),
                 delimiter)
-    reader = csv.reader(itertools.chain([first], handle, [_CSV_END]), delimiter=delimiter)
+    reader = csv.reader(itertools.chain(blank, [first], handle, [_CSV_END]), delimiter=delimiter)
     try:
+        for _ in blank:                        # read, so that line numbers count them
+            next(reader)
         header = (_next_row(reader) or []) if first else []
         found = _column(header, smiles_column)
         if found is None:
@@ -330,12 +334,15 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
             name_at = next((position[col] for col in (_column(header, wanted) for wanted in
                                                       DEFAULT_NAME_COLUMNS)
                             if col is not None and position[col] != smiles_at), None)
-        while (cells := _next_row(reader)) is not None:
+        while True:
+            start = reader.line_num + 1
+            if (cells := _next_row(reader)) is None:
+                break
             if not cells:
                 continue
             smiles = cells[smiles_at].strip() if smiles_at < len(cells) else ""
             name = cells[name_at].strip() if name_at is not None and name_at < len(cells) else ""
-            yield smiles, (name or None)
+            yield smiles, (name or None), start
     except csv.Error as err:                   # e.g. a cell over _CSV_FIELD_LIMIT characters
         raise InputFormatError(f"malformed CSV near line {reader.line_num + 1}: {err}") from None
 
@@ -392,8 +399,9 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             rows = _csv_rows(handle, smiles_column, name_column, delimiter)
         else:
             rows = _smi_rows(handle)
-        yield from _numbered(((smiles, name, None, None if smiles else "empty SMILES")
-                              for smiles, name in rows), duplicates)
+        yield from _numbered(((smiles, name, None, None if smiles else
+                               f"empty SMILES (line {line})") for smiles, name, line in rows),
+                             duplicates)
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
