@@ -118,7 +118,7 @@ def test_smiles_inputs(tmp_path):
     p.write_text("id,SMILES\na,CCO\nb,CCN\n,\n")
     failures = []
     assert smiles_inputs(p, failures=failures) == [("a", "CCO"), ("b", "CCN")]
-    assert failures == [("record_3", "empty SMILES")]      # the empty row is reported, not dropped
+    assert failures == [("record_3", "empty SMILES (line 4)")]      # the empty row is reported, not dropped
     q = tmp_path / "m.smi"
     q.write_text("CCO ethanol\n# comment\nCCN\n")
     assert smiles_inputs(q) == [("ethanol", "CCO"), ("CCN", "CCN")]
@@ -176,8 +176,8 @@ def test_smiles_inputs_reads_as_generate_reads(tmp_path):
     # a title line after a comment (it was read as the molecule 'SMILES' named 'Name')
     assert read("late_title.smi", "# from a tool\nSMILES Name\nCCO ethanol\n")[0] == [("ethanol", "CCO")]
     # an empty SMILES cell or line is a failure named by its row (it vanished without a word)
-    assert read("empty.csv", "smiles,name\n,lost\nCCO,ok\n") == ([("ok", "CCO")], [], [("lost", "empty SMILES")])
-    assert read("gap.smi", "CCO a\n\nCCN b\n")[2] == [("record_2", "empty SMILES")]
+    assert read("empty.csv", "smiles,name\n,lost\nCCO,ok\n") == ([("ok", "CCO")], [], [("lost", "empty SMILES (line 2)")])
+    assert read("gap.smi", "CCO a\n\nCCN b\n")[2] == [("record_2", "empty SMILES (line 2)")]
     # a .tsv is tab-separated columns (it was read as .smi lines: SMILES 'a', named 'CCO')
     assert read("ids.tsv", "id\tsmiles\na\tCCO\n")[0] == [("a", "CCO")]
     # a spreadsheet's ';'-separated export and a blank before a column name (both refused)
@@ -190,7 +190,7 @@ def test_smiles_inputs_reads_as_generate_reads(tmp_path):
     assert read("lines.csv", 'smiles,name\nCCO,"two\nlines"\n')[0] == [("two lines", "CCO")]
     # --limit counts records, the unusable ones included
     assert read("limit.smi", "CCO a\n\nCCN b\nCCC c\n", limit=2) == ([("a", "CCO")], [],
-                                                                      [("record_2", "empty SMILES")])
+                                                                      [("record_2", "empty SMILES (line 2)")])
 
 
 def _index_snapshot(root):
@@ -371,7 +371,7 @@ def test_cli_keeps_inputs_with_a_repeated_name(tmp_path, capsys):
     assert "molscore build-dataset: 1 duplicate name(s) renamed: x#2" in captured.err
     assert [(m["name"], m["smiles"]) for m in load_index(out)["molecules"]] == [("x", "CCO"), ("x#2", "CCCN")]
     assert [(name, reason.split(":")[0]) for name, reason in read_failures(out)] == [
-        ("z", "empty SMILES"), ("y", "invalid SMILES 'C('")]
+        ("z", "empty SMILES (line 5)"), ("y", "invalid SMILES 'C('")]
     assert main(args) == 0                           # a rerun: the same names, nothing new
     assert "stored 0 molecules" in capsys.readouterr().out
 

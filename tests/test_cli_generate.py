@@ -41,7 +41,7 @@ def test_bad_records_reported_good_ones_in_order(tiny_model, tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     reasons = {r["name"]: r["reason"] for r in rows}
     assert list(reasons) == ["iron", "empty", "broken", "salt", "radical"]
-    assert "unsupported element" in reasons["iron"] and reasons["empty"] == "empty SMILES"
+    assert "unsupported element" in reasons["iron"] and reasons["empty"] == "empty SMILES (line 4)"
     assert "invalid SMILES" in reasons["broken"] and "--largest-fragment" in reasons["salt"]
     assert "radical" in reasons["radical"]
     assert "duplicate" in capsys.readouterr().err
@@ -277,7 +277,7 @@ def test_read_records_smi_and_duplicates(tmp_path):
     recs = list(read_records(str(path), duplicates=dups))
     assert [(r.name, r.smiles, r.error) for r in recs] == [
         ("ethyl alcohol", "CCO", None), ("c1ccccc1", "c1ccccc1", None),
-        ("record_3", "", "empty SMILES"), ("ethyl alcohol#2", "CCN", None)]
+        ("record_3", "", "empty SMILES (line 4)"), ("ethyl alcohol#2", "CCN", None)]
     assert dups == ["ethyl alcohol#2"]
     # a semicolon- or tab-separated .csv (a spreadsheet's export in some locales)
     for sep in (";", "\t"):
@@ -298,6 +298,57 @@ def test_read_records_smi_and_duplicates(tmp_path):
     # the header line RDKit's SmilesWriter writes is not a record
     path.write_text("SMILES Name\nCCO ethanol\n")
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]
+
+
+def test_csv_records_are_named_by_a_name_or_id_column_by_default(tiny_model, tmp_path,
+                                                                  monkeypatch):
+    """generate named CSV records by their SMILES unless --name-column was given, while
+    build-dataset etkdg took a 'name', else an 'id' column: one file, two sets of names."""
+    from molscore.chem.io import read_records
+    from molscore.data.builders import smiles_inputs
+
+    inp = tmp_path / "mols.csv"
+    for text, smiles_column, names in (
+            ("smiles,name\nCCO,ethanol\nCCN,\n", "smiles", ["ethanol", "CCN"]),
+            ("ID,Smiles\nethanol,CCO\n,CCN\n", "smiles", ["ethanol", "CCN"]),
+            ("id,Name,smiles\n7,ethanol,CCO\n8, ,CCN\n", "smiles", ["ethanol", "CCN"]),
+            ("smiles,label\nCCO,ethanol\n", "smiles", ["CCO"]),
+            ("name,id\nCCO,Z1\n", "name", ["Z1"])):          # not the SMILES column itself
+        inp.write_text(text)
+        assert [r.name for r in read_records(str(inp), smiles_column=smiles_column)] == names, text
+        assert [n for n, _ in smiles_inputs(inp, smiles_column=smiles_column)] == names, text
+    monkeypatch.setattr(sys, "stdin", io.StringIO("smiles,id\nCCO,Z1\n"))
+    assert [r.name for r in read_records("-", fmt="csv")] == ["Z1"]
+    inp.write_text("smiles,name,id\nCCO,ethanol,Z1\nCCN,,Z2\n")
+    out = tmp_path / "gen.sdf"
+    assert main(["generate", "--input", str(inp), "--smiles-column", "smiles", "-n", "1",
+                 "-o", str(out), "--model", tiny_model, "--steps", "1", "--pool", "1",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert [m.GetProp("_Name") for m in _records(out)] == ["ethanol", "CCN"]
+    assert main(["generate", "--input", str(inp), "--name-column", "id", "-n", "1",
+                 "-o", str(out), "--model", tiny_model, "--steps", "1", "--pool", "1",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert [m.GetProp("_Name") for m in _records(out)] == ["Z1", "Z2"]
+
+
+def test_an_empty_record_names_its_line(tmp_path):
+    """An empty line or SMILES cell failed as 'empty SMILES' under the name record_N, N its
+    place among the records, which comments, a title line, blank lines before a CSV header
+    and cells over several lines shift off the file's line numbers: it could not be found.
+    Blank lines before a CSV header also shifted the line an open quote was reported at."""
+    from molscore.chem.io import InputFormatError, read_records
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("# made by hand\nSMILES Name\nCCO a\n\n# more\nCCN b\n   \n")
+    assert [(r.name, r.error) for r in read_records(str(smi)) if r.error] == [
+        ("record_2", "empty SMILES (line 4)"), ("record_4", "empty SMILES (line 7)")]
+    inp = tmp_path / "in.csv"
+    inp.write_text('\n\nsmiles,name\r\nCCO,"two\r\nlines"\r\n\r\n,gap\r\n  ,blank\r\n')
+    assert [(r.name, r.error) for r in read_records(str(inp))] == [
+        ("two lines", None), ("gap", "empty SMILES (line 7)"), ("blank", "empty SMILES (line 8)")]
+    inp.write_text('\n\nsmiles,name\nCCO,a\n"CCN,b\nCCC,c\n')
+    with pytest.raises(InputFormatError, match="the quote opened near line 5 is not closed"):
+        list(read_records(str(inp)))
 
 
 def test_a_cxsmiles_extension_in_a_smi_line_is_part_of_the_smiles(tiny_model, tmp_path):
@@ -355,6 +406,26 @@ def test_read_records_drops_byte_order_mark(tmp_path, monkeypatch):
     recs = list(read_records("-", fmt="csv", name_column="name"))
     assert [(r.name, r.smiles) for r in recs] == [("ethanol", "CCO")]
     assert not sys.stdin.closed                      # reading stdin leaves it open
+
+
+def test_sdf_input_drops_byte_order_mark(tmp_path, monkeypatch):
+    """A UTF-8 byte-order mark (as a Windows editor saves the file) became part of the first
+    SDF record's title line: the molecule was named '\ufeffethanol'."""
+    import gzip
+
+    from molscore.chem.io import read_records
+
+    mol = Chem.MolFromSmiles("CCO")
+    mol.SetProp("_Name", "ethanol")
+    data = b"\xef\xbb\xbf" + (Chem.MolToMolBlock(mol) + "$$$$\n").encode() * 2
+    plain, packed = tmp_path / "in.sdf", tmp_path / "in.sdf.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    for path in (plain, packed):
+        assert [r.name for r in read_records(str(path))] == ["ethanol", "ethanol#2"]
+    for stdin in (io.BufferedReader(io.BytesIO(data)), io.BytesIO(data)):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert [r.name for r in read_records("-", fmt="sdf")] == ["ethanol", "ethanol#2"]
 
 
 @pytest.mark.parametrize("rest", ["C" * 200_000 + ",x\n", "CCN,amine\nCCC,propane\n"])
@@ -720,6 +791,49 @@ def test_resume_by_another_molscore_version_is_usage_error(tiny_model, tmp_path,
     assert len(err.splitlines()) == 1 and "written by molscore (version not recorded), with " \
         f"molscore {recorded}; run without --resume" in err, err
     assert out.read_text() == before
+
+
+def test_resume_of_a_run_that_named_csv_records_by_their_smiles_is_refused(tiny_model, tmp_path,
+                                                                          capsys, monkeypatch):
+    """A CSV with a 'name' column and no --name-column: molscore named its records by their
+    SMILES, now by that column. Its interrupted run (output, failures.csv and settings as
+    that version wrote them: a CSV whose name column it did not read, 'label' here, gives
+    the same) must not be resumed into one output with two kinds of names."""
+    from molscore.chem.io import sdf_record_names
+    from molscore.generate import ConformerGenerator
+
+    inp, unnamed = tmp_path / "mols.csv", tmp_path / "unnamed.csv"
+    inp.write_text(RESUME_INPUT)
+    unnamed.write_text(RESUME_INPUT.replace("name,smiles", "label,smiles", 1))
+    out = tmp_path / "gen.sdf"
+    real_run = ConformerGenerator.run
+
+    def dying_run(self, items, **kwargs):     # Ctrl-C before the 2nd molecule is written
+        for k, result in enumerate(real_run(self, items, **kwargs)):
+            if k == 1:
+                raise KeyboardInterrupt
+            yield result
+
+    def generate(path, *extra) -> int:
+        return main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model,
+                     "-n", "1", "--steps", "1", "--pool", "1", "--device", "cpu",
+                     "--no-progress", *extra])
+
+    monkeypatch.setattr(ConformerGenerator, "run", dying_run)
+    assert generate(unnamed) == 130
+    monkeypatch.undo()
+    before = out.read_text(), (tmp_path / "failures.csv").read_text()
+    assert sdf_record_names(out) == ["CCO"]
+    capsys.readouterr()
+    assert generate(inp, "--resume") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"molscore generate: error: cannot resume {out}: its records are named by their SMILES, "
+        "as an earlier molscore named CSV records without --name-column, and this one names "
+        "them by the CSV's 'name' or 'id' column; run without --resume to start afresh")
+    assert (out.read_text(), (tmp_path / "failures.csv").read_text()) == before
+    # started afresh, the run names them by the name column and resumes to itself
+    assert generate(inp) == 1 and generate(inp, "--resume") == 1
+    assert sdf_record_names(out) == ["ethanol", "acid", "phenol", "alanine"]
 
 
 def test_resume_with_a_damaged_settings_file_is_usage_error(tiny_model, tmp_path, capsys):

@@ -1,9 +1,10 @@
 """Input readers (``.smi``, ``.csv``, ``.sdf``, stdin) and a streaming SDF writer for
 ``molscore generate``.
 
-Input records keep their file order. A record's name is the name column / second
-``.smi`` field / SDF title line (or ``--name-column`` property), or its SMILES when there is
-none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
+Input records keep their file order. A record's name is the rest of a ``.smi`` line after
+its SMILES, a CSV's name column (``--name-column``, else a column ``name``, else ``id``:
+:data:`DEFAULT_NAME_COLUMNS`), an SDF record's title line (or ``--name-column`` property),
+or its SMILES when there is none. SDF records are passed on as molecules: their atom order and stereo (from the 3D
 coordinates, or from the wedges of 2D ones) are what generation keeps. A name is one line
 (line breaks, as a quoted CSV cell or a multi-line SDF property can hold, become spaces:
 the name is the output record's title line). Duplicate names are
@@ -11,8 +12,8 @@ allowed: the second occurrence of ``aspirin`` becomes ``aspirin#2``, the third `
 (:func:`disambiguate`), and the reader reports them in ``duplicates``, so every
 output record and every ``failures.csv`` row has a unique name.
 
-Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES")
-so that they are reported and the run goes on.
+Empty lines / empty SMILES cells become records with ``error`` set ("empty SMILES (line
+N)", N the line's number in the file) so that they are reported and the run goes on.
 
 For resuming an interrupted run, :func:`sdf_record_names` and :func:`failure_names` read
 what the output SDF and ``failures.csv`` hold (ignoring a record torn by the interruption,
@@ -21,6 +22,7 @@ also in a truncated gzip stream), and :func:`keep_first_records` cuts both back 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -37,7 +39,7 @@ from typing import IO, Iterable, Iterator, Sequence
 
 from rdkit import Chem, rdBase
 
-__all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
+__all__ = ["InputRecord", "DEFAULT_NAME_COLUMNS", "smiles_names", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
            "guess_format", "record_smiles"]
@@ -45,6 +47,9 @@ __all__ = ["InputRecord", "InputFormatError", "read_records", "read_sdf_mols", "
 FORMATS = ("smi", "csv", "sdf")
 _SDF_SUFFIXES = (".sdf", ".sd", ".mol")
 FAILURE_COLUMNS = ["name", "input", "reason"]
+# The CSV columns that name the records when no name column is asked for, in this order
+# (found as :func:`_column` finds a column: ``Name``, ``ID`` too).
+DEFAULT_NAME_COLUMNS = ("name", "id")
 
 
 # A row of an input file: SMILES, name, molecule (SDF) and a reason it cannot be used.
@@ -157,6 +162,7 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     try:
         with rdBase.BlockLogs():
             try:
+                _skip_byte_order_mark(handle)
                 yield from Chem.ForwardSDMolSupplier(handle, removeHs=False)
             except SystemError as err:      # RDKit's wrapper of the file object's read error
                 cause = err.__cause__ or err.__context__
@@ -168,6 +174,19 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     finally:
         if path != "-":
             handle.close()
+
+
+def _skip_byte_order_mark(handle: IO[bytes]) -> None:
+    """Read past a UTF-8 byte-order mark at the start of binary ``handle`` (which RDKit would
+    make part of the first record's title line, its name)."""
+    bom = codecs.BOM_UTF8
+    if hasattr(handle, "peek"):                   # files, gzip streams, sys.stdin.buffer
+        head = handle.peek(len(bom))
+    else:                                         # io.BytesIO
+        head = handle.read(len(bom))
+        handle.seek(-len(head), io.SEEK_CUR)
+    if head.startswith(bom):
+        handle.read(len(bom))
 
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
@@ -208,12 +227,12 @@ def is_smiles_title(fields: Sequence[str]) -> bool:
 _CX_EXTENSION = re.compile(r"(\|[^|\s]*\|)(?:\s+(.*))?\Z", re.S)
 
 
-def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per line; ``#`` comments and a title line (:func:`is_smiles_title`)
-    are skipped. A CXSMILES extension ``|...|`` after the SMILES (a ``.cxsmiles`` file) is
-    part of the SMILES, not the name."""
+def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None, int]]:
+    """``(SMILES, name, line number)`` per line; ``#`` comments and a title line
+    (:func:`is_smiles_title`) are skipped. A CXSMILES extension ``|...|`` after the SMILES (a
+    ``.cxsmiles`` file) is part of the SMILES, not the name."""
     first = True
-    for line in handle:
+    for number, line in enumerate(handle, 1):
         line = line.strip()
         if line.startswith("#"):
             continue
@@ -224,7 +243,7 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None]]:
         first = first and not parts
         if len(parts) > 1 and (cx := _CX_EXTENSION.match(parts[1])):
             parts = [f"{parts[0]} {cx.group(1)}", *filter(None, [cx.group(2)])]
-        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None)
+        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None), number
 
 
 def _column(header: Sequence[str], wanted: str) -> str | None:
@@ -276,14 +295,17 @@ def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
 
 
 def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
-              delimiter: str) -> Iterator[tuple[str, str | None]]:
-    """``(SMILES, name)`` per row; blank lines before the header and blank rows are skipped.
-    A column is found as :func:`_column` says (of columns of the same name, the last, as
-    ``csv.DictReader`` takes it). When the header has no ``smiles_column`` with
-    ``delimiter`` but has it with ``;`` or a tab (a spreadsheet's export in some locales),
-    that delimiter is used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
-    first = handle.readline()
+              delimiter: str) -> Iterator[tuple[str, str | None, int]]:
+    """``(SMILES, name, number of the row's first line)`` per row; blank lines before the
+    header and blank rows are skipped. A column is found as :func:`_column` says (of columns
+    of the same name, the last, as ``csv.DictReader`` takes it); without ``name_column`` the
+    names are in the first of :data:`DEFAULT_NAME_COLUMNS` the header has (other than the
+    SMILES column), if any. When the header has no ``smiles_column`` with ``delimiter`` but
+    has it with ``;`` or a tab (a spreadsheet's export in some locales), that delimiter is
+    used. A cell may be of any length (:data:`_CSV_FIELD_LIMIT`)."""
+    blank, first = [], handle.readline()
     while first and not first.strip():
+        blank.append(first)
         first = handle.readline()
     with _csv_field_limit():
         header_line = next(csv.reader([first], delimiter=delimiter), [])
@@ -291,8 +313,10 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
             delimiter = next((d for d in (";", "\t") if d != delimiter and _column(
                 next(csv.reader([first], delimiter=d), []), smiles_column) is not None),
                 delimiter)
-    reader = csv.reader(itertools.chain([first], handle, [_CSV_END]), delimiter=delimiter)
+    reader = csv.reader(itertools.chain(blank, [first], handle, [_CSV_END]), delimiter=delimiter)
     try:
+        for _ in blank:                        # read, so that line numbers count them
+            next(reader)
         header = (_next_row(reader) or []) if first else []
         found = _column(header, smiles_column)
         if found is None:
@@ -306,12 +330,19 @@ def _csv_rows(handle: IO[str], smiles_column: str, name_column: str | None,
                 raise InputFormatError(f"CSV has no column {name_column!r} (columns: "
                                        f"{', '.join(header)}); use --name-column")
             name_at = position[found]
-        while (cells := _next_row(reader)) is not None:
+        else:
+            name_at = next((position[col] for col in (_column(header, wanted) for wanted in
+                                                      DEFAULT_NAME_COLUMNS)
+                            if col is not None and position[col] != smiles_at), None)
+        while True:
+            start = reader.line_num + 1
+            if (cells := _next_row(reader)) is None:
+                break
             if not cells:
                 continue
             smiles = cells[smiles_at].strip() if smiles_at < len(cells) else ""
             name = cells[name_at].strip() if name_at is not None and name_at < len(cells) else ""
-            yield smiles, (name or None)
+            yield smiles, (name or None), start
     except csv.Error as err:                   # e.g. a cell over _CSV_FIELD_LIMIT characters
         raise InputFormatError(f"malformed CSV near line {reader.line_num + 1}: {err}") from None
 
@@ -339,7 +370,8 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
                  name_column: str | None = None,
                  duplicates: list[str] | None = None) -> Iterator[InputRecord]:
     """Read molecules from a ``.smi`` file (``SMILES [name]`` per line, ``#`` comments),
-    a ``.csv``/``.tsv`` file (named columns), an ``.sdf`` file (``name_column``: the record
+    a ``.csv``/``.tsv`` file (named columns; ``name_column`` default: a column ``name``, else
+    ``id``, else none), an ``.sdf`` file (``name_column``: the record
     property that names a molecule, default its title line) or stdin (``path == "-"``,
     ``.smi`` unless ``fmt`` says otherwise). Gzipped files work too.
 
@@ -367,8 +399,9 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             rows = _csv_rows(handle, smiles_column, name_column, delimiter)
         else:
             rows = _smi_rows(handle)
-        yield from _numbered(((smiles, name, None, None if smiles else "empty SMILES")
-                              for smiles, name in rows), duplicates)
+        yield from _numbered(((smiles, name, None, None if smiles else
+                               f"empty SMILES (line {line})") for smiles, name, line in rows),
+                             duplicates)
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
@@ -396,6 +429,13 @@ def _numbered(rows: Iterable[_Row], duplicates: list[str] | None) -> Iterator[In
         if unique != base and duplicates is not None:
             duplicates.append(unique)
         yield InputRecord(index, unique, smiles, error, mol)
+
+
+def smiles_names(records: Iterable[InputRecord]) -> list[str]:
+    """The unique names ``records`` get when none has a name of its own: each its SMILES
+    (``record_N`` when empty), as :func:`read_records` names them without a name column."""
+    return [record.name for record in _numbered(
+        ((record.smiles, None, record.mol, record.error) for record in records), None)]
 
 
 def _mol_block_records(mol: Chem.Mol) -> str:

@@ -1,7 +1,8 @@
 """``molscore generate``: 3D conformers from SMILES into an SDF.
 
 Inputs: one SMILES argument, or ``--input`` with a ``.smi`` file (``SMILES [name]`` per
-line), a ``.csv`` file (``--smiles-column`` / ``--name-column``), an ``.sdf`` file (2D or 3D
+line), a ``.csv`` file (``--smiles-column`` / ``--name-column``, whose default is a column
+``name``, else ``id``, as for ``build-dataset etkdg``), an ``.sdf`` file (2D or 3D
 records: their atoms, hydrogens and stereo are kept, named by the title line or the
 ``--name-column`` property) or ``-`` for stdin (``.smi`` lines unless ``--format csv|sdf``).
 Each output record's ``_Name`` is the input name (the SMILES when there is none; a repeated
@@ -84,8 +85,9 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("smi", "csv", "sdf"),
                    help="input format (default: from the extension; smi for stdin)")
     p.add_argument("--smiles-column", default="smiles", help="CSV column with SMILES (default: smiles)")
-    p.add_argument("--name-column", help="CSV column with names (SDF: the property that names a "
-                                         "molecule; default its title line)")
+    p.add_argument("--name-column", help="CSV column with names (default: 'name', else 'id', else "
+                                         "the SMILES); SDF: the property that names a molecule "
+                                         "(default: its title line)")
     p.add_argument("-n", "--num-confs", type=int, default=10, help="conformers per molecule (default 10)")
     p.add_argument("-o", "--output", required=True, help="output SDF (.sdf or .sdf.gz)")
     p.add_argument("--model", help="checkpoint (default: shipped weights molscore/weights/conformer.pt)")
@@ -204,9 +206,13 @@ def _run_settings(options, model: Path, inputs: list[tuple]) -> dict:
 
     digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None
     kept = {k: v for k, v in asdict(options).items() if k not in _FREE_OPTIONS}
-    records = hashlib.sha256(json.dumps(inputs, ensure_ascii=False).encode("utf-8")).hexdigest()
     return {"molscore": __version__, "model": str(model), "model_sha256": digest, "options": kept,
-            "input_sha256": records}
+            "input_sha256": _input_sha256(inputs)}
+
+
+def _input_sha256(inputs: list[tuple]) -> str:
+    """SHA-256 (hex) of the input records' ``(name, SMILES[, SDF content])`` tuples, in order."""
+    return hashlib.sha256(json.dumps(inputs, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _settings_path(out: Path) -> Path:
@@ -214,11 +220,16 @@ def _settings_path(out: Path) -> Path:
     return Path(str(out) + ".json")
 
 
-def _resume_point(out: Path, failures: Path, settings: dict,
-                  names: list[str]) -> tuple[int, int, int, int]:
+def _resume_point(out: Path, failures: Path, settings: dict, names: list[str],
+                  smiles_named_sha256: str | None = None) -> tuple[int, int, int, int]:
     """Where an interrupted run into ``out`` continues: ``(first record to do, records before
     it that failed, molecules and conformers of the output before it)``; cuts the output and
-    ``failures.csv`` back to the records before it."""
+    ``failures.csv`` back to the records before it.
+
+    ``smiles_named_sha256``: for a CSV input without ``--name-column``, the ``input_sha256``
+    of its records named by their SMILES, as molscore named them before a ``name`` / ``id``
+    column did by default: a run started so is refused with that reason (its records' names
+    are not this run's)."""
     from ..chem.io import failure_names, keep_first_records, sdf_record_names
 
     record = _settings_path(out)
@@ -247,6 +258,12 @@ def _resume_point(out: Path, failures: Path, settings: dict,
                 what = "another model file"
             raise UsageError(f"cannot resume {out} with other settings ({what}); "
                              "run without --resume to start afresh")
+    if smiles_named_sha256 not in (None, settings["input_sha256"]) and \
+            before.get("input_sha256") == smiles_named_sha256:
+        raise UsageError(f"cannot resume {out}: its records are named by their SMILES, as an "
+                         "earlier molscore named CSV records without --name-column, and this one "
+                         "names them by the CSV's 'name' or 'id' column; run without --resume to "
+                         "start afresh")
     index = {name: i for i, name in enumerate(names)}
     written, failed = sdf_record_names(out), failure_names(failures)
     unknown = [n for n in written + failed if n not in index]
@@ -268,7 +285,8 @@ def _resume_point(out: Path, failures: Path, settings: dict,
 
 
 def run(args) -> int:
-    from ..chem.io import FailureLog, InputRecord, SDFStreamWriter, replace_atomically
+    from ..chem.io import (FailureLog, InputRecord, SDFStreamWriter, guess_format,
+                           replace_atomically, smiles_names)
     from ..generate import ConformerGenerator, default_model_path
     from ..parallel import WorkerDied, generate_in_processes
 
@@ -314,8 +332,14 @@ def run(args) -> int:
     start, n_fail, n_ok, n_conformers = 0, 0, 0, 0        # counts of the whole run
     resuming = args.resume and out.exists()
     if resuming:
+        smiles_named = None
+        if args.input is not None and args.name_column is None and \
+                guess_format(args.input, args.format) == "csv":
+            smiles_named = _input_sha256([[name, smiles] for name, (_, smiles)
+                                          in zip(smiles_names(records), inputs)])
         start, n_fail, n_ok, n_conformers = _resume_point(out, failures_path, settings,
-                                                         [name for _, name, _ in items])
+                                                         [name for _, name, _ in items],
+                                                         smiles_named)
         print(f"molscore generate: resuming {out} after {start} of {len(items)} record(s)",
               file=sys.stderr)
     outputs = ExitStack()

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..chem.coords import add_conformer
 from ..chem.embedding import embed_conformers
 from ..chem.featurize import MoleculeError, prepare_mol
-from ..chem.io import InputFormatError, disambiguate, guess_format, read_records
+from ..chem.io import disambiguate, read_records
 from ..chem.relax import MAX_REST_LENGTH_GAP, mmff_properties
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, init_worker, start_pool, stop, watch
@@ -137,8 +137,9 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
     not; UTF-8 (a byte-order mark is dropped).
 
     A CSV molecule's name is in column ``name_column``, else in a column ``name``, else
-    ``id`` (in any case); without a name it is named by its SMILES. A repeated name ``x``
-    becomes ``x#2``, ``x#3``, ... (each appended to ``duplicates``), so no molecule is lost.
+    ``id`` (in any case; :data:`~molscore.chem.io.DEFAULT_NAME_COLUMNS`); without a name it
+    is named by its SMILES. A repeated name ``x`` becomes ``x#2``, ``x#3``, ... (each appended
+    to ``duplicates``), so no molecule is lost.
     A record that cannot be used (an empty SMILES cell or line, an SDF record RDKit cannot
     read) is appended to ``failures`` as ``(name, reason)`` instead of being returned.
 
@@ -150,8 +151,6 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
             UTF-8, a malformed CSV.
     """
     path = str(path)
-    if name_column is None and guess_format(path) == "csv":
-        name_column = next((c for c in ("name", "id") if _has_column(path, smiles_column, c)), None)
     items: list[tuple[str, str]] = []
     records = read_records(path, smiles_column=smiles_column, name_column=name_column, duplicates=duplicates)
     with contextlib.closing(records):
@@ -162,18 +161,6 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
             else:
                 items.append((record.name, record.smiles))
     return items
-
-
-def _has_column(path: str, smiles_column: str, column: str) -> bool:
-    """Whether CSV ``path`` can be read with names from ``column`` (an unreadable file: no;
-    reading it again says why)."""
-    records = read_records(path, smiles_column=smiles_column, name_column=column)
-    with contextlib.closing(records):
-        try:
-            next(records, None)
-        except InputFormatError:
-            return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------
