@@ -555,7 +555,11 @@ class Trainer:
         except RuntimeError as err:
             raise ConfigError(f"{path} does not fit the model of this config "
                               f"(changed architecture?): {str(err).splitlines()[0]}") from err
-        self.ema.load_state_dict(ckpt["ema"])
+        try:
+            self.ema.load_state_dict(ckpt["ema"])
+        except ValueError as err:  # a hand-edited checkpoint, or another model's EMA
+            raise ConfigError(f"{path}: its {err}; use another output dir, or --no-resume to "
+                              "start over in this one") from err
         self.ema.to(self.device)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

@@ -233,6 +233,23 @@ def test_ema_tracks_weights_with_warmup():
     assert ema.current_decay() == pytest.approx(0.99)
 
 
+def test_ema_refuses_a_state_of_other_keys_or_shapes_and_keeps_its_own():
+    """A shadow of another shape was broadcast into the model's by ``copy_`` without a word."""
+    ema = EMA(torch.nn.Linear(2, 3), decay=0.9)
+    before = {k: v.clone() for k, v in ema.shadow.items()}
+    state = {"decay": 0.5, "num_updates": 7,
+             "shadow": {"weight": torch.ones(1, 2), "bias": torch.ones(3)}}
+    with pytest.raises(ValueError, match=r"^EMA state does not match the model: 'weight' has "
+                                         r"shape \(1, 2\), the model's \(3, 2\)$"):
+        ema.load_state_dict(state)
+    state["shadow"] = {"renamed": torch.ones(3, 2), "bias": torch.ones(3)}
+    with pytest.raises(ValueError, match=r"^EMA state does not match the model: missing keys "
+                                         r"\['weight'\], unexpected keys \['renamed'\]$"):
+        ema.load_state_dict(state)
+    _assert_identical(ema.shadow, before, "shadow")
+    assert (ema.decay, ema.num_updates) == (0.9, 0)
+
+
 def test_data_order_is_deterministic_epoch_permutation_and_shards():
     order = DataOrder(10, batch_size=3, seed=5)
     assert order.batches_per_epoch == 3
@@ -574,6 +591,26 @@ def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read checkpoint" in err and "--no-resume" in err
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
+
+
+def test_cli_checkpoint_whose_ema_does_not_fit_the_model_is_one_line_exit_2(tmp_path, capsys):
+    """A checkpoint whose EMA weights have other keys than its model (hand-edited, or another
+    model's EMA) ended in EMA.load_state_dict's ValueError traceback."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
+    out = tmp_path / "run"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["ema"]["shadow"]["renamed"] = ckpt["ema"]["shadow"].pop("net.layers.0.weight")
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"molscore train: error: {out / 'checkpoint.pt'}: its EMA state does not match "
+                   "the model: missing keys ['net.layers.0.weight'], unexpected keys ['renamed']; "
+                   "use another output dir, or --no-resume to start over in this one\n")
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
 
 
