@@ -255,6 +255,29 @@ def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small
     assert sum(src.get("val_trained_dropped", 0) for src in task.meta["data"]["sources"]) == overlap
 
 
+def test_a_molecule_in_the_validation_splits_of_two_mixed_datasets_is_scored_once(small_sdf, tmp_path):
+    """Two datasets of the same molecules and split (an ETKDG and a reference set of one list):
+    their validation molecules were scored twice each; now validation reads them from the
+    first dataset only, so the run's validation loss is that of the first dataset alone."""
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import ConformerDataset, write_dataset
+    from molscore.train import Trainer
+
+    for name in ("a", "b"):
+        write_dataset(read_sdf(small_sdf[0]), tmp_path / name, fractions=(0.5, 0.5, 0.0), seed=0)
+    first = ConformerDataset(tmp_path / "a", "val")
+    cfg = {**_cfg(small_sdf[0]), "steps": 1, "batch_size": 8}
+    runs = {}
+    for key, processed in (("alone", str(tmp_path / "a")), ("mixed", [str(tmp_path / "a"), str(tmp_path / "b")])):
+        cfg["data"] = {"processed": processed, "conformers": "random"}
+        runs[key] = Trainer(cfg, tmp_path / key, device="cpu", progress=False)
+    mixed = runs["mixed"].task
+    validated = [mixed.val_set[i].smiles for i in range(len(mixed.val_set))]
+    assert sorted(validated) == sorted(first.smiles) and len(first) == 2
+    assert [src.get("val_duplicates_dropped") for src in mixed.meta["data"]["sources"]] == [None, 2]
+    assert runs["mixed"].validate() == runs["alone"].validate()
+
+
 def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset
@@ -267,7 +290,7 @@ def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     cfg["data"]["processed"] = [str(tmp_path / "a"), {"path": str(tmp_path / "b"), "repeat": 3}]
     both = build_task(cfg)
     assert len(both.train_set) == 4 * len(one.train_set)
-    assert len(both.val_set) == 2 * len(one.val_set)
+    assert len(both.val_set) == len(one.val_set)   # b's validation molecules are a's
     assert [s["repeat"] for s in both.meta["data"]["sources"]] == [1, 3]
     torch.testing.assert_close(both.train_set[len(both.train_set) - 1].pos.mean(0), torch.zeros(3),
                                atol=1e-5, rtol=0)
