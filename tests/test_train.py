@@ -127,6 +127,19 @@ def test_a_signal_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path, si
     assert torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
+def test_rerunning_a_finished_run_keeps_its_final_losses_in_the_summary(tmp_path):
+    """A finished run run again (a job script relaunched) logs nothing; its summary.json was
+    rewritten with final_loss and val_loss null. They are the run's last records now."""
+    first = train(base_config(), tmp_path, device="cpu", progress=False)
+    again = train(base_config(), tmp_path, device="cpu", progress=False)
+    assert (again["resumed_from"], again["steps_this_run"]) == (12, 0)
+    assert (again["final_loss"], again["val_loss"]) == (first["final_loss"], first["val_loss"])
+    assert again["final_loss"] == _records(tmp_path, "train")[-1]["loss"]
+    assert again["val_loss"] == _records(tmp_path, "val")[-1]["val_loss"]
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert (saved["final_loss"], saved["val_loss"]) == (first["final_loss"], first["val_loss"])
+
+
 def test_no_resume_starts_over(tmp_path):
     train(base_config(steps=4), tmp_path, device="cpu", progress=False)
     out = train(base_config(steps=4), tmp_path, resume=False, device="cpu", progress=False)
