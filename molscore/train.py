@@ -788,8 +788,9 @@ class Trainer:
                 if stop.requested is not None:  # a signal during this step: stop between steps
                     raise stop.exception()
         except (KeyboardInterrupt, Terminated):
-            # not after a second signal: that one may have hit mid-step
-            if (not self.info.distributed and not stop.forced and self.step > start
+            # only a stop the handler made between two steps: a second signal, or an interrupt
+            # raised by other code, may have hit mid-step or after the next batch's draws
+            if (stop.requested is not None and not stop.forced and self.step > start
                     and saved_at != self.step):
                 self.save()
             raise

@@ -278,6 +278,38 @@ def test_a_molecule_in_the_validation_splits_of_two_mixed_datasets_is_scored_onc
     assert runs["mixed"].validate() == runs["alone"].validate()
 
 
+def test_an_interrupt_raised_by_code_resumes_bit_for_bit_from_the_last_periodic_checkpoint(small_sdf, tmp_path):
+    """A KeyboardInterrupt not from a signal, raised as step 5 starts, came after its batch drew
+    its conformers from torch's RNG; the trainer saved step 4 with that RNG state, so the
+    resumed run drew other conformers from then on. Only a signal's stop (between steps) is
+    saved now; this one resumes from step 3 like a crash, bit for bit."""
+    from molscore.train import Trainer
+
+    cfg = {**_cfg(small_sdf[0]), "steps": 6, "batch_size": 2, "ckpt_every": 3, "val_every": 3,
+           "log_every": 1}
+    straight = Trainer(cfg, tmp_path / "straight", device="cpu", progress=False)
+    straight.fit()
+    split = Trainer(cfg, tmp_path / "split", device="cpu", progress=False)
+    step = split.train_step
+
+    def interrupted_step(batch):
+        if split.step == 4:
+            raise KeyboardInterrupt
+        return step(batch)
+
+    split.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        split.fit()
+    resumed = train(cfg, tmp_path / "split", device="cpu", progress=False)
+    a, b = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("straight", "split"))
+    for part in ("model", "optimizer"):
+        assert a[part].keys() == b[part].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"]["shadow"][k], b["ema"]["shadow"][k]) for k in a["ema"]["shadow"])
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    assert resumed["resumed_from"] == 3
+
+
 def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset
