@@ -48,12 +48,20 @@ class EMA:
         return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
 
     def load_state_dict(self, state: dict) -> None:
-        missing = set(self.shadow) ^ set(state["shadow"])
-        if missing:
-            raise ValueError(f"EMA state does not match the model: keys {sorted(missing)[:5]}")
+        """Restore :meth:`state_dict`'s output; ``ValueError`` (one line, nothing changed) when
+        its shadow has other keys or shapes than the model's (``copy_`` would broadcast)."""
+        theirs = state["shadow"]
+        missing, unexpected = sorted(set(self.shadow) - set(theirs)), sorted(set(theirs) - set(self.shadow))
+        if missing or unexpected:
+            raise ValueError(f"EMA state does not match the model: missing keys {missing[:3]}, "
+                             f"unexpected keys {unexpected[:3]}")
+        for k, v in theirs.items():
+            if v.shape != self.shadow[k].shape:
+                raise ValueError(f"EMA state does not match the model: {k!r} has shape "
+                                 f"{tuple(v.shape)}, the model's {tuple(self.shadow[k].shape)}")
         self.decay = float(state["decay"])
         self.num_updates = int(state["num_updates"])
-        for k, v in state["shadow"].items():
+        for k, v in theirs.items():
             self.shadow[k].copy_(v)
 
     def copy_to(self, model: nn.Module) -> None:

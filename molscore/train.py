@@ -502,6 +502,7 @@ class Trainer:
         self.last_lr = optim["lr"]
         self.resumed_from: int | None = None
         self.loss_window: list[float] = []  # losses of the steps since the last train record
+        self.last_records: dict[str, dict] = {}  # kind -> the last record a resumed run kept
         if resuming:
             self._load(ckpt_path)
         else:
@@ -555,7 +556,11 @@ class Trainer:
         except RuntimeError as err:
             raise ConfigError(f"{path} does not fit the model of this config "
                               f"(changed architecture?): {str(err).splitlines()[0]}") from err
-        self.ema.load_state_dict(ckpt["ema"])
+        try:
+            self.ema.load_state_dict(ckpt["ema"])
+        except ValueError as err:  # a hand-edited checkpoint, or another model's EMA
+            raise ConfigError(f"{path}: its {err}; use another output dir, or --no-resume to "
+                              "start over in this one") from err
         self.ema.to(self.device)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -581,16 +586,17 @@ class Trainer:
         else:  # a different number of processes: continue, but not bit-for-bit
             _seed_all(int(self.cfg["seed"]) + 1 + self.info.rank + self.step)
         if self.info.is_main:
-            self._truncate_metrics(self.step)
+            for record in self._truncate_metrics(self.step):
+                self.last_records[record["kind"]] = record
 
-    def _truncate_metrics(self, step: int) -> None:
+    def _truncate_metrics(self, step: int) -> list[dict]:
         """Drop records logged after ``step`` by an interrupted run, and a torn last line
-        (the record a crash cut short while it was written)."""
+        (the record a crash cut short while it was written); returns the records kept."""
         path = self.out_dir / METRICS_NAME
         if not path.is_file():
-            return
+            return []
         lines = [line for line in path.read_text().splitlines() if line.strip()]
-        keep = []
+        keep, records = [], []
         for i, line in enumerate(lines):
             try:
                 record = json.loads(line)
@@ -600,8 +606,10 @@ class Trainer:
                 raise
             if record.get("step", 0) <= step:
                 keep.append(line)
+                records.append(record)
         text = "".join(line + "\n" for line in keep)
         write_atomic(path, lambda fh: fh.write(text.encode()))   # a crash keeps the old file
+        return records
 
     def save(self) -> Path | None:
         """Write ``checkpoint.pt`` (rank 0; every rank contributes its RNG state and the
@@ -746,7 +754,9 @@ class Trainer:
         start, t0 = self.step, time.time()
         window = self.loss_window  # restored on resume: the next train record averages all
         #                            the steps since the last one, as in an unbroken run
-        last_loss, last_val = None, None
+        # a resumed run that logs nothing (rerun when finished) reports the run's last records
+        last_loss = self.last_records.get("train", {}).get("loss")
+        last_val = self.last_records.get("val", {}).get("val_loss")
         loader = self._loader(self.task.train_set, _BatchSampler(self.order, start, self.total_steps),
                               seed=int(cfg["seed"]) * 1_000_003 + start * 101 + self.info.rank)
         bar = tqdm(total=self.total_steps, initial=start, disable=not self.progress,
@@ -778,8 +788,9 @@ class Trainer:
                 if stop.requested is not None:  # a signal during this step: stop between steps
                     raise stop.exception()
         except (KeyboardInterrupt, Terminated):
-            # not after a second signal: that one may have hit mid-step
-            if (not self.info.distributed and not stop.forced and self.step > start
+            # only a stop the handler made between two steps: a second signal, or an interrupt
+            # raised by other code, may have hit mid-step or after the next batch's draws
+            if (stop.requested is not None and not stop.forced and self.step > start
                     and saved_at != self.step):
                 self.save()
             raise

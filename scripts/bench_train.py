@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_conformers import provenance
+
 REPO = Path(__file__).resolve().parents[1]
 EXCERPT = REPO.parent / "shared" / "data" / "conformers" / "geom_drugs_excerpt.sdf.gz"
 SMALL_SMILES = "CCOC(=O)c1ccccn1"  # ethyl picolinate, 20 atoms with H (ETKDG conformers)
@@ -104,6 +106,33 @@ def run_one(backbone: str, size: str, device: str, steps: int, batch_size: int) 
         return row
 
 
+def markdown(result: dict) -> str:
+    """The report's ``train.md`` text. Its header names the commit that was timed, or says that
+    the run was not from a git checkout (``commit`` None), or that the report predates the
+    field (no ``commit`` key)."""
+    first = result["rows"][0]           # every row has the run's batch size and steps
+    commit = ((result["commit"] or "unknown (not run from a git checkout)") if "commit" in result
+              else "not recorded")
+    lines = ["# Conformer training throughput", "",
+             f"Commit {commit}, {result.get('date', 'date not recorded')}, "
+             f"{result.get('machine', result['cpu'])}.", "",
+             f"torch {result['torch']}, torch CPU threads: {result['threads']}, on "
+             f"{result['cpu_count']} cores (1-min load average {result['load_average_1min']:.1f} at the end: the "
+             f"machine was shared); batch of {first['batch_size']} conformers, {first['steps']} timed "
+             f"steps after one warm-up. Memory: CPU = growth of peak RSS during training, "
+             f"CUDA = max_memory_allocated. CPU s/step is the process's CPU time (all "
+             f"threads) per step, less sensitive to other load than the wall-clock columns.", "",
+             "| device | backbone | atoms | params | step (s) | CPU s/step | molecules/s "
+             "| peak memory (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['device']} | {r['backbone']} | {r['atoms']} | {r['parameters']:,} | "
+                     f"{r['step_s']:.3f} | {r['cpu_s_per_step']:.3f} | {r['molecules_per_s']:.1f} | "
+                     f"{r['peak_mem_mb']:.0f} |")
+    lines += ["", "Produced by `python scripts/bench_train.py`."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
@@ -123,6 +152,7 @@ def main() -> int:
 
     import torch
 
+    prov = provenance()                    # the code as the run starts
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
@@ -145,26 +175,11 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "rows": rows,
+        "rows": rows, **prov,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# Conformer training throughput", "",
-             f"torch {torch.__version__}, torch CPU threads: {args.threads}, on "
-             f"{result['cpu_count']} cores (1-min load average {result['load_average_1min']:.1f} at the end: the "
-             f"machine was shared); batch of {args.batch_size} conformers, {args.steps} timed "
-             f"steps after one warm-up. Memory: CPU = growth of peak RSS during training, "
-             f"CUDA = max_memory_allocated. CPU s/step is the process's CPU time (all "
-             f"threads) per step, less sensitive to other load than the wall-clock columns.", "",
-             "| device | backbone | atoms | params | step (s) | CPU s/step | molecules/s "
-             "| peak memory (MB) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['device']} | {r['backbone']} | {r['atoms']} | {r['parameters']:,} | "
-                     f"{r['step_s']:.3f} | {r['cpu_s_per_step']:.3f} | {r['molecules_per_s']:.1f} | "
-                     f"{r['peak_mem_mb']:.0f} |")
-    lines += ["", "Produced by `python scripts/bench_train.py`."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
     return 0
 
 

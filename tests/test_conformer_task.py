@@ -255,6 +255,61 @@ def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small
     assert sum(src.get("val_trained_dropped", 0) for src in task.meta["data"]["sources"]) == overlap
 
 
+def test_a_molecule_in_the_validation_splits_of_two_mixed_datasets_is_scored_once(small_sdf, tmp_path):
+    """Two datasets of the same molecules and split (an ETKDG and a reference set of one list):
+    their validation molecules were scored twice each; now validation reads them from the
+    first dataset only, so the run's validation loss is that of the first dataset alone."""
+    from molscore.data.conformers import read_sdf
+    from molscore.data.processed import ConformerDataset, write_dataset
+    from molscore.train import Trainer
+
+    for name in ("a", "b"):
+        write_dataset(read_sdf(small_sdf[0]), tmp_path / name, fractions=(0.5, 0.5, 0.0), seed=0)
+    first = ConformerDataset(tmp_path / "a", "val")
+    cfg = {**_cfg(small_sdf[0]), "steps": 1, "batch_size": 8}
+    runs = {}
+    for key, processed in (("alone", str(tmp_path / "a")), ("mixed", [str(tmp_path / "a"), str(tmp_path / "b")])):
+        cfg["data"] = {"processed": processed, "conformers": "random"}
+        runs[key] = Trainer(cfg, tmp_path / key, device="cpu", progress=False)
+    mixed = runs["mixed"].task
+    validated = [mixed.val_set[i].smiles for i in range(len(mixed.val_set))]
+    assert sorted(validated) == sorted(first.smiles) and len(first) == 2
+    assert [src.get("val_duplicates_dropped") for src in mixed.meta["data"]["sources"]] == [None, 2]
+    assert runs["mixed"].validate() == runs["alone"].validate()
+
+
+def test_an_interrupt_raised_by_code_resumes_bit_for_bit_from_the_last_periodic_checkpoint(small_sdf, tmp_path):
+    """A KeyboardInterrupt not from a signal, raised as step 5 starts, came after its batch drew
+    its conformers from torch's RNG; the trainer saved step 4 with that RNG state, so the
+    resumed run drew other conformers from then on. Only a signal's stop (between steps) is
+    saved now; this one resumes from step 3 like a crash, bit for bit."""
+    from molscore.train import Trainer
+
+    cfg = {**_cfg(small_sdf[0]), "steps": 6, "batch_size": 2, "ckpt_every": 3, "val_every": 3,
+           "log_every": 1}
+    straight = Trainer(cfg, tmp_path / "straight", device="cpu", progress=False)
+    straight.fit()
+    split = Trainer(cfg, tmp_path / "split", device="cpu", progress=False)
+    step = split.train_step
+
+    def interrupted_step(batch):
+        if split.step == 4:
+            raise KeyboardInterrupt
+        return step(batch)
+
+    split.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        split.fit()
+    resumed = train(cfg, tmp_path / "split", device="cpu", progress=False)
+    a, b = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("straight", "split"))
+    for part in ("model", "optimizer"):
+        assert a[part].keys() == b[part].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"]["shadow"][k], b["ema"]["shadow"][k]) for k in a["ema"]["shadow"])
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    assert resumed["resumed_from"] == 3
+
+
 def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset
@@ -267,7 +322,7 @@ def test_processed_list_concatenates_with_repeats(small_sdf, tmp_path):
     cfg["data"]["processed"] = [str(tmp_path / "a"), {"path": str(tmp_path / "b"), "repeat": 3}]
     both = build_task(cfg)
     assert len(both.train_set) == 4 * len(one.train_set)
-    assert len(both.val_set) == 2 * len(one.val_set)
+    assert len(both.val_set) == len(one.val_set)   # b's validation molecules are a's
     assert [s["repeat"] for s in both.meta["data"]["sources"]] == [1, 3]
     torch.testing.assert_close(both.train_set[len(both.train_set) - 1].pos.mean(0), torch.zeros(3),
                                atol=1e-5, rtol=0)

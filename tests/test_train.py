@@ -51,10 +51,12 @@ def _assert_identical(a, b, where: str) -> None:
         assert a == b, where
 
 
-@pytest.mark.parametrize("exc, resumed_from", [(KeyboardInterrupt, 6), (RuntimeError, 4)])
-def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc, resumed_from):
-    """Ctrl-C saves at the current step; a crash resumes from the last periodic checkpoint
-    (ckpt_every=4) and drops the metrics logged after it."""
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, exc):
+    """An interruption raised by code (not a signal, which stops between steps: see the next
+    test) or a crash resumes from the last periodic checkpoint (ckpt_every=4) and drops the
+    metrics logged after it."""
+    resumed_from = 4
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(base_config(), straight, device="cpu", progress=False)
     _interrupted_run(split, exc, at_step=7)
@@ -125,6 +127,19 @@ def test_a_signal_mid_step_stops_after_the_step_and_resumes_exactly(tmp_path, si
     with pytest.raises(raised):
         twice.fit()
     assert torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
+def test_rerunning_a_finished_run_keeps_its_final_losses_in_the_summary(tmp_path):
+    """A finished run run again (a job script relaunched) logs nothing; its summary.json was
+    rewritten with final_loss and val_loss null. They are the run's last records now."""
+    first = train(base_config(), tmp_path, device="cpu", progress=False)
+    again = train(base_config(), tmp_path, device="cpu", progress=False)
+    assert (again["resumed_from"], again["steps_this_run"]) == (12, 0)
+    assert (again["final_loss"], again["val_loss"]) == (first["final_loss"], first["val_loss"])
+    assert again["final_loss"] == _records(tmp_path, "train")[-1]["loss"]
+    assert again["val_loss"] == _records(tmp_path, "val")[-1]["val_loss"]
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert (saved["final_loss"], saved["val_loss"]) == (first["final_loss"], first["val_loss"])
 
 
 def test_no_resume_starts_over(tmp_path):
@@ -231,6 +246,23 @@ def test_ema_tracks_weights_with_warmup():
         ema.update(model)
     torch.testing.assert_close(ema.shadow["weight"], torch.ones(1, 2))
     assert ema.current_decay() == pytest.approx(0.99)
+
+
+def test_ema_refuses_a_state_of_other_keys_or_shapes_and_keeps_its_own():
+    """A shadow of another shape was broadcast into the model's by ``copy_`` without a word."""
+    ema = EMA(torch.nn.Linear(2, 3), decay=0.9)
+    before = {k: v.clone() for k, v in ema.shadow.items()}
+    state = {"decay": 0.5, "num_updates": 7,
+             "shadow": {"weight": torch.ones(1, 2), "bias": torch.ones(3)}}
+    with pytest.raises(ValueError, match=r"^EMA state does not match the model: 'weight' has "
+                                         r"shape \(1, 2\), the model's \(3, 2\)$"):
+        ema.load_state_dict(state)
+    state["shadow"] = {"renamed": torch.ones(3, 2), "bias": torch.ones(3)}
+    with pytest.raises(ValueError, match=r"^EMA state does not match the model: missing keys "
+                                         r"\['weight'\], unexpected keys \['renamed'\]$"):
+        ema.load_state_dict(state)
+    _assert_identical(ema.shadow, before, "shadow")
+    assert (ema.decay, ema.num_updates) == (0.9, 0)
 
 
 def test_data_order_is_deterministic_epoch_permutation_and_shards():
@@ -574,6 +606,26 @@ def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read checkpoint" in err and "--no-resume" in err
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
+
+
+def test_cli_checkpoint_whose_ema_does_not_fit_the_model_is_one_line_exit_2(tmp_path, capsys):
+    """A checkpoint whose EMA weights have other keys than its model (hand-edited, or another
+    model's EMA) ended in EMA.load_state_dict's ValueError traceback."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
+    out = tmp_path / "run"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["ema"]["shadow"]["renamed"] = ckpt["ema"]["shadow"].pop("net.layers.0.weight")
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"molscore train: error: {out / 'checkpoint.pt'}: its EMA state does not match "
+                   "the model: missing keys ['net.layers.0.weight'], unexpected keys ['renamed']; "
+                   "use another output dir, or --no-resume to start over in this one\n")
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
 
 

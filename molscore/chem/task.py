@@ -7,7 +7,8 @@ Config sections read here (see ``configs/smoke.yaml``)::
       # or processed: datasets/processed/ccd    (ConformerDataset from `molscore build-dataset`)
       #   or a list of them, each a path or {path: ..., repeat: k} (k copies per epoch), e.g.
       #   processed: [runs/data/ccd, {path: runs/data/etkdg, repeat: 4}]
-      #   (validation leaves out molecules whose skeleton any of their training splits holds)
+      #   (validation leaves out molecules whose skeleton any of their training splits holds,
+      #   and scores a molecule in several of their validation splits from the first only)
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation (by InChIKey
@@ -238,20 +239,29 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
     # a molecule (skeleton) trained on from any dataset is no validation molecule of another
     # (each dataset's own split keeps its splits apart; mixed datasets may share molecules)
     trained = frozenset(b for _, _, train_set in trains for b in train_set.blocks if b)
+    validated: set[str] = set()  # the blocks of the validation splits read so far: a molecule
+    #                              in several datasets' validation splits is scored once
     train_parts, val_parts, sources = [], [], []
     for root, repeat, train_set in trains:
         train_parts += [train_set] * repeat
         source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
         dropped = list(train_set.reserved_dropped)
         if val_split:
-            val_set = ConformerDataset(root, val_split, exclude=trained, **kw)
+            val_set = ConformerDataset(root, val_split, exclude=trained | validated, **kw)
             if len(val_set):
                 val_parts.append(val_set)
+            validated.update(b for b in val_set.blocks if b)
             dropped += val_set.reserved_dropped
-            if val_set.excluded:
-                source["val_trained_dropped"] = val_set.excluded
-                print(f"{root}: left out of validation {val_set.excluded} molecule(s) whose "
+            n_trained = sum(b in trained for b in val_set.excluded)
+            if n_trained:
+                source["val_trained_dropped"] = n_trained
+                print(f"{root}: left out of validation {n_trained} molecule(s) whose "
                       f"skeleton (InChIKey block) a training split holds", file=sys.stderr)
+            if len(val_set.excluded) > n_trained:
+                source["val_duplicates_dropped"] = len(val_set.excluded) - n_trained
+                print(f"{root}: left out of validation {len(val_set.excluded) - n_trained} "
+                      f"molecule(s) whose skeleton an earlier dataset's validation split holds "
+                      f"(each molecule is scored once)", file=sys.stderr)
         if dropped:
             source["reserved_dropped"] = len(dropped)
             print(f"{root}: left out {len(dropped)} reserved molecule(s) the dataset holds "

@@ -339,8 +339,8 @@ class ConformerDataset(Dataset):
             those left out. The block is read from the index (datasets written since
             2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
         exclude: blocks of other molecules to leave out (the training molecules of every
-            dataset a run mixes, kept out of this validation split); :attr:`excluded` counts
-            them.
+            dataset a run mixes, kept out of this validation split, and the validation
+            molecules of the datasets before it); :attr:`excluded` lists their blocks.
 
     Attributes:
         blocks: the InChIKey connectivity block of each molecule kept (``""`` where RDKit
@@ -382,14 +382,14 @@ class ConformerDataset(Dataset):
             raise ValueError(f"split must be one of train, val, test, all; got {split!r}")
         self.conformers, self.weighting = conformers, weighting
         self.reserved_dropped: list[str] = []
-        self.excluded = 0
+        self.excluded: list[str] = []
         self.mol_ids, self.blocks = [], []
         for i in ids:
             block = _inchikey_block_of(self.index["molecules"][i])
             if reserved is not None and exclusion_reason(block, reserved):
                 self.reserved_dropped.append(self.index["molecules"][i]["name"])
             elif exclude and block and block in exclude:
-                self.excluded += 1
+                self.excluded.append(block)
             else:
                 self.mol_ids.append(i)
                 self.blocks.append(block)
