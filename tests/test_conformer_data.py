@@ -532,3 +532,68 @@ def test_a_dataset_extended_after_its_split_and_not_finalised_is_refused(tmp_pat
         ConformerDataset(tmp_path / "d")
     writer.finalize((1.0, 0.0, 0.0))
     assert len(ConformerDataset(tmp_path / "d")) == 2
+
+
+class _OpensAFile:
+    """Unpickling it runs ``open(path, "w")``: proof that a file was unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent"])
+def test_geom_pickle_path_outside_the_summary_folder_is_not_unpickled(tmp_path, where):
+    """The reader unpickled whatever file a summary's ``pickle_path`` named, an absolute path or
+    ``../`` out of the folder included, though pickles are loaded only from paths the user names
+    (unpickling runs code); such an entry is a failure row and its file is never loaded."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "geom").mkdir()
+    marker = tmp_path / "ran"
+    evil = tmp_path / "elsewhere" / "evil.pickle"
+    evil.write_bytes(pickle.dumps(_OpensAFile(marker)))
+    rel = str(evil) if where == "absolute" else "../elsewhere/evil.pickle"
+    (tmp_path / "geom" / "summary.json").write_text(json.dumps({"CCO": {"pickle_path": rel}}))
+    failures = []
+    assert not list(read_geom_rdkit_folder(tmp_path / "geom" / "summary.json", failures=failures))
+    assert not marker.exists()
+    assert failures == [("CCO", f"pickle_path {rel} is outside the summary's folder; not loaded "
+                                "(unpickling runs code: only the named folder's files are read)")]
+
+
+@pytest.mark.parametrize("confs, reason", [
+    ({"rd_mol": None}, "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    ([1, 2], "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    (None, "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    ([{"rd_mol": "CCO"}], "no usable conformer (not an RDKit molecule but str)"),
+])
+def test_a_geom_pickle_of_another_layout_is_a_failure_row_not_a_stopped_read(tmp_path, ensembles, confs, reason):
+    """A GEOM pickle whose ``conformers`` was not a list of dicts, or whose ``rd_mol`` was not a
+    molecule, stopped the whole read with an AttributeError / TypeError; it is now that
+    molecule's failure row, and the next molecule is read."""
+    smi, mol = next(iter(ensembles.items()))
+    (tmp_path / "bad.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+    good = [{"rd_mol": m, "boltzmannweight": 1.0} for m in _singles(mol)]
+    (tmp_path / "good.pickle").write_bytes(pickle.dumps({"conformers": good}))
+    summary = {"CCO": {"pickle_path": "bad.pickle"}, smi: {"pickle_path": "good.pickle"}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    failures = []
+    records = list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
+    assert [r.name for r in records] == [smi]
+    assert failures[-1] == ("CCO", reason)
+
+
+def test_a_smiles_pickle_holding_other_objects_drops_them_not_the_read(tmp_path, ensembles):
+    """``{smiles: [Mol, 3, "x"]}`` stopped the read with an AttributeError on the ``3``; the
+    objects that are not molecules are failure rows and the molecule keeps its conformers."""
+    smi, mol = next(iter(ensembles.items()))
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps({smi: _singles(mol) + [3, "x"]}))
+    failures = []
+    (record,) = read_smiles_pickle(path, failures=failures)
+    k = mol.GetNumConformers()
+    assert record.num_conformers == k
+    assert failures == [(smi, f"conformer {k}: not an RDKit molecule but int"),
+                        (smi, f"conformer {k + 1}: not an RDKit molecule but str")]
