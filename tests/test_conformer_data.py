@@ -364,6 +364,9 @@ def test_scaffold_split_disjoint_and_deterministic():
     # pinned: a split of ordinary inputs (no scaffold over train's quota) never moves
     assert split == {"train": [5, 6, 7, 8, 9, 10, 12, 13, 19, 20, 21, 22, 23, 24, 26, 27, 33, 34, 35, 36, 37, 38, 40, 41],
                      "val": [3, 4, 17, 18, 31, 32], "test": [0, 1, 2, 11, 14, 15, 16, 25, 28, 29, 30, 39]}
+    # InChIKey blocks that join no two scaffolds leave it as it was
+    blocks = [inchikey_block(Chem.MolFromSmiles(s)) for s in smiles]
+    assert scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=1, blocks=blocks) == split
 
 
 def test_scaffold_group_larger_than_train_quota_goes_to_train():
@@ -597,3 +600,21 @@ def test_a_smiles_pickle_holding_other_objects_drops_them_not_the_read(tmp_path,
     assert record.num_conformers == k
     assert failures == [(smi, f"conformer {k}: not an RDKit molecule but int"),
                         (smi, f"conformer {k + 1}: not an RDKit molecule but str")]
+
+
+def test_forms_of_one_molecule_with_other_scaffolds_share_a_split(tmp_path):
+    """Pyridine and pyridinium, 2-pyridone and 2-hydroxypyridine have one InChIKey block (one
+    molecule to the reserved list and to training's validation filter) but other Murcko
+    scaffolds, so the scaffold split could put one form in train and the other in test; the
+    split now keeps each such pair in one split, for every seed."""
+    pairs = [("c1ccncc1", "c1cc[nH+]cc1"), ("O=c1cccc[nH]1", "Oc1ccccn1")]
+    others = ["c1ccccc1", "C1CCCCC1", "c1ccoc1", "c1ccsc1", "C1CCOC1", "C1CCNCC1", "c1ccc2ccccc2c1", "C1CC1"]
+    smiles = [s for pair in pairs for s in pair] + others
+    records = [ConformerSet(smiles=s, mol=_confs(s, 1), weights=None, name=f"m{i}") for i, s in enumerate(smiles)]
+    assert inchikey_block(records[0].mol) == inchikey_block(records[1].mol)
+    assert murcko_scaffold(records[0].mol) != murcko_scaffold(records[1].mol)
+    for seed in range(8):
+        index = write_dataset(records, tmp_path / str(seed), fractions=(0.5, 0.25, 0.25), seed=seed)
+        where = {i: name for name, ids in index["splits"].items() for i in ids}
+        assert sorted(where) == list(range(len(smiles)))
+        assert where[0] == where[1] and where[2] == where[3], (seed, index["splits"])
