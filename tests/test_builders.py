@@ -496,3 +496,26 @@ def test_ccd_component_listing_a_stereo_double_bond_last_is_built():
     assert src.GetNumBonds() - 1 == src.GetNumAtoms()  # the double bond's index: past the last atom
     record = ccd_conformer_set("TST", payload)
     assert "/C=C/" in record.smiles and record.mol.GetNumAtoms() == src.GetNumAtoms()
+
+
+def test_cli_refuses_to_resume_with_another_reserved_list(tmp_path, capsys):
+    """A build resumed with --reserved X (or without the X it was begun with) kept the molecules
+    of X that the other run had stored, or stored new ones: X's molecules in the dataset though
+    the command was told to leave them out. The list is a setting of the build now."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCCN propylamine\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(Chem.MolToInchiKey(Chem.MolFromSmiles("CCCN"))[:14] + "\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args) == 0
+    assert "propylamine" in [m["name"] for m in load_index(out)["molecules"]]
+    capsys.readouterr()
+    assert main(args + ["--reserved", str(extra)]) == 2
+    assert (f"{out} was built with other settings (reserved None -> {str(extra.resolve())!r}); resume it "
+            "with those, or use another --output") in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(extra)]) == 0
+    assert main(args[:5] + [str(other)] + args[6:]) == 2
+    assert f"(reserved {str(extra.resolve())!r} -> None)" in capsys.readouterr().err
+    assert [m["name"] for m in load_index(other)["molecules"]] == ["ethanol"]
