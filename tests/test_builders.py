@@ -479,3 +479,43 @@ def test_a_worker_that_dies_ends_the_build_instead_of_hanging(tmp_path, monkeypa
     assert "molscore build-dataset: error: a worker process died (exit code 9" in err
     assert "rerun the command to resume" in err
     assert (tmp_path / "ds" / "index.json").is_file()     # what was done is kept
+
+
+def test_ccd_component_listing_a_stereo_double_bond_last_is_built():
+    """CCD components 0BM and 0KV (two rings, a stereo double bond listed last, so its bond
+    index equals the atom count) ended in an RDKit Range Error ("unexpected error" rows):
+    assign_pyramidal_centres_from_3d read a double bond's ``centeredOn`` (a bond index) as an
+    atom index before checking the stereo type. Such a payload is built, E kept."""
+    src = Chem.AddHs(Chem.MolFromSmiles("C/C=C/C1CC2CCC1C2"))
+    assert AllChem.EmbedMolecule(src, randomSeed=11) == 0
+    bonds = sorted(src.GetBonds(), key=lambda b: b.GetBondType() == Chem.BondType.DOUBLE)
+    order = {Chem.BondType.SINGLE: "SING", Chem.BondType.DOUBLE: "DOUB"}
+    payload = {"symbols": [a.GetSymbol().upper() for a in src.GetAtoms()], "charges": [0] * src.GetNumAtoms(),
+               "coords": src.GetConformer().GetPositions(), "pdb_entry": "test",
+               "bonds": [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), order[b.GetBondType()]) for b in bonds]}
+    assert src.GetNumBonds() - 1 == src.GetNumAtoms()  # the double bond's index: past the last atom
+    record = ccd_conformer_set("TST", payload)
+    assert "/C=C/" in record.smiles and record.mol.GetNumAtoms() == src.GetNumAtoms()
+
+
+def test_cli_refuses_to_resume_with_another_reserved_list(tmp_path, capsys):
+    """A build resumed with --reserved X (or without the X it was begun with) kept the molecules
+    of X that the other run had stored, or stored new ones: X's molecules in the dataset though
+    the command was told to leave them out. The list is a setting of the build now."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCCN propylamine\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(Chem.MolToInchiKey(Chem.MolFromSmiles("CCCN"))[:14] + "\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args) == 0
+    assert "propylamine" in [m["name"] for m in load_index(out)["molecules"]]
+    capsys.readouterr()
+    assert main(args + ["--reserved", str(extra)]) == 2
+    assert (f"{out} was built with other settings (reserved None -> {str(extra.resolve())!r}); resume it "
+            "with those, or use another --output") in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(extra)]) == 0
+    assert main(args[:5] + [str(other)] + args[6:]) == 2
+    assert f"(reserved {str(extra.resolve())!r} -> None)" in capsys.readouterr().err
+    assert [m["name"] for m in load_index(other)["molecules"]] == ["ethanol"]

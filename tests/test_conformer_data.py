@@ -364,6 +364,9 @@ def test_scaffold_split_disjoint_and_deterministic():
     # pinned: a split of ordinary inputs (no scaffold over train's quota) never moves
     assert split == {"train": [5, 6, 7, 8, 9, 10, 12, 13, 19, 20, 21, 22, 23, 24, 26, 27, 33, 34, 35, 36, 37, 38, 40, 41],
                      "val": [3, 4, 17, 18, 31, 32], "test": [0, 1, 2, 11, 14, 15, 16, 25, 28, 29, 30, 39]}
+    # InChIKey blocks that join no two scaffolds leave it as it was
+    blocks = [inchikey_block(Chem.MolFromSmiles(s)) for s in smiles]
+    assert scaffold_split(scaffolds, (0.6, 0.2, 0.2), seed=1, blocks=blocks) == split
 
 
 def test_scaffold_group_larger_than_train_quota_goes_to_train():
@@ -532,3 +535,86 @@ def test_a_dataset_extended_after_its_split_and_not_finalised_is_refused(tmp_pat
         ConformerDataset(tmp_path / "d")
     writer.finalize((1.0, 0.0, 0.0))
     assert len(ConformerDataset(tmp_path / "d")) == 2
+
+
+class _OpensAFile:
+    """Unpickling it runs ``open(path, "w")``: proof that a file was unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent"])
+def test_geom_pickle_path_outside_the_summary_folder_is_not_unpickled(tmp_path, where):
+    """The reader unpickled whatever file a summary's ``pickle_path`` named, an absolute path or
+    ``../`` out of the folder included, though pickles are loaded only from paths the user names
+    (unpickling runs code); such an entry is a failure row and its file is never loaded."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "geom").mkdir()
+    marker = tmp_path / "ran"
+    evil = tmp_path / "elsewhere" / "evil.pickle"
+    evil.write_bytes(pickle.dumps(_OpensAFile(marker)))
+    rel = str(evil) if where == "absolute" else "../elsewhere/evil.pickle"
+    (tmp_path / "geom" / "summary.json").write_text(json.dumps({"CCO": {"pickle_path": rel}}))
+    failures = []
+    assert not list(read_geom_rdkit_folder(tmp_path / "geom" / "summary.json", failures=failures))
+    assert not marker.exists()
+    assert failures == [("CCO", f"pickle_path {rel} is outside the summary's folder; not loaded "
+                                "(unpickling runs code: only the named folder's files are read)")]
+
+
+@pytest.mark.parametrize("confs, reason", [
+    ({"rd_mol": None}, "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    ([1, 2], "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    (None, "unreadable pickle bad.pickle: TypeError: 'conformers' is not a list of dicts"),
+    ([{"rd_mol": "CCO"}], "no usable conformer (not an RDKit molecule but str)"),
+])
+def test_a_geom_pickle_of_another_layout_is_a_failure_row_not_a_stopped_read(tmp_path, ensembles, confs, reason):
+    """A GEOM pickle whose ``conformers`` was not a list of dicts, or whose ``rd_mol`` was not a
+    molecule, stopped the whole read with an AttributeError / TypeError; it is now that
+    molecule's failure row, and the next molecule is read."""
+    smi, mol = next(iter(ensembles.items()))
+    (tmp_path / "bad.pickle").write_bytes(pickle.dumps({"conformers": confs}))
+    good = [{"rd_mol": m, "boltzmannweight": 1.0} for m in _singles(mol)]
+    (tmp_path / "good.pickle").write_bytes(pickle.dumps({"conformers": good}))
+    summary = {"CCO": {"pickle_path": "bad.pickle"}, smi: {"pickle_path": "good.pickle"}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    failures = []
+    records = list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
+    assert [r.name for r in records] == [smi]
+    assert failures[-1] == ("CCO", reason)
+
+
+def test_a_smiles_pickle_holding_other_objects_drops_them_not_the_read(tmp_path, ensembles):
+    """``{smiles: [Mol, 3, "x"]}`` stopped the read with an AttributeError on the ``3``; the
+    objects that are not molecules are failure rows and the molecule keeps its conformers."""
+    smi, mol = next(iter(ensembles.items()))
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps({smi: _singles(mol) + [3, "x"]}))
+    failures = []
+    (record,) = read_smiles_pickle(path, failures=failures)
+    k = mol.GetNumConformers()
+    assert record.num_conformers == k
+    assert failures == [(smi, f"conformer {k}: not an RDKit molecule but int"),
+                        (smi, f"conformer {k + 1}: not an RDKit molecule but str")]
+
+
+def test_forms_of_one_molecule_with_other_scaffolds_share_a_split(tmp_path):
+    """Pyridine and pyridinium, 2-pyridone and 2-hydroxypyridine have one InChIKey block (one
+    molecule to the reserved list and to training's validation filter) but other Murcko
+    scaffolds, so the scaffold split could put one form in train and the other in test; the
+    split now keeps each such pair in one split, for every seed."""
+    pairs = [("c1ccncc1", "c1cc[nH+]cc1"), ("O=c1cccc[nH]1", "Oc1ccccn1")]
+    others = ["c1ccccc1", "C1CCCCC1", "c1ccoc1", "c1ccsc1", "C1CCOC1", "C1CCNCC1", "c1ccc2ccccc2c1", "C1CC1"]
+    smiles = [s for pair in pairs for s in pair] + others
+    records = [ConformerSet(smiles=s, mol=_confs(s, 1), weights=None, name=f"m{i}") for i, s in enumerate(smiles)]
+    assert inchikey_block(records[0].mol) == inchikey_block(records[1].mol)
+    assert murcko_scaffold(records[0].mol) != murcko_scaffold(records[1].mol)
+    for seed in range(8):
+        index = write_dataset(records, tmp_path / str(seed), fractions=(0.5, 0.25, 0.25), seed=seed)
+        where = {i: name for name, ids in index["splits"].items() for i in ids}
+        assert sorted(where) == list(range(len(smiles)))
+        assert where[0] == where[1] and where[2] == where[3], (seed, index["splits"])

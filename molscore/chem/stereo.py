@@ -194,9 +194,11 @@ def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1,
     pos = _positions(mol, conf_id)
     tagged = []
     for si in Chem.FindPotentialStereo(mol):
+        # a double bond's centeredOn is a bond index: read it as an atom only for a centre
+        if si.type != Chem.StereoType.Atom_Tetrahedral or si.specified != Chem.StereoSpecified.Unspecified:
+            continue
         atom = mol.GetAtomWithIdx(si.centeredOn)
-        if (si.type != Chem.StereoType.Atom_Tetrahedral
-                or si.specified != Chem.StereoSpecified.Unspecified or atom.GetDegree() != 3):
+        if atom.GetDegree() != 3:
             continue
         vols = centre_volumes(pos, atom.GetIdx(), bond_order_neighbours(mol, atom.GetIdx()))
         if abs(float(vols[0])) >= flat_tol:

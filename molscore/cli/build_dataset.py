@@ -41,7 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="use at most this many input molecules")
     p.add_argument("--reserved", type=Path, default=None,
                    help="another InChIKey list to exclude, as well as the shipped "
-                        "datasets/reserved_inchikeys.txt (always excluded)")
+                        "datasets/reserved_inchikeys.txt (always excluded); a resumed build needs the same")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
@@ -104,8 +104,10 @@ def _limited(items, limit):
         yield item
 
 
-# The meta keys of settings that change what is built: a resumed build must keep them.
-_SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "largest_fragment", "group_by")
+# The meta keys of settings that change what is built: a resumed build must keep them
+# (``reserved``: the molecules of another list, left out of what the earlier run stored).
+_SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "largest_fragment", "group_by",
+             "reserved")
 
 
 def _changed_settings(previous: dict, meta: dict) -> list[str]:
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.processed import load_index
 
     kind = args.source
-    meta: dict = {"builder": kind}
+    meta: dict = {"builder": kind, "reserved": str(args.reserved.resolve()) if args.reserved else None}
     maker_kwargs: dict = {}
     input_failures: list = []
     renamed: list[str] = []

@@ -10,9 +10,11 @@ Formats:
 * torsional-diffusion style pickles ``{smiles: [Mol, ...]}`` (:func:`read_smiles_pickle`).
 
 **Security:** unpickling runs code stored in the file. The pickle readers load only
-the files whose paths a user names explicitly; never point them at untrusted files.
+the files whose paths a user names explicitly (a GEOM summary's ``pickle_path`` must lie in
+the summary's folder); never point them at untrusted files.
 
-Bad input never stops a reader: an unreadable or truncated file, a record without
+Bad input never stops a reader: an unreadable or truncated file, a pickle of another
+layout or holding something other than RDKit molecules, a record without
 coordinates, a record whose atoms do not match its SMILES graph, or a conformer whose
 stereochemistry differs from the molecule's is skipped, and ``(name, reason)`` is
 appended to the ``failures`` list the caller passes in.
@@ -159,6 +161,8 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
         mol = None
         if raw is None:
             reason = "record could not be parsed"
+        elif not isinstance(raw, Chem.Mol):  # a hand-made or damaged pickle
+            reason = f"not an RDKit molecule but {type(raw).__name__}"
         else:
             reason = check_coordinates(raw)
         if reason is None:
@@ -219,7 +223,8 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
 
     Args:
         summary: ``summary_drugs.json`` / ``summary_qm9.json``; each entry's
-            ``pickle_path`` is resolved relative to the JSON's folder.
+            ``pickle_path`` is resolved relative to the JSON's folder (one that is absolute or
+            holds ``..`` is not loaded: a failure row).
         failures: list to append ``(name, reason)`` to.
         limit: read at most this many molecules.
         kw: passed to :func:`conformer_set_from_mols` (``largest_fragment``, ``max_heavy_atoms``).
@@ -239,12 +244,17 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
         if limit is not None and n >= limit:
             break
         rel = entry.get("pickle_path") if isinstance(entry, dict) else None
-        if not rel:
+        if not rel or not isinstance(rel, str):
             failures.append((smiles, "no pickle_path in summary"))
             continue
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            failures.append((smiles, f"pickle_path {rel} is outside the summary's folder; not loaded "
+                                     "(unpickling runs code: only the named folder's files are read)"))
+            continue
         try:
-            record = _load_pickle(summary.parent / rel)
-            confs = record["conformers"]
+            confs = _load_pickle(summary.parent / rel)["conformers"]
+            if not isinstance(confs, list) or not all(isinstance(c, dict) for c in confs):
+                raise TypeError("'conformers' is not a list of dicts")
         except Exception as err:  # truncated pickle, missing file, wrong layout
             failures.append((smiles, f"unreadable pickle {rel}: {type(err).__name__}: {err}"))
             continue
@@ -277,7 +287,7 @@ def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
 def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
     """Per-record weights from a ``boltzmannweight`` or ``weight`` property, when all records have it."""
     for key in ("boltzmannweight", "weight"):
-        if mols and all(m is not None and m.HasProp(key) for m in mols):
+        if mols and all(isinstance(m, Chem.Mol) and m.HasProp(key) for m in mols):
             try:
                 return [float(m.GetProp(key)) for m in mols]
             except ValueError:          # not numbers: the other property may be

@@ -86,9 +86,36 @@ def encode_record(record: ConformerSet) -> dict:
     }
 
 
+def _merge_by_block(groups: dict[str, list[int]], scaffolds: Sequence[str],
+                    blocks: Sequence[str]) -> dict[str, list[int]]:
+    """``groups`` (scaffold -> ids) with the groups whose molecules share an InChIKey block
+    joined, under the smallest of their scaffolds; blank blocks join nothing."""
+    parent = {key: key for key in groups}
+
+    def root(key: str) -> str:
+        while parent[key] != key:
+            key = parent[key]
+        return key
+
+    first: dict[str, str] = {}
+    for scaffold, block in zip(scaffolds, blocks):
+        if block:
+            a, b = root(first.setdefault(block, scaffold)), root(scaffold)
+            parent[max(a, b)] = min(a, b)
+    merged: dict[str, list[int]] = {}
+    for key in sorted(groups):
+        merged.setdefault(root(key), []).extend(groups[key])
+    return {key: sorted(ids) for key, ids in merged.items()}
+
+
 def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                   seed: int = 0) -> dict[str, list[int]]:
-    """Split molecules so that no Bemis-Murcko scaffold is in two splits.
+                   seed: int = 0, blocks: Sequence[str] | None = None) -> dict[str, list[int]]:
+    """Split molecules so that no Bemis-Murcko scaffold, nor InChIKey connectivity block, is in
+    two splits.
+
+    With ``blocks``, scaffolds whose molecules share a block (forms of one molecule with other
+    scaffolds: pyridine and pyridinium, 2-pyridone and 2-hydroxypyridine) are one group; the
+    split is otherwise the same.
 
     Scaffold groups larger than half the validation size go first (so big groups tend to
     land in train), the rest follow; within both tiers the order is shuffled with ``seed``.
@@ -104,6 +131,7 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
         scaffolds: scaffold string per molecule id.
         fractions: train/val/test fractions (sum to 1).
         seed: shuffling seed.
+        blocks: InChIKey connectivity block per molecule id (``""``: none).
 
     Returns:
         ``{"train": ids, "val": ids, "test": ids}``, ids sorted.
@@ -113,6 +141,8 @@ def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = (0.8, 
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(scaffolds):
         groups.setdefault(s, []).append(i)
+    if blocks is not None:
+        groups = _merge_by_block(groups, scaffolds, blocks)
     n = len(scaffolds)
     n_train, n_val = int(fractions[0] * n), int(fractions[1] * n)
     keys = sorted(groups)
@@ -277,10 +307,12 @@ class DatasetWriter:
         replace_atomically(self.root / INDEX_FILE, [json.dumps(self.index, indent=1)])
 
     def finalize(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
-        """Flush, compute the scaffold split over all molecules, write the index; return it."""
+        """Flush, compute the scaffold split over all molecules (those sharing an InChIKey block
+        kept together), write the index; return it."""
         self.flush()
         scaffolds = [m["scaffold"] for m in self.index["molecules"]]
-        self.index["splits"] = scaffold_split(scaffolds, fractions, seed)
+        blocks = [_inchikey_block_of(m) for m in self.index["molecules"]]
+        self.index["splits"] = scaffold_split(scaffolds, fractions, seed, blocks)
         self.index["split_config"] = {"method": "bemis_murcko_scaffold", "fractions": list(fractions),
                                       "seed": seed}
         self._write_index()
