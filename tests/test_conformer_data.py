@@ -14,7 +14,7 @@ from rdkit.Chem import AllChem
 from torch_geometric.data import Batch
 
 from molscore.chem.featurize import mol_to_graph, prepare_mol
-from molscore.data.conformers import (ConformerSet, read_conformers, read_geom_rdkit_folder, read_sdf,
+from molscore.data.conformers import (ConformerSet, check_coordinates, read_conformers, read_geom_rdkit_folder, read_sdf,
                                       read_smiles_pickle)
 from molscore.data.processed import (
     ConformerDataset, load_index, murcko_scaffold, read_failures, scaffold_split, write_dataset,
@@ -618,3 +618,20 @@ def test_forms_of_one_molecule_with_other_scaffolds_share_a_split(tmp_path):
         where = {i: name for name, ids in index["splits"].items() for i in ids}
         assert sorted(where) == list(range(len(smiles)))
         assert where[0] == where[1] and where[2] == where[3], (seed, index["splits"])
+
+
+def test_clashing_atoms_are_refused_with_the_pair_named():
+    """Coordinates with two non-bonded atoms on top of each other (CCD 4TQ has H...H at
+    0.41 A) are no conformer; a real one passes."""
+    mol = _confs("CCO", 1)
+    assert check_coordinates(mol) is None
+    conf = mol.GetConformer()
+    h_on_c1 = next(n.GetIdx() for n in mol.GetAtomWithIdx(0).GetNeighbors() if n.GetAtomicNum() == 1)
+    h_on_o = next(n.GetIdx() for n in mol.GetAtomWithIdx(2).GetNeighbors() if n.GetAtomicNum() == 1)
+    target = np.asarray(conf.GetAtomPosition(h_on_c1)) + np.array([0.2, 0.3, 0.0])
+    shift = target - np.asarray(conf.GetAtomPosition(h_on_o))
+    for i in (2, h_on_o):            # move O and its H together: the O-H bond keeps its length
+        conf.SetAtomPosition(i, (np.asarray(conf.GetAtomPosition(i)) + shift).tolist())
+    lo, hi = sorted((h_on_c1, h_on_o))
+    assert check_coordinates(mol) == (f"atoms H{lo + 1} and H{hi + 1}, not bonded, "
+                                      f"{np.hypot(0.2, 0.3):.2f} A apart (clashing coordinates)")

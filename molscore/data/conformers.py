@@ -43,6 +43,9 @@ __all__ = [
 Failures = list[tuple[str, str]]  # (record name, reason)
 
 _MIN_BOND, _MAX_BOND = 0.5, 3.0  # Angstrom; bonded distances outside this are not a conformer
+# Angstrom; atoms not bonded to each other closer than this are broken coordinates (the
+# closest intramolecular H...H contacts of real structures are about 1.7 A)
+_MIN_NONBONDED = 0.9
 
 
 @dataclass
@@ -88,6 +91,15 @@ def check_coordinates(mol: Chem.Mol, conf_id: int = -1) -> str | None:
         d = np.linalg.norm(pos[ij[:, 0]] - pos[ij[:, 1]], axis=1)
         if d.min() < _MIN_BOND or d.max() > _MAX_BOND:
             return f"implausible bond length {d.min():.2f}-{d.max():.2f} A (coordinates do not fit the bonds)"
+    dist = np.linalg.norm(pos[:, None] - pos[None, :], axis=-1)
+    path = Chem.GetDistanceMatrix(mol)      # bonds between atoms; 1e8 across fragments
+    nonbonded = (path >= 2) & (path < len(pos))     # in one fragment (a salt's ions may overlap)
+    close = np.argwhere(np.triu(nonbonded & (dist < _MIN_NONBONDED)))
+    if len(close):
+        i, j = close[np.argmin(dist[close[:, 0], close[:, 1]])]
+        sym = [mol.GetAtomWithIdx(int(k)).GetSymbol() for k in (i, j)]
+        return (f"atoms {sym[0]}{i + 1} and {sym[1]}{j + 1}, not bonded, {dist[i, j]:.2f} A apart "
+                f"(clashing coordinates)")
     return None
 
 
