@@ -635,3 +635,25 @@ def test_clashing_atoms_are_refused_with_the_pair_named():
     lo, hi = sorted((h_on_c1, h_on_o))
     assert check_coordinates(mol) == (f"atoms H{lo + 1} and H{hi + 1}, not bonded, "
                                       f"{np.hypot(0.2, 0.3):.2f} A apart (clashing coordinates)")
+
+
+def test_a_pickled_molecule_of_several_conformers_gives_each_conformer(tmp_path):
+    """``{smiles: Mol}`` with a Mol of several conformers kept only its first; now every
+    conformer is a record, and the Mol's weight is shared among its conformers."""
+    many, one = _confs("CCCCOC", 3, seed=7), _confs("CCCCOC", 1, seed=9)
+    many.SetDoubleProp("boltzmannweight", 0.6)
+    one.SetDoubleProp("boltzmannweight", 0.4)
+    old = Chem.GetDefaultPickleProperties()
+    Chem.SetDefaultPickleProperties(Chem.PropertyPickleOptions.AllProps)
+    try:
+        (tmp_path / "a.pkl").write_bytes(pickle.dumps({"CCCCOC": many}))
+        (tmp_path / "b.pkl").write_bytes(pickle.dumps({"CCCCOC": [many, one]}))
+    finally:
+        Chem.SetDefaultPickleProperties(old)
+    failures = []
+    (single,) = read_smiles_pickle(tmp_path / "a.pkl", failures=failures)
+    assert single.num_conformers == 3 and failures == []
+    assert np.allclose(single.coordinates(), _coords(many), atol=1e-5)
+    (mixed,) = read_smiles_pickle(tmp_path / "b.pkl", failures=failures)
+    assert mixed.num_conformers == 4 and failures == []
+    assert np.allclose(mixed.weights, [0.2, 0.2, 0.2, 0.4])

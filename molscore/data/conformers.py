@@ -280,7 +280,8 @@ def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
     """Read a torsional-diffusion style pickle ``{smiles: [Mol, ...]}`` (trusted files only).
 
     Weights come from a ``boltzmannweight`` / ``weight`` double property on the molecules
-    when every one has it, else ``None``.
+    when every one has it, else ``None``. A molecule holding several conformers gives each
+    its own record, its weight shared equally among them.
     """
     failures = failures if failures is not None else []
     try:
@@ -293,7 +294,24 @@ def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
         if limit is not None and n >= limit:
             break
         mols = list(mols) if isinstance(mols, (list, tuple)) else [mols]
-        yield from _emit(mols, str(smiles), failures, smiles=str(smiles), weights=mol_weights(mols), **kw)
+        singles, weights = _one_conformer_each(mols, mol_weights(mols))
+        yield from _emit(singles, str(smiles), failures, smiles=str(smiles), weights=weights, **kw)
+
+
+def _one_conformer_each(mols: list, weights: list[float] | None
+                        ) -> tuple[list, list[float] | None]:
+    """``mols`` with every molecule of several conformers split into one molecule per
+    conformer, and ``weights`` to match (a molecule's weight divided among its conformers)."""
+    singles, shared = [], []
+    for i, mol in enumerate(mols):
+        k = mol.GetNumConformers() if isinstance(mol, Chem.Mol) else 0
+        if k > 1:
+            singles += [Chem.Mol(mol, confId=conf.GetId()) for conf in mol.GetConformers()]
+        else:
+            singles.append(mol)
+        if weights is not None:
+            shared += [weights[i] / max(k, 1)] * max(k, 1)
+    return singles, (shared if weights is not None else None)
 
 
 def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
