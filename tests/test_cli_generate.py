@@ -1,5 +1,6 @@
 """`molscore generate` / `molscore evaluate` end to end (tiny random model)."""
 import csv
+import gzip
 import io
 import re
 import sys
@@ -910,3 +911,14 @@ def test_a_t_start_at_or_below_the_models_eps_is_a_usage_error(tiny_model, tmp_p
     assert rc == 2 and "t_start must be in (1e-05, 1] for this model (its SDE's time range), got 1e-05" \
         in capsys.readouterr().err
     assert not (tmp_path / "out.sdf").exists()
+
+
+def test_gzip_on_stdin_says_so(tiny_model, tmp_path, monkeypatch, capsys):
+    """A gzip stream piped in was 'not UTF-8 text (stdin: byte 0x8b); save it as UTF-8'."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(gzip.compress(b"CCO a\n"))))
+    out = tmp_path / "x.sdf"
+    rc = main(["generate", "--input", "-", "-o", str(out), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "input on stdin is gzip-compressed; unpack it (zcat FILE.gz | molscore ...)" in err
+    assert not out.exists()
