@@ -922,3 +922,14 @@ def test_gzip_on_stdin_says_so(tiny_model, tmp_path, monkeypatch, capsys):
     assert rc == 2 and len(err.splitlines()) == 1
     assert "input on stdin is gzip-compressed; unpack it (zcat FILE.gz | molscore ...)" in err
     assert not out.exists()
+
+
+def test_a_csv_named_smi_gets_a_hint(tiny_model, tmp_path):
+    """Every line of a CSV saved as .smi failed as "invalid SMILES 'CCO,a'" with no hint."""
+    inp = tmp_path / "mols.smi"
+    inp.write_text("CCO,a\n")
+    out = tmp_path / "x.sdf"
+    assert main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model]) == 1
+    rows = list(csv.DictReader((tmp_path / "failures.csv").open()))
+    assert rows[0]["reason"] == ("invalid SMILES 'CCO,a': could not be parsed (SMILES hold no "
+                                 "comma: a CSV file? name it .csv or use --format csv)")

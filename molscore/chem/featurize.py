@@ -100,7 +100,9 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
         with rdBase.BlockLogs():
             mol = Chem.MolFromSmiles(text, sanitize=False)
         if mol is None:
-            raise MoleculeError(f"invalid SMILES {text!r}: could not be parsed")
+            hint = " (SMILES hold no comma: a CSV file? name it .csv or use --format csv)" \
+                if "," in head else ""
+            raise MoleculeError(f"invalid SMILES {text!r}: could not be parsed{hint}")
         label = f"SMILES {text!r}"
     else:
         raise MoleculeError(f"expected a SMILES string or an RDKit Mol, got {type(smiles_or_mol).__name__}")
