@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import inspect
 import json
 import math
@@ -106,6 +107,7 @@ CONFIG_KEYS = frozenset(DEFAULTS) | {"task", "data", "model", "sde", "out_dir"}
 SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
+LOCK_NAME = ".lock"          # held by the run training in the folder (_only_run_in)
 
 
 # Config keys a resumed run may change: the length of the run and its bookkeeping. Any other
@@ -833,8 +835,31 @@ def train(cfg: dict, out_dir: str | os.PathLike, *, resume: bool = True, device:
     See the module docstring for the config keys. Raises :class:`ConfigError` for a
     config that cannot work.
     """
-    trainer = Trainer(cfg, out_dir, resume=resume, device=device, progress=progress)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+    with _only_run_in(Path(out_dir), DistInfo.from_env().is_main):
+        trainer = Trainer(cfg, out_dir, resume=resume, device=device, progress=progress)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()
+
+
+@contextlib.contextmanager
+def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir/.lock`` (``lock``: the main process of a run) while
+    training: two runs in one folder would overwrite each other's checkpoint and records.
+
+    Raises:
+        ConfigError: another process holds the lock.
+    """
+    if not lock:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out_dir} is in use by another training run (it holds "
+                              f"{out_dir / LOCK_NAME}); wait for it to end, or use another "
+                              "output dir") from None
+        yield                                   # closing the file releases the lock

@@ -149,6 +149,31 @@ def test_no_resume_starts_over(tmp_path):
     assert [r["step"] for r in _records(tmp_path, "train")] == [1, 2, 3, 4]
 
 
+def test_a_second_run_in_a_folder_in_use_is_refused_and_changes_nothing(tmp_path):
+    """Two runs in one output folder overwrote each other's checkpoint and records."""
+    train(base_config(steps=2), tmp_path, device="cpu", progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    held = {}
+    trainer_init = Trainer.__init__
+
+    def second_run_meanwhile(self, *args, **kwargs):   # while the first run holds the folder
+        with pytest.raises(ConfigError) as err:
+            train(base_config(steps=4), tmp_path, resume=False, device="cpu", progress=False)
+        held["message"] = str(err.value)
+        held["files"] = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        trainer_init(self, *args, **kwargs)
+
+    Trainer.__init__ = second_run_meanwhile
+    try:
+        train(base_config(steps=2), tmp_path, device="cpu", progress=False)
+    finally:
+        Trainer.__init__ = trainer_init
+    assert held["message"] == (f"{tmp_path} is in use by another training run (it holds "
+                               f"{tmp_path / '.lock'}); wait for it to end, or use another output dir")
+    assert held["files"] == before
+    train(base_config(steps=3), tmp_path, device="cpu", progress=False)   # free again
+
+
 def test_a_run_started_over_that_crashes_before_its_first_checkpoint_is_not_resumed_from_the_old_one(tmp_path):
     """``resume=False`` (``--no-resume``) empties metrics.jsonl at once but kept the old run's
     checkpoint.pt until its own first one; crashed before that (step 2 of ckpt_every 4), the
