@@ -639,6 +639,10 @@ class Trainer:
             "meta": self.meta,
             "config": self.cfg,
         }
+        metrics = self.out_dir / METRICS_NAME
+        if metrics.is_file():   # on disk before the checkpoint: a power cut leaves no gap
+            with open(metrics, "rb") as fh:
+                os.fsync(fh.fileno())
         return save_atomic(ckpt, self.out_dir / CHECKPOINT_NAME)
 
     # -- logging ------------------------------------------------------------------------

@@ -704,3 +704,28 @@ def test_data_order_gives_every_rank_a_batch_when_ranks_outnumber_items(n, world
     assert all(len(b) == 1 for b in firsts)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(5)).tolist()
     assert sum(firsts, []) == [perm[r % n] for r in range(world_size)]
+
+
+def test_metrics_reach_the_disk_before_the_checkpoint_that_follows_them(tmp_path, monkeypatch):
+    """A power cut after a checkpoint's rename but before the metrics' data left the page
+    cache gave a resumed run a permanent gap in metrics.jsonl."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        fsync(fd)
+
+    def logged_replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    train(base_config(steps=2, ckpt_every=1), tmp_path, device="cpu", progress=False)
+    saves = [i for i, e in enumerate(events) if e == ("replace", "checkpoint.pt")]
+    assert len(saves) == 2
+    previous = -1
+    for i in saves:
+        assert ("fsync", "metrics.jsonl") in events[previous + 1:i]
+        previous = i
