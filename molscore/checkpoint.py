@@ -36,9 +36,9 @@ CHECKPOINT_FORMAT = 1
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """``write(fh)`` to ``path.tmp``, ``fsync`` it, then ``os.replace``: a crash (of the
-    process or of the machine) or a failed write (a full disk) leaves the old file or the
-    new one, never a torn one. The temporary file is removed when ``write`` fails, or when
+    """``write(fh)`` to ``path.tmp``, ``fsync`` it, ``os.replace`` it and ``fsync`` the folder:
+    a crash (of the process or of the machine) or a failed write (a full disk) leaves the old
+    file or the new one, never a torn one. The temporary file is removed when ``write`` fails, or when
     the file is shorter than what ``write`` wrote (``numpy.save`` ignores a failed write);
     an ``OSError`` names ``path``, not the temporary file."""
     path = Path(path)
@@ -51,6 +51,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
                 raise OSError(errno.EIO, "written short (a full disk or a file-size limit?)")
             os.fsync(fh.fileno())  # else the rename can reach the disk before the data
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself on disk: a power cut keeps the new file
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise OSError(err.errno, err.strerror or str(err), str(path)) from err
@@ -58,6 +59,20 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """``fsync`` a folder (its entries: a rename in it), where the system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:         # some file systems refuse fsync on a folder: nothing more to do
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:

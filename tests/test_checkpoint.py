@@ -104,17 +104,22 @@ def test_save_atomic_replaces_and_leaves_no_temp(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["c.pt"]
 
 
-def test_save_atomic_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+def test_save_atomic_syncs_the_data_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
     """Without an fsync before ``os.replace`` a machine crash can leave an empty file in place
-    of the last good checkpoint (the rename reaches the disk before the data)."""
+    of the last good checkpoint (the rename reaches the disk before the data); without one of
+    the folder after it, the old file can come back after the records were cut to the new."""
     import molscore.checkpoint as checkpoint
 
     events = []
     fsync, replace = os.fsync, os.replace
-    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
-    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
+    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (
+        events.append(("replace", str(b))), replace(a, b))[1])
     save_atomic({"a": 1}, tmp_path / "c.pt")
-    assert events == ["fsync", "replace"] and torch.load(tmp_path / "c.pt", weights_only=True) == {"a": 1}
+    assert events == [("fsync", str(tmp_path / "c.pt.tmp")), ("replace", str(tmp_path / "c.pt")),
+                      ("fsync", str(tmp_path))]
+    assert torch.load(tmp_path / "c.pt", weights_only=True) == {"a": 1}
 
 
 def test_rng_state_round_trip_through_weights_only(tmp_path):
