@@ -54,7 +54,8 @@ import numpy as np
 import torch
 from rdkit import RDLogger
 
-from bench_conformers import CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs
+from bench_conformers import (CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs,
+                             run_script)
 
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
@@ -240,4 +241,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
