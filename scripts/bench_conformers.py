@@ -72,7 +72,7 @@ from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summa
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
-from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
+from molscore.cli.argtypes import positive_int, positive_int_or_auto  # noqa: E402
 from molscore.errors import Terminated  # noqa: E402
 from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
                                GenerateOptions, default_model_path, etkdg_random_seed)
@@ -434,7 +434,7 @@ def main() -> int:
     ap.add_argument("--no-posebusters", action="store_true",
                     help="skip the PoseBusters checks even when it imports (its internal-energy "
                          "check embeds reference conformers: slow on the crystal set)")
-    ap.add_argument("--etkdg-seed", type=int, default=etkdg_random_seed(MODEL_SEED),
+    ap.add_argument("--etkdg-seed", type=positive_int, default=etkdg_random_seed(MODEL_SEED),
                     help="ETKDG baseline randomSeed (default 1, the model route's ETKDG start seed; not 0)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()

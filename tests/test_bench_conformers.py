@@ -78,3 +78,22 @@ def test_a_merge_of_runs_with_other_settings_shows_each_runs_settings(tmp_path, 
     md = (tmp_path / "merged_same.md").read_text()
     assert "model `molscore/weights/conformer.pt`, init `etkdg`, sampler `reverse`, 10 steps" in md
     assert "clean-up on, stereo guidance off" in md and "50 conformers per molecule" in md
+
+
+@pytest.mark.parametrize("seed", ["0", "-1"])
+def test_an_etkdg_seed_below_1_is_refused_before_the_model_runs(seed, monkeypatch, capsys):
+    """``--etkdg-seed 0`` (identical conformers) was refused only by ``etkdg_all``, with a
+    traceback after the model had run on the first set; -1 (RDKit's "random") ran, not
+    reproducible. Both are now a one-line usage error before anything runs."""
+    import bench_conformers
+
+    def ran(**_):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(bench_conformers, "ConformerGenerator", ran)
+    monkeypatch.setattr(sys, "argv", ["bench_conformers.py", "--etkdg-seed", seed])
+    with pytest.raises(SystemExit) as stop:
+        bench_conformers.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bench_conformers.py: error: argument --etkdg-seed: expected a positive integer, got '{seed}'")
