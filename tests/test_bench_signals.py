@@ -29,11 +29,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _descendants(pid: int) -> list[int]:
+    """The running processes below ``pid``: its children, theirs, and so on."""
+    kids = _children(pid)
+    return kids + [grandchild for kid in kids for grandchild in _descendants(kid)]
+
+
 def _stop_midway(cmd: list[str], how: str, tmp_path: Path, workers: int, env: dict | None = None
                  ) -> tuple[int, str, list[int], list[int]]:
-    """Run ``cmd`` in its own process group until it has ``workers`` child processes (and 2 s
+    """Run ``cmd`` in its own process group until ``workers`` processes run below it (and 2 s
     more), send Ctrl-C to the group or SIGTERM to the main process; its exit status, stderr,
-    the children seen and those still running a second after it exited."""
+    the processes seen below it and those still running a second after it exited."""
     err = tmp_path / "stderr.txt"
     with open(err, "w") as stderr:                # a file: a surviving worker would hold a pipe open
         run = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr,
@@ -46,9 +52,9 @@ def _stop_midway(cmd: list[str], how: str, tmp_path: Path, workers: int, env: di
         while len(children) < workers:
             assert run.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.2)
-            children = _children(run.pid)
+            children = _descendants(run.pid)
         time.sleep(2)
-        children = sorted(set(children) | set(_children(run.pid)))
+        children = sorted(set(children) | set(_descendants(run.pid)))
         if how == "ctrl-c":
             os.killpg(run.pid, signal.SIGINT)
         else:
@@ -112,3 +118,26 @@ def test_a_signal_ends_a_spawned_bench_pool(tmp_path, how):
     assert (code, stderr.strip().splitlines()[-1]) == ({"ctrl-c": 130, "sigterm": 143}[how],
                                                        f"-c: {message}")
     assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_ends_the_generate_run_of_bench_bad_inputs(tmp_path, how):
+    """``bench_bad_inputs.py`` runs ``molscore generate --workers 2``: SIGTERM ended the bench
+    alone and left generate and its workers running; Ctrl-C printed the bench's traceback.
+    ``run_command`` passes the stop on to generate, which stops its workers."""
+    from test_generate import make_tiny_checkpoint
+
+    model = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    (tmp_path / "in.smi").write_text("".join(f"CC(=O)Nc1ccc(O)cc1 m{i}\n" for i in range(400)))
+    command = [sys.executable, "-m", "molscore", "generate", "--input", "in.smi", "-n", "2",
+               "--steps", "2", "--pool", "1", "--workers", "2", "--model", str(model),
+               "--no-progress", "-o", "out.sdf"]
+    code = (f"import sys; sys.path.insert(0, {str(SCRIPTS)!r})\n"
+            "from bench_bad_inputs import run_command\n"
+            "from bench_conformers import run_script\n"
+            f"sys.exit(run_script(lambda: run_command({command!r}).returncode))\n")
+    # generate, its two workers and its resource tracker
+    code, stderr, children, left = _stop_midway([sys.executable, "-c", code], how, tmp_path, 4)
+    assert len(children) == 4 and left == [], stderr
+    message = "interrupted" if how == "ctrl-c" else "terminated"
+    assert (code, stderr.strip()) == ({"ctrl-c": 130, "sigterm": 143}[how], f"-c: {message}")
