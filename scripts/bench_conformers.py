@@ -268,6 +268,26 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
     return results, wall
 
 
+def failed_molecules(keys: list[str], method_mols: dict[str, dict[str, Chem.Mol | None]]
+                     ) -> dict[str, int]:
+    """Per method (``{method: {key: mol or None}}``), how many of ``keys`` it returned no
+    conformer for: the molecules left out of every method's rows."""
+    return {method: sum(mols.get(k) is None or mols[k].GetNumConformers() == 0 for k in keys)
+            for method, mols in method_mols.items()}
+
+
+def _left_out(r: dict) -> str:
+    """``""``, or ``"; L left out: ..."`` for the molecules of a set's result ``r`` that are
+    not in both methods' rows (per method where the report recorded it)."""
+    left = r.get("molecules_in_set", r["molecules_both"]) - r["molecules_both"]
+    if not left:
+        return ""
+    failed = r.get("failed")
+    why = (", ".join(f"{m} returned no conformer for {k}" for m, k in failed.items() if k) if failed
+           else "a method returned no conformer")
+    return f"; {left} left out: {why}"
+
+
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
              kind: str, threshold: float = 0.75, ns: tuple[int, ...] = NS) -> dict:
     """Per-set summary of one method; crystal rows at each N of ``ns``."""
@@ -498,6 +518,8 @@ def main() -> int:
         kind = "crystal" if name == "crystal" else "coverage"
         report["results"][name] = {
             "molecules_in_set": len(inputs), "molecules_both": len(both),
+            "failed": failed_molecules([key for key, _, _ in inputs],
+                                       {"model": model_mols, "etkdg": etkdg_mols}),
             "model": evaluate(model_mols, both, requested, kind, ns=crystal_ns),
             "etkdg": evaluate(etkdg_mols, both, requested, kind, ns=crystal_ns)}
         if pb_version:
@@ -639,9 +661,10 @@ def markdown(report: dict) -> str:
             for p in report["parts"]) + "; a set in a later run replaces the earlier one.", ""]
     if "crystal" in res:
         c = res["crystal"]
-        lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of "
-                  f"bioactive_dev, subset seed 0; {cfg.get('crystal_n', max(NS))} conformers "
-                  "per molecule)", "",
+        lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of a fixed "
+                  f"random subset of {c.get('molecules_in_set', c['molecules_both'])} of "
+                  f"bioactive_dev, seed 0{_left_out(c)}; {cfg.get('crystal_n', max(NS))} "
+                  "conformers per molecule)", "",
                   "| method | N | median RMSD (Å) | < 0.5 Å | < 1 Å | < 2 Å |", "|---|---|---|---|---|---|"]
         for method in ("model", "etkdg"):
             for n in (n for n in NS if f"N={n}" in c[method]):
@@ -667,7 +690,7 @@ def markdown(report: dict) -> str:
                 r = res[k][method]
                 cells = " | ".join(f"{r[m]['mean']:.3f} / {r[m]['median']:.3f}"
                                    for m in COVERAGE_METRICS)
-                lines.append(f"| {k[9:]} | {res[k]['molecules_both']} | {method} | {cells} |")
+                lines.append(f"| {k[9:]} | {res[k]['molecules_both']}{_left_out(res[k])} | {method} | {cells} |")
         lines.append("")
         paired = {k: res[k].get("paired") for k in cov}
         if all(paired.values()):
