@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import provenance, save_report  # noqa: E402
+from bench_conformers import provenance, run_script, save_report  # noqa: E402
 from molscore.chem.io import disambiguate  # noqa: E402
 from molscore.chem.stereo import specified_centres, specified_double_bonds  # noqa: E402
 
@@ -78,6 +78,28 @@ ELEMENTS = ["[Fe]", "[Pt]", "[Se]", "[Si]", "[B]", "[As]", "[Sn]", "[Gd]", "[U]"
 GARBAGE = ["N/A", "nan", "NULL", "aspirin", "InChI=1S/CH4/h1H4", "C→C", "β-carotene", "12345",
            "SMILES", "Cc1ccccc1 toluene", "C(C(C(C", "))))", "[[[", "c1ccccc", "C1CC",
            "=C", "C==C", "[Zz]", "[C@@@H]", "\t", "C" * 5000]
+
+
+def run_command(cmd: list[str], wait_s: float = 30.0) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)``, except when this script is
+    stopped while ``cmd`` runs: ``subprocess.run`` then killed ``cmd`` at once (SIGKILL),
+    which leaves ``molscore generate --workers``'s worker processes running. Now ``cmd`` gets
+    SIGTERM (after a Ctrl-C, which reaches it too, only if it has not ended within ``wait_s``
+    seconds) and is waited for, so it stops its workers itself; the script's exception goes on."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException as stop:
+            if isinstance(stop, KeyboardInterrupt):        # a terminal's Ctrl-C reached cmd too
+                try:
+                    proc.communicate(timeout=wait_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def _source_smiles() -> list[str]:
@@ -334,7 +356,7 @@ def main() -> int:
            "smiles", "--name-column", "name", "-n", str(args.n), "--pool", "1", "--workers",
            str(args.workers), "-o", str(sdf), "--no-progress"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_command(cmd)
     wall = time.perf_counter() - t0
     (args.work / "stderr.txt").write_text(proc.stderr)
     if proc.returncode not in (0, 1):
@@ -349,4 +371,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -45,8 +45,12 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -68,9 +72,11 @@ from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summa
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
-from molscore.cli.argtypes import positive_int_or_auto  # noqa: E402
+from molscore.cli.argtypes import positive_int, positive_int_or_auto  # noqa: E402
+from molscore.errors import Terminated  # noqa: E402
 from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
                                GenerateOptions, default_model_path, etkdg_random_seed)
+from molscore.pool_watch import init_worker, start_pool, stop, watch  # noqa: E402
 
 DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
 CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
@@ -79,6 +85,54 @@ ENSEMBLES = {"hexane": DATA / "conformers" / "solution_ensembles_hexane.sdf.gz",
 NS = (1, 10, 50)
 COVERAGE_METRICS = ("cov_r", "amr_r", "cov_p", "amr_p")
 MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
+    """A bench pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then ``initializer``."""
+    init_worker()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextmanager
+def worker_pool(workers: int, *, spawn: bool = False, initializer: Callable | None = None,
+                initargs: tuple = ()) -> Iterator[Pool]:
+    """A pool of ``workers`` processes (forked where the platform can, unless ``spawn``),
+    started as ``generate --workers`` starts its own (:func:`~molscore.pool_watch.start_pool`:
+    the workers ignore Ctrl-C) and ended at once on an error, Ctrl-C or, under
+    :func:`run_script`, SIGTERM (:func:`~molscore.pool_watch.stop`), so that no worker
+    outlives the script. Wait on it with :func:`~molscore.pool_watch.watch`."""
+    method = "spawn" if spawn or "fork" not in mp.get_all_start_methods() else "fork"
+    pool = start_pool(method, workers, _start_worker, (initializer, initargs))
+    try:
+        yield pool
+        pool.close()
+        pool.join()
+    finally:
+        stop(pool)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def run_script(main: Callable[[], int]) -> int:
+    """A bench script's ``main()``, with SIGTERM (a job scheduler's time limit, ``kill``)
+    raised as :class:`~molscore.errors.Terminated` in the main thread, as Ctrl-C raises
+    ``KeyboardInterrupt``, so that :func:`worker_pool` stops its workers: the default
+    action ended the main process alone and left every worker running. Either ends the
+    script with one line and exit status 130 (Ctrl-C) or 143 (SIGTERM), as ``molscore`` does."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{Path(sys.argv[0]).name}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:
@@ -110,10 +164,9 @@ def etkdg_all(mols: list[Chem.Mol], counts: list[int], workers: int,
     if seed == 0:
         raise ValueError("ETKDG randomSeed 0 returns identical conformers; use another seed")
     jobs = [(Chem.MolToMolBlock(m), n, seed, relax) for m, n in zip(mols, counts)]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         t0 = time.perf_counter()
-        coords = pool.map(_etkdg_job, jobs, chunksize=1)
+        coords = list(watch(pool, pool.imap(_etkdg_job, jobs), "no ETKDG conformers kept"))
         wall = time.perf_counter() - t0
     return [_with_coords(m, c) for m, c in zip(mols, coords)], wall
 
@@ -148,10 +201,10 @@ def map_molecules(job: Callable[[tuple], tuple[str, dict | None]], jobs: list[tu
     """``job`` over ``jobs`` on ``workers`` processes (forked where the platform can, unless
     ``spawn``), with a progress bar; each job returns ``(key, row or None)``. Returns the rows
     that are not None ``{key: row}``, how many were None, and the wall time (s)."""
-    ctx = mp.get_context("spawn" if spawn or "fork" not in mp.get_all_start_methods() else "fork")
     t0 = time.perf_counter()
-    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
-        done = list(tqdm(pool.imap(job, jobs, chunksize=1), total=len(jobs), desc="pools", unit="mol"))
+    with worker_pool(workers, spawn=spawn, initializer=initializer, initargs=initargs) as pool:
+        done = list(tqdm(watch(pool, pool.imap(job, jobs), "no rows kept"), total=len(jobs),
+                         desc="pools", unit="mol"))
     rows = {key: row for key, row in done if row is not None}
     return rows, len(done) - len(rows), time.perf_counter() - t0
 
@@ -202,17 +255,37 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
             for n in sorted(set(counts))
             for a in range(0, sum(c == n for c in counts), chunk)]
     results: dict[str, Chem.Mol | None] = {}
-    ctx = mp.get_context("spawn")
     gen_kwargs = dict(gen_kwargs, etkdg_threads=1 if workers > 1 else 0)
-    with ctx.Pool(workers, initializer=_model_worker_init, initargs=(gen_kwargs,)) as pool:
-        pool.map(int, range(workers))                      # wait until every worker is loaded
+    with worker_pool(workers, spawn=True, initializer=_model_worker_init,
+                     initargs=(gen_kwargs,)) as pool:
+        list(watch(pool, pool.imap(int, range(workers)), "no model conformers kept"))  # loaded
         t0 = time.perf_counter()
         with tqdm(total=len(inputs), unit="mol", file=sys.stderr) as bar:
-            for out in pool.imap_unordered(_model_job, jobs):
+            for out in watch(pool, pool.imap_unordered(_model_job, jobs), "no model conformers kept"):
                 results.update(out)
                 bar.update(len(out))
         wall = time.perf_counter() - t0
     return results, wall
+
+
+def failed_molecules(keys: list[str], method_mols: dict[str, dict[str, Chem.Mol | None]]
+                     ) -> dict[str, int]:
+    """Per method (``{method: {key: mol or None}}``), how many of ``keys`` it returned no
+    conformer for: the molecules left out of every method's rows."""
+    return {method: sum(mols.get(k) is None or mols[k].GetNumConformers() == 0 for k in keys)
+            for method, mols in method_mols.items()}
+
+
+def _left_out(r: dict) -> str:
+    """``""``, or ``"; L left out: ..."`` for the molecules of a set's result ``r`` that are
+    not in both methods' rows (per method where the report recorded it)."""
+    left = r.get("molecules_in_set", r["molecules_both"]) - r["molecules_both"]
+    if not left:
+        return ""
+    failed = r.get("failed")
+    why = (", ".join(f"{m} returned no conformer for {k}" for m, k in failed.items() if k) if failed
+           else "a method returned no conformer")
+    return f"; {left} left out: {why}"
 
 
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
@@ -328,8 +401,9 @@ def posebusters_checks(method_mols: dict[str, Chem.Mol | None], keys: list[str],
     that could not run counts as not passed) and how many checks could not run."""
     mols = [_first_conformer(method_mols[k]) for k in keys]
     chunks = [mols[a:a + 8] for a in range(0, len(mols), 8)]
-    with mp.get_context("fork").Pool(workers) as pool:
-        rows = [r for part in pool.map(_posebusters_job, chunks) for r in part]
+    with worker_pool(workers) as pool:
+        rows = [r for part in watch(pool, pool.imap(_posebusters_job, chunks), "no PoseBusters rows kept")
+                for r in part]
     checks = list(rows[0]) if rows else []
     out = {"conformers": len(rows),
            "frac_all_pass": float(np.mean([all(r[c] is True for c in checks) for r in rows])) if rows else None,
@@ -380,7 +454,7 @@ def main() -> int:
     ap.add_argument("--no-posebusters", action="store_true",
                     help="skip the PoseBusters checks even when it imports (its internal-energy "
                          "check embeds reference conformers: slow on the crystal set)")
-    ap.add_argument("--etkdg-seed", type=int, default=etkdg_random_seed(MODEL_SEED),
+    ap.add_argument("--etkdg-seed", type=positive_int, default=etkdg_random_seed(MODEL_SEED),
                     help="ETKDG baseline randomSeed (default 1, the model route's ETKDG start seed; not 0)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "conformers"))
     args = ap.parse_args()
@@ -444,6 +518,8 @@ def main() -> int:
         kind = "crystal" if name == "crystal" else "coverage"
         report["results"][name] = {
             "molecules_in_set": len(inputs), "molecules_both": len(both),
+            "failed": failed_molecules([key for key, _, _ in inputs],
+                                       {"model": model_mols, "etkdg": etkdg_mols}),
             "model": evaluate(model_mols, both, requested, kind, ns=crystal_ns),
             "etkdg": evaluate(etkdg_mols, both, requested, kind, ns=crystal_ns)}
         if pb_version:
@@ -585,9 +661,10 @@ def markdown(report: dict) -> str:
             for p in report["parts"]) + "; a set in a later run replaces the earlier one.", ""]
     if "crystal" in res:
         c = res["crystal"]
-        lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of "
-                  f"bioactive_dev, subset seed 0; {cfg.get('crystal_n', max(NS))} conformers "
-                  "per molecule)", "",
+        lines += [f"## Crystal conformer reproduction ({c['molecules_both']} molecules of a fixed "
+                  f"random subset of {c.get('molecules_in_set', c['molecules_both'])} of "
+                  f"bioactive_dev, seed 0{_left_out(c)}; {cfg.get('crystal_n', max(NS))} "
+                  "conformers per molecule)", "",
                   "| method | N | median RMSD (Å) | < 0.5 Å | < 1 Å | < 2 Å |", "|---|---|---|---|---|---|"]
         for method in ("model", "etkdg"):
             for n in (n for n in NS if f"N={n}" in c[method]):
@@ -613,7 +690,7 @@ def markdown(report: dict) -> str:
                 r = res[k][method]
                 cells = " | ".join(f"{r[m]['mean']:.3f} / {r[m]['median']:.3f}"
                                    for m in COVERAGE_METRICS)
-                lines.append(f"| {k[9:]} | {res[k]['molecules_both']} | {method} | {cells} |")
+                lines.append(f"| {k[9:]} | {res[k]['molecules_both']}{_left_out(res[k])} | {method} | {cells} |")
         lines.append("")
         paired = {k: res[k].get("paired") for k in cov}
         if all(paired.values()):
@@ -659,4 +736,4 @@ def markdown(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

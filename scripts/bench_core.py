@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs,  # noqa: E402
-                              provenance, quality, save_report, with_diff)
+                              provenance, quality, run_script, save_report, with_diff)
 from molscore.chem.core import CORE_RMSD_TOL, Core  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
 from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
@@ -263,4 +263,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -30,7 +30,9 @@ Writes ``benchmarks/generate_speed.json`` and ``benchmarks/generate_speed.md``.
 * baseline: ETKDGv3 (``randomSeed = 1``, no force field) conformers/s for the same molecules
   and counts, one process per CPU core, timed first;
 * the report is rewritten after every timed configuration, so a run stopped by a time limit
-  (a device machine's) keeps what it measured.
+  (a device machine's) keeps what it measured; ``--render`` rewrites OUT.md from OUT.json,
+  showing a setting that an older report did not record (the route, its steps, the size of
+  an ``auto`` pool, the ETKDG seed) as not recorded, not as today's default.
 
 The quality of the conformers is the conformer benchmark's (``scripts/bench_conformers.py``);
 this script only times.
@@ -54,7 +56,8 @@ import numpy as np
 import torch
 from rdkit import RDLogger
 
-from bench_conformers import CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs
+from bench_conformers import (CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs,
+                             run_script)
 
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
@@ -86,7 +89,8 @@ def time_generator(items: list[tuple[str, object]], n: int, device: str, compile
     coords = [np.stack([c.GetPositions() for c in r.mol.GetConformers()]) if r.ok else None
               for r in results]
     confs = sum(len(c) for c in coords if c is not None)
-    return {"device": device, "compile": compile, "pool": pool, "workers": workers,
+    return {"device": device, "compile": compile, "pool": pool,
+            "pool_size": default_pool(n) if pool is None else pool, "workers": workers,
             "init": init, "steps": steps or DEFAULT_STEPS[init],
             "warmup_s": warm, "wall_s": wall,
             "conformers": confs, "failed_molecules": sum(c is None for c in coords),
@@ -104,22 +108,49 @@ def agreement(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> dict | 
             "median": float(np.median(diffs)), "max": float(diffs.max())}
 
 
-def _pool_name(pool: int | None, n: int) -> str:
-    """``P``, or ``auto (P)`` for the generator's default pool at ``n`` conformers."""
-    return f"auto ({default_pool(n)})" if pool is None else str(pool)
+NOT_RECORDED = "not recorded"
 
 
-def _pools_text(cfg: dict) -> str:
-    """The pool sizes of a report's config (``pool`` in reports made before ``pools``)."""
-    return " / ".join(_pool_name(p, cfg["n"]) for p in cfg.get("pools", [cfg.get("pool", 1)]))
+def _pool_name(pool: int | None, size: int | None) -> str:
+    """``P``, or ``auto (P)`` for the generator's default pool of size ``size`` (None: a
+    report made before the size was recorded; the ``auto`` rule may have changed since)."""
+    if pool is not None:
+        return str(pool)
+    return f"auto ({size if size is not None else 'size ' + NOT_RECORDED})"
 
 
-def _route_text(cfg: dict) -> str:
-    """The sampling route of a report's config (reports made before ``init`` used the default)."""
-    if cfg.get("init", "etkdg") == "prior":
-        return f"`--init prior` route ({cfg['steps'] or DEFAULT_STEPS['prior']} reverse-SDE steps from the prior)"
-    steps = cfg.get("steps") or DEFAULT_STEPS["etkdg"]
-    return f"ETKDG route ({steps} steps from `t_start`) with an ETKDG pool of {_pools_text(cfg)}"
+def _pool_sizes(report: dict) -> dict[int | None, int | None]:
+    """``{pool: size}`` for the pools the report's runs recorded a size of."""
+    return {row["pool"]: row["pool_size"] for row in report["runs"] if "pool_size" in row}
+
+
+def _pools_text(report: dict) -> str:
+    """The pools of a report (``pool`` in reports made before ``pools``)."""
+    cfg, sizes = report["config"], _pool_sizes(report)
+    pools = cfg.get("pools", [cfg["pool"]] if "pool" in cfg else None)
+    if pools is None:
+        return NOT_RECORDED
+    return " / ".join(_pool_name(p, sizes.get(p)) for p in pools)
+
+
+def _steps_text(report: dict) -> str:
+    """``"S steps"`` as a report's runs recorded them (reports made before ``init`` recorded
+    none: ``"steps not recorded"``)."""
+    steps = {row["steps"] for row in report["runs"] if "steps" in row}
+    if not steps and report["config"].get("steps") is not None:
+        steps = {report["config"]["steps"]}
+    return " / ".join(map(str, sorted(steps))) + " steps" if steps else f"steps {NOT_RECORDED}"
+
+
+def _route_text(report: dict) -> str:
+    """The sampling route of a report (reports made before ``init`` recorded neither the route
+    nor its steps: the generator's default of their commit)."""
+    init, steps = report["config"].get("init"), _steps_text(report)
+    if init == "prior":
+        return f"`--init prior` route ({steps} from the prior)"
+    route = (f"ETKDG route ({steps} from `t_start`)" if init == "etkdg"
+             else f"the default route of its commit (route and steps {NOT_RECORDED})")
+    return f"{route} with an ETKDG pool of {_pools_text(report)}"
 
 
 def markdown(report: dict) -> str:
@@ -127,7 +158,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# `molscore generate` throughput", "",
         f"{cfg['molecules']} drug-like molecules of the crystal benchmark subset, {cfg['n']} conformers "
-        f"each, {_route_text(cfg)}, {cfg['batch_size']} atoms per sampling batch; {cfg['cpu']} "
+        f"each, {_route_text(report)}, {cfg['batch_size']} atoms per sampling batch; {cfg['cpu']} "
         f"({cfg['cpu_count']} cores), torch {cfg['torch']} with "
         f"{cfg['torch_threads']} threads, GPU: {cfg['gpu'] or 'none'}; commit {cfg['commit']}. "
         "One process, except `--workers W` rows: W processes of one torch and one ETKDG thread, "
@@ -138,13 +169,15 @@ def markdown(report: dict) -> str:
     for row in report["runs"]:
         name = "molscore, compiled network" if row["compile"] else "molscore, eager network"
         if several:
-            name += f", pool {_pool_name(row['pool'], cfg['n'])}"
+            name += f", pool {_pool_name(row['pool'], row.get('pool_size'))}"
         if row.get("workers", 1) > 1:
             name += f", --workers {row['workers']}"
         warm = "-" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"
         lines.append(f"| {name} | {row['device']} | {warm} | {row['conformers_per_s']:.1f} | "
                      f"{row['conformers_per_s'] / etkdg:.2f}x |")
-    lines.append(f"| RDKit ETKDGv3, {report['etkdg']['processes']} processes | cpu | - | {etkdg:.1f} | 1.00x |")
+    seed = report["etkdg"].get("random_seed", NOT_RECORDED)
+    lines.append(f"| RDKit ETKDGv3 (randomSeed {seed}), {report['etkdg']['processes']} processes | cpu | - | "
+                 f"{etkdg:.1f} | 1.00x |")
     for label, v in report["compiled_vs_eager"].items():
         if v is not None:
             lines += ["", f"Compiled against eager on {label}, same seed: {100 * v['frac_within_0.001']:.1f} % "
@@ -177,15 +210,20 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None,
                     help="generate --steps (default: the route's, 10 from ETKDG, 200 from the prior)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "generate_speed"))
+    ap.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.render:
+        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        return 0
     RDLogger.DisableLog("rdApp.*")
     commit = _git_commit()          # before the run: the code that was timed
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     inputs = prepare_inputs(read_groups(CRYSTAL, group_by="name"), args.molecules, 0)
     items = [(key, mol) for key, mol, _ in inputs]
     workers = os.cpu_count() or 1
-    etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers,
-                                 etkdg_random_seed(0))
+    etkdg_seed = etkdg_random_seed(0)
+    etkdg_mols, wall = etkdg_all([mol for _, mol in items], [args.n] * len(items), workers, etkdg_seed)
     etkdg_confs = sum(m.GetNumConformers() for m in etkdg_mols)
     runs, diffs, workers_diffs = [], {}, {}
     report = {
@@ -199,10 +237,9 @@ def main() -> int:
         "runs": runs,
         "compiled_vs_eager": diffs,
         "workers_vs_one_process": workers_diffs,
-        "etkdg": {"processes": workers, "wall_s": wall, "conformers": etkdg_confs,
+        "etkdg": {"processes": workers, "random_seed": etkdg_seed, "wall_s": wall, "conformers": etkdg_confs,
                   "conformers_per_s": etkdg_confs / wall},
     }
-    out = Path(args.out)
 
     def write() -> None:
         """Write the report so far: a run cut short keeps every configuration it timed."""
@@ -214,6 +251,7 @@ def main() -> int:
         list(ConformerGenerator(device=device, n=args.n, seed=0, batch_size=args.batch_size,
                                 pool=1).run(items))          # untimed: the process's one-off costs
         for pool in args.pool:
+            pool_text = _pool_name(pool, default_pool(args.n))
             coords = {}
             for compile in variants:
                 row, coords[compile] = time_generator(items, args.n, device, compile,
@@ -223,7 +261,7 @@ def main() -> int:
                 runs.append(row)
                 write()
             if not args.eager_only:
-                label = device if len(args.pool) == 1 else f"{device}, pool {_pool_name(pool, args.n)}"
+                label = device if len(args.pool) == 1 else f"{device}, pool {pool_text}"
                 diffs[label] = agreement(coords[False], coords[True])
             for n_workers in (w for w in args.workers if w > 1 and device == "cpu"):
                 row, spread = time_generator(items, args.n, device, False, args.batch_size, pool,
@@ -231,7 +269,7 @@ def main() -> int:
                 print(json.dumps(row), file=sys.stderr)
                 runs.append(row)
                 label = f"--workers {n_workers}" + ("" if len(args.pool) == 1
-                                                  else f", pool {_pool_name(pool, args.n)}")
+                                                  else f", pool {pool_text}")
                 workers_diffs[label] = agreement(coords[False], spread)
                 write()
     write()
@@ -240,4 +278,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

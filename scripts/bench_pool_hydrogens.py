@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs, provenance,  # noqa: E402
-                              save_report, with_diff)
+                              run_script, save_report, with_diff)
 from bench_pool_variants import pool_row  # noqa: E402
 from molscore.chem.embedding import embedding_skeleton  # noqa: E402
 from molscore.chem.metrics import read_groups  # noqa: E402
@@ -168,4 +168,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

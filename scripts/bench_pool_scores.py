@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
-                              prepare_inputs, provenance, save_report, with_diff)
+                              prepare_inputs, provenance, run_script, save_report, with_diff)
 from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
@@ -237,4 +237,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

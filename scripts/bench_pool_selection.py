@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
                               _with_coords, map_molecules, paired_bootstrap, prepare_inputs, provenance, save_report,
-                              with_diff)
+                              run_script, with_diff)
 from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
                                    crystal_summary, group_rmsd, read_groups, summarise)
 from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
@@ -240,4 +240,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

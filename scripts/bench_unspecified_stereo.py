@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import map_molecules, provenance, save_report  # noqa: E402
+from bench_conformers import map_molecules, provenance, run_script, save_report  # noqa: E402
 from molscore.chem.embedding import embed_conformers  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
 from molscore.chem.stereo import assign_unspecified_stereo, enumerated_isomer, unspecified_stereo  # noqa: E402
@@ -183,4 +183,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

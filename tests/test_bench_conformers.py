@@ -70,7 +70,7 @@ def test_a_merge_of_runs_with_other_settings_shows_each_runs_settings(tmp_path, 
     assert "model `coverage_hexane: molscore/weights/conformer.pt; crystal: runs/x.pt`" in md
     assert "coverage_hexane: 10; crystal: 20 steps" in md
     assert "clean-up coverage_hexane: on; crystal: off" in md
-    assert "subset seed 0; 10 conformers per molecule" in md
+    assert "of bioactive_dev, seed 0; 10 conformers per molecule" in md
     # runs with the same settings: shown once, as before
     same = tmp_path / "same.json"
     same.write_text(json.dumps(_part(["crystal"])))
@@ -78,3 +78,47 @@ def test_a_merge_of_runs_with_other_settings_shows_each_runs_settings(tmp_path, 
     md = (tmp_path / "merged_same.md").read_text()
     assert "model `molscore/weights/conformer.pt`, init `etkdg`, sampler `reverse`, 10 steps" in md
     assert "clean-up on, stereo guidance off" in md and "50 conformers per molecule" in md
+
+
+@pytest.mark.parametrize("seed", ["0", "-1"])
+def test_an_etkdg_seed_below_1_is_refused_before_the_model_runs(seed, monkeypatch, capsys):
+    """``--etkdg-seed 0`` (identical conformers) was refused only by ``etkdg_all``, with a
+    traceback after the model had run on the first set; -1 (RDKit's "random") ran, not
+    reproducible. Both are now a one-line usage error before anything runs."""
+    import bench_conformers
+
+    def ran(**_):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(bench_conformers, "ConformerGenerator", ran)
+    monkeypatch.setattr(sys, "argv", ["bench_conformers.py", "--etkdg-seed", seed])
+    with pytest.raises(SystemExit) as stop:
+        bench_conformers.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bench_conformers.py: error: argument --etkdg-seed: expected a positive integer, got '{seed}'")
+
+
+def test_molecules_left_out_of_a_set_are_counted_and_shown():
+    """A crystal run of the 500-molecule subset where a method returned nothing for 2 read
+    "498 molecules of bioactive_dev": the subset's size and the molecules left out (of both
+    methods' rows) were not said. Now both, and per method which failed."""
+    from bench_conformers import failed_molecules, markdown
+
+    ok = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(ok, randomSeed=1)
+    empty = Chem.Mol(ok)
+    empty.RemoveAllConformers()
+    failed = failed_molecules(["a", "b", "c", "d"], {"model": {"a": ok, "b": None, "c": empty, "d": ok},
+                                                     "etkdg": {"a": ok, "b": ok, "c": ok, "d": empty}})
+    assert failed == {"model": 2, "etkdg": 1}
+    report = _part(["crystal", "coverage_hexane"])
+    report["results"]["crystal"].update(molecules_in_set=5, molecules_both=2, failed=failed)
+    report["results"]["coverage_hexane"].update(molecules_in_set=3)        # an older report
+    md = markdown(report)
+    assert ("## Crystal conformer reproduction (2 molecules of a fixed random subset of 5 of "
+            "bioactive_dev, seed 0; 3 left out: model returned no conformer for 2, etkdg "
+            "returned no conformer for 1; 50 conformers per molecule)") in md
+    assert "| hexane | 2; 1 left out: a method returned no conformer | model |" in md
+    report["results"]["crystal"].update(molecules_in_set=2)
+    assert "(2 molecules of a fixed random subset of 2 of bioactive_dev, seed 0; 50 conformers" in markdown(report)
