@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
@@ -512,10 +513,18 @@ def test_cli_refuses_to_resume_with_another_reserved_list(tmp_path, capsys):
     assert "propylamine" in [m["name"] for m in load_index(out)["molecules"]]
     capsys.readouterr()
     assert main(args + ["--reserved", str(extra)]) == 2
-    assert (f"{out} was built with other settings (reserved None -> {str(extra.resolve())!r}); resume it "
+    identity = f"extra.txt (sha256 {hashlib.sha256(extra.read_bytes()).hexdigest()[:16]})"
+    assert (f"{out} was built with other settings (reserved None -> {identity!r}); resume it "
             "with those, or use another --output") in capsys.readouterr().err
     other = tmp_path / "other"
     assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(extra)]) == 0
     assert main(args[:5] + [str(other)] + args[6:]) == 2
-    assert f"(reserved {str(extra.resolve())!r} -> None)" in capsys.readouterr().err
+    assert f"(reserved {identity!r} -> None)" in capsys.readouterr().err
     assert [m["name"] for m in load_index(other)["molecules"]] == ["ethanol"]
+    # the same list elsewhere is the same setting; an edited one is not
+    moved = tmp_path / "lists" / "extra.txt"
+    moved.parent.mkdir()
+    moved.write_bytes(extra.read_bytes())
+    assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(moved)]) == 0
+    moved.write_text("AAAAAAAAAAAAAA\n")
+    assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(moved)]) == 2

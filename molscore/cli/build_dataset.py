@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import math
 import sys
@@ -110,6 +111,17 @@ _SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "lar
              "reserved")
 
 
+def _list_identity(path: Path | None) -> str | None:
+    """How a build records its ``--reserved`` list: the file's name and the SHA-256 of its
+    content (the same list moved or copied elsewhere is the same setting; an edited one not)."""
+    if path is None:
+        return None
+    try:
+        return f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
+    except OSError:                 # reported when the build reads it
+        return str(path)
+
+
 def _changed_settings(previous: dict, meta: dict) -> list[str]:
     """``key old -> new`` of each setting in ``meta`` that the earlier build's ``previous``
     differs in (a setting that build did not record is not compared)."""
@@ -122,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.processed import load_index
 
     kind = args.source
-    meta: dict = {"builder": kind, "reserved": str(args.reserved.resolve()) if args.reserved else None}
+    meta: dict = {"builder": kind, "reserved": _list_identity(args.reserved)}
     maker_kwargs: dict = {}
     input_failures: list = []
     renamed: list[str] = []
