@@ -261,6 +261,8 @@ def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):
     failures = read_failures(out)
     names = {m["name"] for m in index["molecules"]} | {n for n, _ in failures}
     assert len(names) == 20 and len(index["molecules"]) >= 10
+    # 003's model coordinates name no PDB entry: not an experimental conformation
+    assert ("003", "model coordinates name no PDB entry (pdbx_model_coordinates_db_code '?')") in failures
     assert f"stored {len(index['molecules'])} molecules" in text
     data = ConformerDataset(out, split="all", conformers="all")
     payloads = dict(ccd_components(limit=20))
@@ -299,9 +301,66 @@ def test_ccd_component_checks():
         ccd_conformer_set(name, holed)
     with pytest.raises(MoleculeError, match="too small"):
         ccd_conformer_set("EOH", {"symbols": ["C", "C", "O", "H", "H", "H", "H", "H", "H"], "charges": [0] * 9,
-                                  "coords": np.random.default_rng(0).normal(size=(9, 3)), "bonds": []})
+                                  "coords": np.random.default_rng(0).normal(size=(9, 3)),
+                                  "ideal_coords": np.full((9, 3), np.nan), "bonds": [], "pdb_entry": "1ABC"})
     with pytest.raises(MoleculeError, match="unknown element"):
         ccd_conformer_set("BAD", dict(payload, symbols=["Xx"] + payload["symbols"][1:]))
+
+
+def _ccd_payload(smiles: str, seed: int) -> dict:
+    """A CCD-like payload of ``smiles``: model coordinates from one ETKDG embedding (``seed``),
+    ideal coordinates from another (``seed + 1``), a valid PDB entry."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    cids = list(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=seed))
+    assert len(cids) == 2
+    order = {Chem.BondType.SINGLE: "SING", Chem.BondType.DOUBLE: "DOUB"}
+    return {"symbols": [a.GetSymbol().upper() for a in mol.GetAtoms()], "charges": [0] * mol.GetNumAtoms(),
+            "coords": mol.GetConformer(cids[0]).GetPositions(), "ideal_coords": mol.GetConformer(cids[1]).GetPositions(),
+            "bonds": [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), order[b.GetBondType()]) for b in mol.GetBonds()],
+            "pdb_entry": "1ABC"}
+
+
+def test_ccd_model_coordinates_must_name_a_pdb_entry():
+    """1,707 released CCD components give '?' as the PDB entry of their model coordinates (and a few
+    a placeholder): nothing says they are experimental, yet they were built as such."""
+    payload = _ccd_payload("CCCCOC(=O)CCN", seed=7)
+    for entry in ["1ABC", "2f4o", "1G5L,1G5L0", "pdb_00001abc"]:
+        assert ccd_conformer_set("TST", dict(payload, pdb_entry=entry)).num_conformers == 1
+    for entry in ["?", "UNDEFINED", "0588", "PDBJ", "rcsb068005"]:
+        with pytest.raises(MoleculeError) as err:
+            ccd_conformer_set("TST", dict(payload, pdb_entry=entry))
+        assert str(err.value) == f"model coordinates name no PDB entry (pdbx_model_coordinates_db_code {entry!r})"
+
+
+def test_ccd_model_coordinates_copying_the_ideal_ones_are_refused():
+    """Hundreds of CCD components repeat the computed ideal coordinates as model coordinates, as
+    they are (to the CCD's 0.001 A) or moved as a rigid body: not experimental conformations."""
+    payload = _ccd_payload("CCCCOC(=O)CCN", seed=7)
+    coords = payload["coords"]
+    theta = 0.7
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0.0], [np.sin(theta), np.cos(theta), 0.0], [0.0, 0.0, 1.0]])
+    moved = np.round(coords @ rot.T + [12.0, -3.0, 40.0], 3)
+    noisy = coords + np.random.default_rng(5).normal(scale=0.01, size=coords.shape)  # RMSD about 0.015 A
+    for ideal in [coords, np.round(coords, 3), moved]:
+        with pytest.raises(MoleculeError, match=r"model coordinates are the computed ideal ones \(RMSD 0\.000\d A"):
+            ccd_conformer_set("TST", dict(payload, ideal_coords=ideal))
+    holed = coords.copy()
+    holed[0] = np.nan  # no complete ideal coordinates to compare with
+    for ideal in [payload["ideal_coords"], noisy, holed]:
+        record = ccd_conformer_set("TST", dict(payload, ideal_coords=ideal))
+        assert np.allclose(record.mol.GetConformer().GetPositions(), coords, atol=1e-4)
+
+
+def test_ccd_components_without_experimental_model_coordinates_are_failures():
+    """Real components: 000 (model coordinates from PDB entry 3LIN) is built; 003 names no PDB
+    entry; 02E's model coordinates (PDB entry 1H8D) are its ideal ones."""
+    payloads = dict(ccd_components(limit=70))
+    assert ccd_conformer_set("000", payloads["000"]).num_conformers == 1
+    with pytest.raises(MoleculeError, match="name no PDB entry"):
+        ccd_conformer_set("003", payloads["003"])
+    assert payloads["02E"]["pdb_entry"] == "1H8D"
+    with pytest.raises(MoleculeError, match="are the computed ideal ones"):
+        ccd_conformer_set("02E", payloads["02E"])
 
 
 def test_cli_sdf_and_usage_errors(tmp_path, capsys):
@@ -492,7 +551,8 @@ def test_ccd_component_listing_a_stereo_double_bond_last_is_built():
     bonds = sorted(src.GetBonds(), key=lambda b: b.GetBondType() == Chem.BondType.DOUBLE)
     order = {Chem.BondType.SINGLE: "SING", Chem.BondType.DOUBLE: "DOUB"}
     payload = {"symbols": [a.GetSymbol().upper() for a in src.GetAtoms()], "charges": [0] * src.GetNumAtoms(),
-               "coords": src.GetConformer().GetPositions(), "pdb_entry": "test",
+               "coords": src.GetConformer().GetPositions(), "pdb_entry": "1ABC",
+               "ideal_coords": np.full((src.GetNumAtoms(), 3), np.nan),
                "bonds": [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), order[b.GetBondType()]) for b in bonds]}
     assert src.GetNumBonds() - 1 == src.GetNumAtoms()  # the double bond's index: past the last atom
     record = ccd_conformer_set("TST", payload)

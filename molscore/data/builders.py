@@ -5,7 +5,8 @@ Three sources:
 * :func:`etkdg_conformers`: RDKit ETKDGv3 embedding, MMFF94 optimisation, energy window,
   heavy-atom RMSD de-duplication and Boltzmann weights at 298.15 K, from SMILES.
 * :func:`ccd_components`: experimental conformations (``model_Cartn_*``, taken from a PDB
-  entry) of the PDB Chemical Component Dictionary shipped in biotite, with CCD bond orders.
+  entry) of the PDB Chemical Component Dictionary shipped in biotite, with CCD bond orders;
+  model coordinates that name no PDB entry or copy the computed ideal ones are failures.
 * :func:`sdf_groups`: existing multi-conformer SDF files.
 
 SMILES files are read by :func:`smiles_inputs`, which is ``molscore generate``'s reader
@@ -24,6 +25,7 @@ import functools
 import itertools
 import math
 import multiprocessing as mp
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdMolAlign
+from rdkit.Numerics import rdAlignment
 from tqdm import tqdm
 
 from ..chem.coords import add_conformer
@@ -52,6 +55,12 @@ __all__ = [
 
 KCAL_PER_MOL_K = 0.0019872043  # gas constant R in kcal/(mol K)
 CCD_MIN_HEAVY, CCD_MAX_HEAVY = 5, 100
+# A PDB entry ID: four characters, a digit 1-9 first, or the extended form pdb_0000xxxx.
+PDB_ID = re.compile(r"(pdb_0000)?[1-9][A-Za-z0-9]{3}", re.IGNORECASE)
+# CCD coordinates have three decimals: in biotite 1.6's CCD, model coordinates that copy the ideal
+# ones (as they are or moved as a rigid body) are within 0.0012 A RMSD of them after superposition,
+# the next closest 0.009 A.
+CCD_IDEAL_COPY_RMSD = 0.005
 
 
 # ----------------------------------------------------------------------------------------
@@ -183,6 +192,18 @@ def _spans(comp_ids: np.ndarray) -> dict[str, tuple[int, int]]:
     return {str(comp_ids[s]): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])}
 
 
+def _xyz(atoms, pattern: str) -> np.ndarray:
+    """``(N, 3)`` float64 coordinates of the columns ``pattern.format(axis)``; NaN where missing."""
+    xyz = []
+    for axis in "xyz":
+        col = atoms[pattern.format(axis)]
+        values = col.as_array(np.float64).copy()
+        if col.mask is not None:
+            values[np.asarray(col.mask.array) != 0] = np.nan  # '?' / '.' -> missing
+        xyz.append(values)
+    return np.stack(xyz, axis=1)
+
+
 @functools.cache
 def _ccd_tables() -> dict:
     """The CCD columns the builder needs, as numpy arrays (read once per process)."""
@@ -190,19 +211,13 @@ def _ccd_tables() -> dict:
 
     ccd = get_ccd()
     comp, atoms, bonds = ccd["chem_comp"], ccd["chem_comp_atom"], ccd["chem_comp_bond"]
-    xyz = []
-    for axis in "xyz":
-        col = atoms[f"model_Cartn_{axis}"]
-        values = col.as_array(np.float64).copy()
-        if col.mask is not None:
-            values[np.asarray(col.mask.array) != 0] = np.nan  # '?' / '.' -> missing
-        xyz.append(values)
     tables = {
         "id": _column(comp, "id"), "status": _column(comp, "pdbx_release_status"),
         "missing": _column(comp, "pdbx_model_coordinates_missing_flag"),
         "entry": _column(comp, "pdbx_model_coordinates_db_code"),
         "a_name": _column(atoms, "atom_id"), "a_sym": _column(atoms, "type_symbol"),
-        "a_charge": _column(atoms, "charge"), "coords": np.stack(xyz, axis=1),
+        "a_charge": _column(atoms, "charge"), "coords": _xyz(atoms, "model_Cartn_{}"),
+        "ideal": _xyz(atoms, "pdbx_model_Cartn_{}_ideal"),
         "b_a1": _column(bonds, "atom_id_1"), "b_a2": _column(bonds, "atom_id_2"),
         "b_order": _column(bonds, "value_order"),
     }
@@ -212,15 +227,18 @@ def _ccd_tables() -> dict:
 
 
 def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
-    """Components of biotite's CCD with experimental model coordinates, as plain payloads.
+    """Components of biotite's CCD with model coordinates, as plain payloads.
 
     Only released components (``pdbx_release_status == "REL"``) whose model coordinates
-    are not flagged missing are listed, in CCD order; ``limit`` caps how many.
+    are not flagged missing are listed, in CCD order; ``limit`` caps how many. Whether the
+    model coordinates are experimental is :func:`ccd_conformer_set`'s check.
 
     Yields:
         ``(comp_id, payload)`` with ``symbols`` (list[str]), ``charges`` (list[int]),
         ``coords`` ``(N, 3)`` float64 (``model_Cartn_*``; NaN where missing),
-        ``bonds`` (list of ``(i, j, value_order)``), ``pdb_entry`` (str).
+        ``ideal_coords`` ``(N, 3)`` float64 (``pdbx_model_Cartn_*_ideal``, computed; NaN where
+        missing), ``bonds`` (list of ``(i, j, value_order)``), ``pdb_entry`` (str,
+        ``pdbx_model_coordinates_db_code``).
     """
     t = _ccd_tables()
     n = 0
@@ -240,16 +258,27 @@ def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
                          for x, y, o in zip(t["b_a1"][bs:be], t["b_a2"][bs:be], t["b_order"][bs:be])]
         charges = [int(c) if str(c).lstrip("-").isdigit() else 0 for c in t["a_charge"][s:e]]
         yield cid, {"symbols": [str(x) for x in t["a_sym"][s:e]], "charges": charges,
-                    "coords": t["coords"][s:e], "bonds": bond_rows, "pdb_entry": str(t["entry"][k])}
+                    "coords": t["coords"][s:e], "ideal_coords": t["ideal"][s:e], "bonds": bond_rows,
+                    "pdb_entry": str(t["entry"][k])}
 
 
 def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
     """Build and validate the RDKit molecule (explicit H, model coordinates) of one CCD component.
 
+    Only experimental model coordinates are kept: ``pdb_entry`` must name a PDB entry
+    (:data:`PDB_ID`; the CCD has ``?`` and a few placeholders such as ``UNDEFINED``), and the
+    coordinates must not be the computed ideal ones (``ideal_coords``), which some components
+    repeat as their model coordinates, as they are or moved as a rigid body.
+
     Raises:
-        MoleculeError: unknown element, unsupported bond order, incomplete coordinates, fewer than
-            5 or more than 100 heavy atoms, or anything :func:`prepare_mol` refuses.
+        MoleculeError: model coordinates naming no PDB entry, incomplete coordinates, unknown
+            element, unsupported bond order, fewer than 5 or more than 100 heavy atoms, model
+            coordinates within :data:`CCD_IDEAL_COPY_RMSD` of the ideal ones after superposition,
+            or anything :func:`prepare_mol` refuses.
     """
+    entry = payload["pdb_entry"]
+    if not any(PDB_ID.fullmatch(code.strip()) for code in entry.split(",")):
+        raise MoleculeError(f"model coordinates name no PDB entry (pdbx_model_coordinates_db_code {entry!r})")
     coords = np.asarray(payload["coords"], dtype=np.float64)
     if not np.isfinite(coords).all():
         raise MoleculeError("incomplete model coordinates")
@@ -276,6 +305,12 @@ def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
     n_heavy = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
     if n_heavy < CCD_MIN_HEAVY:
         raise MoleculeError(f"too small: {n_heavy} heavy atoms (minimum {CCD_MIN_HEAVY})")
+    ideal = np.asarray(payload["ideal_coords"], dtype=np.float64)
+    if np.isfinite(ideal).all():
+        rmsd = math.sqrt(rdAlignment.GetAlignmentTransform(ideal, coords)[0] / len(coords))
+        if rmsd < CCD_IDEAL_COPY_RMSD:
+            raise MoleculeError(f"model coordinates are the computed ideal ones "
+                                f"(RMSD {rmsd:.4f} A after superposition), not experimental")
     reason = check_coordinates(mol)
     if reason is not None:
         raise MoleculeError(reason)
