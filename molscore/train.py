@@ -858,12 +858,18 @@ def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     if not lock:
         yield
         return
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK_NAME, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{out_dir} is in use by another training run (it holds "
-                              f"{out_dir / LOCK_NAME}); wait for it to end, or use another "
-                              "output dir") from None
-        yield                                   # closing the file releases the lock
+    try:
+        with open(out_dir / LOCK_NAME, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"{out_dir} is in use by another training run (it holds "
+                                  f"{out_dir / LOCK_NAME}); wait for it to end, or use another "
+                                  "output dir") from None
+            yield                               # closing the file releases the lock
+    finally:
+        if created and [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
+            (out_dir / LOCK_NAME).unlink()      # a run that wrote nothing (a config error)
+            out_dir.rmdir()                     # leaves no folder behind
