@@ -96,17 +96,17 @@ def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np
 
 def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
     """Interchangeable leaves of a heavy-atom skeleton (in place): the degree-1 atoms of one
-    neighbour with one element, charge, isotope and bond type (a CF3 group's F, a tert-butyl's
-    methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each such group of two
-    or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in atom order), so
-    that substructure matching maps a group's atoms in one fixed order. Returns the groups'
-    atom indices, ``[(k,)]``."""
+    neighbour with one element, charge, isotope, radical count and bond type (a CF3 group's F,
+    a tert-butyl's methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each
+    such group of two or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in
+    atom order), so that substructure matching maps a group's atoms in one fixed order.
+    Returns the groups' atom indices, ``[(k,)]``."""
     groups: dict[tuple, list[int]] = {}
     for atom in skeleton.GetAtoms():
         if atom.GetDegree() == 1:
             bond = atom.GetBonds()[0]
-            key = (bond.GetOtherAtomIdx(atom.GetIdx()), atom.GetAtomicNum(),
-                   atom.GetFormalCharge(), atom.GetIsotope(), bond.GetBondType())
+            key = (bond.GetOtherAtomIdx(atom.GetIdx()), atom.GetAtomicNum(), atom.GetFormalCharge(),
+                   atom.GetIsotope(), atom.GetNumRadicalElectrons(), bond.GetBondType())
             groups.setdefault(key, []).append(atom.GetIdx())
     out = []
     for members in groups.values():
@@ -116,6 +116,13 @@ def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
                 atom.SetIsotope(atom.GetIsotope() + 1000 * rank)
             out.append(np.asarray(members, dtype=np.int64))
     return out
+
+
+def _optional_properties(skeleton: Chem.Mol) -> list[tuple[int, int, int]]:
+    """Sorted ``(formal charge, isotope, radical electrons)`` of a skeleton's atoms: what
+    substructure matching requires of a target atom only where the query atom's is nonzero."""
+    return sorted((a.GetFormalCharge(), a.GetIsotope(), a.GetNumRadicalElectrons())
+                  for a in skeleton.GetAtoms())
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,8 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
     ``GetBestRMS``; where they differ between the two (tautomers, charge forms) the mappings
     of the heavy-atom graph alone. Groups of interchangeable leaves (CF3, tert-butyl,
     phosphate) are matched in one order and permuted afterwards, so RDKit enumerates ``m``
-    mappings instead of ``m * prod(k_g!)``. With more than ``max_matches`` mappings, the
+    mappings instead of ``m * prod(k_g!)`` (where the two agree in charges, isotopes and
+    radicals; else all mappings are enumerated). With more than ``max_matches`` mappings, the
     first ``max_matches`` that RDKit enumerates, as ``GetBestRMS`` takes them.
 
     Raises:
@@ -173,8 +181,12 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
         if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
             raise ValueError("molecules differ (heavy-atom or bond counts)")
         p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
-        groups = _label_leaf_groups(p_labelled)
-        _label_leaf_groups(r_labelled)
+        groups = []
+        # with equal properties every mapping keeps them, so takes leaf groups onto leaf groups;
+        # else (a neutral probe O may map onto a reference O-) the mappings are not factorised
+        if _optional_properties(p) == _optional_properties(r):
+            groups = _label_leaf_groups(p_labelled)
+            _label_leaf_groups(r_labelled)
         core = r_labelled.GetSubstructMatches(p_labelled, uniquify=False, useChirality=False,
                                               maxMatches=max_matches)
         if not core:
