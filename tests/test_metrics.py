@@ -91,6 +91,22 @@ def test_leaf_groups_where_charges_isotopes_or_radicals_differ(probe_smiles, ref
                                 for i in range(2)], atol=1e-5)
 
 
+def _unspecified(smiles: str, bond: int) -> Chem.Mol:
+    mol = Chem.RWMol(Chem.MolFromSmiles(smiles))
+    mol.GetBondWithIdx(bond).SetBondType(Chem.BondType.UNSPECIFIED)
+    return mol.GetMol()
+
+
+@pytest.mark.parametrize("probe, ref", [
+    # RDKit ignores a dummy atom's charge: 72 mappings, not 48
+    (Chem.MolFromSmiles("*C(*)(*)C(*)(*)[*-]"), Chem.MolFromSmiles("[*-]C(*)(*)C(*)(*)*")),
+    # an unspecified bond matches any bond: 6 mappings, not 2
+    (_unspecified("FC(F)(F)C", 2), Chem.MolFromSmiles("FC(F)(F)C"))])
+def test_dummy_atoms_and_unspecified_bonds_keep_every_mapping(probe, ref):
+    want = _skeleton(ref).GetSubstructMatches(_skeleton(probe), uniquify=False, useChirality=False)
+    assert sorted(map(tuple, atom_matches(probe, ref).expand().tolist())) == sorted(want)
+
+
 def test_mappings_over_max_matches_are_rdkits_first():
     mol = _embed("FC(F)(F)c1ccc(C(F)(F)F)cc1", 1, 3)
     full = atom_matches(mol, mol)

@@ -118,11 +118,19 @@ def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
     return out
 
 
-def _optional_properties(skeleton: Chem.Mol) -> list[tuple[int, int, int]]:
-    """Sorted ``(formal charge, isotope, radical electrons)`` of a skeleton's atoms: what
-    substructure matching requires of a target atom only where the query atom's is nonzero."""
-    return sorted((a.GetFormalCharge(), a.GetIsotope(), a.GetNumRadicalElectrons())
-                  for a in skeleton.GetAtoms())
+def _factorisable(probe: Chem.Mol, ref: Chem.Mol) -> bool:
+    """Whether every mapping between two skeletons takes leaf groups onto leaf groups of the
+    same labels: RDKit matches a query atom's charge, isotope and radical count only where
+    they are nonzero (a neutral O on an O-), a dummy atom's charge never, and an unspecified
+    bond to any bond; with equal sorted ``(charge, isotope, radicals)``, no dummy atom and no
+    unspecified bond every mapping keeps them all."""
+    def properties(mol: Chem.Mol) -> list[tuple[int, int, int]]:
+        return sorted((a.GetFormalCharge(), a.GetIsotope(), a.GetNumRadicalElectrons())
+                      for a in mol.GetAtoms())
+
+    wildcards = any(a.GetAtomicNum() == 0 for mol in (probe, ref) for a in mol.GetAtoms()) or \
+        any(b.GetBondType() == Chem.BondType.UNSPECIFIED for mol in (probe, ref) for b in mol.GetBonds())
+    return not wildcards and properties(probe) == properties(ref)
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,9 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
     of the heavy-atom graph alone. Groups of interchangeable leaves (CF3, tert-butyl,
     phosphate) are matched in one order and permuted afterwards, so RDKit enumerates ``m``
     mappings instead of ``m * prod(k_g!)`` (where the two agree in charges, isotopes and
-    radicals; else all mappings are enumerated). With more than ``max_matches`` mappings, the
-    first ``max_matches`` that RDKit enumerates, as ``GetBestRMS`` takes them.
+    radicals and have no dummy atom or unspecified bond; else all are enumerated). With more
+    than ``max_matches`` mappings, the first ``max_matches`` that RDKit enumerates, as
+    ``GetBestRMS`` takes them.
 
     Raises:
         ValueError: the heavy-atom graphs differ (different molecules).
@@ -182,9 +191,7 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
             raise ValueError("molecules differ (heavy-atom or bond counts)")
         p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
         groups = []
-        # with equal properties every mapping keeps them, so takes leaf groups onto leaf groups;
-        # else (a neutral probe O may map onto a reference O-) the mappings are not factorised
-        if _optional_properties(p) == _optional_properties(r):
+        if _factorisable(p, r):
             groups = _label_leaf_groups(p_labelled)
             _label_leaf_groups(r_labelled)
         core = r_labelled.GetSubstructMatches(p_labelled, uniquify=False, useChirality=False,
