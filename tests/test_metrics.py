@@ -120,6 +120,12 @@ def test_mappings_over_max_matches_are_rdkits_first():
     np.testing.assert_array_equal(some.expand(), np.asarray(want))
 
 
+def test_rmsd_matrix_without_reference_conformers_is_empty():
+    mol = _embed("CC(C)(C)O", 3, 5)
+    assert rmsd_matrix(mol, mol, None, []).shape == (3, 0)
+    assert rmsd_matrix(mol, mol, [], None).shape == (0, 3)
+
+
 def test_different_molecules_raise():
     with pytest.raises(ValueError):
         atom_matches(_embed("CCO", 1, 1), _embed("CCN", 1, 1))

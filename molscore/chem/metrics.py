@@ -263,7 +263,8 @@ def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, mappings: AtomMapping
     for block in mappings.blocks(maps):
         rm = r[:, torch.from_numpy(block)].reshape(-1, *r.shape[1:])  # (R * mappings, n, 3)
         for j in range(0, n_p, rows):
-            rmsd = _kabsch_rmsd(p[j:j + rows], rm).view(-1, n_r, len(block)).amin(-1)
+            pj = p[j:j + rows]
+            rmsd = _kabsch_rmsd(pj, rm).view(len(pj), n_r, len(block)).amin(-1)   # n_r may be 0
             best[j:j + rows] = torch.minimum(best[j:j + rows], rmsd)
     return best.numpy()
 
