@@ -76,6 +76,37 @@ def test_leaf_groups_factorise_the_mappings_exactly(smiles):
                                 for i in range(3)], atol=1e-5)
 
 
+@pytest.mark.parametrize("probe_smiles, ref_smiles", [
+    ("C=CC(O)(O)CC", "C=CC(O)([O-])CC"),   # neutral probe O on the reference's O-: 2 mappings, not 4
+    ("CC(C)(C)C", "[13CH3]C(C)(C)C"),       # the probe's methyls on a 13C methyl: raised
+    ("C[C]([CH2])C", "C[C](C)[CH2]")])      # a radical CH2 beside two methyls: raised
+def test_leaf_groups_where_charges_isotopes_or_radicals_differ(probe_smiles, ref_smiles):
+    """RDKit matches a probe atom's charge, isotope and radical count only where they are
+    nonzero, so a mapping need not take a leaf group onto a leaf group of the same labels: the
+    factorised mappings missed some (the bond-order-free fallback then added wrong ones)."""
+    probe, ref = _embed(probe_smiles, 2, 7), _embed(ref_smiles, 2, 11)
+    pr, rr = Chem.RemoveHs(probe), Chem.RemoveHs(ref)
+    np.testing.assert_allclose(rmsd_matrix(probe, ref),
+                               [[rdMolAlign.GetBestRMS(pr, rr, i, j) for j in range(2)]
+                                for i in range(2)], atol=1e-5)
+
+
+def _unspecified(smiles: str, bond: int) -> Chem.Mol:
+    mol = Chem.RWMol(Chem.MolFromSmiles(smiles))
+    mol.GetBondWithIdx(bond).SetBondType(Chem.BondType.UNSPECIFIED)
+    return mol.GetMol()
+
+
+@pytest.mark.parametrize("probe, ref", [
+    # RDKit ignores a dummy atom's charge: 72 mappings, not 48
+    (Chem.MolFromSmiles("*C(*)(*)C(*)(*)[*-]"), Chem.MolFromSmiles("[*-]C(*)(*)C(*)(*)*")),
+    # an unspecified bond matches any bond: 6 mappings, not 2
+    (_unspecified("FC(F)(F)C", 2), Chem.MolFromSmiles("FC(F)(F)C"))])
+def test_dummy_atoms_and_unspecified_bonds_keep_every_mapping(probe, ref):
+    want = _skeleton(ref).GetSubstructMatches(_skeleton(probe), uniquify=False, useChirality=False)
+    assert sorted(map(tuple, atom_matches(probe, ref).expand().tolist())) == sorted(want)
+
+
 def test_mappings_over_max_matches_are_rdkits_first():
     mol = _embed("FC(F)(F)c1ccc(C(F)(F)F)cc1", 1, 3)
     full = atom_matches(mol, mol)
@@ -87,6 +118,12 @@ def test_mappings_over_max_matches_are_rdkits_first():
     skeleton = _skeleton(mol)
     want = skeleton.GetSubstructMatches(skeleton, uniquify=False, useChirality=False, maxMatches=50)
     np.testing.assert_array_equal(some.expand(), np.asarray(want))
+
+
+def test_rmsd_matrix_without_reference_conformers_is_empty():
+    mol = _embed("CC(C)(C)O", 3, 5)
+    assert rmsd_matrix(mol, mol, None, []).shape == (3, 0)
+    assert rmsd_matrix(mol, mol, [], None).shape == (0, 3)
 
 
 def test_different_molecules_raise():

@@ -96,17 +96,17 @@ def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np
 
 def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
     """Interchangeable leaves of a heavy-atom skeleton (in place): the degree-1 atoms of one
-    neighbour with one element, charge, isotope and bond type (a CF3 group's F, a tert-butyl's
-    methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each such group of two
-    or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in atom order), so
-    that substructure matching maps a group's atoms in one fixed order. Returns the groups'
-    atom indices, ``[(k,)]``."""
+    neighbour with one element, charge, isotope, radical count and bond type (a CF3 group's F,
+    a tert-butyl's methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each
+    such group of two or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in
+    atom order), so that substructure matching maps a group's atoms in one fixed order.
+    Returns the groups' atom indices, ``[(k,)]``."""
     groups: dict[tuple, list[int]] = {}
     for atom in skeleton.GetAtoms():
         if atom.GetDegree() == 1:
             bond = atom.GetBonds()[0]
-            key = (bond.GetOtherAtomIdx(atom.GetIdx()), atom.GetAtomicNum(),
-                   atom.GetFormalCharge(), atom.GetIsotope(), bond.GetBondType())
+            key = (bond.GetOtherAtomIdx(atom.GetIdx()), atom.GetAtomicNum(), atom.GetFormalCharge(),
+                   atom.GetIsotope(), atom.GetNumRadicalElectrons(), bond.GetBondType())
             groups.setdefault(key, []).append(atom.GetIdx())
     out = []
     for members in groups.values():
@@ -116,6 +116,21 @@ def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
                 atom.SetIsotope(atom.GetIsotope() + 1000 * rank)
             out.append(np.asarray(members, dtype=np.int64))
     return out
+
+
+def _factorisable(probe: Chem.Mol, ref: Chem.Mol) -> bool:
+    """Whether every mapping between two skeletons takes leaf groups onto leaf groups of the
+    same labels: RDKit matches a query atom's charge, isotope and radical count only where
+    they are nonzero (a neutral O on an O-), a dummy atom's charge never, and an unspecified
+    bond to any bond; with equal sorted ``(charge, isotope, radicals)``, no dummy atom and no
+    unspecified bond every mapping keeps them all."""
+    def properties(mol: Chem.Mol) -> list[tuple[int, int, int]]:
+        return sorted((a.GetFormalCharge(), a.GetIsotope(), a.GetNumRadicalElectrons())
+                      for a in mol.GetAtoms())
+
+    wildcards = any(a.GetAtomicNum() == 0 for mol in (probe, ref) for a in mol.GetAtoms()) or \
+        any(b.GetBondType() == Chem.BondType.UNSPECIFIED for mol in (probe, ref) for b in mol.GetBonds())
+    return not wildcards and properties(probe) == properties(ref)
 
 
 @dataclass(frozen=True)
@@ -162,8 +177,10 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
     ``GetBestRMS``; where they differ between the two (tautomers, charge forms) the mappings
     of the heavy-atom graph alone. Groups of interchangeable leaves (CF3, tert-butyl,
     phosphate) are matched in one order and permuted afterwards, so RDKit enumerates ``m``
-    mappings instead of ``m * prod(k_g!)``. With more than ``max_matches`` mappings, the
-    first ``max_matches`` that RDKit enumerates, as ``GetBestRMS`` takes them.
+    mappings instead of ``m * prod(k_g!)`` (where the two agree in charges, isotopes and
+    radicals and have no dummy atom or unspecified bond; else all are enumerated). With more
+    than ``max_matches`` mappings, the first ``max_matches`` that RDKit enumerates, as
+    ``GetBestRMS`` takes them.
 
     Raises:
         ValueError: the heavy-atom graphs differ (different molecules).
@@ -173,8 +190,10 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
         if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
             raise ValueError("molecules differ (heavy-atom or bond counts)")
         p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
-        groups = _label_leaf_groups(p_labelled)
-        _label_leaf_groups(r_labelled)
+        groups = []
+        if _factorisable(p, r):
+            groups = _label_leaf_groups(p_labelled)
+            _label_leaf_groups(r_labelled)
         core = r_labelled.GetSubstructMatches(p_labelled, uniquify=False, useChirality=False,
                                               maxMatches=max_matches)
         if not core:
@@ -244,7 +263,8 @@ def group_rmsd(probe_xyz: np.ndarray, ref_xyz: np.ndarray, mappings: AtomMapping
     for block in mappings.blocks(maps):
         rm = r[:, torch.from_numpy(block)].reshape(-1, *r.shape[1:])  # (R * mappings, n, 3)
         for j in range(0, n_p, rows):
-            rmsd = _kabsch_rmsd(p[j:j + rows], rm).view(-1, n_r, len(block)).amin(-1)
+            pj = p[j:j + rows]
+            rmsd = _kabsch_rmsd(pj, rm).view(len(pj), n_r, len(block)).amin(-1)   # n_r may be 0
             best[j:j + rows] = torch.minimum(best[j:j + rows], rmsd)
     return best.numpy()
 
