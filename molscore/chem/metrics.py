@@ -189,9 +189,9 @@ def atom_matches(probe: Chem.Mol, ref: Chem.Mol, max_matches: int = MAX_MATCHES)
         p, r = _skeleton(probe, bond_orders), _skeleton(ref, bond_orders)
         if p.GetNumAtoms() != r.GetNumAtoms() or p.GetNumBonds() != r.GetNumBonds():
             raise ValueError("molecules differ (heavy-atom or bond counts)")
-        p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
-        groups = []
-        if _factorisable(p, r):
+        p_labelled, r_labelled, groups = p, r, []
+        if max_matches > 1 and _factorisable(p, r):     # one mapping: no permutations to skip
+            p_labelled, r_labelled = Chem.Mol(p), Chem.Mol(r)
             groups = _label_leaf_groups(p_labelled)
             _label_leaf_groups(r_labelled)
         core = r_labelled.GetSubstructMatches(p_labelled, uniquify=False, useChirality=False,
