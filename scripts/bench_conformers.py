@@ -51,6 +51,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -87,24 +88,41 @@ COVERAGE_METRICS = ("cov_r", "amr_r", "cov_p", "amr_p")
 MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
 
 
-def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
-    """A bench pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then ``initializer``."""
+_STARTED: Barrier | None = None
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple, started: Barrier | None) -> None:
+    """A bench pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then
+    ``initializer``; keeps ``started`` for :func:`_wait_started`."""
+    global _STARTED
     init_worker()
     if initializer is not None:
         initializer(*initargs)
+    _STARTED = started
+
+
+def _wait_started(_: int) -> None:
+    """Worker task: wait until every worker of the pool has taken one of these (each after
+    its initializer), so that no worker takes two."""
+    _STARTED.wait()
 
 
 @contextmanager
 def worker_pool(workers: int, *, spawn: bool = False, initializer: Callable | None = None,
-                initargs: tuple = ()) -> Iterator[Pool]:
+                initargs: tuple = (), started: bool = False) -> Iterator[Pool]:
     """A pool of ``workers`` processes (forked where the platform can, unless ``spawn``),
     started as ``generate --workers`` starts its own (:func:`~molscore.pool_watch.start_pool`:
     the workers ignore Ctrl-C) and ended at once on an error, Ctrl-C or, under
     :func:`run_script`, SIGTERM (:func:`~molscore.pool_watch.stop`), so that no worker
-    outlives the script. Wait on it with :func:`~molscore.pool_watch.watch`."""
+    outlives the script. Wait on it with :func:`~molscore.pool_watch.watch`. With
+    ``started``, given once every worker has run ``initializer`` (a worker takes tasks after
+    it, but one worker could take every task of a plain wait while the others still ran it)."""
     method = "spawn" if spawn or "fork" not in mp.get_all_start_methods() else "fork"
-    pool = start_pool(method, workers, _start_worker, (initializer, initargs))
+    barrier = mp.get_context(method).Barrier(workers) if started else None
+    pool = start_pool(method, workers, _start_worker, (initializer, initargs, barrier))
     try:
+        if started:
+            list(watch(pool, pool.imap(_wait_started, range(workers)), "nothing was done yet"))
         yield pool
         pool.close()
         pool.join()
@@ -250,15 +268,14 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
     """Model conformers per key (None when failed) and wall seconds, on ``workers``
     processes (spawned, one torch thread each) given chunks of ``chunk`` molecules. As with
     ``generate --workers``, several processes embed their ETKDG pools on one thread each
-    (one process: on all cores)."""
+    (one process: on all cores). Timed from when every worker has loaded the model."""
     jobs = [([(key, mol) for (key, mol, _), c in zip(inputs, counts) if c == n][a:a + chunk], n)
             for n in sorted(set(counts))
             for a in range(0, sum(c == n for c in counts), chunk)]
     results: dict[str, Chem.Mol | None] = {}
     gen_kwargs = dict(gen_kwargs, etkdg_threads=1 if workers > 1 else 0)
-    with worker_pool(workers, spawn=True, initializer=_model_worker_init,
-                     initargs=(gen_kwargs,)) as pool:
-        list(watch(pool, pool.imap(int, range(workers)), "no model conformers kept"))  # loaded
+    with worker_pool(workers, spawn=True, initializer=_model_worker_init,     # loads the model
+                     initargs=(gen_kwargs,), started=True) as pool:
         t0 = time.perf_counter()
         with tqdm(total=len(inputs), unit="mol", file=sys.stderr) as bar:
             for out in watch(pool, pool.imap_unordered(_model_job, jobs), "no model conformers kept"):

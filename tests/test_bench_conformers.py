@@ -122,3 +122,28 @@ def test_molecules_left_out_of_a_set_are_counted_and_shown():
     assert "| hexane | 2; 1 left out: a method returned no conformer | model |" in md
     report["results"]["crystal"].update(molecules_in_set=2)
     assert "(2 molecules of a fixed random subset of 2 of bioactive_dev, seed 0; 50 conformers" in markdown(report)
+
+
+def _mark_started(folder: str) -> None:
+    """A pool worker's initializer: the first worker to run it takes 2 s (a slow model load),
+    then each writes ``started-PID`` in ``folder``."""
+    import os
+    import time
+
+    try:
+        (Path(folder) / "first").open("x").close()
+        time.sleep(2)
+    except FileExistsError:
+        pass
+    (Path(folder) / f"started-{os.getpid()}").touch()
+
+
+def test_a_started_pool_is_given_once_every_worker_ran_its_initializer(tmp_path):
+    """``run_model`` started its clock once ``pool.imap(int, range(workers))`` had returned,
+    which the workers that had loaded the model could answer alone while another still
+    loaded it: its loading was timed. ``worker_pool(started=True)``, which ``run_model``
+    uses, is given once every worker has run its initializer."""
+    from bench_conformers import worker_pool
+
+    with worker_pool(3, initializer=_mark_started, initargs=(str(tmp_path),), started=True):
+        assert len(list(tmp_path.glob("started-*"))) == 3
