@@ -147,3 +147,26 @@ def test_a_started_pool_is_given_once_every_worker_ran_its_initializer(tmp_path)
 
     with worker_pool(3, initializer=_mark_started, initargs=(str(tmp_path),), started=True):
         assert len(list(tmp_path.glob("started-*"))) == 3
+
+
+def test_an_auto_pool_shows_the_rule_the_report_recorded(tmp_path, capsys):
+    """A report of ``--pool auto`` (``pool`` None) was shown with today's ``auto`` rule, one
+    the report never recorded (the rule has changed before). Now the rule it recorded
+    (``pool_rule``, which a run records), else "rule not recorded"; merged per part where
+    the parts differ."""
+    from bench_conformers import markdown
+    from molscore.generate import default_pool
+
+    old = _part(["crystal"])                                  # before pool_rule
+    assert "ETKDG pool auto (rule not recorded) (pick" in markdown(old)
+    assert f"auto ({default_pool(1)} for n" not in markdown(old)
+    recorded = _part(["coverage_hexane"], pool_rule="30 for n <= 5, 60 above")
+    assert "ETKDG pool auto (30 for n <= 5, 60 above) (pick" in markdown(recorded)
+    assert "ETKDG pool 25 (pick" in markdown(_part(["crystal"], pool=25, pool_rule="30 for n <= 5, 60 above"))
+    paths = tmp_path / "cov.json", tmp_path / "cry.json"
+    for path, report in zip(paths, (recorded, old)):
+        path.write_text(json.dumps(report))
+    merge_reports(list(paths), tmp_path / "merged")
+    capsys.readouterr()
+    assert ("ETKDG pool coverage_hexane: auto (30 for n <= 5, 60 above); crystal: auto (rule "
+            "not recorded) (pick") in (tmp_path / "merged.md").read_text()
