@@ -32,11 +32,14 @@ def init_worker() -> None:
 
     Ctrl-C reaches every process of the terminal's process group: a worker ignores it, so
     that the parent alone handles it (ending the pool with :func:`stop`) and no worker prints
-    a traceback. tqdm's lock becomes a thread lock: its default also creates a
+    a traceback. SIGTERM ends a worker (its default, as ``Pool.terminate`` expects): a forked
+    worker inherits the parent's handler, which :func:`start_pool` holds SIGTERM back with.
+    tqdm's lock becomes a thread lock: its default also creates a
     multiprocessing semaphore, which a killed worker leaves registered with the resource
     tracker ("leaked semaphore objects" at exit).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tqdm.set_lock(threading.RLock())
 
 
@@ -45,15 +48,35 @@ def start_pool(method: str, workers: int, initializer: Callable, initargs: tuple
     processes started while this (main) thread ignores SIGINT, so that they inherit the
     ignored disposition (across ``exec`` too: Python then keeps it): a spawned worker spends
     a second or more importing before :func:`init_worker` runs, and a Ctrl-C then printed its
-    ``KeyboardInterrupt`` traceback. The caller's handler is back when this returns."""
+    ``KeyboardInterrupt`` traceback.
+
+    A SIGTERM handled in Python (``molscore`` and the bench scripts raise it as
+    :class:`~molscore.errors.Terminated`, a BaseException) is held back while the pool
+    starts: raised inside ``Pool.__init__``, which ends its workers on an Exception only, it
+    left them running with no pool for the caller to stop. It is raised here once the pool
+    is up, and the pool stopped (:func:`stop`), as for a signal that arrives before this
+    returns. The caller's handlers are back when this returns."""
     context = mp.get_context(method)
     if threading.current_thread() is not threading.main_thread():   # signal.signal would raise
         return context.Pool(workers, initializer=initializer, initargs=initargs)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    held: list[int] = []
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    if callable(signal.getsignal(signal.SIGTERM)):
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    pool = None
     try:
-        return context.Pool(workers, initializer=initializer, initargs=initargs)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        try:
+            pool = context.Pool(workers, initializer=initializer, initargs=initargs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])        # its handler raises here
+    except BaseException:
+        if pool is not None:
+            stop(pool)
+        raise
+    return pool
 
 
 def watch(pool: Pool, results: IMapIterator, kept: str) -> Iterator[T]:

@@ -51,6 +51,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -87,24 +88,41 @@ COVERAGE_METRICS = ("cov_r", "amr_r", "cov_p", "amr_p")
 MODEL_SEED = 0          # the generator's seed; its ETKDG starts use etkdg_random_seed(MODEL_SEED)
 
 
-def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
-    """A bench pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then ``initializer``."""
+_STARTED: Barrier | None = None
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple, started: Barrier | None) -> None:
+    """A bench pool worker's set-up: :func:`~molscore.pool_watch.init_worker`, then
+    ``initializer``; keeps ``started`` for :func:`_wait_started`."""
+    global _STARTED
     init_worker()
     if initializer is not None:
         initializer(*initargs)
+    _STARTED = started
+
+
+def _wait_started(_: int) -> None:
+    """Worker task: wait until every worker of the pool has taken one of these (each after
+    its initializer), so that no worker takes two."""
+    _STARTED.wait()
 
 
 @contextmanager
 def worker_pool(workers: int, *, spawn: bool = False, initializer: Callable | None = None,
-                initargs: tuple = ()) -> Iterator[Pool]:
+                initargs: tuple = (), started: bool = False) -> Iterator[Pool]:
     """A pool of ``workers`` processes (forked where the platform can, unless ``spawn``),
     started as ``generate --workers`` starts its own (:func:`~molscore.pool_watch.start_pool`:
     the workers ignore Ctrl-C) and ended at once on an error, Ctrl-C or, under
     :func:`run_script`, SIGTERM (:func:`~molscore.pool_watch.stop`), so that no worker
-    outlives the script. Wait on it with :func:`~molscore.pool_watch.watch`."""
+    outlives the script. Wait on it with :func:`~molscore.pool_watch.watch`. With
+    ``started``, given once every worker has run ``initializer`` (a worker takes tasks after
+    it, but one worker could take every task of a plain wait while the others still ran it)."""
     method = "spawn" if spawn or "fork" not in mp.get_all_start_methods() else "fork"
-    pool = start_pool(method, workers, _start_worker, (initializer, initargs))
+    barrier = mp.get_context(method).Barrier(workers) if started else None
+    pool = start_pool(method, workers, _start_worker, (initializer, initargs, barrier))
     try:
+        if started:
+            list(watch(pool, pool.imap(_wait_started, range(workers)), "nothing was done yet"))
         yield pool
         pool.close()
         pool.join()
@@ -250,15 +268,14 @@ def run_model(gen_kwargs: dict, inputs, counts: list[int], workers: int,
     """Model conformers per key (None when failed) and wall seconds, on ``workers``
     processes (spawned, one torch thread each) given chunks of ``chunk`` molecules. As with
     ``generate --workers``, several processes embed their ETKDG pools on one thread each
-    (one process: on all cores)."""
+    (one process: on all cores). Timed from when every worker has loaded the model."""
     jobs = [([(key, mol) for (key, mol, _), c in zip(inputs, counts) if c == n][a:a + chunk], n)
             for n in sorted(set(counts))
             for a in range(0, sum(c == n for c in counts), chunk)]
     results: dict[str, Chem.Mol | None] = {}
     gen_kwargs = dict(gen_kwargs, etkdg_threads=1 if workers > 1 else 0)
-    with worker_pool(workers, spawn=True, initializer=_model_worker_init,
-                     initargs=(gen_kwargs,)) as pool:
-        list(watch(pool, pool.imap(int, range(workers)), "no model conformers kept"))  # loaded
+    with worker_pool(workers, spawn=True, initializer=_model_worker_init,     # loads the model
+                     initargs=(gen_kwargs,), started=True) as pool:
         t0 = time.perf_counter()
         with tqdm(total=len(inputs), unit="mol", file=sys.stderr) as bar:
             for out in watch(pool, pool.imap_unordered(_model_job, jobs), "no model conformers kept"):
@@ -482,6 +499,7 @@ def main() -> int:
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "model": str(shown),
                          "etkdg": f"ETKDGv3 randomSeed={args.etkdg_seed}, "
                                   + ("MMFF94-minimised as generate --relax" if args.relax else "no force field"),
+                         "pool_rule": _pool_rule(),
                          "device": str(gen.device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
                          "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "gpu": torch.cuda.get_device_name() if gen.device.type == "cuda" else None,
@@ -554,6 +572,11 @@ def render(out: Path) -> int:
     return 0
 
 
+def _per_part(reports: list[dict], text: Callable[[dict], str]) -> str:
+    """``"SETS: TEXT; ..."``, ``text`` of the config of each report (of a merge)."""
+    return "; ".join(f"{', '.join(r['results'])}: {text(r['config'])}" for r in reports)
+
+
 def merge_reports(paths: list[Path], out: Path) -> int:
     """Join the ``results`` of reports from runs split with ``--sets`` (a set in a later
     report replaces the same set in an earlier one); speeds are kept per part, since they
@@ -562,7 +585,7 @@ def merge_reports(paths: list[Path], out: Path) -> int:
     config = dict(reports[0]["config"])
     # what the markdown shows of the configuration is shown per part where the parts differ
     # (reports from before --pool used pool 1)
-    for key, default, show in (("posebusters", None, str), ("pool", 1, _pool_text),
+    for key, default, show in (("posebusters", None, str),
                                ("model", None, str), ("init", None, str), ("sampler", None, str),
                                ("steps", None, str), ("t_start", None, str),
                                ("pick", "k-medoids", str), ("pool_hydrogens", "all", str),
@@ -570,8 +593,9 @@ def merge_reports(paths: list[Path], out: Path) -> int:
                                ("stereo_guidance", None, lambda v: v or "off"),
                                ("device", None, str), ("etkdg", None, str)):
         if len({str(r["config"].get(key, default)) for r in reports}) > 1:
-            config[key] = "; ".join(f"{', '.join(r['results'])}: {show(r['config'].get(key, default))}"
-                                    for r in reports)
+            config[key] = _per_part(reports, lambda cfg: show(cfg.get(key, default)))
+    if len({_pool_text(r["config"]) for r in reports}) > 1:
+        config["pool"] = _per_part(reports, _pool_text)
     for r in reports:                       # the crystal set's conformers per molecule: its run's
         if "crystal" in r["results"]:
             config["crystal_n"] = r["config"].get("crystal_n", max(NS))
@@ -632,11 +656,28 @@ def paired_sets(a: dict | None, b: dict | None, names: tuple[str, str]) -> dict:
     return paired_bootstrap(a, b, names, tuple(n for n in first_a if n in first_b))
 
 
-def _pool_text(pool: int | str | None) -> str:
-    """A report's ``pool`` as the markdown shows it (None: the generator's ``auto`` rule)."""
+NOT_RECORDED = "not recorded"
+
+
+def _pool_name(pool: int | str | None, auto: int | str | None, what: str = "size") -> str:
+    """``P``, or ``auto (A)`` for the generator's default pool, ``A`` what the report recorded
+    of it (its ``what``: the size, or the rule); None: a report made before it was recorded
+    (the ``auto`` rule may have changed since)."""
     if pool is not None:
         return str(pool)
-    return "auto (" + ", ".join(f"{p} for n <= {n}" for n, p in DEFAULT_POOLS) + f", {MAX_DEFAULT_POOL} above)"
+    return f"auto ({auto if auto is not None else what + ' ' + NOT_RECORDED})"
+
+
+def _pool_rule() -> str:
+    """Today's ``auto`` pool rule (:func:`~molscore.generate.default_pool`), as a report records it."""
+    return ", ".join(f"{p} for n <= {n}" for n, p in DEFAULT_POOLS) + f", {MAX_DEFAULT_POOL} above"
+
+
+def _pool_text(cfg: dict) -> str:
+    """A report's ETKDG pool as the markdown shows it: its ``pool`` (1 in reports from before
+    ``--pool``; a merged report's text per part as is), or ``auto`` with the rule the report
+    recorded (``pool_rule``)."""
+    return _pool_name(cfg.get("pool", 1), cfg.get("pool_rule"), "rule")
 
 
 def _cleanup_text(no_cleanup: bool | str | None) -> str:
@@ -648,7 +689,7 @@ def markdown(report: dict) -> str:
     cfg, res, speed = report["config"], report["results"], report["speed"]
     lines = ["# Conformer benchmark", "",
              f"model `{cfg['model']}`, init `{cfg['init']}`, sampler `{cfg['sampler']}`, "
-             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg.get('pool', 1))} "
+             f"{cfg['steps']} steps, t_start {cfg['t_start']}, ETKDG pool {_pool_text(cfg)} "
              f"(pick {cfg.get('pick', 'k-medoids')}, hydrogens {cfg.get('pool_hydrogens', 'all')}), clean-up "
              f"{_cleanup_text(cfg.get('no_cleanup'))}, stereo guidance "
              f"{cfg.get('stereo_guidance') or 'off'}, device {cfg['device']}"

@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from rdkit import RDLogger
 
-from bench_conformers import (CRYSTAL, REPO, _cpu_name, _git_commit, etkdg_all, prepare_inputs,
-                             run_script)
+from bench_conformers import (CRYSTAL, NOT_RECORDED, REPO, _cpu_name, _git_commit, _pool_name,
+                             etkdg_all, prepare_inputs, run_script)
 
 from molscore.chem.metrics import read_groups
 from molscore.cli.argtypes import positive_int_or_auto
@@ -106,17 +106,6 @@ def agreement(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> dict | 
         return None
     return {"conformers": len(diffs), "frac_within_0.001": float((diffs < 1e-3).mean()),
             "median": float(np.median(diffs)), "max": float(diffs.max())}
-
-
-NOT_RECORDED = "not recorded"
-
-
-def _pool_name(pool: int | None, size: int | None) -> str:
-    """``P``, or ``auto (P)`` for the generator's default pool of size ``size`` (None: a
-    report made before the size was recorded; the ``auto`` rule may have changed since)."""
-    if pool is not None:
-        return str(pool)
-    return f"auto ({size if size is not None else 'size ' + NOT_RECORDED})"
 
 
 def _pool_sizes(report: dict) -> dict[int | None, int | None]:

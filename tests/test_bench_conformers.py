@@ -122,3 +122,51 @@ def test_molecules_left_out_of_a_set_are_counted_and_shown():
     assert "| hexane | 2; 1 left out: a method returned no conformer | model |" in md
     report["results"]["crystal"].update(molecules_in_set=2)
     assert "(2 molecules of a fixed random subset of 2 of bioactive_dev, seed 0; 50 conformers" in markdown(report)
+
+
+def _mark_started(folder: str) -> None:
+    """A pool worker's initializer: the first worker to run it takes 2 s (a slow model load),
+    then each writes ``started-PID`` in ``folder``."""
+    import os
+    import time
+
+    try:
+        (Path(folder) / "first").open("x").close()
+        time.sleep(2)
+    except FileExistsError:
+        pass
+    (Path(folder) / f"started-{os.getpid()}").touch()
+
+
+def test_a_started_pool_is_given_once_every_worker_ran_its_initializer(tmp_path):
+    """``run_model`` started its clock once ``pool.imap(int, range(workers))`` had returned,
+    which the workers that had loaded the model could answer alone while another still
+    loaded it: its loading was timed. ``worker_pool(started=True)``, which ``run_model``
+    uses, is given once every worker has run its initializer."""
+    from bench_conformers import worker_pool
+
+    with worker_pool(3, initializer=_mark_started, initargs=(str(tmp_path),), started=True):
+        assert len(list(tmp_path.glob("started-*"))) == 3
+
+
+def test_an_auto_pool_shows_the_rule_the_report_recorded(tmp_path, capsys):
+    """A report of ``--pool auto`` (``pool`` None) was shown with today's ``auto`` rule, one
+    the report never recorded (the rule has changed before). Now the rule it recorded
+    (``pool_rule``, which a run records), else "rule not recorded"; merged per part where
+    the parts differ."""
+    from bench_conformers import markdown
+    from molscore.generate import default_pool
+
+    old = _part(["crystal"])                                  # before pool_rule
+    assert "ETKDG pool auto (rule not recorded) (pick" in markdown(old)
+    assert f"auto ({default_pool(1)} for n" not in markdown(old)
+    recorded = _part(["coverage_hexane"], pool_rule="30 for n <= 5, 60 above")
+    assert "ETKDG pool auto (30 for n <= 5, 60 above) (pick" in markdown(recorded)
+    assert "ETKDG pool 25 (pick" in markdown(_part(["crystal"], pool=25, pool_rule="30 for n <= 5, 60 above"))
+    paths = tmp_path / "cov.json", tmp_path / "cry.json"
+    for path, report in zip(paths, (recorded, old)):
+        path.write_text(json.dumps(report))
+    merge_reports(list(paths), tmp_path / "merged")
+    capsys.readouterr()
+    assert ("ETKDG pool coverage_hexane: auto (30 for n <= 5, 60 above); crystal: auto (rule "
+            "not recorded) (pick") in (tmp_path / "merged.md").read_text()

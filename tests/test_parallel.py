@@ -197,3 +197,49 @@ def test_pool_workers_ignore_ctrl_c_from_their_start():
         assert signal.getsignal(signal.SIGINT) is before
     finally:
         stop(pool)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_while_the_pool_starts_leaves_no_worker_running(monkeypatch):
+    """SIGTERM is raised as ``Terminated`` (a BaseException: ``molscore`` and the bench
+    scripts' ``run_script``); arriving inside ``Pool.__init__``, which ends its workers on an
+    Exception only, it left no pool to stop, and once the pool's worker-handler thread ran
+    (before the pool's finalizer exists) that thread kept the workers running until the
+    interpreter exited. Sent here just after that thread starts: ``start_pool`` raises it
+    once the pool is up, having stopped the pool, and the caller's handler is back."""
+    import multiprocessing.pool
+    import signal
+    import threading
+    import time
+
+    from molscore.cli import _terminate
+    from molscore.errors import Terminated
+    from molscore.pool_watch import start_pool
+
+    handlers: list[tuple[threading.Thread, tuple]] = []
+    start = threading.Thread.start
+
+    def start_then_sigterm(thread):
+        start(thread)
+        if thread._target == multiprocessing.pool.Pool._handle_workers:
+            handlers.append((thread, thread._args))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with pytest.raises(Terminated):
+            start_pool("fork", 3, int)
+        assert signal.getsignal(signal.SIGTERM) is _terminate
+        time.sleep(0.5)
+        (_, args), = handlers
+        workers = args[5]                             # the pool's list of worker processes
+        assert len(workers) == 3 and not {w.pid for w in workers} & set(_children(os.getpid()))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for handler, args in handlers:    # a failure: stop the thread that replaces killed workers
+            handler._state = multiprocessing.pool.TERMINATE
+            args[-1].put(None)
+            handler.join(5)
+            for worker in args[5]:
+                worker.kill()
