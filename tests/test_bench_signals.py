@@ -3,74 +3,25 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from test_parallel import _children
+from _processes import REPO, stop_midway
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 DRUG = "CC(=O)Nc1ccc(OCC(O)CNC(C)C)cc1"      # slow enough to embed that the run is mid-pool
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    """The running processes below ``pid``: its children, theirs, and so on."""
-    kids = _children(pid)
-    return kids + [grandchild for kid in kids for grandchild in _descendants(kid)]
-
-
 def _stop_midway(cmd: list[str], how: str, tmp_path: Path, workers: int, env: dict | None = None
                  ) -> tuple[int, str, list[int], list[int]]:
-    """Run ``cmd`` in its own process group until ``workers`` processes run below it (and 2 s
-    more), send Ctrl-C to the group or SIGTERM to the main process; its exit status, stderr,
-    the processes seen below it and those still running a second after it exited."""
-    err = tmp_path / "stderr.txt"
-    with open(err, "w") as stderr:                # a file: a surviving worker would hold a pipe open
-        run = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr,
-                               env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                               start_new_session=True,     # its own process group, as in a terminal
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    children: list[int] = []
-    try:
-        deadline = time.monotonic() + 240
-        while len(children) < workers:
-            assert run.poll() is None and time.monotonic() < deadline, err.read_text()
-            time.sleep(0.2)
-            children = _descendants(run.pid)
-        time.sleep(2)
-        children = sorted(set(children) | set(_descendants(run.pid)))
-        if how == "ctrl-c":
-            os.killpg(run.pid, signal.SIGINT)
-        else:
-            run.send_signal(signal.SIGTERM)
-        code = run.wait(timeout=60)
-        time.sleep(1)
-        left = [pid for pid in children if _alive(pid)]
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return code, err.read_text(), children, left
+    """:func:`stop_midway` once ``workers`` processes run below ``cmd`` (and 2 s more)."""
+    return stop_midway(cmd, how, tmp_path, lambda seen: len(seen) >= workers, env, settle=2)
 
 
 def _crystal_root(root: Path) -> Path:

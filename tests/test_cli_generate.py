@@ -543,6 +543,21 @@ def _sdf_text(path) -> str:
     return (gzip.open(path, "rt") if path.suffix.lower() == ".gz" else open(path)).read()
 
 
+def _ctrl_c_before(k: int):
+    """A ``ConformerGenerator.run`` that raises Ctrl-C before the ``k + 1``-th molecule's
+    result is written."""
+    from molscore.generate import ConformerGenerator
+
+    real_run = ConformerGenerator.run
+
+    def dying_run(self, items, **kwargs):
+        for done, result in enumerate(real_run(self, items, **kwargs)):
+            if done == k:
+                raise KeyboardInterrupt
+            yield result
+    return dying_run
+
+
 @pytest.mark.parametrize("suffix", [".sdf", ".sdf.gz", ".SDF.GZ"])
 def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model, tmp_path,
                                                                        monkeypatch, capsys, suffix):
@@ -563,15 +578,7 @@ def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model
     if suffix.lower().endswith(".gz"):        # gzip whatever the case of the suffix
         assert full.read_bytes()[:2] == b"\x1f\x8b"
 
-    real_run = ConformerGenerator.run
-
-    def dying_run(self, items, **kwargs):     # Ctrl-C before the 4th molecule is written
-        for k, result in enumerate(real_run(self, items, **kwargs)):
-            if k == 3:
-                raise KeyboardInterrupt
-            yield result
-
-    monkeypatch.setattr(ConformerGenerator, "run", dying_run)
+    monkeypatch.setattr(ConformerGenerator, "run", _ctrl_c_before(3))   # the 4th molecule
     assert _generate(inp, cut, tiny_model) == 130
     monkeypatch.undo()
     assert sdf_record_names(cut) == ["ethanol"] * 2 + ["acid"] * 2
@@ -807,13 +814,7 @@ def test_resume_of_a_run_that_named_csv_records_by_their_smiles_is_refused(tiny_
     inp.write_text(RESUME_INPUT)
     unnamed.write_text(RESUME_INPUT.replace("name,smiles", "label,smiles", 1))
     out = tmp_path / "gen.sdf"
-    real_run = ConformerGenerator.run
-
-    def dying_run(self, items, **kwargs):     # Ctrl-C before the 2nd molecule is written
-        for k, result in enumerate(real_run(self, items, **kwargs)):
-            if k == 1:
-                raise KeyboardInterrupt
-            yield result
+    dying_run = _ctrl_c_before(1)                # the 2nd molecule
 
     def generate(path, *extra) -> int:
         return main(["generate", "--input", str(path), "-o", str(out), "--model", tiny_model,

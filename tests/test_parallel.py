@@ -8,6 +8,7 @@ from rdkit import Chem
 
 from molscore.generate import ConformerGenerator, GenerateOptions
 from molscore.parallel import generate_in_processes
+from _processes import children, stop_midway
 from test_generate import STEREO_SMILES, make_tiny_checkpoint
 
 
@@ -93,19 +94,6 @@ def test_a_worker_that_dies_raises_in_the_caller_instead_of_hanging(tiny_model):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:                                    # gone meanwhile
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.append(int(stat.parent.name))
-    return kids
-
-
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_a_signal_ends_a_multi_process_run_quietly_keeping_the_records_written(tiny_model, tmp_path, how):
     """Ctrl-C reaches the whole process group, SIGTERM (a job scheduler, ``kill``) the main
@@ -113,46 +101,18 @@ def test_a_signal_ends_a_multi_process_run_quietly_keeping_the_records_written(t
     far whole and no worker process left running; no worker prints a traceback, and no
     semaphore is left registered with multiprocessing's resource tracker (tqdm's lock in a
     killed worker)."""
-    import signal
-    import subprocess
     import sys
-    import time
 
     (tmp_path / "in.smi").write_text("".join(f"CC(=O)Nc1ccc(O)cc1 m{i}\n" for i in range(400)))
     out = tmp_path / "out.sdf"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "molscore", "generate", "--input", "in.smi", "-n", "2",
-         "--steps", "2", "--pool", "1", "--workers", "2", "--model", str(tiny_model),
-         "--no-progress", "-o", str(out)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,                       # its own process group, as in a terminal
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    workers: list[int] = []
-    try:
-        deadline = time.monotonic() + 240
-        while not (out.exists() and out.read_text().count("$$$$") >= 4):
-            assert run.poll() is None and time.monotonic() < deadline, "no output came"
-            time.sleep(0.2)
-        workers = _children(run.pid)
-        if how == "ctrl-c":
-            os.killpg(run.pid, signal.SIGINT)
-        else:
-            run.send_signal(signal.SIGTERM)
-        stdout, stderr = run.communicate(timeout=60)
-        time.sleep(1)
-        left = [pid for pid in workers if Path(f"/proc/{pid}").exists()
-                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    cmd = [sys.executable, "-m", "molscore", "generate", "--input", "in.smi", "-n", "2",
+           "--steps", "2", "--pool", "1", "--workers", "2", "--model", str(tiny_model),
+           "--no-progress", "-o", str(out)]
+    code, stderr, workers, left = stop_midway(
+        cmd, how, tmp_path, lambda seen: out.exists() and out.read_text().count("$$$$") >= 4)
     assert len(workers) >= 2                          # the two workers (and the resource tracker)
-    assert (run.returncode, stderr.strip()) == ((130, "molscore: interrupted") if how == "ctrl-c"
-                                                else (143, "molscore: terminated")), stderr
+    assert (code, stderr.strip()) == ((130, "molscore: interrupted") if how == "ctrl-c"
+                                      else (143, "molscore: terminated")), stderr
     assert left == []
     kept = list(Chem.SDMolSupplier(str(out), removeHs=False))
     assert len(kept) >= 4 and all(m is not None for m in kept)
@@ -234,7 +194,7 @@ def test_sigterm_while_the_pool_starts_leaves_no_worker_running(monkeypatch):
         time.sleep(0.5)
         (_, args), = handlers
         workers = args[5]                             # the pool's list of worker processes
-        assert len(workers) == 3 and not {w.pid for w in workers} & set(_children(os.getpid()))
+        assert len(workers) == 3 and not {w.pid for w in workers} & set(children(os.getpid()))
     finally:
         signal.signal(signal.SIGTERM, previous)
         for handler, args in handlers:    # a failure: stop the thread that replaces killed workers
