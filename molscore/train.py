@@ -430,6 +430,12 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _noise_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of one process's training noise: distinct for every ``(run seed, rank, step)``
+    (``seed + 1 + rank`` gave rank 1 of seed 0 the stream of rank 0 of seed 1)."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0])
+
+
 @contextlib.contextmanager
 def _fork_numpy_and_random_rng() -> Iterator[None]:
     """Set numpy's and Python's ``random`` RNG states back on leaving to what they were on
@@ -508,7 +514,7 @@ class Trainer:
         if resuming:
             self._load(ckpt_path)
         else:
-            _seed_all(seed + 1 + self.info.rank)  # per-rank noise streams
+            _seed_all(_noise_seed(seed, self.info.rank))  # per-rank noise streams
         self.net: nn.Module = self.model
         if self.info.distributed:
             self.net = DistributedDataParallel(
@@ -586,7 +592,7 @@ class Trainer:
             if windows is not None and len(windows) == self.info.world_size:
                 self.loss_window = [float(v) for v in windows[self.info.rank]]
         else:  # a different number of processes: continue, but not bit-for-bit
-            _seed_all(int(self.cfg["seed"]) + 1 + self.info.rank + self.step)
+            _seed_all(_noise_seed(int(self.cfg["seed"]), self.info.rank, self.step))
         if self.info.is_main:
             for record in self._truncate_metrics(self.step):
                 self.last_records[record["kind"]] = record

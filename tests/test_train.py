@@ -729,3 +729,15 @@ def test_metrics_reach_the_disk_before_the_checkpoint_that_follows_them(tmp_path
     for i in saves:
         assert ("fsync", "metrics.jsonl") in events[previous + 1:i]
         previous = i
+
+
+def test_noise_streams_of_runs_and_ranks_are_all_distinct():
+    """Per-rank noise was seeded ``seed + 1 + rank``: rank 1 of a run with seed 0 drew the
+    noise of rank 0 of the run with seed 1, correlating runs meant to be independent."""
+    from molscore.train import _noise_seed
+
+    seeds = [_noise_seed(seed, rank, step) for seed in range(10) for rank in range(8)
+             for step in (0, 1, 100)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2 ** 64 for s in seeds)
+    assert _noise_seed(3, 1) == _noise_seed(3, 1)        # a pure function of its keys
