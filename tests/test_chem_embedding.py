@@ -156,3 +156,25 @@ def test_params_are_as_before_after_a_random_coordinate_embedding():
     inverted = Chem.AddHs(Chem.MolFromSmiles("C1C[C@H]2CC[C@H]1C2"))
     assert embed_conformers(inverted, 4, params).GetNumConformers() == 0    # random coordinates tried
     assert [getattr(params, f) for f in fields] == [getattr(fresh, f) for f in fields]
+
+
+def test_a_ctrl_c_that_rdkit_catches_while_embedding_is_raised():
+    """RDKit's embedding takes SIGINT itself: it cancelled, returned no conformer and logged a
+    line, and the caller went on (a generate run did not stop, and the molecule's conformers
+    came from the later fallbacks). Now the Ctrl-C is raised when RDKit returns."""
+    import os
+    import signal
+    import threading
+
+    from molscore.chem.featurize import prepare_mol
+
+    mol = prepare_mol("CC(C)Cc1ccc(cc1)C(C)C(=O)NCCCCCCCCCCCCNC(=O)C(C)c1ccc(CC(C)C)cc1")
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 42
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # 2,000: minutes
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            embed_conformers(mol, 2000, params)
+    finally:
+        timer.cancel()

@@ -15,10 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from .coords import add_conformer
+from .rdkit_log import rdkit_quiet
 from .stereo import check_stereo, has_specified_stereo, specified_centres
 
 __all__ = ["HYDROGENS", "embedding_skeleton", "embed_conformers"]
@@ -106,14 +107,14 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     out.RemoveAllConformers()
     skeleton = embedding_skeleton(mol) if hydrogens == "stereo" else out
     attempts = [(skeleton, False), (skeleton, True)] + ([(out, True)] if skeleton is not out else [])
-    with rdBase.BlockLogs():
+    with rdkit_quiet():
         probes_fail = (count >= PROBE_MIN_COUNT and has_specified_stereo(mol)
                        and not any(_first_embeds(work, random, params) for work, random in attempts))
         if probes_fail and _stereo_unbuildable(out, 2 * count, params):
             return out
         for work, from_random in attempts:
             with _embedding_mode(params, from_random):
-                ids = list(AllChem.EmbedMultipleConfs(work, count, params))
+                ids = _embed(work, count, params)
             if ids:
                 break
         else:
@@ -127,6 +128,13 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     for cid in ids:
         add_conformer(out, full.GetConformer(cid).GetPositions()[order])
     return out
+
+
+def _embed(work: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> list[int]:
+    """``EmbedMultipleConfs``; a Ctrl-C that RDKit catches while it embeds is raised as soon
+    as it returns (:func:`~molscore.chem.rdkit_log.rdkit_quiet`)."""
+    with rdkit_quiet():
+        return list(AllChem.EmbedMultipleConfs(work, count, params))
 
 
 @contextmanager
@@ -148,7 +156,7 @@ def _first_embeds(work: Chem.Mol, from_random: bool, params: AllChem.EmbedParame
     """Whether ETKDG builds the first of ``work``'s conformers (one conformer, on a copy) with
     ``params`` and ``useRandomCoords = from_random``."""
     with _embedding_mode(params, from_random):
-        return bool(AllChem.EmbedMultipleConfs(Chem.Mol(work), 1, params))
+        return bool(_embed(Chem.Mol(work), 1, params))
 
 
 def _stereo_unbuildable(mol: Chem.Mol, embeddings: int, params: AllChem.EmbedParameters) -> bool:
@@ -173,7 +181,7 @@ def _embed_without_stereo(mol: Chem.Mol, count: int, params: AllChem.EmbedParame
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
     with _embedding_mode(params, True):
-        ids = list(AllChem.EmbedMultipleConfs(flat, max(count, _MIN_UNSTEREO_EMBEDDINGS), params))
+        ids = _embed(flat, max(count, _MIN_UNSTEREO_EMBEDDINGS), params)
     for cid in ids:
         if mol.GetNumConformers() == count:
             break

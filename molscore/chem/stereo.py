@@ -46,11 +46,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
 from .coords import set_positions
+from .rdkit_log import rdkit_quiet
 
 __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre_tag", "check_stereo",
            "fix_stereo", "mirror_conformer", "invert_centre", "assign_unspecified_stereo",
@@ -372,7 +373,7 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     """
     if not unspecified_stereo(mol):
         return mol
-    with rdBase.BlockLogs():
+    with rdkit_quiet():
         embedded = _isomer_of_an_embedding(mol, seed)
         if embedded is not None and _embeds(embedded, seed):
             return embedded
@@ -431,7 +432,7 @@ def enumerated_isomer(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
                                     rand=None if seed is None else int(seed) + 1)
     mol = Chem.Mol(mol)
     _forget_unknown_stereo(mol)
-    with rdBase.BlockLogs():
+    with rdkit_quiet():                     # tryEmbedding: EmbedMolecule
         for isomer in EnumerateStereoisomers(mol, options=opts):
             Chem.AssignStereochemistry(isomer, cleanIt=True, force=True)
             return isomer
@@ -442,7 +443,8 @@ def _embeds(mol: Chem.Mol, seed: int | None) -> bool:
     """Whether one ETKDGv3 embedding of ``mol`` with its stereo succeeds (``randomSeed``
     ``seed + 1``)."""
     probe = Chem.AddHs(mol) if not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else Chem.Mol(mol)
-    return AllChem.EmbedMolecule(probe, _etkdg_params(seed, random_coords=False)) == 0
+    with rdkit_quiet():
+        return AllChem.EmbedMolecule(probe, _etkdg_params(seed, random_coords=False)) == 0
 
 
 def _etkdg_params(seed: int | None, random_coords: bool) -> AllChem.EmbedParameters:
@@ -474,7 +476,7 @@ def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> l
     if not unspecified:
         return []
     _forget_unknown_stereo(probe)
-    with rdBase.BlockLogs():
+    with rdkit_quiet():
         ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, _etkdg_params(seed, random_coords=True)))
     found: dict[str, list] = {}                 # SMILES -> [count, isomer], in embedding order
     for cid in ids:
@@ -521,7 +523,7 @@ def etkdg_failure_reason(mol: Chem.Mol) -> str:
         return ETKDG_FAILED
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
-    with rdBase.BlockLogs():
+    with rdkit_quiet():
         embeds = AllChem.EmbedMolecule(flat, _etkdg_params(0, random_coords=True)) == 0
     if embeds:
         return ETKDG_STEREO_FAILED
