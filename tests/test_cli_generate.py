@@ -189,6 +189,8 @@ def test_pool_hydrogens_flag():
     ("--pool", "big", "argument --pool: expected a positive integer or 'auto', got 'big'"),
     ("--steps", "0", "steps must be >= 1"),
     ("--stereo-guidance", "-0.5", "stereo_guidance must be >= 0, got -0.5"),
+    ("--max-heavy-atoms", "0", "max_heavy_atoms must be >= 1, got 0"),
+    ("--max-heavy-atoms", "-5", "max_heavy_atoms must be >= 1, got -5"),
     ("--pool-hydrogens", "none", "argument --pool-hydrogens: invalid choice: 'none'")])
 def test_bad_option_is_usage_error(tmp_path, capsys, flag, value, reason):
     with pytest.raises(SystemExit) as exit_info:     # argparse's errors exit; main returns 2
