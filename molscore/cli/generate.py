@@ -9,8 +9,9 @@ Each output record's ``_Name`` is the input name (the SMILES when there is none;
 name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on stderr), with properties
 ``smiles``, ``conformer``, ``checks`` and, with ``--relax``, ``energy`` (kcal/mol) and
 ``forcefield`` (MMFF94, or UFF where MMFF94 has no parameters); an SDF
-record's other properties are passed on. Records follow the input order and are written
-(and flushed) one molecule at a time.
+record's other properties are passed on. Records follow the input order; molecules are
+sampled in batches of --batch-size atoms, and each is written (and flushed) as soon as it is
+finished: an interrupted run loses only the batch in progress.
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (with --init
 prior the sampler is steered to them, --stereo-guidance; a mirror image is reflected, single
