@@ -178,3 +178,20 @@ def test_a_ctrl_c_that_rdkit_catches_while_embedding_is_raised():
             embed_conformers(mol, 2000, params)
     finally:
         timer.cancel()
+
+
+def test_rdkit_quiet_keeps_the_log_settings_it_found():
+    """The interrupt's line is a warning: inside the block warnings are on even where the
+    process turned them off (a dataset build's workers do), and after it as they were."""
+    from molscore.chem.rdkit_log import rdkit_quiet
+
+    rdBase.DisableLog("rdApp.warning")
+    try:
+        with rdkit_quiet():
+            assert "rdApp.warning:enabled" in rdBase.LogStatus()
+        assert "rdApp.warning:disabled" in rdBase.LogStatus()
+    finally:
+        rdBase.EnableLog("rdApp.warning")
+    with rdkit_quiet():
+        pass
+    assert "rdApp.warning:enabled" in rdBase.LogStatus()
