@@ -352,3 +352,14 @@ def test_first_n_of_two_runs_of_one_molecule_is_the_first_run_in_file_order(tmp_
            + [(Chem.Mol(gen), i, {"smiles": smi, "conformer": i}) for i in (0, 1)])
     row = evaluate_crystal(tmp_path / "gen_shuffled.sdf", tmp_path / "ref.sdf", ns=(2, 3))["per_molecule"][0]
     assert row["min_rmsd"][2] == pytest.approx(want, abs=1e-3) and row["min_rmsd"][3] < 1e-3
+
+
+@pytest.mark.parametrize("probe_smiles, ref_smiles", [
+    ("[1000CH3]C(C)(C)C", "CC(C)(C)[1000CH3]"),          # labels were isotope + 1000 * rank
+    ("[5000CH3]C(C)(C)C", "CC(C)(C)[5000CH3]")])        # past the label step: not factorised
+def test_heavy_isotope_labels_do_not_collide_with_the_leaf_labels(probe_smiles, ref_smiles):
+    probe, ref = _embed(probe_smiles, 1, 3), _embed(ref_smiles, 1, 5)
+    p, r = _skeleton(probe), _skeleton(ref)
+    want = r.GetSubstructMatches(p, uniquify=False, useChirality=False, maxMatches=10**6)
+    assert len(want) == 6
+    assert sorted(map(tuple, atom_matches(probe, ref).expand().tolist())) == sorted(want)

@@ -49,6 +49,7 @@ __all__ = ["MAX_MATCHES", "AtomMappings", "ConformerGroup", "atom_matches", "rms
            "summarise", "crystal_summary"]
 
 MAX_MATCHES = 1_000_000          # as rdMolAlign.GetBestRMS
+_LABEL_STEP = 4096               # leaf-group labels: isotope + _LABEL_STEP * rank (RDKit: 16 bits)
 # RDKit's symmetrizeTerminalAtoms (MolAlign): terminal O / N of a conjugated pair, and its bond
 _TERMINAL = Chem.MolFromSmarts("[O,N;D1;$([O,N;D1]-[*]=[O,N;D1]),$([O,N;D1]=[*]-[O,N;D1])]~[*]")
 
@@ -98,7 +99,7 @@ def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
     """Interchangeable leaves of a heavy-atom skeleton (in place): the degree-1 atoms of one
     neighbour with one element, charge, isotope, radical count and bond type (a CF3 group's F,
     a tert-butyl's methyls, a phosphate's O after :func:`_skeleton`'s symmetrisation). Each
-    such group of two or more gets isotope labels ``isotope + 1000 * rank`` (rank 1, 2, ... in
+    such group of two or more gets isotope labels ``isotope + _LABEL_STEP * rank`` (rank 1, 2, ... in
     atom order), so that substructure matching maps a group's atoms in one fixed order.
     Returns the groups' atom indices, ``[(k,)]``."""
     groups: dict[tuple, list[int]] = {}
@@ -113,7 +114,7 @@ def _label_leaf_groups(skeleton: Chem.Mol) -> list[np.ndarray]:
         if len(members) > 1:
             for rank, idx in enumerate(members, start=1):
                 atom = skeleton.GetAtomWithIdx(idx)
-                atom.SetIsotope(atom.GetIsotope() + 1000 * rank)
+                atom.SetIsotope(atom.GetIsotope() + _LABEL_STEP * rank)
             out.append(np.asarray(members, dtype=np.int64))
     return out
 
@@ -122,13 +123,15 @@ def _factorisable(probe: Chem.Mol, ref: Chem.Mol) -> bool:
     """Whether every mapping between two skeletons takes leaf groups onto leaf groups of the
     same labels: RDKit matches a query atom's charge, isotope and radical count only where
     they are nonzero (a neutral O on an O-), a dummy atom's charge never, and an unspecified
-    bond to any bond; with equal sorted ``(charge, isotope, radicals)``, no dummy atom and no
-    unspecified bond every mapping keeps them all."""
+    bond to any bond; with equal sorted ``(charge, isotope, radicals)``, no dummy atom, no
+    isotope the labels could reach (:data:`_LABEL_STEP`), no atom of over 15 neighbours (a
+    label past 16 bits) and no unspecified bond every mapping keeps them all."""
     def properties(mol: Chem.Mol) -> list[tuple[int, int, int]]:
         return sorted((a.GetFormalCharge(), a.GetIsotope(), a.GetNumRadicalElectrons())
                       for a in mol.GetAtoms())
 
-    wildcards = any(a.GetAtomicNum() == 0 for mol in (probe, ref) for a in mol.GetAtoms()) or \
+    wildcards = any(a.GetAtomicNum() == 0 or a.GetIsotope() >= _LABEL_STEP or a.GetDegree() > 15
+                    for mol in (probe, ref) for a in mol.GetAtoms()) or \
         any(b.GetBondType() == Chem.BondType.UNSPECIFIED for mol in (probe, ref) for b in mol.GetBonds())
     return not wildcards and properties(probe) == properties(ref)
 
