@@ -94,8 +94,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     if steps is None and method in _FIXED:
         raise ValueError(f"method {method!r} is fixed-step and needs steps (without them it "
                          "would take one step from eps to T)")
-    if tuple(x.shape) != tuple(space.shape):
-        raise ValueError(f"x has shape {tuple(x.shape)}, the space {tuple(space.shape)}")
+    space.check_shape(x)
     x = space.project(x.detach())
     if divergence == "exact":
         probes = _coordinate_probes(space, x)

@@ -146,8 +146,7 @@ class _Conditioner:
 def _check(sde: SDE, space: Space, x: Tensor, steps: int) -> None:
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if tuple(x.shape) != tuple(space.shape):
-        raise ValueError(f"x has shape {tuple(x.shape)}, the space {tuple(space.shape)}")
+    space.check_shape(x)
 
 
 def _tweedie(score: _Counted, sde: SDE, space: Space, x: Tensor) -> Tensor:
@@ -315,8 +314,10 @@ def sample_pc(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int, 
     cond = _Conditioner(sde, space, x, mask, x_known, generator)
     pred = PREDICTORS[predictor]
 
+    corrector_score = cond.scored(score)
+
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        x, _ = langevin_correct(cond.scored(score), space, x, t, n_corr, snr, generator)
+        x, _ = langevin_correct(corrector_score, space, x, t, n_corr, snr, generator)
         x = cond.noised(x, t)
         return pred(score, sde, space, x, t, t_next, generator)
 
@@ -351,8 +352,10 @@ def sample_ald(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, steps: int,
     score = _Counted(score_fn, space)
     cond = _Conditioner(sde, space, x, mask, x_known, generator)
 
+    corrector_score = cond.scored(score)
+
     def step(x: Tensor, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
-        return langevin_correct(cond.scored(score), space, x, t_next, n_corrector, snr, generator)
+        return langevin_correct(corrector_score, space, x, t_next, n_corrector, snr, generator)
 
     x = _run_steps(step, sde, space, space.project(x), steps, cond=cond, callback=callback,
                    disable=disable, last_mean=False)

@@ -72,6 +72,11 @@ class Space(ABC):
         """Whether :meth:`project` may change a tensor (the legal subspace is a proper one)."""
         return False
 
+    def check_shape(self, x: Tensor) -> None:
+        """``ValueError`` (naming both shapes) unless ``x`` is shaped :attr:`shape`."""
+        if tuple(x.shape) != tuple(self.shape):
+            raise ValueError(f"x has shape {tuple(x.shape)}, the space {tuple(self.shape)}")
+
     def noise_like(self, x: Tensor, generator: Generators = None) -> Tensor:
         """Standard Gaussian noise on the legal subspace, shaped like ``x``."""
         return self.project(self._randn(x.shape, generator, x.device, x.dtype))
