@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from .models.param import ScoreModel
 from .spaces import Space
 
 __all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device", "ConfigError",
-           "config_number"]
+           "check_keys", "config_number"]
 
 # task name -> module implementing build_task / build_model
 TASKS = {
@@ -37,6 +37,15 @@ TASKS = {
 
 class ConfigError(ValueError):
     """A training config that cannot work (missing keys, bad values)."""
+
+
+def check_keys(section: dict, known: Iterable[str], where: str) -> None:
+    """:class:`ConfigError` naming the first key (sorted) of config ``section`` not in
+    ``known``, and listing ``known`` in the order given: such a key would be ignored silently."""
+    known = list(known)
+    unknown = sorted(set(section) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where} has no key {unknown[0]!r}; choose from {', '.join(known)}")
 
 
 def config_number(value: Any, name: str, minimum: float = -math.inf) -> float:

@@ -77,7 +77,7 @@ from .errors import Terminated
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
-from .tasks import Batch, ConfigError, TrainTask, config_number, get_task_module
+from .tasks import Batch, ConfigError, TrainTask, check_keys, config_number, get_task_module
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
            "lr_factor", "load_config"]
@@ -155,7 +155,7 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError("config must be a mapping")
     if "task" not in cfg:
         raise ConfigError("config needs a 'task' key (e.g. conformers, images, toy)")
-    _check_keys(cfg, CONFIG_KEYS, "config")
+    check_keys(cfg, sorted(CONFIG_KEYS), "config")
     out = copy.deepcopy(cfg)
     for key, default in DEFAULTS.items():
         if isinstance(default, dict):
@@ -167,7 +167,7 @@ def resolve_config(cfg: dict) -> dict:
             if given is not None and not isinstance(given, dict):
                 raise ConfigError(f"'{key}' must be a mapping, got {given!r}")
             if key != "objective":  # the loss function's keys: _check_objective_keys
-                _check_keys(given or {}, default, key)
+                check_keys(given or {}, sorted(default), key)
             out[key] = {**default, **(given or {})}
         else:
             out.setdefault(key, default)
@@ -218,14 +218,6 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(str(err)) from None
     _check_objective_keys(loss_fn, out["objective"])
     return out
-
-
-def _check_keys(section: dict, known: Any, where: str) -> None:
-    """``ConfigError`` naming the first key of ``section`` not in ``known``."""
-    unknown = sorted(set(section) - set(known), key=str)
-    if unknown:
-        raise ConfigError(f"{where} has no key {unknown[0]!r}; choose from "
-                          f"{', '.join(sorted(known))}")
 
 
 def _is_int(value: Any) -> bool:

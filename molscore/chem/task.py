@@ -52,7 +52,7 @@ from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, config_number
+from ..tasks import Batch, TrainTask, check_keys, config_number
 from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
 
 __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
@@ -297,12 +297,8 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
     typo, or an sdf-only key such as ``val_fraction`` with processed data) or a value that
     cannot work: each was ignored, or failed later with a message that did not name it."""
     source = "sdf" if "sdf" in data else "processed"
-    for name, given, known in (("data", data, DATA_KEYS[source]), ("model", model_cfg, MODEL_KEYS)):
-        unknown = sorted(set(given) - set(known), key=str)
-        if unknown:
-            where = f"{name} ({source})" if name == "data" else name
-            raise ValueError(f"conformers task: {where} has no key {unknown[0]!r}; choose from "
-                             f"{', '.join(known)}")
+    check_keys(data, DATA_KEYS[source], f"conformers task: data ({source})")
+    check_keys(model_cfg, MODEL_KEYS, "conformers task: model")
     fraction = config_number(data.get("val_fraction", 0.15), "data.val_fraction")
     if not 0 <= fraction < 1:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {data['val_fraction']!r}")
