@@ -398,6 +398,39 @@ def _unpaired(gen: dict, paired: list[tuple[str, str]]) -> dict[str, int]:
     return {key: len(group.xyz) for key, group in gen.items() if key not in done}
 
 
+class _Pairs:
+    """The generated and reference molecules of two SDF files that an evaluation scores:
+    iterating gives ``(reference key, generated group, reference group, atom mappings)`` for
+    each pair (:func:`_pair_groups`; ``progress``: a bar named ``desc``), and notes the pairs
+    whose atoms differ in :attr:`mismatched` ``{generated key: why}``, left out."""
+
+    def __init__(self, generated: str | Path, reference: str | Path, group_by: str,
+                 max_matches: int, progress: bool, desc: str) -> None:
+        self.gen, self.ref = read_groups(generated, group_by), read_groups(reference, group_by)
+        self.paired = _pair_groups(self.gen, self.ref, group_by)
+        self.max_matches, self.progress, self.desc = max_matches, progress, desc
+        self.mismatched: dict[str, str] = {}
+
+    def __iter__(self) -> Iterator[tuple[str, ConformerGroup, ConformerGroup, AtomMappings]]:
+        for gkey, rkey in tqdm(self.paired, disable=not (self.progress and self.paired),
+                               unit="mol", desc=self.desc):
+            g, r = self.gen[gkey], self.ref[rkey]
+            try:
+                mappings = atom_matches(g.mol, r.mol, self.max_matches)
+            except ValueError as err:
+                self.mismatched[gkey] = str(err)
+                continue
+            yield rkey, g, r, mappings
+
+    def report(self, rows: list[dict]) -> dict:
+        """``missing`` (reference keys without a row of ``rows``), ``unpaired_generated`` and
+        ``mismatched`` of an evaluation's result."""
+        done = {row["key"] for row in rows}
+        return {"missing": [k for k in self.ref if k not in done],
+                "unpaired_generated": _unpaired(self.gen, self.paired),
+                "mismatched": self.mismatched}
+
+
 def summarise(values: Iterable[float]) -> dict[str, float]:
     """Mean and median of a sequence (NaN when empty)."""
     v = np.asarray(list(values), dtype=np.float64)
@@ -418,23 +451,14 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
     "cov_r": {mean, median}, "amr_r": ..., "cov_p": ..., "amr_p": ...}``.
     """
-    gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
-    rows, mismatched = [], {}
-    paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="coverage"):
-        g, r = gen[gkey], ref[rkey]
-        try:
-            matches = atom_matches(g.mol, r.mol, max_matches)
-        except ValueError as err:
-            mismatched[gkey] = str(err)
-            continue
-        rmsd = group_rmsd(g.xyz, r.xyz, matches)
+    rows = []
+    pairs = _Pairs(generated, reference, group_by, max_matches, progress, "coverage")
+    for rkey, g, r, mappings in pairs:
+        rmsd = group_rmsd(g.xyz, r.xyz, mappings)
         rows.append({"key": rkey, "n_generated": len(g.xyz), "n_reference": len(r.xyz),
                      **coverage_metrics(rmsd, threshold)})
-    done = {row["key"] for row in rows}
-    out = {"threshold": threshold, "n_molecules": len(rows),
-           "missing": [k for k in ref if k not in done],
-           "unpaired_generated": _unpaired(gen, paired), "mismatched": mismatched, "per_molecule": rows}
+    out = {"threshold": threshold, "n_molecules": len(rows), **pairs.report(rows),
+           "per_molecule": rows}
     for name in ("cov_r", "amr_r", "cov_p", "amr_p"):
         out[name] = summarise(row[name] for row in rows)
     return out
@@ -452,22 +476,13 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
     "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """
-    gen, ref = read_groups(generated, group_by), read_groups(reference, group_by)
-    rows, mismatched = [], {}
-    paired = _pair_groups(gen, ref, group_by)
-    for gkey, rkey in tqdm(paired, disable=not (progress and paired), unit="mol", desc="crystal"):
-        g, r = gen[gkey], ref[rkey]
-        try:
-            matches = atom_matches(g.mol, r.mol, max_matches)
-        except ValueError as err:
-            mismatched[gkey] = str(err)
-            continue
-        rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], matches)[:, 0]
+    rows = []
+    pairs = _Pairs(generated, reference, group_by, max_matches, progress, "crystal")
+    for rkey, g, r, mappings in pairs:
+        rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], mappings)[:, 0]
         rows.append({"key": rkey, "n_generated": len(g.xyz),
                      "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
-    done = {row["key"] for row in rows}
-    out = {"n_molecules": len(rows), "missing": [k for k in ref if k not in done],
-           "unpaired_generated": _unpaired(gen, paired), "mismatched": mismatched, "per_molecule": rows}
+    out = {"n_molecules": len(rows), **pairs.report(rows), "per_molecule": rows}
     out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))
     return out
 
