@@ -307,3 +307,77 @@ def test_stereo_a_molfile_marks_unknown_gets_one_isomer_like_unspecified_stereo(
     assert len(set(chosen)) > 1                                      # the seed decides
     for iso in isomers_of_embeddings(mol, 0, 10):
         assert not unspecified_stereo(iso)
+
+
+# cis/trans pairs of a spiro atom and the ring atom across its six-membered ring, which
+# RDKit's FindPotentialStereo misses with explicit hydrogens (and its legacy perception reads
+# from 3D): a spirohydantoin, a dimethylspiro[4.5]decane, GEOM-DRUGS's spiro piperidinium
+SPIRO_PAIRS = {"OC1CCC2(CC1)NC(=O)NC2=O": [1, 4], "CC1CCC2(CC1)CC(C)CC2": [1, 4, 8],
+               "CC(C)N1C(=O)CC2(CC[NH+](CCOC(=O)C(O)(c3ccccc3)c3ccccc3)CC2)C1=O": [7, 10]}
+
+
+def _perceived_from_3d(mol: Chem.Mol, conf_id: int) -> str:
+    """SMILES of conformer ``conf_id`` with its stereo as RDKit reads it from 3D alone."""
+    copy = Chem.Mol(mol, False, conf_id)
+    for atom in copy.GetAtoms():
+        atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+    Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
+    return Chem.MolToSmiles(Chem.RemoveHs(copy))
+
+
+@pytest.mark.parametrize("smiles", list(SPIRO_PAIRS))
+def test_a_spiro_atoms_cis_trans_pair_is_chosen_and_every_conformer_has_it(smiles):
+    """The chosen isomer left such a pair open, so that its conformers mixed both isomers
+    (RDKit read either from them); now it is chosen, and every embedding has it."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert sorted(si.centeredOn for si in unspecified_stereo(mol)) == SPIRO_PAIRS[smiles]
+    chosen = assign_unspecified_stereo(mol, 0)
+    assert sorted(specified_centres(chosen)) == SPIRO_PAIRS[smiles] and not unspecified_stereo(chosen)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 7
+    embedded = embed_conformers(chosen, 6, params)
+    assert embedded.GetNumConformers() == 6
+    for conf in embedded.GetConformers():
+        assert check_stereo(embedded, conf.GetId()).ok
+        assert _perceived_from_3d(embedded, conf.GetId()) == Chem.MolToSmiles(Chem.RemoveHs(chosen))
+
+
+def test_stereo_found_only_with_or_only_without_explicit_hydrogens_is_open():
+    # an N-H aziridine's N counts with its H explicit only, the spiro pair without: both open
+    mol = Chem.AddHs(Chem.MolFromSmiles("NC(=O)C1CN1"))
+    assert sorted(si.centeredOn for si in unspecified_stereo(mol)) == [3, 5]
+    heavy = Chem.MolFromSmiles("OC1CCC2(CC1)NC(=O)NC2=O")
+    assert sorted(si.centeredOn for si in unspecified_stereo(heavy)) == [1, 4]
+    # the hydrogens first: the indices are still the molecule's own
+    with_hs = Chem.AddHs(heavy)
+    order = list(range(heavy.GetNumAtoms(), with_hs.GetNumAtoms())) + list(range(heavy.GetNumAtoms()))
+    hydrogens_first = Chem.RenumberAtoms(with_hs, order)
+    assert sorted(si.centeredOn for si in unspecified_stereo(hydrogens_first)) == \
+        [order.index(1), order.index(4)]
+
+
+def test_the_enumerated_isomer_takes_the_stereo_rdkits_enumeration_misses(monkeypatch):
+    # when ETKDG cannot build the embedding's isomer, the enumeration's is taken; RDKit's
+    # enumeration leaves the spiro pair open, which an embedding of its isomer then fills
+    import molscore.chem.stereo as stereo_module
+    monkeypatch.setattr(stereo_module, "_embeds", lambda mol, seed: False)
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC1CCC2(CC1)CC(C)CC2"))
+    chosen = assign_unspecified_stereo(mol, 0)
+    assert sorted(specified_centres(chosen)) == [1, 4, 8] and not unspecified_stereo(chosen)
+
+
+@pytest.mark.parametrize("smiles", ["OC1CCC2(CC1)NC(=O)NC2=O", "C[NH+]1CCC2(CC1)CCOC2",
+                                    "O[C@H]1CC[C@@]2(CC1)NC(=O)NC2=O", "O[C@H]1CC[C@]2(CC1)NC(=O)NC2=O"])
+def test_generated_conformers_of_a_spiro_cis_trans_pair_have_one_isomer(smiles, tmp_path):
+    """``generate`` gave the unspecified spirohydantoin 4 conformers of each isomer (seed 1,
+    ``n=8``); now one isomer, the ``smiles`` property's, and a specified one is kept."""
+    from test_generate import make_tiny_checkpoint
+    from molscore.generate import generate_conformers
+
+    mol = generate_conformers(smiles, n=8, model=make_tiny_checkpoint(tmp_path / "tiny.pt"), steps=2,
+                              seed=1, t_start=0.05, device="cpu")
+    chosen = mol.GetProp("smiles")
+    assert "@" in chosen and mol.GetNumConformers() == 8
+    if "@" in smiles:
+        assert chosen == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+    assert {_perceived_from_3d(mol, conf.GetId()) for conf in mol.GetConformers()} == {chosen}

@@ -30,7 +30,8 @@ of the other three neighbours, which keeps every bond length to those neighbours
 Whatever cannot be fixed is reported; :mod:`molscore.generate` resamples such
 conformers a bounded number of times and then drops them with the reason.
 
-Unspecified stereo (:func:`assign_unspecified_stereo`): one stereoisomer is chosen
+Unspecified stereo (:func:`assign_unspecified_stereo`; the elements of
+:func:`potential_stereo`, a protonated amine N included): one stereoisomer is chosen
 deterministically from the seed, the one that an ETKDG embedding without the unspecified
 stereo has when ETKDG builds it again (else the first that RDKit's seeded enumeration,
 :mod:`rdkit.Chem.EnumerateStereoisomers`, can embed); the chosen isomer becomes the
@@ -58,7 +59,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "specified_centres", "specified_double_bonds", "has_specified_stereo", "centre_volumes",
            "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
-           "isomer_choices", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
+           "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
@@ -354,7 +355,14 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
 
 def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned (those
-    RDKit perceives: not the E/Z of a cumulene or an alkylidenecycloalkane's axial chirality).
+    of :func:`potential_stereo`, which RDKit also reads from 3D, a ring's cis/trans pair and
+    a spiro atom's included; not the E/Z of a cumulene or an alkylidenecycloalkane's axial
+    chirality). A protonated amine N with three different substituents (``[NH+]``) is such a
+    centre and gets one configuration like any other: it inverts only by losing its proton,
+    which generation does not model (the protonation state is the input's), and GEOM's SMILES
+    write one (``[N@H+]``); for both, give both isomers. A neutral amine N is no centre (but
+    for the aziridine and bridgehead nitrogens RDKit counts), so it takes either hand in each
+    conformer.
 
     The isomer is the one an ETKDGv3 embedding of ``mol`` from random coordinates has
     (:func:`_isomer_of_an_embedding`, ``randomSeed`` ``seed + 1``; ``seed=None`` counts as
@@ -367,9 +375,11 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     first isomer that RDKit's enumeration in seeded random order can embed
     (:func:`enumerated_isomer`); when that embeds none (it starts from eigenvector
     coordinates, which fail for some cages), the isomer of the embedding all the same; the
-    molecule comes back unassigned only when that did not embed either. Specified stereo
-    and the atom order are kept. A molecule without unspecified stereo is returned
-    unchanged (same object).
+    molecule comes back unassigned only when that did not embed either. The centres that
+    RDKit's enumeration misses (those :func:`potential_stereo` finds only without hydrogens)
+    the enumerated isomer takes from an embedding of it, when one embeds. Specified stereo and
+    the atom order are kept. A molecule without unspecified stereo is returned unchanged
+    (same object).
     """
     if not unspecified_stereo(mol):
         return mol
@@ -377,7 +387,10 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
         embedded = _isomer_of_an_embedding(mol, seed)
         if embedded is not None and _embeds(embedded, seed):
             return embedded
-        return enumerated_isomer(mol, seed) or embedded or mol
+        enumerated = enumerated_isomer(mol, seed)
+        if enumerated is not None and unspecified_stereo(enumerated):
+            enumerated = _isomer_of_an_embedding(enumerated, seed) or enumerated
+        return enumerated or embedded or mol
 
 
 def isomer_choices(mol: Chem.Mol, seed: int | None, others: int = MAX_OTHER_ISOMERS,
@@ -401,13 +414,64 @@ def isomer_choices(mol: Chem.Mol, seed: int | None, others: int = MAX_OTHER_ISOM
 
 
 def unspecified_stereo(mol: Chem.Mol) -> list[Chem.StereoInfo]:
-    """The potential stereo elements of ``mol`` (RDKit's ``FindPotentialStereo``) left
+    """The potential stereo elements of ``mol`` (:func:`potential_stereo`) left
     unspecified, those marked unknown included (a molfile's wavy bond at a centre or crossed
     double bond: ``StereoSpecified.Unknown``), so that they too get one isomer."""
-    return [si for si in Chem.FindPotentialStereo(mol) if si.specified in _OPEN]
+    return [si for si in potential_stereo(mol) if si.specified in _OPEN]
 
 
 _OPEN = (Chem.StereoSpecified.Unspecified, Chem.StereoSpecified.Unknown)
+_INDEX = "_molscore_index"
+
+
+def potential_stereo(mol: Chem.Mol) -> list[Chem.StereoInfo]:
+    """RDKit's ``FindPotentialStereo`` of ``mol`` and, for a molecule with explicit hydrogens,
+    the tetrahedral centres it finds only in the copy without them (``Chem.RemoveHs``), with
+    their atom indices those of ``mol`` (their ``controllingAtoms`` without hydrogens).
+
+    With explicit hydrogens RDKit 2026.09 misses the cis/trans pair of a spiro atom and the
+    atom across a four- or six-membered ring from it when the spiro atom's other ring has five
+    or seven atoms (of the sizes tried; three, four and six are found), which its legacy
+    perception reads from 3D all the same: atoms 1 and 4 of ``OC1CCC2(CC1)NC(=O)NC2=O``, the
+    spiro C and the N of GEOM-DRUGS's
+    ``CC(C)N1C(=O)CC2(CC[NH+](CCOC(=O)C(O)(c3ccccc3)c3ccccc3)CC2)C1=O``. Without them it
+    misses the nitrogen of an N-H aziridine. Of 2,000 GEOM test SMILES (drugs and QM9), the
+    2,395 training SMILES and 4,480 crystal, hexane and GEOM-DRUGS molecules without their
+    stereo, only such pairs (in 2 GEOM-DRUGS molecules) are added.
+    """
+    found = list(Chem.FindPotentialStereo(mol))
+    if not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+        return found
+    heavy = Chem.Mol(mol)
+    for atom in heavy.GetAtoms():
+        atom.SetIntProp(_INDEX, atom.GetIdx())
+    heavy = Chem.RemoveHs(heavy)
+    index = [atom.GetIntProp(_INDEX) for atom in heavy.GetAtoms()]
+    seen = {si.centeredOn for si in found if si.type == Chem.StereoType.Atom_Tetrahedral}
+    for si in Chem.FindPotentialStereo(heavy):
+        if si.type == Chem.StereoType.Atom_Tetrahedral and index[si.centeredOn] not in seen:
+            si.centeredOn = index[si.centeredOn]
+            si.controllingAtoms[:] = [index[i] if i < len(index) else i for i in si.controllingAtoms]
+            found.append(si)
+    return found
+    heavy = Chem.Mol(mol)
+    for atom in heavy.GetAtoms():
+        atom.SetIntProp(_INDEX, atom.GetIdx())
+    heavy = Chem.RemoveHs(heavy)
+    index = [atom.GetIntProp(_INDEX) for atom in heavy.GetAtoms()]
+    seen = {(si.type, si.centeredOn) for si in found}
+    for si in Chem.FindPotentialStereo(heavy):
+        if str(si.type).startswith("Bond"):         # centeredOn: a bond's index
+            bond = heavy.GetBondWithIdx(si.centeredOn)
+            centre = mol.GetBondBetweenAtoms(index[bond.GetBeginAtomIdx()],
+                                             index[bond.GetEndAtomIdx()]).GetIdx()
+        else:
+            centre = index[si.centeredOn]
+        if (si.type, centre) not in seen:
+            si.centeredOn = centre
+            si.controllingAtoms[:] = [index[i] if i < len(index) else i for i in si.controllingAtoms]
+            found.append(si)
+    return found
 
 
 def _forget_unknown_stereo(mol: Chem.Mol) -> None:
