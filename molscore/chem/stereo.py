@@ -454,24 +454,6 @@ def potential_stereo(mol: Chem.Mol) -> list[Chem.StereoInfo]:
             si.controllingAtoms[:] = [index[i] if i < len(index) else i for i in si.controllingAtoms]
             found.append(si)
     return found
-    heavy = Chem.Mol(mol)
-    for atom in heavy.GetAtoms():
-        atom.SetIntProp(_INDEX, atom.GetIdx())
-    heavy = Chem.RemoveHs(heavy)
-    index = [atom.GetIntProp(_INDEX) for atom in heavy.GetAtoms()]
-    seen = {(si.type, si.centeredOn) for si in found}
-    for si in Chem.FindPotentialStereo(heavy):
-        if str(si.type).startswith("Bond"):         # centeredOn: a bond's index
-            bond = heavy.GetBondWithIdx(si.centeredOn)
-            centre = mol.GetBondBetweenAtoms(index[bond.GetBeginAtomIdx()],
-                                             index[bond.GetEndAtomIdx()]).GetIdx()
-        else:
-            centre = index[si.centeredOn]
-        if (si.type, centre) not in seen:
-            si.centeredOn = centre
-            si.controllingAtoms[:] = [index[i] if i < len(index) else i for i in si.controllingAtoms]
-            found.append(si)
-    return found
 
 
 def _forget_unknown_stereo(mol: Chem.Mol) -> None:
