@@ -243,3 +243,21 @@ def test_langevin_corrector_takes_no_step_on_a_zero_score():
     out, mean = langevin_correct(lambda y, t: torch.zeros_like(y), space, x,
                                  torch.full((5,), 0.5, dtype=torch.float64), 3, 0.16)
     assert torch.equal(out, x) and torch.equal(mean, x)
+
+
+def test_langevin_corrector_sizes_its_step_by_the_free_entries():
+    """With a mask, ``gamma`` counts neither the known entries' score nor their degrees of
+    freedom: a score of 100 on the known column and 1 on the free one gives ``gamma = 1``,
+    the step ``2 snr^2``, not ``2 snr^2 / ((100^2 + 1) / 2)``. All entries known: no step."""
+    from molscore.samplers import langevin_correct
+
+    x = torch.randn(4, 2, dtype=torch.float64)
+    space, t, snr = DenseSpace(x.shape), torch.full((4,), 0.5, dtype=torch.float64), 0.16
+    grad = torch.tensor([[100.0, 1.0]], dtype=torch.float64).expand(4, 2)
+    _, mean = langevin_correct(lambda y, t: grad, space, x, t, 1, snr,
+                               mask=torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(mean[:, 1], x[:, 1] + 2 * snr ** 2)
+    _, mean = langevin_correct(lambda y, t: grad, space, x, t, 1, snr)
+    torch.testing.assert_close(mean[:, 1], x[:, 1] + 2 * snr ** 2 / ((100 ** 2 + 1) / 2))
+    out, _ = langevin_correct(lambda y, t: grad, space, x, t, 2, snr, mask=torch.ones(1, 2))
+    assert torch.equal(out, x)
