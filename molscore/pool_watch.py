@@ -2,9 +2,9 @@
 
 ``Pool`` replaces a worker process that dies (killed, out of memory, a crash in native code)
 without a word and waits for its task without end. :func:`start_pool` starts a pool whose
-workers ignore Ctrl-C from their first instruction, :func:`watch` yields ``pool.imap``'s
-results and checks the workers while it waits; :func:`stop` ends a pool at once; every worker
-runs :func:`init_worker` first.
+workers leave Ctrl-C to the parent from their first instruction, :func:`watch` yields
+``pool.imap``'s results and checks the workers while it waits; :func:`stop` ends a pool at
+once; every worker runs :func:`init_worker` first.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import multiprocessing as mp
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.pool import IMapIterator, Pool
 from typing import TypeVar
 
@@ -32,42 +33,57 @@ def init_worker() -> None:
 
     Ctrl-C reaches every process of the terminal's process group: a worker ignores it, so
     that the parent alone handles it (ending the pool with :func:`stop`) and no worker prints
-    a traceback. SIGTERM ends a worker (its default, as ``Pool.terminate`` expects): a forked
-    worker inherits the parent's handler, which :func:`start_pool` holds SIGTERM back with.
+    a traceback. A worker of :func:`start_pool` starts with SIGINT blocked: a Ctrl-C before
+    this point waits, and is dropped here, where SIGINT is ignored before it is unblocked.
+    SIGTERM ends a worker (its default, as ``Pool.terminate`` expects): a forked worker
+    inherits the parent's handler, which :func:`start_pool` holds SIGTERM back with.
     tqdm's lock becomes a thread lock: its default also creates a
     multiprocessing semaphore, which a killed worker leaves registered with the resource
     tracker ("leaked semaphore objects" at exit).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tqdm.set_lock(threading.RLock())
 
 
 def start_pool(method: str, workers: int, initializer: Callable, initargs: tuple = ()) -> Pool:
-    """``multiprocessing.get_context(method).Pool(workers, initializer, initargs)``, its worker
-    processes started while this (main) thread ignores SIGINT, so that they inherit the
-    ignored disposition (across ``exec`` too: Python then keeps it): a spawned worker spends
-    a second or more importing before :func:`init_worker` runs, and a Ctrl-C then printed its
-    ``KeyboardInterrupt`` traceback.
+    """``multiprocessing.get_context(method).Pool(workers, initializer, initargs)`` (method
+    ``"fork"`` or ``"spawn"``), its worker processes started while this thread blocks SIGINT.
 
-    A SIGTERM handled in Python (``molscore`` and the bench scripts raise it as
+    A worker inherits the blocked SIGINT (across ``exec`` too) until :func:`init_worker`
+    ignores and unblocks it: a spawned worker spends a second or more importing first, and
+    a Ctrl-C then printed its ``KeyboardInterrupt`` traceback. So do the workers that the
+    pool's worker-handler thread starts later, in place of one that exited: it is started
+    meanwhile, and keeps the mask. (Ignoring SIGINT here instead lost a Ctrl-C pressed
+    meanwhile.)
+
+    Called from the main thread, a SIGINT or SIGTERM handled in Python (Ctrl-C's
+    ``KeyboardInterrupt``; ``molscore`` and the bench scripts raise SIGTERM as
     :class:`~molscore.errors.Terminated`, a BaseException) is held back while the pool
-    starts: raised inside ``Pool.__init__``, which ends its workers on an Exception only, it
-    left them running with no pool for the caller to stop. It is raised here once the pool
-    is up, and the pool stopped (:func:`stop`), as for a signal that arrives before this
-    returns. The caller's handlers are back when this returns."""
+    starts, by a handler that notes it (another thread of the process, which does not block
+    SIGINT, can take a Ctrl-C meanwhile; Python runs the handler in the main thread):
+    raised inside ``Pool.__init__``, which ends its workers on an Exception only, it left
+    them running with no pool for the caller to stop. Once the pool is up the first signal
+    held is raised here, and the pool stopped (:func:`stop`), as for a signal that arrives
+    after this returns. The caller's handlers and signal mask are back when this returns.
+    Called from another thread, which Python runs no signal handler in, it leaves Ctrl-C to
+    the main thread."""
     context = mp.get_context(method)
-    if threading.current_thread() is not threading.main_thread():   # signal.signal would raise
-        return context.Pool(workers, initializer=initializer, initargs=initargs)
+    if method != "fork":    # started inside Pool(), the resource tracker unblocked SIGINT here
+        resource_tracker.ensure_running()
     held: list[int] = []
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
-    if callable(signal.getsignal(signal.SIGTERM)):
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    previous: dict[int, Callable] = {}
+    if threading.current_thread() is threading.main_thread():   # signal.signal would raise
+        previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                    for signum in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(signum))}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pool = None
     try:
         try:
             pool = context.Pool(workers, initializer=initializer, initargs=initargs)
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)    # a Ctrl-C meanwhile: held now
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         if held:

@@ -8,7 +8,7 @@ from rdkit import Chem
 
 from molscore.generate import ConformerGenerator, GenerateOptions
 from molscore.parallel import generate_in_processes
-from _processes import children, stop_midway
+from _processes import children, run_alone, stop_midway
 from test_generate import STEREO_SMILES, make_tiny_checkpoint
 
 
@@ -136,13 +136,22 @@ def test_watch_refuses_the_generator_imap_returns_for_larger_chunks():
         stop(pool)
 
 
+def _sigint_blocked(pid: int) -> bool:
+    """Whether process ``pid`` blocks SIGINT (the kernel's SigBlk mask; Linux ``/proc``)."""
+    import signal
+
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    mask, = [int(line.split()[1], 16) for line in status if line.startswith("SigBlk:")]
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
-def test_pool_workers_ignore_ctrl_c_from_their_start():
+def test_pool_workers_take_no_ctrl_c_from_their_start():
     """A spawned worker imports for a second or more before its initializer makes it ignore
     SIGINT; a Ctrl-C then printed its KeyboardInterrupt traceback (a flaky CI failure of the
-    test above, on a busy machine). start_pool's workers have SIGINT ignored from their first
-    instruction (the kernel's SigIgn mask, read before they can have run any Python), and
-    the caller's handler is back."""
+    test above, on a busy machine). start_pool's workers have SIGINT blocked from their first
+    instruction (the kernel's SigBlk mask, read before they can have run any Python), and
+    the caller's handler and signal mask are back."""
     import signal
 
     from molscore.pool_watch import start_pool, stop
@@ -150,11 +159,9 @@ def test_pool_workers_ignore_ctrl_c_from_their_start():
     before = signal.getsignal(signal.SIGINT)
     pool = start_pool("spawn", 2, int)
     try:
-        masks = [int(line.split()[1], 16) for proc in pool._pool
-                 for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                 if line.startswith("SigIgn:")]
-        assert len(masks) == 2 and all(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
+        assert len(pool._pool) == 2 and all(_sigint_blocked(proc.pid) for proc in pool._pool)
         assert signal.getsignal(signal.SIGINT) is before
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     finally:
         stop(pool)
 
@@ -203,3 +210,129 @@ def test_sigterm_while_the_pool_starts_leaves_no_worker_running(monkeypatch):
             handler.join(5)
             for worker in args[5]:
                 worker.kill()
+
+
+# Started in a session of its own; its pool's workers each send Ctrl-C to that process group
+# (themselves, their sibling and the parent, which waits inside Pool.__init__ for them) before
+# init_worker; with "thread", a thread of the parent's that runs meanwhile takes the signal.
+_CTRL_C_WHILE_STARTING = '''
+import multiprocessing as mp
+import multiprocessing.pool
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from molscore.pool_watch import init_worker, start_pool
+
+
+def ctrl_c_then_init(folder):
+    os.killpg(0, signal.SIGINT)
+    init_worker()
+    Path(folder, str(os.getpid())).touch()
+
+
+if __name__ == "__main__":
+    method, folder, busy = sys.argv[1], sys.argv[2], sys.argv[3] == "thread"
+    start = threading.Thread.start
+
+    def start_then_wait(thread):    # until both workers are set up, or one died
+        start(thread)
+        if thread._target == multiprocessing.pool.Pool._handle_workers:
+            workers = list(thread._args[5])
+            while len(os.listdir(folder)) < 2 and all(w.exitcode is None for w in workers):
+                time.sleep(0.05)
+
+    threading.Thread.start = start_then_wait
+    if busy:
+        threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    try:
+        pool = start_pool(method, 2, ctrl_c_then_init, (folder,))
+    except KeyboardInterrupt:
+        print(f"interrupted, {len(mp.active_children())} workers running")
+        sys.exit(130)
+    pool.close()
+    pool.join()
+    print("not interrupted")
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("method, busy", [("spawn", "alone"), ("fork", "alone"), ("fork", "thread")])
+def test_ctrl_c_while_the_pool_starts_interrupts_the_caller(tmp_path, method, busy):
+    """start_pool ignored SIGINT while the pool's workers started (so that they inherit an
+    ignored Ctrl-C): a Ctrl-C then, a second or more with spawn, was lost. It reaches the
+    caller as ``KeyboardInterrupt`` once the pool is up, the pool stopped; the workers, which
+    take it before their initializer, print no traceback. Under "thread" another thread of
+    the parent's takes the signal (the main thread blocks it meanwhile)."""
+    import sys
+
+    script, folder = tmp_path / "ctrl_c.py", tmp_path / "started"
+    script.write_text(_CTRL_C_WHILE_STARTING)
+    folder.mkdir()
+    code, out, err, left = run_alone([sys.executable, str(script), method, str(folder), busy], tmp_path)
+    assert (code, out, err) == (130, "interrupted, 0 workers running\n", "")
+    assert len(os.listdir(folder)) == 2 and left == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_while_generate_starts_its_workers_exits_130(tiny_model, tmp_path):
+    """``generate --workers`` run to its end when a Ctrl-C came while its pool started; now
+    it exits as for a later one: one line, status 130, no worker left running. The Ctrl-C is
+    sent once the pool's workers are started (spawned: still importing, or set up)."""
+    import sys
+
+    script = tmp_path / "generate.py"
+    script.write_text('''
+import multiprocessing.pool
+import os
+import signal
+import sys
+import threading
+
+from molscore.cli import main
+
+if __name__ == "__main__":
+    start = threading.Thread.start
+
+    def start_then_ctrl_c(thread):
+        start(thread)
+        if thread._target == multiprocessing.pool.Pool._handle_workers:
+            os.killpg(0, signal.SIGINT)
+
+    threading.Thread.start = start_then_ctrl_c
+    sys.exit(main(sys.argv[1:]))
+''')
+    (tmp_path / "in.smi").write_text("".join(f"CCO m{i}\n" for i in range(4)))
+    code, out, err, left = run_alone(
+        [sys.executable, str(script), "generate", "--input", "in.smi", "-n", "1", "--steps", "2",
+         "--workers", "2", "--model", str(tiny_model), "--no-progress", "-o", "out.sdf"], tmp_path)
+    assert (code, err, left) == (130, "molscore: interrupted\n", [])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_replacement_worker_takes_no_ctrl_c_before_its_initializer(method):
+    """Pool's worker-handler thread replaces a worker that exits (here a task's
+    ``os._exit``; also ``maxtasksperchild``); such a worker took the parent's Ctrl-C handler
+    (spawn: Python's, reinstalled after ``exec``) until its initializer ran. Started by that
+    thread, which start_pool starts with SIGINT blocked, it has SIGINT blocked from its first
+    instruction (here for good: ``int`` is no ``init_worker``)."""
+    import time
+
+    from molscore.pool_watch import start_pool
+
+    pool = start_pool(method, 2, int)
+    try:
+        first = {proc.pid for proc in pool._pool}
+        pool.apply_async(os._exit, (0,))
+        deadline = time.monotonic() + 120
+        while not (workers := {proc.pid for proc in pool._pool}) - first:
+            assert time.monotonic() < deadline, "no worker replaced the one that exited"
+            time.sleep(0.05)
+        assert len(workers) == 2 and all(_sigint_blocked(pid) for pid in workers)
+        assert not _sigint_blocked(os.getpid())
+    finally:
+        pool.terminate()
