@@ -16,6 +16,9 @@ Writes ``benchmarks/conformers.json`` and ``benchmarks/conformers.md``.
 * speed: model conformers/s on all CPU cores (``--workers`` spawned processes, one torch
   thread each) or on CUDA (``--device``), ETKDG conformers/s on all CPU cores (one process per
   core, ``multiprocessing``);
+* per set the reference conformers scored against and the records of its file left out as
+  they were read (:func:`molscore.chem.metrics.read_groups`: unreadable, or not the molecule
+  of their group);
 * per molecule rows in the JSON, and per set a paired comparison of the model with ETKDG
   (fraction of molecules where each method is lower; bootstrap interval of the difference of
   medians for the crystal set, of means for the coverage sets).
@@ -68,8 +71,9 @@ from molscore.chem.checks import GeometryChecker  # noqa: E402
 from molscore.chem.coords import add_conformer  # noqa: E402
 from molscore.chem.embedding import HYDROGENS  # noqa: E402
 from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
-from molscore.chem.metrics import (atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
-                                   group_rmsd, read_groups, summarise, _heavy_positions)
+from molscore.chem.metrics import (Groups, atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
+                                   describe_skipped, group_rmsd, read_groups, summarise,
+                                   _heavy_positions)
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
 from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
@@ -305,6 +309,25 @@ def _left_out(r: dict) -> str:
     return f"; {left} left out: {why}"
 
 
+def reference_used(path: Path, groups: Groups, inputs, kind: str) -> dict:
+    """What a set was scored against: its ``file``, the reference ``conformers`` of the
+    molecules of ``inputs`` (each one's first in a crystal set, all in a coverage set) and
+    the ``skipped_records`` of the whole file (:meth:`~molscore.chem.metrics.Groups.skipped`)."""
+    return {"file": path.name,
+            "conformers": sum(1 if kind == "crystal" else len(g.xyz) for _, _, g in inputs),
+            "skipped_records": groups.skipped()}
+
+
+def _reference_text(r: dict) -> str:
+    """A set's reference conformers and the records of its file left out, as the markdown
+    shows them (``reference`` of a set's result; "not recorded" in reports from before it)."""
+    ref = r.get("reference")
+    if ref is None:
+        return f"reference conformers {NOT_RECORDED}, skipped records {NOT_RECORDED}"
+    return (f"{ref['conformers']} reference conformers of the {r['molecules_both']} molecules; "
+            f"{ref['file']}: {describe_skipped(ref['skipped_records'])}")
+
+
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
              kind: str, threshold: float = 0.75, ns: tuple[int, ...] = NS) -> dict:
     """Per-set summary of one method; crystal rows at each N of ``ns``."""
@@ -519,7 +542,8 @@ def main() -> int:
     model_confs = model_wall = etkdg_confs = etkdg_wall = 0.0
     for name, path, group_by, limit, seed in sets:
         print(f"{name}: reading {path.name}", file=sys.stderr)
-        inputs = prepare_inputs(read_groups(path, group_by), limit, seed)
+        groups = read_groups(path, group_by)
+        inputs = prepare_inputs(groups, limit, seed)
         counts = [args.crystal_n if name == "crystal" else 2 * len(g.xyz) for _, _, g in inputs]
         requested = {key: c for (key, _, _), c in zip(inputs, counts)}
         model_mols, wall = run_model(gen_kwargs, inputs, counts,
@@ -536,6 +560,7 @@ def main() -> int:
         kind = "crystal" if name == "crystal" else "coverage"
         report["results"][name] = {
             "molecules_in_set": len(inputs), "molecules_both": len(both),
+            "reference": reference_used(path, groups, both, kind),
             "failed": failed_molecules([key for key, _, _ in inputs],
                                        {"model": model_mols, "etkdg": etkdg_mols}),
             "model": evaluate(model_mols, both, requested, kind, ns=crystal_ns),
@@ -724,8 +749,9 @@ def markdown(report: dict) -> str:
             lines.append("")
     cov = [k for k in res if k.startswith("coverage_")]
     if cov:
-        lines += ["## Ensemble coverage at 0.75 Å (2K samples for K references; mean / median)", "",
-                  "| set | molecules | method | COV-R | AMR-R | COV-P | AMR-P |", "|---|---|---|---|---|---|---|"]
+        lines += ["## Ensemble coverage at 0.75 Å (2K samples for K references; mean / median)", ""]
+        lines += [f"- {k[9:]}: {_reference_text(res[k])}" for k in cov] + [""]
+        lines += ["| set | molecules | method | COV-R | AMR-R | COV-P | AMR-P |", "|---|---|---|---|---|---|---|"]
         for k in cov:
             for method in ("model", "etkdg"):
                 r = res[k][method]

@@ -170,3 +170,41 @@ def test_an_auto_pool_shows_the_rule_the_report_recorded(tmp_path, capsys):
     capsys.readouterr()
     assert ("ETKDG pool coverage_hexane: auto (30 for n <= 5, 60 above); crystal: auto (rule "
             "not recorded) (pick") in (tmp_path / "merged.md").read_text()
+
+
+def test_each_coverage_set_states_its_reference_conformers_and_skipped_records(tmp_path):
+    """The GEOM-DRUGS coverage set scored two of its 12 molecules against one reference
+    conformer each (the other records of their ensembles are other molecules, which
+    ``read_groups`` skips), and neither the JSON nor the markdown said so. Now each set records
+    its reference conformers and the records of its file left out; older reports say
+    "not recorded"."""
+    from bench_conformers import markdown, reference_used
+    from molscore.chem.metrics import read_groups
+
+    records = []
+    for smiles, ensemble, n, seed in (("CCOC(=O)c1ccccc1", "a", 2, 1), ("CCCCOc1ccccc1C(=O)N", "a", 1, 2),
+                                      ("CCCCOc1ccccc1C(=O)N", "b", 2, 3)):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        params = AllChem.ETKDGv3()
+        params.randomSeed = seed
+        AllChem.EmbedMultipleConfs(mol, n, params)
+        records += [(mol, i, smiles, ensemble) for i in range(n)]
+    path = tmp_path / "ref.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for mol, conf, smiles, ensemble in records:
+            mol.SetProp("smiles", "CCOC(=O)c1ccccc1" if ensemble == "a" else smiles)
+            mol.SetProp("ensemble", ensemble)
+            writer.write(mol, confId=conf)
+    groups = read_groups(path, "ensemble")
+    inputs = [(key, group.mol, group) for key, group in groups.items()]
+    ref = reference_used(path, groups, inputs, "coverage")
+    assert ref == {"file": "ref.sdf", "conformers": 4,
+                   "skipped_records": {"records": 5, "skipped": {"other_molecule": 1},
+                                       "groups": {"a": {"kept": 2, "other_molecule": 1}}}}
+    assert reference_used(path, groups, inputs, "crystal")["conformers"] == 2
+    report = json.loads(json.dumps(_part(["coverage_hexane", "coverage_geom_drugs"])))
+    report["results"]["coverage_geom_drugs"]["reference"] = json.loads(json.dumps(ref))
+    md = markdown(report)
+    assert ("- geom_drugs: 4 reference conformers of the 2 molecules; ref.sdf: 1 of 5 records "
+            "skipped: 1 not the molecule of their group ('a': 1 of 3)\n") in md
+    assert "- hexane: reference conformers not recorded, skipped records not recorded\n" in md

@@ -363,3 +363,96 @@ def test_heavy_isotope_labels_do_not_collide_with_the_leaf_labels(probe_smiles, 
     want = r.GetSubstructMatches(p, uniquify=False, useChirality=False, maxMatches=10**6)
     assert len(want) == 6
     assert sorted(map(tuple, atom_matches(probe, ref).expand().tolist())) == sorted(want)
+
+
+def _unreadable_record() -> str:
+    """An SDF record RDKit cannot read (a carbon of six bonds), ``smiles`` CCO."""
+    mol = Chem.MolFromSmiles("CC(C)(C)(C)(C)C", sanitize=False)
+    mol.UpdatePropertyCache(strict=False)
+    return Chem.MolToMolBlock(mol, kekulize=False) + "> <smiles>\nCCO\n\n$$$$\n"
+
+
+def test_records_of_another_molecule_are_counted_and_left_out(tmp_path, capsys):
+    """A reference group holding a record of another molecule (as GEOM-DRUGS excerpt
+    ensembles do: 47 of geom_drugs_10's 48) and a record RDKit cannot read: both were left
+    out without a word. Now counted, by reason, per group and per file, in the result and in
+    one note per file; the metrics are those of the file without the two records."""
+    smi, other = "CCCCOc1ccccc1C(=O)N", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    ref, wrong, gen = _embed(smi, 3, 3), _embed(other, 1, 4), _embed(smi, 4, 9)
+    own = [(Chem.Mol(ref), i, {"smiles": smi, "conformer": c}) for i, c in ((0, 0), (1, 2), (2, 3))]
+    _write(tmp_path / "clean.sdf", own)
+    _write(tmp_path / "ref.sdf", own[:1] + [(Chem.Mol(wrong), 0, {"smiles": smi, "conformer": 1})] + own[1:])
+    with open(tmp_path / "ref.sdf", "a") as fh:
+        fh.write(_unreadable_record())
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(4)])
+    key = Chem.MolToSmiles(Chem.MolFromSmiles(smi))
+
+    groups = read_groups(tmp_path / "ref.sdf")
+    assert groups.records == 5 and groups.ungrouped == {"unreadable": 1} and groups.dropped == {}
+    assert groups[key].skipped == {"other_molecule": 1} and len(groups[key].xyz) == 3
+    res = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")
+    clean = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "clean.sdf")
+    assert res["skipped_records"] == {
+        "generated": {"records": 4, "skipped": {}, "groups": {}},
+        "reference": {"records": 5, "skipped": {"unreadable": 1, "other_molecule": 1},
+                      "groups": {key: {"kept": 3, "other_molecule": 1}}}}
+    assert clean["skipped_records"]["reference"] == {"records": 3, "skipped": {}, "groups": {}}
+    assert res["per_molecule"] == clean["per_molecule"] and res["per_molecule"][0]["n_reference"] == 3
+    assert [res[m] for m in ("cov_r", "amr_r", "cov_p", "amr_p")] == \
+        [clean[m] for m in ("cov_r", "amr_r", "cov_p", "amr_p")]
+    crystal = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(1, 4))
+    assert crystal["skipped_records"] == res["skipped_records"]
+
+    args = ["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"), "--no-progress", "--reference"]
+    assert main(args + [str(tmp_path / "ref.sdf")]) == 0
+    assert capsys.readouterr().err == (
+        f"note: reference file {tmp_path / 'ref.sdf'}: 2 of 5 records skipped: 1 unreadable by "
+        f"RDKit, 1 not the molecule of their group ({key!r}: 1 of 4)\n")
+    assert main(args + [str(tmp_path / "clean.sdf")]) == 0
+    assert capsys.readouterr().err == ""
+    _write(tmp_path / "gen_other.sdf", [(Chem.Mol(wrong), 0, {"smiles": other})])
+    args[3] = str(tmp_path / "gen_other.sdf")
+    assert main(args + [str(tmp_path / "ref.sdf")]) == 2         # an error stays one line
+    assert capsys.readouterr().err == (
+        "molscore evaluate: error: no molecule in common between the two files (grouped by smiles); "
+        f"reference file: 2 of 5 records skipped: 1 unreadable by RDKit, 1 not the molecule of their "
+        f"group ({key!r}: 1 of 4)\n")
+
+
+@pytest.mark.parametrize("group_by", ["smiles", "ensemble"])
+def test_a_group_whose_first_record_is_another_molecule_is_led_by_its_own(tmp_path, capsys, group_by):
+    """A group's first record (rank 0) of another molecule than its ``smiles`` property
+    says became the group's molecule: its own records were all skipped, and the generated
+    conformers of the right molecule were "mismatched" with it, the molecule left unscored.
+    Now the first record that is the molecule it says leads the group; a group of which no
+    record is, is dropped and counted."""
+    smi, other = "CCCCOc1ccccc1C(=O)N", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    ref, wrong, gen = _embed(smi, 3, 3), _embed(other, 2, 4), _embed(smi, 2, 9)
+    props = {"smiles": smi, "ensemble": "e1"}
+    own = [(Chem.Mol(ref), i, {**props, "conformer": i + 1, "_Name": f"own{i}"}) for i in range(3)]
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(wrong), 0, {**props, "conformer": 0, "_Name": "other"})] + own)
+    _write(tmp_path / "clean.sdf", own)
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {**props, "conformer": i}) for i in range(2)])
+    key = Chem.MolToSmiles(Chem.MolFromSmiles(smi)) if group_by == "smiles" else "e1"
+
+    group = read_groups(tmp_path / "ref.sdf", group_by)[key]
+    assert group.names == ["own0", "own1", "own2"] and group.skipped == {"other_molecule": 1}
+    assert Chem.MolToSmiles(Chem.RemoveHs(group.mol)) == Chem.MolToSmiles(Chem.MolFromSmiles(smi))
+    res = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(1, 2), group_by=group_by)
+    clean = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "clean.sdf", ns=(1, 2), group_by=group_by)
+    assert res["n_molecules"] == 1 and res["mismatched"] == {}
+    assert res["per_molecule"] == clean["per_molecule"]
+    want = rmsd_matrix(gen, ref, [0, 1], [0]).min()
+    assert res["per_molecule"][0]["min_rmsd"][2] == pytest.approx(want, abs=1e-3)
+
+    # no record is the molecule its smiles property says: no reference for it, dropped
+    _write(tmp_path / "wrong.sdf", [(Chem.Mol(wrong), i, {**props, "conformer": i}) for i in range(2)])
+    groups = read_groups(tmp_path / "wrong.sdf", group_by)
+    assert key not in groups and groups.dropped == {key: {"other_molecule": 2}}
+    assert groups.skipped() == {"records": 2, "skipped": {"other_molecule": 2},
+                                "groups": {key: {"kept": 0, "other_molecule": 2}}}
+    assert main(["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"), "--reference",
+                 str(tmp_path / "wrong.sdf"), "--group-by", group_by, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore evaluate: error: no record of the reference file {tmp_path / 'wrong.sdf'} is kept: "
+        f"2 of 2 records skipped: 2 not the molecule of their group ({key!r}: 2 of 2)\n")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -44,9 +44,9 @@ from tqdm.auto import tqdm
 
 from .io import InputFormatError, read_sdf_mols
 
-__all__ = ["MAX_MATCHES", "AtomMappings", "ConformerGroup", "atom_matches", "rmsd_matrix", "group_rmsd",
-           "coverage_metrics", "read_groups", "evaluate_coverage", "evaluate_crystal",
-           "summarise", "crystal_summary"]
+__all__ = ["MAX_MATCHES", "SKIP_REASONS", "AtomMappings", "ConformerGroup", "Groups", "atom_matches",
+           "rmsd_matrix", "group_rmsd", "coverage_metrics", "read_groups", "describe_skipped",
+           "evaluate_coverage", "evaluate_crystal", "summarise", "crystal_summary"]
 
 MAX_MATCHES = 1_000_000          # as rdMolAlign.GetBestRMS
 _LABEL_STEP = 4096               # leaf-group labels: isotope + _LABEL_STEP * rank (RDKit: 16 bits)
@@ -297,15 +297,72 @@ class ConformerGroup:
 
     Attributes:
         key: grouping key (canonical SMILES, name or property value).
-        mol: first record (its heavy-atom order defines ``xyz``).
-        xyz: heavy-atom coordinates of every record, ``(K, n, 3)``.
-        names: ``_Name`` of each record.
+        mol: first record kept (its heavy-atom order defines ``xyz``).
+        xyz: heavy-atom coordinates of every record kept, ``(K, n, 3)``.
+        names: ``_Name`` of each record kept.
+        skipped: records of the group left out, ``{reason: records}`` (:data:`SKIP_REASONS`).
     """
 
     key: str
     mol: Chem.Mol
     xyz: np.ndarray
     names: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+OTHER_MOLECULE, UNREADABLE, NO_PROPERTY = "other_molecule", "unreadable", "no_property"
+SKIP_REASONS = {OTHER_MOLECULE: "not the molecule of their group",
+                UNREADABLE: "unreadable by RDKit",
+                NO_PROPERTY: "without the grouping property"}
+
+
+class Groups(OrderedDict):
+    """:func:`read_groups`' conformer groups ``{key: ConformerGroup}``, in file order, and
+    the records it left out.
+
+    Attributes:
+        records: records in the file.
+        ungrouped: records of no group, ``{reason: records}``: those RDKit cannot read (it
+            gives none of their properties) and, grouped by a property, those without it.
+        dropped: groups none of whose records was kept, ``{key: {reason: records}}``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.records = 0
+        self.ungrouped: dict[str, int] = {}
+        self.dropped: dict[str, dict[str, int]] = {}
+
+    def skipped(self) -> dict:
+        """The records left out, for a report: ``{"records": records in the file,
+        "skipped": {reason: records}, "groups": {key: {"kept": records, reason: records}}}``
+        (``groups``: those with records left out, dropped ones with ``kept`` 0)."""
+        groups = {key: {"kept": len(g.xyz), **g.skipped} for key, g in self.items() if g.skipped}
+        groups.update({key: {"kept": 0, **why} for key, why in self.dropped.items()})
+        total = dict(self.ungrouped)
+        for row in groups.values():
+            for reason, n in row.items():
+                if reason != "kept":
+                    total[reason] = total.get(reason, 0) + n
+        return {"records": self.records, "skipped": total, "groups": groups}
+
+
+def describe_skipped(summary: dict, examples: int = 3) -> str:
+    """One line of :meth:`Groups.skipped`: ``"S of R records skipped: ..."``, with the
+    groups that lost most records (at most ``examples``) as ``key: skipped of records``."""
+    total = sum(summary["skipped"].values())
+    text = f"{total} of {summary['records']} records skipped"
+    if not total:
+        return text
+    lost = {key: sum(row.values()) - row["kept"] for key, row in summary["groups"].items()}
+    worst = sorted(lost, key=lost.get, reverse=True)
+    shown = [f"{key!r}: {lost[key]} of {lost[key] + summary['groups'][key]['kept']}"
+             for key in worst[:examples]]
+    if len(worst) > examples:
+        more = len(worst) - examples
+        shown.append(f"{more} more group{'s' if more > 1 else ''}")
+    parts = [f"{n} {SKIP_REASONS.get(reason, reason)}" for reason, n in summary["skipped"].items()]
+    return text + ": " + ", ".join(parts) + (f" ({', '.join(shown)})" if shown else "")
 
 
 def _canonical(smiles: str, isomeric: bool = True) -> str:
@@ -323,25 +380,48 @@ def _conformer_rank(mol: Chem.Mol, path: str | Path) -> int:
                                f"(the conformer's rank), got {value!r}") from None
 
 
-def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str, ConformerGroup]":
+def _is_its_smiles(mol: Chem.Mol) -> bool:
+    """Whether a record is the molecule its ``smiles`` property says (one heavy-atom graph,
+    :func:`atom_matches`); true without the property, or where RDKit cannot read it."""
+    claimed = Chem.MolFromSmiles(mol.GetProp("smiles")) if mol.HasProp("smiles") else None
+    if claimed is None:
+        return True
+    try:
+        atom_matches(claimed, mol, max_matches=1)
+    except ValueError:
+        return False
+    return True
+
+
+def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
     """Read an SDF (``.sdf`` / ``.sdf.gz``) into conformer groups, in file order.
 
     ``group_by``: ``smiles`` (canonical isomeric SMILES of the ``smiles`` property, or of
-    the record itself when absent), ``name`` (``_Name``) or any record property. Records
-    whose heavy-atom graph does not match their group's first record, or that RDKit
-    cannot read, are skipped. Within a group records are ordered by their ``conformer``
-    property when every record has one and no two share it, else by file order (repeated
-    ranks: several runs of one molecule, e.g. two inputs with one SMILES, kept run after run).
+    the record itself when absent), ``name`` (``_Name``) or any record property. Within a
+    group records are ordered by their ``conformer`` property when every record has one and
+    no two share it, else by file order (repeated ranks: several runs of one molecule, e.g.
+    two inputs with one SMILES, kept run after run).
+
+    A group is led by its first record that is the molecule its ``smiles`` property says
+    (heavy-atom graph; the first record where records carry none). Records left out are
+    counted (:class:`Groups`, :attr:`ConformerGroup.skipped`): those RDKit cannot read;
+    grouped by a property, those without it; and those that are not the molecule of their
+    group, whose heavy-atom graph differs from the leader's. A group none of whose records
+    is the molecule its ``smiles`` property says is dropped (:attr:`Groups.dropped`): a
+    record of another molecule is no reference for it.
 
     Raises:
         InputFormatError: a missing file, or a truncated or non-gzip ``.gz``
             (:func:`molscore.chem.io.read_sdf_mols`); a ``conformer`` property that is not
             an integer.
     """
+    out = Groups()
     groups: OrderedDict[str, list[Chem.Mol]] = OrderedDict()
     with rdBase.BlockLogs():
         for mol in read_sdf_mols(path):
+            out.records += 1
             if mol is None or mol.GetNumConformers() == 0:
+                out.ungrouped[UNREADABLE] = out.ungrouped.get(UNREADABLE, 0) + 1
                 continue
             if group_by == "smiles":
                 key = _canonical(mol.GetProp("smiles")) if mol.HasProp("smiles") else \
@@ -350,25 +430,29 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> "OrderedDict[str,
                 key = mol.GetProp("_Name")
             else:
                 if not mol.HasProp(group_by):
+                    out.ungrouped[NO_PROPERTY] = out.ungrouped.get(NO_PROPERTY, 0) + 1
                     continue
                 key = mol.GetProp(group_by)
             groups.setdefault(key, []).append(mol)
-    out: OrderedDict[str, ConformerGroup] = OrderedDict()
     for key, mols in groups.items():
         if all(m.HasProp("conformer") for m in mols):
             ranks = [_conformer_rank(m, path) for m in mols]
             if len(set(ranks)) == len(ranks):        # repeated ranks: several runs, file order
                 mols = [m for _, m in sorted(zip(ranks, mols), key=lambda pair: pair[0])]
-        first = mols[0]
+        lead = next((m for m in mols if _is_its_smiles(m)), None)
+        if lead is None:
+            out.dropped[key] = {OTHER_MOLECULE: len(mols)}
+            continue
         xyz, names = [], []
         for m in mols:
             try:
-                match = atom_matches(first, m, max_matches=1).expand()[0]
+                match = atom_matches(lead, m, max_matches=1).expand()[0]
             except ValueError:
                 continue
             xyz.append(_heavy_positions(m)[0][match])
             names.append(m.GetProp("_Name") if m.HasProp("_Name") else "")
-        out[key] = ConformerGroup(key, first, np.stack(xyz), names)
+        skipped = {OTHER_MOLECULE: len(mols) - len(xyz)} if len(xyz) < len(mols) else {}
+        out[key] = ConformerGroup(key, lead, np.stack(xyz), names, skipped)
     return out
 
 
@@ -423,12 +507,13 @@ class _Pairs:
             yield rkey, g, r, mappings
 
     def report(self, rows: list[dict]) -> dict:
-        """``missing`` (reference keys without a row of ``rows``), ``unpaired_generated`` and
-        ``mismatched`` of an evaluation's result."""
+        """``missing`` (reference keys without a row of ``rows``), ``unpaired_generated``,
+        ``mismatched`` and ``skipped_records`` of an evaluation's result."""
         done = {row["key"] for row in rows}
         return {"missing": [k for k in self.ref if k not in done],
                 "unpaired_generated": _unpaired(self.gen, self.paired),
-                "mismatched": self.mismatched}
+                "mismatched": self.mismatched,
+                "skipped_records": {"generated": self.gen.skipped(), "reference": self.ref.skipped()}}
 
 
 def summarise(values: Iterable[float]) -> dict[str, float]:
@@ -448,6 +533,8 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
     "unpaired_generated": {generated key paired with no reference: its records},
     "mismatched": {generated key paired with a reference molecule of other atoms (left out): why},
+    "skipped_records": {"generated": ..., "reference": ...} (the records :func:`read_groups`
+    left out of each file, :meth:`Groups.skipped`),
     "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
     "cov_r": {mean, median}, "amr_r": ..., "cov_p": ..., "amr_p": ...}``.
     """
@@ -472,7 +559,8 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
 
     The reference's first record per molecule is the crystal conformer. For each N the
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
-    Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched" (as :func:`evaluate_coverage`),
+    Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched", "skipped_records"
+    (as :func:`evaluate_coverage`),
     "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """

@@ -8,7 +8,10 @@
 RMSD: heavy atoms, symmetry-aware, after optimal superposition (as RDKit's GetBestRMS);
 at most --max-matches atom mappings per molecule (an upper bound for more symmetric ones).
 Molecules are paired by canonical SMILES (the ``smiles`` property), by ``_Name``
-(``--group-by name``) or by any record property.
+(``--group-by name``) or by any record property. Records RDKit cannot read, and records that
+are not the molecule of their group (another heavy-atom graph than the group's first record
+that is the molecule its ``smiles`` property says), are left out: one note per file on stderr,
+``skipped_records`` in --json.
 """
 from __future__ import annotations
 
@@ -74,8 +77,10 @@ def run(args) -> int:
                                    max_matches, progress=args.progress)
     except InputFormatError as err:        # e.g. a truncated .sdf.gz
         raise UsageError(str(err)) from None
+    paths = {"generated": args.generated, "reference": args.reference}
     if res["n_molecules"] == 0:
-        _explain_no_pairs(args, res["mismatched"])
+        _explain_no_pairs(args, res["mismatched"], res["skipped_records"], paths)
+    _note_skipped(res["skipped_records"], paths)
     _note_unpaired(res["unpaired_generated"], args.group_by)
     _note_mismatched(res["mismatched"], args.group_by)
     if args.metric == "coverage":
@@ -112,6 +117,16 @@ def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
               "count the minimum over all they have", file=sys.stderr)
 
 
+def _note_skipped(skipped: dict[str, dict], paths: dict[str, str]) -> None:
+    """Say on stderr, one line per file, which records were left out as they were read
+    (``skipped``: ``skipped_records`` of the result; ``paths``: the files by the same keys)."""
+    from ..chem.metrics import describe_skipped
+
+    for what, summary in skipped.items():
+        if summary["skipped"]:
+            print(f"note: {what} file {paths[what]}: {describe_skipped(summary)}", file=sys.stderr)
+
+
 def _note_unpaired(unpaired: dict[str, int], group_by: str) -> None:
     """Say on stderr which generated records were left out for want of a reference molecule."""
     if not unpaired:
@@ -133,20 +148,28 @@ def _note_mismatched(mismatched: dict[str, str], group_by: str) -> None:
               f"molecule of other atoms and are left out, e.g. {key!r} ({why})", file=sys.stderr)
 
 
-def _explain_no_pairs(args, mismatched: dict[str, str]) -> None:
+def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict],
+                      paths: dict[str, str]) -> None:
     """Raise a :class:`UsageError` saying why the two files share no molecule (``mismatched``:
-    the generated groups paired with a reference molecule of other atoms, and why)."""
+    the generated groups paired with a reference molecule of other atoms, and why;
+    ``skipped``: ``skipped_records`` of the result; ``paths``: the files by the same keys)."""
+    from ..chem.metrics import OTHER_MOLECULE, describe_skipped
+
     if mismatched:
         key, why = next(iter(mismatched.items()))
         raise UsageError(f"no molecule in common between the two files: each {args.group_by} they "
                          f"share names other atoms in each, e.g. {key!r} ({why})")
-    from ..chem.metrics import read_groups
-
-    for what, path in (("generated", args.generated), ("reference", args.reference)):
-        if not read_groups(path, args.group_by):
-            if args.group_by in ("smiles", "name"):
-                raise UsageError(f"no 3D conformer records read from the {what} file {path} "
-                                 "(not an SDF?)")
-            raise UsageError(f"no record of the {what} file {path} has the property "
-                             f"{args.group_by!r} (--group-by)")
-    raise UsageError(f"no molecule in common between the two files (grouped by {args.group_by})")
+    for what, summary in skipped.items():
+        if summary["records"] > sum(summary["skipped"].values()):
+            continue                                  # some records were kept
+        if summary["skipped"].get(OTHER_MOLECULE):
+            raise UsageError(f"no record of the {what} file {paths[what]} is kept: "
+                             f"{describe_skipped(summary)}")
+        if args.group_by in ("smiles", "name"):
+            raise UsageError(f"no 3D conformer records read from the {what} file {paths[what]} "
+                             "(not an SDF?)")
+        raise UsageError(f"no record of the {what} file {paths[what]} has the property "
+                         f"{args.group_by!r} (--group-by)")
+    lost = "".join(f"; {what} file: {describe_skipped(summary)}" for what, summary in skipped.items()
+                   if summary["skipped"])
+    raise UsageError(f"no molecule in common between the two files (grouped by {args.group_by}){lost}")
