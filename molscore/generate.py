@@ -76,7 +76,7 @@ from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer, set_positions
 from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
-from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
+from .chem.featurize import LEGACY_FEATURISATION, MoleculeError, mol_to_graph, prepare_mol
 from .chem.guidance import StereoRestraints, guided_score
 from .chem.io import record_smiles
 from .chem.metrics import rmsd_matrix
@@ -428,7 +428,7 @@ class ConformerGenerator:
         opts = self.options
         fixed = self.core.match(mol) if self.core is not None else None
         mol.RemoveAllConformers()
-        graph = mol_to_graph(mol)
+        graph = mol_to_graph(mol, featurisation=LEGACY_FEATURISATION)
         if hasattr(graph, "pos"):
             del graph.pos
         job = _Job(result, mol, graph, fixed=fixed)

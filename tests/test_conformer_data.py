@@ -232,7 +232,7 @@ def test_processed_round_trip(tmp_path, ensembles):
     item = ds[4]
     assert item.smiles == records[1].smiles and item.mol_id == 1 and item.conf_id == 1
     assert torch.equal(item.pos, torch.from_numpy(records[1].coordinates()[1].astype(np.float32)))
-    graph = mol_to_graph(records[1].mol)
+    graph = mol_to_graph(records[1].mol, featurisation=1)
     for key in ("atom_feat", "edge_index", "edge_attr", "z"):
         assert torch.equal(item[key], graph[key]) and item[key].dtype == graph[key].dtype
     batch = Batch.from_data_list([ds[0], ds[3]])

@@ -77,7 +77,7 @@ def test_shipped_network_gives_the_cpu_score_on_the_device():
     for smi in ("CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O"):
         mol = prepare_mol(smi)
         Chem.rdDistGeom.EmbedMolecule(mol, randomSeed=5)
-        graphs.append(mol_to_graph(mol))
+        graphs.append(mol_to_graph(mol, featurisation=1))
     batch = Batch.from_data_list(graphs)
     space = PointSetSpace(batch.batch, batch.num_graphs)
     g = torch.Generator().manual_seed(1)

@@ -54,7 +54,7 @@ def test_shipped_model_denoises_toward_real_geometry(shipped):
     mol = prepare_mol("CC(=O)Nc1ccc(O)cc1")
     AllChem.EmbedMolecule(mol, randomSeed=11)
     AllChem.MMFFOptimizeMolecule(mol)
-    graph = mol_to_graph(mol)
+    graph = mol_to_graph(mol, featurisation=1)
     batch = Batch.from_data_list([graph] * 16)
     space = PointSetSpace(batch.batch, batch.num_graphs)
     x0 = space.project(batch.pos.float()) / meta["coord_scale"]

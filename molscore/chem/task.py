@@ -53,7 +53,7 @@ from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
 from ..tasks import Batch, TrainTask, check_keys, config_number
-from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
+from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, LEGACY_FEATURISATION, MoleculeError, mol_to_graph
 
 __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
            "build_task", "build_model", "DEFAULT_SDE", "CONFORMER_CHOICES"]
@@ -179,7 +179,7 @@ def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
             dropped += 1
             continue
         try:
-            graph = mol_to_graph(cs.mol)
+            graph = mol_to_graph(cs.mol, featurisation=LEGACY_FEATURISATION)
         except MoleculeError:
             dropped += 1
             continue

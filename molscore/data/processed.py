@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ..checkpoint import save_atomic
-from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
+from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, LEGACY_FEATURISATION, mol_to_graph
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
 from .reserved import exclusion_reason, inchikey_block, reserved_keys
@@ -71,7 +71,7 @@ def encode_record(record: ConformerSet) -> dict:
         ``atom_feat`` ``(N, F)``, ``z`` ``(N,)``, ``edge_index`` ``(2, E)``, ``edge_attr`` ``(E, Fe)``,
         ``pos`` ``(K, N, 3)`` float32, ``weights`` ``(K,)`` float32.
     """
-    graph = mol_to_graph(record.mol)
+    graph = mol_to_graph(record.mol, featurisation=LEGACY_FEATURISATION)
     coords = torch.from_numpy(record.coordinates().astype(np.float32))
     k = coords.shape[0]
     if record.weights is not None:
