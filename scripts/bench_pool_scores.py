@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
                               prepare_inputs, provenance, run_script, save_report, with_diff)
-from molscore.chem.featurize import LEGACY_FEATURISATION, mol_to_graph  # noqa: E402
+from molscore.chem.featurize import mol_to_graph  # noqa: E402
 from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
                                    group_rmsd, read_groups)
 from molscore.chem.relax import relax_conformers  # noqa: E402
@@ -71,7 +71,7 @@ def denoising_error(gen: ConformerGenerator, mol: Chem.Mol, coords: np.ndarray, 
     """Per conformer of ``coords`` ``(P, N, 3)`` Å (atom order of ``mol``): the mean over
     ``draws`` of ``|s score(m x + s z, t) + z|^2 / N`` with ``(m, s)`` the SDE's marginal at
     ``t`` and the same draws ``z`` (centre-of-mass free) for every conformer. ``(P,)``."""
-    graph = mol_to_graph(mol, featurisation=LEGACY_FEATURISATION)
+    graph = mol_to_graph(mol, featurisation=gen.featurisation)
     if hasattr(graph, "pos"):
         del graph.pos
     n_atoms = mol.GetNumAtoms()
