@@ -9,6 +9,8 @@ A training checkpoint (``checkpoint.pt``) is a plain dict loadable with
      "data_state": {...}, "meta": task meta (JSON-like), "config": training config}
 
 An exported model file (:func:`export_model`) holds only ``{"format", "model", "meta"}``.
+A conformer model's meta records the version of the graph features it reads
+(``meta["featurisation"]``, :mod:`molscore.chem.featurize`; version 1 where it has none).
 :func:`load_checkpoint_model` reads either kind.
 """
 from __future__ import annotations

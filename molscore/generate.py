@@ -76,7 +76,7 @@ from .chem.checks import GeometryChecker
 from .chem.coords import add_conformer, set_positions
 from .chem.core import CORE_RMSD_TOL, Core, CoreMatch
 from .chem.embedding import HYDROGENS, embed_conformers
-from .chem.featurize import MoleculeError, mol_to_graph, prepare_mol
+from .chem.featurize import MoleculeError, meta_featurisation, mol_to_graph, prepare_mol
 from .chem.guidance import StereoRestraints, guided_score
 from .chem.io import record_smiles
 from .chem.metrics import rmsd_matrix
@@ -352,7 +352,8 @@ class ConformerGenerator:
 
     Args:
         model: checkpoint path, an already built ``ScoreModel`` (then ``meta`` is needed
-            for ``coord_scale``; default 1), or None for the shipped weights.
+            for ``coord_scale``, default 1, and ``featurisation``, default 1), or None for the
+            shipped weights.
         meta: checkpoint meta when ``model`` is a module.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         options: a :class:`GenerateOptions`, or keyword overrides of its fields.
@@ -379,6 +380,7 @@ class ConformerGenerator:
         self._net = torch.compile(self.model, dynamic=True) if self.options.compile else self.model
         self.meta = dict(meta or {})
         self.coord_scale = float(self.meta.get("coord_scale", 1.0))
+        self.featurisation = meta_featurisation(self.meta)     # the features the model reads
         self.sde = self.model.sde
         if self.options.init == "etkdg" and not self.sde.eps < self.options.t_start <= self.sde.T:
             raise ValueError(f"t_start must be in ({self.sde.eps:g}, {self.sde.T:g}] for this model "
@@ -428,7 +430,7 @@ class ConformerGenerator:
         opts = self.options
         fixed = self.core.match(mol) if self.core is not None else None
         mol.RemoveAllConformers()
-        graph = mol_to_graph(mol)
+        graph = mol_to_graph(mol, featurisation=self.featurisation)
         if hasattr(graph, "pos"):
             del graph.pos
         job = _Job(result, mol, graph, fixed=fixed)

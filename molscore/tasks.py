@@ -3,7 +3,12 @@
 A *task* module (toy densities, conformers, images, C-alpha traces) exposes
 
 * ``build_task(config: dict) -> TrainTask``: model, datasets and collate function for training;
-* ``build_model(meta: dict) -> ScoreModel``: rebuild the model from a checkpoint's ``meta``.
+* ``build_model(meta: dict) -> ScoreModel``: rebuild the model from a checkpoint's ``meta``;
+* optionally ``meta_config(meta: dict) -> dict``: the config values a checkpoint's ``meta``
+  fixes, as a partial config (conformers: ``{"model": {"featurisation": ...}}``). A run
+  resuming the checkpoint takes them where its config gives none (so that it goes on as it
+  began whatever the defaults now); a run starting from its weights (``init``) with other
+  values is told it is a warm start.
 
 ``meta`` is a plain, JSON-like dict stored in every checkpoint (task name, network
 hyper-parameters, SDE config, parameterisation, ...), so that a checkpoint alone

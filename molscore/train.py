@@ -416,6 +416,18 @@ def _pick_device(device: str, info: DistInfo) -> torch.device:
     return torch.device(device)
 
 
+def _with_defaults(cfg: dict, defaults: dict) -> dict:
+    """``cfg`` with the values of ``defaults`` (a partial config, sections nested) that it does
+    not set."""
+    out = dict(cfg)
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            out[key] = _with_defaults(out.get(key) or {}, value)
+        else:
+            out.setdefault(key, value)
+    return out
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -465,19 +477,23 @@ class Trainer:
 
         seed = int(self.cfg["seed"])
         _seed_all(seed)  # identical initialisation on every rank
+        ckpt_path = self.out_dir / CHECKPOINT_NAME
+        ckpt = self._read_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
         try:
-            task: TrainTask = get_task_module(self.cfg["task"]).build_task(self.cfg)
+            module = get_task_module(self.cfg["task"])
+            if ckpt is not None:
+                self.cfg = self._resumed_config(ckpt_path, ckpt, module)
+            task: TrainTask = module.build_task(self.cfg)
         except ValueError as err:  # unknown task / bad task section
             raise ConfigError(str(err)) from err
         self.task = task
         self.meta = {**task.meta, "task": task.meta.get("task", self.cfg["task"])}
         self.model = task.model.to(self.device)
         self.sde = self.model.sde
-        ckpt_path = self.out_dir / CHECKPOINT_NAME
-        resuming = resume and ckpt_path.is_file()
+        resuming = ckpt is not None
         if self.cfg["init"] is not None and not resuming:  # a resumed run keeps its own
             self.meta["init"] = str(self.cfg["init"])
-            self._init_weights(self.cfg["init"])
+            self._init_weights(self.cfg["init"], module)
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
         self.ema_model = copy.deepcopy(self.model).eval()
 
@@ -504,7 +520,7 @@ class Trainer:
         self.loss_window: list[float] = []  # losses of the steps since the last train record
         self.last_records: dict[str, dict] = {}  # kind -> the last record a resumed run kept
         if resuming:
-            self._load(ckpt_path)
+            self._load(ckpt_path, ckpt)
         else:
             _seed_all(_noise_seed(seed, self.info.rank))  # per-rank noise streams
         self.net: nn.Module = self.model
@@ -514,10 +530,13 @@ class Trainer:
                 find_unused_parameters=bool(self.cfg["ddp_find_unused"]))
 
     # -- checkpoints ------------------------------------------------------------------
-    def _init_weights(self, init: str | os.PathLike) -> None:
+    def _init_weights(self, init: str | os.PathLike, module: Any) -> None:
         """Start from the (EMA) weights of another run (fine-tuning); optimiser state is new.
         ``init`` is looked for as data paths are (:func:`~molscore.paths.resolve_data_path`),
-        so the shipped configs' ``molscore/weights/conformer.pt`` is found from any folder."""
+        so the shipped configs' ``molscore/weights/conformer.pt`` is found from any folder.
+        Weights whose meta fixes other config values than this run's (the task module's
+        ``meta_config``: conformer features of another version) are a warm start, said on
+        stderr."""
         try:
             path = resolve_data_path(init)
             weights, meta = load_weights(path)
@@ -534,23 +553,50 @@ class Trainer:
         except RuntimeError as err:
             raise ConfigError(f"init: {path} does not fit the model of this config: "
                               f"{str(err).splitlines()[0]}") from err
+        if hasattr(module, "meta_config"):
+            try:
+                changed = config_changes(module.meta_config(meta), module.meta_config(self.meta))
+            except ValueError as err:   # a version this molscore does not know
+                raise ConfigError(f"init: {path}: {err}") from err
+            if changed and self.info.is_main:
+                print(f"init: {path} was trained with other inputs ({'; '.join(changed)}): its "
+                      "weights are a warm start", file=sys.stderr)
 
-    def _load(self, path: Path) -> None:
+    @staticmethod
+    def _read_checkpoint(path: Path) -> dict:
         try:
-            ckpt = load_checkpoint(path)
+            return load_checkpoint(path)
         except ValueError as err:  # damaged or foreign file: one line, not a traceback
             raise ConfigError(f"{err}; use another output dir, or --no-resume to start over "
                               "in this one") from err
-        if ckpt.get("meta", {}).get("task") != self.meta["task"]:
-            raise ConfigError(f"{path} was trained for task {ckpt['meta'].get('task')!r}, "
-                              f"config says {self.meta['task']!r}; use another output dir")
-        saved = {k: v for k, v in (ckpt.get("config") or {}).items() if k not in RESUME_FREE_KEYS}
-        changed = config_changes(saved, {k: v for k, v in self.cfg.items() if k not in RESUME_FREE_KEYS})
+
+    def _resumed_config(self, path: Path, ckpt: dict, module: Any) -> dict:
+        """The config of a run resuming ``ckpt`` (read from ``path``): ``self.cfg`` with the
+        values the checkpoint's meta fixes (the task module's ``meta_config``: the conformer
+        features' version) where it gives none, so that the run goes on as it began whatever
+        the defaults now; :class:`ConfigError` when the checkpoint is another task's or its
+        config differs in more than the run's length and logging."""
+        meta = ckpt.get("meta", {})
+        if meta.get("task") != self.cfg["task"]:
+            raise ConfigError(f"{path} was trained for task {meta.get('task')!r}, "
+                              f"config says {self.cfg['task']!r}; use another output dir")
+        try:
+            fixed = module.meta_config(meta) if hasattr(module, "meta_config") else {}
+        except ValueError as err:   # a version this molscore does not know
+            raise ConfigError(f"{path}: {err}") from err
+        saved, cfg = _with_defaults(ckpt.get("config") or {}, fixed), _with_defaults(self.cfg, fixed)
+        changed = config_changes({k: v for k, v in saved.items() if k not in RESUME_FREE_KEYS},
+                                 {k: v for k, v in cfg.items() if k not in RESUME_FREE_KEYS})
         if changed:
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise ConfigError(f"{path} was trained with another config ({'; '.join(changed[:3])}{more}); "
                               "a resumed run may change only its length and logging: use another "
                               "output dir, or --init with this run's weights to fine-tune")
+        return cfg
+
+    def _load(self, path: Path, ckpt: dict) -> None:
+        """Restore the states of checkpoint ``ckpt`` (read from ``path``; its config checked by
+        :meth:`_resumed_config`)."""
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:

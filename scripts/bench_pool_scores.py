@@ -71,7 +71,7 @@ def denoising_error(gen: ConformerGenerator, mol: Chem.Mol, coords: np.ndarray, 
     """Per conformer of ``coords`` ``(P, N, 3)`` Å (atom order of ``mol``): the mean over
     ``draws`` of ``|s score(m x + s z, t) + z|^2 / N`` with ``(m, s)`` the SDE's marginal at
     ``t`` and the same draws ``z`` (centre-of-mass free) for every conformer. ``(P,)``."""
-    graph = mol_to_graph(mol)
+    graph = mol_to_graph(mol, featurisation=gen.featurisation)
     if hasattr(graph, "pos"):
         del graph.pos
     n_atoms = mol.GetNumAtoms()

@@ -229,6 +229,30 @@ def test_cli_etkdg_end_to_end_with_resume(tmp_path, capsys):
     assert item.pos.shape == (item.num_nodes, 3) and item.smiles == "CCOC(C)=O"
 
 
+def test_cli_featurisation_of_a_build_and_its_resume(tmp_path, capsys):
+    """A new folder holds version 2 features unless --featurisation says 1; a resumed build
+    keeps its folder's version and refuses another; an unknown version is one line (exit 2)."""
+    smi = tmp_path / "in.csv"
+    smi.write_text("smiles,name\nC[C@H](N)CC(=O)O,acid\n")
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "--n-confs", "2", "--no-progress",
+            "--split", "1,0,0"]
+    assert main(args + ["-o", str(tmp_path / "v2")]) == 0
+    assert load_index(tmp_path / "v2")["featurisation"] == 2
+    out = str(tmp_path / "v1")
+    assert main(args + ["-o", out, "--featurisation", "1"]) == 0
+    assert main(args + ["-o", out]) == 0                                   # resumed: keeps 1
+    assert load_index(out)["featurisation"] == 1 and ConformerDataset(out, "all").featurisation == 1
+    capsys.readouterr()
+    assert main(args + ["-o", out, "--featurisation", "2"]) == 2
+    assert capsys.readouterr().err == (f"molscore build-dataset: error: {out} holds featurisation 1 "
+                                       "features, not 2; resume it with --featurisation 1, or use a "
+                                       "new folder\n")
+    assert main(args + ["-o", str(tmp_path / "v3"), "--featurisation", "3"]) == 2
+    assert capsys.readouterr().err == ("molscore build-dataset: error: --featurisation: unknown "
+                                       "featurisation version 3 (this molscore knows 1 and 2)\n")
+    assert not (tmp_path / "v3").exists()
+
+
 def test_cli_retry_failed(tmp_path, capsys):
     smi = tmp_path / "in.csv"
     smi.write_text("smiles,name\nCCOC(=O)C,ester\nCC(C)CN,amine\nO=C(O)[C@@H](O)c1ccccc1,mandelic\n")

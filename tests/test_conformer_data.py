@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from molscore.chem.featurize import mol_to_graph, prepare_mol
 from molscore.data.conformers import (ConformerSet, check_coordinates, read_conformers, read_geom_rdkit_folder, read_sdf,
                                       read_smiles_pickle)
 from molscore.data.processed import (
-    ConformerDataset, load_index, murcko_scaffold, read_failures, scaffold_split, write_dataset,
+    ConformerDataset, index_featurisation, load_index, murcko_scaffold, read_failures, scaffold_split,
+    write_dataset,
 )
 from molscore.data.reserved import (NO_INCHIKEY_REASON, RESERVED_REASON, exclusion_reason, inchikey_block,
                                     load_reserved)
@@ -194,7 +196,7 @@ def test_dataset_holding_a_molecule_without_inchikey_trains_without_it(tmp_path,
     smi, mol = next(iter(ensembles.items()))
     writer = DatasetWriter(tmp_path / "ds")
     for record in (ConformerSet(smiles=smi, mol=mol, weights=None, name=smi), _no_inchikey_record()):
-        writer.add(encode_record(record))
+        writer.add(encode_record(record, featurisation=writer.featurisation))
     writer.finalize((1.0, 0.0, 0.0))
     kept = ConformerDataset(tmp_path / "ds", "all", reserved=reserved_keys())
     assert kept.reserved_dropped == ["C400"] and kept.blocks == [inchikey_block(mol)]
@@ -232,7 +234,7 @@ def test_processed_round_trip(tmp_path, ensembles):
     item = ds[4]
     assert item.smiles == records[1].smiles and item.mol_id == 1 and item.conf_id == 1
     assert torch.equal(item.pos, torch.from_numpy(records[1].coordinates()[1].astype(np.float32)))
-    graph = mol_to_graph(records[1].mol)
+    graph = mol_to_graph(records[1].mol, featurisation=ds.featurisation)
     for key in ("atom_feat", "edge_index", "edge_attr", "z"):
         assert torch.equal(item[key], graph[key]) and item[key].dtype == graph[key].dtype
     batch = Batch.from_data_list([ds[0], ds[3]])
@@ -261,7 +263,7 @@ def test_interrupted_shard_write_does_not_index_its_molecules_twice(tmp_path, en
     records = [ConformerSet(smiles=smi, mol=mol, weights=None, name=smi) for smi, mol in ensembles.items()]
     writer = DatasetWriter(tmp_path / "ds", shard_size=10)
     for rec in records:
-        writer.add(encode_record(rec))
+        writer.add(encode_record(rec, featurisation=writer.featurisation))
     real = processed.save_atomic
 
     def interrupted(obj, path):
@@ -484,6 +486,34 @@ def test_a_dataset_of_other_feature_sizes_is_refused_when_read(tmp_path, ensembl
         ConformerDataset(tmp_path / "ds", split="train")
 
 
+def test_a_dataset_is_read_and_resumed_only_with_its_featurisation(tmp_path, ensembles):
+    """The featurisation version is part of what a processed dataset is: a new one is written
+    with version 2, a dataset of another version is refused by a reader that names its own
+    (a run's model), one written before there were versions (no key) is version 1, and a
+    resumed build keeps its folder's version."""
+    records = list(read_smiles_pickle(_pickle(tmp_path, ensembles)))
+    assert index_featurisation(write_dataset(records[:1], tmp_path / "new"), tmp_path) == 2
+    write_dataset(records[:1], tmp_path / "ds", fractions=(0.5, 0.0, 0.5), featurisation=1)
+    index = json.loads((tmp_path / "ds" / "index.json").read_text())
+    del index["featurisation"]                            # as datasets were written before
+    (tmp_path / "ds" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'ds'))} holds featurisation 1 "
+                                         r"features, not 2; build it again \(molscore build-dataset "
+                                         r"--featurisation 2\), or train with model.featurisation: 1$"):
+        ConformerDataset(tmp_path / "ds", split="all", featurisation=2)
+    with pytest.raises(ValueError, match="holds featurisation 1 features, not 2; resume it with "
+                                         "--featurisation 1, or use a new folder$"):
+        write_dataset(records[1:], tmp_path / "ds", featurisation=2)
+    write_dataset(records[1:], tmp_path / "ds", fractions=(0.5, 0.0, 0.5))     # resumed: version 1
+    ds = ConformerDataset(tmp_path / "ds", split="all", featurisation=1)
+    assert ds.featurisation == 1 and len(ds) == 2
+    for i, rec in enumerate(records):
+        v1 = mol_to_graph(rec.mol, featurisation=1)
+        assert torch.equal(ds[i].atom_feat, v1.atom_feat) and torch.equal(ds[i].edge_attr, v1.edge_attr)
+    chiral = next(i for i, rec in enumerate(records) if "@" in rec.smiles)
+    assert not torch.equal(ds[chiral].atom_feat, mol_to_graph(records[chiral].mol, featurisation=2).atom_feat)
+
+
 def _pickle(tmp_path: Path, ensembles: dict[str, Chem.Mol]) -> Path:
     path = tmp_path / "c.pkl"
     path.write_bytes(pickle.dumps({smi: _singles(mol) for smi, mol in ensembles.items()}))
@@ -529,7 +559,8 @@ def test_a_dataset_extended_after_its_split_and_not_finalised_is_refused(tmp_pat
                   fractions=(1.0, 0.0, 0.0))
     assert len(ConformerDataset(tmp_path / "d")) == 1
     writer = DatasetWriter(tmp_path / "d")
-    writer.add(encode_record(conformer_set_from_mols(_singles(second[1]), second[0])))
+    writer.add(encode_record(conformer_set_from_mols(_singles(second[1]), second[0]),
+                             featurisation=writer.featurisation))
     writer.flush()                                          # stopped before finalize
     with pytest.raises(ValueError, match="1 molecule\\(s\\) were added after its split"):
         ConformerDataset(tmp_path / "d")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from molscore.chem.featurize import ATOM_FEAT_DIM
+from molscore.chem.featurize import ATOM_FEAT_DIM, DEFAULT_FEATURISATION, meta_featurisation, mol_to_graph
 from molscore.chem.task import CoordScaled, InMemoryConformers, build_model, build_task
 from molscore.paths import resolve_data_path
 from molscore.checkpoint import load_checkpoint_model
@@ -146,7 +146,9 @@ def test_bad_sections_raise(small_sdf):
      "data.processed entries must be a path or {path: ..., repeat: k >= 1}, got "
      "{'path': 'runs/data/ccd', 'repeats': 4}"),
     ({}, {"hparam": TINY_NET}, "conformers task: model has no key 'hparam'; choose from backbone, "
-                               "hparams, parameterisation, sigma_data, coord_scale"),
+                               "hparams, parameterisation, sigma_data, coord_scale, featurisation"),
+    ({}, {"featurisation": 3}, "model.featurisation: unknown featurisation version 3 (this molscore "
+                               "knows 1 and 2)"),
     ({}, {"coord_scale": "2.5 A"}, "model.coord_scale must be a number, got '2.5 A'"),
     ({}, {"sigma_data": 0}, "model.sigma_data must be positive, got 0"),
 ])
@@ -336,7 +338,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["smoke.yaml", "conformers_ccd.yaml", "conformers_etkdg.yaml",
-                                  "conformers_shipped.yaml", "conformers_finetune.yaml"])
+                                  "conformers_shipped.yaml", "conformers_finetune.yaml",
+                                  "conformers_cpu_continue.yaml", "conformers_gpu.yaml"])
 def test_shipped_configs_resolve_and_build_their_networks(name):
     import yaml
 
@@ -347,6 +350,7 @@ def test_shipped_configs_resolve_and_build_their_networks(name):
 
     cfg = resolve_config(yaml.safe_load((CONFIGS / name).read_text()))
     assert cfg["task"] == "conformers"
+    assert cfg["model"].get("featurisation", DEFAULT_FEATURISATION) == 2     # new runs: version 2
     build_backbone(cfg["model"]["backbone"], ATOM_FEAT_DIM, EDGE_FEAT_DIM, **cfg["model"]["hparams"])
     assert make_sde(**cfg["sde"]).name == "ve"
 
@@ -401,3 +405,108 @@ def test_a_model_of_other_feature_sizes_is_refused_when_loaded(small_sdf, tmp_pa
                                          f"model reads features of other sizes \\(atom {ATOM_FEAT_DIM + 3}, "
                                          f"edge 18; this featuriser: {ATOM_FEAT_DIM}, 18\\)\\)"):
         load_checkpoint_model(path)
+
+
+def _tiny_model_file(path: Path, small_sdf, **meta) -> Path:
+    """A model file of an untrained tiny conformer model, its meta updated with ``meta``
+    (a value None removes the key)."""
+    from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+
+    task = build_task(_cfg(small_sdf[0]))
+    new = {k: v for k, v in {**task.meta, **meta}.items() if v is not None}
+    return save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(), "meta": new}, path)
+
+
+def test_new_runs_read_version_2_and_record_it(small_sdf):
+    """The featurisation of a run's graphs is in its meta; version 2 unless the config says
+    otherwise, and the two versions differ only in the stereo features."""
+    v2 = build_task(_cfg(small_sdf[0]))
+    cfg = _cfg(small_sdf[0])
+    cfg["model"]["featurisation"] = 1
+    v1 = build_task(cfg)
+    assert v2.meta["featurisation"] == 2 and v1.meta["featurisation"] == 1
+    tag, rank = slice(ATOM_FEAT_DIM - 4, ATOM_FEAT_DIM), slice(14, 18)
+    differ = 0
+    for a, b in zip(v1.train_set.graphs + v1.val_set.graphs, v2.train_set.graphs + v2.val_set.graphs):
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.equal(a.atom_feat[:, :tag.start], b.atom_feat[:, :tag.start])
+        assert torch.equal(a.edge_attr[:, :rank.start], b.edge_attr[:, :rank.start])
+        differ += not torch.equal(a.atom_feat, b.atom_feat)
+    assert differ == 2                                    # the two molecules with a stereocentre
+
+
+def test_a_model_meta_without_featurisation_is_version_1(small_sdf, tmp_path, monkeypatch):
+    """Model files and checkpoints written before there were versions (the shipped model's)
+    read version 1 features, in generation too; a version this molscore does not know is
+    refused in one line."""
+    import molscore.generate as gen_module
+    from molscore.generate import ConformerGenerator
+
+    old = _tiny_model_file(tmp_path / "old.pt", small_sdf, featurisation=None)
+    new = _tiny_model_file(tmp_path / "new.pt", small_sdf)
+    assert meta_featurisation(load_checkpoint_model(old)[1]) == 1
+    seen = []
+
+    def graph(mol, *args, featurisation):
+        seen.append(featurisation)
+        return mol_to_graph(mol, *args, featurisation=featurisation)
+
+    monkeypatch.setattr(gen_module, "mol_to_graph", graph)
+    for path, version in ((old, 1), (new, 2)):
+        gen = ConformerGenerator(path, device="cpu", n=1, init="prior", steps=2, max_retries=0)
+        assert gen.featurisation == version
+        gen.generate("C[C@H](N)O")
+        assert seen[-1] == version
+    bad = _tiny_model_file(tmp_path / "bad.pt", small_sdf, featurisation=3)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(bad))}: cannot build the model its meta describes "
+                                         r"\(ValueError: unknown featurisation version 3 \(this molscore "
+                                         r"knows 1 and 2\)\)$"):
+        load_checkpoint_model(bad)
+
+
+def test_a_resumed_run_keeps_its_featurisation(small_sdf, tmp_path, monkeypatch):
+    """A run from before there were versions (no featurisation in its checkpoint's meta or
+    config) resumes reading version 1 features, not the default of new runs; a run begun
+    under one default keeps its version when the default changes; a config that asks for
+    another version than the checkpoint's is refused."""
+    import molscore.chem.task as task_module
+    from molscore.tasks import ConfigError
+    from molscore.train import Trainer
+
+    cfg = {**_cfg(small_sdf[0]), "steps": 2, "batch_size": 2, "val_every": 2, "log_every": 1}
+    v1_cfg = {**cfg, "model": {**cfg["model"], "featurisation": 1}}
+    train(v1_cfg, tmp_path / "old", device="cpu", progress=False)
+    ckpt = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    del ckpt["meta"]["featurisation"], ckpt["config"]["model"]["featurisation"]   # as written before
+    torch.save(ckpt, tmp_path / "old" / "checkpoint.pt")
+    resumed = Trainer({**cfg, "steps": 3}, tmp_path / "old", device="cpu", progress=False)
+    assert resumed.meta["featurisation"] == 1 and resumed.cfg["model"]["featurisation"] == 1
+    v1_graphs = build_task(v1_cfg).train_set.graphs
+    assert all(torch.equal(a.atom_feat, b.atom_feat) and torch.equal(a.edge_attr, b.edge_attr)
+               for a, b in zip(resumed.task.train_set.graphs, v1_graphs, strict=True))
+    assert resumed.fit()["steps"] == 3
+    assert torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["meta"]["featurisation"] == 1
+    with pytest.raises(ConfigError, match=r"was trained with another config \(model.featurisation: 1 -> 2\)"):
+        Trainer({**cfg, "steps": 4, "model": {**cfg["model"], "featurisation": 2}}, tmp_path / "old",
+                device="cpu", progress=False)
+
+    train(cfg, tmp_path / "new", device="cpu", progress=False)                 # the default: 2
+    monkeypatch.setattr(task_module, "DEFAULT_FEATURISATION", 1)                # another default
+    assert Trainer({**cfg, "steps": 3}, tmp_path / "new", device="cpu", progress=False).meta["featurisation"] == 2
+    assert build_task(cfg).meta["featurisation"] == 1
+
+
+def test_weights_of_another_featurisation_start_a_run_as_a_warm_start(small_sdf, tmp_path, capsys):
+    """``init`` from a model of version 1 features (the shipped model's) in a version 2 run:
+    the weights fit (same sizes) and train on, and stderr says they read other inputs; from a
+    model of the run's own version, nothing is said."""
+    old = _tiny_model_file(tmp_path / "old.pt", small_sdf, featurisation=None)
+    new = _tiny_model_file(tmp_path / "new.pt", small_sdf)
+    cfg = {**_cfg(small_sdf[0]), "steps": 1, "batch_size": 2, "val_every": 1}
+    train({**cfg, "init": str(old)}, tmp_path / "a", device="cpu", progress=False)
+    assert capsys.readouterr().err == (f"init: {old} was trained with other inputs (model.featurisation: "
+                                       "1 -> 2): its weights are a warm start\n")
+    meta = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["meta"]
+    assert meta["featurisation"] == 2 and meta["init"] == str(old)
+    train({**cfg, "init": str(new)}, tmp_path / "b", device="cpu", progress=False)
+    assert capsys.readouterr().err == ""

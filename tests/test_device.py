@@ -15,7 +15,7 @@ from torch_geometric.data import Batch
 
 from _train_tasks import base_config
 from molscore.chem.checks import check_geometry
-from molscore.chem.featurize import mol_to_graph, prepare_mol
+from molscore.chem.featurize import meta_featurisation, mol_to_graph, prepare_mol
 from molscore.chem.stereo import check_stereo
 from molscore.checkpoint import load_checkpoint_model
 from molscore.data.toy import exact_score_fn, get_density
@@ -77,7 +77,7 @@ def test_shipped_network_gives_the_cpu_score_on_the_device():
     for smi in ("CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O"):
         mol = prepare_mol(smi)
         Chem.rdDistGeom.EmbedMolecule(mol, randomSeed=5)
-        graphs.append(mol_to_graph(mol))
+        graphs.append(mol_to_graph(mol, featurisation=meta_featurisation(meta)))
     batch = Batch.from_data_list(graphs)
     space = PointSetSpace(batch.batch, batch.num_graphs)
     g = torch.Generator().manual_seed(1)

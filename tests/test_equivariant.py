@@ -8,7 +8,8 @@ import torch
 from rdkit.Chem import AllChem
 from torch_geometric.data import Batch
 
-from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph, prepare_mol
+from molscore.chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, mol_to_graph,
+                                     prepare_mol)
 from molscore.models.equivariant import BACKBONES, build_backbone, count_parameters
 from molscore.models.param import ScoreModel
 from molscore.objectives import dsm_loss
@@ -29,7 +30,7 @@ ATOL = 1e-9
 def _graph(smiles: str, seed: int = 11):
     mol = prepare_mol(smiles)
     assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
-    g = mol_to_graph(mol)
+    g = mol_to_graph(mol, featurisation=DEFAULT_FEATURISATION)
     g.atom_feat, g.edge_attr, g.pos = g.atom_feat.double(), g.edge_attr.double(), g.pos.double()
     return g
 

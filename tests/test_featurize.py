@@ -8,12 +8,15 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molscore.chem.featurize import (
-    ATOM_FEAT_DIM, EDGE_FEAT_DIM, SUPPORTED_ELEMENTS, MoleculeError, atoms_match, chiral_neighbour_ranks,
-    graph_signature, mol_to_graph, prepare_mol,
+    ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, FEATURISATIONS, SUPPORTED_ELEMENTS, MoleculeError,
+    atoms_match, chiral_neighbour_ranks, graph_signature, meta_featurisation, mol_to_graph, prepare_mol,
 )
+from molscore.chem.stereo import bond_order_neighbours, centre_volumes, specified_centres
 
 # edge_attr layout: hop(3) | bond type(4) | conjugated | in ring | stereo(5) | chiral rank(4)
 HOP, BOND, STEREO, RANK = slice(0, 3), slice(3, 7), slice(9, 14), slice(14, 18)
+TAG = slice(ATOM_FEAT_DIM - 4, ATOM_FEAT_DIM)   # atom_feat's chiral-tag one-hot
+V2 = DEFAULT_FEATURISATION
 
 
 def _edges(g, hop: int) -> set[tuple[int, int]]:
@@ -23,7 +26,7 @@ def _edges(g, hop: int) -> set[tuple[int, int]]:
 
 def test_dims_and_dtypes():
     assert EDGE_FEAT_DIM == 18 and len(SUPPORTED_ELEMENTS) == 13
-    g = mol_to_graph(prepare_mol("CC(=O)Nc1ccc(O)cc1"))
+    g = mol_to_graph(prepare_mol("CC(=O)Nc1ccc(O)cc1"), featurisation=V2)
     n = 20  # C8H9NO2
     assert g.num_nodes == n and g.atom_feat.shape == (n, ATOM_FEAT_DIM) and g.atom_feat.dtype == torch.float32
     assert g.edge_index.dtype == torch.long and g.edge_index.shape[0] == 2
@@ -36,7 +39,7 @@ def test_dims_and_dtypes():
 
 
 def test_butane_hop_orders():
-    g = mol_to_graph(Chem.MolFromSmiles("CCCC"))  # heavy atoms only: a path 0-1-2-3
+    g = mol_to_graph(Chem.MolFromSmiles("CCCC"), featurisation=V2)  # heavy atoms only: a path 0-1-2-3
     both = lambda pairs: pairs | {(j, i) for i, j in pairs}  # noqa: E731
     assert _edges(g, 1) == both({(0, 1), (1, 2), (2, 3)})
     assert _edges(g, 2) == both({(0, 2), (1, 3)})
@@ -47,58 +50,219 @@ def test_butane_hop_orders():
     assert torch.all(g.edge_attr[~bonded, 3:13] == 0)  # no bond type/conjugation/ring/E-Z on 2/3-hop pairs
     assert torch.all(g.edge_attr[~bonded, 13] == 1)    # bond stereo: none
     # with hydrogens: 13 bonds -> 26 directed bonded edges
-    gh = mol_to_graph(prepare_mol("CCCC"))
+    gh = mol_to_graph(prepare_mol("CCCC"), featurisation=V2)
     assert len(_edges(gh, 1)) == 26 and gh.num_nodes == 14
 
 
 def test_bond_types_and_stereo():
-    g = mol_to_graph(Chem.MolFromSmiles("c1ccccc1C#N"))
+    g = mol_to_graph(Chem.MolFromSmiles("c1ccccc1C#N"), featurisation=V2)
     bonded = g.edge_attr[:, 0] == 1
     types = g.edge_attr[bonded, 3:7].sum(0)
     assert types.tolist() == [2.0, 0.0, 2.0, 12.0]  # 1 single, 1 triple, 6 aromatic (both directions)
-    e = mol_to_graph(Chem.MolFromSmiles("C/C=C/C"))
-    z = mol_to_graph(Chem.MolFromSmiles("C/C=C\\C"))
+    e = mol_to_graph(Chem.MolFromSmiles("C/C=C/C"), featurisation=V2)
+    z = mol_to_graph(Chem.MolFromSmiles("C/C=C\\C"), featurisation=V2)
     assert not torch.equal(e.edge_attr[:, STEREO], z.edge_attr[:, STEREO])
     assert e.edge_attr[:, STEREO][:, :4].sum() == 2  # the double bond, both directions
 
 
-def _signed_volumes(mol: Chem.Mol) -> list[float]:
-    """Signed volume of the neighbours of each stereocentre taken in feature-rank order."""
+def _rank_order_volumes(mol: Chem.Mol, featurisation: int) -> list[float]:
+    """Per stereocentre, the sum of :func:`centre_volumes` of its neighbours taken in
+    feature-rank order: positive when that order turns counter-clockwise in 3D (in RDKit's
+    sense of a CCW tag, for three neighbours as for four)."""
     pos = mol.GetConformer().GetPositions()
+    ranks = chiral_neighbour_ranks(mol, featurisation=featurisation)
     vols = []
-    ranks = chiral_neighbour_ranks(mol)
-    for atom in mol.GetAtoms():
-        i = atom.GetIdx()
-        nbrs = sorted((r, j) for (c, j), r in ranks.items() if c == i)
-        if len(nbrs) == 4:
-            p = [pos[j] for _, j in nbrs]
-            vols.append(float(np.linalg.det(np.stack([p[1] - p[0], p[2] - p[0], p[3] - p[0]]))))
+    for i in specified_centres(mol):
+        nbrs = [j for _, j in sorted((r, j) for (c, j), r in ranks.items() if c == i)]
+        assert sorted(nbrs) == sorted(bond_order_neighbours(mol, i))    # every neighbour, once
+        vols.append(float(centre_volumes(pos, i, nbrs).sum()))
     return vols
 
 
-def test_chiral_ranks_differ_between_enantiomers_and_fix_handedness():
+# stereocentres with all neighbours distinct, with two constitutionally equivalent ones (the
+# ring neighbours of the centres of cis- and trans-1,4-disubstituted cyclohexanes, last in
+# symmetry-class order, or not, beside SiMe3 and SO2Me; those of the pseudo-asymmetric middle
+# carbon of a trihydroxyglutaric acid), and a three-coordinate one
+STEREO_SMILES = ["C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O", "F[C@](Cl)(Br)O", "F[C@@](Cl)(Br)O",
+                 "C[C@H]1CC[C@@H](C)CC1", "C[C@H]1CC[C@H](C)CC1", "C[Si](C)(C)[C@H]1CC[C@@H](C)CC1",
+                 "CS(=O)(=O)[C@@H]1CC[C@@H](C)CC1",
+                 "O=C(O)[C@H](O)[C@@H](O)[C@H](O)C(=O)O", "C[S@](=O)c1ccccc1", "C[S@@](=O)c1ccccc1",
+                 "C/C=C/C(=O)N[C@@H](Cc1ccccc1)C(=O)O[C@H](C)CC", "C[C@H](F)/C=C\\[C@@](C)(Cl)CO"]
+
+
+@pytest.mark.parametrize("featurisation", FEATURISATIONS)
+def test_chiral_ranks_differ_between_enantiomers_and_fix_handedness(featurisation):
     r = prepare_mol("C[C@H](N)C(=O)O")
     s = prepare_mol("C[C@@H](N)C(=O)O")
-    gr, gs = mol_to_graph(r), mol_to_graph(s)
+    gr, gs = mol_to_graph(r, featurisation=featurisation), mol_to_graph(s, featurisation=featurisation)
     assert torch.equal(gr.edge_index, gs.edge_index)
     assert not torch.equal(gr.edge_attr[:, RANK], gs.edge_attr[:, RANK])
     assert gr.edge_attr[:, RANK].sum() == 4  # the four bonds leaving the stereocentre
-    # ranks are CCW-normalised: the rank-ordered neighbours have the same handedness in 3D
-    # for both enantiomers (and any other stereocentre)
-    signs = []
-    for smi in ("C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O", "F[C@](Cl)(Br)O", "F[C@@](Cl)(Br)O"):
+    # ranks are CCW-normalised: the rank-ordered neighbours turn counter-clockwise in 3D for
+    # both enantiomers and any other stereocentre (ties and three-coordinate centres included)
+    vols = []
+    for smi in STEREO_SMILES:
         mol = prepare_mol(smi)
-        AllChem.EmbedMolecule(mol, randomSeed=7)
-        signs += [np.sign(v) for v in _signed_volumes(mol)]
-    assert len(signs) == 4 and len(set(signs)) == 1
-    achiral = mol_to_graph(prepare_mol("CC(N)C"))
+        assert AllChem.EmbedMolecule(mol, randomSeed=7) == 0
+        vols += _rank_order_volumes(mol, featurisation)
+    assert len(vols) == 21 and min(vols) > 0.5, vols
+    achiral = mol_to_graph(prepare_mol("CC(N)C"), featurisation=featurisation)
     assert achiral.edge_attr[:, RANK].sum() == 0
+
+
+def _embedded(smiles: str) -> Chem.Mol:
+    mol = prepare_mol(smiles)
+    assert AllChem.EmbedMolecule(mol, randomSeed=7) == 0
+    return mol
+
+
+def _read_back(block: str) -> Chem.Mol:
+    """A molfile read as a 3D record (stereo from its coordinates), as training data is read."""
+    return prepare_mol(Chem.MolFromMolBlock(block, removeHs=False))
+
+
+def _rewritten(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Chem.Mol, list[int]]:
+    """``mol`` (3D) written as a molfile with its atoms in a random order and its bonds listed
+    in a random order, each with its two atoms in a random order, read back: the same molecule
+    with other atom and neighbour orders. Atom ``k`` of the result is atom ``perm[k]`` of ``mol``."""
+    perm = rng.permutation(mol.GetNumAtoms()).tolist()
+    lines = Chem.MolToMolBlock(Chem.RenumberAtoms(mol, perm)).splitlines()
+    n_atoms, n_bonds = int(lines[3][:3]), int(lines[3][3:6])
+    first = 4 + n_atoms
+    bonds = [lines[first + k] for k in rng.permutation(n_bonds)]
+    bonds = [b[3:6] + b[:3] + b[6:] if rng.random() < 0.5 else b for b in bonds]
+    return _read_back("\n".join(lines[:first] + bonds + lines[first + n_bonds:])), perm
+
+
+def _is_renumbered(g, other, perm: list[int]) -> bool:
+    """Whether graph ``other`` is graph ``g`` with atom ``perm[k]`` numbered ``k``: the same node
+    features, and the same edges with the same features."""
+    def edges(graph, index):
+        return {(index[a], index[b]): tuple(attr.tolist())
+                for (a, b), attr in zip(graph.edge_index.t().tolist(), graph.edge_attr)}
+    return (torch.equal(other.atom_feat, g.atom_feat[perm]) and torch.equal(other.z, g.z[perm])
+            and edges(other, perm) == edges(g, range(g.num_nodes)))
+
+
+@pytest.mark.parametrize("smiles", STEREO_SMILES)
+def test_v2_graph_does_not_depend_on_the_atom_order(smiles):
+    """The same molecule with its atoms and bonds in other orders gives, in version 2, the
+    same graph renumbered: RDKit's tags change with the order (the test would be empty
+    otherwise), the features do not. Ties too: the equivalent ring neighbours of
+    1,4-dimethylcyclohexane's centres, and of the trihydroxyglutaric acid's middle carbon."""
+    mol = _embedded(smiles)
+    ref = _read_back(Chem.MolToMolBlock(mol))
+    g = mol_to_graph(ref, featurisation=2)
+    rng = np.random.default_rng(0)
+    tags_changed = 0
+    for _ in range(6):
+        other, perm = _rewritten(mol, rng)
+        assert _is_renumbered(g, mol_to_graph(other, featurisation=2), perm)
+        tags_changed += any(other.GetAtomWithIdx(k).GetChiralTag() != ref.GetAtomWithIdx(perm[k]).GetChiralTag()
+                            for k in range(len(perm)))
+    assert tags_changed
+
+
+@pytest.mark.parametrize("smiles", ["C[C@H]1CC[C@@H](C)CC1", "C[Si](C)(C)[C@H]1CC[C@@H](C)CC1",
+                                    "CS(=O)(=O)[C@@H]1CC[C@@H](C)CC1",
+                                    "O=C(O)[C@H](O)[C@@H](O)[C@H](O)C(=O)O"])
+def test_v2_orders_two_equivalent_neighbours_by_the_configuration(smiles, monkeypatch):
+    """Two equivalent neighbours of a centre are ordered by its configuration, not by RDKit's
+    tie breaking: with a tie breaker that follows the atom order, the graph still does not
+    depend on it (a transposition anywhere but in the pair, here between the pair's second
+    atom and the SiMe3 or SO2Me carbon, would leave the pair in the tie breaker's order)."""
+    real = Chem.CanonicalRankAtoms
+
+    def atom_order_ties(mol, breakTies=True, **kwargs):
+        return list(range(mol.GetNumAtoms())) if breakTies else real(mol, breakTies=False, **kwargs)
+
+    monkeypatch.setattr(Chem, "CanonicalRankAtoms", atom_order_ties)
+    mol = _embedded(smiles)
+    g = mol_to_graph(_read_back(Chem.MolToMolBlock(mol)), featurisation=2)
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        other, perm = _rewritten(mol, rng)
+        assert _is_renumbered(g, mol_to_graph(other, featurisation=2), perm)
+
+
+def test_v1_features_follow_the_input_atom_order():
+    """Version 1, the shipped model's features, as they always were: the tag one-hot is RDKit's
+    tag, which refers to the order of the centre's bonds, and the ranks follow that order (the
+    last two swapped for CW), so the same centre written in another order can get other
+    features."""
+    mol = _embedded("C[C@H](N)C(=O)O")
+    g = mol_to_graph(_read_back(Chem.MolToMolBlock(mol)), featurisation=1)
+    rng = np.random.default_rng(0)
+    renumbered = []
+    for _ in range(6):
+        other, perm = _rewritten(mol, rng)
+        g_other = mol_to_graph(other, featurisation=1)
+        (centre, tag), = specified_centres(other).items()
+        order = bond_order_neighbours(other, centre)
+        if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW:
+            order[2:] = order[3], order[2]
+        assert chiral_neighbour_ranks(other, featurisation=1) == {(centre, j): r for r, j in enumerate(order)}
+        assert g_other.atom_feat[centre, TAG].tolist() == [tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW,
+                                                          tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW, 0, 0]
+        renumbered.append(_is_renumbered(g, g_other, perm))
+    assert not all(renumbered) and any(renumbered)
+
+
+@pytest.mark.parametrize("smiles", ["C[C@H](N)C(=O)O", "F[C@](Cl)(Br)O", "C[S@](=O)c1ccccc1",
+                                    "C/C=C/C(=O)N[C@@H](Cc1ccccc1)C(=O)O[C@H](C)CC",
+                                    "C[C@H](F)/C=C\\[C@@](C)(Cl)CO"])
+def test_v2_mirror_images_differ_in_the_ranks_of_every_centre(smiles):
+    """The mirror image (same atom order, every centre inverted, E/Z kept): in version 2 the
+    same atom features (the tag says only "specified") and the same bond features, and at every
+    centre another rank order, which tells the enantiomers apart."""
+    mol = _embedded(smiles)
+    ref = _read_back(Chem.MolToMolBlock(mol))
+    conf = mol.GetConformer()
+    for k in range(mol.GetNumAtoms()):
+        p = conf.GetAtomPosition(k)
+        conf.SetAtomPosition(k, (-p.x, p.y, p.z))
+    mirror = _read_back(Chem.MolToMolBlock(mol))
+    assert Chem.MolToSmiles(mirror) != Chem.MolToSmiles(ref)            # the enantiomer
+    g, gm = mol_to_graph(ref, featurisation=2), mol_to_graph(mirror, featurisation=2)
+    assert torch.equal(g.atom_feat, gm.atom_feat) and torch.equal(g.edge_index, gm.edge_index)
+    assert torch.equal(g.edge_attr[:, :RANK.start], gm.edge_attr[:, :RANK.start])
+    centres = specified_centres(ref)
+    assert centres and set(centres) == set(specified_centres(mirror))
+    assert torch.all(g.atom_feat[list(centres), TAG] == torch.tensor([1.0, 0, 0, 0]))
+    ranks, mirror_ranks = (chiral_neighbour_ranks(m, featurisation=2) for m in (ref, mirror))
+    for i in centres:
+        assert {j: r for (c, j), r in ranks.items() if c == i} != \
+            {j: r for (c, j), r in mirror_ranks.items() if c == i}
+    # version 1 told them apart by the tag as well (CW / CCW in the same atom order)
+    assert not torch.equal(mol_to_graph(ref, featurisation=1).atom_feat,
+                           mol_to_graph(mirror, featurisation=1).atom_feat)
+
+
+def test_v2_cis_and_trans_ring_stereo_differ():
+    """cis- and trans-1,4-dimethylcyclohexane: each centre's ring neighbours are equivalent, so
+    only the configuration orders them; the two graphs differ in those ranks alone."""
+    cis, trans = (mol_to_graph(prepare_mol(s), featurisation=2)
+                  for s in ("C[C@H]1CC[C@@H](C)CC1", "C[C@H]1CC[C@H](C)CC1"))
+    assert torch.equal(cis.atom_feat, trans.atom_feat) and torch.equal(cis.edge_index, trans.edge_index)
+    assert torch.equal(cis.edge_attr[:, :RANK.start], trans.edge_attr[:, :RANK.start])
+    assert not torch.equal(cis.edge_attr, trans.edge_attr)
+
+
+def test_featurisation_versions():
+    mol = prepare_mol("C[C@H](N)O")
+    with pytest.raises(ValueError, match=r"^unknown featurisation version 3 \(this molscore knows 1 and 2\)$"):
+        mol_to_graph(mol, featurisation=3)
+    assert meta_featurisation({}) == 1 and meta_featurisation({"featurisation": 2}) == 2
+    with pytest.raises(ValueError, match="unknown featurisation version '2'"):
+        meta_featurisation({"featurisation": "2"})
+    unspecified = mol_to_graph(prepare_mol("CC(N)O"), featurisation=2).atom_feat[:, TAG]
+    assert torch.all(unspecified == torch.tensor([0.0, 0, 1, 0]))
 
 
 def test_pos_from_conformer():
     mol = prepare_mol("CCO")
     cids = list(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=3))
-    g = mol_to_graph(mol, conf_id=cids[1])
+    g = mol_to_graph(mol, conf_id=cids[1], featurisation=V2)
     assert g.pos.shape == (9, 3) and g.pos.dtype == torch.float32
     assert np.allclose(g.pos.numpy(), mol.GetConformer(cids[1]).GetPositions(), atol=1e-5)
 
@@ -202,9 +366,10 @@ def test_smiles_stereo_is_perceived_as_rdkit_parses_it():
     assert prepare_mol("C[C@H](N)O").GetAtomWithIdx(1).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED
 
 
+@pytest.mark.parametrize("featurisation", FEATURISATIONS)
 @pytest.mark.parametrize("smiles", ["CCO", "CC(=O)Nc1ccc(O)cc1", "[NH3+]CC(=O)[O-]", "C/C=C/C(=O)O",
                                     "N[C@@H](Cc1ccccc1)C(=O)O"])
-def test_a_smiles_and_its_3d_record_featurise_alike(smiles):
+def test_a_smiles_and_its_3d_record_featurise_alike(smiles, featurisation):
     """Generation featurises the SMILES (hydrogens added by ``prepare_mol``), training a 3D
     record read with its hydrogens: every atom and edge feature must agree (the hydrogens'
     hybridisation was UNSPECIFIED, the "other" slot, from a SMILES and S from a record)."""
@@ -213,7 +378,7 @@ def test_a_smiles_and_its_3d_record_featurise_alike(smiles):
     assert AllChem.EmbedMolecule(ref, randomSeed=5) == 0
     record = Chem.MolFromMolBlock(Chem.MolToMolBlock(ref), removeHs=False, sanitize=False)
     from_3d = prepare_mol(record)
-    g_s, g_d = mol_to_graph(from_smiles), mol_to_graph(from_3d)
+    g_s, g_d = (mol_to_graph(m, featurisation=featurisation) for m in (from_smiles, from_3d))
     match = from_3d.GetSubstructMatch(from_smiles)           # atom i of the SMILES -> match[i]
     assert len(match) == from_smiles.GetNumAtoms() == from_3d.GetNumAtoms()
     assert torch.equal(g_s.atom_feat, g_d.atom_feat[list(match)])

@@ -352,10 +352,10 @@ def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch
     real_graph, real_fix, real_relax = (gen_module.mol_to_graph, gen_module.fix_stereo,
                                         gen_module.relax_conformers)
 
-    def graph(mol):
+    def graph(mol, *, featurisation):
         if mol.GetNumAtoms() == 12:                    # propanol (C3H8O)
             raise RuntimeError("featurisation bug\nsecond line")
-        return real_graph(mol)
+        return real_graph(mol, featurisation=featurisation)
 
     def fix(mol, cid):
         if mol.GetNumAtoms() == 14:                    # butane

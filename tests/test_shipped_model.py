@@ -47,14 +47,14 @@ def test_shipped_model_denoises_toward_real_geometry(shipped):
     one Tweedie step removes most of the added noise (an untrained net removes none)."""
     from torch_geometric.data import Batch
 
-    from molscore.chem.featurize import mol_to_graph, prepare_mol
+    from molscore.chem.featurize import meta_featurisation, mol_to_graph, prepare_mol
     from molscore.spaces import PointSetSpace
 
     model, meta = shipped
     mol = prepare_mol("CC(=O)Nc1ccc(O)cc1")
     AllChem.EmbedMolecule(mol, randomSeed=11)
     AllChem.MMFFOptimizeMolecule(mol)
-    graph = mol_to_graph(mol)
+    graph = mol_to_graph(mol, featurisation=meta_featurisation(meta))
     batch = Batch.from_data_list([graph] * 16)
     space = PointSetSpace(batch.batch, batch.num_graphs)
     x0 = space.project(batch.pos.float()) / meta["coord_scale"]
@@ -69,3 +69,14 @@ def test_shipped_model_denoises_toward_real_geometry(shipped):
     after = space.norm_sq(x0_hat - x0).mean()
     assert after < 0.5 * before, (float(before), float(after))
     assert np.isfinite(float(after))
+
+
+def test_shipped_model_reads_version_1_features(shipped):
+    """The shipped weights were trained on version 1 features (molscore.chem.featurize); their
+    meta, older than the versions, names none, and generation builds version 1 graphs for them."""
+    from molscore.chem.featurize import meta_featurisation
+    from molscore.generate import ConformerGenerator
+
+    model, meta = shipped
+    assert "featurisation" not in meta and meta_featurisation(meta) == 1
+    assert ConformerGenerator(device="cpu").featurisation == 1

@@ -10,16 +10,46 @@ Two entry points:
   and 3-hop neighbours, edge features, atomic numbers and (when the molecule has
   a conformer) coordinates.
 
+Featurisation versions (``featurisation`` of :func:`mol_to_graph`, recorded as
+``meta["featurisation"]`` in every model file and checkpoint and in every processed
+dataset's index; :data:`LEGACY_FEATURISATION` where none is recorded). Both have the same
+sizes and layout; only the stereo features differ:
+
+* version 1 (the shipped model's): the atom's chiral-tag one-hot (CW, CCW, unspecified,
+  other), and neighbour ranks in RDKit's neighbour order. Both depend on the input's atom
+  order: CW / CCW refers to the order of the atom's bonds, so renumbering the atoms can
+  flip it for the same physical centre, and which neighbour is rank 0 is the first bond's.
+* version 2 (:data:`DEFAULT_FEATURISATION`, new training runs and datasets): a function of
+  the molecule, not of how it was written. The tag one-hot says only whether tetrahedral
+  stereo is specified (slots: specified, -, unspecified, other; the second stays 0, so that
+  both versions have one width and a version-2 run can start from version-1 weights); the
+  configuration is carried by the ranks, in canonical order (below).
+
 Handedness: an SE(3)-equivariant network sees only distances and directions, so
 it cannot tell enantiomers apart from the graph unless the features say which
 neighbour is which. For every bonded edge ``i -> j`` whose source ``i`` is a
 tetrahedral stereocentre, the edge carries the *rank* of ``j`` among ``i``'s
-neighbours, in an order whose handedness is always counter-clockwise: RDKit's
-neighbour order (the order of ``atom.GetBonds()``, which the CW/CCW tag refers to)
-for CCW centres, and the same order with its last two entries swapped for CW
-centres (a transposition flips the parity). Looking from the rank-0 neighbour,
-ranks 1, 2, 3 therefore always turn counter-clockwise, and the rank features of
-two enantiomers differ.
+neighbours, in an order whose handedness is always counter-clockwise: looking from the
+rank-0 neighbour, ranks 1, 2, 3 turn counter-clockwise (for a three-coordinate centre, in
+the sense RDKit's CCW tag has for three neighbours), so the rank features of two
+enantiomers differ. The order is
+
+* version 1: RDKit's neighbour order (the order of ``atom.GetBonds()``, which the CW/CCW
+  tag refers to) for CCW centres, and the same order with its last two entries swapped for
+  CW centres (a transposition flips the parity);
+* version 2: the neighbours sorted by symmetry class (``Chem.CanonicalRankAtoms`` without
+  tie breaking and without stereo: constitutionally equivalent atoms share a class), and,
+  when that order turns clockwise, with one transposition: of the last two neighbours that
+  share a class if two do, else of the last two. With all classes distinct, or one pair of
+  equivalent neighbours (the two ring neighbours of a ring stereocentre such as those of
+  cis-1,4-dimethylcyclohexane, or of a pseudo-asymmetric centre), the ranks are therefore a
+  function of the molecule alone: renumbering its atoms permutes the graph exactly, and
+  a pair is ordered by the centre's configuration (its two orders have opposite
+  handedness, so exactly one is counter-clockwise). With more ties (two pairs, or three
+  equivalent neighbours: rare, e.g. the bridgeheads of a bicyclo[1.1.1]pentane, whose
+  meaningless tags RDKit keeps from a SMILES) the order within them is RDKit's tie-broken
+  canonical ranking, the same up to the molecule's own symmetry (under which its conformer
+  distribution does not change) but not always under every renumbering.
 """
 from __future__ import annotations
 
@@ -29,12 +59,18 @@ from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from ..errors import message_line
-from .stereo import assign_pyramidal_centres_from_3d, specified_centres
+from .stereo import assign_pyramidal_centres_from_3d, bond_order_neighbours, specified_centres
 
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
     "prepare_mol", "mol_to_graph", "graph_signature", "atoms_match", "chiral_neighbour_ranks",
+    "FEATURISATIONS", "DEFAULT_FEATURISATION", "LEGACY_FEATURISATION", "check_featurisation",
+    "meta_featurisation",
 ]
+
+FEATURISATIONS: tuple[int, ...] = (1, 2)
+DEFAULT_FEATURISATION = 2   # new training runs and datasets
+LEGACY_FEATURISATION = 1    # a model file, checkpoint or dataset that records no version
 
 SUPPORTED_ELEMENTS: tuple[str, ...] = ("H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Br", "I", "Se")
 
@@ -57,8 +93,8 @@ ATOM_FEAT_DIM: int = (
     + _MAX_DEGREE + 1                    # total degree (incl. H)
     + _MAX_HS + 1                        # total H count
     + 1 + len(_RING_SIZES) + 1           # in ring, smallest ring size (3..7, >= 8)
-    + len(_CHIRAL_TAGS) + 1              # chiral tag (CW, CCW, unspecified, other)
-)
+    + len(_CHIRAL_TAGS) + 1              # chiral tag (v1: CW, CCW, unspecified, other;
+)                                        #   v2: specified, 0, unspecified, other)
 
 # --- edge feature vocabularies ---
 _HOPS = (1, 2, 3)
@@ -262,7 +298,17 @@ def _bucket(value: int, n: int) -> list[float]:
     return out
 
 
-def _atom_features(atom: Chem.Atom, ring_info) -> list[float]:
+def _chiral_tag_features(atom: Chem.Atom, featurisation: int) -> list[float]:
+    """The chiral-tag one-hot: v1 ``(CW, CCW, unspecified, other)``; v2 ``(specified, 0,
+    unspecified, other)`` (see module docstring)."""
+    tag = atom.GetChiralTag()
+    if featurisation == 1:
+        return _one_hot(tag, _CHIRAL_TAGS, other=True)
+    specified, unspecified = tag in _CHIRAL_TAGS[:2], tag == Chem.ChiralType.CHI_UNSPECIFIED
+    return [float(specified), 0.0, float(unspecified), float(not (specified or unspecified))]
+
+
+def _atom_features(atom: Chem.Atom, ring_info, featurisation: int) -> list[float]:
     min_ring = ring_info.MinAtomRingSize(atom.GetIdx())
     ring = [float(min_ring > 0)] + ([0.0] * (len(_RING_SIZES) + 1))
     if min_ring > 0:
@@ -275,21 +321,57 @@ def _atom_features(atom: Chem.Atom, ring_info) -> list[float]:
         + _bucket(atom.GetTotalDegree(), _MAX_DEGREE)
         + _bucket(atom.GetTotalNumHs(includeNeighbors=True), _MAX_HS)
         + ring
-        + _one_hot(atom.GetChiralTag(), _CHIRAL_TAGS, other=True)
+        + _chiral_tag_features(atom, featurisation)
     )
 
 
-def chiral_neighbour_ranks(mol: Chem.Mol) -> dict[tuple[int, int], int]:
+def check_featurisation(version: object) -> int:
+    """``version`` when it is one of :data:`FEATURISATIONS`, else ``ValueError`` (one line)."""
+    if not isinstance(version, int) or isinstance(version, bool) or version not in FEATURISATIONS:
+        raise ValueError(f"unknown featurisation version {version!r} (this molscore knows "
+                         f"{' and '.join(map(str, FEATURISATIONS))})")
+    return version
+
+
+def meta_featurisation(meta: dict) -> int:
+    """The featurisation version a model's ``meta`` (a model file's or checkpoint's) records:
+    :data:`LEGACY_FEATURISATION` when it records none; ``ValueError`` for an unknown one."""
+    return check_featurisation(meta.get("featurisation", LEGACY_FEATURISATION))
+
+
+def _odd_permutation(order: list[int], reference: list[int]) -> bool:
+    """Whether ``order`` is an odd permutation of ``reference`` (same items)."""
+    pos = [reference.index(j) for j in order]
+    return sum(a > b for k, a in enumerate(pos) for b in pos[k + 1:]) % 2 == 1
+
+
+def chiral_neighbour_ranks(mol: Chem.Mol, *, featurisation: int) -> dict[tuple[int, int], int]:
     """Ranks ``{(centre, neighbour): rank}`` for tetrahedral stereocentres, CCW-normalised.
 
-    The rank is the position of ``neighbour`` in ``centre.GetBonds()`` order, with the
-    last two positions swapped for ``CHI_TETRAHEDRAL_CW`` centres (see module docstring).
+    Version 1: the position of ``neighbour`` in ``centre.GetBonds()`` order, with the last
+    two positions swapped for ``CHI_TETRAHEDRAL_CW`` centres. Version 2: the position in
+    symmetry-class order, with one transposition where that order turns clockwise (of the
+    last two neighbours of one class if there are such, else of the last two). See the
+    module docstring.
     """
+    check_featurisation(featurisation)
+    centres = specified_centres(mol)
+    if featurisation == 2 and centres:
+        classes = Chem.CanonicalRankAtoms(mol, breakTies=False, includeChirality=False,
+                                          includeAtomMaps=False)
+        tie_broken = Chem.CanonicalRankAtoms(mol, breakTies=True, includeAtomMaps=False)
     ranks: dict[tuple[int, int], int] = {}
-    for i, tag in specified_centres(mol).items():
-        order = [b.GetOtherAtomIdx(i) for b in mol.GetAtomWithIdx(i).GetBonds()]
-        if tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW and len(order) >= 2:
-            order[-1], order[-2] = order[-2], order[-1]
+    for i, tag in centres.items():
+        bonds = bond_order_neighbours(mol, i)
+        order = list(bonds)
+        swap = len(order) - 2
+        if featurisation == 2:
+            order.sort(key=lambda j: (classes[j], tie_broken[j]))
+            tied = [k for k in range(len(order) - 1) if classes[order[k]] == classes[order[k + 1]]]
+            swap = tied[-1] if tied else swap
+        clockwise = (tag == Chem.ChiralType.CHI_TETRAHEDRAL_CW) != _odd_permutation(order, bonds)
+        if clockwise and len(order) >= 2:
+            order[swap], order[swap + 1] = order[swap + 1], order[swap]
         for rank, j in enumerate(order[:_N_CHIRAL_RANKS]):
             ranks[(i, j)] = rank
     return ranks
@@ -302,12 +384,14 @@ def _bond_features(bond: Chem.Bond) -> list[float]:
             + _one_hot(bond.GetStereo(), _BOND_STEREO, other=True))
 
 
-def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
+def mol_to_graph(mol: Chem.Mol, conf_id: int = -1, *, featurisation: int) -> Data:
     """Featurise a prepared molecule (see :func:`prepare_mol`) as a PyG graph.
 
     Args:
         mol: sanitised ``Mol``, normally with explicit hydrogens.
         conf_id: conformer to copy into ``pos`` when the molecule has conformers.
+        featurisation: version of the features (see module docstring): the one the model
+            reads (:func:`meta_featurisation` of its meta).
 
     Returns:
         ``Data`` with
@@ -319,9 +403,10 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
         ``pos`` ``(N, 3)`` float32 (only when ``mol`` has a conformer),
         ``smiles`` canonical isomeric SMILES (str).
     """
+    check_featurisation(featurisation)
     n = mol.GetNumAtoms()
     ring_info = mol.GetRingInfo()
-    atom_feat = np.array([_atom_features(a, ring_info) for a in mol.GetAtoms()],
+    atom_feat = np.array([_atom_features(a, ring_info, featurisation) for a in mol.GetAtoms()],
                          dtype=np.float32).reshape(n, ATOM_FEAT_DIM)
     dist = Chem.GetDistanceMatrix(mol) if n > 1 else np.zeros((n, n))
     src, dst = np.nonzero((dist >= 1) & (dist <= 3))
@@ -339,7 +424,7 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1) -> Data:
     edge_attr[bonded, 3:3 + n_bond] = table[bond_id[src[bonded], dst[bonded]]]
     edge_attr[~bonded, 3 + n_bond - 1] = 1.0
     rank = np.full((n, n), -1, dtype=np.int64)
-    for (i, j), r in chiral_neighbour_ranks(mol).items():
+    for (i, j), r in chiral_neighbour_ranks(mol, featurisation=featurisation).items():
         rank[i, j] = r
     edge_rank = rank[src, dst]
     has_rank = edge_rank >= 0

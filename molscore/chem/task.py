@@ -20,6 +20,9 @@ Config sections read here (see ``configs/smoke.yaml``)::
                                 #   out as well as the shipped list's (always), of sdf and
                                 #   processed data alike
     model:
+      featurisation: 2          # version of the graph features (molscore.chem.featurize): 2,
+                                #   atom-order independent stereo (the default), or 1, the
+                                #   shipped model's; a resumed run keeps its checkpoint's
       backbone: painn           # painn | e3nn (molscore.models.equivariant.build_backbone)
       hparams: {hidden_scalar: 64, ...}
       parameterisation: eps
@@ -30,6 +33,10 @@ Config sections read here (see ``configs/smoke.yaml``)::
 A key these sections do not list (for ``data``: for its source, sdf or processed) is refused.
 Relative paths are resolved against the working directory, then the repository root,
 then ``$MOLSCORE_DATA_ROOT`` (:func:`molscore.paths.resolve_data_path`).
+
+The featurisation version is ``meta["featurisation"]`` of every checkpoint (a meta without
+it, written before there were versions, is version 1); processed datasets of another
+version are refused.
 
 Model coordinates are ``pos / coord_scale`` (Å / coord_scale); the backbone is wrapped
 in :class:`CoordScaled` so it always sees Å. Samples of a checkpoint are in model
@@ -53,10 +60,11 @@ from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
 from ..tasks import Batch, TrainTask, check_keys, config_number
-from .featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError, mol_to_graph
+from .featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, MoleculeError,
+                        check_featurisation, meta_featurisation, mol_to_graph)
 
 __all__ = ["TASK", "CoordScaled", "InMemoryConformers", "collate",
-           "build_task", "build_model", "DEFAULT_SDE", "CONFORMER_CHOICES"]
+           "build_task", "build_model", "meta_config", "DEFAULT_SDE", "CONFORMER_CHOICES"]
 
 TASK = "conformers"
 DEFAULT_SDE = {"name": "ve", "sigma_min": 0.02, "sigma_max": 15.0}
@@ -65,7 +73,7 @@ CONFORMER_CHOICES = ("random", "boltzmann", "all", "first")
 DATA_KEYS = {"sdf": ("sdf", "conformers", "val_fraction", "split_seed", "max_molecules",
                      "max_heavy_atoms", "reserved"),
              "processed": ("processed", "conformers", "train_split", "val_split", "reserved")}
-MODEL_KEYS = ("backbone", "hparams", "parameterisation", "sigma_data", "coord_scale")
+MODEL_KEYS = ("backbone", "hparams", "parameterisation", "sigma_data", "coord_scale", "featurisation")
 
 
 class CoordScaled(nn.Module):
@@ -164,7 +172,7 @@ def _reserved(data: dict) -> frozenset[str]:
     return reserved_keys(resolve_data_path(path) if path else None)
 
 
-def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
+def _load_sdf(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
     from ..data.reserved import exclusion_reason, inchikey_block
 
@@ -179,7 +187,7 @@ def _load_sdf(data: dict) -> tuple[Dataset, Dataset | None, dict]:
             dropped += 1
             continue
         try:
-            graph = mol_to_graph(cs.mol)
+            graph = mol_to_graph(cs.mol, featurisation=featurisation)
         except MoleculeError:
             dropped += 1
             continue
@@ -224,7 +232,7 @@ def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
     return out
 
 
-def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
+def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.processed import ConformerDataset
 
     mode = data.get("conformers", "random")
@@ -232,7 +240,8 @@ def _load_processed(data: dict) -> tuple[Dataset, Dataset | None, dict]:
         raise ValueError(f"data.conformers for processed datasets must be random, boltzmann "
                          f"or all, got {mode!r}")
     kw = {"conformers": "all" if mode == "all" else "random",
-          "weighting": "boltzmann" if mode == "boltzmann" else "uniform", "reserved": _reserved(data)}
+          "weighting": "boltzmann" if mode == "boltzmann" else "uniform", "reserved": _reserved(data),
+          "featurisation": featurisation}
     val_split = data.get("val_split", "val")
     trains = [(root, repeat, ConformerDataset(root, data.get("train_split", "train"), **kw))
               for root, repeat in _processed_sources(data["processed"])]
@@ -310,6 +319,10 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
     for key in ("sigma_data", "coord_scale"):
         if model_cfg.get(key) is not None and not config_number(model_cfg[key], f"model.{key}") > 0:
             raise ValueError(f"model.{key} must be positive, got {model_cfg[key]!r}")
+    try:
+        check_featurisation(model_cfg.get("featurisation", DEFAULT_FEATURISATION))
+    except ValueError as err:
+        raise ValueError(f"model.featurisation: {err}") from None
 
 
 def build_model(meta: dict) -> ScoreModel:
@@ -317,10 +330,12 @@ def build_model(meta: dict) -> ScoreModel:
 
     Raises:
         ValueError: the backbone reads node or edge features of other sizes than
-            :func:`~molscore.chem.featurize.mol_to_graph` makes (another featuriser's model).
+            :func:`~molscore.chem.featurize.mol_to_graph` makes (another featuriser's model),
+            or the meta records a featurisation version this molscore does not know.
     """
     from ..models.equivariant import build_backbone
 
+    meta_featurisation(meta)
     backbone = dict(meta["backbone"])
     dims = (backbone.get("atom_dim"), backbone.get("edge_dim"))
     if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
@@ -353,18 +368,32 @@ def build_task(cfg: dict) -> TrainTask:
     coord_scale = model_cfg.get("coord_scale")
     if coord_scale is None:
         coord_scale = 1.0 if sde.name == "ve" else 2.5
+    featurisation = model_cfg.get("featurisation", DEFAULT_FEATURISATION)
     if "sdf" in data:
-        train_set, val_set, info = _load_sdf(data)
+        train_set, val_set, info = _load_sdf(data, featurisation)
     else:
-        train_set, val_set, info = _load_processed(data)
+        train_set, val_set, info = _load_processed(data, featurisation)
     net = build_backbone(model_cfg.get("backbone", "painn"), ATOM_FEAT_DIM, EDGE_FEAT_DIM,
                          **(model_cfg.get("hparams") or {}))
     meta = {"task": TASK, "backbone": net.config(), "sde": sde.config(),
             "parameterisation": model_cfg.get("parameterisation", "eps"),
             "sigma_data": float(model_cfg.get("sigma_data", 1.0)),
             "coord_scale": float(coord_scale), "units": "angstrom / coord_scale",
-            "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM, "data": info}
+            "featurisation": featurisation, "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM,
+            "data": info}
     model = ScoreModel(CoordScaled(net, coord_scale), sde, meta["parameterisation"],
                        meta["sigma_data"])
     return TrainTask(model=model, train_set=_centred(train_set), collate=_Collate(float(coord_scale)),
                      meta=meta, val_set=None if val_set is None else _centred(val_set))
+
+
+def meta_config(meta: dict) -> dict:
+    """The config values a checkpoint's ``meta`` fixes (see :mod:`molscore.tasks`): the
+    version of the features its model reads (version 1 for a checkpoint from before there were
+    versions), so that a resumed run goes on with the features it was trained on whatever the
+    default for new runs.
+
+    Raises:
+        ValueError: the checkpoint records a featurisation version this molscore does not know.
+    """
+    return {"model": {"featurisation": meta_featurisation(meta)}}

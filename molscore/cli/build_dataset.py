@@ -47,6 +47,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="scaffold split fractions (default 0.8,0.1,0.1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="molecules per shard file (default 256)")
+    p.add_argument("--featurisation", type=int, default=None, metavar="VERSION",
+                   help="version of the stored features, that of the models to train on them: 2 "
+                        "(atom-order independent stereo, the default of a new folder) or 1 (the "
+                        "shipped model's); a resumed build keeps its folder's")
     p.add_argument("--retry-failed", action="store_true",
                    help="try the inputs listed in failures.csv again (reserved molecules stay dropped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -133,10 +137,16 @@ def _changed_settings(previous: dict, meta: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
 
     kind = args.source
+    if args.featurisation is not None:
+        try:
+            check_featurisation(args.featurisation)
+        except ValueError as err:
+            raise UsageError(f"--featurisation: {err}") from None
     meta: dict = {"builder": kind, "reserved": _list_identity(args.reserved)}
     maker_kwargs: dict = {}
     input_failures: list = []
@@ -193,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
         summary = run_build(kind, items, args.output, workers=args.workers, maker_kwargs=maker_kwargs,
                             reserved_path=args.reserved, meta=meta, shard_size=args.shard_size,
                             fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
-                            progress=not args.no_progress, retry_failed=args.retry_failed)
-    except ValueError as err:  # e.g. an existing folder written with other feature sizes
+                            progress=not args.no_progress, retry_failed=args.retry_failed,
+                            featurisation=args.featurisation)
+    except ValueError as err:  # e.g. an existing folder written with other feature sizes or version
         raise UsageError(str(err)) from None
     except WorkerDied as err:  # what was done is stored; a rerun resumes
         print(f"molscore build-dataset: error: {err}", file=sys.stderr)

@@ -376,8 +376,10 @@ def _start_worker(reserved: frozenset[str]) -> None:
     _init_worker(reserved)
 
 
-def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None, list, bool]:
-    """Worker: ``(name, payload)`` -> ``(name, encoded or None, failures, reserved?)``."""
+def _process(item: tuple[str, object], make: Callable,
+             featurisation: int) -> tuple[str, dict | None, list, bool]:
+    """Worker: ``(name, payload)`` -> ``(name, encoded or None, failures, reserved?)``, the
+    features of version ``featurisation``."""
     name, payload = item
     failures: list[tuple[str, str]] = []
     try:
@@ -389,7 +391,7 @@ def _process(item: tuple[str, object], make: Callable) -> tuple[str, dict | None
     reason = exclusion_reason(inchikey_block(record.mol), _WORKER_RESERVED)
     if reason:
         return name, None, [(name, reason)], reason == RESERVED_REASON
-    return name, encode_record(record), failures, False
+    return name, encode_record(record, featurisation=featurisation), failures, False
 
 
 def _process_chunk(items: list[tuple[str, object]], worker: Callable) -> list[tuple[str, dict | None, list, bool]]:
@@ -416,7 +418,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
               maker_kwargs: dict | None = None, reserved_path: str | Path | None = None,
               meta: dict | None = None, shard_size: int = 256, fractions: Sequence[float] = (0.8, 0.1, 0.1),
               split_seed: int = 0, input_failures: list | None = None, progress: bool = True,
-              retry_failed: bool = False) -> BuildSummary:
+              retry_failed: bool = False, featurisation: int | None = None) -> BuildSummary:
     """Build (or resume) a processed dataset from ``(name, payload)`` items.
 
     Args:
@@ -436,13 +438,15 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         progress: show a tqdm progress bar.
         retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
             molecules stay dropped), so those inputs are tried again.
+        featurisation: version of the features; ``None``: the folder's own when resuming, else
+            the default (:class:`~molscore.data.processed.DatasetWriter`).
 
     Raises:
         WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
             was done before is kept, and a rerun resumes.
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
+    writer = DatasetWriter(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
     summary = BuildSummary(root=str(root))
     if retry_failed:
         summary.retried = writer.forget_failures(keep=lambda reason: reason == RESERVED_REASON)
@@ -460,7 +464,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     unreadable = [f for f in input_failures or [] if not writer.is_done(f[0])]
     summary.unreadable = len(unreadable)
     writer.add_failures(unreadable)
-    worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})))
+    worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})),
+                               featurisation=writer.featurisation)
     pool = None
     if workers > 1 and len(todo) > 1:
         # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker

@@ -2,7 +2,7 @@
 
 A processed dataset is a folder::
 
-    index.json          format tag, featuriser dims, per-molecule entries, splits
+    index.json          format tag, featuriser dims and version, per-molecule entries, splits
     shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
     failures.csv        name,reason of every record a builder skipped
 
@@ -14,6 +14,11 @@ Each shard holds ``M`` molecules as concatenated tensors with offsets:
   ``edge_attr`` ``(sum E, EDGE_FEAT_DIM)`` uint8 (float32 once loaded);
 * ``pos`` ``(sum K*N, 3)`` float32 (each molecule's ``K`` conformers, ``N`` rows each);
 * ``weights`` ``(sum K,)`` float32 (uniform when the source had none; see ``has_weights``).
+
+The features are those of ``index.json``'s ``featurisation`` version
+(:mod:`molscore.chem.featurize`; version 1 where the index records none, as in datasets
+written before there were versions): a dataset is read only by a run of its version, and a
+build resumed in its folder keeps it.
 
 Strings (SMILES, names, scaffolds, InChIKey blocks) live in ``index.json`` only, so shards
 contain no pickled objects. Every file is written to a temporary name and moved into place with
@@ -37,14 +42,15 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ..checkpoint import save_atomic
-from ..chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, mol_to_graph
+from ..chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM,
+                               LEGACY_FEATURISATION, check_featurisation, mol_to_graph)
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
 from .reserved import exclusion_reason, inchikey_block, reserved_keys
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
-    "load_index", "read_failures", "ConformerDataset",
+    "load_index", "index_featurisation", "read_failures", "ConformerDataset",
 ]
 
 FORMAT = "molscore-conformers/1"
@@ -62,8 +68,9 @@ def murcko_scaffold(mol: Chem.Mol) -> str:
         return MurckoScaffold.MurckoScaffoldSmiles(mol=Chem.RemoveHs(mol), includeChirality=False)
 
 
-def encode_record(record: ConformerSet) -> dict:
-    """Featurise one :class:`ConformerSet` into the tensors and strings the writer stores.
+def encode_record(record: ConformerSet, *, featurisation: int) -> dict:
+    """Featurise one :class:`ConformerSet` (features of version ``featurisation``) into the
+    tensors and strings the writer stores.
 
     Returns:
         dict with ``name``, ``smiles``, ``scaffold``, ``inchikey`` (the connectivity block that
@@ -71,7 +78,7 @@ def encode_record(record: ConformerSet) -> dict:
         ``atom_feat`` ``(N, F)``, ``z`` ``(N,)``, ``edge_index`` ``(2, E)``, ``edge_attr`` ``(E, Fe)``,
         ``pos`` ``(K, N, 3)`` float32, ``weights`` ``(K,)`` float32.
     """
-    graph = mol_to_graph(record.mol)
+    graph = mol_to_graph(record.mol, featurisation=featurisation)
     coords = torch.from_numpy(record.coordinates().astype(np.float32))
     k = coords.shape[0]
     if record.weights is not None:
@@ -180,6 +187,27 @@ def load_index(root: str | Path) -> dict:
     return index
 
 
+def index_featurisation(index: dict, root: str | Path) -> int:
+    """The featurisation version of a dataset's parsed ``index.json``
+    (:data:`~molscore.chem.featurize.LEGACY_FEATURISATION` when it records none);
+    ``ValueError`` naming ``root`` for an unknown one."""
+    try:
+        return check_featurisation(index.get("featurisation", LEGACY_FEATURISATION))
+    except ValueError as err:
+        raise ValueError(f"{root}: {err}") from None
+
+
+def _check_featurisation(root: str | Path, index: dict, wanted: int | None, remedy: str) -> int:
+    """The version of the dataset at ``root`` (parsed ``index``) when ``wanted`` is None or
+    that version; else ``ValueError`` ending with ``remedy`` (``{held}``, ``{wanted}``
+    filled in)."""
+    held = index_featurisation(index, root)
+    if wanted is not None and check_featurisation(wanted) != held:
+        raise ValueError(f"{root} holds featurisation {held} features, not {wanted}; "
+                         + remedy.format(held=held, wanted=wanted))
+    return held
+
+
 def read_failures(root: str | Path) -> list[tuple[str, str]]:
     """``(name, reason)`` rows of ``failures.csv`` (empty when absent)."""
     path = Path(root) / FAILURES_FILE
@@ -201,9 +229,16 @@ class DatasetWriter:
         shard_size: molecules per shard.
         meta: JSON-like description of how the data was made (stored in the index; kept
             from the first run when resuming).
+        featurisation: version of the features (:mod:`molscore.chem.featurize`); ``None``:
+            the folder's own when resuming, else :data:`~molscore.chem.featurize.DEFAULT_FEATURISATION`.
+            :attr:`featurisation` is the one :func:`encode_record` must use.
+
+    Raises:
+        ValueError: the folder holds features of other sizes or another version.
     """
 
-    def __init__(self, root: str | Path, *, shard_size: int = 256, meta: dict | None = None):
+    def __init__(self, root: str | Path, *, shard_size: int = 256, meta: dict | None = None,
+                 featurisation: int | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
@@ -211,9 +246,12 @@ class DatasetWriter:
             self.index = load_index(self.root)
         else:
             self.index = {"format": FORMAT, "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM,
+                          "featurisation": DEFAULT_FEATURISATION if featurisation is None else featurisation,
                           "meta": meta or {}, "shards": [], "molecules": [], "splits": {}}
         if self.index["atom_feat_dim"] != ATOM_FEAT_DIM or self.index["edge_feat_dim"] != EDGE_FEAT_DIM:
             raise ValueError(f"{self.root} was written with other feature sizes; use a new folder")
+        self.featurisation = _check_featurisation(self.root, self.index, featurisation,
+                                                  "resume it with --featurisation {held}, or use a new folder")
         # every failure row: those in failures.csv, then the queued ones; the file is
         # rewritten whole from this list, so a write interrupted after its rows reached the
         # file and written again leaves each row once
@@ -322,8 +360,9 @@ class DatasetWriter:
 def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_size: int = 256,
                   fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                   failures: Iterable[tuple[str, str]] = (), meta: dict | None = None,
-                  reserved_path: str | Path | None = None) -> dict:
+                  reserved_path: str | Path | None = None, featurisation: int | None = None) -> dict:
     """Featurise and store ``records`` (skipping names already in ``root``); return the index.
+    ``featurisation``: see :class:`DatasetWriter`.
 
     Reserved molecules (:mod:`molscore.data.reserved`: the shipped list's, and
     ``reserved_path``'s as well) and those without an InChIKey are dropped, as by every dataset
@@ -331,7 +370,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta=meta)
+    writer = DatasetWriter(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
     for record in records:
         if writer.is_done(record.name):
             continue
@@ -339,7 +378,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
         if reason:
             writer.add_failures([(record.name, reason)])
         else:
-            writer.add(encode_record(record))
+            writer.add(encode_record(record, featurisation=writer.featurisation))
     writer.add_failures(failures)
     return writer.finalize(fractions, seed)
 
@@ -373,14 +412,18 @@ class ConformerDataset(Dataset):
         exclude: blocks of other molecules to leave out (the training molecules of every
             dataset a run mixes, kept out of this validation split, and the validation
             molecules of the datasets before it); :attr:`excluded` lists their blocks.
+        featurisation: the version of the features the reader's model takes: a dataset of
+            another version is refused. ``None``: any (see :attr:`featurisation`).
 
     Attributes:
         blocks: the InChIKey connectivity block of each molecule kept (``""`` where RDKit
             makes none), in :attr:`mol_ids` order.
+        featurisation: the version of the dataset's features.
 
     Raises:
-        ValueError: the dataset was written with other feature sizes (by another featuriser), an
-            unknown split, or a split of a build that was not finalised.
+        ValueError: the dataset was written with other feature sizes (by another featuriser) or
+            another featurisation version than ``featurisation``, an unknown split, or a split
+            of a build that was not finalised.
 
     Items are ``Data`` with ``atom_feat`` ``(N, ATOM_FEAT_DIM)``, ``edge_index`` ``(2, E)``,
     ``edge_attr`` ``(E, EDGE_FEAT_DIM)``, ``z`` ``(N,)``, ``pos`` ``(N, 3)`` float32 (Angstrom, as
@@ -389,7 +432,7 @@ class ConformerDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", conformers: str = "random",
                  weighting: str = "uniform", reserved: frozenset[str] | None = None,
-                 exclude: frozenset[str] | None = None):
+                 exclude: frozenset[str] | None = None, featurisation: int | None = None):
         if conformers not in ("random", "all"):
             raise ValueError(f"conformers must be 'random' or 'all', got {conformers!r}")
         if weighting not in ("uniform", "boltzmann"):
@@ -400,6 +443,9 @@ class ConformerDataset(Dataset):
         if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
             raise ValueError(f"{root} holds features of other sizes (atom {dims[0]}, edge {dims[1]}; "
                              f"this featuriser: {ATOM_FEAT_DIM}, {EDGE_FEAT_DIM}); build it again")
+        self.featurisation = _check_featurisation(
+            root, self.index, featurisation, "build it again (molscore build-dataset "
+            "--featurisation {wanted}), or train with model.featurisation: {held}")
         if split == "all":
             ids = list(range(len(self.index["molecules"])))
         elif split in SPLITS:
