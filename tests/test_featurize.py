@@ -9,9 +9,10 @@ from rdkit.Chem import AllChem
 
 from molscore.chem.featurize import (
     ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, FEATURISATIONS, SUPPORTED_ELEMENTS, MoleculeError,
-    atoms_match, chiral_neighbour_ranks, graph_signature, meta_featurisation, mol_to_graph, prepare_mol,
+    atoms_match, chiral_neighbour_ranks, cis_trans_pairs, graph_signature, meta_featurisation, mol_to_graph, prepare_mol,
 )
-from molscore.chem.stereo import bond_order_neighbours, centre_volumes, specified_centres
+from molscore.chem.stereo import (bond_order_neighbours, centre_volumes, dihedral, specified_centres,
+                                  specified_double_bonds)
 
 # edge_attr layout: hop(3) | bond type(4) | conjugated | in ring | stereo(5) | chiral rank(4)
 HOP, BOND, STEREO, RANK = slice(0, 3), slice(3, 7), slice(9, 14), slice(14, 18)
@@ -59,10 +60,13 @@ def test_bond_types_and_stereo():
     bonded = g.edge_attr[:, 0] == 1
     types = g.edge_attr[bonded, 3:7].sum(0)
     assert types.tolist() == [2.0, 0.0, 2.0, 12.0]  # 1 single, 1 triple, 6 aromatic (both directions)
-    e = mol_to_graph(Chem.MolFromSmiles("C/C=C/C"), featurisation=V2)
-    z = mol_to_graph(Chem.MolFromSmiles("C/C=C\\C"), featurisation=V2)
-    assert not torch.equal(e.edge_attr[:, STEREO], z.edge_attr[:, STEREO])
-    assert e.edge_attr[:, STEREO][:, :4].sum() == 2  # the double bond, both directions
+    for featurisation in FEATURISATIONS:
+        e = mol_to_graph(Chem.MolFromSmiles("C/C=C/C"), featurisation=featurisation)
+        z = mol_to_graph(Chem.MolFromSmiles("C/C=C\\C"), featurisation=featurisation)
+        assert not torch.equal(e.edge_attr[:, STEREO], z.edge_attr[:, STEREO])
+        # v1: the double bond's label, both directions; v2: the bond's "specified" and the
+        # 1-4 pair across it ("trans"), both directions
+        assert e.edge_attr[:, STEREO][:, :4].sum() == 2 * featurisation
 
 
 def _rank_order_volumes(mol: Chem.Mol, featurisation: int) -> list[float]:
@@ -246,6 +250,67 @@ def test_v2_cis_and_trans_ring_stereo_differ():
     assert torch.equal(cis.atom_feat, trans.atom_feat) and torch.equal(cis.edge_index, trans.edge_index)
     assert torch.equal(cis.edge_attr[:, :RANK.start], trans.edge_attr[:, :RANK.start])
     assert not torch.equal(cis.edge_attr, trans.edge_attr)
+
+
+EZ_SMILES = ["C/C=C/C", "C/C=C\\C", "CC(C)/C=C(/F)Cl", "F/C(Cl)=C(/Br)C(C)C", "CC/C=N/O",
+             "COc1cc(C)c2occ(/C(C)=N\\O)c2c1", "C/C=C/C=C\\CO"]
+
+
+@pytest.mark.parametrize("smiles", EZ_SMILES)
+def test_v2_cis_trans_pairs_are_those_of_3d(smiles):
+    """Every pair across a stereo double bond is labelled cis exactly when its dihedral in an
+    ETKDG conformer (which keeps the E/Z) is under 90 degrees, on the 3-hop edges of the
+    version-2 graph, both directions; the bond itself says only "specified"."""
+    mol = _embedded(smiles)
+    pairs = cis_trans_pairs(mol)
+    pos = mol.GetConformer().GetPositions()
+    expected = {}
+    for idx in specified_double_bonds(mol):
+        bond = mol.GetBondWithIdx(idx)
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        for a in (n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors() if n.GetIdx() != j):
+            for b in (n.GetIdx() for n in mol.GetAtomWithIdx(j).GetNeighbors() if n.GetIdx() != i):
+                expected[(a, b)] = expected[(b, a)] = abs(dihedral(pos[[a, i, j, b]])) < 90
+    assert expected and pairs == expected
+    g = mol_to_graph(mol, featurisation=2)
+    cis_slot, trans_slot, none_slot = STEREO.start + 2, STEREO.start + 3, STEREO.stop - 1
+    for e, (a, b) in enumerate(g.edge_index.t().tolist()):
+        attr = g.edge_attr[e]
+        if (a, b) in pairs:
+            assert attr[HOP].tolist() == [0, 0, 1]
+            assert (attr[cis_slot], attr[trans_slot], attr[none_slot]) == (pairs[(a, b)], not pairs[(a, b)], 0)
+        elif attr[HOP][0] == 0:
+            assert attr[STEREO].tolist() == [0, 0, 0, 0, 1]
+    for bond in specified_double_bonds(mol):
+        b = mol.GetBondWithIdx(bond)
+        e = ((g.edge_index[0] == b.GetBeginAtomIdx()) & (g.edge_index[1] == b.GetEndAtomIdx())).nonzero().item()
+        assert g.edge_attr[e, STEREO].tolist() == [1, 0, 0, 0, 0]
+
+
+def test_v2_e_and_z_differ_in_the_pairs_across_the_bond_alone():
+    """E- and Z-but-2-ene: version 2 gives the same graph but for the cis / trans slots of the
+    pairs across the double bond (version 1: the bond's own E / Z label)."""
+    e, z = (mol_to_graph(prepare_mol(s), featurisation=2) for s in ("C/C=C/C", "C/C=C\\C"))
+    assert torch.equal(e.atom_feat, z.atom_feat) and torch.equal(e.edge_index, z.edge_index)
+    differ = (e.edge_attr != z.edge_attr).any(dim=1)
+    assert differ.any() and torch.all(e.edge_attr[differ][:, HOP][:, 2] == 1)
+
+
+def test_v2_double_bond_features_ignore_atom_maps():
+    """RDKit labels this oxime's bond E with atom maps on every atom and Z without (other
+    stereo atoms, same configuration): version 1's feature changes with the maps, version 2's
+    does not."""
+    plain = prepare_mol("COc1cc(C)c2occ(/C(C)=N\\O)c2c1")
+    mapped = Chem.Mol(plain)
+    for atom in mapped.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    Chem.AssignStereochemistry(mapped, cleanIt=True, force=True)
+    labels = {m.GetBondWithIdx(i).GetStereo() for m in (plain, mapped) for i in specified_double_bonds(m)}
+    assert len(labels) == 2                       # RDKit's labels differ: the case this is about
+    assert not torch.equal(mol_to_graph(plain, featurisation=1).edge_attr,
+                           mol_to_graph(mapped, featurisation=1).edge_attr)
+    assert torch.equal(mol_to_graph(plain, featurisation=2).edge_attr,
+                       mol_to_graph(mapped, featurisation=2).edge_attr)
 
 
 def test_featurisation_versions():

@@ -23,7 +23,14 @@ sizes and layout; only the stereo features differ:
   the molecule, not of how it was written. The tag one-hot says only whether tetrahedral
   stereo is specified (slots: specified, -, unspecified, other; the second stays 0, so that
   both versions have one width and a version-2 run can start from version-1 weights); the
-  configuration is carried by the ranks, in canonical order (below).
+  configuration is carried by the ranks, in canonical order (below). Likewise a double
+  bond's own stereo slots say only that its stereo is specified (the E slot; Z, cis and
+  trans stay 0 on it), and the configuration is on the 3-hop edges ``a -> b`` across it
+  (``a`` a neighbour of one end, ``b`` of the other): their bond-stereo slot is cis or
+  trans, the relation of ``a`` and ``b`` themselves (dihedral ``a-i=j-b`` under or over 90
+  degrees), for every such pair. Version 1 kept RDKit's label (E / Z by CIP priority, or cis
+  / trans of its stereo atoms) on the bond alone, which a network can read only by working
+  out the priorities, and which RDKit changes with atom-map numbers.
 
 Handedness: an SE(3)-equivariant network sees only distances and directions, so
 it cannot tell enantiomers apart from the graph unless the features say which
@@ -59,12 +66,13 @@ from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from ..errors import message_line
-from .stereo import assign_pyramidal_centres_from_3d, bond_order_neighbours, specified_centres
+from .stereo import (assign_pyramidal_centres_from_3d, bond_order_neighbours, specified_centres,
+                     specified_double_bonds, stereo_bond_atoms)
 
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
     "prepare_mol", "mol_to_graph", "graph_signature", "atoms_match", "chiral_neighbour_ranks",
-    "FEATURISATIONS", "DEFAULT_FEATURISATION", "LEGACY_FEATURISATION", "check_featurisation",
+    "cis_trans_pairs", "FEATURISATIONS", "DEFAULT_FEATURISATION", "LEGACY_FEATURISATION", "check_featurisation",
     "meta_featurisation",
 ]
 
@@ -108,7 +116,8 @@ EDGE_FEAT_DIM: int = (
     + len(_BOND_TYPES)                   # bond type (zeros for non-bonded pairs)
     + 1                                  # conjugated
     + 1                                  # in ring
-    + len(_BOND_STEREO) + 1              # bond stereo (E, Z, cis, trans, none)
+    + len(_BOND_STEREO) + 1              # bond stereo (v1: E, Z, cis, trans, none; v2: specified
+                                         #   on the bond, cis / trans on pairs across it)
     + _N_CHIRAL_RANKS                    # rank of target among a stereocentre's neighbours
 )
 
@@ -377,11 +386,34 @@ def chiral_neighbour_ranks(mol: Chem.Mol, *, featurisation: int) -> dict[tuple[i
     return ranks
 
 
-def _bond_features(bond: Chem.Bond) -> list[float]:
-    """Bond type, conjugated, in ring, stereo: the bond part of ``edge_attr`` (slots 3..13)."""
+def _bond_features(bond: Chem.Bond, featurisation: int) -> list[float]:
+    """Bond type, conjugated, in ring, stereo: the bond part of ``edge_attr`` (slots 3..13).
+    Stereo: v1 RDKit's label; v2 the E slot for any specified label (see module docstring)."""
+    stereo = bond.GetStereo()
+    if featurisation == 2 and stereo in _BOND_STEREO:
+        stereo = _BOND_STEREO[0]
     return (_one_hot(bond.GetBondType(), _BOND_TYPES, other=False)
             + [float(bond.GetIsConjugated()), float(bond.IsInRing())]
-            + _one_hot(bond.GetStereo(), _BOND_STEREO, other=True))
+            + _one_hot(stereo, _BOND_STEREO, other=True))
+
+
+def cis_trans_pairs(mol: Chem.Mol) -> dict[tuple[int, int], bool]:
+    """``{(a, b): cis}`` for every specified stereo double bond ``i=j`` and every neighbour
+    ``a`` of ``i`` and ``b`` of ``j`` (both orders of each pair): whether ``a`` and ``b`` are
+    cis (dihedral ``a-i=j-b`` under 90 degrees). Read from the bond's label and its stereo
+    atoms (RDKit: the first one bonded to the bond's begin atom; for E / Z the CIP-highest,
+    so Z is cis), so it is the same whatever the atom order or the labels RDKit chose."""
+    pairs: dict[tuple[int, int], bool] = {}
+    for idx, label in specified_double_bonds(mol).items():
+        quad = stereo_bond_atoms(mol, idx)
+        if quad is None:
+            continue
+        s0, i, j, s1 = quad
+        cis = label in (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)
+        for a in (n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors() if n.GetIdx() != j):
+            for b in (n.GetIdx() for n in mol.GetAtomWithIdx(j).GetNeighbors() if n.GetIdx() != i):
+                pairs[(a, b)] = pairs[(b, a)] = cis ^ (a != s0) ^ (b != s1)
+    return pairs
 
 
 def mol_to_graph(mol: Chem.Mol, conf_id: int = -1, *, featurisation: int) -> Data:
@@ -414,8 +446,10 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1, *, featurisation: int) -> Dat
     edge_attr = np.zeros((len(src), EDGE_FEAT_DIM), dtype=np.float32)
     edge_attr[np.arange(len(src)), hop - 1] = 1.0                        # hop order 1, 2, 3
     # bond features of bonded pairs; 2- and 3-hop pairs get zeros and bond stereo "none"
+    # (v2: cis / trans for the pairs across a stereo double bond)
     n_bond = len(_BOND_TYPES) + 2 + len(_BOND_STEREO) + 1
-    table = np.array([_bond_features(b) for b in mol.GetBonds()], dtype=np.float32).reshape(-1, n_bond)
+    table = np.array([_bond_features(b, featurisation) for b in mol.GetBonds()],
+                     dtype=np.float32).reshape(-1, n_bond)
     bond_id = np.full((n, n), -1, dtype=np.int64)
     for b in mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
@@ -423,6 +457,12 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1, *, featurisation: int) -> Dat
     bonded = hop == 1
     edge_attr[bonded, 3:3 + n_bond] = table[bond_id[src[bonded], dst[bonded]]]
     edge_attr[~bonded, 3 + n_bond - 1] = 1.0
+    if featurisation == 2:                # cis / trans of the pairs across a stereo double bond
+        stereo = 3 + len(_BOND_TYPES) + 2
+        for (a, b), cis in cis_trans_pairs(mol).items():
+            e = np.flatnonzero((src == a) & (dst == b) & ~bonded)
+            edge_attr[e, 3 + n_bond - 1] = 0.0
+            edge_attr[e, stereo + (2 if cis else 3)] = 1.0
     rank = np.full((n, n), -1, dtype=np.int64)
     for (i, j), r in chiral_neighbour_ranks(mol, featurisation=featurisation).items():
         rank[i, j] = r
