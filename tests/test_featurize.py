@@ -313,6 +313,36 @@ def test_v2_double_bond_features_ignore_atom_maps():
                        mol_to_graph(mapped, featurisation=2).edge_attr)
 
 
+@pytest.mark.parametrize("smiles, mapped", [
+    ("CC(C)O", "[CH3:1][C@H:2]([CH3:3])[OH:4]"),                   # two methyls: no centre
+    ("CC=C(C)C", "[CH3:1]/[CH:2]=[C:3](/[CH3:4])[CH3:5]"),         # two methyls: no E/Z
+    ("CC[C@H](C)CC", "[CH3:1][CH2:2][C@H:3]([CH3:4])[CH2:5][CH3:6]"),
+    ("C[C@H](N)C(=O)O", "[CH3:1][C@H:2]([NH2:3])[C:4](=[O:5])[OH:6]"),  # a centre: kept
+])
+def test_atom_maps_change_no_stereo(smiles, mapped):
+    """RDKit's stereo perception counts atom-map numbers as if they were atom properties: with
+    them it keeps a chiral tag on an isopropyl CH and E/Z on a bond with two methyls at one end
+    (and, reading 3D, tags every methyl whose hydrogens are mapped). prepare_mol removes the map
+    numbers, so a mapped SMILES or 3D record has the molecule's own stereo and graph."""
+    plain, from_mapped = prepare_mol(smiles), prepare_mol(mapped)
+    assert specified_centres(from_mapped) == specified_centres(plain)
+    assert specified_double_bonds(from_mapped) == specified_double_bonds(plain)
+    assert not any(a.GetAtomMapNum() for a in from_mapped.GetAtoms())
+    assert Chem.MolToSmiles(from_mapped) == Chem.MolToSmiles(plain)
+    for featurisation in FEATURISATIONS:                        # same atom order: same graph
+        g, g_mapped = (mol_to_graph(m, featurisation=featurisation) for m in (plain, from_mapped))
+        assert torch.equal(g.atom_feat, g_mapped.atom_feat) and torch.equal(g.edge_attr, g_mapped.edge_attr)
+    # a 3D record with every atom mapped, hydrogens included
+    block = Chem.MolToMolBlock(_embedded(smiles))
+    record = Chem.MolFromMolBlock(block, removeHs=False)
+    for atom in record.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    expected = _read_back(block)
+    got = prepare_mol(record)
+    assert specified_centres(got) == specified_centres(expected)
+    assert torch.equal(mol_to_graph(got, featurisation=2).edge_attr, mol_to_graph(expected, featurisation=2).edge_attr)
+
+
 def test_featurisation_versions():
     mol = prepare_mol("C[C@H](N)O")
     with pytest.raises(ValueError, match=r"^unknown featurisation version 3 \(this molscore knows 1 and 2\)$"):

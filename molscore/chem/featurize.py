@@ -169,6 +169,14 @@ def _parse(smiles_or_mol: str | Chem.Mol) -> Chem.Mol:
             mol = Chem.MolFromSmiles(text)
         if mol is None:
             raise MoleculeError(f"invalid {label}: could not be parsed")
+    if any(atom.GetAtomMapNum() for atom in mol.GetAtoms()):
+        # RDKit's stereo perception tells atoms apart by their map numbers: with them an
+        # isopropyl CH keeps a chiral tag, C=C(C)C an E/Z label, and a 3D record whose
+        # hydrogens are mapped gets a tag on every methyl. Without them, as RDKit perceives
+        # the molecule itself (the conformers' stereo is read again in prepare_mol)
+        for atom in mol.GetAtoms():
+            atom.SetAtomMapNum(0)
+        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
     return mol
 
 
@@ -197,8 +205,9 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
         max_heavy_atoms: refuse molecules with more heavy atoms than this.
 
     Returns:
-        A new sanitised ``Mol``. When the input has coordinates, stereochemistry
-        (chiral tags, double-bond stereo) is assigned from the first conformer.
+        A new sanitised ``Mol`` without atom-map numbers (RDKit's stereo perception counts
+        them). When the input has coordinates, stereochemistry (chiral tags, double-bond
+        stereo) is assigned from the first conformer.
 
     Raises:
         MoleculeError: invalid SMILES, unsupported element (metals included),
