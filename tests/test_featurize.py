@@ -447,6 +447,9 @@ def test_graph_signature():
     assert graph_signature(a) == graph_signature(b)
     assert atoms_match(a, "NC(=O)CO") and not atoms_match(a, "NC(=O)CCO") and not atoms_match(a, "NC(=O)C[O-]")
     assert not atoms_match(a, "not a smiles")
+    # atom-map numbers are no part of the graph
+    assert atoms_match(a, "[NH2:1][C:2](=[O:3])[CH2:4][OH:5]")
+    assert graph_signature(Chem.MolFromSmiles("[CH3:7]C(N)=O")) == graph_signature(Chem.MolFromSmiles("CC(N)=O"))
 
 
 def test_smiles_stereo_is_perceived_as_rdkit_parses_it():

@@ -272,9 +272,12 @@ def graph_signature(mol: Chem.Mol) -> str:
 
     Canonical non-isomeric SMILES of the hydrogen-suppressed molecule followed by the
     total hydrogen count, so two ``Mol`` objects with the same atoms, bonds, bond
-    orders and charges (in any atom order, with or without explicit H) agree.
+    orders and charges (in any atom order, with or without explicit H or atom-map numbers)
+    agree.
     """
     heavy = Chem.RemoveHs(mol, sanitize=False)
+    for atom in heavy.GetAtoms():
+        atom.SetAtomMapNum(0)
     n_h = sum(a.GetTotalNumHs(includeNeighbors=True) for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
     n_h += sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 1 and a.GetDegree() == 0)
     with rdBase.BlockLogs():
