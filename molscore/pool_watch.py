@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
-from multiprocessing.pool import IMapIterator, Pool
+from multiprocessing.pool import TERMINATE, IMapIterator, Pool
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -132,7 +132,11 @@ def stop(pool: Pool, wait_s: float = 5.0) -> None:
     """End ``pool`` at once: kill its workers, then ``pool.terminate()`` in a daemon thread,
     waited for at most ``wait_s`` seconds. A worker killed while it held one of the pool's
     queue locks (putting a result, taking a task) leaves that lock taken for ever, and
-    ``terminate`` (also ``with Pool`` on an error) would wait for it without end."""
+    ``terminate`` (also ``with Pool`` on an error) would wait for it without end. The pool's
+    worker handler is told to stop first: it replaced the killed workers with new ones until
+    ``terminate`` stopped it, and under load ``terminate`` then outlasted ``wait_s``, leaving
+    a replacement running."""
+    pool._worker_handler._state = TERMINATE      # no replacements for the killed workers
     for proc in pool._pool:
         proc.kill()
     thread = threading.Thread(target=pool.terminate, daemon=True)

@@ -336,3 +336,26 @@ def test_a_replacement_worker_takes_no_ctrl_c_before_its_initializer(method):
         assert not _sigint_blocked(os.getpid())
     finally:
         pool.terminate()
+
+
+def test_stop_leaves_no_replacement_worker_running():
+    """stop killed the workers and then terminated the pool: meanwhile the pool's worker
+    handler replaced the killed workers, and terminate, stuck on the queue lock a killed
+    worker held, never ended the replacements. Here terminate starts a second late, as it
+    did under load; no new worker may be running after stop."""
+    import multiprocessing as mp
+    import time
+
+    from molscore.pool_watch import init_worker, start_pool, stop
+
+    pool = start_pool("fork", 2, init_worker)
+    started = {p.pid for p in pool._pool}
+    terminate = pool.terminate
+
+    def late_terminate():
+        time.sleep(1.0)
+        terminate()
+
+    pool.terminate = late_terminate
+    stop(pool, wait_s=2.0)
+    assert [p.pid for p in mp.active_children() if p.pid not in started] == []
