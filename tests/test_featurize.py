@@ -11,7 +11,7 @@ from molscore.chem.featurize import (
     ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, FEATURISATIONS, SUPPORTED_ELEMENTS, MoleculeError,
     atoms_match, chiral_neighbour_ranks, cis_trans_pairs, graph_signature, meta_featurisation, mol_to_graph, prepare_mol,
 )
-from molscore.chem.stereo import (bond_order_neighbours, centre_volumes, dihedral, specified_centres,
+from molscore.chem.stereo import (bond_order_neighbours, centre_tag, centre_volumes, dihedral, specified_centres,
                                   specified_double_bonds)
 
 # edge_attr layout: hop(3) | bond type(4) | conjugated | in ring | stereo(5) | chiral rank(4)
@@ -341,6 +341,52 @@ def test_atom_maps_change_no_stereo(smiles, mapped):
     got = prepare_mol(record)
     assert specified_centres(got) == specified_centres(expected)
     assert torch.equal(mol_to_graph(got, featurisation=2).edge_attr, mol_to_graph(expected, featurisation=2).edge_attr)
+
+
+# CCD component HBE (an epoxy-cyclohexane tetrol, model coordinates from PDB 6IBR): the epoxide
+# carbon 4 lies next to a face of its neighbours' tetrahedron, one of its four signed volumes has
+# the other sign
+HBE_ELEMENTS = "CCCCCCOOOCOO" + "H" * 12
+HBE_BONDS = [(10, 9), (9, 5), (5, 2), (5, 3), (11, 3), (2, 1), (2, 6), (3, 4), (1, 7), (1, 0), (4, 0),
+             (0, 8), (0, 12), (1, 13), (2, 14), (3, 15), (4, 16), (5, 17), (6, 18), (7, 19), (8, 20),
+             (9, 21), (9, 22), (10, 23), (4, 11)]
+HBE_XYZ = [(-28.506, 17.894, -1.860), (-29.070, 18.666, -3.054), (-27.904, 19.355, -3.720),
+           (-26.935, 16.974, -3.655), (-27.291, 16.999, -2.185), (-26.997, 18.309, -4.383),
+           (-27.177, 20.140, -2.737), (-29.983, 19.668, -2.619), (-29.536, 17.116, -1.294),
+           (-25.608, 18.898, -4.576), (-24.800, 18.002, -5.325), (-27.883, 16.039, -4.151),
+           (-28.173, 18.636, -1.119), (-29.547, 17.968, -3.757), (-28.292, 20.022, -4.504),
+           (-25.919, 16.566, -3.762), (-26.920, 16.246, -1.474), (-27.409, 18.114, -5.384),
+           (-27.762, 20.777, -2.344), (-30.727, 19.257, -2.195), (-29.196, 16.632, -0.551),
+           (-25.146, 19.070, -3.593), (-25.689, 19.853, -5.116), (-23.935, 18.377, -5.441)]
+
+
+def test_a_3d_record_has_the_same_stereo_in_any_atom_order():
+    """RDKit reads a centre's tag from 3D with its first three neighbours: at a centre whose four
+    signed volumes do not share a sign (55 of the CCD's 43,367 components with model coordinates)
+    the same coordinates gave either tag, by the atom order; prepare_mol reads all four (the tag
+    of the sum, :func:`centre_tag`), so every order gives one molecule and one renumbered graph."""
+    rw = Chem.RWMol()
+    for symbol in HBE_ELEMENTS:
+        rw.AddAtom(Chem.Atom(symbol))
+    for i, j in HBE_BONDS:
+        rw.AddBond(i, j, Chem.BondType.SINGLE)
+    conf = Chem.Conformer(rw.GetNumAtoms())
+    for k, xyz in enumerate(HBE_XYZ):
+        conf.SetAtomPosition(k, xyz)
+    rw.AddConformer(conf)
+    record = rw.GetMol()
+    Chem.SanitizeMol(record)
+    volumes = centre_volumes(np.array(HBE_XYZ), 4, bond_order_neighbours(record, 4))
+    assert (volumes > 0).any() and (volumes < 0).any()              # the case this is about
+    mol = prepare_mol(record)
+    g = mol_to_graph(mol, featurisation=2)
+    pos = mol.GetConformer().GetPositions()
+    assert all(tag == centre_tag(pos, mol, i) for i, tag in specified_centres(mol).items())
+    rng = np.random.default_rng(0)
+    for _ in range(12):                         # atoms and bonds in other orders
+        other, perm = _rewritten(mol, rng)
+        assert Chem.MolToSmiles(other) == Chem.MolToSmiles(mol)
+        assert _is_renumbered(g, mol_to_graph(other, featurisation=2), perm)
 
 
 def test_featurisation_versions():

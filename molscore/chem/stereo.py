@@ -60,7 +60,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
-           "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d"]
+           "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -209,6 +209,29 @@ def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1,
     if tagged:
         Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
     return [i for i in tagged if mol.GetAtomWithIdx(i).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED]
+
+
+def reread_centres_from_3d(mol: Chem.Mol, conf_id: int = -1) -> list[int]:
+    """The chiral tags of the four-coordinate centres of ``mol`` read again from conformer
+    ``conf_id`` with :func:`centre_tag` (the sign of the sum of their four signed volumes), in
+    place, after ``Chem.AssignStereochemistryFrom3D``. RDKit reads a centre from its first three
+    neighbours only, so a centre whose four volumes do not share one sign (close to a face of
+    its neighbours' tetrahedron: bridgeheads of fused three-membered rings, distorted centres
+    of experimental structures) got the tag that the neighbour last in its bond order gave,
+    another for the same coordinates in another atom order.
+
+    Returns:
+        the atoms whose tag changed.
+    """
+    pos = _positions(mol, conf_id)
+    changed = []
+    for idx, tag in specified_centres(mol).items():
+        if mol.GetAtomWithIdx(idx).GetDegree() == 4 and (read := centre_tag(pos, mol, idx)) != tag:
+            mol.GetAtomWithIdx(idx).SetChiralTag(read)
+            changed.append(idx)
+    if changed:
+        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
+    return changed
 
 
 def _tag(vols: np.ndarray) -> Chem.ChiralType:
