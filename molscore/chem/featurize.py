@@ -473,11 +473,13 @@ def mol_to_graph(mol: Chem.Mol, conf_id: int = -1, *, featurisation: int) -> Dat
     edge_attr[bonded, 3:3 + n_bond] = table[bond_id[src[bonded], dst[bonded]]]
     edge_attr[~bonded, 3 + n_bond - 1] = 1.0
     if featurisation == 2:                # cis / trans of the pairs across a stereo double bond
-        stereo = 3 + len(_BOND_TYPES) + 2
+        slot = np.full((n, n), -1, dtype=np.int64)        # bond-stereo slot: 2 cis, 3 trans
         for (a, b), cis in cis_trans_pairs(mol).items():
-            e = np.flatnonzero((src == a) & (dst == b) & ~bonded)
-            edge_attr[e, 3 + n_bond - 1] = 0.0
-            edge_attr[e, stereo + (2 if cis else 3)] = 1.0
+            slot[a, b] = 2 if cis else 3
+        edge_slot = slot[src, dst]
+        across = np.nonzero((edge_slot >= 0) & ~bonded)[0]
+        edge_attr[across, 3 + n_bond - 1] = 0.0
+        edge_attr[across, 3 + len(_BOND_TYPES) + 2 + edge_slot[across]] = 1.0
     rank = np.full((n, n), -1, dtype=np.int64)
     for (i, j), r in chiral_neighbour_ranks(mol, featurisation=featurisation).items():
         rank[i, j] = r
