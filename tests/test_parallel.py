@@ -298,8 +298,9 @@ if __name__ == "__main__":
     start = threading.Thread.start
 
     def start_then_ctrl_c(thread):
+        target = thread._target     # read first: a thread that has run deletes it
         start(thread)
-        if thread._target == multiprocessing.pool.Pool._handle_workers:
+        if target == multiprocessing.pool.Pool._handle_workers:
             os.killpg(0, signal.SIGINT)
 
     threading.Thread.start = start_then_ctrl_c
