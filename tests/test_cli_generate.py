@@ -2,6 +2,7 @@
 import csv
 import gzip
 import io
+import os
 import re
 import sys
 
@@ -597,6 +598,97 @@ def test_resume_after_an_interruption_writes_the_uninterrupted_output(tiny_model
     assert _sdf_text(cut) == _sdf_text(full)
     assert (cut.parent / "failures.csv").read_text() == (full.parent / "failures.csv").read_text()
     assert not list(cut.parent.glob("*.tmp"))
+
+
+def test_a_full_disk_mid_run_is_one_line_exit_2_and_resumable(tiny_model, tmp_path, monkeypatch,
+                                                               capsys):
+    """A write that fails mid-run (a full disk) ended in an OSError traceback with exit status
+    1, which says "some records failed, the rest is written"; now one line naming the output,
+    exit status 2, the molecules before kept, and --resume continues."""
+    import errno
+    import os
+
+    from molscore.chem import io as chem_io
+    from molscore.chem.io import sdf_record_names
+
+    inp = tmp_path / "mols.csv"
+    inp.write_text(RESUME_INPUT)
+    full, cut = tmp_path / "full" / "gen.sdf", tmp_path / "cut" / "gen.sdf"
+    assert _generate(inp, full, tiny_model) == 1
+    syncs, real_fsync = [], os.fsync
+
+    def fsync(fd: int) -> None:            # the output's 3rd molecule meets a full disk
+        if cut.exists() and os.path.samestat(os.fstat(fd), os.stat(cut)):
+            syncs.append(fd)
+            if len(syncs) == 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+    monkeypatch.setattr(chem_io.os, "fsync", fsync)
+    capsys.readouterr()
+    assert _generate(inp, cut, tiny_model) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"molscore generate: error: cannot write {cut}: No space left on device; "
+                       "the molecules before are kept (generate --resume continues)")
+    assert "Traceback" not in "\n".join(err)
+    assert sdf_record_names(cut)[:4] == ["ethanol"] * 2 + ["acid"] * 2
+    monkeypatch.undo()
+    assert _generate(inp, cut, tiny_model, "--resume") == 1
+    assert _sdf_text(cut) == _sdf_text(full)
+    assert (cut.parent / "failures.csv").read_text() == (full.parent / "failures.csv").read_text()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_output_on_a_full_device_is_one_line_exit_2(tiny_model, tmp_path, capsys):
+    """The real write path: an output that cannot take a byte (``/dev/full``) was a traceback
+    (and, with the buffered writer, the error again when the file was closed)."""
+    inp = tmp_path / "mols.csv"
+    inp.write_text(RESUME_INPUT)
+    out = tmp_path / "gen.sdf"
+    out.symlink_to("/dev/full")
+    assert _generate(inp, out, tiny_model) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"molscore generate: error: cannot write {out}: No space left")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_a_gzip_output_is_valid_after_each_molecule(tmp_path):
+    """A ``.sdf.gz`` run killed (SIGKILL, out of memory) between molecules left a gzip stream
+    without its end: ``zcat`` and Python's ``gzip`` stopped with "unexpected end of file" and
+    RDKit's reader of it lost the last record. Each molecule is a complete gzip member now,
+    and the bytes do not depend on the time of the run."""
+    from molscore.chem.io import SDFStreamWriter
+
+    mols = []
+    for smiles in ("CCO", "c1ccccc1O"):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        AllChem.EmbedMultipleConfs(mol, 2, randomSeed=7)
+        mols.append(mol)
+    written = []
+    for name in ("a.sdf.gz", "b.sdf.gz"):
+        writer = SDFStreamWriter(tmp_path / name)
+        for mol in mols:
+            writer.write(mol)
+        # what a killed process leaves on disk: the writer is never closed
+        text = gzip.decompress((tmp_path / name).read_bytes()).decode()
+        assert text.count("$$$$\n") == 4
+        assert len(list(Chem.ForwardSDMolSupplier(gzip.open(tmp_path / name), removeHs=False))) == 4
+        writer.close()
+        written.append((tmp_path / name).read_bytes())
+    assert written[0] == written[1]
+
+
+def test_resume_names_a_failures_csv_that_another_run_wrote(tiny_model, tmp_path, capsys):
+    """Two outputs in one folder share its failures.csv: the resume of the first, after the
+    second ran, was refused saying that the first's SDF held the second's failure."""
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    one.write_text("name,smiles\nethanol,CCO\nbroken,C1CC\n")
+    two.write_text("name,smiles\npropane,CCC\niron,C[Fe]C\n")
+    assert _generate(one, tmp_path / "out" / "one.sdf", tiny_model) == 1
+    assert _generate(two, tmp_path / "out" / "two.sdf", tiny_model) == 1
+    capsys.readouterr()
+    assert _generate(one, tmp_path / "out" / "one.sdf", tiny_model, "--resume") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'out' / 'failures.csv'} holds 'iron'" in err and "another output" in err
 
 
 def test_resume_refuses_other_settings_or_another_input(tiny_model, tmp_path, capsys):

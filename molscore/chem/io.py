@@ -40,7 +40,7 @@ from typing import IO, Iterable, Iterator, Sequence
 from rdkit import Chem, rdBase
 
 __all__ = ["InputRecord", "DEFAULT_NAME_COLUMNS", "smiles_names", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
-           "disambiguate", "SDFStreamWriter", "FailureLog", "FORMATS", "sdf_record_names",
+           "disambiguate", "SDFStreamWriter", "FailureLog", "OutputWriteError", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
            "guess_format", "record_smiles"]
 
@@ -463,27 +463,29 @@ def _mol_block_records(mol: Chem.Mol) -> str:
 class SDFStreamWriter:
     """Append molecules to an SDF (``.sdf`` or ``.sdf.gz``) one at a time.
 
-    Each molecule's records are rendered in memory first and written with a single
-    ``write`` followed by a flush (and ``fsync`` for plain files), so a run that dies
-    leaves every finished molecule on disk and no half-written record from RDKit.
+    Each molecule's records are rendered in memory first and written, unbuffered, with
+    ``write`` calls that leave nothing pending, then ``fsync``: a run that dies leaves every
+    finished molecule on disk and no half-written record from RDKit. A ``.sdf.gz`` gets one
+    complete gzip member per molecule (as ``cat a.gz b.gz`` makes, which ``zcat`` and Python's
+    ``gzip`` read as one stream; header time 0, so a run's bytes are its records'), so a run
+    killed between molecules leaves a valid gzip file, not a stream without its end. An
+    ``OSError`` (a full disk) is an :class:`OutputWriteError` naming the output, and
+    :meth:`close` does not repeat it.
     """
 
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._gz = is_gzip(self.path)
-        mode = "a" if append else "w"      # gzip: appending adds a member, read as one stream
-        self._fh = gzip.open(self.path, mode + "t", encoding="utf-8") if self._gz else \
-            open(self.path, mode, encoding="utf-8")
+        self._fh = open(self.path, "ab" if append else "wb", buffering=0)
         self.records = 0
 
     def write(self, mol: Chem.Mol) -> int:
         """Write all conformers of ``mol``; returns the number of records written."""
-        text = _mol_block_records(mol)
-        self._fh.write(text)
-        self._fh.flush()
-        if not self._gz:
-            os.fsync(self._fh.fileno())
+        data = _mol_block_records(mol).encode("utf-8")
+        if self._gz:
+            data = gzip.compress(data, mtime=0)
+        _write_all(self._fh, data, self.path, sync=True)
         n = mol.GetNumConformers()
         self.records += n
         return n
@@ -498,23 +500,46 @@ class SDFStreamWriter:
         self.close()
 
 
+class OutputWriteError(OSError):
+    """An ``OSError`` met writing an output file (a full disk), naming the file."""
+
+
+def _write_all(fh: IO[bytes], data: bytes, path: Path, sync: bool = False) -> None:
+    """Write ``data`` whole to the unbuffered file ``fh`` of ``path`` (a raw ``write`` may take
+    part of it), with ``sync`` then ``fsync``.
+
+    Raises:
+        OutputWriteError: the write failed (a full disk, whose error names no file)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[fh.write(view):]
+        if sync:
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise OutputWriteError(err.errno, err.strerror or str(err), str(path)) from err
+
+
 class FailureLog:
-    """``failures.csv`` (columns ``name,input,reason``), one flushed row per failure
-    (``append=True`` extends an existing file)."""
+    """``failures.csv`` (columns ``name,input,reason``), one row per failure, each written
+    whole, unbuffered (``append=True`` extends an existing file); a failed write is an
+    :class:`OutputWriteError`."""
 
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
         append = append and self.path.is_file() and self.path.stat().st_size > 0
-        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._fh)
+        self._fh = open(self.path, "ab" if append else "wb", buffering=0)
         if not append:
-            self._writer.writerow(FAILURE_COLUMNS)
-        self._fh.flush()
+            self._write(FAILURE_COLUMNS)
         self.count = 0
 
+    def _write(self, row: list[str]) -> None:
+        text = io.StringIO(newline="")
+        csv.writer(text).writerow(row)
+        _write_all(self._fh, text.getvalue().encode("utf-8"), self.path)
+
     def add(self, name: str, input_text: str, reason: str) -> None:
-        self._writer.writerow([name, input_text, reason])
-        self._fh.flush()
+        self._write([name, input_text, reason])
         self.count += 1
 
     def close(self) -> None:

@@ -10,8 +10,9 @@ name ``x`` becomes ``x#2``, ``x#3``, ... and is reported on stderr), with proper
 ``smiles``, ``conformer``, ``checks`` and, with ``--relax``, ``energy`` (kcal/mol) and
 ``forcefield`` (MMFF94, or UFF where MMFF94 has no parameters); an SDF
 record's other properties are passed on. Records follow the input order; molecules are
-sampled in batches of --batch-size atoms, and each is written (and flushed) as soon as it is
-finished: an interrupted run loses only the batch in progress.
+sampled in batches of --batch-size atoms, and each is written (and flushed; a .sdf.gz
+output gets one gzip member per molecule) as soon as it is finished: an interrupted run
+loses only the batch in progress.
 
 Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (with --init
 prior the sampler is steered to them, --stereo-guidance; a mirror image is reflected, single
@@ -27,7 +28,8 @@ atoms (molecules x conformers per batch).
 
 Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
-status: 0 when every record succeeded, 1 when some failed, 2 for usage errors.
+status: 0 when every record succeeded, 1 when some failed, 2 for usage errors (also an
+output that cannot be written, a disk that fills up mid-run: --resume continues).
 
 The settings of a run (options, model file and its SHA-256, a digest of the input records'
 names and SMILES, and of SDF records' atoms, coordinates and properties, molscore version) are
@@ -267,10 +269,13 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str],
                          "start afresh")
     index = {name: i for i, name in enumerate(names)}
     written, failed = sdf_record_names(out), failure_names(failures)
-    unknown = [n for n in written + failed if n not in index]
-    if unknown:
-        raise UsageError(f"cannot resume: {out} holds {unknown[0]!r}, which is not a record of "
-                         "this input")
+    for path, held, note in ((out, written, ""),
+                             (failures, failed, " (failures.csv is shared by the outputs of its "
+                                                "folder: did a run into another output write it?)")):
+        unknown = [n for n in held if n not in index]
+        if unknown:
+            raise UsageError(f"cannot resume: {path} holds {unknown[0]!r}, which is not a record "
+                             f"of this input{note}")
     if before.get("input_sha256", settings["input_sha256"]) != settings["input_sha256"]:
         raise UsageError(f"cannot resume {out} with another input (records' names, SMILES or "
                          "SDF records differ from the run's); run without --resume to start "
@@ -286,8 +291,8 @@ def _resume_point(out: Path, failures: Path, settings: dict, names: list[str],
 
 
 def run(args) -> int:
-    from ..chem.io import (FailureLog, InputRecord, SDFStreamWriter, guess_format,
-                           replace_atomically, smiles_names)
+    from ..chem.io import (FailureLog, InputRecord, OutputWriteError, SDFStreamWriter,
+                           guess_format, replace_atomically, smiles_names)
     from ..generate import ConformerGenerator, default_model_path
     from ..parallel import WorkerDied, generate_in_processes
 
@@ -338,9 +343,13 @@ def run(args) -> int:
                 guess_format(args.input, args.format) == "csv":
             smiles_named = _input_sha256([[name, smiles] for name, (_, smiles)
                                           in zip(smiles_names(records), inputs)])
-        start, n_fail, n_ok, n_conformers = _resume_point(out, failures_path, settings,
-                                                         [name for _, name, _ in items],
-                                                         smiles_named)
+        try:
+            start, n_fail, n_ok, n_conformers = _resume_point(out, failures_path, settings,
+                                                             [name for _, name, _ in items],
+                                                             smiles_named)
+        except OSError as err:     # reading the output, or cutting it back (a full disk)
+            raise UsageError(f"cannot resume {out}: {err.filename or out}: "
+                             f"{err.strerror or err}") from None
         print(f"molscore generate: resuming {out} after {start} of {len(items)} record(s)",
               file=sys.stderr)
     outputs = ExitStack()
@@ -360,8 +369,8 @@ def run(args) -> int:
                                         progress=not args.no_progress, total=len(good))
     else:
         results = generator.run(good, progress=not args.no_progress, total=len(good))
-    with outputs:
-        try:
+    try:
+        with outputs:
             for idx, name, _ in items:
                 if idx in bad_early:
                     failures.add(name, bad_early[idx].smiles, bad_early[idx].error)
@@ -378,10 +387,14 @@ def run(args) -> int:
                     for reason in result.dropped:
                         failures.add(result.name, result.input, reason)
                     n_fail += 1
-        except WorkerDied as err:      # what was written stays; --resume continues
-            print(f"molscore generate: error: {err}", file=sys.stderr)
-            return 1
-    results.close()                     # stops the worker processes of --workers
+    except WorkerDied as err:          # what was written stays; --resume continues
+        print(f"molscore generate: error: {err}", file=sys.stderr)
+        return 1
+    except OutputWriteError as err:    # a full disk: what was written stays
+        raise UsageError(f"{UsageError.cannot_write(err, out)}; the molecules before are kept "
+                         "(generate --resume continues)") from None
+    finally:
+        results.close()                # stops the worker processes of --workers
     n_conformers += writer.records
     print(f"molscore generate: {n_ok} molecule(s), {n_conformers} conformer(s) -> {out}"
           + (f"; {n_fail} failure(s) in {failures_path}" if n_fail else ""),
