@@ -1,6 +1,8 @@
 """Chain-graph score network for C-alpha traces, the ca_traces task and its sample CLI."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -170,6 +172,22 @@ def test_task_split_and_collate(tmp_path):
     assert batch.cond.num_graphs == 3
     with pytest.raises(ValueError, match="unknown model options"):
         build_task({**tiny_config(tmp_path), "model": {"layers": 3}})
+
+
+@pytest.mark.parametrize("section, message", [
+    # 2 held out 307 of the 308 structures and trained on one
+    ({"data": {"val_fraction": 2}}, "data.val_fraction must be in [0, 1), got 2"),
+    ({"data": {"val_fraction": -0.1}}, "data.val_fraction must be a finite number >= 0"),
+    # 0 divided every crop by zero: a NaN loss at the first step
+    ({"data": {"coord_scale": 0}}, "data.coord_scale must be positive (Å per model unit)"),
+    ({"sde": {"name": "ve", "beta_max": 5}}, "sde 've' takes no option 'beta_max'"),
+])
+def test_bad_task_values_are_refused(tmp_path, section, message):
+    cfg = tiny_config(tmp_path)
+    for key, value in section.items():
+        cfg[key] = {**cfg[key], **value} if key == "data" else value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_task(cfg)
 
 
 def test_structures_given_as_one_path(tmp_path):
