@@ -330,12 +330,20 @@ def test_bits_per_dim_of_rejects_images_that_do_not_fit_the_model():
     for images, needle in ((torch.randint(0, 17, (2, 1, 16, 16)), "must be (B, 1, 8, 8)"),
                            (torch.randint(0, 17, (1, 8, 8)), "must be (B, 1, 8, 8)"),
                            (torch.full((2, 1, 8, 8), 200), "in [0, 17)"),
-                           (torch.full((2, 1, 8, 8), -1), "in [0, 17)")):
+                           (torch.full((2, 1, 8, 8), -1), "in [0, 17)"),
+                           (torch.full((2, 1, 8, 8), 2.5, dtype=torch.float64),
+                            "integers in [0, 17), got fractional values in 2.5..2.5")):
         with pytest.raises(ValueError, match=re.escape(needle)):
             bits_per_dim_of(model, meta, images, method="euler", steps=2)
-    bpd, _ = bits_per_dim_of(model, meta, torch.randint(0, 17, (2, 1, 8, 8)), method="euler",
-                             steps=2)
+    images = torch.randint(0, 17, (2, 1, 8, 8))
+    bpd, _ = bits_per_dim_of(model, meta, images, method="euler", steps=2,
+                             generator=torch.Generator().manual_seed(0))
     assert bpd.shape == (2,) and torch.isfinite(bpd).all()
+    # whole-valued float64 images (read from a float array) raised a dtype mismatch in the
+    # network; they are the same images
+    again, _ = bits_per_dim_of(model, meta, images.double(), method="euler", steps=2,
+                               generator=torch.Generator().manual_seed(0))
+    assert again.dtype == torch.float32 and torch.equal(again, bpd)
 
 
 @pytest.mark.parametrize("levels", [2, 17, 100, 256])

@@ -329,9 +329,13 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     """Dequantised bits/dim ``(B,)`` of integer images under ``model`` (null label unless
     ``labels``), and the number of score evaluations.
 
+    ``images`` may have any integer or floating dtype (whole values) and device: the
+    computation runs in the model's dtype on its device (float64 images raised a dtype
+    mismatch inside the network).
+
     Raises:
         ValueError: ``images`` are not ``(B, *meta["shape"])`` or hold values outside
-            ``[0, levels)``.
+            ``[0, levels)`` or that are not whole numbers.
     """
     from .image_metrics import image_bits_per_dim
 
@@ -339,9 +343,13 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
         raise ValueError(f"images must be (B, {', '.join(map(str, shape))}) for this model, "
                          f"got {tuple(images.shape)}")
-    if images.numel() and (images.min() < 0 or images.max() >= levels):
+    whole = not images.is_floating_point() or torch.equal(images, images.round())
+    if images.numel() and (not whole or images.min() < 0 or images.max() >= levels):
         raise ValueError(f"image values must be integers in [0, {levels}), got "
+                         f"{'' if whole else 'fractional values in '}"
                          f"{images.min().item()}..{images.max().item()}")
+    weight = next(model.parameters())
+    images = images.to(device=weight.device, dtype=weight.dtype)
     space = DenseSpace(images.shape)
     score_fn = guided_score_fn(model, space, labels)
     return image_bits_per_dim(score_fn, model.sde, images, meta["levels"],
