@@ -261,3 +261,22 @@ def test_sample_cli_refuses_what_a_pdb_file_cannot_number(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "t.pdb").exists()
+
+
+def test_samples_a_pdb_file_cannot_hold_are_a_one_line_error_with_a_hint(tmp_path, capsys):
+    """Samples still at the prior's scale (too few steps) are thousands of Å wide: the error
+    named the file format only, as if the command could not help it."""
+    from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+
+    task = build_task({**tiny_config(tmp_path),
+                       "sde": {"name": "ve", "sigma_min": 0.01, "sigma_max": 1000.0}})
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(),
+                 "meta": task.meta}, tmp_path / "ca.pt")
+    assert main(["sample", "--checkpoint", str(tmp_path / "ca.pt"), "--steps", "1", "-n", "2",
+                 "--length", "8", "--no-progress", "--device", "cpu",
+                 "-o", str(tmp_path / "t.pdb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("molscore sample: error: samples could not be "
+                                               "written: trace 1 has coordinates")
+    assert err[0].endswith("; try more --steps or another --sampler")
+    assert not (tmp_path / "t.pdb").exists()

@@ -214,7 +214,8 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     try:
         write_ca_pdb(out, traces)
     except ValueError as err:
-        raise UsageError(f"samples could not be written: {err}") from None
+        raise UsageError(f"samples could not be written: {err}; try more --steps or "
+                         "another --sampler") from None
     except OSError as err:
         raise UsageError.cannot_write(err, out) from None
     s = trace_summary(traces)
