@@ -90,6 +90,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     foreign or damaged files (every member's CRC-32 is checked first: ``torch.load`` reads
     a file with changed bytes silently)."""
     path = Path(path)
+    if path.is_dir():  # a run's folder given for its checkpoint: "not found" misled
+        raise FileNotFoundError(f"{path} is a folder, not a checkpoint file (a training "
+                                f"run's checkpoint is {path / 'checkpoint.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):       # what torch.save writes

@@ -1,6 +1,8 @@
 """Chain-graph score network for C-alpha traces, the ca_traces task and its sample CLI."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -172,6 +174,22 @@ def test_task_split_and_collate(tmp_path):
         build_task({**tiny_config(tmp_path), "model": {"layers": 3}})
 
 
+@pytest.mark.parametrize("section, message", [
+    # 2 held out 307 of the 308 structures and trained on one
+    ({"data": {"val_fraction": 2}}, "data.val_fraction must be in [0, 1), got 2"),
+    ({"data": {"val_fraction": -0.1}}, "data.val_fraction must be a finite number >= 0"),
+    # 0 divided every crop by zero: a NaN loss at the first step
+    ({"data": {"coord_scale": 0}}, "data.coord_scale must be positive (Å per model unit)"),
+    ({"sde": {"name": "ve", "beta_max": 5}}, "sde 've' takes no option 'beta_max'"),
+])
+def test_bad_task_values_are_refused(tmp_path, section, message):
+    cfg = tiny_config(tmp_path)
+    for key, value in section.items():
+        cfg[key] = {**cfg[key], **value} if key == "data" else value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_task(cfg)
+
+
 def test_structures_given_as_one_path(tmp_path):
     """``structures: my.pdb`` (one path, not a list) was iterated character by character:
     one 'no such file' warning per character and the file itself never read."""
@@ -242,4 +260,23 @@ def test_sample_cli_refuses_what_a_pdb_file_cannot_number(tmp_path, capsys):
                      "--device", "cpu", "-o", str(tmp_path / "t.pdb"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "t.pdb").exists()
+
+
+def test_samples_a_pdb_file_cannot_hold_are_a_one_line_error_with_a_hint(tmp_path, capsys):
+    """Samples still at the prior's scale (too few steps) are thousands of Å wide: the error
+    named the file format only, as if the command could not help it."""
+    from molscore.checkpoint import CHECKPOINT_FORMAT, save_atomic
+
+    task = build_task({**tiny_config(tmp_path),
+                       "sde": {"name": "ve", "sigma_min": 0.01, "sigma_max": 1000.0}})
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(),
+                 "meta": task.meta}, tmp_path / "ca.pt")
+    assert main(["sample", "--checkpoint", str(tmp_path / "ca.pt"), "--steps", "1", "-n", "2",
+                 "--length", "8", "--no-progress", "--device", "cpu",
+                 "-o", str(tmp_path / "t.pdb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("molscore sample: error: samples could not be "
+                                               "written: trace 1 has coordinates")
+    assert err[0].endswith("; try more --steps or another --sampler")
     assert not (tmp_path / "t.pdb").exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,11 @@ def test_missing_and_foreign_files_give_clear_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot read checkpoint .*junk.pt: not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "run").mkdir()   # was "checkpoint not found: run", with the folder right there
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"{tmp_path / 'run'} is a folder, not a checkpoint file (a training run's "
+            f"checkpoint is {tmp_path / 'run' / 'checkpoint.pt'})")):
+        load_checkpoint(tmp_path / "run")
 
 
 def test_damaged_file_is_refused_not_loaded(tmp_path):

@@ -330,12 +330,20 @@ def test_bits_per_dim_of_rejects_images_that_do_not_fit_the_model():
     for images, needle in ((torch.randint(0, 17, (2, 1, 16, 16)), "must be (B, 1, 8, 8)"),
                            (torch.randint(0, 17, (1, 8, 8)), "must be (B, 1, 8, 8)"),
                            (torch.full((2, 1, 8, 8), 200), "in [0, 17)"),
-                           (torch.full((2, 1, 8, 8), -1), "in [0, 17)")):
+                           (torch.full((2, 1, 8, 8), -1), "in [0, 17)"),
+                           (torch.full((2, 1, 8, 8), 2.5, dtype=torch.float64),
+                            "integers in [0, 17), got fractional values in 2.5..2.5")):
         with pytest.raises(ValueError, match=re.escape(needle)):
             bits_per_dim_of(model, meta, images, method="euler", steps=2)
-    bpd, _ = bits_per_dim_of(model, meta, torch.randint(0, 17, (2, 1, 8, 8)), method="euler",
-                             steps=2)
+    images = torch.randint(0, 17, (2, 1, 8, 8))
+    bpd, _ = bits_per_dim_of(model, meta, images, method="euler", steps=2,
+                             generator=torch.Generator().manual_seed(0))
     assert bpd.shape == (2,) and torch.isfinite(bpd).all()
+    # whole-valued float64 images (read from a float array) raised a dtype mismatch in the
+    # network; they are the same images
+    again, _ = bits_per_dim_of(model, meta, images.double(), method="euler", steps=2,
+                               generator=torch.Generator().manual_seed(0))
+    assert again.dtype == torch.float32 and torch.equal(again, bpd)
 
 
 @pytest.mark.parametrize("levels", [2, 17, 100, 256])
@@ -395,3 +403,42 @@ def test_npz_labels_must_be_class_indices(tmp_path, labels, got):
         load_npz_images(tmp_path / "a.npz")
     np.savez(tmp_path / "f.npz", images=np.zeros((2, 4, 4), np.uint8), labels=np.array([1.0, 0]))
     assert load_npz_images(tmp_path / "f.npz").labels.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("section, message", [
+    # a misspelt key was ignored: the run trained with the default it meant to change
+    ({"data": {"source": "digits", "holdot": 0.5}},
+     "data has no key 'holdot'; choose from source, holdout, split_seed, dequantize"),
+    ({"data": {"source": "digits", "dequantize": "no"}},  # the string "no" was read as true
+     "data.dequantize must be true or false, got 'no'"),
+    ({"data": {"source": "digits", "holdout": "some"}}, "data.holdout must be a number"),
+    ({"model": {**TINY["model"], "attn_heads": 0}},  # ZeroDivisionError traceback
+     "model.attn_heads must be a positive integer, got 0"),
+    ({"model": {**TINY["model"], "ch_mult": []}},    # a U-Net of no resolution level
+     "model.ch_mult must be a list of positive integers"),
+    ({"model": {**TINY["model"], "label_dropout": 1.5}},   # every label dropped
+     "model.label_dropout must be in [0, 1], got 1.5"),
+    ({"model": {**TINY["model"], "conditional": "false"}},
+     "model.conditional must be true or false, got 'false'"),
+    ({"sde": {"name": "vp", "sigma_max": 5}},        # TypeError traceback
+     "sde 'vp' takes no option 'sigma_max'; choose from beta_min, beta_max, eps"),
+    ({"sde": {"beta_max": 5}}, "sde must be a mapping with a 'name'"),
+])
+def test_bad_image_config_is_one_line_exit_2(tmp_path, capsys, section, message):
+    """A training config the images task cannot use as written is a one-line usage error
+    (before: silently ignored or misread keys, or a traceback)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **section, "steps": 1, "batch_size": 4}))
+    assert main(["train", "--config", str(path), "-q", "--device", "cpu",
+                 "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_sde_options_written_as_yaml_strings_are_numbers(tmp_path):
+    """PyYAML reads ``1e-3`` (no dot) as a string; the SDE takes it as the number, as the
+    trainer's own keys (``optim.lr``) do."""
+    cfg = yaml.safe_load("sde: {name: vp, beta_min: 1e-1, beta_max: 2e1}")
+    assert cfg["sde"]["beta_min"] == "1e-1"
+    task = build_task({**TINY, **cfg})
+    assert task.meta["sde"] == {"name": "vp", "eps": 1e-5, "beta_min": 0.1, "beta_max": 20.0}

@@ -741,3 +741,21 @@ def test_noise_streams_of_runs_and_ranks_are_all_distinct():
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= s < 2 ** 64 for s in seeds)
     assert _noise_seed(3, 1) == _noise_seed(3, 1)        # a pure function of its keys
+
+
+def test_cli_diverged_training_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    """A NaN loss (the config's lr or clipping) ended ``molscore train`` with a traceback;
+    ``molscore toy train`` reports the same as one line, exit 2."""
+    from molscore.cli import main
+
+    def nan_step(self, batch):
+        raise FloatingPointError(f"training loss is nan at step {self.step + 1}; lower "
+                                 "optim.lr or enable optim.grad_clip")
+
+    monkeypatch.setattr(Trainer, "train_step", nan_step)
+    config = _write_yaml(tmp_path / "c.yaml", base_config())
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "o"), "-q",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("molscore train: error: training diverged: training loss is nan at step 1; "
+                   "lower optim.lr or enable optim.grad_clip\n")

@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     except (ConfigError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
+    except FloatingPointError as err:  # a NaN loss: the config's lr or clipping, as toy train
+        raise UsageError(f"training diverged: {err}") from None
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"trained {summary['task']} to step {summary['steps']} on {summary['device']} "
               f"in {summary['time_s']:.1f} s; loss {_fmt(summary['final_loss'])}, "

@@ -39,9 +39,9 @@ from ..models.chain_graph import ChainGraphNet, chain_batch
 from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..samplers import sample
-from ..sde import make_sde
+from ..sde import make_sde, sde_from_config
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask
+from ..tasks import Batch, TrainTask, config_number
 from .ca_metrics import trace_summary
 from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
                         read_structure_files, split_by_structure, write_ca_pdb)
@@ -134,12 +134,24 @@ def build_model(meta: dict) -> ScoreModel:
 
 def build_task(cfg: dict) -> TrainTask:
     """Crops of held-in structures for training, fixed crops of held-out structures for
-    validation, the chain-graph model and its ``meta``."""
-    data_cfg, model_cfg, sde_cfg = _section(cfg, "data"), _section(cfg, "model"), _section(cfg, "sde")
+    validation, the chain-graph model and its ``meta``.
+
+    Raises:
+        ValueError: an unknown key, a value that cannot work (``data.val_fraction`` outside
+            ``[0, 1)``: 2 held out all structures but one; ``data.coord_scale`` not positive:
+            0 made the first loss NaN), or no usable trace.
+    """
+    data_cfg, model_cfg = _section(cfg, "data"), _section(cfg, "model")
+    sde = sde_from_config(_section(cfg, "sde"))
+    val_fraction = config_number(data_cfg["val_fraction"], "data.val_fraction", 0.0)
+    if val_fraction >= 1:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction:g}")
+    scale = config_number(data_cfg["coord_scale"], "data.coord_scale", 0.0)
+    if scale == 0:
+        raise ValueError("data.coord_scale must be positive (Å per model unit), got 0")
     traces = load_traces(data_cfg)
-    train, val = split_by_structure(traces, float(data_cfg["val_fraction"]),
-                                    int(data_cfg["split_seed"]))
-    crop, scale = int(data_cfg["crop_length"]), float(data_cfg["coord_scale"])
+    train, val = split_by_structure(traces, val_fraction, int(data_cfg["split_seed"]))
+    crop = int(data_cfg["crop_length"])
     train_set = CATraceCrops(train, crop, coord_scale=scale,
                              crops_per_segment=int(data_cfg["crops_per_segment"]))
     val_set = CATraceCrops(val, crop, coord_scale=scale, deterministic=True,
@@ -147,14 +159,10 @@ def build_task(cfg: dict) -> TrainTask:
     net_cfg = {"backbone": model_cfg["backbone"], "k": int(model_cfg["k"]),
                "max_offset": int(model_cfg["max_offset"]), "num_freqs": int(model_cfg["num_freqs"]),
                **DEFAULT_HPARAMS.get(model_cfg["backbone"], {}), **dict(model_cfg["hparams"] or {})}
-    try:
-        sde = make_sde(**sde_cfg)
-    except TypeError as err:
-        raise ValueError(f"bad sde options {sde_cfg}: {err}") from None
     meta = {"task": "ca_traces", "net": net_cfg, "sde": sde.config(),
             "parameterisation": str(model_cfg["parameterisation"]), "coord_scale": scale,
             "crop_length": crop,
-            "data": {"npz": str(data_cfg["npz"]), "val_fraction": float(data_cfg["val_fraction"]),
+            "data": {"npz": str(data_cfg["npz"]), "val_fraction": val_fraction,
                      "split_seed": int(data_cfg["split_seed"]),
                      "val_structures": sorted({t.structure for t in val})}}
     return TrainTask(model=build_model(meta), train_set=train_set, collate=collate, meta=meta,
@@ -206,7 +214,8 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     try:
         write_ca_pdb(out, traces)
     except ValueError as err:
-        raise UsageError(f"samples could not be written: {err}") from None
+        raise UsageError(f"samples could not be written: {err}; try more --steps or "
+                         "another --sampler") from None
     except OSError as err:
         raise UsageError.cannot_write(err, out) from None
     s = trace_summary(traces)

@@ -35,9 +35,9 @@ from torch.utils.data import Dataset
 from ..errors import UsageError
 from ..models.param import ScoreModel
 from ..models.unet import UNet
-from ..sde import make_sde
+from ..sde import make_sde, sde_from_config
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask
+from ..tasks import Batch, TrainTask, check_keys, config_number
 from .images import (ImageError, ImageSet, levels_from_8bit, load_image_source, read_mask,
                      read_png, save_grid, split_holdout, to_levels, to_model_space)
 
@@ -47,6 +47,7 @@ __all__ = ["ImageDataset", "build_task", "build_model", "make_collate", "load_ta
 
 DEFAULT_STEPS = 500
 NET_KEYS = ("channels", "ch_mult", "num_res_blocks", "attn_heads", "dropout", "label_dropout")
+DATA_KEYS = ("source", "holdout", "split_seed", "dequantize")
 
 
 class ImageDataset(Dataset):
@@ -94,15 +95,52 @@ def build_model(meta: dict) -> ScoreModel:
     return ScoreModel(net, sde, meta.get("parameterisation", "eps"))
 
 
+def _check_switch(section: dict, key: str, where: str) -> None:
+    """``ValueError`` unless ``section[key]``, when given, is ``true`` or ``false`` (any other
+    value, such as the string ``"no"``, was read as true)."""
+    if key in section and not isinstance(section[key], bool):
+        raise ValueError(f"{where}.{key} must be true or false, got {section[key]!r}")
+
+
+def _check_net_options(model_cfg: dict) -> None:
+    """``ValueError`` (one line) for U-Net options that cannot work or would be misread:
+    ``channels`` / ``attn_heads`` not positive integers (0 heads raised ZeroDivisionError),
+    ``ch_mult`` not a non-empty list of positive integers (an empty one built a network
+    without resolution levels), ``label_dropout`` outside ``[0, 1]`` (above 1 every label
+    was dropped: a "conditional" model that never saw one)."""
+    for key in ("channels", "attn_heads"):
+        value = model_cfg.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"model.{key} must be a positive integer, got {value!r}")
+    mult = model_cfg.get("ch_mult", [1])
+    if (not isinstance(mult, (list, tuple)) or not mult
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in mult)):
+        raise ValueError(f"model.ch_mult must be a list of positive integers, one per "
+                         f"resolution level, got {mult!r}")
+    drop = config_number(model_cfg.get("label_dropout", 0.0), "model.label_dropout", 0.0)
+    if drop > 1:
+        raise ValueError(f"model.label_dropout must be in [0, 1], got {drop:g}")
+
+
 def build_task(cfg: dict) -> TrainTask:
-    """Datasets, collate function, U-Net score model and ``meta`` for training on images."""
+    """Datasets, collate function, U-Net score model and ``meta`` for training on images.
+
+    Raises:
+        ValueError: a key of ``data`` or ``model`` this task does not read (it would be
+            ignored), a value that cannot work, or unusable images.
+    """
     data_cfg = dict(cfg.get("data") or {})
     model_cfg = dict(cfg.get("model") or {})
-    sde_cfg = dict(cfg.get("sde") or {"name": "vp"})
+    check_keys(data_cfg, DATA_KEYS, "data")
+    _check_switch(data_cfg, "dequantize", "data")
     unknown = set(model_cfg) - set(NET_KEYS) - {"conditional", "parameterisation"}
     if unknown:
         raise ValueError(f"unknown model options for images: {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(NET_KEYS + ('conditional', 'parameterisation'))}")
+    _check_switch(model_cfg, "conditional", "model")
+    _check_net_options(model_cfg)
+    sde = sde_from_config(cfg.get("sde") or {"name": "vp"})
+    holdout = config_number(data_cfg.get("holdout", 0.1), "data.holdout")
     train, held = load_task_data(data_cfg, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     conditional = bool(model_cfg.pop("conditional", train.labels is not None))
     if conditional and train.labels is None:
@@ -113,14 +151,11 @@ def build_task(cfg: dict) -> TrainTask:
                          f"{int(held.labels.max())}, but the training split's classes are only "
                          f"0..{num_classes - 1}; change data.split_seed or data.holdout")
     param = model_cfg.pop("parameterisation", "eps")
-    if "ch_mult" in model_cfg:
-        model_cfg["ch_mult"] = [int(v) for v in model_cfg["ch_mult"]]
-    sde = make_sde(**sde_cfg)
     meta = {"task": "images", "shape": list(train.shape), "levels": train.levels,
             "num_classes": num_classes, "net": model_cfg, "sde": sde.config(),
             "parameterisation": param,
             "data": {"source": str(data_cfg.get("source", "digits")),
-                     "holdout": float(data_cfg.get("holdout", 0.1)),
+                     "holdout": holdout,
                      "split_seed": int(data_cfg.get("split_seed", 0))}}
     model = build_model(meta)
     _, h, w = train.shape
@@ -294,9 +329,13 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     """Dequantised bits/dim ``(B,)`` of integer images under ``model`` (null label unless
     ``labels``), and the number of score evaluations.
 
+    ``images`` may have any integer or floating dtype (whole values) and device: the
+    computation runs in the model's dtype on its device (float64 images raised a dtype
+    mismatch inside the network).
+
     Raises:
         ValueError: ``images`` are not ``(B, *meta["shape"])`` or hold values outside
-            ``[0, levels)``.
+            ``[0, levels)`` or that are not whole numbers.
     """
     from .image_metrics import image_bits_per_dim
 
@@ -304,9 +343,13 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
         raise ValueError(f"images must be (B, {', '.join(map(str, shape))}) for this model, "
                          f"got {tuple(images.shape)}")
-    if images.numel() and (images.min() < 0 or images.max() >= levels):
+    whole = not images.is_floating_point() or torch.equal(images, images.round())
+    if images.numel() and (not whole or images.min() < 0 or images.max() >= levels):
         raise ValueError(f"image values must be integers in [0, {levels}), got "
+                         f"{'' if whole else 'fractional values in '}"
                          f"{images.min().item()}..{images.max().item()}")
+    weight = next(model.parameters())
+    images = images.to(device=weight.device, dtype=weight.dtype)
     space = DenseSpace(images.shape)
     score_fn = guided_score_fn(model, space, labels)
     return image_bits_per_dim(score_fn, model.sde, images, meta["levels"],

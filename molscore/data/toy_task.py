@@ -23,15 +23,16 @@ from ..ema import EMA
 from ..models.mlp import MLPEnergyNet, MLPScoreNet
 from ..models.param import ScoreModel
 from ..objectives import get_objective
-from ..sde import make_sde
+from ..sde import make_sde, sde_from_config
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask
+from ..tasks import Batch, TrainTask, check_keys
 from .toy import get_density
 
 __all__ = ["NET_KEYS", "ToyDataset", "collate", "make_meta", "build_model", "build_task",
            "train_toy"]
 
 NET_KEYS = ("hidden", "depth", "time_embed", "embed_dim")
+DATA_KEYS = ("density", "options", "n", "seed")
 
 
 class ToyDataset(Dataset):
@@ -103,10 +104,15 @@ def build_task(cfg: dict) -> TrainTask:
     Config keys: ``data: {density, options, n (pool size, default 100000), seed}``,
     ``model: {hidden, depth, time_embed, embed_dim, energy, parameterisation}``,
     ``sde: {name, ...}``.
+
+    Raises:
+        ValueError: a ``data`` key other than these (a misspelt ``density`` trained on the
+            default checkerboard), or a value that cannot work.
     """
     data = dict(cfg.get("data") or {})
     model_cfg = dict(cfg.get("model") or {})
-    sde = make_sde(**dict(cfg.get("sde") or {"name": "ve"}))
+    check_keys(data, DATA_KEYS, "data")
+    sde = sde_from_config(cfg.get("sde") or {"name": "ve"})
     seed = int(data.get("seed", cfg.get("seed", 0)))
     energy = bool(model_cfg.pop("energy", False))
     param = model_cfg.pop("parameterisation", None)
