@@ -15,17 +15,16 @@ Conventions (exact, no approximations):
 """
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from .spaces import Generators, Space
 
-__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "make_sde", "sde_from_config", "SDE_NAMES"]
+__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "make_sde", "SDE_NAMES"]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -207,40 +206,3 @@ def make_sde(name: str, **kwargs) -> SDE:
         raise ValueError(f"unknown SDE {name!r}; choose from {', '.join(SDE_NAMES)}") from None
     return cls(**kwargs)
 
-
-def sde_from_config(section: Any) -> SDE:
-    """The SDE of a training config's ``sde`` section, ``{name: ve|vp|subvp, <schedule
-    options>}``; each option is a number (or a string ``float`` reads, as YAML leaves
-    ``1e-3``).
-
-    Raises:
-        ValueError: (one line) the section is not a mapping with a ``name``, the name is
-            unknown, an option is not one the SDE takes (``sigma_max`` for ``vp``) or not a
-            finite number, or the values are out of range.
-    """
-    if not isinstance(section, dict) or "name" not in section:
-        raise ValueError(f"sde must be a mapping with a 'name' ({', '.join(SDE_NAMES)}), "
-                         f"got {section!r}")
-    options = dict(section)
-    name = options.pop("name")
-    if not isinstance(name, str) or name not in SDE_NAMES:
-        raise ValueError(f"unknown SDE {name!r}; choose from {', '.join(SDE_NAMES)}")
-    allowed = list(inspect.signature(SDE_NAMES[name]).parameters)
-    unknown = sorted(set(options) - set(allowed), key=str)
-    if unknown:
-        raise ValueError(f"sde {name!r} takes no option {unknown[0]!r}; choose from "
-                         f"{', '.join(allowed)}")
-    return make_sde(name, **{key: _finite_number(value, f"sde.{key}")
-                             for key, value in options.items()})
-
-
-def _finite_number(value: Any, name: str) -> float:
-    """``float(value)``, or ``ValueError`` naming ``name`` when it is no finite number (a
-    bool is none)."""
-    try:
-        number = math.nan if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number

@@ -17,6 +17,7 @@ is enough to sample: no extra flags.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -26,10 +27,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .models.param import ScoreModel
+from .sde import SDE, SDE_NAMES, make_sde
 from .spaces import Space
 
 __all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device", "ConfigError",
-           "check_keys", "config_number"]
+           "check_keys", "config_number", "sde_from_config"]
 
 # task name -> module implementing build_task / build_model
 TASKS = {
@@ -57,13 +59,43 @@ def config_number(value: Any, name: str, minimum: float = -math.inf) -> float:
     """``float(value)`` of the config key ``name``, or :class:`ConfigError` when it is not a
     finite number (``>= minimum`` when one is given)."""
     try:
-        number = float(value)
+        number = float(value) if not isinstance(value, bool) else math.nan    # YAML's yes / no
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < minimum:
         bound = f" >= {minimum:g}" if minimum > -math.inf else ""
         raise ConfigError(f"{name} must be a finite number{bound}, got {value!r}")
     return number
+
+
+def sde_from_config(section: Any) -> SDE:
+    """The SDE of a training config's ``sde`` section, ``{name: ve|vp|subvp, <schedule
+    options>}``; each option a number (or a string ``float`` reads, as YAML leaves ``1e-3``).
+
+    Raises:
+        ConfigError: (one line) the section is not a mapping with a ``name``, the name is
+            unknown, an option is not one the SDE takes (``sigma_max`` for ``vp``) or not a
+            finite number, or the values are out of range.
+    """
+    if not isinstance(section, dict) or "name" not in section:
+        raise ConfigError(f"sde must be a mapping with a 'name' ({', '.join(SDE_NAMES)}), "
+                          f"got {section!r}")
+    options = dict(section)
+    name = options.pop("name")
+    if not isinstance(name, str) or name not in SDE_NAMES:
+        raise ConfigError(f"unknown SDE {name!r}; choose from {', '.join(SDE_NAMES)}")
+    allowed = list(inspect.signature(SDE_NAMES[name]).parameters)
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise ConfigError(f"sde {name!r} takes no option {unknown[0]!r}; choose from "
+                          f"{', '.join(allowed)}")
+    try:
+        return make_sde(name, **{key: config_number(value, f"sde.{key}")
+                                 for key, value in options.items()})
+    except ConfigError:
+        raise
+    except ValueError as err:       # the SDE's own range checks
+        raise ConfigError(f"sde: {err}") from None
 
 
 def to_device(obj: Any, device: torch.device | str) -> Any:

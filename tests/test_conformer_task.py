@@ -126,8 +126,12 @@ def test_bad_sections_raise(small_sdf):
         build_task({**_cfg(small_sdf[0]), "model": {"backbone": "gcn"}})
     with pytest.raises(FileNotFoundError, match="not found"):
         build_task(_cfg("no/such/file.sdf"))
-    with pytest.raises(ValueError, match="bad sde section"):
+    with pytest.raises(ValueError, match="sde 've' takes no option 'sigma'; choose from sigma_min"):
         build_task({**_cfg(small_sdf[0]), "sde": {"name": "ve", "sigma": 3.0}})
+    with pytest.raises(ValueError, match="sde.sigma_max must be a finite number, got True"):
+        build_task({**_cfg(small_sdf[0]), "sde": {"name": "ve", "sigma_max": True}})
+    with pytest.raises(ValueError, match="sde: need 0 < sigma_min < sigma_max"):
+        build_task({**_cfg(small_sdf[0]), "sde": {"name": "ve", "sigma_max": "1e-3"}})
 
 
 @pytest.mark.parametrize("data, model, message", [

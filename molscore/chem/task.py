@@ -59,7 +59,7 @@ from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number
+from ..tasks import Batch, TrainTask, check_keys, config_number, sde_from_config
 from .featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, MoleculeError,
                         check_featurisation, meta_featurisation, mol_to_graph)
 
@@ -360,11 +360,7 @@ def build_task(cfg: dict) -> TrainTask:
     if ("sdf" in data) == ("processed" in data):
         raise ValueError("conformers task: data needs exactly one of 'sdf' or 'processed'")
     _check_sections(data, model_cfg)
-    sde_cfg = cfg.get("sde") or DEFAULT_SDE
-    try:
-        sde = make_sde(**sde_cfg)
-    except TypeError as err:
-        raise ValueError(f"bad sde section {sde_cfg!r}: {err}") from None
+    sde = sde_from_config(cfg.get("sde") or DEFAULT_SDE)
     coord_scale = model_cfg.get("coord_scale")
     if coord_scale is None:
         coord_scale = 1.0 if sde.name == "ve" else 2.5

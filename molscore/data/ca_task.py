@@ -39,9 +39,9 @@ from ..models.chain_graph import ChainGraphNet, chain_batch
 from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..samplers import sample
-from ..sde import make_sde, sde_from_config
+from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, config_number
+from ..tasks import Batch, TrainTask, config_number, sde_from_config
 from .ca_metrics import trace_summary
 from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
                         read_structure_files, split_by_structure, write_ca_pdb)

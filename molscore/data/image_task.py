@@ -35,9 +35,9 @@ from torch.utils.data import Dataset
 from ..errors import UsageError
 from ..models.param import ScoreModel
 from ..models.unet import UNet
-from ..sde import make_sde, sde_from_config
+from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number
+from ..tasks import Batch, TrainTask, check_keys, config_number, sde_from_config
 from .images import (ImageError, ImageSet, levels_from_8bit, load_image_source, read_mask,
                      read_png, save_grid, split_holdout, to_levels, to_model_space)
 

@@ -23,9 +23,9 @@ from ..ema import EMA
 from ..models.mlp import MLPEnergyNet, MLPScoreNet
 from ..models.param import ScoreModel
 from ..objectives import get_objective
-from ..sde import make_sde, sde_from_config
+from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys
+from ..tasks import Batch, TrainTask, check_keys, sde_from_config
 from .toy import get_density
 
 __all__ = ["NET_KEYS", "ToyDataset", "collate", "make_meta", "build_model", "build_task",
