@@ -106,13 +106,15 @@ def test_generate_on_the_device_keeps_stereo_and_geometry():
 
 
 def test_training_on_the_device_resumes_exactly(tmp_path):
-    """An interrupted run on the device resumes to the uninterrupted run's weights."""
+    """An interrupted run on the device resumes to the uninterrupted run's weights (an
+    interruption raised by code resumes from the last periodic checkpoint, ckpt_every=4, as
+    test_train's test_resume_reproduces_uninterrupted_loss_curve)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     summary = train(base_config(), straight, device=DEVICE, progress=False)
     assert summary["device"].startswith(DEVICE)
 
     _interrupted_run(split, KeyboardInterrupt, at_step=7, device=DEVICE)
-    assert train(base_config(), split, device=DEVICE, progress=False)["resumed_from"] == 6
+    assert train(base_config(), split, device=DEVICE, progress=False)["resumed_from"] == 4
     ca = torch.load(straight / "checkpoint.pt", weights_only=True)
     cb = torch.load(split / "checkpoint.pt", weights_only=True)
     for k, v in ca["model"].items():
