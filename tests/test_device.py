@@ -18,6 +18,7 @@ from molscore.chem.checks import check_geometry
 from molscore.chem.featurize import meta_featurisation, mol_to_graph, prepare_mol
 from molscore.chem.stereo import check_stereo
 from molscore.checkpoint import load_checkpoint_model
+from molscore.data.image_metrics import image_bits_per_dim
 from molscore.data.toy import exact_score_fn, get_density
 from molscore.generate import ConformerGenerator, default_model_path
 from molscore.likelihood import log_likelihood
@@ -44,6 +45,27 @@ def test_exact_score_samplers_recover_gmm8_on_the_device(name, sde_name):
                  generator=g, **opts)
     assert res.x.device.type == DEVICE
     _gmm8_checks(res.x.cpu())
+
+
+def test_image_bits_per_dim_takes_a_generator_of_either_device():
+    """The dequantisation draw came from torch's CPU default whatever the generator: a CUDA
+    generator for CUDA images raised. Now drawn where the generator is: a CPU generator gives
+    the CPU's bits/dim on the device too."""
+    sde = make_sde("vp")
+    images = torch.randint(0, 4, (3, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+
+    def score_fn(x, t):        # N(0, I) is the VP SDE's stationary law: its score is -x
+        return -x
+
+    def bpd(device, generator):
+        out, _ = image_bits_per_dim(score_fn, sde, images.to(device, torch.float64), 4,
+                                    generator=generator)
+        return out
+
+    on_cpu = bpd("cpu", torch.Generator().manual_seed(2))
+    torch.testing.assert_close(bpd(DEVICE, torch.Generator().manual_seed(2)).cpu(), on_cpu)
+    own = bpd(DEVICE, torch.Generator(device=DEVICE).manual_seed(2))
+    assert own.device.type == DEVICE and torch.isfinite(own).all()
 
 
 def test_a_cpu_generator_draws_the_same_noise_for_the_device():

@@ -74,14 +74,16 @@ def image_bits_per_dim(score_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, i
     floating dtype to compute in) through the probability-flow ODE.
 
     One uniform dequantisation draw per image, then the Hutchinson probe, both from
-    ``generator``; ``likelihood_opts`` go to :func:`molscore.likelihood.log_likelihood`
+    ``generator`` and drawn on its device (a CUDA generator for CUDA images; a CPU one gives
+    the CPU's draws anywhere); ``likelihood_opts`` go to :func:`molscore.likelihood.log_likelihood`
     (divergence estimator, tolerances).
 
     Returns:
         ``(bpd (B,), nfe)``.
     """
     dtype = images.dtype if images.is_floating_point() else torch.float32
-    u = torch.rand(images.shape, generator=generator, dtype=dtype).to(images.device)
+    where = images.device if generator is None else generator.device
+    u = torch.rand(images.shape, generator=generator, device=where, dtype=dtype).to(images.device)
     y = to_model_space(images, levels, u)
     space = DenseSpace(y.shape)
     res = log_likelihood(score_fn, sde, space, y, generator=generator, **likelihood_opts)
