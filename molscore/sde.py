@@ -205,4 +205,3 @@ def make_sde(name: str, **kwargs) -> SDE:
     except KeyError:
         raise ValueError(f"unknown SDE {name!r}; choose from {', '.join(SDE_NAMES)}") from None
     return cls(**kwargs)
-

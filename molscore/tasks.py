@@ -89,11 +89,9 @@ def sde_from_config(section: Any) -> SDE:
     if unknown:
         raise ConfigError(f"sde {name!r} takes no option {unknown[0]!r}; choose from "
                           f"{', '.join(allowed)}")
+    values = {key: config_number(value, f"sde.{key}") for key, value in options.items()}
     try:
-        return make_sde(name, **{key: config_number(value, f"sde.{key}")
-                                 for key, value in options.items()})
-    except ConfigError:
-        raise
+        return make_sde(name, **values)
     except ValueError as err:       # the SDE's own range checks
         raise ConfigError(f"sde: {err}") from None
 
