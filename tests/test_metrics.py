@@ -37,6 +37,21 @@ def test_rmsd_matches_getbestrms(smiles):
     assert got.min() > 0
 
 
+def test_rmsd_counts_dummy_atoms_as_getbestrms_does(tmp_path):
+    """A dummy atom (``*``, an SDF ``R``) is a heavy atom of the atom mappings but was left
+    out of the coordinates (atomic number > 1): every mapping indexed past them (IndexError)."""
+    smi = "*CCOc1ccc(C(F)(F)F)cc1"
+    probe, ref = _embed(smi, 3, 7), _embed(smi, 2, 11, random_order=True)
+    got = rmsd_matrix(probe, ref)
+    p, r = Chem.RemoveHs(probe), Chem.RemoveHs(ref)
+    want = np.array([[rdMolAlign.GetBestRMS(p, r, i, j) for j in range(2)] for i in range(3)])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(probe), i, {"smiles": smi}) for i in range(3)])
+    row = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")["per_molecule"][0]
+    assert row["amr_r"] == pytest.approx(want.min(0).mean(), abs=1e-3)
+
+
 def _svd_rmsd(probe: np.ndarray, ref: np.ndarray) -> float:
     """Kabsch RMSD of two ``(n, 3)`` point sets by a full SVD (proper rotations only)."""
     p, r = probe - probe.mean(0), ref - ref.mean(0)

@@ -87,8 +87,10 @@ def _skeleton(mol: Chem.Mol, bond_orders: bool = True) -> Chem.Mol:
 
 
 def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np.ndarray:
-    """Heavy-atom coordinates ``(K, n, 3)`` in the order of ``_skeleton(mol)``."""
-    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    """Heavy-atom coordinates ``(K, n, 3)`` in the order of ``_skeleton(mol)`` (every atom
+    but hydrogens: dummy atoms, atomic number 0, count as ``_skeleton`` and ``GetBestRMS``
+    count them)."""
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
     confs = ([mol.GetConformer(c) for c in conf_ids] if conf_ids is not None
              else list(mol.GetConformers()))
     return np.stack([np.asarray(c.GetPositions())[heavy] for c in confs]) if confs else \
