@@ -471,3 +471,30 @@ def test_a_group_whose_first_record_is_another_molecule_is_led_by_its_own(tmp_pa
     assert capsys.readouterr().err == (
         f"molscore evaluate: error: no record of the reference file {tmp_path / 'wrong.sdf'} is kept: "
         f"2 of 2 records skipped: 2 not the molecule of their group ({key!r}: 2 of 2)\n")
+
+
+def test_records_with_2d_coordinates_are_left_out_not_scored(tmp_path, capsys):
+    """A 2D record (a depiction: the molfile says 2D, every z is 0) was scored as a conformer:
+    a 2D SDF given as the generated file printed COV 0 and an AMR of over 1 A, exit status 0.
+    Now such records are counted and left out; a file of nothing else is a one-line error."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref = _embed(smi, 2, 3)
+    flat = Chem.MolFromSmiles(smi)
+    AllChem.Compute2DCoords(flat)
+    assert not flat.GetConformer().Is3D()
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "flat.sdf", [(Chem.Mol(flat), 0, {"smiles": smi})] * 2)
+    _write(tmp_path / "mixed.sdf", [(Chem.Mol(flat), 0, {"smiles": smi})]
+           + [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    assert read_groups(tmp_path / "flat.sdf").skipped() == {
+        "records": 2, "skipped": {"not_3d": 2}, "groups": {}}
+    res = evaluate_coverage(tmp_path / "mixed.sdf", tmp_path / "ref.sdf")
+    assert res["per_molecule"][0]["n_generated"] == 2 and res["cov_r"]["mean"] == 1.0
+    args = ["evaluate", "coverage", "--reference", str(tmp_path / "ref.sdf"), "--no-progress", "--generated"]
+    assert main(args + [str(tmp_path / "mixed.sdf")]) == 0
+    assert capsys.readouterr().err == (f"note: generated file {tmp_path / 'mixed.sdf'}: 1 of 3 records "
+                                       "skipped: 1 without 3D coordinates (2D)\n")
+    assert main(args + [str(tmp_path / "flat.sdf")]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore evaluate: error: no record of the generated file {tmp_path / 'flat.sdf'} is kept: "
+        "2 of 2 records skipped: 2 without 3D coordinates (2D)\n")

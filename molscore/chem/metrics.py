@@ -312,9 +312,10 @@ class ConformerGroup:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-OTHER_MOLECULE, UNREADABLE, NO_PROPERTY = "other_molecule", "unreadable", "no_property"
+OTHER_MOLECULE, UNREADABLE, NOT_3D, NO_PROPERTY = "other_molecule", "unreadable", "not_3d", "no_property"
 SKIP_REASONS = {OTHER_MOLECULE: "not the molecule of their group",
                 UNREADABLE: "unreadable by RDKit",
+                NOT_3D: "without 3D coordinates (2D)",
                 NO_PROPERTY: "without the grouping property"}
 
 
@@ -325,7 +326,8 @@ class Groups(OrderedDict):
     Attributes:
         records: records in the file.
         ungrouped: records of no group, ``{reason: records}``: those RDKit cannot read (it
-            gives none of their properties) and, grouped by a property, those without it.
+            gives none of their properties), those with 2D coordinates (a depiction, no
+            conformer) and, grouped by a property, those without it.
         dropped: groups none of whose records was kept, ``{key: {reason: records}}``.
     """
 
@@ -407,7 +409,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
     A group is led by its first record that is the molecule its ``smiles`` property says
     (heavy-atom graph; the first record where records carry none). Records left out are
     counted (:class:`Groups`, :attr:`ConformerGroup.skipped`): those RDKit cannot read;
-    grouped by a property, those without it; and those that are not the molecule of their
+    those whose coordinates RDKit reads as 2D (the molfile says 2D, or no dimension and every
+    z is 0: a depiction, whose RMSDs would be scored as a conformer's); grouped by a property,
+    those without it; and those that are not the molecule of their
     group, whose heavy-atom graph differs from the leader's. A group none of whose records
     is the molecule its ``smiles`` property says is dropped (:attr:`Groups.dropped`): a
     record of another molecule is no reference for it.
@@ -424,6 +428,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
             out.records += 1
             if mol is None or mol.GetNumConformers() == 0:
                 out.ungrouped[UNREADABLE] = out.ungrouped.get(UNREADABLE, 0) + 1
+                continue
+            if not mol.GetConformer().Is3D():
+                out.ungrouped[NOT_3D] = out.ungrouped.get(NOT_3D, 0) + 1
                 continue
             if group_by == "smiles":
                 key = _canonical(mol.GetProp("smiles")) if mol.HasProp("smiles") else \

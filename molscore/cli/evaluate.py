@@ -8,10 +8,10 @@
 RMSD: heavy atoms, symmetry-aware, after optimal superposition (as RDKit's GetBestRMS);
 at most --max-matches atom mappings per molecule (an upper bound for more symmetric ones).
 Molecules are paired by canonical SMILES (the ``smiles`` property), by ``_Name``
-(``--group-by name``) or by any record property. Records RDKit cannot read, and records that
-are not the molecule of their group (another heavy-atom graph than the group's first record
-that is the molecule its ``smiles`` property says), are left out: one note per file on stderr,
-``skipped_records`` in --json.
+(``--group-by name``) or by any record property. Records RDKit cannot read, records with 2D
+coordinates (a depiction), and records that are not the molecule of their group (another
+heavy-atom graph than the group's first record that is the molecule its ``smiles`` property
+says), are left out: one note per file on stderr, ``skipped_records`` in --json.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict]
     """Raise a :class:`UsageError` saying why the two files share no molecule (``mismatched``:
     the generated groups paired with a reference molecule of other atoms, and why;
     ``skipped``: ``skipped_records`` of the result; ``paths``: the files by the same keys)."""
-    from ..chem.metrics import OTHER_MOLECULE, describe_skipped
+    from ..chem.metrics import NOT_3D, OTHER_MOLECULE, describe_skipped
 
     if mismatched:
         key, why = next(iter(mismatched.items()))
@@ -162,7 +162,7 @@ def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict]
     for what, summary in skipped.items():
         if summary["records"] > sum(summary["skipped"].values()):
             continue                                  # some records were kept
-        if summary["skipped"].get(OTHER_MOLECULE):
+        if summary["skipped"].get(OTHER_MOLECULE) or summary["skipped"].get(NOT_3D):
             raise UsageError(f"no record of the {what} file {paths[what]} is kept: "
                              f"{describe_skipped(summary)}")
         if args.group_by in ("smiles", "name"):
