@@ -498,3 +498,27 @@ def test_records_with_2d_coordinates_are_left_out_not_scored(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"molscore evaluate: error: no record of the generated file {tmp_path / 'flat.sdf'} is kept: "
         "2 of 2 records skipped: 2 without 3D coordinates (2D)\n")
+
+
+def test_evaluate_cli_says_in_one_line_when_a_file_cannot_be_opened(tmp_path, capsys, monkeypatch):
+    """A file without read permission raised PermissionError from ``read_sdf_mols`` (a
+    traceback); now ``cannot read PATH: REASON`` and exit status 2. (Permissions do not bind
+    root, so the refusal is made by ``open`` itself.)"""
+    import builtins
+
+    import molscore.chem.io as chem_io
+
+    mol = _embed("CCO", 2, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), i, {"smiles": "CCO"}) for i in range(2)])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(mol), i, {"smiles": "CCO"}) for i in range(2)])
+
+    def refuse(path, *args, **kwargs):
+        if str(path) == str(tmp_path / "gen.sdf"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(chem_io, "open", refuse, raising=False)
+    assert main(["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"),
+                 "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"molscore evaluate: error: cannot read {tmp_path / 'gen.sdf'}: "
+                                       "Permission denied\n")
