@@ -522,3 +522,24 @@ def test_evaluate_cli_says_in_one_line_when_a_file_cannot_be_opened(tmp_path, ca
                  "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]) == 2
     assert capsys.readouterr().err == (f"molscore evaluate: error: cannot read {tmp_path / 'gen.sdf'}: "
                                        "Permission denied\n")
+
+
+def test_coverage_is_strictly_below_the_threshold_and_over_the_molecules_scored(tmp_path, capsys):
+    """COV counts RMSD < threshold (torsional diffusion's ``<``), and the means are over the
+    molecules with generated conformers; the output says how many reference molecules have
+    none and that they are left out (it said only "without generated")."""
+    m = coverage_metrics(np.array([[0.75, 0.5], [2.0, 0.75]]), 0.75)
+    assert m == {"cov_r": 0.5, "amr_r": 0.625, "cov_p": 0.5, "amr_p": 0.625}
+    a, b = "CCCCOc1ccccc1C(=O)N", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    mol_a, mol_b = _embed(a, 2, 3), _embed(b, 1, 4)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol_a), i, {"smiles": a}) for i in range(2)]
+           + [(Chem.Mol(mol_b), 0, {"smiles": b})])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(mol_a), 0, {"smiles": a})])
+    res = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")
+    cov_r = res["per_molecule"][0]["cov_r"]
+    assert res["n_molecules"] == 1 and len(res["missing"]) == 1 and res["cov_r"]["mean"] == cov_r
+    assert main(["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"), "--reference",
+                 str(tmp_path / "ref.sdf"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "molecules: 1 (reference molecules without generated conformers, left out: 1); "
+        "threshold 0.75 A (covered: RMSD < threshold)")

@@ -22,11 +22,18 @@ Protocols:
 
 * coverage (torsional diffusion, GEOM): with K reference and (usually 2K) generated
   conformers of one molecule, COV-R = fraction of references with a generated
-  conformer within ``threshold`` Å, AMR-R = mean over references of the minimum RMSD;
+  conformer strictly below ``threshold`` Å (``<``, as torsional diffusion's
+  ``evaluate_confs.py``), AMR-R = mean over references of the minimum RMSD;
   COV-P / AMR-P the same with roles swapped. Mean and median over molecules.
 * crystal reproduction: per molecule the minimum RMSD of the first N generated
   conformers to its one reference conformer, N = 1, 10, 50; median over molecules and
-  fractions under 0.5 / 1 / 2 Å.
+  fractions strictly under 0.5 / 1 / 2 Å.
+
+Means, medians and fractions are over the molecules scored, those of the reference with
+generated conformers: a reference molecule without any (``missing``) is left out of them,
+not counted as a failure. (Torsional diffusion's ``evaluate_confs.py`` counts a molecule
+the model failed on as COV 0 in the COV mean and median, and leaves it out of the AMR; with
+``missing`` molecules its COV would be lower than the one here.)
 """
 from __future__ import annotations
 

@@ -1,9 +1,14 @@
 """``molscore evaluate``: compare generated conformers with reference conformers.
 
-  coverage  GEOM protocol (torsional diffusion): COV-R / AMR-R / COV-P / AMR-P at a threshold,
-            mean and median over molecules (generate 2K conformers for K references).
+  coverage  GEOM protocol (torsional diffusion): COV-R / AMR-R / COV-P / AMR-P at a threshold
+            (covered: RMSD < threshold, strictly), mean and median over molecules (generate 2K
+            conformers for K references).
   crystal   minimum heavy-atom RMSD of the first N generated conformers to the single reference
             (crystal) conformer per molecule, N = 1, 10, 50: median and fraction under 0.5/1/2 Å.
+
+Means, medians and fractions are over the molecules scored: reference molecules without
+generated conformers are left out of them and counted on the first line of the output
+(torsional diffusion counts a molecule the model failed on as COV 0).
 
 RMSD: heavy atoms, symmetry-aware, after optimal superposition (as RDKit's GetBestRMS);
 at most --max-matches atom mappings per molecule (an upper bound for more symmetric ones).
@@ -46,7 +51,8 @@ def register(subparsers) -> None:
                        help="show a progress bar over molecules (default: yes)")
         if name == "coverage":
             q.add_argument("--threshold", type=positive_float, default=0.75,
-                           help="RMSD threshold in Å (default 0.75)")
+                           help="RMSD threshold in Å (default 0.75); a conformer is covered "
+                                "where an RMSD is below it (<, as torsional diffusion)")
         else:
             q.add_argument("--n", type=positive_int, nargs="+", default=[1, 10, 50],
                            help="N values (default 1 10 50)")
@@ -84,14 +90,13 @@ def run(args) -> int:
     _note_unpaired(res["unpaired_generated"], args.group_by)
     _note_mismatched(res["mismatched"], args.group_by)
     if args.metric == "coverage":
-        print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
-              f"{len(res['missing'])}); threshold {res['threshold']} A")
+        print(f"molecules: {res['n_molecules']} ({_missing_text(res['missing'])}); "
+              f"threshold {res['threshold']} A (covered: RMSD < threshold)")
         print(f"{'metric':8s} {'mean':>8s} {'median':>8s}")
         for key in ("cov_r", "amr_r", "cov_p", "amr_p"):
             print(f"{key.upper().replace('_', '-'):8s} {res[key]['mean']:8.3f} {res[key]['median']:8.3f}")
     else:
-        print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
-              f"{len(res['missing'])})")
+        print(f"molecules: {res['n_molecules']} ({_missing_text(res['missing'])})")
         print(f"{'N':>4s} {'median':>8s} {'<0.5A':>7s} {'<1A':>7s} {'<2A':>7s}")
         for n in args.n:
             row = res[f"N={n}"]
@@ -105,6 +110,12 @@ def run(args) -> int:
     if args.metric == "crystal":          # after the output, so that an error stays one line
         _note_fewer_than_n(res["per_molecule"], args.n)
     return 0
+
+
+def _missing_text(missing: list[str]) -> str:
+    """What the first line of the output says of the reference molecules without generated
+    conformers (``missing`` of the result): how many, and that they are left out."""
+    return f"reference molecules without generated conformers, left out: {len(missing)}"
 
 
 def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
