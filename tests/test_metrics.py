@@ -543,3 +543,25 @@ def test_coverage_is_strictly_below_the_threshold_and_over_the_molecules_scored(
     assert capsys.readouterr().out.splitlines()[0] == (
         "molecules: 1 (reference molecules without generated conformers, left out: 1); "
         "threshold 0.75 A (covered: RMSD < threshold)")
+
+
+def test_crystal_says_when_a_reference_molecule_has_several_records(tmp_path, capsys):
+    """A reference molecule of several records (bioactive_dev repeats 540 SMILES) is scored
+    against its first record alone: the others were passed over without a word."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref, gen = _embed(smi, 2, 3), _embed(smi, 2, 9)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "ref1.sdf", [(Chem.Mol(ref), 0, {"smiles": smi})])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(2)])
+    res = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(2,))
+    assert res["per_molecule"][0]["n_reference"] == 2
+    assert res["per_molecule"][0]["min_rmsd"][2] == pytest.approx(rmsd_matrix(gen, ref, None, [0]).min(), abs=1e-3)
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"), "--n", "2", "--no-progress",
+            "--reference"]
+    assert main(args + [str(tmp_path / "ref.sdf")]) == 0
+    key = Chem.MolToSmiles(Chem.MolFromSmiles(smi))
+    assert capsys.readouterr().err == (
+        f"note: 1 of 1 reference molecules have several records, each scored against its first alone, "
+        f"e.g. {key!r}; --group-by name pairs records by name\n")
+    assert main(args + [str(tmp_path / "ref1.sdf")]) == 0
+    assert capsys.readouterr().err == ""

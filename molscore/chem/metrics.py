@@ -577,14 +577,15 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
     Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched", "skipped_records"
     (as :func:`evaluate_coverage`),
-    "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
+    "per_molecule": [{key, n_generated, n_reference (reference records kept; only the first
+    is scored), min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """
     rows = []
     pairs = _Pairs(generated, reference, group_by, max_matches, progress, "crystal")
     for rkey, g, r, mappings in pairs:
         rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], mappings)[:, 0]
-        rows.append({"key": rkey, "n_generated": len(g.xyz),
+        rows.append({"key": rkey, "n_generated": len(g.xyz), "n_reference": len(r.xyz),
                      "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
     out = {"n_molecules": len(rows), **pairs.report(rows), "per_molecule": rows}
     out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))

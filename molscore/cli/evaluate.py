@@ -109,6 +109,7 @@ def run(args) -> int:
             raise UsageError.cannot_write(err, args.json_out) from None
     if args.metric == "crystal":          # after the output, so that an error stays one line
         _note_fewer_than_n(res["per_molecule"], args.n)
+        _note_several_references(res["per_molecule"], args.group_by)
     return 0
 
 
@@ -126,6 +127,16 @@ def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
     if short:
         print(f"note: molecules with fewer generated conformers than N ({', '.join(short)}) "
               "count the minimum over all they have", file=sys.stderr)
+
+
+def _note_several_references(rows: list[dict], group_by: str) -> None:
+    """Say on stderr how many reference molecules hold several records, of which crystal
+    scores the first alone (``rows``: ``per_molecule`` of the result)."""
+    several = [row["key"] for row in rows if row["n_reference"] > 1]
+    if several:
+        hint = "; --group-by name pairs records by name" if group_by != "name" else ""
+        print(f"note: {len(several)} of {len(rows)} reference molecules have several records, "
+              f"each scored against its first alone, e.g. {several[0]!r}{hint}", file=sys.stderr)
 
 
 def _note_skipped(skipped: dict[str, dict], paths: dict[str, str]) -> None:
