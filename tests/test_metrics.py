@@ -37,6 +37,21 @@ def test_rmsd_matches_getbestrms(smiles):
     assert got.min() > 0
 
 
+def test_rmsd_counts_dummy_atoms_as_getbestrms_does(tmp_path):
+    """A dummy atom (``*``, an SDF ``R``) is a heavy atom of the atom mappings but was left
+    out of the coordinates (atomic number > 1): every mapping indexed past them (IndexError)."""
+    smi = "*CCOc1ccc(C(F)(F)F)cc1"
+    probe, ref = _embed(smi, 3, 7), _embed(smi, 2, 11, random_order=True)
+    got = rmsd_matrix(probe, ref)
+    p, r = Chem.RemoveHs(probe), Chem.RemoveHs(ref)
+    want = np.array([[rdMolAlign.GetBestRMS(p, r, i, j) for j in range(2)] for i in range(3)])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(probe), i, {"smiles": smi}) for i in range(3)])
+    row = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")["per_molecule"][0]
+    assert row["amr_r"] == pytest.approx(want.min(0).mean(), abs=1e-3)
+
+
 def _svd_rmsd(probe: np.ndarray, ref: np.ndarray) -> float:
     """Kabsch RMSD of two ``(n, 3)`` point sets by a full SVD (proper rotations only)."""
     p, r = probe - probe.mean(0), ref - ref.mean(0)
@@ -456,3 +471,97 @@ def test_a_group_whose_first_record_is_another_molecule_is_led_by_its_own(tmp_pa
     assert capsys.readouterr().err == (
         f"molscore evaluate: error: no record of the reference file {tmp_path / 'wrong.sdf'} is kept: "
         f"2 of 2 records skipped: 2 not the molecule of their group ({key!r}: 2 of 2)\n")
+
+
+def test_records_with_2d_coordinates_are_left_out_not_scored(tmp_path, capsys):
+    """A 2D record (a depiction: the molfile says 2D, every z is 0) was scored as a conformer:
+    a 2D SDF given as the generated file printed COV 0 and an AMR of over 1 A, exit status 0.
+    Now such records are counted and left out; a file of nothing else is a one-line error."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref = _embed(smi, 2, 3)
+    flat = Chem.MolFromSmiles(smi)
+    AllChem.Compute2DCoords(flat)
+    assert not flat.GetConformer().Is3D()
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "flat.sdf", [(Chem.Mol(flat), 0, {"smiles": smi})] * 2)
+    _write(tmp_path / "mixed.sdf", [(Chem.Mol(flat), 0, {"smiles": smi})]
+           + [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    assert read_groups(tmp_path / "flat.sdf").skipped() == {
+        "records": 2, "skipped": {"not_3d": 2}, "groups": {}}
+    res = evaluate_coverage(tmp_path / "mixed.sdf", tmp_path / "ref.sdf")
+    assert res["per_molecule"][0]["n_generated"] == 2 and res["cov_r"]["mean"] == 1.0
+    args = ["evaluate", "coverage", "--reference", str(tmp_path / "ref.sdf"), "--no-progress", "--generated"]
+    assert main(args + [str(tmp_path / "mixed.sdf")]) == 0
+    assert capsys.readouterr().err == (f"note: generated file {tmp_path / 'mixed.sdf'}: 1 of 3 records "
+                                       "skipped: 1 without 3D coordinates (2D)\n")
+    assert main(args + [str(tmp_path / "flat.sdf")]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore evaluate: error: no record of the generated file {tmp_path / 'flat.sdf'} is kept: "
+        "2 of 2 records skipped: 2 without 3D coordinates (2D)\n")
+
+
+def test_evaluate_cli_says_in_one_line_when_a_file_cannot_be_opened(tmp_path, capsys, monkeypatch):
+    """A file without read permission raised PermissionError from ``read_sdf_mols`` (a
+    traceback); now ``cannot read PATH: REASON`` and exit status 2. (Permissions do not bind
+    root, so the refusal is made by ``open`` itself.)"""
+    import builtins
+
+    import molscore.chem.io as chem_io
+
+    mol = _embed("CCO", 2, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), i, {"smiles": "CCO"}) for i in range(2)])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(mol), i, {"smiles": "CCO"}) for i in range(2)])
+
+    def refuse(path, *args, **kwargs):
+        if str(path) == str(tmp_path / "gen.sdf"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(chem_io, "open", refuse, raising=False)
+    assert main(["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"),
+                 "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"molscore evaluate: error: cannot read {tmp_path / 'gen.sdf'}: "
+                                       "Permission denied\n")
+
+
+def test_coverage_is_strictly_below_the_threshold_and_over_the_molecules_scored(tmp_path, capsys):
+    """COV counts RMSD < threshold (torsional diffusion's ``<``), and the means are over the
+    molecules with generated conformers; the output says how many reference molecules have
+    none and that they are left out (it said only "without generated")."""
+    m = coverage_metrics(np.array([[0.75, 0.5], [2.0, 0.75]]), 0.75)
+    assert m == {"cov_r": 0.5, "amr_r": 0.625, "cov_p": 0.5, "amr_p": 0.625}
+    a, b = "CCCCOc1ccccc1C(=O)N", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    mol_a, mol_b = _embed(a, 2, 3), _embed(b, 1, 4)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol_a), i, {"smiles": a}) for i in range(2)]
+           + [(Chem.Mol(mol_b), 0, {"smiles": b})])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(mol_a), 0, {"smiles": a})])
+    res = evaluate_coverage(tmp_path / "gen.sdf", tmp_path / "ref.sdf")
+    cov_r = res["per_molecule"][0]["cov_r"]
+    assert res["n_molecules"] == 1 and len(res["missing"]) == 1 and res["cov_r"]["mean"] == cov_r
+    assert main(["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"), "--reference",
+                 str(tmp_path / "ref.sdf"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "molecules: 1 (reference molecules without generated conformers, left out: 1); "
+        "threshold 0.75 A (covered: RMSD < threshold)")
+
+
+def test_crystal_says_when_a_reference_molecule_has_several_records(tmp_path, capsys):
+    """A reference molecule of several records (bioactive_dev repeats 540 SMILES) is scored
+    against its first record alone: the others were passed over without a word."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    ref, gen = _embed(smi, 2, 3), _embed(smi, 2, 9)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(ref), i, {"smiles": smi}) for i in range(2)])
+    _write(tmp_path / "ref1.sdf", [(Chem.Mol(ref), 0, {"smiles": smi})])
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(2)])
+    res = evaluate_crystal(tmp_path / "gen.sdf", tmp_path / "ref.sdf", ns=(2,))
+    assert res["per_molecule"][0]["n_reference"] == 2
+    assert res["per_molecule"][0]["min_rmsd"][2] == pytest.approx(rmsd_matrix(gen, ref, None, [0]).min(), abs=1e-3)
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "gen.sdf"), "--n", "2", "--no-progress",
+            "--reference"]
+    assert main(args + [str(tmp_path / "ref.sdf")]) == 0
+    key = Chem.MolToSmiles(Chem.MolFromSmiles(smi))
+    assert capsys.readouterr().err == (
+        f"note: 1 of 1 reference molecules have several records, each scored against its first alone, "
+        f"e.g. {key!r}; --group-by name pairs records by name\n")
+    assert main(args + [str(tmp_path / "ref1.sdf")]) == 0
+    assert capsys.readouterr().err == ""

@@ -149,8 +149,9 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     :func:`molscore.data.conformers.read_sdf`.)
 
     Raises:
-        InputFormatError: the file does not exist, or it cannot be read on (a truncated or
-            non-gzip ``.gz``), raised where it is met, after the records before it.
+        InputFormatError: the file does not exist, cannot be opened (no permission to read
+            it), or cannot be read on (a truncated or non-gzip ``.gz``), raised where it is
+            met, after the records before it.
     """
     path = str(path)
     if path == "-":                           # a text-only stdin (no buffer) is read whole
@@ -158,7 +159,10 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     elif not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
     else:
-        handle = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+        try:
+            handle = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+        except OSError as err:
+            raise InputFormatError(f"cannot read {path}: {err.strerror or err}") from None
     try:
         with rdBase.BlockLogs():
             try:

@@ -22,11 +22,18 @@ Protocols:
 
 * coverage (torsional diffusion, GEOM): with K reference and (usually 2K) generated
   conformers of one molecule, COV-R = fraction of references with a generated
-  conformer within ``threshold`` Å, AMR-R = mean over references of the minimum RMSD;
+  conformer strictly below ``threshold`` Å (``<``, as torsional diffusion's
+  ``evaluate_confs.py``), AMR-R = mean over references of the minimum RMSD;
   COV-P / AMR-P the same with roles swapped. Mean and median over molecules.
 * crystal reproduction: per molecule the minimum RMSD of the first N generated
   conformers to its one reference conformer, N = 1, 10, 50; median over molecules and
-  fractions under 0.5 / 1 / 2 Å.
+  fractions strictly under 0.5 / 1 / 2 Å.
+
+Means, medians and fractions are over the molecules scored, those of the reference with
+generated conformers: a reference molecule without any (``missing``) is left out of them,
+not counted as a failure. (Torsional diffusion's ``evaluate_confs.py`` counts a molecule
+the model failed on as COV 0 in the COV mean and median, and leaves it out of the AMR; with
+``missing`` molecules its COV would be lower than the one here.)
 """
 from __future__ import annotations
 
@@ -87,8 +94,10 @@ def _skeleton(mol: Chem.Mol, bond_orders: bool = True) -> Chem.Mol:
 
 
 def _heavy_positions(mol: Chem.Mol, conf_ids: Sequence[int] | None = None) -> np.ndarray:
-    """Heavy-atom coordinates ``(K, n, 3)`` in the order of ``_skeleton(mol)``."""
-    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    """Heavy-atom coordinates ``(K, n, 3)`` in the order of ``_skeleton(mol)`` (every atom
+    but hydrogens: dummy atoms, atomic number 0, count as ``_skeleton`` and ``GetBestRMS``
+    count them)."""
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
     confs = ([mol.GetConformer(c) for c in conf_ids] if conf_ids is not None
              else list(mol.GetConformers()))
     return np.stack([np.asarray(c.GetPositions())[heavy] for c in confs]) if confs else \
@@ -310,9 +319,10 @@ class ConformerGroup:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-OTHER_MOLECULE, UNREADABLE, NO_PROPERTY = "other_molecule", "unreadable", "no_property"
+OTHER_MOLECULE, UNREADABLE, NOT_3D, NO_PROPERTY = "other_molecule", "unreadable", "not_3d", "no_property"
 SKIP_REASONS = {OTHER_MOLECULE: "not the molecule of their group",
                 UNREADABLE: "unreadable by RDKit",
+                NOT_3D: "without 3D coordinates (2D)",
                 NO_PROPERTY: "without the grouping property"}
 
 
@@ -323,7 +333,8 @@ class Groups(OrderedDict):
     Attributes:
         records: records in the file.
         ungrouped: records of no group, ``{reason: records}``: those RDKit cannot read (it
-            gives none of their properties) and, grouped by a property, those without it.
+            gives none of their properties), those with 2D coordinates (a depiction, no
+            conformer) and, grouped by a property, those without it.
         dropped: groups none of whose records was kept, ``{key: {reason: records}}``.
     """
 
@@ -405,7 +416,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
     A group is led by its first record that is the molecule its ``smiles`` property says
     (heavy-atom graph; the first record where records carry none). Records left out are
     counted (:class:`Groups`, :attr:`ConformerGroup.skipped`): those RDKit cannot read;
-    grouped by a property, those without it; and those that are not the molecule of their
+    those whose coordinates RDKit reads as 2D (the molfile says 2D, or no dimension and every
+    z is 0: a depiction, whose RMSDs would be scored as a conformer's); grouped by a property,
+    those without it; and those that are not the molecule of their
     group, whose heavy-atom graph differs from the leader's. A group none of whose records
     is the molecule its ``smiles`` property says is dropped (:attr:`Groups.dropped`): a
     record of another molecule is no reference for it.
@@ -422,6 +435,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
             out.records += 1
             if mol is None or mol.GetNumConformers() == 0:
                 out.ungrouped[UNREADABLE] = out.ungrouped.get(UNREADABLE, 0) + 1
+                continue
+            if not mol.GetConformer().Is3D():
+                out.ungrouped[NOT_3D] = out.ungrouped.get(NOT_3D, 0) + 1
                 continue
             if group_by == "smiles":
                 key = _canonical(mol.GetProp("smiles")) if mol.HasProp("smiles") else \
@@ -561,14 +577,15 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
     Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched", "skipped_records"
     (as :func:`evaluate_coverage`),
-    "per_molecule": [{key, n_generated, min_rmsd: {N: v}}],
+    "per_molecule": [{key, n_generated, n_reference (reference records kept; only the first
+    is scored), min_rmsd: {N: v}}],
     "N=1": {median, frac_below_0.5, frac_below_1.0, frac_below_2.0}, ...}``.
     """
     rows = []
     pairs = _Pairs(generated, reference, group_by, max_matches, progress, "crystal")
     for rkey, g, r, mappings in pairs:
         rmsd = group_rmsd(g.xyz[:max(ns)], r.xyz[:1], mappings)[:, 0]
-        rows.append({"key": rkey, "n_generated": len(g.xyz),
+        rows.append({"key": rkey, "n_generated": len(g.xyz), "n_reference": len(r.xyz),
                      "min_rmsd": {int(n): float(rmsd[:n].min()) for n in ns}})
     out = {"n_molecules": len(rows), **pairs.report(rows), "per_molecule": rows}
     out.update(crystal_summary([row["min_rmsd"] for row in rows], ns))

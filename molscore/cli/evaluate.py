@@ -1,17 +1,22 @@
 """``molscore evaluate``: compare generated conformers with reference conformers.
 
-  coverage  GEOM protocol (torsional diffusion): COV-R / AMR-R / COV-P / AMR-P at a threshold,
-            mean and median over molecules (generate 2K conformers for K references).
+  coverage  GEOM protocol (torsional diffusion): COV-R / AMR-R / COV-P / AMR-P at a threshold
+            (covered: RMSD < threshold, strictly), mean and median over molecules (generate 2K
+            conformers for K references).
   crystal   minimum heavy-atom RMSD of the first N generated conformers to the single reference
             (crystal) conformer per molecule, N = 1, 10, 50: median and fraction under 0.5/1/2 Å.
+
+Means, medians and fractions are over the molecules scored: reference molecules without
+generated conformers are left out of them and counted on the first line of the output
+(torsional diffusion counts a molecule the model failed on as COV 0).
 
 RMSD: heavy atoms, symmetry-aware, after optimal superposition (as RDKit's GetBestRMS);
 at most --max-matches atom mappings per molecule (an upper bound for more symmetric ones).
 Molecules are paired by canonical SMILES (the ``smiles`` property), by ``_Name``
-(``--group-by name``) or by any record property. Records RDKit cannot read, and records that
-are not the molecule of their group (another heavy-atom graph than the group's first record
-that is the molecule its ``smiles`` property says), are left out: one note per file on stderr,
-``skipped_records`` in --json.
+(``--group-by name``) or by any record property. Records RDKit cannot read, records with 2D
+coordinates (a depiction), and records that are not the molecule of their group (another
+heavy-atom graph than the group's first record that is the molecule its ``smiles`` property
+says), are left out: one note per file on stderr, ``skipped_records`` in --json.
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ def register(subparsers) -> None:
                        help="show a progress bar over molecules (default: yes)")
         if name == "coverage":
             q.add_argument("--threshold", type=positive_float, default=0.75,
-                           help="RMSD threshold in Å (default 0.75)")
+                           help="RMSD threshold in Å (default 0.75); a conformer is covered "
+                                "where an RMSD is below it (<, as torsional diffusion)")
         else:
             q.add_argument("--n", type=positive_int, nargs="+", default=[1, 10, 50],
                            help="N values (default 1 10 50)")
@@ -84,14 +90,13 @@ def run(args) -> int:
     _note_unpaired(res["unpaired_generated"], args.group_by)
     _note_mismatched(res["mismatched"], args.group_by)
     if args.metric == "coverage":
-        print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
-              f"{len(res['missing'])}); threshold {res['threshold']} A")
+        print(f"molecules: {res['n_molecules']} ({_missing_text(res['missing'])}); "
+              f"threshold {res['threshold']} A (covered: RMSD < threshold)")
         print(f"{'metric':8s} {'mean':>8s} {'median':>8s}")
         for key in ("cov_r", "amr_r", "cov_p", "amr_p"):
             print(f"{key.upper().replace('_', '-'):8s} {res[key]['mean']:8.3f} {res[key]['median']:8.3f}")
     else:
-        print(f"molecules: {res['n_molecules']} (reference molecules without generated: "
-              f"{len(res['missing'])})")
+        print(f"molecules: {res['n_molecules']} ({_missing_text(res['missing'])})")
         print(f"{'N':>4s} {'median':>8s} {'<0.5A':>7s} {'<1A':>7s} {'<2A':>7s}")
         for n in args.n:
             row = res[f"N={n}"]
@@ -104,7 +109,14 @@ def run(args) -> int:
             raise UsageError.cannot_write(err, args.json_out) from None
     if args.metric == "crystal":          # after the output, so that an error stays one line
         _note_fewer_than_n(res["per_molecule"], args.n)
+        _note_several_references(res["per_molecule"], args.group_by)
     return 0
+
+
+def _missing_text(missing: list[str]) -> str:
+    """What the first line of the output says of the reference molecules without generated
+    conformers (``missing`` of the result): how many, and that they are left out."""
+    return f"reference molecules without generated conformers, left out: {len(missing)}"
 
 
 def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
@@ -115,6 +127,16 @@ def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
     if short:
         print(f"note: molecules with fewer generated conformers than N ({', '.join(short)}) "
               "count the minimum over all they have", file=sys.stderr)
+
+
+def _note_several_references(rows: list[dict], group_by: str) -> None:
+    """Say on stderr how many reference molecules hold several records, of which crystal
+    scores the first alone (``rows``: ``per_molecule`` of the result)."""
+    several = [row["key"] for row in rows if row["n_reference"] > 1]
+    if several:
+        hint = "; --group-by name pairs records by name" if group_by != "name" else ""
+        print(f"note: {len(several)} of {len(rows)} reference molecules have several records, "
+              f"each scored against its first alone, e.g. {several[0]!r}{hint}", file=sys.stderr)
 
 
 def _note_skipped(skipped: dict[str, dict], paths: dict[str, str]) -> None:
@@ -153,7 +175,7 @@ def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict]
     """Raise a :class:`UsageError` saying why the two files share no molecule (``mismatched``:
     the generated groups paired with a reference molecule of other atoms, and why;
     ``skipped``: ``skipped_records`` of the result; ``paths``: the files by the same keys)."""
-    from ..chem.metrics import OTHER_MOLECULE, describe_skipped
+    from ..chem.metrics import NOT_3D, OTHER_MOLECULE, describe_skipped
 
     if mismatched:
         key, why = next(iter(mismatched.items()))
@@ -162,7 +184,7 @@ def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict]
     for what, summary in skipped.items():
         if summary["records"] > sum(summary["skipped"].values()):
             continue                                  # some records were kept
-        if summary["skipped"].get(OTHER_MOLECULE):
+        if summary["skipped"].get(OTHER_MOLECULE) or summary["skipped"].get(NOT_3D):
             raise UsageError(f"no record of the {what} file {paths[what]} is kept: "
                              f"{describe_skipped(summary)}")
         if args.group_by in ("smiles", "name"):
