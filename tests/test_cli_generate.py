@@ -272,6 +272,30 @@ def test_read_sdf_mols_streams_records_then_reports_a_cut_gzip(tmp_path):
         next(read_sdf_mols(tmp_path / "none.sdf"))
 
 
+def test_generate_says_in_one_line_when_the_input_cannot_be_opened(tmp_path, capsys, monkeypatch):
+    """A SMILES or CSV input without read permission raised PermissionError from ``open`` (a
+    traceback); now ``cannot read PATH: REASON`` and exit status 2, as for SDF input.
+    (Permissions do not bind root, so the refusal is made by ``open`` itself.)"""
+    import builtins
+
+    import molscore.chem.io as chem_io
+
+    for name in ("in.smi", "in.csv"):
+        path = tmp_path / name
+        path.write_text("smiles\nCCO\n")
+
+        def refuse(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(file))
+            return builtins.open(file, *args, **kwargs)
+
+        monkeypatch.setattr(chem_io, "open", refuse, raising=False)
+        assert main(["generate", "--input", str(path), "-n", "1", "--no-progress",
+                     "-o", str(tmp_path / "out" / "x.sdf")]) == 2
+        assert capsys.readouterr().err == (f"molscore generate: error: cannot read {path}: "
+                                           "Permission denied\n")
+
+
 def test_read_records_smi_and_duplicates(tmp_path):
     from molscore.chem.io import InputFormatError, read_records
 

@@ -108,16 +108,22 @@ def is_gzip(path: str | os.PathLike) -> bool:
 
 def _open_text(path: str) -> IO[str]:
     """The input as text; UTF-8 with or without the byte-order mark spreadsheet programs
-    write (``utf-8-sig``), which would otherwise become part of the first column's name."""
+    write (``utf-8-sig``), which would otherwise become part of the first column's name.
+
+    Raises:
+        InputFormatError: the file does not exist or cannot be opened."""
     if path == "-":
         buffer = getattr(sys.stdin, "buffer", None)
         return sys.stdin if buffer is None else io.TextIOWrapper(buffer, encoding="utf-8-sig",
                                                                  newline="")
     if not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
-    if is_gzip(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    try:
+        if is_gzip(path):
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as err:            # no permission to read, say
+        raise InputFormatError(f"cannot read {path}: {err.strerror or err}") from None
 
 
 def first_undecodable_line(path: str) -> int:
