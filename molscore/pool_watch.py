@@ -4,13 +4,17 @@
 without a word and waits for its task without end. :func:`start_pool` starts a pool whose
 workers leave Ctrl-C to the parent from their first instruction, :func:`watch` yields
 ``pool.imap``'s results and checks the workers while it waits; :func:`stop` ends a pool at
-once; every worker runs :func:`init_worker` first.
+once; every worker runs :func:`init_worker` first, which also ends the worker when its
+parent process dies (killed with SIGKILL or by the out-of-memory killer, whose workers lived
+on otherwise, at a task or waiting for the next one).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.pool import TERMINATE, IMapIterator, Pool
@@ -21,7 +25,8 @@ from tqdm import tqdm
 __all__ = ["WorkerDied", "init_worker", "start_pool", "watch", "stop"]
 
 T = TypeVar("T")
-POLL_S = 1.0          # seconds between checks that every worker process is still alive
+POLL_S = 1.0          # seconds between checks that the workers (in a worker: its parent) are alive
+ORPHAN_EXIT = 1       # exit status of a worker that ends because its parent process died
 
 
 class WorkerDied(RuntimeError):
@@ -40,11 +45,33 @@ def init_worker() -> None:
     tqdm's lock becomes a thread lock: its default also creates a
     multiprocessing semaphore, which a killed worker leaves registered with the resource
     tracker ("leaked semaphore objects" at exit).
+
+    A daemon thread then ends the worker (``os._exit(ORPHAN_EXIT)``: no traceback, no
+    clean-up) once its parent process is gone, checking at once and then every
+    :data:`POLL_S` seconds that ``os.getppid()`` still is the process that started it
+    (``multiprocessing.parent_process()``; in a process multiprocessing did not start, the
+    parent it has now): an orphan gets another parent (init, or a subreaper). A parent killed
+    with SIGKILL (``kill -9``, the out-of-memory killer) runs no clean-up, and its workers ran
+    their task to its end, then printed a ``BrokenPipeError`` traceback or waited for the next
+    task for ever; a parent that died before this point (a spawned worker imports first) ends
+    the worker here. For the ``fork`` and ``spawn`` methods, whose workers are children of
+    the process that started them (``forkserver``'s are not; :func:`start_pool` does not use
+    it). A task in native code that holds the GIL delays the check until it returns.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tqdm.set_lock(threading.RLock())
+    parent = mp.parent_process()
+    threading.Thread(target=_exit_with_parent, args=(parent.pid if parent else os.getppid(),),
+                     name="pool_watch-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once its parent is no longer the process ``parent`` (its pid)."""
+    while os.getppid() == parent:
+        time.sleep(POLL_S)
+    os._exit(ORPHAN_EXIT)
 
 
 def start_pool(method: str, workers: int, initializer: Callable, initargs: tuple = ()) -> Pool:

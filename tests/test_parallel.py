@@ -360,3 +360,77 @@ def test_stop_leaves_no_replacement_worker_running():
     pool.terminate = late_terminate
     stop(pool, wait_s=2.0)
     assert [p.pid for p in mp.active_children() if p.pid not in started] == []
+
+
+# Started in a session of its own: a pool whose workers each print their pid and then sleep
+# in their task (a minute) or, once the tasks are done, wait for the next one; the parent
+# prints "started" once both have, and sleeps.
+_KILLED_PARENT = '''
+import multiprocessing as mp
+import os
+import sys
+import time
+
+from molscore.pool_watch import init_worker, start_pool
+
+
+def nap(barrier, seconds):
+    print(os.getpid(), flush=True)
+    barrier.wait()
+    time.sleep(seconds)
+
+
+if __name__ == "__main__":
+    method, seconds = sys.argv[1], float(sys.argv[2])
+    pool = start_pool(method, 2, init_worker)
+    barrier = mp.get_context(method).Manager().Barrier(3)
+    pool.starmap_async(nap, [(barrier, seconds)] * 2, chunksize=1)
+    barrier.wait()
+    print("started", flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+@pytest.mark.parametrize("task_s", [60.0, 0.0])
+def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_s):
+    """A parent killed with SIGKILL (``kill -9``, the out-of-memory killer) stops no worker:
+    they ran on in their task (here a minute), then a spawned one printed a BrokenPipeError
+    traceback sending its result and a forked one waited for the next task for ever, as it
+    did with no task left (``task_s`` 0; a spawned one ended then, its task queue at EOF).
+    init_worker's thread ends each within about ``POLL_S`` of its parent's death (allowed
+    here: 15 s), printing nothing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _processes import alive
+
+    script, out, err = tmp_path / "killed.py", tmp_path / "out.txt", tmp_path / "err.txt"
+    script.write_text(_KILLED_PARENT)
+    with open(out, "w") as stdout, open(err, "w") as stderr:   # files: a worker could hold a pipe
+        run = subprocess.Popen([sys.executable, str(script), method, str(task_s)], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                               stdout=stdout, stderr=stderr, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while "started" not in out.read_text():
+            assert run.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+        workers = [int(line) for line in out.read_text().split() if line.isdigit()]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 15
+        while (left := [pid for pid in workers if alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == []
+        assert err.read_text() == ""
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)   # the Manager's server process, a failure's workers
+        except ProcessLookupError:
+            pass

@@ -5,7 +5,10 @@ Each subcommand lives in a module of this package that defines
 Errors a user can fix raise :class:`~molscore.errors.UsageError` (or come from argparse) and end
 with one line on stderr and exit status 2; no traceback. Ctrl-C (SIGINT) ends a command with
 exit status 130 and SIGTERM (a job scheduler's time limit, ``kill``) with 143, each after the
-command's clean-up has run (output flushed, worker processes stopped), as :class:`~molscore.errors.Terminated`.
+command's clean-up has run (output flushed, worker processes stopped), as :class:`~molscore.errors.Terminated`;
+so do they while :func:`main` imports the subcommands' modules (torch, RDKit: seconds).
+Importing this module, before :func:`main` runs, takes the standard library only (the
+``molscore`` package imports its engine on first use).
 """
 from __future__ import annotations
 
@@ -55,21 +58,28 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Run the command line ``argv`` (``sys.argv[1:]`` when None); its exit status.
+
+    The parser is built (importing every subcommand's module: torch, RDKit, seconds) and
+    the arguments parsed inside the Ctrl-C and SIGTERM handling, so that a signal then ends
+    as one later does; argparse's ``--help`` and errors still exit through ``SystemExit``.
+    """
     # only where nobody else handles SIGTERM (an embedding application may)
     catch_term = (threading.current_thread() is threading.main_thread()
                   and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
     if catch_term:
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
-    except UsageError as err:
-        print(f"molscore {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        try:
+            return int(args.func(args) or 0)
+        except UsageError as err:
+            print(f"molscore {args.command}: error: {err}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         print("molscore: interrupted", file=sys.stderr)
         return 130
