@@ -362,10 +362,27 @@ class _StopRequest:
               f"({what} stops at once, without a checkpoint)", file=sys.stderr)
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """``DataLoader`` workers leave a terminal's Ctrl-C to the main process (which stops
-    between steps, see :class:`_StopRequest`), instead of exiting under it."""
+def _leave_signals_to_main(worker_id: int) -> None:
+    """``DataLoader`` workers leave a SIGINT or SIGTERM sent to the whole process group (a
+    terminal's Ctrl-C; a job scheduler's time limit, which signals every process of the job)
+    to the main process, which stops between steps (see :class:`_StopRequest`), instead of
+    dying under it: a worker killed by SIGTERM ended the run with the loader's RuntimeError
+    mid-step, no checkpoint and exit status 1. A SIGTERM from the main process itself (the
+    loader stopping a worker that does not end) still ends the worker at once, as torch's
+    own handler does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "sigwaitinfo"):      # not on macOS: SIGTERM keeps torch's handler there
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})   # threads started later too
+        threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True,
+                         name="molscore-sigterm").start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    """Wait for SIGTERMs (blocked in every thread); end the process on one sent by
+    ``parent``, ignore the others."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)          # status 0, as torch's handler: the loader reports no failure
 
 
 class _BatchSampler:
@@ -698,7 +715,7 @@ class Trainer:
     def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
         workers = int(self.cfg["num_workers"])
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
-                          num_workers=workers, worker_init_fn=_ignore_sigint if workers else None,
+                          num_workers=workers, worker_init_fn=_leave_signals_to_main if workers else None,
                           generator=torch.Generator().manual_seed(seed))
 
     # -- validation ---------------------------------------------------------------------

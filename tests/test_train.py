@@ -759,3 +759,45 @@ def test_cli_diverged_training_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert err == ("molscore train: error: training diverged: training loss is nan at step 1; "
                    "lower optim.lr or enable optim.grad_clip\n")
+
+
+def test_sigterm_to_the_whole_process_group_stops_a_run_with_workers_after_the_step(tmp_path):
+    """A job scheduler's time limit signals every process of the job: with ``num_workers``,
+    the DataLoader workers died of the SIGTERM and the loader's RuntimeError ("worker exited
+    unexpectedly") ended the run mid-step, exit status 1, without the checkpoint of the step
+    in flight. Now the workers leave it to the main process, which finishes the step,
+    checkpoints it and exits 143; the run resumes from there exactly, and no worker is left."""
+    import sys
+
+    import yaml
+
+    from _processes import REPO, run_alone
+
+    cfg = base_config(num_workers=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code = f"""
+import os, subprocess, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import _train_tasks
+from molscore.train import Trainer
+step = Trainer.train_step
+def signalled_step(self, batch):   # step 7: the scheduler's SIGTERM to the group, from outside it
+    if self.step == 6:
+        subprocess.run([sys.executable, "-c", "import os, signal; os.killpg({{}}, signal.SIGTERM)"
+                        .format(os.getpgid(0))], start_new_session=True, check=True)
+    return step(self, batch)
+Trainer.train_step = signalled_step
+from molscore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    status, _, err, left = run_alone([sys.executable, "-c", code, "train", "-c", str(tmp_path / "c.yaml"),
+                                      "-o", str(tmp_path / "split"), "--device", "cpu", "-q"], tmp_path)
+    assert (status, left) == (143, []), err
+    assert "SIGTERM: stopping after this step" in err and "Traceback" not in err
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"] == 7
+    resumed = train(base_config(), tmp_path / "split", device="cpu", progress=False)  # no workers
+    assert (resumed["resumed_from"], resumed["steps"]) == (7, 12)
+    train(base_config(), tmp_path / "straight", device="cpu", progress=False)
+    ca, cb = (torch.load(tmp_path / out / "checkpoint.pt", weights_only=True) for out in ("straight", "split"))
+    for part in ("model", "ema", "optimizer", "scheduler", "rng"):
+        _assert_identical(ca[part], cb[part], part)
