@@ -773,7 +773,12 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------
     def train_step(self, batch: Batch) -> tuple[float, float]:
-        """One optimiser step; returns ``(loss, grad_norm)`` of this rank's batch."""
+        """One optimiser step; returns ``(loss, grad_norm)`` of this rank's batch.
+
+        Raises:
+            FloatingPointError: the loss, or the (all-reduced) gradient norm, is not finite;
+                nothing has changed the weights, the optimiser or the EMA then.
+        """
         self.net.train()
         batch = batch.to(self.device)
         losses = self.loss_fn(self.net, self.sde, batch.x, batch.space, batch.cond,
@@ -791,6 +796,12 @@ class Trainer:
         else:
             grad_norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+        if not torch.isfinite(grad_norm):   # the optimiser would make every weight NaN, and the
+            #                                 step's checkpoint replace the last good one
+            raise FloatingPointError(f"gradient norm is {float(grad_norm)} at step {self.step + 1} "
+                                     f"(the loss was finite); the weights are those of step "
+                                     f"{self.step}: lower optim.lr, or look for a derivative "
+                                     f"that is not finite in the network")
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()

@@ -801,3 +801,20 @@ sys.exit(main(sys.argv[1:]))
     ca, cb = (torch.load(tmp_path / out / "checkpoint.pt", weights_only=True) for out in ("straight", "split"))
     for part in ("model", "ema", "optimizer", "scheduler", "rng"):
         _assert_identical(ca[part], cb[part], part)
+
+
+def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(tmp_path):
+    """A gradient that is inf or NaN while the loss is finite (a norm's derivative at 0) made
+    every weight NaN (clipping scales by max_norm / inf), and the checkpoint of that step
+    (ckpt_every=1) replaced the last good one with NaN weights and EMA; the NaN loss of the
+    next step only then stopped the run. Now the step stops before the optimiser moves."""
+    trainer = Trainer(base_config(ckpt_every=1), tmp_path, device="cpu", progress=False)
+    weight = next(trainer.model.parameters())
+    weight.register_hook(lambda grad: grad * math.inf if trainer.step == 2 else grad)
+    with pytest.raises(FloatingPointError, match=r"^gradient norm is (inf|nan) at step 3 \(the "
+                                                 r"loss was finite\); the weights are those of step 2"):
+        trainer.fit()
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2
+    for weights in (ckpt["model"], ckpt["ema"]["shadow"], trainer.model.state_dict()):
+        assert all(torch.isfinite(v).all() for v in weights.values())

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     except (ConfigError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
-    except FloatingPointError as err:  # a NaN loss: the config's lr or clipping, as toy train
+    except FloatingPointError as err:  # a NaN loss or gradient: the config's lr, as toy train
         raise UsageError(f"training diverged: {err}") from None
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"trained {summary['task']} to step {summary['steps']} on {summary['device']} "
