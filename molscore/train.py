@@ -708,9 +708,15 @@ class Trainer:
 
     # -- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
+        """Append ``record`` to ``metrics.jsonl`` (rank 0); an ``OSError`` (a full disk) names
+        the file."""
         if self.info.is_main:
-            with open(self.out_dir / METRICS_NAME, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            path = self.out_dir / METRICS_NAME
+            try:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            except OSError as err:   # a failed flush names no file
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
     def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
         workers = int(self.cfg["num_workers"])

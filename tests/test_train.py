@@ -818,3 +818,37 @@ def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(
     assert ckpt["step"] == 2
     for weights in (ckpt["model"], ckpt["ema"]["shadow"], trainer.model.state_dict()):
         assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_cli_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last_one(tmp_path):
+    """A full disk (here a file-size limit, as in test_cli_atomic_outputs) while the
+    checkpoint of step 8 was written ended ``molscore train`` in an OSError traceback, exit 1,
+    where the other commands say 'cannot write PATH: REASON', exit 2. The checkpoint of step 4
+    is kept whole, with no temporary file, and the rerun resumes from it."""
+    import resource
+    import subprocess
+    import sys
+
+    from _processes import REPO
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=8))
+    out = tmp_path / "run"
+    train(base_config(steps=4), out, device="cpu", progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+    limit = len(before) // 2        # the checkpoint no longer fits, metrics.jsonl still does
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import _train_tasks; "
+            "from molscore.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "train", "-c", config, "-o", str(out),
+                          "--device", "cpu", "-q"], capture_output=True, text=True,
+                         preexec_fn=limit_file_size, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (run.returncode, run.stderr) == (2, (
+        f"molscore train: error: cannot write {out / 'checkpoint.pt'}: File too large; "
+        f"{out / 'checkpoint.pt'}, the last checkpoint written, is kept: a rerun resumes from it\n"))
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "config.yaml",
+                                                     "metrics.jsonl", "summary.json"]
+    assert train(base_config(steps=8), out, device="cpu", progress=False)["resumed_from"] == 4
