@@ -362,10 +362,27 @@ class _StopRequest:
               f"({what} stops at once, without a checkpoint)", file=sys.stderr)
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """``DataLoader`` workers leave a terminal's Ctrl-C to the main process (which stops
-    between steps, see :class:`_StopRequest`), instead of exiting under it."""
+def _leave_signals_to_main(worker_id: int) -> None:
+    """``DataLoader`` workers leave a SIGINT or SIGTERM sent to the whole process group (a
+    terminal's Ctrl-C; a job scheduler's time limit, which signals every process of the job)
+    to the main process, which stops between steps (see :class:`_StopRequest`), instead of
+    dying under it: a worker killed by SIGTERM ended the run with the loader's RuntimeError
+    mid-step, no checkpoint and exit status 1. A SIGTERM from the main process itself (the
+    loader stopping a worker that does not end) still ends the worker at once, as torch's
+    own handler does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "sigwaitinfo"):      # not on macOS: SIGTERM keeps torch's handler there
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})   # threads started later too
+        threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True,
+                         name="molscore-sigterm").start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    """Wait for SIGTERMs (blocked in every thread); end the process on one sent by
+    ``parent``, ignore the others."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)          # status 0, as torch's handler: the loader reports no failure
 
 
 class _BatchSampler:
@@ -691,14 +708,20 @@ class Trainer:
 
     # -- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
+        """Append ``record`` to ``metrics.jsonl`` (rank 0); an ``OSError`` (a full disk) names
+        the file."""
         if self.info.is_main:
-            with open(self.out_dir / METRICS_NAME, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            path = self.out_dir / METRICS_NAME
+            try:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            except OSError as err:   # a failed flush names no file
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
     def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
         workers = int(self.cfg["num_workers"])
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
-                          num_workers=workers, worker_init_fn=_ignore_sigint if workers else None,
+                          num_workers=workers, worker_init_fn=_leave_signals_to_main if workers else None,
                           generator=torch.Generator().manual_seed(seed))
 
     # -- validation ---------------------------------------------------------------------
@@ -756,7 +779,12 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------
     def train_step(self, batch: Batch) -> tuple[float, float]:
-        """One optimiser step; returns ``(loss, grad_norm)`` of this rank's batch."""
+        """One optimiser step; returns ``(loss, grad_norm)`` of this rank's batch.
+
+        Raises:
+            FloatingPointError: the loss, or the (all-reduced) gradient norm, is not finite;
+                nothing has changed the weights, the optimiser or the EMA then.
+        """
         self.net.train()
         batch = batch.to(self.device)
         losses = self.loss_fn(self.net, self.sde, batch.x, batch.space, batch.cond,
@@ -774,6 +802,12 @@ class Trainer:
         else:
             grad_norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+        if not torch.isfinite(grad_norm):   # the optimiser would make every weight NaN, and the
+            #                                 step's checkpoint replace the last good one
+            raise FloatingPointError(f"gradient norm is {float(grad_norm)} at step {self.step + 1} "
+                                     f"(the loss was finite); the weights are those of step "
+                                     f"{self.step}: lower optim.lr, or look for a derivative "
+                                     f"that is not finite in the network")
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()

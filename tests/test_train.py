@@ -759,3 +759,96 @@ def test_cli_diverged_training_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert err == ("molscore train: error: training diverged: training loss is nan at step 1; "
                    "lower optim.lr or enable optim.grad_clip\n")
+
+
+def test_sigterm_to_the_whole_process_group_stops_a_run_with_workers_after_the_step(tmp_path):
+    """A job scheduler's time limit signals every process of the job: with ``num_workers``,
+    the DataLoader workers died of the SIGTERM and the loader's RuntimeError ("worker exited
+    unexpectedly") ended the run mid-step, exit status 1, without the checkpoint of the step
+    in flight. Now the workers leave it to the main process, which finishes the step,
+    checkpoints it and exits 143; the run resumes from there exactly, and no worker is left."""
+    import sys
+
+    import yaml
+
+    from _processes import REPO, run_alone
+
+    cfg = base_config(num_workers=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code = f"""
+import os, subprocess, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import _train_tasks
+from molscore.train import Trainer
+step = Trainer.train_step
+def signalled_step(self, batch):   # step 7: the scheduler's SIGTERM to the group, from outside it
+    if self.step == 6:
+        subprocess.run([sys.executable, "-c", "import os, signal; os.killpg({{}}, signal.SIGTERM)"
+                        .format(os.getpgid(0))], start_new_session=True, check=True)
+    return step(self, batch)
+Trainer.train_step = signalled_step
+from molscore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    status, _, err, left = run_alone([sys.executable, "-c", code, "train", "-c", str(tmp_path / "c.yaml"),
+                                      "-o", str(tmp_path / "split"), "--device", "cpu", "-q"], tmp_path)
+    assert (status, left) == (143, []), err
+    assert "SIGTERM: stopping after this step" in err and "Traceback" not in err
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"] == 7
+    resumed = train(base_config(), tmp_path / "split", device="cpu", progress=False)  # no workers
+    assert (resumed["resumed_from"], resumed["steps"]) == (7, 12)
+    train(base_config(), tmp_path / "straight", device="cpu", progress=False)
+    ca, cb = (torch.load(tmp_path / out / "checkpoint.pt", weights_only=True) for out in ("straight", "split"))
+    for part in ("model", "ema", "optimizer", "scheduler", "rng"):
+        _assert_identical(ca[part], cb[part], part)
+
+
+def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(tmp_path):
+    """A gradient that is inf or NaN while the loss is finite (a norm's derivative at 0) made
+    every weight NaN (clipping scales by max_norm / inf), and the checkpoint of that step
+    (ckpt_every=1) replaced the last good one with NaN weights and EMA; the NaN loss of the
+    next step only then stopped the run. Now the step stops before the optimiser moves."""
+    trainer = Trainer(base_config(ckpt_every=1), tmp_path, device="cpu", progress=False)
+    weight = next(trainer.model.parameters())
+    weight.register_hook(lambda grad: grad * math.inf if trainer.step == 2 else grad)
+    with pytest.raises(FloatingPointError, match=r"^gradient norm is (inf|nan) at step 3 \(the "
+                                                 r"loss was finite\); the weights are those of step 2"):
+        trainer.fit()
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2
+    for weights in (ckpt["model"], ckpt["ema"]["shadow"], trainer.model.state_dict()):
+        assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_cli_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last_one(tmp_path):
+    """A full disk (here a file-size limit, as in test_cli_atomic_outputs) while the
+    checkpoint of step 8 was written ended ``molscore train`` in an OSError traceback, exit 1,
+    where the other commands say 'cannot write PATH: REASON', exit 2. The checkpoint of step 4
+    is kept whole, with no temporary file, and the rerun resumes from it."""
+    import resource
+    import subprocess
+    import sys
+
+    from _processes import REPO
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=8))
+    out = tmp_path / "run"
+    train(base_config(steps=4), out, device="cpu", progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+    limit = len(before) // 2        # the checkpoint no longer fits, metrics.jsonl still does
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import _train_tasks; "
+            "from molscore.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "train", "-c", config, "-o", str(out),
+                          "--device", "cpu", "-q"], capture_output=True, text=True,
+                         preexec_fn=limit_file_size, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (run.returncode, run.stderr) == (2, (
+        f"molscore train: error: cannot write {out / 'checkpoint.pt'}: File too large; "
+        f"{out / 'checkpoint.pt'}, the last checkpoint written, is kept: a rerun resumes from it\n"))
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "config.yaml",
+                                                     "metrics.jsonl", "summary.json"]
+    assert train(base_config(steps=8), out, device="cpu", progress=False)["resumed_from"] == 4

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import ConfigError, load_config, train
+    from ..train import CHECKPOINT_NAME, ConfigError, load_config, train
 
     try:
         cfg = load_config(args.config)
@@ -75,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     except (ConfigError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
-    except FloatingPointError as err:  # a NaN loss: the config's lr or clipping, as toy train
+    except OSError as err:   # a full disk, a quota: no traceback for writing the run's files
+        if err.filename is None or Path(err.filename).parent != out:
+            raise
+        checkpoint = out / CHECKPOINT_NAME
+        kept = (f"{checkpoint}, the last checkpoint written, is kept: a rerun resumes from it"
+                if checkpoint.is_file() else "no checkpoint was written")
+        raise UsageError(f"{UsageError.cannot_write(err, out)}; {kept}") from None
+    except FloatingPointError as err:  # a NaN loss or gradient: the config's lr, as toy train
         raise UsageError(f"training diverged: {err}") from None
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"trained {summary['task']} to step {summary['steps']} on {summary['device']} "
