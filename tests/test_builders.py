@@ -409,6 +409,10 @@ def test_cli_sdf_and_usage_errors(tmp_path, capsys):
     assert "nothing to build from" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
                  str(tmp_path / "none.txt")]) == 2
+    (tmp_path / "smiles.txt").write_text("CCO\n")     # a list of no InChIKeys would leave nothing out
+    assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
+                 str(tmp_path / "smiles.txt")]) == 2
+    assert "line 1: 'CCO' is not an InChIKey" in capsys.readouterr().err and not (tmp_path / "x").exists()
     smi = tmp_path / "one.smi"
     smi.write_text("CCO\n")
     capsys.readouterr()
