@@ -409,6 +409,10 @@ def test_cli_sdf_and_usage_errors(tmp_path, capsys):
     assert "nothing to build from" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
                  str(tmp_path / "none.txt")]) == 2
+    (tmp_path / "smiles.txt").write_text("CCO\n")     # a list of no InChIKeys would leave nothing out
+    assert main(["build-dataset", "etkdg", "--smiles", str(sdf), "-o", str(tmp_path / "x"), "--reserved",
+                 str(tmp_path / "smiles.txt")]) == 2
+    assert "line 1: 'CCO' is not an InChIKey" in capsys.readouterr().err and not (tmp_path / "x").exists()
     smi = tmp_path / "one.smi"
     smi.write_text("CCO\n")
     capsys.readouterr()
@@ -612,3 +616,24 @@ def test_cli_refuses_to_resume_with_another_reserved_list(tmp_path, capsys):
     assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(moved)]) == 0
     moved.write_text("AAAAAAAAAAAAAA\n")
     assert main(args[:5] + [str(other)] + args[6:] + ["--reserved", str(moved)]) == 2
+
+
+def test_etkdg_keeps_only_conformers_whose_mmff94_minimisation_converged(monkeypatch):
+    """``MMFFOptimizeMoleculeConfs`` stops after its iterations whether or not it reached a
+    minimum (flag 1); such conformers were stored, their energies weighted as minima. With
+    too few iterations for all (100) only converged ones are kept: minimising again moves
+    each by little; with too few for any (20) the molecule is a failure."""
+    from molscore.chem.featurize import MoleculeError
+    from molscore.data import builders
+
+    smiles = "CCCCOC(=O)CCN"
+    monkeypatch.setattr(builders, "MMFF_MAX_ITERS", 100, raising=False)
+    kept = etkdg_conformers(smiles, n_confs=10, rmsd=0.0, seed=3)
+    props = AllChem.MMFFGetMoleculeProperties(kept.mol)
+    for conf in kept.mol.GetConformers():
+        ff = AllChem.MMFFGetMoleculeForceField(kept.mol, props, confId=conf.GetId())
+        before = ff.CalcEnergy()
+        assert ff.Minimize(maxIts=2000) == 0 and before - ff.CalcEnergy() < 0.01
+    monkeypatch.setattr(builders, "MMFF_MAX_ITERS", 20, raising=False)
+    with pytest.raises(MoleculeError, match="MMFF94 minimisation converged for none of 20 conformers"):
+        etkdg_conformers(smiles, n_confs=10, seed=3)

@@ -688,3 +688,44 @@ def test_a_pickled_molecule_of_several_conformers_gives_each_conformer(tmp_path)
     (mixed,) = read_smiles_pickle(tmp_path / "b.pkl", failures=failures)
     assert mixed.num_conformers == 4 and failures == []
     assert np.allclose(mixed.weights, [0.2, 0.2, 0.2, 0.4])
+
+
+@pytest.mark.parametrize("stored", ["full", "lower", "garbage"])
+def test_a_hand_made_index_storing_whole_inchikeys_trains_on_no_reserved_molecule(tmp_path, stored):
+    """An index written by hand (or by another tool) may store the whole InChIKey, or another
+    text, under ``inchikey``: the reserved list holds 14-character blocks, so the stored value
+    was compared as it was and the reserved molecule was trained on. Its first block (in any
+    case), else the SMILES's, is compared now."""
+    from molscore.data.reserved import reserved_keys
+
+    smiles = ["CCCCCCCCCCO", "CCOC(=O)c1ccccc1"]
+    records = [ConformerSet(smiles=s, mol=_confs(s, 1), weights=None, name=s) for s in smiles]
+    write_dataset(records, tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    index_path = tmp_path / "ds" / "index.json"
+    index = json.loads(index_path.read_text())
+    for entry in index["molecules"]:
+        key = Chem.MolToInchiKey(Chem.MolFromSmiles(entry["smiles"]))
+        entry["inchikey"] = {"full": key, "lower": key.lower(), "garbage": "n/a"}[stored]
+    index_path.write_text(json.dumps(index))
+    extra = tmp_path / "r.txt"
+    extra.write_text(inchikey_block(Chem.MolFromSmiles("OCCCCCCCCCC")) + "\n")
+    kept = ConformerDataset(tmp_path / "ds", "train", reserved=reserved_keys(extra))
+    assert kept.reserved_dropped == ["CCCCCCCCCCO"] and kept.smiles == ["CCOC(=O)c1ccccc1"]
+    assert kept.blocks == [inchikey_block(records[1].mol)]
+
+
+def test_a_reserved_list_that_holds_no_inchikeys_is_refused(tmp_path):
+    """A list of SMILES (or of keys after a header line) given as the reserved list left
+    nothing out, silently; it is refused, naming the line. A byte-order mark (a list saved by
+    a Windows editor) is no part of the first key, which was not left out."""
+    from molscore.data.reserved import reserved_keys
+
+    decanol = inchikey_block(Chem.MolFromSmiles("CCCCCCCCCCO"))
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + decanol.encode() + b"\nBSYNRYMUTXBXSQ\n")
+    assert load_reserved(bom) == {decanol, "BSYNRYMUTXBXSQ"}
+    for text, line in (("CCCCCCCCCCO\n", 1), ("# keys\ninchikey,name\nBSYNRYMUTXBXSQ\n", 2)):
+        bad = tmp_path / f"bad{line}.txt"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"line {line}: .* is not an InChIKey"):
+            reserved_keys(bad)

@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
+    from ..data.reserved import load_reserved
 
     kind = args.source
     if args.featurisation is not None:
@@ -151,8 +152,13 @@ def run(args: argparse.Namespace) -> int:
     maker_kwargs: dict = {}
     input_failures: list = []
     renamed: list[str] = []
-    if args.reserved is not None and not args.reserved.is_file():
-        raise UsageError(f"reserved list not found: {args.reserved}")
+    if args.reserved is not None:
+        if not args.reserved.is_file():
+            raise UsageError(f"reserved list not found: {args.reserved}")
+        try:
+            load_reserved(args.reserved)
+        except (OSError, ValueError) as err:  # not UTF-8, unreadable, or lines that are no InChIKeys
+            raise UsageError(f"--reserved: {err}") from None
     if kind == "etkdg":
         path = args.smiles or DEFAULT_SMILES
         if not path.is_file():

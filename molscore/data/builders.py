@@ -61,6 +61,7 @@ PDB_ID = re.compile(r"(pdb_0000)?[1-9][A-Za-z0-9]{3}", re.IGNORECASE)
 # ones (as they are or moved as a rigid body) are within 0.0012 A RMSD of them after superposition,
 # the next closest 0.009 A.
 CCD_IDEAL_COPY_RMSD = 0.005
+MMFF_MAX_ITERS = 2000  # MMFF94 minimisation steps per ETKDG conformer
 
 
 # ----------------------------------------------------------------------------------------
@@ -91,14 +92,16 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     ``oversample * n_confs`` ETKDGv3 conformers (non-zero per-molecule seed;
     :func:`~molscore.chem.embedding.embed_conformers`, as ``generate``'s pool: random-coordinate
     retry, stereo-true embeddings without stereo for strained cages, one-conformer probes that
-    find an isomer ETKDG cannot build in seconds); optimise each with MMFF94 (2000
-    iterations); keep those within ``energy_window`` kcal/mol of the minimum; walk them by
+    find an isomer ETKDG cannot build in seconds); optimise each with MMFF94
+    (:data:`MMFF_MAX_ITERS` iterations) and drop those not converged (not minima: their
+    energies are no conformer energies); keep those within ``energy_window`` kcal/mol of the minimum; walk them by
     energy and keep a conformer only if its symmetry-aware heavy-atom RMSD to every kept one
     is at least ``rmsd`` Angstrom, up to ``n_confs``; weights ``exp(-dE / RT)`` at 298.15 K.
 
     Raises:
-        MoleculeError: invalid molecule, embedding failure, or missing or wrong MMFF94
-            parameters (:func:`~molscore.chem.relax.mmff_properties`).
+        MoleculeError: invalid molecule, embedding failure, missing or wrong MMFF94
+            parameters (:func:`~molscore.chem.relax.mmff_properties`), or no conformer whose
+            MMFF94 minimisation converged.
     """
     given = prepare_mol(smiles, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
     if not AllChem.MMFFHasAllMoleculeParams(given):
@@ -120,8 +123,12 @@ def etkdg_conformers(smiles: str, *, n_confs: int = 30, energy_window: float = 1
     else:
         raise MoleculeError(etkdg_failure_reason(first))
     with rdBase.BlockLogs():
-        results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
-    energies = np.array([e for _, e in results], dtype=np.float64)
+        results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=MMFF_MAX_ITERS)
+    converged = np.array([flag == 0 for flag, _ in results])
+    if not converged.any():
+        raise MoleculeError(f"MMFF94 minimisation converged for none of {len(results)} conformers "
+                            f"in {MMFF_MAX_ITERS} iterations")
+    energies = np.array([e if ok else np.inf for ok, (_, e) in zip(converged, results)], dtype=np.float64)
     conf_ids = [c.GetId() for c in mol.GetConformers()]
     order = [i for i in np.argsort(energies, kind="stable") if energies[i] - energies.min() <= energy_window]
     heavy = Chem.RemoveHs(mol)

@@ -46,7 +46,7 @@ from ..chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DI
                                LEGACY_FEATURISATION, check_featurisation, mol_to_graph)
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
-from .reserved import exclusion_reason, inchikey_block, reserved_keys
+from .reserved import BLOCK, exclusion_reason, inchikey_block, reserved_keys
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -384,9 +384,15 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
 
 
 def _inchikey_block_of(entry: dict) -> str:
-    """The reserved-list key of an index entry: stored, else from its SMILES (``""`` if none)."""
-    if "inchikey" in entry:
-        return entry["inchikey"]
+    """The reserved-list key of an index entry: the first 14 characters of its stored
+    ``inchikey`` (a whole InChIKey too, in any case, as a hand-made index may hold) when they
+    are a connectivity block; ``""`` stored (RDKit made none for the molecule with its
+    hydrogens); else computed from its SMILES (``""`` if none)."""
+    stored = entry.get("inchikey")
+    if stored == "":
+        return ""
+    if isinstance(stored, str) and BLOCK.fullmatch(block := stored.strip()[:14].upper()):
+        return block
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(entry["smiles"])
     return inchikey_block(mol) if mol is not None else ""
@@ -408,7 +414,9 @@ class ConformerDataset(Dataset):
             dropped them (or with another list) trains on none of them, nor on a molecule
             without an InChIKey (which cannot be checked); ``reserved_dropped`` then names
             those left out. The block is read from the index (datasets written since
-            2026-12-06) or computed from the stored SMILES. ``None``: keep every molecule.
+            2026-12-06; the first 14 characters of a whole InChIKey stored there by hand) or,
+            where the index holds none that looks like one, computed from the stored SMILES.
+            ``None``: keep every molecule.
         exclude: blocks of other molecules to leave out (the training molecules of every
             dataset a run mixes, kept out of this validation split, and the validation
             molecules of the datasets before it); :attr:`excluded` lists their blocks.
