@@ -140,12 +140,25 @@ def first_undecodable_line(path: str) -> int:
 def record_smiles(mol: Chem.Mol) -> str:
     """Canonical isomeric SMILES of ``mol`` without its explicit hydrogens (with them where
     RDKit cannot remove them), and its enhanced stereo groups, if any, as CXSMILES (``C[C@H](O)F
-    |&1:1|``: a racemate, whose conformers have the tags' handedness, stays one)."""
+    |&1:1|``: a racemate, whose conformers have the tags' handedness, stays one). The tags are
+    ``mol``'s own, those of its conformers: where RDKit's CXSMILES writer inverts a group's
+    tags to its canonical form (``C[C@@H](O)F |&1:1|`` as ``C[C@H](O)F |&1:1|``, the same
+    racemate but the other enantiomer as drawn), the SMILES is written from ``mol``'s atoms in
+    ``Chem.MolToSmiles``'s canonical output order instead, without that step (the same text
+    but for the ring closures' numbering, which can differ)."""
     try:
         mol = Chem.RemoveHs(mol)
     except Exception:  # RDKit raises several sanitisation errors
         pass
-    return Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
+    smiles = Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
+    plain = Chem.MolToSmiles(mol)               # sets the canonical output order
+    if smiles.split(" ")[0] == plain:
+        return smiles
+    order = mol.GetPropsAsDict(includePrivate=True, includeComputed=True)["_smilesAtomOutputOrder"]
+    params = Chem.SmilesWriteParams()
+    params.canonical = False           # already in canonical order; keeps the groups' tags
+    return Chem.MolToCXSmiles(Chem.RenumberAtoms(mol, list(order)), params,
+                              Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
 
 
 def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
