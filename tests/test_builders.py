@@ -637,3 +637,56 @@ def test_etkdg_keeps_only_conformers_whose_mmff94_minimisation_converged(monkeyp
     monkeypatch.setattr(builders, "MMFF_MAX_ITERS", 20, raising=False)
     with pytest.raises(MoleculeError, match="MMFF94 minimisation converged for none of 20 conformers"):
         etkdg_conformers(smiles, n_confs=10, seed=3)
+
+
+def test_cli_drops_tautomers_and_charge_forms_of_reserved_molecules(tmp_path, capsys):
+    """Standard InChI gives a keto and its enol form, and O-benzylhydroxylamine and its
+    ``[NH3+]`` cation, blocks of their own (as for CCD components 6UN, EN1 and YI1), so a build
+    compared the block of the form it was given alone and stored the other form of a reserved
+    molecule. The forms are enumerated now; the reason names the reserved block, a retried
+    build keeps those rows, and an unrelated molecule is stored."""
+    keto, neutral = Chem.MolFromSmiles("O=C1CCCCC1"), Chem.MolFromSmiles("NOCc1ccccc1")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(Chem.MolToInchiKey(keto) + "\n" + Chem.MolToInchiKey(neutral) + "\n")
+    smi = tmp_path / "in.smi"
+    smi.write_text("OC1=CCCCC1 enol\n[NH3+]OCc1ccccc1 cation\nCCCCCCCCCCO decanol\n")
+    assert Chem.MolToInchiKey(Chem.MolFromSmiles("OC1=CCCCC1"))[:14] != Chem.MolToInchiKey(keto)[:14]
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1",
+            "--reserved", str(extra), "--no-progress"]
+    assert main(args) == 0
+    assert "dropped 2 reserved" in capsys.readouterr().out
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["decanol"]
+    expected = [("enol", "reserved for held-out evaluation (tautomer or charge form of "
+                         f"{Chem.MolToInchiKey(keto)[:14]})"),
+                ("cation", "reserved for held-out evaluation (tautomer or charge form of "
+                           f"{Chem.MolToInchiKey(neutral)[:14]})")]
+    assert read_failures(out) == expected
+    assert main(args + ["--retry-failed"]) == 0
+    text = capsys.readouterr().out
+    assert "retrying 0 earlier failures" in text and "2 reserved molecules dropped in total" in text
+    assert read_failures(out) == expected
+
+
+def test_cli_refuses_to_resume_a_build_begun_under_another_reserved_rule(tmp_path, capsys):
+    """A build begun by a molscore that compared the InChIKey block alone (its index records no
+    ``reserved_match``) holds the tautomers of reserved molecules it stored; resuming it under
+    the new rule would mix the two silently. It is refused (exit 2, one line), before anything
+    is added."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCCN propylamine\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args + ["--limit", "1"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["meta"]["reserved_match"].startswith("InChIKey first block of the molecule, its tautomers")
+    del index["meta"]["reserved_match"]                      # as the older molscore wrote it
+    (out / "index.json").write_text(json.dumps(index))
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"molscore build-dataset: error: {out} was built under another reserved-molecule "
+                          "rule: reserved_match None (none recorded: an older molscore, which compared the "
+                          "InChIKey first block only), this molscore's ")
+    assert err.endswith("; build it again in a new folder\n") and err.count("\n") == 1
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]

@@ -21,8 +21,8 @@ from molscore.data.processed import (
     ConformerDataset, index_featurisation, load_index, murcko_scaffold, read_failures, scaffold_split,
     write_dataset,
 )
-from molscore.data.reserved import (NO_INCHIKEY_REASON, RESERVED_REASON, exclusion_reason, inchikey_block,
-                                    load_reserved)
+from molscore.data.reserved import (MAX_TAUTOMERS, NO_INCHIKEY_REASON, RESERVED_REASON, build_exclusion_reason,
+                                    exclusion_reason, form_blocks, inchikey_block, load_reserved)
 
 SHARED_SDF = Path("/work/shared/data/conformers/geom_drugs_excerpt.sdf.gz")
 
@@ -729,3 +729,76 @@ def test_a_reserved_list_that_holds_no_inchikeys_is_refused(tmp_path):
         bad.write_text(text)
         with pytest.raises(ValueError, match=f"line {line}: .* is not an InChIKey"):
             reserved_keys(bad)
+
+
+# seven ketones in a chain: the tautomer enumeration stops at MAX_TAUTOMERS (InChI merges none)
+POLYKETONE = "CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)C"
+
+
+def test_write_dataset_drops_tautomers_and_charge_forms_of_reserved_molecules(tmp_path):
+    """Standard InChI does not merge a keto and its enol form, nor an ``[NH3+]O-R`` cation and
+    its neutral amine (CCD 6UN, EN1, YI1): ``write_dataset`` (GEOM and torsional-diffusion
+    pickles) compared the record's own block alone and stored them. A molecule whose tautomer,
+    neutral form or neutral form's tautomer is reserved is dropped now with a reason naming the
+    reserved block (its own block listed: the reason as before); one with many tautomers is
+    checked within the bound; an unrelated molecule is stored."""
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    enumerator = rdMolStandardize.TautomerEnumerator()
+    enumerator.SetMaxTautomers(MAX_TAUTOMERS)
+    far = min(Chem.MolToSmiles(t) for t in enumerator.Enumerate(Chem.MolFromSmiles(POLYKETONE)))
+    reserved = {smi: inchikey_block(Chem.MolFromSmiles(smi)) for smi in ("O=C1CCCCC1", "NOCc1ccccc1", far)}
+    assert inchikey_block(Chem.MolFromSmiles(POLYKETONE)) != reserved[far]
+    extra = tmp_path / "extra.txt"
+    extra.write_text("".join(block + "\n" for block in reserved.values()))
+    names = ["OC1=CCCCC1", "[NH3+]OCc1ccccc1", POLYKETONE, "O=C1CCCCC1", "CCCCCCCCCCO"]
+    records = [ConformerSet(smiles=smi, mol=_confs(smi, 1), weights=None, name=smi) for smi in names]
+    index = write_dataset(records, tmp_path / "ds", fractions=(1.0, 0.0, 0.0), reserved_path=extra)
+    assert [m["name"] for m in index["molecules"]] == ["CCCCCCCCCCO"]
+    form = RESERVED_REASON + " (tautomer or charge form of {})"
+    assert read_failures(tmp_path / "ds") == [
+        ("OC1=CCCCC1", form.format(reserved["O=C1CCCCC1"])),
+        ("[NH3+]OCc1ccccc1", form.format(reserved["NOCc1ccccc1"])),
+        (POLYKETONE, form.format(reserved[far])), ("O=C1CCCCC1", RESERVED_REASON)]
+    assert index["meta"]["reserved_match"].startswith("InChIKey first block of the molecule, its tautomers")
+
+
+def test_form_blocks_are_bounded_and_never_raise(monkeypatch):
+    """``form_blocks``: the molecule's own block and those of its forms, at most
+    MAX_TAUTOMERS tautomers per form; a molecule whose forms RDKit cannot make keeps its own
+    block; one without an InChIKey has none and stays dropped."""
+    import molscore.data.reserved as reserved_module
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(POLYKETONE))
+    blocks = form_blocks(mol)
+    assert inchikey_block(mol) in blocks and MAX_TAUTOMERS <= len(blocks) <= 2 * MAX_TAUTOMERS + 2
+    assert form_blocks(Chem.MolFromSmiles("[NH3+]OCc1ccccc1")) == {
+        inchikey_block(Chem.MolFromSmiles(s)) for s in ("[NH3+]OCc1ccccc1", "NOCc1ccccc1")}
+
+    class Broken:
+        def Enumerate(self, mol):
+            raise RuntimeError("enumeration failed")
+
+        def uncharge(self, mol):
+            raise RuntimeError("uncharging failed")
+
+    monkeypatch.setattr(reserved_module, "_standardizers", lambda: (Broken(), Broken()))
+    assert form_blocks(mol) == {inchikey_block(mol)}
+    assert build_exclusion_reason(mol, frozenset()) is None
+    monkeypatch.undo()
+    record = _no_inchikey_record()
+    assert form_blocks(record.mol) == frozenset()
+    assert build_exclusion_reason(record.mol, load_reserved()) == NO_INCHIKEY_REASON
+
+
+def test_write_dataset_refuses_a_folder_written_under_another_reserved_rule(tmp_path, ensembles):
+    """A folder written by a molscore that compared the InChIKey block alone records no rule;
+    adding to it under the new one would mix the two silently."""
+    records = [ConformerSet(smiles=smi, mol=mol, weights=None, name=smi) for smi, mol in ensembles.items()]
+    write_dataset(records[:1], tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    index = json.loads((tmp_path / "ds" / "index.json").read_text())
+    del index["meta"]["reserved_match"]
+    (tmp_path / "ds" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="was built under another reserved-molecule rule: reserved_match None"):
+        write_dataset(records, tmp_path / "ds")
+    assert len(load_index(tmp_path / "ds")["molecules"]) == 1

@@ -90,6 +90,25 @@ def test_reserved_molecules_are_excluded(small_sdf, tmp_path):
     assert Chem.CanonSmiles(smiles[0]) not in {Chem.CanonSmiles(s) for s in kept}
 
 
+def test_sdf_data_leaves_out_tautomers_of_reserved_molecules(small_sdf, tmp_path):
+    """``data.sdf`` is read and checked at each start like a build: a molecule whose tautomer
+    is reserved (the aminopyridinethione of SMALL[1] and its mercapto-imine form, which
+    standard InChI does not merge) was trained on when only its own block was compared."""
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    path, smiles = small_sdf
+    own = inchikey_block(Chem.MolFromSmiles(smiles[1]))
+    other = {inchikey_block(t) for t in rdMolStandardize.TautomerEnumerator().Enumerate(
+        Chem.MolFromSmiles(smiles[1]))} - {own}
+    assert len(other) == 1
+    reserved = tmp_path / "reserved.txt"
+    reserved.write_text(other.pop() + "\n")
+    task = build_task(_cfg(path, reserved=str(reserved), val_fraction=0))
+    assert len(task.train_set) == 3 and task.meta["data"]["reserved_or_bad_dropped"] == 1
+    kept = {Chem.CanonSmiles(g.smiles) for g in task.train_set.graphs}
+    assert Chem.CanonSmiles(smiles[1]) not in kept
+
+
 def test_build_model_from_meta_matches(small_sdf):
     task = build_task(_cfg(small_sdf[0]))
     model = build_model(task.meta)

@@ -174,7 +174,7 @@ def _reserved(data: dict) -> frozenset[str]:
 
 def _load_sdf(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.conformers import read_sdf
-    from ..data.reserved import exclusion_reason, inchikey_block
+    from ..data.reserved import build_exclusion_reason, inchikey_block
 
     path = resolve_data_path(data["sdf"])
     reserved = _reserved(data)
@@ -183,7 +183,7 @@ def _load_sdf(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, 
     for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
                        limit=data.get("max_molecules")):
         block = inchikey_block(cs.mol)
-        if exclusion_reason(block, reserved):
+        if build_exclusion_reason(cs.mol, reserved):  # as a builder: tautomers, charge forms
             dropped += 1
             continue
         try:

@@ -16,7 +16,9 @@ repeated name.
 :func:`run_build` drives any of them: inputs already stored or recorded as failed in
 the output folder are skipped (resume), the rest go through a process pool
 (``workers``), reserved molecules (:mod:`molscore.data.reserved`: the shipped list, and
-another one if given) are dropped and counted, and failures land in ``failures.csv``.
+another one if given; a molecule is reserved when its InChIKey block, or that of one of its
+tautomers or of its neutral form, is listed: :func:`~molscore.data.reserved.build_exclusion_reason`)
+are dropped and counted, and failures land in ``failures.csv``.
 """
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, init_worker, start_pool, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
 from .processed import DatasetWriter, encode_record, read_failures
-from .reserved import RESERVED_REASON, exclusion_reason, inchikey_block, reserved_keys
+from .reserved import (MATCH_RULE, RESERVED_REASON, build_exclusion_reason, check_match_rule, is_reserved_reason,
+                       reserved_keys)
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
@@ -395,9 +398,9 @@ def _process(item: tuple[str, object], make: Callable,
         return name, None, failures + [(name, str(err))], False
     except Exception as err:  # a bug or RDKit crash on one molecule must not end a long build
         return name, None, failures + [(name, f"unexpected error: {type(err).__name__}: {err}")], False
-    reason = exclusion_reason(inchikey_block(record.mol), _WORKER_RESERVED)
+    reason = build_exclusion_reason(record.mol, _WORKER_RESERVED)
     if reason:
-        return name, None, [(name, reason)], reason == RESERVED_REASON
+        return name, None, [(name, reason)], is_reserved_reason(reason)
     return name, encode_record(record, featurisation=featurisation), failures, False
 
 
@@ -438,8 +441,10 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         workers: processes (``<= 1``: run in this process).
         maker_kwargs: extra keyword arguments of the builder (e.g. ETKDG settings).
         reserved_path: another reserved InChIKey list, whose molecules are dropped as well as
-            those of the shipped list (which always are).
-        meta: build description stored in the index.
+            those of the shipped list (which always are), with their tautomers and charge forms
+            (:func:`~molscore.data.reserved.build_exclusion_reason`).
+        meta: build description stored in the index; ``reserved_match`` (the rule,
+            :data:`~molscore.data.reserved.MATCH_RULE`) is added to it.
         shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
         progress: show a tqdm progress bar.
@@ -451,12 +456,16 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     Raises:
         WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
             was done before is kept, and a rerun resumes.
+        ValueError: ``root`` holds a build begun under another reserved-molecule rule, or by a
+            molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
+    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
+                           featurisation=featurisation)
+    check_match_rule(writer.index["meta"], root)
     summary = BuildSummary(root=str(root))
     if retry_failed:
-        summary.retried = writer.forget_failures(keep=lambda reason: reason == RESERVED_REASON)
+        summary.retried = writer.forget_failures(keep=is_reserved_reason)
     todo, seen = [], {}
     for name, payload in items:
         summary.inputs += 1
@@ -511,7 +520,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         writer.flush()  # keep what was done, so an interrupted build resumes
     index = writer.finalize(fractions, split_seed)
     summary.total_molecules = len(index["molecules"])
-    summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if reason == RESERVED_REASON)
+    summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if is_reserved_reason(reason))
     summary.splits = {k: len(v) for k, v in index["splits"].items()}
     return summary
 

@@ -46,7 +46,8 @@ from ..chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DI
                                LEGACY_FEATURISATION, check_featurisation, mol_to_graph)
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
-from .reserved import BLOCK, exclusion_reason, inchikey_block, reserved_keys
+from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_rule, exclusion_reason, inchikey_block,
+                       reserved_keys)
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
@@ -365,16 +366,24 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     ``featurisation``: see :class:`DatasetWriter`.
 
     Reserved molecules (:mod:`molscore.data.reserved`: the shipped list's, and
-    ``reserved_path``'s as well) and those without an InChIKey are dropped, as by every dataset
-    builder, and listed in ``failures.csv``.
+    ``reserved_path``'s as well; those whose tautomer or neutral form is listed too,
+    :func:`~molscore.data.reserved.build_exclusion_reason`) and those without an InChIKey are
+    dropped, as by every dataset builder, and listed in ``failures.csv``.
     ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
+    ``meta`` gets the rule (``reserved_match``: :data:`~molscore.data.reserved.MATCH_RULE`).
+
+    Raises:
+        ValueError: ``root`` holds a dataset written under another reserved-molecule rule or
+            by a molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
+    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
+                           featurisation=featurisation)
+    check_match_rule(writer.index["meta"], root)
     for record in records:
         if writer.is_done(record.name):
             continue
-        reason = exclusion_reason(inchikey_block(record.mol), reserved)
+        reason = build_exclusion_reason(record.mol, reserved)
         if reason:
             writer.add_failures([(record.name, reason)])
         else:
@@ -416,6 +425,8 @@ class ConformerDataset(Dataset):
             those left out. The block is read from the index (datasets written since
             2026-12-06; the first 14 characters of a whole InChIKey stored there by hand) or,
             where the index holds none that looks like one, computed from the stored SMILES.
+            Only that block is compared (enumerating tautomers and charge forms of every
+            molecule at each training start would be slow): the builders left those out.
             ``None``: keep every molecule.
         exclude: blocks of other molecules to leave out (the training molecules of every
             dataset a run mixes, kept out of this validation split, and the validation

@@ -8,6 +8,17 @@ dataset builder and training set drops the molecules it lists (:func:`reserved_k
 another list given there adds to it, never replaces it), and those it cannot check: a
 molecule RDKit makes no InChIKey for (over 1,023 atoms, InChI's limit) might be a reserved
 one (:func:`exclusion_reason`).
+
+Standard InChI merges many tautomers and protonation states, but not all: a keto and its enol
+form, some NH tautomers of fused heterocycles and a protonated amine such as ``[NH3+]O-R``
+have blocks of their own. The list holds keys only, so dataset builders check the molecule's
+other forms instead (:func:`form_blocks`, :func:`build_exclusion_reason`, the rule
+:data:`MATCH_RULE`): the blocks of its RDKit tautomers, of its neutral form and of that form's
+tautomers. This is conservative: a molecule is dropped when any of these forms is reserved,
+so a few that are not the same compound (a ketose sharing an enediol tautomer with a reserved
+aldose) are left out too, which costs training data only. Training on a processed
+dataset checks the stored block alone (:func:`exclusion_reason`), since enumerating the forms
+of every molecule at each start would be slow; the builders did the rest.
 """
 from __future__ import annotations
 
@@ -16,14 +27,24 @@ import re
 from pathlib import Path
 
 from rdkit import Chem, rdBase
+from rdkit.Chem.MolStandardize import rdMolStandardize
 
-__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "load_reserved",
-           "reserved_keys", "inchikey_block", "exclusion_reason"]
+__all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "MAX_TAUTOMERS",
+           "MAX_TRANSFORMS", "MATCH_RULE", "load_reserved", "reserved_keys", "inchikey_block",
+           "exclusion_reason", "form_blocks", "build_exclusion_reason", "is_reserved_reason",
+           "check_match_rule"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
 NO_INCHIKEY_REASON = "RDKit makes no InChIKey for it, so it cannot be checked against the reserved list"
 BLOCK = re.compile(r"[A-Z]{14}")  # an InChIKey connectivity block
+MAX_TAUTOMERS = 200     # tautomers enumerated per form of a molecule (RDKit's default: 1000)
+MAX_TRANSFORMS = 1000   # tautomer transforms applied per form (RDKit's default)
+# How builders match molecules with the list; recorded in a dataset's meta (``reserved_match``),
+# so that a build is resumed only under the rule it began with (:func:`check_match_rule`).
+MATCH_RULE = (f"InChIKey first block of the molecule, its tautomers, its neutral form and that "
+              f"form's tautomers (at most {MAX_TAUTOMERS} tautomers, {MAX_TRANSFORMS} transforms each)")
+FORM_REASON = RESERVED_REASON + " (tautomer or charge form of {block})"  # another form reserved
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,3 +108,99 @@ def exclusion_reason(block: str, reserved: frozenset[str]) -> str | None:
     if not block:
         return NO_INCHIKEY_REASON
     return RESERVED_REASON if block in reserved else None
+
+
+@functools.cache
+def _standardizers() -> tuple[rdMolStandardize.TautomerEnumerator, rdMolStandardize.Uncharger]:
+    enumerator = rdMolStandardize.TautomerEnumerator()
+    enumerator.SetMaxTautomers(MAX_TAUTOMERS)
+    enumerator.SetMaxTransforms(MAX_TRANSFORMS)
+    return enumerator, rdMolStandardize.Uncharger()
+
+
+def _blocks_of(mols) -> set[str]:
+    """The non-empty :func:`inchikey_block` of each molecule; one RDKit cannot make is skipped."""
+    out = set()
+    for mol in mols:
+        try:
+            block = inchikey_block(mol)
+        except Exception:  # a form RDKit cannot write out is no form to match
+            block = ""
+        if block:
+            out.add(block)
+    return out
+
+
+def form_blocks(mol: Chem.Mol) -> frozenset[str]:
+    """InChIKey first blocks of ``mol``'s forms: its own, its tautomers', its neutral form's
+    (``rdMolStandardize.Uncharger``) and that form's tautomers' (``TautomerEnumerator``, at most
+    :data:`MAX_TAUTOMERS` tautomers and :data:`MAX_TRANSFORMS` transforms per form). Never
+    raises: forms RDKit cannot make are left out, so a molecule whose forms cannot be computed
+    gives its own block only, and one without an InChIKey gives none (an empty set).
+    Explicit hydrogens and conformers of ``mol`` are ignored."""
+    return _form_blocks(mol, inchikey_block(mol))
+
+
+def _form_blocks(mol: Chem.Mol, own: str) -> frozenset[str]:
+    """:func:`form_blocks` of ``mol``, whose own block is ``own``."""
+    if not own:
+        return frozenset()
+    blocks = {own}
+    enumerator, uncharger = _standardizers()
+    with rdBase.BlockLogs():
+        try:
+            heavy = Chem.Mol(mol)
+            heavy.RemoveAllConformers()
+            heavy = Chem.RemoveHs(heavy)
+        except Exception:  # an odd molecule: its own block only
+            return frozenset(blocks)
+        forms = [heavy]
+        try:
+            neutral = uncharger.uncharge(heavy)
+            if Chem.MolToSmiles(neutral) != Chem.MolToSmiles(heavy):
+                forms.append(neutral)
+        except Exception:  # no neutral form: the molecule's own forms only
+            pass
+        blocks |= _blocks_of(forms[1:])
+        for form in forms:
+            try:
+                blocks |= _blocks_of(enumerator.Enumerate(form))
+            except Exception:  # no tautomers of this form
+                pass
+    return frozenset(blocks)
+
+
+def build_exclusion_reason(mol: Chem.Mol, reserved: frozenset[str]) -> str | None:
+    """Why a dataset builder drops ``mol`` (``None``: it may be trained on): its own block
+    reserved or missing, as :func:`exclusion_reason` says; else, when the block of another of its
+    forms (:func:`form_blocks`) is reserved, ``"reserved for held-out evaluation (tautomer or
+    charge form of BLOCK)"`` naming the (alphabetically first) reserved block."""
+    own = inchikey_block(mol)
+    reason = exclusion_reason(own, reserved)
+    if reason:
+        return reason
+    hits = _form_blocks(mol, own) & reserved
+    return FORM_REASON.format(block=min(hits)) if hits else None
+
+
+def is_reserved_reason(reason: str) -> bool:
+    """Whether a ``failures.csv`` reason is that of a reserved molecule (its own block or
+    another form's), a row that ``--retry-failed`` keeps and the summary counts as reserved."""
+    return reason == RESERVED_REASON or reason.startswith(FORM_REASON.split("{")[0])
+
+
+def check_match_rule(meta: dict, root: str | Path) -> None:
+    """Refuse to add to the dataset at ``root`` (its index's ``meta``) when it was built under
+    another rule than :data:`MATCH_RULE` (``reserved_match``; none recorded: an older molscore,
+    which compared the molecule's own InChIKey block only), since its stored molecules were
+    checked under that rule.
+
+    Raises:
+        ValueError: one line naming the setting and both rules.
+    """
+    held = meta.get("reserved_match")
+    if held != MATCH_RULE:
+        older = " (none recorded: an older molscore, which compared the InChIKey first block only)"
+        raise ValueError(f"{root} was built under another reserved-molecule rule: reserved_match "
+                         f"{held!r}{older if held is None else ''}, this molscore's {MATCH_RULE!r}; "
+                         "build it again in a new folder")
