@@ -76,7 +76,7 @@ from molscore.chem.metrics import (Groups, atom_matches, coverage_metrics, cryst
                                    _heavy_positions)
 from molscore.chem.relax import relax_conformers  # noqa: E402
 from molscore.chem.selection import PICKS  # noqa: E402
-from molscore.chem.stereo import assign_pyramidal_centres_from_3d, check_stereo  # noqa: E402
+from molscore.chem.stereo import assign_stereo_from_3d, check_stereo  # noqa: E402
 from molscore.cli.argtypes import positive_int, positive_int_or_auto  # noqa: E402
 from molscore.errors import Terminated  # noqa: E402
 from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
@@ -160,14 +160,17 @@ def run_script(main: Callable[[], int]) -> int:
 def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:
     """Worker: ETKDGv3 conformers of a mol block (with H), as (N, 3) arrays; with the last
     item true, each minimised as ``generate --relax`` does (:func:`relax_conformers`). The
-    stereo is read from the block's 3D coordinates as :func:`prepare_mol` reads it (pyramidal
-    P and N centres included), so ETKDG keeps the stereo the model is asked to keep."""
+    stereo is read from the block's 3D coordinates as :func:`prepare_mol` reads it
+    (:func:`~molscore.chem.stereo.assign_stereo_from_3d`: pyramidal P and N centres included,
+    and a centre close to a face of its neighbours' tetrahedron from all four signed volumes),
+    so ETKDG keeps the stereo the model is asked to keep."""
     block, n, seed, relax = args
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromMolBlock(block, removeHs=False)
-    Chem.AssignStereochemistryFrom3D(mol)
     if mol.GetNumConformers() and mol.GetConformer().Is3D():
-        assign_pyramidal_centres_from_3d(mol)
+        assign_stereo_from_3d(mol)
+    else:
+        Chem.AssignStereochemistryFrom3D(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))

@@ -33,6 +33,35 @@ def test_the_etkdg_baseline_keeps_the_pyramidal_centres_of_the_reference(smiles)
     assert stereo == 12
 
 
+def test_the_etkdg_baseline_reads_a_centre_from_all_four_volumes_as_the_model_input_does():
+    """At a centre close to a face of its neighbours' tetrahedron (CCD HBE's epoxide carbon in
+    its PDB pose) RDKit's reading from three neighbours and ``prepare_mol``'s from all four
+    disagree; the baseline read RDKit's, so ETKDG built the other epimer than the model was
+    asked for and its conformers counted as wrong stereo (crystal set at ``-n 10``: 99.2 %
+    of ETKDG's conformers stereo-correct, 100 % before ``prepare_mol`` read all four)."""
+    from test_featurize import HBE_BONDS, HBE_ELEMENTS, HBE_XYZ
+
+    rw = Chem.RWMol()
+    for symbol in HBE_ELEMENTS:
+        rw.AddAtom(Chem.Atom(symbol))
+    for i, j in HBE_BONDS:
+        rw.AddBond(i, j, Chem.BondType.SINGLE)
+    conf = Chem.Conformer(rw.GetNumAtoms())
+    for k, xyz in enumerate(HBE_XYZ):
+        conf.SetAtomPosition(k, xyz)
+    rw.AddConformer(conf)
+    record = rw.GetMol()
+    Chem.SanitizeMol(record)
+    mol = prepare_mol(record)
+    rdkit_read = Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False)
+    Chem.AssignStereochemistryFrom3D(rdkit_read)
+    assert Chem.MolToSmiles(rdkit_read) != Chem.MolToSmiles(mol)      # the case this is about
+    coords = _etkdg_job((Chem.MolToMolBlock(mol), 5, 1, False))
+    assert len(coords) == 5
+    stereo, _, _ = quality(_with_coords(mol, coords))
+    assert stereo == 5
+
+
 def _part(sets: list[str], **config) -> dict:
     """A bench_conformers report of ``sets`` (two molecules each) with ``config`` overrides."""
     base = {"model": "molscore/weights/conformer.pt", "init": "etkdg", "sampler": "reverse", "steps": 10,

@@ -66,8 +66,8 @@ from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from ..errors import message_line
-from .stereo import (assign_pyramidal_centres_from_3d, bond_order_neighbours, reread_centres_from_3d,
-                     specified_centres, specified_double_bonds, stereo_bond_atoms)
+from .stereo import (assign_stereo_from_3d, bond_order_neighbours, specified_centres, specified_double_bonds,
+                     stereo_bond_atoms)
 
 __all__ = [
     "SUPPORTED_ELEMENTS", "ATOM_FEAT_DIM", "EDGE_FEAT_DIM", "MoleculeError",
@@ -247,9 +247,7 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
     if has_coords:
         conf = mol.GetConformer()
         if conf.Is3D():
-            Chem.AssignStereochemistryFrom3D(mol, confId=conf.GetId())
-            reread_centres_from_3d(mol, conf.GetId())
-            assign_pyramidal_centres_from_3d(mol, conf.GetId())
+            assign_stereo_from_3d(mol, conf.GetId())
     return mol
 
 

@@ -60,7 +60,8 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
-           "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d"]
+           "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d",
+           "assign_stereo_from_3d"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -180,6 +181,17 @@ def centre_tag(pos: np.ndarray, mol: Chem.Mol, centre: int) -> Chem.ChiralType:
     ``CHI_TETRAHEDRAL_CCW`` when the :func:`centre_volumes` sum to a positive number (for
     three neighbours, ``det(u0, u1, u2) > 0``), ``CW`` otherwise."""
     return _tag(centre_volumes(pos, centre, bond_order_neighbours(mol, centre)))
+
+
+def assign_stereo_from_3d(mol: Chem.Mol, conf_id: int = -1) -> None:
+    """Every stereo element of ``mol`` read from conformer ``conf_id``, in place, as
+    :func:`~molscore.chem.featurize.prepare_mol` reads a 3D record: RDKit's
+    ``Chem.AssignStereochemistryFrom3D``, four-coordinate centres again from all four signed
+    volumes (:func:`reread_centres_from_3d`), and pyramidal P and N centres
+    (:func:`assign_pyramidal_centres_from_3d`)."""
+    Chem.AssignStereochemistryFrom3D(mol, confId=conf_id)
+    reread_centres_from_3d(mol, conf_id)
+    assign_pyramidal_centres_from_3d(mol, conf_id)
 
 
 def assign_pyramidal_centres_from_3d(mol: Chem.Mol, conf_id: int = -1,
