@@ -48,7 +48,13 @@ MAX_EXACT_DIM = 256
 
 def _noised(sde: SDE, x0: Tensor, space: Space, t: Tensor | None,
             noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(t (B,), x_t like x0, z like x0, s (B,))`` for a batch of clean data ``x0``."""
+    """``(t (B,), x_t like x0, z like x0, s (B,))`` for a batch of clean data ``x0``.
+
+    Raises:
+        ValueError: ``x0`` is not shaped as ``space`` says (one ``t`` per sample would be
+            broadcast over other rows).
+    """
+    space.check_shape(x0)
     if t is None:
         t = space.sample_time(sde.eps, sde.T, device=x0.device, dtype=x0.dtype)
     x_t, z = sde.marginal_sample(x0, t, space, noise=noise)
@@ -171,6 +177,7 @@ def exact_sm_loss(model: Model, sde: SDE, x0: Tensor, space: Space, cond: Any = 
     Returns:
         ``(B,)`` per-sample losses.
     """
+    space.check_shape(x0)
     index = _basis_index(space, x0)
     n_entries = int(index.max()) + 1 if index.numel() else 0
     if n_entries > MAX_EXACT_DIM:

@@ -192,3 +192,13 @@ def test_exact_sm_refuses_high_dimension_and_registry_names():
         get_objective("nce")
     with pytest.raises(ValueError, match="sigma2, likelihood"):
         dsm_loss(model, sde, x0[:, :3], DenseSpace((2, 3)), weighting="uniform")
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_objectives_refuse_data_of_another_shape_than_the_space(name):
+    """A one-sample space with four rows of data broadcast its one time over all four and
+    returned a loss; every objective now refuses it, as the samplers and the likelihood do."""
+    sde = make_sde("ve", sigma_min=0.01, sigma_max=5.0)
+    model = ScoreModel(MLPScoreNet(2, hidden=16, depth=1), sde, "eps")
+    with pytest.raises(ValueError, match=r"x has shape \(4, 2\), the space \(1, 2\)"):
+        OBJECTIVES[name](model, sde, torch.randn(4, 2), DenseSpace((1, 2)))
