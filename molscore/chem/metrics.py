@@ -66,7 +66,10 @@ def _skeleton(mol: Chem.Mol, bond_orders: bool = True) -> Chem.Mol:
     bond types and formal charges as ``GetBestRMS`` matches them (conjugated terminal O / N
     groups made single-bonded and neutral, so that they swap)."""
     rw = Chem.RWMol(mol)
-    for atom in reversed(list(rw.GetAtoms())):   # every H (RemoveHs keeps some), order kept
+    # every H, deuterium and tritium included (RemoveHs, and so GetBestRMS after it, keeps
+    # isotopes and some other H: a deuterated molecule's RMSD differs from GetBestRMS's);
+    # the heavy atoms' order kept
+    for atom in reversed(list(rw.GetAtoms())):
         if atom.GetAtomicNum() == 1:
             rw.RemoveAtom(atom.GetIdx())
     for atom in rw.GetAtoms():
