@@ -39,20 +39,9 @@ def test_the_etkdg_baseline_reads_a_centre_from_all_four_volumes_as_the_model_in
     disagree; the baseline read RDKit's, so ETKDG built the other epimer than the model was
     asked for and its conformers counted as wrong stereo (crystal set at ``-n 10``: 99.2 %
     of ETKDG's conformers stereo-correct, 100 % before ``prepare_mol`` read all four)."""
-    from test_featurize import HBE_BONDS, HBE_ELEMENTS, HBE_XYZ
+    from test_featurize import hbe_record
 
-    rw = Chem.RWMol()
-    for symbol in HBE_ELEMENTS:
-        rw.AddAtom(Chem.Atom(symbol))
-    for i, j in HBE_BONDS:
-        rw.AddBond(i, j, Chem.BondType.SINGLE)
-    conf = Chem.Conformer(rw.GetNumAtoms())
-    for k, xyz in enumerate(HBE_XYZ):
-        conf.SetAtomPosition(k, xyz)
-    rw.AddConformer(conf)
-    record = rw.GetMol()
-    Chem.SanitizeMol(record)
-    mol = prepare_mol(record)
+    mol = prepare_mol(hbe_record())
     rdkit_read = Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False)
     Chem.AssignStereochemistryFrom3D(rdkit_read)
     assert Chem.MolToSmiles(rdkit_read) != Chem.MolToSmiles(mol)      # the case this is about

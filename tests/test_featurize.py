@@ -360,11 +360,8 @@ HBE_XYZ = [(-28.506, 17.894, -1.860), (-29.070, 18.666, -3.054), (-27.904, 19.35
            (-25.146, 19.070, -3.593), (-25.689, 19.853, -5.116), (-23.935, 18.377, -5.441)]
 
 
-def test_a_3d_record_has_the_same_stereo_in_any_atom_order():
-    """RDKit reads a centre's tag from 3D with its first three neighbours: at a centre whose four
-    signed volumes do not share a sign (55 of the CCD's 43,367 components with model coordinates)
-    the same coordinates gave either tag, by the atom order; prepare_mol reads all four (the tag
-    of the sum, :func:`centre_tag`), so every order gives one molecule and one renumbered graph."""
+def hbe_record() -> Chem.Mol:
+    """CCD HBE as a 3D record without stereo tags (RDKit perceives them from the coordinates)."""
     rw = Chem.RWMol()
     for symbol in HBE_ELEMENTS:
         rw.AddAtom(Chem.Atom(symbol))
@@ -376,6 +373,15 @@ def test_a_3d_record_has_the_same_stereo_in_any_atom_order():
     rw.AddConformer(conf)
     record = rw.GetMol()
     Chem.SanitizeMol(record)
+    return record
+
+
+def test_a_3d_record_has_the_same_stereo_in_any_atom_order():
+    """RDKit reads a centre's tag from 3D with its first three neighbours: at a centre whose four
+    signed volumes do not share a sign (55 of the CCD's 43,367 components with model coordinates)
+    the same coordinates gave either tag, by the atom order; prepare_mol reads all four (the tag
+    of the sum, :func:`centre_tag`), so every order gives one molecule and one renumbered graph."""
+    record = hbe_record()
     volumes = centre_volumes(np.array(HBE_XYZ), 4, bond_order_neighbours(record, 4))
     assert (volumes > 0).any() and (volumes < 0).any()              # the case this is about
     mol = prepare_mol(record)
