@@ -423,6 +423,10 @@ class ConformerGenerator:
         if isomer is not mol and failed[0] == ETKDG_STEREO_FAILED:
             result.error += (f" (unspecified stereo in the input was chosen: ETKDG embeds none of the "
                              f"{len(failed)} isomer(s) tried; give the isomer)")
+        if failed[0] == ETKDG_STEREO_FAILED and self.core is None:
+            # a strained isomer ETKDG's probes missed ((E,E)-cyclonona-1,3-diene) can come from
+            # the prior; an impossible one then fails the checks
+            result.error += " (try --init prior)"
         return result
 
     def _job(self, result: GenerationResult, mol: Chem.Mol) -> _Job | str:
