@@ -362,7 +362,8 @@ def test_stop_leaves_no_replacement_worker_running():
     assert [p.pid for p in mp.active_children() if p.pid not in started] == []
 
 
-# Started in a session of its own: a pool whose workers each print their pid and then sleep
+# Started in a session of its own: a pool whose workers each make a file named by their pid in
+# pids/ (printed to one shared stdout, two pids once ran together) and then sleep
 # in their task (a minute) or, once the tasks are done, wait for the next one; the parent
 # prints "started" once both have, and sleeps.
 _KILLED_PARENT = '''
@@ -375,7 +376,7 @@ from molscore.pool_watch import init_worker, start_pool
 
 
 def nap(barrier, seconds):
-    print(os.getpid(), flush=True)
+    open(os.path.join("pids", str(os.getpid())), "w").close()   # one file each: no shared writes
     barrier.wait()
     time.sleep(seconds)
 
@@ -410,6 +411,7 @@ def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_
 
     script, out, err = tmp_path / "killed.py", tmp_path / "out.txt", tmp_path / "err.txt"
     script.write_text(_KILLED_PARENT)
+    (tmp_path / "pids").mkdir()
     with open(out, "w") as stdout, open(err, "w") as stderr:   # files: a worker could hold a pipe
         run = subprocess.Popen([sys.executable, str(script), method, str(task_s)], cwd=tmp_path,
                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
@@ -420,7 +422,7 @@ def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_
         while "started" not in out.read_text():
             assert run.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.1)
-        workers = [int(line) for line in out.read_text().split() if line.isdigit()]
+        workers = [int(path.name) for path in (tmp_path / "pids").iterdir()]
         assert len(workers) == 2 and all(alive(pid) for pid in workers)
         run.kill()
         run.wait()
