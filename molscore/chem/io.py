@@ -106,6 +106,19 @@ def is_gzip(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(".gz")
 
 
+def _open_bytes(path: str) -> IO[bytes]:
+    """Input file ``path`` opened for reading bytes, decompressed when it is gzip.
+
+    Raises:
+        InputFormatError: the file does not exist or cannot be opened."""
+    if not os.path.isfile(path):
+        raise InputFormatError(f"input file not found: {path}")
+    try:
+        return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+    except OSError as err:            # no permission to read, say
+        raise InputFormatError(f"cannot read {path}: {err.strerror or err}") from None
+
+
 def _open_text(path: str) -> IO[str]:
     """The input as text; UTF-8 with or without the byte-order mark spreadsheet programs
     write (``utf-8-sig``), which would otherwise become part of the first column's name.
@@ -116,19 +129,12 @@ def _open_text(path: str) -> IO[str]:
         buffer = getattr(sys.stdin, "buffer", None)
         return sys.stdin if buffer is None else io.TextIOWrapper(buffer, encoding="utf-8-sig",
                                                                  newline="")
-    if not os.path.isfile(path):
-        raise InputFormatError(f"input file not found: {path}")
-    try:
-        if is_gzip(path):
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
-    except OSError as err:            # no permission to read, say
-        raise InputFormatError(f"cannot read {path}: {err.strerror or err}") from None
+    return io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", newline="")
 
 
 def first_undecodable_line(path: str) -> int:
     """1-based number of the first line of file ``path`` that is not UTF-8 (0: none)."""
-    with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as fh:
+    with _open_bytes(path) as fh:
         for number, line in enumerate(fh, 1):
             try:
                 line.decode("utf-8")
@@ -175,13 +181,8 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     path = str(path)
     if path == "-":                           # a text-only stdin (no buffer) is read whole
         handle = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
-    elif not os.path.isfile(path):
-        raise InputFormatError(f"input file not found: {path}")
     else:
-        try:
-            handle = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
-        except OSError as err:
-            raise InputFormatError(f"cannot read {path}: {err.strerror or err}") from None
+        handle = _open_bytes(path)
     try:
         with rdBase.BlockLogs():
             try:
