@@ -183,7 +183,7 @@ def _load_sdf(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, 
     for cs in read_sdf(path, max_heavy_atoms=data.get("max_heavy_atoms"),
                        limit=data.get("max_molecules")):
         block = inchikey_block(cs.mol)
-        if build_exclusion_reason(cs.mol, reserved):  # as a builder: tautomers, charge forms
+        if build_exclusion_reason(cs.mol, reserved, block):  # as a builder: tautomers, charge forms
             dropped += 1
             continue
         try:

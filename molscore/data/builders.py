@@ -47,9 +47,8 @@ from ..chem.relax import MAX_REST_LENGTH_GAP, mmff_properties
 from ..chem.stereo import etkdg_failure_reason, isomer_choices
 from ..pool_watch import WorkerDied, init_worker, start_pool, stop, watch
 from .conformers import ConformerSet, check_coordinates, conformer_set_from_mols, group_sdf_records, mol_weights
-from .processed import DatasetWriter, encode_record, read_failures
-from .reserved import (MATCH_RULE, RESERVED_REASON, build_exclusion_reason, check_match_rule, is_reserved_reason,
-                       reserved_keys)
+from .processed import build_writer, encode_record, read_failures
+from .reserved import RESERVED_REASON, build_exclusion_reason, is_reserved_reason, reserved_keys
 
 __all__ = [
     "KCAL_PER_MOL_K", "RESERVED_REASON", "BuildSummary", "boltzmann_weights", "etkdg_conformers",
@@ -445,7 +444,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
             (:func:`~molscore.data.reserved.build_exclusion_reason`).
         meta: build description stored in the index; ``reserved_match`` (the rule,
             :data:`~molscore.data.reserved.MATCH_RULE`) is added to it.
-        shard_size, fractions, split_seed: see :class:`DatasetWriter` and :func:`scaffold_split`.
+        shard_size, fractions, split_seed: see :class:`~molscore.data.processed.DatasetWriter` and
+            :func:`~molscore.data.processed.scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
         progress: show a tqdm progress bar.
         retry_failed: first drop the failures of earlier runs from ``failures.csv`` (reserved
@@ -460,9 +460,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
             molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
-                           featurisation=featurisation)
-    check_match_rule(writer.index["meta"], root)
+    writer = build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
     summary = BuildSummary(root=str(root))
     if retry_failed:
         summary.retried = writer.forget_failures(keep=is_reserved_reason)

@@ -50,7 +50,7 @@ from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_ru
                        reserved_keys)
 
 __all__ = [
-    "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "write_dataset",
+    "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
     "load_index", "index_featurisation", "read_failures", "ConformerDataset",
 ]
 
@@ -358,6 +358,23 @@ class DatasetWriter:
         return self.index
 
 
+def build_writer(root: str | Path, *, shard_size: int = 256, meta: dict | None = None,
+                 featurisation: int | None = None) -> DatasetWriter:
+    """A :class:`DatasetWriter` for a build that drops reserved molecules by
+    :data:`~molscore.data.reserved.MATCH_RULE`: the rule goes into a new dataset's ``meta``
+    (``reserved_match``), and a dataset begun under another rule, or by a molscore that
+    recorded none, is not added to.
+
+    Raises:
+        ValueError: as :class:`DatasetWriter`, or the folder's rule is another
+            (:func:`~molscore.data.reserved.check_match_rule`).
+    """
+    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
+                           featurisation=featurisation)
+    check_match_rule(writer.index["meta"], root)
+    return writer
+
+
 def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_size: int = 256,
                   fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                   failures: Iterable[tuple[str, str]] = (), meta: dict | None = None,
@@ -377,9 +394,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
             by a molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
-                           featurisation=featurisation)
-    check_match_rule(writer.index["meta"], root)
+    writer = build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
     for record in records:
         if writer.is_done(record.name):
             continue

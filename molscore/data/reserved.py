@@ -170,12 +170,13 @@ def _form_blocks(mol: Chem.Mol, own: str) -> frozenset[str]:
     return frozenset(blocks)
 
 
-def build_exclusion_reason(mol: Chem.Mol, reserved: frozenset[str]) -> str | None:
+def build_exclusion_reason(mol: Chem.Mol, reserved: frozenset[str], block: str | None = None) -> str | None:
     """Why a dataset builder drops ``mol`` (``None``: it may be trained on): its own block
     reserved or missing, as :func:`exclusion_reason` says; else, when the block of another of its
     forms (:func:`form_blocks`) is reserved, ``"reserved for held-out evaluation (tautomer or
-    charge form of BLOCK)"`` naming the (alphabetically first) reserved block."""
-    own = inchikey_block(mol)
+    charge form of BLOCK)"`` naming the (alphabetically first) reserved block. ``block``: the
+    molecule's own :func:`inchikey_block` when the caller has it (computed here otherwise)."""
+    own = inchikey_block(mol) if block is None else block
     reason = exclusion_reason(own, reserved)
     if reason:
         return reason
