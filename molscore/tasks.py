@@ -31,7 +31,7 @@ from .sde import SDE, SDE_NAMES, make_sde
 from .spaces import Space
 
 __all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device", "ConfigError",
-           "check_keys", "config_number", "sde_from_config"]
+           "check_keys", "config_number", "is_int", "sde_from_config"]
 
 # task name -> module implementing build_task / build_model
 TASKS = {
@@ -53,6 +53,11 @@ def check_keys(section: dict, known: Iterable[str], where: str) -> None:
     unknown = sorted(set(section) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{where} has no key {unknown[0]!r}; choose from {', '.join(known)}")
+
+
+def is_int(value: Any) -> bool:
+    """Whether a config value is an integer (YAML's ``true`` / ``false`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def config_number(value: Any, name: str, minimum: float = -math.inf) -> float:

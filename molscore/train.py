@@ -77,7 +77,7 @@ from .errors import Terminated
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
-from .tasks import Batch, ConfigError, TrainTask, check_keys, config_number, get_task_module
+from .tasks import Batch, ConfigError, TrainTask, check_keys, config_number, get_task_module, is_int
 
 __all__ = ["DEFAULTS", "ConfigError", "DataOrder", "Trainer", "train", "resolve_config",
            "lr_factor", "load_config"]
@@ -177,16 +177,16 @@ def resolve_config(cfg: dict) -> dict:
     if out["steps"] is None and out["epochs"] is None:
         raise ConfigError("config needs 'steps' or 'epochs'")
     for key in ("batch_size", "val_every", "ckpt_every", "log_every", "val_bins"):
-        if not _is_int(out[key]) or out[key] < 1:
+        if not is_int(out[key]) or out[key] < 1:
             raise ConfigError(f"'{key}' must be a positive integer, got {out[key]!r}")
     for key in ("steps", "epochs", "val_batches"):
-        if out[key] is not None and (not _is_int(out[key]) or out[key] < 0):
+        if out[key] is not None and (not is_int(out[key]) or out[key] < 0):
             raise ConfigError(f"'{key}' must be a non-negative integer, got {out[key]!r}")
-    if not _is_int(out["num_workers"]) or out["num_workers"] < 0:
+    if not is_int(out["num_workers"]) or out["num_workers"] < 0:
         raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
     if out["init"] is not None and not isinstance(out["init"], (str, os.PathLike)):
         raise ConfigError(f"'init' must be the path of a checkpoint or model file, got {out['init']!r}")
-    if not _is_int(out["seed"]) or not 0 <= out["seed"] <= SEED_MAX:
+    if not is_int(out["seed"]) or not 0 <= out["seed"] <= SEED_MAX:
         raise ConfigError(f"'seed' must be an integer 0..{SEED_MAX}, got {out['seed']!r}")
     optim = out["optim"]
     if optim["schedule"] not in SCHEDULES:
@@ -196,7 +196,7 @@ def resolve_config(cfg: dict) -> dict:
         optim[key] = config_number(optim[key], f"optim.{key}", minimum=0.0)
     optim["grad_clip"] = (None if optim["grad_clip"] in (None, 0, False)
                           else config_number(optim["grad_clip"], "optim.grad_clip", minimum=0.0))
-    if not _is_int(optim["warmup"]) or optim["warmup"] < 0:   # steps: 2.5 was taken as 2
+    if not is_int(optim["warmup"]) or optim["warmup"] < 0:   # steps: 2.5 was taken as 2
         raise ConfigError(f"optim.warmup must be a non-negative integer (steps), got {optim['warmup']!r}")
     if optim["lr"] == 0:
         raise ConfigError("optim.lr must be positive, got 0")
@@ -220,10 +220,6 @@ def resolve_config(cfg: dict) -> dict:
     return out
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
     """``ConfigError`` for an ``objective`` key the loss function does not take, or a value
     of ``weighting``, ``n_proj``, ``projection`` or ``variance_reduced`` it cannot take (else
@@ -240,7 +236,7 @@ def _check_objective_keys(loss_fn: Any, objective: dict) -> None:
         raise ConfigError(f"objective.weighting must be one of {', '.join(WEIGHTINGS)}, "
                           f"got {objective['weighting']!r}")
     n_proj = objective.get("n_proj", 1)
-    if not _is_int(n_proj) or n_proj < 1:
+    if not is_int(n_proj) or n_proj < 1:
         raise ConfigError(f"objective.n_proj must be a positive integer, got {n_proj!r}")
     if objective.get("projection", PROJECTIONS[0]) not in PROJECTIONS:
         raise ConfigError(f"objective.projection must be one of {', '.join(PROJECTIONS)}, "

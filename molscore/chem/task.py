@@ -59,7 +59,7 @@ from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number, sde_from_config
+from ..tasks import Batch, TrainTask, check_keys, config_number, is_int, sde_from_config
 from .featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, MoleculeError,
                         check_featurisation, meta_featurisation, mol_to_graph)
 
@@ -313,8 +313,7 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {data['val_fraction']!r}")
     for key, minimum in (("split_seed", 0), ("max_molecules", 1), ("max_heavy_atoms", 1)):
         value = data.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < minimum):
+        if value is not None and (not is_int(value) or value < minimum):
             raise ValueError(f"data.{key} must be an integer >= {minimum}, got {value!r}")
     for key in ("sigma_data", "coord_scale"):
         if model_cfg.get(key) is not None and not config_number(model_cfg[key], f"model.{key}") > 0:

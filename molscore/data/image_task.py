@@ -37,7 +37,7 @@ from ..models.param import ScoreModel
 from ..models.unet import UNet
 from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number, sde_from_config
+from ..tasks import Batch, TrainTask, check_keys, config_number, is_int, sde_from_config
 from .images import (ImageError, ImageSet, levels_from_8bit, load_image_source, read_mask,
                      read_png, save_grid, split_holdout, to_levels, to_model_space)
 
@@ -110,11 +110,11 @@ def _check_net_options(model_cfg: dict) -> None:
     was dropped: a "conditional" model that never saw one)."""
     for key in ("channels", "attn_heads"):
         value = model_cfg.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"model.{key} must be a positive integer, got {value!r}")
     mult = model_cfg.get("ch_mult", [1])
     if (not isinstance(mult, (list, tuple)) or not mult
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in mult)):
+            or not all(is_int(v) and v >= 1 for v in mult)):
         raise ValueError(f"model.ch_mult must be a list of positive integers, one per "
                          f"resolution level, got {mult!r}")
     drop = config_number(model_cfg.get("label_dropout", 0.0), "model.label_dropout", 0.0)

@@ -25,7 +25,7 @@ from ..models.param import ScoreModel
 from ..objectives import get_objective
 from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys, sde_from_config
+from ..tasks import Batch, TrainTask, check_keys, is_int, sde_from_config
 from .toy import get_density
 
 __all__ = ["NET_KEYS", "ToyDataset", "collate", "make_meta", "build_model", "build_task",
@@ -79,7 +79,7 @@ def make_meta(density: str, sde_config: dict, *, density_options: dict | None = 
                          f"valid: {', '.join(NET_KEYS)}")
     for key in ("hidden", "depth", "embed_dim"):
         value = net.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"toy model option {key} must be a positive integer, got {value!r}")
     return {"task": "toy", "density": density, "density_options": opts, "dim": int(dens.dim),
             "net": net, "energy": bool(energy), "parameterisation": param,
