@@ -221,7 +221,9 @@ def langevin_correct(score_fn: ScoreFn, space: Space, x: Tensor, t: Tensor, n_st
     (the Fisher-information bound of the pooled step) barely moves once the data's spread
     exceeds ``sigma_t`` (VP ``ald`` on gmm8, 300 levels: variance +1.28 against +0.081).
     An all-zero score (e.g. an untrained network with a zero-initialised output) gives a
-    zero step instead of an infinite one.
+    zero step instead of an infinite one. score_sde also scales VP and sub-VP steps by its
+    discrete ``alpha_i = 1 - beta(t_i) / N`` (at least 0.98 at its defaults); that factor is
+    left out, so the step does not depend on the SDE (the corrector sees only the score).
 
     With ``mask`` (like ``x``, 1 = known: entries the caller replaces after every step, as
     the samplers' conditioning does; for a space without projection) both sums run over the
