@@ -36,7 +36,8 @@ curve (with ``num_workers: 0``; with worker processes the order is still exact b
 randomness drawn *inside* workers is re-seeded on resume). Ctrl-C (SIGINT) in a
 single-process run stops after the current step and checkpoints it (a second Ctrl-C
 stops at once, without a checkpoint), so the saved weights, optimiser and RNG states are
-those between two steps.
+those between two steps; a signal during the last step lets the run finish (``summary.json``
+written) before the interruption is raised.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``), the trainer joins a
 process group (NCCL on CUDA, Gloo on CPU), shards every epoch's permutation across
@@ -865,8 +866,8 @@ class Trainer:
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total_steps:
                     self.save()
                     saved_at = self.step
-                if stop.requested is not None:  # a signal during this step: stop between steps
-                    raise stop.exception()
+                if stop.requested is not None and self.step < self.total_steps:
+                    raise stop.exception()   # a signal during this step: stop between steps
         except (KeyboardInterrupt, Terminated):
             # only a stop the handler made between two steps: a second signal, or an interrupt
             # raised by other code, may have hit mid-step or after the next batch's draws
@@ -898,6 +899,11 @@ class Trainer:
         if self.info.is_main:
             text = (json.dumps(summary, indent=2) + "\n").encode()
             write_atomic(self.out_dir / "summary.json", lambda fh: fh.write(text))
+        if stop.requested is not None:  # during the last step (or after it): the run is finished,
+            #                             and the command still ends as the signal ends it
+            print(f"molscore train: the run is finished (step {self.step} of {self.total_steps}; "
+                  f"{self.out_dir / 'summary.json'})", file=sys.stderr)
+            raise stop.exception()
         return summary
 
     def close(self) -> None:

@@ -803,6 +803,42 @@ sys.exit(main(sys.argv[1:]))
         _assert_identical(ca[part], cb[part], part)
 
 
+@pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "terminated")])
+def test_cli_a_signal_during_the_last_step_finishes_the_run_with_its_summary(tmp_path, capsys,
+                                                                             monkeypatch, sig,
+                                                                             status, said):
+    """Ctrl-C or SIGTERM during the last step (12 of 12) stopped the run after it with the
+    step's checkpoint but no summary.json, which the same run unsignalled writes. The run is
+    finished then: summary.json is written as by an unbroken run, stderr says so, and the exit
+    status still answers the signal (130 / 143); a rerun trains nothing."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config())
+    assert main(["train", "-c", config, "-o", str(tmp_path / "straight"), "--device", "cpu", "-q"]) == 0
+    step = Trainer.train_step
+
+    def signalled_step(self, batch):
+        if self.step == 11:
+            os.kill(os.getpid(), sig)
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_step)
+    capsys.readouterr()
+    out = tmp_path / "split"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == status
+    err = capsys.readouterr().err
+    assert err.endswith(f"molscore train: the run is finished (step 12 of 12; {out / 'summary.json'})\n"
+                        f"molscore: {said}\n"), err
+    untimed = [{**json.loads((tmp_path / name / "summary.json").read_text()), "time_s": None,
+                "out_dir": None, "checkpoint": None} for name in ("straight", "split")]
+    assert untimed[0] == untimed[1] and untimed[1]["steps"] == 12
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 12
+    monkeypatch.setattr(Trainer, "train_step", step)
+    again = train(base_config(), out, device="cpu", progress=False)
+    assert (again["resumed_from"], again["steps_this_run"]) == (12, 0)
+
+
 def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(tmp_path):
     """A gradient that is inf or NaN while the loss is finite (a norm's derivative at 0) made
     every weight NaN (clipping scales by max_norm / inf), and the checkpoint of that step
