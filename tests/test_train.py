@@ -5,6 +5,8 @@ import json
 import math
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -837,6 +839,55 @@ def test_cli_a_signal_during_the_last_step_finishes_the_run_with_its_summary(tmp
     monkeypatch.setattr(Trainer, "train_step", step)
     again = train(base_config(), out, device="cpu", progress=False)
     assert (again["resumed_from"], again["steps_this_run"]) == (12, 0)
+
+
+def test_a_run_with_workers_killed_hard_frees_its_folder_for_the_resume_at_once(tmp_path):
+    """``kill -9`` of a run's main process (``num_workers: 2``): its DataLoader workers,
+    forked from it, shared the open file of ``OUT/.lock`` and with it the flock, and held it
+    until they noticed their parent gone (torch looks every 5 s), so a resume right after was
+    refused ('in use by another training run'). Now a forked child lets go of the lock file,
+    so the lock ends with the main process; the workers themselves still linger."""
+    import subprocess
+    import sys
+
+    from _processes import REPO, children
+
+    cfg = base_config(steps=100_000, num_workers=2, ckpt_every=1, val_every=100_000)
+    config = _write_yaml(tmp_path / "c.yaml", cfg)
+    out = tmp_path / "run"
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import _train_tasks; "
+            "from molscore.cli import main; sys.exit(main(sys.argv[1:]))")
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        run = subprocess.Popen([sys.executable, "-c", code, "train", "-c", config, "-o", str(out),
+                                "--device", "cpu", "-q"], stdout=subprocess.DEVNULL, stderr=stderr,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    workers: list[int] = []
+    try:
+        metrics, deadline = out / "metrics.jsonl", time.monotonic() + 240
+        # two steps logged: each worker has made a batch (round robin), so is well past its start
+        while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.1)
+        workers = children(run.pid)
+        assert len(workers) == 2
+        for pid in workers:   # no worker has the lock file open
+            fds = Path(f"/proc/{pid}/fd")
+            assert [f for f in fds.iterdir() if os.path.realpath(f) == os.path.realpath(out / ".lock")] == []
+        run.kill()
+        run.wait()
+        ckpt_step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+        resumed = train({**cfg, "steps": ckpt_step + 1, "num_workers": 0}, out, device="cpu",
+                        progress=False)
+        assert (resumed["resumed_from"], resumed["steps"]) == (ckpt_step, ckpt_step + 1)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(tmp_path):
