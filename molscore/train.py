@@ -36,7 +36,8 @@ curve (with ``num_workers: 0``; with worker processes the order is still exact b
 randomness drawn *inside* workers is re-seeded on resume). Ctrl-C (SIGINT) in a
 single-process run stops after the current step and checkpoints it (a second Ctrl-C
 stops at once, without a checkpoint), so the saved weights, optimiser and RNG states are
-those between two steps.
+those between two steps; a signal during the last step lets the run finish (``summary.json``
+written) before the interruption is raised.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``), the trainer joins a
 process group (NCCL on CUDA, Gloo on CPU), shards every epoch's permutation across
@@ -108,6 +109,8 @@ SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = ".lock"          # held by the run training in the folder (_only_run_in)
+_LOCK_FDS: set[int] = set()  # descriptors of the .lock files this process has open: a forked
+#                              child lets go of them (_drop_locks_in_child)
 
 
 # Config keys a resumed run may change: the length of the run and its bookkeeping. Any other
@@ -865,8 +868,8 @@ class Trainer:
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total_steps:
                     self.save()
                     saved_at = self.step
-                if stop.requested is not None:  # a signal during this step: stop between steps
-                    raise stop.exception()
+                if stop.requested is not None and self.step < self.total_steps:
+                    raise stop.exception()   # a signal during this step: stop between steps
         except (KeyboardInterrupt, Terminated):
             # only a stop the handler made between two steps: a second signal, or an interrupt
             # raised by other code, may have hit mid-step or after the next batch's draws
@@ -898,6 +901,11 @@ class Trainer:
         if self.info.is_main:
             text = (json.dumps(summary, indent=2) + "\n").encode()
             write_atomic(self.out_dir / "summary.json", lambda fh: fh.write(text))
+        if stop.requested is not None:  # during the last step (or after it): the run is finished,
+            #                             and the command still ends as the signal ends it
+            print(f"molscore train: the run is finished (step {self.step} of {self.total_steps}; "
+                  f"{self.out_dir / 'summary.json'})", file=sys.stderr)
+            raise stop.exception()
         return summary
 
     def close(self) -> None:
@@ -924,7 +932,8 @@ def train(cfg: dict, out_dir: str | os.PathLike, *, resume: bool = True, device:
 @contextlib.contextmanager
 def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir/.lock`` (``lock``: the main process of a run) while
-    training: two runs in one folder would overwrite each other's checkpoint and records.
+    training: two runs in one folder would overwrite each other's checkpoint and records. The
+    lock ends with this process, whatever children it forked (:func:`_drop_locks_in_child`).
 
     Raises:
         ConfigError: another process holds the lock.
@@ -936,14 +945,40 @@ def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         with open(out_dir / LOCK_NAME, "a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(f"{out_dir} is in use by another training run (it holds "
-                                  f"{out_dir / LOCK_NAME}); wait for it to end, or use another "
-                                  "output dir") from None
-            yield                               # closing the file releases the lock
+            _LOCK_FDS.add(fh.fileno())          # before the lock: a child forked from now on
+            try:                                # must not share it (_drop_locks_in_child)
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConfigError(f"{out_dir} is in use by another training run (it holds "
+                                      f"{out_dir / LOCK_NAME}); wait for it to end, or use "
+                                      "another output dir") from None
+                yield                           # closing the file releases the lock
+            finally:
+                _LOCK_FDS.discard(fh.fileno())
     finally:
         if created and [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
             (out_dir / LOCK_NAME).unlink()      # a run that wrote nothing (a config error)
             out_dir.rmdir()                     # leaves no folder behind
+
+
+def _drop_locks_in_child() -> None:
+    """In a child just forked (a ``DataLoader`` worker; any ``os.fork``): point the descriptors
+    of :data:`_LOCK_FDS` at ``/dev/null``. An ``flock`` belongs to the open file, which a forked
+    child shares, and lasts until every descriptor of it is closed: a run whose main process
+    was killed (``kill -9``) stayed locked until its loader workers noticed, about 5 s later,
+    and a resume was refused meanwhile. ``dup2`` rather than ``close``: the child's copy of
+    the lock's file object, should it ever close, then closes ``/dev/null``, not a file the
+    child opened later under the same number."""
+    if not _LOCK_FDS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for fd in _LOCK_FDS:
+            os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+    _LOCK_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)

@@ -5,6 +5,8 @@ import json
 import math
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -801,6 +803,91 @@ sys.exit(main(sys.argv[1:]))
     ca, cb = (torch.load(tmp_path / out / "checkpoint.pt", weights_only=True) for out in ("straight", "split"))
     for part in ("model", "ema", "optimizer", "scheduler", "rng"):
         _assert_identical(ca[part], cb[part], part)
+
+
+@pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "terminated")])
+def test_cli_a_signal_during_the_last_step_finishes_the_run_with_its_summary(tmp_path, capsys,
+                                                                             monkeypatch, sig,
+                                                                             status, said):
+    """Ctrl-C or SIGTERM during the last step (12 of 12) stopped the run after it with the
+    step's checkpoint but no summary.json, which the same run unsignalled writes. The run is
+    finished then: summary.json is written as by an unbroken run, stderr says so, and the exit
+    status still answers the signal (130 / 143); a rerun trains nothing."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config())
+    assert main(["train", "-c", config, "-o", str(tmp_path / "straight"), "--device", "cpu", "-q"]) == 0
+    step = Trainer.train_step
+
+    def signalled_step(self, batch):
+        if self.step == 11:
+            os.kill(os.getpid(), sig)
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_step)
+    capsys.readouterr()
+    out = tmp_path / "split"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == status
+    err = capsys.readouterr().err
+    assert err.endswith(f"molscore train: the run is finished (step 12 of 12; {out / 'summary.json'})\n"
+                        f"molscore: {said}\n"), err
+    untimed = [{**json.loads((tmp_path / name / "summary.json").read_text()), "time_s": None,
+                "out_dir": None, "checkpoint": None} for name in ("straight", "split")]
+    assert untimed[0] == untimed[1] and untimed[1]["steps"] == 12
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 12
+    monkeypatch.setattr(Trainer, "train_step", step)
+    again = train(base_config(), out, device="cpu", progress=False)
+    assert (again["resumed_from"], again["steps_this_run"]) == (12, 0)
+
+
+def test_a_run_with_workers_killed_hard_frees_its_folder_for_the_resume_at_once(tmp_path):
+    """``kill -9`` of a run's main process (``num_workers: 2``): its DataLoader workers,
+    forked from it, shared the open file of ``OUT/.lock`` and with it the flock, and held it
+    until they noticed their parent gone (torch looks every 5 s), so a resume right after was
+    refused ('in use by another training run'). Now a forked child lets go of the lock file,
+    so the lock ends with the main process; the workers themselves still linger."""
+    import subprocess
+    import sys
+
+    from _processes import REPO, children
+
+    cfg = base_config(steps=100_000, num_workers=2, ckpt_every=1, val_every=100_000)
+    config = _write_yaml(tmp_path / "c.yaml", cfg)
+    out = tmp_path / "run"
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import _train_tasks; "
+            "from molscore.cli import main; sys.exit(main(sys.argv[1:]))")
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        run = subprocess.Popen([sys.executable, "-c", code, "train", "-c", config, "-o", str(out),
+                                "--device", "cpu", "-q"], stdout=subprocess.DEVNULL, stderr=stderr,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    workers: list[int] = []
+    try:
+        metrics, deadline = out / "metrics.jsonl", time.monotonic() + 240
+        # two steps logged: each worker has made a batch (round robin), so is well past its start
+        while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.1)
+        workers = children(run.pid)
+        assert len(workers) == 2
+        for pid in workers:   # no worker has the lock file open
+            fds = Path(f"/proc/{pid}/fd")
+            assert [f for f in fds.iterdir() if os.path.realpath(f) == os.path.realpath(out / ".lock")] == []
+        run.kill()
+        run.wait()
+        ckpt_step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+        resumed = train({**cfg, "steps": ckpt_step + 1, "num_workers": 0}, out, device="cpu",
+                        progress=False)
+        assert (resumed["resumed_from"], resumed["steps"]) == (ckpt_step, ckpt_step + 1)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_weights_change(tmp_path):
