@@ -1,4 +1,6 @@
 """Geometry checks: pass good conformers, flag each kind of defect."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from rdkit import Chem
@@ -9,6 +11,7 @@ from molscore.chem.stereo import mirror_conformer
 
 DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
          "CC(C)Cc1ccc([C@@H](C)C(=O)O)cc1", "c1ccc2[nH]ccc2c1"]
+DATA = Path(__file__).parent / "data"
 
 
 def _mmff(smiles: str, seed: int = 42) -> Chem.Mol:
@@ -83,6 +86,55 @@ def test_clash_flagged():
     problems = check_geometry(_moved(mol, 7, target - pos[7]))
     assert any(p.startswith("steric clash") and "O0...O7" in p for p in problems)
     assert not any(p.startswith("steric clash") for p in check_geometry(mol))
+
+
+
+def _syn_pentane() -> tuple[Chem.Mol, int, int]:
+    """Pentane (MMFF94) turned rigidly into its syn conformation (C-C-C-C dihedrals 80 and
+    -80 deg, a hydrogen of each methyl pointing at the other's), and those two hydrogens:
+    1.53 A apart, as close as the H...H contacts review found in generated conformers;
+    bonds, angles and heavy-atom distances stay sound."""
+    from rdkit.Chem import rdMolTransforms
+
+    mol = _mmff("CCCCC", seed=1)
+    conf = mol.GetConformer()
+    rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 80.0)
+    rdMolTransforms.SetDihedralDeg(conf, 1, 2, 3, 4, -80.0)
+    h0, h4 = (min(n.GetIdx() for n in mol.GetAtomWithIdx(c).GetNeighbors() if n.GetAtomicNum() == 1)
+              for c in (0, 4))
+    rdMolTransforms.SetDihedralDeg(conf, 2, 1, 0, h0, -60.0)
+    rdMolTransforms.SetDihedralDeg(conf, 2, 3, 4, h4, 60.0)
+    return mol, h0, h4
+
+
+def test_hydrogen_clash_flagged():
+    """Two hydrogens 1.53 A apart on atoms four bonds apart clash (the heavy-atom check
+    passed such conformers); a fixed pair is the given pose's problem."""
+    mol, h0, h4 = _syn_pentane()
+    pos = mol.GetConformer().GetPositions()
+    assert 1.5 < np.linalg.norm(pos[h0] - pos[h4]) < 1.56
+    assert check_geometry(mol) == [f"hydrogen clash: H{h0}...H{h4} 1.53 A (< 1.61)"]
+    assert check_geometry(_mmff("CCCCC", seed=1)) == []
+    own, given = GeometryChecker(mol, fixed=[h0, h4]).split()
+    assert own == [] and given == [f"hydrogen clash{GIVEN}: H{h0}...H{h4} 1.53 A (< 1.61)"]
+
+
+def test_close_hydrogen_contacts_of_reference_conformers_pass():
+    """The closest hydrogen contacts of the reference conformers (hexane ensembles, GEOM-DRUGS
+    excerpt): an ammonium H 1.40 A from a phosphonate O and a phenol H 1.46 A from its ortho
+    carbonyl O (hydrogen bonds, which a single factor for every pair with a hydrogen would
+    fail), and a phosphate OH 1.71 A from a ring CH."""
+    mols = list(Chem.SDMolSupplier(str(DATA / "hydrogen_contacts.sdf"), removeHs=False))
+    closest = []
+    for mol in mols:
+        assert check_geometry(mol) == []
+        checker = GeometryChecker(mol)
+        p, q = checker.pairs[checker.pair_has_h].T
+        pos = mol.GetConformer().GetPositions()
+        closest.append(float(np.linalg.norm(pos[p] - pos[q], axis=1).min()))
+    np.testing.assert_allclose(closest, [1.40, 1.46, 1.71], atol=0.005)
+    single = [check_geometry(mol, hbond_clash_factor=0.67) for mol in mols[:2]]
+    assert all(len(problems) == 1 and problems[0].startswith("hydrogen clash: ") for problems in single)
 
 
 def test_nonplanar_aromatic_ring_flagged():

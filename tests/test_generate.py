@@ -583,6 +583,47 @@ def test_a_nearly_flat_centre_is_cleaned_up_instead_of_resampled(tiny_model, mon
     assert all(check_stereo(mol, c.GetId()).ok and c.GetProp("checks") == "ok" for c in mol.GetConformers())
 
 
+def test_a_hydrogen_clash_is_cleaned_up_or_listed(tiny_model, monkeypatch):
+    """Hydrogens that clash are a geometry problem like any other: the restrained clean-up
+    (which holds only the heavy atoms) moves them apart; without it the conformer is kept in
+    the last round with the clash listed. Staged: every start of pentane turned rigidly
+    into its syn conformation (C-C-C-C dihedrals 70 and -70 deg), a hydrogen of each methyl
+    pointing at the other's (about 0.6-1.3 A apart)."""
+    from rdkit.Chem import rdMolTransforms
+
+    from molscore.chem.coords import add_conformer
+
+    pairs = []
+
+    def syn(mol, pos):
+        mol = Chem.Mol(mol)
+        mol.RemoveAllConformers()
+        conf = mol.GetConformer(add_conformer(mol, pos))
+        rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 70.0)
+        rdMolTransforms.SetDihedralDeg(conf, 1, 2, 3, 4, -70.0)
+        h0, h4 = (min(n.GetIdx() for n in mol.GetAtomWithIdx(c).GetNeighbors() if n.GetAtomicNum() == 1)
+                  for c in (0, 4))
+        rdMolTransforms.SetDihedralDeg(conf, 2, 1, 0, h0, -60.0)
+        rdMolTransforms.SetDihedralDeg(conf, 2, 3, 4, h4, 60.0)
+        pairs.append((h0, h4))
+        return conf.GetPositions()
+
+    _starts_as_samples(monkeypatch, [], syn)
+    kwargs = dict(device="cpu", n=4, seed=3, pool=1, max_retries=0)
+    raw = ConformerGenerator(tiny_model, cleanup=False, **kwargs).generate("CCCCC").mol
+    assert raw.GetNumConformers() == 4
+    h0, h4 = pairs[0]
+    for conf in raw.GetConformers():
+        checks = conf.GetProp("checks")
+        assert checks.startswith("hydrogen clash: ") and f"H{h0}...H{h4} " in checks
+    mol = ConformerGenerator(tiny_model, cleanup=True, **kwargs).generate("CCCCC").mol
+    assert mol.GetNumConformers() == 4
+    for conf in mol.GetConformers():
+        assert conf.GetProp("checks") == "ok"
+        pos = conf.GetPositions()
+        assert np.linalg.norm(pos[h0] - pos[h4]) > 1.61
+
+
 def test_a_conformer_whose_stereo_the_relaxation_lost_is_dropped(tiny_model, monkeypatch):
     """The relaxation holds the stereo (``tests/test_relax.py``); should it still lose a
     centre, that conformer is dropped with a reason, never returned."""
