@@ -450,7 +450,8 @@ def test_largest_fragment_checks_records_against_that_fragment_of_the_smiles(tmp
     # without the option the salt is refused, with the reason naming it
     failures = []
     assert not list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
-    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment)")
+    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment "
+                                    "(largest_fragment=True in Python))")
 
 
 @pytest.mark.parametrize("group_by", ["smiles", "ensemble"])
