@@ -47,16 +47,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem, RDLogger
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import provenance, run_script, save_report  # noqa: E402
-from molscore.chem.io import disambiguate  # noqa: E402
-from molscore.chem.stereo import specified_centres, specified_double_bonds  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem, RDLogger
+
+    from bench_conformers import provenance, run_script, save_report
+    from molscore.chem.io import disambiguate
+    from molscore.chem.stereo import specified_centres, specified_double_bonds
 
 SOURCES = (Path(REPO).parent / "shared" / "data" / "benchmarks" / "geom_drugs_test_smiles.csv",
            Path(REPO).parent / "shared" / "data" / "benchmarks" / "geom_qm9_test_smiles.csv",

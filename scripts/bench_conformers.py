@@ -48,7 +48,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -58,30 +57,32 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-import torch
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
-from tqdm.auto import tqdm
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from molscore.chem.checks import GeometryChecker  # noqa: E402
-from molscore.chem.coords import add_conformer  # noqa: E402
-from molscore.chem.embedding import HYDROGENS  # noqa: E402
-from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
-from molscore.chem.metrics import (Groups, atom_matches, coverage_metrics, crystal_summary,  # noqa: E402
-                                   describe_skipped, group_rmsd, read_groups, summarise,
-                                   _heavy_positions)
-from molscore.chem.relax import relax_conformers  # noqa: E402
-from molscore.chem.selection import PICKS  # noqa: E402
-from molscore.chem.stereo import assign_stereo_from_3d, check_stereo  # noqa: E402
-from molscore.cli.argtypes import positive_int, positive_int_or_auto  # noqa: E402
-from molscore.errors import Terminated  # noqa: E402
-from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,  # noqa: E402
-                               GenerateOptions, default_model_path, etkdg_random_seed)
-from molscore.pool_watch import init_worker, start_pool, stop, watch  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+    from tqdm.auto import tqdm
+
+    from molscore.chem.checks import GeometryChecker
+    from molscore.chem.coords import add_conformer
+    from molscore.chem.embedding import HYDROGENS
+    from molscore.chem.featurize import MoleculeError, prepare_mol
+    from molscore.chem.metrics import (Groups, atom_matches, coverage_metrics, crystal_summary,
+                                       describe_skipped, group_rmsd, read_groups, summarise,
+                                       _heavy_positions)
+    from molscore.chem.relax import relax_conformers
+    from molscore.chem.selection import PICKS
+    from molscore.chem.stereo import assign_stereo_from_3d, check_stereo
+    from molscore.cli.argtypes import positive_int, positive_int_or_auto
+    from molscore.generate import (DEFAULT_POOLS, MAX_DEFAULT_POOL, ConformerGenerator,
+                                   GenerateOptions, default_model_path, etkdg_random_seed)
+    from molscore.pool_watch import init_worker, start_pool, stop, watch
 
 DATA = Path(os.environ.get("MOLSCORE_DATA_ROOT", REPO.parent / "shared" / "data"))
 CRYSTAL = DATA / "benchmarks" / "bioactive_dev.sdf.gz"
@@ -134,27 +135,16 @@ def worker_pool(workers: int, *, spawn: bool = False, initializer: Callable | No
         stop(pool)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def run_script(main: Callable[[], int]) -> int:
-    """A bench script's ``main()``, with SIGTERM (a job scheduler's time limit, ``kill``)
-    raised as :class:`~molscore.errors.Terminated` in the main thread, as Ctrl-C raises
-    ``KeyboardInterrupt``, so that :func:`worker_pool` stops its workers: the default
-    action ended the main process alone and left every worker running. Either ends the
-    script with one line and exit status 130 (Ctrl-C) or 143 (SIGTERM), as ``molscore`` does."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    """A bench script's ``main()`` (its exit status) inside
+    :func:`~script_signals.signals_end_quietly`, as the script's imports: SIGTERM (a job
+    scheduler's time limit, ``kill``) is raised as :class:`~molscore.errors.Terminated` in the
+    main thread, as Ctrl-C raises ``KeyboardInterrupt``, so that :func:`worker_pool` stops its
+    workers (the default action ended the main process alone and left every worker running);
+    either then ends the script with one line and ``SystemExit`` 130 (Ctrl-C) or 143
+    (SIGTERM), as ``molscore`` does."""
+    with signals_end_quietly():
         return main()
-    except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"{Path(sys.argv[0]).name}: terminated", file=sys.stderr)
-        return 143
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _etkdg_job(args: tuple[str, int, int, bool]) -> list[np.ndarray]:

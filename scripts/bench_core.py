@@ -37,21 +37,24 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem, rdMolAlign
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs,  # noqa: E402
-                              provenance, quality, run_script, save_report, with_diff)
-from molscore.chem.core import CORE_RMSD_TOL, Core  # noqa: E402
-from molscore.chem.metrics import read_groups  # noqa: E402
-from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,  # noqa: E402
-                               default_pool)
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem, rdMolAlign
+
+    from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs,
+                                  provenance, quality, run_script, save_report, with_diff)
+    from molscore.chem.core import CORE_RMSD_TOL, Core
+    from molscore.chem.metrics import read_groups
+    from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,
+                                   default_pool)
 
 METHODS = ("model", "ETKDGv3 coordMap", "ETKDGv3 coordMap, core kept")
 NS = (1, 10)

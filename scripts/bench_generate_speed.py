@@ -52,18 +52,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from rdkit import RDLogger
+from script_signals import signals_end_quietly
 
-from bench_conformers import (CRYSTAL, NOT_RECORDED, REPO, _cpu_name, _git_commit, _pool_name,
-                             etkdg_all, prepare_inputs, run_script)
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    from rdkit import RDLogger
 
-from molscore.chem.metrics import read_groups
-from molscore.cli.argtypes import positive_int_or_auto
-from molscore.generate import (DEFAULT_STEPS, ConformerGenerator, GenerateOptions, default_pool,
-                               etkdg_random_seed)
-from molscore.parallel import generate_in_processes
+    from bench_conformers import (CRYSTAL, NOT_RECORDED, REPO, _cpu_name, _git_commit, _pool_name,
+                                 etkdg_all, prepare_inputs, run_script)
+
+    from molscore.chem.metrics import read_groups
+    from molscore.cli.argtypes import positive_int_or_auto
+    from molscore.generate import (DEFAULT_STEPS, ConformerGenerator, GenerateOptions, default_pool,
+                                   etkdg_random_seed)
+    from molscore.parallel import generate_in_processes
 
 
 def time_generator(items: list[tuple[str, object]], n: int, device: str, compile: bool,

@@ -24,19 +24,22 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
-from rdkit.Chem import rdMolTransforms as transforms
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import CRYSTAL, prepare_inputs, provenance, save_report  # noqa: E402
-from molscore.chem.metrics import read_groups  # noqa: E402
-from molscore.chem.relax import mmff_properties  # noqa: E402
-from molscore.generate import ConformerGenerator, GenerateOptions, etkdg_random_seed  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdMolTransforms as transforms
+
+    from bench_conformers import CRYSTAL, prepare_inputs, provenance, run_script, save_report
+    from molscore.chem.metrics import read_groups
+    from molscore.chem.relax import mmff_properties
+    from molscore.generate import ConformerGenerator, GenerateOptions, etkdg_random_seed
 
 METHODS = ("model", "etkdg")
 TERMS = ("bond", "angle")
@@ -166,4 +169,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -29,21 +29,24 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import yaml
+from script_signals import signals_end_quietly
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_conformers import provenance  # noqa: E402
-from molscore.checkpoint import load_checkpoint_model  # noqa: E402
-from molscore.data.image_metrics import frechet_distance  # noqa: E402
-from molscore.data.image_task import bits_per_dim_of, generate, load_task_data  # noqa: E402
-from molscore.data.images import to_model_space  # noqa: E402
-from molscore.models.classifier import (load_classifier, save_classifier,  # noqa: E402
-                                        train_classifier)
-from molscore.train import train  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import torch
+    import yaml
+
+    from bench_conformers import provenance, run_script
+    from molscore.checkpoint import load_checkpoint_model
+    from molscore.data.image_metrics import frechet_distance
+    from molscore.data.image_task import bits_per_dim_of, generate, load_task_data
+    from molscore.data.images import to_model_space
+    from molscore.models.classifier import (load_classifier, save_classifier,
+                                            train_classifier)
+    from molscore.train import train
 
 SAMPLERS = ("em", "reverse", "ancestral", "pc", "ald", "ode")
 ALD_CORRECTOR = 5
@@ -254,4 +257,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

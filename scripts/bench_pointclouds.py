@@ -30,22 +30,25 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import yaml
+from script_signals import signals_end_quietly
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_conformers import provenance  # noqa: E402
-from molscore.checkpoint import load_checkpoint_model  # noqa: E402
-from molscore.data.ca_metrics import compare_traces, fit_rg_power_law, random_walk_traces  # noqa: E402
-from molscore.data.ca_task import generate, load_traces  # noqa: E402
-from molscore.data.ca_traces import CATraceCrops, load_npz_traces, split_by_structure  # noqa: E402
-from molscore.models.chain_graph import chain_batch  # noqa: E402
-from molscore.spaces import PointSetSpace  # noqa: E402
-from molscore.train import train  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    import yaml
+
+    from bench_conformers import provenance, run_script
+    from molscore.checkpoint import load_checkpoint_model
+    from molscore.data.ca_metrics import compare_traces, fit_rg_power_law, random_walk_traces
+    from molscore.data.ca_task import generate, load_traces
+    from molscore.data.ca_traces import CATraceCrops, load_npz_traces, split_by_structure
+    from molscore.models.chain_graph import chain_batch
+    from molscore.spaces import PointSetSpace
+    from molscore.train import train
 
 METRICS = [("bond_fraction_3.8pm0.2", "bonds 3.8±0.2 Å", "{:.3f}"),
            ("clash_residue_fraction", "clashing residues", "{:.3f}"),
@@ -229,4 +232,4 @@ def markdown(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -30,21 +30,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs, provenance,  # noqa: E402
-                              run_script, save_report, with_diff)
-from bench_pool_variants import pool_row  # noqa: E402
-from molscore.chem.embedding import embedding_skeleton  # noqa: E402
-from molscore.chem.metrics import read_groups  # noqa: E402
-from molscore.chem.stereo import specified_centres  # noqa: E402
-from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    from bench_conformers import (CRYSTAL, map_molecules, paired_bootstrap, prepare_inputs, provenance,
+                                  run_script, save_report, with_diff)
+    from bench_pool_variants import pool_row
+    from molscore.chem.embedding import embedding_skeleton
+    from molscore.chem.metrics import read_groups
+    from molscore.chem.stereo import specified_centres
+    from molscore.generate import GenerateOptions, etkdg_random_seed
 
 BASE = "all"
 

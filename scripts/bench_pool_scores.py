@@ -36,24 +36,27 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from rdkit import Chem, RDLogger
-from torch_geometric.data import Batch as GraphBatch
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
-                              prepare_inputs, provenance, run_script, save_report, with_diff)
-from molscore.chem.featurize import mol_to_graph  # noqa: E402
-from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
-                                   group_rmsd, read_groups)
-from molscore.chem.relax import relax_conformers  # noqa: E402
-from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
-from molscore.generate import MAX_DEFAULT_POOL, ConformerGenerator, etkdg_random_seed  # noqa: E402
-from molscore.spaces import PointSetSpace  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    from rdkit import Chem, RDLogger
+    from torch_geometric.data import Batch as GraphBatch
+
+    from bench_conformers import (CRYSTAL, NS, _etkdg_job, _with_coords, map_molecules, paired_bootstrap,
+                                  prepare_inputs, provenance, run_script, save_report, with_diff)
+    from molscore.chem.featurize import mol_to_graph
+    from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,
+                                       group_rmsd, read_groups)
+    from molscore.chem.relax import relax_conformers
+    from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order
+    from molscore.generate import MAX_DEFAULT_POOL, ConformerGenerator, etkdg_random_seed
+    from molscore.spaces import PointSetSpace
 
 BASELINE = "max-min"
 _GEN: ConformerGenerator | None = None

@@ -46,20 +46,23 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,  # noqa: E402
-                              _with_coords, map_molecules, paired_bootstrap, prepare_inputs, provenance, save_report,
-                              run_script, with_diff)
-from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,  # noqa: E402
-                                   crystal_summary, group_rmsd, read_groups, summarise)
-from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
-from molscore.generate import MAX_DEFAULT_POOL, GenerateOptions, etkdg_random_seed  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem
+
+    from bench_conformers import (COVERAGE_METRICS, CRYSTAL, ENSEMBLES, NS, _etkdg_job,
+                                  _with_coords, map_molecules, paired_bootstrap, prepare_inputs, provenance, save_report,
+                                  run_script, with_diff)
+    from molscore.chem.metrics import (_heavy_positions, atom_matches, coverage_metrics,
+                                       crystal_summary, group_rmsd, read_groups, summarise)
+    from molscore.chem.selection import PICKS, SELECTION_MAX_MATCHES, max_min_order
+    from molscore.generate import MAX_DEFAULT_POOL, GenerateOptions, etkdg_random_seed
 
 ORDERS = ("first", "k-medoids", "max-min")
 SUB_POOLS = (25, 50, 100)

@@ -30,20 +30,23 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import (CRYSTAL, NS, _with_coords, map_molecules, paired_bootstrap,  # noqa: E402
-                              prepare_inputs, provenance, run_script, save_report, with_diff)
-from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,  # noqa: E402
-                                   group_rmsd, read_groups)
-from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order  # noqa: E402
-from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    from bench_conformers import (CRYSTAL, NS, _with_coords, map_molecules, paired_bootstrap,
+                                  prepare_inputs, provenance, run_script, save_report, with_diff)
+    from molscore.chem.metrics import (_heavy_positions, atom_matches, crystal_summary,
+                                       group_rmsd, read_groups)
+    from molscore.chem.selection import SELECTION_MAX_MATCHES, max_min_order
+    from molscore.generate import GenerateOptions, etkdg_random_seed
 
 BASE = "ETKDGv3 200"
 POOLS = (BASE, "ETKDGv3 400", "ETKDGv3 100 + KDG 100", "ETKDGv3 random coords 200")

@@ -27,15 +27,18 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
-import torch
-from rdkit import Chem
-from rdkit.Chem import AllChem, rdMolAlign
+from script_signals import signals_end_quietly
 
-from bench_conformers import REPO, provenance, save_report
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    import torch
+    from rdkit import Chem
+    from rdkit.Chem import AllChem, rdMolAlign
 
-import molscore.chem.metrics as metrics
-from molscore.chem.selection import SELECTION_MAX_MATCHES
+    from bench_conformers import REPO, provenance, run_script, save_report
+
+    import molscore.chem.metrics as metrics
+    from molscore.chem.selection import SELECTION_MAX_MATCHES
 
 POOL = {"paracetamol": "CC(=O)Nc1ccc(O)cc1",
         "imatinib": "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1",
@@ -158,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

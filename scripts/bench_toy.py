@@ -22,23 +22,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
-import torch
-from bench_conformers import provenance
-from torch import Tensor
-
-from molscore.data.toy import GaussianMixture, exact_score_fn, get_density
-from molscore.data.toy_task import make_meta, train_toy
-from molscore.likelihood import log_likelihood
-from molscore.models.param import ScoreModel
-from molscore.objectives import OBJECTIVES
-from molscore.samplers import SAMPLERS, sample
-from molscore.sde import SDE_NAMES, make_sde
-from molscore.spaces import DenseSpace
+from script_signals import signals_end_quietly
 
 ROOT = Path(__file__).resolve().parents[1]
+
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import torch
+    from bench_conformers import provenance, run_script
+    from torch import Tensor
+
+    from molscore.data.toy import GaussianMixture, exact_score_fn, get_density
+    from molscore.data.toy_task import make_meta, train_toy
+    from molscore.likelihood import log_likelihood
+    from molscore.models.param import ScoreModel
+    from molscore.objectives import OBJECTIVES
+    from molscore.samplers import SAMPLERS, sample
+    from molscore.sde import SDE_NAMES, make_sde
+    from molscore.spaces import DenseSpace
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -285,4 +289,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -25,9 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_conformers import provenance
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
+
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    from bench_conformers import provenance, run_script
+
 EXCERPT = REPO.parent / "shared" / "data" / "conformers" / "geom_drugs_excerpt.sdf.gz"
 SMALL_SMILES = "CCOC(=O)c1ccccn1"  # ethyl picolinate, 20 atoms with H (ETKDG conformers)
 LARGE_SMILES = "Cc1ccccc1NC(=O)c1ccc(NC(=O)[C@H]2CC(=O)OC23CCCCC3)cc1"  # GEOM excerpt, 56 atoms
@@ -184,4 +188,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -41,19 +41,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_conformers import map_molecules, provenance, run_script, save_report  # noqa: E402
-from molscore.chem.embedding import embed_conformers  # noqa: E402
-from molscore.chem.featurize import MoleculeError, prepare_mol  # noqa: E402
-from molscore.chem.stereo import assign_unspecified_stereo, enumerated_isomer, unspecified_stereo  # noqa: E402
-from molscore.generate import GenerateOptions, etkdg_random_seed  # noqa: E402
+with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
+    import numpy as np
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    from bench_conformers import map_molecules, provenance, run_script, save_report
+    from molscore.chem.embedding import embed_conformers
+    from molscore.chem.featurize import MoleculeError, prepare_mol
+    from molscore.chem.stereo import assign_unspecified_stereo, enumerated_isomer, unspecified_stereo
+    from molscore.generate import GenerateOptions, etkdg_random_seed
 
 DATA = REPO.parent / "shared" / "data" / "benchmarks"
 SETS = {"GEOM-DRUGS": DATA / "geom_drugs_test_smiles.csv", "GEOM-QM9": DATA / "geom_qm9_test_smiles.csv"}

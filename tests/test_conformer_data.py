@@ -450,7 +450,8 @@ def test_largest_fragment_checks_records_against_that_fragment_of_the_smiles(tmp
     # without the option the salt is refused, with the reason naming it
     failures = []
     assert not list(read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures))
-    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment)")
+    assert failures[-1] == (salt, "no usable conformer (2 fragments (salt or mixture); use --largest-fragment "
+                                    "(largest_fragment=True in Python))")
 
 
 @pytest.mark.parametrize("group_by", ["smiles", "ensemble"])
@@ -772,8 +773,8 @@ def test_form_blocks_are_bounded_and_never_raise(monkeypatch):
     mol = Chem.AddHs(Chem.MolFromSmiles(POLYKETONE))
     blocks = form_blocks(mol)
     assert inchikey_block(mol) in blocks and MAX_TAUTOMERS <= len(blocks) <= 2 * MAX_TAUTOMERS + 2
-    assert form_blocks(Chem.MolFromSmiles("[NH3+]OCc1ccccc1")) == {
-        inchikey_block(Chem.MolFromSmiles(s)) for s in ("[NH3+]OCc1ccccc1", "NOCc1ccccc1")}
+    assert form_blocks(Chem.MolFromSmiles("[NH3+]OCc1ccccc1")) == {  # the cation, neutral, anion
+        inchikey_block(Chem.MolFromSmiles(s)) for s in ("[NH3+]OCc1ccccc1", "NOCc1ccccc1", "[NH-]OCc1ccccc1")}
 
     class Broken:
         def Enumerate(self, mol):
@@ -789,6 +790,51 @@ def test_form_blocks_are_bounded_and_never_raise(monkeypatch):
     record = _no_inchikey_record()
     assert form_blocks(record.mol) == frozenset()
     assert build_exclusion_reason(record.mol, load_reserved()) == NO_INCHIKEY_REASON
+
+
+# The rule before charge forms (builds begun under it are refused: they may hold such molecules)
+PREVIOUS_RULE = ("InChIKey first block of the molecule, its tautomers, its neutral form and that "
+                 "form's tautomers (at most 200 tautomers, 1000 transforms each)")
+
+
+def test_a_neutral_molecule_whose_anion_or_cation_is_reserved_is_dropped(tmp_path):
+    """The shipped list, made from bound ligands, holds anions whose block standard InChI does
+    not give the neutral molecule: acetazolamide's sulfonamide anion (CCD AZM) and a
+    hydroxamate (CCD EHM) among the 117 blocks that are single (de)protonations of 122 CCD
+    components. A builder compared the molecule's own forms and its neutral form's, so it
+    stored the neutral ones; now that form with one proton fewer (or, for a reserved cation such
+    as ``[NH3+]O-R``, one more) is compared too, and a build begun under the old rule is
+    refused. Common (de)protonations standard InChI merges itself: those blocks are the
+    neutral molecule's."""
+    from molscore.data.reserved import check_match_rule
+
+    reserved = load_reserved()
+    form = RESERVED_REASON + " (tautomer or charge form of {})"
+    for smiles, anion in (("CC(=O)Nc1nnc(S(N)(=O)=O)s1", "PPCFSEIOYQJRDN"), ("O=C(NO)C(O)C(O)CO", "FSEZIQFBMVZMNY")):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        assert inchikey_block(mol) not in reserved and anion in reserved
+        assert build_exclusion_reason(mol, reserved) == form.format(anion)
+    cation = inchikey_block(Chem.MolFromSmiles("[NH3+]OCc1ccccc1"))
+    assert build_exclusion_reason(Chem.MolFromSmiles("NOCc1ccccc1"), frozenset({cation})) == form.format(cation)
+    for neutral, charged in (("CCN", "CC[NH3+]"), ("CCN(C)C", "CC[NH+](C)C"), ("CC(=O)O", "CC(=O)[O-]"),
+                             ("NCC(=O)O", "[NH3+]CC(=O)[O-]"), ("c1ccncc1", "c1cc[nH+]cc1"),
+                             ("NC(=N)NCC", "NC(=[NH2+])NCC"), ("Oc1ccccc1", "[O-]c1ccccc1")):
+        assert inchikey_block(Chem.MolFromSmiles(neutral)) == inchikey_block(Chem.MolFromSmiles(charged))
+    with pytest.raises(ValueError, match="was built under another reserved-molecule rule"):
+        check_match_rule({"reserved_match": PREVIOUS_RULE}, tmp_path)
+
+
+def test_charge_forms_are_one_per_symmetry_class_and_bounded(monkeypatch):
+    """``charge_forms``: one proton more on an uncharged N, one fewer on an uncharged N, O or S
+    with a hydrogen, one form per symmetry class, at most MAX_CHARGE_SITES atoms."""
+    import molscore.data.reserved as reserved_module
+
+    smiles = lambda mols: sorted(Chem.MolToSmiles(m) for m in mols)  # noqa: E731
+    assert smiles(reserved_module.charge_forms(Chem.MolFromSmiles("OCCO"))) == ["[O-]CCO"]
+    assert smiles(reserved_module.charge_forms(Chem.MolFromSmiles("NOC"))) == ["CO[NH-]", "CO[NH3+]"]
+    assert reserved_module.charge_forms(Chem.MolFromSmiles("COC")) == []       # no site
+    monkeypatch.setattr(reserved_module, "MAX_CHARGE_SITES", 2)
+    assert smiles(reserved_module.charge_forms(Chem.MolFromSmiles("NCC(O)CS"))) == ["[NH-]CC(O)CS", "[NH3+]CC(O)CS"]
 
 
 def test_write_dataset_refuses_a_folder_written_under_another_reserved_rule(tmp_path, ensembles):

@@ -421,7 +421,9 @@ def test_pos_from_conformer():
     ("CC[Fe]CC", {}, "unsupported element(s): Fe"),
     ("[Pt](Cl)(Cl)(N)N", {}, "unsupported element(s): Pt"),
     ("C[CH2]", {}, "radical electrons on atom 1"),
-    ("CC(=O)[O-].[Na+]", {}, "2 fragments (salt or mixture); use --largest-fragment"),
+    # the option by both its names: the CLI's flag and the Python keyword
+    ("CC(=O)[O-].[Na+]", {}, "2 fragments (salt or mixture); use --largest-fragment "
+                             "(largest_fragment=True in Python)"),
     ("C" * 30, {"max_heavy_atoms": 25}, "too large: 30 heavy atoms (limit 25)"),
     # RDKit reads 'CC' and takes 'O' for a title: ethane, silently (a CSV cell with a blank)
     ("CC O", {}, "invalid SMILES 'CC O': a blank inside it (RDKit would read 'CC'"),

@@ -220,7 +220,8 @@ def prepare_mol(smiles_or_mol: str | Chem.Mol, *, add_hs: bool = True, largest_f
     frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
     if len(frags) > 1:
         if not largest_fragment:
-            raise MoleculeError(f"{len(frags)} fragments (salt or mixture); use --largest-fragment")
+            raise MoleculeError(f"{len(frags)} fragments (salt or mixture); use --largest-fragment "
+                               "(largest_fragment=True in Python)")
         mol = max(frags, key=_fragment_size)
         mol = Chem.Mol(mol)
         Chem.SanitizeMol(mol)

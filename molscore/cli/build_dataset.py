@@ -24,8 +24,8 @@ a repeated name x becomes x#2, x#3, ... (reported); an empty SMILES is a failure
 A rerun with the same -o and settings resumes: molecules already stored or listed in failures.csv
 are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped, and so are
-those whose tautomer or neutral form is on it (InChIKey first blocks compared). A build begun by
-a molscore that compared the molecule's own block only is not resumed: build it again."""
+those whose tautomer, neutral form or that form with a proton more or fewer is on it (InChIKey
+first blocks compared). A build begun under another such rule is not resumed: build it again."""
 
 
 def _fractions(text: str) -> tuple[float, float, float]:

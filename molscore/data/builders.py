@@ -17,7 +17,8 @@ repeated name.
 the output folder are skipped (resume), the rest go through a process pool
 (``workers``), reserved molecules (:mod:`molscore.data.reserved`: the shipped list, and
 another one if given; a molecule is reserved when its InChIKey block, or that of one of its
-tautomers or of its neutral form, is listed: :func:`~molscore.data.reserved.build_exclusion_reason`)
+tautomers, of its neutral form or of that form with a proton more or fewer, is listed:
+:func:`~molscore.data.reserved.build_exclusion_reason`)
 are dropped and counted, and failures land in ``failures.csv``.
 """
 from __future__ import annotations

@@ -383,7 +383,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     ``featurisation``: see :class:`DatasetWriter`.
 
     Reserved molecules (:mod:`molscore.data.reserved`: the shipped list's, and
-    ``reserved_path``'s as well; those whose tautomer or neutral form is listed too,
+    ``reserved_path``'s as well; those whose tautomer, neutral form or charge form is listed too,
     :func:`~molscore.data.reserved.build_exclusion_reason`) and those without an InChIKey are
     dropped, as by every dataset builder, and listed in ``failures.csv``.
     ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.

@@ -10,11 +10,13 @@ molecule RDKit makes no InChIKey for (over 1,023 atoms, InChI's limit) might be 
 one (:func:`exclusion_reason`).
 
 Standard InChI merges many tautomers and protonation states, but not all: a keto and its enol
-form, some NH tautomers of fused heterocycles and a protonated amine such as ``[NH3+]O-R``
-have blocks of their own. The list holds keys only, so dataset builders check the molecule's
-other forms instead (:func:`form_blocks`, :func:`build_exclusion_reason`, the rule
-:data:`MATCH_RULE`): the blocks of its RDKit tautomers, of its neutral form and of that form's
-tautomers. This is conservative: a molecule is dropped when any of these forms is reserved,
+form, some NH tautomers of fused heterocycles, a protonated amine such as ``[NH3+]O-R`` and
+anions such as a deprotonated sulfonamide or hydroxamic acid have blocks of their own (the
+shipped list holds 117 such anions of CCD components: ligands bound to a metal). The list
+holds keys only, so dataset builders check the molecule's other forms instead
+(:func:`form_blocks`, :func:`build_exclusion_reason`, the rule :data:`MATCH_RULE`): the blocks
+of its RDKit tautomers, of its neutral form, of that form's tautomers and of that form with
+one proton more or fewer (:func:`charge_forms`). This is conservative: a molecule is dropped when any of these forms is reserved,
 so a few that are not the same compound (a ketose sharing an enediol tautomer with a reserved
 aldose) are left out too, which costs training data only. Training on a processed
 dataset checks the stored block alone (:func:`exclusion_reason`), since enumerating the forms
@@ -30,8 +32,8 @@ from rdkit import Chem, rdBase
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 __all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "MAX_TAUTOMERS",
-           "MAX_TRANSFORMS", "MATCH_RULE", "load_reserved", "reserved_keys", "inchikey_block",
-           "exclusion_reason", "form_blocks", "build_exclusion_reason", "is_reserved_reason",
+           "MAX_TRANSFORMS", "MAX_CHARGE_SITES", "MATCH_RULE", "load_reserved", "reserved_keys", "inchikey_block",
+           "exclusion_reason", "charge_forms", "form_blocks", "build_exclusion_reason", "is_reserved_reason",
            "check_match_rule"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
@@ -40,10 +42,13 @@ NO_INCHIKEY_REASON = "RDKit makes no InChIKey for it, so it cannot be checked ag
 BLOCK = re.compile(r"[A-Z]{14}")  # an InChIKey connectivity block
 MAX_TAUTOMERS = 200     # tautomers enumerated per form of a molecule (RDKit's default: 1000)
 MAX_TRANSFORMS = 1000   # tautomer transforms applied per form (RDKit's default)
+MAX_CHARGE_SITES = 40   # atoms given or relieved of a proton per molecule (charge_forms)
 # How builders match molecules with the list; recorded in a dataset's meta (``reserved_match``),
 # so that a build is resumed only under the rule it began with (:func:`check_match_rule`).
-MATCH_RULE = (f"InChIKey first block of the molecule, its tautomers, its neutral form and that "
-              f"form's tautomers (at most {MAX_TAUTOMERS} tautomers, {MAX_TRANSFORMS} transforms each)")
+MATCH_RULE = (f"InChIKey first block of the molecule, its tautomers, its neutral form, that "
+              f"form's tautomers (at most {MAX_TAUTOMERS} tautomers, {MAX_TRANSFORMS} transforms each) "
+              f"and that form with one proton more on an N or one fewer on an N, O or S "
+              f"(at most {MAX_CHARGE_SITES} atoms)")
 FORM_REASON = RESERVED_REASON + " (tautomer or charge form of {block})"  # another form reserved
 
 
@@ -131,13 +136,58 @@ def _blocks_of(mols) -> set[str]:
     return out
 
 
+def charge_forms(mol: Chem.Mol) -> list[Chem.Mol]:
+    """``mol`` with one proton added or removed: each N atom without a formal charge given one
+    more hydrogen and a charge of +1 (``[NH3+]O-R`` from ``NH2-O-R``), each uncharged N, O or S
+    atom with a hydrogen given one fewer and a charge of -1 (a hydroxamate ``C(=O)N[O-]``, a
+    sulfonamide ``S(=O)(=O)[NH-]``), one atom per symmetry class, at most
+    :data:`MAX_CHARGE_SITES` atoms in atom order; forms RDKit cannot sanitise are left out.
+    Standard InChI gives most such forms (amines, carboxylic acids, phenols) the block of
+    ``mol``, but not these, which reserved lists made from bound ligands hold.
+
+    Args:
+        mol: a molecule without explicit hydrogens (implicit ones are counted).
+
+    Returns:
+        New molecules, each with ``mol``'s atoms, one of them protonated or deprotonated.
+    """
+    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=False))
+    seen: set[tuple[int, int]] = set()
+    forms = []
+    for atom in mol.GetAtoms():
+        if atom.GetFormalCharge() or atom.GetSymbol() not in ("N", "O", "S"):
+            continue
+        hydrogens = atom.GetTotalNumHs()
+        for change in (+1, -1):
+            if (change > 0 and atom.GetSymbol() != "N") or hydrogens + change < 0:
+                continue
+            if (ranks[atom.GetIdx()], change) in seen:
+                continue
+            if len(seen) == MAX_CHARGE_SITES:
+                return forms
+            seen.add((ranks[atom.GetIdx()], change))
+            form = Chem.RWMol(mol)
+            site = form.GetAtomWithIdx(atom.GetIdx())
+            site.SetFormalCharge(change)
+            site.SetNumExplicitHs(hydrogens + change)
+            site.SetNoImplicit(True)
+            try:
+                Chem.SanitizeMol(form)
+            except Exception:  # a valence RDKit refuses: no such form
+                continue
+            forms.append(form.GetMol())
+    return forms
+
+
 def form_blocks(mol: Chem.Mol) -> frozenset[str]:
     """InChIKey first blocks of ``mol``'s forms: its own, its tautomers', its neutral form's
-    (``rdMolStandardize.Uncharger``) and that form's tautomers' (``TautomerEnumerator``, at most
-    :data:`MAX_TAUTOMERS` tautomers and :data:`MAX_TRANSFORMS` transforms per form). Never
-    raises: forms RDKit cannot make are left out, so a molecule whose forms cannot be computed
-    gives its own block only, and one without an InChIKey gives none (an empty set).
-    Explicit hydrogens and conformers of ``mol`` are ignored."""
+    (``rdMolStandardize.Uncharger``; ``mol`` itself when it has none), that form's tautomers'
+    (``TautomerEnumerator``, at most :data:`MAX_TAUTOMERS` tautomers and
+    :data:`MAX_TRANSFORMS` transforms per form) and those of that form with one proton more or
+    fewer (:func:`charge_forms`: a reserved anion or cation whose neutral form InChI gives
+    another block). Never raises: forms RDKit cannot make are left out, so a molecule whose
+    forms cannot be computed gives its own block only, and one without an InChIKey gives none
+    (an empty set). Explicit hydrogens and conformers of ``mol`` are ignored."""
     return _form_blocks(mol, inchikey_block(mol))
 
 
@@ -167,6 +217,10 @@ def _form_blocks(mol: Chem.Mol, own: str) -> frozenset[str]:
                 blocks |= _blocks_of(enumerator.Enumerate(form))
             except Exception:  # no tautomers of this form
                 pass
+        try:
+            blocks |= _blocks_of(charge_forms(forms[-1]))
+        except Exception:  # no charge forms
+            pass
     return frozenset(blocks)
 
 
