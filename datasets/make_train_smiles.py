@@ -4,8 +4,10 @@ Sources (all offline): the GEOM-DRUGS and GEOM-QM9 standard *test* split molecul
 lists (``corrected_smiles`` column) from ``/work/shared/data/benchmarks/``, and the
 3D SDF test files shipped in the RDKit wheel (``Contrib/PBF/testData/egfr.sdf``,
 ``Contrib/Fastcluster/testdata/cdk2.sdf``). Molecules that fail
-:func:`molscore.chem.featurize.prepare_mol` or are on the reserved list are left out;
-duplicates (same canonical isomeric SMILES) are kept once.
+:func:`molscore.chem.featurize.prepare_mol` or are on the reserved list (or a tautomer or
+charge form of one: :func:`molscore.data.reserved.build_exclusion_reason`, as the dataset
+builders) are left out; duplicates (same canonical isomeric SMILES) are kept once. Run at
+2026-12-07 with that rule, it writes the committed file unchanged.
 
 Usage: ``python datasets/make_train_smiles.py [SHARED_DATA_DIR]``
 """
@@ -19,7 +21,7 @@ import rdkit
 from rdkit import Chem, rdBase
 
 from molscore.chem.featurize import MoleculeError, prepare_mol
-from molscore.data.reserved import is_reserved, load_reserved
+from molscore.data.reserved import build_exclusion_reason, load_reserved
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,7 +56,7 @@ def main(shared: Path) -> None:
         except MoleculeError:
             counts[label][2] += 1
             continue
-        if is_reserved(mol, reserved):
+        if build_exclusion_reason(mol, reserved) is not None:
             counts[label][1] += 1
             continue
         smi = Chem.MolToSmiles(Chem.RemoveHs(mol))

@@ -53,6 +53,7 @@ with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 /
                                   provenance, quality, run_script, save_report, with_diff)
     from molscore.chem.core import CORE_RMSD_TOL, Core
     from molscore.chem.metrics import read_groups
+    from molscore.chem.featurize import MoleculeError
     from molscore.generate import (ConformerGenerator, GenerateOptions, default_model_path,
                                    default_pool)
 
@@ -244,7 +245,11 @@ def main() -> int:
         if len(atoms) < 5 or heavy - len(atoms) < 3 or heavy > MAX_HEAVY or largest_ring > MAX_RING:
             continue
         core = Core.from_mol(cut_core(mol, atoms))
-        found = core.match(mol)      # the chosen match must be its own atoms, in place
+        try:                         # the chosen match must be its own atoms, in place
+            found = core.match(mol)
+        except MoleculeError:        # the core fits two places (Core.match refuses it, 173c45d)
+            ambiguous += 1
+            continue
         if np.abs(mol.GetConformer().GetPositions()[found.atoms] - core.positions).max() > 1e-6:
             ambiguous += 1
             continue
