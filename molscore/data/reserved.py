@@ -16,10 +16,10 @@ shipped list holds 117 such anions of CCD components: ligands bound to a metal).
 holds keys only, so dataset builders check the molecule's other forms instead
 (:func:`form_blocks`, :func:`build_exclusion_reason`, the rule :data:`MATCH_RULE`): the blocks
 of its RDKit tautomers, of its neutral form, of that form's tautomers and of that form with
-one proton more or fewer (:func:`charge_forms`). This is conservative: a molecule is dropped when any of these forms is reserved,
-so a few that are not the same compound (a ketose sharing an enediol tautomer with a reserved
-aldose) are left out too, which costs training data only. Training on a processed
-dataset checks the stored block alone (:func:`exclusion_reason`), since enumerating the forms
+one proton more or fewer (:func:`charge_forms`). This is conservative: a molecule is
+dropped when any of these forms is reserved, so a few that are not the same compound (a ketose
+sharing an enediol tautomer with a reserved aldose) are left out too, which costs training
+data only. Training on a processed dataset checks the stored block alone (:func:`exclusion_reason`), since enumerating the forms
 of every molecule at each start would be slow; the builders did the rest.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ from rdkit import Chem, rdBase
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 __all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "MAX_TAUTOMERS",
-           "MAX_TRANSFORMS", "MAX_CHARGE_SITES", "MATCH_RULE", "load_reserved", "reserved_keys", "inchikey_block",
-           "exclusion_reason", "charge_forms", "form_blocks", "build_exclusion_reason", "is_reserved_reason",
-           "check_match_rule"]
+           "MAX_TRANSFORMS", "MAX_CHARGE_SITES", "MATCH_RULE", "load_reserved", "reserved_keys",
+           "inchikey_block", "exclusion_reason", "charge_forms", "form_blocks",
+           "build_exclusion_reason", "is_reserved_reason", "check_match_rule"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
