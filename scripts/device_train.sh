@@ -1,5 +1,5 @@
 #!/bin/bash
-# Continue training the shipped conformer model on a lent GPU machine, in one call (after
+# Train the conformer model from scratch on a lent GPU machine, in one call (after
 # `scripts/device_prepare.sh --train` here; carry .device/train): unpack RDKit and the processed
 # CCD and ETKDG-ensemble datasets, run `molscore train --config configs/conformers_gpu.yaml`
 # for MINUTES (default 7) and stop it with SIGINT, which saves checkpoint.pt at the step
@@ -7,8 +7,8 @@
 # metrics.jsonl and the exported EMA model (model.pt, for `molscore generate --model`) to
 # $OUT. Put an earlier call's checkpoint.pt (and metrics.jsonl) into .device/train/ and the run
 # resumes it exactly. A model file at .device/train/init.pt starts a fresh run from its
-# weights instead of the shipped ones (e.g. `cp runs/cpu_continue/model.pt
-# .device/train/init.pt`; a checkpoint to resume wins).
+# weights instead (a checkpoint to resume wins); not the shipped weights or a model trained
+# from them, whose data held reserved molecules (molscore/models/README.md).
 # `PYTHON=.venv/bin/python DEVICE=cpu MINUTES=1 bash scripts/device_train.sh` runs the same
 # steps on a CPU.
 set -uo pipefail
