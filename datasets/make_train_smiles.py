@@ -4,10 +4,9 @@ Sources (all offline): the GEOM-DRUGS and GEOM-QM9 standard *test* split molecul
 lists (``corrected_smiles`` column) from ``/work/shared/data/benchmarks/``, and the
 3D SDF test files shipped in the RDKit wheel (``Contrib/PBF/testData/egfr.sdf``,
 ``Contrib/Fastcluster/testdata/cdk2.sdf``). Molecules that fail
-:func:`molscore.chem.featurize.prepare_mol` or are on the reserved list (or a tautomer or
-charge form of one: :func:`molscore.data.reserved.build_exclusion_reason`, as the dataset
-builders) are left out; duplicates (same canonical isomeric SMILES) are kept once. Run at
-2026-12-07 with that rule, it writes the committed file unchanged.
+:func:`molscore.chem.featurize.prepare_mol` or that the dataset builders drop as reserved
+(:func:`molscore.data.reserved.build_exclusion_reason`: the molecule or another of its forms on
+the reserved list) are left out; duplicates (same canonical isomeric SMILES) are kept once.
 
 Usage: ``python datasets/make_train_smiles.py [SHARED_DATA_DIR]``
 """
@@ -44,7 +43,9 @@ def _sources(shared: Path):
                     yield mol, label
 
 
-def main(shared: Path) -> None:
+def main(shared: Path, out: Path = HERE / "train_smiles.csv") -> None:
+    """Write ``out`` (columns ``smiles,source``, one row per kept molecule) from the sources
+    under ``shared`` and print per source how many were kept, dropped as reserved, invalid."""
     reserved = load_reserved()
     seen: set[str] = set()
     counts: dict[str, list[int]] = {}
@@ -56,7 +57,7 @@ def main(shared: Path) -> None:
         except MoleculeError:
             counts[label][2] += 1
             continue
-        if build_exclusion_reason(mol, reserved) is not None:
+        if build_exclusion_reason(mol, reserved):
             counts[label][1] += 1
             continue
         smi = Chem.MolToSmiles(Chem.RemoveHs(mol))
@@ -65,7 +66,7 @@ def main(shared: Path) -> None:
         seen.add(smi)
         counts[label][0] += 1
         rows.append((smi, label))
-    with open(HERE / "train_smiles.csv", "w", newline="") as fh:
+    with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["smiles", "source"])
         writer.writerows(rows)

@@ -849,14 +849,3 @@ def test_write_dataset_refuses_a_folder_written_under_another_reserved_rule(tmp_
         write_dataset(records, tmp_path / "ds")
     assert len(load_index(tmp_path / "ds")["molecules"]) == 1
 
-
-def test_the_train_smiles_script_filters_with_the_builders_rule():
-    """``datasets/make_train_smiles.py`` (provenance of ``train_smiles.csv``) imports and
-    drops what the dataset builders drop: it had imported a function since removed from
-    ``molscore.data.reserved`` and could not run."""
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "datasets" / "make_train_smiles.py"
-    spec = importlib.util.spec_from_file_location("make_train_smiles", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.build_exclusion_reason is build_exclusion_reason
