@@ -345,3 +345,38 @@ def test_toy_help_states_every_concrete_default(command, capsys):
     for action in cmd._actions:
         if action.option_strings and action.default not in (None, False, True, argparse.SUPPRESS):
             assert f"default {action.default}" in text, action.option_strings
+
+
+HUGE = str(2**58)  # samples: an allocation of 2**61 bytes or more, refused on any machine
+
+
+@pytest.mark.parametrize("argv", [
+    ["toy", "sample", "--steps", "2", "-n", HUGE],
+    ["toy", "likelihood", "-n", HUGE],
+    ["toy", "train", "--steps", "1", "--batch-size", HUGE, "--quiet"]])
+def test_more_samples_than_memory_holds_is_a_usage_error(tmp_path, capsys, argv):
+    """-n or --batch-size beyond the machine's memory ended in torch's allocator traceback."""
+    out = tmp_path / ("run" if "train" in argv else "x.npz" if "likelihood" in argv else "x.npy")
+    err = _one_line_error(capsys, [*argv, "-o", str(out)], "out of memory", "GiB)",
+                          "--batch-size" if "train" in argv else "lower -n")
+    assert "allocate" not in err
+    assert not out.is_file() and not (out / "checkpoint.pt").exists()
+
+
+def test_out_of_memory_turns_allocation_errors_into_one_line():
+    """CPU allocator, GPU and Python out-of-memory errors become usage errors; other
+    RuntimeErrors pass."""
+    from molscore.errors import UsageError, out_of_memory
+
+    errors = {RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 3221225472 bytes. "
+                           "Error code 12 (Cannot allocate memory)"): " (an allocation of 3.0 GiB)",
+              torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                                     "total capacity of 79.1 GiB"): " (an allocation of 2.00 GiB)",
+              MemoryError(): ""}
+    for err, size in errors.items():
+        with pytest.raises(UsageError) as caught, out_of_memory("lower -n"):
+            raise err
+        assert str(caught.value) == f"out of memory{size}; lower -n"
+    with pytest.raises(RuntimeError, match="shape mismatch"), out_of_memory("lower -n"):
+        raise RuntimeError("shape mismatch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import out_of_memory
 from . import UsageError
 from .argtypes import finite_float, positive_int, seed
 
@@ -90,4 +91,5 @@ def run(args: argparse.Namespace) -> int:
                 else "molscore --help")
         raise UsageError(f"checkpoint task {meta['task']!r} cannot be sampled with "
                          f"'molscore sample' (see '{hint}')")
-    return int(module.sample_command(model, meta, args) or 0)
+    with out_of_memory("lower -n: the samples are drawn in one batch"):
+        return int(module.sample_command(model, meta, args) or 0)

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic, write_atomic
 from ..data.toy import DENSITIES, GaussianMixture, exact_score_fn, get_density
 from ..data.toy_task import make_meta, train_toy
+from ..errors import out_of_memory
 from ..models.param import ScoreModel
 from ..objectives import OBJECTIVES, WEIGHTINGS
 from ..samplers import ODE_METHODS, SAMPLERS, sample
@@ -150,8 +151,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     src = _load_score(args.score, args.density, args.sde, args.dim)
     torch.manual_seed(args.seed)
     try:
-        x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
-                              **_sampler_options(args))
+        with out_of_memory("lower -n: the samples are drawn in one batch"):
+            x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
+                                  **_sampler_options(args))
     except FloatingPointError as err:
         raise UsageError(f"{err}; try more --steps or another --sampler") from None
     arr = x.double().numpy()
@@ -180,17 +182,17 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     dtype = torch.float64 if src.exact else torch.float32
-    x = dens.sample(args.n, generator=g, dtype=dtype)
-    space = DenseSpace(x.shape)
     if src.exact:
         score_fn = exact_score_fn(dens, src.sde)
     else:  # the divergence needs the graph of the learned score
         model = src.model
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
     try:
-        res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                             method=args.method, steps=args.steps, disable=not args.progress,
-                             **tolerances)
+        with out_of_memory("lower -n: the samples are scored in one batch"):
+            x = dens.sample(args.n, generator=g, dtype=dtype)
+            res = log_likelihood(score_fn, src.sde, DenseSpace(x.shape), x,
+                                 divergence=args.divergence, method=args.method,
+                                 steps=args.steps, disable=not args.progress, **tolerances)
     except FloatingPointError as err:
         raise UsageError(f"{err}; try a fixed-step --method with --steps") from None
     logp = res.logp.detach().double().numpy()
@@ -286,7 +288,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny MLPs: one thread is fastest and reproducible
     try:
-        _train_and_report(args, meta, opts, out)
+        with out_of_memory("lower --batch-size or --plot-samples"):
+            _train_and_report(args, meta, opts, out)
     finally:
         torch.set_num_threads(threads)
     return 0
