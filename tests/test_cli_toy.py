@@ -380,3 +380,14 @@ def test_out_of_memory_turns_allocation_errors_into_one_line():
         assert str(caught.value) == f"out of memory{size}; lower -n"
     with pytest.raises(RuntimeError, match="shape mismatch"), out_of_memory("lower -n"):
         raise RuntimeError("shape mismatch")
+
+
+def test_sample_command_points_a_toy_checkpoint_to_toy_sample(tmp_path, capsys, tiny_checkpoint):
+    """'molscore sample' with a toy checkpoint said only 'see molscore --help'."""
+    ckpt = str(tiny_checkpoint / "checkpoint.pt")
+    _one_line_error(capsys, ["sample", "--checkpoint", ckpt, "-o", str(tmp_path / "x.npy")],
+                    "checkpoint task 'toy' cannot be sampled with 'molscore sample'",
+                    f"molscore toy sample --score {ckpt} -o samples.npy")
+    assert main(["toy", "sample", "--score", ckpt, "--steps", "2", "-n", "3", "--no-progress",
+                 "-o", str(tmp_path / "samples.npy")]) == 0
+    assert np.load(tmp_path / "samples.npy").shape == (3, 2)
