@@ -197,6 +197,9 @@ def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsy
                                                        "dopri5, not rk4 (the default)"),
     (["likelihood", "--method", "euler", "--steps", "2", "--atol", "1e-3"],
      "--atol is for the adaptive --method dopri5, not euler"),
+    (["likelihood", "--method", "dopri5", "--rtol", "1e-3"],
+     "--steps is for a fixed-step --method (rk4, midpoint, euler), not dopri5, whose steps "
+     "follow --rtol/--atol"),
     (["train", "--objective", "dsm", "--n-proj", "4"], "--n-proj is for --objective ssm or "
                                                        "ssm-vr, not dsm"),
 ])
@@ -232,10 +235,10 @@ def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["sample", "--sampler", "ode", "--method", "dopri5", "o.npy"],
+    (["sample", "--sampler", "ode", "--method", "dopri5", "--steps", "3", "o.npy"],
      "the adaptive ODE solver's step size underflowed"),
     (["likelihood", "o.npz"], "the adaptive ODE solver's step size underflowed"),
-    (["likelihood", "--method", "euler", "o.npz"],
+    (["likelihood", "--method", "euler", "--steps", "3", "o.npz"],
      "the log-likelihood of 5 of the 5 samples is not finite"),
 ])
 def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, argv, message):
@@ -248,7 +251,7 @@ def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, arg
     save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
     *args, out = argv
     _one_line_error(capsys, ["toy", *args, "--score", str(tmp_path / "huge.pt"), "-n", "5",
-                             "--steps", "3", "--no-progress", "-o", str(tmp_path / out)],
+                             "--no-progress", "-o", str(tmp_path / out)],
                     message)
     assert not (tmp_path / out).exists()
 

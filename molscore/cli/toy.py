@@ -172,6 +172,9 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
 
     if args.method != "dopri5" and args.steps is None:
         raise UsageError(f"--method {args.method} is fixed-step and needs --steps")
+    if args.method == "dopri5" and args.steps is not None:
+        raise UsageError("--steps is for a fixed-step --method (rk4, midpoint, euler), not "
+                         "dopri5, whose steps follow --rtol/--atol")
     tolerances = {k: v for k, v in (("rtol", args.rtol), ("atol", args.atol)) if v is not None}
     if args.method != "dopri5" and tolerances:
         raise UsageError(f"--{next(iter(tolerances))} is for the adaptive --method dopri5, "
