@@ -394,3 +394,30 @@ def test_sample_command_points_a_toy_checkpoint_to_toy_sample(tmp_path, capsys, 
     assert main(["toy", "sample", "--score", ckpt, "--steps", "2", "-n", "3", "--no-progress",
                  "-o", str(tmp_path / "samples.npy")]) == 0
     assert np.load(tmp_path / "samples.npy").shape == (3, 2)
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_and_keeps_the_old_one(tmp_path, capsys,
+                                                                           monkeypatch):
+    """A failed write of toy.png (a full disk) ended in a traceback and left a partial
+    toy.png.tmp.png beside the previous figure."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, *args, **kwargs):
+        if hasattr(fname, "write"):
+            fname.write(b"\x89PNG part")
+        else:
+            open(fname, "wb").write(b"\x89PNG part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "toy.png").write_bytes(b"previous figure")
+    _one_line_error(capsys, ["toy", "train", "--steps", "2", "--batch-size", "8", "--hidden", "8",
+                             "--depth", "1", "--plot-samples", "20", "--plot-steps", "2",
+                             "--quiet", "-o", str(run)],
+                    f"cannot write {run / 'toy.png'}: No space left on device")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "toy.png"]
+    assert (run / "toy.png").read_bytes() == b"previous figure"

@@ -233,7 +233,8 @@ def ve_sigma_max(density: str, seed: int = 0, n: int = 2000) -> float:
 
 def plot_run(path: Path, data: Tensor, samples: Tensor, model: ScoreModel, t: float,
              title: str) -> None:
-    """Three panels: data, model samples and the learned score field at time ``t`` (quiver)."""
+    """Three panels: data, model samples and the learned score field at time ``t`` (quiver),
+    written to ``path`` atomically (:func:`~molscore.checkpoint.write_atomic`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -259,10 +260,10 @@ def plot_run(path: Path, data: Tensor, samples: Tensor, model: ScoreModel, t: fl
         ax.set_aspect("equal")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -293,6 +294,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         with out_of_memory("lower --batch-size or --plot-samples"):
             _train_and_report(args, meta, opts, out)
+    except OSError as err:  # checkpoint.pt or toy.png (a full disk)
+        raise UsageError.cannot_write(err, out) from None
     finally:
         torch.set_num_threads(threads)
     return 0
