@@ -229,3 +229,13 @@ def test_trainer_checkpoint_samples_with_ema(tmp_path, capsys):
                         "--sampler", "ancestral", "--steps", 2, "-o", tmp_path / "s.npy")
     assert rc == 0, err
     assert np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)
+
+
+def test_more_samples_than_memory_holds_is_a_usage_error(ckpt, tmp_path, capsys):
+    """-n beyond the machine's memory ended in torch's allocator traceback."""
+    rc, out, err = _run(capsys, "--checkpoint", ckpt, "-n", 2**50, "--steps", 2,
+                        "-o", tmp_path / "s.npy")
+    assert rc == 2 and out == ""
+    assert err.startswith("molscore sample: error: out of memory (an allocation of ")
+    assert err.strip().endswith("GiB); lower -n: the samples are drawn in one batch")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "s.npy").exists()

@@ -197,6 +197,9 @@ def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsy
                                                        "dopri5, not rk4 (the default)"),
     (["likelihood", "--method", "euler", "--steps", "2", "--atol", "1e-3"],
      "--atol is for the adaptive --method dopri5, not euler"),
+    (["likelihood", "--method", "dopri5", "--rtol", "1e-3"],
+     "--steps is for a fixed-step --method (rk4, midpoint, euler), not dopri5, whose steps "
+     "follow --rtol/--atol"),
     (["train", "--objective", "dsm", "--n-proj", "4"], "--n-proj is for --objective ssm or "
                                                        "ssm-vr, not dsm"),
 ])
@@ -232,10 +235,10 @@ def test_sampler_options_reach_their_sampler(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["sample", "--sampler", "ode", "--method", "dopri5", "o.npy"],
+    (["sample", "--sampler", "ode", "--method", "dopri5", "--steps", "3", "o.npy"],
      "the adaptive ODE solver's step size underflowed"),
     (["likelihood", "o.npz"], "the adaptive ODE solver's step size underflowed"),
-    (["likelihood", "--method", "euler", "o.npz"],
+    (["likelihood", "--method", "euler", "--steps", "3", "o.npz"],
      "the log-likelihood of 5 of the 5 samples is not finite"),
 ])
 def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, argv, message):
@@ -248,7 +251,7 @@ def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, arg
     save_atomic({**ck, "model": state}, tmp_path / "huge.pt")
     *args, out = argv
     _one_line_error(capsys, ["toy", *args, "--score", str(tmp_path / "huge.pt"), "-n", "5",
-                             "--steps", "3", "--no-progress", "-o", str(tmp_path / out)],
+                             "--no-progress", "-o", str(tmp_path / out)],
                     message)
     assert not (tmp_path / out).exists()
 
@@ -345,3 +348,76 @@ def test_toy_help_states_every_concrete_default(command, capsys):
     for action in cmd._actions:
         if action.option_strings and action.default not in (None, False, True, argparse.SUPPRESS):
             assert f"default {action.default}" in text, action.option_strings
+
+
+HUGE = str(2**58)  # samples: an allocation of 2**61 bytes or more, refused on any machine
+
+
+@pytest.mark.parametrize("argv", [
+    ["toy", "sample", "--steps", "2", "-n", HUGE],
+    ["toy", "likelihood", "-n", HUGE],
+    ["toy", "train", "--steps", "1", "--batch-size", HUGE, "--quiet"]])
+def test_more_samples_than_memory_holds_is_a_usage_error(tmp_path, capsys, argv):
+    """-n or --batch-size beyond the machine's memory ended in torch's allocator traceback."""
+    out = tmp_path / ("run" if "train" in argv else "x.npz" if "likelihood" in argv else "x.npy")
+    err = _one_line_error(capsys, [*argv, "-o", str(out)], "out of memory", "GiB)",
+                          "--batch-size" if "train" in argv else "lower -n")
+    assert "allocate" not in err
+    assert not out.is_file() and not (out / "checkpoint.pt").exists()
+
+
+def test_out_of_memory_turns_allocation_errors_into_one_line():
+    """CPU allocator, GPU and Python out-of-memory errors become usage errors; other
+    RuntimeErrors pass."""
+    from molscore.errors import UsageError, out_of_memory
+
+    errors = {RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 3221225472 bytes. "
+                           "Error code 12 (Cannot allocate memory)"): " (an allocation of 3.0 GiB)",
+              torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                                     "total capacity of 79.1 GiB"): " (an allocation of 2.00 GiB)",
+              MemoryError(): ""}
+    for err, size in errors.items():
+        with pytest.raises(UsageError) as caught, out_of_memory("lower -n"):
+            raise err
+        assert str(caught.value) == f"out of memory{size}; lower -n"
+    with pytest.raises(RuntimeError, match="shape mismatch"), out_of_memory("lower -n"):
+        raise RuntimeError("shape mismatch")
+
+
+def test_sample_command_points_a_toy_checkpoint_to_toy_sample(tmp_path, capsys, tiny_checkpoint):
+    """'molscore sample' with a toy checkpoint said only 'see molscore --help'."""
+    ckpt = str(tiny_checkpoint / "checkpoint.pt")
+    _one_line_error(capsys, ["sample", "--checkpoint", ckpt, "-o", str(tmp_path / "x.npy")],
+                    "checkpoint task 'toy' cannot be sampled with 'molscore sample'",
+                    f"molscore toy sample --score {ckpt} -o samples.npy")
+    assert main(["toy", "sample", "--score", ckpt, "--steps", "2", "-n", "3", "--no-progress",
+                 "-o", str(tmp_path / "samples.npy")]) == 0
+    assert np.load(tmp_path / "samples.npy").shape == (3, 2)
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_and_keeps_the_old_one(tmp_path, capsys,
+                                                                           monkeypatch):
+    """A failed write of toy.png (a full disk) ended in a traceback and left a partial
+    toy.png.tmp.png beside the previous figure."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, *args, **kwargs):
+        if hasattr(fname, "write"):
+            fname.write(b"\x89PNG part")
+        else:
+            open(fname, "wb").write(b"\x89PNG part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "toy.png").write_bytes(b"previous figure")
+    _one_line_error(capsys, ["toy", "train", "--steps", "2", "--batch-size", "8", "--hidden", "8",
+                             "--depth", "1", "--plot-samples", "20", "--plot-steps", "2",
+                             "--quiet", "-o", str(run)],
+                    f"cannot write {run / 'toy.png'}: No space left on device")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "toy.png"]
+    assert (run / "toy.png").read_bytes() == b"previous figure"

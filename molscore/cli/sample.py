@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import out_of_memory
 from . import UsageError
 from .argtypes import finite_float, positive_int, seed
 
@@ -86,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(str(err).splitlines()[0]) from None
     if not hasattr(module, "sample_command"):
-        hint = (f"molscore generate SMILES --model {args.checkpoint}" if meta["task"] == "conformers"
-                else "molscore --help")
+        hint = {"conformers": f"molscore generate SMILES --model {args.checkpoint}",
+                "toy": f"molscore toy sample --score {args.checkpoint} -o samples.npy"
+                }.get(meta["task"], "molscore --help")
         raise UsageError(f"checkpoint task {meta['task']!r} cannot be sampled with "
                          f"'molscore sample' (see '{hint}')")
-    return int(module.sample_command(model, meta, args) or 0)
+    with out_of_memory("lower -n: the samples are drawn in one batch"):
+        return int(module.sample_command(model, meta, args) or 0)

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint_model, save_atomic, write_atomic
 from ..data.toy import DENSITIES, GaussianMixture, exact_score_fn, get_density
 from ..data.toy_task import make_meta, train_toy
+from ..errors import out_of_memory
 from ..models.param import ScoreModel
 from ..objectives import OBJECTIVES, WEIGHTINGS
 from ..samplers import ODE_METHODS, SAMPLERS, sample
@@ -150,8 +151,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     src = _load_score(args.score, args.density, args.sde, args.dim)
     torch.manual_seed(args.seed)
     try:
-        x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
-                              **_sampler_options(args))
+        with out_of_memory("lower -n: the samples are drawn in one batch"):
+            x, nfe = draw_samples(src, args.sampler, args.n, args.steps, args.seed,
+                                  **_sampler_options(args))
     except FloatingPointError as err:
         raise UsageError(f"{err}; try more --steps or another --sampler") from None
     arr = x.double().numpy()
@@ -170,6 +172,9 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
 
     if args.method != "dopri5" and args.steps is None:
         raise UsageError(f"--method {args.method} is fixed-step and needs --steps")
+    if args.method == "dopri5" and args.steps is not None:
+        raise UsageError("--steps is for a fixed-step --method (rk4, midpoint, euler), not "
+                         "dopri5, whose steps follow --rtol/--atol")
     tolerances = {k: v for k, v in (("rtol", args.rtol), ("atol", args.atol)) if v is not None}
     if args.method != "dopri5" and tolerances:
         raise UsageError(f"--{next(iter(tolerances))} is for the adaptive --method dopri5, "
@@ -180,17 +185,17 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     dtype = torch.float64 if src.exact else torch.float32
-    x = dens.sample(args.n, generator=g, dtype=dtype)
-    space = DenseSpace(x.shape)
     if src.exact:
         score_fn = exact_score_fn(dens, src.sde)
     else:  # the divergence needs the graph of the learned score
         model = src.model
         score_fn = lambda y, t: model(y, t, DenseSpace(y.shape))  # noqa: E731
     try:
-        res = log_likelihood(score_fn, src.sde, space, x, divergence=args.divergence,
-                             method=args.method, steps=args.steps, disable=not args.progress,
-                             **tolerances)
+        with out_of_memory("lower -n: the samples are scored in one batch"):
+            x = dens.sample(args.n, generator=g, dtype=dtype)
+            res = log_likelihood(score_fn, src.sde, DenseSpace(x.shape), x,
+                                 divergence=args.divergence, method=args.method,
+                                 steps=args.steps, disable=not args.progress, **tolerances)
     except FloatingPointError as err:
         raise UsageError(f"{err}; try a fixed-step --method with --steps") from None
     logp = res.logp.detach().double().numpy()
@@ -228,7 +233,8 @@ def ve_sigma_max(density: str, seed: int = 0, n: int = 2000) -> float:
 
 def plot_run(path: Path, data: Tensor, samples: Tensor, model: ScoreModel, t: float,
              title: str) -> None:
-    """Three panels: data, model samples and the learned score field at time ``t`` (quiver)."""
+    """Three panels: data, model samples and the learned score field at time ``t`` (quiver),
+    written to ``path`` atomically (:func:`~molscore.checkpoint.write_atomic`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -254,10 +260,10 @@ def plot_run(path: Path, data: Tensor, samples: Tensor, model: ScoreModel, t: fl
         ax.set_aspect("equal")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -286,7 +292,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny MLPs: one thread is fastest and reproducible
     try:
-        _train_and_report(args, meta, opts, out)
+        with out_of_memory("lower --batch-size or --plot-samples"):
+            _train_and_report(args, meta, opts, out)
+    except OSError as err:  # checkpoint.pt or toy.png (a full disk)
+        raise UsageError.cannot_write(err, out) from None
     finally:
         torch.set_num_threads(threads)
     return 0
