@@ -11,7 +11,10 @@ A training checkpoint (``checkpoint.pt``) is a plain dict loadable with
 An exported model file (:func:`export_model`) holds only ``{"format", "model", "meta"}``.
 A conformer model's meta records the version of the graph features it reads
 (``meta["featurisation"]``, :mod:`molscore.chem.featurize`; version 1 where it has none).
-:func:`load_checkpoint_model` reads either kind.
+:func:`load_checkpoint_model` reads either kind. :func:`load_checkpoint` refuses, in one line,
+a file whose ``model`` (or ``ema["shadow"]``) is not a mapping of names to tensors or whose
+``meta`` is not a dict naming its task; each task's ``build_model`` checks the meta values
+its commands read.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import torch
 
-from .errors import message_line
+from .errors import described, message_line
 from .models.param import ScoreModel
 from .tasks import get_task_module
 
@@ -113,9 +116,39 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     except Exception as err:  # a damaged archive
         reason = message_line(err) or type(err).__name__
         raise ValueError(f"cannot read checkpoint {path}: {reason}") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
-        raise ValueError(f"{path} is not a molscore checkpoint (needs 'model' and 'meta')")
+    _check_structure(ckpt, path)
     return ckpt
+
+
+def _check_structure(ckpt: Any, path: Path) -> None:
+    """``ValueError``, ``PATH is not a molscore checkpoint (WHY)``, unless ``ckpt`` is a dict
+    whose ``model`` (and ``ema["shadow"]``, where it has an ``ema``) map parameter names to
+    tensors and whose ``meta`` is a dict naming its ``task``: what every loader reads before
+    the task module checks the rest of the meta (``build_model``). A list there was an
+    ``AttributeError`` or ``TypeError`` traceback."""
+    def refuse(why: str) -> None:
+        raise ValueError(f"{path} is not a molscore checkpoint ({why})")
+
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        refuse("needs 'model' and 'meta'")
+    ema = ckpt.get("ema")
+    if "ema" in ckpt and not (isinstance(ema, dict) and "shadow" in ema):
+        refuse(f"its 'ema' must be a dict with a 'shadow', got {described(ema)}")
+    states = {"model": ckpt["model"], **({"ema.shadow": ema["shadow"]} if ema else {})}
+    for key, weights in states.items():
+        if not isinstance(weights, dict):
+            refuse(f"its '{key}' must map parameter names to tensors, got {described(weights)}")
+        for name, value in weights.items():
+            if not isinstance(name, str) or not torch.is_tensor(value):
+                entry = (f"{name!r}: {described(value)}" if isinstance(name, str)
+                         else f"the key {described(name)}")
+                refuse(f"its '{key}' must map parameter names to tensors, got {entry}")
+    meta = ckpt["meta"]
+    if not isinstance(meta, dict):
+        refuse(f"its 'meta' must be a dict, got {described(meta)}")
+    if not isinstance(meta.get("task"), str):
+        refuse(f"its meta's 'task' must be a task name, got {described(meta['task'])}"
+               if "task" in meta else "its meta has no 'task'")
 
 
 def capture_rng_state() -> dict:
@@ -155,7 +188,7 @@ def check_finite(state_dict: dict, what: str = "weights") -> None:
 
 
 def _weights(ckpt: dict, ema: bool) -> dict:
-    if ema and isinstance(ckpt.get("ema"), dict):
+    if ema and "ema" in ckpt:
         return ckpt["ema"]["shadow"]
     return ckpt["model"]
 
@@ -187,9 +220,10 @@ def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
             a meta the model cannot be built from or whose model the weights do not fit.
     """
     weights, meta = load_weights(path, ema)
-    if "task" not in meta:
-        raise ValueError(f"{path}: checkpoint meta has no 'task'")
-    module = get_task_module(meta["task"])
+    try:
+        module = get_task_module(meta["task"])
+    except ValueError as err:   # a name this molscore does not know
+        raise ValueError(f"{path}: {err}") from None
     try:
         model = module.build_model(meta)
     except (KeyError, TypeError, ValueError) as err:

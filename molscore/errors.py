@@ -1,5 +1,6 @@
 """The one-line errors molscore reports: a user's mistake (:class:`UsageError`), the first
-line of another library's exception (:func:`message_line`), an allocation that failed
+line of another library's exception (:func:`message_line`), a value of the wrong kind in a
+file (:func:`described`), an allocation that failed
 (:func:`out_of_memory`), and SIGTERM (:class:`Terminated`)."""
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["UsageError", "Terminated", "message_line", "is_out_of_memory", "out_of_memory"]
+__all__ = ["UsageError", "Terminated", "message_line", "described", "is_out_of_memory",
+           "out_of_memory"]
 
 
 class UsageError(Exception):
@@ -31,6 +33,17 @@ def message_line(err: BaseException) -> str:
     """The first non-blank line of ``err``'s message ("" when it has none): RDKit, torch and
     others put pages of advice after it."""
     return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+
+
+def described(value: object) -> str:
+    """``value`` as a one-line message shows it: the ``repr`` of a number, string or ``None``
+    (cut to 60 characters), else what it is (``a list``, ``a Tensor``): a file's value found
+    where another kind was expected."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
 
 
 _ASKED = (re.compile(r"allocate (\d+) bytes"),             # torch's CPU allocator

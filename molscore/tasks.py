@@ -3,7 +3,8 @@
 A *task* module (toy densities, conformers, images, C-alpha traces) exposes
 
 * ``build_task(config: dict) -> TrainTask``: model, datasets and collate function for training;
-* ``build_model(meta: dict) -> ScoreModel``: rebuild the model from a checkpoint's ``meta``;
+* ``build_model(meta: dict) -> ScoreModel``: rebuild the model from a checkpoint's ``meta``
+  (``ValueError`` for a meta field its commands read that is of the wrong kind);
 * optionally ``meta_config(meta: dict) -> dict``: the config values a checkpoint's ``meta``
   fixes, as a partial config (conformers: ``{"model": {"featurisation": ...}}``). A run
   resuming the checkpoint takes them where its config gives none (so that it goes on as it
@@ -26,12 +27,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .errors import described
 from .models.param import ScoreModel
 from .sde import SDE, SDE_NAMES, make_sde
 from .spaces import Space
 
 __all__ = ["Batch", "TrainTask", "TASKS", "get_task_module", "to_device", "ConfigError",
-           "check_keys", "config_number", "is_int", "sde_from_config"]
+           "check_keys", "config_number", "is_int", "sde_from_config", "check_meta_int",
+           "check_meta_scale"]
 
 # task name -> module implementing build_task / build_model
 TASKS = {
@@ -71,6 +74,22 @@ def config_number(value: Any, name: str, minimum: float = -math.inf) -> float:
         bound = f" >= {minimum:g}" if minimum > -math.inf else ""
         raise ConfigError(f"{name} must be a finite number{bound}, got {value!r}")
     return number
+
+
+def check_meta_int(meta: dict, key: str, minimum: int = 1) -> None:
+    """``ValueError`` (``KeyError`` when missing) unless a checkpoint meta's ``meta[key]`` is
+    an integer >= ``minimum``: ``build_model`` checks the numbers its task's commands read."""
+    if not is_int(meta[key]) or meta[key] < minimum:
+        raise ValueError(f"meta {key!r} must be an integer >= {minimum}, got {described(meta[key])}")
+
+
+def check_meta_scale(meta: dict, key: str) -> None:
+    """``ValueError`` (``KeyError`` when missing) unless a checkpoint meta's ``meta[key]`` is a
+    positive finite number (a coordinate scale)."""
+    value = meta[key]
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or value <= 0):
+        raise ValueError(f"meta {key!r} must be a positive number, got {described(value)}")
 
 
 def sde_from_config(section: Any) -> SDE:

@@ -13,6 +13,7 @@ from _train_tasks import TASK, base_config
 from molscore.checkpoint import (capture_rng_state, export_model, load_checkpoint,
                                  load_checkpoint_model, restore_rng_state, save_atomic)
 from molscore.spaces import DenseSpace
+from molscore.tasks import TASKS
 from molscore.train import train
 
 
@@ -141,3 +142,158 @@ def test_rng_state_round_trip_through_weights_only(tmp_path):
     torch.testing.assert_close(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
     assert got[2:] == expected[2:]
+
+
+def _toy_file() -> dict:
+    """A toy trainer checkpoint's layout (model, EMA, meta) with a tiny random MLP."""
+    from molscore.data.toy_task import build_model, make_meta
+
+    meta = make_meta("checkerboard", {"name": "ve"}, net={"hidden": 8, "depth": 1})
+    state = build_model(meta).state_dict()
+    return {"format": 1, "model": state, "ema": {"decay": 0.9, "num_updates": 1, "shadow": state},
+            "meta": meta}
+
+
+def _image_file() -> dict:
+    """An exported image model file (no EMA) with a tiny random U-Net."""
+    from molscore.data.image_task import build_model
+
+    meta = {"task": "images", "shape": [1, 8, 8], "levels": 17, "num_classes": None,
+            "net": {"channels": 8, "ch_mult": [1, 2], "num_res_blocks": 1},
+            "sde": {"name": "vp"}, "parameterisation": "eps"}
+    return {"format": 1, "model": build_model(meta).state_dict(), "meta": meta}
+
+
+def _conformer_file() -> dict:
+    """An exported conformer model file with a tiny random PaiNN."""
+    from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM
+    from molscore.chem.task import build_model
+    from molscore.models.equivariant import build_backbone
+
+    net = build_backbone("painn", ATOM_FEAT_DIM, EDGE_FEAT_DIM, hidden_scalar=8, hidden_vector=2,
+                         num_layers=1, cutoff=5.0, num_rbf=4, time_dim=4)
+    meta = {"task": "conformers", "backbone": net.config(), "sde": {"name": "ve"},
+            "parameterisation": "eps", "sigma_data": 1.0, "coord_scale": 1.0}
+    return {"format": 1, "model": build_model(meta).state_dict(), "meta": meta}
+
+
+def _ca_file() -> dict:
+    """An exported C-alpha trace model file with a tiny random chain-graph PaiNN."""
+    from molscore.data.ca_task import build_model
+
+    meta = {"task": "ca_traces", "net": {"backbone": "painn", "k": 4, "max_offset": 1,
+                                         "num_freqs": 2, "hidden_scalar": 8, "hidden_vector": 2,
+                                         "num_layers": 1, "num_rbf": 4, "rbf_max": 2.0},
+            "sde": {"name": "ve"}, "parameterisation": "eps", "coord_scale": 10.0,
+            "crop_length": 8}
+    return {"format": 1, "model": build_model(meta).state_dict(), "meta": meta}
+
+
+def _command(kind: str, path, out) -> list[str]:
+    """The command that loads model file ``path`` of a ``kind`` (writing under ``out``)."""
+    return {"toy": ["toy", "sample", "--score", str(path), "-n", "2", "--steps", "2",
+                    "-o", str(out / "s.npy")],
+            "images": ["sample", "--checkpoint", str(path), "-n", "1", "--steps", "1",
+                       "--no-progress", "-o", str(out / "s.png")],
+            "ca_traces": ["sample", "--checkpoint", str(path), "-n", "1", "--steps", "1",
+                          "--no-progress", "-o", str(out / "s.pdb")],
+            "conformers": ["generate", "CCO", "--model", str(path), "--steps", "2",
+                           "--no-progress", "-o", str(out / "s.sdf")]}[kind]
+
+
+_NOT_OURS = "{path} is not a molscore checkpoint ({why})"
+_NO_MODEL = "{path}: cannot build the model its meta describes ({why})"
+_BAD_FILES = [
+    # old: TypeError: unhashable type: 'list' (tasks.get_task_module)
+    ("toy", ("meta", "task"), ["toy"], _NOT_OURS, "its meta's 'task' must be a task name, got a list"),
+    ("conformers", ("meta", "task"), ["conformers"], _NOT_OURS,
+     "its meta's 'task' must be a task name, got a list"),
+    # old: the EMA weights were used and 'model' never looked at (exit 0)
+    ("toy", ("model",), [1.0], _NOT_OURS,
+     "its 'model' must map parameter names to tensors, got a list"),
+    # old: AttributeError: 'list' object has no attribute 'items'
+    ("images", ("model",), [1.0], _NOT_OURS,
+     "its 'model' must map parameter names to tensors, got a list"),
+    ("toy", ("ema", "shadow"), [1.0], _NOT_OURS,
+     "its 'ema.shadow' must map parameter names to tensors, got a list"),
+    ("toy", ("ema", "shadow", "net.extra"), "w", _NOT_OURS,
+     "its 'ema.shadow' must map parameter names to tensors, got 'net.extra': 'w'"),
+    # old: a non-dict 'ema' was taken for none: the raw weights were sampled (exit 0)
+    ("toy", ("ema",), [1.0], _NOT_OURS, "its 'ema' must be a dict with a 'shadow', got a list"),
+    # old: "checkpoint meta has no 'task'"
+    ("toy", ("meta",), ["toy"], _NOT_OURS, "its 'meta' must be a dict, got a list"),
+    # old: "unknown task 'nope'; ..." without the file's name
+    ("toy", ("meta", "task"), "nope", "{path}: {why}",
+     f"unknown task 'nope'; choose from {', '.join(TASKS)}"),
+    # old: KeyError / TypeError tracebacks in molscore toy after the model was built
+    ("toy", ("meta", "density"), None, _NO_MODEL, "KeyError: 'density'"),
+    ("toy", ("meta", "density_options"), [1], _NO_MODEL,
+     "ValueError: meta 'density' must be a name and 'density_options' a dict, got "
+     "'checkerboard' and a list"),
+    # old: TypeError in to_levels, after sampling
+    ("images", ("meta", "levels"), "17", _NO_MODEL,
+     "ValueError: meta 'levels' must be an integer >= 2, got '17'"),
+    # old: exit 0, "wrote 1 images (1x8x8, 0 levels)"
+    ("images", ("meta", "levels"), 0, _NO_MODEL,
+     "ValueError: meta 'levels' must be an integer >= 2, got 0"),
+    # old: RuntimeError: Trying to create tensor with negative dimension -8
+    ("images", ("meta", "shape"), [1, -8, 8], _NO_MODEL,
+     "ValueError: meta 'shape' must be [C, H, W], positive integers, got [1, -8, 8]"),
+    # old: conformers generated with the coordinates scaled by -1 (exit 0)
+    ("conformers", ("meta", "coord_scale"), -1.0, _NO_MODEL,
+     "ValueError: meta 'coord_scale' must be a positive number, got -1.0"),
+    # old: traces of all-zero coordinates written (exit 0)
+    ("ca_traces", ("meta", "coord_scale"), 0.0, _NO_MODEL,
+     "ValueError: meta 'coord_scale' must be a positive number, got 0.0"),
+    # old: ValueError: invalid literal for int() (the default --length), after loading
+    ("ca_traces", ("meta", "crop_length"), "abc", _NO_MODEL,
+     "ValueError: meta 'crop_length' must be an integer >= 1, got 'abc'"),
+]
+
+
+@pytest.mark.parametrize("kind, where, value, message, why", _BAD_FILES,
+                         ids=[f"{c[0]}:{'.'.join(c[1])}={c[2]!r}" for c in _BAD_FILES])
+def test_malformed_model_files_are_one_line_exit_2(tmp_path, capsys, kind, where, value,
+                                                   message, why):
+    """A model file of the right layout with one value of the wrong kind (None: deleted)
+    is refused by the command that loads it, in one line with exit status 2; it was a
+    traceback, or a run that went on with other weights or a meaningless meta value."""
+    from molscore.cli import main
+
+    ckpt = {"toy": _toy_file, "images": _image_file, "conformers": _conformer_file,
+            "ca_traces": _ca_file}[kind]()
+    holder = ckpt
+    for key in where[:-1]:
+        holder[key] = holder = dict(holder[key])    # a copy: the EMA shares the model's dict
+    if value is None:
+        del holder[where[-1]]
+    else:
+        holder[where[-1]] = value
+    path = tmp_path / "bad.pt"
+    torch.save(ckpt, path)
+    assert main(_command(kind, path, tmp_path)) == 2
+    err = capsys.readouterr().err
+    command = "toy" if kind == "toy" else _command(kind, path, tmp_path)[0]
+    expected = message.format(path=path, why=why)
+    if kind == "toy":
+        expected = f"--score must be 'exact' or a toy checkpoint: {expected}"
+    assert err == f"molscore {command}: error: {expected}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]   # nothing written
+
+
+def test_malformed_init_weights_are_one_line_exit_2(tmp_path, capsys):
+    """``molscore train --init`` of a file whose EMA shadow is not a mapping: it was
+    ``AttributeError: 'list' object has no attribute 'items'`` (check_finite)."""
+    import yaml
+
+    from molscore.cli import main
+
+    ckpt = _toy_file()
+    ckpt["ema"] = {**ckpt["ema"], "shadow": [1.0]}
+    torch.save(ckpt, tmp_path / "bad.pt")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(base_config(steps=1)))
+    assert main(["train", "-c", str(tmp_path / "cfg.yaml"), "--init", str(tmp_path / "bad.pt"),
+                 "--quiet", "-o", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore train: error: init: {tmp_path / 'bad.pt'} is not a molscore checkpoint "
+        f"(its 'ema.shadow' must map parameter names to tensors, got a list)\n")

@@ -59,7 +59,8 @@ from ..models.param import ScoreModel
 from ..paths import resolve_data_path
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number, is_int, sde_from_config
+from ..tasks import (Batch, TrainTask, check_keys, check_meta_scale, config_number, is_int,
+                     sde_from_config)
 from .featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM, MoleculeError,
                         check_featurisation, meta_featurisation, mol_to_graph)
 
@@ -330,11 +331,13 @@ def build_model(meta: dict) -> ScoreModel:
     Raises:
         ValueError: the backbone reads node or edge features of other sizes than
             :func:`~molscore.chem.featurize.mol_to_graph` makes (another featuriser's model),
-            or the meta records a featurisation version this molscore does not know.
+            or the meta records a featurisation version this molscore does not know, or
+            its ``coord_scale`` is not a positive number.
     """
     from ..models.equivariant import build_backbone
 
     meta_featurisation(meta)
+    check_meta_scale(meta, "coord_scale")
     backbone = dict(meta["backbone"])
     dims = (backbone.get("atom_dim"), backbone.get("edge_dim"))
     if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):

@@ -41,7 +41,8 @@ from ..paths import resolve_data_path
 from ..samplers import sample
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import Batch, TrainTask, config_number, sde_from_config
+from ..tasks import (Batch, TrainTask, check_meta_int, check_meta_scale, config_number,
+                     sde_from_config)
 from .ca_metrics import trace_summary
 from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
                         read_structure_files, split_by_structure, write_ca_pdb)
@@ -126,7 +127,14 @@ def collate(items: Sequence[Tensor]) -> Batch:
 
 def build_model(meta: dict) -> ScoreModel:
     """The :class:`ScoreModel` described by ``meta["net"]``, ``meta["sde"]`` and
-    ``meta["parameterisation"]``."""
+    ``meta["parameterisation"]``.
+
+    Raises:
+        ValueError: ``coord_scale`` is not a positive number or ``crop_length`` not a positive
+            integer (what ``molscore sample`` reads besides the model).
+    """
+    check_meta_scale(meta, "coord_scale")
+    check_meta_int(meta, "crop_length")
     sde_cfg = dict(meta["sde"])
     return ScoreModel(ChainGraphNet(**meta["net"]), make_sde(sde_cfg.pop("name"), **sde_cfg),
                       meta.get("parameterisation", "eps"))

@@ -32,12 +32,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import UsageError
+from ..errors import UsageError, described
 from ..models.param import ScoreModel
 from ..models.unet import UNet
 from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys, config_number, is_int, sde_from_config
+from ..tasks import (Batch, TrainTask, check_keys, check_meta_int, config_number, is_int,
+                     sde_from_config)
 from .images import (ImageError, ImageSet, levels_from_8bit, load_image_source, read_mask,
                      read_png, save_grid, split_holdout, to_levels, to_model_space)
 
@@ -87,8 +88,23 @@ def load_task_data(data_cfg: dict, warn=None) -> tuple[ImageSet, ImageSet]:
 
 
 def build_model(meta: dict) -> ScoreModel:
-    """Rebuild the :class:`ScoreModel` (U-Net + SDE + parameterisation) from checkpoint ``meta``."""
-    c, h, w = meta["shape"]
+    """Rebuild the :class:`ScoreModel` (U-Net + SDE + parameterisation) from checkpoint ``meta``.
+
+    Raises:
+        ValueError: ``shape`` is not ``[C, H, W]`` (positive integers), ``levels`` not an
+            integer >= 2 or ``num_classes`` (where given) not a positive integer: what
+            ``molscore sample`` reads besides the model.
+    """
+    shape = meta["shape"]
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+            and all(is_int(v) and v >= 1 for v in shape)):
+        got = (f"[{', '.join(map(described, shape))}]" if isinstance(shape, (list, tuple))
+               else described(shape))
+        raise ValueError(f"meta 'shape' must be [C, H, W], positive integers, got {got}")
+    check_meta_int(meta, "levels", 2)
+    if meta.get("num_classes") is not None:
+        check_meta_int(meta, "num_classes")
+    c, h, w = shape
     net = UNet(in_channels=c, num_classes=meta.get("num_classes"), **meta["net"])
     sde_cfg = dict(meta["sde"])
     sde = make_sde(sde_cfg.pop("name"), **sde_cfg)

@@ -20,12 +20,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..ema import EMA
+from ..errors import described
 from ..models.mlp import MLPEnergyNet, MLPScoreNet
 from ..models.param import ScoreModel
 from ..objectives import get_objective
 from ..sde import make_sde
 from ..spaces import DenseSpace
-from ..tasks import Batch, TrainTask, check_keys, is_int, sde_from_config
+from ..tasks import Batch, TrainTask, check_keys, check_meta_int, is_int, sde_from_config
 from .toy import get_density
 
 __all__ = ["NET_KEYS", "ToyDataset", "collate", "make_meta", "build_model", "build_task",
@@ -87,7 +88,17 @@ def make_meta(density: str, sde_config: dict, *, density_options: dict | None = 
 
 
 def build_model(meta: dict) -> ScoreModel:
-    """Rebuild the :class:`ScoreModel` (MLP + SDE + parameterisation) from ``meta``."""
+    """Rebuild the :class:`ScoreModel` (MLP + SDE + parameterisation) from ``meta``.
+
+    Raises:
+        ValueError: ``density``, ``density_options`` or ``dim`` (what ``molscore toy`` reads
+            besides the model) is not a known density's name, its options, a positive integer.
+    """
+    if not isinstance(meta["density"], str) or not isinstance(meta["density_options"], dict):
+        raise ValueError(f"meta 'density' must be a name and 'density_options' a dict, got "
+                         f"{described(meta['density'])} and {described(meta['density_options'])}")
+    get_density(meta["density"], **meta["density_options"])     # an unknown name or option
+    check_meta_int(meta, "dim")
     sde_cfg = dict(meta["sde"])
     sde = make_sde(sde_cfg.pop("name"), **sde_cfg)
     sigma_data = float(meta.get("sigma_data", 1.0))
