@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic, write_atomic)
 from .ema import EMA
-from .errors import Terminated
+from .errors import Terminated, message_line
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
@@ -624,6 +624,24 @@ class Trainer:
             raise ConfigError(f"{path}: its {err}; use another output dir, or --no-resume to "
                               "start over in this one") from err
         self.ema.to(self.device)
+        try:
+            self._load_training_state(ckpt)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+            reason = message_line(err) or type(err).__name__  # a hand-edited or damaged file
+            raise ConfigError(f"{path}: its training state cannot be restored ({reason}); use "
+                              "another output dir, or --no-resume to start over in this one") from err
+        if self.cfg["init"] is not None and str(self.cfg["init"]) != ckpt["meta"].get("init") \
+                and self.info.is_main:
+            print(f"{self.out_dir}: resuming its run from step {self.step}; init "
+                  f"{self.cfg['init']} is not used (--no-resume starts over from it)", file=sys.stderr)
+        if "init" in ckpt["meta"]:  # where the weights came from, whatever this config's init
+            self.meta["init"] = ckpt["meta"]["init"]
+        if self.info.is_main:
+            for record in self._truncate_metrics(self.step):
+                self.last_records[record["kind"]] = record
+
+    def _load_training_state(self, ckpt: dict) -> None:
+        """Restore the optimiser, schedule, step, RNG states and loss window of ``ckpt``."""
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         # The restored optimiser holds the learning rate the checkpoint's schedule set for the
@@ -632,12 +650,6 @@ class Trainer:
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                           self.scheduler.lr_lambdas):
             group["lr"] = base_lr * factor(self.scheduler.last_epoch)
-        if self.cfg["init"] is not None and str(self.cfg["init"]) != ckpt["meta"].get("init") \
-                and self.info.is_main:
-            print(f"{self.out_dir}: resuming its run from step {int(ckpt['step'])}; init "
-                  f"{self.cfg['init']} is not used (--no-resume starts over from it)", file=sys.stderr)
-        if "init" in ckpt["meta"]:  # where the weights came from, whatever this config's init
-            self.meta["init"] = ckpt["meta"]["init"]
         self.step = self.resumed_from = int(ckpt["step"])
         states = ckpt["rng"]
         if len(states) == self.info.world_size:
@@ -647,9 +659,6 @@ class Trainer:
                 self.loss_window = [float(v) for v in windows[self.info.rank]]
         else:  # a different number of processes: continue, but not bit-for-bit
             _seed_all(_noise_seed(int(self.cfg["seed"]), self.info.rank, self.step))
-        if self.info.is_main:
-            for record in self._truncate_metrics(self.step):
-                self.last_records[record["kind"]] = record
 
     def _truncate_metrics(self, step: int) -> list[dict]:
         """Drop records logged after ``step`` by an interrupted run, and a torn last line

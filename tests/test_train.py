@@ -939,3 +939,27 @@ def test_cli_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last_
     assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "config.yaml",
                                                      "metrics.jsonl", "summary.json"]
     assert train(base_config(steps=8), out, device="cpu", progress=False)["resumed_from"] == 4
+
+
+@pytest.mark.parametrize("part, value", [("rng", [1]), ("optimizer", [1]), ("step", "x"),
+                                         ("scheduler", None)])
+def test_cli_checkpoint_whose_training_state_is_damaged_is_one_line_exit_2(tmp_path, capsys,
+                                                                           part, value):
+    """A resumed checkpoint whose optimiser, schedule, step or RNG states are not what the
+    trainer wrote (hand-edited, damaged) ended in a TypeError / ValueError traceback."""
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
+    out = tmp_path / "run"
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt[part] = value
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"molscore train: error: {out / 'checkpoint.pt'}: its training state "
+                          "cannot be restored (")
+    assert err.endswith("use another output dir, or --no-resume to start over in this one\n")
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
