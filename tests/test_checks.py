@@ -6,6 +6,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from _embedding import pose_syn_pentane
+
 from molscore.chem.checks import GIVEN, GeometryChecker, Problems, check_geometry
 from molscore.chem.stereo import mirror_conformer
 
@@ -94,17 +96,8 @@ def _syn_pentane() -> tuple[Chem.Mol, int, int]:
     -80 deg, a hydrogen of each methyl pointing at the other's), and those two hydrogens:
     1.53 A apart, as close as the H...H contacts review found in generated conformers;
     bonds, angles and heavy-atom distances stay sound."""
-    from rdkit.Chem import rdMolTransforms
-
     mol = _mmff("CCCCC", seed=1)
-    conf = mol.GetConformer()
-    rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 80.0)
-    rdMolTransforms.SetDihedralDeg(conf, 1, 2, 3, 4, -80.0)
-    h0, h4 = (min(n.GetIdx() for n in mol.GetAtomWithIdx(c).GetNeighbors() if n.GetAtomicNum() == 1)
-              for c in (0, 4))
-    rdMolTransforms.SetDihedralDeg(conf, 2, 1, 0, h0, -60.0)
-    rdMolTransforms.SetDihedralDeg(conf, 2, 3, 4, h4, 60.0)
-    return mol, h0, h4
+    return (mol, *pose_syn_pentane(mol.GetConformer(), 80.0))
 
 
 def test_hydrogen_clash_flagged():

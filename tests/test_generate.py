@@ -6,6 +6,8 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
+from _embedding import pose_syn_pentane
+
 from molscore.chem.checks import GeometryChecker, Problems, check_geometry
 from molscore.chem.embedding import embed_conformers
 from molscore.chem.featurize import ATOM_FEAT_DIM, EDGE_FEAT_DIM, MoleculeError
@@ -589,8 +591,6 @@ def test_a_hydrogen_clash_is_cleaned_up_or_listed(tiny_model, monkeypatch):
     the last round with the clash listed. Staged: every start of pentane turned rigidly
     into its syn conformation (C-C-C-C dihedrals 70 and -70 deg), a hydrogen of each methyl
     pointing at the other's (about 0.6-1.3 A apart)."""
-    from rdkit.Chem import rdMolTransforms
-
     from molscore.chem.coords import add_conformer
 
     pairs = []
@@ -599,13 +599,7 @@ def test_a_hydrogen_clash_is_cleaned_up_or_listed(tiny_model, monkeypatch):
         mol = Chem.Mol(mol)
         mol.RemoveAllConformers()
         conf = mol.GetConformer(add_conformer(mol, pos))
-        rdMolTransforms.SetDihedralDeg(conf, 0, 1, 2, 3, 70.0)
-        rdMolTransforms.SetDihedralDeg(conf, 1, 2, 3, 4, -70.0)
-        h0, h4 = (min(n.GetIdx() for n in mol.GetAtomWithIdx(c).GetNeighbors() if n.GetAtomicNum() == 1)
-                  for c in (0, 4))
-        rdMolTransforms.SetDihedralDeg(conf, 2, 1, 0, h0, -60.0)
-        rdMolTransforms.SetDihedralDeg(conf, 2, 3, 4, h4, 60.0)
-        pairs.append((h0, h4))
+        pairs.append(pose_syn_pentane(conf, 70.0))
         return conf.GetPositions()
 
     _starts_as_samples(monkeypatch, [], syn)
