@@ -7,8 +7,8 @@
 # metrics.jsonl and the exported EMA model (model.pt, for `molscore generate --model`) to
 # $OUT. Put an earlier call's checkpoint.pt (and metrics.jsonl) into .device/train/ and the run
 # resumes it exactly. A model file at .device/train/init.pt starts a fresh run from its
-# weights instead (a checkpoint to resume wins); not the shipped weights or a model trained
-# from them, whose data held reserved molecules (molscore/models/README.md).
+# weights instead (a checkpoint to resume wins); not weights shipped before 2026-12-07 or a
+# model trained from them, whose data held reserved molecules (molscore/models/README.md).
 # `PYTHON=.venv/bin/python DEVICE=cpu MINUTES=1 bash scripts/device_train.sh` runs the same
 # steps on a CPU.
 set -uo pipefail

@@ -71,12 +71,12 @@ def test_shipped_model_denoises_toward_real_geometry(shipped):
     assert np.isfinite(float(after))
 
 
-def test_shipped_model_reads_version_1_features(shipped):
-    """The shipped weights were trained on version 1 features (molscore.chem.featurize); their
-    meta, older than the versions, names none, and generation builds version 1 graphs for them."""
+def test_shipped_model_reads_version_2_features(shipped):
+    """The shipped weights (retrained 2026-12-07) read version 2 features (molscore.chem.featurize),
+    which their meta names, and generation builds version 2 graphs for them."""
     from molscore.chem.featurize import meta_featurisation
     from molscore.generate import ConformerGenerator
 
     model, meta = shipped
-    assert "featurisation" not in meta and meta_featurisation(meta) == 1
-    assert ConformerGenerator(device="cpu").featurisation == 1
+    assert meta["featurisation"] == 2 and meta_featurisation(meta) == 2
+    assert ConformerGenerator(device="cpu").featurisation == 2
