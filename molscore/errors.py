@@ -1,7 +1,7 @@
 """The one-line errors molscore reports: a user's mistake (:class:`UsageError`), the first
 line of another library's exception (:func:`message_line`), a value of the wrong kind in a
-file (:func:`described`), an allocation that failed
-(:func:`out_of_memory`), and SIGTERM (:class:`Terminated`)."""
+file (:func:`described`), an allocation that failed (:func:`out_of_memory`), and SIGTERM
+(:class:`Terminated`)."""
 from __future__ import annotations
 
 import re
