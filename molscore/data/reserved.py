@@ -19,8 +19,9 @@ of its RDKit tautomers, of its neutral form, of that form's tautomers and of tha
 one proton more or fewer (:func:`charge_forms`). This is conservative: a molecule is
 dropped when any of these forms is reserved, so a few that are not the same compound (a ketose
 sharing an enediol tautomer with a reserved aldose) are left out too, which costs training
-data only. Training on a processed dataset checks the stored block alone (:func:`exclusion_reason`), since enumerating the forms
-of every molecule at each start would be slow; the builders did the rest.
+data only. Training on a processed dataset checks the stored block alone
+(:func:`exclusion_reason`), since enumerating the forms of every molecule at each start would
+be slow; the builders did the rest.
 """
 from __future__ import annotations
 
