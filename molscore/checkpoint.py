@@ -13,8 +13,8 @@ A conformer model's meta records the version of the graph features it reads
 (``meta["featurisation"]``, :mod:`molscore.chem.featurize`; version 1 where it has none).
 :func:`load_checkpoint_model` reads either kind. :func:`load_checkpoint` refuses, in one line,
 a file whose ``model`` (or ``ema["shadow"]``) is not a mapping of names to tensors or whose
-``meta`` is not a dict naming its task; each task's ``build_model`` checks the meta values
-its commands read.
+``meta`` is not a dict naming its task, or whose ``format`` (where it has one) is not
+:data:`CHECKPOINT_FORMAT`; each task's ``build_model`` checks the meta values its commands read.
 """
 from __future__ import annotations
 
@@ -116,8 +116,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     except Exception as err:  # a damaged archive
         reason = message_line(err) or type(err).__name__
         raise ValueError(f"cannot read checkpoint {path}: {reason}") from err
+    _check_format(ckpt, path)
     _check_structure(ckpt, path)
     return ckpt
+
+
+def _check_format(ckpt: Any, path: Path) -> None:
+    """``ValueError`` when ``ckpt`` records a ``format`` other than :data:`CHECKPOINT_FORMAT`
+    (a later molscore's layout would be read as this one's); a file without the key (written
+    by hand) is read as this format."""
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        return
+    found = ckpt["format"]
+    if type(found) is not int or found != CHECKPOINT_FORMAT:   # True == 1: not a format
+        raise ValueError(f"{path}: checkpoint format {found!r}, but this molscore reads format "
+                         f"{CHECKPOINT_FORMAT} (was it written by a newer molscore?)")
 
 
 def _check_structure(ckpt: Any, path: Path) -> None:

@@ -222,6 +222,12 @@ _BAD_FILES = [
     ("toy", ("ema",), [1.0], _NOT_OURS, "its 'ema' must be a dict with a 'shadow', got a list"),
     # old: "checkpoint meta has no 'task'"
     ("toy", ("meta",), ["toy"], _NOT_OURS, "its 'meta' must be a dict, got a list"),
+    # old: read as format 1 (exit 0): a later layout would be taken for this one
+    ("toy", ("format",), 2, "{path}: {why}",
+     "checkpoint format 2, but this molscore reads format 1 (was it written by a newer molscore?)"),
+    ("conformers", ("format",), "1", "{path}: {why}",
+     "checkpoint format '1', but this molscore reads format 1 (was it written by a newer "
+     "molscore?)"),
     # old: "unknown task 'nope'; ..." without the file's name
     ("toy", ("meta", "task"), "nope", "{path}: {why}",
      f"unknown task 'nope'; choose from {', '.join(TASKS)}"),
