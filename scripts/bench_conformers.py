@@ -60,7 +60,6 @@ from typing import Callable, Sequence
 from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
     import numpy as np

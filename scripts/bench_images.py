@@ -32,8 +32,6 @@ from pathlib import Path
 from script_signals import signals_end_quietly
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
     import torch

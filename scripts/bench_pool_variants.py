@@ -33,8 +33,6 @@ from pathlib import Path
 from script_signals import signals_end_quietly
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 / 143
     import numpy as np
