@@ -130,6 +130,33 @@ def test_close_hydrogen_contacts_of_reference_conformers_pass():
     assert all(len(problems) == 1 and problems[0].startswith("hydrogen clash: ") for problems in single)
 
 
+def test_chalcogen_bonded_reference_conformers_pass():
+    """Two acylimino-thiazolidines of the GEOM-DRUGS excerpt hold their carbonyl O 2.24 and
+    2.26 A from the ring S four bonds away (an intramolecular chalcogen bond, 0.68 of the radius
+    sum): the single heavy-atom factor 0.7 failed them as clashes. Only S/Se...N/O pairs four
+    bonds apart get the lower factor (0.65: 2.16 A for S...O); other pairs keep 0.7."""
+    mols = list(Chem.SDMolSupplier(str(DATA / "chalcogen_contacts.sdf"), removeHs=False))
+    assert len(mols) == 2
+    for mol in mols:
+        assert check_geometry(mol) == []
+        problems = check_geometry(mol, chalcogen_clash_factor=0.7)
+        assert len(problems) == 1 and problems[0].startswith("steric clash: O")
+        assert "...S" in problems[0]
+        checker = GeometryChecker(mol)
+        z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+        topo = Chem.GetDistanceMatrix(mol)
+        p, q = checker.pairs.T
+        rvdw = np.array([Chem.GetPeriodicTable().GetRvdw(int(n)) for n in z])
+        factor = checker.pair_min / (rvdw[p] + rvdw[q])
+        s_o = ((z[p] == 16) & (z[q] == 8)) | ((z[p] == 8) & (z[q] == 16))
+        heavy = (z[p] > 1) & (z[q] > 1)
+        assert (s_o & (topo[p, q] == 4)).any() and (s_o & (topo[p, q] > 4)).any()
+        np.testing.assert_allclose(factor[s_o & (topo[p, q] == 4)], 0.65)
+        np.testing.assert_allclose(factor[s_o & (topo[p, q] > 4)], 0.7)
+        np.testing.assert_allclose(factor[heavy & ~s_o & ~np.isin(z[p], (16, 34))
+                                          & ~np.isin(z[q], (16, 34))], 0.7)
+
+
 def test_nonplanar_aromatic_ring_flagged():
     mol = _mmff("CC(=O)Nc1ccc(O)cc1")
     ring = [a.GetIdx() for a in mol.GetAtoms() if a.GetIsAromatic()]

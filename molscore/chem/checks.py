@@ -32,7 +32,13 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
   a planar N's bounds give 156-171), so its angles may lie in the range of a planar or of a
   pyramidal (sp3) N;
 * steric clashes: heavy-atom pairs at least three bonds apart closer than
-  ``clash_factor`` times the sum of their van der Waals radii;
+  ``clash_factor`` times the sum of their van der Waals radii, and ``chalcogen_clash_factor``
+  (0.65: S...O 2.16 Å) for an S or Se four bonds from an N or O, which an intramolecular
+  chalcogen bond brings close: two acylimino-thiazolidines of the GEOM-DRUGS excerpt hold their
+  carbonyl O 2.24 and 2.26 Å from the ring S (O=C-N=C-S; 0.68 of the radius sum), the only
+  reference conformers of the hexane ensembles and the GEOM-DRUGS excerpt (4,011) the single
+  factor failed besides two GEOM artefacts (a C...N 1,5 contact of 2.23 Å, a P...C 1.86 Å of a
+  fragmented record; measured 2026-12-07);
 * hydrogen clashes: pairs with a hydrogen (H...H and H...heavy atom) at least three bonds
   apart closer than ``hydrogen_clash_factor`` (0.67: H...H 1.61 Å, H...C 1.94 Å) times that
   sum, and ``hbond_clash_factor`` (0.45: H...O 1.24 Å) for a hydrogen on N or O with an N, O
@@ -152,6 +158,8 @@ class GeometryChecker:
             among their three atoms, where the UFF-derived ranges are least reliable.
         clash_factor: fraction of the van der Waals radius sum below which a heavy-atom
             pair three or more bonds apart clashes.
+        chalcogen_clash_factor: the same for an S or Se four bonds from an N or O (an
+            intramolecular chalcogen bond's pair).
         hydrogen_clash_factor: the same for a pair with a hydrogen (H...H, H...heavy atom).
         hbond_clash_factor: the same for a hydrogen on N or O with an N, O or F (a hydrogen
             bond's pair).
@@ -166,7 +174,8 @@ class GeometryChecker:
     def __init__(self, mol: Chem.Mol, *, bond_tol: float = 0.25,
                  first_row_bond_tol: float | None = 0.15, angle_tol: float = 20.0,
                  hetero_angle_tol: float = 35.0, clash_factor: float = 0.7,
-                 hydrogen_clash_factor: float = 0.67, hbond_clash_factor: float = 0.45,
+                 chalcogen_clash_factor: float = 0.65, hydrogen_clash_factor: float = 0.67,
+                 hbond_clash_factor: float = 0.45,
                  planarity_tol: float = 0.1, double_bond_tol: float = 0.25, stereo: bool = True,
                  fixed: Sequence[int] = ()):
         self.mol = mol
@@ -232,8 +241,11 @@ class GeometryChecker:
                             for a in mol.GetAtoms()], dtype=bool)          # H on N or O
         acceptor = np.isin(z, (7, 8, 9))                                     # N, O, F
         hbond = (polar_h[p] & acceptor[q]) | (polar_h[q] & acceptor[p])
-        factor = np.where(hbond, hbond_clash_factor,
-                          np.where(self.pair_has_h, hydrogen_clash_factor, clash_factor))
+        chalcogen, donor = np.isin(z, (16, 34)), np.isin(z, (7, 8))          # S, Se; N, O
+        chalcogen_bond = (topo[p, q] == 4) & ((chalcogen[p] & donor[q]) | (chalcogen[q] & donor[p]))
+        factor = np.select([hbond, self.pair_has_h, chalcogen_bond],
+                           [hbond_clash_factor, hydrogen_clash_factor, chalcogen_clash_factor],
+                           clash_factor)
         self.pair_min = factor * (rvdw[p] + rvdw[q])
         ring_info = mol.GetRingInfo()
         # aromatic rings: every bond aromatic (a ring of aromatic atoms joined by single
