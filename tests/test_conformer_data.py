@@ -188,13 +188,13 @@ def test_molecule_without_inchikey_is_not_stored(tmp_path, ensembles):
 
 
 def test_dataset_holding_a_molecule_without_inchikey_trains_without_it(tmp_path, ensembles):
-    """A dataset written before its builder dropped such molecules: the training split
-    leaves it out when it leaves out reserved molecules."""
-    from molscore.data.processed import DatasetWriter, encode_record
+    """A dataset to which such a molecule was added by hand (its builder drops them): the
+    training split leaves it out when it leaves out reserved molecules."""
+    from molscore.data.processed import build_writer, encode_record
     from molscore.data.reserved import reserved_keys
 
     smi, mol = next(iter(ensembles.items()))
-    writer = DatasetWriter(tmp_path / "ds")
+    writer = build_writer(tmp_path / "ds")
     for record in (ConformerSet(smiles=smi, mol=mol, weights=None, name=smi), _no_inchikey_record()):
         writer.add(encode_record(record, featurisation=writer.featurisation))
     writer.finalize((1.0, 0.0, 0.0))
@@ -730,6 +730,38 @@ def test_a_reserved_list_that_holds_no_inchikeys_is_refused(tmp_path):
         bad.write_text(text)
         with pytest.raises(ValueError, match=f"line {line}: .* is not an InChIKey"):
             reserved_keys(bad)
+
+
+def test_an_empty_or_missing_shipped_reserved_list_is_refused(tmp_path, monkeypatch, capsys):
+    """A shipped list emptied (or truncated to its comments) left nothing out, silently: every
+    build and training set kept the reserved molecules. A missing one ended ``build-dataset`` in
+    a traceback (exit status 1). Both are one-line errors, exit status 2; another list may be
+    empty (it adds nothing)."""
+    import molscore.data.reserved as reserved_module
+    from molscore.cli import main
+
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("# no molecule reserved\n")
+    shipped = tmp_path / "shipped.txt"
+    shipped.write_text("# InChIKey connectivity blocks of molecules reserved for held-out evaluation.\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", shipped)
+    with pytest.raises(ValueError, match="holds no InChIKey: the shipped reserved list is empty"):
+        reserved_module.reserved_keys(nothing)
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n")
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "--n-confs", "1", "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == (f"molscore build-dataset: error: {shipped} holds no InChIKey: the shipped "
+                                       "reserved list is empty (damaged or truncated), so it would leave "
+                                       "nothing out; restore it\n")
+    shipped.unlink()
+    assert main(args + ["-o", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == f"molscore build-dataset: error: reserved InChIKey list not found: {shipped}\n"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    restored = tmp_path / "restored.txt"
+    restored.write_text("BSYNRYMUTXBXSQ\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", restored)
+    assert reserved_module.reserved_keys(nothing) == {"BSYNRYMUTXBXSQ"}
 
 
 # seven ketones in a chain: the tautomer enumeration stops at MAX_TAUTOMERS (InChI merges none)
