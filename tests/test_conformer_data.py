@@ -856,6 +856,21 @@ def test_a_neutral_molecule_whose_anion_or_cation_is_reserved_is_dropped(tmp_pat
         check_match_rule({"reserved_match": PREVIOUS_RULE}, tmp_path)
 
 
+def test_a_deuterated_tautomer_or_charge_form_of_a_reserved_molecule_is_dropped():
+    """The InChIKey block ignores isotopes, but ``RemoveHs`` keeps a deuterium as an atom, so
+    the tautomers and charge forms did not move it: the hydroxamic acid of CCD EHM with an O-D
+    (its O-deprotonated anion is reserved) and the O-D enol of a reserved ketone were kept."""
+    reserved = load_reserved()
+    form = RESERVED_REASON + " (tautomer or charge form of {})"
+    for smiles in ("O=C(NO[2H])C(O)C(O)CO", "O=C(NO[3H])C(O)C(O)CO"):
+        for mol in (Chem.MolFromSmiles(smiles), Chem.AddHs(Chem.MolFromSmiles(smiles))):
+            assert inchikey_block(mol) not in reserved
+            assert build_exclusion_reason(mol, reserved) == form.format("FSEZIQFBMVZMNY")
+    ketone = frozenset({inchikey_block(Chem.MolFromSmiles("O=C1CCCCC1"))})
+    enol = Chem.AddHs(Chem.MolFromSmiles("[2H]OC1=CCCCC1"))
+    assert build_exclusion_reason(enol, ketone) == form.format(min(ketone))
+
+
 def test_charge_forms_are_one_per_symmetry_class_and_bounded(monkeypatch):
     """``charge_forms``: one proton more on an uncharged N, one fewer on an uncharged N, O or S
     with a hydrogen, one form per symmetry class, at most MAX_CHARGE_SITES atoms."""

@@ -195,7 +195,8 @@ def form_blocks(mol: Chem.Mol) -> frozenset[str]:
     fewer (:func:`charge_forms`: a reserved anion or cation whose neutral form InChI gives
     another block). Never raises: forms RDKit cannot make are left out, so a molecule whose
     forms cannot be computed gives its own block only, and one without an InChIKey gives none
-    (an empty set). Explicit hydrogens and conformers of ``mol`` are ignored."""
+    (an empty set). Explicit hydrogens, isotopes (a deuterium is a hydrogen that tautomers and
+    charge forms move) and conformers of ``mol`` are ignored."""
     return _form_blocks(mol, inchikey_block(mol))
 
 
@@ -209,6 +210,8 @@ def _form_blocks(mol: Chem.Mol, own: str) -> frozenset[str]:
         try:
             heavy = Chem.Mol(mol)
             heavy.RemoveAllConformers()
+            for atom in heavy.GetAtoms():  # the block ignores isotopes; a D or T is a proton that
+                atom.SetIsotope(0)         # moves, which RemoveHs would keep as an atom
             heavy = Chem.RemoveHs(heavy)
         except Exception:  # an odd molecule: its own block only
             return frozenset(blocks)
