@@ -188,13 +188,13 @@ def test_molecule_without_inchikey_is_not_stored(tmp_path, ensembles):
 
 
 def test_dataset_holding_a_molecule_without_inchikey_trains_without_it(tmp_path, ensembles):
-    """A dataset written before its builder dropped such molecules: the training split
-    leaves it out when it leaves out reserved molecules."""
-    from molscore.data.processed import DatasetWriter, encode_record
+    """A dataset to which such a molecule was added by hand (its builder drops them): the
+    training split leaves it out when it leaves out reserved molecules."""
+    from molscore.data.processed import build_writer, encode_record
     from molscore.data.reserved import reserved_keys
 
     smi, mol = next(iter(ensembles.items()))
-    writer = DatasetWriter(tmp_path / "ds")
+    writer = build_writer(tmp_path / "ds")
     for record in (ConformerSet(smiles=smi, mol=mol, weights=None, name=smi), _no_inchikey_record()):
         writer.add(encode_record(record, featurisation=writer.featurisation))
     writer.finalize((1.0, 0.0, 0.0))
@@ -732,6 +732,38 @@ def test_a_reserved_list_that_holds_no_inchikeys_is_refused(tmp_path):
             reserved_keys(bad)
 
 
+def test_an_empty_or_missing_shipped_reserved_list_is_refused(tmp_path, monkeypatch, capsys):
+    """A shipped list emptied (or truncated to its comments) left nothing out, silently: every
+    build and training set kept the reserved molecules. A missing one ended ``build-dataset`` in
+    a traceback (exit status 1). Both are one-line errors, exit status 2; another list may be
+    empty (it adds nothing)."""
+    import molscore.data.reserved as reserved_module
+    from molscore.cli import main
+
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("# no molecule reserved\n")
+    shipped = tmp_path / "shipped.txt"
+    shipped.write_text("# InChIKey connectivity blocks of molecules reserved for held-out evaluation.\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", shipped)
+    with pytest.raises(ValueError, match="holds no InChIKey: the shipped reserved list is empty"):
+        reserved_module.reserved_keys(nothing)
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n")
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "--n-confs", "1", "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == (f"molscore build-dataset: error: {shipped} holds no InChIKey: the shipped "
+                                       "reserved list is empty (damaged or truncated), so it would leave "
+                                       "nothing out; restore it\n")
+    shipped.unlink()
+    assert main(args + ["-o", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == f"molscore build-dataset: error: reserved InChIKey list not found: {shipped}\n"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    restored = tmp_path / "restored.txt"
+    restored.write_text("BSYNRYMUTXBXSQ\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", restored)
+    assert reserved_module.reserved_keys(nothing) == {"BSYNRYMUTXBXSQ"}
+
+
 # seven ketones in a chain: the tautomer enumeration stops at MAX_TAUTOMERS (InChI merges none)
 POLYKETONE = "CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)CC(=O)C"
 
@@ -822,6 +854,21 @@ def test_a_neutral_molecule_whose_anion_or_cation_is_reserved_is_dropped(tmp_pat
         assert inchikey_block(Chem.MolFromSmiles(neutral)) == inchikey_block(Chem.MolFromSmiles(charged))
     with pytest.raises(ValueError, match="was built under another reserved-molecule rule"):
         check_match_rule({"reserved_match": PREVIOUS_RULE}, tmp_path)
+
+
+def test_a_deuterated_tautomer_or_charge_form_of_a_reserved_molecule_is_dropped():
+    """The InChIKey block ignores isotopes, but ``RemoveHs`` keeps a deuterium as an atom, so
+    the tautomers and charge forms did not move it: the hydroxamic acid of CCD EHM with an O-D
+    (its O-deprotonated anion is reserved) and the O-D enol of a reserved ketone were kept."""
+    reserved = load_reserved()
+    form = RESERVED_REASON + " (tautomer or charge form of {})"
+    for smiles in ("O=C(NO[2H])C(O)C(O)CO", "O=C(NO[3H])C(O)C(O)CO"):
+        for mol in (Chem.MolFromSmiles(smiles), Chem.AddHs(Chem.MolFromSmiles(smiles))):
+            assert inchikey_block(mol) not in reserved
+            assert build_exclusion_reason(mol, reserved) == form.format("FSEZIQFBMVZMNY")
+    ketone = frozenset({inchikey_block(Chem.MolFromSmiles("O=C1CCCCC1"))})
+    enol = Chem.AddHs(Chem.MolFromSmiles("[2H]OC1=CCCCC1"))
+    assert build_exclusion_reason(enol, ketone) == form.format(min(ketone))
 
 
 def test_charge_forms_are_one_per_symmetry_class_and_bounded(monkeypatch):

@@ -257,6 +257,50 @@ def test_processed_data_leaves_reserved_molecules_out(small_sdf, tmp_path, old_i
     assert "reserved_dropped" not in build_task(cfg).meta["data"]
 
 
+def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on(tmp_path, capsys):
+    """Training compares a processed molecule's stored InChIKey block alone, trusting the
+    builder with the tautomers and charge forms of reserved molecules; a dataset written by a
+    molscore that compared the block alone (its index records no ``reserved_match``), or under
+    another rule, was trained on as it was: acetazolamide, the neutral form of a reserved anion
+    (CCD AZM), was trained on. Such a dataset is refused, in one line with exit status 2."""
+    import json
+
+    import yaml
+    from rdkit.Chem import AllChem
+
+    from molscore.chem.featurize import prepare_mol
+    from molscore.cli import main
+    from molscore.data.conformers import ConformerSet
+    from molscore.data.processed import DatasetWriter, encode_record
+    from molscore.data.reserved import MATCH_RULE, build_exclusion_reason, reserved_keys
+
+    acetazolamide = "CC(=O)Nc1nnc(S(N)(=O)=O)s1"
+    writer = DatasetWriter(tmp_path / "old")                # as an older molscore wrote it
+    for smi in (acetazolamide, "CCCCCCCCCCO"):
+        mol = prepare_mol(smi)
+        AllChem.EmbedMolecule(mol, randomSeed=3)
+        writer.add(encode_record(ConformerSet(smiles=smi, mol=mol, weights=None, name=smi),
+                                 featurisation=writer.featurisation))
+    writer.finalize((1.0, 0.0, 0.0))
+    assert build_exclusion_reason(Chem.MolFromSmiles(acetazolamide), reserved_keys()) is not None
+    cfg = {**_cfg("unused"), "data": {"processed": str(tmp_path / "old"), "conformers": "all"}}
+    with pytest.raises(ValueError, match="was built under another reserved-molecule rule: reserved_match None"):
+        build_task(cfg)
+    index_path = tmp_path / "old" / "index.json"
+    index = json.loads(index_path.read_text())
+    index["meta"]["reserved_match"] = MATCH_RULE.replace(", that form's tautomers", "")  # another rule
+    index_path.write_text(json.dumps(index))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "steps": 1}))
+    assert main(["train", "-c", str(config), "-o", str(tmp_path / "o"), "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was built under another reserved-molecule rule" in err
+    index["meta"]["reserved_match"] = MATCH_RULE    # the rule recorded: the stored blocks are trusted
+    index_path.write_text(json.dumps(index))
+    assert [m["name"] for m in index["molecules"]] == [acetazolamide, "CCCCCCCCCCO"]
+    assert build_task(cfg).train_set.base.smiles == [acetazolamide, "CCCCCCCCCCO"]
+
+
 def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small_sdf, tmp_path):
     """Two datasets of the same molecules split with other seeds: each one's validation split
     holds molecules the other trains on; validation leaves them out (a model would otherwise

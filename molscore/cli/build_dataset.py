@@ -154,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     maker_kwargs: dict = {}
     input_failures: list = []
     renamed: list[str] = []
+    try:  # the shipped list: missing, damaged or emptied, it would end the build in a traceback
+        load_reserved()
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from None
     if args.reserved is not None:
         if not args.reserved.is_file():
             raise UsageError(f"reserved list not found: {args.reserved}")

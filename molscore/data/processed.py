@@ -434,14 +434,17 @@ class ConformerDataset(Dataset):
         weighting: for ``"random"``, ``"uniform"`` over conformers or ``"boltzmann"`` (the stored
             weights; uniform for molecules without weights).
         reserved: InChIKey connectivity blocks (:func:`molscore.data.reserved.reserved_keys`) of
-            molecules to leave out of the split, so that a dataset written before its builder
-            dropped them (or with another list) trains on none of them, nor on a molecule
+            molecules to leave out of the split, so that a dataset written with another list
+            (or holding molecules added by hand) trains on none of them, nor on a molecule
             without an InChIKey (which cannot be checked); ``reserved_dropped`` then names
             those left out. The block is read from the index (datasets written since
             2026-12-06; the first 14 characters of a whole InChIKey stored there by hand) or,
             where the index holds none that looks like one, computed from the stored SMILES.
             Only that block is compared (enumerating tautomers and charge forms of every
-            molecule at each training start would be slow): the builders left those out.
+            molecule at each training start would be slow): the builders left those out, so
+            a dataset whose index records another rule than
+            :data:`~molscore.data.reserved.MATCH_RULE`, or none, is refused
+            (:func:`~molscore.data.reserved.check_match_rule`).
             ``None``: keep every molecule.
         exclude: blocks of other molecules to leave out (the training molecules of every
             dataset a run mixes, kept out of this validation split, and the validation
@@ -456,8 +459,9 @@ class ConformerDataset(Dataset):
 
     Raises:
         ValueError: the dataset was written with other feature sizes (by another featuriser) or
-            another featurisation version than ``featurisation``, an unknown split, or a split
-            of a build that was not finalised.
+            another featurisation version than ``featurisation``, an unknown split, a split
+            of a build that was not finalised, or (with ``reserved``) under another
+            reserved-molecule rule.
 
     Items are ``Data`` with ``atom_feat`` ``(N, ATOM_FEAT_DIM)``, ``edge_index`` ``(2, E)``,
     ``edge_attr`` ``(E, EDGE_FEAT_DIM)``, ``z`` ``(N,)``, ``pos`` ``(N, 3)`` float32 (Angstrom, as
@@ -473,6 +477,9 @@ class ConformerDataset(Dataset):
             raise ValueError(f"weighting must be 'uniform' or 'boltzmann', got {weighting!r}")
         self.root = Path(root)
         self.index = load_index(self.root)
+        if reserved is not None:  # the stored block alone is compared: the builder did the rest
+            meta = self.index.get("meta")
+            check_match_rule(meta if isinstance(meta, dict) else {}, self.root)
         dims = (self.index.get("atom_feat_dim"), self.index.get("edge_feat_dim"))
         if dims != (ATOM_FEAT_DIM, EDGE_FEAT_DIM):
             raise ValueError(f"{root} holds features of other sizes (atom {dims[0]}, edge {dims[1]}; "

@@ -21,7 +21,8 @@ dropped when any of these forms is reserved, so a few that are not the same comp
 sharing an enediol tautomer with a reserved aldose) are left out too, which costs training
 data only. Training on a processed dataset checks the stored block alone
 (:func:`exclusion_reason`), since enumerating the forms of every molecule at each start would
-be slow; the builders did the rest.
+be slow; the builders did the rest, so a dataset built under another rule is not trained on
+(:func:`check_match_rule`).
 """
 from __future__ import annotations
 
@@ -79,12 +80,17 @@ def load_reserved(path: str | Path | None = None) -> frozenset[str]:
     Raises:
         FileNotFoundError: the list does not exist.
         ValueError: a line that is not an InChIKey nor its first block (a SMILES list, a CSV
-            with a header), with its number.
+            with a header), with its number; or the shipped list holds no key (another list
+            may be empty: it adds nothing).
     """
     path = Path(path) if path is not None else DEFAULT_RESERVED_PATH
     if not path.is_file():
         raise FileNotFoundError(f"reserved InChIKey list not found: {path}")
-    return _load(str(path.resolve()))
+    blocks = _load(str(path.resolve()))
+    if not blocks and path.resolve() == DEFAULT_RESERVED_PATH.resolve():
+        raise ValueError(f"{path} holds no InChIKey: the shipped reserved list is empty (damaged or "
+                         "truncated), so it would leave nothing out; restore it")
+    return blocks
 
 
 def reserved_keys(extra: str | Path | None = None) -> frozenset[str]:
@@ -92,8 +98,9 @@ def reserved_keys(extra: str | Path | None = None) -> frozenset[str]:
     (another list, e.g. development-benchmark molecules) as well.
 
     Raises:
-        FileNotFoundError: ``extra`` does not exist.
-        ValueError: ``extra`` holds a line that is not an InChIKey (:func:`load_reserved`).
+        FileNotFoundError: the shipped list or ``extra`` does not exist.
+        ValueError: ``extra`` or the shipped list holds a line that is not an InChIKey, or the
+            shipped list holds none (:func:`load_reserved`).
     """
     shipped = load_reserved()
     return shipped if extra is None else shipped | load_reserved(extra)
@@ -188,7 +195,8 @@ def form_blocks(mol: Chem.Mol) -> frozenset[str]:
     fewer (:func:`charge_forms`: a reserved anion or cation whose neutral form InChI gives
     another block). Never raises: forms RDKit cannot make are left out, so a molecule whose
     forms cannot be computed gives its own block only, and one without an InChIKey gives none
-    (an empty set). Explicit hydrogens and conformers of ``mol`` are ignored."""
+    (an empty set). Explicit hydrogens, isotopes (a deuterium is a hydrogen that tautomers and
+    charge forms move) and conformers of ``mol`` are ignored."""
     return _form_blocks(mol, inchikey_block(mol))
 
 
@@ -202,6 +210,8 @@ def _form_blocks(mol: Chem.Mol, own: str) -> frozenset[str]:
         try:
             heavy = Chem.Mol(mol)
             heavy.RemoveAllConformers()
+            for atom in heavy.GetAtoms():  # the block ignores isotopes; a D or T is a proton that
+                atom.SetIsotope(0)         # moves, which RemoveHs would keep as an atom
             heavy = Chem.RemoveHs(heavy)
         except Exception:  # an odd molecule: its own block only
             return frozenset(blocks)
@@ -246,10 +256,12 @@ def is_reserved_reason(reason: str) -> bool:
 
 
 def check_match_rule(meta: dict, root: str | Path) -> None:
-    """Refuse to add to the dataset at ``root`` (its index's ``meta``) when it was built under
-    another rule than :data:`MATCH_RULE` (``reserved_match``; none recorded: an older molscore,
-    which compared the molecule's own InChIKey block only), since its stored molecules were
-    checked under that rule.
+    """Refuse to add to, or train on, the dataset at ``root`` (its index's ``meta``) when it was
+    built under another rule than :data:`MATCH_RULE` (``reserved_match``; none recorded: an older
+    molscore, which compared the molecule's own InChIKey block only, or an index made by hand),
+    since its stored molecules were checked under that rule: training compares their stored
+    block alone, so the tautomers and charge forms of reserved molecules such a build stored
+    would be trained on.
 
     Raises:
         ValueError: one line naming the setting and both rules.
