@@ -130,7 +130,8 @@ class VESDE(SDE):
         return self.sigma(t) * math.sqrt(2 * self._log_ratio)
 
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        var = (self.sigma(t) ** 2 - self.sigma_min ** 2).clamp(min=0)
+        # sigma(t)^2 - sigma_min^2 without the cancellation of the difference near t = 0
+        var = self.sigma_min ** 2 * torch.expm1(2 * self._log_ratio * t).clamp(min=0)
         return torch.ones_like(t), var.sqrt()
 
     @property
@@ -138,8 +139,10 @@ class VESDE(SDE):
         return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
 
     def discretize(self, x, t, dt, space):
-        # Exact transition variance of the VE SDE over [t + dt, t] (dt < 0 in reverse).
-        var = (self.sigma(t) ** 2 - self.sigma(t + dt) ** 2).abs()
+        # Exact transition variance of the VE SDE over [t + dt, t] (dt < 0 in reverse):
+        # |sigma(t)^2 - sigma(t + dt)^2|, as sigma(lower)^2 expm1(2 log_ratio |dt|)
+        lower = torch.minimum(t, t + dt)
+        var = self.sigma(lower) ** 2 * math.expm1(2 * self._log_ratio * abs(dt))
         return torch.zeros_like(x), var.sqrt()
 
     def config(self) -> dict:
