@@ -301,6 +301,43 @@ def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on
     assert build_task(cfg).train_set.base.smiles == [acetazolamide, "CCCCCCCCCCO"]
 
 
+def test_an_extra_reserved_list_the_dataset_was_not_built_with_is_named(tmp_path, capsys):
+    """``data.reserved`` given at training leaves its molecules out by their stored InChIKey
+    block only; the builder compares tautomers and charge forms too, but only of the list it
+    was given (recorded in the index). A list other than that one, or one where the build had
+    none, is named on stderr (it was silent: a tautomer of such a list's molecule trained on
+    without a word) and recorded in the data summary; the build's own list is not."""
+    from rdkit.Chem import AllChem
+
+    from molscore.chem.featurize import prepare_mol
+    from molscore.data.conformers import ConformerSet
+    from molscore.data.processed import build_writer, encode_record
+    from molscore.data.reserved import list_identity
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("VYFYYTLLBUKUHU\n")                       # dopamine's block
+    for name, built_with in (("none", None), ("same", extra)):
+        writer = build_writer(tmp_path / name, meta={"reserved": list_identity(built_with)})
+        for smi in ("CCCCCCCCCCO", "CCCCCCCCCCN"):
+            mol = prepare_mol(smi)
+            AllChem.EmbedMolecule(mol, randomSeed=3)
+            writer.add(encode_record(ConformerSet(smiles=smi, mol=mol, weights=None, name=smi),
+                                     featurisation=writer.featurisation))
+        writer.finalize((1.0, 0.0, 0.0))
+    capsys.readouterr()
+    cfg = {**_cfg("unused"), "data": {"processed": [str(tmp_path / "none"), str(tmp_path / "same")],
+                                      "conformers": "all", "reserved": str(extra)}}
+    info = build_task(cfg).meta["data"]
+    err = capsys.readouterr().err
+    assert err.count("extra reserved list") == 1
+    assert (f"{tmp_path / 'none'}: built with the extra reserved list none, not "
+            f"{list_identity(extra)}: that list's molecules are left out by their own InChIKey "
+            f"block only") in err
+    assert [s.get("reserved_forms_unchecked", False) for s in info["sources"]] == [True, False]
+    build_task({**cfg, "data": {**cfg["data"], "reserved": None}})  # no extra list: nothing said
+    assert "extra reserved list" not in capsys.readouterr().err
+
+
 def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small_sdf, tmp_path):
     """Two datasets of the same molecules split with other seeds: each one's validation split
     holds molecules the other trains on; validation leaves them out (a model would otherwise

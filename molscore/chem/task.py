@@ -235,6 +235,7 @@ def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
 
 def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.processed import ConformerDataset
+    from ..data.reserved import list_identity
 
     mode = data.get("conformers", "random")
     if mode not in ("random", "boltzmann", "all"):
@@ -252,9 +253,17 @@ def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | 
     validated: set[str] = set()  # the blocks of the validation splits read so far: a molecule
     #                              in several datasets' validation splits is scored once
     train_parts, val_parts, sources = [], [], []
+    extra = list_identity(resolve_data_path(data["reserved"])) if data.get("reserved") else None
     for root, repeat, train_set in trains:
         train_parts += [train_set] * repeat
         source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
+        built_with = (train_set.index.get("meta") or {}).get("reserved")
+        if extra is not None and built_with != extra:   # the builder compared the forms of its own
+            source["reserved_forms_unchecked"] = True   # list: here each stored block only
+            print(f"{root}: built with the extra reserved list {built_with or 'none'}, not "
+                  f"{extra}: that list's molecules are left out by their own InChIKey block only, "
+                  f"not their tautomers and charge forms (build it with --reserved for those)",
+                  file=sys.stderr)
         dropped = list(train_set.reserved_dropped)
         if val_split:
             val_set = ConformerDataset(root, val_split, exclude=trained | validated, **kw)

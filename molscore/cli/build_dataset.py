@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import math
 import sys
@@ -120,17 +119,6 @@ _SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "lar
              "reserved")
 
 
-def _list_identity(path: Path | None) -> str | None:
-    """How a build records its ``--reserved`` list: the file's name and the SHA-256 of its
-    content (the same list moved or copied elsewhere is the same setting; an edited one not)."""
-    if path is None:
-        return None
-    try:
-        return f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
-    except OSError:                 # reported when the build reads it
-        return str(path)
-
-
 def _changed_settings(previous: dict, meta: dict) -> list[str]:
     """``key old -> new`` of each setting in ``meta`` that the earlier build's ``previous``
     differs in (a setting that build did not record is not compared)."""
@@ -142,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
     from ..data.processed import load_index
-    from ..data.reserved import load_reserved
+    from ..data.reserved import list_identity, load_reserved
 
     kind = args.source
     if args.featurisation is not None:
@@ -150,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             check_featurisation(args.featurisation)
         except ValueError as err:
             raise UsageError(f"--featurisation: {err}") from None
-    meta: dict = {"builder": kind, "reserved": _list_identity(args.reserved)}
+    meta: dict = {"builder": kind, "reserved": list_identity(args.reserved)}
     maker_kwargs: dict = {}
     input_failures: list = []
     renamed: list[str] = []

@@ -27,6 +27,7 @@ be slow; the builders did the rest, so a dataset built under another rule is not
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 __all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "MAX_TAUTOMERS",
            "MAX_TRANSFORMS", "MAX_CHARGE_SITES", "MATCH_RULE", "load_reserved", "reserved_keys",
            "inchikey_block", "exclusion_reason", "charge_forms", "form_blocks",
-           "build_exclusion_reason", "is_reserved_reason", "check_match_rule"]
+           "build_exclusion_reason", "is_reserved_reason", "check_match_rule", "list_identity"]
 
 DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
@@ -272,3 +273,16 @@ def check_match_rule(meta: dict, root: str | Path) -> None:
         raise ValueError(f"{root} was built under another reserved-molecule rule: reserved_match "
                          f"{held!r}{older if held is None else ''}, this molscore's {MATCH_RULE!r}; "
                          "build it again in a new folder")
+
+
+def list_identity(path: str | Path | None) -> str | None:
+    """How a build records its extra reserved list (``--reserved``, the index meta's
+    ``reserved``): the file's name and the SHA-256 of its content (the same list moved or
+    copied elsewhere is the same setting; an edited one not). ``None`` for no list."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        return f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
+    except OSError:                 # reported where the list is read
+        return str(path)
