@@ -690,3 +690,35 @@ def test_cli_refuses_to_resume_a_build_begun_under_another_reserved_rule(tmp_pat
                           "InChIKey first block only), this molscore's ")
     assert err.endswith("; build it again in a new folder\n") and err.count("\n") == 1
     assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+
+
+def test_cli_refuses_to_resume_a_build_begun_under_another_version_of_the_shipped_list(
+        tmp_path, capsys, monkeypatch):
+    """Builds record the shipped reserved list's version. Resumed after the list changed, the
+    molecules stored before had their tautomers and charge forms compared with the old list
+    only, and the index did not say so. Such a resume is refused (exit 2, one line), before
+    anything is added; a build that recorded no version (an older molscore) is resumed."""
+    import molscore.data.reserved as reserved_module
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCCN propylamine\nCCCO propanol\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args + ["--limit", "1"]) == 0
+    before = load_index(out)["meta"]["reserved_shipped"]
+    assert before == reserved_module.list_identity(reserved_module.DEFAULT_RESERVED_PATH)
+    grown = tmp_path / "reserved_inchikeys.txt"
+    grown.write_text(reserved_module.DEFAULT_RESERVED_PATH.read_text() + "AAAAAAAAAAAAAA\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", grown)
+    capsys.readouterr()
+    assert main(args + ["--limit", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore build-dataset: error: {out} was built under another version of the shipped reserved "
+        f"list ({before}, now {reserved_module.list_identity(grown)}): its stored molecules' forms were "
+        "compared with that one; build it again in a new folder\n")
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+    index = json.loads((out / "index.json").read_text())
+    del index["meta"]["reserved_shipped"]                    # as the older molscore wrote it
+    (out / "index.json").write_text(json.dumps(index))
+    assert main(args + ["--limit", "2"]) == 0
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol", "propylamine"]

@@ -158,6 +158,25 @@ def test_reserved_list():
     assert exclusion_reason(inchikey_block(Chem.MolFromSmiles("CCCCCCCCCCO")), reserved) is None
 
 
+def test_the_shipped_reserved_list_is_package_data():
+    """The list lay in the source tree's ``datasets/`` only, so an installed wheel had none and
+    ``build-dataset`` refused to run (a non-editable install). It is package data now (a link
+    to that file in the source tree, its bytes in a wheel): inside the package, matched by
+    ``pyproject.toml``'s package-data, the same list."""
+    import fnmatch
+
+    import molscore
+    from molscore.data.reserved import DEFAULT_RESERVED_PATH
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(molscore.__file__).resolve().parent
+    inside = DEFAULT_RESERVED_PATH.relative_to(root).as_posix()  # ValueError: not in the package
+    project = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"]["molscore"]
+    assert any(fnmatch.fnmatch(inside, g) for g in globs), (inside, globs)
+    assert DEFAULT_RESERVED_PATH.read_bytes() == (root.parent / "datasets" / "reserved_inchikeys.txt").read_bytes()
+
+
 def test_reserved_list_override(tmp_path):
     path = tmp_path / "r.txt"
     path.write_text("# comment\n" + inchikey_block(Chem.MolFromSmiles("CCO")) + "-XXXX\n")

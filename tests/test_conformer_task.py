@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from pathlib import Path
 
@@ -229,7 +230,6 @@ def test_processed_dataset_source(small_sdf, tmp_path):
 def test_processed_data_leaves_reserved_molecules_out(small_sdf, tmp_path, old_index):
     """A processed dataset that holds a reserved molecule (written with another list, or by
     ``write_dataset`` before it dropped them: no ``inchikey`` in its index) trains without it."""
-    import json
 
     from molscore.data.conformers import read_sdf
     from molscore.data.processed import write_dataset
@@ -263,7 +263,6 @@ def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on
     molscore that compared the block alone (its index records no ``reserved_match``), or under
     another rule, was trained on as it was: acetazolamide, the neutral form of a reserved anion
     (CCD AZM), was trained on. Such a dataset is refused, in one line with exit status 2."""
-    import json
 
     import yaml
     from rdkit.Chem import AllChem
@@ -330,12 +329,59 @@ def test_an_extra_reserved_list_the_dataset_was_not_built_with_is_named(tmp_path
     info = build_task(cfg).meta["data"]
     err = capsys.readouterr().err
     assert err.count("extra reserved list") == 1
-    assert (f"{tmp_path / 'none'}: built with the extra reserved list none, not "
-            f"{list_identity(extra)}: that list's molecules are left out by their own InChIKey "
-            f"block only") in err
+    assert (f"{tmp_path / 'none'}: the molecules of the extra reserved list {list_identity(extra)} "
+            f"(built with none) are left out by their own InChIKey block only, not their tautomers "
+            f"and charge forms") in err
     assert [s.get("reserved_forms_unchecked", False) for s in info["sources"]] == [True, False]
     build_task({**cfg, "data": {**cfg["data"], "reserved": None}})  # no extra list: nothing said
     assert "extra reserved list" not in capsys.readouterr().err
+
+
+def test_a_dataset_built_under_another_version_of_the_shipped_list_is_named(tmp_path, capsys, monkeypatch):
+    """Builds record the shipped reserved list's version (``reserved_shipped``). Trained on after
+    the list changed (molecules added to it), the stored blocks are checked against the new list
+    but the new molecules' tautomers and charge forms were never compared: that was silent. Now
+    such a dataset, or one whose build recorded no version, is named on stderr and in the data
+    summary; one built under the current list is not."""
+    from rdkit.Chem import AllChem
+
+    import molscore.data.reserved as reserved_module
+    from molscore.chem.featurize import prepare_mol
+    from molscore.data.conformers import ConformerSet
+    from molscore.data.processed import build_writer, encode_record
+
+    def build(name):
+        writer = build_writer(tmp_path / name)
+        mol = prepare_mol("CCCCCCCCCCO")
+        AllChem.EmbedMolecule(mol, randomSeed=3)
+        writer.add(encode_record(ConformerSet(smiles="CCCCCCCCCCO", mol=mol, weights=None, name="decanol"),
+                                 featurisation=writer.featurisation))
+        writer.finalize((1.0, 0.0, 0.0))
+        return json.loads((tmp_path / name / "index.json").read_text())
+
+    old = build("old")
+    assert old["meta"]["reserved_shipped"] == reserved_module.shipped_identity()
+    grown = tmp_path / "reserved_inchikeys.txt"
+    grown.write_text(reserved_module.DEFAULT_RESERVED_PATH.read_text() + "VYFYYTLLBUKUHU\n")
+    monkeypatch.setattr(reserved_module, "DEFAULT_RESERVED_PATH", grown)
+    new = build("new")["meta"]["reserved_shipped"]
+    assert new != old["meta"]["reserved_shipped"] and new == reserved_module.list_identity(grown)
+    index_path = tmp_path / "unrecorded" / "index.json"
+    build("unrecorded")
+    unrecorded = json.loads(index_path.read_text())
+    del unrecorded["meta"]["reserved_shipped"]
+    index_path.write_text(json.dumps(unrecorded))
+    capsys.readouterr()
+    cfg = {**_cfg("unused"), "data": {"processed": [str(tmp_path / n) for n in ("old", "new", "unrecorded")],
+                                      "conformers": "all", "val_split": None}}
+    info = build_task(cfg).meta["data"]
+    err = capsys.readouterr().err
+    assert (f"{tmp_path / 'old'}: the molecules of the shipped reserved list {new} (built with "
+            f"{old['meta']['reserved_shipped']}) are left out by their own InChIKey block only") in err
+    assert f"{tmp_path / 'unrecorded'}: the molecules of the shipped reserved list {new} (built with " \
+           f"no version recorded)" in err
+    assert err.count("shipped reserved list") == 2
+    assert [s.get("reserved_forms_unchecked", False) for s in info["sources"]] == [True, False, True]
 
 
 def test_mixed_processed_datasets_validate_on_no_molecule_either_trains_on(small_sdf, tmp_path):

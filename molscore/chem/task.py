@@ -235,7 +235,7 @@ def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
 
 def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, dict]:
     from ..data.processed import ConformerDataset
-    from ..data.reserved import list_identity
+    from ..data.reserved import list_identity, shipped_identity
 
     mode = data.get("conformers", "random")
     if mode not in ("random", "boltzmann", "all"):
@@ -254,16 +254,22 @@ def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | 
     #                              in several datasets' validation splits is scored once
     train_parts, val_parts, sources = [], [], []
     extra = list_identity(resolve_data_path(data["reserved"])) if data.get("reserved") else None
+    shipped = shipped_identity()
     for root, repeat, train_set in trains:
         train_parts += [train_set] * repeat
         source = {"source": str(root), "molecules": len(train_set.mol_ids), "repeat": repeat}
-        built_with = (train_set.index.get("meta") or {}).get("reserved")
-        if extra is not None and built_with != extra:   # the builder compared the forms of its own
-            source["reserved_forms_unchecked"] = True   # list: here each stored block only
-            print(f"{root}: built with the extra reserved list {built_with or 'none'}, not "
-                  f"{extra}: that list's molecules are left out by their own InChIKey block only, "
-                  f"not their tautomers and charge forms (build it with --reserved for those)",
-                  file=sys.stderr)
+        built = train_set.index.get("meta") or {}
+        unchecked = []  # lists whose molecules' tautomers and charge forms the build did not compare
+        if extra is not None and built.get("reserved") != extra:
+            unchecked.append(f"the extra reserved list {extra} (built with {built.get('reserved') or 'none'})")
+        if built.get("reserved_shipped") != shipped:
+            unchecked.append(f"the shipped reserved list {shipped} (built with "
+                             f"{built.get('reserved_shipped') or 'no version recorded'})")
+        if unchecked:  # the builder compared the forms; here each stored block only
+            source["reserved_forms_unchecked"] = True
+            print(f"{root}: the molecules of {' and '.join(unchecked)} are left out by their own "
+                  f"InChIKey block only, not their tautomers and charge forms (build the dataset "
+                  f"again, with --reserved for an extra list, for those)", file=sys.stderr)
         dropped = list(train_set.reserved_dropped)
         if val_split:
             val_set = ConformerDataset(root, val_split, exclude=trained | validated, **kw)

@@ -47,7 +47,7 @@ from ..chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DI
 from ..chem.io import replace_atomically
 from .conformers import ConformerSet
 from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_rule, exclusion_reason, inchikey_block,
-                       reserved_keys)
+                       reserved_keys, shipped_identity)
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
@@ -361,17 +361,25 @@ class DatasetWriter:
 def build_writer(root: str | Path, *, shard_size: int = 256, meta: dict | None = None,
                  featurisation: int | None = None) -> DatasetWriter:
     """A :class:`DatasetWriter` for a build that drops reserved molecules by
-    :data:`~molscore.data.reserved.MATCH_RULE`: the rule goes into a new dataset's ``meta``
-    (``reserved_match``), and a dataset begun under another rule, or by a molscore that
-    recorded none, is not added to.
+    :data:`~molscore.data.reserved.MATCH_RULE`: the rule and the shipped list's version go into
+    a new dataset's ``meta`` (``reserved_match``, ``reserved_shipped``:
+    :func:`~molscore.data.reserved.shipped_identity`), and a dataset begun under another rule, by
+    a molscore that recorded none, or under another version of the list, is not added to.
 
     Raises:
         ValueError: as :class:`DatasetWriter`, or the folder's rule is another
-            (:func:`~molscore.data.reserved.check_match_rule`).
+            (:func:`~molscore.data.reserved.check_match_rule`), or so is its version of the
+            shipped list (one that recorded none is resumed).
     """
-    writer = DatasetWriter(root, shard_size=shard_size, meta={**(meta or {}), "reserved_match": MATCH_RULE},
-                           featurisation=featurisation)
+    shipped = shipped_identity()
+    writer = DatasetWriter(root, shard_size=shard_size, featurisation=featurisation,
+                           meta={**(meta or {}), "reserved_match": MATCH_RULE, "reserved_shipped": shipped})
     check_match_rule(writer.index["meta"], root)
+    held = writer.index["meta"].get("reserved_shipped", shipped)  # none recorded: not compared
+    if held != shipped:
+        raise ValueError(f"{root} was built under another version of the shipped reserved list "
+                         f"({held}, now {shipped}): its stored molecules' forms were compared with "
+                         "that one; build it again in a new folder")
     return writer
 
 

@@ -3,7 +3,9 @@
 The list holds InChIKey connectivity blocks (the first 14 characters of the
 InChIKey: the skeleton, without stereo, isotopes or protonation), one per line,
 ``#`` comments allowed (a list whose entries are not InChIKeys or their blocks is refused:
-it would leave nothing out). It ships as ``datasets/reserved_inchikeys.txt``; every
+it would leave nothing out). It ships as ``datasets/reserved_inchikeys.txt``, linked into the
+package as ``molscore/data/reserved_inchikeys.txt`` (package data: an installed wheel holds it);
+builds record its version (:func:`shipped_identity`); every
 dataset builder and training set drops the molecules it lists (:func:`reserved_keys`:
 another list given there adds to it, never replaces it), and those it cannot check: a
 molecule RDKit makes no InChIKey for (over 1,023 atoms, InChI's limit) might be a reserved
@@ -37,9 +39,11 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 __all__ = ["DEFAULT_RESERVED_PATH", "RESERVED_REASON", "NO_INCHIKEY_REASON", "BLOCK", "MAX_TAUTOMERS",
            "MAX_TRANSFORMS", "MAX_CHARGE_SITES", "MATCH_RULE", "load_reserved", "reserved_keys",
            "inchikey_block", "exclusion_reason", "charge_forms", "form_blocks",
-           "build_exclusion_reason", "is_reserved_reason", "check_match_rule", "list_identity"]
+           "build_exclusion_reason", "is_reserved_reason", "check_match_rule", "list_identity",
+           "shipped_identity"]
 
-DEFAULT_RESERVED_PATH = Path(__file__).resolve().parents[2] / "datasets" / "reserved_inchikeys.txt"
+# package data: a link to datasets/reserved_inchikeys.txt in the source tree, the file in a wheel
+DEFAULT_RESERVED_PATH = Path(__file__).resolve().parent / "reserved_inchikeys.txt"
 RESERVED_REASON = "reserved for held-out evaluation"  # the failures.csv reason of a dropped one
 NO_INCHIKEY_REASON = "RDKit makes no InChIKey for it, so it cannot be checked against the reserved list"
 BLOCK = re.compile(r"[A-Z]{14}")  # an InChIKey connectivity block
@@ -76,7 +80,7 @@ def load_reserved(path: str | Path | None = None) -> frozenset[str]:
 
     Args:
         path: a text file, one InChIKey (or its first block) per line; defaults to
-            the list shipped in ``datasets/reserved_inchikeys.txt``.
+            the shipped list (:data:`DEFAULT_RESERVED_PATH`).
 
     Raises:
         FileNotFoundError: the list does not exist.
@@ -286,3 +290,10 @@ def list_identity(path: str | Path | None) -> str | None:
         return f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
     except OSError:                 # reported where the list is read
         return str(path)
+
+
+def shipped_identity() -> str:
+    """:func:`list_identity` of the shipped list (:data:`DEFAULT_RESERVED_PATH`): what a build
+    records as ``reserved_shipped``, so that a build begun under another version of the list is
+    not resumed and training on it says that its molecules' forms were compared with another list."""
+    return list_identity(DEFAULT_RESERVED_PATH)
