@@ -300,6 +300,13 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError("--guidance needs --label")
     if guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {guidance}")
+    if num_classes is not None and model.net.label_dropout == 0 and (label is None or guidance):
+        # Its null-label embedding never received a gradient: the "unconditional" score is
+        # that of an untrained embedding, and the samples noise whatever the weights.
+        raise UsageError("this model was trained with model.label_dropout 0, so it has no "
+                         "unconditional score; " + (
+                             f"give --label K (0..{num_classes - 1})" if label is None
+                             else "sample with --label and without --guidance"))
     if bool(args.inpaint) != bool(args.mask):
         raise UsageError("--inpaint and --mask go together")
     steps = args.steps if args.steps is not None else DEFAULT_STEPS
