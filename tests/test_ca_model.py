@@ -181,6 +181,13 @@ def test_task_split_and_collate(tmp_path):
     # 0 divided every crop by zero: a NaN loss at the first step
     ({"data": {"coord_scale": 0}}, "data.coord_scale must be positive (Å per model unit)"),
     ({"sde": {"name": "ve", "beta_max": 5}}, "sde 've' takes no option 'beta_max'"),
+    # cut to 16 residues without a word
+    ({"data": {"crop_length": 16.7}}, "data.crop_length must be an integer >= 2, got 16.7"),
+    # ValueError('__len__() should return >= 0') traceback from the data loader
+    ({"data": {"crops_per_segment": -2}}, "data.crops_per_segment must be an integer >= 1"),
+    ({"data": {"crops_per_segment": 0}}, "data.crops_per_segment must be an integer >= 1"),
+    # trained with E = the sum of the net's output vectors: no invariant energy
+    ({"model": {"parameterisation": "energy"}}, "model.parameterisation 'energy' needs a network"),
 ])
 def test_bad_task_values_are_refused(tmp_path, section, message):
     cfg = tiny_config(tmp_path)

@@ -81,6 +81,21 @@ def test_write_rejects_unwritable_coordinates(tmp_path):
         write_ca_pdb(tmp_path / "x.pdb", [np.zeros((3, 2))])
 
 
+def test_write_rejects_a_coordinate_that_rounds_to_1000(tmp_path):
+    """-999.9996 is below 1000 in size but is written as -1000.000, 9 characters that
+    shifted the y and z columns of its ATOM record."""
+    trace = straight(4)
+    trace[0, 0] = -999.9996
+    with pytest.raises(ValueError, match="do not fit"):
+        write_ca_pdb(tmp_path / "x.pdb", [trace])
+    trace[0, 0] = -999.9994                   # written as -999.999: fits its 8 columns
+    write_ca_pdb(tmp_path / "x.pdb", [trace])
+    atom = next(ln for ln in (tmp_path / "x.pdb").read_text().splitlines()
+                if ln.startswith("ATOM"))
+    assert atom[30:38] == "-999.999"
+    np.testing.assert_allclose(read_ca_pdb_models(tmp_path / "x.pdb")[0], trace, atol=1e-3)
+
+
 
 def test_write_rejects_more_residues_or_models_than_pdb_numbers(tmp_path):
     """Residue 10000 of a trace was written as residue 1 of the same chain (biotite wraps

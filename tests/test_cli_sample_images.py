@@ -239,3 +239,24 @@ def test_more_samples_than_memory_holds_is_a_usage_error(ckpt, tmp_path, capsys)
     assert err.startswith("molscore sample: error: out of memory (an allocation of ")
     assert err.strip().endswith("GiB); lower -n: the samples are drawn in one batch")
     assert len(err.splitlines()) == 1 and not (tmp_path / "s.npy").exists()
+
+
+def test_model_without_label_dropout_refuses_what_needs_its_untrained_null_label(tmp_path, capsys):
+    """With model.label_dropout 0 the null-label embedding never gets a gradient: sampling
+    without --label, or with --guidance, silently used an untrained embedding."""
+    torch.manual_seed(0)
+    task = build_task({**TINY, "model": {**TINY["model"], "label_dropout": 0.0}})
+    path = tmp_path / "nodrop.pt"
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(),
+                 "meta": task.meta}, path)
+    for extra, message in (([], "give --label K (0..9)"),
+                           (["--label", "3", "--guidance", "1"], "without --guidance")):
+        rc, out, err = _run(capsys, "--checkpoint", path, "-n", 2, "--steps", 2,
+                            "-o", tmp_path / "s.npy", *extra)
+        assert rc == 2 and out == "" and err.count("\n") == 1, err
+        assert "model.label_dropout 0" in err and message in err
+        assert not (tmp_path / "s.npy").exists()
+    rc, out, err = _run(capsys, "--checkpoint", path, "-n", 2, "--steps", 2, "--label", "3",
+                        "-o", tmp_path / "s.npy")
+    assert rc == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)

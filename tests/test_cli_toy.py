@@ -271,6 +271,13 @@ def test_diverging_score_is_a_usage_error(tmp_path, capsys, tiny_checkpoint, arg
     ({"sde": {"name": "ve", "beta_max": 5}},   # TypeError traceback
      "sde 've' takes no option 'beta_max'; choose from sigma_min, sigma_max, eps"),
     ({"sde": {"name": "ve", "sigma_max": None}}, "sde.sigma_max must be a number, got None"),
+    # a RuntimeError traceback; 2.5 trained on a pool of 2 samples, 0 named molecules
+    ({"data": {"n": -5}}, "data.n must be a positive integer (training samples), got -5"),
+    ({"data": {"n": 2.5}}, "data.n must be a positive integer (training samples), got 2.5"),
+    ({"data": {"n": 0}}, "data.n must be a positive integer (training samples), got 0"),
+    # trained an energy model (bool("false") is True)
+    ({"model": {"energy": "false", "parameterisation": "energy"}},
+     "model.energy must be true or false, got 'false'"),
 ])
 def test_bad_toy_config_values_are_usage_errors(tmp_path, capsys, section, message):
     """They ended in RuntimeError / TypeError tracebacks (hidden: 0 trained a zero-width

@@ -423,6 +423,12 @@ def test_npz_labels_must_be_class_indices(tmp_path, labels, got):
     ({"sde": {"name": "vp", "sigma_max": 5}},        # TypeError traceback
      "sde 'vp' takes no option 'sigma_max'; choose from beta_min, beta_max, eps"),
     ({"sde": {"beta_max": 5}}, "sde must be a mapping with a 'name'"),
+    ({"data": {"source": "digits", "holdout": 0.9999}},  # RuntimeError traceback
+     "digits: data.holdout 0.9999 holds out all 1797 images, leaving none to train on"),
+    ({"model": {**TINY["model"], "num_res_blocks": 1.5}},  # TypeError traceback
+     "model.num_res_blocks must be an integer >= 0, got 1.5"),
+    ({"model": {**TINY["model"], "num_res_blocks": -1}},   # trained as 0
+     "model.num_res_blocks must be an integer >= 0, got -1"),
 ])
 def test_bad_image_config_is_one_line_exit_2(tmp_path, capsys, section, message):
     """A training config the images task cannot use as written is a one-line usage error

@@ -41,7 +41,7 @@ from ..paths import resolve_data_path
 from ..samplers import sample
 from ..sde import make_sde
 from ..spaces import PointSetSpace
-from ..tasks import (Batch, TrainTask, check_meta_int, check_meta_scale, config_number,
+from ..tasks import (Batch, TrainTask, check_meta_int, check_meta_scale, config_number, is_int,
                      sde_from_config)
 from .ca_metrics import trace_summary
 from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
@@ -147,7 +147,9 @@ def build_task(cfg: dict) -> TrainTask:
     Raises:
         ValueError: an unknown key, a value that cannot work (``data.val_fraction`` outside
             ``[0, 1)``: 2 held out all structures but one; ``data.coord_scale`` not positive:
-            0 made the first loss NaN), or no usable trace.
+            0 made the first loss NaN; ``data.crop_length`` / ``crops_per_segment`` not
+            integers >= 2 / 1; ``model.parameterisation`` ``energy``, which needs a network
+            returning energies), or no usable trace.
     """
     data_cfg, model_cfg = _section(cfg, "data"), _section(cfg, "model")
     sde = sde_from_config(_section(cfg, "sde"))
@@ -157,6 +159,16 @@ def build_task(cfg: dict) -> TrainTask:
     scale = config_number(data_cfg["coord_scale"], "data.coord_scale", 0.0)
     if scale == 0:
         raise ValueError("data.coord_scale must be positive (Å per model unit), got 0")
+    for key, least in (("crop_length", 2), ("crops_per_segment", 1)):
+        value = data_cfg[key]  # 16.7 was cut to 16; crops_per_segment -2 a traceback
+        if not is_int(value) or value < least:
+            raise ValueError(f"data.{key} must be an integer >= {least}, got {value!r}")
+    if model_cfg["parameterisation"] == "energy":
+        # the chain-graph net returns a vector per residue, not an energy per trace: their sum
+        # is no rotation-invariant energy, and its gradient no equivariant score
+        raise ValueError("model.parameterisation 'energy' needs a network that returns an "
+                         "energy per sample; the chain-graph net returns vectors (use eps, "
+                         "score or denoiser)")
     traces = load_traces(data_cfg)
     train, val = split_by_structure(traces, val_fraction, int(data_cfg["split_seed"]))
     crop = int(data_cfg["crop_length"])

@@ -234,7 +234,8 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
     The ATOM records are formatted by :class:`biotite.structure.io.pdb.PDBFile`; each trace
     is wrapped in ``MODEL``/``ENDMDL`` records and the file ends with ``END``. A path is
     written atomically (:func:`molscore.checkpoint.write_atomic`).
-    Traces may differ in length. Coordinates must fit the PDB format (|x| < 1000 Å), as must
+    Traces may differ in length. Coordinates must fit the PDB format (|x| < 1000 Å once
+    rounded to the 3 decimals written), as must
     the numbers: at most :data:`PDB_MAX_RESIDUES` residues per trace and
     :data:`PDB_MAX_MODELS` traces.
     """
@@ -252,7 +253,9 @@ def write_ca_pdb(target: str | os.PathLike | TextIO, traces: Sequence[np.ndarray
         if coords.shape[0] > PDB_MAX_RESIDUES:
             raise ValueError(f"trace {k} has {coords.shape[0]} residues, more than a PDB chain "
                              f"numbers ({PDB_MAX_RESIDUES})")
-        if not np.isfinite(coords).all() or np.abs(coords).max(initial=0.0) >= 1000:
+        # |x| as written (3 decimals): -999.9996 printed as -1000.000, 9 characters that
+        # shifted the columns after it
+        if not np.isfinite(coords).all() or np.abs(coords.round(3)).max(initial=0.0) >= 1000:
             raise ValueError(f"trace {k} has coordinates that do not fit a PDB file "
                              "(non-finite or |x| >= 1000 Å)")
         n = coords.shape[0]

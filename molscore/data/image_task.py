@@ -121,6 +121,7 @@ def _check_switch(section: dict, key: str, where: str) -> None:
 def _check_net_options(model_cfg: dict) -> None:
     """``ValueError`` (one line) for U-Net options that cannot work or would be misread:
     ``channels`` / ``attn_heads`` not positive integers (0 heads raised ZeroDivisionError),
+    ``num_res_blocks`` not an integer >= 0,
     ``ch_mult`` not a non-empty list of positive integers (an empty one built a network
     without resolution levels), ``label_dropout`` outside ``[0, 1]`` (above 1 every label
     was dropped: a "conditional" model that never saw one)."""
@@ -128,6 +129,9 @@ def _check_net_options(model_cfg: dict) -> None:
         value = model_cfg.get(key, 1)
         if not is_int(value) or value < 1:
             raise ValueError(f"model.{key} must be a positive integer, got {value!r}")
+    blocks = model_cfg.get("num_res_blocks", 1)
+    if not is_int(blocks) or blocks < 0:  # 1.5 / "2": TypeError traceback; -1 read as 0
+        raise ValueError(f"model.num_res_blocks must be an integer >= 0, got {blocks!r}")
     mult = model_cfg.get("ch_mult", [1])
     if (not isinstance(mult, (list, tuple)) or not mult
             or not all(is_int(v) and v >= 1 for v in mult)):
@@ -158,6 +162,9 @@ def build_task(cfg: dict) -> TrainTask:
     sde = sde_from_config(cfg.get("sde") or {"name": "vp"})
     holdout = config_number(data_cfg.get("holdout", 0.1), "data.holdout")
     train, held = load_task_data(data_cfg, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    if not len(train):  # holdout 0.9999 rounds to all images: a RuntimeError traceback
+        raise ValueError(f"{train.name}: data.holdout {holdout:g} holds out all {len(held)} "
+                         "images, leaving none to train on")
     conditional = bool(model_cfg.pop("conditional", train.labels is not None))
     if conditional and train.labels is None:
         raise ValueError(f"{train.name}: model.conditional needs labels, the data has none")
@@ -300,6 +307,13 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError("--guidance needs --label")
     if guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {guidance}")
+    if num_classes is not None and model.net.label_dropout == 0 and (label is None or guidance):
+        # Its null-label embedding never received a gradient: the "unconditional" score is
+        # that of an untrained embedding, and the samples noise whatever the weights.
+        raise UsageError("this model was trained with model.label_dropout 0, so it has no "
+                         "unconditional score; " + (
+                             f"give --label K (0..{num_classes - 1})" if label is None
+                             else "sample with --label and without --guidance"))
     if bool(args.inpaint) != bool(args.mask):
         raise UsageError("--inpaint and --mask go together")
     steps = args.steps if args.steps is not None else DEFAULT_STEPS

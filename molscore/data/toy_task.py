@@ -118,21 +118,26 @@ def build_task(cfg: dict) -> TrainTask:
 
     Raises:
         ValueError: a ``data`` key other than these (a misspelt ``density`` trained on the
-            default checkerboard), or a value that cannot work.
+            default checkerboard), or a value that cannot work (``n`` not a positive
+            integer, ``energy`` not ``true`` / ``false``).
     """
     data = dict(cfg.get("data") or {})
     model_cfg = dict(cfg.get("model") or {})
     check_keys(data, DATA_KEYS, "data")
+    n = data.get("n", 100_000)
+    if not is_int(n) or n < 1:  # -5 was a RuntimeError traceback, 2.5 trained on 2 samples
+        raise ValueError(f"data.n must be a positive integer (training samples), got {n!r}")
+    energy = model_cfg.pop("energy", False)
+    if not isinstance(energy, bool):  # the string "false" was read as true
+        raise ValueError(f"model.energy must be true or false, got {energy!r}")
     sde = sde_from_config(cfg.get("sde") or {"name": "ve"})
     seed = int(data.get("seed", cfg.get("seed", 0)))
-    energy = bool(model_cfg.pop("energy", False))
     param = model_cfg.pop("parameterisation", None)
     meta = make_meta(str(data.get("density", "checkerboard")), sde.config(),
                      density_options=data.get("options"), energy=energy,
                      parameterisation=param, net=model_cfg, seed=seed)
     dens = get_density(meta["density"], **meta["density_options"])
     g = torch.Generator().manual_seed(seed)
-    n = int(data.get("n", 100_000))
     train = ToyDataset(dens.sample(n, generator=g))
     val = ToyDataset(dens.sample(max(n // 10, 1), generator=g))
     return TrainTask(model=build_model(meta), train_set=train, collate=collate, meta=meta,
