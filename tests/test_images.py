@@ -448,3 +448,16 @@ def test_sde_options_written_as_yaml_strings_are_numbers(tmp_path):
     assert cfg["sde"]["beta_min"] == "1e-1"
     task = build_task({**TINY, **cfg})
     assert task.meta["sde"] == {"name": "vp", "eps": 1e-5, "beta_min": 0.1, "beta_max": 20.0}
+
+
+def test_bits_per_dim_of_a_model_without_label_dropout_needs_labels():
+    """Its null-label embedding never got a gradient: bits/dim without labels scored the images
+    under an untrained embedding (as ``molscore sample`` without --label did)."""
+    task = build_task({**TINY, "model": {**TINY["model"], "label_dropout": 0.0}})
+    images = task.val_set.data.images[:2].long()
+    with pytest.raises(ValueError, match="trained with model.label_dropout 0, so it has no "
+                                         "unconditional score: give labels"):
+        bits_per_dim_of(task.model.eval(), task.meta, images, steps=2, method="euler")
+    bpd, _ = bits_per_dim_of(task.model.eval(), task.meta, images, labels=torch.tensor([0, 1]),
+                             steps=2, method="euler")
+    assert bpd.shape == (2,) and torch.isfinite(bpd).all()

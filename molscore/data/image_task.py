@@ -365,7 +365,8 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
 
     Raises:
         ValueError: ``images`` are not ``(B, *meta["shape"])`` or hold values outside
-            ``[0, levels)`` or that are not whole numbers.
+            ``[0, levels)`` or that are not whole numbers; or no ``labels`` for a conditional
+            model trained without label dropout (its null-label embedding is untrained).
     """
     from .image_metrics import image_bits_per_dim
 
@@ -378,6 +379,9 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
         raise ValueError(f"image values must be integers in [0, {levels}), got "
                          f"{'' if whole else 'fractional values in '}"
                          f"{images.min().item()}..{images.max().item()}")
+    if labels is None and meta.get("num_classes") is not None and model.net.label_dropout == 0:
+        raise ValueError("this model was trained with model.label_dropout 0, so it has no "
+                         "unconditional score: give labels")
     weight = next(model.parameters())
     images = images.to(device=weight.device, dtype=weight.dtype)
     space = DenseSpace(images.shape)
