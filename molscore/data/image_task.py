@@ -289,6 +289,13 @@ def _write(path: Path, images: Tensor, levels: int) -> None:
         save_grid(path, images, levels, scale=max(1, 64 // images.shape[-1]))
 
 
+def _untrained_null_label(model: ScoreModel, meta: dict) -> bool:
+    """Whether ``model`` is conditional and was trained with ``label_dropout`` 0: its null-label
+    embedding never received a gradient, so its "unconditional" score is that of an untrained
+    embedding (samples are noise and likelihoods meaningless, whatever the weights)."""
+    return meta.get("num_classes") is not None and model.net.label_dropout == 0
+
+
 def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> int:
     """``molscore sample`` for image checkpoints: write a PNG grid or an ``.npy`` of integer
     images ``(N, C, H, W)`` (values in ``[0, levels)``)."""
@@ -307,9 +314,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError("--guidance needs --label")
     if guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {guidance}")
-    if num_classes is not None and model.net.label_dropout == 0 and (label is None or guidance):
-        # Its null-label embedding never received a gradient: the "unconditional" score is
-        # that of an untrained embedding, and the samples noise whatever the weights.
+    if _untrained_null_label(model, meta) and (label is None or guidance):
         raise UsageError("this model was trained with model.label_dropout 0, so it has no "
                          "unconditional score; " + (
                              f"give --label K (0..{num_classes - 1})" if label is None
@@ -379,7 +384,7 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
         raise ValueError(f"image values must be integers in [0, {levels}), got "
                          f"{'' if whole else 'fractional values in '}"
                          f"{images.min().item()}..{images.max().item()}")
-    if labels is None and meta.get("num_classes") is not None and model.net.label_dropout == 0:
+    if labels is None and _untrained_null_label(model, meta):
         raise ValueError("this model was trained with model.label_dropout 0, so it has no "
                          "unconditional score: give labels")
     weight = next(model.parameters())
