@@ -33,6 +33,19 @@ def _run(capsys, *argv):
     return rc, out, err
 
 
+def test_output_suffixes_in_capitals(ckpt, tmp_path, capsys):
+    """``-o grid.PNG`` was refused (and ``S.NPY``) while C-alpha traces took ``.PDB``: the
+    suffix's case does not matter, and each file is of the kind its suffix names."""
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--sampler", "em", "--steps", 2,
+                      "-o", tmp_path / "GRID.PNG")
+    assert rc == 0, err
+    assert read_png(tmp_path / "GRID.PNG").shape[0] == 1
+    rc, _, err = _run(capsys, "--checkpoint", ckpt, "-n", 2, "--sampler", "em", "--steps", 2,
+                      "-o", tmp_path / "S.NPY")
+    assert rc == 0, err
+    assert np.load(tmp_path / "S.NPY").shape == (2, 1, 8, 8)
+
+
 def test_progress_bar_is_shown_by_default(ckpt, tmp_path, capsys):
     """A long sampling run showed nothing unless --progress was given."""
     assert main(["sample", "--checkpoint", str(ckpt), "-n", "2", "--sampler", "em", "--steps",

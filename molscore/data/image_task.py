@@ -282,7 +282,7 @@ def _write(path: Path, images: Tensor, levels: int) -> None:
     """An ``.npy`` of the integer images or a PNG grid of them, written atomically."""
     from ..checkpoint import write_atomic
 
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         arr = images.numpy().astype(np.uint8 if levels <= 256 else np.int32)
         write_atomic(path, lambda fh: np.save(fh, arr))
     else:
@@ -300,7 +300,7 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
     """``molscore sample`` for image checkpoints: write a PNG grid or an ``.npy`` of integer
     images ``(N, C, H, W)`` (values in ``[0, levels)``)."""
     out = Path(args.output)
-    if out.suffix not in (".png", ".npy"):
+    if out.suffix.lower() not in (".png", ".npy"):
         raise UsageError(f"-o {out}: image samples are written as .png (grid) or .npy")
     if args.length is not None:
         raise UsageError("--length is for C-alpha trace checkpoints; this one is images")
