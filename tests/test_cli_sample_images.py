@@ -273,3 +273,35 @@ def test_model_without_label_dropout_refuses_what_needs_its_untrained_null_label
                         "-o", tmp_path / "s.npy")
     assert rc == 0, err
     assert np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)
+
+
+def test_a_class_without_training_images_is_not_sampled(tmp_path, capsys):
+    """Labels 0, 1 and 3 make a 4-class model whose class-2 embedding never gets a gradient:
+    ``--label 2`` sampled from an untrained embedding, with exit status 0. Training now says so
+    and records the class (``classes_without_images``); sampling or scoring it is refused."""
+    from molscore.data.image_task import bits_per_dim_of
+
+    labels = np.array([0, 1, 3] * 10)
+    np.savez(tmp_path / "gap.npz", labels=labels,
+             images=np.random.default_rng(0).integers(0, 256, (30, 8, 8), dtype=np.uint8))
+    torch.manual_seed(0)
+    task = build_task({**TINY, "data": {"source": str(tmp_path / "gap.npz"), "holdout": 0.0}})
+    assert ("no training image has class label 2 (of 0..3): this model cannot sample such a class"
+            in capsys.readouterr().err)
+    assert task.meta["num_classes"] == 4 and task.meta["classes_without_images"] == [2]
+    path = tmp_path / "gap.pt"
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": task.model.state_dict(), "meta": task.meta}, path)
+    rc, out, err = _run(capsys, "--checkpoint", path, "-n", 2, "--steps", 2, "--label", 2,
+                        "-o", tmp_path / "s.npy")
+    assert (rc, out) == (2, "") and err.count("\n") == 1
+    assert "--label 2: this model was trained on no image of class 2" in err
+    assert not (tmp_path / "s.npy").exists()
+    rc, _, err = _run(capsys, "--checkpoint", path, "-n", 2, "--steps", 2, "--label", 3,
+                      "-o", tmp_path / "s.npy")
+    assert rc == 0, err
+    images = torch.from_numpy(np.load(tmp_path / "s.npy")).long()
+    with pytest.raises(ValueError, match="class label 2: this model was trained on no image"):
+        bits_per_dim_of(task.model.eval(), task.meta, images, labels=torch.tensor([3, 2]),
+                        steps=2, method="euler")
+    build_task(TINY)                     # every class has images: nothing said, nothing recorded
+    assert "no training image" not in capsys.readouterr().err

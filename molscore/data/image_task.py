@@ -180,6 +180,13 @@ def build_task(cfg: dict) -> TrainTask:
             "data": {"source": str(data_cfg.get("source", "digits")),
                      "holdout": holdout,
                      "split_seed": int(data_cfg.get("split_seed", 0))}}
+    if conditional:
+        missing = sorted(set(range(num_classes)) - set(train.labels.unique().tolist()))
+        if missing:  # their label embeddings never get a gradient: no class to sample
+            meta["classes_without_images"] = missing
+            print(f"warning: {train.name}: no training image has class label "
+                  f"{', '.join(map(str, missing))} (of 0..{num_classes - 1}): this model cannot "
+                  f"sample such a class", file=sys.stderr)
     model = build_model(meta)
     _, h, w = train.shape
     factor = model.net.factor                   # 2 ** (resolution levels - 1)
@@ -314,6 +321,9 @@ def sample_command(model: ScoreModel, meta: dict, args: argparse.Namespace) -> i
         raise UsageError("--guidance needs --label")
     if guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {guidance}")
+    if label in meta.get("classes_without_images", ()):
+        raise UsageError(f"--label {label}: this model was trained on no image of class {label}, "
+                         "so its label embedding is untrained")
     if _untrained_null_label(model, meta) and (label is None or guidance):
         raise UsageError("this model was trained with model.label_dropout 0, so it has no "
                          "unconditional score; " + (
@@ -371,7 +381,8 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     Raises:
         ValueError: ``images`` are not ``(B, *meta["shape"])`` or hold values outside
             ``[0, levels)`` or that are not whole numbers; or no ``labels`` for a conditional
-            model trained without label dropout (its null-label embedding is untrained).
+            model trained without label dropout (its null-label embedding is untrained), or a
+            label of a class the model saw no training image of (``classes_without_images``).
     """
     from .image_metrics import image_bits_per_dim
 
@@ -387,6 +398,11 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     if labels is None and _untrained_null_label(model, meta):
         raise ValueError("this model was trained with model.label_dropout 0, so it has no "
                          "unconditional score: give labels")
+    untrained = set(meta.get("classes_without_images", ())) & set(
+        [] if labels is None else labels.tolist())
+    if untrained:
+        raise ValueError(f"class label {min(untrained)}: this model was trained on no image of "
+                         "that class, so its label embedding is untrained")
     weight = next(model.parameters())
     images = images.to(device=weight.device, dtype=weight.dtype)
     space = DenseSpace(images.shape)
