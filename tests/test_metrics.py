@@ -565,3 +565,22 @@ def test_crystal_says_when_a_reference_molecule_has_several_records(tmp_path, ca
         f"e.g. {key!r}; --group-by name pairs records by name\n")
     assert main(args + [str(tmp_path / "ref1.sdf")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_rmsd_leaves_out_the_hydrogen_that_defines_an_imine_stereo():
+    """``RemoveHs`` keeps the imine H of ``[H]/N=C``; the RMSD is over heavy atoms alone, as
+    ``GetBestRMS`` with every hydrogen removed, not as ``GetBestRMS`` after a plain ``RemoveHs``."""
+    smiles = "[H]/N=C(/N)c1ccc(OCC)cc1"
+    probe = _embed(smiles, 3, 7)
+    ref = _embed(smiles, 2, 11, random_order=True)
+    kept = Chem.RemoveHs(probe), Chem.RemoveHs(ref)
+    assert [m.GetNumAtoms() for m in kept] == [probe.GetNumHeavyAtoms() + 1] * 2
+    params = Chem.RemoveHsParameters()
+    params.removeDefiningBondStereo = True
+    p, r = Chem.RemoveHs(probe, params), Chem.RemoveHs(ref, params)
+    got = rmsd_matrix(probe, ref)
+    want = np.array([[rdMolAlign.GetBestRMS(Chem.Mol(p), r, i, j) for j in range(2)] for i in range(3)])
+    with_h = np.array([[rdMolAlign.GetBestRMS(Chem.Mol(kept[0]), kept[1], i, j) for j in range(2)]
+                       for i in range(3)])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - with_h).max() > 1e-3

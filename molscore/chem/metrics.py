@@ -1,8 +1,10 @@
 """Conformer metrics: symmetry-aware heavy-atom RMSD, ensemble coverage, crystal reproduction.
 
-RMSD follows :func:`rdkit.Chem.rdMolAlign.GetBestRMS` after removing hydrogens: the
+RMSD follows :func:`rdkit.Chem.rdMolAlign.GetBestRMS` after removing every hydrogen: the
 minimum over graph automorphisms (atom mappings) of the RMSD after optimal rigid
-superposition. Atom mappings are found once per molecule pair with RDKit
+superposition, over heavy atoms alone. (``Chem.RemoveHs`` keeps some hydrogens: isotopes and
+those that define a double bond's stereo, e.g. the imine H of ``[H]/N=C(/N)c1ccccc1``;
+``GetBestRMS`` after it counts them as atoms, so for such molecules the two differ.) Atom mappings are found once per molecule pair with RDKit
 substructure matching on the heavy-atom graph with elements, bond types and formal
 charges, as ``GetBestRMS`` does, with its default ``symmetrizeConjugatedTerminalGroups``
 (a carboxylate's or nitro group's terminal O / N: bond order and charge ignored, so
@@ -289,8 +291,10 @@ def rmsd_matrix(probe: Chem.Mol, ref: Chem.Mol, probe_ids: Sequence[int] | None 
                 max_matches: int = MAX_MATCHES) -> np.ndarray:
     """Heavy-atom best RMSD (Å) between conformers of two molecules, ``(P, R)``.
 
-    Same value as ``GetBestRMS(RemoveHs(probe), RemoveHs(ref), pid, rid)`` for every pair;
-    the atom orders of the two molecules may differ.
+    Same value as ``GetBestRMS(probe, ref, pid, rid)`` for every pair with every hydrogen
+    removed (``RemoveHs`` with ``removeDefiningBondStereo`` and isotopes too: plain
+    ``RemoveHs`` keeps those hydrogens, and ``GetBestRMS`` after it counts them); the atom
+    orders of the two molecules may differ.
     """
     matches = atom_matches(probe, ref, max_matches)
     return group_rmsd(_heavy_positions(probe, probe_ids), _heavy_positions(ref, ref_ids), matches)
