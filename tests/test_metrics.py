@@ -324,6 +324,24 @@ def test_crystal_says_when_molecules_have_fewer_conformers_than_n(tmp_path, caps
     assert capsys.readouterr().err == ""
 
 
+def test_coverage_says_when_molecules_have_fewer_than_2k_conformers(tmp_path, capsys):
+    """K reference conformers want 2K generated ones (the GEOM protocol); fewer were scored
+    without a word. The metrics are the same; stderr says how many molecules fell short."""
+    smi = "CCCCOc1ccccc1C(=O)N"
+    _write(tmp_path / "ref.sdf", [(_embed(smi, 2, 3), i, {"smiles": smi}) for i in range(2)])
+    gen = _embed(smi, 4, 9)
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(3)])
+    args = ["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"),
+            "--reference", str(tmp_path / "ref.sdf"), "--no-progress"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == (
+        f"note: 1 of 1 molecules have fewer generated conformers than 2K for their K reference "
+        f"conformers (the GEOM protocol's), e.g. {Chem.CanonSmiles(smi)!r}\n")
+    _write(tmp_path / "gen.sdf", [(Chem.Mol(gen), i, {"smiles": smi}) for i in range(4)])
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_name_shared_by_other_molecules_is_reported(tmp_path, capsys):
     """--group-by name pairs a generated and a reference molecule of other atoms when their
     names agree: the pair was left out without a word, counted only among the reference
@@ -420,11 +438,13 @@ def test_records_of_another_molecule_are_counted_and_left_out(tmp_path, capsys):
 
     args = ["evaluate", "coverage", "--generated", str(tmp_path / "gen.sdf"), "--no-progress", "--reference"]
     assert main(args + [str(tmp_path / "ref.sdf")]) == 0
-    assert capsys.readouterr().err == (
+    assert capsys.readouterr().err.startswith(
         f"note: reference file {tmp_path / 'ref.sdf'}: 2 of 5 records skipped: 1 unreadable by "
-        f"RDKit, 1 not the molecule of their group ({key!r}: 1 of 4)\n")
+        f"RDKit, 1 not the molecule of their group ({key!r}: 1 of 4)\nnote: 1 of 1 molecules have "
+        "fewer generated conformers than 2K")   # 3 of the 4 references kept: 6 wanted
     assert main(args + [str(tmp_path / "clean.sdf")]) == 0
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err                           # no record skipped: the 2K note alone
+    assert err.count("\n") == 1 and err.startswith("note: 1 of 1 molecules have fewer generated")
     _write(tmp_path / "gen_other.sdf", [(Chem.Mol(wrong), 0, {"smiles": other})])
     args[3] = str(tmp_path / "gen_other.sdf")
     assert main(args + [str(tmp_path / "ref.sdf")]) == 2         # an error stays one line
@@ -492,8 +512,9 @@ def test_records_with_2d_coordinates_are_left_out_not_scored(tmp_path, capsys):
     assert res["per_molecule"][0]["n_generated"] == 2 and res["cov_r"]["mean"] == 1.0
     args = ["evaluate", "coverage", "--reference", str(tmp_path / "ref.sdf"), "--no-progress", "--generated"]
     assert main(args + [str(tmp_path / "mixed.sdf")]) == 0
-    assert capsys.readouterr().err == (f"note: generated file {tmp_path / 'mixed.sdf'}: 1 of 3 records "
-                                       "skipped: 1 without 3D coordinates (2D)\n")
+    assert capsys.readouterr().err.startswith(f"note: generated file {tmp_path / 'mixed.sdf'}: 1 of 3 "
+                                              "records skipped: 1 without 3D coordinates (2D)\nnote: 1 "
+                                              "of 1 molecules have fewer generated conformers than 2K")
     assert main(args + [str(tmp_path / "flat.sdf")]) == 2
     assert capsys.readouterr().err == (
         f"molscore evaluate: error: no record of the generated file {tmp_path / 'flat.sdf'} is kept: "

@@ -110,6 +110,8 @@ def run(args) -> int:
     if args.metric == "crystal":          # after the output, so that an error stays one line
         _note_fewer_than_n(res["per_molecule"], args.n)
         _note_several_references(res["per_molecule"], args.group_by)
+    else:
+        _note_fewer_than_2k(res["per_molecule"])
     return 0
 
 
@@ -127,6 +129,17 @@ def _note_fewer_than_n(rows: list[dict], ns: list[int]) -> None:
     if short:
         print(f"note: molecules with fewer generated conformers than N ({', '.join(short)}) "
               "count the minimum over all they have", file=sys.stderr)
+
+
+def _note_fewer_than_2k(rows: list[dict]) -> None:
+    """Say on stderr how many molecules have fewer generated conformers than twice their
+    reference conformers (``rows``: ``per_molecule`` of the result): the metrics are computed
+    all the same, but that is not the protocol's 2K samples for K references."""
+    short = [row["key"] for row in rows if row["n_generated"] < 2 * row["n_reference"]]
+    if short:
+        print(f"note: {len(short)} of {len(rows)} molecules have fewer generated conformers than "
+              f"2K for their K reference conformers (the GEOM protocol's), e.g. {short[0]!r}",
+              file=sys.stderr)
 
 
 def _note_several_references(rows: list[dict], group_by: str) -> None:
