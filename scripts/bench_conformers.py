@@ -223,8 +223,11 @@ def map_molecules(job: Callable[[tuple], tuple[str, dict | None]], jobs: list[tu
     return rows, len(done) - len(rows), time.perf_counter() - t0
 
 
-def prepare_inputs(groups, limit: int | None, seed: int | None) -> list[tuple[str, Chem.Mol, object]]:
-    """(key, prepared mol with H and the reference's stereo, group) for usable molecules."""
+def prepare_inputs(groups, limit: int | None, seed: int | None,
+                   unsupported: list[tuple[str, str]] | None = None) -> list[tuple[str, Chem.Mol, object]]:
+    """(key, prepared mol with H and the reference's stereo, group) for usable molecules;
+    ``unsupported`` (if given) gets ``(key, reason)`` of each molecule passed over as one
+    ``generate`` does not take (an unsupported element, a radical, ...)."""
     keys = list(groups)
     if seed is not None:
         keys = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
@@ -234,8 +237,10 @@ def prepare_inputs(groups, limit: int | None, seed: int | None) -> list[tuple[st
             break
         try:
             mol = prepare_mol(groups[key].mol, add_hs=True, max_heavy_atoms=100)
-        except MoleculeError:
+        except MoleculeError as err:
             skipped += 1
+            if unsupported is not None:
+                unsupported.append((key, str(err)))
             continue
         out.append((key, mol, groups[key]))
     print(f"  {len(out)} molecules ({skipped} skipped: unsupported)", file=sys.stderr)
@@ -316,8 +321,11 @@ def _reference_text(r: dict) -> str:
     ref = r.get("reference")
     if ref is None:
         return f"reference conformers {NOT_RECORDED}, skipped records {NOT_RECORDED}"
+    passed = r.get("unsupported") or []
+    over = (f"; {len(passed)} molecule(s) of the file passed over as generate does not take them "
+            f"(e.g. {passed[0]['key']!r}: {passed[0]['reason']})" if passed else "")
     return (f"{ref['conformers']} reference conformers of the {r['molecules_both']} molecules; "
-            f"{ref['file']}: {describe_skipped(ref['skipped_records'])}")
+            f"{ref['file']}: {describe_skipped(ref['skipped_records'])}{over}")
 
 
 def evaluate(method_mols: dict[str, Chem.Mol | None], inputs, requested: dict[str, int],
@@ -535,7 +543,8 @@ def main() -> int:
     for name, path, group_by, limit, seed in sets:
         print(f"{name}: reading {path.name}", file=sys.stderr)
         groups = read_groups(path, group_by)
-        inputs = prepare_inputs(groups, limit, seed)
+        unsupported: list[tuple[str, str]] = []
+        inputs = prepare_inputs(groups, limit, seed, unsupported)
         counts = [args.crystal_n if name == "crystal" else 2 * len(g.xyz) for _, _, g in inputs]
         requested = {key: c for (key, _, _), c in zip(inputs, counts)}
         model_mols, wall = run_model(gen_kwargs, inputs, counts,
@@ -552,6 +561,7 @@ def main() -> int:
         kind = "crystal" if name == "crystal" else "coverage"
         report["results"][name] = {
             "molecules_in_set": len(inputs), "molecules_both": len(both),
+            "unsupported": [{"key": k, "reason": r} for k, r in unsupported],
             "reference": reference_used(path, groups, both, kind),
             "failed": failed_molecules([key for key, _, _ in inputs],
                                        {"model": model_mols, "etkdg": etkdg_mols}),

@@ -226,3 +226,33 @@ def test_each_coverage_set_states_its_reference_conformers_and_skipped_records(t
     assert ("- geom_drugs: 4 reference conformers of the 2 molecules; ref.sdf: 1 of 5 records "
             "skipped: 1 not the molecule of their group ('a': 1 of 3)\n") in md
     assert "- hexane: reference conformers not recorded, skipped records not recorded\n" in md
+
+
+def test_molecules_generate_does_not_take_are_named_in_the_report(tmp_path):
+    """The hexane set has 90 ensembles, of which 83 were scored: the 7 others (radicals written
+    into the file's SMILES, e.g. a P=S as [P][S]) were passed over with a count on stderr only,
+    so the report's "83 molecules" did not say why. They are recorded (``unsupported``) and
+    the set's line names how many and the first reason."""
+    from bench_conformers import _reference_text, prepare_inputs
+
+    from molscore.chem.metrics import read_groups
+
+    path = tmp_path / "ref.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for smiles in ("CCO[P]([S])(Cl)OCC", "CCCCOc1ccccc1C(=O)N"):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=3)
+            mol.SetProp("smiles", smiles)
+            writer.write(mol)
+    unsupported: list = []
+    inputs = prepare_inputs(read_groups(path, "smiles"), None, None, unsupported)
+    assert [key for key, _, _ in inputs] == [Chem.CanonSmiles("CCCCOc1ccccc1C(=O)N")]
+    assert len(unsupported) == 1 and "radical" in unsupported[0][1]
+    result = {"molecules_both": 1, "unsupported": [{"key": k, "reason": r} for k, r in unsupported],
+              "reference": {"file": "ref.sdf", "conformers": 1,
+                            "skipped_records": {"records": 2, "skipped": {}, "groups": {}}}}
+    text = _reference_text(result)
+    assert text.endswith(f"; 1 molecule(s) of the file passed over as generate does not take them "
+                         f"(e.g. {unsupported[0][0]!r}: {unsupported[0][1]})")
+    del result["unsupported"]                                   # a report from before it
+    assert "passed over" not in _reference_text(result)
