@@ -175,17 +175,59 @@ def test_bad_sections_raise(small_sdf):
                                "knows 1 and 2)"),
     ({}, {"coord_scale": "2.5 A"}, "model.coord_scale must be a number, got '2.5 A'"),
     ({}, {"sigma_data": 0}, "model.sigma_data must be positive, got 0"),
+    # each was a TypeError traceback, or (reserved: [], hparams: 0, val_split: 0, repeat: true)
+    # read as no list, the default network, no validation and repeat 1 without a word
+    ({"sdf": 5}, {}, "data.sdf must be a file path, got 5"),
+    ({"reserved": []}, {}, "data.reserved must be a file path, got []"),
+    ({"processed": 2.5}, {}, "data.processed entries must be a path or {path: ..., repeat: k >= 1}, "
+                             "got 2.5"),
+    ({"processed": [{"path": "runs/data/ccd", "repeat": True}]}, {},
+     "data.processed entries must be a path or {path: ..., repeat: k >= 1}, got "
+     "{'path': 'runs/data/ccd', 'repeat': True}"),
+    ({"processed": "runs/data/ccd", "val_split": 0}, {}, "data.val_split must be a split name, got 0"),
+    ({"processed": "runs/data/ccd", "train_split": ["train"]}, {},
+     "data.train_split must be a split name, got ['train']"),
+    ({}, {"hparams": 0}, "model.hparams must be a mapping, got 0"),
+    ({}, {"backbone": ["painn"]}, "unknown backbone ['painn']; choose from painn, e3nn"),
+    # hidden size 0 trained a network of no channels, -1 and rbf_max 0 were tracebacks, and
+    # sh_lmax 0 made an e3nn network whose output is zero whatever its input
+    ({}, {"hparams": {**TINY_NET, "hidden_scalar": 0}},
+     "backbone 'painn': hidden_scalar must be an integer >= 1, got 0"),
+    ({}, {"hparams": {**TINY_NET, "num_rbf": -1}}, "backbone 'painn': num_rbf must be an integer >= 1, got -1"),
+    ({}, {"hparams": {**TINY_NET, "rbf_max": 0}}, "backbone 'painn': rbf_max must be a positive number, got 0"),
+    ({}, {"hparams": {**TINY_NET, "cutoff": "5"}}, "backbone 'painn': cutoff must be a number >= 0, got '5'"),
+    ({}, {"backbone": "e3nn", "hparams": {"sh_lmax": 0}},
+     "backbone 'e3nn': sh_lmax must be an integer >= 1, got 0"),
 ])
 def test_bad_data_and_model_keys_and_values_are_named(small_sdf, data, model, message):
     """A key the data or model section does not take (a typo, an sdf-only key with processed
     data, ``repeats`` for ``repeat``) was ignored silently, and a bad value failed later, as a
     traceback or with a message that did not name it; each is now a one-line ValueError."""
-    cfg = _cfg(small_sdf[0], **data)
+    cfg = _cfg(small_sdf[0])
+    cfg["data"].update(data)
     if "processed" in data:
         cfg["data"] = data
     cfg["model"] = {**cfg["model"], **model}
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         build_task(cfg)
+
+
+def test_null_split_seed_and_sigma_data_are_the_defaults(small_sdf):
+    """``split_seed: null`` and ``sigma_data: null`` passed the checks and were TypeError
+    tracebacks (``int(None)``, ``float(None)``); they are the defaults, 0 and 1, as
+    ``max_molecules: null`` is no limit."""
+    cfg = _cfg(small_sdf[0], split_seed=None)
+    cfg["model"]["sigma_data"] = None
+    task, default = build_task(cfg), build_task(_cfg(small_sdf[0], split_seed=0))
+    assert task.meta["sigma_data"] == 1.0
+    assert [g.smiles for g in task.val_set.graphs] == [g.smiles for g in default.val_set.graphs]
+
+
+def test_a_small_positive_val_fraction_holds_out_one_molecule(small_sdf):
+    """0.1 of the 4 molecules rounded to none: the run had no validation, without a word."""
+    task = build_task(_cfg(small_sdf[0], val_fraction=0.1))
+    assert len(task.train_set) == 3 and len(task.val_set) == 1
+    assert build_task(_cfg(small_sdf[0], val_fraction=0)).val_set is None
 
 
 def test_cli_bad_data_value_is_one_line_exit_2(small_sdf, tmp_path, capsys):

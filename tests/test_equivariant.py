@@ -275,5 +275,5 @@ def test_inputs_that_do_not_fit_the_network_raise_naming_the_mismatch(name: str,
 def test_no_message_passing_layers_is_refused(name: str) -> None:
     """num_layers=0 crashed PaiNN's output einsum (no vector channels yet) and made the
     e3nn network a plain 1o vector field, mirror-equivariant against its docstring."""
-    with pytest.raises(ValueError, match=re.escape("num_layers must be >= 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("num_layers must be an integer >= 1, got 0")):
         build_backbone(name, 0, 0, **{**SMALL[name], "num_layers": 0})

@@ -12,10 +12,13 @@ Config sections read here (see ``configs/smoke.yaml``)::
       conformers: random        # random | boltzmann (one item per molecule, conformer drawn
                                 #   per access) | all (one item per conformer) | first (sdf only)
       val_fraction: 0.15        # sdf only: molecules held out for validation (by InChIKey
-                                #   skeleton: groups of one molecule under two SMILES go together)
+                                #   skeleton: groups of one molecule under two SMILES go together;
+                                #   at least one when > 0 and the file holds two or more)
       split_seed: 0             # sdf only: seed of that molecule split
       max_molecules: null       # sdf only
       max_heavy_atoms: null     # sdf only
+      train_split: train        # processed only: the split trained on
+      val_split: val            # processed only: the split validated on (null or false: none)
       reserved: null            # another reserved InChIKey list: its molecules are left
                                 #   out as well as the shipped list's (always), of sdf and
                                 #   processed data alike
@@ -203,8 +206,11 @@ def _load_sdf(data: dict, featurisation: int) -> tuple[Dataset, Dataset | None, 
     # the split draws molecules (skeletons), so that one under two SMILES spellings, two
     # SDF groups, is not in train and val at once
     groups = list(members.values())
-    order = np.random.default_rng(int(data.get("split_seed", 0))).permutation(len(groups))
-    n_val = int(round(float(data.get("val_fraction", 0.15)) * len(groups)))
+    order = np.random.default_rng(data.get("split_seed") or 0).permutation(len(groups))
+    fraction = float(data.get("val_fraction", 0.15))
+    n_val = int(round(fraction * len(groups)))
+    if fraction > 0:   # 0.1 of 4 molecules rounded to none: no validation, without a word
+        n_val = max(n_val, 1)
     n_val = min(n_val, len(groups) - 1)
     val_idx = [i for g in order[:n_val] for i in groups[g]]
     train_idx = [i for g in order[n_val:] for i in groups[g]]
@@ -223,7 +229,7 @@ def _processed_sources(spec: Any) -> list[tuple[Path, int]]:
     out = []
     for item in spec if isinstance(spec, list) else [spec]:
         path, repeat = (item.get("path"), item.get("repeat", 1)) if isinstance(item, dict) else (item, 1)
-        if (not path or not isinstance(repeat, int) or repeat < 1
+        if (not isinstance(path, str) or not path or not is_int(repeat) or repeat < 1
                 or isinstance(item, dict) and not set(item) <= {"path", "repeat"}):
             raise ValueError(f"data.processed entries must be a path or {{path: ..., repeat: k >= 1}}, "
                              f"got {item!r}")
@@ -324,6 +330,17 @@ def _check_sections(data: dict, model_cfg: dict) -> None:
     source = "sdf" if "sdf" in data else "processed"
     check_keys(data, DATA_KEYS[source], f"conformers task: data ({source})")
     check_keys(model_cfg, MODEL_KEYS, "conformers task: model")
+    # a path of another type was a TypeError traceback; reserved: 0 or [] was no list, silently
+    for key, optional in (("sdf", False), ("reserved", True)):
+        if key in data and not (isinstance(data[key], str) and data[key]
+                                or optional and data[key] is None):
+            raise ValueError(f"data.{key} must be a file path, got {data[key]!r}")
+    for key in ("train_split", "val_split"):   # val_split: null (or false) validates on none
+        value = data.get(key, "")
+        if not (isinstance(value, str) or key == "val_split" and (value is None or value is False)):
+            raise ValueError(f"data.{key} must be a split name, got {value!r}")
+    if model_cfg.get("hparams") is not None and not isinstance(model_cfg["hparams"], dict):
+        raise ValueError(f"model.hparams must be a mapping, got {model_cfg['hparams']!r}")
     fraction = config_number(data.get("val_fraction", 0.15), "data.val_fraction")
     if not 0 <= fraction < 1:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {data['val_fraction']!r}")
@@ -390,7 +407,7 @@ def build_task(cfg: dict) -> TrainTask:
                          **(model_cfg.get("hparams") or {}))
     meta = {"task": TASK, "backbone": net.config(), "sde": sde.config(),
             "parameterisation": model_cfg.get("parameterisation", "eps"),
-            "sigma_data": float(model_cfg.get("sigma_data", 1.0)),
+            "sigma_data": float(model_cfg.get("sigma_data") or 1.0),
             "coord_scale": float(coord_scale), "units": "angstrom / coord_scale",
             "featurisation": featurisation, "atom_feat_dim": ATOM_FEAT_DIM, "edge_feat_dim": EDGE_FEAT_DIM,
             "data": info}

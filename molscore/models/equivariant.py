@@ -14,6 +14,10 @@ equivariant, so they can tell enantiomers apart.
 """
 from __future__ import annotations
 
+import inspect
+import math
+from typing import Any
+
 from torch import nn
 
 from .painn import PaiNNScoreNet
@@ -31,16 +35,42 @@ def build_backbone(name: str, atom_dim: int, edge_dim: int, **hparams) -> nn.Mod
     ``build_backbone(**net.config())`` rebuilds a network.
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the choices) or unknown hyper-parameter.
+        ValueError: unknown ``name`` (the message lists the choices), unknown hyper-parameter,
+            or a size that is not a positive integer or a length that is not a positive number
+            (``cutoff`` may be 0, no radius edges, or ``None``, all pairs).
     """
     try:
         cls = BACKBONES[name]
-    except KeyError:
+    except (KeyError, TypeError):   # TypeError: a list or mapping (unhashable)
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}") from None
+    _check_hparams(name, cls, hparams)
     try:
         return cls(atom_dim, edge_dim, **hparams)
     except TypeError as err:
         raise ValueError(f"bad hyper-parameters for backbone {name!r}: {err}") from None
+
+
+def _check_hparams(name: str, cls: type[nn.Module], hparams: dict[str, Any]) -> None:
+    """``ValueError`` for a hyper-parameter whose default is an integer (a size, a count) and
+    whose value is not an integer >= 1, or whose default is a float (a length) and whose value
+    is not a positive finite number (``cutoff``: >= 0, and ``None`` where the annotation allows
+    it). Hidden size 0 trained a network of no channels, -1 was a traceback, ``rbf_max: 0`` a
+    ZeroDivisionError."""
+    params = inspect.signature(cls).parameters
+    for key, value in hparams.items():
+        param = params.get(key)
+        if param is None or isinstance(param.default, bool):
+            continue                    # an unknown key: the constructor's TypeError names it
+        if value is None and "None" in str(param.annotation):
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(param.default, int) and not (number and isinstance(value, int) and value >= 1):
+            raise ValueError(f"backbone {name!r}: {key} must be an integer >= 1, got {value!r}")
+        if isinstance(param.default, float):
+            zero = key == "cutoff"      # 0: no radius edges (models.edges.build_edges)
+            if not (number and math.isfinite(value) and (value >= 0 if zero else value > 0)):
+                kind = "a number >= 0" if zero else "a positive number"
+                raise ValueError(f"backbone {name!r}: {key} must be {kind}, got {value!r}")
 
 
 def count_parameters(model: nn.Module) -> int:
