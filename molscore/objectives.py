@@ -214,6 +214,6 @@ def get_objective(name: str) -> Callable[..., Tensor]:
     """The loss function called ``name``; unknown names raise ``ValueError`` listing the choices."""
     try:
         return OBJECTIVES[name]
-    except KeyError:
+    except (KeyError, TypeError):   # TypeError: a list or mapping (unhashable)
         raise ValueError(f"unknown objective {name!r}; choose from "
                          f"{', '.join(OBJECTIVES)}") from None

@@ -177,5 +177,5 @@ def get_task_module(name: str):
     """Import the module of task ``name``; unknown names raise ``ValueError`` listing the choices."""
     try:
         return importlib.import_module(TASKS[name])
-    except KeyError:
+    except (KeyError, TypeError):   # TypeError: a list or mapping (unhashable)
         raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None

@@ -187,6 +187,8 @@ def resolve_config(cfg: dict) -> dict:
             raise ConfigError(f"'{key}' must be a non-negative integer, got {out[key]!r}")
     if not is_int(out["num_workers"]) or out["num_workers"] < 0:
         raise ConfigError(f"'num_workers' must be a non-negative integer, got {out['num_workers']!r}")
+    if not isinstance(out["ddp_find_unused"], bool):   # bool("false") is True
+        raise ConfigError(f"'ddp_find_unused' must be true or false, got {out['ddp_find_unused']!r}")
     if out["init"] is not None and not isinstance(out["init"], (str, os.PathLike)):
         raise ConfigError(f"'init' must be the path of a checkpoint or model file, got {out['init']!r}")
     if not is_int(out["seed"]) or not 0 <= out["seed"] <= SEED_MAX:

@@ -354,6 +354,11 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     # warmup counts steps: 2.5 was taken as 2 without a word
     ({"optim": {"warmup": 2.5}}, r"optim.warmup must be a non-negative integer \(steps\), got 2.5"),
     ({"optim": {"warmup": -1}}, r"optim.warmup must be a non-negative integer \(steps\), got -1"),
+    # bool("false") is True: a DDP run looked for unused parameters when told not to
+    ({"ddp_find_unused": "false"}, "'ddp_find_unused' must be true or false, got 'false'$"),
+    ({"ddp_find_unused": 0}, "'ddp_find_unused' must be true or false, got 0$"),
+    # a list was a TypeError traceback (unhashable)
+    ({"objective": {"name": ["dsm"]}}, r"unknown objective \['dsm'\]; choose from dsm"),
 ])
 def test_bad_configs_raise_config_error(bad, message):
     cfg = base_config(**bad)
@@ -528,6 +533,9 @@ def test_cli_zero_steps_scores_the_init_weights(tmp_path, capsys):
     ("task: nope\nsteps: 3\n", "unknown task"),
     (f"task: {TASK}\nsteps: 3\noptim: {{schedule: step}}\n", "optim.schedule"),
     (f"task: {TASK}\nsteps: 3\nval_evry: 1\n", "config has no key 'val_evry'"),
+    # each was a TypeError traceback (exit status 1)
+    ("task: [toy]\nsteps: 3\n", "unknown task ['toy']; choose from"),
+    (f"task: {TASK}\nsteps: 3\nout_dir: 5\n", "out_dir must be a path, got 5"),
 ])
 def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
     from molscore.cli import main

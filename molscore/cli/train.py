@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         cfg["seed"] = args.seed
     if args.init is not None:
         cfg["init"] = args.init
+    if cfg.get("out_dir") is not None and not isinstance(cfg["out_dir"], str):  # Path(5): a traceback
+        raise UsageError(f"out_dir must be a path, got {cfg['out_dir']!r}")
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
     try:  # before training, so that an unusable output directory does not cost the run
         out.mkdir(parents=True, exist_ok=True)
