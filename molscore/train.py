@@ -747,6 +747,8 @@ class Trainer:
         and Python's ``random`` RNGs are restored afterwards, so the training RNG streams
         are untouched.
 
+        A loss that is not finite is said on stderr (rank 0).
+
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``
             or ``None`` without a validation set (or with ``val_batches: 0``).
@@ -784,6 +786,11 @@ class Trainer:
             dist.all_reduce(reduced)
             totals = reduced.cpu()
         per_bin = (totals[:bins] / max(float(totals[bins]), 1.0)).tolist()
+        if self.info.is_main and not all(math.isfinite(v) for v in per_bin):
+            # training checks its own loss and gradient only: a diverged run ended in exit 0
+            print(f"warning: validation loss is not finite at step {self.step} (bins "
+                  f"{', '.join(f'{v:.4g}' for v in per_bin)}): the EMA weights have diverged or "
+                  f"overflow; lower optim.lr", file=sys.stderr)
         return {"val_loss": float(np.mean(per_bin)), "val_loss_bins": per_bin,
                 "t_bins": [[float(edges[b]), float(edges[b + 1])] for b in range(bins)]}
 

@@ -215,6 +215,22 @@ def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
     assert trainer.validate()["val_loss_bins"] == pytest.approx(val["val_loss_bins"], rel=1e-6)
 
 
+def test_a_validation_loss_that_is_not_finite_is_said(tmp_path, capsys):
+    """Training checks its own loss and gradient; a run whose EMA weights gave a NaN
+    validation loss (``optim.lr: 2.5``) ended with exit status 0 and ``val_loss: NaN`` in the
+    summary without a word. Now stderr says so."""
+    trainer = Trainer(base_config(), tmp_path, device="cpu", progress=False)
+    assert math.isfinite(trainer.validate()["val_loss"])
+    assert "validation loss is not finite" not in capsys.readouterr().err
+    loss_fn = trainer.loss_fn
+    trainer.loss_fn = lambda *a, **k: loss_fn(*a, **k) * float("nan")
+    val = trainer.validate()
+    assert math.isnan(val["val_loss"])
+    err = capsys.readouterr().err
+    assert err.startswith("warning: validation loss is not finite at step 0 (bins nan, nan")
+    assert err.endswith("the EMA weights have diverged or overflow; lower optim.lr\n")
+
+
 def test_capped_validation_spreads_batches_over_the_whole_set(tmp_path):
     """16 validation items in batches of 2 (8 batches), capped at 3: the first, a middle and
     the last batch are scored, so every part of a concatenated validation set counts."""
