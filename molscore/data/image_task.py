@@ -398,11 +398,11 @@ def bits_per_dim_of(model: ScoreModel, meta: dict, images: Tensor, *, labels: Te
     if labels is None and _untrained_null_label(model, meta):
         raise ValueError("this model was trained with model.label_dropout 0, so it has no "
                          "unconditional score: give labels")
-    untrained = set(meta.get("classes_without_images", ())) & set(
-        [] if labels is None else labels.tolist())
-    if untrained:
-        raise ValueError(f"class label {min(untrained)}: this model was trained on no image of "
-                         "that class, so its label embedding is untrained")
+    if labels is not None:
+        untrained = set(meta.get("classes_without_images", ())) & set(labels.tolist())
+        if untrained:
+            raise ValueError(f"class label {min(untrained)}: this model was trained on no image "
+                             "of that class, so its label embedding is untrained")
     weight = next(model.parameters())
     images = images.to(device=weight.device, dtype=weight.dtype)
     space = DenseSpace(images.shape)
