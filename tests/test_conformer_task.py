@@ -299,6 +299,23 @@ def test_processed_data_leaves_reserved_molecules_out(small_sdf, tmp_path, old_i
     assert "reserved_dropped" not in build_task(cfg).meta["data"]
 
 
+def _store(writer, molecules: dict[str, str]) -> None:
+    """Embed (ETKDG, seed 3) and add each SMILES of ``molecules`` (name -> SMILES) to the
+    processed-dataset ``writer``, then finalise it, all molecules in the training split."""
+    from rdkit.Chem import AllChem
+
+    from molscore.chem.featurize import prepare_mol
+    from molscore.data.conformers import ConformerSet
+    from molscore.data.processed import encode_record
+
+    for name, smi in molecules.items():
+        mol = prepare_mol(smi)
+        AllChem.EmbedMolecule(mol, randomSeed=3)
+        writer.add(encode_record(ConformerSet(smiles=smi, mol=mol, weights=None, name=name),
+                                 featurisation=writer.featurisation))
+    writer.finalize((1.0, 0.0, 0.0))
+
+
 def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on(tmp_path, capsys):
     """Training compares a processed molecule's stored InChIKey block alone, trusting the
     builder with the tautomers and charge forms of reserved molecules; a dataset written by a
@@ -307,22 +324,14 @@ def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on
     (CCD AZM), was trained on. Such a dataset is refused, in one line with exit status 2."""
 
     import yaml
-    from rdkit.Chem import AllChem
 
-    from molscore.chem.featurize import prepare_mol
     from molscore.cli import main
-    from molscore.data.conformers import ConformerSet
-    from molscore.data.processed import DatasetWriter, encode_record
+    from molscore.data.processed import DatasetWriter
     from molscore.data.reserved import MATCH_RULE, build_exclusion_reason, reserved_keys
 
     acetazolamide = "CC(=O)Nc1nnc(S(N)(=O)=O)s1"
-    writer = DatasetWriter(tmp_path / "old")                # as an older molscore wrote it
-    for smi in (acetazolamide, "CCCCCCCCCCO"):
-        mol = prepare_mol(smi)
-        AllChem.EmbedMolecule(mol, randomSeed=3)
-        writer.add(encode_record(ConformerSet(smiles=smi, mol=mol, weights=None, name=smi),
-                                 featurisation=writer.featurisation))
-    writer.finalize((1.0, 0.0, 0.0))
+    _store(DatasetWriter(tmp_path / "old"),                 # as an older molscore wrote it
+           {smi: smi for smi in (acetazolamide, "CCCCCCCCCCO")})
     assert build_exclusion_reason(Chem.MolFromSmiles(acetazolamide), reserved_keys()) is not None
     cfg = {**_cfg("unused"), "data": {"processed": str(tmp_path / "old"), "conformers": "all"}}
     with pytest.raises(ValueError, match="was built under another reserved-molecule rule: reserved_match None"):
@@ -348,23 +357,14 @@ def test_an_extra_reserved_list_the_dataset_was_not_built_with_is_named(tmp_path
     was given (recorded in the index). A list other than that one, or one where the build had
     none, is named on stderr (it was silent: a tautomer of such a list's molecule trained on
     without a word) and recorded in the data summary; the build's own list is not."""
-    from rdkit.Chem import AllChem
-
-    from molscore.chem.featurize import prepare_mol
-    from molscore.data.conformers import ConformerSet
-    from molscore.data.processed import build_writer, encode_record
+    from molscore.data.processed import build_writer
     from molscore.data.reserved import list_identity
 
     extra = tmp_path / "extra.txt"
     extra.write_text("VYFYYTLLBUKUHU\n")                       # dopamine's block
     for name, built_with in (("none", None), ("same", extra)):
-        writer = build_writer(tmp_path / name, meta={"reserved": list_identity(built_with)})
-        for smi in ("CCCCCCCCCCO", "CCCCCCCCCCN"):
-            mol = prepare_mol(smi)
-            AllChem.EmbedMolecule(mol, randomSeed=3)
-            writer.add(encode_record(ConformerSet(smiles=smi, mol=mol, weights=None, name=smi),
-                                     featurisation=writer.featurisation))
-        writer.finalize((1.0, 0.0, 0.0))
+        _store(build_writer(tmp_path / name, meta={"reserved": list_identity(built_with)}),
+               {smi: smi for smi in ("CCCCCCCCCCO", "CCCCCCCCCCN")})
     capsys.readouterr()
     cfg = {**_cfg("unused"), "data": {"processed": [str(tmp_path / "none"), str(tmp_path / "same")],
                                       "conformers": "all", "reserved": str(extra)}}
@@ -385,20 +385,11 @@ def test_a_dataset_built_under_another_version_of_the_shipped_list_is_named(tmp_
     but the new molecules' tautomers and charge forms were never compared: that was silent. Now
     such a dataset, or one whose build recorded no version, is named on stderr and in the data
     summary; one built under the current list is not."""
-    from rdkit.Chem import AllChem
-
     import molscore.data.reserved as reserved_module
-    from molscore.chem.featurize import prepare_mol
-    from molscore.data.conformers import ConformerSet
-    from molscore.data.processed import build_writer, encode_record
+    from molscore.data.processed import build_writer
 
     def build(name):
-        writer = build_writer(tmp_path / name)
-        mol = prepare_mol("CCCCCCCCCCO")
-        AllChem.EmbedMolecule(mol, randomSeed=3)
-        writer.add(encode_record(ConformerSet(smiles="CCCCCCCCCCO", mol=mol, weights=None, name="decanol"),
-                                 featurisation=writer.featurisation))
-        writer.finalize((1.0, 0.0, 0.0))
+        _store(build_writer(tmp_path / name), {"decanol": "CCCCCCCCCCO"})
         return json.loads((tmp_path / name / "index.json").read_text())
 
     old = build("old")
