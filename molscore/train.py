@@ -10,9 +10,12 @@ here (top level, ``optim``, ``ema``) is refused::
     data: {...}, model: {...}, sde: {...}   # read by the task module
     objective: {name: dsm, weighting: sigma2}   # extra keys go to the loss function
     optim: {lr, weight_decay, betas, grad_clip, schedule: cosine|constant, warmup, min_lr_ratio}
-    ema: {decay: 0.999}       # or a bare number
+                              # grad_clip: max gradient norm; 0, false or null: no clipping
+    ema: {decay: 0.999}       # or a bare number; 0 (or false): no averaging, the EMA
+                              #   weights are the trained ones
     batch_size: 32
-    steps: 10000              # or epochs: N; 0 only scores the starting weights
+    steps: 10000              # or epochs: N; 0 only scores the starting weights; with both,
+                              #   steps (molscore train --steps sets it over a config's epochs)
     val_every: 500            # validation loss per noise-level bucket (EMA weights)
     val_bins: 5
     val_batches: null         # cap on validation batches, evenly spread (null: whole val set;

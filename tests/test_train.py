@@ -330,6 +330,27 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     assert out["steps"] == 2 * (40 // 8)
 
 
+@pytest.mark.parametrize("ema", [0, False, {"decay": 0}])
+def test_ema_zero_keeps_no_average(tmp_path, ema):
+    """``ema: 0`` / ``false`` (docs/training.md): the EMA weights are the trained ones."""
+    train({**base_config(), "ema": ema}, tmp_path, device="cpu", progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["ema"]["decay"] == 0.0
+    for k, v in ckpt["model"].items():
+        assert torch.equal(v, ckpt["ema"]["shadow"][k]), k
+
+
+@pytest.mark.parametrize("off", [0, False, None])
+def test_grad_clip_off_values(off):
+    assert resolve_config({**base_config(), "optim": {"grad_clip": off}})["optim"]["grad_clip"] is None
+    assert resolve_config({**base_config(), "optim": {"grad_clip": 0.5}})["optim"]["grad_clip"] == 0.5
+
+
+def test_steps_win_over_epochs(tmp_path):
+    out = train(base_config(steps=3, epochs=2), tmp_path, device="cpu", progress=False)
+    assert out["steps"] == 3
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"task": None}, "task"),
     ({"steps": None}, "'steps' or 'epochs'"),
