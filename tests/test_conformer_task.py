@@ -351,6 +351,39 @@ def test_a_processed_dataset_built_under_another_reserved_rule_is_not_trained_on
     assert build_task(cfg).train_set.base.smiles == [acetazolamide, "CCCCCCCCCCO"]
 
 
+def test_an_index_edited_by_hand_has_its_smiles_compared(tmp_path, capsys):
+    """Training compared each index entry's stored InChIKey block alone: an entry whose SMILES
+    was changed by hand to a reserved molecule's, its old block kept, trained on without a
+    word. The writer now records a digest of the entries (``molecules_sha256``); an index that
+    does not match it, or records none (an older molscore), has the block of each stored
+    SMILES compared too, and training says so; an index as written is trusted."""
+    from molscore.data.processed import ConformerDataset, build_writer
+    from molscore.data.reserved import reserved_keys
+
+    _store(build_writer(tmp_path / "ds"), {"decanol": "CCCCCCCCCCO", "decylamine": "CCCCCCCCCCN"})
+    cfg = {**_cfg("unused"), "data": {"processed": str(tmp_path / "ds"), "conformers": "all",
+                                      "val_split": None}}
+    capsys.readouterr()
+    task = build_task(cfg)
+    assert "digest" not in capsys.readouterr().err and "index_unverified" not in task.meta["data"]
+    assert task.train_set.base.smiles == ["CCCCCCCCCCO", "CCCCCCCCCCN"]
+    index_path = tmp_path / "ds" / "index.json"
+    index = json.loads(index_path.read_text())
+    index["molecules"][0]["smiles"] = "O=C(O)[C@@H](O)c1ccccc1"     # mandelic acid: reserved
+    index_path.write_text(json.dumps(index))
+    task = build_task(cfg)
+    assert task.train_set.base.smiles == ["CCCCCCCCCCN"] and task.meta["data"]["index_unverified"]
+    err = capsys.readouterr().err
+    assert (f"{tmp_path / 'ds'}: its index.json records no digest of its molecules, or one they do "
+            "not match") in err and "left out 1 reserved molecule(s) the dataset holds (e.g. 'decanol')" in err
+    index["molecules"][0]["smiles"] = "CCCCCCCCCCO"                  # as written, digest removed
+    del index["molecules_sha256"]
+    index_path.write_text(json.dumps(index))
+    kept = ConformerDataset(tmp_path / "ds", "all", reserved=reserved_keys())
+    assert kept.index_unverified and kept.smiles == ["CCCCCCCCCCO", "CCCCCCCCCCN"]
+    assert not ConformerDataset(tmp_path / "ds", "all").index_unverified  # no reserved list: not read
+
+
 def test_an_extra_reserved_list_the_dataset_was_not_built_with_is_named(tmp_path, capsys):
     """``data.reserved`` given at training leaves its molecules out by their stored InChIKey
     block only; the builder compares tautomers and charge forms too, but only of the list it

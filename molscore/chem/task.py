@@ -276,6 +276,11 @@ def _load_processed(data: dict, featurisation: int) -> tuple[Dataset, Dataset | 
             print(f"{root}: the molecules of {' and '.join(unchecked)} are left out by their own "
                   f"InChIKey block only, not their tautomers and charge forms (build the dataset "
                   f"again, with --reserved for an extra list, for those)", file=sys.stderr)
+        if train_set.index_unverified:
+            source["index_unverified"] = True
+            print(f"{root}: its index.json records no digest of its molecules, or one they do not "
+                  f"match (written before 2026-12-07, or edited by hand): each molecule's InChIKey "
+                  f"block was also computed from its stored SMILES and compared", file=sys.stderr)
         dropped = list(train_set.reserved_dropped)
         if val_split:
             val_set = ConformerDataset(root, val_split, exclude=trained | validated, **kw)

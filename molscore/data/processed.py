@@ -2,7 +2,8 @@
 
 A processed dataset is a folder::
 
-    index.json          format tag, featuriser dims and version, per-molecule entries, splits
+    index.json          format tag, featuriser dims and version, per-molecule entries (and
+                        their SHA-256, ``molecules_sha256``), splits
     shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
     failures.csv        name,reason of every record a builder skipped
 
@@ -27,6 +28,7 @@ contain no pickled objects. Every file is written to a temporary name and moved 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -51,7 +53,7 @@ from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_ru
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
-    "load_index", "index_featurisation", "read_failures", "ConformerDataset",
+    "load_index", "index_featurisation", "read_failures", "molecules_digest", "ConformerDataset",
 ]
 
 FORMAT = "molscore-conformers/1"
@@ -61,6 +63,7 @@ FAILURE_COLUMNS = ("name", "reason")
 SPLITS = ("train", "val", "test")
 _TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
 _BINARY_KEYS = ("atom_feat", "edge_attr")  # stored as uint8
+MOLECULES_DIGEST = "molecules_sha256"
 
 
 def murcko_scaffold(mol: Chem.Mol) -> str:
@@ -186,6 +189,14 @@ def load_index(root: str | Path) -> dict:
     if found != FORMAT:
         raise ValueError(f"{path}: unknown format {found!r}, expected {FORMAT!r}")
     return index
+
+
+def molecules_digest(entries: list) -> str:
+    """SHA-256 of an index's molecule entries (as canonical JSON), which the writer records as
+    ``molecules_sha256``: a reader tells an index that molscore wrote from one edited since
+    (or written by a molscore before 2026-12-07, which recorded none)."""
+    text = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def index_featurisation(index: dict, root: str | Path) -> int:
@@ -343,6 +354,7 @@ class DatasetWriter:
         replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
 
     def _write_index(self) -> None:
+        self.index[MOLECULES_DIGEST] = molecules_digest(self.index["molecules"])
         replace_atomically(self.root / INDEX_FILE, [json.dumps(self.index, indent=1)])
 
     def finalize(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
@@ -415,6 +427,13 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     return writer.finalize(fractions, seed)
 
 
+def _smiles_block(entry: dict) -> str:
+    """The InChIKey connectivity block of an index entry's stored SMILES (``""``: none)."""
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(entry["smiles"]) if isinstance(entry.get("smiles"), str) else None
+    return inchikey_block(mol) if mol is not None else ""
+
+
 def _inchikey_block_of(entry: dict) -> str:
     """The reserved-list key of an index entry: the first 14 characters of its stored
     ``inchikey`` (a whole InChIKey too, in any case, as a hand-made index may hold) when they
@@ -425,9 +444,7 @@ def _inchikey_block_of(entry: dict) -> str:
         return ""
     if isinstance(stored, str) and BLOCK.fullmatch(block := stored.strip()[:14].upper()):
         return block
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(entry["smiles"])
-    return inchikey_block(mol) if mol is not None else ""
+    return _smiles_block(entry)
 
 
 class ConformerDataset(Dataset):
@@ -448,6 +465,9 @@ class ConformerDataset(Dataset):
             those left out. The block is read from the index (datasets written since
             2026-12-06; the first 14 characters of a whole InChIKey stored there by hand) or,
             where the index holds none that looks like one, computed from the stored SMILES.
+            An index whose entries do not match the ``molecules_sha256`` it records, or that
+            records none (edited by hand, or written before 2026-12-07), has the block of each
+            stored SMILES compared as well (:attr:`index_unverified`; about 0.5 ms a molecule).
             Only that block is compared (enumerating tautomers and charge forms of every
             molecule at each training start would be slow): the builders left those out, so
             a dataset whose index records another rule than
@@ -463,6 +483,9 @@ class ConformerDataset(Dataset):
     Attributes:
         blocks: the InChIKey connectivity block of each molecule kept (``""`` where RDKit
             makes none), in :attr:`mol_ids` order.
+        index_unverified: with ``reserved``, whether the index's entries did not match the
+            digest it records (or it records none), so that each molecule's block was also
+            computed from its stored SMILES.
         featurisation: the version of the dataset's features.
 
     Raises:
@@ -511,9 +534,13 @@ class ConformerDataset(Dataset):
         self.reserved_dropped: list[str] = []
         self.excluded: list[str] = []
         self.mol_ids, self.blocks = [], []
+        self.index_unverified = (reserved is not None and self.index.get(MOLECULES_DIGEST)
+                                 != molecules_digest(self.index["molecules"]))
         for i in ids:
             block = _inchikey_block_of(self.index["molecules"][i])
-            if reserved is not None and exclusion_reason(block, reserved):
+            if reserved is not None and (exclusion_reason(block, reserved) or self.index_unverified
+                                         and exclusion_reason(_smiles_block(self.index["molecules"][i]),
+                                                              reserved)):
                 self.reserved_dropped.append(self.index["molecules"][i]["name"])
             elif exclude and block and block in exclude:
                 self.excluded.append(block)
