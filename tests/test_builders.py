@@ -722,3 +722,28 @@ def test_cli_refuses_to_resume_a_build_begun_under_another_version_of_the_shippe
     (out / "index.json").write_text(json.dumps(index))
     assert main(args + ["--limit", "2"]) == 0
     assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol", "propylamine"]
+
+
+def test_cli_sdf_keeps_the_largest_fragment_of_a_salt(tmp_path, capsys):
+    """The failure row of a salt's SDF records says "use --largest-fragment", which
+    ``build-dataset sdf`` did not accept (argparse: unrecognized arguments, exit status 2)."""
+    salt = "CCCC[NH3+].[Cl-]"
+    mol = Chem.AddHs(Chem.MolFromSmiles(salt))
+    cids = AllChem.EmbedMultipleConfs(mol, 2, randomSeed=7)
+    sdf = tmp_path / "salt.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for cid in cids:
+            mol.SetProp("smiles", salt)
+            writer.write(mol, confId=cid)
+    out = tmp_path / "ds"
+    args = ["build-dataset", "sdf", "--input", str(sdf), "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "plain")]) == 0
+    assert "use --largest-fragment" in read_failures(tmp_path / "plain")[-1][1]
+    capsys.readouterr()
+    assert main(args + ["-o", str(out), "--largest-fragment"]) == 0
+    assert "stored 1 molecules (2 conformers)" in capsys.readouterr().out
+    entry = load_index(out)["molecules"][0]
+    assert (entry["name"], entry["smiles"], entry["num_conformers"]) == (salt, "CCCC[NH3+]", 2)
+    assert load_index(out)["meta"]["largest_fragment"] is True
+    assert main(args + ["-o", str(out)]) == 2        # a resume keeps the setting
+    assert "largest_fragment True -> False" in capsys.readouterr().err

@@ -102,6 +102,7 @@ def register(subparsers) -> None:
     p.add_argument("--input", type=Path, required=True, help=".sdf or .sdf.gz")
     p.add_argument("--group-by", default="smiles",
                    help="record property naming the molecule (default smiles); 'none': each record's SMILES")
+    p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     _common(p)
     p.set_defaults(func=run)
 
@@ -182,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
             reason = "; ".join(r for _, r in input_failures[:2]) or "no conformer records"
             raise UsageError(f"nothing to build from {args.input}: {reason} (not an SDF?)")
         items = _limited(itertools.chain([first], groups), args.limit)
-        meta.update(source=str(args.input), group_by=group_by)
+        maker_kwargs = {"largest_fragment": args.largest_fragment}
+        meta.update(maker_kwargs, source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:
             before = load_index(args.output).get("meta", {})

@@ -341,10 +341,13 @@ def sdf_groups(path: str | Path, group_by: str | None = "smiles",
         yield key, {"mols": mols, "smiles": key if group_by == "smiles" else None, "weights": mol_weights(mols)}
 
 
-def sdf_conformer_set(name: str, payload: dict, failures: list | None = None) -> ConformerSet:
-    """Validate and merge the records of one SDF molecule (see :func:`conformer_set_from_mols`)."""
+def sdf_conformer_set(name: str, payload: dict, failures: list | None = None, *,
+                      largest_fragment: bool = False) -> ConformerSet:
+    """Validate and merge the records of one SDF molecule (see :func:`conformer_set_from_mols`;
+    ``largest_fragment``: keep each record's largest fragment instead of refusing a salt)."""
     return conformer_set_from_mols(payload["mols"], name, smiles=payload["smiles"],
-                                   weights=payload["weights"], failures=failures)
+                                   weights=payload["weights"], failures=failures,
+                                   largest_fragment=largest_fragment)
 
 
 # ----------------------------------------------------------------------------------------
@@ -417,8 +420,8 @@ def _make_ccd(name: str, payload: dict, failures: list) -> ConformerSet:
     return ccd_conformer_set(name, payload)
 
 
-def _make_sdf(name: str, payload: dict, failures: list) -> ConformerSet:
-    return sdf_conformer_set(name, payload, failures)
+def _make_sdf(name: str, payload: dict, failures: list, **kw) -> ConformerSet:
+    return sdf_conformer_set(name, payload, failures, **kw)
 
 
 MAKERS: dict[str, Callable] = {"etkdg": _make_etkdg, "ccd": _make_ccd, "sdf": _make_sdf}
