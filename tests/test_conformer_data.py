@@ -915,3 +915,16 @@ def test_write_dataset_refuses_a_folder_written_under_another_reserved_rule(tmp_
         write_dataset(records, tmp_path / "ds")
     assert len(load_index(tmp_path / "ds")["molecules"]) == 1
 
+
+
+@pytest.mark.parametrize("content, kind", [([{"pickle_path": "a.pickle"}], "list"), ("drugs", "str"), (3, "int")])
+def test_a_geom_summary_that_is_no_json_object_is_a_failure_row(tmp_path, content, kind):
+    """A summary JSON that is not an object (a list, a string: another file of the download)
+    stopped the read with an AttributeError ('list' object has no attribute 'items'), though
+    bad input never stops a reader; it is one failure row naming the file."""
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(content))
+    failures = []
+    assert list(read_geom_rdkit_folder(summary, failures=failures)) == []
+    assert failures == [(str(summary), f"unreadable summary: a JSON {kind}, "
+                                       "not an object of SMILES -> {'pickle_path': ...}")]

@@ -252,6 +252,10 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
     except (OSError, ValueError) as err:
         failures.append((str(summary), f"unreadable summary: {err}"))
         return
+    if not isinstance(index, dict):  # another JSON file: GEOM's summary maps SMILES to entries
+        failures.append((str(summary), f"unreadable summary: a JSON {type(index).__name__}, "
+                                       "not an object of SMILES -> {'pickle_path': ...}"))
+        return
     for n, (smiles, entry) in enumerate(index.items()):
         if limit is not None and n >= limit:
             break
