@@ -747,3 +747,18 @@ def test_cli_sdf_keeps_the_largest_fragment_of_a_salt(tmp_path, capsys):
     assert load_index(out)["meta"]["largest_fragment"] is True
     assert main(args + ["-o", str(out)]) == 2        # a resume keeps the setting
     assert "largest_fragment True -> False" in capsys.readouterr().err
+
+
+def test_cli_resume_with_a_failures_file_lacking_its_columns_is_one_line(tmp_path, capsys):
+    """A failures.csv without its ``reason`` column (edited by hand, saved from a spreadsheet)
+    ended a resumed build in a KeyError traceback; it is a usage error naming the file."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCCCO a\n[Fe] b\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args) == 0
+    (out / "failures.csv").write_text("name\nb\n")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "failures.csv: expected the columns name,reason, found name" in err and "Traceback" not in err

@@ -221,12 +221,20 @@ def _check_featurisation(root: str | Path, index: dict, wanted: int | None, reme
 
 
 def read_failures(root: str | Path) -> list[tuple[str, str]]:
-    """``(name, reason)`` rows of ``failures.csv`` (empty when absent)."""
+    """``(name, reason)`` rows of ``failures.csv`` (empty when absent).
+
+    Raises:
+        ValueError: a file that is not empty lacks the ``name`` or ``reason`` column.
+    """
     path = Path(root) / FAILURES_FILE
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        return [(r["name"], r["reason"]) for r in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is not None and not set(FAILURE_COLUMNS) <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected the columns {','.join(FAILURE_COLUMNS)}, found "
+                             f"{','.join(reader.fieldnames)}; restore them or remove the file")
+        return [(r["name"], r["reason"]) for r in reader]
 
 
 class DatasetWriter:
