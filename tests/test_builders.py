@@ -762,3 +762,45 @@ def test_cli_resume_with_a_failures_file_lacking_its_columns_is_one_line(tmp_pat
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "failures.csv: expected the columns name,reason, found name" in err and "Traceback" not in err
+
+
+def test_cli_sdf_refuses_records_over_max_heavy_atoms_before_their_distance_matrices(tmp_path, capsys,
+                                                                                     monkeypatch):
+    """``build-dataset sdf`` had no size limit (``etkdg`` has ``--max-heavy-atoms``), and each
+    record's coordinates were checked, with (N, N) distance matrices, before anything looked at
+    its size: an SDF holding a protein (tens of thousands of atoms) needed gigabytes per record.
+    Now records over ``--max-heavy-atoms`` (default 100, as etkdg and ccd) are failure rows
+    whose coordinates are never checked."""
+    import molscore.data.conformers as conformers
+
+    def chain(n: int) -> Chem.Mol:   # a zigzag alkane C_n, 3D, hydrogens left to the reader
+        mol = Chem.MolFromSmiles("C" * n)
+        conf = Chem.Conformer(n)
+        for i in range(n):
+            conf.SetAtomPosition(i, (1.26 * i, 0.89 * (i % 2), 0.0 if i % 4 < 2 else 0.3))
+        conf.Set3D(True)
+        mol.AddConformer(conf)
+        return mol
+
+    sdf = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for n in (120, 8):
+            mol = chain(n)
+            mol.SetProp("smiles", "C" * n)
+            writer.write(mol)
+    checked = []
+    real = conformers.check_coordinates
+    monkeypatch.setattr(conformers, "check_coordinates", lambda m, *a: checked.append(m.GetNumAtoms()) or real(m, *a))
+    args = ["build-dataset", "sdf", "--input", str(sdf), "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "default")]) == 0
+    assert read_failures(tmp_path / "default") == [("C" * 120, "conformer 0: too large: 120 heavy atoms (limit 100)"),
+                                                   ("C" * 120, "no usable conformer (too large: 120 heavy atoms "
+                                                               "(limit 100))")]
+    assert [m["smiles"] for m in load_index(tmp_path / "default")["molecules"]] == ["C" * 8]
+    assert checked == [8]
+    assert load_index(tmp_path / "default")["meta"]["max_heavy_atoms"] == 100
+    assert main(args + ["-o", str(tmp_path / "large"), "--max-heavy-atoms", "150"]) == 0
+    assert sorted(m["smiles"] for m in load_index(tmp_path / "large")["molecules"]) == ["C" * 8, "C" * 120]
+    capsys.readouterr()
+    assert main(args + ["-o", str(tmp_path / "large")]) == 2        # a resume keeps the setting
+    assert "max_heavy_atoms 150 -> 100" in capsys.readouterr().err

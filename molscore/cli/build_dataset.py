@@ -102,6 +102,8 @@ def register(subparsers) -> None:
     p.add_argument("--input", type=Path, required=True, help=".sdf or .sdf.gz")
     p.add_argument("--group-by", default="smiles",
                    help="record property naming the molecule (default smiles); 'none': each record's SMILES")
+    p.add_argument("--max-heavy-atoms", type=positive_int, default=100,
+                   help="skip larger molecules (default 100)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")
     _common(p)
     p.set_defaults(func=run)
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             reason = "; ".join(r for _, r in input_failures[:2]) or "no conformer records"
             raise UsageError(f"nothing to build from {args.input}: {reason} (not an SDF?)")
         items = _limited(itertools.chain([first], groups), args.limit)
-        maker_kwargs = {"largest_fragment": args.largest_fragment}
+        maker_kwargs = {"largest_fragment": args.largest_fragment, "max_heavy_atoms": args.max_heavy_atoms}
         meta.update(maker_kwargs, source=str(args.input), group_by=group_by)
     if (args.output / "index.json").is_file():
         try:

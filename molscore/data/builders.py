@@ -342,12 +342,13 @@ def sdf_groups(path: str | Path, group_by: str | None = "smiles",
 
 
 def sdf_conformer_set(name: str, payload: dict, failures: list | None = None, *,
-                      largest_fragment: bool = False) -> ConformerSet:
+                      largest_fragment: bool = False, max_heavy_atoms: int | None = None) -> ConformerSet:
     """Validate and merge the records of one SDF molecule (see :func:`conformer_set_from_mols`;
-    ``largest_fragment``: keep each record's largest fragment instead of refusing a salt)."""
+    ``largest_fragment``: keep each record's largest fragment instead of refusing a salt;
+    ``max_heavy_atoms``: refuse larger records)."""
     return conformer_set_from_mols(payload["mols"], name, smiles=payload["smiles"],
                                    weights=payload["weights"], failures=failures,
-                                   largest_fragment=largest_fragment)
+                                   largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
 
 
 # ----------------------------------------------------------------------------------------

@@ -175,13 +175,13 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
             reason = "record could not be parsed"
         elif not isinstance(raw, Chem.Mol):  # a hand-made or damaged pickle
             reason = f"not an RDKit molecule but {type(raw).__name__}"
-        else:
-            reason = check_coordinates(raw)
-        if reason is None:
-            try:
+        else:  # prepare_mol first: its size limit spares check_coordinates' (N, N) matrices
+            try:   # of a huge record (a protein: gigabytes)
                 mol = prepare_mol(raw, largest_fragment=largest_fragment, max_heavy_atoms=max_heavy_atoms)
             except MoleculeError as err:
                 reason = str(err)
+            if reason is None:
+                reason = check_coordinates(raw)
         if reason is None and reference is not None and not atoms_match(mol, reference):
             reason = "3D atoms do not match the SMILES graph"
         if reason is None and base is not None:
