@@ -1043,6 +1043,20 @@ def test_gzip_on_stdin_says_so(tiny_model, tmp_path, monkeypatch, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["mols.csv", "mols.smi"])
+def test_a_gzip_file_without_gz_in_its_name_says_so(tiny_model, tmp_path, capsys, name):
+    """A gzipped input whose name does not end in .gz was 'input is not UTF-8 text (...,
+    line 1: byte 0x8b); save it as UTF-8', which sent the user to re-encode a text file."""
+    inp = tmp_path / name
+    inp.write_bytes(gzip.compress(b"smiles,name\nCCO,a\n"))
+    out = tmp_path / "x.sdf"
+    rc = main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"{inp} is gzip-compressed, but its name does not end in .gz; rename it ({name}.gz) or unpack it" in err
+    assert not out.exists()
+
+
 def test_a_csv_named_smi_gets_a_hint(tiny_model, tmp_path):
     """Every line of a CSV saved as .smi failed as "invalid SMILES 'CCO,a'" with no hint."""
     inp = tmp_path / "mols.smi"

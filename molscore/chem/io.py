@@ -439,10 +439,15 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
 
 def _not_utf8(path: str, err: UnicodeDecodeError) -> InputFormatError:
     """The error for input ``path`` that is not UTF-8, naming its first such line (a gzip
-    stream on stdin, which is not unpacked, told as such)."""
+    stream on stdin, which is not unpacked, or in a file whose name lacks ``.gz``, told as such)."""
     if path == "-" and err.object[:2] == b"\x1f\x8b":
         return InputFormatError("input on stdin is gzip-compressed; unpack it (zcat FILE.gz | "
                                 "molscore ...) or pass the file itself with --input FILE.gz")
+    if path != "-" and not is_gzip(path):
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                return InputFormatError(f"{path} is gzip-compressed, but its name does not end in "
+                                        f".gz; rename it ({Path(path).name}.gz) or unpack it")
     where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
     return InputFormatError(f"input is not UTF-8 text ({where}: byte "
                             f"0x{err.object[err.start]:02x}); save it as UTF-8")
