@@ -256,7 +256,7 @@ class GenerateOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dedupe is not None and not self.dedupe >= 0:          # NaN too
             raise ValueError(f"dedupe RMSD must be >= 0, got {self.dedupe}")
-        if self.max_heavy_atoms < 1:          # every molecule would fail as "too large"
+        if self.max_heavy_atoms is not None and self.max_heavy_atoms < 1:   # all "too large"
             raise ValueError(f"max_heavy_atoms must be >= 1, got {self.max_heavy_atoms}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
