@@ -56,6 +56,35 @@ def test_core_refuses_flat_tiny_and_missing_input(tmp_path):
         Core.from_text("[#6]-[#6]-[#8]\n0 0 0\n1 0 0\n")
 
 
+
+def test_a_cores_hydrogens_are_never_core_atoms():
+    """Hydrogens RDKit's RemoveHs keeps (unbonded, in H2, deuterium) were core atoms: a core
+    of four hydrogens was accepted and matched a molecule's hydrogens, H2 counted as 2 heavy
+    atoms, and a deuterium of the core had to be a deuterium of the molecule."""
+    hs = Chem.RWMol()
+    for _ in range(4):
+        hs.AddAtom(Chem.Atom(1))
+    hs = hs.GetMol()
+    conf = Chem.Conformer(4)
+    for i, xyz in enumerate([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]):
+        conf.SetAtomPosition(i, xyz)
+    conf.Set3D(True)
+    hs.AddConformer(conf)
+    with pytest.raises(ValueError, match="the core has 0 heavy atoms"):
+        Core.from_mol(hs)
+    h2 = Chem.AddHs(Chem.MolFromSmiles("[H][H]"))
+    assert AllChem.EmbedMolecule(h2, randomSeed=1) == 0
+    with pytest.raises(ValueError, match="the core has 0 heavy atoms"):
+        Core.from_mol(h2)
+    deuterated = Chem.AddHs(Chem.MolFromSmiles("[2H]c1ccccc1N"))
+    assert AllChem.EmbedMolecule(deuterated, randomSeed=5) == 0
+    core = Core.from_mol(deuterated)
+    assert core.query.GetNumAtoms() == 7
+    assert all(a.GetAtomicNum() > 1 for a in core.query.GetAtoms())
+    assert core.hydrogens.tolist() == [1, 1, 1, 1, 1, 0, 2]    # the deuterium counted
+    match = core.match(prepare_mol("Nc1ccccc1", add_hs=True))   # and the protio form matches
+    assert len(match.atoms) == 7
+
 def test_core_round_trips_exactly_through_its_text_and_through_a_file(tmp_path):
     posed = posed_core()
     core = Core.from_mol(posed)
