@@ -16,7 +16,7 @@ from molscore.chem.core import CORE_RMSD_TOL, Core
 from molscore.chem.featurize import MoleculeError, prepare_mol
 from molscore.chem.relax import relax_conformers, restrained_cleanup
 from molscore.chem.stereo import check_stereo, isomer_choices
-from molscore.generate import ConformerGenerator, generate_conformers
+from molscore.generate import ConformerGenerator, GenerateOptions, generate_conformers
 
 LIGAND = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
 CORE_SMARTS = "C[C@H](N)C(=O)Nc1ccccc1"
@@ -288,6 +288,25 @@ def test_generated_conformers_keep_the_core_in_place():
     xyz = np.stack([c.GetPositions() for c in out.GetConformers()])
     assert np.abs(xyz - xyz[:1]).max() > 0.5
 
+
+
+def test_the_python_api_takes_a_core_file_as_the_cli_does(tmp_path):
+    """``--core FILE`` has a Python counterpart: a path (str or Path) to the SDF or molfile.
+    A str path was parsed as a core's text ('not a core: its first line is not a SMARTS'),
+    a Path or another type failed with an AttributeError."""
+    posed = posed_core()
+    path = tmp_path / "core.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(posed)
+    expected = Core.from_file(path).text                      # what --core keeps
+    for given in (str(path), path):
+        opts = GenerateOptions(core=given)
+        opts.validate()
+        assert opts.core == expected
+    with pytest.raises(ValueError, match="not found"):
+        GenerateOptions(core=str(tmp_path / "none.sdf")).validate()
+    with pytest.raises(ValueError, match="core must be an SDF or molfile path, an RDKit Mol"):
+        GenerateOptions(core=5).validate()
 
 def test_a_core_is_refused_on_the_prior_route():
     """From the prior, replacement inpainting leaves the core's neighbours with stretched
