@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import numbers
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -234,6 +235,11 @@ class GenerateOptions:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
+        for name in ("n", "seed", "steps", "pool", "batch_size", "max_heavy_atoms", "max_retries"):
+            value = getattr(self, name)        # a float seed 1.5 drew seed 1's noise; n 2.0 failed
+            if not (value is None and name in ("steps", "pool", "max_heavy_atoms")) and \
+                    (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if not 0 <= self.seed <= MAX_SEED:
