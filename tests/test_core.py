@@ -85,6 +85,18 @@ def test_a_cores_hydrogens_are_never_core_atoms():
     match = core.match(prepare_mol("Nc1ccccc1", add_hs=True))   # and the protio form matches
     assert len(match.atoms) == 7
 
+
+def test_a_cores_isotope_labels_are_not_matched():
+    """A core matches on elements, charges and bond orders: one cut out of a 13C-labelled
+    ligand did not match the unlabelled molecule ('does not contain the core (... other bond
+    orders, aromaticity or charges ...)')."""
+    labelled = Chem.AddHs(Chem.MolFromSmiles("[13CH3]C(=O)Nc1ccc(O)cc1"))
+    assert AllChem.EmbedMolecule(labelled, randomSeed=5) == 0
+    core = Core.from_mol(labelled)
+    assert all(a.GetIsotope() == 0 for a in core.query.GetAtoms())
+    assert core.match(prepare_mol("CC(=O)Nc1ccc(O)cc1")).atoms.tolist() == list(range(11))
+    assert core.match(prepare_mol("[13CH3]C(=O)Nc1ccc(O)cc1")).atoms.tolist() == list(range(11))
+
 def test_core_round_trips_exactly_through_its_text_and_through_a_file(tmp_path):
     posed = posed_core()
     core = Core.from_mol(posed)

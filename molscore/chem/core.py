@@ -145,7 +145,8 @@ class Core:
             heavy.RemoveAtom(i)
         for atom in heavy.GetAtoms():     # hydrogen counts, radicals (cut bonds) and stereo
             atom.SetNumRadicalElectrons(0)      # labels are left open: the coordinates say
-            atom.SetNoImplicit(True)            # the stereo (see match)
+            atom.SetNoImplicit(True)            # the stereo (see match); isotopes too (13C)
+            atom.SetIsotope(0)
             atom.SetNumExplicitHs(0)
             atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
         for bond in heavy.GetBonds():
