@@ -59,6 +59,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import numbers
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -179,8 +181,9 @@ class GenerateOptions:
             (``benchmarks/generate_speed.md``); conformers agree with the eager network's
             to float32 rounding. Worth it for long runs only.
         core: a 3D core to hold in place, as :attr:`Core.text <molscore.chem.core.Core.text>`
-            (a :class:`~molscore.chem.core.Core`, or an RDKit ``Mol`` with a 3D conformer,
-            is turned into it by :meth:`validate`). Every molecule must contain it, at one
+            (a :class:`~molscore.chem.core.Core`, an RDKit ``Mol`` with a 3D conformer, or
+            the path of an SDF or molfile, whose first record is taken as by ``--core``, is
+            turned into it by :meth:`validate`). Every molecule must contain it, at one
             place up to the molecule's symmetry (:meth:`~molscore.chem.core.Core.match`), with
             stereo that agrees with the core's coordinates (unspecified stereo that the core
             holds takes the core's, :meth:`~molscore.chem.core.Core.choose_stereo`; the rest is
@@ -223,7 +226,7 @@ class GenerateOptions:
     cleanup: bool = True
     compile: bool = False
     stereo_guidance: float | None = None
-    core: str | Core | Chem.Mol | None = None
+    core: str | os.PathLike | Core | Chem.Mol | None = None
 
     @property
     def etkdg_pool(self) -> int:
@@ -232,6 +235,11 @@ class GenerateOptions:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for an invalid option."""
+        for name in ("n", "seed", "steps", "pool", "batch_size", "max_heavy_atoms", "max_retries"):
+            value = getattr(self, name)        # a float seed 1.5 drew seed 1's noise; n 2.0 failed
+            if not (value is None and name in ("steps", "pool", "max_heavy_atoms")) and \
+                    (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if not 0 <= self.seed <= MAX_SEED:
@@ -256,7 +264,7 @@ class GenerateOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dedupe is not None and not self.dedupe >= 0:          # NaN too
             raise ValueError(f"dedupe RMSD must be >= 0, got {self.dedupe}")
-        if self.max_heavy_atoms < 1:          # every molecule would fail as "too large"
+        if self.max_heavy_atoms is not None and self.max_heavy_atoms < 1:   # all "too large"
             raise ValueError(f"max_heavy_atoms must be >= 1, got {self.max_heavy_atoms}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
@@ -266,8 +274,15 @@ class GenerateOptions:
             raise ValueError(f"stereo_guidance must be >= 0, got {self.stereo_guidance}")
         if self.core is not None:                 # an unusable core raises ValueError
             core = self.core
-            core = Core.from_text(core) if isinstance(core, str) else \
-                core if isinstance(core, Core) else Core.from_mol(core)
+            if isinstance(core, os.PathLike) or (isinstance(core, str) and "\n" not in core.strip()):
+                core = Core.from_file(core)          # a Core.text has its coordinate lines
+            elif isinstance(core, str):
+                core = Core.from_text(core)
+            elif isinstance(core, Chem.Mol):
+                core = Core.from_mol(core)
+            elif not isinstance(core, Core):
+                raise ValueError(f"core must be an SDF or molfile path, an RDKit Mol with a 3D "
+                                 f"conformer, a Core or its text, got {type(core).__name__}")
             self.core = core.text
             if self.pool_hydrogens != "all":
                 raise ValueError("a core needs pool_hydrogens 'all'")

@@ -1057,6 +1057,28 @@ def test_a_gzip_file_without_gz_in_its_name_says_so(tiny_model, tmp_path, capsys
     assert not out.exists()
 
 
+def test_a_gzip_sdf_on_stdin_or_under_a_plain_name_says_so(tiny_model, tmp_path, monkeypatch, capsys):
+    """A gzipped SDF piped in with --format sdf, or saved without .gz, was one failed record
+    ('SDF record 1 cannot be read by RDKit', exit 1); a gzipped --core was 'no readable molecule'."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    packed = gzip.compress(Chem.MolToMolBlock(mol).encode() + b"$$$$\n")
+    out = tmp_path / "x.sdf"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(packed)))
+    rc = main(["generate", "--input", "-", "--format", "sdf", "-o", str(out), "--model", tiny_model])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "input on stdin is gzip-compressed; unpack it (zcat FILE.gz | molscore ...)" in err
+    plain = tmp_path / "mols.sdf"
+    plain.write_bytes(packed)
+    for args in (["--input", str(plain)], ["CCO", "--core", str(plain)]):
+        rc = main(["generate", *args, "-o", str(out), "--model", tiny_model, "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1
+        assert f"{plain} is gzip-compressed, but its name does not end in .gz; rename it (mols.sdf.gz)" in err
+    assert not out.exists()
+
+
 def test_a_csv_named_smi_gets_a_hint(tiny_model, tmp_path):
     """Every line of a CSV saved as .smi failed as "invalid SMILES 'CCO,a'" with no hint."""
     inp = tmp_path / "mols.smi"

@@ -16,7 +16,7 @@ from molscore.chem.core import CORE_RMSD_TOL, Core
 from molscore.chem.featurize import MoleculeError, prepare_mol
 from molscore.chem.relax import relax_conformers, restrained_cleanup
 from molscore.chem.stereo import check_stereo, isomer_choices
-from molscore.generate import ConformerGenerator, generate_conformers
+from molscore.generate import ConformerGenerator, GenerateOptions, generate_conformers
 
 LIGAND = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
 CORE_SMARTS = "C[C@H](N)C(=O)Nc1ccccc1"
@@ -55,6 +55,47 @@ def test_core_refuses_flat_tiny_and_missing_input(tmp_path):
     with pytest.raises(ValueError, match="3 atoms but positions"):
         Core.from_text("[#6]-[#6]-[#8]\n0 0 0\n1 0 0\n")
 
+
+
+def test_a_cores_hydrogens_are_never_core_atoms():
+    """Hydrogens RDKit's RemoveHs keeps (unbonded, in H2, deuterium) were core atoms: a core
+    of four hydrogens was accepted and matched a molecule's hydrogens, H2 counted as 2 heavy
+    atoms, and a deuterium of the core had to be a deuterium of the molecule."""
+    hs = Chem.RWMol()
+    for _ in range(4):
+        hs.AddAtom(Chem.Atom(1))
+    hs = hs.GetMol()
+    conf = Chem.Conformer(4)
+    for i, xyz in enumerate([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]):
+        conf.SetAtomPosition(i, xyz)
+    conf.Set3D(True)
+    hs.AddConformer(conf)
+    with pytest.raises(ValueError, match="the core has 0 heavy atoms"):
+        Core.from_mol(hs)
+    h2 = Chem.AddHs(Chem.MolFromSmiles("[H][H]"))
+    assert AllChem.EmbedMolecule(h2, randomSeed=1) == 0
+    with pytest.raises(ValueError, match="the core has 0 heavy atoms"):
+        Core.from_mol(h2)
+    deuterated = Chem.AddHs(Chem.MolFromSmiles("[2H]c1ccccc1N"))
+    assert AllChem.EmbedMolecule(deuterated, randomSeed=5) == 0
+    core = Core.from_mol(deuterated)
+    assert core.query.GetNumAtoms() == 7
+    assert all(a.GetAtomicNum() > 1 for a in core.query.GetAtoms())
+    assert core.hydrogens.tolist() == [1, 1, 1, 1, 1, 0, 2]    # the deuterium counted
+    match = core.match(prepare_mol("Nc1ccccc1", add_hs=True))   # and the protio form matches
+    assert len(match.atoms) == 7
+
+
+def test_a_cores_isotope_labels_are_not_matched():
+    """A core matches on elements, charges and bond orders: one cut out of a 13C-labelled
+    ligand did not match the unlabelled molecule ('does not contain the core (... other bond
+    orders, aromaticity or charges ...)')."""
+    labelled = Chem.AddHs(Chem.MolFromSmiles("[13CH3]C(=O)Nc1ccc(O)cc1"))
+    assert AllChem.EmbedMolecule(labelled, randomSeed=5) == 0
+    core = Core.from_mol(labelled)
+    assert all(a.GetIsotope() == 0 for a in core.query.GetAtoms())
+    assert core.match(prepare_mol("CC(=O)Nc1ccc(O)cc1")).atoms.tolist() == list(range(11))
+    assert core.match(prepare_mol("[13CH3]C(=O)Nc1ccc(O)cc1")).atoms.tolist() == list(range(11))
 
 def test_core_round_trips_exactly_through_its_text_and_through_a_file(tmp_path):
     posed = posed_core()
@@ -259,6 +300,25 @@ def test_generated_conformers_keep_the_core_in_place():
     xyz = np.stack([c.GetPositions() for c in out.GetConformers()])
     assert np.abs(xyz - xyz[:1]).max() > 0.5
 
+
+
+def test_the_python_api_takes_a_core_file_as_the_cli_does(tmp_path):
+    """``--core FILE`` has a Python counterpart: a path (str or Path) to the SDF or molfile.
+    A str path was parsed as a core's text ('not a core: its first line is not a SMARTS'),
+    a Path or another type failed with an AttributeError."""
+    posed = posed_core()
+    path = tmp_path / "core.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(posed)
+    expected = Core.from_file(path).text                      # what --core keeps
+    for given in (str(path), path):
+        opts = GenerateOptions(core=given)
+        opts.validate()
+        assert opts.core == expected
+    with pytest.raises(ValueError, match="not found"):
+        GenerateOptions(core=str(tmp_path / "none.sdf")).validate()
+    with pytest.raises(ValueError, match="core must be an SDF or molfile path, an RDKit Mol"):
+        GenerateOptions(core=5).validate()
 
 def test_a_core_is_refused_on_the_prior_route():
     """From the prior, replacement inpainting leaves the core's neighbours with stretched

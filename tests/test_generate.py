@@ -637,3 +637,28 @@ def test_a_conformer_whose_stereo_the_relaxation_lost_is_dropped(tiny_model, mon
     assert result.mol.GetNumConformers() == 2
     assert all(check_stereo(result.mol, c.GetId()).ok for c in result.mol.GetConformers())
     assert [c.GetIntProp("conformer") for c in result.mol.GetConformers()] == [0, 1]
+
+
+def test_max_heavy_atoms_none_means_no_limit():
+    """``max_heavy_atoms=None`` is documented as no limit: validate() compared None < 1 and
+    raised a TypeError; a molecule over the default limit of 100 is then generated."""
+    opts = GenerateOptions(max_heavy_atoms=None)
+    opts.validate()
+    with pytest.raises(ValueError, match="max_heavy_atoms must be >= 1, got 0"):
+        GenerateOptions(max_heavy_atoms=0).validate()
+    out = generate_conformers("C" * 101, n=1, pool=1, max_retries=0, max_heavy_atoms=None)
+    assert out.GetNumConformers() == 1
+    assert sum(a.GetAtomicNum() > 1 for a in out.GetAtoms()) == 101
+
+
+def test_integer_options_refuse_other_types():
+    """The CLI parses these as integers; in Python a float seed 1.5 was taken as seed 1's
+    noise (ETKDG's randomSeed truncated too) and n=2.0 failed deep in sampling."""
+    for name, value in (("seed", 1.5), ("n", 2.0), ("steps", 2.5), ("pool", 3.0),
+                        ("batch_size", 100.0), ("max_heavy_atoms", 50.5), ("max_retries", 1.0),
+                        ("n", True), ("seed", None)):
+        with pytest.raises(ValueError, match=f"{name} must be an integer, got {value!r}"):
+            GenerateOptions(**{name: value}).validate()
+    opts = GenerateOptions(n=np.int64(3), seed=np.int32(4), steps=None, pool=None, max_heavy_atoms=None)
+    opts.validate()
+    assert opts.steps == 10

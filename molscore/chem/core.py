@@ -140,10 +140,13 @@ class Core:
         mol = Chem.Mol(mol, confId=conf.GetId())
         for atom in mol.GetAtoms():
             atom.SetIntProp(_H_PROP, sum(n.GetAtomicNum() == 1 for n in atom.GetNeighbors()))
-        heavy = Chem.RWMol(Chem.RemoveHs(mol, sanitize=False))
+        heavy = Chem.RWMol(mol)     # every hydrogen (RemoveHs keeps isotopes, unbonded ones)
+        for i in sorted((a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 1), reverse=True):
+            heavy.RemoveAtom(i)
         for atom in heavy.GetAtoms():     # hydrogen counts, radicals (cut bonds) and stereo
             atom.SetNumRadicalElectrons(0)      # labels are left open: the coordinates say
-            atom.SetNoImplicit(True)            # the stereo (see match)
+            atom.SetNoImplicit(True)            # the stereo (see match); isotopes too (13C)
+            atom.SetIsotope(0)
             atom.SetNumExplicitHs(0)
             atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
         for bond in heavy.GetBonds():

@@ -167,6 +167,11 @@ def record_smiles(mol: Chem.Mol) -> str:
                               Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_STDIN_GZIP = ("input on stdin is gzip-compressed; unpack it (zcat FILE.gz | molscore ...) or pass "
+               "the file itself with --input FILE.gz")
+
+
 def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     """The records of an SDF (``.sdf``, gzipped ``.gz``, or ``-`` for stdin) as sanitised
     molecules, in file order, streamed, hydrogens and properties kept; ``None`` for a record
@@ -175,8 +180,9 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
 
     Raises:
         InputFormatError: the file does not exist, cannot be opened (no permission to read
-            it), or cannot be read on (a truncated or non-gzip ``.gz``), raised where it is
-            met, after the records before it.
+            it), is gzip-compressed where it is not read as such (stdin, a name without
+            ``.gz``), or cannot be read on (a truncated or non-gzip ``.gz``), raised where it
+            is met, after the records before it.
     """
     path = str(path)
     if path == "-":                           # a text-only stdin (no buffer) is read whole
@@ -187,6 +193,8 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
         with rdBase.BlockLogs():
             try:
                 _skip_byte_order_mark(handle)
+                if _peek(handle, 2) == _GZIP_MAGIC:     # else one unreadable record, no word why
+                    raise InputFormatError(_STDIN_GZIP if path == "-" else _misnamed_gzip(path))
                 yield from Chem.ForwardSDMolSupplier(handle, removeHs=False)
             except SystemError as err:      # RDKit's wrapper of the file object's read error
                 cause = err.__cause__ or err.__context__
@@ -204,13 +212,18 @@ def _skip_byte_order_mark(handle: IO[bytes]) -> None:
     """Read past a UTF-8 byte-order mark at the start of binary ``handle`` (which RDKit would
     make part of the first record's title line, its name)."""
     bom = codecs.BOM_UTF8
-    if hasattr(handle, "peek"):                   # files, gzip streams, sys.stdin.buffer
-        head = handle.peek(len(bom))
-    else:                                         # io.BytesIO
-        head = handle.read(len(bom))
-        handle.seek(-len(head), io.SEEK_CUR)
-    if head.startswith(bom):
+    if _peek(handle, len(bom)).startswith(bom):
         handle.read(len(bom))
+
+
+def _peek(handle: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes (perhaps more with ``peek``) at the position of binary ``handle``,
+    which stays where it is."""
+    if hasattr(handle, "peek"):                   # files, gzip streams, sys.stdin.buffer
+        return handle.peek(size)[:size]
+    head = handle.read(size)                      # io.BytesIO
+    handle.seek(-len(head), io.SEEK_CUR)
+    return head
 
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
@@ -437,17 +450,21 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
             handle.detach()                 # leave sys.stdin itself open
 
 
+def _misnamed_gzip(path: str) -> str:
+    """The message for a gzip file ``path`` whose name does not end in ``.gz``."""
+    return (f"{path} is gzip-compressed, but its name does not end in .gz; rename it "
+            f"({Path(path).name}.gz) or unpack it")
+
+
 def _not_utf8(path: str, err: UnicodeDecodeError) -> InputFormatError:
     """The error for input ``path`` that is not UTF-8, naming its first such line (a gzip
     stream on stdin, which is not unpacked, or in a file whose name lacks ``.gz``, told as such)."""
-    if path == "-" and err.object[:2] == b"\x1f\x8b":
-        return InputFormatError("input on stdin is gzip-compressed; unpack it (zcat FILE.gz | "
-                                "molscore ...) or pass the file itself with --input FILE.gz")
+    if path == "-" and err.object[:2] == _GZIP_MAGIC:
+        return InputFormatError(_STDIN_GZIP)
     if path != "-" and not is_gzip(path):
         with open(path, "rb") as fh:
-            if fh.read(2) == b"\x1f\x8b":
-                return InputFormatError(f"{path} is gzip-compressed, but its name does not end in "
-                                        f".gz; rename it ({Path(path).name}.gz) or unpack it")
+            if fh.read(2) == _GZIP_MAGIC:
+                return InputFormatError(_misnamed_gzip(path))
     where = "stdin" if path == "-" else f"{path}, line {first_undecodable_line(path)}"
     return InputFormatError(f"input is not UTF-8 text ({where}: byte "
                             f"0x{err.object[err.start]:02x}); save it as UTF-8")
