@@ -124,6 +124,25 @@ def test_unspecified_stereo_recorded_and_dedupe(tiny_model):
     assert "@" in mol.GetProp("smiles") and len(specified_centres(mol)) == 1
 
 
+def test_dedupe_is_greedy_in_conformer_order_over_symmetric_mappings():
+    """docs/generate.md: a conformer within RMSD of one kept before it is dropped; RMSD is
+    heavy-atom, after alignment, over symmetric mappings (a rotated copy with the two methyls
+    of isobutanol's CH swapped counts as the same); ``--dedupe 0`` keeps every conformer."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)CO"))
+    cids = list(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=11))
+    assert rmsd_matrix(mol, mol)[0, 1] > 0.2
+    copy = Chem.Conformer(mol.GetConformer(cids[0]))
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    pos = copy.GetPositions() @ rot.T + 3.0
+    pos[[0, 2]] = pos[[2, 0]]                         # the methyls' coordinates swapped
+    for i, p in enumerate(pos):
+        copy.SetAtomPosition(i, p.tolist())
+    mol.AddConformer(copy, assignId=True)             # conformer 2: conformer 0 again
+    assert generate_module._dedupe(mol, 0.1) == [0, 1]
+    assert generate_module._dedupe(mol, 0.0) == [0, 1, 2]
+    assert generate_module._dedupe(mol, 100.0) == [0]
+
+
 def test_batched_run_keeps_order_and_reports_failures(tiny_model):
     gen = ConformerGenerator(tiny_model, device="cpu", n=2, steps=3, batch_size=40, seed=0)
     items = [("a", "CCO"), ("bad", "C1CC"), ("b", "c1ccccc1O"), ("metal", "C[Fe]"), ("c", "CCN")]
