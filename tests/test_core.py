@@ -301,7 +301,6 @@ def test_generated_conformers_keep_the_core_in_place():
     assert np.abs(xyz - xyz[:1]).max() > 0.5
 
 
-
 def test_the_python_api_takes_a_core_file_as_the_cli_does(tmp_path):
     """``--core FILE`` has a Python counterpart: a path (str or Path) to the SDF or molfile.
     A str path was parsed as a core's text ('not a core: its first line is not a SMARTS'),
@@ -319,6 +318,27 @@ def test_the_python_api_takes_a_core_file_as_the_cli_does(tmp_path):
         GenerateOptions(core=str(tmp_path / "none.sdf")).validate()
     with pytest.raises(ValueError, match="core must be an SDF or molfile path, an RDKit Mol"):
         GenerateOptions(core=5).validate()
+
+
+def test_a_core_file_of_several_records_is_named(tmp_path, capsys):
+    """``--core`` takes a file's first record; a file of a series' poses gave no word that the
+    others were not used."""
+    from molscore.cli import build_parser
+    from molscore.cli.generate import generate_options
+
+    path = tmp_path / "cores.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(posed_core())
+    args = build_parser().parse_args(["generate", LIGAND, "-o", "x.sdf", "--core", str(path)])
+    one = generate_options(args)
+    assert capsys.readouterr().err == ""
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(posed_core())
+        writer.write(posed_core(seed=12))
+    assert generate_options(args) == one
+    assert capsys.readouterr().err == (f"molscore generate: --core {path} holds more than one record; "
+                                       "its first is the core\n")
+
 
 def test_a_core_is_refused_on_the_prior_route():
     """From the prior, replacement inpainting leaves the core's neighbours with stretched

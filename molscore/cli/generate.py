@@ -152,7 +152,10 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
     """The :class:`~molscore.generate.GenerateOptions` of parsed ``generate`` arguments. The
     parser spells its defaults out so that ``--help`` does not import RDKit or PyG;
     ``tests/test_cli_generate.py`` checks that they are the dataclass's."""
+    from itertools import islice
+
     from ..chem.core import Core
+    from ..chem.io import read_sdf_mols
     from ..generate import GenerateOptions
 
     core = None
@@ -161,6 +164,9 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
             core = Core.from_file(args.core).text
         except ValueError as err:
             raise UsageError(f"--core {args.core}: {err}") from None
+        if len(list(islice(read_sdf_mols(args.core), 2))) > 1:   # a series' poses, say
+            print(f"molscore generate: --core {args.core} holds more than one record; its first "
+                  "is the core", file=sys.stderr)
     return GenerateOptions(
         n=args.num_confs, steps=args.steps, sampler=args.sampler, seed=args.seed, relax=args.relax,
         dedupe=args.dedupe, batch_size=args.batch_size, largest_fragment=args.largest_fragment,
