@@ -422,6 +422,21 @@ def test_merge_renumbers_atoms_and_rejects_mirror_images(ensembles):
     assert failures == [(smi, "conformer 2: stereochemistry from 3D differs from the first conformer")]
 
 
+def test_a_record_with_other_isotope_labels_is_named_as_such(ensembles):
+    """A 13C-labelled record grouped with unlabelled ones was dropped as 'stereochemistry from
+    3D differs from the first conformer' (the isomeric SMILES compared holds the labels)."""
+    from molscore.data.conformers import conformer_set_from_mols
+
+    smi = "C[C@H](N)Cc1ccncc1"
+    first, second = _singles(ensembles[smi])
+    labelled = Chem.Mol(second)
+    labelled.GetAtomWithIdx(0).SetIsotope(13)
+    failures = []
+    out = conformer_set_from_mols([first, labelled], smi, smiles=smi, failures=failures)
+    assert out.num_conformers == 1
+    assert failures == [(smi, "conformer 1: isotope labels differ from the first conformer's")]
+
+
 @pytest.mark.parametrize("text, found", [('{"format": "other"}', "'other'"), ("[1, 2]", "'list'")])
 def test_load_index_refuses_what_is_not_a_dataset_index(tmp_path, text, found):
     (tmp_path / "index.json").write_text(text)

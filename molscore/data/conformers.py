@@ -192,8 +192,10 @@ def conformer_set_from_mols(mols: Sequence[Chem.Mol], name: str, *, smiles: str 
                     reason = "atoms do not match the other conformers"
                 else:
                     mol = Chem.RenumberAtoms(mol, list(match))
-            if reason is None and _isomeric(mol) != base_smiles:
-                reason = "stereochemistry from 3D differs from the first conformer"
+            if reason is None and _isomeric(mol) != base_smiles:   # isotopes are in it too
+                relabelled = [a.GetIsotope() for a in mol.GetAtoms()] != [a.GetIsotope() for a in base.GetAtoms()]
+                reason = ("isotope labels differ from the first conformer's" if relabelled
+                          else "stereochemistry from 3D differs from the first conformer")
         if reason is not None:
             failures.append((name, f"conformer {k}: {reason}"))
             first_reason = first_reason or reason
