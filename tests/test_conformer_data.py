@@ -506,6 +506,23 @@ def test_a_blank_grouping_property_names_no_molecule(tmp_path, group_by):
     assert failures == []
 
 
+def test_smiles_grouping_compares_canonical_smiles(tmp_path):
+    """``group_by="smiles"`` grouped on the property's text: butanol written ``CCCCO`` and
+    ``OCCCC`` became two molecules, each with part of the conformers (the same molecule twice
+    in a dataset). The group keeps the first spelling; other molecules stay apart."""
+    path = tmp_path / "spellings.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for k, smi in enumerate(["CCCCO", "OCCCC", "C(O)CCC", "CCCCN"]):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            assert AllChem.EmbedMolecule(mol, randomSeed=5 + k) == 0
+            mol.SetProp("smiles", smi)
+            writer.write(mol)
+    failures = []
+    out = list(read_sdf(path, failures=failures))
+    assert [(c.name, c.num_conformers) for c in out] == [("CCCCO", 3), ("CCCCN", 1)]
+    assert failures == []
+
+
 def test_a_dataset_of_other_feature_sizes_is_refused_when_read(tmp_path, ensembles):
     """The writer refuses to extend a dataset of another featuriser; the reader loaded it,
     and training stopped at its first step with a matrix-shape error."""

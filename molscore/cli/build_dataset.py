@@ -101,7 +101,8 @@ def register(subparsers) -> None:
                        description="Group SDF records into molecules and store them.")
     p.add_argument("--input", type=Path, required=True, help=".sdf or .sdf.gz")
     p.add_argument("--group-by", default="smiles",
-                   help="record property naming the molecule (default smiles); 'none': each record's SMILES")
+                   help="record property naming the molecule (default smiles, compared as canonical SMILES: "
+                        "OCCCC joins CCCCO); 'none': each record's SMILES")
     p.add_argument("--max-heavy-atoms", type=positive_int, default=100,
                    help="skip larger molecules (default 100)")
     p.add_argument("--largest-fragment", action="store_true", help="keep the largest fragment of salts/mixtures")

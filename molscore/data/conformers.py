@@ -369,7 +369,9 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
             before the error and one failure row.
         group_by: record property naming the molecule; records lacking it (or whose value is
             blank), or every record when ``None``, are grouped by their own canonical isomeric
-            SMILES. Records need not be contiguous.
+            SMILES. With ``"smiles"`` the values are compared as canonical SMILES (``OCCCC``
+            joins the ``CCCCO`` group; the key is the first spelling met). Records need not be
+            contiguous.
         failures: list to append ``(name, reason)`` to.
 
     Returns:
@@ -378,11 +380,16 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
     failures = failures if failures is not None else []
     path = Path(path)
     groups: dict[str, list[Chem.Mol]] = {}
+    spellings: dict[str, str] = {}   # canonical SMILES -> the first spelling of it met
     for i, mol in _sdf_records(path, failures):
         if mol is None:
             failures.append((f"{path.name}:record{i}", "record could not be parsed"))
             continue
         key = mol.GetProp(group_by).strip() if group_by and mol.HasProp(group_by) else ""
+        if key and group_by == "smiles":
+            with rdBase.BlockLogs():
+                parsed = Chem.MolFromSmiles(key)
+            key = spellings.setdefault(Chem.MolToSmiles(parsed) if parsed is not None else key, key)
         if not key:  # no property, or an empty one: it names no molecule
             try:
                 probe = Chem.Mol(mol)
