@@ -352,3 +352,21 @@ def test_mmff94_reference_lengths_follow_mmff94_aromaticity():
     for smiles in ("Cn1ccc(N)nc1=O", "NC1N=c2ccccc2=N1", "Cc1nc(=O)[nH]c2[nH]cnc12", "c1ccc2ccccc2c1"):
         mol = _mmff(smiles)
         assert check_geometry(mol) == [], smiles
+
+
+@pytest.mark.parametrize("smiles, dihedral, bond", [
+    ("C/C=N/O", (0, 1, 2, 3), "C1=N2"),                  # oxime
+    ("CC(C)=[N+](C)C", (0, 1, 3, 4), "C1=N3"),           # iminium
+    ("C/N=N/c1ccccc1", (0, 1, 2, 3), "N1=N2")])          # azo
+def test_twisted_c_n_and_n_n_double_bonds_flagged(smiles, dihedral, bond):
+    """A C=N or N=N double bond twisted by 60 degrees is as broken as a C=C one (passed before:
+    only C=C was checked); the MMFF94 minimum passes, and so does a 10 degree twist."""
+    from rdkit.Chem import rdMolTransforms
+
+    mol = _mmff(smiles)
+    assert check_geometry(mol) == []
+    start = rdMolTransforms.GetDihedralDeg(mol.GetConformer(), *dihedral)
+    slight = _twist(mol, *dihedral, start + 10.0)
+    assert not any(p.startswith("non-planar double bond") for p in check_geometry(slight, stereo=False))
+    problems = check_geometry(_twist(mol, *dihedral, start + 60.0), stereo=False)
+    assert [p for p in problems if p.startswith(f"non-planar double bond: {bond} ")], problems
