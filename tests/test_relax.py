@@ -203,3 +203,28 @@ def test_restrained_cleanup_keeps_dinitrogen_at_its_length():
     for conf in mol.GetConformers():
         assert rdMolTransforms.GetBondLength(conf, 0, 1) == pytest.approx(1.12, abs=0.005)
         assert check_geometry(mol, conf.GetId()) == []
+
+
+@pytest.mark.parametrize("smiles, positions, fixed", [
+    ("[Cl-]", [(0.0, 0.0, 0.0)], ()),                                  # one atom
+    ("[Li+].[F-]", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.5)], ()),            # no term acts
+    ("ClC(Cl)(Cl)Cl", None, range(5))])                                 # every atom fixed
+def test_minimisation_with_nothing_to_move_leaves_the_conformer(smiles, positions, fixed):
+    """Where no atom can move, RDKit's minimiser raised an invariant violation ("bad direction
+    in linearSearch") from restrained_cleanup and, with fixed atoms, relax_conformers; now the
+    conformer is left as it was."""
+    from rdkit.Geometry import Point3D
+
+    mol = Chem.MolFromSmiles(smiles)
+    if positions is None:
+        assert AllChem.EmbedMolecule(mol, randomSeed=3) == 0
+    else:
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        for i, p in enumerate(positions):
+            conf.SetAtomPosition(i, Point3D(*p))
+        mol.AddConformer(conf)
+    start = mol.GetConformer().GetPositions()
+    restrained_cleanup(mol, fixed=fixed)
+    assert np.allclose(mol.GetConformer().GetPositions(), start)
+    relax_conformers(mol, fixed=fixed)
+    assert np.allclose(mol.GetConformer().GetPositions(), start)

@@ -132,11 +132,20 @@ def _minimise(mol: Chem.Mol, max_iters: int, num_threads: int, fixed: Sequence[i
                 ff.AddFixedPoint(i)
             held = _stereo_restraints(ff, conf, centres, bonds, mmff is not None, hold_all=True)
             ff.Initialize()
-            ff.Minimize(maxIts=max_iters)
+            _run_minimiser(ff, max_iters)
             set_positions(conf, np.reshape(ff.Positions(), (-1, 3)))
             plain = _force_field(mol, conf.GetId(), name, mmff) if held else ff   # no restraints
             energies.append(float(plain.CalcEnergy()))
     return energies, name
+
+
+def _run_minimiser(ff, max_iters: int) -> None:
+    """Minimise the initialised force field ``ff`` for at most ``max_iters`` iterations, unless
+    its gradient is zero everywhere (every atom fixed, or no term acts on any atom: a lone ion,
+    an ion pair out of reach of each other), where RDKit's minimiser raises an invariant
+    violation ("bad direction in linearSearch") instead of returning."""
+    if np.any(np.asarray(ff.CalcGrad())):
+        ff.Minimize(maxIts=max_iters)
 
 
 def _stereo_restraints(ff, conf: Chem.Conformer, centres: list[tuple[int, ...]],
@@ -258,7 +267,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                            hold_all=False)
         ff.Initialize()
         start = mol.GetConformer(cid).GetPositions()
-        ff.Minimize(maxIts=max_iters)
+        _run_minimiser(ff, max_iters)
         # Minimize moves the conformer's coordinates (the force field points at them) and the
         # force field's own view of them: set the conformer from that view, or back.
         if _implausible(ff.CalcEnergy(), mol):
