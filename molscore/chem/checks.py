@@ -56,7 +56,7 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
   (the six atoms within ``double_bond_tol`` Å of their best plane; PoseBusters' "double bond
   flatness" pattern and tolerance), except a double bond trans in an 8- or 9-membered ring
   (trans-cyclooctene: its ring twists it, 0.34 Å at the MMFF94 minimum; trans or cis is
-  read from the conformer, whose E/Z the stereo check judges); likewise, since 2026-12-08, every
+  read from the conformer, whose E/Z the stereo check judges); likewise, since 2026-12-07, every
   C=N and N=N double bond between trigonal (sp2) atoms (imines, oximes, hydrazones, amidines,
   guanidines, iminiums, azo compounds; no medium-ring exception), which a 60 deg twist had left
   passing. Their reference conformers lie within 0.09 Å (hexane ensembles, 29 C=N) and
