@@ -370,3 +370,25 @@ def test_twisted_c_n_and_n_n_double_bonds_flagged(smiles, dihedral, bond):
     assert not any(p.startswith("non-planar double bond") for p in check_geometry(slight, stereo=False))
     problems = check_geometry(_twist(mol, *dihedral, start + 60.0), stereo=False)
     assert [p for p in problems if p.startswith(f"non-planar double bond: {bond} ")], problems
+
+
+def test_a_stretched_bond_to_hydrogen_is_flagged():
+    """Bonds to hydrogen were held to RDKit's 1-2 bounds + 0.25 Å only: a sampled hydroxamic
+    acid O-H of 1.13 Å (MMFF94 r0 0.97) passed. C-H, N-H and O-H are now held below MMFF94's
+    r0 + 0.15 Å; a short one (X-ray hydrogens) is not held to r0."""
+    from rdkit.Chem.rdMolTransforms import SetBondLength
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)NO"))
+    AllChem.EmbedMolecule(mol, randomSeed=3)
+    AllChem.MMFFOptimizeMolecule(mol)
+    conf = mol.GetConformer()
+    assert check_geometry(mol) == []
+    oh = next(b for b in mol.GetBonds() if {b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol()} == {"O", "H"})
+    o, h = (oh.GetBeginAtomIdx(), oh.GetEndAtomIdx()) if oh.GetBeginAtom().GetSymbol() == "O" else \
+        (oh.GetEndAtomIdx(), oh.GetBeginAtomIdx())
+    SetBondLength(conf, o, h, 1.13)
+    problems = check_geometry(mol)
+    assert len(problems) == 1 and problems[0].startswith(f"bond length: O{o}-H{h} 1.13 A (allowed ")
+    assert check_geometry(mol, first_row_bond_tol=None) == []          # the 1-2 bounds alone
+    SetBondLength(conf, o, h, 0.85)                                     # short: not held to r0
+    assert check_geometry(mol) == []

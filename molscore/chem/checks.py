@@ -14,7 +14,12 @@ distance ranges ETKDG itself uses), so no force-field run is needed:
   1 of the 569 of the GEOM-DRUGS excerpt (a record of another molecule than its group's, an
   azide drawn ``[N-][N+]#N``), against 6.6 % of the default route's conformers of 59 drug-like
   crystal-set molecules given as SMILES (10 each, shipped weights; the clean-up then fixes
-  them) and 0.8 % of ETKDGv3's (measured 2026-12-07);
+  them) and 0.8 % of ETKDGv3's (measured 2026-12-07). Bonds from C, N and O to hydrogen are held
+  below ``r0 + first_row_bond_tol`` as well (not above ``r0 - first_row_bond_tol``: X-ray
+  hydrogens sit up to 0.25 Å short): a sampled O-H of 1.13 Å (MMFF94 0.97) passed the 1-2
+  bounds, 1 of the 560 default-route conformers of 57 crystal-set molecules (2026-12-07); no
+  reference conformer of the hexane ensembles, the GEOM-DRUGS excerpt or ``bioactive_dev``
+  has such a bond more than 0.11 Å over its ``r0``;
 * bond angles: each angle i-j-k within ``angle_tol`` degrees of the range implied by the 1-3
   bounds and the two reference bond lengths (law of cosines); ``hetero_angle_tol`` for angles
   with boron or an element of period 3 or later (P, S, Si, Cl, ...) among their three atoms.
@@ -102,6 +107,7 @@ GIVEN = " (fixed atoms as given)"
 
 _MAX_LISTED = 3
 _FIRST_ROW = {6, 7, 8, 9}    # C, N, O, F: bonds held to MMFF94's r0
+_HYDROGEN_HOSTS = {6, 7, 8}   # C-H, N-H, O-H: held below MMFF94's r0 + the same tolerance
 _FLAT_DOUBLE_BOND = Chem.MolFromSmarts("[C;X3;^2](*)(*)=[C;X3;^2](*)(*)")
 # C=N and N=N double bonds between trigonal (sp2) atoms, each SMARTS with the index in its
 # match of the bond's second atom (the first is atom 0): imines, oximes, hydrazones, amidines,
@@ -165,7 +171,8 @@ class GeometryChecker:
         mol: the molecule; its stereo annotation is the reference for the stereo check.
         bond_tol: Å allowed outside the 1-2 distance bounds.
         first_row_bond_tol: Å allowed from MMFF94's reference length for a bond between two
-            of C, N, O and F (None: not checked).
+            of C, N, O and F, and above it for a bond from C, N or O to hydrogen (None: not
+            checked).
         angle_tol: degrees allowed outside the angle range from the 1-3 bounds.
         hetero_angle_tol: the same for angles with boron or an element of period 3 or later
             among their three atoms, where the UFF-derived ranges are least reliable.
@@ -203,12 +210,14 @@ class GeometryChecker:
         self.bonds = np.array(bonds, dtype=np.int64).reshape(-1, 2)
         i, j = np.sort(self.bonds, axis=1).T if len(bonds) else (np.zeros(0, int),) * 2
         # (K,) allowed bond lengths: the bounds widened by bond_tol, narrowed to r0 +- the
-        # first-row tolerance where MMFF94 gives an r0
+        # first-row tolerance where MMFF94 gives an r0 (to r0 + it for X-H)
         self.bond_min, self.bond_max = lower[i, j] - bond_tol, upper[i, j] + bond_tol
         if first_row_bond_tol is not None:
-            r0 = _first_row_r0(mol, self.bonds)
+            r0 = _mmff_r0(mol, self.bonds)
             known = np.isfinite(r0)
-            self.bond_min[known] = np.maximum(self.bond_min, r0 - first_row_bond_tol)[known]
+            heavy = known & (np.array([self.symbols[a] != "H" and self.symbols[b] != "H"
+                                       for a, b in self.bonds.tolist()], dtype=bool).reshape(-1))
+            self.bond_min[heavy] = np.maximum(self.bond_min, r0 - first_row_bond_tol)[heavy]
             self.bond_max[known] = np.minimum(self.bond_max, r0 + first_row_bond_tol)[known]
         ref = {(a, b): 0.5 * (lower[min(a, b), max(a, b)] + upper[min(a, b), max(a, b)])
                for a, b in bonds}
@@ -377,14 +386,16 @@ class GeometryChecker:
         return len(held) >= 4 and float(_plane_deviation(pos[held])) > tol
 
 
-def _first_row_r0(mol: Chem.Mol, bonds: np.ndarray) -> np.ndarray:
-    """MMFF94 reference length (Å) of each bond ``(K, 2)`` between two of C, N, O and F; NaN
-    for other bonds, and for all where :func:`~molscore.chem.relax.mmff_properties` has no
-    MMFF94 for ``mol`` (as the clean-up and ``--relax`` then use UFF)."""
+def _mmff_r0(mol: Chem.Mol, bonds: np.ndarray) -> np.ndarray:
+    """MMFF94 reference length (Å) of each bond ``(K, 2)`` between two of C, N, O and F or from
+    one of C, N and O to hydrogen; NaN for other bonds, and for all where
+    :func:`~molscore.chem.relax.mmff_properties` has no MMFF94 for ``mol`` (as the clean-up and
+    ``--relax`` then use UFF)."""
     r0 = np.full(len(bonds), np.nan)
+    z = [a.GetAtomicNum() for a in mol.GetAtoms()]
     first_row = [k for k, (i, j) in enumerate(bonds.tolist())
-                 if mol.GetAtomWithIdx(i).GetAtomicNum() in _FIRST_ROW
-                 and mol.GetAtomWithIdx(j).GetAtomicNum() in _FIRST_ROW]
+                 if (z[i] in _FIRST_ROW and z[j] in _FIRST_ROW)
+                 or min(z[i], z[j]) == 1 and max(z[i], z[j]) in _HYDROGEN_HOSTS]
     if not first_row:
         return r0
     typed = Chem.Mol(mol)     # MMFF94 sets its own aromaticity on the molecule it types, and
