@@ -353,24 +353,18 @@ class GeometryChecker:
             f"ring {','.join(map(str, ring))} deviates {dev:.2f} A from its plane",
             self._given_off_plane(pos, ring, self.planarity_tol))
             for ring in self.rings if (dev := float(_plane_deviation(pos[ring]))) > self.planarity_tol]
+        double = []
         if len(self.double_bonds):
             dev = _plane_deviation(pos[self.double_bonds])               # (G,)
             if len(self.medium_ring_double_bonds):      # trans in its ring: twisted by it
                 row, a, c, d, b = self.medium_ring_double_bonds.T
                 u, v = pos[a] - pos[c], pos[b] - pos[d]
                 dev[row[(u * v).sum(1) < 0]] = 0.0
-            found["non-planar double bond"] = [(
-                f"C{g[0]}=C{g[3]} and substituents deviate {dev[k]:.2f} A from their plane",
-                self._given_off_plane(pos, g, self.double_bond_tol))
-                for k, g in enumerate(self.double_bonds) if dev[k] > self.double_bond_tol]
+            double += self._off_plane_double_bonds(pos, self.double_bonds, 3, dev)
         for groups, second in self.hetero_double_bonds:
             if len(groups):
-                dev = _plane_deviation(pos[groups])                          # (H,)
-                found.setdefault("non-planar double bond", []).extend((
-                    f"{s[g[0]]}{g[0]}={s[g[second]]}{g[second]} and substituents deviate "
-                    f"{dev[k]:.2f} A from their plane",
-                    self._given_off_plane(pos, g, self.double_bond_tol))
-                    for k, g in enumerate(groups) if dev[k] > self.double_bond_tol)
+                double += self._off_plane_double_bonds(pos, groups, second, _plane_deviation(pos[groups]))
+        found["non-planar double bond"] = double
         for kind, items in found.items():
             own.add(kind, [item for item, g in items if not g])
             given.add(kind + GIVEN, [item for item, g in items if g])
@@ -378,6 +372,16 @@ class GeometryChecker:
             for reason in check_stereo(self.mol, conf_id).reasons():
                 own.add("stereo", [reason])
         return own, given
+
+    def _off_plane_double_bonds(self, pos: np.ndarray, groups: np.ndarray, second: int,
+                                dev: np.ndarray) -> list[tuple[str, bool]]:
+        """``(message, fixed atoms as given)`` of each double bond ``groups`` ``(G, k)`` (its atoms
+        at 0 and ``second``, then substituents) whose six atoms deviate ``dev`` ``(G,)`` Å from
+        their plane by more than the tolerance."""
+        s = self.symbols
+        return [(f"{s[g[0]]}{g[0]}={s[g[second]]}{g[second]} and substituents deviate {dev[k]:.2f} A "
+                 f"from their plane", self._given_off_plane(pos, g, self.double_bond_tol))
+                for k, g in enumerate(groups) if dev[k] > self.double_bond_tol]
 
     def _given_off_plane(self, pos: np.ndarray, atoms: Sequence[int], tol: float) -> bool:
         """Whether the fixed ones among ``atoms`` (at least four) already leave their plane by
