@@ -127,6 +127,29 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path, ensembles):
     assert list(read_sdf(bad, failures=failures)) == [] and "truncated or unreadable" in failures[0][1]
 
 
+def test_sdf_whose_last_record_lacks_the_terminator_is_read_whole(tmp_path, ensembles):
+    """``$$$$`` after the last record is optional (RDKit reads such files); a cut molfile is not."""
+    mol = ensembles["CCOC(=O)c1ccccc1"]
+    recs = [(m, {"smiles": "CCOC(=O)c1ccccc1"}) for m in _singles(mol)]
+    path = tmp_path / "full.sdf"
+    _write_sdf(path, recs)
+    text = path.read_text()
+    assert text.rstrip().endswith("$$$$")
+    open_end = tmp_path / "open_end.sdf"
+    open_end.write_text(text.rstrip()[: -len("$$$$")])
+    failures = []
+    out = list(read_sdf(open_end, failures=failures))
+    assert failures == [] and len(out) == 1 and out[0].num_conformers == len(recs)
+    # cut inside the last atom block: what came before is kept, and the cut is reported
+    last = text.rstrip()[: -len("$$$$")].rstrip().rsplit("$$$$", 1)
+    cut = tmp_path / "cut.sdf"
+    cut.write_text(last[0] + "$$$$" + last[1].split("M  END")[0][:200])
+    failures = []
+    out = list(read_sdf(cut, failures=failures))
+    assert out[0].num_conformers == len(recs) - 1
+    assert any("file ends inside a record" in r for _, r in failures)
+
+
 def test_torsional_pickle_round_trip(tmp_path, ensembles):
     data = {smi: _singles(mol) for smi, mol in ensembles.items()}
     data["CCO"] = [Chem.MolFromSmiles("CCO")]  # no coordinates

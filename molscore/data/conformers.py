@@ -332,7 +332,12 @@ def mol_weights(mols: Sequence[Chem.Mol | None]) -> list[float] | None:
 
 
 def _sdf_blocks(path: Path) -> Iterator[bytes]:
-    """Raw SDF records (each ending with ``$$$$``); an unfinished last record is not yielded."""
+    """Raw SDF records, each ending with ``$$$$``.
+
+    A last record without ``$$$$`` is yielded when its molfile is complete (it has an
+    ``M  END`` line, as RDKit's own readers accept); one that stops before ``M  END`` raises
+    ``EOFError``.
+    """
     opener = gzip.open if is_gzip(path) else open
     with opener(path, "rb") as fh:
         lines: list[bytes] = []
@@ -341,7 +346,9 @@ def _sdf_blocks(path: Path) -> Iterator[bytes]:
             if line.startswith(b"$$$$"):
                 yield b"".join(lines)
                 lines = []
-        if any(x.strip() for x in lines):
+        if any(x.startswith(b"M  END") for x in lines):
+            yield b"".join(lines)
+        elif any(x.strip() for x in lines):
             raise EOFError("file ends inside a record")
 
 
