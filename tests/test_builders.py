@@ -804,3 +804,29 @@ def test_cli_sdf_refuses_records_over_max_heavy_atoms_before_their_distance_matr
     capsys.readouterr()
     assert main(args + ["-o", str(tmp_path / "large")]) == 2        # a resume keeps the setting
     assert "max_heavy_atoms 150 -> 100" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_folder_another_build_is_writing(tmp_path, capsys):
+    """Two builds into one folder both wrote shard_00000.pt and each replaced the other's
+    index.json: the molecules of one were lost. The folder's writer holds a lock; a second
+    build is a usage error naming the holder, and builds once the first has ended."""
+    import os
+
+    from molscore.data.processed import DatasetWriter
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCCCOC(=O)CCN a\nCCCCCOC(=O)CCN b\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    first = DatasetWriter(out)                 # a build of another process, running
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out} is being written by another build (process {os.getpid()})" in err
+    assert not (out / "index.json").exists()
+    with pytest.raises(ValueError, match="being written by another build"):
+        DatasetWriter(out)
+    first.close()
+    assert main(args) == 0
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["a", "b"]
+    with DatasetWriter(out) as again:        # the build's lock was released when it ended
+        assert again.is_done("b")

@@ -462,68 +462,71 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
         WorkerDied: a worker process died (killed, out of memory, a crash in native code); what
             was done before is kept, and a rerun resumes.
         ValueError: ``root`` holds a build begun under another reserved-molecule rule, or by a
-            molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
+            molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`), or
+            another build is writing it (its lock, :class:`~molscore.data.processed.DatasetWriter`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
-    summary = BuildSummary(root=str(root))
-    if retry_failed:
-        summary.retried = writer.forget_failures(keep=is_reserved_reason)
-    todo, seen = [], {}
-    for name, payload in items:
-        summary.inputs += 1
-        unique = disambiguate(name, seen)
-        if unique != name:
-            summary.renamed.append(unique)
-        if writer.is_done(unique):
-            summary.skipped_done += 1
-        else:
-            todo.append((unique, payload))
-    summary.duplicates = len(summary.renamed)
-    unreadable = [f for f in input_failures or [] if not writer.is_done(f[0])]
-    summary.unreadable = len(unreadable)
-    writer.add_failures(unreadable)
-    worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})),
-                               featurisation=writer.featurisation)
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = start_pool(method, workers, _start_worker, (reserved,))
-        # chunks made here: imap with a chunksize above 1 returns a generator watch cannot poll
-        size = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
-        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-        done = watch(pool, pool.imap(functools.partial(_process_chunk, worker=worker), chunks),
-                     "the molecules done are kept (rerun the command to resume)")
-        results = itertools.chain.from_iterable(done)
-    else:
-        _init_worker(reserved)
-        results = map(worker, todo)
-    # disable=None: tqdm shows the bar only on a terminal
-    bar = tqdm(total=len(todo), desc=f"build-dataset {kind}", unit="mol", disable=None if progress else True)
-    try:
-        for name, encoded, failures, was_reserved in results:
-            writer.add_failures(failures)
-            if was_reserved:
-                summary.reserved_dropped += 1
-            elif encoded is None:
-                summary.failed += 1
+    with build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation) as writer:
+        summary = BuildSummary(root=str(root))
+        if retry_failed:
+            summary.retried = writer.forget_failures(keep=is_reserved_reason)
+        todo, seen = [], {}
+        for name, payload in items:
+            summary.inputs += 1
+            unique = disambiguate(name, seen)
+            if unique != name:
+                summary.renamed.append(unique)
+            if writer.is_done(unique):
+                summary.skipped_done += 1
             else:
-                writer.add(encoded)
-                summary.stored += 1
-                summary.conformers += int(encoded["pos"].shape[0])
-            bar.update(1)
-        if pool is not None:
-            pool.close()
-            pool.join()
-    finally:
-        bar.close()
-        if pool is not None:
-            stop(pool)  # not pool.terminate(): it hangs on a lock a killed worker held
-        writer.flush()  # keep what was done, so an interrupted build resumes
-    index = writer.finalize(fractions, split_seed)
-    summary.total_molecules = len(index["molecules"])
-    summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root) if is_reserved_reason(reason))
-    summary.splits = {k: len(v) for k, v in index["splits"].items()}
-    return summary
+                todo.append((unique, payload))
+        summary.duplicates = len(summary.renamed)
+        unreadable = [f for f in input_failures or [] if not writer.is_done(f[0])]
+        summary.unreadable = len(unreadable)
+        writer.add_failures(unreadable)
+        worker = functools.partial(_process, make=functools.partial(MAKERS[kind], **(maker_kwargs or {})),
+                                   featurisation=writer.featurisation)
+        pool = None
+        if workers > 1 and len(todo) > 1:
+            # fork (like torch's DataLoader) avoids re-importing torch/RDKit in every worker
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            pool = start_pool(method, workers, _start_worker, (reserved,))
+            # chunks made here: imap with a chunksize above 1 returns a generator watch cannot poll
+            size = max(1, min(16, math.ceil(len(todo) / (8 * workers))))
+            chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+            done = watch(pool, pool.imap(functools.partial(_process_chunk, worker=worker), chunks),
+                         "the molecules done are kept (rerun the command to resume)")
+            results = itertools.chain.from_iterable(done)
+        else:
+            _init_worker(reserved)
+            results = map(worker, todo)
+        # disable=None: tqdm shows the bar only on a terminal
+        bar = tqdm(total=len(todo), desc=f"build-dataset {kind}", unit="mol",
+                   disable=None if progress else True)
+        try:
+            for name, encoded, failures, was_reserved in results:
+                writer.add_failures(failures)
+                if was_reserved:
+                    summary.reserved_dropped += 1
+                elif encoded is None:
+                    summary.failed += 1
+                else:
+                    writer.add(encoded)
+                    summary.stored += 1
+                    summary.conformers += int(encoded["pos"].shape[0])
+                bar.update(1)
+            if pool is not None:
+                pool.close()
+                pool.join()
+        finally:
+            bar.close()
+            if pool is not None:
+                stop(pool)  # not pool.terminate(): it hangs on a lock a killed worker held
+            writer.flush()  # keep what was done, so an interrupted build resumes
+        index = writer.finalize(fractions, split_seed)
+        summary.total_molecules = len(index["molecules"])
+        summary.total_reserved_dropped = sum(1 for _, reason in read_failures(root)
+                                             if is_reserved_reason(reason))
+        summary.splits = {k: len(v) for k, v in index["splits"].items()}
+        return summary
 

@@ -6,6 +6,8 @@ A processed dataset is a folder::
                         their SHA-256, ``molecules_sha256``), splits
     shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
     failures.csv        name,reason of every record a builder skipped
+    .build.lock         held (``flock``) by the build writing the folder: a second build
+                        into it is refused while the first runs (POSIX systems)
 
 Each shard holds ``M`` molecules as concatenated tensors with offsets:
 
@@ -32,9 +34,10 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -53,12 +56,13 @@ from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_ru
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
-    "load_index", "index_featurisation", "read_failures", "molecules_digest", "ConformerDataset",
+    "LOCK_FILE", "load_index", "index_featurisation", "read_failures", "molecules_digest", "ConformerDataset",
 ]
 
 FORMAT = "molscore-conformers/1"
 INDEX_FILE = "index.json"
 FAILURES_FILE = "failures.csv"
+LOCK_FILE = ".build.lock"
 FAILURE_COLUMNS = ("name", "reason")
 SPLITS = ("train", "val", "test")
 _TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
@@ -237,12 +241,43 @@ def read_failures(root: str | Path) -> list[tuple[str, str]]:
         return [(r["name"], r["reason"]) for r in reader]
 
 
+def _lock_folder(root: Path) -> IO[str] | None:
+    """Hold an exclusive ``flock`` on ``root``'s :data:`LOCK_FILE` (released by closing the
+    returned file, or when the process ends, however it ends); None where the platform has no
+    ``fcntl`` (not POSIX: no lock).
+
+    Raises:
+        ValueError: another writer, in this or another process, holds the folder.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(root / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ValueError(f"{root} is being written by another build ({holder}); wait for it to end, "
+                         "or build into another folder") from None
+    handle.truncate(0)
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class DatasetWriter:
     """Append molecules to a processed dataset in shards; resumes an existing one.
 
     Molecules are buffered and written ``shard_size`` at a time; after each shard the
     index and ``failures.csv`` are updated, so :meth:`is_done` after a crash tells which
     inputs to skip. :meth:`finalize` writes the scaffold split.
+
+    The writer holds the folder's lock (:data:`LOCK_FILE`) from its creation until
+    :meth:`close` (or the end of its ``with`` block, or of the process): two builds into one
+    folder would write shards of the same number and each replace the other's index.
 
     Args:
         root: output folder (created if needed).
@@ -254,13 +289,23 @@ class DatasetWriter:
             :attr:`featurisation` is the one :func:`encode_record` must use.
 
     Raises:
-        ValueError: the folder holds features of other sizes or another version.
+        ValueError: the folder holds features of other sizes or another version, or another
+            writer holds it.
     """
 
     def __init__(self, root: str | Path, *, shard_size: int = 256, meta: dict | None = None,
                  featurisation: int | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_folder(self.root)
+        try:
+            self._open(shard_size, meta, featurisation)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, shard_size: int, meta: dict | None, featurisation: int | None) -> None:
+        """Read (or start) the folder's index and failures; see the class."""
         self.shard_size = shard_size
         if (self.root / INDEX_FILE).is_file():
             self.index = load_index(self.root)
@@ -280,6 +325,19 @@ class DatasetWriter:
         self._done = {m["name"] for m in self.index["molecules"]}
         self._done.update(name for name, _ in self._failure_rows)
         self._buffer: list[dict] = []
+
+    def close(self) -> None:
+        """Release the folder's lock (again: nothing); buffered molecules are not written
+        (:meth:`flush` first)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def is_done(self, name: str) -> bool:
         """Whether a molecule of this name was stored or recorded as failed (also in earlier runs)."""
@@ -394,12 +452,16 @@ def build_writer(root: str | Path, *, shard_size: int = 256, meta: dict | None =
     shipped = shipped_identity()
     writer = DatasetWriter(root, shard_size=shard_size, featurisation=featurisation,
                            meta={**(meta or {}), "reserved_match": MATCH_RULE, "reserved_shipped": shipped})
-    check_match_rule(writer.index["meta"], root)
-    held = writer.index["meta"].get("reserved_shipped", shipped)  # none recorded: not compared
-    if held != shipped:
-        raise ValueError(f"{root} was built under another version of the shipped reserved list "
-                         f"({held}, now {shipped}): its stored molecules' forms were compared with "
-                         "that one; build it again in a new folder")
+    try:
+        check_match_rule(writer.index["meta"], root)
+        held = writer.index["meta"].get("reserved_shipped", shipped)  # none recorded: not compared
+        if held != shipped:
+            raise ValueError(f"{root} was built under another version of the shipped reserved list "
+                             f"({held}, now {shipped}): its stored molecules' forms were compared "
+                             "with that one; build it again in a new folder")
+    except ValueError:
+        writer.close()
+        raise
     return writer
 
 
@@ -422,17 +484,17 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
             by a molscore that recorded none (:func:`~molscore.data.reserved.check_match_rule`).
     """
     reserved = reserved_keys(reserved_path)
-    writer = build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation)
-    for record in records:
-        if writer.is_done(record.name):
-            continue
-        reason = build_exclusion_reason(record.mol, reserved)
-        if reason:
-            writer.add_failures([(record.name, reason)])
-        else:
-            writer.add(encode_record(record, featurisation=writer.featurisation))
-    writer.add_failures(failures)
-    return writer.finalize(fractions, seed)
+    with build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation) as writer:
+        for record in records:
+            if writer.is_done(record.name):
+                continue
+            reason = build_exclusion_reason(record.mol, reserved)
+            if reason:
+                writer.add_failures([(record.name, reason)])
+            else:
+                writer.add(encode_record(record, featurisation=writer.featurisation))
+        writer.add_failures(failures)
+        return writer.finalize(fractions, seed)
 
 
 def _smiles_block(entry: dict) -> str:
