@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import inspect
 import json
 import math
@@ -76,6 +75,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
                          restore_rng_state, save_atomic, write_atomic)
+from . import locks
 from .ema import EMA
 from .errors import Terminated, message_line
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
@@ -112,8 +112,6 @@ SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = ".lock"          # held by the run training in the folder (_only_run_in)
-_LOCK_FDS: set[int] = set()  # descriptors of the .lock files this process has open: a forked
-#                              child lets go of them (_drop_locks_in_child)
 
 
 # Config keys a resumed run may change: the length of the run and its bookkeeping. Any other
@@ -954,7 +952,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, *, resume: bool = True, device:
 def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir/.lock`` (``lock``: the main process of a run) while
     training: two runs in one folder would overwrite each other's checkpoint and records. The
-    lock ends with this process, whatever children it forked (:func:`_drop_locks_in_child`).
+    lock ends with this process, whatever children it forked (:mod:`molscore.locks`).
 
     Raises:
         ConfigError: another process holds the lock.
@@ -965,41 +963,17 @@ def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with open(out_dir / LOCK_NAME, "a") as fh:
-            _LOCK_FDS.add(fh.fileno())          # before the lock: a child forked from now on
-            try:                                # must not share it (_drop_locks_in_child)
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise ConfigError(f"{out_dir} is in use by another training run (it holds "
-                                      f"{out_dir / LOCK_NAME}); wait for it to end, or use "
-                                      "another output dir") from None
-                yield                           # closing the file releases the lock
-            finally:
-                _LOCK_FDS.discard(fh.fileno())
+        try:
+            fh = locks.acquire(out_dir / LOCK_NAME)
+        except BlockingIOError:
+            raise ConfigError(f"{out_dir} is in use by another training run (it holds "
+                              f"{out_dir / LOCK_NAME}); wait for it to end, or use "
+                              "another output dir") from None
+        try:
+            yield
+        finally:
+            locks.release(fh)
     finally:
         if created and [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
             (out_dir / LOCK_NAME).unlink()      # a run that wrote nothing (a config error)
             out_dir.rmdir()                     # leaves no folder behind
-
-
-def _drop_locks_in_child() -> None:
-    """In a child just forked (a ``DataLoader`` worker; any ``os.fork``): point the descriptors
-    of :data:`_LOCK_FDS` at ``/dev/null``. An ``flock`` belongs to the open file, which a forked
-    child shares, and lasts until every descriptor of it is closed: a run whose main process
-    was killed (``kill -9``) stayed locked until its loader workers noticed, about 5 s later,
-    and a resume was refused meanwhile. ``dup2`` rather than ``close``: the child's copy of
-    the lock's file object, should it ever close, then closes ``/dev/null``, not a file the
-    child opened later under the same number."""
-    if not _LOCK_FDS:
-        return
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        for fd in _LOCK_FDS:
-            os.dup2(null, fd, inheritable=False)
-    finally:
-        os.close(null)
-    _LOCK_FDS.clear()
-
-
-os.register_at_fork(after_in_child=_drop_locks_in_child)

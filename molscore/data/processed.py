@@ -6,8 +6,8 @@ A processed dataset is a folder::
                         their SHA-256, ``molecules_sha256``), splits
     shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
     failures.csv        name,reason of every record a builder skipped
-    .build.lock         held (``flock``) by the build writing the folder: a second build
-                        into it is refused while the first runs (POSIX systems)
+    .build.lock         held (:mod:`molscore.locks`) by the build writing the folder: a
+                        second build into it is refused while the first runs
 
 Each shard holds ``M`` molecules as concatenated tensors with offsets:
 
@@ -46,6 +46,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from .. import locks
 from ..checkpoint import save_atomic
 from ..chem.featurize import (ATOM_FEAT_DIM, DEFAULT_FEATURISATION, EDGE_FEAT_DIM,
                                LEGACY_FEATURISATION, check_featurisation, mol_to_graph)
@@ -241,25 +242,17 @@ def read_failures(root: str | Path) -> list[tuple[str, str]]:
         return [(r["name"], r["reason"]) for r in reader]
 
 
-def _lock_folder(root: Path) -> IO[str] | None:
-    """Hold an exclusive ``flock`` on ``root``'s :data:`LOCK_FILE` (released by closing the
-    returned file, or when the process ends, however it ends); None where the platform has no
-    ``fcntl`` (not POSIX: no lock).
+def _lock_folder(root: Path) -> IO[str]:
+    """Hold the lock of ``root``'s :data:`LOCK_FILE` (:func:`molscore.locks.acquire`), the
+    holder's process number written in it.
 
     Raises:
         ValueError: another writer, in this or another process, holds the folder.
     """
     try:
-        import fcntl
-    except ImportError:
-        return None
-    handle = open(root / LOCK_FILE, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        handle = locks.acquire(root / LOCK_FILE)
+    except BlockingIOError:
+        holder = (root / LOCK_FILE).read_text(encoding="utf-8").strip() or "another process"
         raise ValueError(f"{root} is being written by another build ({holder}); wait for it to end, "
                          "or build into another folder") from None
     handle.truncate(0)
@@ -329,9 +322,7 @@ class DatasetWriter:
     def close(self) -> None:
         """Release the folder's lock (again: nothing); buffered molecules are not written
         (:meth:`flush` first)."""
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        locks.release(self._lock)
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -1,0 +1,65 @@
+"""Exclusive locks on files (``flock``) that end with the process holding them.
+
+A training run holds its output folder's ``.lock`` (:mod:`molscore.train`) and a dataset build
+its folder's ``.build.lock`` (:class:`molscore.data.processed.DatasetWriter`): two of either
+in one folder would overwrite each other's files. An ``flock`` belongs to the open file, which
+a forked child (a ``DataLoader`` or build worker; any ``os.fork``) shares, and lasts until
+every descriptor of it is closed: a holder killed with ``kill -9`` stayed locked until its
+workers noticed, about 5 s later. So a child forked while a lock is held lets go of its copy
+(:func:`_drop_locks_in_child`), and the lock ends with the process that took it.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+__all__ = ["acquire", "release"]
+
+_HELD: set[int] = set()  # descriptors of the lock files this process holds (or is taking)
+
+
+def acquire(path: str | os.PathLike) -> IO[str]:
+    """Open ``path`` (created if missing) and take an exclusive lock on it, without waiting.
+
+    Returns:
+        the open file; :func:`release` it (or end the process) to let go.
+
+    Raises:
+        BlockingIOError: another open file of ``path``, in this process or another, holds
+            the lock.
+    """
+    fh = open(Path(path), "a+", encoding="utf-8")
+    _HELD.add(fh.fileno())      # before the lock: a child forked from now on must not share it
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        release(fh)
+        raise
+    return fh
+
+
+def release(fh: IO[str]) -> None:
+    """Let go of a lock :func:`acquire` took (closing its file); again: nothing."""
+    if not fh.closed:
+        _HELD.discard(fh.fileno())
+        fh.close()
+
+
+def _drop_locks_in_child() -> None:
+    """In a child just forked, point the descriptors of the held locks at ``/dev/null``.
+    ``dup2`` rather than ``close``: the child's copy of the lock's file object, should it ever
+    close, then closes ``/dev/null``, not a file the child opened later under the same number."""
+    if not _HELD:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for fd in _HELD:
+            os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)

@@ -1,0 +1,44 @@
+"""Folder locks (:mod:`molscore.locks`): exclusive, and ending with the process that took them."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from molscore import locks
+
+
+def _holds(pid: int, path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    fds = f"/proc/{pid}/fd"
+    return any(os.path.realpath(os.path.join(fds, fd)) == os.path.realpath(path) for fd in os.listdir(fds))
+
+
+def test_a_held_lock_refuses_a_second_holder_until_released(tmp_path):
+    path = tmp_path / ".lock"
+    fh = locks.acquire(path)
+    with pytest.raises(BlockingIOError):
+        locks.acquire(path)
+    locks.release(fh)
+    locks.release(fh)                       # again: nothing
+    locks.release(locks.acquire(path))
+
+
+def test_a_forked_child_lets_go_of_the_lock_file(tmp_path):
+    """A child shares its parent's open files, and with them the flock: it must not keep the
+    lock after the parent ends (a killed build's workers held the folder)."""
+    path = tmp_path / ".lock"
+    fh = locks.acquire(path)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                            # the child: report whether it holds the file open
+        os.write(write, b"1" if _holds(os.getpid(), path) else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"0" and _holds(os.getpid(), path)
+    with pytest.raises(BlockingIOError):    # the parent still holds it
+        locks.acquire(path)
+    locks.release(fh)
