@@ -392,3 +392,35 @@ def test_a_stretched_bond_to_hydrogen_is_flagged():
     assert check_geometry(mol, first_row_bond_tol=None) == []          # the 1-2 bounds alone
     SetBondLength(conf, o, h, 0.85)                                     # short: not held to r0
     assert check_geometry(mol) == []
+
+
+@pytest.mark.parametrize("smiles, dihedral, degrees", [
+    ("CC(=O)N(C)C", (2, 1, 3, 4), 60.0),        # tertiary amide twisted about C-N
+    ("NC(=O)c1ccccc1", (2, 1, 0, 9), 90.0),     # primary amide: its NH2 turned (ETKDG leaves most so)
+    ("CNC(=O)OC", (3, 2, 1, 0), 60.0)])         # carbamate
+def test_twisted_amides_flagged(smiles, dihedral, degrees):
+    """The C(=O)-N of amides, ureas and carbamates is flat; a twist about it passed every check
+    (ETKDGv3 without a force field turns the NH2 of 3 in 4 primary amides of drug-like
+    molecules by up to 90 degrees, and the default route kept them). The MMFF94 minimum and a
+    10 degree twist pass."""
+    from rdkit.Chem import rdMolTransforms
+
+    mol = _mmff(smiles)
+    assert check_geometry(mol) == []
+    start = rdMolTransforms.GetDihedralDeg(mol.GetConformer(), *dihedral)
+    c, n = dihedral[1], dihedral[2]
+    assert not any(p.startswith("non-planar amide")
+                   for p in check_geometry(_twist(mol, *dihedral, start + 10.0), stereo=False))
+    problems = check_geometry(_twist(mol, *dihedral, start + degrees), stereo=False)
+    assert [p for p in problems if p.startswith(f"non-planar amide: C{c}(=O") and f")-N{n} and" in p], problems
+
+
+@pytest.mark.parametrize("smiles, amides", [
+    ("CC(=O)N(C)C", 1), ("NC(N)=O", 2), ("CNC(=O)OC", 1),
+    ("CC(=O)NN", 0), ("CC(=O)NO", 0),                      # hydrazide, hydroxamic acid: N pyramidal
+    ("CN1CCC1=O", 0),                                       # beta-lactam: strained N
+    ("O=C1CC2CCN1CC2", 0),                                  # bridged lactam (2-quinuclidone-like)
+    ("O=c1cccc[nH]1", 0)])                                  # pyridone: an aromatic ring
+def test_which_amides_are_held_flat(smiles, amides):
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert len(GeometryChecker(mol).amides) == amides
