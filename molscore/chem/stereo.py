@@ -591,7 +591,7 @@ def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list[Chem.S
             isomer.GetAtomWithIdx(si.centeredOn).SetChiralTag(centre_tag(pos, isomer, si.centeredOn))
         elif si.type == Chem.StereoType.Bond_Double:
             seen = perceived.GetBondWithIdx(si.centeredOn)
-            if seen.GetStereo() in _EZ:
+            if seen.GetStereo() in _EZ + _CISTRANS:     # CIS / TRANS: RDKit's new perception
                 bond = isomer.GetBondWithIdx(si.centeredOn)
                 bond.SetStereoAtoms(*seen.GetStereoAtoms())
                 bond.SetStereo(seen.GetStereo())
