@@ -85,7 +85,7 @@ from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
 from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, MAX_OTHER_ISOMERS, check_stereo,
-                          etkdg_failure_reason, fix_stereo, isomer_choices)
+                          etkdg_failure_reason, fix_stereo, isomer_choices, non_tetrahedral_centres)
 from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -424,6 +424,9 @@ class ConformerGenerator:
                           max_heavy_atoms=opts.max_heavy_atoms)
         for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
             mol.ClearProp(prop)
+        if odd := non_tetrahedral_centres(mol):     # neither checked nor kept: refused, not lost
+            raise MoleculeError(f"non-tetrahedral stereo (@SP, @TB or @OH) at atom(s) "
+                                f"{','.join(map(str, odd))} is not kept in 3D: give the molecule without it")
         if self.core is not None:
             mol = self.core.choose_stereo(mol)
         failed: list[str] = []

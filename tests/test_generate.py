@@ -230,6 +230,26 @@ def test_bad_input_raises(tiny_model):
             generate_conformers(wrong, n=1, model=tiny_model, steps=2, device="cpu")
 
 
+def _trigonal_bipyramidal_record() -> Chem.Mol:
+    """A 3D record of a trigonal-bipyramidal P with five different groups, its tags dropped:
+    RDKit reads the @TB stereo from its coordinates again."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[P@TB1](F)(Cl)(Br)O"))
+    assert AllChem.EmbedMolecule(mol, randomSeed=3) == 0
+    for atom in mol.GetAtoms():
+        atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+    return Chem.MolFromMolBlock(Chem.MolToMolBlock(mol), removeHs=False)
+
+
+@pytest.mark.parametrize("make", [lambda: "C[P@TB1](F)(Cl)(Br)O", lambda: "F[S@OH1](F)(F)(F)(Cl)c1ccccc1",
+                                  lambda: "F[Si@SP1](Cl)(Br)I", _trigonal_bipyramidal_record])
+def test_non_tetrahedral_stereo_is_refused_not_lost(tiny_model, make):
+    """Square-planar, trigonal-bipyramidal and octahedral stereo is neither checked nor held:
+    before, the conformers came out with either arrangement while the ``smiles`` property
+    claimed the input's."""
+    with pytest.raises(MoleculeError, match=r"non-tetrahedral stereo \(@SP, @TB or @OH\) at atom\(s\) 1 "):
+        generate_conformers(make(), n=2, model=tiny_model, steps=2, seed=0, device="cpu")
+
+
 def _zero_score_generator(tiny_model, **options) -> ConformerGenerator:
     """A generator whose network outputs zero: the reverse SDE from noised ETKDG conformers
     only adds noise (about 0.15 A per coordinate from t_start = 0.3), which breaks geometry."""

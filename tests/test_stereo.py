@@ -126,6 +126,26 @@ def test_unspecified_stereo_is_that_of_an_embedding_when_etkdg_builds_it_again()
             assert len({Chem.MolToSmiles(iso) for iso in chosen}) > 1          # the seed decides
 
 
+@pytest.mark.parametrize("smiles", ["CC=CC(C)O", "CCC(C)=NO", "C1=CCCCCCC1"])
+def test_unspecified_double_bonds_get_one_isomer_under_rdkits_new_stereo_perception(smiles):
+    """With RDKit's new stereo perception (``RDK_USE_LEGACY_STEREO_PERCEPTION=0``, or
+    ``Chem.SetUseLegacyStereoPerception(False)``) a double bond read from 3D is labelled
+    STEREOCIS / STEREOTRANS, not E / Z: before, the chosen isomer left such a bond
+    unspecified, and the conformers mixed E and Z."""
+    legacy = Chem.GetUseLegacyStereoPerception()
+    Chem.SetUseLegacyStereoPerception(False)
+    try:
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        for seed in (0, 1):
+            iso = assign_unspecified_stereo(mol, seed)
+            assert not unspecified_stereo(iso)
+            assert len(specified_double_bonds(iso)) == 1
+            for other in isomers_of_embeddings(mol, seed, 4):
+                assert len(specified_double_bonds(other)) == 1
+    finally:
+        Chem.SetUseLegacyStereoPerception(legacy)
+
+
 def test_a_cage_whose_isomers_fail_rdkits_embedding_test_gets_the_isomer_of_an_embedding():
     # a bicyclo[2.1.0] oxetane (GEOM QM9): RDKit's tryEmbedding embeds none of its 8 isomers
     mol = Chem.AddHs(Chem.MolFromSmiles("O=CCC1(O)C2COC21"))

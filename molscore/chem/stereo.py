@@ -61,7 +61,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d",
-           "assign_stereo_from_3d"]
+           "assign_stereo_from_3d", "non_tetrahedral_centres"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -123,6 +123,15 @@ def specified_double_bonds(mol: Chem.Mol) -> dict[int, Chem.BondStereo]:
     """Double bonds with a specified E/Z or cis/trans label -> label."""
     return {b.GetIdx(): b.GetStereo() for b in mol.GetBonds()
             if b.GetBondType() == Chem.BondType.DOUBLE and b.GetStereo() in _EZ + _CISTRANS}
+
+
+def non_tetrahedral_centres(mol: Chem.Mol) -> list[int]:
+    """Atoms with a chiral tag that is neither unspecified nor tetrahedral CW / CCW: the
+    square-planar, trigonal-bipyramidal and octahedral stereo of a SMILES's ``@SP``, ``@TB``
+    and ``@OH`` (which RDKit also reads from the 3D coordinates of a record so tagged or so
+    shaped), which neither :func:`check_stereo` nor the restraints know."""
+    return [a.GetIdx() for a in mol.GetAtoms()
+            if a.GetChiralTag() not in (Chem.ChiralType.CHI_UNSPECIFIED, *_TETRA)]
 
 
 def has_specified_stereo(mol: Chem.Mol) -> bool:
@@ -582,7 +591,7 @@ def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list[Chem.S
             isomer.GetAtomWithIdx(si.centeredOn).SetChiralTag(centre_tag(pos, isomer, si.centeredOn))
         elif si.type == Chem.StereoType.Bond_Double:
             seen = perceived.GetBondWithIdx(si.centeredOn)
-            if seen.GetStereo() in _EZ:
+            if seen.GetStereo() in _EZ + _CISTRANS:     # CIS / TRANS: RDKit's new perception
                 bond = isomer.GetBondWithIdx(si.centeredOn)
                 bond.SetStereoAtoms(*seen.GetStereoAtoms())
                 bond.SetStereo(seen.GetStereo())
