@@ -146,6 +146,28 @@ def test_unspecified_double_bonds_get_one_isomer_under_rdkits_new_stereo_percept
         Chem.SetUseLegacyStereoPerception(legacy)
 
 
+@pytest.mark.parametrize("e_smiles, z_smiles", [("C/C(CC)=N\\O", "C/C(CC)=N/O"),
+                                                ("F/C(Cl)=C(/Br)I", "F/C(Cl)=C(\\Br)I")])
+def test_e_z_labels_are_checked_after_rdkits_stereo_perception_is_switched(e_smiles, z_smiles):
+    """A molecule parsed under RDKit's legacy perception (E / Z labels) and checked after
+    ``Chem.SetUseLegacyStereoPerception(False)``, whose 3D read-back labels bonds cis / trans:
+    the labels were compared as they were, and every conformer had wrong E/Z (generate
+    failed with 'no conformer passed the checks'). E and Z are now judged by the dihedral of
+    their stereo atoms, the CIP-highest neighbours; a conformer of the other isomer still fails."""
+    e_mol = Chem.AddHs(Chem.MolFromSmiles(e_smiles))
+    assert AllChem.EmbedMolecule(e_mol, randomSeed=7) == 0
+    z_mol = Chem.AddHs(Chem.MolFromSmiles(z_smiles))
+    z_mol.AddConformer(Chem.Conformer(e_mol.GetConformer()), assignId=True)   # E coordinates
+    legacy = Chem.GetUseLegacyStereoPerception()
+    Chem.SetUseLegacyStereoPerception(False)
+    try:
+        assert check_stereo(e_mol).ok
+        report = check_stereo(z_mol)
+        assert not report.ok and len(report.flipped_bonds) == 1
+    finally:
+        Chem.SetUseLegacyStereoPerception(legacy)
+
+
 def test_a_cage_whose_isomers_fail_rdkits_embedding_test_gets_the_isomer_of_an_embedding():
     # a bicyclo[2.1.0] oxetane (GEOM QM9): RDKit's tryEmbedding embeds none of its 8 isomers
     mol = Chem.AddHs(Chem.MolFromSmiles("O=CCC1(O)C2COC21"))

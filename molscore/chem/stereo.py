@@ -72,6 +72,7 @@ ETKDG_STEREO_FAILED = ("ETKDG cannot embed the specified stereo (it embeds witho
 _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
 _CISTRANS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOTRANS)
+_CIS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOZ)   # labels of a cis dihedral of the stereo atoms
 
 
 @dataclass
@@ -316,11 +317,11 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
         Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
     for idx, label in bonds.items():
         got = copy.GetBondWithIdx(idx).GetStereo()
-        if label in _EZ:
+        if label in _EZ and got in _EZ:
             ok = got == label
-        else:
-            quad = pos[list(stereo_bond_atoms(mol, idx))]
-            ok = (abs(dihedral(quad)) < 90) == (label == Chem.BondStereo.STEREOCIS)
+        else:   # cis/trans; or E/Z read back as cis/trans (RDKit's perception switched since
+            quad = pos[list(stereo_bond_atoms(mol, idx))]   # mol was parsed): E/Z's stereo
+            ok = (abs(dihedral(quad)) < 90) == (label in _CIS)  # atoms are the CIP-highest
         if not ok:
             report.flipped_bonds.append(idx)
     return report
