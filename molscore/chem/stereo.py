@@ -317,11 +317,13 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
         Chem.AssignStereochemistryFrom3D(copy, confId=conf_id)
     for idx, label in bonds.items():
         got = copy.GetBondWithIdx(idx).GetStereo()
+        # cis/trans, or E/Z read back as cis/trans (RDKit's perception switched since mol was
+        # parsed): the dihedral of the stereo atoms, which for E/Z are the CIP-highest
         if label in _EZ and got in _EZ:
             ok = got == label
-        else:   # cis/trans; or E/Z read back as cis/trans (RDKit's perception switched since
-            quad = pos[list(stereo_bond_atoms(mol, idx))]   # mol was parsed): E/Z's stereo
-            ok = (abs(dihedral(quad)) < 90) == (label in _CIS)  # atoms are the CIP-highest
+        else:
+            quad = pos[list(stereo_bond_atoms(mol, idx))]
+            ok = (abs(dihedral(quad)) < 90) == (label in _CIS)
         if not ok:
             report.flipped_bonds.append(idx)
     return report
