@@ -48,20 +48,6 @@ class LikelihoodResult:
     z: Tensor | None = None
 
 
-def _coordinate_probes(space: Space, x: Tensor) -> list[Tensor]:
-    """Basis probes ``e_k`` (like ``x``): ``e_k`` is 1 at the ``k``-th coordinate of every
-    sample (coordinates numbered within each sample), so that
-    ``sum_k per_sample_sum(e_k * J e_k)`` is each sample's Jacobian trace."""
-    sid = space.expand(torch.arange(space.num_samples, device=x.device))
-    sid = sid.expand(x.shape).reshape(-1)
-    order = torch.argsort(sid, stable=True)
-    counts = torch.bincount(sid, minlength=space.num_samples)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.empty_like(sid)
-    pos[order] = torch.arange(sid.numel(), device=x.device) - starts[sid[order]]
-    return [(pos == k).reshape(x.shape).to(x.dtype) for k in range(int(counts.max()))]
-
-
 def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
                    divergence: str = "hutchinson", noise: str = "rademacher",
                    method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
@@ -97,7 +83,9 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     space.check_shape(x)
     x = space.project(x.detach())
     if divergence == "exact":
-        probes = _coordinate_probes(space, x)
+        index = space.entry_index(x)      # probe k: coordinate k of every sample
+        n_coords = int(index.max()) + 1 if index.numel() else 0
+        probes = [(index == k).to(x.dtype) for k in range(n_coords)]
     elif noise == "gaussian":
         probes = [space.noise_like(x, generator)]
     else:

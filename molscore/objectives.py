@@ -148,20 +148,6 @@ def ssm_loss(model: Model, sde: SDE, x0: Tensor, space: Space, cond: Any = None,
     return lam * (vjv + 0.5 * quad) / n_proj
 
 
-def _basis_index(space: Space, x: Tensor) -> Tensor:
-    """Index of each entry of ``x`` within its own sample, shaped like ``x`` (long).
-
-    Works for any space: the sample of each row comes from ``space.expand``.
-    """
-    rows = x.shape[0]
-    per_row = x[0].numel() if rows else 0
-    owner = space.expand(torch.arange(space.num_samples, device=x.device)).reshape(rows)
-    onehot = torch.nn.functional.one_hot(owner.long(), space.num_samples)
-    rank = (onehot.cumsum(0) - onehot).gather(1, owner.long().unsqueeze(1)).squeeze(1)
-    cols = torch.arange(per_row, device=x.device)
-    return (rank.unsqueeze(1) * per_row + cols).reshape(x.shape)
-
-
 def exact_sm_loss(model: Model, sde: SDE, x0: Tensor, space: Space, cond: Any = None, *,
                   weighting: str = "sigma2", t: Tensor | None = None,
                   noise: Tensor | None = None) -> Tensor:
@@ -178,7 +164,7 @@ def exact_sm_loss(model: Model, sde: SDE, x0: Tensor, space: Space, cond: Any = 
         ``(B,)`` per-sample losses.
     """
     space.check_shape(x0)
-    index = _basis_index(space, x0)
+    index = space.entry_index(x0)
     n_entries = int(index.max()) + 1 if index.numel() else 0
     if n_entries > MAX_EXACT_DIM:
         raise ValueError(f"exact score matching needs one backward pass per dimension; "

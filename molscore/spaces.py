@@ -113,6 +113,26 @@ class Space(ABC):
         """Per-sample squared norm ``||v||^2``, ``(B,)``."""
         return self.per_sample_sum(v * v)
 
+    def entry_index(self, x: Tensor) -> Tensor:
+        """The number of each entry of ``x`` within its own sample, a long tensor shaped like
+        ``x``: a sample's entries are ``0 .. n_b - 1`` (``n_b`` its rows times the entries per
+        row) in row-major order, whichever rows the sample holds and on ``x``'s device.
+
+        The basis of per-coordinate loops (exact Jacobian traces): ``index == k`` selects
+        the ``k``-th coordinate of every sample at once.
+        """
+        rows = x.shape[0]
+        per_row = x[0].numel() if rows else 0
+        owner = self.expand(torch.arange(self.num_samples, device=x.device)).to(x.device)
+        owner = owner.reshape(rows)
+        counts = torch.bincount(owner, minlength=self.num_samples)
+        starts = torch.cumsum(counts, 0) - counts
+        order = torch.argsort(owner, stable=True)
+        rank = torch.empty_like(owner)
+        rank[order] = torch.arange(rows, device=x.device) - starts[owner[order]]
+        cols = torch.arange(per_row, device=x.device)
+        return (rank.unsqueeze(1) * per_row + cols).reshape(x.shape)
+
 
 class DenseSpace(Space):
     """One row per sample; ``x`` has shape ``(B, *event_shape)``.

@@ -109,3 +109,26 @@ def test_a_sample_without_points_has_no_degrees_of_freedom():
     expected = -0.5 * space.norm_sq(x) / s2 - 0.5 * space.dim.double() * math.log(2 * math.pi * s2)
     torch.testing.assert_close(logp, expected)
     assert logp[1].item() == 0.0
+
+
+def test_entry_index_numbers_each_samples_entries_from_zero():
+    dense = DenseSpace((3, 2, 2))
+    index = dense.entry_index(torch.zeros(3, 2, 2))
+    assert index.shape == (3, 2, 2) and index.dtype == torch.long
+    for b in range(3):
+        assert index[b].flatten().tolist() == [0, 1, 2, 3]
+    # Point sets whose rows interleave: each sample counts its own rows in row order.
+    batch = torch.tensor([1, 0, 1, 2, 0, 1])
+    space = PointSetSpace(batch, num_samples=4)
+    index = space.entry_index(torch.zeros(6, 3))
+    assert index.tolist() == [[0, 1, 2], [0, 1, 2], [3, 4, 5], [0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    empty = PointSetSpace(torch.zeros(0, dtype=torch.long))
+    assert empty.entry_index(torch.zeros(0, 3)).shape == (0, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_entry_index_follows_x_to_its_device_whatever_the_batch_index_is_on():
+    space = PointSetSpace(torch.tensor([0, 0, 1]))      # batch index on the CPU
+    index = space.entry_index(torch.zeros(3, 3, device="cuda"))
+    assert index.device.type == "cuda"
+    assert index.cpu().tolist() == [[0, 1, 2], [3, 4, 5], [0, 1, 2]]
