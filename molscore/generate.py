@@ -718,10 +718,12 @@ def _internal_error(stage: str, err: Exception) -> str:
 
 
 def _mol_text(mol: Chem.Mol) -> str:
+    """An input Mol as text, its :func:`~molscore.chem.io.record_smiles` (hydrogens implicit):
+    its name when it has none, its ``input`` in ``failures.csv``, its draws' seed text."""
     if not isinstance(mol, Chem.Mol):
         raise TypeError(f"expected a SMILES string or an RDKit Mol, got {type(mol).__name__}")
     with rdBase.BlockLogs():
-        return Chem.MolToSmiles(mol)
+        return record_smiles(mol)
 
 
 def draw_generator(seed: int, text: str, draw: int) -> torch.Generator:

@@ -127,6 +127,29 @@ def test_sdf_input_keeps_names_stereo_and_properties(tiny_model, tmp_path):
     assert rows == [{"name": "record_4", "input": "", "reason": "SDF record 4 cannot be read by RDKit"}]
 
 
+def test_sdf_records_with_hydrogens_are_named_and_reported_by_their_plain_smiles(tiny_model, tmp_path):
+    """A failure row's input (and the Python API's default name) is the record's SMILES with
+    the hydrogens implicit, as its ``smiles`` property, not ``[H]C([H])([H])...``."""
+    inp = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(inp)) as writer:
+        for smiles, name in (("CC(=O)[O-].[Na+]", "salt"), ("[CH2]O", "radical")):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=7)
+            mol.SetProp("_Name", name)
+            writer.write(mol)
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", "--input", str(inp), "-n", "1", "-o", str(out), "--model", tiny_model,
+               "--steps", "2", "--device", "cpu", "--no-progress"])
+    assert rc == 1
+    with open(tmp_path / "failures.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["name"], r["input"]) for r in rows] == [("salt", "CC(=O)[O-].[Na+]"), ("radical", "[CH2]O")]
+    from molscore.generate import ConformerGenerator
+    mol = Chem.AddHs(Chem.MolFromSmiles("[CH2]O"))
+    result = ConformerGenerator(tiny_model, device="cpu", options=GenerateOptions(n=1, steps=2)).generate(mol)
+    assert (result.name, result.input) == ("[CH2]O", "[CH2]O") and result.error
+
+
 def test_sdf_records_from_stdin_named_by_a_property(tmp_path, monkeypatch):
     import gzip
 
