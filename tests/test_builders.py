@@ -208,7 +208,7 @@ def test_cli_etkdg_end_to_end_with_resume(tmp_path, capsys):
     out = tmp_path / "ds"
     args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "3",
             "--workers", "2", "--split", "0.34,0.33,0.33", "--no-progress"]
-    assert main(args) == 0
+    assert main(args) == 1      # "broken" failed; the reserved drop is no failure
     text = capsys.readouterr().out
     assert "stored 3 molecules" in text and "dropped 1 reserved" in text and "failed 1" in text
     failures = dict(read_failures(out))
@@ -220,7 +220,7 @@ def test_cli_etkdg_end_to_end_with_resume(tmp_path, capsys):
     assert index["meta"]["builder"] == "etkdg" and index["meta"]["n_confs"] == 3
     assert sorted(sum(index["splits"].values(), [])) == [0, 1, 2]
     before = _index_snapshot(out)
-    assert main(args) == 0  # resume: nothing new
+    assert main(args) == 0  # resume: nothing new, nothing tried, so nothing failed
     text = capsys.readouterr().out
     assert "stored 0 molecules" in text and "skipped 5 already done" in text
     assert "1 reserved molecules dropped in total" in text
@@ -279,7 +279,7 @@ def test_cli_retry_failed(tmp_path, capsys):
 def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):
     out = tmp_path / "ccd"
     args = ["build-dataset", "ccd", "-o", str(out), "--limit", "20", "--no-progress"]
-    assert main(args) == 0
+    assert main(args) == 1      # 003 and others failed
     text = capsys.readouterr().out
     index = load_index(out)
     failures = read_failures(out)
@@ -298,7 +298,7 @@ def test_cli_ccd_end_to_end_with_resume(tmp_path, capsys):
         # experimental model coordinates are stored unchanged (the CCD lists every hydrogen)
         assert np.allclose(item.pos.numpy(), payloads[mol["name"]]["coords"], atol=1e-4)
     before = _index_snapshot(out)
-    assert main(args) == 0
+    assert main(args) == 0      # the failures of the first run are not tried again
     assert "stored 0 molecules" in capsys.readouterr().out and _index_snapshot(out) == before
 
 
@@ -307,8 +307,8 @@ def test_cli_workers_build_what_one_process_builds(tmp_path, capsys):
     (``Pool.imap`` with a chunksize above 1 returned a plain generator, which the worker
     watch could not wait on: an AttributeError traceback)."""
     args = ["build-dataset", "ccd", "--limit", "20", "--no-progress"]
-    assert main(args + ["-o", str(tmp_path / "one")]) == 0
-    assert main(args + ["-o", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert main(args + ["-o", str(tmp_path / "one")]) == 1       # some components fail
+    assert main(args + ["-o", str(tmp_path / "two"), "--workers", "2"]) == 1
     one, two = load_index(tmp_path / "one"), load_index(tmp_path / "two")
     assert len(one["molecules"]) >= 10
     assert [m["name"] for m in two["molecules"]] == [m["name"] for m in one["molecules"]]
@@ -437,7 +437,7 @@ def test_cli_sdf_counts_unreadable_records(tmp_path, capsys):
     sdf = tmp_path / "in.sdf"
     sdf.write_text(good[0] + broken + good[1])
     out = tmp_path / "ds"
-    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 0
+    assert main(["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]) == 1
     assert "stored 1 molecules (2 conformers)" in (text := capsys.readouterr().out)
     assert "; 1 unreadable input records" in text
     assert [name for name, _ in read_failures(out)] == ["in.sdf:record1"]
@@ -452,7 +452,7 @@ def test_cli_keeps_inputs_with_a_repeated_name(tmp_path, capsys):
     smi.write_text("smiles,name\nCCO,x\nCCCN,x\nC(,y\n,z\n")
     out = tmp_path / "ds"
     args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
-    assert main(args) == 0
+    assert main(args) == 1                           # y and z failed
     captured = capsys.readouterr()
     assert ("inputs 3: stored 2 molecules (2 conformers), failed 1, dropped 0 reserved, skipped 0 already done, "
             "1 inputs with a repeated name (renamed: x#2); 1 unreadable input records") in captured.out
@@ -737,7 +737,7 @@ def test_cli_sdf_keeps_the_largest_fragment_of_a_salt(tmp_path, capsys):
             writer.write(mol, confId=cid)
     out = tmp_path / "ds"
     args = ["build-dataset", "sdf", "--input", str(sdf), "--no-progress"]
-    assert main(args + ["-o", str(tmp_path / "plain")]) == 0
+    assert main(args + ["-o", str(tmp_path / "plain")]) == 1
     assert "use --largest-fragment" in read_failures(tmp_path / "plain")[-1][1]
     capsys.readouterr()
     assert main(args + ["-o", str(out), "--largest-fragment"]) == 0
@@ -756,7 +756,7 @@ def test_cli_resume_with_a_failures_file_lacking_its_columns_is_one_line(tmp_pat
     smi.write_text("CCCCO a\n[Fe] b\n")
     out = tmp_path / "ds"
     args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
-    assert main(args) == 0
+    assert main(args) == 1                  # [Fe] failed
     (out / "failures.csv").write_text("name\nb\n")
     capsys.readouterr()
     assert main(args) == 2
@@ -792,7 +792,7 @@ def test_cli_sdf_refuses_records_over_max_heavy_atoms_before_their_distance_matr
     real = conformers.check_coordinates
     monkeypatch.setattr(conformers, "check_coordinates", lambda m, *a: checked.append(m.GetNumAtoms()) or real(m, *a))
     args = ["build-dataset", "sdf", "--input", str(sdf), "--no-progress"]
-    assert main(args + ["-o", str(tmp_path / "default")]) == 0
+    assert main(args + ["-o", str(tmp_path / "default")]) == 1     # the C120 molecule failed
     assert read_failures(tmp_path / "default") == [("C" * 120, "conformer 0: too large: 120 heavy atoms (limit 100)"),
                                                    ("C" * 120, "no usable conformer (too large: 120 heavy atoms "
                                                                "(limit 100))")]
@@ -830,3 +830,58 @@ def test_cli_refuses_a_folder_another_build_is_writing(tmp_path, capsys):
     assert [m["name"] for m in load_index(out)["molecules"]] == ["a", "b"]
     with DatasetWriter(out) as again:        # the build's lock was released when it ended
         assert again.is_done("b")
+
+
+def test_cli_exit_status_says_whether_an_input_of_the_run_failed(tmp_path, capsys):
+    """``build-dataset`` exited 0 when molecules failed (rows of failures.csv), where ``generate``
+    exits 1: now 1 when an input this run tried failed or was unreadable (the rest stored), 0
+    when each was stored or dropped as reserved; a resume counts only what it tried."""
+    out = tmp_path / "ds"
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nC1CC broken\nCCCN propylamine\n")
+    args = ["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1", "--no-progress"]
+    assert main(args) == 1
+    assert "stored 2 molecules (2 conformers), failed 1," in capsys.readouterr().out
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol", "propylamine"]
+    assert [(name, reason.split(" '")[0]) for name, reason in read_failures(out)] == [("broken", "invalid SMILES")]
+    assert main(args) == 0                              # resumed: nothing left to try
+    assert main(args + ["--retry-failed"]) == 1         # retried, and failed again
+    assert "retrying 1 earlier failures" in capsys.readouterr().out
+    smi.write_text("CCO ethanol\nC1CC broken\nCCCN propylamine\n\nCCCCO butanol\n")
+    assert main(args) == 1                              # a new input, unreadable (an empty line)
+    text = capsys.readouterr().out
+    assert "stored 1 molecules" in text and "failed 0" in text and "; 1 unreadable input records" in text
+    assert main(args) == 0
+
+    smi.write_text("CCO ethanol\nCCCN propylamine\n")
+    assert main(args[:5] + [str(tmp_path / "clean")] + args[6:]) == 0
+    reserved = tmp_path / "reserved.smi"                 # mandelic acid is on the shipped list
+    reserved.write_text("O=C(O)[C@@H](O)c1ccccc1 mandelic\n")
+    capsys.readouterr()
+    assert main(["build-dataset", "etkdg", "--smiles", str(reserved), "-o", str(tmp_path / "only_reserved"),
+                 "--n-confs", "1", "--no-progress"]) == 0
+    assert "failed 0, dropped 1 reserved" in capsys.readouterr().out
+    assert read_failures(tmp_path / "only_reserved") == [("mandelic", "reserved for held-out evaluation")]
+
+
+def test_cli_sdf_molecule_stored_without_some_records_is_a_failure(tmp_path, capsys):
+    """A conformer record an SDF molecule is stored without is a failures.csv row, as generate
+    counts a molecule that lost conformers: exit status 1, counted in the summary."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    cids = AllChem.EmbedMultipleConfs(mol, 2, randomSeed=9)
+    other = Chem.AddHs(Chem.MolFromSmiles("CCCO"))
+    AllChem.EmbedMolecule(other, randomSeed=9)
+    sdf = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for record, cid in [(mol, cids[0]), (mol, cids[1]), (other, -1)]:
+            record.SetProp("ensemble", "phenetole")
+            writer.write(record, confId=cid)
+    out = tmp_path / "ds"
+    args = ["build-dataset", "sdf", "--input", str(sdf), "--group-by", "ensemble", "-o", str(out), "--no-progress"]
+    assert main(args) == 1
+    text = capsys.readouterr().out
+    assert "stored 1 molecules (2 conformers), failed 0" in text
+    assert "; 1 stored molecules lost conformer records" in text
+    assert [(name, reason.split(":")[0]) for name, reason in read_failures(out)] == [("phenetole", "conformer 2")]
+    assert main(args) == 0
+

@@ -24,7 +24,10 @@ A rerun with the same -o and settings resumes: molecules already stored or liste
 are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped, and so are
 those whose tautomer, neutral form or that form with a proton more or fewer is on it (InChIKey
-first blocks compared). A build begun under another such rule is not resumed: build it again."""
+first blocks compared). A build begun under another such rule is not resumed: build it again.
+Exit status: 0 when every input this run tried was stored or dropped as reserved, 1 when some
+failed (failures.csv rows of this run: molecules not built, unreadable input records, conformer
+records left out; the rest is stored) or a worker process died, 2 for usage errors."""
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -223,10 +226,11 @@ def run(args: argparse.Namespace) -> int:
           f"dropped {s.reserved_dropped} reserved, skipped {s.skipped_done} already done"
           + (f", {len(renamed)} inputs with a repeated name (renamed: {', '.join(renamed[:3])}"
              f"{' ...' if len(renamed) > 3 else ''})" if renamed else "")
-          + (f"; {s.unreadable} unreadable input records" if s.unreadable else ""))
+          + (f"; {s.unreadable} unreadable input records" if s.unreadable else "")
+          + (f"; {s.partly_failed} stored molecules lost conformer records" if s.partly_failed else ""))
     print(f"dataset {args.output}: {s.total_molecules} molecules, splits "
           + ", ".join(f"{k} {v}" for k, v in (s.splits or {}).items())
           + f"; {s.total_reserved_dropped} reserved molecules dropped in total"
           + (f"; failures in {args.output / 'failures.csv'}"
              if (args.output / "failures.csv").is_file() else ""))
-    return 0
+    return 1 if s.has_failures else 0

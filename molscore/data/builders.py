@@ -366,13 +366,22 @@ class BuildSummary:
     duplicates: int = 0          # inputs whose name an earlier input had: renamed (``renamed``)
     stored: int = 0
     conformers: int = 0
-    failed: int = 0
-    unreadable: int = 0
+    failed: int = 0              # molecules not built (not counting reserved ones)
+    unreadable: int = 0          # input records that could not be read (input_failures)
+    partly_failed: int = 0       # molecules stored without some of their conformer records
     reserved_dropped: int = 0
     total_molecules: int = 0
     total_reserved_dropped: int = 0
     splits: dict | None = None
     renamed: list[str] = field(default_factory=list)
+
+    @property
+    def has_failures(self) -> bool:
+        """Whether this call wrote ``failures.csv`` rows other than reserved molecules (a
+        molecule not built, an unreadable input record, a conformer record left out); inputs
+        skipped as done in an earlier run are not counted, failures of earlier runs retried
+        (``retry_failed``) and failing again are."""
+        return bool(self.failed or self.unreadable or self.partly_failed)
 
 
 _WORKER_RESERVED: frozenset[str] | None = None
@@ -513,6 +522,7 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
                 else:
                     writer.add(encoded)
                     summary.stored += 1
+                    summary.partly_failed += bool(failures)   # conformer records left out
                     summary.conformers += int(encoded["pos"].shape[0])
                 bar.update(1)
             if pool is not None:
