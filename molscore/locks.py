@@ -7,9 +7,15 @@ a forked child (a ``DataLoader`` or build worker; any ``os.fork``) shares, and l
 every descriptor of it is closed: a holder killed with ``kill -9`` stayed locked until its
 workers noticed, about 5 s later. So a child forked while a lock is held lets go of its copy
 (:func:`_drop_locks_in_child`), and the lock ends with the process that took it.
+
+A lock file may be removed by the process holding its lock (a build that refused its own new
+folder removes that folder, :func:`molscore.data.processed.discard_build_folder`): a process
+that opened the file before and locks it after is refused, since the path no longer names the
+file it locked (:func:`acquire`).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -28,12 +34,20 @@ def acquire(path: str | os.PathLike) -> IO[str]:
 
     Raises:
         BlockingIOError: another open file of ``path``, in this process or another, holds
-            the lock.
+            the lock, or the file was removed (or replaced) by its holder between this call's
+            opening and locking it.
     """
     fh = open(Path(path), "a+", encoding="utf-8")
     _HELD.add(fh.fileno())      # before the lock: a child forked from now on must not share it
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        opened = os.fstat(fh.fileno())
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            raise BlockingIOError(errno.EWOULDBLOCK, f"{path} was removed by the process that held it")
     except BaseException:
         release(fh)
         raise

@@ -885,3 +885,57 @@ def test_cli_sdf_molecule_stored_without_some_records_is_a_failure(tmp_path, cap
     assert [(name, reason.split(":")[0]) for name, reason in read_failures(out)] == [("phenetole", "conformer 2")]
     assert main(args) == 0
 
+
+def test_cli_refused_build_leaves_no_folder_of_its_own(tmp_path, monkeypatch, capsys):
+    """A build refused (or interrupted) after it created its output folder left that folder
+    behind, holding nothing but its lock file; the folders it created are removed, those that
+    existed are kept."""
+    import molscore.data.builders as builders
+
+    def unreadable(limit=None):                     # the CCD is read once the build has begun
+        raise ValueError("the CCD cannot be read")
+        yield
+
+    monkeypatch.setattr(builders, "ccd_components", unreadable)
+    nested = tmp_path / "new" / "deeper" / "ds"
+    assert main(["build-dataset", "ccd", "-o", str(nested), "--no-progress"]) == 2
+    assert capsys.readouterr().err == "molscore build-dataset: error: the CCD cannot be read\n"
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert main(["build-dataset", "ccd", "-o", str(existing), "--no-progress"]) == 2
+    assert existing.is_dir()
+
+    def interrupted(limit=None):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(builders, "ccd_components", interrupted)
+    assert main(["build-dataset", "ccd", "-o", str(tmp_path / "ds"), "--no-progress"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_cli_build_refused_by_a_build_that_took_its_new_folder_leaves_that_folder(tmp_path, monkeypatch, capsys):
+    """Two builds begun together into a new folder: the one that created it may lose the lock
+    to the other, and must then leave the folder and the other's lock file alone."""
+    import molscore.data.builders as builders
+    from molscore.data.processed import LOCK_FILE, DatasetWriter
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n")
+    out = tmp_path / "ds"
+    real = builders.build_writer
+    others = []
+
+    def raced(root, **kw):                          # the other build takes the folder first
+        others.append(DatasetWriter(root))
+        return real(root, **kw)
+
+    monkeypatch.setattr(builders, "build_writer", raced)
+    assert main(["build-dataset", "etkdg", "--smiles", str(smi), "-o", str(out), "--n-confs", "1",
+                 "--no-progress"]) == 2
+    assert "is being written by another build" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+    with pytest.raises(ValueError, match="being written by another build"):
+        DatasetWriter(out)                          # the other build still holds it
+    others[0].close()

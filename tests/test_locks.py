@@ -42,3 +42,30 @@ def test_a_forked_child_lets_go_of_the_lock_file(tmp_path):
     with pytest.raises(BlockingIOError):    # the parent still holds it
         locks.acquire(path)
     locks.release(fh)
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
+    """A build that refuses its own new folder removes the lock file (holding its lock) and the
+    folder; a process that opened the file just before took the lock once it was let go, on a
+    file no path names any more, and a third one would lock a new file: two holders. Such a
+    lock is refused."""
+    path = tmp_path / ".lock"
+    real = locks.fcntl.flock
+
+    class Removing:                          # the holder removes the file between open and flock
+        LOCK_EX, LOCK_NB = locks.fcntl.LOCK_EX, locks.fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(fh, op):
+            os.unlink(path)
+            real(fh, op)
+
+    monkeypatch.setattr(locks, "fcntl", Removing)
+    with pytest.raises(BlockingIOError, match="was removed by the process that held it"):
+        locks.acquire(path)
+    assert locks._HELD == set()
+    monkeypatch.undo()
+    fh = locks.acquire(path)                # a file of its own again: taken
+    with pytest.raises(BlockingIOError):
+        locks.acquire(path)
+    locks.release(fh)

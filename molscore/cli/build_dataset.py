@@ -136,7 +136,7 @@ def _changed_settings(previous: dict, meta: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
-    from ..data.processed import load_index
+    from ..data.processed import discard_build_folder, load_index, make_build_folder
     from ..data.reserved import list_identity, load_reserved
 
     kind = args.source
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.output} was built with other settings ({', '.join(changed)}); "
                              "resume it with those, or use another --output")
     try:
-        args.output.mkdir(parents=True, exist_ok=True)
+        made = make_build_folder(args.output)
     except OSError as err:
         raise UsageError(f"cannot create the output folder {args.output}: {err.strerror or err}") from None
     try:
@@ -213,11 +213,16 @@ def run(args: argparse.Namespace) -> int:
                             fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
                             progress=not args.no_progress, retry_failed=args.retry_failed,
                             featurisation=args.featurisation)
-    except ValueError as err:  # e.g. an existing folder written with other feature sizes or version
-        raise UsageError(str(err)) from None
     except WorkerDied as err:  # what was done is stored; a rerun resumes
         print(f"molscore build-dataset: error: {err}", file=sys.stderr)
         return 1
+    except BaseException as err:
+        # refused (e.g. another build holds the folder, which is then left alone) or interrupted
+        # before anything was stored: no folder of this command's own is left behind
+        discard_build_folder(made)
+        if isinstance(err, ValueError):  # e.g. an existing folder written with other feature sizes or version
+            raise UsageError(str(err)) from None
+        raise
     s = summary
     renamed += s.renamed
     if args.retry_failed:
