@@ -960,8 +960,7 @@ def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
     if not lock:
         yield
         return
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = locks.make_folder(out_dir)
     try:
         try:
             fh = locks.acquire(out_dir / LOCK_NAME)
@@ -974,6 +973,5 @@ def _only_run_in(out_dir: Path, lock: bool) -> Iterator[None]:
         finally:
             locks.release(fh)
     finally:
-        if created and [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
-            (out_dir / LOCK_NAME).unlink()      # a run that wrote nothing (a config error)
-            out_dir.rmdir()                     # leaves no folder behind
+        locks.discard_folder(made, LOCK_NAME)   # a run that wrote nothing (a config error)
+                                                # leaves no folder of its own behind

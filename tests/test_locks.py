@@ -69,3 +69,36 @@ def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
     with pytest.raises(BlockingIOError):
         locks.acquire(path)
     locks.release(fh)
+
+
+def test_make_folder_names_only_the_folders_it_created(tmp_path):
+    made = locks.make_folder(tmp_path / "a" / "b" / "c")
+    assert made == [tmp_path / "a" / "b" / "c", tmp_path / "a" / "b", tmp_path / "a"]
+    assert locks.make_folder(tmp_path / "a" / "b") == []          # existed
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError):
+        locks.make_folder(tmp_path / "file" / "x")                # a file in the way
+    with pytest.raises(OSError):
+        locks.make_folder(tmp_path / "new" / ("x" * 300))          # name too long: "new" undone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "file"]
+
+
+def test_discard_folder_removes_only_what_wrote_nothing_and_no_one_holds(tmp_path):
+    made = locks.make_folder(tmp_path / "out" / "run")
+    (tmp_path / "out" / "run" / ".lock").write_text("")
+    held = locks.acquire(tmp_path / "out" / "run" / ".lock")      # another run holds it
+    locks.discard_folder(made, ".lock")
+    assert (tmp_path / "out" / "run" / ".lock").is_file()
+    locks.release(held)
+    (tmp_path / "out" / "run" / "checkpoint.pt").write_text("x")   # something was written
+    locks.discard_folder(made, ".lock")
+    assert (tmp_path / "out" / "run" / "checkpoint.pt").is_file()
+    (tmp_path / "out" / "run" / "checkpoint.pt").unlink()
+    (tmp_path / "out" / "keep").mkdir()                            # a parent holds another folder
+    locks.discard_folder(made, ".lock")
+    assert not (tmp_path / "out" / "run").exists() and (tmp_path / "out" / "keep").is_dir()
+    made = locks.make_folder(tmp_path / "x" / "y")
+    locks.discard_folder(made, ".lock")                            # empty: all it made goes
+    assert not (tmp_path / "x").exists()
+    locks.discard_folder(locks.make_folder(tmp_path), ".lock")     # existed: kept
+    assert tmp_path.is_dir()

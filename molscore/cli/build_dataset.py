@@ -136,7 +136,8 @@ def _changed_settings(previous: dict, meta: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
-    from ..data.processed import discard_build_folder, load_index, make_build_folder
+    from ..data.processed import LOCK_FILE, load_index
+    from ..locks import discard_folder, make_folder
     from ..data.reserved import list_identity, load_reserved
 
     kind = args.source
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.output} was built with other settings ({', '.join(changed)}); "
                              "resume it with those, or use another --output")
     try:
-        made = make_build_folder(args.output)
+        made = make_folder(args.output)
     except OSError as err:
         raise UsageError(f"cannot create the output folder {args.output}: {err.strerror or err}") from None
     try:
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as err:
         # refused (e.g. another build holds the folder, which is then left alone) or interrupted
         # before anything was stored: no folder of this command's own is left behind
-        discard_build_folder(made)
+        discard_folder(made, LOCK_FILE)
         if isinstance(err, ValueError):  # e.g. an existing folder written with other feature sizes or version
             raise UsageError(str(err)) from None
         raise

@@ -57,7 +57,7 @@ from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_ru
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
-    "LOCK_FILE", "make_build_folder", "discard_build_folder", "load_index", "index_featurisation", "read_failures",
+    "LOCK_FILE", "load_index", "index_featurisation", "read_failures",
     "molecules_digest", "ConformerDataset",
 ]
 
@@ -255,7 +255,7 @@ def _lock_folder(root: Path) -> IO[str]:
     except BlockingIOError:
         try:
             holder = (root / LOCK_FILE).read_text(encoding="utf-8").strip()
-        except OSError:     # removed by its holder meanwhile (discard_build_folder)
+        except OSError:     # removed by its holder meanwhile (locks.discard_folder)
             holder = ""
         holder = holder or "another process"
         raise ValueError(f"{root} is being written by another build ({holder}); wait for it to end, "
@@ -264,76 +264,6 @@ def _lock_folder(root: Path) -> IO[str]:
     handle.write(f"process {os.getpid()}\n")
     handle.flush()
     return handle
-
-
-def make_build_folder(root: str | Path) -> list[Path]:
-    """Create the folder ``root`` and its missing parents (as ``mkdir -p``), and say which
-    this call created: those :func:`discard_build_folder` may remove. A folder that exists,
-    or that another process creates meanwhile, is not among them.
-
-    Returns:
-        the folders created, ``root`` (absolute) first if it was, then its parents, innermost
-        first; ``[]`` when ``root`` existed.
-
-    Raises:
-        OSError: a folder cannot be created (or ``root`` is a file); the folders this call
-            created before are removed again.
-    """
-    made: list[Path] = []
-
-    def make(folder: Path) -> None:
-        try:
-            os.mkdir(folder)
-        except FileNotFoundError:
-            if folder.parent == folder:
-                raise
-            make(folder.parent)
-            make(folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-        else:
-            made.append(folder)
-
-    try:
-        make(Path(os.path.abspath(root)))   # abspath: ``a/../b`` would name ``a/..`` a folder of its own
-    except OSError:
-        for folder in reversed(made):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-    return made[::-1]
-
-
-def discard_build_folder(made: Sequence[Path]) -> None:
-    """Remove the folders ``made`` (:func:`make_build_folder`'s list) when the build that made
-    them stored nothing: its folder holds no file but its lock file (:data:`LOCK_FILE`), or
-    nothing. Call it when the build was refused or interrupted; a folder that existed before is
-    never in ``made``. Another build holding the folder's lock, or any other file in it, leaves
-    every folder as it is; so does a parent that is not empty.
-
-    The lock file is removed while this process holds its lock, so another build that opened it
-    meanwhile is refused (:func:`molscore.locks.acquire`) instead of writing into a removed folder.
-    """
-    if not made:
-        return
-    root = made[0]
-    try:
-        handle = locks.acquire(root / LOCK_FILE)
-    except OSError:         # BlockingIOError: another build holds the folder; or it is gone
-        return
-    try:
-        if [p.name for p in root.iterdir()] != [LOCK_FILE]:
-            return
-        (root / LOCK_FILE).unlink()
-        for folder in made:
-            folder.rmdir()
-    except OSError:         # a file appeared meanwhile, or a parent holds other folders
-        return
-    finally:
-        locks.release(handle)
 
 
 class DatasetWriter:
