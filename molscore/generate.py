@@ -32,7 +32,7 @@ whose only stereo problem is a centre too close to planar gets the restrained cl
 below and is checked again); conformers whose stereo is still wrong are resampled, up to
 ``max_retries`` rounds, and then dropped with the reason (never returned). Conformers
 failing a :mod:`~molscore.chem.checks` geometry check get a
-:func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94
+:func:`~molscore.chem.relax.restrained_cleanup` (``cleanup``, default on: a short MMFF94s
 minimisation with heavy atoms free within 0.25 Å of the sampled positions and restrained
 beyond; one that leaves as many problems is undone); those
 still failing are resampled too, and after the last round kept with their problems listed
@@ -173,7 +173,7 @@ class GenerateOptions:
             conformer 0.1 Å further from crystal poses and slightly lower ensemble coverage:
             ``benchmarks/pool_hydrogens/``).
         max_retries: resampling rounds for conformers with wrong stereo or failed geometry.
-        cleanup: restrained MMFF94 clean-up of conformers that fail a geometry check.
+        cleanup: restrained MMFF94s clean-up of conformers that fail a geometry check.
         compile: run the network through ``torch.compile(dynamic=True)``: a one-off
             compilation (30-50 s on 2 CPU cores; needs a C++ compiler on the CPU), then about
             twice the network's speed: 1.4x the conformers/s on the CPU at ``pool=1``, 1.1x

@@ -228,3 +228,18 @@ def test_minimisation_with_nothing_to_move_leaves_the_conformer(smiles, position
     assert np.allclose(mol.GetConformer().GetPositions(), start)
     relax_conformers(mol, fixed=fixed)
     assert np.allclose(mol.GetConformer().GetPositions(), start)
+
+
+def test_restrained_cleanup_flattens_a_urea_nh2_that_mmff94_leaves_pyramidal():
+    """The clean-up minimises with MMFF94s: MMFF94 puts a urea's NH2 just past the amide
+    flatness check (0.26-0.28 Å), so a clean-up with it could not mend that check."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)CN(C)C(N)=O"))
+    ids = list(AllChem.EmbedMultipleConfs(mol, 12, randomSeed=3))
+    twisted = [cid for cid in ids if any("amide" in p for p in check_geometry(mol, cid))]
+    assert len(twisted) >= 4                                    # ETKDG turns the NH2
+    restrained_cleanup(mol)
+    assert [check_geometry(mol, cid) for cid in ids] == [[] for _ in ids]
+    plain = Chem.AddHs(Chem.MolFromSmiles("CC(C)CN(C)C(N)=O"))
+    AllChem.EmbedMultipleConfs(plain, 12, randomSeed=3)
+    AllChem.MMFFOptimizeMoleculeConfs(plain, mmffVariant="MMFF94", maxIters=2000)
+    assert sum(any("amide" in p for p in check_geometry(plain, cid)) for cid in ids) >= 4

@@ -5,9 +5,10 @@ bond's length wrong, :func:`mmff_properties`).
   specified stereocentre or E/Z bond allowed to cross to the other side (the same
   flat-bottom torsion restraints, zero while an element stays on its side: an unrestrained
   MMFF94 minimisation inverted a nearly flat amine nitrogen of a sampled Tröger's base);
-* :func:`restrained_cleanup`: a short minimisation with every heavy atom held by a flat-bottom
-  harmonic restraint to where it is, which repairs local geometry (bond lengths, angles,
-  hydrogens, ring planarity, close contacts) without moving the conformation: no heavy atom
+* :func:`restrained_cleanup`: a short minimisation (MMFF94s, :data:`CLEANUP_VARIANT`) with
+  every heavy atom held by a flat-bottom harmonic restraint to where it is, which repairs
+  local geometry (bond lengths, angles, hydrogens, ring and amide planarity, close contacts)
+  without moving the conformation: no heavy atom
   ends more than about ``max_displacement`` Å from its input position, and no specified
   stereocentre or E/Z bond leaves its side (flat-bottom torsion restraints; with the heavy
   atoms held, free hydrogens could otherwise flatten a marginal centre or flip a twisted
@@ -33,7 +34,7 @@ from .coords import set_positions
 from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
 __all__ = ["relax_conformers", "restrained_cleanup", "mmff_properties", "STEREO_MARGIN",
-           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP"]
+           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT"]
 
 # Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
 # the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
@@ -53,14 +54,23 @@ MAX_ENERGY_PER_ATOM = 1000.0
 # the conformer ensembles (309,295 bonds) only those of N2, SO2 and C#[N+]CC
 # are further apart than this; 99.9 % are within 0.14 Å.
 MAX_REST_LENGTH_GAP = 0.26
+# The clean-up's MMFF variant: MMFF94s, whose out-of-plane and torsion terms keep delocalised
+# nitrogens (amides, ureas, anilines) planar as the geometry checks expect. MMFF94 makes a
+# urea's NH2 pyramidal just past the amide check's 0.25 Å (0.26-0.28 at its minimum for 28 of
+# 30 ETKDG conformers of CC(C)CN(C)C(N)=O, MMFF94s none), so its clean-up could not mend that
+# check: 17 of 60 default-route conformers of the urea failed it, and 42 after an MMFF94
+# clean-up against none after an MMFF94s one (2026-12-07).
+CLEANUP_VARIANT = "MMFF94s"
 
 
-def mmff_properties(mol: Chem.Mol):
-    """MMFF94's typed properties of ``mol`` (explicit hydrogens), or None where MMFF94 lacks
-    parameters for it or gives a bond a rest length more than :data:`MAX_REST_LENGTH_GAP` Å
-    from UFF's (where UFF has that bond's parameters)."""
+def mmff_properties(mol: Chem.Mol, variant: str = "MMFF94"):
+    """MMFF94's typed properties of ``mol`` (explicit hydrogens) for ``variant``
+    (``"MMFF94"`` or ``"MMFF94s"``), or None where MMFF94 lacks parameters for it or gives
+    a bond a rest length more than :data:`MAX_REST_LENGTH_GAP` Å from UFF's (where UFF has
+    that bond's parameters)."""
     with rdBase.BlockLogs():
-        props = AllChem.MMFFGetMoleculeProperties(mol) if AllChem.MMFFHasAllMoleculeParams(mol) else None
+        props = (AllChem.MMFFGetMoleculeProperties(mol, mmffVariant=variant)
+                 if AllChem.MMFFHasAllMoleculeParams(mol) else None)
         if props is None:
             return None
         for bond in mol.GetBonds():
@@ -223,7 +233,8 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        fixed: Sequence[int] = ()) -> bool:
     """Repair the local geometry of conformers of ``mol`` in place (explicit hydrogens needed).
 
-    MMFF94 (UFF where :func:`mmff_properties` has none) minimisation for at most ``max_iters``
+    MMFF94s (:data:`CLEANUP_VARIANT`; UFF where :func:`mmff_properties` has none)
+    minimisation for at most ``max_iters``
     iterations, with every heavy atom restrained by a flat-bottom harmonic potential
     (``force_constant`` kcal/mol/Å², free within ``max_displacement`` Å of its input
     position); hydrogens move freely. With ``keep_stereo`` each specified stereo element
@@ -245,7 +256,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         False when nothing changed (neither force field has parameters for ``mol``, or every
         conformer's minimised energy was implausible), else True.
     """
-    mmff = mmff_properties(mol)
+    mmff = mmff_properties(mol, CLEANUP_VARIANT)
     with rdBase.BlockLogs():
         if mmff is None and not AllChem.UFFHasAllMoleculeParams(mol):
             return False

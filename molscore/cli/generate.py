@@ -18,7 +18,7 @@ Stereo: the input's stereocentres and E/Z bonds are kept in every conformer (wit
 prior the sampler is steered to them, --stereo-guidance; a mirror image is reflected, single
 inverted centres are flipped, a centre too close to planar gets the clean-up below, others
 are resampled up to --max-retries rounds and then dropped). Conformers failing a geometry
-check (``checks`` property) get a restrained MMFF94 clean-up (heavy atoms held near the
+check (``checks`` property) get a restrained MMFF94s clean-up (heavy atoms held near the
 sampled positions, stereo held on its side; ``--no-cleanup`` turns it off) and are resampled
 when it does not help. A resampled conformer starts from the ETKDG pool's next pick, a start
 no other conformer has (from its own start again when the pool has no more). Unspecified stereo:
@@ -137,7 +137,7 @@ def register(subparsers) -> None:
                         "on the denoised estimate at every step (molscore.chem.guidance); 0 turns "
                         "it off (default 1.0 with --init prior, 0 with --init etkdg)")
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false",
-                   help="no restrained MMFF94 clean-up of conformers that fail a geometry check")
+                   help="no restrained MMFF94s clean-up of conformers that fail a geometry check")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network: 30-50 s once, then about 1.4x the conformers/s "
                         "on the CPU at --pool 1, 1.1x with a pool of 200 (long runs; needs a C++ "
