@@ -9,6 +9,7 @@ from rdkit.Chem import AllChem
 from _embedding import pose_syn_pentane
 
 from molscore.chem.checks import GIVEN, GeometryChecker, Problems, check_geometry
+from molscore.chem.coords import set_positions
 from molscore.chem.stereo import mirror_conformer
 
 DRUGS = ["CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(=O)C",
@@ -424,3 +425,29 @@ def test_twisted_amides_flagged(smiles, dihedral, degrees):
 def test_which_amides_are_held_flat(smiles, amides):
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     assert len(GeometryChecker(mol).amides) == amides
+
+
+@pytest.mark.parametrize("smiles", ["C12C3C1C23", "C1C[C@H]2[C@@H]3[C@H]4O[C@@H]3[C@]42C1"])
+def test_strain_of_fused_small_rings_at_the_force_field_minimum_is_not_a_problem(smiles):
+    """Tetrahedrane's C-C bonds (1.66 Å) and a QM9 cage's C-C-C angle across its fused 3- and
+    4-membered rings (154 deg) leave the ranges RDKit's bounds and MMFF94's r0 give, at the
+    MMFF94s minimum too; a conformer near that minimum passes, a distorted one still fails."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 7
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    props = AllChem.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94s")
+    AllChem.MMFFGetMoleculeForceField(mol, props).Minimize(maxIts=2000)
+    checker = GeometryChecker(mol)
+    unstrained = GeometryChecker(mol)
+    unstrained.strained = False               # the ranges alone
+    assert any(p.startswith(("bond length", "bond angle")) for p in unstrained())
+    assert checker() == []
+    pos = mol.GetConformer().GetPositions()
+    pos[[0, 1]] += np.array([[0.0, 0.0, 0.02], [0.0, 0.02, 0.0]])      # near the minimum
+    set_positions(mol.GetConformer(), pos)
+    assert checker() == []
+    h = next(n.GetIdx() for n in mol.GetAtomWithIdx(0).GetNeighbors() if n.GetAtomicNum() == 1)
+    pos[h] = pos[0] + 1.5 * (pos[h] - pos[0])                          # a C-H of 1.6 Å
+    set_positions(mol.GetConformer(), pos)
+    assert any(p.startswith("bond length") for p in checker())
