@@ -2,7 +2,8 @@
 
 Expectations come from RDKit's distance-geometry bounds matrix
 (:func:`rdkit.Chem.rdDistGeom.GetMoleculeBoundsMatrix`, the UFF-derived 1-2 and 1-3
-distance ranges ETKDG itself uses), so no force-field run is needed:
+distance ranges ETKDG itself uses) and MMFF94's reference bond lengths, with no force-field
+run but for a conformer that fails (the strain exception below):
 
 * bond lengths: every bond (hydrogens included) within ``[lower - bond_tol, upper + bond_tol]`` Å
   of its 1-2 bounds; and every bond between two of C, N, O and F within ``first_row_bond_tol``
