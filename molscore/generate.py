@@ -47,7 +47,8 @@ engine's inpainting mask and known values, on point sets that are not centred, s
 conformers are in the core's frame), and in the clean-up and relaxation (fixed atoms).
 
 Sampling noise: every conformer draw (resampling rounds included) has its own generator,
-seeded from ``seed``, the input text and the draw's number (:func:`draw_generator`). So a
+seeded from ``seed``, the input text (an input Mol's SMILES with its hydrogens) and the
+draw's number (:func:`draw_generator`). So a
 molecule's conformers depend only on its input, the options and the seed: not on the
 other molecules of the run or their order, the number of processes, or an interrupted run
 being resumed. Another batch size or device changes only the network's float rounding.
@@ -322,6 +323,7 @@ class _Job:
     result: GenerationResult
     mol: Chem.Mol
     graph: object
+    key: str                                # the text its draws are seeded with (draw_generator)
     etkdg: np.ndarray | None = None         # (k, N, 3) Å starts, then spares; init="etkdg" only
     next_spare: int = 0                     # index in etkdg of the next spare start
     restraints: StereoRestraints | None = None   # stereo_guidance > 0 only
@@ -407,18 +409,21 @@ class ConformerGenerator:
         """A job for the molecule, or its result with the reason it cannot be done. An
         unexpected error in RDKit or featurisation fails this molecule only, so that one odd
         input cannot stop (or, resumed, stop again) a long run."""
-        text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
+        if isinstance(smiles_or_mol, str):
+            text = key = smiles_or_mol
+        else:
+            text, key = _mol_text(smiles_or_mol), _mol_key(smiles_or_mol)
         result = GenerationResult(name=name, input=text)
         try:
-            return self._prepare_job(result, smiles_or_mol)
+            return self._prepare_job(result, smiles_or_mol, key)
         except MoleculeError as err:
             result.error = str(err)
         except Exception as err:  # noqa: BLE001 - see the docstring
             result.error = _internal_error("preparing the molecule", err)
         return result
 
-    def _prepare_job(self, result: GenerationResult,
-                     smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+    def _prepare_job(self, result: GenerationResult, smiles_or_mol: str | Chem.Mol,
+                     key: str) -> _Job | GenerationResult:
         opts = self.options
         mol = prepare_mol(smiles_or_mol, add_hs=True, largest_fragment=opts.largest_fragment,
                           max_heavy_atoms=opts.max_heavy_atoms)
@@ -431,7 +436,7 @@ class ConformerGenerator:
             mol = self.core.choose_stereo(mol)
         failed: list[str] = []
         for isomer in isomer_choices(mol, opts.seed, MAX_OTHER_ISOMERS):
-            job = self._job(result, isomer)
+            job = self._job(result, isomer, key)
             if isinstance(job, _Job):
                 return job
             failed.append(job)
@@ -447,7 +452,7 @@ class ConformerGenerator:
             result.error += " (try --init prior)"
         return result
 
-    def _job(self, result: GenerationResult, mol: Chem.Mol) -> _Job | str:
+    def _job(self, result: GenerationResult, mol: Chem.Mol, key: str) -> _Job | str:
         """The job for ``mol`` (its stereo as generation keeps it), or why ETKDG gives it no start."""
         opts = self.options
         fixed = self.core.match(mol) if self.core is not None else None
@@ -455,7 +460,7 @@ class ConformerGenerator:
         graph = mol_to_graph(mol, featurisation=self.featurisation)
         if hasattr(graph, "pos"):
             del graph.pos
-        job = _Job(result, mol, graph, fixed=fixed)
+        job = _Job(result, mol, graph, key, fixed=fixed)
         if opts.stereo_guidance > 0:
             job.restraints = StereoRestraints.from_mol(mol)
         if opts.init == "etkdg":
@@ -476,7 +481,7 @@ class ConformerGenerator:
     def _requests(self, job: _Job, slots: Sequence[int]) -> list[_Request]:
         """The job's next draws, one from each ETKDG start ``slots``, each with its own
         generator."""
-        reqs = [(job, slot, draw_generator(self.options.seed, job.result.input, job.draws + k))
+        reqs = [(job, slot, draw_generator(self.options.seed, job.key, job.draws + k))
                 for k, slot in enumerate(slots)]
         job.draws += len(reqs)
         return reqs
@@ -719,11 +724,19 @@ def _internal_error(stage: str, err: Exception) -> str:
 
 def _mol_text(mol: Chem.Mol) -> str:
     """An input Mol as text, its :func:`~molscore.chem.io.record_smiles` (hydrogens implicit):
-    its name when it has none, its ``input`` in ``failures.csv``, its draws' seed text."""
+    its name when it has none and its ``input`` in ``failures.csv``."""
     if not isinstance(mol, Chem.Mol):
         raise TypeError(f"expected a SMILES string or an RDKit Mol, got {type(mol).__name__}")
     with rdBase.BlockLogs():
         return record_smiles(mol)
+
+
+def _mol_key(mol: Chem.Mol) -> str:
+    """The text an input Mol's draws are seeded with (:func:`draw_generator`): its canonical
+    SMILES as RDKit writes it, hydrogens and all, as since the first release (so that an SDF
+    input's conformers stay those of earlier versions at the same seed)."""
+    with rdBase.BlockLogs():
+        return Chem.MolToSmiles(mol)
 
 
 def draw_generator(seed: int, text: str, draw: int) -> torch.Generator:

@@ -593,7 +593,7 @@ def test_a_rejected_conformer_is_redrawn_from_the_next_spare_start(tiny_model, m
     jobs = []
     real_job = ConformerGenerator._job
     monkeypatch.setattr(ConformerGenerator, "_job",
-                        lambda self, result, mol: jobs.append(real_job(self, result, mol)) or jobs[-1])
+                        lambda self, result, mol, key: jobs.append(real_job(self, result, mol, key)) or jobs[-1])
     gen = ConformerGenerator(tiny_model, device="cpu", n=3, seed=3, pool=pool, max_retries=2, cleanup=False)
     result = gen.generate("CCCCCCOC(=O)c1ccccc1")
     assert slots == expected_slots
