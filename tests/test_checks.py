@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import AllChem, rdMolTransforms
 
 from _embedding import pose_syn_pentane
 
@@ -453,3 +453,27 @@ def test_strain_that_the_force_field_minimum_shares_is_not_a_problem(smiles):
     pos[h] = pos[0] + 1.5 * (pos[h] - pos[0])                          # a C-H of 1.6 Å
     set_positions(mol.GetConformer(), pos)
     assert any(p.startswith("bond length") for p in checker())
+
+
+@pytest.mark.parametrize("smiles, pattern", [
+    ("CC1=C(C)CCCCC1", "[C;R][C;R]=[C;R][C;R]"),            # trans-cycloheptene
+    ("O=C1NCCCCC1", "[C;R][C;R](=O)[N;R][C;R]"),             # trans-caprolactam
+])
+def test_a_small_ring_group_turned_trans_is_not_the_minimums_strain(smiles, pattern):
+    """A C=C or amide in a 7-membered ring turned trans is the other isomer, not strain: its
+    MMFF94s minimum stays twisted (about 100 deg), but the conformer still fails."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 3
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    match = mol.GetSubstructMatch(Chem.MolFromSmarts(pattern))
+    a, i, j, b = match if len(match) == 4 else (match[0], match[1], match[3], match[4])
+    props = AllChem.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94s")
+    start = rdMolTransforms.GetDihedralDeg(mol.GetConformer(), a, i, j, b)
+    for target in np.linspace(start, 180.0, 20)[1:]:             # drive the ring bond trans
+        ff = AllChem.MMFFGetMoleculeForceField(mol, props)
+        ff.MMFFAddTorsionConstraint(a, i, j, b, False, target - 2, target + 2, 500.0)
+        ff.Minimize(maxIts=500)
+    AllChem.MMFFGetMoleculeForceField(mol, props).Minimize(maxIts=5000)    # its own minimum
+    assert abs(rdMolTransforms.GetDihedralDeg(mol.GetConformer(), a, i, j, b)) > 90
+    assert any(p.startswith("non-planar") for p in GeometryChecker(mol)())

@@ -98,7 +98,10 @@ leaves in cages and fused, twisted ring systems: tetrahedrane's C-C (1.66 Å), t
 angle across a QM9 cage's fused 3- and 4-membered rings (154 deg), a hexahelicene's inner
 ring (0.11 Å), the 7-membered ring of a cyclohepta[b]pyrrol-8-one (0.30 Å) or the imide of a
 dibenzazepinedione (0.38 Å). A conformer whose problem the minimum does not share, as a C-C of
-1.23 Å or a twisted urea, still fails. Of the default route's conformers of the 908
+1.23 Å or a twisted urea, still fails, and so does a double bond or amide of a ring of at most
+7 atoms turned trans in it (its ring neighbours more than 90 deg apart about the bond, in the
+conformer or at the minimum): MMFF94s holds trans-cycloheptene and a trans-caprolactam as
+strained minima of the other isomer, which the stereo check does not see. Of the default route's conformers of the 908
 molecules of GEOM's QM9 test split it takes as input (2 each) 27 of 1,816 failed without
 this and 11 with it, of its 1,000 drug-like molecules of GEOM's DRUGS test split 13 of 2,000
 and 8 (fused 7-membered aromatic rings); of the 5,095 crystal poses of ``bioactive_dev``
@@ -353,6 +356,15 @@ class GeometryChecker:
                                         for g in groups.tolist()], double_bond_tol),
             "non-planar amide": ([(g, f"{s[g[0]]}{g[0]}(=O{g[1]})-N{g[3]} and substituents deviate")
                                   for g in self.amides.tolist()], double_bond_tol)}
+        # per flatness kind: (T, 5) rows of its groups whose bond lies in a ring of at most 7
+        # atoms, with that ring's neighbour of each bond atom (row, a, i, j, b; a-i=j-b), where
+        # trans is the other isomer, not strain (:meth:`_trans_in_small_ring`)
+        central = [(g[0], g[k]) for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
+                   for g in groups.tolist()]
+        self.small_ring_groups = {
+            "non-planar aromatic ring": np.zeros((0, 5), dtype=np.int64),
+            "non-planar double bond": _small_ring_neighbours(ring_info, central),
+            "non-planar amide": _small_ring_neighbours(ring_info, [(g[0], g[3]) for g in self.amides.tolist()])}
 
     @staticmethod
     def _angle(a: float, b: float, d: float) -> float:
@@ -396,7 +408,9 @@ class GeometryChecker:
                 bad_angle &= ~(angle_min & (np.abs(ang - ang_min) <= self.angle_tol))
                 for kind, dev_min in self._deviations(minimum).items():
                     tol = self.flat_groups[kind][1]
-                    bad_flat[kind] &= ~((dev_min > tol) & (flat[kind] <= dev_min + tol))
+                    shared = (dev_min > tol) & (flat[kind] <= dev_min + tol)
+                    shared &= ~(self._trans_in_small_ring(pos, kind) | self._trans_in_small_ring(minimum, kind))
+                    bad_flat[kind] &= ~shared
         i, j = self.bonds.T
         found["bond length"] = [(
             f"{s[i[k]]}{i[k]}-{s[j[k]]}{j[k]} {d[k]:.2f} A "
@@ -463,6 +477,22 @@ class GeometryChecker:
             minimum = np.reshape(ff.Positions(), (-1, 3))
         return minimum if np.isfinite(minimum).all() else None
 
+    def _trans_in_small_ring(self, pos: np.ndarray, kind: str) -> np.ndarray:
+        """Whether each group of flatness ``kind`` (``(G,)`` bool, in the order of
+        :attr:`flat_groups`) is a double bond or amide of a ring of at most 7 atoms turned trans
+        in it at positions ``pos`` ``(N, 3)`` (its ring neighbours more than 90 deg apart about
+        the bond): the other isomer, which the force field can hold as a strained minimum
+        (trans-cycloheptene, a trans-caprolactam), not a strain of the molecule's own."""
+        trans = np.zeros(len(self.flat_groups[kind][0]), dtype=bool)
+        row, a, i, j, b = self.small_ring_groups[kind].T
+        axis = pos[j] - pos[i]
+        axis /= np.linalg.norm(axis, axis=1, keepdims=True).clip(1e-8)
+        u, v = pos[a] - pos[i], pos[b] - pos[j]
+        u -= (u * axis).sum(1, keepdims=True) * axis             # across the bond's axis
+        v -= (v * axis).sum(1, keepdims=True) * axis
+        trans[row[(u * v).sum(1) < 0]] = True
+        return trans
+
     def _deviations(self, pos: np.ndarray) -> dict[str, np.ndarray]:
         """Largest distance (Å) of each flatness group's atoms from their plane at positions
         ``pos`` ``(N, 3)``, by kind, in the order of :attr:`flat_groups`: aromatic rings
@@ -485,6 +515,24 @@ class GeometryChecker:
         more than ``tol`` Å."""
         held = [i for i in atoms if self.fixed[i]]
         return len(held) >= 4 and float(_plane_deviation(pos[held])) > tol
+
+
+def _small_ring_neighbours(ring_info: Chem.RingInfo, bonds: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``(T, 5)`` rows ``(k, a, i, j, b)``: for each bond ``k`` ``(i, j)`` of ``bonds`` and each
+    ring of at most 7 atoms it is a bond of, that ring's other neighbours ``a`` of ``i`` and
+    ``b`` of ``j``."""
+    rows = []
+    for k, (i, j) in enumerate(bonds):
+        for ring in ring_info.AtomRings():
+            n = len(ring)
+            if n > 7 or i not in ring:
+                continue
+            p = ring.index(i)
+            if ring[(p + 1) % n] == j:
+                rows.append([k, ring[p - 1], i, j, ring[(p + 2) % n]])
+            elif ring[p - 1] == j:
+                rows.append([k, ring[(p + 1) % n], i, j, ring[p - 2]])
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
 
 
 def _lengths(pos: np.ndarray, bonds: np.ndarray) -> np.ndarray:
