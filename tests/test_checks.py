@@ -477,3 +477,14 @@ def test_a_small_ring_group_turned_trans_is_not_the_minimums_strain(smiles, patt
     AllChem.MMFFGetMoleculeForceField(mol, props).Minimize(maxIts=5000)    # its own minimum
     assert abs(rdMolTransforms.GetDihedralDeg(mol.GetConformer(), a, i, j, b)) > 90
     assert any(p.startswith("non-planar") for p in GeometryChecker(mol)())
+
+
+def test_a_conformer_the_minimiser_cannot_start_from_is_checked():
+    """Two bonded atoms at one position: RDKit's minimiser raises ("bad direction in
+    linearSearch"); the conformer fails on the bond instead of the check raising."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)N"))
+    assert AllChem.EmbedMolecule(mol, randomSeed=1) == 0
+    pos = mol.GetConformer().GetPositions()
+    pos[1] = pos[0]
+    set_positions(mol.GetConformer(), pos)
+    assert any(p.startswith("bond length: C0-C1 0.00 A") for p in GeometryChecker(mol)())

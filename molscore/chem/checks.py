@@ -451,7 +451,8 @@ class GeometryChecker:
     def _minimum(self, pos: np.ndarray) -> np.ndarray | None:
         """Positions ``(N, 3)`` of the force-field minimum reached from ``pos`` ``(N, 3)``
         (MMFF94s, :data:`~molscore.chem.relax.CLEANUP_VARIANT`, typed once per checker; UFF
-        where MMFF94 has no parameters); None without a force field or a finite minimum."""
+        where MMFF94 has no parameters); None without a force field or a finite minimum, or
+        where the minimiser cannot start from ``pos``."""
         if self._minimiser is None:
             work = Chem.Mol(self.mol)
             work.RemoveAllConformers()
@@ -473,7 +474,10 @@ class GeometryChecker:
             if ff is None:
                 return None
             ff.Initialize()
-            ff.Minimize(maxIts=MINIMUM_MAX_ITERS)
+            try:
+                ff.Minimize(maxIts=MINIMUM_MAX_ITERS)
+            except RuntimeError:   # "bad direction in linearSearch": two bonded atoms at one
+                return None        # position, or no term that moves any atom
             minimum = np.reshape(ff.Positions(), (-1, 3))
         return minimum if np.isfinite(minimum).all() else None
 
