@@ -488,3 +488,21 @@ def test_a_conformer_the_minimiser_cannot_start_from_is_checked():
     pos[1] = pos[0]
     set_positions(mol.GetConformer(), pos)
     assert any(p.startswith("bond length: C0-C1 0.00 A") for p in GeometryChecker(mol)())
+
+
+def test_the_force_field_minimum_excuses_only_what_a_ring_can_strain(monkeypatch):
+    """Open-chain groups are twisted, not strained: a turned urea NH2 fails whatever the
+    minimum says, and costs no minimisation; a ring's strain is asked of the minimum."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)CN(C)C(N)=O"))
+    ids = list(AllChem.EmbedMultipleConfs(mol, 12, randomSeed=3))
+    calls = []
+    monkeypatch.setattr(GeometryChecker, "_minimum", lambda self, pos: calls.append(1) or pos)
+    checker = GeometryChecker(mol)          # a "minimum" that shares every problem
+    assert any(any("amide" in p for p in checker(cid)) for cid in ids) and calls == []
+    ring = Chem.AddHs(Chem.MolFromSmiles("c1ccc2ccccc2c1"))
+    AllChem.EmbedMolecule(ring, randomSeed=7)
+    pos = ring.GetConformer().GetPositions()
+    pos[0, 2] += 0.3                                          # out of the ring's plane
+    set_positions(ring.GetConformer(), pos)
+    assert any("aromatic ring" in p for p in GeometryChecker(ring, force_field_minimum=False)())
+    assert GeometryChecker(ring)() == [] and calls

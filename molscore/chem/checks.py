@@ -87,11 +87,13 @@ run but for a conformer that fails (the strain exception below):
   (1.3 %) have one beyond 0.1 Å and 7 beyond 0.25 Å (measured 2026-12-05);
 * stereo: :func:`molscore.chem.stereo.check_stereo` against the molecule's annotation.
 
-What the molecule's own strain makes (``force_field_minimum``, since 2026-12-07): a bond
-length or angle outside its range, or a ring, double bond or amide off its plane, is not a
-problem when the force-field minimum reached from the conformer (MMFF94s, UFF where MMFF94
-has no parameters; computed only for a conformer that fails one of these) has it too and the
-conformer is near that minimum: within ``first_row_bond_tol`` Å of its bond length, the angle
+What the molecule's own strain makes (``force_field_minimum``, since 2026-12-07): a ring bond
+outside its range, an angle at a ring atom outside its range, or an aromatic ring, a ring
+double bond or a ring amide off its plane, is not a problem when the force-field minimum
+reached from the conformer (MMFF94s, UFF where MMFF94 has no parameters; computed only for a
+conformer that fails one of these: open-chain groups are twisted, not strained, and left out,
+so that the many ETKDG conformers with a turned primary amide cost no minimisation) has it too
+and the conformer is near that minimum: within ``first_row_bond_tol`` Å of its bond length, the angle
 tolerance of its angle, or the flatness tolerance above its deviation. The ranges are those of
 unstrained bonds and angles and the flatness of unstrained groups, which the minimum itself
 leaves in cages and fused, twisted ring systems: tetrahedrane's C-C (1.66 Å), the C-C-C
@@ -105,7 +107,7 @@ strained minima of the other isomer, which the stereo check does not see. Of the
 molecules of GEOM's QM9 test split it takes as input (2 each) 27 of 1,816 failed without
 this and 11 with it, of its 1,000 drug-like molecules of GEOM's DRUGS test split 13 of 2,000
 and 8 (fused 7-membered aromatic rings); of the 5,095 crystal poses of ``bioactive_dev``
-(without the stereo check) 4 more pass and 10 lose a problem (7-membered aromatic rings, a
+(without the stereo check) 3 more pass and 9 lose a problem (7-membered aromatic rings, a
 strained triazole, a magnesium porphyrin's trans N-Mg-N), and no reference conformer of the
 hexane ensembles or the GEOM-DRUGS excerpt changes (measured 2026-12-07).
 
@@ -361,10 +363,23 @@ class GeometryChecker:
         # trans is the other isomer, not strain (:meth:`_trans_in_small_ring`)
         central = [(g[0], g[k]) for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
                    for g in groups.tolist()]
+        amide_bonds = [(g[0], g[3]) for g in self.amides.tolist()]
         self.small_ring_groups = {
             "non-planar aromatic ring": np.zeros((0, 5), dtype=np.int64),
             "non-planar double bond": _small_ring_neighbours(ring_info, central),
-            "non-planar amide": _small_ring_neighbours(ring_info, [(g[0], g[3]) for g in self.amides.tolist()])}
+            "non-planar amide": _small_ring_neighbours(ring_info, amide_bonds)}
+        # what a ring can strain, the force-field minimum's exception's scope: ring bonds,
+        # angles at ring atoms, aromatic rings, double bonds and amide C-N bonds in rings
+        # (an open-chain amide or double bond off its plane is twisted, not strained)
+        def in_ring(i: int, j: int) -> bool:
+            return ring_info.NumBondRings(mol.GetBondBetweenAtoms(i, j).GetIdx()) > 0
+
+        self.ring_bonds = np.array([in_ring(i, j) for i, j in self.bonds.tolist()], dtype=bool)
+        self.ring_angles = np.array([ring_info.NumAtomRings(c) > 0 for _, c, _ in self.angles.tolist()],
+                                    dtype=bool)
+        self.ring_groups = {"non-planar aromatic ring": np.ones(len(self.rings), dtype=bool),
+                            "non-planar double bond": np.array([in_ring(i, j) for i, j in central], dtype=bool),
+                            "non-planar amide": np.array([in_ring(i, j) for i, j in amide_bonds], dtype=bool)}
 
     @staticmethod
     def _angle(a: float, b: float, d: float) -> float:
@@ -398,17 +413,17 @@ class GeometryChecker:
         bad_bond, bad_angle = self._off_range(d, ang)
         flat = self._deviations(pos)
         bad_flat = {kind: dev > self.flat_groups[kind][1] for kind, dev in flat.items()}
-        if self.force_field_minimum and (bad_bond.any() or bad_angle.any()
-                                         or any(bad.any() for bad in bad_flat.values())):
+        if self.force_field_minimum and ((bad_bond & self.ring_bonds).any() or (bad_angle & self.ring_angles).any()
+                                         or any((bad_flat[k] & self.ring_groups[k]).any() for k in bad_flat)):
             minimum = self._minimum(pos)
             if minimum is not None:    # what the force field's own minimum has is not a problem
                 d_min, ang_min = _lengths(minimum, self.bonds), _angles(minimum, self.angles)
                 bond_min, angle_min = self._off_range(d_min, ang_min)
-                bad_bond &= ~(bond_min & (np.abs(d - d_min) <= self.minimum_bond_tol))
-                bad_angle &= ~(angle_min & (np.abs(ang - ang_min) <= self.angle_tol))
+                bad_bond &= ~(self.ring_bonds & bond_min & (np.abs(d - d_min) <= self.minimum_bond_tol))
+                bad_angle &= ~(self.ring_angles & angle_min & (np.abs(ang - ang_min) <= self.angle_tol))
                 for kind, dev_min in self._deviations(minimum).items():
                     tol = self.flat_groups[kind][1]
-                    shared = (dev_min > tol) & (flat[kind] <= dev_min + tol)
+                    shared = self.ring_groups[kind] & (dev_min > tol) & (flat[kind] <= dev_min + tol)
                     shared &= ~(self._trans_in_small_ring(pos, kind) | self._trans_in_small_ring(minimum, kind))
                     bad_flat[kind] &= ~shared
         i, j = self.bonds.T
