@@ -134,7 +134,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdDistGeom
 
 from .coords import add_conformer
-from .relax import CLEANUP_VARIANT, mmff_properties
+from .relax import CLEANUP_VARIANT, _force_field, _run_minimiser, mmff_properties
 from .stereo import check_stereo
 
 __all__ = ["GIVEN", "GeometryChecker", "Problems", "check_geometry"]
@@ -348,21 +348,22 @@ class GeometryChecker:
         self.amides = np.array(mol.GetSubstructMatches(_FLAT_AMIDE, maxMatches=100000),
                                dtype=np.int64).reshape(-1, 6)
         s = self.symbols
+        # double bonds: (atoms, index of the second atom of the bond) of each, C=C then C=N, N=N
+        doubles = [(g, k) for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
+                   for g in groups.tolist()]
         # per flatness kind: (atoms, what the message names) of each group, in the order of
         # :meth:`_deviations`, and the tolerance
         self.flat_groups = {
             "non-planar aromatic ring": ([(ring, f"ring {','.join(map(str, ring))} deviates")
                                           for ring in self.rings], planarity_tol),
             "non-planar double bond": ([(g, f"{s[g[0]]}{g[0]}={s[g[k]]}{g[k]} and substituents deviate")
-                                        for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
-                                        for g in groups.tolist()], double_bond_tol),
+                                        for g, k in doubles], double_bond_tol),
             "non-planar amide": ([(g, f"{s[g[0]]}{g[0]}(=O{g[1]})-N{g[3]} and substituents deviate")
                                   for g in self.amides.tolist()], double_bond_tol)}
         # per flatness kind: (T, 5) rows of its groups whose bond lies in a ring of at most 7
         # atoms, with that ring's neighbour of each bond atom (row, a, i, j, b; a-i=j-b), where
         # trans is the other isomer, not strain (:meth:`_trans_in_small_ring`)
-        central = [(g[0], g[k]) for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
-                   for g in groups.tolist()]
+        central = [(g[0], g[k]) for g, k in doubles]
         amide_bonds = [(g[0], g[3]) for g in self.amides.tolist()]
         self.small_ring_groups = {
             "non-planar aromatic ring": np.zeros((0, 5), dtype=np.int64),
@@ -438,7 +439,7 @@ class GeometryChecker:
             fixed[self.angles[k]].all()) for k in np.flatnonzero(bad_angle)]
         if len(self.pairs):
             p, q = self.pairs.T
-            d = np.linalg.norm(pos[p] - pos[q], axis=1)
+            d = _lengths(pos, self.pairs)
             bad = np.flatnonzero(d < self.pair_min)
             for kind, with_h in (("steric clash", False), ("hydrogen clash", True)):
                 found[kind] = [(
@@ -480,19 +481,16 @@ class GeometryChecker:
         work.RemoveAllConformers()
         cid = add_conformer(work, pos)
         with rdBase.BlockLogs():
-            if props is not None:
-                ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid)
-            elif AllChem.UFFHasAllMoleculeParams(work):
-                ff = AllChem.UFFGetMoleculeForceField(work, confId=cid)
-            else:
+            if props is None and not AllChem.UFFHasAllMoleculeParams(work):
                 return None
+            ff = _force_field(work, cid, "MMFF94" if props is not None else "UFF", props)
             if ff is None:
                 return None
             ff.Initialize()
             try:
-                ff.Minimize(maxIts=MINIMUM_MAX_ITERS)
+                _run_minimiser(ff, MINIMUM_MAX_ITERS)
             except RuntimeError:   # "bad direction in linearSearch": two bonded atoms at one
-                return None        # position, or no term that moves any atom
+                return None        # position
             minimum = np.reshape(ff.Positions(), (-1, 3))
         return minimum if np.isfinite(minimum).all() else None
 

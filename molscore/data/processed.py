@@ -57,8 +57,7 @@ from .reserved import (BLOCK, MATCH_RULE, build_exclusion_reason, check_match_ru
 
 __all__ = [
     "FORMAT", "encode_record", "murcko_scaffold", "scaffold_split", "DatasetWriter", "build_writer", "write_dataset",
-    "LOCK_FILE", "load_index", "index_featurisation", "read_failures",
-    "molecules_digest", "ConformerDataset",
+    "LOCK_FILE", "load_index", "index_featurisation", "read_failures", "molecules_digest", "ConformerDataset",
 ]
 
 FORMAT = "molscore-conformers/1"
