@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .samplers import solve_ode
 from .sde import SDE
-from .spaces import Space
+from .spaces import Space, index_count
 
 __all__ = ["LikelihoodResult", "log_likelihood", "bits_per_dim", "DIVERGENCES", "PROBES"]
 
@@ -84,8 +84,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     x = space.project(x.detach())
     if divergence == "exact":
         index = space.entry_index(x)      # probe k: coordinate k of every sample
-        n_coords = int(index.max()) + 1 if index.numel() else 0
-        probes = [(index == k).to(x.dtype) for k in range(n_coords)]
+        probes = [(index == k).to(x.dtype) for k in range(index_count(index))]
     elif noise == "gaussian":
         probes = [space.noise_like(x, generator)]
     else:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .sde import SDE
-from .spaces import Space
+from .spaces import Space, index_count
 
 __all__ = ["dsm_loss", "ssm_loss", "exact_sm_loss", "OBJECTIVES", "get_objective",
            "WEIGHTINGS", "PROJECTIONS", "MAX_EXACT_DIM"]
@@ -165,7 +165,7 @@ def exact_sm_loss(model: Model, sde: SDE, x0: Tensor, space: Space, cond: Any = 
     """
     space.check_shape(x0)
     index = space.entry_index(x0)
-    n_entries = int(index.max()) + 1 if index.numel() else 0
+    n_entries = index_count(index)
     if n_entries > MAX_EXACT_DIM:
         raise ValueError(f"exact score matching needs one backward pass per dimension; "
                          f"{n_entries} > MAX_EXACT_DIM={MAX_EXACT_DIM}, use ssm or dsm")

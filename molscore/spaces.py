@@ -26,13 +26,20 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Space", "DenseSpace", "PointSetSpace", "Generators"]
+__all__ = ["Space", "DenseSpace", "PointSetSpace", "Generators", "index_count"]
 
 #: Where noise comes from: the global RNG (None), one generator for the whole batch, or one
 #: generator per sample. With one per sample, sample ``i``'s rows are drawn from
 #: ``generator[i]`` (on that generator's device, then moved to the batch's), so a sample's
 #: noise is the same whatever else is batched with it and on whichever device it runs.
 Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def index_count(index: Tensor) -> int:
+    """How many values a 0-based index tensor counts, ``index.max() + 1`` (0 when empty): the
+    samples of a node-to-sample index, or the entries of the largest sample for
+    :meth:`Space.entry_index`."""
+    return int(index.max()) + 1 if index.numel() else 0
 
 
 class Space(ABC):
@@ -119,7 +126,8 @@ class Space(ABC):
         row) in row-major order, whichever rows the sample holds and on ``x``'s device.
 
         The basis of per-coordinate loops (exact Jacobian traces): ``index == k`` selects
-        the ``k``-th coordinate of every sample at once.
+        the ``k``-th coordinate of every sample at once, for ``k`` below
+        :func:`index_count` of the result.
         """
         rows = x.shape[0]
         per_row = x[0].numel() if rows else 0
@@ -183,8 +191,7 @@ class PointSetSpace(Space):
     def __init__(self, batch: Tensor, num_samples: int | None = None, point_dim: int = 3,
                  com_free: bool = True):
         self.batch = batch.long()
-        self.num_samples = int(num_samples if num_samples is not None else
-                               (int(batch.max()) + 1 if batch.numel() else 0))
+        self.num_samples = int(num_samples if num_samples is not None else index_count(batch))
         self.point_dim = point_dim
         self.com_free = com_free
         self.shape = torch.Size((batch.numel(), point_dim))

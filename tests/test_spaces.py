@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from molscore.spaces import DenseSpace, PointSetSpace
+from molscore.spaces import DenseSpace, PointSetSpace, index_count
 
 
 def test_dense_space_broadcast_and_sums():
@@ -117,13 +117,17 @@ def test_entry_index_numbers_each_samples_entries_from_zero():
     assert index.shape == (3, 2, 2) and index.dtype == torch.long
     for b in range(3):
         assert index[b].flatten().tolist() == [0, 1, 2, 3]
+    assert index_count(index) == 4
     # Point sets whose rows interleave: each sample counts its own rows in row order.
     batch = torch.tensor([1, 0, 1, 2, 0, 1])
     space = PointSetSpace(batch, num_samples=4)
     index = space.entry_index(torch.zeros(6, 3))
     assert index.tolist() == [[0, 1, 2], [0, 1, 2], [3, 4, 5], [0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert index_count(index) == 9 and index_count(batch) == 3   # the largest sample's entries
     empty = PointSetSpace(torch.zeros(0, dtype=torch.long))
+    assert empty.num_samples == 0
     assert empty.entry_index(torch.zeros(0, 3)).shape == (0, 3)
+    assert index_count(empty.entry_index(torch.zeros(0, 3))) == 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
