@@ -514,7 +514,9 @@ class Trainer:
             self.meta["init"] = str(self.cfg["init"])
             self._init_weights(self.cfg["init"], module)
         self.ema = EMA(self.model, self.cfg["ema"]["decay"])
-        self.ema_model = copy.deepcopy(self.model).eval()
+        # frozen: validation runs with autograd on (the sliced and exact objectives differentiate
+        # the score in x_t) but builds no graph over these weights
+        self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
 
         optim = self.cfg["optim"]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim["lr"],
@@ -736,7 +738,6 @@ class Trainer:
                           generator=torch.Generator().manual_seed(seed))
 
     # -- validation ---------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict | None:
         """EMA-weight loss on the validation set per bucket of ``t``.
 
@@ -748,7 +749,9 @@ class Trainer:
         and Python's ``random`` RNGs are restored afterwards, so the training RNG streams
         are untouched.
 
-        A loss that is not finite is said on stderr (rank 0).
+        A loss that is not finite is said on stderr (rank 0). Autograd stays on (not
+        ``torch.no_grad``): the sliced and exact objectives differentiate the score with
+        respect to ``x_t``; the EMA model's weights are frozen, so DSM builds no graph.
 
         Returns:
             ``{"val_loss": float, "val_loss_bins": [float] * bins, "t_bins": [[lo, hi]]}``

@@ -215,6 +215,29 @@ def test_training_reduces_validation_loss_and_logs_buckets(tmp_path):
     assert trainer.validate()["val_loss_bins"] == pytest.approx(val["val_loss_bins"], rel=1e-6)
 
 
+@pytest.mark.parametrize("objective", ["ssm", "ssm-vr", "exact"])
+def test_objectives_with_a_jacobian_trace_are_validated(tmp_path, objective):
+    """Sliced and exact score matching differentiate the score with respect to x_t, in
+    validation too: under ``torch.no_grad`` the first validation raised a RuntimeError
+    traceback (no grad_fn) and the run ended without the step's checkpoint. The EMA weights
+    still build no graph: a DSM validation loss holds none."""
+    summary = train(base_config(objective={"name": objective}), tmp_path, device="cpu",
+                    progress=False)
+    val = _records(tmp_path, "val")
+    assert [r["step"] for r in val] == [4, 8, 12] and summary["steps"] == 12
+    assert all(math.isfinite(v) for r in val for v in r["val_loss_bins"])
+    trainer = Trainer(base_config(), tmp_path / "dsm", device="cpu", progress=False)
+    graphs, loss_fn = [], trainer.loss_fn
+
+    def recording_loss(*args, **kwargs):
+        losses = loss_fn(*args, **kwargs)
+        graphs.append(losses.requires_grad)
+        return losses
+
+    trainer.loss_fn = recording_loss
+    assert math.isfinite(trainer.validate()["val_loss"]) and graphs and not any(graphs)
+
+
 def test_a_validation_loss_that_is_not_finite_is_said(tmp_path, capsys):
     """Training checks its own loss and gradient; a run whose EMA weights gave a NaN
     validation loss (``optim.lr: 2.5``) ended with exit status 0 and ``val_loss: NaN`` in the
