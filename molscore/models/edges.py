@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from ..spaces import index_count
 from .embeddings import CosineCutoff, GaussianSmearing, SinusoidalTimeEmbedding, mlp
 from .neighbors import radius_graph
 
@@ -111,7 +112,7 @@ def graph_fields(cond: Any, x: Tensor) -> tuple[Tensor, int, Tensor, Tensor | No
     batch = torch.zeros(n, dtype=torch.long, device=x.device) if batch is None else batch.to(x.device)
     num_graphs = getattr(cond, "num_graphs", None)
     if num_graphs is None:      # only then read batch.max(): a host sync on a GPU
-        num_graphs = int(batch.max()) + 1 if n else 0
+        num_graphs = index_count(batch)
     atom_feat = getattr(cond, "atom_feat", None)
     if atom_feat is None:
         atom_feat = x.new_zeros(n, 0)
