@@ -664,6 +664,31 @@ def test_a_hydrogen_clash_is_cleaned_up_or_listed(tiny_model, monkeypatch):
         assert np.linalg.norm(pos[h0] - pos[h4]) > 1.61
 
 
+def test_a_conformer_the_minimiser_cannot_start_from_is_listed_not_an_internal_error(tiny_model,
+                                                                                     monkeypatch):
+    """The clean-up's minimiser raised RDKit's "bad direction in linearSearch" on a conformer
+    with two bonded atoms at one position, which failed the molecule as an "internal error
+    while checking a conformer"; and ``relax`` raised it from the finish. Now the clean-up
+    leaves that conformer as it was: the last round keeps it with its problems listed, and
+    the relaxation leaves the molecule "not relaxed". Staged: every draw has atoms 0 and 1
+    of propanol at one position."""
+
+    def collapse(mol, pos):
+        pos[1] = pos[0]
+        return pos
+
+    _starts_as_samples(monkeypatch, [], collapse)
+    gen = ConformerGenerator(tiny_model, device="cpu", n=2, seed=3, pool=1, max_retries=0, relax=True)
+    result = gen.generate("CCCO")
+    assert result.ok, result.error
+    assert result.dropped == ["not relaxed: the minimiser cannot start from a conformer (RDKit: bad "
+                              "direction in linearSearch; two bonded atoms at one position?)"]
+    assert result.mol.GetNumConformers() == 2
+    for conf in result.mol.GetConformers():
+        assert "C0-C1" in conf.GetProp("checks")
+        np.testing.assert_array_equal(conf.GetPositions()[0], conf.GetPositions()[1])
+
+
 def test_a_conformer_whose_stereo_the_relaxation_lost_is_dropped(tiny_model, monkeypatch):
     """The relaxation holds the stereo (``tests/test_relax.py``); should it still lose a
     centre, that conformer is dropped with a reason, never returned."""

@@ -230,6 +230,36 @@ def test_minimisation_with_nothing_to_move_leaves_the_conformer(smiles, position
     assert np.allclose(mol.GetConformer().GetPositions(), start)
 
 
+@pytest.mark.parametrize("smiles, fixed", [
+    ("CCCCO", ()),                      # plain minimisation in relax_conformers
+    ("C[C@H](O)CC", ()),                # stereo restraints
+    ("CCCCO", (4,))])                   # a fixed atom
+def test_a_conformer_with_two_bonded_atoms_at_one_position_is_left_as_it_was(smiles, fixed):
+    """RDKit's minimiser raised "bad direction in linearSearch" (a RuntimeError) from a
+    conformer with two bonded atoms at one position, as a sampled one can have: out of
+    restrained_cleanup, which failed the whole molecule in generate. The clean-up now leaves
+    that conformer as it was and cleans the others; relax_conformers leaves every conformer
+    and raises the ValueError of its other refusals (generate's "not relaxed")."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    ids = list(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=3))
+    conf = mol.GetConformer(ids[1])
+    pos = conf.GetPositions()
+    pos[1] = pos[0]                                         # bonded atoms 0 and 1 at one position
+    set_positions(conf, pos)
+    set_positions(mol.GetConformer(ids[0]), mol.GetConformer(ids[0]).GetPositions()
+                  + np.random.default_rng(3).normal(0, 0.1, (mol.GetNumAtoms(), 3)))
+    start = [c.GetPositions() for c in mol.GetConformers()]
+    cleaned = Chem.Mol(mol)
+    assert restrained_cleanup(cleaned, fixed=fixed) is True
+    assert not np.allclose(cleaned.GetConformer(ids[0]).GetPositions(), start[0])
+    np.testing.assert_array_equal(cleaned.GetConformer(ids[1]).GetPositions(), start[1])
+    assert restrained_cleanup(cleaned, [ids[1]], fixed=fixed) is False     # nothing changed
+    with pytest.raises(ValueError, match=r"^the minimiser cannot start from a conformer \(RDKit: bad"):
+        relax_conformers(mol, fixed=fixed)
+    for conf, pos in zip(mol.GetConformers(), start):
+        np.testing.assert_array_equal(conf.GetPositions(), pos)
+
+
 def test_restrained_cleanup_flattens_a_urea_nh2_that_mmff94_leaves_pyramidal():
     """The clean-up minimises with MMFF94s: MMFF94 puts a urea's NH2 just past the amide
     flatness check (0.26-0.28 Å), so a clean-up with it could not mend that check."""

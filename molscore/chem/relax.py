@@ -18,7 +18,10 @@ Both refuse a force field whose energy at the minimum is not finite or above
 :data:`MAX_ENERGY_PER_ATOM` kcal/mol per atom: RDKit's UFF has "parameters" for the
 hypervalent iodine of PIDA, Togni reagent II or IBX, but no term that holds its geometry
 (about 1e9 kcal/mol at its minimum, bonds to I stretched to 3 Å or squeezed to 1.5 Å), and
-minimising in it breaks a sound conformer.
+minimising in it breaks a sound conformer. Both leave a conformer that the minimiser cannot
+start from (:data:`CANNOT_START`: two bonded atoms at one position, as a sampled conformer
+can have) as it was, as for such an energy: the clean-up that conformer alone,
+:func:`relax_conformers` every conformer (and it raises).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from .coords import set_positions
 from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
 __all__ = ["relax_conformers", "restrained_cleanup", "mmff_properties", "STEREO_MARGIN",
-           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT"]
+           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT", "CANNOT_START"]
 
 # Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
 # the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
@@ -61,6 +64,11 @@ MAX_REST_LENGTH_GAP = 0.26
 # check: 17 of 60 default-route conformers of the urea failed it, and 42 after an MMFF94
 # clean-up against none after an MMFF94s one (2026-12-07).
 CLEANUP_VARIANT = "MMFF94s"
+# Why a conformer is not minimised where RDKit's minimiser raises an invariant violation ("bad
+# direction in linearSearch") at its start, as it does where two bonded atoms are at one
+# position (a sampled conformer can have them).
+CANNOT_START = ("the minimiser cannot start from a conformer (RDKit: bad direction in "
+                "linearSearch; two bonded atoms at one position?)")
 
 
 def mmff_properties(mol: Chem.Mol, variant: str = "MMFF94"):
@@ -104,12 +112,20 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
         without the restraints), in conformer order, and ``"MMFF94"`` or ``"UFF"``.
 
     Raises:
-        ValueError: neither force field has parameters for this molecule, or the minimised
-            energy of a conformer is not finite or implausibly high (:func:`_implausible`);
-            then every conformer is left as it was.
+        ValueError: neither force field has parameters for this molecule, the minimiser cannot
+            start from a conformer (:data:`CANNOT_START`), or the minimised energy of a
+            conformer is not finite or implausibly high (:func:`_implausible`); then every
+            conformer is left as it was.
     """
     before = [conf.GetPositions() for conf in mol.GetConformers()]
-    energies, name = _minimise(mol, max_iters, num_threads, fixed, keep_stereo)
+    try:
+        energies, name = _minimise(mol, max_iters, num_threads, fixed, keep_stereo)
+    except RuntimeError as err:
+        if not _cannot_start(err):
+            raise
+        for conf, pos in zip(mol.GetConformers(), before):
+            set_positions(conf, pos)
+        raise ValueError(CANNOT_START) from err
     bad = next((e for e in energies if _implausible(e, mol)), None)
     if bad is not None:
         for conf, pos in zip(mol.GetConformers(), before):
@@ -156,6 +172,12 @@ def _run_minimiser(ff, max_iters: int) -> None:
     violation ("bad direction in linearSearch") instead of returning."""
     if np.any(np.asarray(ff.CalcGrad())):
         ff.Minimize(maxIts=max_iters)
+
+
+def _cannot_start(err: RuntimeError) -> bool:
+    """Whether ``err``, raised by RDKit's minimiser, says that it cannot start from the
+    conformer (:data:`CANNOT_START`)."""
+    return "bad direction in linearSearch" in str(err)
 
 
 def _stereo_restraints(ff, conf: Chem.Conformer, centres: list[tuple[int, ...]],
@@ -244,8 +266,9 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
     that starts closer is left free). These restraints are zero inside their ranges, so
     where no element comes that close the minimisation is the plain restrained one. The
     MMFF parameters are typed once per call. The atoms ``fixed`` do not move at all. A
-    conformer whose minimised energy is not finite or implausibly high (:func:`_implausible`:
-    the force field does not describe the molecule) is left as it was.
+    conformer the minimiser cannot start from (:data:`CANNOT_START`) or whose minimised
+    energy is not finite or implausibly high (:func:`_implausible`: the force field does not
+    describe the molecule) is left as it was.
 
     Args:
         mol: the molecule; conformers are changed in place.
@@ -254,7 +277,7 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
 
     Returns:
         False when nothing changed (neither force field has parameters for ``mol``, or every
-        conformer's minimised energy was implausible), else True.
+        conformer was left as it was), else True.
     """
     mmff = mmff_properties(mol, CLEANUP_VARIANT)
     with rdBase.BlockLogs():
@@ -278,7 +301,14 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                            hold_all=False)
         ff.Initialize()
         start = mol.GetConformer(cid).GetPositions()
-        _run_minimiser(ff, max_iters)
+        try:
+            with rdBase.BlockLogs():        # RDKit logs the invariant violation with its stack
+                _run_minimiser(ff, max_iters)
+        except RuntimeError as err:
+            if not _cannot_start(err):
+                raise
+            set_positions(mol.GetConformer(cid), start)
+            continue
         # Minimize moves the conformer's coordinates (the force field points at them) and the
         # force field's own view of them: set the conformer from that view, or back.
         if _implausible(ff.CalcEnergy(), mol):
