@@ -112,6 +112,8 @@ MAX_DEFAULT_POOL = 200
 # -1 would make it 0, with which ETKDG returns identical conformers.
 MAX_SEED = 2**31 - 2
 DEDUPE_MAX_MATCHES = 1000      # symmetric atom mappings per --dedupe RMSD matrix
+# The input text (failures.csv) of an input Mol whose SMILES RDKit cannot write.
+UNWRITABLE = "<unwritable Mol>"
 
 
 def default_pool(n: int) -> int:
@@ -405,15 +407,27 @@ class ConformerGenerator:
         self.core = Core.from_text(self.options.core) if self.options.core is not None else None
 
     # -- preparation -----------------------------------------------------------------
-    def _prepare(self, name: str, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
-        """A job for the molecule, or its result with the reason it cannot be done. An
-        unexpected error in RDKit or featurisation fails this molecule only, so that one odd
-        input cannot stop (or, resumed, stop again) a long run."""
+    def _prepare(self, name: str | None, smiles_or_mol: str | Chem.Mol) -> _Job | GenerationResult:
+        """A job for the molecule, or its result with the reason it cannot be done (``name``
+        None: its input text, or :func:`_unwritable_name`). An unexpected error in RDKit
+        (writing an input Mol's SMILES included) or featurisation fails this molecule only, so
+        that one odd input cannot stop (or, resumed, stop again) a long run.
+
+        Raises:
+            TypeError: ``smiles_or_mol`` is neither a string nor a Mol (a caller's mistake).
+        """
         if isinstance(smiles_or_mol, str):
             text = key = smiles_or_mol
+        elif not isinstance(smiles_or_mol, Chem.Mol):
+            raise TypeError(f"expected a SMILES string or an RDKit Mol, got {type(smiles_or_mol).__name__}")
         else:
-            text, key = _mol_text(smiles_or_mol), _mol_key(smiles_or_mol)
-        result = GenerationResult(name=name, input=text)
+            try:
+                text, key = _mol_text(smiles_or_mol), _mol_key(smiles_or_mol)
+            except Exception as err:  # noqa: BLE001 - see the docstring
+                return GenerationResult(
+                    name=_unwritable_name(smiles_or_mol) if name is None else name,
+                    input=UNWRITABLE, error=_internal_error("writing the input Mol's SMILES", err))
+        result = GenerationResult(name=text if name is None else name, input=text)
         try:
             return self._prepare_job(result, smiles_or_mol, key)
         except MoleculeError as err:
@@ -669,7 +683,8 @@ class ConformerGenerator:
     # -- driver --------------------------------------------------------------------
     def run(self, items: Iterable[tuple[str, str | Chem.Mol]], *, progress: bool = False,
             total: int | None = None) -> Iterator[GenerationResult]:
-        """Generate conformers for ``(name, smiles_or_mol)`` items; yields results in input order.
+        """Generate conformers for ``(name, smiles_or_mol)`` items (``name`` None: the input
+        text); yields results in input order.
 
         Molecules are gathered until their ``n`` conformers fill a batch of ``batch_size``
         atoms, sampled together, post-processed, and yielded (so output can be streamed).
@@ -711,9 +726,8 @@ class ConformerGenerator:
             yield result
 
     def generate(self, smiles_or_mol: str | Chem.Mol, name: str | None = None) -> GenerationResult:
-        """One molecule; see :meth:`run`."""
-        text = smiles_or_mol if isinstance(smiles_or_mol, str) else _mol_text(smiles_or_mol)
-        return next(self.run([(name or text, smiles_or_mol)]))
+        """One molecule; see :meth:`run` (no ``name``: its input text)."""
+        return next(self.run([(name or None, smiles_or_mol)]))
 
 
 def _internal_error(stage: str, err: Exception) -> str:
@@ -724,11 +738,16 @@ def _internal_error(stage: str, err: Exception) -> str:
 
 def _mol_text(mol: Chem.Mol) -> str:
     """An input Mol as text, its :func:`~molscore.chem.io.record_smiles` (hydrogens implicit):
-    its name when it has none and its ``input`` in ``failures.csv``."""
-    if not isinstance(mol, Chem.Mol):
-        raise TypeError(f"expected a SMILES string or an RDKit Mol, got {type(mol).__name__}")
+    its name when it has none and its ``input`` in ``failures.csv`` (:data:`UNWRITABLE` where
+    RDKit cannot write it)."""
     with rdBase.BlockLogs():
         return record_smiles(mol)
+
+
+def _unwritable_name(mol: Chem.Mol) -> str:
+    """The name of an input Mol whose SMILES cannot be written (:func:`_mol_text`) when none
+    is given: its own (``_Name``), else :data:`UNWRITABLE`."""
+    return (mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "") or UNWRITABLE
 
 
 def _mol_key(mol: Chem.Mol) -> str:

@@ -467,6 +467,42 @@ def test_unexpected_errors_fail_one_molecule_not_the_run(tiny_model, monkeypatch
     assert results[3].ok and results[3].mol.GetNumConformers() == 2
 
 
+@pytest.mark.parametrize("failing", ["record_smiles", "MolToSmiles"])
+def test_an_input_mol_whose_smiles_cannot_be_written_fails_alone(tiny_model, monkeypatch, failing):
+    """Writing an input Mol's SMILES (its failures.csv text, record_smiles, and the text its
+    draws are seeded with, MolToSmiles) was outside the per-molecule guard: an RDKit error
+    there stopped the whole run (and generate() raised it). Now that molecule fails with the
+    reason, named by its own name (its _Name when none is given) and ``<unwritable Mol>`` as
+    its input; the others are generated."""
+    import molscore.generate as gen_module
+
+    real = {"record_smiles": gen_module.record_smiles, "MolToSmiles": Chem.MolToSmiles}[failing]
+
+    def writer(mol, *args, **kwargs):
+        if mol.GetNumAtoms() in (4, 14):                # butane, with or without hydrogens
+            raise RuntimeError("Pre-condition Violation\ngetNumImplicitHs() called without ...")
+        return real(mol, *args, **kwargs)
+
+    if failing == "record_smiles":
+        monkeypatch.setattr(gen_module, "record_smiles", writer)
+    else:
+        monkeypatch.setattr(gen_module.Chem, "MolToSmiles", writer)
+    mols = [Chem.MolFromSmiles(s) for s in ("CCO", "CCCC", "c1ccccc1")]
+    mols[1].SetProp("_Name", "butane")
+    gen = ConformerGenerator(tiny_model, device="cpu", n=1, steps=2, t_start=0.05, cleanup=False)
+    results = list(gen.run([("a", mols[0]), ("b", mols[1]), ("c", mols[2])]))
+    assert [r.name for r in results] == ["a", "b", "c"]
+    assert results[0].ok and results[2].ok
+    assert results[1].mol is None and results[1].input == "<unwritable Mol>"
+    assert results[1].error == ("internal error while writing the input Mol's SMILES: RuntimeError: "
+                                "Pre-condition Violation")
+    alone = gen.generate(mols[1])
+    assert (alone.name, alone.input, alone.error) == ("butane", "<unwritable Mol>", results[1].error)
+    mols[1].ClearProp("_Name")
+    assert gen.generate(mols[1]).name == "<unwritable Mol>"
+    assert gen.generate(mols[0]).name == "CCO"
+
+
 class _PointMass(torch.nn.Module):
     """The exact ``score``-parameterised network of data that is one conformer ``c`` ``(N, 3)``
     (each sample of a batch the same molecule): ``std * (c - x) / std^2``."""
