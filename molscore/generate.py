@@ -446,6 +446,10 @@ class ConformerGenerator:
         if odd := non_tetrahedral_centres(mol):     # neither checked nor kept: refused, not lost
             raise MoleculeError(f"non-tetrahedral stereo (@SP, @TB or @OH) at atom(s) "
                                 f"{','.join(map(str, odd))} is not kept in 3D: give the molecule without it")
+        if quadruple := [f"{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}" for b in mol.GetBonds()
+                         if b.GetBondType() == Chem.BondType.QUADRUPLE]:
+            raise MoleculeError(f"quadruple bond(s) between atoms {','.join(quadruple)}: an SDF has "
+                                "no such bond order (RDKit writes it as 0, no bond)")
         if self.core is not None:
             mol = self.core.choose_stereo(mol)
         failed: list[str] = []

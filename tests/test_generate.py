@@ -250,6 +250,15 @@ def test_non_tetrahedral_stereo_is_refused_not_lost(tiny_model, make):
         generate_conformers(make(), n=2, model=tiny_model, steps=2, seed=0, device="cpu")
 
 
+@pytest.mark.parametrize("smiles", ["[C]$[C]", "C$C"])
+def test_a_quadruple_bond_is_refused_not_written_as_no_bond(tiny_model, smiles):
+    """An SDF has no quadruple bond order: RDKit wrote ``C$C`` with bond order 0, so the
+    output read back as two unbonded atoms (its ``checks`` said ok and its ``smiles``
+    ``C$C``). Such a molecule is refused with the reason."""
+    with pytest.raises(MoleculeError, match=r"^quadruple bond\(s\) between atoms \d-\d: an SDF has no such"):
+        generate_conformers(smiles, n=2, model=tiny_model, steps=2, seed=0, device="cpu")
+
+
 def _zero_score_generator(tiny_model, **options) -> ConformerGenerator:
     """A generator whose network outputs zero: the reverse SDE from noised ETKDG conformers
     only adds noise (about 0.15 A per coordinate from t_start = 0.3), which breaks geometry."""
