@@ -319,6 +319,28 @@ def test_generate_says_in_one_line_when_the_input_cannot_be_opened(tmp_path, cap
                                            "Permission denied\n")
 
 
+@pytest.mark.parametrize("fmt", ["smi", "csv", "sdf"])
+def test_generate_says_that_a_folder_given_as_input_is_one(tmp_path, capsys, fmt):
+    """``--input FOLDER`` said "input file not found: FOLDER", which is there."""
+    folder = tmp_path / f"mols.{fmt}"
+    folder.mkdir()
+    assert main(["generate", "--input", str(folder), "-n", "1", "--no-progress",
+                 "-o", str(tmp_path / "out" / "x.sdf")]) == 2
+    assert capsys.readouterr().err == f"molscore generate: error: input {folder} is a folder; give a file\n"
+
+
+@pytest.mark.parametrize("smiles", ["", "  "])
+def test_a_blank_smiles_argument_fails_named_as_a_blank_record_is(tiny_model, tmp_path, smiles):
+    """A blank SMILES argument was its own name: failures.csv got a row with an empty name
+    (or blanks). It is named ``record_1``, as read_records names a blank record."""
+    out = tmp_path / "out" / "x.sdf"
+    assert main(["generate", smiles, "-n", "1", "--no-progress", "-o", str(out), "--model", tiny_model]) == 1
+    with open(out.parent / "failures.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["name"], r["input"]) for r in rows] == [("record_1", smiles)]
+    assert rows[0]["reason"].startswith("invalid SMILES")
+
+
 def test_read_records_smi_and_duplicates(tmp_path):
     from molscore.chem.io import InputFormatError, read_records
 

@@ -110,7 +110,9 @@ def _open_bytes(path: str) -> IO[bytes]:
     """Input file ``path`` opened for reading bytes, decompressed when it is gzip.
 
     Raises:
-        InputFormatError: the file does not exist or cannot be opened."""
+        InputFormatError: the file does not exist, is a folder or cannot be opened."""
+    if os.path.isdir(path):
+        raise InputFormatError(f"input {path} is a folder; give a file")
     if not os.path.isfile(path):
         raise InputFormatError(f"input file not found: {path}")
     try:

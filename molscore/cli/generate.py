@@ -181,8 +181,8 @@ def _records(args, duplicates: list[str]):
 
     if (args.smiles is None) == (args.input is None):
         raise UsageError("give either a SMILES argument or --input FILE (- for stdin)")
-    if args.smiles is not None:
-        return [(args.smiles, args.smiles)]
+    if args.smiles is not None:     # named by itself; a blank one as read_records names it
+        return [(args.smiles if args.smiles.strip() else "record_1", args.smiles)]
     try:
         return list(read_records(args.input, fmt=args.format, smiles_column=args.smiles_column,
                                  name_column=args.name_column, duplicates=duplicates))
