@@ -51,12 +51,32 @@ def test_a_double_bond_trans_in_a_medium_ring_may_be_twisted(smiles):
     assert AllChem.MMFFOptimizeMolecule(mol, maxIters=2000) == 0
     assert check_geometry(mol) == []
     cis = _mmff(smiles.replace("/C=C/", "/C=C\\"))
-    (row,) = GeometryChecker(cis).medium_ring_double_bonds
+    (row,) = GeometryChecker(cis).ring_neighbours["non-planar double bond"]
     h = next(n.GetIdx() for n in cis.GetAtomWithIdx(int(row[2])).GetNeighbors() if n.GetAtomicNum() == 1)
     bond = np.cross(*(cis.GetConformer().GetPositions()[[int(row[1]), int(row[3])]]
                       - cis.GetConformer().GetPositions()[int(row[2])]))
     assert check_geometry(cis) == []
     bent = _moved(cis, h, 1.0 * bond / np.linalg.norm(bond))
+    assert any(p.startswith("non-planar double bond") for p in check_geometry(bent))
+
+
+def test_a_cis_double_bond_with_wide_angles_in_a_medium_ring_is_not_read_as_trans():
+    """Trans is read from the dihedral of the ring neighbours about the bond (more than 90 deg),
+    not from their raw bond vectors: ETKDG opens a cis-cyclooctene's C=C-C angles to 140 deg,
+    where those vectors point apart at a dihedral of 0 deg; bent out of plane, the cis bond
+    fails as in a conformer with narrower angles."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("C1CC/C=C\\CCC1"))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 1
+    mol = Chem.Mol(mol, confId=list(AllChem.EmbedMultipleConfs(mol, 2, params))[1])
+    a, i, j, b = mol.GetSubstructMatch(Chem.MolFromSmarts("[C;R][C;R]=[C;R][C;R]"))
+    pos = mol.GetConformer().GetPositions()
+    assert abs(rdMolTransforms.GetDihedralDeg(mol.GetConformer(), a, i, j, b)) < 10      # cis
+    assert rdMolTransforms.GetAngleDeg(mol.GetConformer(), a, i, j) > 135
+    assert np.dot(pos[a] - pos[i], pos[b] - pos[j]) < 0                      # the raw vectors
+    h = next(n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors() if n.GetAtomicNum() == 1)
+    normal = np.cross(pos[a] - pos[i], pos[j] - pos[i])
+    bent = _moved(mol, h, 1.0 * normal / np.linalg.norm(normal))
     assert any(p.startswith("non-planar double bond") for p in check_geometry(bent))
 
 
@@ -506,3 +526,4 @@ def test_the_force_field_minimum_excuses_only_what_a_ring_can_strain(monkeypatch
     set_positions(ring.GetConformer(), pos)
     assert any("aromatic ring" in p for p in GeometryChecker(ring, force_field_minimum=False)())
     assert GeometryChecker(ring)() == [] and calls
+

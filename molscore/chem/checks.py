@@ -62,7 +62,9 @@ run but for a conformer that fails (the strain exception below):
   (the six atoms within ``double_bond_tol`` Å of their best plane; PoseBusters' "double bond
   flatness" pattern and tolerance), except a double bond trans in an 8- or 9-membered ring
   (trans-cyclooctene: its ring twists it, 0.34 Å at the MMFF94 minimum; trans or cis is
-  read from the conformer, whose E/Z the stereo check judges); likewise, since 2026-12-07, every
+  read from the conformer, whose E/Z the stereo check judges: its ring neighbours more than
+  90 deg apart about the bond, in its smallest ring, which must be that 8- or 9-membered
+  one); likewise, since 2026-12-07, every
   C=N and N=N double bond between trigonal (sp2) atoms (imines, oximes, hydrazones, amidines,
   guanidines, iminiums, azo compounds; no medium-ring exception), which a 60 deg twist had left
   passing. Their reference conformers lie within 0.09 Å (hexane ensembles, 29 C=N) and
@@ -101,9 +103,10 @@ angle across a QM9 cage's fused 3- and 4-membered rings (154 deg), a hexahelicen
 ring (0.11 Å), the 7-membered ring of a cyclohepta[b]pyrrol-8-one (0.30 Å) or the imide of a
 dibenzazepinedione (0.38 Å). A conformer whose problem the minimum does not share, as a C-C of
 1.23 Å or a twisted urea, still fails, and so does a double bond or amide of a ring of at most
-7 atoms turned trans in it (its ring neighbours more than 90 deg apart about the bond, in the
-conformer or at the minimum): MMFF94s holds trans-cycloheptene and a trans-caprolactam as
-strained minima of the other isomer, which the stereo check does not see. Of the default route's conformers of the 908
+7 atoms turned trans in it (its ring neighbours more than 90 deg apart about the bond, in its
+smallest ring, in the conformer or at the minimum): MMFF94s holds trans-cycloheptene and a
+trans-caprolactam as strained minima of the other isomer, which the stereo check does not
+see. Of the default route's conformers of the 908
 molecules of GEOM's QM9 test split it takes as input (2 each) 27 of 1,816 failed without
 this and 11 with it, of its 1,000 drug-like molecules of GEOM's DRUGS test split 13 of 2,000
 and 8 (fused 7-membered aromatic rings); of the 5,095 crystal poses of ``bioactive_dev``
@@ -143,6 +146,8 @@ GIVEN = " (fixed atoms as given)"
 """Suffix of a problem's kind when only the fixed atoms' given positions make it."""
 
 _MAX_LISTED = 3
+_SMALL_RING, _MEDIUM_RING = (3, 7), (8, 9)   # ring sizes (atoms) where a trans group is the
+# other isomer, and where a trans C=C is twisted by its ring (:meth:`GeometryChecker._trans_in_ring`)
 MINIMUM_MAX_ITERS = 1000  # minimiser iterations to the force-field minimum reached from a conformer
 _FIRST_ROW = {6, 7, 8, 9}    # C, N, O, F: bonds held to MMFF94's r0
 _HYDROGEN_HOSTS = {6, 7, 8}   # C-H, N-H, O-H: held below MMFF94's r0 + the same tolerance
@@ -328,16 +333,6 @@ class GeometryChecker:
         # (G, 6) atoms of each flat double bond, SMARTS order: C, two substituents, C, two
         self.double_bonds = np.array(mol.GetSubstructMatches(_FLAT_DOUBLE_BOND, maxMatches=100000),
                                      dtype=np.int64).reshape(-1, 6)
-        # (M, 5) double bonds in an 8- or 9-membered ring: the row in double_bonds, then its
-        # ring neighbour of the first C, the two Cs, its ring neighbour of the second C
-        medium = []
-        for row, g in enumerate(self.double_bonds.tolist()):
-            ring = next((r for r in ring_info.AtomRings() if len(r) in (8, 9)
-                         and {g[0], g[3]} <= set(r) and ring_info.NumBondRings(
-                             mol.GetBondBetweenAtoms(g[0], g[3]).GetIdx())), None)
-            if ring is not None and len(ring_subs := [a for a in g[1:3] + g[4:6] if a in ring]) == 2:
-                medium.append([row, ring_subs[0], g[0], g[3], ring_subs[1]])
-        self.medium_ring_double_bonds = np.array(medium, dtype=np.int64).reshape(-1, 5)
         # per pattern of _FLAT_HETERO_DOUBLE_BONDS: (H, k) atoms of each match, SMARTS order
         # (the double bond's atoms at 0 and ``second``), and ``second``
         self.hetero_double_bonds = [
@@ -360,15 +355,16 @@ class GeometryChecker:
                                         for g, k in doubles], double_bond_tol),
             "non-planar amide": ([(g, f"{s[g[0]]}{g[0]}(=O{g[1]})-N{g[3]} and substituents deviate")
                                   for g in self.amides.tolist()], double_bond_tol)}
-        # per flatness kind: (T, 5) rows of its groups whose bond lies in a ring of at most 7
-        # atoms, with that ring's neighbour of each bond atom (row, a, i, j, b; a-i=j-b), where
-        # trans is the other isomer, not strain (:meth:`_trans_in_small_ring`)
+        # per flatness kind: (T, 6) rows of its groups whose bond is a bond of a ring of at
+        # most 9 atoms, one per smallest such ring (:func:`_ring_neighbours`), where a bond
+        # turned trans (:func:`_trans`) is twisted by its ring (8 or 9 atoms: a C=C's
+        # deviation is 0) or the other isomer (at most 7 atoms: not the minimum's strain)
         central = [(g[0], g[k]) for g, k in doubles]
         amide_bonds = [(g[0], g[3]) for g in self.amides.tolist()]
-        self.small_ring_groups = {
-            "non-planar aromatic ring": np.zeros((0, 5), dtype=np.int64),
-            "non-planar double bond": _small_ring_neighbours(ring_info, central),
-            "non-planar amide": _small_ring_neighbours(ring_info, amide_bonds)}
+        self.ring_neighbours = {
+            "non-planar aromatic ring": np.zeros((0, 6), dtype=np.int64),
+            "non-planar double bond": _ring_neighbours(ring_info, central),
+            "non-planar amide": _ring_neighbours(ring_info, amide_bonds)}
         # what a ring can strain, the force-field minimum's exception's scope: ring bonds,
         # angles at ring atoms, aromatic rings, double bonds and amide C-N bonds in rings
         # (an open-chain amide or double bond off its plane is twisted, not strained)
@@ -425,7 +421,8 @@ class GeometryChecker:
                 for kind, dev_min in self._deviations(minimum).items():
                     tol = self.flat_groups[kind][1]
                     shared = self.ring_groups[kind] & (dev_min > tol) & (flat[kind] <= dev_min + tol)
-                    shared &= ~(self._trans_in_small_ring(pos, kind) | self._trans_in_small_ring(minimum, kind))
+                    shared &= ~(self._trans_in_ring(pos, kind, _SMALL_RING)
+                                | self._trans_in_ring(minimum, kind, _SMALL_RING))
                     bad_flat[kind] &= ~shared
         i, j = self.bonds.T
         found["bond length"] = [(
@@ -494,20 +491,17 @@ class GeometryChecker:
             minimum = np.reshape(ff.Positions(), (-1, 3))
         return minimum if np.isfinite(minimum).all() else None
 
-    def _trans_in_small_ring(self, pos: np.ndarray, kind: str) -> np.ndarray:
+    def _trans_in_ring(self, pos: np.ndarray, kind: str, sizes: tuple[int, int]) -> np.ndarray:
         """Whether each group of flatness ``kind`` (``(G,)`` bool, in the order of
-        :attr:`flat_groups`) is a double bond or amide of a ring of at most 7 atoms turned trans
-        in it at positions ``pos`` ``(N, 3)`` (its ring neighbours more than 90 deg apart about
-        the bond): the other isomer, which the force field can hold as a strained minimum
-        (trans-cycloheptene, a trans-caprolactam), not a strain of the molecule's own."""
+        :attr:`flat_groups`) is turned trans (:func:`_trans`) at positions ``pos`` ``(N, 3)``
+        in its smallest ring, one of ``sizes[0]`` to ``sizes[1]`` atoms: in 8 or 9 twisted by
+        its ring (trans-cyclooctene), in at most 7 the other isomer, which the force field
+        can hold as a strained minimum (trans-cycloheptene, a trans-caprolactam), not a
+        strain of the molecule's own."""
         trans = np.zeros(len(self.flat_groups[kind][0]), dtype=bool)
-        row, a, i, j, b = self.small_ring_groups[kind].T
-        axis = pos[j] - pos[i]
-        axis /= np.linalg.norm(axis, axis=1, keepdims=True).clip(1e-8)
-        u, v = pos[a] - pos[i], pos[b] - pos[j]
-        u -= (u * axis).sum(1, keepdims=True) * axis             # across the bond's axis
-        v -= (v * axis).sum(1, keepdims=True) * axis
-        trans[row[(u * v).sum(1) < 0]] = True
+        rows = self.ring_neighbours[kind]
+        rows = rows[(rows[:, 5] >= sizes[0]) & (rows[:, 5] <= sizes[1])]
+        trans[rows[_trans(pos, rows[:, 1:5]), 0]] = True
         return trans
 
     def _deviations(self, pos: np.ndarray) -> dict[str, np.ndarray]:
@@ -517,10 +511,9 @@ class GeometryChecker:
         9-membered ring, twisted by it, 0), amides ``(A,)``."""
         rings = np.array([float(_plane_deviation(pos[ring])) for ring in self.rings])
         double = [_plane_deviation(pos[self.double_bonds]) if len(self.double_bonds) else np.zeros(0)]
-        if len(self.medium_ring_double_bonds):
-            row, a, c, d, b = self.medium_ring_double_bonds.T
-            u, v = pos[a] - pos[c], pos[b] - pos[d]
-            double[0][row[(u * v).sum(1) < 0]] = 0.0
+        if len(self.double_bonds):                 # a C=C trans in its 8- or 9-membered ring
+            medium = self._trans_in_ring(pos, "non-planar double bond", _MEDIUM_RING)
+            double[0][medium[:len(self.double_bonds)]] = 0.0
         double += [_plane_deviation(pos[groups]) if len(groups) else np.zeros(0)
                    for groups, _ in self.hetero_double_bonds]
         amides = _plane_deviation(pos[self.amides]) if len(self.amides) else np.zeros(0)
@@ -534,22 +527,39 @@ class GeometryChecker:
         return len(held) >= 4 and float(_plane_deviation(pos[held])) > tol
 
 
-def _small_ring_neighbours(ring_info: Chem.RingInfo, bonds: Sequence[tuple[int, int]]) -> np.ndarray:
-    """``(T, 5)`` rows ``(k, a, i, j, b)``: for each bond ``k`` ``(i, j)`` of ``bonds`` and each
-    ring of at most 7 atoms it is a bond of, that ring's other neighbours ``a`` of ``i`` and
-    ``b`` of ``j``."""
+def _ring_neighbours(ring_info: Chem.RingInfo, bonds: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``(T, 6)`` rows ``(k, a, i, j, b, n)``: for each bond ``k`` ``(i, j)`` of ``bonds`` and
+    each of its smallest rings (of RDKit's ring set; none where that has more than 9 atoms),
+    that ring's other neighbours ``a`` of ``i`` and ``b`` of ``j``, and its size ``n``. A bond
+    of several rings is judged in its smallest one only: a trigonal ring-fusion bond's
+    neighbours in one ring are trans when those in the other ring are."""
     rows = []
     for k, (i, j) in enumerate(bonds):
+        found = []
         for ring in ring_info.AtomRings():
             n = len(ring)
-            if n > 7 or i not in ring:
+            if n > 9 or i not in ring:
                 continue
             p = ring.index(i)
             if ring[(p + 1) % n] == j:
-                rows.append([k, ring[p - 1], i, j, ring[(p + 2) % n]])
+                found.append([k, ring[p - 1], i, j, ring[(p + 2) % n], n])
             elif ring[p - 1] == j:
-                rows.append([k, ring[(p + 1) % n], i, j, ring[p - 2]])
-    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+                found.append([k, ring[(p + 1) % n], i, j, ring[p - 2], n])
+        rows += [row for row in found if row[5] == min(r[5] for r in found)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 6)
+
+
+def _trans(pos: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """Whether ``a`` and ``b`` of each row ``(a, i, j, b)`` of ``quads`` ``(T, 4)`` lie more
+    than 90 deg apart about the bond ``i-j`` (the dihedral ``a-i-j-b``: their bond vectors
+    projected off the bond's axis point apart) at positions ``pos`` ``(N, 3)``, ``(T,)``."""
+    a, i, j, b = quads.T
+    axis = pos[j] - pos[i]
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True).clip(1e-8)
+    u, v = pos[a] - pos[i], pos[b] - pos[j]
+    u -= (u * axis).sum(1, keepdims=True) * axis             # across the bond's axis
+    v -= (v * axis).sum(1, keepdims=True) * axis
+    return (u * v).sum(1) < 0
 
 
 def _lengths(pos: np.ndarray, bonds: np.ndarray) -> np.ndarray:
