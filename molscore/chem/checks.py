@@ -142,7 +142,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdDistGeom
 
 from .coords import add_conformer
-from .relax import CLEANUP_VARIANT, _force_field, mmff_properties
+from .relax import CLEANUP_VARIANT, _force_field, _run_minimiser, mmff_properties
 from .stereo import check_stereo
 
 __all__ = ["GIVEN", "GeometryChecker", "Problems", "check_geometry"]
@@ -473,10 +473,7 @@ class GeometryChecker:
         where MMFF94 has no parameters); None without a force field or a finite minimum,
         where the minimiser cannot start from ``pos``, or where it has not converged in
         :data:`MINIMUM_MAX_ITERS` iterations: a partial minimisation stops short of the
-        minimum, whose problems are the only ones excused (the conformer's problem stays one).
-        RDKit's ``Minimize`` is called directly for its convergence flag (relax's
-        ``_run_minimiser`` drops it; its zero-gradient guard is not needed here: a molecule
-        with a ring has bond terms, and a zero gradient raises as a bad start does)."""
+        minimum, whose problems are the only ones excused (the conformer's problem stays one)."""
         if self._minimiser is None:
             work = Chem.Mol(self.mol)
             work.RemoveAllConformers()
@@ -495,11 +492,11 @@ class GeometryChecker:
             if ff is None:
                 return None
             ff.Initialize()
-            try:                   # 0: converged
-                if ff.Minimize(maxIts=MINIMUM_MAX_ITERS) != 0:
+            try:
+                if not _run_minimiser(ff, MINIMUM_MAX_ITERS):
                     return None
             except RuntimeError:   # "bad direction in linearSearch": two bonded atoms at one
-                return None        # position (or no term acting on any atom)
+                return None        # position
             minimum = np.reshape(ff.Positions(), (-1, 3))
         return minimum if np.isfinite(minimum).all() else None
 

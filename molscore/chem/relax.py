@@ -165,13 +165,15 @@ def _minimise(mol: Chem.Mol, max_iters: int, num_threads: int, fixed: Sequence[i
     return energies, name
 
 
-def _run_minimiser(ff, max_iters: int) -> None:
+def _run_minimiser(ff, max_iters: int) -> bool:
     """Minimise the initialised force field ``ff`` for at most ``max_iters`` iterations, unless
     its gradient is zero everywhere (every atom fixed, or no term acts on any atom: a lone ion,
     an ion pair out of reach of each other), where RDKit's minimiser raises an invariant
-    violation ("bad direction in linearSearch") instead of returning."""
-    if np.any(np.asarray(ff.CalcGrad())):
-        ff.Minimize(maxIts=max_iters)
+    violation ("bad direction in linearSearch") instead of returning. Returns whether it
+    converged (a zero gradient is converged)."""
+    if not np.any(np.asarray(ff.CalcGrad())):
+        return True
+    return ff.Minimize(maxIts=max_iters) == 0
 
 
 def _cannot_start(err: RuntimeError) -> bool:
