@@ -127,6 +127,33 @@ def test_sdf_input_keeps_names_stereo_and_properties(tiny_model, tmp_path):
     assert rows == [{"name": "record_4", "input": "", "reason": "SDF record 4 cannot be read by RDKit"}]
 
 
+def test_an_sdf_record_whose_smiles_rdkit_cannot_write_fails_alone(tmp_path, monkeypatch):
+    """An RDKit error while writing one record's SMILES is that record's reason, not the end
+    of reading the file (it stopped the whole run)."""
+    from molscore.chem import io as chem_io
+
+    inp = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(inp)) as writer:
+        for smiles, name in (("CCO", "ethanol"), ("CCN", "ethylamine"), ("CCC", "propane")):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=7)
+            mol.SetProp("_Name", name)
+            writer.write(mol)
+    writes = chem_io.record_smiles
+
+    def record_smiles(mol):
+        if mol.GetProp("_Name") == "ethylamine":
+            raise RuntimeError("Invariant Violation\n\tsomething odd")
+        return writes(mol)
+
+    monkeypatch.setattr(chem_io, "record_smiles", record_smiles)
+    records = list(chem_io.read_records(str(inp)))
+    assert [(r.name, r.smiles, r.error is None) for r in records] == [
+        ("ethanol", "CCO", True), ("ethylamine", "", False), ("propane", "CCC", True)]
+    assert records[1].mol is None
+    assert records[1].error == "SDF record 2: RDKit cannot write its SMILES (Invariant Violation)"
+
+
 def test_sdf_records_with_hydrogens_are_named_and_reported_by_their_plain_smiles(tiny_model, tmp_path):
     """A failure row's input (and the Python API's default name) is the record's SMILES with
     the hydrogens implicit, as its ``smiles`` property, not ``[H]C([H])([H])...``."""

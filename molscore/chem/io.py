@@ -39,6 +39,8 @@ from typing import IO, Iterable, Iterator, Sequence
 
 from rdkit import Chem, rdBase
 
+from ..errors import message_line
+
 __all__ = ["InputRecord", "DEFAULT_NAME_COLUMNS", "smiles_names", "InputFormatError", "read_records", "read_sdf_mols", "first_undecodable_line",
            "disambiguate", "SDFStreamWriter", "FailureLog", "OutputWriteError", "FORMATS", "sdf_record_names",
            "failure_names", "keep_first_records", "replace_atomically", "is_gzip", "is_smiles_title",
@@ -229,8 +231,8 @@ def _peek(handle: IO[bytes], size: int) -> bytes:
 
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
-    """A row per SDF record (:func:`read_sdf_mols`); a record RDKit cannot read gets a reason
-    instead of a molecule.
+    """A row per SDF record (:func:`read_sdf_mols`); a record RDKit cannot read, or whose
+    SMILES it cannot write, gets a reason instead of a molecule.
 
     Raises:
         UnicodeDecodeError: a record's title line or a property is not UTF-8 text.
@@ -250,7 +252,13 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
             properties = list(mol.GetPropNames())
         named = named or mol.HasProp(prop)
         name = mol.GetProp(prop).strip() if mol.HasProp(prop) else ""
-        yield record_smiles(mol), (name or None), mol, None
+        try:
+            smiles = record_smiles(mol)
+        except Exception as err:  # noqa: BLE001 - an RDKit error fails this record, not the file
+            yield "", (name or None), None, (f"SDF record {number}: RDKit cannot write its SMILES "
+                                             f"({message_line(err) or type(err).__name__})")
+            continue
+        yield smiles, (name or None), mol, None
     if name_prop is not None and properties is not None and not named:
         raise InputFormatError(f"no SDF record has the property {name_prop!r} (first record's: "
                                f"{', '.join(properties) or 'none'}); use --name-column")
