@@ -423,3 +423,85 @@ def test_generated_conformers_of_a_spiro_cis_trans_pair_have_one_isomer(smiles, 
     if "@" in smiles:
         assert chosen == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
     assert {_perceived_from_3d(mol, conf.GetId()) for conf in mol.GetConformers()} == {chosen}
+
+
+def _embedded_as(reference: str, smiles: str) -> Chem.Mol:
+    """``reference`` (explicit hydrogens) with one ETKDGv3 conformer (randomSeed 1) of
+    ``smiles``, which must list the same atoms in the same order."""
+    conformer = embed(smiles, seed=1)
+    mol = Chem.AddHs(Chem.MolFromSmiles(reference))
+    assert [a.GetAtomicNum() for a in mol.GetAtoms()] == [a.GetAtomicNum() for a in conformer.GetAtoms()]
+    mol.AddConformer(conformer.GetConformer(), assignId=True)
+    return mol
+
+
+def _rdkit_reads_the_isomer(mol: Chem.Mol) -> bool:
+    """Whether RDKit's perception from 3D (with molscore's additions) gives ``mol``'s isomer."""
+    from molscore.chem.stereo import assign_stereo_from_3d
+
+    seen = Chem.Mol(mol)
+    assign_stereo_from_3d(seen)
+    return Chem.MolToSmiles(Chem.RemoveHs(seen)) == Chem.MolToSmiles(Chem.RemoveHs(mol))
+
+
+# (specified isomer, the same isomer written with its symmetric centres inverted)
+SYMMETRIC = [("C[C@H]1C[C@H]1C", "C[C@@H]1C[C@@H]1C"),                       # cis-1,2-dimethylcyclopropane
+             ("C[C@@H]1CC[C@@H]1C", "C[C@H]1CC[C@H]1C"),                      # cis-1,2-dimethylcyclobutane
+             ("O=C(O)[C@H](O)[C@@H](O)[C@H](O)C(=O)O",                        # meso, pseudo-asymmetric C3
+              "O=C(O)[C@@H](O)[C@H](O)[C@@H](O)C(=O)O"),
+             ("C[C@H]1CC[C@@H](C)CC1", "C[C@@H]1CC[C@H](C)CC1"),              # cis-1,4
+             ("N[C@@H]1CC[C@H](CC1)C(=O)O", "N[C@H]1CC[C@@H](CC1)C(=O)O"),    # trans-1,4 (tranexamic acid)
+             ("C[C@@H](O)[C@H]1CC[C@@H](C)CC1", "C[C@@H](O)[C@@H]1CC[C@H](C)CC1")]  # and a true centre
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+@pytest.mark.parametrize("smiles,relabelled", SYMMETRIC)
+def test_centres_inverted_together_by_a_symmetry_are_the_specified_isomer(smiles, relabelled, legacy):
+    """A conformer of the specified isomer in which a symmetry of the molecule inverts
+    centres together, as in the mirror image of a meso compound, passes the
+    check and is left alone by the repair: RDKit reads the specified isomer from it. Each
+    single centre inverted alone is still wrong. Both RDKit stereo perceptions."""
+    before = Chem.GetUseLegacyStereoPerception()
+    Chem.SetUseLegacyStereoPerception(legacy)
+    try:
+        _check_symmetric_relabelling(smiles, relabelled)
+    finally:
+        Chem.SetUseLegacyStereoPerception(before)
+
+
+def _check_symmetric_relabelling(smiles: str, relabelled: str) -> None:
+    assert Chem.CanonSmiles(smiles) == Chem.CanonSmiles(relabelled)
+    mol = _embedded_as(smiles, relabelled)
+    assert _rdkit_reads_the_isomer(mol)
+    assert check_stereo(mol).ok
+    before = mol.GetConformer().GetPositions()
+    report = fix_stereo(mol)
+    assert report.ok and not report.mirrored and not report.inverted_locally
+    np.testing.assert_array_equal(mol.GetConformer().GetPositions(), before)
+    for idx in specified_centres(mol):
+        wrong = Chem.Mol(mol)
+        assert invert_centre(wrong, idx)
+        assert not _rdkit_reads_the_isomer(wrong) and not check_stereo(wrong).ok
+
+
+@pytest.mark.parametrize("smiles", ["C[C@H]1C[C@@H]1C", "C[C@H]1O[C@@H]1C", "C[C@H]1CCCC[C@@H]1C",
+                                    "[2H][C@@H](C)O", "C[S@](=O)c1ccccc1", "C[N@+](CC)(CCC)c1ccccc1",
+                                    "C[P@@](=O)(CC)c1ccccc1", "C[C@H]1C[N@@]1C"])
+def test_the_mirror_image_of_a_chiral_molecule_still_fails(smiles):
+    mol = embed(smiles, seed=1)
+    assert check_stereo(mol).ok
+    mirror_conformer(mol)
+    assert not _rdkit_reads_the_isomer(mol)
+    report = check_stereo(mol)
+    assert sorted(report.inverted_centres) == sorted(specified_centres(mol))
+
+
+def test_the_repair_flips_only_the_centre_that_changes_the_isomer():
+    # of the true centres 1 and 7, 1 is inverted; the ring's 1,4-pair (3, 6) is inverted by its symmetry
+    assert (Chem.CanonSmiles("C[C@@H](O)[C@H]1CC[C@@H]([C@H](C)F)CC1")
+            == Chem.CanonSmiles("C[C@@H](O)[C@@H]1CC[C@H]([C@H](C)F)CC1"))
+    mol = _embedded_as("C[C@@H](O)[C@H]1CC[C@@H]([C@H](C)F)CC1", "C[C@H](O)[C@@H]1CC[C@H]([C@H](C)F)CC1")
+    assert not _rdkit_reads_the_isomer(mol)
+    assert check_stereo(mol).inverted_centres == [1, 3, 6]
+    report = fix_stereo(mol)
+    assert report.ok and report.inverted_locally == [1] and _rdkit_reads_the_isomer(mol)

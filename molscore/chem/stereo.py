@@ -20,7 +20,10 @@ non-planar: every signed volume must reach ``flat_tol`` (0.77 for an ideal tetra
 when flat) with the tag's sign, except that for a four-coordinate centre in a three- or
 four-membered ring, whose correct geometry can put one or two triples near zero or past it
 (bridgeheads of fused small rings), their sum must reach ``4 flat_tol`` and none may fall
-below ``-3.5 flat_tol``.
+below ``-3.5 flat_tol``. Centres and bonds that come out wrong one by one but together
+give the specified isomer (the same canonical isomeric SMILES: a symmetry of the molecule
+inverts them together, as the two centres of a 1,4-disubstituted cyclohexane, or all
+centres of a meso compound's mirror image) are correct.
 
 Repair (:func:`fix_stereo`): a conformer whose specified centres are *all* inverted is
 the mirror image, so reflecting it (``x -> -x``) restores every centre and leaves
@@ -293,6 +296,9 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
         conf_id: conformer to check.
         flat_tol: smallest acceptable :func:`centre_volumes` of a specified centre (with
             the tag's sign; see the module docstring for centres in small rings).
+
+    Inverted centres and flipped bonds that, all together, leave the specified isomer
+    (:func:`_same_isomer`) count as correct.
     """
     centres = specified_centres(mol)
     bonds = specified_double_bonds(mol)
@@ -326,7 +332,39 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
             ok = (abs(dihedral(quad)) < 90) == (label in _CIS)
         if not ok:
             report.flipped_bonds.append(idx)
+    if (report.inverted_centres or report.flipped_bonds) and _same_isomer(mol, report):
+        report.correct_centres = [idx for idx in centres if idx not in report.flat_centres]
+        report.inverted_centres, report.flipped_bonds = [], []
     return report
+
+
+_FLIPPED = {Chem.BondStereo.STEREOE: Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOZ: Chem.BondStereo.STEREOE,
+            Chem.BondStereo.STEREOCIS: Chem.BondStereo.STEREOTRANS,
+            Chem.BondStereo.STEREOTRANS: Chem.BondStereo.STEREOCIS}
+
+
+def _same_isomer(mol: Chem.Mol, report: StereoReport) -> bool:
+    """Whether ``mol`` with the ``report``'s inverted centres and flipped bonds as the conformer
+    has them is still the isomer ``mol`` specifies (the same canonical isomeric SMILES): they
+    are then a relabelling by a symmetry of the molecule, not wrong stereo. The two centres of
+    a cis- or trans-1,4-disubstituted cyclohexane, a meso compound's centres (the mirror image
+    of a conformer of cis-1,2-dimethylcyclopropane or of meso-2,3,4-trihydroxyglutaric acid,
+    pseudo-asymmetric centre included) invert together without changing the isomer: the ring
+    neighbours (or the chains) that the tags order are equivalent."""
+    seen = Chem.Mol(mol, True)
+    for idx in report.inverted_centres:
+        seen.GetAtomWithIdx(idx).InvertChirality()
+    for idx in report.flipped_bonds:
+        bond = seen.GetBondWithIdx(idx)
+        bond.SetStereo(_FLIPPED[bond.GetStereo()])
+    return _isomer_smiles(seen) == _isomer_smiles(Chem.Mol(mol, True))
+
+
+def _isomer_smiles(mol: Chem.Mol) -> str:
+    """Canonical isomeric SMILES of ``mol`` (changed in place) with its double bonds written
+    from their stereo labels, not from the bond directions they were parsed with."""
+    Chem.SetDoubleBondNeighborDirections(mol)
+    return Chem.MolToSmiles(mol)
 
 
 def mirror_conformer(mol: Chem.Mol, conf_id: int = -1) -> None:
@@ -373,9 +411,10 @@ def invert_centre(mol: Chem.Mol, atom_idx: int, conf_id: int = -1) -> bool:
 def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> StereoReport:
     """Check conformer ``conf_id`` and repair it in place where possible.
 
-    All specified centres inverted -> mirror the conformer. Otherwise each inverted
-    centre is umbrella-flipped (:func:`invert_centre`); a flip is kept only if the
-    centre comes out correct. Flat centres and wrong E/Z bonds are not repaired here.
+    All specified centres inverted -> mirror the conformer. Otherwise each centre still
+    inverted is umbrella-flipped (:func:`invert_centre`), in atom order; a flip is kept only if
+    the centre comes out correct. (A centre that an earlier flip made right, as a pair
+    that :func:`check_stereo` accepts inverted together, is left alone.) Flat centres and wrong E/Z bonds are not repaired here.
     Returns the report after repair (``mirrored`` / ``inverted_locally`` say what was done).
     """
     report = check_stereo(mol, conf_id, flat_tol=flat_tol)
@@ -389,6 +428,8 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
     conf = mol.GetConformer(conf_id)
     flipped = []
     for idx in report.inverted_centres:
+        if idx not in check_stereo(mol, conf_id, flat_tol=flat_tol).inverted_centres:
+            continue            # right since an earlier flip (the rest of a symmetric pair)
         before = np.asarray(conf.GetPositions())
         if invert_centre(mol, idx, conf_id):
             if idx in check_stereo(mol, conf_id, flat_tol=flat_tol).correct_centres:
