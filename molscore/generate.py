@@ -86,7 +86,8 @@ from .chem.metrics import rmsd_matrix
 from .chem.relax import relax_conformers, restrained_cleanup
 from .chem.selection import pick_order, representative_conformers
 from .chem.stereo import (ETKDG_FAILED, ETKDG_STEREO_FAILED, MAX_OTHER_ISOMERS, check_stereo,
-                          etkdg_failure_reason, fix_stereo, isomer_choices, non_tetrahedral_centres)
+                          etkdg_failure_reason, fix_stereo, isomer_choices, non_tetrahedral_centres,
+                          unkept_smiles_stereo)
 from .errors import message_line
 from .models.param import ScoreModel
 from .samplers import SAMPLERS, sample
@@ -443,6 +444,8 @@ class ConformerGenerator:
                           max_heavy_atoms=opts.max_heavy_atoms)
         for prop in OUTPUT_PROPERTIES:      # an input Mol's own would describe other coordinates
             mol.ClearProp(prop)
+        if isinstance(smiles_or_mol, str) and (unkept := unkept_smiles_stereo(smiles_or_mol.strip())):
+            raise MoleculeError(unkept)             # parsed without it: refused, not lost
         if odd := non_tetrahedral_centres(mol):     # neither checked nor kept: refused, not lost
             raise MoleculeError(f"non-tetrahedral stereo (@SP, @TB or @OH) at atom(s) "
                                 f"{','.join(map(str, odd))} is not kept in 3D: give the molecule without it")

@@ -250,6 +250,18 @@ def test_non_tetrahedral_stereo_is_refused_not_lost(tiny_model, make):
         generate_conformers(make(), n=2, model=tiny_model, steps=2, seed=0, device="cpu")
 
 
+@pytest.mark.parametrize("smiles", ["CC=[C@]=CC", "C/C=C1/C[C@H](C)C1"])
+def test_stereo_the_smiles_parser_drops_is_refused_not_lost(tiny_model, smiles):
+    """An allene's axial stereo, or an alkylidene ring's that RDKit's legacy perception drops,
+    is not in the molecule RDKit reads: before, its conformers came out with either
+    configuration while the ``smiles`` property showed none. Such a SMILES is refused with the
+    reason, and the same molecule without the stereo is done."""
+    with pytest.raises(MoleculeError, match=r"stereo .* give the molecule without it$"):
+        generate_conformers(smiles, n=2, model=tiny_model, steps=2, seed=0, device="cpu")
+    plain = Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+    assert generate_conformers(plain, n=2, model=tiny_model, steps=2, seed=0, device="cpu").GetNumConformers() == 2
+
+
 @pytest.mark.parametrize("smiles", ["[C]$[C]", "C$C"])
 def test_a_quadruple_bond_is_refused_not_written_as_no_bond(tiny_model, smiles):
     """An SDF has no quadruple bond order: RDKit wrote ``C$C`` with bond order 0, so the

@@ -47,6 +47,7 @@ specified stereo is to blame (a copy without stereo embeds).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d",
-           "assign_stereo_from_3d", "non_tetrahedral_centres"]
+           "assign_stereo_from_3d", "non_tetrahedral_centres", "unkept_smiles_stereo"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -136,6 +137,100 @@ def non_tetrahedral_centres(mol: Chem.Mol) -> list[int]:
     shaped), which neither :func:`check_stereo` nor the restraints know."""
     return [a.GetIdx() for a in mol.GetAtoms()
             if a.GetChiralTag() not in (Chem.ChiralType.CHI_UNSPECIFIED, *_TETRA)]
+
+
+def unkept_smiles_stereo(smiles: str) -> str | None:
+    """Why stereo that the SMILES ``smiles`` writes would not be kept in 3D, or None.
+
+    RDKit's SMILES parser (its legacy stereo perception, molscore's) drops two kinds of
+    stereo without a word, whose conformers would then come out with either configuration:
+
+    - the axial stereo of cumulated double bonds: an allene's ``@`` (``CC=[C@]=CC``) and a
+      cumulene's E/Z marks (``C/C=C=C=C/C``), which no RDKit perception keeps; marks on a
+      chain with two alike substituents at an end (``CC(C)=[C@]=CC``) are no stereo, and
+      ignored as RDKit ignores them;
+    - a spiro centre between two disubstituted rings and an alkylidene ring's double bond
+      (``C/C=C1/C[C@H](C)C1``), which the new perception keeps and the legacy one drops.
+
+    The SMILES is assumed to parse. Returns a one-line reason naming the atoms (0-based, as
+    written) and the double bonds (their atoms) that carry such stereo.
+    """
+    raw = Chem.MolFromSmiles(smiles, sanitize=False)
+    legacy = Chem.MolFromSmiles(smiles)          # same atoms, same order
+    ranks = list(Chem.CanonicalRankAtoms(legacy, breakTies=False))
+    axial = [f"{ends[0]}-{ends[1]}" for chain, ends in _cumulated_chains(legacy)
+             if _marked(raw, chain, ends) and all(_stereogenic_end(legacy, end, chain, ranks) for end in ends)]
+    if axial:
+        return (f"axial stereo of cumulated double bonds (from atom to atom: {', '.join(axial)}) is "
+                f"not kept in 3D (RDKit reads none): give the molecule without it")
+    with _legacy_stereo_perception(False):
+        new = Chem.MolFromSmiles(smiles)
+    centres = sorted(set(specified_centres(new)) - set(specified_centres(legacy)))
+    bonds = [new.GetBondWithIdx(idx) for idx in
+             sorted(set(specified_double_bonds(new)) - set(specified_double_bonds(legacy)))]
+    if not centres and not bonds:
+        return None
+    where = ([f"atom(s) {','.join(map(str, centres))}"] if centres else []) + (
+        [f"double bond(s) {','.join(f'{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}' for b in bonds)}"]
+        if bonds else [])
+    return (f"stereo at {' and '.join(where)} is dropped by RDKit's legacy stereo perception "
+            f"(molscore's; a spiro centre or a ring's axis), so it would not be kept in 3D: give "
+            f"the molecule without it")
+
+
+def _cumulated_chains(mol: Chem.Mol) -> list[tuple[set[int], tuple[int, int]]]:
+    """Each chain of cumulated double bonds of ``mol`` (an allene's three atoms, a
+    butatriene's four): its atoms and its two ends."""
+    inner = [a.GetIdx() for a in mol.GetAtoms() if len(_double_bonded(mol, a.GetIdx())) == 2]
+    chains, seen = [], set()
+    for start in inner:
+        if start in seen:
+            continue
+        chain, todo = {start}, [start]
+        while todo:
+            for nbr in _double_bonded(mol, todo.pop()):
+                if nbr not in chain:
+                    chain.add(nbr)
+                    if len(_double_bonded(mol, nbr)) == 2:
+                        todo.append(nbr)
+        seen |= chain
+        ends = tuple(sorted(i for i in chain if len(_double_bonded(mol, i)) == 1))
+        if len(ends) == 2:                                  # not a ring of double bonds
+            chains.append((chain, ends))
+    return chains
+
+
+def _marked(raw: Chem.Mol, chain: set[int], ends: tuple[int, int]) -> bool:
+    """Whether the unsanitised SMILES parse ``raw`` gives the chain stereo: a chiral tag on an
+    inner atom or an up/down bond at an end."""
+    return any(raw.GetAtomWithIdx(i).GetChiralTag() in _TETRA for i in chain - set(ends)) or any(
+        b.GetBondDir() in (Chem.BondDir.ENDUPRIGHT, Chem.BondDir.ENDDOWNRIGHT)
+        for end in ends for b in raw.GetAtomWithIdx(end).GetBonds())
+
+
+def _stereogenic_end(mol: Chem.Mol, end: int, chain: set[int], ranks: list[int]) -> bool:
+    """Whether chain end ``end`` has two unlike substituents (by canonical rank without ties
+    broken; a hydrogen and a heavy atom are unlike)."""
+    atom = mol.GetAtomWithIdx(end)
+    heavy = [ranks[n.GetIdx()] for n in atom.GetNeighbors() if n.GetIdx() not in chain]
+    return len(heavy) + atom.GetTotalNumHs() == 2 and (len(heavy) == 1 or heavy[0] != heavy[1])
+
+
+def _double_bonded(mol: Chem.Mol, idx: int) -> list[int]:
+    """The atoms that atom ``idx`` of ``mol`` has a double bond to."""
+    return [b.GetOtherAtomIdx(idx) for b in mol.GetAtomWithIdx(idx).GetBonds()
+            if b.GetBondType() == Chem.BondType.DOUBLE]
+
+
+@contextmanager
+def _legacy_stereo_perception(legacy: bool) -> Iterator[None]:
+    """RDKit's (process-wide) choice of stereo perception set to ``legacy`` inside, restored after."""
+    before = Chem.GetUseLegacyStereoPerception()
+    Chem.SetUseLegacyStereoPerception(legacy)
+    try:
+        yield
+    finally:
+        Chem.SetUseLegacyStereoPerception(before)
 
 
 def has_specified_stereo(mol: Chem.Mol) -> bool:
