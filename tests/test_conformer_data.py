@@ -694,6 +694,46 @@ def test_a_geom_pickle_of_another_layout_is_a_failure_row_not_a_stopped_read(tmp
     assert failures[-1] == ("CCO", reason)
 
 
+@pytest.mark.parametrize("layout", ["geom", "smiles"])
+def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, layout):
+    """The pickle readers called ``pickle.load``, so a crafted file inside the named folder ran
+    its code (here ``open(marker, "w")``) with nothing said; unpickling now resolves only RDKit
+    molecules, numpy values and plain containers, so the file is a failure row naming the
+    callable and ``trust=True``, and runs only when the caller passes ``trust=True``."""
+    marker = tmp_path / "ran"
+    if layout == "geom":
+        (tmp_path / "evil.pickle").write_bytes(pickle.dumps({"conformers": [{"rd_mol": _OpensAFile(marker)}]}))
+        path = tmp_path / "summary.json"
+        path.write_text(json.dumps({"CCO": {"pickle_path": "evil.pickle"}}))
+    else:
+        path = tmp_path / "evil.pkl"
+        path.write_bytes(pickle.dumps({"CCO": [_OpensAFile(marker)]}))
+    failures = []
+    assert not list(read_conformers(path, failures=failures))
+    assert not marker.exists()
+    (row,) = failures
+    assert "UnpicklingError" in row[1] and f"{open.__module__}.open" in row[1] and "trust=True" in row[1]
+    list(read_conformers(path, failures=[], trust=True))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_untrusted_pickles_of_molecules_and_numpy_values_are_read(tmp_path, ensembles, protocol):
+    """What GEOM and torsional-diffusion pickles hold (RDKit molecules, numpy scalar and array
+    weights, nested containers; protocol 2's bytes) passes the restricted unpickler."""
+    smi, mol = next(iter(ensembles.items()))
+    k = mol.GetNumConformers()
+    confs = [{"rd_mol": m, "boltzmannweight": np.float64(w), "energies": np.arange(3.0), "tags": {"a", 1}}
+             for m, w in zip(_singles(mol), np.linspace(1, 2, k))]
+    (tmp_path / "0.pickle").write_bytes(pickle.dumps({"conformers": confs}, protocol=protocol))
+    (tmp_path / "summary.json").write_text(json.dumps({smi: {"pickle_path": "0.pickle"}}))
+    failures = []
+    (record,) = read_geom_rdkit_folder(tmp_path / "summary.json", failures=failures)
+    assert failures == []
+    np.testing.assert_allclose(record.weights, np.linspace(1, 2, k) / np.linspace(1, 2, k).sum())
+    np.testing.assert_allclose(record.coordinates(), _coords(mol))
+
+
 def test_a_smiles_pickle_holding_other_objects_drops_them_not_the_read(tmp_path, ensembles):
     """``{smiles: [Mol, 3, "x"]}`` stopped the read with an AttributeError on the ``3``; the
     objects that are not molecules are failure rows and the molecule keeps its conformers."""

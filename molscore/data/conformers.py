@@ -9,9 +9,13 @@ Formats:
   as ``smiles`` or ``ensemble``, or by the canonical SMILES of each record (:func:`read_sdf`).
 * torsional-diffusion style pickles ``{smiles: [Mol, ...]}`` (:func:`read_smiles_pickle`).
 
-**Security:** unpickling runs code stored in the file. The pickle readers load only
+**Security:** unpickling can run code stored in the file. The pickle readers load only
 the files whose paths a user names explicitly (a GEOM summary's ``pickle_path`` must lie in
-the summary's folder); never point them at untrusted files.
+the summary's folder), and by default with a restricted unpickler that builds nothing but
+plain containers, numbers, strings, RDKit molecules and numpy scalars and arrays
+(:data:`SAFE_PICKLE_GLOBALS`): a pickle naming any other callable (``os.system``, ``exec``)
+is refused before it runs, a failure row that says so. ``trust=True`` lifts the restriction,
+for pickles of one's own making that hold other objects; never pass it for untrusted files.
 
 Bad input never stops a reader: an unreadable or truncated file, a pickle of another
 layout or holding something other than RDKit molecules, a record without
@@ -38,6 +42,7 @@ from ..chem.io import is_gzip
 __all__ = [
     "ConformerSet", "Failures", "conformer_set_from_mols", "read_geom_rdkit_folder", "read_sdf",
     "read_smiles_pickle", "read_conformers", "check_coordinates", "group_sdf_records", "mol_weights",
+    "SAFE_PICKLE_GLOBALS",
 ]
 
 Failures = list[tuple[str, str]]  # (record name, reason)
@@ -226,14 +231,37 @@ def _emit(mols, name, failures, **kw) -> Iterator[ConformerSet]:
         failures.append((name, str(err)))
 
 
-def _load_pickle(path: Path):
+# (module, name) of the callables a GEOM or torsional-diffusion pickle needs: RDKit molecules,
+# numpy scalars and arrays (numpy 1 and 2 module names), protocol 2's bytes, and sets and
+# complex numbers (``__builtin__``: protocol 2's name of the module); none runs code.
+SAFE_PICKLE_GLOBALS = frozenset(
+    [("rdkit.Chem.rdchem", "Mol"), ("_codecs", "encode"), ("numpy", "dtype"), ("numpy", "ndarray")]
+    + [(f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("scalar", "_reconstruct")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [(module, name) for module in ("builtins", "__builtin__") for name in ("set", "frozenset", "complex")])
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`SAFE_PICKLE_GLOBALS`; any other global (the
+    callable a code-running pickle needs) raises ``pickle.UnpicklingError`` before it is called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which molscore does not unpickle from a file not "
+                "trusted (it could run code); pass trust=True only for a file you trust")
+        return super().find_class(module, name)
+
+
+def _load_pickle(path: Path, trust: bool):
+    """Unpickle ``path``: with :class:`_SafeUnpickler` unless ``trust``."""
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        return pickle.load(fh) if trust else _SafeUnpickler(fh).load()
 
 
 def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = None,
-                           limit: int | None = None, **kw) -> Iterator[ConformerSet]:
-    """Read GEOM's ``rdkit_folder`` layout (loads pickles: trusted files only).
+                           limit: int | None = None, trust: bool = False, **kw) -> Iterator[ConformerSet]:
+    """Read GEOM's ``rdkit_folder`` layout (pickles: see the module's security note).
 
     Args:
         summary: ``summary_drugs.json`` / ``summary_qm9.json``; each entry's
@@ -241,6 +269,8 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
             holds ``..`` is not loaded: a failure row).
         failures: list to append ``(name, reason)`` to.
         limit: read at most this many molecules.
+        trust: unpickle any object; else a pickle naming a global other than
+            :data:`SAFE_PICKLE_GLOBALS` is not loaded (a failure row).
         kw: passed to :func:`conformer_set_from_mols` (``largest_fragment``, ``max_heavy_atoms``).
 
     Yields:
@@ -270,7 +300,7 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
                                      "(unpickling runs code: only the named folder's files are read)"))
             continue
         try:
-            confs = _load_pickle(summary.parent / rel)["conformers"]
+            confs = _load_pickle(summary.parent / rel, trust)["conformers"]
             if not isinstance(confs, list) or not all(isinstance(c, dict) for c in confs):
                 raise TypeError("'conformers' is not a list of dicts")
         except Exception as err:  # truncated pickle, missing file, wrong layout
@@ -282,8 +312,9 @@ def read_geom_rdkit_folder(summary: str | Path, *, failures: Failures | None = N
 
 
 def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
-                       limit: int | None = None, **kw) -> Iterator[ConformerSet]:
-    """Read a torsional-diffusion style pickle ``{smiles: [Mol, ...]}`` (trusted files only).
+                       limit: int | None = None, trust: bool = False, **kw) -> Iterator[ConformerSet]:
+    """Read a torsional-diffusion style pickle ``{smiles: [Mol, ...]}`` (see the module's
+    security note; ``trust``: as :func:`read_geom_rdkit_folder`'s).
 
     Weights come from a ``boltzmannweight`` / ``weight`` double property on the molecules
     when every one has it, else ``None``. A molecule holding several conformers gives each
@@ -291,7 +322,7 @@ def read_smiles_pickle(path: str | Path, *, failures: Failures | None = None,
     """
     failures = failures if failures is not None else []
     try:
-        data = _load_pickle(Path(path))
+        data = _load_pickle(Path(path), trust)
         items = list(data.items())
     except Exception as err:
         failures.append((str(path), f"unreadable pickle: {type(err).__name__}: {err}"))
@@ -436,7 +467,8 @@ def read_sdf(path: str | Path, *, group_by: str | None = "smiles", failures: Fai
 
 def read_conformers(path: str | Path, *, fmt: str | None = None, **kw) -> Iterator[ConformerSet]:
     """Dispatch on format: ``sdf`` (``.sdf``, ``.sdf.gz``), ``geom`` (``.json`` summary) or
-    ``pickle`` (``.pkl``, ``.pickle``); ``fmt`` overrides the guess from the file name."""
+    ``pickle`` (``.pkl``, ``.pickle``); ``fmt`` overrides the guess from the file name; ``kw``
+    go to the reader (``trust`` to the pickle readers only)."""
     name = Path(path).name.lower()
     if fmt is None:
         if name.endswith((".sdf", ".sdf.gz")):
@@ -450,5 +482,7 @@ def read_conformers(path: str | Path, *, fmt: str | None = None, **kw) -> Iterat
     readers = {"sdf": read_sdf, "geom": read_geom_rdkit_folder, "pickle": read_smiles_pickle}
     if fmt not in readers:
         raise ValueError(f"unknown conformer format {fmt!r}; choose from {', '.join(readers)}")
+    if fmt == "sdf":
+        kw.pop("trust", None)
     return readers[fmt](path, **kw)
 
