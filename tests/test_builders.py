@@ -378,13 +378,25 @@ def test_ccd_model_coordinates_copying_the_ideal_ones_are_refused():
 def test_ccd_components_without_experimental_model_coordinates_are_failures():
     """Real components: 000 (model coordinates from PDB entry 3LIN) is built; 003 names no PDB
     entry; 02E's model coordinates (PDB entry 1H8D) are its ideal ones."""
-    payloads = dict(ccd_components(limit=70))
+    payloads = dict(ccd_components(limit=90))
     assert ccd_conformer_set("000", payloads["000"]).num_conformers == 1
     with pytest.raises(MoleculeError, match="name no PDB entry"):
         ccd_conformer_set("003", payloads["003"])
     assert payloads["02E"]["pdb_entry"] == "1H8D"
     with pytest.raises(MoleculeError, match="are the computed ideal ones"):
         ccd_conformer_set("02E", payloads["02E"])
+
+
+def test_ccd_components_whose_model_coordinates_are_flagged_missing_are_failure_rows():
+    """1,728 released components flag their model coordinates missing (pdbx_model_coordinates_
+    missing_flag Y; 00O: 1,720 have some atoms without them) and were left out of the listing,
+    so a build neither counted them nor said why, while the 62 others with incomplete model
+    coordinates were failure rows; now they are listed and refused with the flag as the reason."""
+    payloads = dict(ccd_components(limit=40))
+    assert payloads["00O"]["missing_flag"] and not payloads["000"]["missing_flag"]
+    with pytest.raises(MoleculeError) as err:
+        ccd_conformer_set("00O", payloads["00O"])
+    assert str(err.value) == "model coordinates flagged missing (pdbx_model_coordinates_missing_flag Y)"
 
 
 def test_cli_sdf_and_usage_errors(tmp_path, capsys):

@@ -94,7 +94,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("ccd", help="experimental conformations from the PDB Chemical Component Dictionary",
                        description="Model coordinates (from PDB entries) of the CCD shipped in biotite, with CCD "
                                    "bond orders; 5-100 heavy atoms, supported elements, single fragment. "
-                                   "Components whose model coordinates name no PDB entry "
+                                   "Components whose model coordinates are flagged missing, name no PDB entry "
                                    "(pdbx_model_coordinates_db_code '?') or repeat the computed ideal "
                                    "coordinates are failures.csv rows.")
     _common(p)

@@ -6,7 +6,8 @@ Three sources:
   heavy-atom RMSD de-duplication and Boltzmann weights at 298.15 K, from SMILES.
 * :func:`ccd_components`: experimental conformations (``model_Cartn_*``, taken from a PDB
   entry) of the PDB Chemical Component Dictionary shipped in biotite, with CCD bond orders;
-  model coordinates that name no PDB entry or copy the computed ideal ones are failures.
+  model coordinates flagged missing, that name no PDB entry or that copy the computed ideal
+  ones are failures.
 * :func:`sdf_groups`: existing multi-conformer SDF files.
 
 SMILES files are read by :func:`smiles_inputs`, which is ``molscore generate``'s reader
@@ -237,24 +238,26 @@ def _ccd_tables() -> dict:
 
 
 def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
-    """Components of biotite's CCD with model coordinates, as plain payloads.
+    """Released components of biotite's CCD, as plain payloads.
 
-    Only released components (``pdbx_release_status == "REL"``) whose model coordinates
-    are not flagged missing are listed, in CCD order; ``limit`` caps how many. Whether the
-    model coordinates are experimental is :func:`ccd_conformer_set`'s check.
+    Only released components (``pdbx_release_status == "REL"``) with atoms are listed, in CCD
+    order; ``limit`` caps how many. Those whose model coordinates are flagged missing are
+    listed too, so that a build counts them and names the reason (``missing_flag``);
+    whether the model coordinates are there and experimental is :func:`ccd_conformer_set`'s check.
 
     Yields:
         ``(comp_id, payload)`` with ``symbols`` (list[str]), ``charges`` (list[int]),
         ``coords`` ``(N, 3)`` float64 (``model_Cartn_*``; NaN where missing),
         ``ideal_coords`` ``(N, 3)`` float64 (``pdbx_model_Cartn_*_ideal``, computed; NaN where
         missing), ``bonds`` (list of ``(i, j, value_order)``), ``pdb_entry`` (str,
-        ``pdbx_model_coordinates_db_code``).
+        ``pdbx_model_coordinates_db_code``), ``missing_flag`` (bool,
+        ``pdbx_model_coordinates_missing_flag == "Y"``).
     """
     t = _ccd_tables()
     n = 0
     for k, cid in enumerate(t["id"]):
         cid = str(cid)
-        if t["status"][k] != "REL" or t["missing"][k] == "Y" or cid not in t["atom_spans"]:
+        if t["status"][k] != "REL" or cid not in t["atom_spans"]:
             continue
         if limit is not None and n >= limit:
             return
@@ -269,7 +272,7 @@ def ccd_components(limit: int | None = None) -> Iterator[tuple[str, dict]]:
         charges = [int(c) if str(c).lstrip("-").isdigit() else 0 for c in t["a_charge"][s:e]]
         yield cid, {"symbols": [str(x) for x in t["a_sym"][s:e]], "charges": charges,
                     "coords": t["coords"][s:e], "ideal_coords": t["ideal"][s:e], "bonds": bond_rows,
-                    "pdb_entry": str(t["entry"][k])}
+                    "pdb_entry": str(t["entry"][k]), "missing_flag": bool(t["missing"][k] == "Y")}
 
 
 def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
@@ -281,11 +284,14 @@ def ccd_conformer_set(comp_id: str, payload: dict) -> ConformerSet:
     repeat as their model coordinates, as they are or moved as a rigid body.
 
     Raises:
-        MoleculeError: model coordinates naming no PDB entry, incomplete coordinates, unknown
+        MoleculeError: model coordinates flagged missing (``missing_flag``; most are incomplete,
+            the rest not vouched for), naming no PDB entry, incomplete coordinates, unknown
             element, unsupported bond order, fewer than 5 or more than 100 heavy atoms, model
             coordinates within :data:`CCD_IDEAL_COPY_RMSD` of the ideal ones after superposition,
             or anything :func:`prepare_mol` refuses.
     """
+    if payload.get("missing_flag"):
+        raise MoleculeError("model coordinates flagged missing (pdbx_model_coordinates_missing_flag Y)")
     entry = payload["pdb_entry"]
     if not any(PDB_ID.fullmatch(code.strip()) for code in entry.split(",")):
         raise MoleculeError(f"model coordinates name no PDB entry (pdbx_model_coordinates_db_code {entry!r})")
