@@ -9,7 +9,7 @@ import torch
 from molscore.data.toy import exact_score_fn, get_density
 from molscore.samplers import SAMPLERS, SampleResult, sample
 from molscore.sde import make_sde
-from molscore.spaces import DenseSpace
+from molscore.spaces import DenseSpace, PointSetSpace
 
 SDES = ("ve", "vp", "subvp")
 # (steps, options) per sampler: modest sizes that still resolve gmm8.
@@ -133,6 +133,34 @@ def test_inpainting_samples_gaussian_conditional(sde_name, sampler, kw):
     assert (res.x[:, 0] == a).all()
     assert abs(res.x[:, 1].mean().item() - rho * a) < 4 * math.sqrt(var / n)
     assert abs(res.x[:, 1].var().item() - var) < 4 * var * math.sqrt(2 / n) + 0.02
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+def test_inpainting_a_pinned_point_far_from_the_origin_with_a_translation_invariant_score(sde_name):
+    """Two 1-D points whose offset ``x_1 - x_0 ~ N(d, v)``, scored as a CoM-free model does
+    (zero along the CoM), ``x_0`` pinned at 30 as a core in its crystal frame is: ALD gives
+    ``x_1 - 30 ~ N(d, v)``. Its chain was not rescaled between levels, so under VP and sub-VP
+    the free point lagged behind the known one's level ``m(t) 30`` (offset mean -15.4 for the
+    true -3 with three points)."""
+    d, v, a, n = -3.0, 0.5, 30.0, 500
+    sde = make_sde(sde_name)
+    space = PointSetSpace(torch.arange(n).repeat_interleave(2), n, point_dim=1, com_free=False)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        m, s = sde.marginal(t)
+        pair = x.reshape(n, 2)
+        u = (pair[:, 1] - pair[:, 0] - m * d) / (m ** 2 * v + 2 * s ** 2)
+        return torch.stack([u, -u], 1).reshape(-1, 1)
+
+    g = torch.Generator().manual_seed(0)
+    x = sde.prior_sample(space, dtype=torch.float64, generator=g)
+    mask = torch.tensor([[1.0], [0.0]], dtype=torch.float64).repeat(n, 1)
+    res = sample("ald", score, sde, space, x, 100, mask=mask, x_known=mask * a, generator=g)
+    pair = res.x.reshape(n, 2)
+    assert (pair[:, 0] == a).all()
+    offset = pair[:, 1] - a
+    assert abs(offset.mean().item() - d) < 4 * math.sqrt(v / n)
+    assert abs(offset.var().item() - v) < 4 * v * math.sqrt(2 / n) + 0.02
 
 
 def test_nfe_counts_callback_and_denoise():
