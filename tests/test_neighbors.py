@@ -86,6 +86,30 @@ def test_knn_graph_matches_brute_force_and_pyg_convention() -> None:
             assert set(ei[0][ei[1] == i].tolist()) == want
 
 
+def test_exact_cutoff_ties_and_empty_graphs_on_a_grid() -> None:
+    """Points on an integer grid (many pairs exactly at the cutoff, many equidistant
+    candidates), graph ids with gaps (empty graphs in the middle and after the last point),
+    unsorted: the radius graph is brute force's with the cutoff strict, chunked or not, and
+    every kNN target has min(k, others in its graph) sources among its nearest."""
+    g = torch.Generator().manual_seed(5)
+    pos = torch.randint(-2, 3, (40, 3), generator=g).double()
+    batch = torch.tensor([0, 2, 2, 5, 5, 5, 7, 7, 7, 7] * 4)[torch.randperm(40, generator=g)]
+    for r in (1.0, 2.0, 3.0):
+        want = _brute_radius(pos, batch, r, loop=False)
+        assert bool((torch.cdist(pos, pos)[batch[:, None] == batch[None, :]] == r).any())   # pairs at r
+        for max_pairs in (1, 7, 1 << 22):
+            assert set(_edges(radius_graph(pos, r, batch, max_pairs=max_pairs))) == want
+    d = torch.cdist(pos, pos)
+    d[batch[:, None] != batch[None, :]] = float("inf")
+    d.fill_diagonal_(float("inf"))
+    ei = knn_graph(pos, 3, batch, max_pairs=5)
+    for i in range(len(pos)):
+        src = ei[0][ei[1] == i]
+        n_avail = int(torch.isfinite(d[i]).sum())
+        assert src.numel() == len(set(src.tolist())) == min(3, n_avail)
+        assert bool((d[i, src] <= d[i].sort().values[min(3, n_avail) - 1]).all())
+
+
 def test_empty_and_single_point_graphs() -> None:
     assert radius_graph(torch.zeros(0, 3), 1.0).shape == (2, 0)
     assert knn_graph(torch.zeros(1, 3), 3).shape == (2, 0)

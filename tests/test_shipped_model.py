@@ -80,3 +80,58 @@ def test_shipped_model_reads_version_2_features(shipped):
     model, meta = shipped
     assert meta["featurisation"] == 2 and meta_featurisation(meta) == 2
     assert ConformerGenerator(device="cpu").featurisation == 2
+
+
+def test_shipped_model_symmetries_in_float64(shipped):
+    """The shipped weights in float64 on a batch of three molecules of different sizes: each
+    molecule rotated and translated on its own gives its score rotated; renumbering a
+    molecule's atoms (RDKit, features rebuilt) permutes its score; reordering the molecules
+    or scoring one alone changes nothing."""
+    import copy
+
+    from torch_geometric.data import Batch
+
+    from molscore.chem.featurize import meta_featurisation, mol_to_graph, prepare_mol
+    from molscore.spaces import PointSetSpace
+
+    model, meta = shipped
+    model = copy.deepcopy(model).double()
+    version = meta_featurisation(meta)
+
+    def graph(mol):
+        g = mol_to_graph(mol, featurisation=version)
+        g.atom_feat, g.edge_attr, g.pos = g.atom_feat.double(), g.edge_attr.double(), g.pos.double()
+        return g
+
+    def score(gs, xs, t):
+        b = Batch.from_data_list(gs)
+        with torch.no_grad():
+            return model(torch.cat(xs), t, PointSetSpace(b.batch, len(gs)), b).split([g.num_nodes for g in gs])
+
+    mols = []
+    for smiles in (ALANINE, "CC(C)Cc1ccc(cc1)[C@H](C)C(=O)O", "CCO"):
+        mol = prepare_mol(smiles)
+        assert AllChem.EmbedMolecule(mol, randomSeed=5) == 0
+        mols.append(mol)
+    gs = [graph(m) for m in mols]
+    gen = torch.Generator().manual_seed(0)
+    xs = [g.pos + 0.3 * torch.randn(g.pos.shape, generator=gen, dtype=torch.float64) for g in gs]
+    t = torch.tensor([0.2, 0.5, 0.35], dtype=torch.float64)
+    out = score(gs, xs, t)
+    assert min(float(o.norm()) for o in out) > 1.0
+    rots = []
+    for i in range(3):
+        q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+        rots.append(q * torch.sign(torch.det(q)))
+    moved = score(gs, [x @ R.T + 25.0 * torch.randn(3, generator=gen, dtype=torch.float64)
+                       for x, R in zip(xs, rots)], t)
+    order = [2, 0, 1]
+    reordered = score([gs[i] for i in order], [xs[i] for i in order], t[order])
+    for i in range(3):
+        torch.testing.assert_close(moved[i], out[i] @ rots[i].T, atol=1e-9, rtol=0)
+        torch.testing.assert_close(reordered[order.index(i)], out[i], atol=1e-9, rtol=0)
+        torch.testing.assert_close(score([gs[i]], [xs[i]], t[i:i + 1])[0], out[i], atol=1e-9, rtol=0)
+    perm = torch.randperm(gs[1].num_nodes, generator=gen).tolist()
+    renumbered = graph(Chem.RenumberAtoms(mols[1], perm))
+    got = score([gs[0], renumbered, gs[2]], [xs[0], xs[1][perm], xs[2]], t)[1]
+    torch.testing.assert_close(got, out[1][perm], atol=1e-9, rtol=0)
