@@ -10,9 +10,11 @@ on otherwise, at a task or waiting for the next one).
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ __all__ = ["WorkerDied", "init_worker", "start_pool", "watch", "stop"]
 T = TypeVar("T")
 POLL_S = 1.0          # seconds between checks that the workers (in a worker: its parent) are alive
 ORPHAN_EXIT = 1       # exit status of a worker that ends because its parent process died
+PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent thread ends
 
 
 class WorkerDied(RuntimeError):
@@ -46,6 +49,14 @@ def init_worker() -> None:
     multiprocessing semaphore, which a killed worker leaves registered with the resource
     tracker ("leaked semaphore objects" at exit).
 
+    On Linux the kernel then kills the worker (SIGKILL, ``PR_SET_PDEATHSIG``) when the thread
+    that started it ends: the caller's thread for the pool's first workers (which must not
+    end while the pool is in use), the pool's worker-handler thread for replacements. A
+    parent killed with SIGKILL (``kill -9``, the out-of-memory killer) so ends its workers at
+    once, also one in a task that holds the GIL (RDKit), which the thread below cannot stop
+    until the task returns: under ``generate --workers`` one ran on 2 s and printed two
+    ``BrokenPipeError`` tracebacks sending its result.
+
     A daemon thread then ends the worker (``os._exit(ORPHAN_EXIT)``: no traceback, no
     clean-up) once its parent process is gone, checking at once and then every
     :data:`POLL_S` seconds that ``os.getppid()`` still is the process that started it
@@ -56,15 +67,29 @@ def init_worker() -> None:
     task for ever; a parent that died before this point (a spawned worker imports first) ends
     the worker here. For the ``fork`` and ``spawn`` methods, whose workers are children of
     the process that started them (``forkserver``'s are not; :func:`start_pool` does not use
-    it). A task in native code that holds the GIL delays the check until it returns.
+    it). A task in native code that holds the GIL delays the check until it returns; it is
+    what ends a worker where the kernel's signal is not set (not Linux), or whose parent
+    died before this point.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tqdm.set_lock(threading.RLock())
+    _die_with_parent_thread()
     parent = mp.parent_process()
     threading.Thread(target=_exit_with_parent, args=(parent.pid if parent else os.getppid(),),
                      name="pool_watch-parent", daemon=True).start()
+
+
+def _die_with_parent_thread() -> None:
+    """Linux: have the kernel send this process SIGKILL when the thread that started it ends
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or where libc has no ``prctl``, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -364,9 +364,11 @@ def test_stop_leaves_no_replacement_worker_running():
 
 # Started in a session of its own: a pool whose workers each make a file named by their pid in
 # pids/ (printed to one shared stdout, two pids once ran together) and then sleep
-# in their task (a minute) or, once the tasks are done, wait for the next one; the parent
+# in their task (a minute; holding the GIL or not) or, once the tasks are done, wait for the
+# next one; the parent
 # prints "started" once both have, and sleeps.
 _KILLED_PARENT = '''
+import ctypes
 import multiprocessing as mp
 import os
 import sys
@@ -375,17 +377,20 @@ import time
 from molscore.pool_watch import init_worker, start_pool
 
 
-def nap(barrier, seconds):
+def nap(barrier, seconds, hold_gil):
     open(os.path.join("pids", str(os.getpid())), "w").close()   # one file each: no shared writes
     barrier.wait()
-    time.sleep(seconds)
+    if hold_gil:                # as a long RDKit call: PyDLL calls keep the GIL
+        ctypes.PyDLL(None).sleep(int(seconds))
+    else:
+        time.sleep(seconds)
 
 
 if __name__ == "__main__":
-    method, seconds = sys.argv[1], float(sys.argv[2])
+    method, seconds, hold_gil = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "gil"
     pool = start_pool(method, 2, init_worker)
     barrier = mp.get_context(method).Manager().Barrier(3)
-    pool.starmap_async(nap, [(barrier, seconds)] * 2, chunksize=1)
+    pool.starmap_async(nap, [(barrier, seconds, hold_gil)] * 2, chunksize=1)
     barrier.wait()
     print("started", flush=True)
     time.sleep(600)
@@ -394,14 +399,16 @@ if __name__ == "__main__":
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("method", ["spawn", "fork"])
-@pytest.mark.parametrize("task_s", [60.0, 0.0])
-def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_s):
+@pytest.mark.parametrize("task_s, task", [(60.0, "sleep"), (60.0, "gil"), (0.0, "sleep")])
+def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_s, task):
     """A parent killed with SIGKILL (``kill -9``, the out-of-memory killer) stops no worker:
     they ran on in their task (here a minute), then a spawned one printed a BrokenPipeError
     traceback sending its result and a forked one waited for the next task for ever, as it
     did with no task left (``task_s`` 0; a spawned one ended then, its task queue at EOF).
-    init_worker's thread ends each within about ``POLL_S`` of its parent's death (allowed
-    here: 15 s), printing nothing."""
+    init_worker ends each within about ``POLL_S`` of its parent's death (allowed here:
+    15 s), printing nothing, also in a task that holds the GIL (``task`` gil, as RDKit's
+    calls do), which its watching thread alone waited for to the end (the kernel's
+    parent-death signal does not)."""
     import signal
     import subprocess
     import sys
@@ -413,7 +420,7 @@ def test_workers_end_quietly_when_their_parent_is_killed(tmp_path, method, task_
     script.write_text(_KILLED_PARENT)
     (tmp_path / "pids").mkdir()
     with open(out, "w") as stdout, open(err, "w") as stderr:   # files: a worker could hold a pipe
-        run = subprocess.Popen([sys.executable, str(script), method, str(task_s)], cwd=tmp_path,
+        run = subprocess.Popen([sys.executable, str(script), method, str(task_s), task], cwd=tmp_path,
                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
                                stdout=stdout, stderr=stderr, start_new_session=True)
     workers: list[int] = []
