@@ -144,7 +144,9 @@ def register(subparsers) -> None:
                         "compiler)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output (same input and settings)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (by default one over molecules goes to stderr, also "
+                        "when that is a file or pipe, which then gets every update)")
     p.set_defaults(func=run)
 
 
