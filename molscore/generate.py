@@ -306,6 +306,10 @@ class GenerationResult:
         mol: the molecule with its conformers, or None when it failed.
         error: one-line reason when ``mol`` is None.
         dropped: reasons of conformers that were dropped (wrong stereo after all retries).
+        batch_end: whether it is the last molecule of a sampling batch of
+            :meth:`ConformerGenerator.run` (of a chunk of
+            :func:`~molscore.parallel.generate_in_processes`): a run of the molecules after it
+            samples the batches that the run it ends did.
     """
 
     name: str
@@ -313,6 +317,7 @@ class GenerationResult:
     mol: Chem.Mol | None = None
     error: str | None = None
     dropped: list[str] = field(default_factory=list)
+    batch_end: bool = False
 
     @property
     def ok(self) -> bool:
@@ -727,8 +732,9 @@ class ConformerGenerator:
             requests = [req for job in jobs for req in self._requests(job, again[id(job)])]
             if not requests:
                 break
-        for p in pending:
+        for i, p in enumerate(pending, 1):
             result = self._finish_safely(p) if isinstance(p, _Job) else p
+            result.batch_end = i == len(pending)
             bar.update(1)
             yield result
 

@@ -89,11 +89,12 @@ def generate_in_processes(items: Iterable[tuple[str, str | Chem.Mol]], workers: 
             for packed in watch(pool, pool.imap(_run_chunk, chunks),
                                 "the records before its chunk are done (generate --resume "
                                 "continues)"):
-                for name, text, binary, error, dropped in packed:
+                for i, (name, text, binary, error, dropped) in enumerate(packed, 1):
                     bar.update(1)
                     yield GenerationResult(name=name, input=text,
                                            mol=None if binary is None else Chem.Mol(binary),
-                                           error=error, dropped=dropped)
+                                           error=error, dropped=dropped,
+                                           batch_end=i == len(packed))   # of its chunk
         pool.close()           # a clean shutdown
         pool.join()
     finally:
