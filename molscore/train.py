@@ -136,7 +136,8 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read a YAML config file into a dict; ``ConfigError`` if it is missing or not a mapping."""
+    """Read a YAML config file into a dict; ``ConfigError`` if it is missing, not UTF-8 text
+    (a checkpoint given for the config) or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -144,6 +145,8 @@ def load_config(path: str | os.PathLike) -> dict:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a YAML config: not UTF-8 text") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     return cfg
@@ -410,8 +413,32 @@ class DistInfo:
 
     @classmethod
     def from_env(cls) -> "DistInfo":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                   int(os.environ.get("WORLD_SIZE", 1)))
+        """``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` (0, 0, 1 where unset).
+
+        Raises:
+            ConfigError: one is not a non-negative integer, ``WORLD_SIZE`` is 0, ``RANK`` is
+                not below ``WORLD_SIZE`` (a stale ``RANK=1`` alone made a run that wrote
+                nothing), or a multi-process run lacks ``MASTER_ADDR``/``MASTER_PORT``: set
+                wrongly by hand, as ``torchrun`` does not.
+        """
+        values = {}
+        for name, default in (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)):
+            text = os.environ.get(name, str(default)).strip()
+            if not text.isdigit():
+                raise ConfigError(f"environment variable {name} must be a non-negative integer "
+                                  f"(torchrun sets it), got {text!r}")
+            values[name] = int(text)
+        info = cls(values["RANK"], values["LOCAL_RANK"], values["WORLD_SIZE"])
+        if info.world_size < 1 or info.rank >= info.world_size:
+            raise ConfigError(f"environment variables RANK={info.rank} and WORLD_SIZE="
+                              f"{os.environ.get('WORLD_SIZE', '1 (unset)')} do not fit: RANK "
+                              "must be below WORLD_SIZE; launch with torchrun, or unset both")
+        if info.distributed:
+            missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+            if missing:
+                raise ConfigError(f"WORLD_SIZE={info.world_size} but {' and '.join(missing)} "
+                                  "not set; launch with torchrun, or unset WORLD_SIZE")
+        return info
 
     @property
     def distributed(self) -> bool:
@@ -492,7 +519,12 @@ class Trainer:
         if self.info.distributed and not dist.is_initialized():
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            try:
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            except (RuntimeError, ValueError) as err:  # a MASTER_PORT in use or not a number
+                raise ConfigError(f"cannot join the process group at MASTER_ADDR="
+                                  f"{os.environ['MASTER_ADDR']} MASTER_PORT="
+                                  f"{os.environ['MASTER_PORT']}: {message_line(err)}") from None
 
         seed = int(self.cfg["seed"])
         _seed_all(seed)  # identical initialisation on every rank

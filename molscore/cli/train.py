@@ -45,7 +45,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import CHECKPOINT_NAME, ConfigError, load_config, train
+    from ..locks import discard_folder, make_folder
+    from ..train import CHECKPOINT_NAME, LOCK_NAME, ConfigError, load_config, train
 
     try:
         cfg = load_config(args.config)
@@ -69,12 +70,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"out_dir must be a path, got {cfg['out_dir']!r}")
     out = Path(args.out or cfg.get("out_dir") or Path("runs") / Path(args.config).stem)
     try:  # before training, so that an unusable output directory does not cost the run
-        out.mkdir(parents=True, exist_ok=True)
+        made = make_folder(out)
     except OSError as err:
         raise UsageError.cannot_write(err, out) from None
     try:
-        summary = train(cfg, out, resume=args.resume, device=args.device,
-                        progress=not args.quiet)
+        try:
+            summary = train(cfg, out, resume=args.resume, device=args.device,
+                            progress=not args.quiet)
+        except BaseException:  # refused (a config error) or interrupted before writing:
+            discard_folder(made, LOCK_NAME)  # no folder of this command's own is left behind
+            raise
     except (ConfigError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     except OSError as err:   # a full disk, a quota: no traceback for writing the run's files
