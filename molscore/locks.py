@@ -80,7 +80,7 @@ def make_folder(root: str | os.PathLike) -> list[Path]:
         try:
             os.mkdir(folder)
         except FileNotFoundError:
-            if folder.parent == folder:
+            if folder.parent == folder or folder.parent.is_dir():  # /proc/x: retrying loops
                 raise
             make(folder.parent)
             make(folder)
