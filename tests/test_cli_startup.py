@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from _processes import REPO
+from molscore.errors import Terminated
 
 # The console script (``from molscore.cli import main; sys.exit(main())``) with an import
 # hook that sends this process SIGNAL when MODULE is first imported: the signal arrives
@@ -87,3 +88,34 @@ def test_main_still_exits_through_argparse_for_help():
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("stop, code, message", [
+    (KeyboardInterrupt(), 130, "molscore: interrupted"),
+    (Terminated(), 143, "molscore: terminated")])
+def test_import_error_raised_from_a_signal_ends_as_the_signal(monkeypatch, capsys, stop, code,
+                                                              message):
+    """A Ctrl-C while SciPy's pybind11 extension initialised (``molscore train``, its first
+    seconds) came out as ``ImportError: initialization failed``, raised from the
+    KeyboardInterrupt: a traceback and exit status 1. Any other ImportError still raises."""
+    import molscore.cli as cli
+
+    def fail(args):
+        try:
+            raise stop
+        except BaseException as err:
+            raise ImportError("initialization failed") from err
+
+    parser = cli.Parser(prog="molscore")
+    command = parser.add_subparsers(dest="command").add_parser("x")
+    command.set_defaults(func=fail)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["x"]) == code
+    assert capsys.readouterr().err == message + "\n"
+
+    def missing(args):
+        raise ImportError("No module named 'nothing'")
+
+    command.set_defaults(func=missing)
+    with pytest.raises(ImportError):
+        cli.main(["x"])

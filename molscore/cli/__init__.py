@@ -34,6 +34,19 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _interruption(err: BaseException) -> BaseException | None:
+    """The ``KeyboardInterrupt`` or :class:`Terminated` that ``err`` is or was raised from
+    (None if neither): a signal while a C extension initialises on import (SciPy's, through
+    pybind11) comes out as ``ImportError: initialization failed`` raised from it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, (KeyboardInterrupt, Terminated)):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line (``molscore CMD: error: ...``) and exit 2."""
 
@@ -80,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         except UsageError as err:
             print(f"molscore {args.command}: error: {err}", file=sys.stderr)
             return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated, ImportError) as err:
+        stop = _interruption(err)
+        if stop is None:
+            raise
+        if isinstance(stop, Terminated):
+            print("molscore: terminated", file=sys.stderr)
+            return 143
         print("molscore: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("molscore: terminated", file=sys.stderr)
-        return 143
     finally:
         if catch_term:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
