@@ -215,6 +215,24 @@ def test_continuous_when_an_edge_crosses_the_cutoff(name: str) -> None:
     assert float(change) > 1e-4 and float(jump) < 1e-5
 
 
+def _held_out_loss(name: str, draw, t: torch.Tensor, b, rows: torch.Tensor, steps: int) -> float:
+    """Train a fresh ``name`` network for ``steps`` Adam steps to fit ``draw(gen) -> (xs,
+    targets)`` at rows ``rows`` of the batch ``b`` at times ``t``; its mean squared error on a
+    draw from an unseen generator (unseen rotations)."""
+    net = _net(name).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        xs, targets = draw(gen)
+        loss = (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    xs, targets = draw(torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        return (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean().item()
+
+
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_learns_a_handedness_dependent_target(name: str, graphs) -> None:
     """Fit, at the stereocentre of L-alanine, ``+u`` on rotated copies of its conformer and
@@ -247,18 +265,7 @@ def test_learns_a_handedness_dependent_target(name: str, graphs) -> None:
             targets.append(-u if mirrored else u)
         return torch.cat(xs), torch.stack(targets)
 
-    net = _net(name).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        xs, targets = draw(gen)
-        loss = (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    xs, targets = draw(torch.Generator().manual_seed(99))   # unseen rotations
-    with torch.no_grad():
-        assert (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean().item() < 0.3
+    assert _held_out_loss(name, draw, t, b, rows, steps=30) < 0.3
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -296,18 +303,7 @@ def test_learns_a_target_set_by_the_stereo_labels(name: str, graphs) -> None:
             targets.append(u if (k % 2 == 1) == (k % 4 >= 2) else -u)
         return torch.cat(xs), torch.stack(targets)
 
-    net = _net(name).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(40):
-        xs, targets = draw(gen)
-        loss = (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    xs, targets = draw(torch.Generator().manual_seed(99))   # unseen rotations
-    with torch.no_grad():
-        assert (net(xs, t, b)[rows] - targets).pow(2).sum(-1).mean().item() < 0.3
+    assert _held_out_loss(name, draw, t, b, rows, steps=40) < 0.3
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
