@@ -215,10 +215,34 @@ def test_continuous_when_an_edge_crosses_the_cutoff(name: str) -> None:
     assert float(change) > 1e-4 and float(jump) < 1e-5
 
 
-def _held_out_loss(name: str, draw, t: torch.Tensor, b, rows: torch.Tensor, steps: int) -> float:
-    """Train a fresh ``name`` network for ``steps`` Adam steps to fit ``draw(gen) -> (xs,
-    targets)`` at rows ``rows`` of the batch ``b`` at times ``t``; its mean squared error on a
-    draw from an unseen generator (unseen rotations)."""
+def _held_out_loss(name: str, graphs: list, sign, steps: int) -> float:
+    """Fit a fresh ``name`` network, at the stereocentre (atom 1) of the alanine graphs
+    ``graphs`` (one per copy, all with the same atoms and bonds), to ``sign(k) * u`` on copy
+    ``k`` of the L conformer, randomly rotated and, for odd ``k``, mirrored (``u``: the unit
+    vector from the centre to its H in that copy), ``steps`` Adam steps at ``t = 0.1``;
+    returns the mean squared error on copies drawn with unseen rotations."""
+    g = graphs[0]
+    centre = 1
+    d = (g.pos - g.pos[centre]).norm(dim=-1).masked_fill(g.z != 1, float("inf"))
+    hydrogen = int(d.argmin())   # the H bonded to the stereocentre (1.1 A; other H are >= 2 A away)
+    assert float(d[hydrogen]) < 1.2
+    x = g.pos - g.pos.mean(0)
+    M = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    copies = len(graphs)
+    b = Batch.from_data_list(graphs)
+    rows = torch.arange(copies) * g.num_nodes + centre
+    t = torch.full((copies,), 0.1, dtype=torch.float64)
+
+    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, targets = [], []
+        for k in range(copies):
+            q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+            R = q * torch.sign(torch.det(q))
+            y = x @ (R @ M if k % 2 else R).T
+            xs.append(y)
+            targets.append(sign(k) * (y[hydrogen] - y[centre]) / (y[hydrogen] - y[centre]).norm())
+        return torch.cat(xs), torch.stack(targets)
+
     net = _net(name).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
@@ -241,31 +265,7 @@ def test_learns_a_handedness_dependent_target(name: str, graphs) -> None:
     Any mirror-equivariant network ``f(M y) = M f(y)`` has mean loss >= 1 on this data
     (``|f - u|^2 + |f + u|^2 >= 2``), so a loss well below 1 shows the network uses handedness.
     """
-    g = graphs[ALANINE_L]
-    centre = 1
-    d = (g.pos - g.pos[centre]).norm(dim=-1).masked_fill(g.z != 1, float("inf"))
-    hydrogen = int(d.argmin())   # the H bonded to the stereocentre (1.1 A; other H are >= 2 A away)
-    assert float(d[hydrogen]) < 1.2
-    x = g.pos - g.pos.mean(0)
-    M = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
-    copies = 8
-    b = Batch.from_data_list([g] * copies)
-    rows = torch.arange(copies) * g.num_nodes + centre
-    t = torch.full((copies,), 0.1, dtype=torch.float64)
-
-    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, targets = [], []
-        for k in range(copies):
-            q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-            R = q * torch.sign(torch.det(q))
-            mirrored = k % 2 == 1
-            y = x @ (R @ M if mirrored else R).T
-            u = (y[hydrogen] - y[centre]) / (y[hydrogen] - y[centre]).norm()
-            xs.append(y)
-            targets.append(-u if mirrored else u)
-        return torch.cat(xs), torch.stack(targets)
-
-    assert _held_out_loss(name, draw, t, b, rows, steps=30) < 0.3
+    assert _held_out_loss(name, [graphs[ALANINE_L]] * 8, lambda k: -1 if k % 2 else 1, steps=30) < 0.3
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -281,29 +281,9 @@ def test_learns_a_target_set_by_the_stereo_labels(name: str, graphs) -> None:
     """
     gl, gd = graphs[ALANINE_L], graphs[ALANINE_D]
     assert torch.equal(gl.z, gd.z) and torch.equal(gl.edge_index, gd.edge_index)
-    centre = 1
-    d = (gl.pos - gl.pos[centre]).norm(dim=-1).masked_fill(gl.z != 1, float("inf"))
-    hydrogen = int(d.argmin())   # the H bonded to the stereocentre
-    assert float(d[hydrogen]) < 1.2
-    x = gl.pos - gl.pos.mean(0)
-    M = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
-    copies = 8      # k % 2: mirrored coordinates; k % 4 >= 2: the D graph
-    b = Batch.from_data_list([gd if k % 4 >= 2 else gl for k in range(copies)])
-    rows = torch.arange(copies) * gl.num_nodes + centre
-    t = torch.full((copies,), 0.1, dtype=torch.float64)
-
-    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, targets = [], []
-        for k in range(copies):
-            q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-            R = q * torch.sign(torch.det(q))
-            y = x @ (R @ M if k % 2 else R).T
-            u = (y[hydrogen] - y[centre]) / (y[hydrogen] - y[centre]).norm()
-            xs.append(y)
-            targets.append(u if (k % 2 == 1) == (k % 4 >= 2) else -u)
-        return torch.cat(xs), torch.stack(targets)
-
-    assert _held_out_loss(name, draw, t, b, rows, steps=40) < 0.3
+    copies = [gd if k % 4 >= 2 else gl for k in range(8)]   # k % 2: mirrored; k % 4 >= 2: D graph
+    assert _held_out_loss(name, copies, lambda k: 1 if (k % 2 == 1) == (k % 4 >= 2) else -1,
+                          steps=40) < 0.3
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
