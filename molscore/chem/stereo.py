@@ -51,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from rdkit import Chem
+from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
@@ -149,33 +149,43 @@ def unkept_smiles_stereo(smiles: str) -> str | None:
       cumulene's E/Z marks (``C/C=C=C=C/C``), which no RDKit perception keeps; marks on a
       chain with two alike substituents at an end (``CC(C)=[C@]=CC``) are no stereo, and
       ignored as RDKit ignores them;
-    - a spiro centre between two disubstituted rings and an alkylidene ring's double bond
-      (``C/C=C1/C[C@H](C)C1``), which the new perception keeps and the legacy one drops.
+    - stereo that the new perception keeps and the legacy one drops: a spiro centre between
+      two disubstituted rings, an alkylidene ring's double bond (``C/C=C1/C[C@H](C)C1``), an
+      exocyclic imine's on an aromatic ring with a mark on the ring closure
+      (``[H]/N=c/1/ccc(CC)no1``, whose marks the legacy one reads as conflicting); where the new
+      perception's reading is not its own fixed point (its SMILES read again loses a centre,
+      as a tag on a ring atom that only another, meaningless tag made a centre, as in
+      ``CC1(C)CC(N[C@H]2CC(C)(C)N[C@@](C)(C)C2)CC(C)(C)N1``), nothing is said.
 
     The SMILES is assumed to parse. Returns a one-line reason naming the atoms (0-based, as
     written) and the double bonds (their atoms) that carry such stereo.
     """
-    raw = Chem.MolFromSmiles(smiles, sanitize=False)
-    legacy = Chem.MolFromSmiles(smiles)          # same atoms, same order
-    ranks = list(Chem.CanonicalRankAtoms(legacy, breakTies=False))
-    axial = [f"{ends[0]}-{ends[1]}" for chain, ends in _cumulated_chains(legacy)
-             if _marked(raw, chain, ends) and all(_stereogenic_end(legacy, end, chain, ranks) for end in ends)]
-    if axial:
-        return (f"axial stereo of cumulated double bonds (from atom to atom: {', '.join(axial)}) is "
-                f"not kept in 3D (RDKit reads none): give the molecule without it")
-    with _legacy_stereo_perception(False):
-        new = Chem.MolFromSmiles(smiles)
-    centres = sorted(set(specified_centres(new)) - set(specified_centres(legacy)))
-    bonds = [new.GetBondWithIdx(idx) for idx in
-             sorted(set(specified_double_bonds(new)) - set(specified_double_bonds(legacy)))]
-    if not centres and not bonds:
-        return None
-    where = ([f"atom(s) {','.join(map(str, centres))}"] if centres else []) + (
-        [f"double bond(s) {','.join(f'{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}' for b in bonds)}"]
-        if bonds else [])
-    return (f"stereo at {' and '.join(where)} is dropped by RDKit's legacy stereo perception "
-            f"(molscore's; a spiro centre or a ring's axis), so it would not be kept in 3D: give "
-            f"the molecule without it")
+    with rdBase.BlockLogs():        # RDKit's warnings on the marks it drops
+        raw = Chem.MolFromSmiles(smiles, sanitize=False)
+        legacy = Chem.MolFromSmiles(smiles)          # same atoms, same order
+        ranks = list(Chem.CanonicalRankAtoms(legacy, breakTies=False))
+        axial = [f"{ends[0]}-{ends[1]}" for chain, ends in _cumulated_chains(legacy)
+                 if _marked(raw, chain, ends)
+                 and all(_stereogenic_end(legacy, end, chain, ranks) for end in ends)]
+        if axial:
+            return (f"axial stereo of cumulated double bonds (from atom to atom: {', '.join(axial)}) is "
+                    f"not kept in 3D (RDKit reads none): give the molecule without it")
+        with _legacy_stereo_perception(False):
+            new = Chem.MolFromSmiles(smiles)
+            written = Chem.MolToSmiles(new)
+            if Chem.MolToSmiles(Chem.MolFromSmiles(written)) != written:
+                return None     # not the new perception's fixed point: its reading is no firmer
+        centres = sorted(set(specified_centres(new)) - set(specified_centres(legacy)))
+        bonds = [new.GetBondWithIdx(idx) for idx in
+                 sorted(set(specified_double_bonds(new)) - set(specified_double_bonds(legacy)))]
+        if not centres and not bonds:
+            return None
+        where = ([f"atom(s) {','.join(map(str, centres))}"] if centres else []) + (
+            [f"double bond(s) {','.join(f'{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}' for b in bonds)}"]
+            if bonds else [])
+        return (f"stereo at {' and '.join(where)} is dropped by RDKit's legacy stereo perception "
+                f"(molscore's; its new one keeps it), so it would not be kept in 3D: give the "
+                f"molecule without it")
 
 
 def _cumulated_chains(mol: Chem.Mol) -> list[tuple[set[int], tuple[int, int]]]:
@@ -445,14 +455,25 @@ def _same_isomer(mol: Chem.Mol, report: StereoReport) -> bool:
     a cis- or trans-1,4-disubstituted cyclohexane, a meso compound's centres (the mirror image
     of a conformer of cis-1,2-dimethylcyclopropane or of meso-2,3,4-trihydroxyglutaric acid,
     pseudo-asymmetric centre included) invert together without changing the isomer: the ring
-    neighbours (or the chains) that the tags order are equivalent."""
+    neighbours (or the chains) that the tags order are equivalent.
+
+    The SMILES must agree both with the molecule's explicit hydrogens and without them:
+    RDKit's canonical SMILES with them wrote one string for two diastereomers of a cage
+    (``CN1C[C@]12[C@@H]1[C@H]3C[C@@H]1[C@H]32`` with its four CH centres inverted, which
+    the form without hydrogens and the centres read from 3D tell apart); a molecule whose
+    hydrogens RDKit cannot remove is not the same isomer."""
     seen = Chem.Mol(mol, True)
     for idx in report.inverted_centres:
         seen.GetAtomWithIdx(idx).InvertChirality()
     for idx in report.flipped_bonds:
         bond = seen.GetBondWithIdx(idx)
         bond.SetStereo(_FLIPPED[bond.GetStereo()])
-    return _isomer_smiles(seen) == _isomer_smiles(Chem.Mol(mol, True))
+    reference = Chem.Mol(mol, True)
+    try:
+        pairs = [(seen, reference), (Chem.RemoveHs(seen), Chem.RemoveHs(reference))]
+    except Exception:  # noqa: BLE001 - RDKit raises several sanitisation errors
+        return False
+    return all(_isomer_smiles(a) == _isomer_smiles(b) for a, b in pairs)
 
 
 def _isomer_smiles(mol: Chem.Mol) -> str:
