@@ -270,6 +270,17 @@ def test_evaluate_cli_finds_an_unwritable_json_before_the_rmsds(tmp_path, capsys
         assert main(["evaluate", "crystal", "--generated", str(tmp_path / "ref.sdf"),
                      "--reference", str(tmp_path / "ref.sdf"), "--json", str(out)]) == 2
         assert reason in capsys.readouterr().err
+    # a folder that takes no files (read-only, which root's tests cannot make: its refusal)
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    out = tmp_path / "x.json"
+    assert main(["evaluate", "crystal", "--generated", str(tmp_path / "ref.sdf"),
+                 "--reference", str(tmp_path / "ref.sdf"), "--json", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"molscore evaluate: error: cannot write {out}: Permission denied"
 
 
 def test_evaluate_cli_shows_a_progress_bar_unless_told_not_to(tmp_path, capsys):

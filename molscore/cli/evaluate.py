@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from . import UsageError
@@ -74,6 +75,10 @@ def run(args) -> int:
             raise UsageError(f"cannot write {out}: Is a directory")
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {out}: no folder {out.parent}")
+        try:                              # a folder that takes no files (read-only, /proc)
+            tempfile.TemporaryFile(dir=out.parent).close()
+        except OSError as err:
+            raise UsageError(f"cannot write {out}: {err.strerror or err}") from None
     try:
         if args.metric == "coverage":
             res = evaluate_coverage(args.generated, args.reference, args.threshold,
