@@ -10,11 +10,10 @@ from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnum
 from _embedding import embed
 
 from molscore.chem.embedding import embed_conformers
-from molscore.chem.stereo import (_isomer_of_an_embedding, assign_unspecified_stereo, check_stereo,
-                                  etkdg_failure_reason, fix_stereo, invert_centre, isomers_of_embeddings,
-                                  mirror_conformer,
-                                  specified_centres, specified_double_bonds, unkept_smiles_stereo,
-                                  unspecified_stereo)
+from molscore.chem.stereo import (_isomer_of_an_embedding, _legacy_stereo_perception, assign_unspecified_stereo,
+                                  check_stereo, etkdg_failure_reason, fix_stereo, invert_centre,
+                                  isomers_of_embeddings, mirror_conformer, specified_centres,
+                                  specified_double_bonds, unkept_smiles_stereo, unspecified_stereo)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
 
@@ -135,9 +134,7 @@ def test_unspecified_double_bonds_get_one_isomer_under_rdkits_new_stereo_percept
     ``Chem.SetUseLegacyStereoPerception(False)``) a double bond read from 3D is labelled
     STEREOCIS / STEREOTRANS, not E / Z: before, the chosen isomer left such a bond
     unspecified, and the conformers mixed E and Z."""
-    legacy = Chem.GetUseLegacyStereoPerception()
-    Chem.SetUseLegacyStereoPerception(False)
-    try:
+    with _legacy_stereo_perception(False):
         mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
         for seed in (0, 1):
             iso = assign_unspecified_stereo(mol, seed)
@@ -145,8 +142,6 @@ def test_unspecified_double_bonds_get_one_isomer_under_rdkits_new_stereo_percept
             assert len(specified_double_bonds(iso)) == 1
             for other in isomers_of_embeddings(mol, seed, 4):
                 assert len(specified_double_bonds(other)) == 1
-    finally:
-        Chem.SetUseLegacyStereoPerception(legacy)
 
 
 @pytest.mark.parametrize("e_smiles, z_smiles", [("C/C(CC)=N\\O", "C/C(CC)=N/O"),
@@ -161,14 +156,10 @@ def test_e_z_labels_are_checked_after_rdkits_stereo_perception_is_switched(e_smi
     assert AllChem.EmbedMolecule(e_mol, randomSeed=7) == 0
     z_mol = Chem.AddHs(Chem.MolFromSmiles(z_smiles))
     z_mol.AddConformer(Chem.Conformer(e_mol.GetConformer()), assignId=True)   # E coordinates
-    legacy = Chem.GetUseLegacyStereoPerception()
-    Chem.SetUseLegacyStereoPerception(False)
-    try:
+    with _legacy_stereo_perception(False):
         assert check_stereo(e_mol).ok
         report = check_stereo(z_mol)
         assert not report.ok and len(report.flipped_bonds) == 1
-    finally:
-        Chem.SetUseLegacyStereoPerception(legacy)
 
 
 def test_a_cage_whose_isomers_fail_rdkits_embedding_test_gets_the_isomer_of_an_embedding():
@@ -464,12 +455,8 @@ def test_centres_inverted_together_by_a_symmetry_are_the_specified_isomer(smiles
     centres together, as in the mirror image of a meso compound, passes the
     check and is left alone by the repair: RDKit reads the specified isomer from it. Each
     single centre inverted alone is still wrong. Both RDKit stereo perceptions."""
-    before = Chem.GetUseLegacyStereoPerception()
-    Chem.SetUseLegacyStereoPerception(legacy)
-    try:
+    with _legacy_stereo_perception(legacy):
         _check_symmetric_relabelling(smiles, relabelled)
-    finally:
-        Chem.SetUseLegacyStereoPerception(before)
 
 
 def _check_symmetric_relabelling(smiles: str, relabelled: str) -> None:
