@@ -123,16 +123,16 @@ def relax_conformers(mol: Chem.Mol, max_iters: int = 500, num_threads: int = 1,
     except RuntimeError as err:
         if not _cannot_start(err):
             raise
-        for conf, pos in zip(mol.GetConformers(), before):
-            set_positions(conf, pos)
-        raise ValueError(CANNOT_START) from err
-    bad = next((e for e in energies if _implausible(e, mol)), None)
-    if bad is not None:
-        for conf, pos in zip(mol.GetConformers(), before):
-            set_positions(conf, pos)
-        raise ValueError(f"{name} energy {bad:.3g} kcal/mol after minimisation: its parameters "
-                         "do not describe this molecule")
-    return energies, name
+        problem, cause = CANNOT_START, err
+    else:
+        bad = next((e for e in energies if _implausible(e, mol)), None)
+        if bad is None:
+            return energies, name
+        problem, cause = (f"{name} energy {bad:.3g} kcal/mol after minimisation: its parameters "
+                          "do not describe this molecule"), None
+    for conf, pos in zip(mol.GetConformers(), before):      # every conformer as it was
+        set_positions(conf, pos)
+    raise ValueError(problem) from cause
 
 
 def _minimise(mol: Chem.Mol, max_iters: int, num_threads: int, fixed: Sequence[int],
