@@ -56,7 +56,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
     """Log-density ``log p_eps(x)`` ``(B,)`` of data ``x`` (shaped ``space.shape``).
 
     Args:
-        score_fn: ``(x, t (B,)) -> like x``, differentiable in ``x``.
+        score_fn: ``(x, t (B,)) -> like x``, differentiable in ``x`` (its autograd graph kept).
         divergence: ``"exact"`` (autograd per coordinate) or ``"hutchinson"``.
         noise: Hutchinson probe, ``"rademacher"`` or ``"gaussian"`` (on the legal subspace).
         method: a :func:`torchdiffeq.odeint` method; adaptive ones use ``rtol``/``atol``.
@@ -67,7 +67,9 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
 
     Raises:
         ValueError: an unknown ``divergence`` or ``noise``, ``steps <= 0``, a fixed-step
-            ``method`` without ``steps``, or ``x`` not shaped ``space.shape``.
+            ``method`` without ``steps``, ``x`` not shaped ``space.shape``, or a score with
+            no autograd graph in ``x`` (detached, ``torch.no_grad`` inside ``score_fn``, or
+            ``torch.inference_mode``), whose divergence would count as 0.
         FloatingPointError: an adaptive ``method``'s step size underflowed (a non-finite or
             very stiff score).
     """
@@ -99,7 +101,12 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, space: Space, x: Tensor, *,
         tb = t.expand(space.num_samples)
         with torch.enable_grad():
             y = space.project(state[0].detach().requires_grad_(True))
-            v = space.project(sde.reverse_drift(y, tb, space.project(score_fn(y, tb)), space,
+            score = score_fn(y, tb)
+            if not score.requires_grad:   # its divergence would be taken as 0
+                raise ValueError("score_fn returned a score with no autograd graph in x "
+                                 "(detached, torch.no_grad inside score_fn, or "
+                                 "torch.inference_mode): the divergence needs its Jacobian")
+            v = space.project(sde.reverse_drift(y, tb, space.project(score), space,
                                                 probability_flow=True))
             div = torch.zeros(space.num_samples, device=x.device, dtype=x.dtype)
             for i, e in enumerate(probes):

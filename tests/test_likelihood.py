@@ -120,3 +120,27 @@ def test_data_not_shaped_like_the_space_is_refused():
     sde = make_sde("vp")
     with pytest.raises(ValueError, match=r"x has shape \(4, 3\), the space \(4, 2\)"):
         log_likelihood(lambda y, t: -y, sde, DenseSpace((4, 2)), torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_score_without_an_autograd_graph_is_refused(divergence):
+    """A detached score (as sampling closures return) or one computed under inference_mode has
+    no Jacobian for the divergence: the log-density counted only the drift's divergence,
+    about 10 nats off for gmm8 under VP, without a word (inference_mode: a RuntimeError
+    from inside autograd). Under torch.no_grad the likelihood still takes its own graph."""
+    d, sde, x, ref, _ = _setup("gmm8", "vp", 8)
+    score, space = exact_score_fn(d, sde), DenseSpace(x.shape)
+
+    def run(score_fn) -> torch.Tensor:
+        return log_likelihood(score_fn, sde, space, x, divergence=divergence, method="rk4",
+                              steps=20, generator=torch.Generator().manual_seed(0)).logp
+
+    with pytest.raises(ValueError, match="score with no autograd graph in x"):
+        run(lambda y, t: score(y, t).detach())
+    with torch.inference_mode(), pytest.raises(ValueError, match="no autograd graph"):
+        run(score)
+    with torch.no_grad():
+        quiet = run(score)
+    torch.testing.assert_close(quiet, run(score), rtol=0, atol=0)
+    if divergence == "exact":
+        assert (quiet - ref).abs().max() < 0.01
