@@ -186,6 +186,17 @@ def test_unusable_output_dir_of_training_exits_2_before_training(tmp_path, capsy
                                  "--device", "cpu", "-o", out], "cannot write")
 
 
+@pytest.mark.parametrize("sigma_max", ["0.01", "0.001"])
+def test_ve_sigma_max_not_above_sigma_min_is_a_usage_error(tmp_path, capsys, sigma_max):
+    """--sigma-max at or below the VE SDE's sigma_min (0.01) ended in make_sde's ValueError
+    traceback, exit 1."""
+    out = tmp_path / "run"
+    _one_line_error(capsys, ["toy", "train", "--sigma-max", sigma_max, "--steps", "2",
+                             "--quiet", "-o", str(out)],
+                    f"--sigma-max {float(sigma_max):g}: need 0 < sigma_min < sigma_max, got 0.01")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv,message", [
     (["sample", "--sampler", "em", "--n-corrector", "5"], "--n-corrector is for --sampler pc or "
                                                           "ald, not em"),

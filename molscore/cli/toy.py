@@ -275,7 +275,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sde_kw["sigma_max"] = args.sigma_max or ve_sigma_max(args.density, args.seed)
     elif args.sigma_max is not None:
         raise UsageError(f"--sigma-max is for --sde ve, not {args.sde}")
-    sde = make_sde(args.sde, **sde_kw)
+    try:
+        sde = make_sde(args.sde, **sde_kw)
+    except ValueError as err:  # --sigma-max at or below the VE sigma_min
+        raise UsageError(f"--sigma-max {args.sigma_max:g}: {err}") from None
     net = {"hidden": args.hidden, "depth": args.depth}
     meta = make_meta(args.density, sde.config(), energy=args.energy, net=net, seed=args.seed)
     if meta["dim"] > 2:
