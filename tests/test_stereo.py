@@ -10,9 +10,9 @@ from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnum
 from _embedding import embed
 
 from molscore.chem.embedding import embed_conformers
-from molscore.chem.stereo import (_isomer_of_an_embedding, _legacy_stereo_perception, assign_unspecified_stereo,
+from molscore.chem.stereo import (_isomer_of_an_embedding, _legacy_stereo_perception, assign_unspecified_stereo, axis_atoms, axis_tag,
                                   check_stereo, etkdg_failure_reason, fix_stereo, invert_centre,
-                                  isomers_of_embeddings, mirror_conformer, specified_centres,
+                                  isomers_of_embeddings, mirror_conformer, specified_axes, specified_centres,
                                   specified_double_bonds, unkept_smiles_stereo, unspecified_stereo)
 
 SMILES = "C/C=C/[C@@H](O)[C@H](N)C(=O)O"   # E double bond + two centres
@@ -548,3 +548,55 @@ def test_a_cage_diastereomer_that_explicit_hydrogens_hide_from_rdkits_canonical_
     assert Chem.MolToSmiles(Chem.RemoveHs(flipped)) != Chem.MolToSmiles(Chem.RemoveHs(mol))
     report = check_stereo(mol)
     assert not report.ok and report.inverted_centres == [4, 5, 7, 8]
+
+
+BINOL = "Oc1ccc2ccccc2c1-c1c(O)ccc2ccccc12"            # axis: bond 10, atoms 10-11
+BINOL_ETHER = "CC[C@@H](C)Oc1ccc2ccccc2c1-c1c(O)ccc2ccccc12"   # axis: bond 14, atoms 14-15
+
+
+def _rdkit_axis(mol: Chem.Mol, bond_idx: int, conf_id: int) -> Chem.BondStereo:
+    """RDKit's reading of the axis from conformer ``conf_id`` (on a copy holding only that one:
+    RDKit 2026.09 reads axes from the first conformer whatever ``confId``)."""
+    copy = Chem.Mol(mol, confId=conf_id)
+    Chem.AssignStereochemistryFrom3D(copy)
+    return copy.GetBondWithIdx(bond_idx).GetStereo()
+
+
+@pytest.mark.parametrize("wedge, label", [("wU", Chem.BondStereo.STEREOATROPCCW),
+                                          ("wD", Chem.BondStereo.STEREOATROPCW)])
+def test_an_atropisomer_axis_is_checked_and_its_mirror_image_reflected_back(wedge, label):
+    """RDKit reads an atropisomer axis from a wedge beside it (CXSMILES ``|wU:...|``, a
+    molfile's) and ETKDG embeds it; :func:`check_stereo` read no axis, so a conformer with the
+    other atropisomer (its mirror image, the prior's samples half the time) passed."""
+    mol = embed(f"{BINOL} |{wedge}:10.11|", 3)
+    assert specified_axes(mol) == {10: label}
+    assert axis_atoms(mol, 10) == (1, 10, 11, 12)
+    for conf in mol.GetConformers():
+        pos = conf.GetPositions()
+        assert axis_tag(pos, mol, 10) == label == _rdkit_axis(mol, 10, conf.GetId())
+        assert check_stereo(mol, conf.GetId()).ok
+        mirror_conformer(mol, conf.GetId())
+        assert _rdkit_axis(mol, 10, conf.GetId()) != label          # RDKit reads the other one
+        report = check_stereo(mol, conf.GetId())
+        assert report.wrong_axes == [10] and not report.ok
+        assert report.reasons() == ["wrong atropisomer axis at bond(s) 10"]
+        report = fix_stereo(mol, conf.GetId())
+        assert report.ok and report.mirrored
+        assert np.allclose(conf.GetPositions(), pos)
+
+
+def test_a_wrong_axis_beside_a_right_centre_is_reported_and_an_inverted_centre_beside_a_right_axis_flipped():
+    """A conformer of the other atropisomer with the right centre is wrong (no repair); its
+    mirror image has the right axis but the inverted centre, which is flipped locally: mirroring
+    it, as for any conformer whose centres are all inverted, would turn the axis."""
+    mol = embed(f"{BINOL_ETHER} |wU:14.15|")
+    other = embed(f"{BINOL_ETHER} |wD:14.15|")
+    assert specified_axes(mol) == {14: Chem.BondStereo.STEREOATROPCCW}
+    mol.RemoveAllConformers()
+    mol.AddConformer(other.GetConformer(), assignId=True)
+    report = fix_stereo(mol)
+    assert report.correct_centres == [2] and report.wrong_axes == [14] and not report.mirrored
+    mirror_conformer(mol)
+    report = fix_stereo(mol)
+    assert report.ok and not report.mirrored and report.inverted_locally == [2]
+    assert axis_tag(mol.GetConformer().GetPositions(), mol, 14) == Chem.BondStereo.STEREOATROPCCW

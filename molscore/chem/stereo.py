@@ -23,13 +23,18 @@ four-membered ring, whose correct geometry can put one or two triples near zero 
 below ``-3.5 flat_tol``. Centres and bonds that come out wrong one by one but together
 give the specified isomer (the same canonical isomeric SMILES: a symmetry of the molecule
 inverts them together, as the two centres of a 1,4-disubstituted cyclohexane, or all
-centres of a meso compound's mirror image) are correct.
+centres of a meso compound's mirror image) are correct. An atropisomer axis (a single bond
+labelled ``STEREOATROPCW/CCW``, which RDKit reads from a molfile's or CXSMILES's wedge next to
+it, and from 3D where a wedge marks it) is read from the sign of the dihedral of RDKit's
+reference atoms (:func:`axis_atoms`): CCW when it is negative.
 
 Repair (:func:`fix_stereo`): a conformer whose specified centres are *all* inverted is
 the mirror image, so reflecting it (``x -> -x``) restores every centre and leaves
 E/Z untouched. Otherwise single inverted centres are flipped locally ("umbrella
 inversion": the centre and one terminal neighbour are reflected through the plane
 of the other three neighbours, which keeps every bond length to those neighbours).
+A conformer whose centres and axes are all wrong is mirrored too
+(a mirror image turns every axis); a single wrong axis is not repaired.
 Whatever cannot be fixed is reported; :mod:`molscore.generate` resamples such
 conformers a bounded number of times and then drops them with the reason.
 
@@ -65,7 +70,8 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d",
-           "assign_stereo_from_3d", "non_tetrahedral_centres", "unkept_smiles_stereo"]
+           "assign_stereo_from_3d", "non_tetrahedral_centres", "unkept_smiles_stereo", "specified_axes",
+           "axis_atoms", "axis_tag"]
 
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
@@ -77,6 +83,7 @@ _TETRA = (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CC
 _EZ = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOZ)
 _CISTRANS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOTRANS)
 _CIS = (Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOZ)   # labels of a cis dihedral of the stereo atoms
+_ATROP = (Chem.BondStereo.STEREOATROPCW, Chem.BondStereo.STEREOATROPCCW)
 
 
 @dataclass
@@ -88,6 +95,7 @@ class StereoReport:
         inverted_centres: specified centres with the opposite handedness in 3D.
         flat_centres: specified centres too close to planar to carry a handedness.
         flipped_bonds: specified double bonds whose E/Z (or cis/trans) is wrong in 3D.
+        wrong_axes: atropisomer axes (bond indices) turned the other way in 3D.
         mirrored: :func:`fix_stereo` reflected the conformer.
         inverted_locally: centres :func:`fix_stereo` flipped one by one.
     """
@@ -96,12 +104,13 @@ class StereoReport:
     inverted_centres: list[int] = field(default_factory=list)
     flat_centres: list[int] = field(default_factory=list)
     flipped_bonds: list[int] = field(default_factory=list)
+    wrong_axes: list[int] = field(default_factory=list)
     mirrored: bool = False
     inverted_locally: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.inverted_centres or self.flat_centres or self.flipped_bonds)
+        return not (self.inverted_centres or self.flat_centres or self.flipped_bonds or self.wrong_axes)
 
     def reasons(self) -> list[str]:
         """One short string per problem (empty when :attr:`ok`)."""
@@ -112,6 +121,8 @@ class StereoReport:
             out.append("near-planar stereocentre(s) at atom(s) " + _join(self.flat_centres))
         if self.flipped_bonds:
             out.append("wrong E/Z at bond(s) " + _join(self.flipped_bonds))
+        if self.wrong_axes:
+            out.append("wrong atropisomer axis at bond(s) " + _join(self.wrong_axes))
         return out
 
 
@@ -128,6 +139,31 @@ def specified_double_bonds(mol: Chem.Mol) -> dict[int, Chem.BondStereo]:
     """Double bonds with a specified E/Z or cis/trans label -> label."""
     return {b.GetIdx(): b.GetStereo() for b in mol.GetBonds()
             if b.GetBondType() == Chem.BondType.DOUBLE and b.GetStereo() in _EZ + _CISTRANS}
+
+
+def specified_axes(mol: Chem.Mol) -> dict[int, Chem.BondStereo]:
+    """Atropisomer axes: single bonds labelled ``STEREOATROPCW`` / ``STEREOATROPCCW`` -> label."""
+    return {b.GetIdx(): b.GetStereo() for b in mol.GetBonds() if b.GetStereo() in _ATROP}
+
+
+def axis_atoms(mol: Chem.Mol, bond_idx: int) -> tuple[int, int, int, int]:
+    """``(a, begin, end, d)`` of atropisomer axis ``bond_idx``: RDKit's reference atoms for its
+    label (``Atropisomers::getAtropisomerAtomsAndBonds``), the lowest-indexed neighbour of each
+    end other than the other end. Looking from ``begin`` to ``end``, ``STEREOATROPCCW`` turns
+    ``a``'s direction counter-clockwise into ``d``'s: a negative :func:`dihedral`."""
+    bond = mol.GetBondWithIdx(bond_idx)
+    begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+    a = min(n.GetIdx() for n in mol.GetAtomWithIdx(begin).GetNeighbors() if n.GetIdx() != end)
+    d = min(n.GetIdx() for n in mol.GetAtomWithIdx(end).GetNeighbors() if n.GetIdx() != begin)
+    return a, begin, end, d
+
+
+def axis_tag(pos: np.ndarray, mol: Chem.Mol, bond_idx: int) -> Chem.BondStereo:
+    """Label of atropisomer axis ``bond_idx`` in coordinates ``pos`` ``(N, 3)``, in RDKit's
+    convention: ``STEREOATROPCCW`` when the :func:`dihedral` of its :func:`axis_atoms` is
+    negative, ``CW`` otherwise (RDKit's own reading from 3D, where it reads one)."""
+    negative = dihedral(pos[list(axis_atoms(mol, bond_idx))]) < 0
+    return Chem.BondStereo.STEREOATROPCCW if negative else Chem.BondStereo.STEREOATROPCW
 
 
 def non_tetrahedral_centres(mol: Chem.Mol) -> list[int]:
@@ -403,12 +439,14 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
             the tag's sign; see the module docstring for centres in small rings).
 
     Inverted centres and flipped bonds that, all together, leave the specified isomer
-    (:func:`_same_isomer`) count as correct.
+    (:func:`_same_isomer`) count as correct. An atropisomer axis is wrong when its
+    :func:`axis_tag` is not its label.
     """
     centres = specified_centres(mol)
     bonds = specified_double_bonds(mol)
+    axes = specified_axes(mol)
     report = StereoReport()
-    if not centres and not bonds:
+    if not centres and not bonds and not axes:
         return report
     conf_id = mol.GetConformer(conf_id).GetId()
     pos = _positions(mol, conf_id)
@@ -437,6 +475,7 @@ def check_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> 
             ok = (abs(dihedral(quad)) < 90) == (label in _CIS)
         if not ok:
             report.flipped_bonds.append(idx)
+    report.wrong_axes = [idx for idx, label in axes.items() if axis_tag(pos, mol, idx) != label]
     if (report.inverted_centres or report.flipped_bonds) and _same_isomer(mol, report):
         report.correct_centres = [idx for idx in centres if idx not in report.flat_centres]
         report.inverted_centres, report.flipped_bonds = [], []
@@ -527,20 +566,25 @@ def invert_centre(mol: Chem.Mol, atom_idx: int, conf_id: int = -1) -> bool:
 def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> StereoReport:
     """Check conformer ``conf_id`` and repair it in place where possible.
 
-    All specified centres inverted -> mirror the conformer. Otherwise each centre still
+    All specified centres inverted and all atropisomer axes wrong (one of the two kinds may be
+    absent) -> mirror the conformer. Otherwise each centre still
     inverted is umbrella-flipped (:func:`invert_centre`), in atom order; a flip is kept only if
     the centre comes out correct. (A centre that an earlier flip made right, as a pair
-    that :func:`check_stereo` accepts inverted together, is left alone.) Flat centres and wrong E/Z bonds are not repaired here.
+    that :func:`check_stereo` accepts inverted together, is left alone.) Flat centres, wrong E/Z
+    bonds and axes wrong beside right ones or right centres are not repaired here.
     Returns the report after repair (``mirrored`` / ``inverted_locally`` say what was done).
     """
     report = check_stereo(mol, conf_id, flat_tol=flat_tol)
-    if not report.inverted_centres:
+    if not report.inverted_centres and not report.wrong_axes:
         return report
-    if not report.correct_centres and not report.flat_centres:
+    if not report.correct_centres and not report.flat_centres \
+            and len(report.wrong_axes) == len(specified_axes(mol)):
         mirror_conformer(mol, conf_id)
         after = check_stereo(mol, conf_id, flat_tol=flat_tol)
         after.mirrored = True
         return after
+    if not report.inverted_centres:
+        return report
     conf = mol.GetConformer(conf_id)
     flipped = []
     for idx in report.inverted_centres:
