@@ -69,15 +69,30 @@ def _binol_molfile_record() -> Chem.Mol:
 def test_prior_route_keeps_the_atropisomer_axis(tiny_model, make):
     """An atropisomer axis (RDKit reads it from a CXSMILES's or a molfile's wedge) was not
     checked: from the prior about half the conformers came out as the other atropisomer
-    (the shipped model, ``-n 20``: 14 and 9 of 20), returned under the input's label."""
+    (the shipped model, ``-n 20``: 14 and 9 of 20), returned under the input's label; the
+    ``smiles`` property did not write the axis."""
     given = make()
-    label = specified_axes(Chem.MolFromSmiles(given) if isinstance(given, str) else given)
+    given = Chem.MolFromSmiles(given) if isinstance(given, str) else given
+    label = specified_axes(given)
     assert list(label) == [10]
     mol = generate_conformers(given, n=4, model=tiny_model, steps=3, seed=3, init="prior",
                               max_retries=4, device="cpu")
     assert specified_axes(mol) == label and mol.GetNumConformers() >= 1
     for conf in mol.GetConformers():
         assert axis_tag(conf.GetPositions(), mol, 10) == label[10]
+    isomer = Chem.Mol(given)
+    isomer.RemoveAllConformers()
+    written = Chem.MolFromSmiles(mol.GetProp("smiles"))
+    assert "|w" in mol.GetProp("smiles") and _axis_smiles(written) == _axis_smiles(isomer)
+    other = Chem.Mol(isomer)
+    other.GetBondWithIdx(10).SetStereo(Chem.BondStereo.STEREOATROPCW if label[10] == Chem.BondStereo.STEREOATROPCCW
+                                       else Chem.BondStereo.STEREOATROPCCW)
+    assert _axis_smiles(other) != _axis_smiles(isomer)
+
+
+def _axis_smiles(mol: Chem.Mol) -> str:
+    """Canonical CXSMILES of ``mol`` with its atropisomer axes (wedges)."""
+    return Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), Chem.CXSmilesFields.CX_BOND_ATROPISOMER)
 
 
 def test_enhanced_stereo_groups_are_kept_in_the_smiles_property_and_the_sdf_input(tiny_model, tmp_path):

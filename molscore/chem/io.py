@@ -147,28 +147,35 @@ def first_undecodable_line(path: str) -> int:
     return 0
 
 
+_CX_FIELDS = Chem.CXSmilesFields.CX_ENHANCEDSTEREO | Chem.CXSmilesFields.CX_BOND_ATROPISOMER
+
+
 def record_smiles(mol: Chem.Mol) -> str:
     """Canonical isomeric SMILES of ``mol`` without its explicit hydrogens (with them where
-    RDKit cannot remove them), and its enhanced stereo groups, if any, as CXSMILES (``C[C@H](O)F
-    |&1:1|``: a racemate, whose conformers have the tags' handedness, stays one). The tags are
+    RDKit cannot remove them), and its enhanced stereo groups and atropisomer axes, if any, as
+    CXSMILES (``C[C@H](O)F |&1:1|``: a racemate, whose conformers have the tags' handedness,
+    stays one; ``Oc1ccc2ccccc2c1-c1c(O)ccc2ccccc12 |wU:10.11|``: the wedge that marks an axis). The tags are
     ``mol``'s own, those of its conformers: where RDKit's CXSMILES writer inverts a group's
     tags to its canonical form (``C[C@@H](O)F |&1:1|`` as ``C[C@H](O)F |&1:1|``, the same
     racemate but the other enantiomer as drawn), the SMILES is written from ``mol``'s atoms in
     ``Chem.MolToSmiles``'s canonical output order instead, without that step (the same text
-    but for the ring closures' numbering, which can differ)."""
+    but for the ring closures' numbering, which can differ). It is written from a copy without
+    conformers: RDKit writes an axis's wedge from the first conformer's coordinates where there
+    is one, and none where it cannot read the axis there (a distorted conformer), from its
+    label otherwise."""
+    mol = Chem.Mol(mol, True)           # quick copy: no conformers (nor properties)
     try:
         mol = Chem.RemoveHs(mol)
     except Exception:  # RDKit raises several sanitisation errors
         pass
-    smiles = Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
+    smiles = Chem.MolToCXSmiles(mol, Chem.SmilesWriteParams(), _CX_FIELDS)
     plain = Chem.MolToSmiles(mol)               # sets the canonical output order
     if smiles.split(" ")[0] == plain:
         return smiles
     order = mol.GetPropsAsDict(includePrivate=True, includeComputed=True)["_smilesAtomOutputOrder"]
     params = Chem.SmilesWriteParams()
     params.canonical = False           # already in canonical order; keeps the groups' tags
-    return Chem.MolToCXSmiles(Chem.RenumberAtoms(mol, list(order)), params,
-                              Chem.CXSmilesFields.CX_ENHANCEDSTEREO)
+    return Chem.MolToCXSmiles(Chem.RenumberAtoms(mol, list(order)), params, _CX_FIELDS)
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
