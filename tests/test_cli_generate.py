@@ -124,7 +124,7 @@ def test_sdf_input_keeps_names_stereo_and_properties(tiny_model, tmp_path):
         assert not rec.HasProp("energy")                # the input's, not of these coordinates
     with open(tmp_path / "failures.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows == [{"name": "record_4", "input": "", "reason": "SDF record 4 cannot be read by RDKit"}]
+    assert rows == [{"name": "not a molfile", "input": "", "reason": "SDF record 4 cannot be read by RDKit"}]
 
 
 def test_an_sdf_record_whose_smiles_rdkit_cannot_write_fails_alone(tmp_path, monkeypatch):
@@ -923,6 +923,47 @@ def test_sdf_name_property_in_no_record_is_usage_error(tiny_model, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "'vendorid'" in err and "--name-column" in err
     assert not out.exists()
+
+
+def test_every_sdf_record_is_read_or_failed_by_name_whatever_its_line_ends(tiny_model, tmp_path):
+    """RDKit's stream reader lost records without a word: a last property without its closing
+    blank line took the next record into its value, a record without ``M  END`` the record
+    after it, and a file with lone CR line ends (classic Mac OS) gave no record at all (exit
+    0); blank lines after the last record were a record it cannot read (exit 1), a record it
+    cannot read was named ``record_N``, not by its title, and a UTF-16 file was one such
+    record."""
+    from molscore.chem.io import InputFormatError, read_records
+
+    def block(smiles, name):
+        mol = Chem.MolFromSmiles(smiles)
+        mol.SetProp("_Name", name)
+        return Chem.MolToMolBlock(mol)
+
+    text = (block("CCO", "ethanol") + ">  <ID>\nZ1\n$$$$\n"
+            + block("CCN", "ethylamine").replace("M  END\n", "") + "$$$$\n"
+            + block("CCC", "propane") + "$$$$\n" + block("CCCl", "chloroethane") + "$$$$\n\n\n")
+    inp = tmp_path / "in.sdf"
+    want = [("ethanol", "CCO", None), ("ethylamine", "", "SDF record 2 cannot be read by RDKit"),
+            ("propane", "CCC", None), ("chloroethane", "CCCl", None)]
+    for line_end in ("\n", "\r\n", "\r"):
+        inp.write_bytes(text.replace("\n", line_end).encode())
+        records = list(read_records(str(inp)))
+        assert [(r.name, r.smiles, r.error) for r in records] == want, repr(line_end)
+        assert records[0].mol.GetProp("ID") == "Z1"
+    assert [r.name for r in read_records(str(inp), name_column="ID")] == [
+        "Z1", "record_2", "CCC", "CCCl"]
+    out = tmp_path / "out" / "gen.sdf"
+    assert main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model, "-n", "1",
+                 "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"]) == 1
+    assert [m.GetProp("_Name") for m in _records(out)] == ["ethanol", "propane", "chloroethane"]
+    with open(out.parent / "failures.csv", newline="") as fh:
+        assert [(r["name"], r["reason"]) for r in csv.DictReader(fh)] == [want[1][::2]]
+    inp.write_text(block("CCO", "ethanol") + "$$$$\n\n")
+    assert main(["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model, "-n", "1",
+                 "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"]) == 0
+    inp.write_text(text, encoding="utf-16")
+    with pytest.raises(InputFormatError, match="not UTF-8 text .*line 1: byte 0xff"):
+        list(read_records(str(inp)))
 
 
 @pytest.mark.parametrize("flag", ["--dedupe", "--stereo-guidance"])

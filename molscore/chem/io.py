@@ -186,8 +186,8 @@ _STDIN_GZIP = ("input on stdin is gzip-compressed; unpack it (zcat FILE.gz | mol
 def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
     """The records of an SDF (``.sdf``, gzipped ``.gz``, or ``-`` for stdin) as sanitised
     molecules, in file order, streamed, hydrogens and properties kept; ``None`` for a record
-    RDKit cannot read. (Training data is read by the more lenient
-    :func:`molscore.data.conformers.read_sdf`.)
+    RDKit cannot read (records as :func:`_sdf_texts` splits them). (Training data is read by
+    the more lenient :func:`molscore.data.conformers.read_sdf`.)
 
     Raises:
         InputFormatError: the file does not exist, cannot be opened (no permission to read
@@ -195,28 +195,54 @@ def read_sdf_mols(path: str | os.PathLike) -> Iterator[Chem.Mol | None]:
             ``.gz``), or cannot be read on (a truncated or non-gzip ``.gz``), raised where it
             is met, after the records before it.
     """
+    return (mol for _, mol in _read_sdf(path))
+
+
+def _read_sdf(path: str | os.PathLike) -> Iterator[tuple[bytes, Chem.Mol | None]]:
+    """``(record's text, molecule or None)`` per record of :func:`read_sdf_mols`, each record
+    read by RDKit on its own.
+
+    Raises:
+        InputFormatError: as :func:`read_sdf_mols`.
+    """
     path = str(path)
     if path == "-":                           # a text-only stdin (no buffer) is read whole
         handle = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
     else:
         handle = _open_bytes(path)
     try:
-        with rdBase.BlockLogs():
-            try:
-                _skip_byte_order_mark(handle)
-                if _peek(handle, 2) == _GZIP_MAGIC:     # else one unreadable record, no word why
-                    raise InputFormatError(_STDIN_GZIP if path == "-" else _misnamed_gzip(path))
-                yield from Chem.ForwardSDMolSupplier(handle, removeHs=False)
-            except SystemError as err:      # RDKit's wrapper of the file object's read error
-                cause = err.__cause__ or err.__context__
-                if not isinstance(cause, (EOFError, OSError, zlib.error)):
-                    raise
-                raise InputFormatError(f"cannot read {path}: {cause}") from None
-            except (EOFError, OSError, zlib.error) as err:
-                raise InputFormatError(f"cannot read {path}: {err}") from None
+        _skip_byte_order_mark(handle)
+        if _peek(handle, 2) == _GZIP_MAGIC:     # else one unreadable record, no word why
+            raise InputFormatError(_STDIN_GZIP if path == "-" else _misnamed_gzip(path))
+        for text in _sdf_texts(handle):
+            with rdBase.BlockLogs():
+                yield text, next(Chem.ForwardSDMolSupplier(io.BytesIO(text), removeHs=False), None)
+    except (EOFError, OSError, zlib.error) as err:
+        raise InputFormatError(f"cannot read {path}: {err}") from None
     finally:
         if path != "-":
             handle.close()
+
+
+def _sdf_texts(handle: IO[bytes]) -> Iterator[bytes]:
+    """The text of each record of the binary SDF stream ``handle``, streamed, without the
+    ``$$$$`` line that ends it (the last record may lack one). A ``$$$$`` line ends a record
+    also where the property before it lacks its closing blank line (RDKit's
+    ``ForwardSDMolSupplier`` read on into the next record, which was lost without a word, and
+    made the rest of it the property's value); a record's first line is its
+    title whatever it holds (a molecule named ``$$$$``, as RDKit reads it). Blank lines after
+    the last record are no record (they were one RDKit cannot read), and lone CR line ends
+    (classic Mac OS) become LF (RDKit read no record at all in such a file)."""
+    lines: list[bytes] = []
+    for line in handle:
+        for piece in line.splitlines(keepends=True) if b"\r" in line.rstrip(b"\r\n") else [line]:
+            if lines and piece.rstrip() == b"$$$$":
+                yield b"".join(lines)
+                lines = []
+            else:
+                lines.append(piece[:-1] + b"\n" if piece.endswith(b"\r") else piece)
+    if any(line.strip() for line in lines):
+        yield b"".join(lines)
 
 
 def _skip_byte_order_mark(handle: IO[bytes]) -> None:
@@ -239,19 +265,23 @@ def _peek(handle: IO[bytes], size: int) -> bytes:
 
 def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
     """A row per SDF record (:func:`read_sdf_mols`); a record RDKit cannot read, or whose
-    SMILES it cannot write, gets a reason instead of a molecule.
+    SMILES it cannot write, gets a reason instead of a molecule (the one RDKit cannot read is
+    named by its title line, if it has one, unless ``name_prop`` names the records).
 
     Raises:
-        UnicodeDecodeError: a record's title line or a property is not UTF-8 text.
+        UnicodeDecodeError: a record's title line or a property, or the text of a record RDKit
+            cannot read (a UTF-16 file), is not UTF-8 text.
         InputFormatError: after the last record, when no record has the property
             ``name_prop`` (a misspelt ``--name-column``, which would name every molecule by
             its SMILES, as a missing CSV column is refused).
     """
     prop = name_prop or "_Name"
     properties, named = None, False
-    for number, mol in enumerate(read_sdf_mols(path), 1):
+    for number, (text, mol) in enumerate(_read_sdf(path), 1):
         if mol is None:
-            yield "", None, None, f"SDF record {number} cannot be read by RDKit"
+            title = text.decode("utf-8").split("\n", 1)[0].strip()
+            yield "", (None if name_prop else title or None), None, \
+                f"SDF record {number} cannot be read by RDKit"
             continue
         for key in ["_Name", *mol.GetPropNames()]:   # RDKit's str of text not UTF-8 raises
             mol.GetProp(key)       # UnicodeDecodeError: here, not when the output is written
