@@ -471,6 +471,20 @@ def test_a_cxsmiles_extension_in_a_smi_line_is_part_of_the_smiles(tiny_model, tm
         ("|a name", "CCN")]          # the racemate stays one in the smiles property
 
 
+def test_a_cxsmiles_extension_with_blanks_inside_stays_with_its_smiles(tmp_path):
+    """An extension whose atom labels hold a blank (``|$R 1;;$|``, which RDKit reads) was
+    cut at it: the molecule lost its labels and was named ``|$R 1;;$| Z1``."""
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "labels.smi"
+    path.write_text("*CC |$R 1;;$| Z1\nC[C@H](N)O |&1:1,$;;NH 2;$|\tZ2 racemic\n")
+    records = [(r.name, r.smiles) for r in read_records(str(path))]
+    assert records == [("Z1", "*CC |$R 1;;$|"), ("Z2 racemic", "C[C@H](N)O |&1:1,$;;NH 2;$|")]
+    labels = [[a.GetPropsAsDict().get("atomLabel") for a in Chem.MolFromSmiles(smiles).GetAtoms()]
+              for _, smiles in records]
+    assert labels == [["R 1", None, None], [None, None, "NH 2", None]]
+
+
 def test_unwritable_output_is_usage_error(tiny_model, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

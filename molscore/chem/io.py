@@ -307,8 +307,9 @@ def is_smiles_title(fields: Sequence[str]) -> bool:
     return bool(fields) and fields[0].lower() == "smiles"
 
 
-# A CXSMILES extension (``|&1:1|``) after the blank that ends a SMILES, then the name.
-_CX_EXTENSION = re.compile(r"(\|[^|\s]*\|)(?:\s+(.*))?\Z", re.S)
+# A CXSMILES extension (``|&1:1|``, also with blanks inside, as atom labels ``|$R 1;;$|`` may
+# hold) after the blank that ends a SMILES, then the name.
+_CX_EXTENSION = re.compile(r"(\|[^|]*\|)(?:\s+(.*))?\Z", re.S)
 
 
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None, int]]:
