@@ -400,6 +400,19 @@ def test_read_records_smi_and_duplicates(tmp_path):
     assert [(r.name, r.smiles) for r in read_records(str(path))] == [("ethanol", "CCO")]
 
 
+def test_a_smi_title_line_naming_the_column_otherwise_is_no_record(tmp_path):
+    """A title line ``canonical_smiles<tab>chembl_id`` (ChEMBL's column name) was a record, the
+    invalid SMILES 'canonical_smiles', so a file of good molecules ended with exit status 1."""
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "in.smi"
+    for title in ("canonical_smiles\tchembl_id", "SMILES_string ID", "Smiles"):
+        path.write_text(f"{title}\nCCO\tCHEMBL545\n")
+        assert [(r.name, r.smiles) for r in read_records(str(path))] == [("CHEMBL545", "CCO")]
+    path.write_text("CCO smiles\n")             # a molecule named so is no title
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [("smiles", "CCO")]
+
+
 def test_csv_records_are_named_by_a_name_or_id_column_by_default(tiny_model, tmp_path,
                                                                   monkeypatch):
     """generate named CSV records by their SMILES unless --name-column was given, while

@@ -302,9 +302,10 @@ def _sdf_rows(path: str, name_prop: str | None) -> Iterator[_Row]:
 
 
 def is_smiles_title(fields: Sequence[str]) -> bool:
-    """Whether the fields of a ``.smi`` file's first line make it a title line: the first is
-    ``SMILES`` in any case, as RDKit's ``SmilesWriter`` writes (not a SMILES RDKit parses)."""
-    return bool(fields) and fields[0].lower() == "smiles"
+    """Whether the fields of a ``.smi`` file's first line make it a title line: the first
+    holds ``SMILES`` in any case, as RDKit's ``SmilesWriter`` writes it and databases name
+    the column (``canonical_smiles``, ``SMILES_string``; no SMILES holds it)."""
+    return bool(fields) and "smiles" in fields[0].lower()
 
 
 # A CXSMILES extension (``|&1:1|``, also with blanks inside, as atom labels ``|$R 1;;$|`` may
