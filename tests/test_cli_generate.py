@@ -1250,6 +1250,26 @@ def test_a_gzip_sdf_on_stdin_or_under_a_plain_name_says_so(tiny_model, tmp_path,
     assert not out.exists()
 
 
+def test_columns_asked_of_smi_lines_are_a_usage_error(tiny_model, tmp_path, capsys):
+    """A tab-separated table saved as .txt is read as .smi lines: --smiles-column and
+    --name-column were ignored without a word, and every record failed as the invalid
+    SMILES of its first cell ('Z1'), exit 1."""
+    inp = tmp_path / "mols.txt"
+    inp.write_text("ID\tSMILES\nZ1\tCCO\nZ2\tCCN\n")
+    out = tmp_path / "out" / "x.sdf"
+    base = ["generate", "--input", str(inp), "-o", str(out), "--model", tiny_model, "-n", "1",
+            "--steps", "1", "--pool", "1", "--device", "cpu", "--no-progress"]
+    for extra in (["--smiles-column", "SMILES"], ["--name-column", "ID"]):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.endswith(
+            "which have no column " + repr(extra[1]) + "; for a table, name the file .csv or .tsv "
+            "or use --format csv"), err
+        assert not out.parent.exists()
+    assert main(base + ["--format", "csv", "--smiles-column", "SMILES", "--name-column", "ID"]) == 0
+    assert [m.GetProp("_Name") for m in _records(out)] == ["Z1", "Z2"]
+
+
 def test_a_csv_named_smi_gets_a_hint(tiny_model, tmp_path):
     """Every line of a CSV saved as .smi failed as "invalid SMILES 'CCO,a'" with no hint."""
     inp = tmp_path / "mols.smi"

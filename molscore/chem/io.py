@@ -468,10 +468,17 @@ def read_records(path: str, *, fmt: str | None = None, smiles_column: str = "smi
 
     Raises:
         InputFormatError: missing file, missing CSV column (raised on the first ``next``),
-            text that is not UTF-8, malformed CSV (a quote left open) or a truncated gzip
-            stream (raised where it is met, naming the line).
+            columns asked of ``.smi`` lines (a ``smiles_column`` other than ``smiles`` or a
+            ``name_column``: a table saved as ``.txt``, whose every line would fail as an
+            invalid SMILES), text that is not UTF-8, malformed CSV (a quote left open) or a
+            truncated gzip stream (raised where it is met, naming the line).
     """
     fmt = guess_format(path, fmt)
+    if fmt == "smi" and (smiles_column != "smiles" or name_column is not None):
+        asked = " / ".join(repr(c) for c in (smiles_column, name_column) if c not in (None, "smiles"))
+        raise InputFormatError(f"{'stdin' if path == '-' else path} is read as .smi lines (SMILES, "
+                               f"then the name), which have no column {asked}; for a table, name "
+                               "the file .csv or .tsv or use --format csv")
     if fmt == "sdf":
         try:
             yield from _numbered(_sdf_rows(path, name_column), duplicates)

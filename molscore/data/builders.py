@@ -152,7 +152,7 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
     """``(name, SMILES)`` inputs of :func:`run_build` ``"etkdg"`` from a file, read as
     ``molscore generate`` reads it (:func:`molscore.chem.io.read_records`): ``.smi`` (``SMILES
     [name]`` per line, the name being the rest of the line; a CXSMILES extension ``|...|``
-    stays with the SMILES; ``#`` comments; a first line ``SMILES ...`` is a title line),
+    stays with the SMILES; ``#`` comments; a first line whose first field holds ``SMILES`` is a title line),
     ``.csv`` / ``.tsv`` (named columns; a ``;``-separated export too), ``.sdf``; gzipped or
     not; UTF-8 (a byte-order mark is dropped).
 
