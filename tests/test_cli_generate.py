@@ -1279,3 +1279,29 @@ def test_a_csv_named_smi_gets_a_hint(tiny_model, tmp_path):
     rows = list(csv.DictReader((tmp_path / "failures.csv").open()))
     assert rows[0]["reason"] == ("invalid SMILES 'CCO,a': could not be parsed (SMILES hold no "
                                  "comma: a CSV file? name it .csv or use --format csv)")
+
+
+def test_smi_property_columns_after_the_name_are_not_part_of_it(tmp_path):
+    """A ``.smi`` file with property columns after the name, as RDKit's ``SmilesWriter`` writes
+    them (``SMILES Name logP``), named its molecules 'eth 0.1': the name was the rest of the
+    line. With a title of more than two columns the name is the second field alone."""
+    from rdkit import Chem
+
+    from molscore.chem.io import read_records
+
+    path = tmp_path / "in.smi"
+    writer = Chem.SmilesWriter(str(path), nameHeader="Name")
+    writer.SetProps(["logP"])
+    for smiles, name in (("CCO", "eth"), ("CCN", "amine")):
+        mol = Chem.MolFromSmiles(smiles)
+        mol.SetProp("_Name", name)
+        mol.SetProp("logP", "0.1")
+        writer.write(mol)
+    writer.close()
+    assert path.read_text().splitlines()[0].split() == ["SMILES", "Name", "logP"]
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [("eth", "CCO"), ("amine", "CCN")]
+    path.write_text("SMILES\tName\tlogP\nCCO\tmy eth\t0.1\nCCN\t\t0.2\nC[C@H](N)O |&1:1|\tlab\t0\n")
+    assert [(r.name, r.smiles) for r in read_records(str(path))] == [
+        ("my eth", "CCO"), ("CCN", "CCN"), ("lab", "C[C@H](N)O |&1:1|")]
+    path.write_text("SMILES Name\nCCO my ethanol\n")     # two columns: the rest of the line
+    assert [r.name for r in read_records(str(path))] == ["my ethanol"]

@@ -316,8 +316,11 @@ _CX_EXTENSION = re.compile(r"(\|[^|]*\|)(?:\s+(.*))?\Z", re.S)
 def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None, int]]:
     """``(SMILES, name, line number)`` per line; ``#`` comments and a title line
     (:func:`is_smiles_title`) are skipped. A CXSMILES extension ``|...|`` after the SMILES (a
-    ``.cxsmiles`` file) is part of the SMILES, not the name."""
-    first = True
+    ``.cxsmiles`` file) is part of the SMILES, not the name. The name is the rest of the line,
+    unless the title line names more than two columns (``SMILES Name logP``, as RDKit's
+    ``SmilesWriter`` writes properties): then it is the second field alone, the fields split
+    at tabs where the title is (an empty name cell is no name), else at blanks."""
+    first, extra, sep = True, False, None
     for number, line in enumerate(handle, 1):
         line = line.strip()
         if line.startswith("#"):
@@ -325,11 +328,20 @@ def _smi_rows(handle: IO[str]) -> Iterator[tuple[str, str | None, int]]:
         parts = line.split(None, 1)
         if first and is_smiles_title(parts):
             first = False
+            sep = "\t" if "\t" in line else None
+            extra = len(line.split(sep)) > 2     # property columns after the name
             continue
         first = first and not parts
+        if extra and sep:                       # a tab-separated table: cells as they are
+            cells = [cell.strip() for cell in line.split(sep)]
+            yield cells[0], (cells[1] if len(cells) > 1 and cells[1] else None), number
+            continue
         if len(parts) > 1 and (cx := _CX_EXTENSION.match(parts[1])):
             parts = [f"{parts[0]} {cx.group(1)}", *filter(None, [cx.group(2)])]
-        yield (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else None), number
+        name = parts[1].strip() if len(parts) > 1 else None
+        if name and extra:
+            name = name.split(None, 1)[0]
+        yield (parts[0] if parts else ""), name, number
 
 
 def _column(header: Sequence[str], wanted: str) -> str | None:

@@ -151,7 +151,8 @@ def smiles_inputs(path: str | Path, *, smiles_column: str = "smiles", name_colum
                   failures: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """``(name, SMILES)`` inputs of :func:`run_build` ``"etkdg"`` from a file, read as
     ``molscore generate`` reads it (:func:`molscore.chem.io.read_records`): ``.smi`` (``SMILES
-    [name]`` per line, the name being the rest of the line; a CXSMILES extension ``|...|``
+    [name]`` per line, the name being the rest of the line, or its second field where the
+    title line names more columns; a CXSMILES extension ``|...|``
     stays with the SMILES; ``#`` comments; a first line whose first field holds ``SMILES`` is a title line),
     ``.csv`` / ``.tsv`` (named columns; a ``;``-separated export too), ``.sdf``; gzipped or
     not; UTF-8 (a byte-order mark is dropped).
