@@ -24,7 +24,8 @@ here (top level, ``optim``, ``ema``) is refused::
     log_every: 10
     seed: 0
     num_workers: 0
-    ddp_find_unused: false
+    ddp_find_unused: false    # true where some parameters get no gradient (always on for the
+                              #   energy parameterisation: -grad_x E never reaches E's output bias)
     init: null                # checkpoint or model file whose (EMA) weights start a new run
     out_dir: runs/NAME        # molscore train's output folder when -o is not given
 
@@ -578,9 +579,13 @@ class Trainer:
             _seed_all(_noise_seed(seed, self.info.rank))  # per-rank noise streams
         self.net: nn.Module = self.model
         if self.info.distributed:
+            # an energy model's score -grad_x E gives E's output bias (any term not in x) no
+            # gradient: DDP waiting for it ended the second step in a RuntimeError traceback
+            find_unused = (bool(self.cfg["ddp_find_unused"])
+                           or getattr(self.model, "kind", None) == "energy")
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=bool(self.cfg["ddp_find_unused"]))
+                find_unused_parameters=find_unused)
 
     # -- checkpoints ------------------------------------------------------------------
     def _init_weights(self, init: str | os.PathLike, module: Any) -> None:

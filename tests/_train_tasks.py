@@ -64,9 +64,10 @@ def base_config(**overrides) -> dict:
     return cfg
 
 
-def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    """One process of a Gloo CPU run; saves its final parameters, EMA state and validation
-    result (scored by both ranks together) to ``rank{r}.pt``."""
+def ddp_worker(rank: int, world_size: int, port: int, out_dir: str, cfg: dict | None = None) -> None:
+    """One process of a Gloo CPU run of ``cfg`` (default: ``base_config`` for 6 steps); saves
+    its final parameters, EMA state and validation result (scored by both ranks together) to
+    ``rank{r}.pt``."""
     from molscore.train import Trainer
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
@@ -74,7 +75,7 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     if "lo" in {name for _, name in socket.if_nameindex()}:
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"   # Gloo's pairs on loopback, not the host name's
     torch.set_num_threads(1)
-    trainer = Trainer(base_config(steps=6, val_every=3, ckpt_every=3), out_dir,
+    trainer = Trainer(cfg or base_config(steps=6, val_every=3, ckpt_every=3), out_dir,
                       device="cpu", progress=False)
     first = trainer.order.batch(0)
     try:

@@ -18,8 +18,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_ranks(tmp_path: Path) -> Path:
-    """The 2-rank run; returns its folder. On the 2-core sandbox of 2026-12-02 (gVisor) Gloo
+def _run_two_ranks(tmp_path: Path, cfg: dict | None = None) -> Path:
+    """The 2-rank run of ``cfg`` (``ddp_worker``'s default when None); returns its folder. On the 2-core sandbox of 2026-12-02 (gVisor) Gloo
     aborted a rank within a second of starting ('terminate called without an active
     exception', SIGABRT) in three runs within two minutes and in one CI run, among some 50
     that passed, and never with a wrong result; the ranks now connect on loopback
@@ -29,7 +29,7 @@ def _run_two_ranks(tmp_path: Path) -> Path:
         out_dir = tmp_path / f"run{attempt}"
         out_dir.mkdir()
         try:
-            mp.spawn(ddp_worker, args=(2, _free_port(), str(out_dir)), nprocs=2, join=True)
+            mp.spawn(ddp_worker, args=(2, _free_port(), str(out_dir), cfg), nprocs=2, join=True)
             return out_dir
         except mp.ProcessExitedException as err:
             if attempt == 2 or err.signal_name != "SIGABRT":
@@ -76,3 +76,26 @@ def test_validation_is_shared_out_among_ranks_and_equals_one_process(tmp_path):
     logged = [r for r in records if r["kind"] == "val"]
     assert [r["step"] for r in logged] == [3, 6]
     assert logged[-1]["val_loss_bins"] == r0["val"]["val_loss_bins"]
+
+
+def test_an_energy_model_trains_under_ddp(tmp_path):
+    """An energy model's score ``-grad_x E`` gives E's output bias no gradient; DDP, told every
+    parameter gets one (``ddp_find_unused: false``, the default), ended the second step in a
+    RuntimeError ("Expected to have finished reduction in the prior iteration"). The run
+    finishes, the replicas stay identical and the bias keeps its initial value."""
+    cfg = {"task": "toy", "data": {"density": "checkerboard", "n": 64, "seed": 0},
+           "model": {"hidden": 16, "depth": 2, "energy": True, "parameterisation": "energy"},
+           "sde": {"name": "ve", "sigma_min": 0.01, "sigma_max": 50.0},
+           "batch_size": 8, "steps": 3, "val_every": 3, "ckpt_every": 3, "log_every": 1,
+           "seed": 3, "ema": 0.9}
+    run = _run_two_ranks(tmp_path, cfg)
+    r0 = torch.load(run / "rank0.pt", weights_only=True)
+    r1 = torch.load(run / "rank1.pt", weights_only=True)
+    assert r0["summary"]["steps"] == 3
+    for k, v in r0["params"].items():
+        torch.testing.assert_close(v, r1["params"][k], rtol=0, atol=0)
+    from molscore.train import Trainer
+
+    start = Trainer(cfg, tmp_path / "start", device="cpu", progress=False).model.state_dict()
+    moved = {k for k, v in r0["params"].items() if not torch.equal(v, start[k])}
+    assert "net.body.out.bias" not in moved and len(moved) > 1
