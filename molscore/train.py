@@ -36,8 +36,9 @@ Outputs in ``out_dir``: ``checkpoint.pt`` (atomic; see :mod:`molscore.checkpoint
 Exact resume: the data order is a pure function of ``(seed, step, rank)``
 (:class:`DataOrder`), and the checkpoint holds the RNG states of every rank, so a
 run interrupted and resumed from a checkpoint reproduces the uninterrupted loss
-curve (with ``num_workers: 0``; with worker processes the order is still exact but
-randomness drawn *inside* workers is re-seeded on resume). Ctrl-C (SIGINT) in a
+curve, also with ``num_workers`` (worker processes seed their RNGs per batch from
+``(seed, rank, step)``; a resumed run changing ``num_workers`` between 0 and more is not
+exact). Ctrl-C (SIGINT) in a
 single-process run stops after the current step and checkpoints it (a second Ctrl-C
 stops at once, without a checkpoint), so the saved weights, optimiser and RNG states are
 those between two steps; a signal during the last step lets the run finish (``summary.json``
@@ -392,16 +393,43 @@ def _end_on_sigterm_from(parent: int) -> None:
 
 
 class _BatchSampler:
-    """Re-iterable wrapper giving ``DataLoader`` the batches ``start .. stop - 1``."""
+    """Re-iterable wrapper giving ``DataLoader`` the batches ``start .. stop - 1``: each a list
+    of dataset indices, or with ``numbered`` a ``(step, indices)`` pair (for
+    :class:`_SeededBatches`), ``step`` the batch's 0-based number."""
 
-    def __init__(self, order: DataOrder, start: int, stop: int):
-        self.order, self.start, self.stop = order, start, stop
+    def __init__(self, order: DataOrder, start: int, stop: int, numbered: bool = False):
+        self.order, self.start, self.stop, self.numbered = order, start, stop, numbered
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[int] | tuple[int, list[int]]]:
+        if self.numbered:
+            return ((k, self.order.batch(k)) for k in range(self.start, self.stop))
         return self.order.iterate(self.start, self.stop)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+
+class _SeededBatches(Dataset):
+    """A training set as ``DataLoader`` worker processes read it, batch by batch (the batch
+    sampler's ``(step, indices)`` pairs): the worker's torch, numpy and Python ``random`` RNGs
+    are seeded from ``(seed, rank, step)`` before the batch's items are read and collated, so
+    what they draw (a conformer picked at random, a random crop) is a function of the batch's
+    step, as in a resumed run. Seeded once per worker, they drew from a stream that a resumed
+    run restarted at its first step: it differed from the uninterrupted run from there on."""
+
+    def __init__(self, dataset: Dataset, seed: int, rank: int):
+        self.dataset, self.seed, self.rank = dataset, seed, rank
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, batch: tuple[int, list[int]]) -> list:
+        step, indices = batch
+        _seed_all(_noise_seed(self.seed, self.rank, step, spawn_key=(1,)))
+        return [self.dataset[i] for i in indices]
 
 
 @dataclass
@@ -481,10 +509,12 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _noise_seed(seed: int, rank: int, step: int = 0) -> int:
+def _noise_seed(seed: int, rank: int, step: int = 0, spawn_key: tuple[int, ...] = ()) -> int:
     """The seed of one process's training noise: distinct for every ``(run seed, rank, step)``
-    (``seed + 1 + rank`` gave rank 1 of seed 0 the stream of rank 0 of seed 1)."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0])
+    (``seed + 1 + rank`` gave rank 1 of seed 0 the stream of rank 0 of seed 1); another
+    ``spawn_key`` gives another family of seeds (``(1,)``: the data workers', :class:`_SeededBatches`)."""
+    return int(np.random.SeedSequence([seed, rank, step], spawn_key=spawn_key)
+               .generate_state(1, np.uint64)[0])
 
 
 @contextlib.contextmanager
@@ -768,8 +798,13 @@ class Trainer:
             except OSError as err:   # a failed flush names no file
                 raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
-    def _loader(self, dataset: Dataset, sampler, seed: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, start: int, seed: int) -> DataLoader:
+        """The training batches ``start .. total_steps - 1``; with ``num_workers``, read by
+        worker processes that seed their RNGs per batch (:class:`_SeededBatches`)."""
         workers = int(self.cfg["num_workers"])
+        sampler = _BatchSampler(self.order, start, self.total_steps, numbered=workers > 0)
+        if workers:
+            dataset = _SeededBatches(dataset, int(self.cfg["seed"]), self.info.rank)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.task.collate,
                           num_workers=workers, worker_init_fn=_leave_signals_to_main if workers else None,
                           generator=torch.Generator().manual_seed(seed))
@@ -899,7 +934,7 @@ class Trainer:
         # a resumed run that logs nothing (rerun when finished) reports the run's last records
         last_loss = self.last_records.get("train", {}).get("loss")
         last_val = self.last_records.get("val", {}).get("val_loss")
-        loader = self._loader(self.task.train_set, _BatchSampler(self.order, start, self.total_steps),
+        loader = self._loader(self.task.train_set, start,
                               seed=int(cfg["seed"]) * 1_000_003 + start * 101 + self.info.rank)
         bar = tqdm(total=self.total_steps, initial=start, disable=not self.progress,
                    desc="train", dynamic_ncols=True)

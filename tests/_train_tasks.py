@@ -33,6 +33,19 @@ class TimeMLP(nn.Module):
         return self.layers(torch.cat([x, t.unsqueeze(-1).to(x)], dim=-1))
 
 
+class JitteredDataset(TensorDataset):
+    """Items ``x + jitter * z``, ``z`` drawn from torch's global RNG at each read (as the
+    conformer task draws a conformer): randomness drawn where the data are read."""
+
+    def __init__(self, x: Tensor, jitter: float):
+        super().__init__(x)
+        self.jitter = jitter
+
+    def __getitem__(self, index: int) -> tuple[Tensor]:
+        (x,) = super().__getitem__(index)
+        return (x + self.jitter * torch.randn(x.shape),)
+
+
 def collate(items: list) -> Batch:
     x = torch.stack([item[0] for item in items])
     return Batch(x, DenseSpace(x.shape))
@@ -51,7 +64,9 @@ def build_task(cfg: dict) -> TrainTask:
     sde = make_sde(**cfg.get("sde", {"name": "ve", "sigma_min": 0.01, "sigma_max": 5.0}))
     meta = {"task": TASK, "dim": dim, "hidden": int(model.get("hidden", 16)),
             "parameterisation": model.get("parameterisation", "eps"), "sde": sde.config()}
-    return TrainTask(build_model(meta), TensorDataset(x[:n]), collate, meta,
+    jitter = float(data.get("jitter", 0.0))
+    train_set = JitteredDataset(x[:n], jitter) if jitter else TensorDataset(x[:n])
+    return TrainTask(build_model(meta), train_set, collate, meta,
                      val_set=TensorDataset(x[n:]))
 
 
