@@ -664,6 +664,10 @@ class Trainer:
         features' version) where it gives none, so that the run goes on as it began whatever
         the defaults now; :class:`ConfigError` when the checkpoint is another task's or its
         config differs in more than the run's length and logging."""
+        if "optimizer" not in ckpt and "config" not in ckpt:   # export_model's file
+            raise ConfigError(f"{path} is a model file (weights and meta only), not a training "
+                              f"checkpoint; use another output dir, or --init with it to start a "
+                              f"run from its weights")
         meta = ckpt.get("meta", {})
         if meta.get("task") != self.cfg["task"]:
             raise ConfigError(f"{path} was trained for task {meta.get('task')!r}, "

@@ -731,6 +731,23 @@ def test_cli_damaged_checkpoint_to_resume_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--no-resume"]) == 0
 
 
+def test_cli_a_model_file_as_the_checkpoint_to_resume_is_named_so(tmp_path, capsys):
+    """An exported model file (weights and meta only) as the output dir's checkpoint.pt was
+    refused as "trained with another config (task: None -> ...)", every key listed as changed;
+    the line says what the file is and that --init takes it."""
+    from molscore.checkpoint import export_model
+    from molscore.cli import main
+
+    config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
+    train(base_config(steps=2), tmp_path / "first", device="cpu", progress=False)
+    out = tmp_path / "run"
+    export_model(tmp_path / "first" / "checkpoint.pt", out / "checkpoint.pt")
+    assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a model file" in err and "--init" in err
+    assert "another config" not in err
+
+
 def test_cli_checkpoint_whose_ema_does_not_fit_the_model_is_one_line_exit_2(tmp_path, capsys):
     """A checkpoint whose EMA weights have other keys than its model (hand-edited, or another
     model's EMA) ended in EMA.load_state_dict's ValueError traceback."""
