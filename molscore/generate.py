@@ -337,6 +337,7 @@ class _Job:
     restraints: StereoRestraints | None = None   # stereo_guidance > 0 only
     fixed: CoreMatch | None = None          # the atoms a core holds, options.core only
     coords: list[np.ndarray] = field(default_factory=list)   # accepted conformers (N, 3) Å
+    checks: list[list[str]] = field(default_factory=list)    # their checker problems (checker(cid))
     rejected: list[list[str]] = field(default_factory=list)  # reasons, latest round
     draws: int = 0                          # conformers sampled so far (numbers the generators)
     checker: GeometryChecker = field(init=False)   # of a copy of mol, the core's atoms fixed
@@ -615,13 +616,13 @@ class ConformerGenerator:
                                           job.fixed.positions, rtol=0, atol=1e-6):
             job.rejected.append(["stereo repair would move the core"])
             return
-        found = job.checker.check(cid)[0]       # the core's own problems cannot be mended
+        found, given = job.checker.check(cid)   # the core's own problems cannot be mended
         if found.total and self.options.cleanup:
             sampled = mol.GetConformer(cid).GetPositions()
             if restrained_cleanup(mol, [cid], fixed=fixed):
-                cleaned = job.checker.check(cid)[0]
+                cleaned, cleaned_given = job.checker.check(cid)
                 if "stereo" in cleaned.counts or cleaned.total < found.total:
-                    found = cleaned
+                    found, given = cleaned, cleaned_given
                 else:   # a clean-up that leaves as many problems is undone (last round)
                     set_positions(mol.GetConformer(cid), sampled)
         # the clean-up can move a marginal centre through its plane: wrong stereo is
@@ -630,6 +631,7 @@ class ConformerGenerator:
             job.rejected.append(list(found.counts))    # its kinds, each once
             return
         job.coords.append(np.asarray(mol.GetConformer(cid).GetPositions()))
+        job.checks.append(found.lines + given.lines)     # what job.checker(cid) says of them
 
     def _finish_safely(self, job: _Job) -> GenerationResult:
         """:meth:`_finish`; an unexpected error fails this molecule only."""
@@ -656,7 +658,11 @@ class ConformerGenerator:
         for pos in job.coords:
             add_conformer(mol, pos)
         energies: list[float] | None = None
+        # the checks of the conformers as accepted (the checker's verdict on these very
+        # coordinates); None after the relaxation, which moves them: checked again below
+        checks: list[list[str]] | None = list(job.checks)
         if opts.relax:
+            checks = None
             try:
                 energies, forcefield = relax_conformers(mol, fixed=job.fixed_atoms)
                 mol.SetProp("forcefield", forcefield)
@@ -676,14 +682,16 @@ class ConformerGenerator:
         if opts.dedupe is not None and mol.GetNumConformers() > 1:
             keep = _dedupe(mol, opts.dedupe)
             energies = [energies[i] for i in keep] if energies is not None else None
+            checks = [checks[i] for i in keep] if checks is not None else None
             mol = _subset(mol, keep)
-        checker = GeometryChecker(mol, fixed=job.fixed_atoms)
+        if checks is None:
+            checker = GeometryChecker(mol, fixed=job.fixed_atoms)
+            checks = [checker(conf.GetId()) for conf in mol.GetConformers()]
         for k, conf in enumerate(mol.GetConformers()):
             conf.SetIntProp("conformer", k)
             if energies is not None:
                 conf.SetDoubleProp("energy", energies[k])
-            problems = checker(conf.GetId())
-            conf.SetProp("checks", "; ".join(problems) if problems else "ok")
+            conf.SetProp("checks", "; ".join(checks[k]) if checks[k] else "ok")
         with rdBase.BlockLogs():
             mol.SetProp("smiles", record_smiles(mol))
         if job.fixed is not None:

@@ -367,6 +367,28 @@ def test_a_cleanup_that_mends_nothing_is_undone_in_the_last_round(tiny_model, mo
         assert a.GetProp("checks") == b.GetProp("checks")
 
 
+@pytest.mark.parametrize("relax", [False, True])
+def test_conformers_are_checked_once_unless_relaxed(tiny_model, monkeypatch, relax):
+    """Each accepted conformer's ``checks`` is the verdict the per-conformer check gave on its
+    coordinates: the finish does not check it again (it did: a second GeometryChecker and one
+    more check of every conformer, the force-field minimum included), but for ``relax``, which
+    moves the conformers. Either way ``checks`` is what check_geometry says of the output."""
+    real_check, calls = GeometryChecker.check, []
+
+    def counted(self, conf_id=-1):
+        calls.append(conf_id)
+        return real_check(self, conf_id)
+
+    monkeypatch.setattr(GeometryChecker, "check", counted)
+    mol = _zero_score_generator(tiny_model, n=3, cleanup=False, max_retries=0,
+                                relax=relax).generate("CC(=O)Nc1ccc(OCC)cc1").mol
+    assert mol.GetNumConformers() == 3              # the last round keeps geometry failures
+    assert len(calls) == 3 + (3 if relax else 0)    # one per draw, + one per relaxed conformer
+    for conf in mol.GetConformers():
+        problems = check_geometry(mol, conf.GetId())
+        assert conf.GetProp("checks") == ("; ".join(problems) if problems else "ok")
+
+
 def test_dropped_conformers_are_counted_once_per_kind_of_problem(tiny_model, monkeypatch):
     """The failure reason counts conformers: one with two stereo problems (two summary
     lines) is one 'stereo' rejection, not two."""
