@@ -546,6 +546,27 @@ def test_smiles_grouping_compares_canonical_smiles(tmp_path):
     assert failures == []
 
 
+@pytest.mark.parametrize("bare", [0, 1, 2])
+def test_a_record_without_the_smiles_property_joins_its_molecule_however_spelled(tmp_path, bare):
+    """A record lacking the ``smiles`` property is grouped by its own canonical SMILES; the
+    records that have it, spelled ``c1ccccc1CCO``, formed another group, so the file's one
+    molecule was stored twice (``c1ccccc1CCO`` with 2 conformers, ``OCCc1ccccc1`` with 1),
+    wherever the bare record stood."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("OCCc1ccccc1"))
+    assert len(AllChem.EmbedMultipleConfs(mol, 3, randomSeed=5)) == 3
+    path = tmp_path / "mixed.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        for k in range(3):
+            record = Chem.Mol(mol, confId=k)
+            if k != bare:
+                record.SetProp("smiles", "c1ccccc1CCO")
+            writer.write(record)
+    failures = []
+    (out,) = read_sdf(path, failures=failures)
+    assert out.num_conformers == 3 and out.smiles == "OCCc1ccccc1" and failures == []
+    assert np.allclose(out.coordinates(), _coords(mol), atol=1e-4)    # in file order
+
+
 def test_a_dataset_of_other_feature_sizes_is_refused_when_read(tmp_path, ensembles):
     """The writer refuses to extend a dataset of another featuriser; the reader loaded it,
     and training stopped at its first step with a matrix-shape error."""

@@ -408,8 +408,9 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
         group_by: record property naming the molecule; records lacking it (or whose value is
             blank), or every record when ``None``, are grouped by their own canonical isomeric
             SMILES. With ``"smiles"`` the values are compared as canonical SMILES (``OCCCC``
-            joins the ``CCCCO`` group; the key is the first spelling met). Records need not be
-            contiguous.
+            joins the ``CCCCO`` group; the key is the first spelling met), and so is a record's
+            own SMILES (one without the property joins the ``c1ccccc1CCO`` group of the records
+            that have it). Records need not be contiguous.
         failures: list to append ``(name, reason)`` to.
 
     Returns:
@@ -438,6 +439,8 @@ def group_sdf_records(path: str | Path, *, group_by: str | None = "smiles",
             except Exception as err:  # RDKit sanitisation errors
                 failures.append((f"{path.name}:record{i}", f"invalid record: {err}"))
                 continue
+            if group_by == "smiles":  # a canonical SMILES too: it joins the records spelling it otherwise
+                key = spellings.setdefault(key, key)
         groups.setdefault(key, []).append(mol)
     return groups
 
