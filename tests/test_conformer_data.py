@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import pickle
 import re
@@ -388,6 +389,50 @@ def test_write_dataset_drops_reserved_molecules_of_geom_pickles(tmp_path):
     assert index["molecules"] == []
     assert {name for name, _ in read_failures(tmp_path / "ds2")} == {"OC(=O)C(O)c1ccccc1",
                                                                     "CCCCCCCCCCO"}
+
+
+def _zeroed(mol: Chem.Mol) -> Chem.Mol:
+    """A copy of ``mol`` whose coordinates are all zero (a record the readers refuse)."""
+    out = Chem.Mol(mol)
+    for i in range(out.GetNumAtoms()):
+        out.GetConformer().SetAtomPosition(i, (0.0, 0.0, 0.0))
+    return out
+
+
+def test_a_resumed_write_dataset_writes_each_reader_failure_once(tmp_path, ensembles):
+    """``write_dataset`` resumed with a reader's failures appended them all again: each rerun
+    of a finished build added a copy of every earlier row (3 rows, then 6, then 9). The
+    failures of a run stopped after its first shard, resumed, are those of one run."""
+    (a, ma), (b, mb) = ensembles.items()
+    sa, sb = _singles(ma), _singles(mb)
+    path = tmp_path / "ens.sdf"
+    _write_sdf(path, [(sa[0], {"smiles": a}), (_zeroed(sa[1]), {"smiles": a}), (sa[2], {"smiles": a}),
+                      (sb[0], {"smiles": b}), (sb[1], {"smiles": b}),
+                      (_zeroed(_singles(_confs("CCOC", 1))[0]), {"smiles": "CCOC"})])
+
+    def build(root, records=None):
+        failures = []
+        records = read_sdf(path, failures=failures) if records is None else records(failures)
+        return write_dataset(records, root, failures=failures, shard_size=1, fractions=(1.0, 0.0, 0.0))
+
+    whole = build(tmp_path / "whole")
+    rows = read_failures(tmp_path / "whole")
+    assert rows == [(a, "conformer 1: missing coordinates (all zero)"),
+                    ("CCOC", "conformer 0: missing coordinates (all zero)"),
+                    ("CCOC", "no usable conformer (missing coordinates (all zero))")]
+    assert build(tmp_path / "whole")["molecules"] == whole["molecules"]
+    assert read_failures(tmp_path / "whole") == rows
+
+    def stopped(failures):
+        yield from itertools.islice(read_sdf(path, failures=failures), 1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "cut", stopped)
+    assert [m["name"] for m in load_index(tmp_path / "cut")["molecules"]] == [a]
+    resumed = build(tmp_path / "cut")
+    assert [m["name"] for m in resumed["molecules"]] == [m["name"] for m in whole["molecules"]]
+    assert read_failures(tmp_path / "cut") == rows
 
 
 def test_scaffold_split_disjoint_and_deterministic():

@@ -471,7 +471,9 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     ``reserved_path``'s as well; those whose tautomer, neutral form or charge form is listed too,
     :func:`~molscore.data.reserved.build_exclusion_reason`) and those without an InChIKey are
     dropped, as by every dataset builder, and listed in ``failures.csv``.
-    ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too.
+    ``failures`` (e.g. the list a reader filled, consumed after ``records``) go there too, but
+    for the rows ``failures.csv`` already holds: a resumed read reports an earlier run's
+    failures again, which are written once.
     ``meta`` gets the rule (``reserved_match``: :data:`~molscore.data.reserved.MATCH_RULE`).
 
     Raises:
@@ -480,6 +482,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
     """
     reserved = reserved_keys(reserved_path)
     with build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation) as writer:
+        earlier = set(read_failures(root))
         for record in records:
             if writer.is_done(record.name):
                 continue
@@ -488,7 +491,7 @@ def write_dataset(records: Iterable[ConformerSet], root: str | Path, *, shard_si
                 writer.add_failures([(record.name, reason)])
             else:
                 writer.add(encode_record(record, featurisation=writer.featurisation))
-        writer.add_failures(failures)
+        writer.add_failures(row for row in failures if tuple(row) not in earlier)
         return writer.finalize(fractions, seed)
 
 
