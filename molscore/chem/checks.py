@@ -21,6 +21,19 @@ run but for a conformer that fails (the strain exception below):
   bounds, 1 of the 560 default-route conformers of 57 crystal-set molecules (2026-12-07); no
   reference conformer of the hexane ensembles, the GEOM-DRUGS excerpt or ``bioactive_dev``
   has such a bond more than 0.11 Å over its ``r0``;
+* bond orders: a double bond to a terminal O or S shorter than a single bond from the same
+  atom to a neutral O or S (the C=O and C-OH of a carboxylic acid, the S=O and S-OH of a
+  sulfonic acid, the P=O and P-OR of a phosphate): each of the two can lie within its own
+  tolerance while the two are swapped, the geometry of the other tautomer, whose hydrogen
+  sits on the carbonyl O. The default route gave that to 10 of 50 conformers of five
+  carboxylic acids (glycine: C=O 1.35 Å, C-OH 1.23 Å) and 5 of 10 of p-toluenesulfonic
+  acid's (``-n 10 --seed 1``; the clean-up then mends them: none of 130 is left). In the
+  1,421 such pairs of the reference conformers of the hexane ensembles and the GEOM-DRUGS
+  excerpt the single bond is 0.076-0.19 Å longer (median 0.128); in the crystal poses of
+  ``bioactive_dev``, which cannot tell which O carries the hydrogen, the two are nearly equal
+  (median 0.022 Å) and 1,266 of the 5,095 poses have a pair in the other order (measured
+  2026-12-07). A charged O (carboxylate, phosphate anion) is the double-bonded O's resonance
+  twin and is left out;
 * bond angles: each angle i-j-k within ``angle_tol`` degrees of the range implied by the 1-3
   bounds and the two reference bond lengths (law of cosines); ``hetero_angle_tol`` for angles
   with boron or an element of period 3 or later (P, S, Si, Cl, ...) among their three atoms.
@@ -170,6 +183,10 @@ _FLAT_HETERO_DOUBLE_BONDS = [(Chem.MolFromSmarts(smarts), second) for smarts, se
 # lactams, which their rings may twist), an N bonded to N or O (hydrazides, acylhydrazones,
 # hydroxamic acids: reference conformers pyramidalise it, up to 0.33 Å off the plane), and
 # aromatic ones (pyridones: the ring check's)
+# a double bond to a terminal O or S next to a single bond from the same atom to a neutral O or
+# S of the same element (carboxylic acids and esters, sulfonic and phosphoric acids and
+# esters, thioacids): atoms A, X (A=X), Y (A-Y); the double bond is the shorter
+_ORDERED_PAIR = Chem.MolFromSmarts("[#8,#16;X1;+0]=[*]-[#8,#16;+0;!$(*=*)]")
 _FLAT_AMIDE = Chem.MolFromSmarts("[C;X3;!a](=[O;X1])(*)-[N;X3;!a;!r3;!r4;!x3;!$(N-[#7,#8])](*)*")
 
 
@@ -348,6 +365,11 @@ class GeometryChecker:
         # (A, 6) atoms of each amide, SMARTS order: C, O, C's substituent, N, N's two
         self.amides = np.array(mol.GetSubstructMatches(_FLAT_AMIDE, maxMatches=100000),
                                dtype=np.int64).reshape(-1, 6)
+        # (O, 3) atoms A, X, Y of each A=X next to A-Y of the same element (_ORDERED_PAIR)
+        self.ordered_pairs = np.array(
+            [(a, x, y) for x, a, y in mol.GetSubstructMatches(_ORDERED_PAIR, maxMatches=100000)
+             if mol.GetAtomWithIdx(x).GetAtomicNum() == mol.GetAtomWithIdx(y).GetAtomicNum()],
+            dtype=np.int64).reshape(-1, 3)
         s = self.symbols
         # double bonds: (atoms, index of the second atom of the bond) of each, C=C then C=N, N=N
         doubles = [(g, k) for groups, k in [(self.double_bonds, 3), *self.hetero_double_bonds]
@@ -435,6 +457,12 @@ class GeometryChecker:
             f"{s[i[k]]}{i[k]}-{s[j[k]]}{j[k]} {d[k]:.2f} A "
             f"(allowed {self.bond_min[k]:.2f}-{self.bond_max[k]:.2f})",
             fixed[self.bonds[k]].all()) for k in np.flatnonzero(bad_bond)]
+        a, x, y = self.ordered_pairs.T
+        d_double, d_single = _lengths(pos, self.ordered_pairs[:, :2]), _lengths(pos, self.ordered_pairs[:, ::2])
+        found["bond orders swapped"] = [(
+            f"{s[a[k]]}{a[k]}={s[x[k]]}{x[k]} {d_double[k]:.2f} A not shorter than "
+            f"{s[a[k]]}{a[k]}-{s[y[k]]}{y[k]} {d_single[k]:.2f} A",
+            fixed[self.ordered_pairs[k]].all()) for k in np.flatnonzero(d_double >= d_single)]
         a, c, b = self.angles.T
         found["bond angle"] = [(
             f"{s[a[k]]}{a[k]}-{s[c[k]]}{c[k]}-{s[b[k]]}{b[k]} {ang[k]:.0f} deg "
