@@ -90,6 +90,43 @@ def test_all_hydrogens_is_plain_etkdg():
         embed_conformers(mol, 4, _params(), hydrogens="none")
 
 
+def test_a_pool_eigenvector_embedding_falls_short_of_is_topped_up_from_random_coordinates():
+    """ETKDG's embedding from eigenvectors often fails on long flexible chains: 4 of 6 for this
+    51-heavy-atom PEG (2 of 50 for one of 83 in ``bioactive_dev``), and the pool was those few,
+    repeated. The missing ones come from random coordinates, after the same first ones."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("C" + "COC" * 16 + "CO"))
+    eigen = Chem.Mol(mol)
+    first = len(AllChem.EmbedMultipleConfs(eigen, 6, _params(1)))
+    assert 0 < first < 6                  # the premise: RDKit falls short here
+    params = _params(1)
+    out = embed_conformers(mol, 6, params)
+    assert out.GetNumConformers() == 6
+    assert (params.useRandomCoords, params.maxIterations) == (False, 0)      # as before
+    pos = np.stack([conf.GetPositions() for conf in out.GetConformers()])
+    for k in range(first):                # the eigenvector conformers first, as they were
+        np.testing.assert_array_equal(pos[k], eigen.GetConformer(k).GetPositions())
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    spread = [np.abs(pos[i][heavy] - pos[j][heavy]).max() for i in range(6) for j in range(i)]
+    assert min(spread) > 1.0              # six different conformers, none repeated
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    lengths = np.linalg.norm(pos[:, bonds[:, 0]] - pos[:, bonds[:, 1]], axis=-1)
+    assert 0.9 < lengths.min() and lengths.max() < 1.6
+
+
+def test_a_skeleton_conformer_whose_hydrogens_rdkit_cannot_place_is_left_out():
+    """The skeleton's embedding puts two CH2 of this PEG in line (180 degrees) in 2 of 6
+    conformers, and ``AddHs(addCoords=True)`` leaves their hydrogens at the origin (C-H 5.2 and
+    11.0 Å): such pool conformers were returned, starts with a hydrogen far from its atom."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("C" + "COC" * 16 + "CO"))
+    out = embed_conformers(mol, 6, _params(1), hydrogens="stereo")
+    assert 0 < out.GetNumConformers() < 6
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    for conf in out.GetConformers():
+        pos = conf.GetPositions()
+        lengths = np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=-1)
+        assert 0.9 < lengths.min() and lengths.max() < 1.6
+
+
 def _recorded(monkeypatch) -> list[tuple[int, bool, bool]]:
     """Each ``EmbedMultipleConfs`` call as (count, from random coordinates, with stereo)."""
     embed = AllChem.EmbedMultipleConfs

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
@@ -28,6 +29,7 @@ HYDROGENS = ("all", "stereo")
 """The ``hydrogens`` choices of :func:`embed_conformers`."""
 
 _ATOM = "_molscore_atom"
+_MAX_PLACED_H = 2.5     # Å: a hydrogen AddHs placed further from its atom (H-I: 1.6) was not placed
 _MIN_UNSTEREO_EMBEDDINGS = 20   # embeddings without stereo to draw stereo-true ones from
 _MODE_FIELDS = ("useRandomCoords", "initialEmbeddingMode", "basinThresh", "maxIterations")
 PROBE_MIN_COUNT = 10
@@ -76,8 +78,11 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     """Up to ``count`` ETKDG conformers of ``mol`` (hydrogens explicit), in ``mol``'s atom order.
 
     ``hydrogens="all"`` embeds ``mol`` with ``params``, then from random coordinates when that
-    gives none. ``"stereo"`` does the same with the skeleton (:func:`embedding_skeleton`) and
-    places the other hydrogens afterwards; when neither gives a conformer, ``mol`` itself is
+    gives none, and the conformers it falls short of ``count`` from random coordinates when it
+    gives some (:func:`_top_up`). ``"stereo"`` does the same with the skeleton (:func:`embedding_skeleton`) and
+    places the other hydrogens afterwards (a conformer whose hydrogens RDKit cannot place, as
+    it cannot at an atom whose neighbours lie in line, is left out: :func:`_hydrogens_placed`);
+    when neither gives a conformer, ``mol`` itself is
     embedded from random coordinates. Last, for a molecule with specified stereo, a copy
     without it is embedded from random coordinates and the conformers that have ``mol``'s
     stereo (:func:`~molscore.chem.stereo.check_stereo`) are kept: ETKDG's chirality checks
@@ -116,6 +121,8 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
             with _embedding_mode(params, from_random):
                 ids = _embed(work, count, params)
             if ids:
+                if len(ids) < count and not from_random:
+                    ids += _top_up(work, count - len(ids), params)
                 break
         else:
             return _embed_without_stereo(out, count, params)
@@ -126,8 +133,35 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     if order is None:
         raise ValueError("the embedding skeleton with its hydrogens does not have the molecule's atoms")
     for cid in ids:
-        add_conformer(out, full.GetConformer(cid).GetPositions()[order])
+        pos = full.GetConformer(cid).GetPositions()[order]
+        if _hydrogens_placed(out, pos):
+            add_conformer(out, pos)
     return out
+
+
+def _hydrogens_placed(mol: Chem.Mol, pos: np.ndarray) -> bool:
+    """Whether every hydrogen of ``mol`` lies within :data:`_MAX_PLACED_H` Å of its neighbour
+    in ``pos`` ``(N, 3)``: ``AddHs(addCoords=True)`` leaves at the origin the hydrogens of an
+    atom whose neighbours the skeleton's embedding put in line (a CH2 of a long PEG chain at
+    180 degrees: 2 of 6 conformers of a 51-heavy-atom PEG, with a C-H of 5.2 and 11.0 Å)."""
+    pairs = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()
+                      if 1 in (b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum())],
+                     dtype=np.int64).reshape(-1, 2)
+    lengths = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=-1)
+    return bool((lengths <= _MAX_PLACED_H).all())
+
+
+def _top_up(work: Chem.Mol, missing: int, params: AllChem.EmbedParameters) -> list[int]:
+    """Ids of up to ``missing`` conformers embedded from random coordinates (``params``
+    otherwise) and added to ``work``, whose embedding from eigenvectors fell short: that fails
+    often on long flexible molecules (2 of 50 conformers of an 83-heavy-atom PEG chain of
+    ``bioactive_dev``, 50 of 50 from random coordinates), and the pool would be a few
+    conformers repeated."""
+    extra = Chem.Mol(work)
+    extra.RemoveAllConformers()
+    with _embedding_mode(params, True):
+        got = _embed(extra, missing, params)
+    return [work.AddConformer(extra.GetConformer(cid), assignId=True) for cid in got]
 
 
 def _embed(work: Chem.Mol, count: int, params: AllChem.EmbedParameters) -> list[int]:
