@@ -22,9 +22,11 @@ def _records(path, kind):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def _interrupted_run(out, exc: type[BaseException], at_step: int, device: str = "cpu"):
-    """Train ``base_config()`` on ``device`` but raise ``exc`` when step ``at_step`` would start."""
-    trainer = Trainer(base_config(), out, device=device, progress=False)
+def _interrupted_run(out, exc: type[BaseException], at_step: int, device: str = "cpu",
+                     cfg: dict | None = None, resume: bool = True):
+    """Train ``cfg`` (default ``base_config()``) on ``device`` but raise ``exc`` when step
+    ``at_step`` would start."""
+    trainer = Trainer(cfg or base_config(), out, resume=resume, device=device, progress=False)
     step = trainer.train_step
 
     def dying_step(batch):
@@ -91,17 +93,7 @@ def test_resume_with_data_workers_draws_their_randomness_as_the_uninterrupted_ru
     cfg = base_config(num_workers=2, data={"dim": 2, "n": 40, "jitter": 0.3})
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(cfg, straight, device="cpu", progress=False)
-    trainer = Trainer(cfg, split, device="cpu", progress=False)
-    step = trainer.train_step
-
-    def dying_step(batch):
-        if trainer.step == 6:
-            raise RuntimeError("simulated crash")
-        return step(batch)
-
-    trainer.train_step = dying_step
-    with pytest.raises(RuntimeError):
-        trainer.fit()
+    _interrupted_run(split, RuntimeError, 7, cfg=cfg)
     assert train(cfg, split, device="cpu", progress=False)["resumed_from"] == 4
     untimed = [[{**r, "time_s": None} for r in _records(out, "train")] for out in (straight, split)]
     assert untimed[0] == untimed[1]
@@ -209,17 +201,7 @@ def test_a_run_started_over_that_crashes_before_its_first_checkpoint_is_not_resu
     next run resumed the old run's step 8 under the new run's metrics. Now the old checkpoint
     goes with the old metrics, so the next run starts the new one again."""
     train(base_config(steps=8), tmp_path, device="cpu", progress=False)
-    trainer = Trainer(base_config(), tmp_path, resume=False, device="cpu", progress=False)
-    step = trainer.train_step
-
-    def crashing_step(batch):
-        if trainer.step == 2:
-            raise RuntimeError("simulated crash")
-        return step(batch)
-
-    trainer.train_step = crashing_step
-    with pytest.raises(RuntimeError):
-        trainer.fit()
+    _interrupted_run(tmp_path, RuntimeError, 3, resume=False)
     assert not (tmp_path / "checkpoint.pt").exists()
     out = train(base_config(), tmp_path, device="cpu", progress=False)
     assert out["resumed_from"] is None and out["steps"] == 12
