@@ -132,22 +132,28 @@ def embed_conformers(mol: Chem.Mol, count: int, params: AllChem.EmbedParameters,
     order = _atom_order(full, mol)
     if order is None:
         raise ValueError("the embedding skeleton with its hydrogens does not have the molecule's atoms")
+    h_bonds = _hydrogen_bonds(out)
     for cid in ids:
         pos = full.GetConformer(cid).GetPositions()[order]
-        if _hydrogens_placed(out, pos):
+        if _hydrogens_placed(h_bonds, pos):
             add_conformer(out, pos)
     return out
 
 
-def _hydrogens_placed(mol: Chem.Mol, pos: np.ndarray) -> bool:
-    """Whether every hydrogen of ``mol`` lies within :data:`_MAX_PLACED_H` Å of its neighbour
-    in ``pos`` ``(N, 3)``: ``AddHs(addCoords=True)`` leaves at the origin the hydrogens of an
-    atom whose neighbours the skeleton's embedding put in line (a CH2 of a long PEG chain at
-    180 degrees: 2 of 6 conformers of a 51-heavy-atom PEG, with a C-H of 5.2 and 11.0 Å)."""
-    pairs = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()
-                      if 1 in (b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum())],
-                     dtype=np.int64).reshape(-1, 2)
-    lengths = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=-1)
+def _hydrogen_bonds(mol: Chem.Mol) -> np.ndarray:
+    """``(K, 2)`` atoms of each bond of ``mol`` to a hydrogen."""
+    return np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()
+                     if 1 in (b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum())],
+                    dtype=np.int64).reshape(-1, 2)
+
+
+def _hydrogens_placed(h_bonds: np.ndarray, pos: np.ndarray) -> bool:
+    """Whether every bond to a hydrogen, ``h_bonds`` ``(K, 2)`` (:func:`_hydrogen_bonds`), is at
+    most :data:`_MAX_PLACED_H` Å long in ``pos`` ``(N, 3)``: ``AddHs(addCoords=True)`` leaves at
+    the origin the hydrogens of an atom whose neighbours the skeleton's embedding put in line
+    (a CH2 of a long PEG chain at 180 degrees: 2 of 6 conformers of a 51-heavy-atom PEG, with
+    a C-H of 5.2 and 11.0 Å)."""
+    lengths = np.linalg.norm(pos[h_bonds[:, 0]] - pos[h_bonds[:, 1]], axis=-1)
     return bool((lengths <= _MAX_PLACED_H).all())
 
 
