@@ -70,6 +70,45 @@ def test_csv_without_column_is_usage_error(tiny_model, tmp_path, capsys):
     assert rc == 2 and len(err.splitlines()) == 1 and "no column 'smiles'" in err
 
 
+@pytest.mark.parametrize("name, text, extra", [
+    ("empty.smi", "", ""), ("title.smi", "SMILES Name\n# nothing yet\n", ""),
+    ("blank.smi", "\n  \n\n", " (only 3 empty line(s) or SMILES cell(s))"),
+    ("header.csv", "smiles,name\n", ""), ("empty.sdf", "\n", ""), ("-", "", "")])
+def test_an_input_without_records_is_a_usage_error(tiny_model, tmp_path, monkeypatch, capsys,
+                                                   name, text, extra):
+    """An empty input (a file, a title line or comments alone, blank lines alone, empty stdin)
+    ran as a job of no molecules: exit status 0, "0 molecule(s)", an empty output and its
+    settings written. It is a slip (a wrong file, an upstream step that wrote nothing), so it
+    is a usage error now, and nothing is written: an earlier run's output in that place stays."""
+    if name == "-":
+        monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    else:
+        (tmp_path / name).write_text(text)
+    out = tmp_path / "run" / "x.sdf"
+    out.parent.mkdir()
+    (out.parent / "failures.csv").write_text("name,input,reason\n")     # an earlier run's
+    for resume in ([], ["--resume"]):
+        rc = main(["generate", "--input", name if name == "-" else str(tmp_path / name), "-n", "1",
+                   "-o", str(out), "--model", tiny_model, "--no-progress"] + resume)
+        where = "stdin" if name == "-" else str(tmp_path / name)
+        assert rc == 2 and capsys.readouterr().err.strip() == (
+            f"molscore generate: error: no records in {where}{extra}")
+        assert sorted(p.name for p in out.parent.iterdir()) == ["failures.csv"]
+
+
+def test_records_that_all_fail_are_no_usage_error(tiny_model, tmp_path):
+    """Unlike an empty input, records that are there but all fail (an unreadable SDF record,
+    empty SMILES cells beside a good one) are a run: exit status 1, each in failures.csv."""
+    sdf = tmp_path / "bad.sdf"
+    sdf.write_text("broken\n  x\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\n$$$$\n")
+    out = tmp_path / "x.sdf"
+    assert main(["generate", "--input", str(sdf), "-n", "1", "-o", str(out), "--model", tiny_model,
+                 "--no-progress"]) == 1
+    with open(tmp_path / "failures.csv") as fh:
+        assert [row["name"] for row in csv.DictReader(fh)] == ["broken"]
+    assert out.read_text() == ""
+
+
 def test_stdin_smi_input(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("CCO first\n\nc1ccccc1 benzene\n"))
     out = tmp_path / "stdin.sdf"

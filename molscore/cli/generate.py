@@ -29,7 +29,8 @@ atoms (molecules x conformers per batch).
 Records that cannot be done go to ``failures.csv`` next to the output (columns
 ``name,input,reason``; also molecules that lost conformers to the stereo checks). Exit
 status: 0 when every record succeeded, 1 when some failed, 2 for usage errors (also an
-output that cannot be written, a disk that fills up mid-run: --resume continues).
+input without records, an output that cannot be written, a disk that fills up mid-run:
+--resume continues).
 
 The settings of a run (options, model file and its SHA-256, a digest of the input records'
 names and SMILES, and of SDF records' atoms, coordinates and properties, molscore version) are
@@ -182,17 +183,23 @@ def generate_options(args: argparse.Namespace) -> GenerateOptions:
 
 
 def _records(args, duplicates: list[str]):
-    from ..chem.io import InputFormatError, read_records
+    from ..chem.io import InputFormatError, guess_format, read_records
 
     if (args.smiles is None) == (args.input is None):
         raise UsageError("give either a SMILES argument or --input FILE (- for stdin)")
     if args.smiles is not None:     # named by itself; a blank one as read_records names it
         return [(args.smiles if args.smiles.strip() else "record_1", args.smiles)]
     try:
-        return list(read_records(args.input, fmt=args.format, smiles_column=args.smiles_column,
-                                 name_column=args.name_column, duplicates=duplicates))
+        records = list(read_records(args.input, fmt=args.format, smiles_column=args.smiles_column,
+                                    name_column=args.name_column, duplicates=duplicates))
     except InputFormatError as err:
         raise UsageError(str(err)) from None
+    tabular = guess_format(args.input, args.format) != "sdf"   # (an unreadable SDF record has no SMILES)
+    if not records or tabular and not any(rec.smiles for rec in records):    # a slip, not a run
+        where = "stdin" if args.input == "-" else args.input
+        raise UsageError(f"no records in {where}" + (
+            f" (only {len(records)} empty line(s) or SMILES cell(s))" if records else ""))
+    return records
 
 
 # Options that do not change the output, so a resumed run may change them.
