@@ -15,7 +15,7 @@ from molscore.chem.checks import GIVEN, check_geometry
 from molscore.chem.core import CORE_RMSD_TOL, Core
 from molscore.chem.featurize import MoleculeError, prepare_mol
 from molscore.chem.relax import relax_conformers, restrained_cleanup
-from molscore.chem.stereo import check_stereo, isomer_choices
+from molscore.chem.stereo import check_stereo, isomer_choices, specified_axes
 from molscore.generate import ConformerGenerator, GenerateOptions, generate_conformers
 
 LIGAND = "C[C@H](N)C(=O)Nc1ccc(OCC)cc1"
@@ -182,6 +182,33 @@ def test_match_finds_the_core_with_its_stereo_and_names_what_is_wrong():
         core.match(Chem.AddHs(Chem.MolFromSmiles("C[C@@H](N)C(=O)Nc1ccc(Cl)cc1")))
     with pytest.raises(MoleculeError, match="does not contain the core"):
         core.match(Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(Cl)cc1")))
+
+
+def test_a_core_holding_an_atropisomer_axis_matches_only_the_molecules_axis():
+    """A core posed as the other atropisomer of the molecule's axis (BINOL's, from a CXSMILES
+    wedge) matched: ETKDG then embedded the pool, placed the core nowhere near its pose and
+    the molecule failed as "ETKDG placed the core's atoms nowhere within 0.25 Å of the core".
+    The axis decides the match as centres and double bonds do; an axis whose reference atoms
+    the core does not all hold decides nothing."""
+    binol = Chem.AddHs(Chem.MolFromSmiles("Oc1ccc2ccccc2c1-c1c(O)ccc2ccccc12 |wU:10.10|"))
+    assert specified_axes(binol)
+    assert AllChem.EmbedMolecule(binol, randomSeed=3) == 0
+    assert check_stereo(binol).ok
+    posed = Chem.RemoveHs(binol)
+    mirror = Chem.Mol(posed)
+    mirror.GetConformer().SetPositions(posed.GetConformer().GetPositions() * np.array([-1.0, 1.0, 1.0]))
+    core, mirrored = Core.from_mol(posed), Core.from_mol(mirror)
+    assert core.match(binol).atoms.tolist() == list(range(posed.GetNumAtoms()))
+    with pytest.raises(MoleculeError, match="only with other stereo"):
+        mirrored.match(binol)
+    flat = Chem.Mol(binol)
+    for bond in flat.GetBonds():
+        bond.SetStereo(Chem.BondStereo.STEREONONE)
+    mirrored.match(flat)                                     # no axis specified: either pose
+    one_side = Chem.RWMol(mirror)                            # the naphthol of atoms 0-10 only
+    for i in range(posed.GetNumAtoms() - 1, 10, -1):
+        one_side.RemoveAtom(i)
+    Core.from_mol(one_side.GetMol()).match(binol)
 
 
 def test_unspecified_stereo_takes_the_cores_handedness():

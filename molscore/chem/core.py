@@ -8,7 +8,7 @@ protonated forms; not hydrogen counts, so a core cut out of a ligand, its cut bo
 matches the molecules that carry it), the positions of its atoms and, when the core was given
 with hydrogens, how many each atom carries. :meth:`Core.match` finds it in a molecule: of
 the matches whose stereo agrees with the core's coordinates (the molecule's specified
-centres and double bonds that the core holds), the one whose atoms carry the core's
+centres, double bonds and atropisomer axes that the core holds), the one whose atoms carry the core's
 hydrogen counts most often (so a ring is not placed rotated or flipped, its substituents
 where the core has hydrogens), the first of those; it returns the molecule's atoms with
 the positions they must take. When those matches lie at two places of the molecule that no
@@ -33,8 +33,8 @@ from rdkit.Geometry import Point3D
 from .coords import add_conformer
 from .featurize import MoleculeError
 from .io import read_sdf_mols
-from .stereo import (bond_order_neighbours, dihedral, specified_centres, specified_double_bonds,
-                     stereo_bond_atoms, unspecified_stereo, volume_triples)
+from .stereo import (axis_atoms, axis_tag, bond_order_neighbours, dihedral, specified_axes, specified_centres,
+                     specified_double_bonds, stereo_bond_atoms, unspecified_stereo, volume_triples)
 
 __all__ = ["CORE_RMSD_TOL", "CORE_EMBED_TIMEOUT", "Core", "CoreMatch"]
 
@@ -214,7 +214,8 @@ class Core:
         """The atoms of ``mol`` the core fixes. Of the substructure matches whose stereo
         agrees with the core's coordinates (every specified centre of ``mol`` that the core
         holds with at least three of its neighbours, every specified double bond it holds
-        with a substituent of each of its atoms), the first (in RDKit's order) of those whose
+        with a substituent of each of its atoms, every atropisomer axis it holds with its
+        reference atoms), the first (in RDKit's order) of those whose
         atoms carry the core's :attr:`hydrogens` counts most often: a core cut out of a ligand
         with its hydrogens then sits on its ligand as it was cut, not rotated or flipped onto
         another symmetric match with substituents where the core has hydrogens. Without
@@ -412,7 +413,8 @@ def _held_centres(mol: Chem.Mol, match: tuple[int, ...],
 def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray) -> bool:
     """Whether the core's ``positions`` (of the atoms ``match`` of ``mol``) have the
     specified stereo of ``mol`` wherever they decide it (a near-flat centre decides nothing,
-    as in :func:`~molscore.chem.stereo.check_stereo`)."""
+    as in :func:`~molscore.chem.stereo.check_stereo`; an atropisomer axis is decided where
+    the core holds its four :func:`~molscore.chem.stereo.axis_atoms`)."""
     for _, tag, handed in _held_centres(mol, match, positions):
         if abs(handed) >= _FLAT and (handed > 0) != (tag == Chem.ChiralType.CHI_TETRAHEDRAL_CCW):
             return False
@@ -429,7 +431,8 @@ def _stereo_agrees(mol: Chem.Mol, match: tuple[int, ...], positions: np.ndarray)
         cis = abs(dihedral(pos[[ends[0], quad[1], quad[2], ends[1]]])) < 90
         if (cis != flips) != (label in (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)):
             return False
-    return True
+    return all(axis_tag(pos, mol, bond) == label for bond, label in specified_axes(mol).items()
+               if held.issuperset(axis_atoms(mol, bond)))
 
 
 def _held_substituents(mol: Chem.Mol, quad: tuple[int, int, int, int],

@@ -280,7 +280,12 @@ def _legacy_stereo_perception(legacy: bool) -> Iterator[None]:
 
 
 def has_specified_stereo(mol: Chem.Mol) -> bool:
-    """Whether ``mol`` specifies a tetrahedral centre or a double bond's stereo."""
+    """Whether ``mol`` specifies a tetrahedral centre or a double bond's stereo. Atropisomer
+    axes (:func:`specified_axes`) do not count: its callers ask whether ETKDG may fail for the
+    stereo and whether a copy without stereo (``Chem.RemoveStereochemistry``, which keeps the
+    axes) embeds, and ETKDG builds an axis it is given (BINOL: 30 of 30 right); RDKit labels
+    acyclic bonds only, so the isomers of a molecule whose only stereo is its axes differ by
+    rotations about single bonds, which ETKDG builds whenever it builds the molecule."""
     return bool(specified_centres(mol) or specified_double_bonds(mol))
 
 
