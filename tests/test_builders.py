@@ -951,3 +951,83 @@ def test_cli_build_refused_by_a_build_that_took_its_new_folder_leaves_that_folde
     with pytest.raises(ValueError, match="being written by another build"):
         DatasetWriter(out)                          # the other build still holds it
     others[0].close()
+
+
+def _killed_build(args: list[str], at: int) -> int:
+    """Exit status of ``main(args)`` run in a forked child killed (``os._exit(9)``, as by
+    SIGKILL: no ``finally`` runs) as it begins its ``at``-th file write of the dataset
+    (``save_atomic`` of a shard, ``replace_atomically`` of the index or ``failures.csv``)."""
+    import contextlib
+    import itertools
+    import os
+
+    import molscore.data.processed as processed
+
+    pid = os.fork()
+    if pid == 0:                                            # the child never returns
+        try:
+            writes = itertools.count()
+
+            def dying(real):
+                def write(*a, **kw):
+                    if next(writes) == at:
+                        os._exit(9)
+                    return real(*a, **kw)
+                return write
+
+            processed.save_atomic = dying(processed.save_atomic)
+            processed.replace_atomically = dying(processed.replace_atomically)
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
+                    contextlib.redirect_stderr(sink):
+                main(args)
+        finally:
+            os._exit(0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_cli_build_killed_at_any_write_resumes_to_the_uninterrupted_dataset(tmp_path, monkeypatch, capsys):
+    """A build killed between a shard's index write and its ``failures.csv`` write lost the
+    rows of the molecules of that shard that were stored without some conformer records: the
+    resume took them as done, and their rows were never written. Killed before each of its
+    writes in turn, a build resumed gives the index, shards and ``failures.csv`` of a build that
+    was not interrupted (each row once)."""
+    import torch
+
+    import molscore.data.processed as processed
+
+    sdf = tmp_path / "in.sdf"
+    records = [("a", "CCOC"), ("b", "CCOCC"), ("b", "CCCO"), ("big", "CCCCCCCCCCCCO"), ("c", "CCNC"),
+               ("c", "CCCN"), ("mandelic", "O=C(O)[C@@H](O)c1ccccc1"), ("d", "CCCCO")]
+    with Chem.SDWriter(str(sdf)) as writer:                 # b and c: a record of another molecule
+        for name, smiles in records:
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=7)
+            mol.SetProp("ensemble", name)
+            writer.write(mol)
+    args = ["build-dataset", "sdf", "--input", str(sdf), "--group-by", "ensemble", "--shard-size", "1",
+            "--max-heavy-atoms", "11", "--split", "0.5,0.25,0.25", "--no-progress", "-o"]
+    writes = []
+    for name in ("save_atomic", "replace_atomically"):
+        monkeypatch.setattr(processed, name, lambda *a, real=getattr(processed, name), **kw:
+                            writes.append(a[0]) or real(*a, **kw))
+    reference = tmp_path / "reference"
+    assert main(args + [str(reference)]) == 1               # big failed, b and c lost a record
+    monkeypatch.undo()
+    expected = read_failures(reference)
+    assert [(name, reason.split(":")[0]) for name, reason in expected] == [
+        ("b", "conformer 1"), ("big", "conformer 0"), ("big", "no usable conformer (too large"),
+        ("c", "conformer 1"), ("mandelic", "reserved for held-out evaluation")]
+    index = load_index(reference)
+
+    def shards(root):
+        return [torch.load(root / name, weights_only=True) for name in load_index(root)["shards"]]
+
+    for at in range(len(writes)):
+        out = tmp_path / f"killed{at}"
+        assert _killed_build(args + [str(out)], at) == 9
+        main(args + [str(out)])
+        assert (at, read_failures(out)) == (at, expected)
+        assert (at, load_index(out)) == (at, index)
+        for got, want in zip(shards(out), shards(reference), strict=True):
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    capsys.readouterr()

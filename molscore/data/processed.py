@@ -3,7 +3,8 @@
 A processed dataset is a folder::
 
     index.json          format tag, featuriser dims and version, per-molecule entries (and
-                        their SHA-256, ``molecules_sha256``), splits
+                        their SHA-256, ``molecules_sha256``), splits, the rows failures.csv
+                        holds (``failure_rows``, the last of them ``failures_pending``)
     shard_00000.pt ...  plain tensors (torch.save; loaded with weights_only=True)
     failures.csv        name,reason of every record a builder skipped
     .build.lock         held (:mod:`molscore.locks`) by the build writing the folder: a
@@ -25,7 +26,10 @@ build resumed in its folder keeps it.
 
 Strings (SMILES, names, scaffolds, InChIKey blocks) live in ``index.json`` only, so shards
 contain no pickled objects. Every file is written to a temporary name and moved into place with
-``os.replace``, so an interrupted build leaves a consistent dataset that a rerun resumes.
+``os.replace``, so an interrupted build leaves a consistent dataset that a rerun resumes. A
+shard is written before the index that names it, and the index before ``failures.csv``; the
+index records the failure rows of its molecules that the file is to get next
+(``failures_pending``), which a build killed before it wrote them leaves for the rerun to add.
 """
 from __future__ import annotations
 
@@ -69,6 +73,8 @@ SPLITS = ("train", "val", "test")
 _TENSOR_KEYS = ("atom_feat", "z", "edge_index", "edge_attr", "pos", "weights")
 _BINARY_KEYS = ("atom_feat", "edge_attr")  # stored as uint8
 MOLECULES_DIGEST = "molecules_sha256"
+FAILURE_ROWS = "failure_rows"            # index keys: the rows of failures.csv once those
+FAILURES_PENDING = "failures_pending"    # pending (written after the index) are in it
 
 
 def murcko_scaffold(mol: Chem.Mol) -> str:
@@ -270,7 +276,9 @@ class DatasetWriter:
 
     Molecules are buffered and written ``shard_size`` at a time; after each shard the
     index and ``failures.csv`` are updated, so :meth:`is_done` after a crash tells which
-    inputs to skip. :meth:`finalize` writes the scaffold split.
+    inputs to skip. The index lists the failure rows that ``failures.csv`` is to get after it
+    (those of its molecules): a writer opening a folder whose ``failures.csv`` lacks them (a
+    build killed between the two writes) adds them. :meth:`finalize` writes the scaffold split.
 
     The writer holds the folder's lock (:data:`LOCK_FILE`) from its creation until
     :meth:`close` (or the end of its ``with`` block, or of the process): two builds into one
@@ -318,6 +326,10 @@ class DatasetWriter:
         # rewritten whole from this list, so a write interrupted after its rows reached the
         # file and written again leaves each row once
         self._failure_rows: list[tuple[str, str]] = read_failures(self.root)
+        pending = [(name, reason) for name, reason in self.index.get(FAILURES_PENDING, [])]
+        if pending and len(self._failure_rows) + len(pending) == self.index.get(FAILURE_ROWS):
+            self._failure_rows += pending  # killed after the index's write, before the file's
+            self._write_failures(self._failure_rows)
         self._failures_written = len(self._failure_rows)  # leading rows known to be in the file
         self._done = {m["name"] for m in self.index["molecules"]}
         self._done.update(name for name, _ in self._failure_rows)
@@ -350,6 +362,7 @@ class DatasetWriter:
         kept = [(name, reason) for name, reason in rows if keep(reason) or name in stored]
         if len(kept) == len(rows):
             return 0
+        self._write_index(len(kept))  # before the file: killed between the two, nothing is forgotten
         self._failures_written = 0  # until the list below is in place, a flush rewrites all
         self._write_failures(kept)
         self._failure_rows = kept + queued
@@ -371,7 +384,8 @@ class DatasetWriter:
             self._done.add(name)
 
     def flush(self) -> None:
-        """Write buffered molecules as a new shard, then the index, then queued failures."""
+        """Write buffered molecules as a new shard, then the index (listing the queued failures
+        as pending), then queued failures."""
         if self._buffer:
             shard_id = len(self.index["shards"])
             fname = f"shard_{shard_id:05d}.pt"
@@ -400,7 +414,7 @@ class DatasetWriter:
             self.index["molecules"] += entries
             self.index["shards"].append(fname)
             self._buffer = []
-        self._write_index()
+        self._write_index(self._failures_written, self._failure_rows[self._failures_written:])
         if self._failures_written < len(self._failure_rows):
             rows = list(self._failure_rows)
             self._write_failures(rows)
@@ -414,7 +428,11 @@ class DatasetWriter:
         writer.writerows(rows)
         replace_atomically(self.root / FAILURES_FILE, [buffer.getvalue()])
 
-    def _write_index(self) -> None:
+    def _write_index(self, failure_rows: int, pending: Sequence[tuple[str, str]] = ()) -> None:
+        """Replace ``index.json`` atomically, recording that ``failures.csv`` holds
+        ``failure_rows`` rows and is to get ``pending`` after them."""
+        self.index[FAILURE_ROWS] = failure_rows + len(pending)
+        self.index[FAILURES_PENDING] = [list(row) for row in pending]
         self.index[MOLECULES_DIGEST] = molecules_digest(self.index["molecules"])
         replace_atomically(self.root / INDEX_FILE, [json.dumps(self.index, indent=1)])
 
@@ -427,7 +445,7 @@ class DatasetWriter:
         self.index["splits"] = scaffold_split(scaffolds, fractions, seed, blocks)
         self.index["split_config"] = {"method": "bemis_murcko_scaffold", "fractions": list(fractions),
                                       "seed": seed}
-        self._write_index()
+        self._write_index(self._failures_written)
         return self.index
 
 
