@@ -953,6 +953,84 @@ def test_cli_build_refused_by_a_build_that_took_its_new_folder_leaves_that_folde
     others[0].close()
 
 
+def test_cli_refuses_to_resume_from_another_input(tmp_path, capsys):
+    """A resumed build did not compare its input with the one its folder was begun from: resumed
+    with another SMILES file or SDF, it added that file's molecules to the dataset. The index
+    records the input's name, size and SHA-256 (``meta.input``); another one is refused (exit
+    2), the same content elsewhere is resumed, and so is an ``etkdg`` SMILES file with records
+    added at its end (an SDF's added records may belong to a molecule stored already: refused)."""
+    first, other = tmp_path / "a.smi", tmp_path / "b.smi"
+    first.write_text("CCO ethanol\n")
+    other.write_text("CCCN propylamine\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "-o", str(out), "--n-confs", "1", "--no-progress", "--smiles"]
+    assert main(args + [str(first)]) == 0
+    capsys.readouterr()
+    assert main(args + [str(other)]) == 2
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert capsys.readouterr().err == (
+        f"molscore build-dataset: error: {out} was built from another input (a.smi, sha256 "
+        f"{digest[:16]}); resume it with that file (records may be added at its end), or use "
+        "another --output\n")
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol"]
+    assert load_index(out)["meta"]["input"] == {"name": "a.smi", "bytes": 12, "sha256": digest}
+    moved = tmp_path / "elsewhere" / "c.smi"
+    moved.parent.mkdir()
+    moved.write_bytes(first.read_bytes())
+    assert main(args + [str(moved)]) == 0                   # the same content: resumed
+    first.write_text("CCO ethanol\nCCCO propanol\n")
+    assert main(args + [str(first)]) == 0                   # records added at the end: built
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol", "propanol"]
+    assert load_index(out)["meta"]["input"]["bytes"] == 26
+    capsys.readouterr()
+    assert main(args + [str(moved)]) == 2                   # what it grew from is another input now
+    assert "was built from another input (a.smi, sha256" in capsys.readouterr().err
+
+    def sdf(path, smiles_list):
+        with Chem.SDWriter(str(path)) as writer:
+            for smiles in smiles_list:
+                mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+                AllChem.EmbedMolecule(mol, randomSeed=9)
+                writer.write(mol)
+
+    sdf(first := tmp_path / "a.sdf", ["CCOc1ccccc1"])
+    sdf(other := tmp_path / "b.sdf", ["CCCCO"])
+    out = tmp_path / "sdf"
+    args = ["build-dataset", "sdf", "-o", str(out), "--no-progress", "--input"]
+    assert main(args + [str(first)]) == 0
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()[:16]
+    capsys.readouterr()
+    assert main(args + [str(other)]) == 2
+    assert capsys.readouterr().err == (
+        f"molscore build-dataset: error: {out} was built from another input (a.sdf, sha256 "
+        f"{digest}); resume it with that file, or use another --output\n")
+    with open(first, "ab") as fh:                           # another conformer of the stored molecule
+        fh.write(other.read_bytes())
+    assert main(args + [str(first)]) == 2
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["CCOc1ccccc1"]
+
+
+def test_cli_resumes_a_build_that_recorded_no_input_and_records_it(tmp_path, capsys):
+    """A folder begun by a molscore that recorded no input is resumed with whatever input it is
+    given, as that molscore resumed it (refusing it would leave no way but to build it again);
+    the input of that resume is recorded, and another one is refused from then on."""
+    first, other = tmp_path / "a.smi", tmp_path / "b.smi"
+    first.write_text("CCO ethanol\n")
+    other.write_text("CCCN propylamine\n")
+    out = tmp_path / "ds"
+    args = ["build-dataset", "etkdg", "-o", str(out), "--n-confs", "1", "--no-progress", "--smiles"]
+    assert main(args + [str(first)]) == 0
+    index = json.loads((out / "index.json").read_text())
+    del index["meta"]["input"]                              # as an earlier molscore wrote it
+    (out / "index.json").write_text(json.dumps(index))
+    assert main(args + [str(other)]) == 0
+    assert [m["name"] for m in load_index(out)["molecules"]] == ["ethanol", "propylamine"]
+    assert load_index(out)["meta"]["input"]["sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(args + [str(first)]) == 2
+    assert "was built from another input (b.smi, sha256" in capsys.readouterr().err
+
+
 def _killed_build(args: list[str], at: int) -> int:
     """Exit status of ``main(args)`` run in a forked child killed (``os._exit(9)``, as by
     SIGKILL: no ``finally`` runs) as it begins its ``at``-th file write of the dataset

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import math
 import sys
@@ -20,8 +21,10 @@ EPILOG = """examples:
   molscore build-dataset sdf --input ensembles.sdf.gz --group-by smiles -o data/ens
 SMILES files are read as `molscore generate` reads them (.smi, .csv, .tsv, .sdf, gzipped or not):
 a repeated name x becomes x#2, x#3, ... (reported); an empty SMILES is a failures.csv row.
-A rerun with the same -o and settings resumes: molecules already stored or listed in failures.csv
-are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
+A rerun with the same -o, settings and input resumes: molecules already stored or listed in
+failures.csv are skipped (--retry-failed tries the failed ones again, e.g. after a molscore update).
+The input is its file's content (moved or copied, the same input); an etkdg SMILES file may have
+records added at its end, which the resume builds, an SDF not.
 Molecules on the reserved list (datasets/reserved_inchikeys.txt) are always dropped, and so are
 those whose tautomer, neutral form or that form with a proton more or fewer is on it (InChIKey
 first blocks compared). A build begun under another such rule is not resumed: build it again.
@@ -133,6 +136,18 @@ def _changed_settings(previous: dict, meta: dict) -> list[str]:
             if key in previous and key in meta and previous[key] != meta[key]]
 
 
+def _input_identity(path: Path, head_bytes: int = 0) -> tuple[dict, str]:
+    """What a build records of its input file (the index meta's ``input``): ``{"name", "bytes",
+    "sha256"}`` of ``path``'s content; and the SHA-256 of its first ``head_bytes`` bytes."""
+    whole, head, size = hashlib.sha256(), hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            whole.update(chunk)
+            head.update(chunk[:max(0, head_bytes - size)])
+            size += len(chunk)
+    return {"name": path.name, "bytes": size, "sha256": whole.hexdigest()}, head.hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
     from ..chem.featurize import check_featurisation
     from ..data.builders import WorkerDied, ccd_components, run_build, sdf_groups, smiles_inputs
@@ -177,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
                         "seed": args.seed, "max_heavy_atoms": args.max_heavy_atoms,
                         "largest_fragment": args.largest_fragment}
         meta.update(maker_kwargs, source=str(path))
+        source, grows = path, True      # records added at its end are new molecules
     elif kind == "ccd":
         items = ccd_components(limit=args.limit)
+        source, grows = None, False
         meta["source"] = "PDB Chemical Component Dictionary (biotite), model_Cartn coordinates"
     else:
         if not args.input.is_file():
@@ -192,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         items = _limited(itertools.chain([first], groups), args.limit)
         maker_kwargs = {"largest_fragment": args.largest_fragment, "max_heavy_atoms": args.max_heavy_atoms}
         meta.update(maker_kwargs, source=str(args.input), group_by=group_by)
+        source, grows = args.input, False   # records added may be conformers of a stored molecule
+    before: dict = {}
     if (args.output / "index.json").is_file():
         try:
             before = load_index(args.output).get("meta", {})
@@ -204,6 +223,15 @@ def run(args: argparse.Namespace) -> int:
         if changed:
             raise UsageError(f"{args.output} was built with other settings ({', '.join(changed)}); "
                              "resume it with those, or use another --output")
+    if source is not None:
+        # none recorded (a folder begun by a molscore that recorded none): resumed as it was then
+        recorded = before.get("input") if isinstance(before.get("input"), dict) else None
+        held = recorded.get("bytes") if recorded is not None and grows else 0
+        meta["input"], head = _input_identity(source, held if isinstance(held, int) else 0)
+        if recorded is not None and recorded.get("sha256") not in (meta["input"]["sha256"], head if grows else None):
+            raise UsageError(f"{args.output} was built from another input ({recorded.get('name')}, sha256 "
+                             f"{str(recorded.get('sha256'))[:16]}); resume it with that file"
+                             f"{' (records may be added at its end)' if grows else ''}, or use another --output")
     try:
         made = make_folder(args.output)
     except OSError as err:

@@ -464,7 +464,10 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
             those of the shipped list (which always are), with their tautomers and charge forms
             (:func:`~molscore.data.reserved.build_exclusion_reason`).
         meta: build description stored in the index; ``reserved_match`` (the rule,
-            :data:`~molscore.data.reserved.MATCH_RULE`) is added to it.
+            :data:`~molscore.data.reserved.MATCH_RULE`) is added to it. A resume keeps the
+            earlier build's but for ``input`` (the input file's identity, which
+            ``molscore build-dataset`` compares with the recorded one): this one's replaces it,
+            so that a grown input, or the first one a folder records, is compared next time.
         shard_size, fractions, split_seed: see :class:`~molscore.data.processed.DatasetWriter` and
             :func:`~molscore.data.processed.scaffold_split`.
         input_failures: failures found while listing inputs (e.g. unreadable SDF records).
@@ -483,6 +486,8 @@ def run_build(kind: str, items: Iterable[tuple[str, object]], root: str | Path, 
     """
     reserved = reserved_keys(reserved_path)
     with build_writer(root, shard_size=shard_size, meta=meta, featurisation=featurisation) as writer:
+        if meta and "input" in meta:
+            writer.index["meta"]["input"] = meta["input"]
         summary = BuildSummary(root=str(root))
         if retry_failed:
             summary.retried = writer.forget_failures(keep=is_reserved_reason)
