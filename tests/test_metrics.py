@@ -616,3 +616,38 @@ def test_rmsd_leaves_out_the_hydrogen_that_defines_an_imine_stereo():
                        for i in range(3)])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got - with_h).max() > 1e-3
+
+
+def test_a_stereoisomer_scored_against_the_reference_is_named(tmp_path, capsys):
+    """Pairing by SMILES falls back to ignoring stereo, so a generated enantiomer of the
+    reference molecule is scored against it (its RMSDs those of the other enantiomer); that
+    was silent. Now ``paired_ignoring_stereo`` names the pair and a note on stderr says so."""
+    r_smi, s_smi = "C[C@H](NC(=O)CCC)c1ccccc1", "C[C@@H](NC(=O)CCC)c1ccccc1"
+    _write(tmp_path / "ref.sdf", [(_embed(r_smi, 1, 1), 0, {"smiles": r_smi})])
+    gen_s, gen_r = _embed(s_smi, 3, 2), _embed(r_smi, 3, 2)
+    _write(tmp_path / "gen_s.sdf", [(Chem.Mol(gen_s), i, {"smiles": s_smi}) for i in range(3)])
+    _write(tmp_path / "gen_r.sdf", [(Chem.Mol(gen_r), i, {"smiles": r_smi}) for i in range(3)])
+    res = evaluate_crystal(tmp_path / "gen_s.sdf", tmp_path / "ref.sdf", ns=(1, 3))
+    r_key, s_key = (Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in (r_smi, s_smi))
+    assert res["n_molecules"] == 1 and res["paired_ignoring_stereo"] == {s_key: r_key}
+    assert evaluate_coverage(tmp_path / "gen_r.sdf", tmp_path / "ref.sdf")["paired_ignoring_stereo"] == {}
+    for gen, noted in (("gen_s.sdf", True), ("gen_r.sdf", False)):
+        assert main(["evaluate", "crystal", "--generated", str(tmp_path / gen), "--reference",
+                     str(tmp_path / "ref.sdf"), "--n", "1", "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert ("note: 1 generated groups are scored against a reference molecule whose SMILES "
+                "differs in stereo alone" in err) == noted, err
+        assert (f"{s_key!r} against {r_key!r}" in err) == noted
+
+
+def test_evaluate_cli_repeated_n_is_one_row_and_a_directory_is_no_file(tmp_path, capsys):
+    """``--n 1 1`` printed the N = 1 row twice; a directory given as an input file was
+    reported as ``file not found``."""
+    mol = _embed("CCOC(=O)c1ccccc1", 2, 1)
+    _write(tmp_path / "ref.sdf", [(Chem.Mol(mol), i, {"smiles": "CCOC(=O)c1ccccc1"}) for i in range(2)])
+    args = ["evaluate", "crystal", "--generated", str(tmp_path / "ref.sdf"), "--no-progress"]
+    assert main(args + ["--reference", str(tmp_path / "ref.sdf"), "--n", "2", "1", "2"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["2", "1"]
+    assert main(args + ["--reference", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"molscore evaluate: error: {tmp_path} is a directory, not an SDF file\n"

@@ -482,7 +482,10 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
 def _pair_groups(gen: dict, ref: dict, group_by: str) -> list[tuple[str, str]]:
     """Match generated to reference group keys: exact, then (SMILES) ignoring stereo where
     that is unambiguous (one generated key left unpaired and one reference key, itself not
-    paired exactly). Each reference key is paired at most once."""
+    paired exactly): a SMILES without stereo with one with it, but also an enantiomer or
+    another stereoisomer with the reference molecule (scored as it is, its RMSDs those of
+    the other stereoisomer; ``paired_ignoring_stereo`` of the result names such pairs).
+    Each reference key is paired at most once."""
     pairs = {key: key for key in gen if key in ref}
     if group_by == "smiles":
         loose_gen: dict[str, list[str]] = {}
@@ -531,11 +534,15 @@ class _Pairs:
 
     def report(self, rows: list[dict]) -> dict:
         """``missing`` (reference keys without a row of ``rows``), ``unpaired_generated``,
-        ``mismatched`` and ``skipped_records`` of an evaluation's result."""
+        ``mismatched``, ``paired_ignoring_stereo`` (``{generated key: reference key}`` of the
+        pairs scored whose SMILES differ in stereo alone) and ``skipped_records`` of an
+        evaluation's result."""
         done = {row["key"] for row in rows}
         return {"missing": [k for k in self.ref if k not in done],
                 "unpaired_generated": _unpaired(self.gen, self.paired),
                 "mismatched": self.mismatched,
+                "paired_ignoring_stereo": {gkey: rkey for gkey, rkey in self.paired
+                                           if gkey != rkey and gkey not in self.mismatched},
                 "skipped_records": {"generated": self.gen.skipped(), "reference": self.ref.skipped()}}
 
 
@@ -556,6 +563,7 @@ def evaluate_coverage(generated: str | Path, reference: str | Path, threshold: f
     Returns ``{"threshold", "n_molecules", "missing": [ref keys without generated],
     "unpaired_generated": {generated key paired with no reference: its records},
     "mismatched": {generated key paired with a reference molecule of other atoms (left out): why},
+    "paired_ignoring_stereo": {generated key scored against a reference key of other stereo},
     "skipped_records": {"generated": ..., "reference": ...} (the records :func:`read_groups`
     left out of each file, :meth:`Groups.skipped`),
     "per_molecule": [{key, n_generated, n_reference, cov_r, amr_r, cov_p, amr_p}],
@@ -582,7 +590,8 @@ def evaluate_crystal(generated: str | Path, reference: str | Path,
 
     The reference's first record per molecule is the crystal conformer. For each N the
     minimum RMSD over the first N generated conformers (fewer when fewer exist).
-    Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched", "skipped_records"
+    Returns ``{"n_molecules", "missing", "unpaired_generated", "mismatched",
+    "paired_ignoring_stereo", "skipped_records"
     (as :func:`evaluate_coverage`),
     "per_molecule": [{key, n_generated, n_reference (reference records kept; only the first
     is scored), min_rmsd: {N: v}}],

@@ -12,7 +12,8 @@ generated conformers are left out of them and counted on the first line of the o
 
 RMSD: heavy atoms, symmetry-aware, after optimal superposition (as RDKit's GetBestRMS);
 at most --max-matches atom mappings per molecule (an upper bound for more symmetric ones).
-Molecules are paired by canonical SMILES (the ``smiles`` property), by ``_Name``
+Molecules are paired by canonical SMILES (the ``smiles`` property; then ignoring stereo where
+that is unambiguous, an enantiomer included: a note counts such pairs), by ``_Name``
 (``--group-by name``) or by any record property. Records RDKit cannot read, records with 2D
 coordinates (a depiction), and records that are not the molecule of their group (another
 heavy-atom graph than the group's first record that is the molecule its ``smiles`` property
@@ -56,7 +57,8 @@ def register(subparsers) -> None:
                                 "where an RMSD is below it (<, as torsional diffusion)")
         else:
             q.add_argument("--n", type=positive_int, nargs="+", default=[1, 10, 50],
-                           help="N values (default 1 10 50)")
+                           help="N values, rows in this order (default 1 10 50; a repeated "
+                                "N gives one row)")
         q.set_defaults(func=run)
 
 
@@ -67,6 +69,8 @@ def run(args) -> int:
     max_matches = args.max_matches or MAX_MATCHES
 
     for path in (args.generated, args.reference):
+        if Path(path).is_dir():
+            raise UsageError(f"{path} is a directory, not an SDF file")
         if not Path(path).is_file():
             raise UsageError(f"file not found: {path}")
     if args.json_out:                     # found before the RMSDs, not after them
@@ -79,6 +83,8 @@ def run(args) -> int:
             tempfile.TemporaryFile(dir=out.parent).close()
         except OSError as err:
             raise UsageError(f"cannot write {out}: {err.strerror or err}") from None
+    if args.metric == "crystal":          # --n 10 10: one row, not two
+        args.n = list(dict.fromkeys(args.n))
     try:
         if args.metric == "coverage":
             res = evaluate_coverage(args.generated, args.reference, args.threshold,
@@ -94,6 +100,7 @@ def run(args) -> int:
     _note_skipped(res["skipped_records"], paths)
     _note_unpaired(res["unpaired_generated"], args.group_by)
     _note_mismatched(res["mismatched"], args.group_by)
+    _note_paired_ignoring_stereo(res["paired_ignoring_stereo"])
     if args.metric == "coverage":
         print(f"molecules: {res['n_molecules']} ({_missing_text(res['missing'])}); "
               f"threshold {res['threshold']} A (covered: RMSD < threshold)")
@@ -186,6 +193,17 @@ def _note_mismatched(mismatched: dict[str, str], group_by: str) -> None:
         key, why = next(iter(mismatched.items()))
         print(f"note: {len(mismatched)} generated groups share their {group_by} with a reference "
               f"molecule of other atoms and are left out, e.g. {key!r} ({why})", file=sys.stderr)
+
+
+def _note_paired_ignoring_stereo(pairs: dict[str, str]) -> None:
+    """Say on stderr which generated groups were scored against a reference molecule whose
+    SMILES differs from theirs in stereo alone (``pairs``: ``paired_ignoring_stereo`` of the
+    result): one side unspecified, or another stereoisomer (an enantiomer), scored as it is."""
+    if pairs:
+        gkey, rkey = next(iter(pairs.items()))
+        print(f"note: {len(pairs)} generated groups are scored against a reference molecule whose "
+              f"SMILES differs in stereo alone (unspecified on one side, or another stereoisomer), "
+              f"e.g. {gkey!r} against {rkey!r}", file=sys.stderr)
 
 
 def _explain_no_pairs(args, mismatched: dict[str, str], skipped: dict[str, dict],
