@@ -43,7 +43,24 @@ run but for a conformer that fails (the strain exception below):
   ``bioactive_dev``, which cannot tell which O carries the hydrogen, the two are nearly equal
   (median 0.022 Å) and 1,266 of the 5,095 poses have a pair in the other order (measured
   2026-12-07). A charged O (carboxylate, phosphate anion) is the double-bonded O's resonance
-  twin and is left out;
+  twin and is left out. Likewise, since 2026-12-08, a C=N to a neutral two-coordinate N and
+  a C-N from the same carbon to a neutral three-coordinate N, none of the three aromatic
+  (amidines, guanidines, amidoximes, isoureas, isothioureas, in rings or not): the default
+  route gave 29 of 130 conformers of 13 such drug-like molecules (``-n 10``: metformin,
+  famotidine, guanabenz, DBU, ...) a C=N that long (guanabenz: 0.20 Å longer); none now
+  (the clean-up mends them; all 130 pass). The reference conformers of the hexane ensembles
+  and the GEOM-DRUGS excerpt have two such pairs (acylimino-thiazolidines, C=N 0.033 and
+  0.042 Å shorter), GFN2-xTB minima (tblite, gas phase) of 25 neutral drug-like ones 84, all
+  0.037-0.16 Å shorter (median 0.099), MMFF94's 0.049-0.095. Crystal poses do not see
+  the order, as with the acids: most amidines and guanidines are protonated there, which
+  makes the two bonds resonance twins. Of the 2,498 pairs of neutrally drawn components of
+  the PDB's Chemical Component Dictionary (experimental model coordinates, 1,639
+  components) 69 % have the C=N shorter (open-chain amidines and guanidines 60-64 %,
+  median 0.004-0.007 Å), of ``bioactive_dev``'s 358 61 %, and 61 more of its 5,095 poses
+  fail (2,655 instead of 2,594 without the stereo check; measured 2026-12-08). The
+  reference conformers that fail stay the same 6 of 4,011. A charged N (amidinium,
+  guanidinium) is left out, and so is a radical N, which has a neighbour too few (the
+  hexane ensembles' tetrazinyl radical has its C=N 0.02 Å the longer);
 * bond angles: each angle i-j-k within ``angle_tol`` degrees of the range implied by the 1-3
   bounds and the two reference bond lengths (law of cosines); ``hetero_angle_tol`` for angles
   with boron or an element of period 3 or later (P, S, Si, Cl, ...) among their three atoms.
@@ -193,10 +210,13 @@ _FLAT_HETERO_DOUBLE_BONDS = [(Chem.MolFromSmarts(smarts), second) for smarts, se
 # lactams, which their rings may twist), an N bonded to N or O (hydrazides, acylhydrazones,
 # hydroxamic acids: reference conformers pyramidalise it, up to 0.33 Å off the plane), and
 # aromatic ones (pyridones: the ring check's)
-# a double bond to a terminal O or S next to a single bond from the same atom to a neutral O or
-# S of the same element (carboxylic acids and esters, sulfonic and phosphoric acids and
-# esters, thioacids): atoms A, X (A=X), Y (A-Y); the double bond is the shorter
-_ORDERED_PAIR = Chem.MolFromSmarts("[#8,#16;X1;+0]=[*]-[#8,#16;+0;!$(*=*)]")
+# a double bond next to a single bond from the same atom to an atom of the same element, the
+# double bond the shorter, SMARTS atoms X (A=X), A, Y (A-Y): to a terminal O or S and a neutral
+# O or S (carboxylic acids and esters, sulfonic and phosphoric acids and esters, thioacids);
+# and a neutral two-coordinate N's C=N and a neutral three-coordinate N's C-N, none of them
+# aromatic (amidines, guanidines, amidoximes, isoureas, isothioureas, in rings or not)
+_ORDERED_PAIRS = [Chem.MolFromSmarts(smarts) for smarts in (
+    "[#8,#16;X1;+0]=[*]-[#8,#16;+0;!$(*=*)]", "[N;X2;+0;!a]=[C;X3;+0;!a]-[N;X3;+0;!a]")]
 _FLAT_AMIDE = Chem.MolFromSmarts("[C;X3;!a](=[O;X1])(*)-[N;X3;!a;!r3;!r4;!x3;!$(N-[#7,#8])](*)*")
 
 
@@ -375,9 +395,10 @@ class GeometryChecker:
         # (A, 6) atoms of each amide, SMARTS order: C, O, C's substituent, N, N's two
         self.amides = np.array(mol.GetSubstructMatches(_FLAT_AMIDE, maxMatches=100000),
                                dtype=np.int64).reshape(-1, 6)
-        # (O, 3) atoms A, X, Y of each A=X next to A-Y of the same element (_ORDERED_PAIR)
+        # (O, 3) atoms A, X, Y of each A=X next to A-Y of the same element (_ORDERED_PAIRS)
         self.ordered_pairs = np.array(
-            [(a, x, y) for x, a, y in mol.GetSubstructMatches(_ORDERED_PAIR, maxMatches=100000)
+            [(a, x, y) for pattern in _ORDERED_PAIRS
+             for x, a, y in mol.GetSubstructMatches(pattern, maxMatches=100000)
              if mol.GetAtomWithIdx(x).GetAtomicNum() == mol.GetAtomWithIdx(y).GetAtomicNum()],
             dtype=np.int64).reshape(-1, 3)
         s = self.symbols
