@@ -644,3 +644,43 @@ def test_the_nitrogens_of_an_amidinium_may_take_any_lengths():
         turned = _stretched(_stretched(mol, *double, max(d_double, d_other) + 0.03), *other,
                             min(d_double, d_other) - 0.03)
         assert not any(p.startswith("bond orders swapped") for p in check_geometry(turned)), smiles
+
+
+def _posed(smiles: str, pos: np.ndarray) -> Chem.Mol:
+    """``smiles`` (explicit hydrogens, none expected) with one conformer at ``pos`` ``(N, 3)``."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    conf = Chem.Conformer(mol.GetNumAtoms())
+    set_positions(conf, pos)
+    mol.AddConformer(conf, assignId=True)
+    return mol
+
+
+_OCTAHEDRON = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=float)
+
+
+@pytest.mark.parametrize("smiles, length", [("FS(F)(F)(F)(F)F", 1.56), ("F[P-](F)(F)(F)(F)F", 1.60)])
+def test_equivalent_bonds_without_a_force_field_reference_are_held_to_one_length(smiles, length):
+    """MMFF94 types neither SF6 nor PF6- (nor SF5-aryl compounds), so their bonds were held only
+    to the UFF-derived bounds widened by 0.25 Å (S-F 1.21-2.03 Å): the default route gave SF6
+    S-F bonds of 1.31 and 1.91 Å in one conformer (their spread 0.45 Å in the median
+    conformer, 10 of 10 passing). Now the lengths of equivalent heavy-atom bonds without an
+    MMFF94 reference length (the same pair of symmetry classes) may differ by at most 0.15 Å."""
+    centre = [a.GetIdx() for a in Chem.MolFromSmiles(smiles).GetAtoms() if a.GetSymbol() != "F"][0]
+    pos = np.zeros((7, 3))
+    pos[[k for k in range(7) if k != centre]] = length * _OCTAHEDRON
+    mol = _posed(smiles, pos)
+    assert check_geometry(mol) == []
+    pos[0] *= (length + 0.25) / length                           # F0 0.25 Å further out
+    problems = check_geometry(_posed(smiles, pos))
+    centre_symbol = mol.GetAtomWithIdx(centre).GetSymbol()
+    assert [p for p in problems if p.startswith("unequal equivalent bonds: ")
+            and f"F0-{centre_symbol}{centre} {length + 0.25:.2f} A (differ by 0.25, allowed 0.15)" in p], problems
+    assert check_geometry(_posed(smiles, pos), equivalent_bond_tol=None) == []
+
+
+def test_equivalent_bonds_may_differ_as_a_trigonal_bipyramid_s_axial_and_equatorial_ones_do():
+    """PCl5's axial P-Cl bonds (2.12 Å) are 0.10 Å longer than its equatorial ones (2.02 Å),
+    though all five are equivalent in its graph: that passes."""
+    eq = [[np.cos(a), np.sin(a), 0.0] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)]
+    pos = np.vstack([[[0.0, 0.0, 2.12]], [[0.0, 0.0, 0.0]], 2.02 * np.array(eq), [[0.0, 0.0, -2.12]]])
+    assert check_geometry(_posed("ClP(Cl)(Cl)(Cl)Cl", pos)) == []
