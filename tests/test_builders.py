@@ -1109,3 +1109,33 @@ def test_cli_build_killed_at_any_write_resumes_to_the_uninterrupted_dataset(tmp_
         for got, want in zip(shards(out), shards(reference), strict=True):
             assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
     capsys.readouterr()
+
+
+def test_cli_rerun_without_split_keeps_the_folders_split(tmp_path, capsys):
+    """A rerun left out ``--split``: the folder was split again at 0.8,0.1,0.1 at its end,
+    moving molecules between train, val and test without a word (a model could then train on
+    molecules it was tested on). A rerun without ``--split`` / ``--split-seed`` now keeps the
+    folder's; one given others splits it again and says so."""
+    sdf = tmp_path / "mols.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for k, smiles in enumerate(["c1ccccc1C", "C1CCCCC1C", "c1ccncc1C", "C1CCOC1C", "c1ccsc1C",
+                                    "C1CC1C", "c1ccoc1C", "C1CCNCC1C"]):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=k + 1)
+            mol.SetProp("_Name", f"m{k}")
+            writer.write(mol)
+    out = tmp_path / "ds"
+    args = ["build-dataset", "sdf", "--input", str(sdf), "-o", str(out), "--no-progress"]
+    assert main(args + ["--split", "0.5,0.25,0.25", "--split-seed", "3"]) == 0
+    split = load_index(out)["splits"]
+    assert [len(split[k]) for k in ("train", "val", "test")] == [4, 2, 2]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert load_index(out)["splits"] == split
+    assert load_index(out)["split_config"]["fractions"] == [0.5, 0.25, 0.25]
+    assert "splitting" not in capsys.readouterr().err
+    assert main(args + ["--split", "1,0,0"]) == 0
+    assert [len(load_index(out)["splits"][k]) for k in ("train", "val", "test")] == [8, 0, 0]
+    assert capsys.readouterr().err == (
+        f"molscore build-dataset: note: splitting {out} again with --split 1,0,0 --split-seed 3 "
+        "(it was split with 0.5,0.25,0.25, seed 3): molecules move between train, val and test\n")

@@ -50,9 +50,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reserved", type=Path, default=None,
                    help="another InChIKey list to exclude, as well as the shipped "
                         "datasets/reserved_inchikeys.txt (always excluded); a resumed build needs the same")
-    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
-                   help="scaffold split fractions (default 0.8,0.1,0.1)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the scaffold split (default 0)")
+    p.add_argument("--split", type=_fractions, default=None, metavar="TRAIN,VAL,TEST",
+                   help="scaffold split fractions (default: a resumed folder's, else 0.8,0.1,0.1)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the scaffold split (default: a resumed folder's, else 0)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="molecules per shard file (default 256)")
     p.add_argument("--featurisation", type=int, default=None, metavar="VERSION",
                    help="version of the stored features, that of the models to train on them: 2 "
@@ -123,6 +124,7 @@ def _limited(items, limit):
         yield item
 
 
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)   # train, val, test fractions of a new folder
 # The meta keys of settings that change what is built: a resumed build must keep them
 # (``reserved``: the molecules of another list, left out of what the earlier run stored).
 _SETTINGS = ("n_confs", "energy_window", "rmsd", "seed", "max_heavy_atoms", "largest_fragment", "group_by",
@@ -134,6 +136,22 @@ def _changed_settings(previous: dict, meta: dict) -> list[str]:
     differs in (a setting that build did not record is not compared)."""
     return [f"{key} {previous[key]!r} -> {meta[key]!r}" for key in _SETTINGS
             if key in previous and key in meta and previous[key] != meta[key]]
+
+
+def _split_settings(args: argparse.Namespace, recorded: dict) -> tuple[tuple[float, ...], int]:
+    """The split fractions and seed of this run: those given, else those the folder was split
+    with (``recorded``: its index's ``split_config``), else 0.8,0.1,0.1 and 0. A rerun without
+    ``--split`` then keeps its folder's split; one given another says on stderr that it splits
+    the folder again."""
+    before = (tuple(recorded.get("fractions", DEFAULT_SPLIT)), recorded.get("seed", 0))
+    fractions = before[0] if args.split is None else tuple(args.split)
+    seed = before[1] if args.split_seed is None else args.split_seed
+    if recorded and (fractions, seed) != before:
+        print(f"molscore build-dataset: note: splitting {args.output} again with --split "
+              f"{','.join(f'{f:g}' for f in fractions)} --split-seed {seed} (it was split with "
+              f"{','.join(f'{f:g}' for f in before[0])}, seed {before[1]}): molecules move between "
+              "train, val and test", file=sys.stderr)
+    return fractions, seed
 
 
 def _input_identity(path: Path, head_bytes: int = 0) -> tuple[dict, str]:
@@ -211,11 +229,13 @@ def run(args: argparse.Namespace) -> int:
         meta.update(maker_kwargs, source=str(args.input), group_by=group_by)
         source, grows = args.input, False   # records added may be conformers of a stored molecule
     before: dict = {}
+    split_config: dict = {}
     if (args.output / "index.json").is_file():
         try:
-            before = load_index(args.output).get("meta", {})
+            index = load_index(args.output)
         except ValueError as err:
             raise UsageError(str(err)) from None
+        before, split_config = index.get("meta", {}), index.get("split_config") or {}
         previous = before.get("builder")
         if previous not in (None, kind):
             raise UsageError(f"{args.output} holds a dataset built with '{previous}'; use another --output")
@@ -232,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.output} was built from another input ({recorded.get('name')}, sha256 "
                              f"{str(recorded.get('sha256'))[:16]}); resume it with that file"
                              f"{' (records may be added at its end)' if grows else ''}, or use another --output")
+    fractions, split_seed = _split_settings(args, split_config)
     try:
         made = make_folder(args.output)
     except OSError as err:
@@ -239,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_build(kind, items, args.output, workers=args.workers, maker_kwargs=maker_kwargs,
                             reserved_path=args.reserved, meta=meta, shard_size=args.shard_size,
-                            fractions=args.split, split_seed=args.split_seed, input_failures=input_failures,
+                            fractions=fractions, split_seed=split_seed, input_failures=input_failures,
                             progress=not args.no_progress, retry_failed=args.retry_failed,
                             featurisation=args.featurisation)
     except WorkerDied as err:  # what was done is stored; a rerun resumes
