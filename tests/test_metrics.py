@@ -6,7 +6,8 @@ from rdkit.Chem import AllChem, rdMolAlign
 
 from molscore.chem.io import InputFormatError
 from molscore.chem.metrics import (_heavy_positions, _skeleton, atom_matches, coverage_metrics, crystal_summary,
-                                   evaluate_coverage, evaluate_crystal, read_groups, rmsd_matrix)
+                                   describe_skipped, evaluate_coverage, evaluate_crystal, read_groups,
+                                   rmsd_matrix)
 from molscore.cli import main
 
 
@@ -530,6 +531,27 @@ def test_records_with_2d_coordinates_are_left_out_not_scored(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"molscore evaluate: error: no record of the generated file {tmp_path / 'flat.sdf'} is kept: "
         "2 of 2 records skipped: 2 without 3D coordinates (2D)\n")
+
+
+def test_records_without_heavy_atoms_are_named_as_such(tmp_path):
+    """A record of H2 ended ``read_groups`` in a ValueError (``np.stack`` of no heavy-atom
+    positions) and an empty record was counted as 2D; both are now left out as records
+    without heavy atoms, which a heavy-atom RMSD cannot score."""
+    h2 = Chem.AddHs(Chem.MolFromSmiles("[H][H]"))
+    conf = Chem.Conformer(2)
+    conf.SetAtomPosition(1, (0.0, 0.0, 0.74))
+    conf.Set3D(True)
+    h2.AddConformer(conf)
+    empty = Chem.RWMol()
+    empty_conf = Chem.Conformer(0)
+    empty_conf.Set3D(True)
+    empty.AddConformer(empty_conf)
+    ethanol = _embed("CCO", 1, 1)
+    _write(tmp_path / "gen.sdf", [(h2, 0, {"smiles": "[H][H]"}), (empty.GetMol(), 0, {}),
+                                  (Chem.Mol(ethanol), 0, {"smiles": "CCO"})])
+    summary = read_groups(tmp_path / "gen.sdf").skipped()
+    assert summary["skipped"] == {"no_heavy_atoms": 2}
+    assert describe_skipped(summary) == "2 of 3 records skipped: 2 without heavy atoms (no heavy-atom RMSD)"
 
 
 def test_evaluate_cli_says_in_one_line_when_a_file_cannot_be_opened(tmp_path, capsys, monkeypatch):

@@ -326,9 +326,11 @@ class ConformerGroup:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-OTHER_MOLECULE, UNREADABLE, NOT_3D, NO_PROPERTY = "other_molecule", "unreadable", "not_3d", "no_property"
+OTHER_MOLECULE, UNREADABLE, NO_HEAVY, NOT_3D, NO_PROPERTY = (
+    "other_molecule", "unreadable", "no_heavy_atoms", "not_3d", "no_property")
 SKIP_REASONS = {OTHER_MOLECULE: "not the molecule of their group",
                 UNREADABLE: "unreadable by RDKit",
+                NO_HEAVY: "without heavy atoms (no heavy-atom RMSD)",
                 NOT_3D: "without 3D coordinates (2D)",
                 NO_PROPERTY: "without the grouping property"}
 
@@ -340,7 +342,7 @@ class Groups(OrderedDict):
     Attributes:
         records: records in the file.
         ungrouped: records of no group, ``{reason: records}``: those RDKit cannot read (it
-            gives none of their properties), those with 2D coordinates (a depiction, no
+            gives none of their properties), those without heavy atoms, those with 2D coordinates (a depiction, no
             conformer) and, grouped by a property, those without it.
         dropped: groups none of whose records was kept, ``{key: {reason: records}}``.
     """
@@ -423,7 +425,7 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
     A group is led by its first record that is the molecule its ``smiles`` property says
     (heavy-atom graph; the first record where records carry none). Records left out are
     counted (:class:`Groups`, :attr:`ConformerGroup.skipped`): those RDKit cannot read;
-    those whose coordinates RDKit reads as 2D (the molfile says 2D, or no dimension and every
+    those without heavy atoms (H2, an empty record); those whose coordinates RDKit reads as 2D (the molfile says 2D, or no dimension and every
     z is 0: a depiction, whose RMSDs would be scored as a conformer's); grouped by a property,
     those without it; and those that are not the molecule of their
     group, whose heavy-atom graph differs from the leader's. A group none of whose records
@@ -442,6 +444,9 @@ def read_groups(path: str | Path, group_by: str = "smiles") -> Groups:
             out.records += 1
             if mol is None or mol.GetNumConformers() == 0:
                 out.ungrouped[UNREADABLE] = out.ungrouped.get(UNREADABLE, 0) + 1
+                continue
+            if mol.GetNumHeavyAtoms() == 0:
+                out.ungrouped[NO_HEAVY] = out.ungrouped.get(NO_HEAVY, 0) + 1
                 continue
             if not mol.GetConformer().Is3D():
                 out.ungrouped[NOT_3D] = out.ungrouped.get(NOT_3D, 0) + 1

@@ -39,9 +39,16 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="metric", metavar="METRIC", required=True,
                            parser_class=type(p))
-    for name, helptext in (("coverage", "ensemble coverage (COV/AMR)"),
-                           ("crystal", "crystal conformer reproduction")):
-        q = sub.add_parser(name, help=helptext)
+    for name, helptext, description in (
+            ("coverage", "ensemble coverage (COV/AMR)",
+             "Ensemble coverage against reference ensembles (GEOM protocol of torsional "
+             "diffusion): COV-R / AMR-R over the reference conformers, COV-P / AMR-P over the "
+             "generated ones, per molecule, their means and medians over molecules."),
+            ("crystal", "crystal conformer reproduction",
+             "Crystal conformer reproduction: the minimum heavy-atom RMSD of the first N "
+             "generated conformers to each molecule's first reference record, the median and "
+             "the fractions under 0.5, 1.0 and 2.0 Å over molecules, for each N.")):
+        q = sub.add_parser(name, help=helptext, description=description)
         q.add_argument("--generated", required=True, help="generated conformers (.sdf / .sdf.gz)")
         q.add_argument("--reference", required=True, help="reference conformers (.sdf / .sdf.gz)")
         q.add_argument("--group-by", default="smiles", help="smiles | name | PROPERTY (default smiles)")
