@@ -137,14 +137,40 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (``ConfigError``
+    naming the key and both lines): YAML keeps the last value, so a second ``optim:`` section
+    dropped the first one's learning rate without a word. Merge keys (``<<``) may still be
+    overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line
+                try:
+                    if key in seen:
+                        where = (f"line {line + 1}" if seen[key] == line
+                                 else f"lines {seen[key] + 1} and {line + 1}")
+                        raise ConfigError(f"key {key!r} is given twice ({where}); keep one")
+                    seen[key] = line
+                except TypeError:   # an unhashable key: SafeLoader's own error follows
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | os.PathLike) -> dict:
     """Read a YAML config file into a dict; ``ConfigError`` if it is missing, not UTF-8 text
-    (a checkpoint given for the config) or not a mapping."""
+    (a checkpoint given for the config), not a mapping or holds a key twice in one mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = yaml.load(path.read_text(), Loader=_ConfigLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
     except UnicodeDecodeError:

@@ -82,3 +82,23 @@ def test_train_writes_its_run_into_the_output_folder(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert {"checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"} <= {
         p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("text, needle", [
+    # the second section replaced the first: trained at the default lr 2e-4, exit 0
+    ("optim: {lr: 0.01}\noptim: {warmup: 1}\n", "key 'optim' is given twice (lines 3 and 4)"),
+    ("data: {n: 50, n: 40}\n", "key 'n' is given twice (line 3)"),
+])
+def test_key_given_twice_in_config_is_a_usage_error(tmp_path, capsys, text, needle):
+    """YAML keeps the last of two equal keys of a mapping, so a config whose second ``optim:``
+    (or ``data: {n: ...}``) overrode the first trained with values the file also said
+    otherwise, without a word. A merge key (``<<``) may still be overridden."""
+    path, out = tmp_path / "dup.yaml", tmp_path / "run"
+    path.write_text("task: toy\nsteps: 1\n" + text)
+    _one_line_error(capsys, ["train", "-c", str(path), "-o", str(out)], f"{path}: {needle}")
+    assert not out.exists()
+    path.write_text("task: toy\nsteps: 1\nbatch_size: 8\ndata: {n: 20}\nmodel: {hidden: 8}\n"
+                    "optim: {<<: {lr: 0.01, warmup: 1}, lr: 0.02}\n")
+    assert main(["train", "-c", str(path), "-o", str(out), "-q", "--device", "cpu"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())["optim"]
+    assert (saved["lr"], saved["warmup"]) == (0.02, 1)
