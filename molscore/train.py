@@ -79,7 +79,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, 
                          restore_rng_state, save_atomic, write_atomic)
 from . import locks
 from .ema import EMA
-from .errors import Terminated, message_line
+from .errors import Terminated, described, message_line
 from .objectives import PROJECTIONS, WEIGHTINGS, get_objective
 from .paths import resolve_data_path
 from .seeds import SEED_MAX
@@ -694,6 +694,10 @@ class Trainer:
             raise ConfigError(f"{path} is a model file (weights and meta only), not a training "
                               f"checkpoint; use another output dir, or --init with it to start a "
                               f"run from its weights")
+        if not isinstance(ckpt.get("config") or {}, dict):   # a hand-edited file: a traceback
+            raise ConfigError(f"{path}: its training state cannot be restored (its 'config' must "
+                              f"be a mapping, got {described(ckpt['config'])}); use another "
+                              "output dir, or --no-resume to start over in this one")
         meta = ckpt.get("meta", {})
         if meta.get("task") != self.cfg["task"]:
             raise ConfigError(f"{path} was trained for task {meta.get('task')!r}, "
@@ -720,6 +724,9 @@ class Trainer:
         except RuntimeError as err:
             raise ConfigError(f"{path} does not fit the model of this config "
                               f"(changed architecture?): {str(err).splitlines()[0]}") from err
+        if "ema" not in ckpt:   # a hand-edited checkpoint: a KeyError traceback
+            raise ConfigError(f"{path}: its training state cannot be restored (it has no 'ema'); "
+                              "use another output dir, or --no-resume to start over in this one")
         try:
             self.ema.load_state_dict(ckpt["ema"])
         except ValueError as err:  # a hand-edited checkpoint, or another model's EMA

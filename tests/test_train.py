@@ -1035,19 +1035,30 @@ def test_cli_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last_
     assert train(base_config(steps=8), out, device="cpu", progress=False)["resumed_from"] == 4
 
 
+_ABSENT = object()   # a checkpoint part deleted
+
+
 @pytest.mark.parametrize("part, value", [("rng", [1]), ("optimizer", [1]), ("step", "x"),
-                                         ("scheduler", None)])
+                                         ("scheduler", None), ("config", [1]), ("config", "x"),
+                                         ("ema", _ABSENT)],
+                         ids=["rng", "optimizer", "step", "scheduler", "config-list",
+                              "config-str", "no-ema"])
 def test_cli_checkpoint_whose_training_state_is_damaged_is_one_line_exit_2(tmp_path, capsys,
                                                                            part, value):
     """A resumed checkpoint whose optimiser, schedule, step or RNG states are not what the
-    trainer wrote (hand-edited, damaged) ended in a TypeError / ValueError traceback."""
+    trainer wrote (hand-edited, damaged) ended in a TypeError / ValueError traceback; one
+    whose ``config`` is a list, or that has no ``ema``, in a TypeError / KeyError traceback,
+    and a string ``config`` in "dictionary update sequence element #0 has length 1"."""
     from molscore.cli import main
 
     config = _write_yaml(tmp_path / "c.yaml", base_config(steps=2))
     out = tmp_path / "run"
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q"]) == 0
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    ckpt[part] = value
+    if value is _ABSENT:
+        del ckpt[part]
+    else:
+        ckpt[part] = value
     torch.save(ckpt, out / "checkpoint.pt")
     capsys.readouterr()
     assert main(["train", "-c", config, "-o", str(out), "--device", "cpu", "-q", "--steps", "4"]) == 2
