@@ -99,7 +99,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):       # what torch.save writes
-        raise ValueError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (zip) file")
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        reason = ("an empty file (0 bytes)" if not head else
+                  "truncated (a zip archive without its end: written or copied only in part?)"
+                  if head == b"PK\x03\x04" else "not a PyTorch checkpoint (zip) file")
+        raise ValueError(f"cannot read checkpoint {path}: {reason}")
     try:                                   # torch.load does not check the members' CRC-32
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()

@@ -97,6 +97,20 @@ def test_damaged_file_is_refused_not_loaded(tmp_path):
     assert load_checkpoint(tmp_path / "ok.pt")["model"]["w"].equal(torch.arange(4096.0))
 
 
+def test_truncated_and_empty_files_say_so(trained, tmp_path):
+    """A checkpoint cut short (a copy or a write that stopped) and a 0-byte file were both
+    "not a PyTorch checkpoint (zip) file", as if another kind of file had been given."""
+    data = (trained / "checkpoint.pt").read_bytes()
+    for name, content, reason in [
+            ("half.pt", data[:len(data) // 2], "truncated (a zip archive without its end"),
+            ("cut.pt", data[:-10], "truncated (a zip archive without its end"),
+            ("empty.pt", b"", "an empty file (0 bytes)")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=re.escape(
+                f"cannot read checkpoint {tmp_path / name}: {reason}")):
+            load_checkpoint(tmp_path / name)
+
+
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": {}, "meta": {"task": TASK}, "evil": object()}, tmp_path / "obj.pt")
     with pytest.raises(ValueError, match="cannot read checkpoint .*obj.pt: it holds pickled objects"):
