@@ -224,20 +224,27 @@ def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict]
 
 
 def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
-                          device: torch.device | str = "cpu") -> tuple[ScoreModel, dict]:
+                          device: torch.device | str = "cpu",
+                          task: str | None = None) -> tuple[ScoreModel, dict]:
     """Rebuild the model of a checkpoint (or exported model file) in eval mode.
 
     Uses ``get_task_module(meta["task"]).build_model(meta)``, so the checkpoint alone
-    suffices. ``ema=True`` loads the EMA weights when the file has them.
+    suffices. ``ema=True`` loads the EMA weights when the file has them. ``task``: the task
+    the caller can use (``None``: any); a file of another task is refused before its model
+    is built (an image model given to ``generate --model`` was a traceback from inside the
+    network, at the first molecule).
 
     Returns:
         ``(model, meta)``.
 
     Raises:
-        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints, or
-            a meta the model cannot be built from or whose model the weights do not fit.
+        FileNotFoundError / ValueError: missing, unreadable, or non-finite checkpoints, a
+            file of another task than ``task``, or a meta the model cannot be built from or
+            whose model the weights do not fit.
     """
     weights, meta = load_weights(path, ema)
+    if task is not None and meta["task"] != task:
+        raise ValueError(f"{path} is a model of task {meta['task']!r}, not {task!r}")
     try:
         module = get_task_module(meta["task"])
     except ValueError as err:   # a name this molscore does not know

@@ -57,6 +57,23 @@ def test_export_model_is_small_and_loadable(trained, tmp_path):
         torch.testing.assert_close(model.state_dict()[k], v)
 
 
+def test_a_model_of_another_task_is_refused_before_it_is_built(trained, monkeypatch):
+    """``task=``: the task the caller can use. ``generate --model`` of an image or toy model
+    built it and ran it on molecular graphs: a traceback from inside the network."""
+    import molscore.checkpoint as checkpoint
+
+    def no_build(name):
+        raise AssertionError(f"built a {name} model")
+
+    monkeypatch.setattr(checkpoint, "get_task_module", no_build)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{trained / 'checkpoint.pt'} is a model of task {TASK!r}, not 'conformers'")):
+        load_checkpoint_model(trained / "checkpoint.pt", task="conformers")
+    monkeypatch.undo()
+    model, meta = load_checkpoint_model(trained / "checkpoint.pt", task=TASK)
+    assert meta["task"] == TASK and not model.training
+
+
 def test_nan_weights_are_rejected(trained, tmp_path):
     ckpt = torch.load(trained / "checkpoint.pt", weights_only=True)
     name = next(iter(ckpt["ema"]["shadow"]))
