@@ -22,6 +22,7 @@ import errno
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -35,7 +36,7 @@ from .tasks import get_task_module
 
 __all__ = ["CHECKPOINT_FORMAT", "write_atomic", "save_atomic", "load_checkpoint",
            "capture_rng_state", "restore_rng_state", "check_finite", "load_weights",
-           "load_checkpoint_model", "export_model"]
+           "load_checkpoint_model", "export_model", "mismatch_line"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -256,11 +257,24 @@ def load_checkpoint_model(path: str | os.PathLike, ema: bool = True,
                          f"({type(err).__name__}: {message_line(err)})") from err
     try:
         model.load_state_dict(weights)
-    except RuntimeError as err:  # "Error(s) in loading state_dict ...:", then one line each
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    except RuntimeError as err:
         raise ValueError(f"{path}: the weights do not fit the model its meta describes "
-                         f"({lines[1] if len(lines) > 1 else lines[0]})") from err
+                         f"({mismatch_line(err)})") from err
     return model.to(device).eval(), meta
+
+
+def mismatch_line(err: RuntimeError, shown: int = 3) -> str:
+    """The first thing a ``load_state_dict`` error lists (its message is ``Error(s) in loading
+    state_dict for ScoreModel:``, then one line each), a list of keys (``Unexpected key(s) in
+    state_dict: "a", "b", ...``: every parameter of a missing layer, a thousand characters)
+    cut to the first ``shown`` and how many more."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    line = lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__
+    head, sep, names = line.partition(": ")
+    keys = re.findall(r'"[^"]*"', names)
+    if not sep or len(keys) <= shown:
+        return line
+    return f"{head}: {', '.join(keys[:shown])} and {len(keys) - shown} more"
 
 
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, ema: bool = True) -> Path:

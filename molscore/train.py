@@ -76,7 +76,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .checkpoint import (CHECKPOINT_FORMAT, capture_rng_state, load_checkpoint, load_weights,
-                         restore_rng_state, save_atomic, write_atomic)
+                         mismatch_line, restore_rng_state, save_atomic, write_atomic)
 from . import locks
 from .ema import EMA
 from .errors import Terminated, described, message_line
@@ -666,7 +666,7 @@ class Trainer:
             self.model.load_state_dict(weights)
         except RuntimeError as err:
             raise ConfigError(f"init: {path} does not fit the model of this config: "
-                              f"{str(err).splitlines()[0]}") from err
+                              f"{mismatch_line(err)}") from err
         if hasattr(module, "meta_config"):
             try:
                 changed = config_changes(module.meta_config(meta), module.meta_config(self.meta))
@@ -723,7 +723,7 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise ConfigError(f"{path} does not fit the model of this config "
-                              f"(changed architecture?): {str(err).splitlines()[0]}") from err
+                              f"(changed architecture?): {mismatch_line(err)}") from err
         if "ema" not in ckpt:   # a hand-edited checkpoint: a KeyError traceback
             raise ConfigError(f"{path}: its training state cannot be restored (it has no 'ema'); "
                               "use another output dir, or --no-resume to start over in this one")

@@ -74,6 +74,20 @@ def test_a_model_of_another_task_is_refused_before_it_is_built(trained, monkeypa
     assert meta["task"] == TASK and not model.training
 
 
+def test_weights_of_another_architecture_name_a_few_keys(trained, tmp_path):
+    """Weights with layers the meta's model lacks: the message listed every key of them on
+    one line (a thousand characters for one PaiNN layer); now the first three and a count."""
+    ckpt = torch.load(trained / "checkpoint.pt", weights_only=True)
+    extra = {f"net.extra.{i}.weight": torch.zeros(2) for i in range(5)}
+    torch.save({"model": {**ckpt["model"], **extra}, "meta": ckpt["meta"]}, tmp_path / "m.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint_model(tmp_path / "m.pt")
+    assert str(err.value) == (
+        f"{tmp_path / 'm.pt'}: the weights do not fit the model its meta describes (Unexpected "
+        'key(s) in state_dict: "net.extra.0.weight", "net.extra.1.weight", "net.extra.2.weight" '
+        "and 2 more)")
+
+
 def test_nan_weights_are_rejected(trained, tmp_path):
     ckpt = torch.load(trained / "checkpoint.pt", weights_only=True)
     name = next(iter(ckpt["ema"]["shadow"]))

@@ -518,6 +518,18 @@ def test_init_refuses_other_tasks_and_missing_files(tmp_path):
         Trainer(base_config(init=str(tmp_path / "none.pt")), tmp_path / "c", device="cpu")
 
 
+def test_init_of_another_architecture_says_which_weight_does_not_fit(tmp_path):
+    """The message ended at torch's header, ``Error(s) in loading state_dict for
+    ScoreModel:``, naming no weight."""
+    train(base_config(steps=2), tmp_path / "a", device="cpu", progress=False)
+    wide = base_config(init=str(tmp_path / "a" / "checkpoint.pt"), model={"hidden": 32})
+    with pytest.raises(ConfigError) as err:
+        Trainer(wide, tmp_path / "b", device="cpu")
+    assert str(err.value).startswith(
+        f"init: {tmp_path / 'a' / 'checkpoint.pt'} does not fit the model of this config: "
+        "size mismatch for net.layers.0.weight: copying a param with shape torch.Size([16, 3])")
+
+
 def test_init_is_looked_for_as_data_paths_are(tmp_path, monkeypatch):
     """A relative ``init:`` not under the working directory is looked for under the repository
     root and ``$MOLSCORE_DATA_ROOT``, as data paths are (it was only tried against the working
