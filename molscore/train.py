@@ -171,6 +171,10 @@ def load_config(path: str | os.PathLike) -> dict:
         cfg = yaml.load(path.read_text(), Loader=_ConfigLoader)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    except yaml.MarkedYAMLError as err:   # its first line is the context: "while parsing a
+        mark = err.problem_mark or err.context_mark   # flow mapping", with no line number
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML: {err.problem or err.context}{where}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
     except UnicodeDecodeError:

@@ -610,6 +610,12 @@ def test_cli_zero_steps_scores_the_init_weights(tmp_path, capsys):
     (None, "config file not found"),
     ("- a\n- b\n", "must hold a mapping"),
     ("task: [unclosed\n", "not valid YAML"),
+    # "while parsing a flow mapping" / "while scanning for the next token": PyYAML's context,
+    # neither the problem nor where it is
+    ("task: toy\nsteps: 3\noptim: {lr: 0.01\n",
+     "not valid YAML: expected ',' or '}', but got '<stream end>' (line 4, column 1)"),
+    ("task: toy\n\tsteps: 3\n",
+     "not valid YAML: found character '\\t' that cannot start any token (line 2, column 1)"),
     ("steps: 3\n", "needs a 'task'"),
     ("task: nope\nsteps: 3\n", "unknown task"),
     (f"task: {TASK}\nsteps: 3\noptim: {{schedule: step}}\n", "optim.schedule"),
