@@ -174,6 +174,31 @@ def test_save_atomic_syncs_the_data_before_the_rename_and_the_rename_after(tmp_p
     assert torch.load(tmp_path / "c.pt", weights_only=True) == {"a": 1}
 
 
+def test_the_image_classifier_file_is_written_as_checkpoints_are(tmp_path, monkeypatch):
+    """``save_classifier`` renamed its own temporary file without an fsync (a machine crash
+    could leave an empty file in place of the last good one), and left it behind when the
+    write failed."""
+    import molscore.checkpoint as checkpoint
+    from molscore.models.classifier import ImageClassifier, load_classifier, save_classifier
+
+    clf = ImageClassifier(feature_dim=4)
+    save_classifier(clf, tmp_path / "clf.pt", {"levels": 17})
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
+    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (
+        events.append(("replace", str(b))), replace(a, b))[1])
+    save_classifier(clf, tmp_path / "clf.pt", {"levels": 5})
+    assert events == [("fsync", str(tmp_path / "clf.pt.tmp")),
+                      ("replace", str(tmp_path / "clf.pt")), ("fsync", str(tmp_path))]
+    monkeypatch.setattr(torch, "save", lambda obj, fh: (fh.write(b"PK"), 1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        save_classifier(clf, tmp_path / "clf.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.pt"]
+    assert load_classifier(tmp_path / "clf.pt")[1] == {"levels": 5}
+
+
 def test_rng_state_round_trip_through_weights_only(tmp_path):
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
     np.random.randn()  # leaves a cached gaussian in numpy's state

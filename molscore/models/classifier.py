@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import save_atomic
+
 __all__ = ["ImageClassifier", "train_classifier", "save_classifier", "load_classifier"]
 
 
@@ -103,11 +105,9 @@ def train_classifier(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15
 
 
 def save_classifier(clf: ImageClassifier, path: str | Path, info: dict | None = None) -> None:
-    """Save weights + hyper-parameters (+ a JSON-like ``info`` dict) atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"hparams": clf.hparams, "state_dict": clf.state_dict(), "info": info or {}}, tmp)
-    tmp.replace(path)
+    """Save weights + hyper-parameters (+ a JSON-like ``info`` dict) atomically
+    (:func:`~molscore.checkpoint.save_atomic`: synced before and after the rename)."""
+    save_atomic({"hparams": clf.hparams, "state_dict": clf.state_dict(), "info": info or {}}, path)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu"
