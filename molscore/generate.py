@@ -398,10 +398,10 @@ class ConformerGenerator:
             from .checkpoint import load_checkpoint_model
 
             path = Path(model) if model is not None else default_model_path()
-            if not path.is_file():
+            if not path.exists():
                 raise FileNotFoundError(f"model weights not found: {path}" + (
                     "" if model is not None else " (no shipped weights; pass --model PATH)"))
-            model, meta = load_checkpoint_model(path, ema=True, device=self.device)
+            model, meta = load_checkpoint_model(path, ema=True, device=self.device, task="conformers")
         self.model = model.to(self.device).eval()
         self._net = torch.compile(self.model, dynamic=True) if self.options.compile else self.model
         self.meta = dict(meta or {})

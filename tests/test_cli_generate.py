@@ -256,6 +256,23 @@ def test_missing_model_is_usage_error(tmp_path, capsys):
     assert rc == 2 and "not found" in capsys.readouterr().err
 
 
+def test_a_model_of_another_task_or_a_folder_is_a_usage_error(tmp_path, capsys, tiny_model):
+    """``--model`` given an image or toy model built it and ran it on molecular graphs (a
+    traceback from inside the network, exit 1); a folder was "not found". Both are one line."""
+    import torch
+
+    ckpt = torch.load(tiny_model, weights_only=True)
+    other = tmp_path / "toy.pt"
+    torch.save({**ckpt, "meta": {**ckpt["meta"], "task": "toy"}}, other)
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(other)])
+    assert rc == 2 and capsys.readouterr().err == (
+        f"molscore generate: error: {other} is a model of task 'toy', not 'conformers'\n")
+    rc = main(["generate", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1 and "not found" not in err and str(tmp_path) in err
+    assert not (tmp_path / "x.sdf").exists()
+
+
 def test_cli_defaults_are_the_generator_defaults():
     """The parser spells its defaults out (``--help`` does not import RDKit or PyG); they
     must stay those of GenerateOptions."""
