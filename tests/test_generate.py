@@ -341,6 +341,27 @@ def test_cleanup_repairs_geometry_and_checks_property_is_truthful(tiny_model):
     assert len(left) <= 3 and all(p.startswith("non-planar amide: C1(=O2)-N3") for p in left), left
 
 
+@pytest.mark.parametrize("smiles", ["FS(F)(F)(F)(F)F", "FS(F)(F)(F)(F)c1ccccc1"])
+def test_sf6_and_an_sf5_arene_come_out_octahedral(tiny_model, smiles):
+    """Neither MMFF94 nor RDKit's UFF types the octahedral S of SF6 or of an SF5 arene: the
+    clean-up did nothing there, and the noise left the S-F bonds unequal (a failing check)
+    and F-S-F angles anywhere. Now it holds the S in shape
+    (:func:`~molscore.chem.relax.restrained_cleanup`)."""
+    mol = _zero_score_generator(tiny_model, n=3, max_retries=0).generate(smiles).mol
+    sulfur = next(a for a in mol.GetAtoms() if a.GetSymbol() == "S")
+    ligands = [n.GetIdx() for n in sulfur.GetNeighbors()]
+    fluorines = [j for j in ligands if mol.GetAtomWithIdx(j).GetSymbol() == "F"]
+    assert mol.GetNumConformers() == 3
+    for conf in mol.GetConformers():
+        assert conf.GetProp("checks") == "ok"
+        bonds = conf.GetPositions()[ligands] - conf.GetPositions()[sulfur.GetIdx()]
+        lengths = np.linalg.norm(bonds, axis=1)
+        assert np.ptp(lengths[np.isin(ligands, fluorines)]) < 0.05
+        cos = (bonds / lengths[:, None]) @ (bonds / lengths[:, None]).T
+        angles = np.degrees(np.arccos(np.clip(cos[np.triu_indices(6, 1)], -1, 1)))
+        assert np.abs(angles[:, None] - np.array([90, 180])).min(axis=1).max() < 5.0
+
+
 def test_a_cleanup_that_mends_nothing_is_undone_in_the_last_round(tiny_model, monkeypatch):
     """A clean-up that leaves more problems than it found (as UFF did on hypervalent iodine)
     must not replace the sampled conformer: with one that stretches the conformer by 30 %

@@ -50,6 +50,31 @@ def test_restrained_cleanup_without_parameters_changes_nothing():
     np.testing.assert_array_equal(mol.GetConformer().GetPositions(), before)
 
 
+@pytest.mark.parametrize("smiles", [
+    "FS(F)(F)(F)(F)F",                 # SF6: no MMFF94 type, and RDKit's UFF has no S_6+6
+    "FS(F)(F)(F)(F)c1ccc(N)cc1",       # a pentafluorosulfanyl arene
+    "COS(F)(F)(F)(F)F"])               # on an sp3 O
+def test_restrained_cleanup_shapes_an_octahedral_centre_no_force_field_types(smiles):
+    """Where neither MMFF94 nor UFF types an octahedral centre, the clean-up holds its bonds
+    at one length each (the bounds' midpoint, S-F 1.62 Å) and its ligands at the octahedron's
+    angles (other atoms near them can push them a little); the old clean-up left such
+    conformers as they were."""
+    mol, before = _distorted(smiles, noise=0.2, seed=3)
+    centre = max(mol.GetAtoms(), key=lambda a: a.GetDegree()).GetIdx()
+    ligands = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()]
+    fluorines = [j for j in ligands if mol.GetAtomWithIdx(j).GetSymbol() == "F"]
+    conf = mol.GetConformer()
+    assert restrained_cleanup(mol) is True
+    lengths = [rdMolTransforms.GetBondLength(conf, centre, j) for j in fluorines]
+    assert max(lengths) - min(lengths) < 0.05 and 1.5 < min(lengths) < 1.7
+    angles = np.array([rdMolTransforms.GetAngleDeg(conf, a, centre, b)
+                       for k, a in enumerate(ligands) for b in ligands[k + 1:]])
+    assert np.abs(angles[:, None] - np.array([90, 180])).min(axis=1).max() < 5.0
+    assert check_geometry(mol) == []
+    held = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1 and a.GetIdx() not in fluorines]
+    assert np.linalg.norm(conf.GetPositions() - before, axis=1)[held].max() < 0.5   # restrained: about max_displacement
+
+
 # hypervalent iodine (IBX, PIDA, Togni reagent II): RDKit's UFF types it, but its energy is
 # about 1e9 kcal/mol and minimising in it stretches the bonds to I to 3 A or squeezes them
 HYPERVALENT_IODINE = ["O=C1OI(O)(=O)c2ccccc21", "CC(=O)OI(OC(C)=O)c1ccccc1", "CC1(C)OI(C(F)(F)F)c2ccccc21"]

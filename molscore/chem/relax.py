@@ -12,7 +12,10 @@ bond's length wrong, :func:`mmff_properties`).
   ends more than about ``max_displacement`` Å from its input position, and no specified
   stereocentre or E/Z bond leaves its side (flat-bottom torsion restraints; with the heavy
   atoms held, free hydrogens could otherwise flatten a marginal centre or flip a twisted
-  double bond).
+  double bond). Where neither force field sets up because RDKit's UFF does not type an
+  octahedral centre (it has no octahedral S, ``S_6+6``: SF6, the SF5 of pentafluorosulfanyl
+  arenes; SeF6), UFF with the terms it can set up, the centre held in shape by distance
+  constraints (:func:`_octahedral_restraints`).
 
 Both refuse a force field whose energy at the minimum is not finite or above
 :data:`MAX_ENERGY_PER_ATOM` kcal/mol per atom: RDKit's UFF has "parameters" for the
@@ -27,17 +30,18 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import AllChem, rdForceFieldHelpers, rdMolTransforms
+from rdkit.Chem import AllChem, rdDistGeom, rdForceFieldHelpers, rdMolTransforms
 
 from .coords import set_positions
 from .stereo import bond_order_neighbours, specified_centres, specified_double_bonds, stereo_bond_atoms
 
 __all__ = ["relax_conformers", "restrained_cleanup", "mmff_properties", "STEREO_MARGIN",
-           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT", "CANNOT_START"]
+           "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT", "CANNOT_START",
+           "OCTAHEDRAL_FORCE_CONSTANT"]
 
 # Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
 # the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
@@ -64,6 +68,18 @@ MAX_REST_LENGTH_GAP = 0.26
 # check: 17 of 60 default-route conformers of the urea failed it, and 42 after an MMFF94
 # clean-up against none after an MMFF94s one (2026-12-07).
 CLEANUP_VARIANT = "MMFF94s"
+# Centres the clean-up holds in shape where RDKit's UFF does not type them: (RDKit's
+# hybridisation, neighbours) of an octahedron, six electron domains all bonded. MMFF94 types
+# neither SF6 nor Ar-SF5, and RDKit's UFF has no octahedral S ("S_6+6"), so the clean-up did
+# nothing there: the default route gave SF6 and three SF5 arenes S-F bonds from 0.97 to 2.34 A
+# and F-S-F angles from 25 deg (2 of 40 conformers passing the checks, ``-n 10``, 2026-12-08).
+# (A trigonal bipyramid UFF does not type, as the S of C[S+](F)(F)(F)F or AsF5's As, is left
+# alone: RDKit's UFF raises building its angle terms.)
+_OCTAHEDRAL = (Chem.HybridizationType.SP3D2, 6)
+# kcal/mol/A^2: the distance constraints that hold such a centre's bonds and angles, stiffer
+# than UFF's S-F bond (664) so that the flat-bottom position restraints of the clean-up
+# (force_constant 100) cannot hold a ligand where the network put it.
+OCTAHEDRAL_FORCE_CONSTANT = 1000.0
 # Why a conformer is not minimised where RDKit's minimiser raises an invariant violation ("bad
 # direction in linearSearch") at its start, as it does where two bonded atoms are at one
 # position (a sampled conformer can have them).
@@ -251,14 +267,86 @@ def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None
     return (margin, 180 - margin) if angle > 0 else (margin - 180, -margin)
 
 
+def _untyped_octahedral_centres(mol: Chem.Mol) -> list[int]:
+    """The atoms of ``mol`` that RDKit's UFF does not type, when each is an octahedral centre
+    (:data:`_OCTAHEDRAL`); else (an atom of another kind untyped: a metal, a trigonal
+    bipyramid) none. Call under ``rdBase.BlockLogs`` (UFF typing warnings)."""
+    untyped = [a for a in mol.GetAtoms()
+               if rdForceFieldHelpers.GetUFFVdWParams(mol, a.GetIdx(), a.GetIdx()) is None]
+    if not all((a.GetHybridization(), a.GetDegree()) == _OCTAHEDRAL for a in untyped):
+        return []
+    return [a.GetIdx() for a in untyped]
+
+
+def _perfect_matchings(items: list[int]) -> Iterator[list[tuple[int, int]]]:
+    """Every way of splitting ``items`` (an even number) into pairs."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for k, other in enumerate(rest):
+        for matching in _perfect_matchings(rest[:k] + rest[k + 1:]):
+            yield [(first, other), *matching]
+
+
+def _octahedron_cosines(unit: np.ndarray) -> np.ndarray:
+    """Ideal cosines ``(6, 6)`` of the angles between the ligands of an octahedral centre
+    whose bond directions are the unit vectors ``unit`` ``(6, 3)``: -1 (180 deg) for the
+    trans pairs, the pairing with the widest angles in sum, 0 (90 deg) for the others, 1 on
+    the diagonal."""
+    cos = unit @ unit.T
+    trans = min(_perfect_matchings(list(range(len(unit)))), key=lambda m: sum(cos[a, b] for a, b in m))
+    ideal = np.zeros_like(cos)
+    for a, b in trans:
+        ideal[a, b] = ideal[b, a] = -1.0
+    np.fill_diagonal(ideal, 1.0)
+    return ideal
+
+
+def _octahedral_restraints(ff, mol: Chem.Mol, conf: Chem.Conformer, centres: Sequence[int],
+                           bounds: np.ndarray) -> None:
+    """Hold the UFF-untyped ``centres`` (:func:`_untyped_octahedral_centres`) of conformer
+    ``conf`` in shape in the UFF force field ``ff``, which has no term for them, by distance
+    constraints (:data:`OCTAHEDRAL_FORCE_CONSTANT`): each bond to a centre at the midpoint of
+    its 1-2 bounds in ``bounds`` (``(N, N)``, :func:`rdkit.Chem.rdDistGeom.GetMoleculeBoundsMatrix`:
+    RDKit's covalent-radius estimate where UFF has no parameters, S-F 1.62 Å, S-C 1.81 Å), so
+    that equivalent bonds are equal; each pair of its ligands at the distance of that angle of
+    the octahedron (:func:`_octahedron_cosines`, ligands matched to its corners as they
+    lie: 90 or 180 deg); and each atom two bonds from a centre through a ligand (the ortho carbons of an
+    Ar-SF5) at the midpoint of their 1-3 bounds, which the ligand's own hybridisation sets."""
+    def target(i: int, j: int) -> float:
+        return 0.5 * (bounds[min(i, j), max(i, j)] + bounds[max(i, j), min(i, j)])
+
+    def hold(i: int, j: int, length: float) -> None:
+        ff.UFFAddDistanceConstraint(int(i), int(j), False, length, length, OCTAHEDRAL_FORCE_CONSTANT)
+
+    pos = conf.GetPositions()
+    for c in centres:
+        ligands = [n.GetIdx() for n in mol.GetAtomWithIdx(c).GetNeighbors()]
+        length = np.array([target(c, j) for j in ligands])
+        unit = pos[ligands] - pos[c]
+        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-6)
+        cos = _octahedron_cosines(unit)
+        for a, j in enumerate(ligands):
+            hold(c, j, length[a])
+            for b in range(a + 1, len(ligands)):
+                hold(j, ligands[b], math.sqrt(length[a] ** 2 + length[b] ** 2
+                                              - 2 * length[a] * length[b] * cos[a, b]))
+            for x in mol.GetAtomWithIdx(j).GetNeighbors():
+                if x.GetIdx() != c and x.GetIdx() not in centres:
+                    hold(x.GetIdx(), c, target(x.GetIdx(), c))
+
+
 def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        max_displacement: float = 0.25, force_constant: float = 100.0,
                        max_iters: int = 200, keep_stereo: bool = True,
                        fixed: Sequence[int] = ()) -> bool:
     """Repair the local geometry of conformers of ``mol`` in place (explicit hydrogens needed).
 
-    MMFF94s (:data:`CLEANUP_VARIANT`; UFF where :func:`mmff_properties` has none)
-    minimisation for at most ``max_iters``
+    MMFF94s (:data:`CLEANUP_VARIANT`; UFF where :func:`mmff_properties` has none; where
+    UFF types every atom but some octahedral centres, :func:`_untyped_octahedral_centres`,
+    UFF's terms with those centres held by :func:`_octahedral_restraints` and their terminal
+    ligands not restrained to where they are) minimisation for at most ``max_iters``
     iterations, with every heavy atom restrained by a flat-bottom harmonic potential
     (``force_constant`` kcal/mol/Å², free within ``max_displacement`` Å of its input
     position); hydrogens move freely. With ``keep_stereo`` each specified stereo element
@@ -278,15 +366,25 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         fixed: atoms held exactly where they are (a core's, :mod:`molscore.chem.core`).
 
     Returns:
-        False when nothing changed (neither force field has parameters for ``mol``, or every
-        conformer was left as it was), else True.
+        False when nothing changed (neither force field has parameters for ``mol`` and it
+        has no octahedral centres that alone lack them, or every conformer was left as it
+        was), else True.
     """
     mmff = mmff_properties(mol, CLEANUP_VARIANT)
+    centres: list[int] = []
     with rdBase.BlockLogs():
         if mmff is None and not AllChem.UFFHasAllMoleculeParams(mol):
-            return False
-    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
-    centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
+            centres = _untyped_octahedral_centres(mol)
+            if not centres:
+                return False
+            bounds = rdDistGeom.GetMoleculeBoundsMatrix(mol)
+    # a centre's terminal ligands (the F of SF6 and SF5) are placed by its restraints, not held
+    # where the network put them: they carry no conformation, and held they would pull the
+    # centre out of place
+    free = {n.GetIdx() for c in centres for n in mol.GetAtomWithIdx(c).GetNeighbors()
+            if n.GetDegree() == 1}
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1 and a.GetIdx() not in free]
+    stereo_centres, bonds = _stereo_quads(mol) if keep_stereo else ([], [])
     ids = [c.GetId() for c in mol.GetConformers()] if conf_ids is None else conf_ids
     held = {int(i) for i in fixed}
     changed = False
@@ -299,8 +397,10 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         for i in heavy:
             if i not in held:
                 restrain(i, max_displacement, force_constant)
-        _stereo_restraints(ff, mol.GetConformer(cid), centres, bonds, mmff is not None,
+        _stereo_restraints(ff, mol.GetConformer(cid), stereo_centres, bonds, mmff is not None,
                            hold_all=False)
+        if centres:
+            _octahedral_restraints(ff, mol, mol.GetConformer(cid), centres, bounds)
         ff.Initialize()
         start = mol.GetConformer(cid).GetPositions()
         try:
