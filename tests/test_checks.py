@@ -684,3 +684,25 @@ def test_equivalent_bonds_may_differ_as_a_trigonal_bipyramid_s_axial_and_equator
     eq = [[np.cos(a), np.sin(a), 0.0] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)]
     pos = np.vstack([[[0.0, 0.0, 2.12]], [[0.0, 0.0, 0.0]], 2.02 * np.array(eq), [[0.0, 0.0, -2.12]]])
     assert check_geometry(_posed("ClP(Cl)(Cl)(Cl)Cl", pos)) == []
+
+
+@pytest.mark.parametrize("smiles", ["FS(F)(F)(F)(F)F", "F[P-](F)(F)(F)(F)F", "ClP(Cl)(Cl)(Cl)Cl"])
+def test_ligands_of_an_octahedron_or_trigonal_bipyramid_are_at_least_90_degrees_apart(smiles):
+    """RDKit's 1-3 bounds say nothing at a five- or six-coordinate centre (F...F 1.0-3.56 Å in
+    SF6): an F-P-F angle of 30 deg passed in the default route's PF6-. Now the ligands of such
+    a centre may come no closer than 90 deg (less the hetero-atom angle tolerance, 35)."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    centre = 1
+    ligands = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()]
+    length = 2.06 if "Cl" in smiles else 1.60
+    if len(ligands) == 6:
+        directions = _OCTAHEDRON
+    else:
+        directions = np.array([[0, 0, 1], [1, 0, 0], [-0.5, 0.866, 0], [-0.5, -0.866, 0], [0, 0, -1]])
+    pos = np.zeros((mol.GetNumAtoms(), 3))
+    pos[ligands] = length * directions
+    assert check_geometry(_posed(smiles, pos)) == []
+    second = directions[1]                        # in the xy plane: the first turned to 45 deg from it
+    pos[ligands[0]] = length * (second + np.cross(second, [0, 0, 1])) / np.sqrt(2)
+    problems = check_geometry(_posed(smiles, pos))
+    assert any(p.startswith("bond angle: ") and " 45 deg (expected 90-180)" in p for p in problems), problems

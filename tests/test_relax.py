@@ -53,12 +53,14 @@ def test_restrained_cleanup_without_parameters_changes_nothing():
 @pytest.mark.parametrize("smiles", [
     "FS(F)(F)(F)(F)F",                 # SF6: no MMFF94 type, and RDKit's UFF has no S_6+6
     "FS(F)(F)(F)(F)c1ccc(N)cc1",       # a pentafluorosulfanyl arene
-    "COS(F)(F)(F)(F)F"])               # on an sp3 O
+    "COS(F)(F)(F)(F)F",                # on an sp3 O
+    "F[P-](F)(F)(F)(F)F"])             # RDKit's UFF types the P as tetrahedral (P_3+5)
 def test_restrained_cleanup_shapes_an_octahedral_centre_no_force_field_types(smiles):
-    """Where neither MMFF94 nor UFF types an octahedral centre, the clean-up holds its bonds
-    at one length each (the bounds' midpoint, S-F 1.62 Å) and its ligands at the octahedron's
-    angles (other atoms near them can push them a little); the old clean-up left such
-    conformers as they were."""
+    """Where neither MMFF94 nor UFF types an octahedral centre (or UFF types it as
+    tetrahedral, as PF6-'s P), the clean-up holds its bonds at one length each (the bounds'
+    midpoint, S-F 1.62 Å) and its ligands at the octahedron's angles (other atoms near them
+    can push them a little); the old clean-up left such conformers as they were (UFF's
+    PF6-: F-P-F angles of 30 deg)."""
     mol, before = _distorted(smiles, noise=0.2, seed=3)
     centre = max(mol.GetAtoms(), key=lambda a: a.GetDegree()).GetIdx()
     ligands = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()]

@@ -94,7 +94,14 @@ run but for a conformer that fails (the strain exception below):
   three-coordinate N as planar; in a 3- or 4-membered ring the strain makes it pyramidal
   (penams and carbapenems: MMFF94 puts the lactam N's exocyclic C-N-C at 118-122 deg where
   a planar N's bounds give 156-171), so its angles may lie in the range of a planar or of a
-  pyramidal (sp3) N;
+  pyramidal (sp3) N. At a five- or six-coordinate centre with no lone pair (RDKit's SP3D or
+  SP3D2; a trigonal bipyramid or an octahedron) of :data:`_EQUAL_BOND_ELEMENTS` whose
+  ligands are all of them too, the angles between ligands are at least 90 deg (since
+  2026-12-08): RDKit's 1-3 bounds there say nothing (F...F 1.0-3.56 Å in SF6), so
+  F-P-F angles of 30 deg in PF6- and F-S-F of 48 deg in an SF5 arene passed (the default
+  route, ``-n 10``). No reference conformer of the hexane ensembles or the GEOM-DRUGS excerpt
+  and no crystal pose of ``bioactive_dev`` has such a centre (its six-coordinate S, Co, Ru
+  and five-coordinate V are bonded to or are metals);
 * steric clashes: heavy-atom pairs at least three bonds apart closer than
   ``clash_factor`` times the sum of their van der Waals radii, and ``chalcogen_clash_factor``
   (0.65: S...O 2.16 Å) for an S or Se four bonds from an N or O, which an intramolecular
@@ -219,6 +226,9 @@ _HYDROGEN_HOSTS = {6, 7, 8}   # C-H, N-H, O-H: held below MMFF94's r0 + the same
 # without an MMFF94 r0 are held to the lengths of their equivalent bonds (a bond to a metal
 # follows its coordination sphere, not the molecule's graph)
 _EQUAL_BOND_ELEMENTS = {5, 6, 7, 8, 9, 14, 15, 16, 17, 34, 35, 53}
+# (RDKit's hybridisation, neighbours) of a trigonal bipyramid and an octahedron: no two
+# ligands closer than 90 deg
+_POLYHEDRA = {(Chem.HybridizationType.SP3D, 5), (Chem.HybridizationType.SP3D2, 6)}
 _FLAT_DOUBLE_BOND = Chem.MolFromSmarts("[C;X3;^2](*)(*)=[C;X3;^2](*)(*)")
 # C=N and N=N double bonds between trigonal (sp2) atoms, each SMARTS with the index in its
 # match of the bond's second atom (the first is atom 0): imines, oximes, hydrazones, amidines,
@@ -367,6 +377,8 @@ class GeometryChecker:
         for atom in mol.GetAtoms():
             c = atom.GetIdx()
             nb = [n.GetIdx() for n in atom.GetNeighbors()]
+            polyhedral = (atom.GetHybridization(), len(nb)) in _POLYHEDRA and all(
+                other.GetAtomicNum() in _EQUAL_BOND_ELEMENTS for other in (atom, *atom.GetNeighbors()))
             for x in range(len(nb)):
                 for y in range(x + 1, len(nb)):
                     a, b = nb[x], nb[y]
@@ -378,6 +390,8 @@ class GeometryChecker:
                     if c in pyramidal:
                         lo[-1] = min(lo[-1], self._angle(ra, rb, lower3[p, q]))
                         hi[-1] = max(hi[-1], self._angle(ra, rb, upper3[p, q]))
+                    if polyhedral:
+                        lo[-1] = max(lo[-1], 90.0)
         self.angles = np.array(angles, dtype=np.int64).reshape(-1, 3)
         self.angle_lo, self.angle_hi = np.array(lo), np.array(hi)
         self.force_field_minimum = force_field_minimum

@@ -14,8 +14,8 @@ bond's length wrong, :func:`mmff_properties`).
   atoms held, free hydrogens could otherwise flatten a marginal centre or flip a twisted
   double bond). Where neither force field sets up because RDKit's UFF does not type an
   octahedral centre (it has no octahedral S, ``S_6+6``: SF6, the SF5 of pentafluorosulfanyl
-  arenes; SeF6), UFF with the terms it can set up, the centre held in shape by distance
-  constraints (:func:`_octahedral_restraints`).
+  arenes; SeF6), or UFF types it as tetrahedral (PF6-), UFF with the terms it can set up,
+  the centre held in shape by distance constraints (:func:`_octahedral_restraints`).
 
 Both refuse a force field whose energy at the minimum is not finite or above
 :data:`MAX_ENERGY_PER_ATOM` kcal/mol per atom: RDKit's UFF has "parameters" for the
@@ -73,7 +73,8 @@ CLEANUP_VARIANT = "MMFF94s"
 # neither SF6 nor Ar-SF5, and RDKit's UFF has no octahedral S ("S_6+6"), so the clean-up did
 # nothing there: the default route gave SF6 and three SF5 arenes S-F bonds from 0.97 to 2.34 A
 # and F-S-F angles from 25 deg (2 of 40 conformers passing the checks, ``-n 10``, 2026-12-08).
-# (A trigonal bipyramid UFF does not type, as the S of C[S+](F)(F)(F)F or AsF5's As, is left
+# RDKit's UFF types PF6-'s P as tetrahedral (P_3+5): its minimum has F-P-F at 30 deg. (A
+# trigonal bipyramid UFF does not type, as the S of C[S+](F)(F)(F)F or AsF5's As, is left
 # alone: RDKit's UFF raises building its angle terms.)
 _OCTAHEDRAL = (Chem.HybridizationType.SP3D2, 6)
 # kcal/mol/A^2: the distance constraints that hold such a centre's bonds and angles, stiffer
@@ -267,15 +268,27 @@ def _side(angle: float, margin: float, bond: bool) -> tuple[float, float] | None
     return (margin, 180 - margin) if angle > 0 else (margin - 180, -margin)
 
 
-def _untyped_octahedral_centres(mol: Chem.Mol) -> list[int]:
-    """The atoms of ``mol`` that RDKit's UFF does not type, when each is an octahedral centre
-    (:data:`_OCTAHEDRAL`); else (an atom of another kind untyped: a metal, a trigonal
-    bipyramid) none. Call under ``rdBase.BlockLogs`` (UFF typing warnings)."""
-    untyped = [a for a in mol.GetAtoms()
-               if rdForceFieldHelpers.GetUFFVdWParams(mol, a.GetIdx(), a.GetIdx()) is None]
-    if not all((a.GetHybridization(), a.GetDegree()) == _OCTAHEDRAL for a in untyped):
-        return []
-    return [a.GetIdx() for a in untyped]
+def _uff_octahedral_centres(mol: Chem.Mol) -> list[int] | None:
+    """The octahedral centres (:data:`_OCTAHEDRAL`) of ``mol`` that RDKit's UFF does not hold
+    in shape: those it does not type (the S of SF6 and SF5), and those it types with another
+    ideal angle than 90 deg (PF6-'s P, which it takes for a tetrahedral P_3+5: its UFF minimum
+    has F-P-F angles of 30 deg). None when UFF does not type another atom (a metal, a
+    trigonal bipyramid): then UFF cannot be set up. Call under ``rdBase.BlockLogs`` (UFF
+    typing warnings)."""
+    centres = []
+    for atom in mol.GetAtoms():
+        i = atom.GetIdx()
+        octahedral = (atom.GetHybridization(), atom.GetDegree()) == _OCTAHEDRAL
+        if rdForceFieldHelpers.GetUFFVdWParams(mol, i, i) is None:
+            if not octahedral:
+                return None
+            centres.append(i)
+        elif octahedral:
+            a, b = (n.GetIdx() for n in atom.GetNeighbors()[:2])
+            angle = rdForceFieldHelpers.GetUFFAngleBendParams(mol, a, i, b)     # (ka, theta0)
+            if angle is None or abs(angle[1] - 90.0) > 1.0:
+                centres.append(i)
+    return centres
 
 
 def _perfect_matchings(items: list[int]) -> Iterator[list[tuple[int, int]]]:
@@ -305,8 +318,9 @@ def _octahedron_cosines(unit: np.ndarray) -> np.ndarray:
 
 def _octahedral_restraints(ff, mol: Chem.Mol, conf: Chem.Conformer, centres: Sequence[int],
                            bounds: np.ndarray) -> None:
-    """Hold the UFF-untyped ``centres`` (:func:`_untyped_octahedral_centres`) of conformer
-    ``conf`` in shape in the UFF force field ``ff``, which has no term for them, by distance
+    """Hold the octahedral ``centres`` (:func:`_uff_octahedral_centres`) of conformer
+    ``conf`` in shape in the UFF force field ``ff``, which has no term or a wrong one for
+    them, by distance
     constraints (:data:`OCTAHEDRAL_FORCE_CONSTANT`): each bond to a centre at the midpoint of
     its 1-2 bounds in ``bounds`` (``(N, N)``, :func:`rdkit.Chem.rdDistGeom.GetMoleculeBoundsMatrix`:
     RDKit's covalent-radius estimate where UFF has no parameters, S-F 1.62 Å, S-C 1.81 Å), so
@@ -343,10 +357,10 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
                        fixed: Sequence[int] = ()) -> bool:
     """Repair the local geometry of conformers of ``mol`` in place (explicit hydrogens needed).
 
-    MMFF94s (:data:`CLEANUP_VARIANT`; UFF where :func:`mmff_properties` has none; where
-    UFF types every atom but some octahedral centres, :func:`_untyped_octahedral_centres`,
-    UFF's terms with those centres held by :func:`_octahedral_restraints` and their terminal
-    ligands not restrained to where they are) minimisation for at most ``max_iters``
+    MMFF94s (:data:`CLEANUP_VARIANT`; UFF where :func:`mmff_properties` has none, its
+    terms for the atoms it types, with the octahedral centres it does not type or types
+    wrongly, :func:`_uff_octahedral_centres`, held by :func:`_octahedral_restraints` and
+    their terminal ligands not restrained to where they are) minimisation for at most ``max_iters``
     iterations, with every heavy atom restrained by a flat-bottom harmonic potential
     (``force_constant`` kcal/mol/Å², free within ``max_displacement`` Å of its input
     position); hydrogens move freely. With ``keep_stereo`` each specified stereo element
@@ -371,13 +385,14 @@ def restrained_cleanup(mol: Chem.Mol, conf_ids: Sequence[int] | None = None, *,
         was), else True.
     """
     mmff = mmff_properties(mol, CLEANUP_VARIANT)
-    centres: list[int] = []
-    with rdBase.BlockLogs():
-        if mmff is None and not AllChem.UFFHasAllMoleculeParams(mol):
-            centres = _untyped_octahedral_centres(mol)
-            if not centres:
+    centres: list[int] | None = []
+    if mmff is None:
+        with rdBase.BlockLogs():
+            centres = _uff_octahedral_centres(mol)
+            if centres is None:
                 return False
-            bounds = rdDistGeom.GetMoleculeBoundsMatrix(mol)
+            if centres:
+                bounds = rdDistGeom.GetMoleculeBoundsMatrix(mol)
     # a centre's terminal ligands (the F of SF6 and SF5) are placed by its restraints, not held
     # where the network put them: they carry no conformation, and held they would pull the
     # centre out of place
