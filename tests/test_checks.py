@@ -500,6 +500,38 @@ def test_a_small_ring_group_turned_trans_is_not_the_minimums_strain(smiles, patt
     assert any(p.startswith("non-planar") for p in GeometryChecker(mol)())
 
 
+@pytest.mark.parametrize("smiles, bridgehead", [
+    ("C1CC2CCCC(C1)C2", 6),                                  # bicyclo[3.3.1]nonane
+    ("C1CC2CCCC(C1)CC2", 6)])                                # bicyclo[3.3.2]decane
+def test_an_inverted_bridgehead_is_not_the_minimums_strain(smiles, bridgehead):
+    """A bridgehead and its H mirrored through the plane of its three ring neighbours: MMFF94s
+    holds the cage there as a local minimum 64-75 kcal/mol above the normal one, with ring
+    angles far off (C-C-H 85 deg, C-C-C 141 deg). The SMILES labels no bridgehead, so the
+    stereo check has nothing to compare (generate labels them, and its stereo check sees the
+    inversion); the exception must not excuse a wrong basin as the molecule's own strain."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 7
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    props = AllChem.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94s")
+    ff = AllChem.MMFFGetMoleculeForceField(mol, props)
+    assert ff.Minimize(maxIts=5000) == 0
+    normal = ff.CalcEnergy()
+    assert GeometryChecker(mol)() == []
+    atom = mol.GetAtomWithIdx(bridgehead)
+    ring = [n.GetIdx() for n in atom.GetNeighbors() if n.GetAtomicNum() > 1]
+    moved = [bridgehead] + [n.GetIdx() for n in atom.GetNeighbors() if n.GetAtomicNum() == 1]
+    pos = mol.GetConformer().GetPositions()
+    centre = pos[ring].mean(0)
+    normal_vec = np.linalg.svd(pos[ring] - centre)[2][-1]
+    pos[moved] -= 2 * ((pos[moved] - centre) @ normal_vec)[:, None] * normal_vec
+    set_positions(mol.GetConformer(), pos)
+    ff = AllChem.MMFFGetMoleculeForceField(mol, props)
+    assert ff.Minimize(maxIts=5000) == 0 and ff.CalcEnergy() > normal + 40       # a wrong basin
+    assert any(p.startswith("bond angle") for p in GeometryChecker(mol, force_field_minimum=False)())
+    assert any(p.startswith("bond angle") for p in GeometryChecker(mol)())
+
+
 def test_a_conformer_the_minimiser_cannot_start_from_is_checked():
     """Two bonded atoms at one position: RDKit's minimiser raises ("bad direction in
     linearSearch"); the conformer fails on the bond instead of the check raising."""
