@@ -178,8 +178,8 @@ smallest ring, in the conformer or at the minimum): MMFF94s holds trans-cyclohep
 trans-caprolactam as strained minima of the other isomer, which the stereo check does not
 see. Nor is a minimum more than :data:`MINIMUM_ENERGY_WINDOW` (20) kcal/mol above the lowest
 of those reached from :data:`REFERENCE_STARTS` (4) ETKDGv3 embeddings of the molecule (random
-coordinates, its specified stereo kept; computed once per checker, where a conformer first
-needs the exception), since 2026-12-08: a wrong basin, not the molecule's own strain. A
+coordinates, its specified stereo kept; computed once per checker, where a minimum would
+first excuse a problem), since 2026-12-08: a wrong basin, not the molecule's own strain. A
 bridgehead of bicyclo[3.3.1]nonane or bicyclo[3.3.2]decane mirrored through the plane of its
 ring neighbours, or trans-bicyclo[3.1.0]hexane, lies in an MMFF94s minimum 41-149 kcal/mol
 above the normal one with ring angles 30-50 deg off (C-C-H 85 deg), which passed where the
@@ -524,18 +524,24 @@ class GeometryChecker:
         bad_flat = {kind: dev > self.flat_groups[kind][1] for kind, dev in flat.items()}
         if self.force_field_minimum and ((bad_bond & self.ring_bonds).any() or (bad_angle & self.ring_angles).any()
                                          or any((bad_flat[k] & self.ring_groups[k]).any() for k in bad_flat)):
-            minimum = self._minimum(pos)
-            if minimum is not None:    # what the force field's own minimum has is not a problem
+            reached = self._minimum(pos)
+            if reached is not None:    # what the force field's own minimum has is not a problem
+                minimum, energy = reached
                 d_min, ang_min = _lengths(minimum, self.bonds), _angles(minimum, self.angles)
                 bond_min, angle_min = self._off_range(d_min, ang_min)
-                bad_bond &= ~(self.ring_bonds & bond_min & (np.abs(d - d_min) <= self.minimum_bond_tol))
-                bad_angle &= ~(self.ring_angles & angle_min & (np.abs(ang - ang_min) <= self.angle_tol))
+                still_bond = bad_bond & ~(self.ring_bonds & bond_min & (np.abs(d - d_min) <= self.minimum_bond_tol))
+                still_angle = bad_angle & ~(self.ring_angles & angle_min & (np.abs(ang - ang_min) <= self.angle_tol))
+                still_flat = {}
                 for kind, dev_min in self._deviations(minimum).items():
                     tol = self.flat_groups[kind][1]
                     shared = self.ring_groups[kind] & (dev_min > tol) & (flat[kind] <= dev_min + tol)
                     shared &= ~(self._trans_in_ring(pos, kind, _SMALL_RING)
                                 | self._trans_in_ring(minimum, kind, _SMALL_RING))
-                    bad_flat[kind] &= ~shared
+                    still_flat[kind] = bad_flat[kind] & ~shared
+                excuses = (still_bond != bad_bond).any() or (still_angle != bad_angle).any() or any(
+                    (still_flat[k] != bad_flat[k]).any() for k in still_flat)
+                if excuses and not self._wrong_basin(energy):
+                    bad_bond, bad_angle, bad_flat = still_bond, still_angle, still_flat
         i, j = self.bonds.T
         found["bond length"] = [(
             f"{s[i[k]]}{i[k]}-{s[j[k]]}{j[k]} {d[k]:.2f} A "
@@ -588,36 +594,41 @@ class GeometryChecker:
         return ((lengths < self.bond_min) | (lengths > self.bond_max),
                 (angles < self.angle_lo - self.angle_tol) | (angles > self.angle_hi + self.angle_tol))
 
-    def _minimum(self, pos: np.ndarray) -> np.ndarray | None:
-        """Positions ``(N, 3)`` of the force-field minimum reached from ``pos`` ``(N, 3)``
-        (MMFF94s, :data:`~molscore.chem.relax.CLEANUP_VARIANT`, typed once per checker; UFF
-        where MMFF94 has no parameters); None without a force field or a finite minimum,
-        where the minimiser cannot start from ``pos``, where it has not converged in
-        :data:`MINIMUM_MAX_ITERS` iterations (a partial minimisation stops short of the
-        minimum, whose problems are the only ones excused: the conformer's problem stays one),
-        or where the minimum lies more than :data:`MINIMUM_ENERGY_WINDOW` kcal/mol above the
-        lowest minimum reached from :data:`REFERENCE_STARTS` embeddings of the molecule
-        (:meth:`_lowest_energy`): a wrong basin, not the molecule's own strain."""
+    def _minimum(self, pos: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """``(positions (N, 3), energy kcal/mol)`` of the force-field minimum reached from
+        ``pos`` ``(N, 3)`` (MMFF94s, :data:`~molscore.chem.relax.CLEANUP_VARIANT`, typed once
+        per checker; UFF where MMFF94 has no parameters); None without a force field or a
+        finite minimum, where the minimiser cannot start from ``pos``, or where it has not
+        converged in :data:`MINIMUM_MAX_ITERS` iterations: a partial minimisation stops short
+        of the minimum, whose problems are the only ones excused (the conformer's problem
+        stays one). A minimum in a wrong basin (:meth:`_wrong_basin`) excuses nothing either."""
+        work, _ = self._working_copy()
+        return self._minimise(add_conformer(work, pos))
+
+    def _working_copy(self) -> tuple[Chem.Mol, object]:
+        """The checker's copy of the molecule, emptied of conformers, to minimise in, and its
+        MMFF94s properties (None: UFF), typed once per checker."""
         if self._minimiser is None:
             work = Chem.Mol(self.mol)
-            work.RemoveAllConformers()
             try:
                 props = mmff_properties(work, CLEANUP_VARIANT)
             except (RuntimeError, ValueError):     # RDKit raises on some unsanitisable input
                 props = None
             self._minimiser = (work, props)
-        work, props = self._minimiser
-        work.RemoveAllConformers()
-        found = self._minimise(add_conformer(work, pos))
-        if found is None:
-            return None
-        minimum, energy = found
+        self._minimiser[0].RemoveAllConformers()
+        return self._minimiser
+
+    def _wrong_basin(self, energy: float) -> bool:
+        """Whether a minimum of ``energy`` kcal/mol lies more than
+        :data:`MINIMUM_ENERGY_WINDOW` above the lowest reached from :data:`REFERENCE_STARTS`
+        embeddings of the molecule (:meth:`_lowest_energy`, computed only where a minimum
+        would excuse a problem): a wrong basin, not the molecule's own strain."""
         lowest = self._lowest_energy()
-        return None if lowest is not None and energy > lowest + MINIMUM_ENERGY_WINDOW else minimum
+        return lowest is not None and energy > lowest + MINIMUM_ENERGY_WINDOW
 
     def _minimise(self, cid: int) -> tuple[np.ndarray, float] | None:
         """``(positions (N, 3), energy kcal/mol)`` of the force-field minimum reached from
-        conformer ``cid`` of the checker's working copy (:meth:`_minimum`), or None (no force
+        conformer ``cid`` of the checker's working copy (:meth:`_working_copy`), or None (no force
         field, no convergence in :data:`MINIMUM_MAX_ITERS` iterations, a minimiser that
         cannot start, a minimum that is not finite)."""
         work, props = self._minimiser
@@ -642,8 +653,7 @@ class GeometryChecker:
         ``randomSeed`` 1; its specified stereo kept), computed once per checker; None when
         none embeds or converges (then any minimum reached from a conformer is excused)."""
         if self._lowest is None:
-            work, _ = self._minimiser
-            work.RemoveAllConformers()
+            work, _ = self._working_copy()
             params = AllChem.ETKDGv3()
             params.randomSeed, params.useRandomCoords = 1, True
             with rdBase.BlockLogs():
