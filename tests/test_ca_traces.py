@@ -1,6 +1,7 @@
 """C-alpha trace IO, chain splitting, crops and geometry metrics."""
 from __future__ import annotations
 
+import gzip
 import re
 import warnings
 from pathlib import Path
@@ -8,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from scipy.stats import wasserstein_distance
+
+from molscore.cli import main
 
 from molscore.data.ca_metrics import (circular_wasserstein, clash_counts, compare_traces,
                                       fit_rg_power_law, fraction_ideal_bonds,
@@ -148,23 +152,28 @@ def test_read_pdb_chains_split_at_gaps(tmp_path):
     assert [len(t) for t in read_structure_traces(path, min_length=11)] == [20, 12]
 
 
-def test_read_mmcif(tmp_path):
+def write_cif(path: Path, x: np.ndarray) -> None:
+    """A CA-only mmCIF file of one chain ``X`` with C-alphas ``x`` ``(n, 3)``."""
     import biotite.structure as struc
     import biotite.structure.io.pdbx as pdbx
 
-    x = helix(15)
-    atoms = struc.AtomArray(15)
+    atoms = struc.AtomArray(len(x))
     atoms.coord = x
     atoms.atom_name[:] = "CA"
     atoms.element[:] = "C"
     atoms.res_name[:] = "ALA"
-    atoms.res_id[:] = np.arange(1, 16)
+    atoms.res_id[:] = np.arange(1, len(x) + 1)
     atoms.chain_id[:] = "X"
     atoms.hetero[:] = False
     f = pdbx.CIFFile()
     pdbx.set_structure(f, atoms)
-    path = tmp_path / "h.cif"
     f.write(str(path))
+
+
+def test_read_mmcif(tmp_path):
+    x = helix(15)
+    path = tmp_path / "h.cif"
+    write_cif(path, x)
     (t,) = read_structure_traces(path)
     assert t.chain == "X"
     np.testing.assert_allclose(t.coords, x, atol=1e-3)
@@ -188,6 +197,86 @@ def test_bad_files_reported_rest_processed(tmp_path):
     assert "broken.pdb" in errors[1] and "cannot read" in errors[1]
     assert "missing.pdb" in errors[2] and "no such file" in errors[2]
     assert all("\n" not in e for e in errors)
+
+
+
+def _train_ca(tmp_path: Path, data: dict) -> int:
+    """``molscore train`` of a 1-step C-alpha config with ``data`` (crops of 8 residues)."""
+    cfg = tmp_path / "ca.yaml"
+    cfg.write_text(yaml.safe_dump({"task": "ca_traces", "steps": 1, "batch_size": 2,
+                                   "data": {"crop_length": 8, **data}}))
+    return main(["train", "--config", str(cfg), "-q", "-o", str(tmp_path / "run")])
+
+
+def _damaged_npz(path: Path) -> None:
+    """An ``.npz`` whose array ``s1`` has a changed byte (its CRC-32 no longer matches)."""
+    arr = helix(12).astype(np.float32)
+    np.savez(path, s1=arr)
+    data = bytearray(path.read_bytes())
+    data[data.find(arr.tobytes()) + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("write, message", [
+    # numpy's "This file contains pickled (object) data. If you trust the file ...", no path
+    (lambda p: p.write_text("structure,x,y,z\n1abc,0,0,0\n"),
+     " is not an .npz archive: it is not a zip archive, which numpy.savez writes"),
+    (lambda p: p.mkdir(), " is not an .npz archive: it is a folder"),  # IsADirectoryError
+    (_damaged_npz, ": cannot read array 's1': Bad CRC-32"),            # zipfile.BadZipFile
+    (lambda p: np.savez(p, s1=np.zeros((4, 2))), ": array 's1' has shape (4, 2), expected (n, 3)"),
+])
+def test_an_npz_that_numpy_cannot_read_as_traces_is_one_line_exit_2(tmp_path, capsys, write,
+                                                                     message):
+    """``data.npz`` that is no archive of C-alpha arrays: ``data.npz: PATH ...``, one line,
+    exit 2 (before: numpy's advice to unpickle the file, naming no file, or a traceback)."""
+    bad = tmp_path / "traces.npz"
+    write(bad)
+    assert _train_ca(tmp_path, {"npz": str(bad)}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"data.npz: {bad}{message}" in err, err
+    assert "pickle" not in err
+
+
+def test_structure_files_of_other_formats_are_skipped_naming_the_formats_read(tmp_path, capsys):
+    """``data.structures``: each file that gives no trace is one warning naming it and why, then
+    a count; an ``.sdf`` was biotite's ``get_structure() got an unexpected keyword argument
+    'model'``, a gzipped PDB ``Unknown file format '.gz'``, an empty PDB ``The file has 0
+    models, the given model 1 does not exist``."""
+    good = tmp_path / "good.PDB"  # the extension in any case
+    write_ca_pdb(good, [helix(12)])
+    (tmp_path / "ligand.sdf").write_text("\n  RDKit          3D\n\n  0  0  0  0  0  0  0  0  0  0"
+                                        "999 V2000\nM  END\n$$$$\n")
+    (tmp_path / "good.pdb.gz").write_bytes(gzip.compress(good.read_bytes()))
+    (tmp_path / "empty.pdb").write_bytes(b"")
+    (tmp_path / "header.pdb").write_text("HEADER    NO ATOMS\nEND\n")
+    (tmp_path / "water.pdb").write_text(
+        pdb_atom(1, "O", "HOH", "A", 1, (0.0, 0.0, 0.0), "O", "HETATM") + "\nEND\n")
+    cif = tmp_path / "cut.cif"  # an mmCIF file that ends inside its atom_site loop
+    write_cif(tmp_path / "whole.cif", helix(12))
+    text = (tmp_path / "whole.cif").read_text()
+    cif.write_text(text[:text.index("ATOM") + 40])
+    bad = ["ligand.sdf", "good.pdb.gz", "empty.pdb", "header.pdb", "water.pdb", "cut.cif"]
+    given = [str(tmp_path / name) for name in bad] + [str(good)]
+    assert _train_ca(tmp_path, {"npz": None, "structures": given, "val_fraction": 0}) == 0
+    lines = capsys.readouterr().err.splitlines()
+    formats = "structures are read from PDB (.pdb), mmCIF (.cif, .pdbx) and BinaryCIF (.bcif)"
+    assert lines == [
+        f"warning: {tmp_path / 'ligand.sdf'}: unsupported format ('.sdf'); {formats} files",
+        f"warning: {tmp_path / 'good.pdb.gz'}: unsupported format ('.gz'); {formats} files; "
+        "decompress it first",
+        f"warning: {tmp_path / 'empty.pdb'}: an empty file (0 bytes)",
+        f"warning: {tmp_path / 'header.pdb'}: cannot read PDB structure (no ATOM or HETATM "
+        "records)",
+        f"warning: {tmp_path / 'water.pdb'}: no C-alpha atoms (atom name CA, element C) found",
+        f"warning: {tmp_path / 'cut.cif'}: cannot read mmCIF structure (Failed to deserialize "
+        "category 'atom_site')",
+        "warning: skipped 6 of 7 structure files",
+    ]
+    (tmp_path / "run").rename(tmp_path / "run1")  # without a readable file: exit 2
+    assert _train_ca(tmp_path, {"npz": None, "structures": given[:2]}) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ("molscore train: error: no chain segment of at least 8 residues in the "
+                       "configured data (skipped 2 of 2 structure files: see the warnings)")
 
 
 # -- dataset ------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_npz_loader(tmp_path):
     with pytest.raises(ImageError, match="empty.npz: the image array is empty"):
         load_npz_images(tmp_path / "empty.npz")      # was numpy's error naming no file
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(ImageError, match="cannot read"):
+    with pytest.raises(ImageError, match="bad.npz is not an .npz archive"):
         load_npz_images(tmp_path / "bad.npz")
     mn = load_image_source("mnist")
     assert mn.images.shape == (5000, 1, 28, 28) and mn.levels == 256 and len(mn.labels) == 5000
@@ -461,3 +461,53 @@ def test_bits_per_dim_of_a_model_without_label_dropout_needs_labels():
     bpd, _ = bits_per_dim_of(task.model.eval(), task.meta, images, labels=torch.tensor([0, 1]),
                              steps=2, method="euler")
     assert bpd.shape == (2,) and torch.isfinite(bpd).all()
+
+
+
+def _truncated_npz(path) -> None:
+    np.savez(path, images=np.zeros((4, 8, 8), np.uint8))
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _npy_named_npz(path) -> None:
+    """One array as ``numpy.save`` writes it (``np.load`` returns the array, no archive)."""
+    with open(path, "wb") as fh:
+        np.save(fh, np.zeros((4, 8, 8), np.uint8))
+
+
+def _damaged_npz(path) -> None:
+    """An ``.npz`` whose array ``images`` has a changed byte (its CRC-32 no longer matches)."""
+    arr = np.full((4, 8, 8), 7, np.uint8)
+    np.savez(path, images=arr)
+    data = bytearray(path.read_bytes())
+    data[data.find(arr.tobytes()) + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("write, message", [
+    # numpy's message was "This file contains pickled (object) data. If you trust the file
+    # you can load it unsafely using the `allow_pickle=` keyword argument ..."
+    (lambda p: p.write_text("label,pixels\n3,0 0 0\n"),
+     " is not an .npz archive: it is not a zip archive, which numpy.savez writes"),
+    (lambda p: p.write_bytes(b""), " is not an .npz archive: it is empty (0 bytes)"),  # EOFError
+    (_truncated_npz, " is not an .npz archive: it is truncated"),  # zipfile.BadZipFile
+    (_npy_named_npz, " is not an .npz archive: it is a single .npy array"),  # TypeError
+    (lambda p: np.savez(p, images=np.array([np.zeros((8, 8)), None], dtype=object)),
+     ": cannot read array 'images': it holds Python objects (dtype object), which are never "
+     "unpickled"),
+    (_damaged_npz, ": cannot read array 'images': Bad CRC-32"),  # zipfile.BadZipFile
+])
+def test_a_file_that_is_no_npz_archive_is_one_line_exit_2(tmp_path, capsys, write, message):
+    """``data.source: FILE.npz`` that numpy cannot read as an archive: a line naming the file
+    and what is wrong, exit 2 (a text file gave numpy's advice to unpickle it; an empty,
+    truncated or damaged file or a single ``.npy`` array a traceback)."""
+    bad = tmp_path / "images.npz"
+    write(bad)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "data": {"source": str(bad)}, "steps": 1,
+                                   "batch_size": 4}))
+    assert main(["train", "--config", str(cfg), "-q", "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}{message}" in err, err
+    assert "pickle=" not in err
+

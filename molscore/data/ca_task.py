@@ -4,8 +4,8 @@ Config sections read here (see ``configs/ca_traces.yaml``)::
 
     data:
       npz: datasets/pdb_ca_traces_308.npz   # relative to the working directory or the repo
-      structures: []          # extra PDB / mmCIF files, a list or one path (bad files are
-                              # reported and skipped)
+      structures: []          # extra .pdb / .cif / .pdbx / .bcif files, a list or one path
+                              # (bad files are reported, counted and skipped)
       crop_length: 64         # residues per training crop
       coord_scale: 10.0       # Å per model unit
       val_fraction: 0.1       # held-out structures
@@ -44,8 +44,9 @@ from ..spaces import PointSetSpace
 from ..tasks import (Batch, TrainTask, check_meta_int, check_meta_scale, config_number, is_int,
                      sde_from_config)
 from .ca_metrics import trace_summary
-from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, Trace, load_npz_traces,
-                        read_structure_files, split_by_structure, write_ca_pdb)
+from .ca_traces import (PDB_MAX_MODELS, PDB_MAX_RESIDUES, CATraceCrops, StructureReadError, Trace,
+                        load_npz_traces, read_structure_files, split_by_structure,
+                        write_ca_pdb)
 
 __all__ = ["DEFAULTS", "DEFAULT_HPARAMS", "load_traces", "collate", "build_task", "build_model",
            "generate", "sample_command"]
@@ -94,27 +95,36 @@ def load_traces(data_cfg: dict, warn: Callable[[str], None] | None = None) -> li
     """All chain segments of the configured sources with at least ``crop_length`` residues.
 
     ``structures`` is a list of paths or one path. Unreadable structure files are passed
-    to ``warn`` and skipped.
+    to ``warn`` (one line each, then ``skipped K of N structure files``) and skipped.
+
+    Raises:
+        ValueError: ``npz`` is missing or unreadable (``data.npz: ...``, one line), or no
+            chain segment is long enough.
     """
     min_len = int(data_cfg["crop_length"])
+    report = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
     traces = []
     if data_cfg.get("npz"):
         try:
-            path = resolve_data_path(data_cfg["npz"])
-        except FileNotFoundError as err:
+            traces += load_npz_traces(resolve_data_path(data_cfg["npz"]), min_length=min_len)
+        except (FileNotFoundError, StructureReadError) as err:
             raise ValueError(f"data.npz: {err}") from None
-        traces += load_npz_traces(path, min_length=min_len)
     given = data_cfg.get("structures") or []
     if isinstance(given, (str, os.PathLike)):  # one path, not a sequence of characters
         given = [given]
     files = [_found_or_given(p) for p in given]
+    skipped = ""
     if files:
         more, errors = read_structure_files(files, min_length=min_len)
         for e in errors:
-            (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(e)
+            report(e)
+        if errors:
+            skipped = f"skipped {len(errors)} of {len(files)} structure files"
+            report(skipped)
         traces += more
     if not traces:
-        raise ValueError(f"no chain segment of at least {min_len} residues in the configured data")
+        raise ValueError(f"no chain segment of at least {min_len} residues in the configured data"
+                         + (f" ({skipped}: see the warnings)" if skipped else ""))
     return traces
 
 

@@ -5,8 +5,9 @@ residue in sequence order. Sources:
 
 * the bundled ``datasets/pdb_ca_traces_308.npz`` (one array per structure key,
   all chains of the structure concatenated), see :func:`load_npz_traces`;
-* PDB / mmCIF / BinaryCIF files read with :mod:`biotite.structure.io`, one trace per
-  chain (first model, first altloc), see :func:`read_structure_traces`.
+* PDB / mmCIF / BinaryCIF files (``.pdb``, ``.cif`` / ``.pdbx``, ``.bcif``, uncompressed)
+  read with :mod:`biotite.structure.io`, one trace per chain (first model, first altloc),
+  see :func:`read_structure_traces`.
 
 Every source is split into chain segments wherever two consecutive C-alphas are
 more than :data:`GAP_CUTOFF` (4.2 Å) apart (chain breaks, missing residues, chain
@@ -21,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, Iterable, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -29,10 +30,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import message_line
+from .npz import NpzError, read_npz
+
+if TYPE_CHECKING:
+    from biotite.structure import AtomArray
 
 __all__ = [
     "CA_BOND", "GAP_CUTOFF", "Trace", "StructureReadError", "split_at_gaps",
-    "load_npz_traces", "read_structure_traces", "read_structure_files", "split_by_structure",
+    "load_npz_traces", "STRUCTURE_FORMATS", "read_structure_traces", "read_structure_files",
+    "split_by_structure",
     "CATraceCrops", "write_ca_pdb", "read_ca_pdb_models", "PDB_MAX_RESIDUES", "PDB_MAX_MODELS",
 ]
 
@@ -104,42 +110,81 @@ def load_npz_traces(path: str | os.PathLike, *, min_length: int = 1,
     Each array is split at gaps (see :func:`split_at_gaps`); segments shorter than
     ``min_length`` are dropped. Keys are the structure ids, segments are named
     ``"1"``, ``"2"``, ... in order.
+
+    Raises:
+        StructureReadError: ``path`` is not an ``.npz`` archive (see
+            :func:`~molscore.data.npz.read_npz`), or an array is not ``(n, 3)``.
     """
+    try:
+        arrays = read_npz(path)
+    except NpzError as err:
+        raise StructureReadError(str(err)) from None
     out: list[Trace] = []
-    with np.load(path) as data:
-        for key in data.files:
-            arr = np.asarray(data[key], dtype=np.float32)
-            if arr.ndim != 2 or arr.shape[1] != 3:
-                raise StructureReadError(f"{path}: array {key!r} has shape {arr.shape}, "
-                                         "expected (n, 3)")
-            for i, seg in enumerate(split_at_gaps(arr, max_gap)):
-                if len(seg) >= min_length:
-                    out.append(Trace(key, str(i + 1), seg))
+    for key, data in arrays.items():
+        arr = np.asarray(data, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != 3:
+            raise StructureReadError(f"{path}: array {key!r} has shape {arr.shape}, "
+                                     "expected (n, 3)")
+        for i, seg in enumerate(split_at_gaps(arr, max_gap)):
+            if len(seg) >= min_length:
+                out.append(Trace(key, str(i + 1), seg))
     return out
+
+
+STRUCTURE_FORMATS = {".pdb": "PDB", ".cif": "mmCIF", ".pdbx": "mmCIF", ".bcif": "BinaryCIF"}
+"""File name extensions (any case) :func:`read_structure_traces` reads, and their formats."""
+
+
+def _first_model(path: Path) -> AtomArray:
+    """The first model of a PDB / mmCIF / BinaryCIF file as a biotite ``AtomArray``, read
+    by the reader of its extension (:data:`STRUCTURE_FORMATS`)."""
+    import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
+
+    fmt = STRUCTURE_FORMATS[path.suffix.lower()]
+    if fmt == "PDB":
+        f = pdb.PDBFile.read(str(path))
+        if f.get_model_count() == 0:
+            raise ValueError("no ATOM or HETATM records")
+        return f.get_structure(model=1)
+    f = (pdbx.CIFFile if fmt == "mmCIF" else pdbx.BinaryCIFFile).read(str(path))
+    return pdbx.get_structure(f, model=1)
 
 
 def read_structure_traces(path: str | os.PathLike, *, min_length: int = 1,
                           max_gap: float = GAP_CUTOFF) -> list[Trace]:
     """C-alpha traces of one PDB / mmCIF / BinaryCIF file, one per chain segment.
 
-    Reads the first model (first altloc) with :func:`biotite.structure.io.load_structure`,
-    keeps atoms named ``CA`` whose element is carbon (so calcium ions are not taken),
-    groups them by chain and splits each chain at gaps larger than ``max_gap``.
+    The format is that of the file's extension (:data:`STRUCTURE_FORMATS`; a compressed
+    file, ``.gz``, is not read). Reads the first model (first altloc) with
+    :mod:`biotite.structure.io`, keeps atoms named ``CA`` whose element is carbon (so
+    calcium ions are not taken), groups them by chain and splits each chain at gaps
+    larger than ``max_gap``.
 
     Raises:
-        StructureReadError: the file is missing, unreadable, malformed, or holds no C-alpha.
+        StructureReadError: the file is missing, empty, of another format, unreadable,
+            malformed, or holds no C-alpha (one line naming the file).
     """
     import biotite.structure as struc
-    import biotite.structure.io as strucio
 
     path = Path(path)
     if not path.is_file():
         raise StructureReadError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in STRUCTURE_FORMATS:  # biotite read .sdf as molecules, without a model 1
+        given = f"'{path.suffix}'" if path.suffix else "no file extension"
+        hint = "; decompress it first" if suffix == ".gz" else ""
+        raise StructureReadError(f"{path}: unsupported format ({given}); structures are read "
+                                 f"from PDB (.pdb), mmCIF (.cif, .pdbx) and BinaryCIF (.bcif) "
+                                 f"files{hint}")
+    if path.stat().st_size == 0:
+        raise StructureReadError(f"{path}: an empty file (0 bytes)")
     try:
-        atoms = strucio.load_structure(str(path), model=1)
+        atoms = _first_model(path)
     except Exception as err:  # biotite raises many types for broken records
         reason = message_line(err) or type(err).__name__
-        raise StructureReadError(f"{path}: cannot read structure ({reason})") from err
+        raise StructureReadError(f"{path}: cannot read {STRUCTURE_FORMATS[suffix]} structure "
+                                 f"({reason})") from err
     ca = atoms[(atoms.atom_name == "CA") & (atoms.element == "C")]
     if ca.array_length() == 0:
         raise StructureReadError(f"{path}: no C-alpha atoms (atom name CA, element C) found")

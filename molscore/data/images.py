@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..paths import resolve_data_path
+from .npz import NpzError, read_npz
 
 __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "load_png_folder",
            "load_image_source", "read_png", "read_mask", "write_png", "save_grid", "to_model_space",
@@ -31,6 +32,7 @@ __all__ = ["ImageSet", "ImageError", "load_digits_images", "load_npz_images", "l
 
 DEFAULT_MNIST = "datasets/mnist_5k.npz"
 IMAGE_KEYS = ("images", "x", "arr_0")
+LABEL_KEYS = ("labels", "y")
 
 
 class ImageError(ValueError):
@@ -114,6 +116,13 @@ def load_digits_images() -> ImageSet:
     return ImageSet(images, torch.from_numpy(d.target).long(), 17, "digits")
 
 
+def _image_and_label_keys(names: Sequence[str]) -> list[str]:
+    """The names of an archive's image array and labels: the first of :data:`IMAGE_KEYS` and
+    of ``LABEL_KEYS`` it has (none where it has none)."""
+    firsts = (next((k for k in keys if k in names), None) for keys in (IMAGE_KEYS, LABEL_KEYS))
+    return [k for k in firsts if k is not None]
+
+
 def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
     """Images from an ``.npz`` with key ``images`` (or ``x``/``arr_0``) and optional ``labels``
     ``(N,)`` (or ``y``), one class index per image.
@@ -122,16 +131,14 @@ def load_npz_images(path: str | Path, levels: int | None = None) -> ImageSet:
     """
     path = Path(path)
     try:
-        with np.load(path) as z:
-            key = next((k for k in IMAGE_KEYS if k in z.files), None)
-            if key is None:
-                raise ImageError(f"{path}: no image array (looked for {', '.join(IMAGE_KEYS)})")
-            arr = z[key]
-            labels = z["labels"] if "labels" in z.files else (z["y"] if "y" in z.files else None)
-    except (OSError, ValueError) as err:
-        if isinstance(err, ImageError):
-            raise
-        raise ImageError(f"{path}: cannot read npz ({err})") from None
+        found = read_npz(path, _image_and_label_keys)
+    except NpzError as err:
+        raise ImageError(str(err)) from None
+    key = next((k for k in IMAGE_KEYS if k in found), None)
+    if key is None:
+        raise ImageError(f"{path}: no image array (looked for {', '.join(IMAGE_KEYS)})")
+    arr = found[key]
+    labels = next((found[k] for k in LABEL_KEYS if k in found), None)
     if not np.issubdtype(arr.dtype, np.integer):
         raise ImageError(f"{path}: images must be integers (uint8), got {arr.dtype}")
     if arr.size == 0:
