@@ -34,9 +34,9 @@ from .errors import described, message_line
 from .models.param import ScoreModel
 from .tasks import get_task_module
 
-__all__ = ["CHECKPOINT_FORMAT", "write_atomic", "save_atomic", "load_checkpoint",
-           "capture_rng_state", "restore_rng_state", "check_finite", "load_weights",
-           "load_checkpoint_model", "export_model", "mismatch_line"]
+__all__ = ["CHECKPOINT_FORMAT", "write_atomic", "save_atomic", "load_torch_file",
+           "load_checkpoint", "capture_rng_state", "restore_rng_state", "check_finite",
+           "load_weights", "load_checkpoint_model", "export_model", "mismatch_line"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -89,41 +89,50 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint dict with ``weights_only=True``; clear one-line errors for missing,
-    foreign or damaged files (every member's CRC-32 is checked first: ``torch.load`` reads
-    a file with changed bytes silently)."""
+def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu",
+                    what: str = "checkpoint") -> Any:
+    """What ``torch.save`` wrote to ``path``, loaded with ``weights_only=True``; clear one-line
+    errors naming ``what`` (``cannot read classifier PATH: ...``) for missing, foreign or
+    damaged files (every member's CRC-32 is checked first: ``torch.load`` reads a file with
+    changed bytes silently). Its content is not checked: see :func:`load_checkpoint`."""
     path = Path(path)
     if path.is_dir():  # a run's folder given for its checkpoint: "not found" misled
-        raise FileNotFoundError(f"{path} is a folder, not a checkpoint file (a training "
-                                f"run's checkpoint is {path / 'checkpoint.pt'})")
+        raise FileNotFoundError(f"{path} is a folder, not a {what} file" + (
+            f" (a training run's checkpoint is {path / 'checkpoint.pt'})"
+            if what == "checkpoint" else ""))
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     if not zipfile.is_zipfile(path):       # what torch.save writes
         with open(path, "rb") as fh:
             head = fh.read(4)
         reason = ("an empty file (0 bytes)" if not head else
                   "truncated (a zip archive without its end: written or copied only in part?)"
                   if head == b"PK\x03\x04" else "not a PyTorch checkpoint (zip) file")
-        raise ValueError(f"cannot read checkpoint {path}: {reason}")
+        raise ValueError(f"cannot read {what} {path}: {reason}")
     try:                                   # torch.load does not check the members' CRC-32
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        raise ValueError(f"cannot read {what} {path}: {err}") from err
     if damaged is not None:
-        raise ValueError(f"cannot read checkpoint {path}: damaged (the checksum of its member "
+        raise ValueError(f"cannot read {what} {path}: damaged (the checksum of its member "
                          f"{damaged} does not match)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # torch's weights_only refusal: a page of advice
-        raise ValueError(f"cannot read checkpoint {path}: it holds pickled objects other than "
+        raise ValueError(f"cannot read {what} {path}: it holds pickled objects other than "
                          f"tensors and plain containers, which molscore never unpickles") from err
     except Exception as err:  # a damaged archive
         reason = message_line(err) or type(err).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {reason}") from err
-    _check_format(ckpt, path)
-    _check_structure(ckpt, path)
+        raise ValueError(f"cannot read {what} {path}: {reason}") from err
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint dict with :func:`load_torch_file` (one-line errors for missing,
+    foreign or damaged files) and check its format and structure (the same)."""
+    ckpt = load_torch_file(path, map_location)
+    _check_format(ckpt, Path(path))
+    _check_structure(ckpt, Path(path))
     return ckpt
 
 

@@ -60,7 +60,11 @@ def steps_for(sampler: str, nfe: int) -> int:
 def feature_classifier(run_dir: Path, train_set, device) -> tuple:
     path = run_dir / "feature_classifier.pt"
     if path.is_file():
-        return load_classifier(path, device)
+        try:
+            return load_classifier(path, device)
+        except ValueError as err:  # damaged or foreign: one line, not a traceback
+            raise SystemExit(f"{Path(sys.argv[0]).name}: {err}; delete it to train the "
+                             "classifier again") from None
     t0 = time.time()
     clf = train_classifier(to_model_space(train_set.images, train_set.levels), train_set.labels,
                            int(train_set.labels.max()) + 1, seed=0, device=device)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -511,3 +512,42 @@ def test_a_file_that_is_no_npz_archive_is_one_line_exit_2(tmp_path, capsys, writ
     assert err.count("\n") == 1 and f"{bad}{message}" in err, err
     assert "pickle=" not in err
 
+
+def test_a_bad_classifier_file_is_one_line_naming_it(tmp_path, monkeypatch):
+    """``load_classifier`` read with ``torch.load`` alone: a truncated or foreign file was a
+    traceback (torch's ``PytorchStreamReader failed ...``, its page of advice on pickled
+    objects, ``KeyError: 'hparams'``); ``scripts/bench_images.py`` ended there on a damaged
+    ``feature_classifier.pt``."""
+    from molscore.models.classifier import ImageClassifier
+
+    good = tmp_path / "good.pt"
+    save_classifier(ImageClassifier(feature_dim=4), good, {"levels": 17})
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:300])
+    torch.save({"hparams": {"feature_dim": 4}, "state_dict": {}, "info": {"run": tmp_path}},
+               tmp_path / "pickled.pt")
+    torch.save({"model": {}, "meta": {"task": "images"}}, tmp_path / "model.pt")
+    torch.save({"hparams": {"feature_dim": 8},
+                "state_dict": ImageClassifier(feature_dim=4).state_dict()}, tmp_path / "other.pt")
+    for name, message in [
+            ("cut.pt", "cannot read classifier {}: truncated (a zip archive without its end"),
+            ("pickled.pt", "cannot read classifier {}: it holds pickled objects"),
+            ("model.pt", "{} is not an image classifier file (it needs 'hparams' and "
+                         "'state_dict'"),
+            ("other.pt", "{}: the weights do not fit the classifier its hparams describe "
+                         "(size mismatch for body.11.weight")]:
+        with pytest.raises(ValueError) as err:
+            load_classifier(tmp_path / name)
+        assert str(err.value).startswith(message.format(tmp_path / name)), err.value
+        assert "\n" not in str(err.value)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    monkeypatch.setattr("sys.argv", ["bench_images.py"])
+    from bench_images import feature_classifier
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "feature_classifier.pt").write_bytes(b"")
+    with pytest.raises(SystemExit) as ended:
+        feature_classifier(run, None, "cpu")
+    assert ended.value.code == (f"bench_images.py: cannot read classifier "
+                                f"{run / 'feature_classifier.pt'}: an empty file (0 bytes); "
+                                "delete it to train the classifier again")

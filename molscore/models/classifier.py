@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import save_atomic
+from ..checkpoint import load_torch_file, mismatch_line, save_atomic
+from ..errors import message_line
 
 __all__ = ["ImageClassifier", "train_classifier", "save_classifier", "load_classifier"]
 
@@ -112,8 +113,26 @@ def save_classifier(clf: ImageClassifier, path: str | Path, info: dict | None = 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[ImageClassifier, dict]:
-    """Load a classifier written by :func:`save_classifier`: ``(classifier, info)``."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    clf = ImageClassifier(**blob["hparams"]).to(device)
-    clf.load_state_dict(blob["state_dict"])
+    """Load a classifier written by :func:`save_classifier`: ``(classifier, info)``.
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming the file: missing, unreadable or
+            damaged (:func:`~molscore.checkpoint.load_torch_file`), not a classifier file
+            (a model checkpoint), or weights that do not fit its ``hparams``.
+    """
+    blob = load_torch_file(path, map_location=device, what="classifier")
+    if not (isinstance(blob, dict) and isinstance(blob.get("hparams"), dict)
+            and isinstance(blob.get("state_dict"), dict)):
+        raise ValueError(f"{path} is not an image classifier file (it needs 'hparams' and "
+                         "'state_dict', as save_classifier writes)")
+    try:
+        clf = ImageClassifier(**blob["hparams"]).to(device)
+    except TypeError as err:  # an unknown or missing keyword
+        raise ValueError(f"{path}: cannot build the classifier its hparams describe "
+                         f"({message_line(err)})") from err
+    try:
+        clf.load_state_dict(blob["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not fit the classifier its hparams describe "
+                         f"({mismatch_line(err)})") from err
     return clf.eval(), blob.get("info", {})
