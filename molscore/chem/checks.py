@@ -70,8 +70,9 @@ run but for a conformer that fails (the strain exception below):
   bonds 0.37-0.48 Å apart in the median conformer (1.31 and 1.91 Å in one), all passing
   (``-n 10``). PF6-, BF4-, PCl5 and PhI(OAc)2 (UFF) are now cleaned up or resampled (largest
   spread 0.37, 0.25, 0.32, 0.43 Å before; 0.13, 0.13, 0.12, 0.34 after, all passing but 4 of
-  the last's 10); SF6 and the SF5 compounds, which no force field here mends, are returned
-  with the problem listed (1 of their 40 conformers passes). Topologically equivalent bonds
+  the last's 10); SF6 and the SF5 compounds, which no force field types, 1 of their 40
+  conformers passing, until the clean-up held their octahedra
+  (:func:`molscore.chem.relax.restrained_cleanup`: 10 of 10 each). Topologically equivalent bonds
   may differ in a real geometry, as PCl5's axial (2.12 Å) and equatorial (2.02 Å) ones do:
   hence 0.15 Å. In the reference conformers of the hexane ensembles (11,809 such groups over
   its conformers, boronates and molecules MMFF94 does not type among them; the GEOM-DRUGS
