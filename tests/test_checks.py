@@ -668,6 +668,29 @@ def test_a_c_n_double_bond_no_shorter_than_its_c_n_single_bond_twin_is_flagged(s
     assert [p for p in problems if p.startswith(f"bond orders swapped: C{double[0]}=N{double[1]} ")], problems
 
 
+@pytest.mark.parametrize("smiles,double,single", [
+    ("CC(=O)NC", (1, 2), (1, 3)),                 # N-methylacetamide: C1=O2, C1-N3
+    ("O=C1CCCN1", (1, 0), (1, 5)),                # 2-pyrrolidinone: C1=O0, C1-N5
+    ("CNC(=O)OC", (2, 3), (2, 1))])               # carbamate: C2=O3, C2-N1
+def test_an_amide_c_o_no_shorter_than_its_c_n_is_flagged(smiles, double, single):
+    """An independent audit of 770 default-route conformers of 154 molecules found 6 of 400
+    amide groups with the C=O no shorter than the C-N (GEOM-DRUGS test molecules: C=O 1.35 Å,
+    C-N 1.34 Å), each bond within its own tolerance; in the reference conformers of the hexane
+    ensembles and the GEOM-DRUGS excerpt (730 amide groups) the C-N is 0.080-0.21 Å the
+    longer. Now that is a problem; the MMFF94 minimum and a conformer with the two bonds
+    nearly equal but in order pass."""
+    mol = _mmff(smiles)
+    assert check_geometry(mol) == []
+    conf = mol.GetConformer()
+    d_double, d_single = (rdMolTransforms.GetBondLength(conf, *b) for b in (double, single))
+    close = _stretched(_stretched(mol, *double, (d_double + d_single) / 2 - 0.01), *single,
+                       (d_double + d_single) / 2 + 0.01)
+    assert not any(p.startswith("bond orders swapped") for p in check_geometry(close))
+    swapped = _stretched(_stretched(mol, *double, d_single - 0.02), *single, d_double + 0.02)
+    problems = check_geometry(swapped)
+    assert [p for p in problems if p.startswith(f"bond orders swapped: C{double[0]}=O{double[1]} ")], problems
+
+
 def test_the_nitrogens_of_an_amidinium_may_take_any_lengths():
     """An amidinium's or guanidinium's C-N bonds are resonance twins (which of them the
     charged N's drawn double bond is, is arbitrary): their lengths are not ordered."""
