@@ -14,8 +14,13 @@ the generator's seed (0):
   ``EnumerateStereoisomers(onlyUnassigned=True, tryEmbedding=True, maxIsomers=1)`` in seeded
   random order (``rand = seed + 1``), the first isomer of which one ETKDG embedding succeeds;
   each impossible isomer tried first costs a failed embedding;
-* ``embedding first``: ``assign_unspecified_stereo``: the isomer of one ETKDGv3 embedding
-  without the unspecified stereo, when ETKDG embeds it again with it; else the rule above.
+* ``embedding first``: the rule until 2026-12-08, ``assign_unspecified_stereo(window=None)``:
+  the isomer of one ETKDGv3 embedding without the unspecified stereo, when ETKDG embeds it
+  again with it; else the rule above;
+* ``energy window``: ``assign_unspecified_stereo``: as ``embedding first``, but the isomer of
+  the first of five such embeddings whose force-field minimum lies within
+  :data:`~molscore.chem.stereo.ISOMER_ENERGY_WINDOW` of the lowest (where an unspecified
+  element lies in a ring).
 
 Reported per set and rule: the seconds to choose (median, mean, 90th percentile, largest;
 one process per CPU core, each timing one molecule at a time), the fraction of molecules for
@@ -25,9 +30,10 @@ between two equal ring arcs), and whether ETKDG builds the chosen isomer: the fr
 molecules for which
 :func:`~molscore.chem.embedding.embed_conformers` (``randomSeed = etkdg_random_seed(0)``,
 as ``generate``'s pool) returns at least one of ``--pool`` conformers, and the seconds it
-takes (mean over the molecules for which both rules' isomers are built, one set for both
-rules), to set the choice against the pool's cost; and how often the rules choose the same
-isomer, of the molecules both assign one.
+takes (mean over the molecules for which every rule's isomer is built, one set for all
+rules), to set the choice against the pool's cost; and how often ``enumeration`` and
+``embedding first``, and ``embedding first`` and ``energy window``, choose the same isomer,
+of the molecules both assign one.
 
     python scripts/bench_unspecified_stereo.py --limit 200
 """
@@ -58,7 +64,8 @@ with signals_end_quietly():  # Ctrl-C / SIGTERM while importing: one line, 130 /
 
 DATA = REPO.parent / "shared" / "data" / "benchmarks"
 SETS = {"GEOM-DRUGS": DATA / "geom_drugs_test_smiles.csv", "GEOM-QM9": DATA / "geom_qm9_test_smiles.csv"}
-RULES = ("enumeration", "embedding first")
+RULES = ("enumeration", "embedding first", "energy window")
+COMPARED = ((RULES[0], RULES[1]), (RULES[1], RULES[2]))   # pairs whose isomers are compared
 
 
 def has_unspecified_stereo(mol: Chem.Mol) -> bool:
@@ -93,6 +100,7 @@ def _job(item: tuple[str, str, str, int, int]) -> tuple[str, dict | None]:
     mol = prepare_mol(smiles, add_hs=True, max_heavy_atoms=100)
     row: dict = {"set": set_name, "smiles": smiles}
     for rule, choose in zip(RULES, (lambda m: enumerated_isomer(m, seed),
+                                    lambda m: assign_unspecified_stereo(m, seed, window=None),
                                     lambda m: assign_unspecified_stereo(m, seed))):
         work = Chem.Mol(mol)
         t0 = time.perf_counter()
@@ -116,7 +124,7 @@ def summarise(rows: dict[str, dict]) -> dict:
         if not sub:
             continue
         per: dict = {"molecules": len(sub)}
-        # pools of the molecules both rules build, so that the rules' means are over one set
+        # pools of the molecules every rule builds, so that the rules' means are over one set
         built_by_both = [row for row in sub if all(row[rule]["conformers"] for rule in RULES)]
         for rule in RULES:
             t = np.array([row[rule]["choose_s"] for row in sub])
@@ -129,10 +137,12 @@ def summarise(rows: dict[str, dict]) -> dict:
                          "pool_mean_s": float(pool.mean()) if pool.size else None}
         per["pool_molecules"] = len(built_by_both)
         # of the molecules both rules assign: two unassigned molecules are not one isomer
-        both = [row for row in sub if all(row[rule]["assigned"] for rule in RULES)]
-        per["same_isomer"] = (float(np.mean([row[RULES[0]]["isomer"] == row[RULES[1]]["isomer"]
-                                             for row in both])) if both else None)
-        per["same_isomer_of"] = len(both)
+        per["same_isomer"] = {}
+        for first, second in COMPARED:
+            both = [row for row in sub if row[first]["assigned"] and row[second]["assigned"]]
+            per["same_isomer"][f"{first} / {second}"] = {
+                "fraction": float(np.mean([row[first]["isomer"] == row[second]["isomer"] for row in both]))
+                if both else None, "of": len(both)}
         out[set_name] = per
     return out
 
@@ -146,7 +156,7 @@ def markdown(report: dict) -> str:
              f"{cfg['workers']} processes; commit {cfg['commit']}, {cfg['machine']}, {cfg['date']} "
              "(`scripts/bench_unspecified_stereo.py`).", "",
              "| set | molecules | rule | choice: median / mean / p90 / largest (s) | assigned | "
-             "ETKDG builds it | pool (s, mean over the molecules both rules build) |",
+             "ETKDG builds it | pool (s, mean over the molecules every rule builds) |",
              "|---|---|---|---|---|---|---|"]
     for set_name, per in res["sets"].items():
         for rule in RULES:
@@ -156,9 +166,11 @@ def markdown(report: dict) -> str:
                          f"{r['choose_mean_s']:.3f} / {r['choose_p90_s']:.3f} / {r['choose_max_s']:.2f} | "
                          f"{r['assigned']:.3f} | {r['built']:.3f} | {pool} |")
     lines.append("")
-    lines.append("Same isomer chosen by both rules, of the molecules both assign one: " + "; ".join(
-        f"{name} {per['same_isomer']:.3f} of {per['same_isomer_of']}" if per["same_isomer"] is not None
-        else f"{name} none" for name, per in res["sets"].items()) + ".")
+    for first, second in COMPARED:
+        pair = f"{first} / {second}"
+        lines.append(f"Same isomer chosen by {pair}, of the molecules both assign one: " + "; ".join(
+            f"{name} {same['fraction']:.3f} of {same['of']}" if (same := per["same_isomer"][pair])["fraction"]
+            is not None else f"{name} none" for name, per in res["sets"].items()) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ def test_inputs_are_stereo_free_smiles_with_stereo_to_choose_from_each_set():
         assert has_unspecified_stereo(Chem.MolFromSmiles(smiles))
 
 
-def test_both_rules_assign_every_element_and_the_summary_counts_them():
+def test_every_rule_assigns_every_element_and_the_summary_counts_them():
     # the fused azetidine: one of its two bridgehead-N assignments cannot close both rings
     key, row = _job(("GEOM-QM9", "k", "N#CCC1C2CCN1C2", 0, 4))
     assert key == "k"
@@ -39,10 +39,10 @@ def test_both_rules_assign_every_element_and_the_summary_counts_them():
     report = {"config": {"limit": 1, "subset_seed": 0, "seed": 0, "pool": 4, "workers": 1, "commit": "x",
                          "machine": "m", "date": "d"}, "results": {"sets": summary}}
     text = markdown(report)
-    assert "| GEOM-QM9 | 1 | embedding first |" in text and "| GEOM-QM9 | 1 | enumeration |" in text
+    assert all(f"| GEOM-QM9 | 1 | {rule} |" in text for rule in RULES)
 
 
-def _row(assigned: tuple[bool, bool], pool_s: tuple[float, float], isomers: tuple) -> dict:
+def _row(assigned: tuple[bool, ...], pool_s: tuple[float, ...], isomers: tuple) -> dict:
     return {"set": "GEOM-QM9", "smiles": "x",
             **{rule: {"choose_s": 0.1, "assigned": a, "isomer": iso, "pool_s": p, "conformers": int(a)}
                for rule, a, p, iso in zip(RULES, assigned, pool_s, isomers)}}
@@ -51,14 +51,17 @@ def _row(assigned: tuple[bool, bool], pool_s: tuple[float, float], isomers: tupl
 def test_pool_times_and_same_isomer_are_over_molecules_both_rules_have():
     """A cage only the second rule builds (30 s) must not raise that rule's pool mean above
     the first's, and two molecules left unassigned by both are not 'the same isomer'."""
-    rows = {"a": _row((True, True), (1.0, 2.0), ("C[C@H]", "C[C@H]")),
-            "cage": _row((False, True), (0.0, 30.0), (None, "C[C@@H]")),
-            "open": _row((False, False), (0.0, 0.0), (None, None))}
+    rows = {"a": _row((True, True, True), (1.0, 2.0, 3.0), ("C[C@H]", "C[C@H]", "C[C@@H]")),
+            "cage": _row((False, True, True), (0.0, 30.0, 30.0), (None, "C[C@@H]", "C[C@@H]")),
+            "open": _row((False, False, False), (0.0, 0.0, 0.0), (None, None, None))}
     per = summarise(rows)["GEOM-QM9"]
-    assert [per[rule]["pool_mean_s"] for rule in RULES] == [1.0, 2.0]
+    assert [per[rule]["pool_mean_s"] for rule in RULES] == [1.0, 2.0, 3.0]
     assert per["pool_molecules"] == 1
-    assert per["same_isomer"] == 1.0 and per["same_isomer_of"] == 1
+    assert per["same_isomer"] == {"enumeration / embedding first": {"fraction": 1.0, "of": 1},
+                                  "embedding first / energy window": {"fraction": 0.5, "of": 2}}
     assert per[RULES[0]]["assigned"] == 1 / 3 and per[RULES[1]]["built"] == 2 / 3
     report = {"config": {"limit": 3, "subset_seed": 0, "seed": 0, "pool": 4, "workers": 1, "commit": "x",
                          "machine": "m", "date": "d"}, "results": {"sets": {"GEOM-QM9": per}}}
-    assert "of the molecules both assign one: GEOM-QM9 1.000 of 1." in markdown(report)
+    text = markdown(report)
+    assert "by enumeration / embedding first, of the molecules both assign one: GEOM-QM9 1.000 of 1." in text
+    assert "by embedding first / energy window, of the molecules both assign one: GEOM-QM9 0.500 of 2." in text

@@ -10,8 +10,8 @@ from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnum
 from _embedding import embed
 
 from molscore.chem.embedding import embed_conformers
-from molscore.chem.stereo import (_isomer_of_an_embedding, _legacy_stereo_perception, assign_unspecified_stereo, axis_atoms, axis_tag,
-                                  check_stereo, etkdg_failure_reason, fix_stereo, invert_centre,
+from molscore.chem.stereo import (_etkdg_params, _isomer_of_an_embedding, _legacy_stereo_perception, assign_unspecified_stereo, axis_atoms, axis_tag,
+                                  check_stereo, dihedral, etkdg_failure_reason, fix_stereo, invert_centre,
                                   isomers_of_embeddings, mirror_conformer, specified_axes, specified_centres,
                                   specified_double_bonds, unkept_smiles_stereo, unspecified_stereo)
 
@@ -100,6 +100,29 @@ def test_unspecified_stereo_assigned_deterministically():
     assert len(set(chosen)) > 1
     specified = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O"))
     assert assign_unspecified_stereo(specified, 3) is specified
+
+
+def test_unspecified_stereo_passes_over_an_isomer_far_above_the_lowest():
+    """Norcarane without stereo: the first ETKDG embedding of seeds 2, 3, 14 and 15 is
+    trans-fused bicyclo[4.1.0]heptane, 28.7 kcal/mol above cis at its MMFF94s minimum, which
+    ETKDG builds again, and was chosen. Hydrindane's cis and trans (0.5 kcal/mol apart) both
+    stay possible."""
+    def ring_fusion(smiles: str, seeds: range) -> set[str]:
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        fused = set()
+        for seed in seeds:
+            iso = assign_unspecified_stereo(mol, seed)
+            AllChem.EmbedMolecule(iso, _etkdg_params(seed, random_coords=True))
+            pos = iso.GetConformer().GetPositions()
+            a, b = (atom.GetIdx() for atom in iso.GetAtoms()                   # the ring fusion
+                    if sum(n.IsInRing() for n in atom.GetNeighbors()) == 3)
+            h = [next(n.GetIdx() for n in iso.GetAtomWithIdx(i).GetNeighbors() if n.GetAtomicNum() == 1)
+                 for i in (a, b)]
+            fused.add("cis" if abs(dihedral(pos[[h[0], a, b, h[1]]])) < 90 else "trans")
+        return fused
+
+    assert ring_fusion("C1CCC2CC2C1", range(20)) == {"cis"}
+    assert ring_fusion("C1CCC2CCCC2C1", range(20)) == {"cis", "trans"}
 
 
 def test_assigned_stereo_is_embeddable_with_and_without_a_seed():

@@ -41,7 +41,9 @@ conformers a bounded number of times and then drops them with the reason.
 Unspecified stereo (:func:`assign_unspecified_stereo`; the elements of
 :func:`potential_stereo`, a protonated amine N included): one stereoisomer is chosen
 deterministically from the seed, the one that an ETKDG embedding without the unspecified
-stereo has when ETKDG builds it again (else the first that RDKit's seeded enumeration,
+stereo has when ETKDG builds it again, passing over an isomer whose force-field minimum lies
+more than :data:`ISOMER_ENERGY_WINDOW` above the lowest of a few such embeddings (else the
+first that RDKit's seeded enumeration,
 :mod:`rdkit.Chem.EnumerateStereoisomers`, can embed); the chosen isomer becomes the
 reference, and its SMILES is what generation records. The isomers that more embeddings
 without the unspecified stereo have (:func:`isomers_of_embeddings`) are the alternatives
@@ -51,6 +53,7 @@ specified stereo is to blame (a copy without stereo embeds).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,6 +72,7 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
            "volume_triples", "dihedral",
            "etkdg_failure_reason", "isomers_of_embeddings", "enumerated_isomer", "unspecified_stereo",
            "isomer_choices", "potential_stereo", "MAX_OTHER_ISOMERS", "OTHER_ISOMER_EMBEDDINGS",
+           "ISOMER_ENERGY_WINDOW", "ISOMER_REFERENCE_EMBEDDINGS", "ISOMER_MAX_ITERS",
            "ETKDG_FAILED", "ETKDG_STEREO_FAILED", "assign_pyramidal_centres_from_3d", "reread_centres_from_3d",
            "assign_stereo_from_3d", "non_tetrahedral_centres", "unkept_smiles_stereo", "specified_axes",
            "axis_atoms", "axis_tag"]
@@ -76,6 +80,14 @@ __all__ = ["StereoReport", "bond_order_neighbours", "stereo_bond_atoms", "centre
 ETKDG_FAILED = "ETKDG embedding failed"   # etkdg_failure_reason when the stereo is not to blame
 MAX_OTHER_ISOMERS = 3          # isomer_choices: isomers tried after the chosen one ...
 OTHER_ISOMER_EMBEDDINGS = 20   # ... read from this many embeddings without the stereo
+# kcal/mol: assign_unspecified_stereo passes over an isomer whose force-field minimum lies more
+# than this above the lowest reached from 1 + ISOMER_REFERENCE_EMBEDDINGS embeddings without
+# the stereo. MMFF94s puts trans-fused bicyclo[4.1.0]heptanes (norcarane, carane) 23.8-28.7
+# kcal/mol above cis, while the diastereomers of hydrindane, decalin-like and drug-like
+# molecules lie within a few (measured 2026-12-08, docs/generate.md "Unspecified stereo").
+ISOMER_ENERGY_WINDOW = 15.0
+ISOMER_REFERENCE_EMBEDDINGS = 4
+ISOMER_MAX_ITERS = 1000        # minimiser iterations per embedding (as the geometry checks')
 ETKDG_STEREO_FAILED = ("ETKDG cannot embed the specified stereo (it embeds without it): "
                        "an impossible or highly strained isomer?")   # ... when it is
 
@@ -606,7 +618,8 @@ def fix_stereo(mol: Chem.Mol, conf_id: int = -1, *, flat_tol: float = 0.2) -> St
     return after
 
 
-def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
+def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0,
+                              window: float | None = ISOMER_ENERGY_WINDOW) -> Chem.Mol:
     """Return ``mol`` with every unspecified stereocentre / stereo double bond assigned (those
     of :func:`potential_stereo`, which RDKit also reads from 3D, a ring's cis/trans pair and
     a spiro atom's included; not the E/Z of a cumulene or an alkylidenecycloalkane's axial
@@ -619,7 +632,11 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
 
     The isomer is the one an ETKDGv3 embedding of ``mol`` from random coordinates has
     (:func:`_isomer_of_an_embedding`, ``randomSeed`` ``seed + 1``; ``seed=None`` counts as
-    0), when ETKDG embeds that isomer again with its stereo (:func:`_embeds`): a choice
+    0), unless its force-field minimum lies more than ``window`` kcal/mol above the lowest of
+    ``1 +`` :data:`ISOMER_REFERENCE_EMBEDDINGS` such embeddings (where an unspecified element
+    lies in a ring; then the first of them whose isomer lies within; ``window=None``: no such
+    check, the rule until 2026-12-08), when ETKDG embeds that isomer again with its stereo
+    (:func:`_embeds`): a choice
     drawn from the seed among the isomers the molecule can take, where enumerating them
     would try impossible ones too (the inverted bridgehead nitrogen of a fused aziridine or
     azetidine, an inverted adamantane bridgehead: each failed embedding costs seconds).
@@ -637,7 +654,7 @@ def assign_unspecified_stereo(mol: Chem.Mol, seed: int | None = 0) -> Chem.Mol:
     if not unspecified_stereo(mol):
         return mol
     with rdkit_quiet():
-        embedded = _isomer_of_an_embedding(mol, seed)
+        embedded = _isomer_of_an_embedding(mol, seed, window)
         if embedded is not None and _embeds(embedded, seed):
             return embedded
         enumerated = enumerated_isomer(mol, seed)
@@ -755,12 +772,92 @@ def _etkdg_params(seed: int | None, random_coords: bool) -> AllChem.EmbedParamet
     return params
 
 
-def _isomer_of_an_embedding(mol: Chem.Mol, seed: int | None) -> Chem.Mol | None:
+def _isomer_of_an_embedding(mol: Chem.Mol, seed: int | None, window: float | None = None) -> Chem.Mol | None:
     """``mol`` with its unspecified centres and double bonds as one ETKDGv3 embedding
     (random coordinates, ``randomSeed`` ``seed + 1``, never 0) has them; None when it does
-    not embed (:func:`isomers_of_embeddings` with one embedding)."""
-    isomers = isomers_of_embeddings(mol, seed, 1)
-    return isomers[0] if isomers else None
+    not embed. Without ``window``, or where no unspecified element lies in a ring (whose
+    isomers differ by conformations, not strain), the first embedding
+    (:func:`isomers_of_embeddings` with one embedding). With ``window`` (kcal/mol), the first of
+    ``1 +`` :data:`ISOMER_REFERENCE_EMBEDDINGS` embeddings (the first is the same) whose
+    isomer's force-field minimum lies at most ``window`` above the lowest of all: an isomer
+    far above the molecule's lowest (trans-fused bicyclo[4.1.0]heptane, 28.7 kcal/mol above
+    cis in MMFF94s) is passed over. An isomer's minimum is the lowest reached from its
+    embeddings (:func:`_minimum_energies`); one that seems out of the window is given
+    :data:`ISOMER_REFERENCE_EMBEDDINGS` more, with its stereo (:func:`_lowest_minimum`), so
+    that one embedding's high conformer does not exclude it. Energies of stereoisomers of one
+    constitution are comparable (the same atom types and terms); an isomer none of whose
+    minimisations converged counts as within."""
+    if window is not None and not any(_in_ring(mol, si) for si in unspecified_stereo(mol)):
+        window = None
+    probe, isomers = _embedded_isomers(mol, seed, 1 if window is None else 1 + ISOMER_REFERENCE_EMBEDDINGS)
+    if not isomers or window is None:
+        return isomers[0] if isomers else None
+    keys = [Chem.MolToSmiles(isomer) for isomer in isomers]
+    lowest: dict[str, float] = {}           # isomer SMILES -> lowest minimum of its embeddings
+    for key, energy in zip(keys, _minimum_energies(probe)):
+        if energy is not None:
+            lowest[key] = min(energy, lowest.get(key, energy))
+    if not lowest:
+        return isomers[0]
+    bound = min(lowest.values()) + window
+    rechecked = set()
+    for key, isomer in zip(keys, isomers):
+        if key not in rechecked and lowest.get(key, bound) > bound:
+            rechecked.add(key)
+            if (again := _lowest_minimum(isomer, seed)) is not None:
+                lowest[key] = min(lowest[key], again)
+        if lowest.get(key, bound) <= bound:
+            return isomer
+    return isomers[0]
+
+
+def _in_ring(mol: Chem.Mol, si: Chem.StereoInfo) -> bool:
+    """Whether stereo element ``si`` of ``mol`` (a centre or a double bond) lies in a ring."""
+    if si.type == Chem.StereoType.Atom_Tetrahedral:
+        return mol.GetAtomWithIdx(si.centeredOn).IsInRing()
+    return mol.GetBondWithIdx(si.centeredOn).IsInRing()
+
+
+def _lowest_minimum(isomer: Chem.Mol, seed: int | None) -> float | None:
+    """The lowest force-field minimum (kcal/mol, :func:`_minimum_energies`) reached from
+    :data:`ISOMER_REFERENCE_EMBEDDINGS` ETKDGv3 embeddings of ``isomer`` with its stereo
+    (random coordinates, ``randomSeed`` ``seed + 1``); None when none embeds or converges."""
+    probe = Chem.Mol(isomer) if any(a.GetAtomicNum() == 1 for a in isomer.GetAtoms()) else Chem.AddHs(isomer)
+    with rdkit_quiet():
+        AllChem.EmbedMultipleConfs(probe, ISOMER_REFERENCE_EMBEDDINGS, _etkdg_params(seed, random_coords=True))
+    energies = [energy for energy in _minimum_energies(probe) if energy is not None]
+    return min(energies) if energies else None
+
+
+def _minimum_energies(probe: Chem.Mol) -> list[float | None]:
+    """Energy (kcal/mol) of the force-field minimum reached from each conformer of ``probe``
+    (explicit hydrogens), in conformer order, minimising the conformers in place: MMFF94s
+    (:data:`~molscore.chem.relax.CLEANUP_VARIANT`, typed once; UFF where
+    :func:`~molscore.chem.relax.mmff_properties` has none), as the geometry checks' minimum.
+    None for a conformer whose minimisation does not converge in :data:`ISOMER_MAX_ITERS`
+    iterations or cannot start, and for every conformer without either force field."""
+    from .relax import CLEANUP_VARIANT, _force_field, _run_minimiser, mmff_properties  # relax imports stereo
+
+    with rdkit_quiet():
+        try:
+            props = mmff_properties(probe, CLEANUP_VARIANT)
+        except (RuntimeError, ValueError):     # RDKit raises on some unsanitisable input
+            props = None
+        if props is None and not AllChem.UFFHasAllMoleculeParams(probe):
+            return [None] * probe.GetNumConformers()
+        energies: list[float | None] = []
+        for conf in probe.GetConformers():
+            ff = _force_field(probe, conf.GetId(), "MMFF94" if props is not None else "UFF", props)
+            energy = None
+            if ff is not None:
+                ff.Initialize()
+                try:
+                    if _run_minimiser(ff, ISOMER_MAX_ITERS):
+                        energy = float(ff.CalcEnergy())
+                except RuntimeError:        # "bad direction in linearSearch"
+                    pass
+            energies.append(energy if energy is not None and math.isfinite(energy) else None)
+    return energies
 
 
 def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> list[Chem.Mol]:
@@ -769,22 +866,33 @@ def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> l
     :func:`centre_tag`) and double bonds (as ``AssignStereochemistryFrom3D`` reads them), the
     most frequent first (ties: the first embedded first). Specified stereo and the atom
     order are kept; ``[]`` when none embeds, or when ``mol`` has no unspecified stereo."""
-    explicit = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
-    probe = Chem.Mol(mol) if explicit else Chem.AddHs(mol)
-    unspecified = unspecified_stereo(probe)
-    if not unspecified:
-        return []
-    _forget_unknown_stereo(probe)
-    with rdkit_quiet():
-        ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, _etkdg_params(seed, random_coords=True)))
     found: dict[str, list] = {}                 # SMILES -> [count, isomer], in embedding order
-    for cid in ids:
-        isomer = _isomer_of_conformer(probe, cid, unspecified)
-        isomer = isomer if explicit else Chem.RemoveHs(isomer)
+    for isomer in _embedded_isomers(mol, seed, embeddings)[1]:
         entry = found.setdefault(Chem.MolToSmiles(isomer), [0, isomer])
         entry[0] += 1
     ranked = sorted(found.values(), key=lambda entry: -entry[0])    # stable: ties keep order
     return [isomer for _, isomer in ranked]
+
+
+def _embedded_isomers(mol: Chem.Mol, seed: int | None, embeddings: int) -> tuple[Chem.Mol, list[Chem.Mol]]:
+    """``(probe, isomers)``: ``probe``, a copy of ``mol`` with explicit hydrogens holding the
+    conformers of ``embeddings`` ETKDGv3 embeddings without its unspecified stereo (random
+    coordinates, ``randomSeed`` ``seed + 1``), and per conformer, in order, the isomer it
+    gives ``mol`` (:func:`_isomer_of_conformer`; without explicit hydrogens where ``mol`` has
+    none). ``isomers`` is ``[]`` when none embeds or ``mol`` has no unspecified stereo."""
+    explicit = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
+    probe = Chem.Mol(mol) if explicit else Chem.AddHs(mol)
+    unspecified = unspecified_stereo(probe)
+    if not unspecified:
+        return probe, []
+    _forget_unknown_stereo(probe)
+    with rdkit_quiet():
+        ids = list(AllChem.EmbedMultipleConfs(probe, embeddings, _etkdg_params(seed, random_coords=True)))
+    isomers = []
+    for cid in ids:
+        isomer = _isomer_of_conformer(probe, cid, unspecified)
+        isomers.append(isomer if explicit else Chem.RemoveHs(isomer))
+    return probe, isomers
 
 
 def _isomer_of_conformer(probe: Chem.Mol, conf_id: int, unspecified: list[Chem.StereoInfo]) -> Chem.Mol:
