@@ -953,17 +953,24 @@ def test_cli_build_refused_by_a_build_that_took_its_new_folder_leaves_that_folde
     others[0].close()
 
 
+def _two_inputs(tmp_path):
+    """Two one-molecule SMILES files (``a.smi``, ``b.smi``), an output folder and the
+    ``build-dataset etkdg`` arguments that take the SMILES file last."""
+    first, other = tmp_path / "a.smi", tmp_path / "b.smi"
+    first.write_text("CCO ethanol\n")
+    other.write_text("CCCN propylamine\n")
+    out = tmp_path / "ds"
+    return first, other, out, ["build-dataset", "etkdg", "-o", str(out), "--n-confs", "1",
+                               "--no-progress", "--smiles"]
+
+
 def test_cli_refuses_to_resume_from_another_input(tmp_path, capsys):
     """A resumed build did not compare its input with the one its folder was begun from: resumed
     with another SMILES file or SDF, it added that file's molecules to the dataset. The index
     records the input's name, size and SHA-256 (``meta.input``); another one is refused (exit
     2), the same content elsewhere is resumed, and so is an ``etkdg`` SMILES file with records
     added at its end (an SDF's added records may belong to a molecule stored already: refused)."""
-    first, other = tmp_path / "a.smi", tmp_path / "b.smi"
-    first.write_text("CCO ethanol\n")
-    other.write_text("CCCN propylamine\n")
-    out = tmp_path / "ds"
-    args = ["build-dataset", "etkdg", "-o", str(out), "--n-confs", "1", "--no-progress", "--smiles"]
+    first, other, out, args = _two_inputs(tmp_path)
     assert main(args + [str(first)]) == 0
     capsys.readouterr()
     assert main(args + [str(other)]) == 2
@@ -1014,11 +1021,7 @@ def test_cli_resumes_a_build_that_recorded_no_input_and_records_it(tmp_path, cap
     """A folder begun by a molscore that recorded no input is resumed with whatever input it is
     given, as that molscore resumed it (refusing it would leave no way but to build it again);
     the input of that resume is recorded, and another one is refused from then on."""
-    first, other = tmp_path / "a.smi", tmp_path / "b.smi"
-    first.write_text("CCO ethanol\n")
-    other.write_text("CCCN propylamine\n")
-    out = tmp_path / "ds"
-    args = ["build-dataset", "etkdg", "-o", str(out), "--n-confs", "1", "--no-progress", "--smiles"]
+    first, other, out, args = _two_inputs(tmp_path)
     assert main(args + [str(first)]) == 0
     index = json.loads((out / "index.json").read_text())
     del index["meta"]["input"]                              # as an earlier molscore wrote it

@@ -156,18 +156,25 @@ def test_save_atomic_replaces_and_leaves_no_temp(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["c.pt"]
 
 
-def test_save_atomic_syncs_the_data_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
-    """Without an fsync before ``os.replace`` a machine crash can leave an empty file in place
-    of the last good checkpoint (the rename reaches the disk before the data); without one of
-    the folder after it, the old file can come back after the records were cut to the new."""
+def _spy_on_writes(monkeypatch) -> list[tuple[str, str]]:
+    """The ``("fsync", path)`` and ``("replace", target)`` calls of :mod:`molscore.checkpoint`
+    from now on, in order (each still done)."""
     import molscore.checkpoint as checkpoint
 
-    events = []
+    events: list[tuple[str, str]] = []
     fsync, replace = os.fsync, os.replace
     monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
     monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (
         events.append(("replace", str(b))), replace(a, b))[1])
+    return events
+
+
+def test_save_atomic_syncs_the_data_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """Without an fsync before ``os.replace`` a machine crash can leave an empty file in place
+    of the last good checkpoint (the rename reaches the disk before the data); without one of
+    the folder after it, the old file can come back after the records were cut to the new."""
+    events = _spy_on_writes(monkeypatch)
     save_atomic({"a": 1}, tmp_path / "c.pt")
     assert events == [("fsync", str(tmp_path / "c.pt.tmp")), ("replace", str(tmp_path / "c.pt")),
                       ("fsync", str(tmp_path))]
@@ -178,17 +185,11 @@ def test_the_image_classifier_file_is_written_as_checkpoints_are(tmp_path, monke
     """``save_classifier`` renamed its own temporary file without an fsync (a machine crash
     could leave an empty file in place of the last good one), and left it behind when the
     write failed."""
-    import molscore.checkpoint as checkpoint
     from molscore.models.classifier import ImageClassifier, load_classifier, save_classifier
 
     clf = ImageClassifier(feature_dim=4)
     save_classifier(clf, tmp_path / "clf.pt", {"levels": 17})
-    events = []
-    fsync, replace = os.fsync, os.replace
-    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
-    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (
-        events.append(("replace", str(b))), replace(a, b))[1])
+    events = _spy_on_writes(monkeypatch)
     save_classifier(clf, tmp_path / "clf.pt", {"levels": 5})
     assert events == [("fsync", str(tmp_path / "clf.pt.tmp")),
                       ("replace", str(tmp_path / "clf.pt")), ("fsync", str(tmp_path))]
