@@ -225,7 +225,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdDistGeom
 
 from .coords import add_conformer
-from .relax import CLEANUP_VARIANT, _force_field, _run_minimiser, mmff_properties
+from .relax import local_minimum, minimiser_properties, mmff_properties
 from .stereo import check_stereo
 
 __all__ = ["GIVEN", "GeometryChecker", "Problems", "check_geometry"]
@@ -620,11 +620,7 @@ class GeometryChecker:
         MMFF94s properties (None: UFF), typed once per checker."""
         if self._minimiser is None:
             work = Chem.Mol(self.mol)
-            try:
-                props = mmff_properties(work, CLEANUP_VARIANT)
-            except (RuntimeError, ValueError):     # RDKit raises on some unsanitisable input
-                props = None
-            self._minimiser = (work, props)
+            self._minimiser = (work, minimiser_properties(work))
         self._minimiser[0].RemoveAllConformers()
         return self._minimiser
 
@@ -637,25 +633,10 @@ class GeometryChecker:
         return lowest is not None and energy > lowest + MINIMUM_ENERGY_WINDOW
 
     def _minimise(self, cid: int) -> tuple[np.ndarray, float] | None:
-        """``(positions (N, 3), energy kcal/mol)`` of the force-field minimum reached from
-        conformer ``cid`` of the checker's working copy (:meth:`_working_copy`), or None (no force
-        field, no convergence in :data:`MINIMUM_MAX_ITERS` iterations, a minimiser that
-        cannot start, a minimum that is not finite)."""
+        """:func:`~molscore.chem.relax.local_minimum` of conformer ``cid`` of the checker's
+        working copy (:meth:`_working_copy`) in :data:`MINIMUM_MAX_ITERS` iterations."""
         work, props = self._minimiser
-        with rdBase.BlockLogs():
-            if props is None and not AllChem.UFFHasAllMoleculeParams(work):
-                return None
-            ff = _force_field(work, cid, "MMFF94" if props is not None else "UFF", props)
-            if ff is None:
-                return None
-            ff.Initialize()
-            try:
-                if not _run_minimiser(ff, MINIMUM_MAX_ITERS):
-                    return None
-            except RuntimeError:   # "bad direction in linearSearch": two bonded atoms at one
-                return None        # position
-            minimum, energy = np.reshape(ff.Positions(), (-1, 3)), float(ff.CalcEnergy())
-        return (minimum, energy) if np.isfinite(minimum).all() and math.isfinite(energy) else None
+        return local_minimum(work, cid, props, MINIMUM_MAX_ITERS)
 
     def _lowest_energy(self) -> float | None:
         """The lowest energy (kcal/mol) of the force-field minima reached from

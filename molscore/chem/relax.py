@@ -41,7 +41,7 @@ from .stereo import bond_order_neighbours, specified_centres, specified_double_b
 
 __all__ = ["relax_conformers", "restrained_cleanup", "mmff_properties", "STEREO_MARGIN",
            "MAX_ENERGY_PER_ATOM", "MAX_REST_LENGTH_GAP", "CLEANUP_VARIANT", "CANNOT_START",
-           "OCTAHEDRAL_FORCE_CONSTANT"]
+           "OCTAHEDRAL_FORCE_CONSTANT", "minimiser_properties", "local_minimum"]
 
 # Degrees a stereo dihedral is kept from the boundary of its side during the clean-up, and
 # the force constant that holds it there (RDKit's torsion restraints: kcal/mol/deg^2).
@@ -105,6 +105,38 @@ def mmff_properties(mol: Chem.Mol, variant: str = "MMFF94"):
                     > MAX_REST_LENGTH_GAP:
                 return None
     return props
+
+
+def minimiser_properties(mol: Chem.Mol):
+    """The force field :func:`local_minimum` minimises ``mol`` (explicit hydrogens) in: MMFF94s'
+    typed properties (:data:`CLEANUP_VARIANT`, :func:`mmff_properties`), or None for UFF
+    (also where RDKit raises typing some unsanitisable input)."""
+    try:
+        return mmff_properties(mol, CLEANUP_VARIANT)
+    except (RuntimeError, ValueError):
+        return None
+
+
+def local_minimum(mol: Chem.Mol, cid: int, props, max_iters: int) -> tuple[np.ndarray, float] | None:
+    """``(positions (N, 3), energy kcal/mol)`` of the force-field minimum reached from
+    conformer ``cid`` of ``mol``, which the minimiser moves there: MMFF94 with ``props``
+    (:func:`minimiser_properties`), UFF where ``props`` is None. None without UFF parameters,
+    where the minimisation has not converged in ``max_iters`` iterations or cannot start
+    (two bonded atoms at one position), or where the minimum is not finite."""
+    with rdBase.BlockLogs():
+        if props is None and not AllChem.UFFHasAllMoleculeParams(mol):
+            return None
+        ff = _force_field(mol, cid, "MMFF94" if props is not None else "UFF", props)
+        if ff is None:
+            return None
+        ff.Initialize()
+        try:
+            if not _run_minimiser(ff, max_iters):
+                return None
+        except RuntimeError:   # "bad direction in linearSearch"
+            return None
+        minimum, energy = np.reshape(ff.Positions(), (-1, 3)), float(ff.CalcEnergy())
+    return (minimum, energy) if np.isfinite(minimum).all() and math.isfinite(energy) else None
 
 
 def _implausible(energy: float, mol: Chem.Mol) -> bool:

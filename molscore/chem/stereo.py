@@ -53,7 +53,6 @@ specified stereo is to blame (a copy without stereo embeds).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -836,28 +835,12 @@ def _minimum_energies(probe: Chem.Mol) -> list[float | None]:
     :func:`~molscore.chem.relax.mmff_properties` has none), as the geometry checks' minimum.
     None for a conformer whose minimisation does not converge in :data:`ISOMER_MAX_ITERS`
     iterations or cannot start, and for every conformer without either force field."""
-    from .relax import CLEANUP_VARIANT, _force_field, _run_minimiser, mmff_properties  # relax imports stereo
+    from .relax import local_minimum, minimiser_properties  # relax imports stereo
 
     with rdkit_quiet():
-        try:
-            props = mmff_properties(probe, CLEANUP_VARIANT)
-        except (RuntimeError, ValueError):     # RDKit raises on some unsanitisable input
-            props = None
-        if props is None and not AllChem.UFFHasAllMoleculeParams(probe):
-            return [None] * probe.GetNumConformers()
-        energies: list[float | None] = []
-        for conf in probe.GetConformers():
-            ff = _force_field(probe, conf.GetId(), "MMFF94" if props is not None else "UFF", props)
-            energy = None
-            if ff is not None:
-                ff.Initialize()
-                try:
-                    if _run_minimiser(ff, ISOMER_MAX_ITERS):
-                        energy = float(ff.CalcEnergy())
-                except RuntimeError:        # "bad direction in linearSearch"
-                    pass
-            energies.append(energy if energy is not None and math.isfinite(energy) else None)
-    return energies
+        props = minimiser_properties(probe)
+        found = [local_minimum(probe, conf.GetId(), props, ISOMER_MAX_ITERS) for conf in probe.GetConformers()]
+    return [None if minimum is None else minimum[1] for minimum in found]
 
 
 def isomers_of_embeddings(mol: Chem.Mol, seed: int | None, embeddings: int) -> list[Chem.Mol]:
