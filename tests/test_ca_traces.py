@@ -12,6 +12,8 @@ import torch
 import yaml
 from scipy.stats import wasserstein_distance
 
+from _npz import save_damaged_npz
+
 from molscore.cli import main
 
 from molscore.data.ca_metrics import (circular_wasserstein, clash_counts, compare_traces,
@@ -210,11 +212,7 @@ def _train_ca(tmp_path: Path, data: dict) -> int:
 
 def _damaged_npz(path: Path) -> None:
     """An ``.npz`` whose array ``s1`` has a changed byte (its CRC-32 no longer matches)."""
-    arr = helix(12).astype(np.float32)
-    np.savez(path, s1=arr)
-    data = bytearray(path.read_bytes())
-    data[data.find(arr.tobytes()) + 5] ^= 0xFF
-    path.write_bytes(bytes(data))
+    save_damaged_npz(path, "s1", helix(12).astype(np.float32))
 
 
 @pytest.mark.parametrize("write, message", [

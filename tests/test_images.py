@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from _npz import save_damaged_npz
+
 from molscore.cli import main
 from molscore.data.image_metrics import dequantized_bits_per_dim, frechet_distance
 from molscore.data.image_task import ImageDataset, bits_per_dim_of, build_model, build_task, \
@@ -478,11 +480,7 @@ def _npy_named_npz(path) -> None:
 
 def _damaged_npz(path) -> None:
     """An ``.npz`` whose array ``images`` has a changed byte (its CRC-32 no longer matches)."""
-    arr = np.full((4, 8, 8), 7, np.uint8)
-    np.savez(path, images=arr)
-    data = bytearray(path.read_bytes())
-    data[data.find(arr.tobytes()) + 5] ^= 0xFF
-    path.write_bytes(bytes(data))
+    save_damaged_npz(path, "images", np.full((4, 8, 8), 7, np.uint8))
 
 
 @pytest.mark.parametrize("write, message", [
