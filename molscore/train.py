@@ -161,6 +161,13 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _unresumable(path: Path, why: str) -> ConfigError:
+    """The one-line error of a run checkpoint ``path`` that cannot be resumed, ``why``, with
+    the way on."""
+    return ConfigError(f"{path}: {why}; use another output dir, or --no-resume to start over in "
+                       "this one")
+
+
 def load_config(path: str | os.PathLike) -> dict:
     """Read a YAML config file into a dict; ``ConfigError`` if it is missing, not UTF-8 text
     (a checkpoint given for the config), not a mapping or holds a key twice in one mapping."""
@@ -699,9 +706,8 @@ class Trainer:
                               f"checkpoint; use another output dir, or --init with it to start a "
                               f"run from its weights")
         if not isinstance(ckpt.get("config") or {}, dict):   # a hand-edited file: a traceback
-            raise ConfigError(f"{path}: its training state cannot be restored (its 'config' must "
-                              f"be a mapping, got {described(ckpt['config'])}); use another "
-                              "output dir, or --no-resume to start over in this one")
+            raise _unresumable(path, "its training state cannot be restored (its 'config' must be "
+                                     f"a mapping, got {described(ckpt['config'])})")
         meta = ckpt.get("meta", {})
         if meta.get("task") != self.cfg["task"]:
             raise ConfigError(f"{path} was trained for task {meta.get('task')!r}, "
@@ -729,20 +735,17 @@ class Trainer:
             raise ConfigError(f"{path} does not fit the model of this config "
                               f"(changed architecture?): {mismatch_line(err)}") from err
         if "ema" not in ckpt:   # a hand-edited checkpoint: a KeyError traceback
-            raise ConfigError(f"{path}: its training state cannot be restored (it has no 'ema'); "
-                              "use another output dir, or --no-resume to start over in this one")
+            raise _unresumable(path, "its training state cannot be restored (it has no 'ema')")
         try:
             self.ema.load_state_dict(ckpt["ema"])
         except ValueError as err:  # a hand-edited checkpoint, or another model's EMA
-            raise ConfigError(f"{path}: its {err}; use another output dir, or --no-resume to "
-                              "start over in this one") from err
+            raise _unresumable(path, f"its {err}") from err
         self.ema.to(self.device)
         try:
             self._load_training_state(ckpt)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
             reason = message_line(err) or type(err).__name__  # a hand-edited or damaged file
-            raise ConfigError(f"{path}: its training state cannot be restored ({reason}); use "
-                              "another output dir, or --no-resume to start over in this one") from err
+            raise _unresumable(path, f"its training state cannot be restored ({reason})") from err
         if self.cfg["init"] is not None and str(self.cfg["init"]) != ckpt["meta"].get("init") \
                 and self.info.is_main:
             print(f"{self.out_dir}: resuming its run from step {self.step}; init "
